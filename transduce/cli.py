@@ -1,0 +1,148 @@
+"""Command line: parse, call one public function, print. ``transduce --help`` lists commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from transduce.checkpoint import atomic_write_text
+from transduce.config import ConfigError
+from transduce.data.corpus import DataError, read_lines
+
+log = logging.getLogger("transduce")
+
+
+def demo_command(args: argparse.Namespace) -> None:
+    from transduce.demo import run_demo
+
+    run_demo(args.out, n_train=args.n_train, seed=args.seed)
+
+
+def train_command(args: argparse.Namespace) -> None:
+    from transduce.config import load_config
+    from transduce.train import train
+
+    if args.resume:
+        result = train(out=args.out, resume=True, overrides=args.set)
+    else:
+        if args.config is None:
+            raise ConfigError("train: give a CONFIG file (or --resume with --out DIR)")
+        cfg = load_config(args.config, args.set)
+        out = args.out or str(Path("runs") / Path(args.config).stem)
+        result = train(cfg, out)
+    print(json.dumps({"run_dir": str(result.run_dir), "steps": result.steps, "best": result.best}))
+
+
+def _read_input(path: str | None) -> list[str]:
+    if path is None or path == "-":
+        return [line.rstrip("\r\n") for line in sys.stdin]
+    return read_lines(path)
+
+
+def translate_command(args: argparse.Namespace) -> None:
+    from transduce.translate import Translator
+
+    translator = Translator.load(args.model, device=args.device)
+    outputs = translator.translate(_read_input(args.input), args.batch_size)
+    text = "".join(o + "\n" for o in outputs)
+    if args.output:
+        atomic_write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+
+
+def evaluate_command(args: argparse.Namespace) -> None:
+    from transduce.translate import Translator, evaluate
+
+    translator = Translator.load(args.model, device=args.device)
+    scores = evaluate(translator, read_lines(args.src), read_lines(args.ref), args.batch_size)
+    print(json.dumps(scores, ensure_ascii=False))
+
+
+def plot_command(args: argparse.Namespace) -> None:
+    from transduce import plots
+
+    if args.what == "curves":
+        out = plots.plot_learning_curves(Path(args.model) / "metrics.jsonl", args.output)
+    else:
+        from transduce.translate import Translator
+
+        if not args.text:
+            raise ConfigError("plot attention: give --text 'a sentence'")
+        result = Translator.load(args.model).translate_full([args.text])[0]
+        if result.attention is None:
+            raise ConfigError(f"{args.model}: this model has no attention to draw")
+        out = plots.plot_attention(
+            result.attention, result.src_tokens, result.out_tokens, args.output,
+            title=f"{args.text} → {result.text}",
+        )  # fmt: skip
+    print(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transduce", description=__doc__.splitlines()[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train and test on the built-in date task")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--n-train", type=int, default=30000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=demo_command)
+
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("config", nargs="?", help="YAML config (see configs/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=0.001")  # fmt: skip
+    p.add_argument("--out", help="run directory (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.set_defaults(func=train_command)
+
+    for name, func, helptext in (
+        ("translate", translate_command, "translate lines (stdin -> stdout)"),
+        ("evaluate", evaluate_command, "BLEU, chrF, exact match against references"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--model", required=True, help="run directory")
+        p.add_argument("--batch-size", type=int, default=None)
+        p.add_argument("--device", default="cpu")
+        if name == "translate":
+            p.add_argument("--input", help="input file (default stdin)")
+            p.add_argument("--output", help="output file (default stdout)")
+        else:
+            p.add_argument("--src", required=True, help="source lines")
+            p.add_argument("--ref", required=True, help="reference lines")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("plot", help="attention heatmap or learning curves as PNG")
+    p.add_argument("what", choices=["attention", "curves"])
+    p.add_argument("--model", required=True, help="run directory")
+    p.add_argument("--text", help="sentence to translate and draw (attention)")
+    p.add_argument("--output", required=True, help="PNG file to write")
+    p.set_defaults(func=plot_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if args.quiet else "%(message)s",
+    )
+    try:
+        args.func(args)
+    except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"transduce {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"transduce {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

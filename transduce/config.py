@@ -1,0 +1,252 @@
+"""Typed configuration: YAML in, nested frozen dataclasses out, YAML back.
+
+Every section is a frozen dataclass. Loading rejects unknown keys and values of the
+wrong type or outside a ``Literal`` choice, naming the key by its dotted path
+(``model.decoder.hidden_size``). ``--set a.b=v`` overrides go through the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, named by the key's dotted path."""
+
+
+Cell = Literal["rnn", "gru", "lstm"]
+Preset = Literal["simple", "sutskever", "cho", "bahdanau", "luong"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the text comes from and how it becomes token ids."""
+
+    format: Literal["tsv", "pairs"] = "tsv"
+    train: str = ""  # tsv file (format: tsv)
+    train_src: str = ""  # line-aligned files (format: pairs), plain or .gz
+    train_tgt: str = ""
+    valid: str = ""
+    valid_src: str = ""
+    valid_tgt: str = ""
+    src_col: int = 0  # tsv column of the source (0-based)
+    tgt_col: int = 1
+    limit: int | None = None  # read only the first N lines of the training file
+    valid_fraction: float = 0.1  # used when no validation file is given
+    split: Literal["by_source", "tail"] = "by_source"  # tail = Keras validation_split
+    split_seed: int = 1234
+    on_bad_line: Literal["error", "skip"] = "error"
+    src_tokenizer: Literal["char", "word"] = "char"
+    tgt_tokenizer: Literal["char", "word"] = "char"
+    lowercase: bool = False
+    min_freq: int = 1
+    max_vocab: int | None = None
+    max_src_len: int | None = None  # longer pairs are dropped and counted
+    max_tgt_len: int | None = None
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    embed_size: int = 256
+    hidden_size: int = 256
+    layers: int = 1
+    bidirectional: bool | None = None  # None = the preset's choice (bahdanau: true)
+    dropout: float = 0.0  # between stacked layers
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    embed_size: int = 256
+    hidden_size: int = 256
+    layers: int = 1
+    dropout: float = 0.0  # between stacked layers
+    readout_size: int | None = None  # size of the pre-softmax layer; default hidden_size
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    score: Literal["auto", "dot", "general", "concat", "additive"] = "auto"  # auto: per preset
+    input_feeding: bool = True  # Luong et al. 2015, section 3.3
+    size: int | None = None  # additive/concat hidden size; default decoder hidden size
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    preset: Preset = "bahdanau"
+    cell: Cell = "gru"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    bridge: Literal["auto", "none", "copy", "linear"] = "auto"
+    reverse_source: bool = False  # Sutskever et al. 2014 reverse the source words
+    embed_dropout: float = 0.0
+    spatial_dropout: bool = False  # drop whole embedding channels (SpatialDropout1D)
+    output_dropout: float = 0.0  # before the vocabulary projection
+    tie_embeddings: bool = False  # share target embedding and output projection
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # sgd only
+    batch_size: int = 64
+    epochs: int = 10
+    max_steps: int | None = None  # stop after this many updates (overrides epochs)
+    max_seconds: float | None = None  # stop after this much training time
+    clip_norm: float | None = 1.0
+    label_smoothing: float = 0.0
+    teacher_forcing: float = 1.0  # probability of feeding the gold token
+    teacher_forcing_schedule: Literal["constant", "linear", "inverse_sigmoid", "exponential"] = (
+        "constant"
+    )
+    teacher_forcing_min: float = 0.0
+    teacher_forcing_k: float = 1000.0  # schedule speed (steps for linear; k of Bengio et al.)
+    valid_every: int = 0  # steps between validations; 0 = once per epoch
+    valid_exact: bool = True  # greedy-decode the validation set for exact match
+    valid_max: int | None = None  # decode at most this many validation examples
+    patience: int | None = None  # early stopping: validations without improvement
+    early_stop_metric: Literal["loss", "acc", "exact"] = "loss"
+    seed: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0  # 0 = torch default
+    bucket: bool = True  # group sentences of similar length into batches
+    log_every: int = 50
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    max_len: int = 200  # absolute cap on output length
+    max_len_ratio: float | None = None  # per sentence: ceil(ratio * source length) + 5
+    batch_size: int = 128
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+# ---------------------------------------------------------------- dict <-> dataclass
+
+
+def _check_value(tp: Any, value: Any, key: str) -> Any:
+    """Return ``value`` checked (and lightly coerced: int -> float) against type ``tp``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, key)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            choices = ", ".join(map(str, typing.get_args(tp)))
+            raise ConfigError(f"{key}: {value!r} is not one of: {choices}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(arg, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} has the wrong type")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp!r}")  # pragma: no cover
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{dotted}: unknown key (known keys here: {known})")
+        kwargs[key] = _check_value(hints[key], value, dotted)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Every field written out, defaults included (the resolved config)."""
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings (value parsed as YAML) to a nested dict copy."""
+    data = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=0.001")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or start from defaults) and apply ``--set`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    return from_dict(Config, apply_overrides(data, list(overrides)))
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    from transduce.checkpoint import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
+
+
+def data_path(path: str) -> Path:
+    """Expand ``${TRANSDUCE_DATA}`` (default ``../shared/data``) and ``~`` in a data path."""
+    root = os.environ.get("TRANSDUCE_DATA") or str(Path("..", "shared", "data"))
+    path = path.replace("${TRANSDUCE_DATA}", root).replace("$TRANSDUCE_DATA", root)
+    return Path(os.path.expanduser(path))

@@ -1,0 +1,149 @@
+"""Token-id storage and length-bucketed batches.
+
+A corpus is numericalized once into a flat int array with offsets (:class:`Sequences`);
+a batch is built from a list of example indices with vectorised numpy indexing, so the
+training loop does no per-example Python work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID
+
+
+class Sequences:
+    """Ragged int sequences stored flat: ``data[offsets[i] : offsets[i] + lengths[i]]``."""
+
+    def __init__(self, seqs: Sequence[Sequence[int]]):
+        self.lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        self.offsets = np.zeros(len(seqs), dtype=np.int64)
+        if len(seqs):
+            np.cumsum(self.lengths[:-1], out=self.offsets[1:])
+        flat = [t for s in seqs for t in s]
+        self.data = np.asarray(flat, dtype=np.int64) if flat else np.zeros(1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def subset(self, idx: np.ndarray) -> Sequences:
+        """The sequences at ``idx``, copied into a new flat array."""
+        out = Sequences([])
+        out.lengths = self.lengths[idx]
+        out.offsets = np.zeros(len(idx), dtype=np.int64)
+        if len(idx):
+            np.cumsum(out.lengths[:-1], out=out.offsets[1:])
+        total = int(out.lengths.sum())
+        # New position k of sequence j reads old position offsets[idx[j]] + (k - new_offset[j]).
+        shift = np.repeat(self.offsets[idx] - out.offsets, out.lengths)
+        out.data = self.data[np.arange(total) + shift] if total else out.data
+        return out
+
+    def pad(self, idx: np.ndarray, bos: bool = False, eos: bool = False) -> torch.Tensor:
+        """Padded ``[len(idx), T]`` id tensor, optionally with ``<s>`` / ``</s>`` added."""
+        lengths = self.lengths[idx]
+        lead = int(bos)
+        width = int(lengths.max(initial=0)) + lead + int(eos)
+        pos = np.arange(width)[None, :] - lead  # [B, T] position inside each sequence
+        inside = (pos >= 0) & (pos < lengths[:, None])
+        flat_pos = np.where(inside, self.offsets[idx][:, None] + pos, 0)
+        out = np.where(inside, self.data[flat_pos], PAD_ID)
+        if bos:
+            out[:, 0] = BOS_ID
+        if eos:
+            out[np.arange(len(idx)), lengths + lead] = EOS_ID
+        return torch.from_numpy(out)
+
+
+class Batch(NamedTuple):
+    src: torch.Tensor  # [B, S] source ids, 0 = pad
+    tgt_in: torch.Tensor  # [B, T] <s> y1 .. yn
+    tgt_out: torch.Tensor  # [B, T] y1 .. yn </s>
+    index: torch.Tensor  # [B] example indices into the dataset
+
+    @property
+    def src_mask(self) -> torch.Tensor:  # [B, S] True at real tokens
+        return self.src != PAD_ID
+
+    @property
+    def ntokens(self) -> int:
+        return int((self.tgt_out != PAD_ID).sum())
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(*(t.to(device, non_blocking=True) for t in self))
+
+
+class ParallelData:
+    """A numericalized parallel corpus: source and target id sequences (no specials)."""
+
+    def __init__(self, src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None = None):
+        self.src = Sequences(src)
+        self.tgt = Sequences(tgt) if tgt is not None else None
+        if self.tgt is not None and len(self.tgt) != len(self.src):
+            raise ValueError("source and target have different numbers of examples")
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def subset(self, idx: np.ndarray) -> ParallelData:
+        out = ParallelData([])
+        out.src = self.src.subset(idx)
+        out.tgt = None if self.tgt is None else self.tgt.subset(idx)
+        return out
+
+    def batch(self, idx: np.ndarray) -> Batch:
+        idx = np.asarray(idx, dtype=np.int64)
+        src = self.src.pad(idx)
+        if self.tgt is None:
+            empty = torch.zeros(len(idx), 0, dtype=torch.long)
+            return Batch(src, empty, empty, torch.from_numpy(idx))
+        return Batch(
+            src, self.tgt.pad(idx, bos=True), self.tgt.pad(idx, eos=True), torch.from_numpy(idx)
+        )
+
+    def batch_order(
+        self,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        bucket: bool = True,
+        shuffle: bool = True,
+        rank: int = 0,
+        world: int = 1,
+    ) -> list[np.ndarray]:
+        """Index arrays, one per batch, for one epoch; rank ``r`` of ``world`` gets its shard.
+
+        With ``bucket``, examples are sorted by (noisy) length inside pools of 50 batches so
+        a batch wastes little on padding, then the batch order is shuffled. The order is a
+        pure function of (seed, epoch), which is what makes resuming exact.
+        """
+        rng = np.random.default_rng([seed, epoch])
+        n = len(self)
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        if bucket:
+            lengths = self.src.lengths + (self.tgt.lengths if self.tgt is not None else 0)
+            noisy = lengths[order] + (rng.random(n) if shuffle else 0.0)
+            pool = batch_size * 50
+            sorted_pools = [
+                order[i : i + pool][np.argsort(noisy[i : i + pool], kind="stable")]
+                for i in range(0, n, pool)
+            ]
+            order = np.concatenate(sorted_pools) if sorted_pools else order
+        batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        if shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        if world > 1:
+            # Drop the remainder so every rank takes the same number of steps.
+            usable = len(batches) - len(batches) % world
+            batches = batches[rank:usable:world]
+        return batches
+
+    def iter_batches(self, batch_size: int, sort: bool = True) -> Iterator[Batch]:
+        """Batches in length order for inference; ``Batch.index`` maps back to the input."""
+        order = np.argsort(self.src.lengths, kind="stable") if sort else np.arange(len(self))
+        for i in range(0, len(self), batch_size):
+            yield self.batch(order[i : i + batch_size])

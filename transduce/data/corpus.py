@@ -1,0 +1,405 @@
+"""Corpus readers: Anki/Tatoeba TSV files and line-aligned file pairs, strictly validated.
+
+Every problem with the input is reported as a `DataError` whose message reads
+``path:line: problem``, with a 1-based physical line number. Files are read as bytes and
+decoded line by line, so invalid UTF-8 names its line instead of failing the whole file.
+
+A bad line is either fatal (``on_bad_line="error"``, the default) or dropped and counted
+(``on_bad_line="skip"``); in both cases ``report.lines == report.kept + skipped``, so
+nothing disappears without a trace.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import random
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import zip_longest
+from typing import BinaryIO
+
+logger = logging.getLogger("transduce.data")
+
+POLICIES = ("error", "skip")
+MAX_EXAMPLES = 5
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = "\ufeff"
+
+PathLike = str | os.PathLike[str]
+
+
+class DataError(ValueError):
+    """Bad input: the message is ``f"{path}:{line}: {problem}"``, or ``f"{path}: {problem}"``."""
+
+    def __init__(self, path: PathLike, line: int | None, problem: str):
+        self.path = os.fspath(path)
+        self.line = line
+        self.problem = problem
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {problem}")
+
+    def __reduce__(self):
+        # The default pickling replays args=(message,), which would not fit __init__.
+        return type(self), (self.path, self.line, self.problem)
+
+
+class _BadLine(Exception):
+    """One line's problem: `kind` is the short key counted in reports, `message` the detail."""
+
+    def __init__(self, kind: str, message: str | None = None, path: PathLike | None = None):
+        super().__init__(message or kind)
+        self.kind = kind
+        self.message = message or kind
+        self.path = path
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass
+class ReadReport:
+    """What a reader looked at, kept and skipped (by kind, with the first few examples)."""
+
+    path: str
+    lines: int = 0
+    kept: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def n_skipped(self) -> int:
+        """Total number of skipped lines."""
+        return sum(self.skipped.values())
+
+    def skip(self, line: int, kind: str, problem: str) -> None:
+        """Count a dropped line under `kind`; remember it if it is among the first few."""
+        self.skipped[kind] += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append((line, problem))
+
+    def skipped_text(self) -> str:
+        """E.g. ``"no tab: 1, empty target: 1; first at line 17"``."""
+        kinds = ", ".join(f"{kind}: {count:,}" for kind, count in self.skipped.most_common())
+        first = f"; first at line {self.examples[0][0]}" if self.examples else ""
+        return kinds + first
+
+    def summary(self) -> str:
+        """One line for the log, e.g. ``"ell.txt: kept 9,998 of 10,000 lines; skipped 2 (...)"``."""
+        text = f"{self.path}: kept {self.kept:,} of {self.lines:,} lines"
+        if self.skipped:
+            text += f"; skipped {self.n_skipped:,} ({self.skipped_text()})"
+        return text
+
+
+@dataclass
+class Parallel:
+    """Aligned source and target texts, with the report of how they were read."""
+
+    src: list[str]
+    tgt: list[str]
+    report: ReadReport
+
+    def __post_init__(self) -> None:
+        if len(self.src) != len(self.tgt):
+            raise ValueError(f"src has {len(self.src)} texts but tgt has {len(self.tgt)}")
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+
+# --------------------------------------------------------------------------- physical lines
+
+
+@contextmanager
+def _open_bytes(path: PathLike) -> Iterator[BinaryIO]:
+    """Open `path` for binary reading, gunzipping it if it is named *.gz or starts like gzip."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed by the `with` below)
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found") from None
+    except IsADirectoryError:
+        raise DataError(path, None, "is a directory, not a file") from None
+    except OSError as e:
+        raise DataError(path, None, f"cannot open: {e.strerror or e}") from None
+    with f:
+        # peek rather than read+seek, so pipes (e.g. /dev/stdin) work too
+        if os.fspath(path).endswith(".gz") or f.peek(2)[:2] == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=f, mode="rb") as gz:
+                yield gz
+        else:
+            yield f
+
+
+def _numbered_lines(
+    f: BinaryIO, path: PathLike, limit: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Yield (1-based line number, line bytes without LF / CRLF / trailing CR), at most `limit`."""
+    number = 0
+    try:
+        for raw in f:
+            number += 1
+            if raw.endswith(b"\n"):
+                raw = raw[:-1]
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            yield number, raw
+            if number == limit:  # stop before reading on, so nothing past the limit is touched
+                return
+    except (OSError, EOFError, zlib.error) as e:
+        # Corrupt or truncated gzip data surfaces while reading, not at open; gzip decodes
+        # ahead in blocks, so the failure can only be placed after the last good line.
+        problem = f"cannot read past line {number} (corrupt or truncated file?): {e}"
+        raise DataError(path, None, problem) from None
+
+
+def _decode(raw: bytes, number: int) -> str:
+    """Decode one line as UTF-8, dropping a BOM at the start of the file."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad = raw[e.start : e.end].hex(" ")
+        before = raw[: e.start].decode("utf-8", errors="replace")[-20:]
+        message = f"invalid UTF-8 at byte {e.start + 1}: {e.reason} (0x{bad}) after {before!r}"
+        raise _BadLine("invalid UTF-8", message) from None
+    return text.removeprefix(_BOM) if number == 1 else text
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def _check_options(on_bad_line: str, limit: int | None) -> None:
+    if on_bad_line not in POLICIES:
+        allowed = ", ".join(repr(p) for p in POLICIES)
+        raise ValueError(f"on_bad_line must be one of {allowed}; got {on_bad_line!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None; got {limit!r}")
+
+
+def _reject(bad: _BadLine, path: PathLike, number: int, report: ReadReport, policy: str) -> None:
+    """Apply the policy to a bad line: raise at once, or count it and go on."""
+    if policy == "error":
+        raise DataError(bad.path or path, number, bad.message) from None
+    report.skip(number, bad.kind, bad.message)
+
+
+def _finish(report: ReadReport, path: PathLike) -> None:
+    """Refuse an empty result; log the skips once."""
+    if report.lines == 0:
+        raise DataError(path, None, "empty file")
+    if report.kept == 0:
+        raise DataError(path, None, f"every line was skipped ({report.skipped_text()})")
+    if report.skipped:
+        logger.warning("%s", report.summary())
+
+
+def _non_empty(source: str, target: str) -> tuple[str, str]:
+    source, target = source.strip(), target.strip()
+    if not source:
+        raise _BadLine("empty source")
+    if not target:
+        raise _BadLine("empty target")
+    return source, target
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _check_columns(src_col: int, tgt_col: int, min_columns: int, max_columns: int) -> None:
+    if not 1 <= min_columns <= max_columns:
+        raise ValueError(f"need 1 <= min_columns <= max_columns; got {min_columns}, {max_columns}")
+    for name, col in (("src_col", src_col), ("tgt_col", tgt_col)):
+        if not 0 <= col < min_columns:
+            raise ValueError(f"{name}={col} must be in [0, min_columns={min_columns})")
+    if src_col == tgt_col:
+        raise ValueError(f"src_col and tgt_col must differ; both are {src_col}")
+
+
+def _split_tsv(
+    text: str, src_col: int, tgt_col: int, min_columns: int, max_columns: int
+) -> tuple[str, str]:
+    """Pick (source, target) out of one TSV line, or raise _BadLine saying what is wrong."""
+    if "\t" not in text and not text.strip():
+        raise _BadLine("blank line")
+    fields = text.split("\t")
+    span = f"{min_columns}" if min_columns == max_columns else f"{min_columns}–{max_columns}"
+    if len(fields) == 1:
+        raise _BadLine("no tab", f"no tab (expected {span} tab-separated columns, found 1)")
+    if not min_columns <= len(fields) <= max_columns:
+        found = len(fields)
+        raise _BadLine("wrong column count", f"wrong column count: expected {span}, found {found}")
+    return _non_empty(fields[src_col], fields[tgt_col])
+
+
+def read_tsv(
+    path: PathLike,
+    src_col: int = 0,
+    tgt_col: int = 1,
+    *,
+    on_bad_line: str = "error",
+    limit: int | None = None,
+    min_columns: int = 2,
+    max_columns: int = 3,
+) -> Parallel:
+    """Read an Anki/Tatoeba file: ``source<TAB>target[<TAB>attribution]`` per line.
+
+    `src_col` / `tgt_col` pick the direction (1, 0 reads the file backwards); `limit` reads
+    only the first N physical lines; the file may be gzipped.
+    """
+    _check_options(on_bad_line, limit)
+    _check_columns(src_col, tgt_col, min_columns, max_columns)
+    report = ReadReport(os.fspath(path))
+    src: list[str] = []
+    tgt: list[str] = []
+    with _open_bytes(path) as f:
+        for number, raw in _numbered_lines(f, path, limit):
+            report.lines += 1
+            try:
+                text = _decode(raw, number)
+                source, target = _split_tsv(text, src_col, tgt_col, min_columns, max_columns)
+            except _BadLine as bad:
+                _reject(bad, path, number, report, on_bad_line)
+                continue
+            src.append(source)
+            tgt.append(target)
+            report.kept += 1
+    _finish(report, path)
+    return Parallel(src, tgt, report)
+
+
+def _aligned(
+    src_lines: Iterator[tuple[int, bytes]],
+    tgt_lines: Iterator[tuple[int, bytes]],
+    src_path: PathLike,
+    tgt_path: PathLike,
+) -> Iterator[tuple[int, bytes, bytes]]:
+    """Zip two numbered line streams; files of different lengths are always an error."""
+    number = 0
+    for src_item, tgt_item in zip_longest(src_lines, tgt_lines):
+        if src_item is None or tgt_item is None:
+            short, long = (src_path, tgt_path) if src_item is None else (tgt_path, src_path)
+            ends = f"ends after line {number}" if number else "is empty"
+            problem = (
+                f"line-aligned files differ in length: {os.fspath(short)} {ends} but "
+                f"{os.fspath(long)} goes on (its line {number + 1} has no partner)"
+            )
+            raise DataError(short, number or None, problem)
+        number = src_item[0]
+        yield number, src_item[1], tgt_item[1]
+
+
+def _decode_pair(
+    raw_src: bytes, raw_tgt: bytes, number: int, src_path: PathLike, tgt_path: PathLike
+) -> tuple[str, str]:
+    """Decode both sides; a decoding problem names the file it is in."""
+    texts = []
+    for raw, path in ((raw_src, src_path), (raw_tgt, tgt_path)):
+        try:
+            texts.append(_decode(raw, number))
+        except _BadLine as bad:
+            bad.path = path
+            raise
+    source, target = texts
+    try:
+        return _non_empty(source, target)
+    except _BadLine as bad:
+        bad.path = src_path if bad.kind == "empty source" else tgt_path
+        raise
+
+
+def read_line_pairs(
+    src_path: PathLike,
+    tgt_path: PathLike,
+    *,
+    on_bad_line: str = "error",
+    limit: int | None = None,
+) -> Parallel:
+    """Read two line-aligned files (plain or gzip): line i of one translates line i of the other.
+
+    Files of different lengths are an error whatever the policy.
+    """
+    _check_options(on_bad_line, limit)
+    report = ReadReport(f"{os.fspath(src_path)} + {os.fspath(tgt_path)}")
+    src: list[str] = []
+    tgt: list[str] = []
+    with _open_bytes(src_path) as fs, _open_bytes(tgt_path) as ft:
+        src_lines = _numbered_lines(fs, src_path, limit)
+        tgt_lines = _numbered_lines(ft, tgt_path, limit)
+        for number, raw_src, raw_tgt in _aligned(src_lines, tgt_lines, src_path, tgt_path):
+            report.lines += 1
+            try:
+                source, target = _decode_pair(raw_src, raw_tgt, number, src_path, tgt_path)
+            except _BadLine as bad:
+                _reject(bad, src_path, number, report, on_bad_line)
+                continue
+            src.append(source)
+            tgt.append(target)
+            report.kept += 1
+    _finish(report, report.path)
+    return Parallel(src, tgt, report)
+
+
+def read_lines(path: PathLike) -> list[str]:
+    """One stripped text per line, for translate/evaluate input; empty lines are kept as ""."""
+    texts: list[str] = []
+    with _open_bytes(path) as f:
+        for number, raw in _numbered_lines(f, path):
+            try:
+                texts.append(_decode(raw, number).strip())
+            except _BadLine as bad:
+                raise DataError(path, number, bad.message) from None
+    return texts
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def _check_fraction(valid_fraction: float) -> None:
+    if not 0.0 <= valid_fraction < 1.0:  # also rejects NaN
+        raise ValueError(f"valid_fraction must be in [0, 1); got {valid_fraction!r}")
+
+
+def split_by_source(
+    src: Sequence[str], valid_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Split rows into (train, valid) indices so that no source sentence is on both sides.
+
+    Tatoeba repeats a source with several translations; splitting rows at random would
+    leak those sources into validation. Unique sources are shuffled with
+    ``random.Random(seed)`` and ``round(valid_fraction * n_unique)`` of them (at least one,
+    and never all) go to validation. Both index lists are sorted ascending.
+    """
+    _check_fraction(valid_fraction)
+    unique = sorted(set(src))  # sorted: the split depends on the set of sources, not row order
+    random.Random(seed).shuffle(unique)
+    n_valid = round(valid_fraction * len(unique))
+    if valid_fraction > 0 and len(unique) > 1:
+        n_valid = min(max(n_valid, 1), len(unique) - 1)
+    elif len(unique) <= 1:
+        n_valid = 0
+    valid_sources = set(unique[:n_valid])
+    train = [i for i, s in enumerate(src) if s not in valid_sources]
+    valid = [i for i, s in enumerate(src) if s in valid_sources]
+    return train, valid
+
+
+def split_tail(n: int, valid_fraction: float) -> tuple[list[int], list[int]]:
+    """The last `valid_fraction` of `n` rows as validation, as Keras's ``validation_split``.
+
+    Keras puts the first ``int(n * (1 - valid_fraction))`` rows in training and refuses a
+    split that leaves either side empty; so does this.
+    """
+    _check_fraction(valid_fraction)
+    if n < 0:
+        raise ValueError(f"n must be >= 0; got {n}")
+    split_at = int(n * (1.0 - valid_fraction))
+    if valid_fraction > 0 and not 0 < split_at < n:
+        raise ValueError(
+            f"{n} rows cannot be split into training and validation with "
+            f"valid_fraction={valid_fraction}"
+        )
+    return list(range(split_at)), list(range(split_at, n))

@@ -1,0 +1,125 @@
+"""From the data config to numericalized training data, and back to text.
+
+:class:`TextPipeline` holds the tokenizers and vocabularies of a run: it turns text into
+:class:`ParallelData` and output ids back into text. It is saved with the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from transduce.config import DataConfig, data_path
+from transduce.data.batches import ParallelData
+from transduce.data.corpus import (
+    Parallel,
+    read_line_pairs,
+    read_tsv,
+    split_by_source,
+    split_tail,
+)
+from transduce.data.tokenizers import Tokenizer, build_tokenizer
+from transduce.data.vocab import Vocab
+
+log = logging.getLogger("transduce.data")
+
+
+@dataclass
+class TextSplits:
+    train_src: list[str]
+    train_tgt: list[str]
+    valid_src: list[str]
+    valid_tgt: list[str]
+
+
+def _read(cfg: DataConfig, tsv: str, src: str, tgt: str, limit: int | None) -> Parallel:
+    if cfg.format == "tsv":
+        if not tsv:
+            raise ValueError("data: format 'tsv' needs data.train (and optionally data.valid)")
+        return read_tsv(
+            data_path(tsv), cfg.src_col, cfg.tgt_col, on_bad_line=cfg.on_bad_line, limit=limit
+        )
+    if not (src and tgt):
+        raise ValueError("data: format 'pairs' needs data.train_src and data.train_tgt")
+    return read_line_pairs(data_path(src), data_path(tgt), on_bad_line=cfg.on_bad_line, limit=limit)
+
+
+def load_texts(cfg: DataConfig) -> TextSplits:
+    """Read training (and validation) text; split off validation when no file is given."""
+    train = _read(cfg, cfg.train, cfg.train_src, cfg.train_tgt, cfg.limit)
+    has_valid = cfg.valid if cfg.format == "tsv" else (cfg.valid_src and cfg.valid_tgt)
+    if has_valid:
+        valid = _read(cfg, cfg.valid, cfg.valid_src, cfg.valid_tgt, None)
+        return TextSplits(train.src, train.tgt, valid.src, valid.tgt)
+    if cfg.split == "tail":
+        tr, va = split_tail(len(train.src), cfg.valid_fraction)
+    else:
+        tr, va = split_by_source(train.src, cfg.valid_fraction, cfg.split_seed)
+    pick = lambda xs, idx: [xs[i] for i in idx]  # noqa: E731
+    return TextSplits(
+        pick(train.src, tr), pick(train.tgt, tr), pick(train.src, va), pick(train.tgt, va)
+    )
+
+
+class TextPipeline:
+    """Tokenizers + vocabularies for one run."""
+
+    def __init__(self, src_tok: Tokenizer, tgt_tok: Tokenizer, src_vocab: Vocab, tgt_vocab: Vocab):
+        self.src_tok, self.tgt_tok = src_tok, tgt_tok
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+
+    @classmethod
+    def build(cls, cfg: DataConfig, src_texts: list[str], tgt_texts: list[str]) -> TextPipeline:
+        src_tok = build_tokenizer(cfg.src_tokenizer, cfg.lowercase)
+        tgt_tok = build_tokenizer(cfg.tgt_tokenizer, cfg.lowercase)
+        src_vocab = Vocab.build(map(src_tok.encode, src_texts), cfg.min_freq, cfg.max_vocab)
+        tgt_vocab = Vocab.build(map(tgt_tok.encode, tgt_texts), cfg.min_freq, cfg.max_vocab)
+        return cls(src_tok, tgt_tok, src_vocab, tgt_vocab)
+
+    def save(self, run_dir: str | os.PathLike) -> None:
+        self.src_vocab.save(Path(run_dir, "vocab.src.json"))
+        self.tgt_vocab.save(Path(run_dir, "vocab.tgt.json"))
+
+    @classmethod
+    def load(cls, cfg: DataConfig, run_dir: str | os.PathLike) -> TextPipeline:
+        return cls(
+            build_tokenizer(cfg.src_tokenizer, cfg.lowercase),
+            build_tokenizer(cfg.tgt_tokenizer, cfg.lowercase),
+            Vocab.load(Path(run_dir, "vocab.src.json")),
+            Vocab.load(Path(run_dir, "vocab.tgt.json")),
+        )
+
+    def encode(self, src: list[str], tgt: list[str] | None = None) -> ParallelData:
+        src_ids = [self.src_vocab.encode(self.src_tok.encode(s)) for s in src]
+        tgt_ids = (
+            None if tgt is None else [self.tgt_vocab.encode(self.tgt_tok.encode(t)) for t in tgt]
+        )
+        return ParallelData(src_ids, tgt_ids)
+
+    def decode(self, ids) -> str:
+        return self.tgt_tok.decode(self.tgt_vocab.decode(ids))
+
+    def src_tokens(self, text: str) -> list[str]:
+        return self.src_tok.encode(text)
+
+
+def filter_lengths(data: ParallelData, cfg: DataConfig, name: str) -> ParallelData:
+    """Drop pairs longer than ``max_src_len`` / ``max_tgt_len``; the count is reported."""
+    if cfg.max_src_len is None and cfg.max_tgt_len is None:
+        return data
+    keep = np.ones(len(data), dtype=bool)
+    if cfg.max_src_len is not None:
+        keep &= data.src.lengths <= cfg.max_src_len
+    if cfg.max_tgt_len is not None and data.tgt is not None:
+        keep &= data.tgt.lengths <= cfg.max_tgt_len
+    dropped = int((~keep).sum())
+    if dropped:
+        log.warning(
+            "%s: dropped %d of %d pairs longer than max_src_len=%s / max_tgt_len=%s tokens",
+            name, dropped, len(data), cfg.max_src_len, cfg.max_tgt_len,
+        )  # fmt: skip
+    return data.subset(np.nonzero(keep)[0])

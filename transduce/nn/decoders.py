@@ -1,0 +1,220 @@
+"""One recurrent decoder; the seeds' variants are settings of it (ARCHITECTURE §3).
+
+Per step, the cell input is a concatenation of some of:
+  the previous target token's embedding            (all but ``simple``)
+  a fixed source summary c                         (``simple``: the only input; ``cho``)
+  an attention context computed from h_{t-1}       (``bahdanau``: attention before the cell)
+  the previous attentional vector                  (``luong`` input feeding)
+and the features handed to the vocabulary head are one of:
+  ``hidden``       h_t                                              (simple, sutskever)
+  ``deep``         tanh(W [h_t; c_t; y_{t-1}])                      (cho, bahdanau)
+  ``attentional``  tanh(W_c [h_t; c_t]) with attention after cell   (luong)
+
+Variants without step-to-step feedback (no attention before the cell, no input feeding)
+unroll the whole target in one fused RNN call when teacher-forced.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import nn
+
+from transduce.nn.attention import attend
+from transduce.nn.embed import TokenEmbedding
+from transduce.nn.encoders import RNN_CLASSES, Memory, _select
+
+
+class DecoderState(NamedTuple):
+    """Immutable, batch-first decoder state; beam search reorders it with ``select``.
+
+    h: ``[B, L, H]`` hidden state per layer; c: ``[B, L, H]`` LSTM cell state or None;
+    feed: ``[B, F]`` previous attentional vector (input feeding) or None;
+    fixed: ``[B, C]`` fixed source summary fed at every step, or None.
+    """
+
+    h: torch.Tensor
+    c: torch.Tensor | None = None
+    feed: torch.Tensor | None = None
+    fixed: torch.Tensor | None = None
+
+    def select(self, index: torch.Tensor) -> DecoderState:
+        return DecoderState(*(_select(t, index) for t in self))
+
+
+class RNNDecoder(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        memory_size: int,
+        cell: str = "gru",
+        embed_size: int = 256,
+        hidden_size: int = 256,
+        layers: int = 1,
+        dropout: float = 0.0,
+        *,
+        token_input: bool = True,
+        fixed_context: bool = False,
+        attention: Literal["none", "before", "after"] = "none",
+        scorer: nn.Module | None = None,
+        input_feeding: bool = False,
+        readout: Literal["hidden", "deep", "attentional"] = "hidden",
+        readout_size: int | None = None,
+        bridge: Literal["none", "copy", "linear"] = "none",
+        encoder_layers: int = 1,
+        embed_dropout: float = 0.0,
+        spatial_dropout: bool = False,
+    ):
+        super().__init__()
+        if (attention == "none") != (scorer is None):
+            raise ValueError("an attention position needs a scorer and vice versa")
+        self.cell, self.layers, self.hidden_size = cell, layers, hidden_size
+        self.attention, self.scorer, self.input_feeding = attention, scorer, input_feeding
+        self.fixed_context, self.readout, self.bridge = fixed_context, readout, bridge
+        self.encoder_layers = encoder_layers
+        self.embed = (
+            TokenEmbedding(vocab_size, embed_size, embed_dropout, spatial_dropout)
+            if token_input
+            else None
+        )
+        context_size = memory_size if (attention != "none" or fixed_context) else 0
+        self.output_size = hidden_size if readout == "hidden" else (readout_size or hidden_size)
+        input_size = (
+            (embed_size if token_input else 0)
+            + (memory_size if fixed_context else 0)
+            + (memory_size if attention == "before" else 0)
+            + (self.output_size if input_feeding else 0)
+        )
+        self.rnn = RNN_CLASSES[cell](
+            input_size, hidden_size, layers, batch_first=True, dropout=dropout if layers > 1 else 0
+        )
+        readout_in = hidden_size + context_size
+        if readout == "deep":
+            readout_in += embed_size if token_input else 0
+        self.readout_proj = (
+            None if readout == "hidden" else nn.Linear(readout_in, self.output_size, bias=False)
+        )
+        if bridge == "linear":
+            self.bridge_h = nn.Linear(memory_size, layers * hidden_size)
+            self.bridge_c = nn.Linear(memory_size, layers * hidden_size) if cell == "lstm" else None
+
+    # ------------------------------------------------------------------ state
+
+    def prepare(self, memory: Memory) -> Memory:
+        """Precompute attention keys once per source."""
+        if self.scorer is None:
+            return memory
+        return memory._replace(keys=self.scorer.prepare(memory.outputs))
+
+    def init_state(self, memory: Memory) -> DecoderState:
+        batch, top = memory.outputs.shape[0], memory.final_h[:, -1]  # top: [B, M]
+        shape = (batch, self.layers, self.hidden_size)
+        c = None
+        if self.bridge == "linear":
+            h = torch.tanh(self.bridge_h(top)).view(shape)
+            if self.bridge_c is not None:
+                c = self.bridge_c(top).view(shape)
+        elif self.bridge == "copy":
+            enc, dec = self.encoder_layers, self.layers
+            # Decoder layer i takes encoder layer i (top layers when the decoder is shallower).
+            idx = (
+                list(range(enc - dec, enc))
+                if dec <= enc
+                else [*range(enc), *[enc - 1] * (dec - enc)]
+            )
+            if memory.final_h.shape[-1] != self.hidden_size:
+                raise ValueError(
+                    f"bridge 'copy' needs encoder state size {memory.final_h.shape[-1]} to equal "
+                    f"decoder hidden size {self.hidden_size}; use bridge: linear"
+                )
+            h = memory.final_h[:, idx]
+            if self.cell == "lstm":
+                c = memory.final_c[:, idx] if memory.final_c is not None else torch.zeros_like(h)
+        else:
+            h = top.new_zeros(shape)
+        if self.cell == "lstm" and c is None:
+            c = torch.zeros_like(h)
+        feed = top.new_zeros(batch, self.output_size) if self.input_feeding else None
+        return DecoderState(h.contiguous(), c, feed, top if self.fixed_context else None)
+
+    # ------------------------------------------------------------------ steps
+
+    def step(
+        self, prev: torch.Tensor, state: DecoderState, memory: Memory
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """``prev [B]`` ids -> features ``[B, F]``, new state, attention ``[B, S]`` or None."""
+        emb = self.embed(prev[:, None]) if self.embed is not None else None  # [B, 1, E]
+        feats, state, attn = self._step(emb, state, memory)
+        return feats[:, 0], state, None if attn is None else attn[:, 0]
+
+    def _step(self, emb, state: DecoderState, memory: Memory):
+        """One step on ``emb [B, 1, E]`` (or None); returns ``[B, 1, F]`` features."""
+        h, c, feed, fixed = state
+        parts = [] if emb is None else [emb]
+        ctx = attn = None
+        if fixed is not None:
+            ctx = fixed[:, None]  # [B, 1, M]
+            parts.append(ctx)
+        if self.attention == "before":
+            query = h[:, -1:]  # [B, 1, H] top layer of h_{t-1}
+            ctx, attn = attend(self.scorer.score(query, memory.keys), memory.mask, memory.outputs)
+            parts.append(ctx)
+        if self.input_feeding:
+            parts.append(feed[:, None])
+        out, (h, c) = self._run(torch.cat(parts, -1), h, c)  # out: [B, 1, H]
+        if self.attention == "after":
+            ctx, attn = attend(self.scorer.score(out, memory.keys), memory.mask, memory.outputs)
+        feats = self._readout(out, ctx, emb)
+        feed = feats[:, 0] if self.input_feeding else None
+        return feats, DecoderState(h, c, feed, fixed), attn
+
+    def _run(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
+        """Run the cell stack on ``x [B, T, I]`` from batch-first states ``[B, L, H]``."""
+        hx = h.transpose(0, 1).contiguous()  # [L, B, H]
+        if self.cell == "lstm":
+            out, (hn, cn) = self.rnn(x, (hx, c.transpose(0, 1).contiguous()))
+            return out, (hn.transpose(0, 1), cn.transpose(0, 1))
+        out, hn = self.rnn(x, hx)
+        return out, (hn.transpose(0, 1), None)
+
+    def _readout(self, out, ctx, emb):
+        if self.readout == "hidden":
+            return out
+        if ctx is not None and ctx.shape[1] != out.shape[1]:
+            ctx = ctx.expand(-1, out.shape[1], -1)  # fixed context over all steps
+        parts = [out] + ([ctx] if ctx is not None else [])
+        if self.readout == "deep" and emb is not None:
+            parts.append(emb)
+        return torch.tanh(self.readout_proj(torch.cat(parts, -1)))
+
+    # ------------------------------------------------------------------ teacher forcing
+
+    @property
+    def has_feedback(self) -> bool:
+        """True when step t needs step t-1's outputs beyond the RNN state."""
+        return self.attention == "before" or self.input_feeding
+
+    def forward(
+        self, tgt_in: torch.Tensor, memory: Memory, state: DecoderState
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher-forced: ``tgt_in [B, T]`` -> features ``[B, T, F]``, attn ``[B, T, S]``."""
+        emb = self.embed(tgt_in) if self.embed is not None else None  # [B, T, E]
+        if self.has_feedback:
+            feats, attns = [], []
+            for t in range(tgt_in.shape[1]):
+                f, state, a = self._step(None if emb is None else emb[:, t : t + 1], state, memory)
+                feats.append(f)
+                attns.append(a)
+            return torch.cat(feats, 1), None if attns[0] is None else torch.cat(attns, 1)
+        # Fast path: one fused RNN call over the whole target.
+        steps = tgt_in.shape[1]
+        parts = [] if emb is None else [emb]
+        ctx = attn = None
+        if state.fixed is not None:
+            ctx = state.fixed[:, None].expand(-1, steps, -1)  # [B, T, M]
+            parts.append(ctx)
+        out, _ = self._run(torch.cat(parts, -1), state.h, state.c)  # [B, T, H]
+        if self.attention == "after":
+            ctx, attn = attend(self.scorer.score(out, memory.keys), memory.mask, memory.outputs)
+        return self._readout(out, ctx, emb), attn

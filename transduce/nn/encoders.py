@@ -1,0 +1,88 @@
+"""Recurrent encoder and the ``Memory`` it hands to every decoder."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from transduce.nn.embed import TokenEmbedding
+
+RNN_CLASSES = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+def _select(t: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t.index_select(0, index)
+
+
+class Memory(NamedTuple):
+    """What the decoder reads of the source; all batch-first.
+
+    outputs: ``[B, S, H]`` encoder outputs (both directions concatenated).
+    mask:    ``[B, S]`` True at real source positions.
+    final_h: ``[B, L, H]`` last hidden state of every encoder layer.
+    final_c: ``[B, L, H]`` LSTM cell state, or None.
+    keys:    ``[B, S, K]`` attention keys precomputed once per source, or None.
+    """
+
+    outputs: torch.Tensor
+    mask: torch.Tensor
+    final_h: torch.Tensor
+    final_c: torch.Tensor | None = None
+    keys: torch.Tensor | None = None
+
+    def select(self, index: torch.Tensor) -> Memory:
+        """Reorder / repeat the batch dimension (beam search expands sources this way)."""
+        return Memory(*(_select(t, index) for t in self))
+
+
+class RNNEncoder(nn.Module):
+    """Embedding + stacked (bi)directional RNN/GRU/LSTM over padded sources.
+
+    Padded positions are skipped with packed sequences, so each direction's final state is
+    the state at the sentence's real end.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_size: int,
+        hidden_size: int,
+        cell: str = "gru",
+        layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        embed_dropout: float = 0.0,
+        spatial_dropout: bool = False,
+    ):
+        super().__init__()
+        self.embed = TokenEmbedding(vocab_size, embed_size, embed_dropout, spatial_dropout)
+        self.rnn = RNN_CLASSES[cell](
+            embed_size,
+            hidden_size,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if layers > 1 else 0.0,
+        )
+        self.layers = layers
+        self.directions = 2 if bidirectional else 1
+        self.output_size = hidden_size * self.directions
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor) -> Memory:
+        """``src [B, S]`` ids, ``src_mask [B, S]`` -> :class:`Memory`."""
+        emb = self.embed(src)  # [B, S, E]
+        lengths = src_mask.sum(1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
+        out, final = self.rnn(packed)
+        outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        h, c = final if isinstance(final, tuple) else (final, None)
+        return Memory(outputs, src_mask, self._merge(h), None if c is None else self._merge(c))
+
+    def _merge(self, state: torch.Tensor) -> torch.Tensor:
+        """``[L * dirs, B, H] -> [B, L, dirs * H]`` (directions side by side)."""
+        batch = state.shape[1]
+        state = state.view(self.layers, self.directions, batch, -1)  # [L, dirs, B, H]
+        return state.permute(2, 0, 1, 3).reshape(batch, self.layers, -1)

@@ -1,0 +1,163 @@
+"""``Seq2Seq`` = encoder + decoder + head, and the named presets (ARCHITECTURE §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from transduce.config import ModelConfig
+from transduce.nn.attention import build_scorer
+from transduce.nn.decoders import DecoderState, RNNDecoder
+from transduce.nn.encoders import Memory, RNNEncoder
+from transduce.nn.heads import VocabHead
+
+
+def reverse_padded(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's real tokens in place of ``[B, S, ...]``, leaving padding at the end."""
+    lengths = mask.sum(1, keepdim=True)  # [B, 1]
+    pos = torch.arange(x.shape[1], device=x.device)[None, :]  # [1, S]
+    idx = torch.where(pos < lengths, lengths - 1 - pos, pos)  # [B, S]
+    if x.dim() == 3:
+        idx = idx[:, :, None].expand(-1, -1, x.shape[2])
+    return x.gather(1, idx)
+
+
+class Seq2Seq(nn.Module):
+    """The step contract search relies on: ``encode``, ``init_state``, ``step``, ``head``."""
+
+    def __init__(
+        self, encoder: nn.Module, decoder: RNNDecoder, head: VocabHead, reverse_source: bool
+    ):
+        super().__init__()
+        self.encoder, self.decoder, self.head = encoder, decoder, head
+        self.reverse_source = reverse_source
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> Memory:
+        """``src [B, S]`` -> Memory with attention keys ready."""
+        if self.reverse_source:
+            # Sutskever et al. 2014: read the source backwards. Outputs are put back in source
+            # order so attention weights line up with the tokens as written.
+            memory = self.encoder(reverse_padded(src, src_mask), src_mask)
+            memory = memory._replace(outputs=reverse_padded(memory.outputs, src_mask))
+        else:
+            memory = self.encoder(src, src_mask)
+        return self.decoder.prepare(memory)
+
+    def init_state(self, memory: Memory) -> DecoderState:
+        return self.decoder.init_state(memory)
+
+    def step(
+        self, prev: torch.Tensor, state: DecoderState, memory: Memory
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        return self.decoder.step(prev, state, memory)
+
+    def forward(
+        self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher-forced logits ``[B, T, V]`` and attention ``[B, T, S]`` (or None)."""
+        memory = self.encode(src, src_mask)
+        features, attn = self.decoder(tgt_in, memory, self.init_state(memory))
+        return self.head(features), attn
+
+
+# ---------------------------------------------------------------------- presets
+# Each returns the decoder settings that make the variant; everything else is shared.
+
+
+def _simple(cfg: ModelConfig) -> dict[str, Any]:
+    # SimpleSeq2Seq / RepeatVector: the encoder vector is the only input at every step.
+    return dict(token_input=False, fixed_context=True, readout="hidden", bridge="none")
+
+
+def _sutskever(cfg: ModelConfig) -> dict[str, Any]:
+    # Sutskever, Vinyals & Le 2014: the encoder's final state starts the decoder.
+    return dict(readout="hidden", bridge="copy")
+
+
+def _cho(cfg: ModelConfig) -> dict[str, Any]:
+    # Cho et al. 2014 ("peek"): c initialises h (tanh V c), enters every step and the readout.
+    return dict(fixed_context=True, readout="deep", bridge="linear")
+
+
+def _bahdanau(cfg: ModelConfig) -> dict[str, Any]:
+    # Bahdanau, Cho & Bengio 2015: additive attention on h_{t-1}, context enters the cell.
+    return dict(attention="before", score="additive", readout="deep", bridge="linear")
+
+
+def _luong(cfg: ModelConfig) -> dict[str, Any]:
+    # Luong, Pham & Manning 2015: global attention on h_t, attentional vector fed back.
+    return dict(
+        attention="after",
+        score="general",
+        readout="attentional",
+        input_feeding=cfg.attention.input_feeding,
+        bridge="copy",
+    )
+
+
+PRESETS = {
+    "simple": _simple,
+    "sutskever": _sutskever,
+    "cho": _cho,
+    "bahdanau": _bahdanau,
+    "luong": _luong,
+}
+BIDIRECTIONAL_BY_DEFAULT = {"bahdanau"}
+
+
+def encoder_is_bidirectional(cfg: ModelConfig) -> bool:
+    if cfg.encoder.bidirectional is None:
+        return cfg.preset in BIDIRECTIONAL_BY_DEFAULT
+    return cfg.encoder.bidirectional
+
+
+def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    """Build the preset ``cfg.preset`` with the sizes in ``cfg``."""
+    enc_cfg, dec_cfg = cfg.encoder, cfg.decoder
+    encoder = RNNEncoder(
+        src_vocab_size,
+        enc_cfg.embed_size,
+        enc_cfg.hidden_size,
+        cfg.cell,
+        enc_cfg.layers,
+        encoder_is_bidirectional(cfg),
+        enc_cfg.dropout,
+        cfg.embed_dropout,
+        cfg.spatial_dropout,
+    )
+    opts = PRESETS[cfg.preset](cfg)
+    score = opts.pop("score", None)
+    if cfg.attention.score != "auto" and score is not None:
+        score = cfg.attention.score
+    bridge = opts.pop("bridge")
+    if cfg.bridge != "auto":
+        bridge = cfg.bridge
+    elif bridge == "copy" and encoder.output_size != dec_cfg.hidden_size:
+        bridge = "linear"  # sizes differ (e.g. a bidirectional encoder): learn the mapping
+    scorer = None
+    if score is not None:
+        scorer = build_scorer(score, dec_cfg.hidden_size, encoder.output_size, cfg.attention.size)
+    decoder = RNNDecoder(
+        tgt_vocab_size,
+        encoder.output_size,
+        cfg.cell,
+        dec_cfg.embed_size,
+        dec_cfg.hidden_size,
+        dec_cfg.layers,
+        dec_cfg.dropout,
+        scorer=scorer,
+        readout_size=dec_cfg.readout_size,
+        bridge=bridge,
+        encoder_layers=enc_cfg.layers,
+        embed_dropout=cfg.embed_dropout,
+        spatial_dropout=cfg.spatial_dropout,
+        **opts,
+    )
+    head = VocabHead(decoder.output_size, tgt_vocab_size, cfg.output_dropout)
+    if cfg.tie_embeddings:
+        if decoder.embed is None:
+            raise ValueError("tie_embeddings needs a decoder with token input (not 'simple')")
+        head.tie(decoder.embed.embed)
+    return Seq2Seq(encoder, decoder, head, cfg.reverse_source)

@@ -1,0 +1,177 @@
+"""Figures for runs: attention heatmaps and learning curves, written as image files.
+
+Figures are built with ``matplotlib.figure.Figure`` and rendered by Agg, so pyplot's global
+figure registry and backend are never touched; fonts are set only inside ``rc_context``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib import font_manager
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# DejaVu Sans ships with matplotlib and covers Latin, Greek and Cyrillic; the others, when
+# installed, fill in other scripts through matplotlib's per-glyph font fallback.
+PREFERRED_FONTS = (
+    "DejaVu Sans",
+    "Noto Sans",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Sans Arabic",
+    "Noto Sans Devanagari",
+    "Noto Sans Hebrew",
+    "Arial Unicode MS",
+)
+METRICS = ("loss", "ppl", "acc", "exact", "bleu")
+_WHITESPACE = {" ": "␣", "\t": "⇥", "\n": "↵", "\r": "␍", "\u00a0": "⍽"}
+
+
+@lru_cache(maxsize=1)
+def _font_families() -> list[str]:
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return [name for name in PREFERRED_FONTS if name in installed] or ["sans-serif"]
+
+
+def _rc() -> dict[str, Any]:
+    return {"font.family": _font_families()}
+
+
+def visible_token(token: str) -> str:
+    """``token`` with whitespace drawn visibly ("a b" -> "a␣b"); "" becomes "∅"."""
+    if not token:
+        return "∅"
+    return "".join(_WHITESPACE.get(ch, "␣") if ch.isspace() else ch for ch in token)
+
+
+def _save_atomic(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Render ``fig`` next to ``path`` then rename it into place, so no reader sees half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    # Not mkstemp: its 0600 mode would outlive the rename; open(..., "xb") honours the umask.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as handle:
+            FigureCanvasAgg(fig).print_figure(handle, format=fmt, bbox_inches="tight", dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _as_matrix(weights: Any) -> np.ndarray:
+    if hasattr(weights, "detach"):  # a torch tensor, possibly on GPU or requiring grad
+        weights = weights.detach().float().cpu().numpy()
+    return np.asarray(weights, dtype=float)
+
+
+def plot_attention(
+    weights: Any,
+    src_tokens: Sequence[str],
+    out_tokens: Sequence[str],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """Heatmap of attention ``weights`` [len(out_tokens), len(src_tokens)] saved to ``path``.
+
+    Source tokens label the x axis, output tokens the y axis; whitespace tokens are drawn
+    visibly. Returns the path written.
+    """
+    matrix = _as_matrix(weights)
+    expected = (len(out_tokens), len(src_tokens))
+    if matrix.shape != expected:
+        raise ValueError(
+            f"weights shape {matrix.shape} does not match (len(out_tokens), "
+            f"len(src_tokens)) = {expected}"
+        )
+    n_out, n_src = expected
+    width = min(4.0 + 0.32 * n_src, 60.0)
+    height = min(2.5 + 0.32 * n_out, 60.0)
+    with matplotlib.rc_context(_rc()):
+        fig = Figure(figsize=(width, height))
+        ax = fig.add_subplot()
+        image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0.0, interpolation="nearest")
+        ax.set_xticks(range(n_src), [visible_token(t) for t in src_tokens], rotation=90)
+        ax.set_yticks(range(n_out), [visible_token(t) for t in out_tokens])
+        ax.set_xlabel("source")
+        ax.set_ylabel("output")
+        if title:
+            ax.set_title(title)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
+        return _save_atomic(fig, path)
+
+
+def read_metrics(metrics_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Records of a metrics.jsonl file; blank lines skipped, anything else not JSON raises."""
+    records = []
+    with open(metrics_path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{metrics_path}:{lineno}: not valid JSON ({err})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{metrics_path}:{lineno}: expected a JSON object")
+            records.append(record)
+    return records
+
+
+def _series(
+    records: list[dict[str, Any]], metric: str
+) -> dict[str, tuple[list[float], list[float]]]:
+    """{split: (steps, values)} for one metric, in file order."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for index, record in enumerate(records):
+        value = record.get(metric)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        step = record.get("step", record.get("epoch", index))
+        steps, values = series.setdefault(str(record.get("split", "train")), ([], []))
+        steps.append(step)
+        values.append(value)
+    return series
+
+
+def plot_learning_curves(
+    metrics_path: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """One subplot per metric in a run's metrics.jsonl, a line per split, against step."""
+    records = read_metrics(metrics_path)
+    panels = [(m, s) for m in METRICS if (s := _series(records, m))]
+    if not panels:
+        raise ValueError(f"{metrics_path}: none of the metrics {METRICS} found")
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    with matplotlib.rc_context(_rc()):
+        fig = Figure(figsize=(4.5 * ncols, 3.4 * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, (metric, series) in zip(axes, panels, strict=False):
+            for split, (steps, values) in sorted(series.items()):
+                # Validation points are sparse: mark them so single evaluations show.
+                marker = "o" if split != "train" else None
+                ax.plot(steps, values, label=split, marker=marker, markersize=3, linewidth=1.2)
+            ax.set_title(metric)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+        for ax in axes[len(panels) :]:
+            ax.set_visible(False)
+        if title:
+            fig.suptitle(title)
+        return _save_atomic(fig, path)

@@ -1,0 +1,395 @@
+"""Training: teacher forcing policy, loss, optimisation, validation, checkpoints, resume.
+
+Nothing here knows which preset it trains: it uses ``encode``/``init_state``/``step``/
+``head`` and the decoder's teacher-forced ``forward``. Only rank 0 writes (a later
+torch.distributed launch sets ``rank``/``world``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from transduce import checkpoint as ckpt
+from transduce.config import Config, TrainConfig, load_config, save_config
+from transduce.data.batches import Batch, ParallelData
+from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
+from transduce.data.vocab import EOS_ID, PAD_ID
+from transduce.metrics import perplexity
+from transduce.nn.models import Seq2Seq, build_model
+from transduce.search import greedy
+
+log = logging.getLogger("transduce.train")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    best: dict[str, Any]
+    last: dict[str, Any]
+    steps: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def teacher_forcing_ratio(cfg: TrainConfig, step: int) -> float:
+    """Probability of feeding the gold token at ``step`` (scheduled sampling,
+    Bengio et al. 2015, section 2.4: linear, exponential and inverse-sigmoid decay)."""
+    top, low, k = cfg.teacher_forcing, cfg.teacher_forcing_min, cfg.teacher_forcing_k
+    if cfg.teacher_forcing_schedule == "constant":
+        return top
+    if cfg.teacher_forcing_schedule == "linear":
+        return max(low, top - (top - low) * step / k)
+    if cfg.teacher_forcing_schedule == "exponential":  # k < 1 here: ratio = k ** step
+        return max(low, top * k**step)
+    return max(low, top * k / (k + math.exp(min(step / k, 700.0))))  # inverse sigmoid
+
+
+def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        # Keras defaults (rho=0.9, eps=1e-7), which the seeds' recipes were tuned with.
+        return torch.optim.RMSprop(
+            params, lr=cfg.lr, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: Config,
+        model: Seq2Seq,
+        pipeline: TextPipeline,
+        train_data: ParallelData,
+        valid_data: ParallelData,
+        run_dir: str | os.PathLike,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        self.cfg, self.tcfg = cfg, cfg.train
+        self.device = resolve_device(cfg.train.device)
+        self.model = model.to(self.device)
+        self.pipeline, self.train_data, self.valid_data = pipeline, train_data, valid_data
+        self.run_dir, self.rank, self.world = Path(run_dir), rank, world
+        self.optimizer = build_optimizer(self.tcfg, model.parameters())
+        self.coins = torch.Generator().manual_seed(self.tcfg.seed + 7)  # scheduled sampling
+        self.step = self.epoch = self.position = 0  # position: batches done in this epoch
+        self.best: dict[str, Any] | None = None
+        self.stale = 0  # validations without improvement
+        self.elapsed = 0.0
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ one update
+
+    def loss(self, batch: Batch, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed token cross-entropy and the number of correct tokens."""
+        memory = self.model.encode(batch.src, batch.src_mask)
+        state = self.model.init_state(memory)
+        if ratio >= 1.0:
+            features, _ = self.model.decoder(batch.tgt_in, memory, state)
+            logits = self.model.head(features)  # [B, T, V]
+        else:
+            logits = self._scheduled_sampling(batch, memory, state, ratio)
+        flat = logits.reshape(-1, logits.shape[-1]).float()
+        target = batch.tgt_out.reshape(-1)
+        loss = F.cross_entropy(
+            flat,
+            target,
+            ignore_index=PAD_ID,
+            label_smoothing=self.tcfg.label_smoothing if self.model.training else 0.0,
+            reduction="sum",
+        )
+        correct = ((flat.argmax(-1) == target) & (target != PAD_ID)).sum()
+        return loss, correct
+
+    def _scheduled_sampling(self, batch: Batch, memory, state, ratio: float) -> torch.Tensor:
+        """Step-by-step unroll feeding the gold token with probability ``ratio``, else the
+        model's own argmax (Bengio et al. 2015)."""
+        prev, steps, logits = batch.tgt_in[:, 0], batch.tgt_in.shape[1], []
+        for t in range(steps):
+            features, state, _ = self.model.step(prev, state, memory)
+            logits.append(self.model.head(features))  # [B, V]
+            if t + 1 < steps:
+                gold = batch.tgt_in[:, t + 1]
+                coin = torch.rand(gold.shape[0], generator=self.coins).to(gold.device) < ratio
+                prev = torch.where(coin, gold, logits[-1].argmax(-1).detach())
+        return torch.stack(logits, 1)
+
+    def update(self, batch: Batch) -> tuple[float, int]:
+        self.model.train()
+        batch = batch.to(self.device)
+        ntokens = batch.ntokens
+        loss, _ = self.loss(batch, teacher_forcing_ratio(self.tcfg, self.step))
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss / max(ntokens, 1)).backward()
+        if self.tcfg.clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.clip_norm)
+        self.optimizer.step()
+        self.step += 1
+        return float(loss) / max(ntokens, 1), ntokens
+
+    # ------------------------------------------------------------------ validation
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        self.model.eval()
+        loss_sum, correct, total = 0.0, 0, 0
+        for batch in self.valid_data.iter_batches(self.cfg.decode.batch_size):
+            batch = batch.to(self.device)
+            loss, right = self.loss(batch, 1.0)
+            loss_sum, correct, total = (
+                loss_sum + float(loss),
+                correct + int(right),
+                total + batch.ntokens,
+            )
+        metrics = {"loss": loss_sum / max(total, 1), "acc": correct / max(total, 1)}
+        metrics["ppl"] = perplexity(metrics["loss"])
+        if self.tcfg.valid_exact:
+            metrics["exact"] = self.exact_match()
+        return metrics
+
+    def exact_match(self) -> float:
+        n = len(self.valid_data)
+        if self.tcfg.valid_max is not None:
+            n = min(n, self.tcfg.valid_max)
+        data = self.valid_data.subset(np.arange(n))
+        hits = 0
+        for batch in data.iter_batches(self.cfg.decode.batch_size):
+            batch = batch.to(self.device)
+            hyp = greedy(self.model, batch.src, batch.src_mask, self.cfg.decode.max_len)
+            gold = batch.tgt_out.masked_fill(batch.tgt_out == EOS_ID, PAD_ID)  # [B, T]
+            width = max(hyp.tokens.shape[1], gold.shape[1])
+            same = F.pad(hyp.tokens, (0, width - hyp.tokens.shape[1])) == F.pad(
+                gold, (0, width - gold.shape[1])
+            )
+            hits += int((same.all(1) & (hyp.lengths == (gold != PAD_ID).sum(1))).sum())
+        return hits / max(n, 1)
+
+    def improved(self, metrics: dict[str, Any]) -> bool:
+        key = self.tcfg.early_stop_metric
+        if self.best is None:
+            return True
+        if key == "loss":
+            return metrics["loss"] < self.best["loss"]
+        return metrics[key] > self.best[key]
+
+    # ------------------------------------------------------------------ loop
+
+    def fit(self) -> RunResult:
+        """Train until epochs / max_steps / max_seconds / early stopping, validating and
+        checkpointing along the way. Continues from ``self.step`` after :meth:`restore`."""
+        tcfg, writer = self.tcfg, self.rank == 0
+        plan = self._batches(self.epoch)
+        total = tcfg.max_steps or tcfg.epochs * len(plan)
+        bar = tqdm(
+            total=total,
+            initial=self.step,
+            disable=not (tcfg.progress and writer),
+            unit="step",
+            dynamic_ncols=True,
+            desc="train",
+        )
+        start, window_tokens, window_start, stop = (
+            time.perf_counter() - self.elapsed,
+            0,
+            None,
+            False,
+        )
+        losses: list[float] = []
+        while not stop and self.epoch < tcfg.epochs:
+            plan = self._batches(self.epoch)
+            for idx in plan[self.position :]:
+                window_start = window_start or time.perf_counter()
+                loss, ntok = self.update(self.train_data.batch(idx))
+                self.position += 1
+                losses.append(loss)
+                window_tokens += ntok
+                rate = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+                bar.update(1)
+                bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
+                if tcfg.log_every and self.step % tcfg.log_every == 0:
+                    self._log({"split": "train", "loss": float(np.mean(losses)), "tok_s": rate})
+                    losses.clear()
+                self.elapsed = time.perf_counter() - start
+                stop = self._should_stop()
+                if stop or (tcfg.valid_every and self.step % tcfg.valid_every == 0):
+                    stop = self._checkpoint() or stop
+                if stop:
+                    break
+            else:
+                self.epoch, self.position = self.epoch + 1, 0
+                if not tcfg.valid_every or self.epoch >= tcfg.epochs:
+                    stop = self._checkpoint()
+        bar.close()
+        if self.history and self.history[-1].get("step") != self.step:
+            self._checkpoint()
+        return RunResult(
+            self.run_dir, self.best or {}, self.history[-1] if self.history else {},
+            self.step, self.elapsed, self.history,
+        )  # fmt: skip
+
+    def _batches(self, epoch: int) -> list[np.ndarray]:
+        t = self.tcfg
+        return self.train_data.batch_order(
+            t.batch_size, t.seed, epoch, t.bucket, rank=self.rank, world=self.world
+        )
+
+    def _should_stop(self) -> bool:
+        t = self.tcfg
+        return bool(
+            (t.max_steps and self.step >= t.max_steps)
+            or (t.max_seconds and self.elapsed >= t.max_seconds)
+        )
+
+    def _checkpoint(self) -> bool:
+        """Validate, write metrics and checkpoints; True when early stopping says stop."""
+        metrics = self.validate()
+        record = {"split": "valid", **metrics, "seconds": round(self.elapsed, 2)}
+        better = self.improved(metrics)
+        if better:
+            self.best = {"step": self.step, "epoch": self.epoch, **metrics}
+            self.stale = 0
+        else:
+            self.stale += 1
+        self._log(record)
+        if self.rank == 0:
+            meta = {"step": str(self.step), "epoch": str(self.epoch)}
+            if better:
+                ckpt.save_weights(self.model, self.run_dir / "model.safetensors", meta)
+            ckpt.save_weights(self.model, self.run_dir / "last" / "model.safetensors", meta)
+            ckpt.save_trainer_state(self.state_dict(), self.run_dir / "last" / "trainer_state.pt")
+        patience = self.tcfg.patience
+        return patience is not None and self.stale >= patience
+
+    def _log(self, record: dict[str, Any]) -> None:
+        record = {"step": self.step, "epoch": self.epoch, **record}
+        if record["split"] == "valid":
+            self.history.append(record)
+            if self.rank == 0:
+                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}
+                tqdm.write(" ".join(f"{k}={v}" for k, v in shown.items() if k != "split"))
+        if self.rank == 0:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ resume
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "counters": torch.tensor([self.step, self.epoch, self.position, self.stale]),
+            "elapsed": torch.tensor(self.elapsed, dtype=torch.float64),
+            "best": json.dumps(self.best),
+            "history": json.dumps(self.history),
+            "torch_rng": torch.get_rng_state(),
+            "coins_rng": self.coins.get_state(),
+            "python_rng": json.dumps(random.getstate()),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.epoch, self.position, self.stale = state["counters"].tolist()
+        self.elapsed = float(state["elapsed"])
+        self.best = json.loads(state["best"])
+        self.history = json.loads(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+        self.coins.set_state(state["coins_rng"])
+        version, internal, gauss = json.loads(state["python_rng"])
+        random.setstate((version, tuple(internal), gauss))
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def prepare_run(
+    cfg: Config, run_dir: Path, resume: bool
+) -> tuple[TextPipeline, ParallelData, ParallelData]:
+    texts = load_texts(cfg.data)
+    if resume:
+        pipeline = TextPipeline.load(cfg.data, run_dir)
+    else:
+        pipeline = TextPipeline.build(cfg.data, texts.train_src, texts.train_tgt)
+    train_data = filter_lengths(
+        pipeline.encode(texts.train_src, texts.train_tgt), cfg.data, "train"
+    )
+    valid_data = pipeline.encode(texts.valid_src, texts.valid_tgt)
+    return pipeline, train_data, valid_data
+
+
+def train(
+    cfg: Config | None = None,
+    out: str | os.PathLike = "runs/default",
+    resume: bool = False,
+    overrides: list[str] = (),
+) -> RunResult:
+    """Train ``cfg`` into run directory ``out``; with ``resume``, continue the run saved
+    there (its own config.yaml, plus ``overrides``) from its last checkpoint."""
+    run_dir = Path(out)
+    state_path = run_dir / "last" / "trainer_state.pt"
+    if resume:
+        if not state_path.exists():
+            raise FileNotFoundError(f"{run_dir}: nothing to resume (no last/trainer_state.pt)")
+        cfg = load_config(run_dir / "config.yaml", overrides)
+    elif cfg is None:
+        raise ValueError("train() needs a config unless resuming")
+    elif (run_dir / "last").exists():
+        raise FileExistsError(f"{run_dir} already holds a run: use --resume or another --out")
+    seed_everything(cfg.train.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pipeline, train_data, valid_data = prepare_run(cfg, run_dir, resume)
+    model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
+    trainer = Trainer(cfg, model, pipeline, train_data, valid_data, run_dir)
+    if resume:
+        ckpt.load_weights(model, run_dir / "last" / "model.safetensors")
+        trainer.restore(ckpt.load_trainer_state(state_path))
+        _truncate_metrics(run_dir / "metrics.jsonl", trainer.step)
+    else:
+        save_config(cfg, run_dir / "config.yaml")
+        pipeline.save(run_dir)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info(
+        "train %d pairs, valid %d; vocab src %d tgt %d; %s %s model, %.2fM parameters",
+        len(train_data), len(valid_data), len(pipeline.src_vocab), len(pipeline.tgt_vocab),
+        cfg.model.preset, cfg.model.cell, n_params / 1e6,
+    )  # fmt: skip
+    return trainer.fit()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    ckpt.atomic_write_text(path, "".join(ln + "\n" for ln in keep))
