@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as err:
+        if os.environ.get("TRANSDUCE_DEBUG"):
+            raise
         print(f"transduce {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -245,8 +245,19 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
 
 
+def data_root() -> Path:
+    """``$TRANSDUCE_DATA``, else ``../shared/data`` from the working directory or, failing
+    that, beside this source checkout."""
+    if os.environ.get("TRANSDUCE_DATA"):
+        return Path(os.environ["TRANSDUCE_DATA"])
+    here = Path("..", "shared", "data")
+    beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return here if here.exists() or not beside_checkout.exists() else beside_checkout
+
+
 def data_path(path: str) -> Path:
-    """Expand ``${TRANSDUCE_DATA}`` (default ``../shared/data``) and ``~`` in a data path."""
-    root = os.environ.get("TRANSDUCE_DATA") or str(Path("..", "shared", "data"))
-    path = path.replace("${TRANSDUCE_DATA}", root).replace("$TRANSDUCE_DATA", root)
+    """Expand ``${TRANSDUCE_DATA}`` (see :func:`data_root`) and ``~`` in a data path."""
+    if "TRANSDUCE_DATA" in path:
+        root = str(data_root())
+        path = path.replace("${TRANSDUCE_DATA}", root).replace("$TRANSDUCE_DATA", root)
     return Path(os.path.expanduser(path))

@@ -148,7 +148,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.clip_norm)
         self.optimizer.step()
         self.step += 1
-        return float(loss) / max(ntokens, 1), ntokens
+        return float(loss.detach()) / max(ntokens, 1), ntokens
 
     # ------------------------------------------------------------------ validation
 
@@ -236,12 +236,16 @@ class Trainer:
                 stop = self._should_stop()
                 if stop or (tcfg.valid_every and self.step % tcfg.valid_every == 0):
                     stop = self._checkpoint() or stop
+                    window_tokens, window_start = 0, None  # validation time is not training
+                    losses.clear()  # train-loss windows restart at checkpoints (exact resume)
                 if stop:
                     break
             else:
                 self.epoch, self.position = self.epoch + 1, 0
                 if not tcfg.valid_every or self.epoch >= tcfg.epochs:
                     stop = self._checkpoint()
+                    window_tokens, window_start = 0, None
+                    losses.clear()
         bar.close()
         if self.history and self.history[-1].get("step") != self.step:
             self._checkpoint()

@@ -1,0 +1,40 @@
+"""Small shared builders for the tests: a tiny text task and configs that train in seconds."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from transduce.config import Config, from_dict
+
+
+def reverse_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Short lowercase strings and their reversal: learnable in a few hundred steps."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        word = "".join(rng.choice("abcdef") for _ in range(rng.randint(2, 6)))
+        pairs.append((word, word[::-1]))
+    return pairs
+
+
+def write_tsv(path: Path, pairs: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    return path
+
+
+def tiny_config(train_tsv: Path, **sections: dict) -> Config:
+    raw = {
+        "data": {"train": str(train_tsv), "valid_fraction": 0.2},
+        "model": {
+            "preset": "luong",
+            "cell": "gru",
+            "encoder": {"embed_size": 16, "hidden_size": 32},
+            "decoder": {"embed_size": 16, "hidden_size": 32},
+        },
+        "train": {"batch_size": 16, "epochs": 2, "lr": 0.01, "progress": False, "log_every": 5},
+        "decode": {"max_len": 12},
+    }
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    return from_dict(Config, raw)

@@ -1,0 +1,54 @@
+import pytest
+
+from transduce.config import Config, ConfigError, load_config, save_config
+
+
+def test_defaults_round_trip(tmp_path):
+    cfg = load_config(None, ["model.preset=luong", "model.decoder.hidden_size=64"])
+    save_config(cfg, tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert again == cfg
+    assert again.model.decoder.hidden_size == 64
+    assert isinstance(again, Config)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("model:\n  decoder:\n    hiden_size: 3\n", "model.decoder.hiden_size: unknown key"),
+        ("model:\n  preset: bahdanou\n", "model.preset: 'bahdanou' is not one of"),
+        ("train:\n  lr: fast\n", "train.lr: expected a number"),
+        ("train:\n  epochs: 2.5\n", "train.epochs: expected an integer"),
+        ("train:\n  progress: 1\n", "train.progress: expected true/false"),
+        ("model: 3\n", "model: expected a mapping"),
+        ("- a\n", "top level must be a mapping"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, yaml_text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config(path)
+
+
+def test_set_overrides_are_type_checked():
+    cfg = load_config(None, ["train.lr=0.5", "train.max_steps=7", "data.limit=null"])
+    assert cfg.train.lr == 0.5 and cfg.train.max_steps == 7 and cfg.data.limit is None
+    with pytest.raises(ConfigError, match=r"model\.decoder\.hidden_size: expected an integer"):
+        load_config(None, ["model.decoder.hidden_size=big"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(None, ["train.lr"])
+    with pytest.raises(ConfigError, match=r"train\.nope: unknown key"):
+        load_config(None, ["train.nope=1"])
+
+
+def test_configs_in_repo_load():
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parents[1].glob("configs/*.yaml")):
+        assert isinstance(load_config(path), Config), path
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")

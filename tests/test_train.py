@@ -1,0 +1,145 @@
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from transduce.checkpoint import load_trainer_state
+from transduce.config import TrainConfig, load_config
+from transduce.data.corpus import DataError
+from transduce.train import teacher_forcing_ratio, train
+
+
+@pytest.fixture
+def tsv(tmp_path):
+    return write_tsv(tmp_path / "rev.tsv", reverse_pairs(160))
+
+
+def weights(path):
+    return load_file(str(path))
+
+
+def test_run_directory_layout(tsv, tmp_path):
+    result = train(tiny_config(tsv), tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ("config.yaml", "model.safetensors", "vocab.src.json", "vocab.tgt.json",
+                 "metrics.jsonl", "last/model.safetensors", "last/trainer_state.pt"):  # fmt: skip
+        assert (run / name).is_file(), name
+    assert not list(run.rglob("*.tmp")), "temporary files left behind"
+    state = load_trainer_state(run / "last" / "trainer_state.pt")  # weights_only=True
+    assert state["counters"][0].item() == result.steps
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = [x for x in lines if x["split"] == "valid"]
+    assert [x["epoch"] for x in valid] == [1, 2]
+    assert {"loss", "ppl", "acc", "exact", "step"} <= set(valid[0])
+    assert math.isclose(valid[0]["ppl"], math.exp(valid[0]["loss"]), rel_tol=1e-6)
+    assert any(x["split"] == "train" for x in lines)
+    # The resolved config holds every default and loads back to the same config.
+    assert load_config(run / "config.yaml") == tiny_config(tsv)
+
+
+def test_training_learns(tsv, tmp_path):
+    cfg = tiny_config(tsv, train={"epochs": 12, "batch_size": 16, "lr": 0.01})
+    result = train(cfg, tmp_path / "run")
+    first, last = result.history[0], result.history[-1]
+    assert last["loss"] < first["loss"] * 0.5
+    # Exact match on validation words never seen in training rises well above the start.
+    assert max(h["exact"] for h in result.history) >= first["exact"] + 0.2
+
+
+def test_same_seed_same_weights(tsv, tmp_path):
+    train(tiny_config(tsv), tmp_path / "a")
+    train(tiny_config(tsv), tmp_path / "b")
+    a, b = weights(tmp_path / "a/model.safetensors"), weights(tmp_path / "b/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = tiny_config(tsv, train={"seed": 2})
+    train(c, tmp_path / "c")
+    other = weights(tmp_path / "c/model.safetensors")
+    assert not all(torch.equal(a[k], other[k]) for k in a)
+
+
+@pytest.mark.parametrize("preset", ["luong", "bahdanau"])
+def test_resume_equals_uninterrupted(tsv, tmp_path, preset):
+    extra = {"embed_dropout": 0.2, "output_dropout": 0.2, "preset": preset}  # uses the RNG
+    full = train(tiny_config(tsv, model=extra, train={"epochs": 3}), tmp_path / "full")
+    train(tiny_config(tsv, model=extra, train={"epochs": 1}), tmp_path / "part")
+    resumed = train(out=tmp_path / "part", resume=True, overrides=["train.epochs=3"])
+    assert resumed.steps == full.steps
+    a, b = (
+        weights(tmp_path / "full/last/model.safetensors"),
+        weights(tmp_path / "part/last/model.safetensors"),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("seconds", "tok_s")} for r in rs]  # noqa: E731
+    assert strip(rows(tmp_path / "full")) == strip(rows(tmp_path / "part"))
+
+
+def test_resume_mid_epoch_with_valid_every(tsv, tmp_path):
+    cfg = tiny_config(tsv, train={"epochs": 2, "valid_every": 3})
+    full = train(cfg, tmp_path / "full")
+    train(
+        tiny_config(tsv, train={"epochs": 2, "valid_every": 3, "max_steps": 5}), tmp_path / "part"
+    )
+    resumed = train(out=tmp_path / "part", resume=True, overrides=["train.max_steps=null"])
+    assert resumed.steps == full.steps
+    a, b = (
+        weights(tmp_path / "full/last/model.safetensors"),
+        weights(tmp_path / "part/last/model.safetensors"),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_refuses_to_overwrite_and_resume_needs_a_run(tsv, tmp_path):
+    train(tiny_config(tsv, train={"epochs": 1}), tmp_path / "run")
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config(tsv), tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(out=tmp_path / "empty", resume=True)
+
+
+def test_scheduled_sampling_and_label_smoothing_train(tsv, tmp_path):
+    cfg = tiny_config(
+        tsv,
+        train={"teacher_forcing": 1.0, "teacher_forcing_schedule": "linear",
+               "teacher_forcing_k": 10, "teacher_forcing_min": 0.5, "label_smoothing": 0.1,
+               "epochs": 3},
+    )  # fmt: skip
+    result = train(cfg, tmp_path / "run")
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_early_stopping_stops(tsv, tmp_path):
+    cfg = tiny_config(tsv, train={"epochs": 50, "lr": 0.0, "patience": 2, "optimizer": "sgd"})
+    result = train(cfg, tmp_path / "run")
+    assert len(result.history) == 3  # one best, then two without improvement
+
+
+def test_max_steps(tsv, tmp_path):
+    result = train(tiny_config(tsv, train={"max_steps": 4}), tmp_path / "run")
+    assert result.steps == 4 and result.history[-1]["step"] == 4
+
+
+def test_teacher_forcing_schedules():
+    const = TrainConfig(teacher_forcing=0.8)
+    assert teacher_forcing_ratio(const, 10_000) == 0.8
+    lin = TrainConfig(
+        teacher_forcing_schedule="linear", teacher_forcing_k=100, teacher_forcing_min=0.2
+    )
+    assert teacher_forcing_ratio(lin, 0) == 1.0
+    assert teacher_forcing_ratio(lin, 50) == pytest.approx(0.6)  # halfway from 1.0 to 0.2
+    assert teacher_forcing_ratio(lin, 1000) == 0.2
+    exp = TrainConfig(teacher_forcing_schedule="exponential", teacher_forcing_k=0.99)
+    assert teacher_forcing_ratio(exp, 100) == pytest.approx(0.99**100)
+    sig = TrainConfig(teacher_forcing_schedule="inverse_sigmoid", teacher_forcing_k=10)
+    values = [teacher_forcing_ratio(sig, s) for s in (0, 20, 50, 100)]
+    assert values == sorted(values, reverse=True) and values[-1] < 0.01
+
+
+def test_bad_training_file_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("ab\tba\ncd no tab here\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.tsv:2: no tab"):
+        train(tiny_config(bad), tmp_path / "run")
