@@ -44,7 +44,11 @@ CASES = [
     Case("cho", "lstm", steps=100),
     Case("bahdanau", "gru", steps=80),
     Case("bahdanau", "lstm", steps=80),
-    *(Case("luong", cell, score, steps=100) for cell in ("gru", "lstm") for score in ("dot", "general", "concat")),
+    *(
+        Case("luong", cell, score, steps=100)
+        for cell in ("gru", "lstm")
+        for score in ("dot", "general", "concat")
+    ),
 ]
 
 
@@ -81,40 +85,48 @@ def make_task(n: int = 48, min_len: int = 2, max_len: int = 5, seed: int = 0) ->
     return Batch(src, src != PAD_ID, tgt_in, tgt_out)
 
 
-def tiny_config(case: Case, hidden: int = 32, embed: int = 16, **overrides) -> ModelConfig:
-    enc, dec = overrides.pop("encoder", {}), overrides.pop("decoder", {})
-    return ModelConfig(
-        preset=case.preset,
-        cell=case.cell,
-        encoder=EncoderConfig(**{"embed_size": embed, "hidden_size": hidden, **enc}),
-        decoder=DecoderConfig(**{"embed_size": embed, "hidden_size": hidden, **dec}),
-        attention=AttentionConfig(score=case.score, **overrides.pop("attention", {})),
-        **overrides,
+def _make_model(
+    preset: str,
+    cell: str = "gru",
+    score: str = "auto",
+    *,
+    seed: int = 0,
+    encoder: dict | None = None,
+    decoder: dict | None = None,
+    attention: dict | None = None,
+    **model,
+) -> Seq2Seq:
+    """A seeded tiny preset (embed 16, hidden 32); the dicts override config sections."""
+    sizes = {"embed_size": 16, "hidden_size": 32}
+    cfg = ModelConfig(
+        preset=preset,
+        cell=cell,
+        encoder=EncoderConfig(**{**sizes, **(encoder or {})}),
+        decoder=DecoderConfig(**{**sizes, **(decoder or {})}),
+        attention=AttentionConfig(score=score, **(attention or {})),
+        **model,
     )
-
-
-def make_model(case: Case, seed: int = 0, **overrides) -> Seq2Seq:
     torch.manual_seed(seed)
-    return build_model(tiny_config(case, **overrides), VOCAB, VOCAB)
+    return build_model(cfg, VOCAB, VOCAB)
 
 
-def loss_fn(model: Seq2Seq, batch: Batch) -> torch.Tensor:
+def _loss(model: Seq2Seq, batch: Batch) -> torch.Tensor:
     logits, _ = model(batch.src, batch.src_mask, batch.tgt_in)  # [N, T, V]
     return F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD_ID)
 
 
-def train(model: Seq2Seq, batch: Batch, steps: int) -> Seq2Seq:
+def _train(model: Seq2Seq, batch: Batch, steps: int) -> Seq2Seq:
     """Full-batch Adam on the teacher-forced loss; returns the model in eval mode."""
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     model.train()
     for _ in range(steps):
         opt.zero_grad()
-        loss_fn(model, batch).backward()
+        _loss(model, batch).backward()
         opt.step()
     return model.eval()
 
 
-def exact_match(model: Seq2Seq, batch: Batch) -> float:
+def _exact_match(model: Seq2Seq, batch: Batch) -> float:
     """Fraction of sources whose greedy output is exactly the reference (</s> excluded)."""
     hyp = greedy(model.eval(), batch.src, batch.src_mask, max_len=batch.tgt_out.shape[1] + 3)
     ref = batch.tgt_out.masked_fill(batch.tgt_out == EOS_ID, PAD_ID)
@@ -144,7 +156,27 @@ def trained(task):
 
     def get(case: Case) -> Seq2Seq:
         if case not in cache:
-            cache[case] = train(make_model(case), task, case.steps)
+            cache[case] = _train(_make_model(*case[:3]), task, case.steps)
         return cache[case]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def make_model():
+    return _make_model
+
+
+@pytest.fixture(scope="session")
+def train():
+    return _train
+
+
+@pytest.fixture(scope="session")
+def exact_match():
+    return _exact_match
+
+
+@pytest.fixture(scope="session")
+def teacher_forced_loss():
+    return _loss

@@ -1,0 +1,107 @@
+"""The seeds' character-level English -> Greek recipe, timed and scored.
+
+Trains ``configs/tatoeba_char_ell.yaml`` (first 10,000 lines of Tatoeba ell.txt, LSTM 256,
+state passing, batch 64, RMSprop, 10 epochs) and prints one JSON line: seconds per epoch
+(median; an epoch includes the teacher-forced validation pass, as Keras's does), validation
+token accuracy counted over non-pad tokens and over every padded position up to the longest
+target (as the Keras example's ``accuracy`` counts it), and the time to greedy-decode the
+first 100 inputs (batched, and one sentence at a time as the Keras example does).
+
+    python benchmarks/seed_char.py                  # the recipe as written
+    python benchmarks/seed_char.py --keras-split    # validation = last 20%, like validation_split
+Compare with ``benchmarks/peers/keras_seed_char.py`` run on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from transduce.config import load_config
+from transduce.data.pipeline import load_texts
+from transduce.data.vocab import PAD_ID
+from transduce.train import train
+from transduce.translate import Translator
+
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tatoeba_char_ell.yaml"
+
+
+@torch.no_grad()
+def padded_accuracy(translator: Translator, src: list[str], tgt: list[str], width: int) -> float:
+    """Accuracy over every position up to ``width``, pad positions included (target 0),
+    with padded decoder inputs, as Keras counts ``accuracy`` on zero-padded one-hot targets."""
+    model, correct, total = translator.model, 0, 0
+    data = translator.pipeline.encode(src, tgt)
+    for batch in data.iter_batches(256):
+        grow = width - batch.tgt_out.shape[1]
+        tgt_in, tgt_out = F.pad(batch.tgt_in, (0, grow)), F.pad(batch.tgt_out, (0, grow))
+        logits, _ = model(batch.src, batch.src_mask, tgt_in)
+        correct += int((logits.argmax(-1) == tgt_out).sum())
+        total += tgt_out.numel()
+    return correct / total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(RECIPE))
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--keras-split", action="store_true", help="validation = last 20%%")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    overrides = ["train.valid_exact=false", "train.progress=false", "train.log_every=0", *args.set]
+    if args.epochs:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.keras_split:
+        overrides.append("data.split=tail")
+    cfg = load_config(args.config, overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(cfg, Path(tmp) / "run")
+        stamps = [0.0] + [h["seconds"] for h in result.history]
+        epoch_seconds = [round(b - a, 2) for a, b in zip(stamps, stamps[1:], strict=False)]
+        translator = Translator.load(Path(tmp) / "run", checkpoint="last")
+        texts = load_texts(cfg.data)
+        # Keras pads every target to the longest "\t" + target + "\n" of the whole data set.
+        width = max(len(t) for t in texts.train_tgt + texts.valid_tgt) + 2
+        acc_padded = padded_accuracy(translator, texts.valid_src, texts.valid_tgt, width)
+        first = texts.valid_src[:100]
+        start = time.perf_counter()
+        translator.translate(first)
+        batched = time.perf_counter() - start
+        start = time.perf_counter()
+        for line in first:
+            translator.translate([line])
+        one_by_one = time.perf_counter() - start
+        example = translator.translate(["I am hungry."])[0]
+    last = result.history[-1]
+    print(
+        json.dumps(
+            {
+                "recipe": Path(args.config).name,
+                "split": cfg.data.split,
+                "epochs": cfg.train.epochs,
+                "seconds_per_epoch_median": round(statistics.median(epoch_seconds), 2),
+                "epoch_seconds": epoch_seconds,
+                "val_acc_nonpad": round(last["acc"], 4),
+                "val_acc_keras_padded": round(acc_padded, 4),
+                "val_loss": round(last["loss"], 4),
+                "decode_100_seconds_batched": round(batched, 3),
+                "decode_100_seconds_one_by_one": round(one_by_one, 3),
+                "example": {"I am hungry.": example},
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+            },
+            ensure_ascii=False,
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
