@@ -15,6 +15,7 @@ Compare with ``benchmarks/peers/keras_seed_char.py`` run on the same machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -27,7 +28,6 @@ import torch.nn.functional as F
 
 from transduce.config import load_config
 from transduce.data.pipeline import load_texts
-from transduce.data.vocab import PAD_ID
 from transduce.train import train
 from transduce.translate import Translator
 
@@ -65,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result = train(cfg, Path(tmp) / "run")
         stamps = [0.0] + [h["seconds"] for h in result.history]
-        epoch_seconds = [round(b - a, 2) for a, b in zip(stamps, stamps[1:], strict=False)]
+        epoch_seconds = [round(b - a, 2) for a, b in itertools.pairwise(stamps)]
         translator = Translator.load(Path(tmp) / "run", checkpoint="last")
         texts = load_texts(cfg.data)
         # Keras pads every target to the longest "\t" + target + "\n" of the whole data set.

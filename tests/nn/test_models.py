@@ -100,7 +100,9 @@ FORWARD_CASES = [
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize(
-    "preset,opts", FORWARD_CASES, ids=["-".join(map(str, [p, *o.values()])) for p, o in FORWARD_CASES]
+    "preset,opts",
+    FORWARD_CASES,
+    ids=["-".join(map(str, [p, *o.values()])) for p, o in FORWARD_CASES],
 )
 def test_teacher_forced_forward_equals_step_by_step(preset, opts, cell, task, make_model):
     feed = bool(opts.get("feed", 1))
