@@ -117,7 +117,7 @@ class ParallelData:
     ) -> list[np.ndarray]:
         """Index arrays, one per batch, for one epoch; rank ``r`` of ``world`` gets its shard.
 
-        With ``bucket``, examples are sorted by (noisy) length inside pools of 50 batches so
+        With ``bucket``, examples are sorted by length inside pools of 50 batches so
         a batch wastes little on padding, then the batch order is shuffled. The order is a
         pure function of (seed, epoch), which is what makes resuming exact.
         """
@@ -125,11 +125,13 @@ class ParallelData:
         n = len(self)
         order = rng.permutation(n) if shuffle else np.arange(n)
         if bucket:
-            lengths = self.src.lengths + (self.tgt.lengths if self.tgt is not None else 0)
-            noisy = lengths[order] + (rng.random(n) if shuffle else 0.0)
+            # Source length first (the CPU encoder runs once per distinct source length),
+            # then target length; equal lengths stay in shuffled order.
+            tgt_len = self.tgt.lengths if self.tgt is not None else np.zeros_like(self.src.lengths)
+            key = (self.src.lengths * (int(tgt_len.max(initial=0)) + 1) + tgt_len)[order]
             pool = batch_size * 50
             sorted_pools = [
-                order[i : i + pool][np.argsort(noisy[i : i + pool], kind="stable")]
+                order[i : i + pool][np.argsort(key[i : i + pool], kind="stable")]
                 for i in range(0, n, pool)
             ]
             order = np.concatenate(sorted_pools) if sorted_pools else order

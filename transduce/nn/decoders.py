@@ -19,11 +19,15 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from transduce.nn.attention import attend
 from transduce.nn.embed import TokenEmbedding
 from transduce.nn.encoders import RNN_CLASSES, Memory, _select
+
+_WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+_CELL_FNS = {"gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
 
 
 class DecoderState(NamedTuple):
@@ -171,12 +175,31 @@ class RNNDecoder(nn.Module):
 
     def _run(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
         """Run the cell stack on ``x [B, T, I]`` from batch-first states ``[B, L, H]``."""
+        if x.shape[1] == 1:
+            return self._cell_step(x, h, c)
         hx = h.transpose(0, 1).contiguous()  # [L, B, H]
         if self.cell == "lstm":
             out, (hn, cn) = self.rnn(x, (hx, c.transpose(0, 1).contiguous()))
             return out, (hn.transpose(0, 1), cn.transpose(0, 1))
         out, hn = self.rnn(x, hx)
         return out, (hn.transpose(0, 1), None)
+
+    def _cell_step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
+        """One time step with the fused RNN's own weights through the cell kernels: for a
+        single step this avoids the whole-sequence kernel's per-call set-up cost."""
+        inp, hs, cs = x[:, 0], [], []
+        for layer in range(self.layers):
+            if layer:
+                inp = F.dropout(inp, self.rnn.dropout, self.training)
+            weights = [getattr(self.rnn, f"{n}_l{layer}") for n in _WEIGHT_NAMES]
+            if self.cell == "lstm":
+                hl, cl = torch.lstm_cell(inp, (h[:, layer], c[:, layer]), *weights)
+                cs.append(cl)
+            else:
+                hl = _CELL_FNS[self.cell](inp, h[:, layer], *weights)
+            hs.append(hl)
+            inp = hl
+        return inp[:, None], (torch.stack(hs, 1), torch.stack(cs, 1) if cs else None)
 
     def _readout(self, out, ctx, emb):
         if self.readout == "hidden":

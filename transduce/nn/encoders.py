@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -41,8 +42,9 @@ class Memory(NamedTuple):
 class RNNEncoder(nn.Module):
     """Embedding + stacked (bi)directional RNN/GRU/LSTM over padded sources.
 
-    Padded positions are skipped with packed sequences, so each direction's final state is
-    the state at the sentence's real end.
+    Padding never enters the recurrence (packed sequences on CUDA, one call per distinct
+    length on CPU), so each direction's final state is the state at the sentence's real end
+    and a sentence encodes the same whatever it is batched with.
     """
 
     def __init__(
@@ -74,12 +76,48 @@ class RNNEncoder(nn.Module):
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor) -> Memory:
         """``src [B, S]`` ids, ``src_mask [B, S]`` -> :class:`Memory`."""
         emb = self.embed(src)  # [B, S, E]
+        if emb.is_cuda:
+            outputs, h, c = self._run_packed(emb, src_mask)
+        else:
+            outputs, h, c = self._run_grouped(emb, src_mask)
+        return Memory(outputs, src_mask, self._merge(h), None if c is None else self._merge(c))
+
+    def _run_packed(self, emb: torch.Tensor, src_mask: torch.Tensor):
+        """cuDNN runs packed sequences natively."""
         lengths = src_mask.sum(1).clamp(min=1).cpu()
         packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
         out, final = self.rnn(packed)
-        outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=emb.shape[1])
         h, c = final if isinstance(final, tuple) else (final, None)
-        return Memory(outputs, src_mask, self._merge(h), None if c is None else self._merge(c))
+        return outputs, h, c
+
+    def _run_grouped(self, emb: torch.Tensor, src_mask: torch.Tensor):
+        """One fused (oneDNN) call per distinct source length, on unpadded rows.
+
+        On CPU, packed sequences fall back to a slow per-time-step path; length-bucketed
+        batches hold only a few distinct lengths, so this is exact and much faster.
+        """
+        lengths = src_mask.sum(1).clamp(min=1)
+        width = emb.shape[1]
+        groups = lengths.unique().tolist()
+        if groups == [width]:
+            out, final = self.rnn(emb)
+            h, c = final if isinstance(final, tuple) else (final, None)
+            return out, h, c
+        rows, outs, hs, cs = [], [], [], []
+        for n in groups:
+            idx = (lengths == n).nonzero().squeeze(1)
+            out, final = self.rnn(emb[idx, :n])  # out: [b, n, dirs * H]
+            h, c = final if isinstance(final, tuple) else (final, None)
+            rows.append(idx)
+            outs.append(F.pad(out, (0, 0, 0, width - n)))  # zeros at padded positions
+            hs.append(h)
+            cs.append(c)
+        back = torch.argsort(torch.cat(rows))  # group order -> batch order
+        outputs = torch.cat(outs).index_select(0, back)
+        h = torch.cat(hs, 1).index_select(1, back)  # [L * dirs, B, H]
+        c = None if cs[0] is None else torch.cat(cs, 1).index_select(1, back)
+        return outputs, h, c
 
     def _merge(self, state: torch.Tensor) -> torch.Tensor:
         """``[L * dirs, B, H] -> [B, L, dirs * H]`` (directions side by side)."""
