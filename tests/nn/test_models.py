@@ -138,6 +138,24 @@ def test_encoder_final_state_is_at_each_sentences_end(task, make_model):
             assert (memory.outputs[~task.src_mask] == 0).all()
 
 
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_encoder_packed_and_grouped_paths_agree(cell, bidirectional, task, make_model):
+    # The encoder runs packed sequences on CUDA and one call per length on CPU; on CPU only
+    # the private methods reach the packed path.
+    model = make_model("sutskever", cell, encoder={"bidirectional": bidirectional, "layers": 2})
+    src = torch.nn.functional.pad(task.src, (0, 2))  # wider than the longest sentence
+    mask = src != 0
+    with torch.no_grad():
+        emb = model.encoder.embed(src)
+        packed = model.encoder._run_packed(emb, mask)
+        grouped = model.encoder._run_grouped(emb, mask)
+    for a, b in zip(packed, grouped, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("bridge", ["copy", "linear"])
 @pytest.mark.parametrize("depths", [(2, 3), (3, 2)], ids=["enc2-dec3", "enc3-dec2"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
