@@ -28,7 +28,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check transduce tests benchmarks
 
 test: lint
-	$(BIN)/python -m pytest -n 2 --durations=15
+	$(BIN)/python -m pytest -q -n 2 --durations=10
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -82,6 +82,12 @@ def test_length_limits():
     assert length_limits(mask, 12, 1.0).tolist() == [6, 8, 12, 5]
 
 
+@pytest.mark.parametrize("ratio,n", [(1.2, 25), (0.3, 50), (0.15, 100)])
+def test_length_limits_exact_products(ratio, n):
+    mask = torch.ones(1, n, dtype=torch.bool)
+    assert length_limits(mask, 1000, ratio).tolist() == [round(ratio * n) + 5]
+
+
 @pytest.mark.parametrize("ratio", [None, 0.5, 1.0, 2.0])
 def test_limits_are_reached_exactly_when_eos_never_wins(ratio, make_model):
     model = make_model("luong", "gru", "general").eval()
@@ -137,3 +143,10 @@ def test_output_layout(case, trained, task):
     assert not (hyp.tokens == EOS_ID).any()  # </s> is neither kept nor counted
     # the reverse task's outputs are as long as their sources
     assert (hyp.lengths == task.src_mask.sum(1)).float().mean() >= 0.95
+
+
+def test_greedy_on_an_empty_batch(make_model):
+    model = make_model("luong", "gru", "general").eval()
+    src = torch.zeros(0, 4, dtype=torch.long)
+    hyp = greedy(model, src, src != PAD_ID, max_len=MAX_LEN)
+    assert hyp.tokens.shape == (0, 0) and hyp.lengths.shape == (0,) and hyp.scores.shape == (0,)

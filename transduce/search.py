@@ -25,7 +25,8 @@ def length_limits(
     """Per-sentence output limit ``[B]``: ``max_len``, or ``ceil(ratio * |src|) + 5`` capped."""
     limits = torch.full((src_mask.shape[0],), max_len, dtype=torch.long, device=src_mask.device)
     if max_len_ratio is not None:
-        relative = (src_mask.sum(1).float() * max_len_ratio).ceil().long() + 5
+        # float64 and a tiny tolerance, so exact products (1.2 * 25 = 30) do not round up.
+        relative = (src_mask.sum(1).double() * max_len_ratio - 1e-9).ceil().long() + 5
         limits = torch.minimum(limits, relative)
     return limits
 

@@ -7,10 +7,6 @@ import torch
 
 from transduce.nn.models import reverse_padded
 
-# Variants whose teacher-forced forward must take the fused fast path (no step feedback),
-# and those that must loop over `step`.
-FEEDBACK = {"simple": False, "sutskever": False, "cho": False, "bahdanau": True, "luong": True}
-
 
 def step_logits(model, src, src_mask, tgt_in):
     """Teacher-forced logits ``[B, T, V]`` and attention assembled from one ``step`` per token."""
@@ -90,31 +86,32 @@ def test_reverse_padded_keeps_padding_at_the_end():
 
 
 FORWARD_CASES = [
-    ("simple", {}),
-    ("sutskever", {}),
-    ("cho", {}),
-    ("bahdanau", {}),
-    *(("luong", {"score": s, "feed": f}) for s in ("dot", "general", "concat") for f in (1, 0)),
+    pytest.param(preset, score, feed, id=f"{preset}-{score}-{'feed' if feed else 'nofeed'}")
+    for preset, score, feed in [
+        ("simple", "auto", False),
+        ("sutskever", "auto", False),
+        ("cho", "auto", False),
+        ("bahdanau", "auto", False),
+        *(("luong", s, f) for s in ("dot", "general", "concat") for f in (True, False)),
+    ]
 ]
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize(
-    "preset,opts",
-    FORWARD_CASES,
-    ids=["-".join(map(str, [p, *o.values()])) for p, o in FORWARD_CASES],
-)
-def test_teacher_forced_forward_equals_step_by_step(preset, opts, cell, task, make_model):
-    feed = bool(opts.get("feed", 1))
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("preset,score,input_feeding", FORWARD_CASES)
+def test_teacher_forced_forward_equals_step_by_step(
+    preset, score, input_feeding, cell, task, make_model
+):
     model = make_model(
         preset,
         cell,
-        opts.get("score", "auto"),
+        score,
         encoder={"layers": 2},
         decoder={"layers": 2},
-        attention={"input_feeding": feed},
+        attention={"input_feeding": input_feeding},
     )
-    assert model.decoder.has_feedback == (FEEDBACK[preset] and feed)
+    # the fused fast path is taken exactly when there is no step-to-step feedback
+    assert model.decoder.has_feedback == (preset == "bahdanau" or input_feeding)
     assert_forward_matches_steps(model, task)
 
 

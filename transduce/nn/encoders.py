@@ -76,11 +76,19 @@ class RNNEncoder(nn.Module):
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor) -> Memory:
         """``src [B, S]`` ids, ``src_mask [B, S]`` -> :class:`Memory`."""
         emb = self.embed(src)  # [B, S, E]
+        if emb.shape[0] == 0:
+            return self._empty(emb, src_mask)
         if emb.is_cuda:
             outputs, h, c = self._run_packed(emb, src_mask)
         else:
             outputs, h, c = self._run_grouped(emb, src_mask)
         return Memory(outputs, src_mask, self._merge(h), None if c is None else self._merge(c))
+
+    def _empty(self, emb: torch.Tensor, src_mask: torch.Tensor) -> Memory:
+        final = emb.new_zeros(0, self.layers, self.output_size)
+        lstm = isinstance(self.rnn, nn.LSTM)
+        outputs = emb.new_zeros(0, emb.shape[1], self.output_size)
+        return Memory(outputs, src_mask, final, final if lstm else None)
 
     def _run_packed(self, emb: torch.Tensor, src_mask: torch.Tensor):
         """cuDNN runs packed sequences natively."""
