@@ -34,7 +34,7 @@ DEMO_CONFIG = {
         "optimizer": "adam",
         "lr": 0.003,
         "batch_size": 128,
-        "epochs": 4,
+        "epochs": 2,
         "max_seconds": 150,
         "clip_norm": 1.0,
         "valid_max": 1000,
