@@ -143,3 +143,41 @@ def test_bad_training_file_names_file_and_line(tmp_path):
     bad.write_text("ab\tba\ncd no tab here\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"bad\.tsv:2: no tab"):
         train(tiny_config(bad), tmp_path / "run")
+
+
+def test_line_aligned_gzip_pairs_with_validation_files(tmp_path):
+    import gzip
+
+    def write(name, lines):
+        with gzip.open(tmp_path / name, "wt", encoding="utf-8") as f:
+            f.write("".join(x + "\n" for x in lines))
+
+    train_pairs, valid_pairs = reverse_pairs(120), reverse_pairs(20, seed=5)
+    write("train.src.gz", [s for s, _ in train_pairs])
+    write("train.tgt.gz", [t for _, t in train_pairs])
+    write("val.src.gz", [s for s, _ in valid_pairs])
+    write("val.tgt.gz", [t for _, t in valid_pairs])
+    data = {
+        "format": "pairs",
+        "train": "",
+        "train_src": str(tmp_path / "train.src.gz"),
+        "train_tgt": str(tmp_path / "train.tgt.gz"),
+        "valid_src": str(tmp_path / "val.src.gz"),
+        "valid_tgt": str(tmp_path / "val.tgt.gz"),
+    }
+    result = train(
+        tiny_config(tmp_path / "unused", data=data, train={"epochs": 1}), tmp_path / "run"
+    )
+    assert result.steps == 8  # 120 training pairs in batches of 16; validation is separate
+
+
+def test_pair_files_of_different_lengths_fail(tmp_path):
+    (tmp_path / "a.src").write_text("ab\ncd\nef\n")
+    (tmp_path / "a.tgt").write_text("ba\ndc\n")
+    data = {
+        "format": "pairs",
+        "train_src": str(tmp_path / "a.src"),
+        "train_tgt": str(tmp_path / "a.tgt"),
+    }
+    with pytest.raises(DataError, match=r"a\.tgt:.*a\.src|a\.src:.*a\.tgt"):
+        train(tiny_config(tmp_path / "unused", data=data), tmp_path / "run")

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,6 +211,7 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
             desc="train",
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,  # keep logs short
         )
         start, window_tokens, window_start, stop = (
             time.perf_counter() - self.elapsed,
@@ -228,7 +230,9 @@ class Trainer:
                 window_tokens += ntok
                 rate = window_tokens / max(time.perf_counter() - window_start, 1e-9)
                 bar.update(1)
-                bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
+                bar.set_postfix(
+                    epoch=self.epoch + 1, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False
+                )
                 if tcfg.log_every and self.step % tcfg.log_every == 0:
                     self._log({"split": "train", "loss": float(np.mean(losses)), "tok_s": rate})
                     losses.clear()

@@ -129,6 +129,11 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
     )
     opts = PRESETS[cfg.preset](cfg)
     score = opts.pop("score", None)
+    if score is None and cfg.attention.score != "auto":
+        raise ValueError(
+            f"model.attention.score={cfg.attention.score!r} has no effect: preset "
+            f"{cfg.preset!r} has no attention (use bahdanau or luong)"
+        )
     if cfg.attention.score != "auto" and score is not None:
         score = cfg.attention.score
     bridge = opts.pop("bridge")
