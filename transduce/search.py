@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from transduce.data.vocab import BOS_ID, EOS_ID
+from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
 
 class Hypotheses(NamedTuple):
@@ -39,9 +39,13 @@ def greedy(
     max_len: int = 200,
     max_len_ratio: float | None = None,
 ) -> Hypotheses:
-    """Batched greedy decoding. Sentences that finish leave the batch (``State.select``),
-    so the remaining steps run on the unfinished ones only.
-    """
+    """Batched greedy decoding: the most probable token at every step."""
+    return _decode(model, src, src_mask, max_len, max_len_ratio, lambda logits: logits.argmax(-1))
+
+
+def _decode(model, src, src_mask, max_len, max_len_ratio, choose) -> Hypotheses:
+    """One hypothesis per row, token chosen by ``choose(logits [b, V]) -> [b]``. Rows that
+    finish leave the batch (``State.select``), so later steps run on unfinished rows only."""
     batch, device = src.shape[0], src.device
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
@@ -55,9 +59,9 @@ def greedy(
     prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
     for t in range(steps):
         features, state, attn = model.step(prev, state, memory)
-        logp = F.log_softmax(model.head(features).float(), dim=-1)  # [b, V]
-        best, prev = logp.max(-1)
-        scores[active] += best
+        logits = model.head(features).float()  # [b, V]
+        prev = choose(logits)
+        scores[active] += F.log_softmax(logits, dim=-1).gather(1, prev[:, None]).squeeze(1)
         tokens[active, t] = prev
         if attn is not None:
             if attention is None:
@@ -79,3 +83,229 @@ def greedy(
     if attention is not None:
         attention = attention[:, :width] * valid[:, :, None]
     return Hypotheses(tokens, lengths, scores, attention)
+
+
+# ---------------------------------------------------------------------- beam search
+
+
+class NBest(NamedTuple):
+    """Per sentence, up to ``nbest`` hypotheses sorted best first."""
+
+    tokens: list[list[list[int]]]  # [sentence][rank] output ids without </s>
+    scores: list[list[float]]  # ranking score (length-penalised when alpha > 0)
+    logprobs: list[list[float]]  # raw sum of log-probabilities
+    attention: list[list[torch.Tensor]] | None  # [sentence][rank] -> [len, S]
+
+
+def length_penalty(length: torch.Tensor | float, alpha: float) -> torch.Tensor | float:
+    """GNMT length penalty ((5 + |Y|) / 6) ** alpha (Wu et al. 2016, eq. 14); 1 at alpha=0."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def _normalise(logprob: float, length: int, alpha: float, normalize: bool) -> float:
+    if normalize:
+        return logprob / max(length, 1)
+    return logprob / float(length_penalty(float(length), alpha))
+
+
+def block_repeated_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int) -> torch.Tensor:
+    """Forbid tokens that would repeat an n-gram already in ``history`` (Paulus et al. 2018).
+
+    logp ``[R, V]``, history ``[R, t]`` -> logp with -inf at forbidden (row, token) pairs.
+    """
+    if n <= 0 or history.shape[1] < n - 1 or history.shape[1] < 1:
+        return logp
+    if n == 1:
+        return logp.scatter(1, history, float("-inf"))
+    grams = history.unfold(1, n, 1)  # [R, t - n + 1, n] every n-gram so far
+    if grams.shape[1] == 0:
+        return logp
+    tail = history[:, history.shape[1] - (n - 1) :]  # [R, n - 1] the current prefix
+    hit = (grams[:, :, :-1] == tail[:, None, :]).all(-1)  # [R, t - n + 1]
+    # Where no n-gram matches, the scatter lands on <pad> (never a real output) instead.
+    banned = torch.where(hit, grams[:, :, -1], torch.full_like(grams[:, :, -1], PAD_ID))
+    return logp.scatter(1, banned, float("-inf"))
+
+
+class _Beams:
+    """The live part of a batched beam search: ``b`` sentences x ``k`` hypotheses."""
+
+    def __init__(self, batch: int, k: int, device: torch.device, keep_attention: bool):
+        self.k = k
+        self.sentence = torch.arange(batch, device=device)  # original id of each live sentence
+        self.scores = torch.full((batch, k), float("-inf"), device=device)
+        self.scores[:, 0] = 0.0  # the first step expands one hypothesis per sentence
+        self.history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
+        self.attention: torch.Tensor | None = None
+        self.keep_attention = keep_attention
+
+    def expand(self, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Top 2k continuations per sentence: (scores [b, 2k], beam [b, 2k], token [b, 2k])."""
+        b, vocab = self.scores.shape[0], logp.shape[-1]
+        total = self.scores[:, :, None] + logp.view(b, self.k, vocab)  # [b, k, V]
+        top, idx = total.view(b, -1).topk(min(2 * self.k, self.k * vocab), dim=1)
+        return top, idx // vocab, idx % vocab
+
+    def advance(self, top, beam, token, attn: torch.Tensor | None) -> torch.Tensor:
+        """Keep the best k candidates that do not end; returns the flat rows they came from."""
+        b = top.shape[0]
+        # Stable sort puts continuing candidates first, in score order.
+        order = (token == EOS_ID).long().argsort(dim=1, stable=True)[:, : self.k]  # [b, k]
+        self.scores = top.gather(1, order)
+        rows = beam.gather(1, order) + torch.arange(b, device=top.device)[:, None] * self.k
+        rows = rows.view(-1)
+        new_tokens = token.gather(1, order).view(-1, 1)
+        self.history = torch.cat([self.history.index_select(0, rows), new_tokens], 1)
+        if self.keep_attention and attn is not None:
+            past = self.attention.index_select(0, rows) if self.attention is not None else None
+            step = attn.index_select(0, rows)[:, None]  # [b * k, 1, S]
+            self.attention = step if past is None else torch.cat([past, step], 1)
+        return rows
+
+    def drop(self, keep: torch.Tensor) -> torch.Tensor:
+        """Retire finished sentences; returns the flat rows of the sentences kept."""
+        rows = (keep[:, None] * self.k + torch.arange(self.k, device=keep.device)).view(-1)
+        self.sentence, self.scores = self.sentence[keep], self.scores[keep]
+        self.history = self.history.index_select(0, rows)
+        if self.attention is not None:
+            self.attention = self.attention.index_select(0, rows)
+        return rows
+
+
+def _finish_ended(finished, beams: _Beams, top, beam, token, t: int, rank) -> None:
+    """Before advancing: hypotheses whose best continuation among each sentence's top k
+    candidates is </s> are finished (their tokens are the history so far)."""
+    k = beams.k
+    ends = ((token[:, :k] == EOS_ID) & (top[:, :k] > float("-inf"))).nonzero().tolist()
+    for i, r in ends:
+        _add(finished, beams, i, i * k + int(beam[i, r]), float(top[i, r]), t + 1, rank)
+
+
+def _finish_at_limit(finished, beams: _Beams, at_limit: torch.Tensor, t: int, rank) -> None:
+    """After advancing: every live hypothesis of a sentence at its length limit ends."""
+    for i in at_limit.nonzero().squeeze(1).tolist():
+        for j in range(beams.k):
+            if float(beams.scores[i, j]) > float("-inf"):
+                _add(finished, beams, i, i * beams.k + j, float(beams.scores[i, j]), t + 1, rank)
+
+
+def _add(finished, beams: _Beams, i: int, row: int, logprob: float, length: int, rank) -> None:
+    att = beams.attention[row] if beams.attention is not None else None
+    finished[int(beams.sentence[i])].append(
+        (rank(logprob, length), logprob, beams.history[row], att)
+    )
+
+
+@torch.no_grad()
+def beam_search(
+    model: torch.nn.Module,
+    src: torch.Tensor,
+    src_mask: torch.Tensor,
+    beam_size: int = 5,
+    nbest: int = 1,
+    max_len: int = 200,
+    max_len_ratio: float | None = None,
+    alpha: float = 0.0,
+    normalize: bool = False,
+    no_repeat_ngram: int = 0,
+    keep_attention: bool = True,
+) -> NBest:
+    """Batched beam search: all sentences x beams advance as one tensor per step; sentences
+    leave the batch once they hold ``beam_size`` finished hypotheses or reach their length
+    limit. Ranking: log-probability / GNMT length penalty (``alpha``), or / length
+    (``normalize``). With ``beam_size=1`` this is exactly :func:`greedy`.
+    """
+    if not 1 <= nbest <= beam_size:
+        raise ValueError(f"nbest must be between 1 and the beam size ({beam_size}), got {nbest}")
+    batch, k, device = src.shape[0], beam_size, src.device
+    finished: list[list[tuple]] = [[] for _ in range(batch)]
+    rank = lambda lp, n: _normalise(lp, n, alpha, normalize)  # noqa: E731
+    memory = model.encode(src, src_mask)
+    memory = memory.select(torch.arange(batch, device=device).repeat_interleave(k))
+    state = model.init_state(memory)
+    limits = length_limits(src_mask, max_len, max_len_ratio)
+    beams = _Beams(batch, k, device, keep_attention)
+    prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
+    for t in range(int(limits.max()) if batch else 0):
+        features, state, attn = model.step(prev, state, memory)
+        logp = F.log_softmax(model.head(features).float(), dim=-1)  # [b * k, V]
+        if no_repeat_ngram:
+            logp = block_repeated_ngrams(logp, beams.history, no_repeat_ngram)
+        top, beam, token = beams.expand(logp)
+        _finish_ended(finished, beams, top, beam, token, t, rank)
+        rows = beams.advance(top, beam, token, attn)
+        state = state.select(rows)
+        at_limit = t + 1 >= limits[beams.sentence]
+        _finish_at_limit(finished, beams, at_limit, t, rank)
+        full = torch.tensor([len(finished[i]) >= k for i in beams.sentence.tolist()], device=device)
+        done = at_limit | full
+        if bool(done.all()):
+            break
+        if bool(done.any()):
+            rows = beams.drop((~done).nonzero().squeeze(1))
+            state, memory = state.select(rows), memory.select(rows)
+        prev = beams.history[:, -1]
+    return _collect(finished, nbest, keep_attention)
+
+
+def _collect(finished: list[list[tuple]], nbest: int, keep_attention: bool) -> NBest:
+    tokens, scores, logprobs, attention = [], [], [], []
+    for hyps in finished:
+        best = sorted(hyps, key=lambda h: -h[0])[:nbest]
+        tokens.append([h[2].tolist() for h in best])
+        scores.append([h[0] for h in best])
+        logprobs.append([h[1] for h in best])
+        attention.append([h[3] for h in best])
+    return NBest(tokens, scores, logprobs, attention if keep_attention else None)
+
+
+# ---------------------------------------------------------------------- sampling
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Keep the ``top_k`` largest logits and the smallest set whose probability reaches
+    ``top_p`` (nucleus sampling, Holtzman et al. 2020); the rest become -inf. ``[R, V]``."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # [R, 1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token when the tokens before it already reach top_p (the first always stays).
+        drop = (probs.cumsum(-1) - probs) >= top_p
+        logits = logits.scatter(1, order, sorted_logits.masked_fill(drop, float("-inf")))
+    return logits
+
+
+@torch.no_grad()
+def sample(
+    model: torch.nn.Module,
+    src: torch.Tensor,
+    src_mask: torch.Tensor,
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    max_len: int = 200,
+    max_len_ratio: float | None = None,
+) -> Hypotheses:
+    """Ancestral sampling, ``num_samples`` per sentence: rows ``i * num_samples + j``.
+
+    Scores are log-probabilities under the model itself (before temperature and
+    filtering). ``temperature=0`` picks the argmax, i.e. greedy decoding.
+    """
+    n = num_samples
+    expanded = torch.arange(src.shape[0], device=src.device).repeat_interleave(n)
+    src, src_mask = src.index_select(0, expanded), src_mask.index_select(0, expanded)
+    generator = torch.Generator(device=src.device)
+    generator.manual_seed(seed if seed is not None else torch.seed())
+
+    def choose(logits: torch.Tensor) -> torch.Tensor:
+        if temperature <= 0.0:
+            return logits.argmax(-1)
+        filtered = filter_logits(logits / temperature, top_k, top_p)
+        probs = torch.softmax(filtered, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    return _decode(model, src, src_mask, max_len, max_len_ratio, choose)
