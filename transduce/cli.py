@@ -43,12 +43,46 @@ def _read_input(path: str | None) -> list[str]:
     return read_lines(path)
 
 
+def _decode_options(args: argparse.Namespace):
+    from transduce.translate import DecodeOptions
+
+    return DecodeOptions(
+        beam=args.beam, nbest=args.nbest, alpha=args.length_penalty, normalize=args.normalize,
+        no_repeat_ngram=args.no_repeat_ngram, sample=args.sample, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_len=args.max_len,
+        max_len_ratio=args.max_len_ratio, batch_size=args.batch_size,
+        attention=args.format == "jsonl",
+    )  # fmt: skip
+
+
+def _jsonl(source: str, hyps) -> str:
+    record = {
+        "source": source,
+        "src_tokens": hyps[0].src_tokens,
+        "hypotheses": [
+            {
+                "text": h.text,
+                "score": round(h.score, 6),
+                "logprob": round(h.logprob, 6) if h.logprob is not None else None,
+                "tokens": h.out_tokens,
+                "attention": None if h.attention is None else h.attention.round(4).tolist(),
+            }
+            for h in hyps
+        ],
+    }
+    return json.dumps(record, ensure_ascii=False)
+
+
 def translate_command(args: argparse.Namespace) -> None:
     from transduce.translate import Translator
 
     translator = Translator.load(args.model, device=args.device)
-    outputs = translator.translate(_read_input(args.input), args.batch_size)
-    text = "".join(o + "\n" for o in outputs)
+    inputs = _read_input(args.input)
+    results = translator.decode(inputs, _decode_options(args))
+    if args.format == "jsonl":
+        text = "".join(_jsonl(src, hyps) + "\n" for src, hyps in zip(inputs, results, strict=True))
+    else:
+        text = "".join(hyps[0].text + "\n" for hyps in results)
     if args.output:
         atomic_write_text(args.output, text)
     else:
@@ -59,8 +93,28 @@ def evaluate_command(args: argparse.Namespace) -> None:
     from transduce.translate import Translator, evaluate
 
     translator = Translator.load(args.model, device=args.device)
-    scores = evaluate(translator, read_lines(args.src), read_lines(args.ref), args.batch_size)
+    sources, references = read_lines(args.src), read_lines(args.ref)
+    scores = evaluate(translator, sources, references, _decode_options(args))
     print(json.dumps(scores, ensure_ascii=False))
+
+
+def _add_decode_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding (greedy unless --beam > 1 or --sample)")
+    g.add_argument("--beam", type=int, default=1, help="beam size")
+    g.add_argument("--nbest", type=int, default=1, help="hypotheses (or samples) per input")
+    g.add_argument("--length-penalty", type=float, default=0.0, metavar="ALPHA",
+                   help="GNMT length penalty alpha for beam search")  # fmt: skip
+    g.add_argument("--normalize", action="store_true", help="rank beams by log-prob per token")
+    g.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N")
+    g.add_argument("--sample", action="store_true", help="sample instead of searching")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=None, help="sampling seed (reproducible)")
+    g.add_argument("--max-len", type=int, default=None, help="absolute output length limit")
+    g.add_argument("--max-len-ratio", type=float, default=None,
+                   help="limit = ceil(ratio * source length) + 5")  # fmt: skip
+    g.add_argument("--batch-size", type=int, default=None)
 
 
 def plot_command(args: argparse.Namespace) -> None:
@@ -108,12 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--model", required=True, help="run directory")
-        p.add_argument("--batch-size", type=int, default=None)
         p.add_argument("--device", default="cpu")
+        _add_decode_flags(p)
         if name == "translate":
             p.add_argument("--input", help="input file (default stdin)")
             p.add_argument("--output", help="output file (default stdout)")
+            p.add_argument("--format", choices=["text", "jsonl"], default="text",
+                           help="jsonl: n-best hypotheses with scores and attention")  # fmt: skip
         else:
+            p.set_defaults(format="text")
             p.add_argument("--src", required=True, help="source lines")
             p.add_argument("--ref", required=True, help="reference lines")
         p.set_defaults(func=func)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from transduce.config import Config, load_config
 from transduce.data.pipeline import TextPipeline
 from transduce.metrics import bleu_chrf, exact_match
 from transduce.nn.models import Seq2Seq, build_model
-from transduce.search import greedy
+from transduce.search import beam_search, greedy, sample
 from transduce.train import resolve_device
 
 
@@ -23,8 +24,29 @@ class Translation:
     text: str
     src_tokens: list[str]
     out_tokens: list[str]
-    score: float  # sum of log-probabilities
+    score: float  # ranking score (log-probability, length-penalised for beams with alpha)
     attention: np.ndarray | None  # [len(out_tokens), len(src_tokens)]
+    logprob: float | None = None  # raw sum of log-probabilities
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode: greedy (default), beam search, or sampling."""
+
+    beam: int = 1
+    nbest: int = 1  # hypotheses (or samples) returned per input
+    alpha: float = 0.0  # GNMT length penalty
+    normalize: bool = False  # rank beams by log-probability per token
+    no_repeat_ngram: int = 0
+    sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    max_len: int | None = None  # default: the run's decode.max_len
+    max_len_ratio: float | None = None
+    batch_size: int | None = None
+    attention: bool = True
 
 
 class Translator:
@@ -52,62 +74,103 @@ class Translator:
         return cls(cfg, pipeline, model.to(dev), dev)
 
     @torch.no_grad()
-    def translate_full(
-        self, texts: list[str], batch_size: int | None = None, max_len: int | None = None
-    ) -> list[Translation]:
-        """Translations in input order, with tokens, scores and attention. Empty input
-        gives empty output; unknown symbols map to ``<unk>``."""
-        dcfg = self.cfg.decode
-        results: list[Translation | None] = [None] * len(texts)
+    def decode(
+        self, texts: list[str], options: DecodeOptions = DecodeOptions()
+    ) -> list[list[Translation]]:
+        """Up to ``options.nbest`` translations per input, best first, in input order.
+        Empty input gives one empty output; unknown symbols map to ``<unk>``."""
+        results: list[list[Translation]] = [[] for _ in texts]
         live = [i for i, t in enumerate(texts) if t.strip()]
         for i in set(range(len(texts))) - set(live):
-            results[i] = Translation("", [], [], 0.0, None)
+            results[i] = [Translation("", [], [], 0.0, None, 0.0)]
         data = self.pipeline.encode([texts[i] for i in live])
-        for batch in data.iter_batches(batch_size or dcfg.batch_size):
+        for batch in data.iter_batches(options.batch_size or self.cfg.decode.batch_size):
             batch = batch.to(self.device)
-            hyp = greedy(
-                self.model, batch.src, batch.src_mask, max_len or dcfg.max_len, dcfg.max_len_ratio
-            )
+            hyps = self._search(batch.src, batch.src_mask, options)
             for row, k in enumerate(batch.index.tolist()):
-                results[live[k]] = self._result(texts[live[k]], hyp, row)
-        return results  # type: ignore[return-value]
+                src_tokens = self.pipeline.src_tokens(texts[live[k]])
+                results[live[k]] = [self._result(src_tokens, *h) for h in hyps[row]]
+        return results
 
-    def _result(self, text: str, hyp, row: int) -> Translation:
-        n = int(hyp.lengths[row])
-        ids = hyp.tokens[row, :n].tolist()
+    def _search(self, src, src_mask, o: DecodeOptions) -> list[list[tuple]]:
+        """Per row: (ids, score, logprob, attention) tuples, best first."""
+        max_len = o.max_len or self.cfg.decode.max_len
+        ratio = o.max_len_ratio if o.max_len_ratio is not None else self.cfg.decode.max_len_ratio
+        if o.sample or (o.beam == 1 and o.nbest == 1):
+            if o.sample:
+                hyp = sample(self.model, src, src_mask, o.nbest, o.temperature, o.top_k, o.top_p,
+                             o.seed, max_len, ratio)  # fmt: skip
+            else:
+                hyp = greedy(self.model, src, src_mask, max_len, ratio)
+            rows = []
+            for r in range(hyp.tokens.shape[0]):
+                n = int(hyp.lengths[r])
+                att = hyp.attention[r, :n] if hyp.attention is not None else None
+                score = float(hyp.scores[r])
+                rows.append((hyp.tokens[r, :n].tolist(), score, score, att))
+            per = o.nbest if o.sample else 1
+            return [rows[i : i + per] for i in range(0, len(rows), per)]
+        nb = beam_search(self.model, src, src_mask, o.beam, o.nbest, max_len, ratio, o.alpha,
+                         o.normalize, o.no_repeat_ngram, o.attention)  # fmt: skip
+        return [
+            [(nb.tokens[i][j], nb.scores[i][j], nb.logprobs[i][j],
+              nb.attention[i][j] if nb.attention is not None else None)
+             for j in range(len(nb.tokens[i]))]
+            for i in range(len(nb.tokens))
+        ]  # fmt: skip
+
+    def _result(self, src_tokens: list[str], ids, score, logprob, att) -> Translation:
         out_tokens = self.pipeline.tgt_vocab.decode(ids)
-        src_tokens = self.pipeline.src_tokens(text)
-        attn = None
-        if hyp.attention is not None:
-            attn = hyp.attention[row, :n, : len(src_tokens)].cpu().numpy()
-        return Translation(
-            self.pipeline.tgt_tok.decode(out_tokens),
-            src_tokens,
-            out_tokens,
-            float(hyp.scores[row]),
-            attn,
-        )
+        if att is not None:
+            att = att[: len(out_tokens), : len(src_tokens)].float().cpu().numpy()
+        text = self.pipeline.tgt_tok.decode(out_tokens)
+        return Translation(text, src_tokens, out_tokens, score, att, logprob)
 
-    def translate(self, texts: list[str], batch_size: int | None = None) -> list[str]:
-        return [t.text for t in self.translate_full(texts, batch_size)]
+    def translate_full(
+        self, texts: list[str], options: DecodeOptions | int | None = None
+    ) -> list[Translation]:
+        """The best translation per input, with tokens, score and attention."""
+        return [hyps[0] for hyps in self.decode(texts, _options(options))]
+
+    def translate(self, texts: list[str], options: DecodeOptions | int | None = None) -> list[str]:
+        return [t.text for t in self.translate_full(texts, options)]
+
+
+def _options(options: DecodeOptions | int | None) -> DecodeOptions:
+    """Accept DecodeOptions, None (greedy) or a batch size (the older signature)."""
+    if options is None:
+        return DecodeOptions()
+    if isinstance(options, int):
+        return DecodeOptions(batch_size=options)
+    return options
 
 
 def evaluate(
-    translator: Translator, sources: list[str], references: list[str], batch_size: int | None = None
+    translator: Translator,
+    sources: list[str],
+    references: list[str],
+    options: DecodeOptions | int | None = None,
 ) -> dict[str, float | str | int]:
-    """BLEU and chrF (sacrebleu), exact match and token accuracy of greedy outputs."""
+    """BLEU and chrF (sacrebleu), exact match, token accuracy and decoding speed."""
     if len(sources) != len(references):
         raise ValueError(f"{len(sources)} source lines but {len(references)} reference lines")
-    hyps = translator.translate(sources, batch_size)
+    start = time.perf_counter()
+    outputs = translator.translate_full(sources, _options(options))
+    seconds = time.perf_counter() - start
+    hyps = [o.text for o in outputs]
     tok = translator.pipeline.tgt_tok
     correct = total = 0
     for hyp, ref in zip(hyps, references, strict=True):
         h, r = tok.encode(hyp), tok.encode(ref)
         correct += sum(a == b for a, b in zip(h, r, strict=False))
         total += len(r)
+    out_tokens = sum(len(o.out_tokens) for o in outputs)
     return {
         "n": len(sources),
         **bleu_chrf(hyps, references),
         "exact": round(exact_match(hyps, references), 4),
         "token_acc": round(correct / max(total, 1), 4),
+        "seconds": round(seconds, 3),
+        "sentences_per_s": round(len(sources) / max(seconds, 1e-9), 1),
+        "tokens_per_s": round(out_tokens / max(seconds, 1e-9), 1),
     }
