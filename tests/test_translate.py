@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce.train import train
-from transduce.translate import Translator, evaluate
+from transduce.translate import DecodeOptions, Translator, evaluate
 
 PROBE = """
 import json, sys
@@ -52,7 +52,7 @@ def test_order_and_empty_lines_kept(tmp_path):
     train(tiny_config(tsv, train={"epochs": 1}), tmp_path / "run")
     t = Translator.load(tmp_path / "run")
     inputs = ["abcdef", "", "ab", "  ", "abc"]
-    batched = t.translate(inputs, batch_size=2)
+    batched = t.translate(inputs, DecodeOptions(batch_size=2))
     assert batched == [t.translate([x])[0] for x in inputs]
     assert batched[1] == "" and batched[3] == ""
     scores = evaluate(t, ["ab", "cd"], ["ba", "dc"])
