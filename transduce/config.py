@@ -75,6 +75,8 @@ class DecoderConfig:
 class AttentionConfig:
     score: Literal["auto", "dot", "general", "concat", "additive"] = "auto"  # auto: per preset
     input_feeding: bool = True  # Luong et al. 2015, section 3.3
+    window: Literal["global", "local-m", "local-p"] = "global"  # Luong et al. 2015, 3.2
+    width: int = 10  # D: local windows cover [p_t - D, p_t + D]
     size: int | None = None  # additive/concat hidden size; default decoder hidden size
 
 

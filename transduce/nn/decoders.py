@@ -35,13 +35,15 @@ class DecoderState(NamedTuple):
 
     h: ``[B, L, H]`` hidden state per layer; c: ``[B, L, H]`` LSTM cell state or None;
     feed: ``[B, F]`` previous attentional vector (input feeding) or None;
-    fixed: ``[B, C]`` fixed source summary fed at every step, or None.
+    fixed: ``[B, C]`` fixed source summary fed at every step, or None;
+    step: ``[B]`` index of the next target position.
     """
 
     h: torch.Tensor
     c: torch.Tensor | None = None
     feed: torch.Tensor | None = None
     fixed: torch.Tensor | None = None
+    step: torch.Tensor | None = None  # [B] target position (local attention windows)
 
     def select(self, index: torch.Tensor) -> DecoderState:
         return DecoderState(*(_select(t, index) for t in self))
@@ -62,6 +64,7 @@ class RNNDecoder(nn.Module):
         fixed_context: bool = False,
         attention: Literal["none", "before", "after"] = "none",
         scorer: nn.Module | None = None,
+        window: nn.Module | None = None,
         input_feeding: bool = False,
         readout: Literal["hidden", "deep", "attentional"] = "hidden",
         readout_size: int | None = None,
@@ -75,6 +78,7 @@ class RNNDecoder(nn.Module):
             raise ValueError("an attention position needs a scorer and vice versa")
         self.cell, self.layers, self.hidden_size = cell, layers, hidden_size
         self.attention, self.scorer, self.input_feeding = attention, scorer, input_feeding
+        self.window = window  # None: global attention; else a LocalWindow
         self.fixed_context, self.readout, self.bridge = fixed_context, readout, bridge
         self.encoder_layers = encoder_layers
         self.embed = (
@@ -140,7 +144,8 @@ class RNNDecoder(nn.Module):
         if self.cell == "lstm" and c is None:
             c = torch.zeros_like(h)
         feed = top.new_zeros(batch, self.output_size) if self.input_feeding else None
-        return DecoderState(h.contiguous(), c, feed, top if self.fixed_context else None)
+        step = torch.zeros(batch, dtype=torch.long, device=top.device)
+        return DecoderState(h.contiguous(), c, feed, top if self.fixed_context else None, step)
 
     # ------------------------------------------------------------------ steps
 
@@ -154,7 +159,7 @@ class RNNDecoder(nn.Module):
 
     def _step(self, emb, state: DecoderState, memory: Memory):
         """One step on ``emb [B, 1, E]`` (or None); returns ``[B, 1, F]`` features."""
-        h, c, feed, fixed = state
+        h, c, feed, fixed, step = state
         parts = [] if emb is None else [emb]
         ctx = attn = None
         if fixed is not None:
@@ -162,16 +167,24 @@ class RNNDecoder(nn.Module):
             parts.append(ctx)
         if self.attention == "before":
             query = h[:, -1:]  # [B, 1, H] top layer of h_{t-1}
-            ctx, attn = attend(self.scorer.score(query, memory.keys), memory.mask, memory.outputs)
+            ctx, attn = self._attend(query, step[:, None], memory)
             parts.append(ctx)
         if self.input_feeding:
             parts.append(feed[:, None])
         out, (h, c) = self._run(torch.cat(parts, -1), h, c)  # out: [B, 1, H]
         if self.attention == "after":
-            ctx, attn = attend(self.scorer.score(out, memory.keys), memory.mask, memory.outputs)
+            ctx, attn = self._attend(out, step[:, None], memory)
         feats = self._readout(out, ctx, emb)
         feed = feats[:, 0] if self.input_feeding else None
-        return feats, DecoderState(h, c, feed, fixed), attn
+        return feats, DecoderState(h, c, feed, fixed, step + 1), attn
+
+    def _attend(self, query: torch.Tensor, steps: torch.Tensor, memory: Memory):
+        """Context ``[B, T, M]`` and weights ``[B, T, S]`` for queries ``[B, T, Hq]``."""
+        scores = self.scorer.score(query, memory.keys)  # [B, T, S]
+        if self.window is None:
+            return attend(scores, memory.mask, memory.outputs)
+        bias, allowed = self.window(query, steps, memory.mask)
+        return attend(scores + bias, allowed, memory.outputs)
 
     def _run(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
         """Run the cell stack on ``x [B, T, I]`` from batch-first states ``[B, L, H]``."""
@@ -239,5 +252,6 @@ class RNNDecoder(nn.Module):
             parts.append(ctx)
         out, _ = self._run(torch.cat(parts, -1), state.h, state.c)  # [B, T, H]
         if self.attention == "after":
-            ctx, attn = attend(self.scorer.score(out, memory.keys), memory.mask, memory.outputs)
+            steps_in = state.step[:, None] + torch.arange(steps, device=out.device)[None, :]
+            ctx, attn = self._attend(out, steps_in, memory)
         return self._readout(out, ctx, emb), attn

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from transduce.config import ModelConfig
-from transduce.nn.attention import build_scorer
+from transduce.nn.attention import LocalWindow, build_scorer
 from transduce.nn.decoders import DecoderState, RNNDecoder
 from transduce.nn.encoders import Memory, RNNEncoder
 from transduce.nn.heads import VocabHead
@@ -141,9 +141,15 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         bridge = cfg.bridge
     elif bridge == "copy" and encoder.output_size != dec_cfg.hidden_size:
         bridge = "linear"  # sizes differ (e.g. a bidirectional encoder): learn the mapping
-    scorer = None
+    scorer = window = None
     if score is not None:
         scorer = build_scorer(score, dec_cfg.hidden_size, encoder.output_size, cfg.attention.size)
+        if cfg.attention.window != "global":
+            window = LocalWindow(cfg.attention.window, cfg.attention.width, dec_cfg.hidden_size)
+    elif cfg.attention.window != "global":
+        raise ValueError(
+            f"model.attention.window={cfg.attention.window!r} needs a preset with attention"
+        )
     decoder = RNNDecoder(
         tgt_vocab_size,
         encoder.output_size,
@@ -153,6 +159,7 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         dec_cfg.layers,
         dec_cfg.dropout,
         scorer=scorer,
+        window=window,
         readout_size=dec_cfg.readout_size,
         bridge=bridge,
         encoder_layers=enc_cfg.layers,
