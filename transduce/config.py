@@ -44,8 +44,10 @@ class DataConfig:
     split: Literal["by_source", "tail"] = "by_source"  # tail = Keras validation_split
     split_seed: int = 1234
     on_bad_line: Literal["error", "skip"] = "error"
-    src_tokenizer: Literal["char", "word"] = "char"
-    tgt_tokenizer: Literal["char", "word"] = "char"
+    src_tokenizer: Literal["char", "word", "bpe", "unigram"] = "char"
+    tgt_tokenizer: Literal["char", "word", "bpe", "unigram"] = "char"
+    vocab_size: int = 8000  # sentencepiece pieces per model (bpe / unigram)
+    joint_vocab: bool = False  # one sentencepiece model trained on both sides' text
     lowercase: bool = False
     min_freq: int = 1
     max_vocab: int | None = None

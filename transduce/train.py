@@ -338,7 +338,7 @@ def prepare_run(
     if resume:
         pipeline = TextPipeline.load(cfg.data, run_dir)
     else:
-        pipeline = TextPipeline.build(cfg.data, texts.train_src, texts.train_tgt)
+        pipeline = TextPipeline.build(cfg.data, texts.train_src, texts.train_tgt, run_dir)
     train_data = filter_lengths(
         pipeline.encode(texts.train_src, texts.train_tgt), cfg.data, "train"
     )

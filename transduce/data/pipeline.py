@@ -22,7 +22,12 @@ from transduce.data.corpus import (
     split_by_source,
     split_tail,
 )
-from transduce.data.tokenizers import Tokenizer, build_tokenizer
+from transduce.data.tokenizers import (
+    SUBWORD_KINDS,
+    Tokenizer,
+    build_tokenizer,
+    train_sentencepiece,
+)
 from transduce.data.vocab import Vocab
 
 log = logging.getLogger("transduce.data")
@@ -73,9 +78,14 @@ class TextPipeline:
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
 
     @classmethod
-    def build(cls, cfg: DataConfig, src_texts: list[str], tgt_texts: list[str]) -> TextPipeline:
-        src_tok = build_tokenizer(cfg.src_tokenizer, cfg.lowercase)
-        tgt_tok = build_tokenizer(cfg.tgt_tokenizer, cfg.lowercase)
+    def build(
+        cls, cfg: DataConfig, src_texts: list[str], tgt_texts: list[str], run_dir: Path
+    ) -> TextPipeline:
+        """Train subword models (if any) into ``run_dir``, then build the vocabularies."""
+        for side, kind, texts in _subword_sides(cfg, src_texts, tgt_texts):
+            train_sentencepiece(texts, kind, cfg.vocab_size, run_dir / f"spm.{side}.model",
+                                cfg.lowercase)  # fmt: skip
+        src_tok, tgt_tok = _tokenizers(cfg, run_dir)
         src_vocab = Vocab.build(map(src_tok.encode, src_texts), cfg.min_freq, cfg.max_vocab)
         tgt_vocab = Vocab.build(map(tgt_tok.encode, tgt_texts), cfg.min_freq, cfg.max_vocab)
         return cls(src_tok, tgt_tok, src_vocab, tgt_vocab)
@@ -86,9 +96,10 @@ class TextPipeline:
 
     @classmethod
     def load(cls, cfg: DataConfig, run_dir: str | os.PathLike) -> TextPipeline:
+        src_tok, tgt_tok = _tokenizers(cfg, Path(run_dir))
         return cls(
-            build_tokenizer(cfg.src_tokenizer, cfg.lowercase),
-            build_tokenizer(cfg.tgt_tokenizer, cfg.lowercase),
+            src_tok,
+            tgt_tok,
             Vocab.load(Path(run_dir, "vocab.src.json")),
             Vocab.load(Path(run_dir, "vocab.tgt.json")),
         )
@@ -105,6 +116,28 @@ class TextPipeline:
 
     def src_tokens(self, text: str) -> list[str]:
         return self.src_tok.encode(text)
+
+
+def _subword_sides(cfg: DataConfig, src_texts: list[str], tgt_texts: list[str]):
+    """(side name, kind, texts) for each sentencepiece model to train: one joint model on
+    both sides' text when ``joint_vocab``, else one per subword side."""
+    src_kind, tgt_kind = cfg.src_tokenizer, cfg.tgt_tokenizer
+    if cfg.joint_vocab:
+        if src_kind != tgt_kind or src_kind not in SUBWORD_KINDS:
+            raise ValueError("data.joint_vocab needs the same subword tokenizer on both sides")
+        return [("joint", src_kind, src_texts + tgt_texts)]
+    sides = [("src", src_kind, src_texts), ("tgt", tgt_kind, tgt_texts)]
+    return [side for side in sides if side[1] in SUBWORD_KINDS]
+
+
+def _tokenizers(cfg: DataConfig, run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
+    def model(side: str) -> Path:
+        return run_dir / ("spm.joint.model" if cfg.joint_vocab else f"spm.{side}.model")
+
+    return (
+        build_tokenizer(cfg.src_tokenizer, cfg.lowercase, model("src")),
+        build_tokenizer(cfg.tgt_tokenizer, cfg.lowercase, model("tgt")),
+    )
 
 
 def filter_lengths(data: ParallelData, cfg: DataConfig, name: str) -> ParallelData:

@@ -1,12 +1,16 @@
 """Tokenizers behind one interface: text -> list of token strings -> text.
 
-``char`` and ``word`` live here; subword models (sentencepiece BPE / unigram) plug into
-the same interface through :func:`build_tokenizer`.
+``char``, ``word``, and sentencepiece subwords (``bpe`` / ``unigram``, trained from the
+training data by :func:`train_sentencepiece`), all built by :func:`build_tokenizer`.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Protocol
 
 # Words, numbers, and any other single non-space character as its own token.
@@ -58,9 +62,68 @@ class WordTokenizer:
         return "".join(out)
 
 
-def build_tokenizer(kind: str, lowercase: bool = False) -> Tokenizer:
+class SentencePieceTokenizer:
+    """Subword pieces from a trained sentencepiece model (BPE or unigram; Sennrich et al.
+    2016, Kudo 2018). Decoding joins the pieces back into detokenized text."""
+
+    def __init__(self, kind: str, model_file: str | os.PathLike, lowercase: bool = False):
+        import sentencepiece as spm
+
+        if not Path(model_file).is_file():
+            raise FileNotFoundError(f"{model_file}: sentencepiece model not found")
+        self.kind, self.lowercase = kind, lowercase
+        self.sp = spm.SentencePieceProcessor(model_file=str(model_file))
+
+    def encode(self, text: str) -> list[str]:
+        return self.sp.encode(text.lower() if self.lowercase else text, out_type=str)
+
+    def decode(self, tokens: list[str]) -> str:
+        return self.sp.decode_pieces(list(tokens))
+
+
+SUBWORD_KINDS = ("bpe", "unigram")
+
+
+def train_sentencepiece(
+    texts: Iterable[str], kind: str, vocab_size: int, model_file: str | os.PathLike,
+    lowercase: bool = False,
+) -> None:  # fmt: skip
+    """Train a sentencepiece model on ``texts`` and write ``model_file`` atomically.
+
+    Single-threaded so the model is the same on every run; ``hard_vocab_limit=False`` lets a
+    small corpus end with fewer pieces than asked for instead of failing.
+    """
+    import sentencepiece as spm
+
+    model_file = Path(model_file)
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=model_file.parent) as tmp:
+        prefix = Path(tmp, "spm")
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter([t.lower() if lowercase else t for t in texts]),
+            model_prefix=str(prefix),
+            model_type=kind,
+            vocab_size=vocab_size,
+            character_coverage=1.0,
+            hard_vocab_limit=False,
+            bos_id=-1,
+            eos_id=-1,
+            unk_id=0,
+            num_threads=1,
+            minloglevel=2,
+        )
+        os.replace(f"{prefix}.model", model_file)
+
+
+def build_tokenizer(
+    kind: str, lowercase: bool = False, model_file: str | os.PathLike | None = None
+) -> Tokenizer:
     if kind == "char":
         return CharTokenizer(lowercase)
     if kind == "word":
         return WordTokenizer(lowercase)
-    raise ValueError(f"unknown tokenizer {kind!r} (known: char, word)")
+    if kind in SUBWORD_KINDS:
+        if model_file is None:
+            raise ValueError(f"a {kind} tokenizer needs a trained sentencepiece model file")
+        return SentencePieceTokenizer(kind, model_file, lowercase)
+    raise ValueError(f"unknown tokenizer {kind!r} (known: char, word, bpe, unigram)")
