@@ -182,3 +182,33 @@ def exact_match():
 @pytest.fixture(scope="session")
 def teacher_forced_loss():
     return _loss
+
+
+def _sequence_logprob(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    src_mask: torch.Tensor,
+    outputs: list[list[int]],
+    ended: list[bool],
+) -> torch.Tensor:
+    """Teacher-forced sum of log-probabilities ``[N]`` of ``outputs[i]`` given source row ``i``,
+    ``</s>`` included where ``ended[i]``: the score a search should report for that output."""
+    pairs = zip(outputs, ended, strict=True)
+    targets = [[*out, EOS_ID] if end else list(out) for out, end in pairs]
+    lengths = torch.tensor([len(t) for t in targets])
+    width = max(int(lengths.max()), 1)
+    tgt_in = torch.full((len(targets), width), PAD_ID)  # [N, T] <s> + output
+    tgt_out = torch.full((len(targets), width), PAD_ID)  # [N, T] output (+ </s>)
+    for i, t in enumerate(targets):
+        tgt_in[i, : len(t)] = torch.tensor([BOS_ID, *t])[: len(t)]
+        tgt_out[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+    with torch.no_grad():
+        logits, _ = model(src, src_mask, tgt_in)  # [N, T, V]
+    logp = F.log_softmax(logits.float(), -1).gather(2, tgt_out[:, :, None]).squeeze(2)
+    counted = torch.arange(width)[None, :] < lengths[:, None]  # [N, T]
+    return (logp * counted).sum(1)
+
+
+@pytest.fixture(scope="session")
+def sequence_logprob():
+    return _sequence_logprob

@@ -125,3 +125,62 @@ def test_unknown_config_key_is_reported(tmp_path):
 def test_missing_model_dir(tmp_path):
     proc = run("translate", "--model", str(tmp_path / "none"), stdin="a\n")
     assert proc.returncode == 2 and "not a transduce run" in proc.stderr
+
+
+def test_translate_jsonl_nbest(trained):
+    inputs = ["abc", "", "fedcb", "ba"]
+    proc = run("translate", "--model", str(trained / "run"), "--beam", "5", "--nbest", "3",
+               "--format", "jsonl", stdin="".join(s + "\n" for s in inputs))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["source"] for r in records] == inputs  # one record per line, in order
+    empty = records[1]
+    assert empty["src_tokens"] == [] and len(empty["hypotheses"]) == 1
+    assert empty["hypotheses"][0]["text"] == "" and empty["hypotheses"][0]["tokens"] == []
+    for record in records[:1] + records[2:]:
+        assert record["src_tokens"] == list(record["source"])  # character tokens
+        hyps = record["hypotheses"]
+        assert len(hyps) == 3
+        scores = [h["score"] for h in hyps]
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(h["tokens"]) for h in hyps}) == 3
+        for h in hyps:
+            assert h["text"] == "".join(h["tokens"]) and h["logprob"] == h["score"]  # alpha 0
+            att = h["attention"]
+            assert len(att) == len(h["tokens"])
+            assert all(len(row) == len(record["src_tokens"]) for row in att)
+            assert all(abs(sum(row) - 1) < 2e-3 for row in att)  # a distribution per token
+
+
+def test_translate_sampling_is_reproducible_with_a_seed(trained):
+    args = ("translate", "--model", str(trained / "run"), "--sample", "--seed", "1",
+            "--nbest", "2", "--format", "jsonl")  # fmt: skip
+    first = run(*args, stdin="abc\nfedcb\n")
+    second = run(*args, stdin="abc\nfedcb\n")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    records = [json.loads(line) for line in first.stdout.splitlines()]
+    assert [len(r["hypotheses"]) for r in records] == [2, 2]
+
+
+def test_translate_text_with_beam_prints_one_line_per_input(trained):
+    proc = run("translate", "--model", str(trained / "run"), "--beam", "3",
+               stdin="abc\n\nfedcb\nba\n")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert len(lines) == 5 and lines[-1] == ""
+    assert lines[1] == "" and all(lines[i] for i in (0, 2, 3))
+
+
+def test_evaluate_with_beam_reports_speed_and_scores(trained, tmp_path):
+    pairs = reverse_pairs(20, seed=9)
+    (tmp_path / "src").write_text("".join(s + "\n" for s, _ in pairs))
+    (tmp_path / "ref").write_text("".join(t + "\n" for _, t in pairs))
+    proc = run("evaluate", "--model", str(trained / "run"), "--src", str(tmp_path / "src"),
+               "--ref", str(tmp_path / "ref"), "--beam", "3")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1
+    scores = json.loads(proc.stdout)
+    assert scores["n"] == 20
+    assert scores["sentences_per_s"] > 0 and scores["tokens_per_s"] > 0
+    assert 0 <= scores["bleu"] <= 100 and 0 <= scores["chrf"] <= 100

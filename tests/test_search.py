@@ -1,15 +1,17 @@
-"""Tests for transduce.search: batched greedy == a naive one-sentence-at-a-time greedy."""
+"""Tests for transduce.search: batched greedy == a naive one-sentence-at-a-time greedy; beam
+search against greedy, against itself one sentence at a time, and against teacher forcing."""
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from transduce.search import greedy, length_limits
+from transduce.search import NBest, beam_search, greedy, length_limits
 
 MAX_LEN = 8
 
@@ -150,3 +152,171 @@ def test_greedy_on_an_empty_batch(make_model):
     src = torch.zeros(0, 4, dtype=torch.long)
     hyp = greedy(model, src, src != PAD_ID, max_len=MAX_LEN)
     assert hyp.tokens.shape == (0, 0) and hyp.lengths.shape == (0,) and hyp.scores.shape == (0,)
+
+
+# ---------------------------------------------------------------------- beam search
+
+
+def model_and_sources(case, is_trained: bool, trained, make_model, task):
+    """A trained preset with the task's sources, or the untrained preset with random ones.
+    Untrained logits are scaled up: near-uniform ones tie to the last bit now and then, and
+    greedy and beam may break an exact tie differently."""
+    if is_trained:
+        return trained(case), task.src, task.src_mask
+    model = make_model(*case[:3]).eval()
+    with torch.no_grad():
+        model.head.proj.weight.mul_(10.0)
+    return model, *random_sources()
+
+
+def flatten(nb: NBest, limits: torch.Tensor):
+    """Every n-best hypothesis as (sentence, tokens, ended with </s>): a hypothesis shorter than
+    its sentence's limit stopped at </s>; one that reached the limit did not produce it."""
+    return [
+        (i, tokens, len(tokens) < int(limits[i]))
+        for i, hyps in enumerate(nb.tokens)
+        for tokens in hyps
+    ]
+
+
+@pytest.mark.parametrize("is_trained", [True, False], ids=["trained", "untrained"])
+def test_beam_of_one_is_greedy(case, is_trained, trained, make_model, task):
+    model, src, mask = model_and_sources(case, is_trained, trained, make_model, task)
+    for ratio in (None, 0.5, 1.5):
+        hyp = greedy(model, src, mask, max_len=MAX_LEN, max_len_ratio=ratio)
+        nb = beam_search(model, src, mask, beam_size=1, max_len=MAX_LEN, max_len_ratio=ratio)
+        for i, n in enumerate(hyp.lengths.tolist()):
+            assert nb.tokens[i] == [hyp.tokens[i, :n].tolist()], (ratio, i)
+            assert math.isclose(nb.logprobs[i][0], float(hyp.scores[i]), abs_tol=1e-5)
+            assert nb.scores[i] == nb.logprobs[i]  # alpha = 0: the score is the log-probability
+            if hyp.attention is not None and n > 0:
+                torch.testing.assert_close(nb.attention[i][0], hyp.attention[i, :n])
+
+
+def test_nbest_is_sorted_distinct_and_does_not_change_the_search(case, trained, task):
+    model = trained(case)
+    full = beam_search(model, task.src, task.src_mask, beam_size=5, nbest=5, max_len=MAX_LEN)
+    for tokens, scores in zip(full.tokens, full.scores, strict=True):
+        assert len(tokens) == 5
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(t) for t in tokens}) == len(tokens)  # pairwise distinct
+    for nbest in (3, 4):
+        part = beam_search(model, task.src, task.src_mask, 5, nbest, max_len=MAX_LEN)
+        assert part.tokens == [t[:nbest] for t in full.tokens]
+        assert part.scores == [s[:nbest] for s in full.scores]
+
+
+@pytest.mark.parametrize("alpha,normalize", [(0.0, False), (1.0, False), (0.0, True)])
+def test_nbest_sorted_by_ranking_score_on_untrained_models(alpha, normalize, make_model):
+    model = make_model("bahdanau", "lstm").eval()
+    src, mask = random_sources()
+    nb = beam_search(model, src, mask, 5, 5, MAX_LEN, 1.0, alpha, normalize)
+    for tokens, scores in zip(nb.tokens, nb.scores, strict=True):
+        assert len(tokens) == 5 and scores == sorted(scores, reverse=True)
+        assert len({tuple(t) for t in tokens}) == 5
+
+
+@pytest.mark.parametrize("beam,nbest", [(3, 4), (1, 2), (5, 0)])
+def test_nbest_outside_one_to_beam_is_rejected(beam, nbest, make_model):
+    model = make_model("luong", "gru", "general").eval()
+    src, mask = random_sources(2)
+    with pytest.raises(ValueError, match="nbest"):
+        beam_search(model, src, mask, beam_size=beam, nbest=nbest)
+
+
+def test_beam_never_scores_below_greedy(case, trained, task):
+    model = trained(case)
+    hyp = greedy(model, task.src, task.src_mask, max_len=MAX_LEN)
+    nb = beam_search(model, task.src, task.src_mask, beam_size=5, max_len=MAX_LEN)
+    best = torch.tensor([lp[0] for lp in nb.logprobs])
+    assert (best >= hyp.scores - 1e-4).all(), (best - hyp.scores).min()
+
+
+class _Rows(NamedTuple):
+    x: torch.Tensor  # [B, ...]
+
+    def select(self, index: torch.Tensor) -> _Rows:
+        return _Rows(self.x.index_select(0, index))
+
+
+class Scripted:
+    """The step contract over a fixed table, whatever the source or prefix: the state counts
+    the steps taken; token 4 is likely for ``length`` steps and </s> after, and </s> is the
+    runner-up before that, with every other token far behind."""
+
+    def __init__(self, length: int, vocab: int = 12):
+        self.length, self.vocab = length, vocab
+
+    def encode(self, src, src_mask):
+        return _Rows(src)
+
+    def init_state(self, memory):
+        return _Rows(torch.zeros(memory.x.shape[0], dtype=torch.long))
+
+    def step(self, prev, state, memory):
+        return state.x, _Rows(state.x + 1), None  # features = steps taken
+
+    def head(self, steps):
+        early = steps < self.length  # [b]
+        logits = torch.zeros(len(steps), self.vocab)
+        logits[:, 4] = torch.where(early, 5.0, 0.0)
+        logits[:, EOS_ID] = torch.where(early, 2.0, 5.0)
+        return logits
+
+
+@pytest.mark.parametrize("beam", [2, 5])
+def test_beam_does_not_stop_before_its_best_hypothesis_ends(beam):
+    # Greedy: 4 4 4 4 4 </s>, log-prob -0.63. Beam k collects k hypotheses ending in </s>
+    # (each -3.1 or worse) in its first k steps and, as written, stops there.
+    model, src = Scripted(length=5), torch.tensor([[4, 5]])
+    hyp = greedy(model, src, src != PAD_ID, max_len=MAX_LEN)
+    assert hyp.tokens.tolist() == [[4] * 5]
+    nb = beam_search(model, src, src != PAD_ID, beam_size=beam, max_len=MAX_LEN)
+    assert nb.tokens[0][0] == [4] * 5
+    assert nb.logprobs[0][0] >= float(hyp.scores[0]) - 1e-5
+
+
+@pytest.mark.parametrize("is_trained", [True, False], ids=["trained", "untrained"])
+def test_beam_scores_are_the_log_probs_of_the_hypotheses(
+    case, is_trained, trained, make_model, task, sequence_logprob
+):
+    model, src, mask = model_and_sources(case, is_trained, trained, make_model, task)
+    ratio = None if is_trained else 1.0  # untrained: many hypotheses stop at their limit
+    nb = beam_search(model, src, mask, beam_size=4, nbest=4, max_len=MAX_LEN, max_len_ratio=ratio)
+    rows = flatten(nb, length_limits(mask, MAX_LEN, ratio))
+    index = torch.tensor([i for i, _, _ in rows])
+    expected = sequence_logprob(
+        model, src[index], mask[index], [t for _, t, _ in rows], [e for _, _, e in rows]
+    )
+    logprobs = torch.tensor([lp for hyps in nb.logprobs for lp in hyps])
+    torch.testing.assert_close(logprobs, expected, atol=1e-4, rtol=0)
+    # trained: hypotheses end with </s>; untrained: most run into their limit
+    assert any(ended == is_trained for _, _, ended in rows)
+
+
+@pytest.mark.parametrize("is_trained", [True, False], ids=["trained", "untrained"])
+def test_batched_beam_equals_one_sentence_at_a_time(case, is_trained, trained, make_model, task):
+    model, src, mask = model_and_sources(case, is_trained, trained, make_model, task)
+    src, mask, ratio = src[:10], mask[:10], (None if is_trained else 1.5)
+    assert mask.sum(1).unique().numel() > 1  # sentences of different lengths share the batch
+    batched = beam_search(model, src, mask, 4, 3, max_len=MAX_LEN, max_len_ratio=ratio)
+    for i, n in enumerate(mask.sum(1).tolist()):
+        alone = beam_search(model, src[i : i + 1, :n], mask[i : i + 1, :n], 4, 3, MAX_LEN, ratio)
+        assert batched.tokens[i] == alone.tokens[0], i
+        torch.testing.assert_close(batched.scores[i], alone.scores[0], atol=1e-5, rtol=0)
+        for att, att_alone in zip(batched.attention[i], alone.attention[0], strict=True):
+            if att is not None and att_alone is not None:
+                torch.testing.assert_close(att[:, :n], att_alone, atol=1e-5, rtol=0)
+                assert (att[:, n:] == 0).all()  # no weight on padding
+
+
+def test_every_beam_hypothesis_of_an_attention_model_has_attention(make_model):
+    model = make_model("bahdanau", "gru").eval()
+    with torch.no_grad():
+        model.head.proj.bias[EOS_ID] += 2.0  # </s> is among the first step's best candidates
+    src, mask = random_sources(4)
+    nb = beam_search(model, src, mask, beam_size=5, nbest=5, max_len=MAX_LEN)
+    assert [] in nb.tokens[0]  # the empty hypothesis is in the n-best list
+    for tokens, atts in zip(nb.tokens, nb.attention, strict=True):
+        for t, att in zip(tokens, atts, strict=True):
+            assert att is not None and att.shape == (len(t), src.shape[1])

@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 
 Cell = Literal["rnn", "gru", "lstm"]
-Preset = Literal["simple", "sutskever", "cho", "bahdanau", "luong"]
+Preset = Literal["simple", "sutskever", "cho", "bahdanau", "luong", "transformer"]
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,27 @@ class AttentionConfig:
 
 
 @dataclass(frozen=True)
+class TransformerConfig:
+    d_model: int = 256
+    heads: int = 4
+    ff_size: int = 1024
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    pre_norm: bool = True  # False: the original post-norm layers
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_positions: int = 1024  # learned positions only
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     preset: Preset = "bahdanau"
     cell: Cell = "gru"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)  # preset only
     bridge: Literal["auto", "none", "copy", "linear"] = "auto"
     reverse_source: bool = False  # Sutskever et al. 2014 reverse the source words
     embed_dropout: float = 0.0

@@ -113,7 +113,7 @@ def block_repeated_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int) -> 
 
     logp ``[R, V]``, history ``[R, t]`` -> logp with -inf at forbidden (row, token) pairs.
     """
-    if n <= 0 or history.shape[1] < n - 1 or history.shape[1] < 1:
+    if n <= 0 or history.shape[1] < n:  # no complete n-gram yet
         return logp
     if n == 1:
         return logp.scatter(1, history, float("-inf"))
@@ -130,14 +130,16 @@ def block_repeated_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int) -> 
 class _Beams:
     """The live part of a batched beam search: ``b`` sentences x ``k`` hypotheses."""
 
-    def __init__(self, batch: int, k: int, device: torch.device, keep_attention: bool):
+    def __init__(
+        self, batch: int, k: int, device: torch.device, keep_attention: bool, src_len: int
+    ):
         self.k = k
         self.sentence = torch.arange(batch, device=device)  # original id of each live sentence
         self.scores = torch.full((batch, k), float("-inf"), device=device)
         self.scores[:, 0] = 0.0  # the first step expands one hypothesis per sentence
         self.history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
-        self.attention: torch.Tensor | None = None
-        self.keep_attention = keep_attention
+        self.attention: torch.Tensor | None = None  # [b * k, t, S] once a step has run
+        self.keep_attention, self.src_len = keep_attention, src_len
 
     def expand(self, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Top 2k continuations per sentence: (scores [b, 2k], beam [b, 2k], token [b, 2k])."""
@@ -190,7 +192,9 @@ def _finish_at_limit(finished, beams: _Beams, at_limit: torch.Tensor, t: int, ra
 
 
 def _add(finished, beams: _Beams, i: int, row: int, logprob: float, length: int, rank) -> None:
-    att = beams.attention[row] if beams.attention is not None else None
+    att = None
+    if beams.keep_attention:
+        att = beams.attention[row] if beams.attention is not None else torch.zeros(0, beams.src_len)
     finished[int(beams.sentence[i])].append(
         (rank(logprob, length), logprob, beams.history[row], att)
     )
@@ -211,9 +215,10 @@ def beam_search(
     keep_attention: bool = True,
 ) -> NBest:
     """Batched beam search: all sentences x beams advance as one tensor per step; sentences
-    leave the batch once they hold ``beam_size`` finished hypotheses or reach their length
-    limit. Ranking: log-probability / GNMT length penalty (``alpha``), or / length
-    (``normalize``). With ``beam_size=1`` this is exactly :func:`greedy`.
+    leave the batch once they hold ``beam_size`` finished hypotheses that no live one can
+    still beat (:func:`_settled`), or reach their length limit. Ranking: log-probability /
+    GNMT length penalty (``alpha``), or / length (``normalize``). With ``beam_size=1`` this
+    is exactly :func:`greedy`.
     """
     if not 1 <= nbest <= beam_size:
         raise ValueError(f"nbest must be between 1 and the beam size ({beam_size}), got {nbest}")
@@ -224,7 +229,7 @@ def beam_search(
     memory = memory.select(torch.arange(batch, device=device).repeat_interleave(k))
     state = model.init_state(memory)
     limits = length_limits(src_mask, max_len, max_len_ratio)
-    beams = _Beams(batch, k, device, keep_attention)
+    beams = _Beams(batch, k, device, keep_attention, src.shape[1])
     prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
     for t in range(int(limits.max()) if batch else 0):
         features, state, attn = model.step(prev, state, memory)
@@ -237,8 +242,7 @@ def beam_search(
         state = state.select(rows)
         at_limit = t + 1 >= limits[beams.sentence]
         _finish_at_limit(finished, beams, at_limit, t, rank)
-        full = torch.tensor([len(finished[i]) >= k for i in beams.sentence.tolist()], device=device)
-        done = at_limit | full
+        done = at_limit | _settled(finished, beams, limits, k, alpha, normalize)
         if bool(done.all()):
             break
         if bool(done.any()):
@@ -246,6 +250,24 @@ def beam_search(
             state, memory = state.select(rows), memory.select(rows)
         prev = beams.history[:, -1]
     return _collect(finished, nbest, keep_attention)
+
+
+def _settled(finished, beams: _Beams, limits, k: int, alpha: float, normalize: bool):
+    """Sentences ``[b]`` that hold ``k`` finished hypotheses, the best of which no live
+    hypothesis can still beat. Log-probabilities only fall as hypotheses grow, so a live
+    one's best reachable score is its current log-probability under the most favourable
+    length normalisation allowed by the sentence's limit."""
+    alive = beams.scores.max(1).values  # [b]
+    limit = limits[beams.sentence].double()
+    if normalize:
+        alive = alive / limit
+    elif alpha > 0:
+        alive = alive / length_penalty(limit, alpha)
+    out = []
+    for i, s in enumerate(beams.sentence.tolist()):
+        hyps = finished[s]
+        out.append(len(hyps) >= k and max(h[0] for h in hyps) >= float(alive[i]))
+    return torch.tensor(out, dtype=torch.bool, device=alive.device)
 
 
 def _collect(finished: list[list[tuple]], nbest: int, keep_attention: bool) -> NBest:
@@ -299,7 +321,10 @@ def sample(
     expanded = torch.arange(src.shape[0], device=src.device).repeat_interleave(n)
     src, src_mask = src.index_select(0, expanded), src_mask.index_select(0, expanded)
     generator = torch.Generator(device=src.device)
-    generator.manual_seed(seed if seed is not None else torch.seed())
+    if seed is None:
+        generator.seed()  # fresh entropy, leaving torch's global generator alone
+    else:
+        generator.manual_seed(seed)
 
     def choose(logits: torch.Tensor) -> torch.Tensor:
         if temperature <= 0.0:

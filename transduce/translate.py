@@ -13,6 +13,7 @@ import torch
 from transduce import checkpoint as ckpt
 from transduce.config import Config, load_config
 from transduce.data.pipeline import TextPipeline
+from transduce.data.vocab import BOS_ID, PAD_ID
 from transduce.metrics import bleu_chrf, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import beam_search, greedy, sample
@@ -122,7 +123,9 @@ class Translator:
     def _result(self, src_tokens: list[str], ids, score, logprob, att) -> Translation:
         out_tokens = self.pipeline.tgt_vocab.decode(ids)
         if att is not None:
-            att = att[: len(out_tokens), : len(src_tokens)].float().cpu().numpy()
+            # Keep the rows of the tokens that decode() kept (it drops <pad> and <s>).
+            kept = [i for i, t in enumerate(ids[: len(att)]) if t not in (PAD_ID, BOS_ID)]
+            att = att[kept][: len(out_tokens), : len(src_tokens)].float().cpu().numpy()
         text = self.pipeline.tgt_tok.decode(out_tokens)
         return Translation(text, src_tokens, out_tokens, score, att, logprob)
 

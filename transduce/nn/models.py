@@ -12,6 +12,7 @@ from transduce.nn.attention import LocalWindow, build_scorer
 from transduce.nn.decoders import DecoderState, RNNDecoder
 from transduce.nn.encoders import Memory, RNNEncoder
 from transduce.nn.heads import VocabHead
+from transduce.nn.transformer import TransformerDecoder, TransformerEncoder
 
 
 def reverse_padded(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -28,7 +29,7 @@ class Seq2Seq(nn.Module):
     """The step contract search relies on: ``encode``, ``init_state``, ``step``, ``head``."""
 
     def __init__(
-        self, encoder: nn.Module, decoder: RNNDecoder, head: VocabHead, reverse_source: bool
+        self, encoder: nn.Module, decoder: nn.Module, head: VocabHead, reverse_source: bool
     ):
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
@@ -115,6 +116,8 @@ def encoder_is_bidirectional(cfg: ModelConfig) -> bool:
 
 def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
     """Build the preset ``cfg.preset`` with the sizes in ``cfg``."""
+    if cfg.preset == "transformer":
+        return _transformer(cfg, src_vocab_size, tgt_vocab_size)
     enc_cfg, dec_cfg = cfg.encoder, cfg.decoder
     encoder = RNNEncoder(
         src_vocab_size,
@@ -171,5 +174,15 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
     if cfg.tie_embeddings:
         if decoder.embed is None:
             raise ValueError("tie_embeddings needs a decoder with token input (not 'simple')")
+        head.tie(decoder.embed.embed)
+    return Seq2Seq(encoder, decoder, head, cfg.reverse_source)
+
+
+def _transformer(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    # Vaswani et al. 2017; the RNN-only settings (cell, encoder/decoder sizes) do not apply.
+    encoder = TransformerEncoder(src_vocab_size, cfg.transformer, cfg.embed_dropout)
+    decoder = TransformerDecoder(tgt_vocab_size, cfg.transformer, cfg.embed_dropout)
+    head = VocabHead(decoder.output_size, tgt_vocab_size, cfg.output_dropout)
+    if cfg.tie_embeddings:
         head.tie(decoder.embed.embed)
     return Seq2Seq(encoder, decoder, head, cfg.reverse_source)
