@@ -90,3 +90,50 @@ def save_trainer_state(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 def load_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------------- averaging
+
+
+def step_path(run_dir: str | os.PathLike, step: int) -> Path:
+    return Path(run_dir, "checkpoints", f"step_{step:09d}.safetensors")
+
+
+def step_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The kept validation checkpoints, oldest first."""
+    return sorted(Path(run_dir, "checkpoints").glob("step_*.safetensors"))
+
+
+def prune_steps(run_dir: str | os.PathLike, keep: int) -> None:
+    for old in step_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the weights in ``paths`` (Vaswani et al. 2017 average the last
+    checkpoints of a run); computed in float64, returned in each tensor's own dtype."""
+    if not paths:
+        raise ValueError("no checkpoints to average (set train.keep_checkpoints)")
+    total: dict[str, torch.Tensor] = {}
+    for path in paths:
+        for name, tensor in load_file(str(path)).items():
+            if name in total and total[name].shape != tensor.shape:
+                raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, not "
+                                 f"{tuple(total[name].shape)}")  # fmt: skip
+            total[name] = total.get(name, 0) + tensor.double()
+    first = load_file(str(paths[0]))
+    return {name: (t / len(paths)).to(first[name].dtype) for name, t in total.items()}
+
+
+def write_average(run_dir: str | os.PathLike, last: int) -> Path:
+    """Average the last ``last`` kept checkpoints into ``averaged/model.safetensors``."""
+    paths = step_checkpoints(run_dir)[-last:]
+    state = average_checkpoints(paths)
+    out = Path(run_dir, "averaged", "model.safetensors")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    meta = {"averaged": ",".join(p.name for p in paths)}
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=meta)
+    os.replace(tmp, out)
+    return out

@@ -76,7 +76,7 @@ def _jsonl(source: str, hyps) -> str:
 def translate_command(args: argparse.Namespace) -> None:
     from transduce.translate import Translator
 
-    translator = Translator.load(args.model, device=args.device)
+    translator = Translator.load(args.model, args.checkpoint, device=args.device)
     inputs = _read_input(args.input)
     results = translator.decode(inputs, _decode_options(args))
     if args.format == "jsonl":
@@ -92,7 +92,7 @@ def translate_command(args: argparse.Namespace) -> None:
 def evaluate_command(args: argparse.Namespace) -> None:
     from transduce.translate import Translator, evaluate
 
-    translator = Translator.load(args.model, device=args.device)
+    translator = Translator.load(args.model, args.checkpoint, device=args.device)
     sources, references = read_lines(args.src), read_lines(args.ref)
     scores = evaluate(translator, sources, references, _decode_options(args))
     print(json.dumps(scores, ensure_ascii=False))
@@ -137,6 +137,12 @@ def plot_command(args: argparse.Namespace) -> None:
     print(out)
 
 
+def average_command(args: argparse.Namespace) -> None:
+    from transduce.checkpoint import write_average
+
+    print(write_average(args.model, args.last))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transduce", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -163,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--model", required=True, help="run directory")
         p.add_argument("--device", default="cpu")
+        p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best")
         _add_decode_flags(p)
         if name == "translate":
             p.add_argument("--input", help="input file (default stdin)")
@@ -174,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--src", required=True, help="source lines")
             p.add_argument("--ref", required=True, help="reference lines")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("average", help="average the last N kept checkpoints of a run")
+    p.add_argument("--model", required=True, help="run directory (train.keep_checkpoints > 0)")
+    p.add_argument("--last", type=int, default=5)
+    p.set_defaults(func=average_command)
 
     p = sub.add_parser("plot", help="attention heatmap or learning curves as PNG")
     p.add_argument("what", choices=["attention", "curves"])

@@ -122,6 +122,14 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int | None = None  # stop after this many updates (overrides epochs)
     max_seconds: float | None = None  # stop after this much training time
+    max_tokens: int | None = None  # token budget per batch (padded); overrides batch_size
+    lr_schedule: Literal["constant", "plateau", "inverse_sqrt", "cosine"] = "constant"
+    warmup_steps: int = 0
+    lr_min: float = 0.0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 1  # validations without improvement before the lr drops
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast (CPUs with AMX, CUDA)
+    keep_checkpoints: int = 0  # keep the last N validation checkpoints (for averaging)
     clip_norm: float | None = 1.0
     label_smoothing: float = 0.0
     teacher_forcing: float = 1.0  # probability of feeding the gold token
@@ -132,9 +140,10 @@ class TrainConfig:
     teacher_forcing_k: float = 1000.0  # schedule speed (steps for linear; k of Bengio et al.)
     valid_every: int = 0  # steps between validations; 0 = once per epoch
     valid_exact: bool = True  # greedy-decode the validation set for exact match
+    valid_bleu: bool = False  # ... and score it with sacrebleu BLEU
     valid_max: int | None = None  # decode at most this many validation examples
     patience: int | None = None  # early stopping: validations without improvement
-    early_stop_metric: Literal["loss", "acc", "exact"] = "loss"
+    early_stop_metric: Literal["loss", "acc", "exact", "bleu"] = "loss"
     seed: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # 0 = torch default

@@ -28,8 +28,9 @@ from transduce.config import Config, TrainConfig, load_config, save_config
 from transduce.data.batches import Batch, ParallelData
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
 from transduce.data.vocab import EOS_ID, PAD_ID
-from transduce.metrics import perplexity
+from transduce.metrics import bleu_chrf, perplexity
 from transduce.nn.models import Seq2Seq, build_model
+from transduce.optim import Schedule, build_optimizer
 from transduce.search import greedy
 
 log = logging.getLogger("transduce.train")
@@ -58,17 +59,6 @@ def teacher_forcing_ratio(cfg: TrainConfig, step: int) -> float:
     return max(low, top * k / (k + math.exp(min(step / k, 700.0))))  # inverse sigmoid
 
 
-def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "rmsprop":
-        # Keras defaults (rho=0.9, eps=1e-7), which the seeds' recipes were tuned with.
-        return torch.optim.RMSprop(
-            params, lr=cfg.lr, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay
-        )
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -88,6 +78,7 @@ class Trainer:
         run_dir: str | os.PathLike,
         rank: int = 0,
         world: int = 1,
+        valid_refs: list[str] | None = None,
     ):
         self.cfg, self.tcfg = cfg, cfg.train
         self.device = resolve_device(cfg.train.device)
@@ -95,6 +86,13 @@ class Trainer:
         self.pipeline, self.train_data, self.valid_data = pipeline, train_data, valid_data
         self.run_dir, self.rank, self.world = Path(run_dir), rank, world
         self.optimizer = build_optimizer(self.tcfg, model.parameters())
+        self.valid_refs = valid_refs  # raw target text, for validation BLEU
+        needs = {"exact": self.tcfg.valid_exact, "bleu": self.tcfg.valid_bleu}
+        if not needs.get(self.tcfg.early_stop_metric, True):
+            metric = self.tcfg.early_stop_metric
+            raise ValueError(f"train.early_stop_metric={metric} needs train.valid_{metric}: true")
+        total = self.tcfg.max_steps or self.tcfg.epochs * len(self._batches(0))
+        self.schedule = Schedule(self.tcfg, self.optimizer, total)
         self.coins = torch.Generator().manual_seed(self.tcfg.seed + 7)  # scheduled sampling
         self.step = self.epoch = self.position = 0  # position: batches done in this epoch
         self.best: dict[str, Any] | None = None
@@ -142,7 +140,9 @@ class Trainer:
         self.model.train()
         batch = batch.to(self.device)
         ntokens = batch.ntokens
-        loss, _ = self.loss(batch, teacher_forcing_ratio(self.tcfg, self.step))
+        self.schedule.before_step(self.step)
+        with self._autocast():
+            loss, _ = self.loss(batch, teacher_forcing_ratio(self.tcfg, self.step))
         self.optimizer.zero_grad(set_to_none=True)
         (loss / max(ntokens, 1)).backward()
         if self.tcfg.clip_norm:
@@ -150,6 +150,11 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         return float(loss.detach()) / max(ntokens, 1), ntokens
+
+    def _autocast(self):
+        """bf16 autocast when configured (matmuls in bf16, the loss in fp32)."""
+        enabled = self.tcfg.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     # ------------------------------------------------------------------ validation
 
@@ -159,34 +164,44 @@ class Trainer:
         loss_sum, correct, total = 0.0, 0, 0
         for batch in self.valid_data.iter_batches(self.cfg.decode.batch_size):
             batch = batch.to(self.device)
-            loss, right = self.loss(batch, 1.0)
-            loss_sum, correct, total = (
-                loss_sum + float(loss),
-                correct + int(right),
-                total + batch.ntokens,
-            )
+            with self._autocast():
+                loss, right = self.loss(batch, 1.0)
+            loss_sum, correct = loss_sum + float(loss), correct + int(right)
+            total += batch.ntokens
         metrics = {"loss": loss_sum / max(total, 1), "acc": correct / max(total, 1)}
         metrics["ppl"] = perplexity(metrics["loss"])
-        if self.tcfg.valid_exact:
-            metrics["exact"] = self.exact_match()
+        if self.tcfg.valid_exact or self.tcfg.valid_bleu:
+            metrics.update(self.decode_validation())
         return metrics
 
-    def exact_match(self) -> float:
+    def decode_validation(self) -> dict[str, float]:
+        """Greedy-decode (the first ``valid_max``) validation sources: exact match of the
+        token ids, and BLEU of the detokenized text against the raw references."""
         n = len(self.valid_data)
         if self.tcfg.valid_max is not None:
             n = min(n, self.tcfg.valid_max)
         data = self.valid_data.subset(np.arange(n))
-        hits = 0
+        hits, texts = 0, [""] * n
         for batch in data.iter_batches(self.cfg.decode.batch_size):
             batch = batch.to(self.device)
-            hyp = greedy(self.model, batch.src, batch.src_mask, self.cfg.decode.max_len)
+            with self._autocast():
+                hyp = greedy(self.model, batch.src, batch.src_mask, self.cfg.decode.max_len)
             gold = batch.tgt_out.masked_fill(batch.tgt_out == EOS_ID, PAD_ID)  # [B, T]
             width = max(hyp.tokens.shape[1], gold.shape[1])
             same = F.pad(hyp.tokens, (0, width - hyp.tokens.shape[1])) == F.pad(
                 gold, (0, width - gold.shape[1])
             )
             hits += int((same.all(1) & (hyp.lengths == (gold != PAD_ID).sum(1))).sum())
-        return hits / max(n, 1)
+            for row, i in enumerate(batch.index.tolist()):
+                texts[i] = self.pipeline.decode(hyp.tokens[row, : hyp.lengths[row]].tolist())
+        out = {}
+        if self.tcfg.valid_exact:
+            out["exact"] = hits / max(n, 1)
+        if self.tcfg.valid_bleu:
+            if self.valid_refs is None:
+                raise ValueError("train.valid_bleu needs the validation references")
+            out["bleu"] = float(bleu_chrf(texts, self.valid_refs[:n])["bleu"])
+        return out
 
     def improved(self, metrics: dict[str, Any]) -> bool:
         key = self.tcfg.early_stop_metric
@@ -201,55 +216,26 @@ class Trainer:
     def fit(self) -> RunResult:
         """Train until epochs / max_steps / max_seconds / early stopping, validating and
         checkpointing along the way. Continues from ``self.step`` after :meth:`restore`."""
-        tcfg, writer = self.tcfg, self.rank == 0
-        plan = self._batches(self.epoch)
-        total = tcfg.max_steps or tcfg.epochs * len(plan)
-        bar = tqdm(
-            total=total,
-            initial=self.step,
-            disable=not (tcfg.progress and writer),
-            unit="step",
-            dynamic_ncols=True,
-            desc="train",
-            mininterval=0.5 if sys.stderr.isatty() else 30.0,  # keep logs short
-        )
-        start, window_tokens, window_start, stop = (
-            time.perf_counter() - self.elapsed,
-            0,
-            None,
-            False,
-        )
-        losses: list[float] = []
-        while not stop and self.epoch < tcfg.epochs:
+        bar, meter = self._progress_bar(), _Meter()
+        start, stop = time.perf_counter() - self.elapsed, False
+        while not stop and self.epoch < self.tcfg.epochs:
             plan = self._batches(self.epoch)
             for idx in plan[self.position :]:
-                window_start = window_start or time.perf_counter()
                 loss, ntok = self.update(self.train_data.batch(idx))
+                # Advance the position before any checkpoint, so a resumed run starts
+                # exactly where this one would go on.
                 self.position += 1
-                losses.append(loss)
-                window_tokens += ntok
-                rate = window_tokens / max(time.perf_counter() - window_start, 1e-9)
-                bar.update(1)
-                bar.set_postfix(
-                    epoch=self.epoch + 1, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False
-                )
-                if tcfg.log_every and self.step % tcfg.log_every == 0:
-                    self._log({"split": "train", "loss": float(np.mean(losses)), "tok_s": rate})
-                    losses.clear()
+                end_of_epoch = self.position == len(plan)
+                if end_of_epoch:
+                    self.epoch, self.position = self.epoch + 1, 0
                 self.elapsed = time.perf_counter() - start
+                self._report(bar, meter, loss, ntok)
                 stop = self._should_stop()
-                if stop or (tcfg.valid_every and self.step % tcfg.valid_every == 0):
+                if stop or self._validation_due(end_of_epoch):
                     stop = self._checkpoint() or stop
-                    window_tokens, window_start = 0, None  # validation time is not training
-                    losses.clear()  # train-loss windows restart at checkpoints (exact resume)
+                    meter.reset()  # validation time is not training; log windows restart
                 if stop:
                     break
-            else:
-                self.epoch, self.position = self.epoch + 1, 0
-                if not tcfg.valid_every or self.epoch >= tcfg.epochs:
-                    stop = self._checkpoint()
-                    window_tokens, window_start = 0, None
-                    losses.clear()
         bar.close()
         if self.history and self.history[-1].get("step") != self.step:
             self._checkpoint()
@@ -258,11 +244,40 @@ class Trainer:
             self.step, self.elapsed, self.history,
         )  # fmt: skip
 
+    def _progress_bar(self) -> tqdm:
+        t = self.tcfg
+        return tqdm(
+            total=t.max_steps or t.epochs * len(self._batches(0)),
+            initial=self.step,
+            disable=not (t.progress and self.rank == 0),
+            unit="step",
+            dynamic_ncols=True,
+            desc="train",
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,  # keep logs short
+        )
+
+    def _report(self, bar: tqdm, meter: _Meter, loss: float, ntok: int) -> None:
+        rate = meter.add(loss, ntok)
+        bar.update(1)
+        bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}",
+                        refresh=False)  # fmt: skip
+        if self.tcfg.log_every and self.step % self.tcfg.log_every == 0:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self._log({"split": "train", "loss": meter.mean_loss(), "tok_s": rate, "lr": lr})
+            meter.losses.clear()
+
+    def _validation_due(self, end_of_epoch: bool) -> bool:
+        every = self.tcfg.valid_every
+        if every:
+            return self.step % every == 0 or (end_of_epoch and self.epoch >= self.tcfg.epochs)
+        return end_of_epoch
+
     def _batches(self, epoch: int) -> list[np.ndarray]:
         t = self.tcfg
         return self.train_data.batch_order(
-            t.batch_size, t.seed, epoch, t.bucket, rank=self.rank, world=self.world
-        )
+            t.batch_size, t.seed, epoch, t.bucket, rank=self.rank, world=self.world,
+            max_tokens=t.max_tokens,
+        )  # fmt: skip
 
     def _should_stop(self) -> bool:
         t = self.tcfg
@@ -281,11 +296,15 @@ class Trainer:
             self.stale = 0
         else:
             self.stale += 1
+        self.schedule.after_validation(better)
         self._log(record)
         if self.rank == 0:
             meta = {"step": str(self.step), "epoch": str(self.epoch)}
             if better:
                 ckpt.save_weights(self.model, self.run_dir / "model.safetensors", meta)
+            if self.tcfg.keep_checkpoints:
+                ckpt.save_weights(self.model, ckpt.step_path(self.run_dir, self.step), meta)
+                ckpt.prune_steps(self.run_dir, self.tcfg.keep_checkpoints)
             ckpt.save_weights(self.model, self.run_dir / "last" / "model.safetensors", meta)
             ckpt.save_trainer_state(self.state_dict(), self.run_dir / "last" / "trainer_state.pt")
         patience = self.tcfg.patience
@@ -314,6 +333,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "coins_rng": self.coins.get_state(),
             "python_rng": json.dumps(random.getstate()),
+            "schedule": self.schedule.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -324,8 +344,28 @@ class Trainer:
         self.history = json.loads(state["history"])
         torch.set_rng_state(state["torch_rng"])
         self.coins.set_state(state["coins_rng"])
+        self.schedule.load(state["schedule"])
         version, internal, gauss = json.loads(state["python_rng"])
         random.setstate((version, tuple(internal), gauss))
+
+
+class _Meter:
+    """Training tokens/s and mean loss since the last reset (a checkpoint)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.tokens, self.start, self.losses = 0, time.perf_counter(), []
+
+    def add(self, loss: float, ntokens: int) -> float:
+        now = time.perf_counter()
+        self.tokens += ntokens
+        self.losses.append(loss)
+        return self.tokens / max(now - self.start, 1e-9)
+
+    def mean_loss(self) -> float:
+        return float(np.mean(self.losses)) if self.losses else float("nan")
 
 
 # ---------------------------------------------------------------------- entry point
@@ -333,7 +373,7 @@ class Trainer:
 
 def prepare_run(
     cfg: Config, run_dir: Path, resume: bool
-) -> tuple[TextPipeline, ParallelData, ParallelData]:
+) -> tuple[TextPipeline, ParallelData, ParallelData, list[str]]:
     texts = load_texts(cfg.data)
     if resume:
         pipeline = TextPipeline.load(cfg.data, run_dir)
@@ -343,7 +383,7 @@ def prepare_run(
         pipeline.encode(texts.train_src, texts.train_tgt), cfg.data, "train"
     )
     valid_data = pipeline.encode(texts.valid_src, texts.valid_tgt)
-    return pipeline, train_data, valid_data
+    return pipeline, train_data, valid_data, texts.valid_tgt
 
 
 def train(
@@ -368,9 +408,9 @@ def train(
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
-    pipeline, train_data, valid_data = prepare_run(cfg, run_dir, resume)
+    pipeline, train_data, valid_data, valid_refs = prepare_run(cfg, run_dir, resume)
     model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
-    trainer = Trainer(cfg, model, pipeline, train_data, valid_data, run_dir)
+    trainer = Trainer(cfg, model, pipeline, train_data, valid_data, run_dir, valid_refs=valid_refs)
     if resume:
         ckpt.load_weights(model, run_dir / "last" / "model.safetensors")
         trainer.restore(ckpt.load_trainer_state(state_path))

@@ -60,16 +60,19 @@ class Translator:
     def load(
         cls, run_dir: str | os.PathLike, checkpoint: str = "best", device: str = "cpu"
     ) -> Translator:
-        """Load ``run_dir``'s best weights (``checkpoint="last"`` for the latest)."""
+        """Load ``run_dir``'s best weights (``"last"``: the latest; ``"averaged"``: the
+        average written by ``transduce average``)."""
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").exists():
             raise FileNotFoundError(f"{run_dir}: not a transduce run (no config.yaml)")
         cfg = load_config(run_dir / "config.yaml")
         pipeline = TextPipeline.load(cfg.data, run_dir)
         model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
-        weights = run_dir / (
-            "model.safetensors" if checkpoint == "best" else "last/model.safetensors"
-        )
+        names = {"best": "model.safetensors", "last": "last/model.safetensors",
+                 "averaged": "averaged/model.safetensors"}  # fmt: skip
+        if checkpoint not in names:
+            raise ValueError(f"checkpoint must be one of {', '.join(names)}, got {checkpoint!r}")
+        weights = run_dir / names[checkpoint]
         ckpt.load_weights(model, weights)
         dev = resolve_device(device)
         return cls(cfg, pipeline, model.to(dev), dev)

@@ -114,6 +114,7 @@ class ParallelData:
         shuffle: bool = True,
         rank: int = 0,
         world: int = 1,
+        max_tokens: int | None = None,
     ) -> list[np.ndarray]:
         """Index arrays, one per batch, for one epoch; rank ``r`` of ``world`` gets its shard.
 
@@ -135,13 +136,31 @@ class ParallelData:
                 for i in range(0, n, pool)
             ]
             order = np.concatenate(sorted_pools) if sorted_pools else order
-        batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        if max_tokens:
+            batches = self._token_batches(order, max_tokens)
+        else:
+            batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
         if shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         if world > 1:
             # Drop the remainder so every rank takes the same number of steps.
             usable = len(batches) - len(batches) % world
             batches = batches[rank:usable:world]
+        return batches
+
+    def _token_batches(self, order: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+        """Cut ``order`` into batches whose padded size (rows x longest side, </s> counted)
+        stays within ``max_tokens``; one example per batch at least. Runs once per epoch."""
+        tgt = self.tgt.lengths if self.tgt is not None else 0
+        size = np.maximum(self.src.lengths, tgt + 1)[order].tolist()
+        batches, start, longest = [], 0, 0
+        for i, n in enumerate(size):
+            longest = max(longest, n)
+            if (i - start + 1) * longest > max_tokens and i > start:
+                batches.append(order[start:i])
+                start, longest = i, n
+        if start < len(order):
+            batches.append(order[start:])
         return batches
 
     def iter_batches(self, batch_size: int, sort: bool = True) -> Iterator[Batch]:
