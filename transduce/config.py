@@ -118,6 +118,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.0  # sgd only
+    adam_beta2: float = 0.999  # transformers usually train with 0.98
     batch_size: int = 64
     epochs: int = 10
     max_steps: int | None = None  # stop after this many updates (overrides epochs)

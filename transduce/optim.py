@@ -11,7 +11,9 @@ from transduce.config import TrainConfig
 
 def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(
+            params, lr=cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay
+        )
     if cfg.optimizer == "rmsprop":
         # Keras defaults (rho=0.9, eps=1e-7), which the seeds' recipes were tuned with.
         return torch.optim.RMSprop(
