@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", required=True, help="run directory")
         p.add_argument("--device", default="cpu")
         p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best")
+        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
         _add_decode_flags(p)
         if name == "translate":
             p.add_argument("--input", help="input file (default stdin)")
@@ -198,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", 0):
+        import torch
+
+        torch.set_num_threads(args.threads)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if args.quiet else "%(message)s",

@@ -38,12 +38,14 @@ def greedy(
     src_mask: torch.Tensor,
     max_len: int = 200,
     max_len_ratio: float | None = None,
+    keep_attention: bool = True,
 ) -> Hypotheses:
     """Batched greedy decoding: the most probable token at every step."""
-    return _decode(model, src, src_mask, max_len, max_len_ratio, lambda logits: logits.argmax(-1))
+    argmax = lambda logits: logits.argmax(-1)  # noqa: E731
+    return _decode(model, src, src_mask, max_len, max_len_ratio, argmax, keep_attention)
 
 
-def _decode(model, src, src_mask, max_len, max_len_ratio, choose) -> Hypotheses:
+def _decode(model, src, src_mask, max_len, max_len_ratio, choose, keep_attention=True):
     """One hypothesis per row, token chosen by ``choose(logits [b, V]) -> [b]``. Rows that
     finish leave the batch (``State.select``), so later steps run on unfinished rows only."""
     batch, device = src.shape[0], src.device
@@ -63,7 +65,7 @@ def _decode(model, src, src_mask, max_len, max_len_ratio, choose) -> Hypotheses:
         prev = choose(logits)
         scores[active] += F.log_softmax(logits, dim=-1).gather(1, prev[:, None]).squeeze(1)
         tokens[active, t] = prev
-        if attn is not None:
+        if attn is not None and keep_attention:
             if attention is None:
                 attention = torch.zeros(batch, steps, src.shape[1], device=device)
             attention[active, t] = attn.float()
@@ -215,8 +217,8 @@ def beam_search(
     keep_attention: bool = True,
 ) -> NBest:
     """Batched beam search: all sentences x beams advance as one tensor per step; sentences
-    leave the batch once they hold ``beam_size`` finished hypotheses that no live one can
-    still beat (:func:`_settled`), or reach their length limit. Ranking: log-probability /
+    leave the batch once their ``nbest`` best finished hypotheses can no longer be beaten by
+    a live one (:func:`_settled`), or at their length limit. Ranking: log-probability /
     GNMT length penalty (``alpha``), or / length (``normalize``). With ``beam_size=1`` this
     is exactly :func:`greedy`.
     """
@@ -242,7 +244,7 @@ def beam_search(
         state = state.select(rows)
         at_limit = t + 1 >= limits[beams.sentence]
         _finish_at_limit(finished, beams, at_limit, t, rank)
-        done = at_limit | _settled(finished, beams, limits, k, alpha, normalize)
+        done = at_limit | _settled(finished, beams, limits, nbest, alpha, normalize)
         if bool(done.all()):
             break
         if bool(done.any()):
@@ -252,11 +254,11 @@ def beam_search(
     return _collect(finished, nbest, keep_attention)
 
 
-def _settled(finished, beams: _Beams, limits, k: int, alpha: float, normalize: bool):
-    """Sentences ``[b]`` that hold ``k`` finished hypotheses, the best of which no live
-    hypothesis can still beat. Log-probabilities only fall as hypotheses grow, so a live
-    one's best reachable score is its current log-probability under the most favourable
-    length normalisation allowed by the sentence's limit."""
+def _settled(finished, beams: _Beams, limits, n: int, alpha: float, normalize: bool):
+    """Sentences ``[b]`` whose ``n`` best finished hypotheses no live hypothesis can still
+    beat. Log-probabilities only fall as hypotheses grow, so a live one's best reachable
+    score is its current log-probability under the most favourable length normalisation
+    the sentence's limit allows."""
     alive = beams.scores.max(1).values  # [b]
     limit = limits[beams.sentence].double()
     if normalize:
@@ -265,8 +267,8 @@ def _settled(finished, beams: _Beams, limits, k: int, alpha: float, normalize: b
         alive = alive / length_penalty(limit, alpha)
     out = []
     for i, s in enumerate(beams.sentence.tolist()):
-        hyps = finished[s]
-        out.append(len(hyps) >= k and max(h[0] for h in hyps) >= float(alive[i]))
+        scores = sorted((h[0] for h in finished[s]), reverse=True)
+        out.append(len(scores) >= n and scores[n - 1] >= float(alive[i]))
     return torch.tensor(out, dtype=torch.bool, device=alive.device)
 
 

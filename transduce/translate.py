@@ -105,7 +105,7 @@ class Translator:
                 hyp = sample(self.model, src, src_mask, o.nbest, o.temperature, o.top_k, o.top_p,
                              o.seed, max_len, ratio)  # fmt: skip
             else:
-                hyp = greedy(self.model, src, src_mask, max_len, ratio)
+                hyp = greedy(self.model, src, src_mask, max_len, ratio, o.attention)
             rows = []
             for r in range(hyp.tokens.shape[0]):
                 n = int(hyp.lengths[r])
