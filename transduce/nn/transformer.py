@@ -73,6 +73,8 @@ class MultiHeadAttention(nn.Module):
         """query ``[B, T, d]``; keys/values already split ``[B*h, S, d/h]``; allowed
         ``[B, T, S]`` -> output ``[B, T, d]``, weights averaged over heads ``[B, T, S]``."""
         b, t, _ = query.shape
+        if self.training:
+            return self._fused(query, keys, values, allowed), None
         q = self.split(self.q(query)) / math.sqrt(self.head_size)  # [B*h, T, d/h]
         scores = torch.bmm(q, keys.transpose(1, 2))  # [B*h, T, S]
         mask = allowed.repeat_interleave(self.heads, 0)  # [B*h, T, S]
@@ -81,6 +83,18 @@ class MultiHeadAttention(nn.Module):
             context = torch.bmm(F.dropout(weights, self.dropout), values)
         context = context.view(b, self.heads, t, -1).transpose(1, 2).reshape(b, t, -1)
         return self.out(context), weights.view(b, self.heads, t, -1).mean(1)
+
+    def _fused(self, query, keys, values, allowed) -> torch.Tensor:
+        """Training path: PyTorch's fused attention kernel, no weights kept. Every query row
+        allows at least one key (sources are never empty), so no row is fully masked."""
+        b, t, _ = query.shape
+        shape = (b, self.heads, -1, self.head_size)
+        q = self.q(query).view(b, t, self.heads, self.head_size).transpose(1, 2)  # [B, h, T, d/h]
+        context = F.scaled_dot_product_attention(
+            q, keys.view(shape), values.view(shape), attn_mask=allowed[:, None],
+            dropout_p=self.dropout,
+        )  # fmt: skip
+        return self.out(context.transpose(1, 2).reshape(b, t, -1))
 
 
 class Block(nn.Module):
