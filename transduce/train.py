@@ -103,7 +103,7 @@ class Trainer:
     # ------------------------------------------------------------------ one update
 
     def loss(self, batch: Batch, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed token cross-entropy and the number of correct tokens."""
+        """Summed token cross-entropy, and the number of correct tokens (eval mode only)."""
         memory = self.model.encode(batch.src, batch.src_mask)
         state = self.model.init_state(memory)
         if ratio >= 1.0:
@@ -120,7 +120,9 @@ class Trainer:
             label_smoothing=self.tcfg.label_smoothing if self.model.training else 0.0,
             reduction="sum",
         )
-        correct = ((flat.argmax(-1) == target) & (target != PAD_ID)).sum()
+        correct = None  # accuracy only where it is reported (validation)
+        if not self.model.training:
+            correct = ((flat.argmax(-1) == target) & (target != PAD_ID)).sum()
         return loss, correct
 
     def _scheduled_sampling(self, batch: Batch, memory, state, ratio: float) -> torch.Tensor:

@@ -159,6 +159,13 @@ class RNNDecoder(nn.Module):
 
     def _step(self, emb, state: DecoderState, memory: Memory):
         """One step on ``emb [B, 1, E]`` (or None); returns ``[B, 1, F]`` features."""
+        out, ctx, state, attn = self._recur(emb, state, memory)
+        if self.input_feeding:  # the readout is the next step's input
+            return state.feed[:, None], state, attn
+        return self._readout(out, ctx, emb), state, attn
+
+    def _recur(self, emb, state: DecoderState, memory: Memory):
+        """The recurrent part of a step: cell output ``[B, 1, H]``, context, state, attn."""
         h, c, feed, fixed, step = state
         parts = [] if emb is None else [emb]
         ctx = attn = None
@@ -174,9 +181,8 @@ class RNNDecoder(nn.Module):
         out, (h, c) = self._run(torch.cat(parts, -1), h, c)  # out: [B, 1, H]
         if self.attention == "after":
             ctx, attn = self._attend(out, step[:, None], memory)
-        feats = self._readout(out, ctx, emb)
-        feed = feats[:, 0] if self.input_feeding else None
-        return feats, DecoderState(h, c, feed, fixed, step + 1), attn
+        feed = self._readout(out, ctx, emb)[:, 0] if self.input_feeding else None
+        return out, ctx, DecoderState(h, c, feed, fixed, step + 1), attn
 
     def _attend(self, query: torch.Tensor, steps: torch.Tensor, memory: Memory):
         """Context ``[B, T, M]`` and weights ``[B, T, S]`` for queries ``[B, T, Hq]``."""
@@ -237,12 +243,19 @@ class RNNDecoder(nn.Module):
         """Teacher-forced: ``tgt_in [B, T]`` -> features ``[B, T, F]``, attn ``[B, T, S]``."""
         emb = self.embed(tgt_in) if self.embed is not None else None  # [B, T, E]
         if self.has_feedback:
-            feats, attns = [], []
+            outs, ctxs, attns = [], [], []
             for t in range(tgt_in.shape[1]):
-                f, state, a = self._step(None if emb is None else emb[:, t : t + 1], state, memory)
-                feats.append(f)
+                e = None if emb is None else emb[:, t : t + 1]
+                out, ctx, state, a = self._recur(e, state, memory)
+                outs.append(state.feed[:, None] if self.input_feeding else out)
+                ctxs.append(ctx)
                 attns.append(a)
-            return torch.cat(feats, 1), None if attns[0] is None else torch.cat(attns, 1)
+            attn = None if attns[0] is None else torch.cat(attns, 1)
+            if self.input_feeding:
+                return torch.cat(outs, 1), attn
+            # No input feeding: the readout feeds nothing back, so run it once for all steps.
+            ctx = None if ctxs[0] is None else torch.cat(ctxs, 1)
+            return self._readout(torch.cat(outs, 1), ctx, emb), attn
         # Fast path: one fused RNN call over the whole target.
         steps = tgt_in.shape[1]
         parts = [] if emb is None else [emb]
