@@ -38,3 +38,31 @@ def tiny_config(train_tsv: Path, **sections: dict) -> Config:
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
     return from_dict(Config, raw)
+
+
+def padded_batch(width: int, vocab: int = 20):
+    """Four random sources of ``width`` ids, rows 0 and 2 padded: (src, src_mask)."""
+    import torch
+
+    src = torch.randint(4, vocab, (4, width))
+    src[0, 3:] = 0
+    src[2, width - 3 :] = 0
+    return src, src != 0
+
+
+def same_last_weights(run_a: Path, run_b: Path) -> bool:
+    """Whether two runs' last checkpoints hold bit-identical weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    a = load_file(str(run_a / "last" / "model.safetensors"))
+    b = load_file(str(run_b / "last" / "model.safetensors"))
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def metric_rows(run: Path) -> list[dict]:
+    """metrics.jsonl without the wall-clock fields."""
+    import json
+
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "tok_s")} for r in rows]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
 from transduce.checkpoint import load_trainer_state
 from transduce.config import TrainConfig, load_config
 from transduce.data.corpus import DataError
@@ -67,14 +67,8 @@ def test_resume_equals_uninterrupted(tsv, tmp_path, preset):
     train(tiny_config(tsv, model=extra, train={"epochs": 1}), tmp_path / "part")
     resumed = train(out=tmp_path / "part", resume=True, overrides=["train.epochs=3"])
     assert resumed.steps == full.steps
-    a, b = (
-        weights(tmp_path / "full/last/model.safetensors"),
-        weights(tmp_path / "part/last/model.safetensors"),
-    )
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    rows = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("seconds", "tok_s")} for r in rs]  # noqa: E731
-    assert strip(rows(tmp_path / "full")) == strip(rows(tmp_path / "part"))
+    assert same_last_weights(tmp_path / "full", tmp_path / "part")
+    assert metric_rows(tmp_path / "full") == metric_rows(tmp_path / "part")
 
 
 def test_resume_mid_epoch_with_valid_every(tsv, tmp_path):
@@ -85,11 +79,7 @@ def test_resume_mid_epoch_with_valid_every(tsv, tmp_path):
     )
     resumed = train(out=tmp_path / "part", resume=True, overrides=["train.max_steps=null"])
     assert resumed.steps == full.steps
-    a, b = (
-        weights(tmp_path / "full/last/model.safetensors"),
-        weights(tmp_path / "part/last/model.safetensors"),
-    )
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert same_last_weights(tmp_path / "full", tmp_path / "part")
 
 
 def test_refuses_to_overwrite_and_resume_needs_a_run(tsv, tmp_path):

@@ -11,7 +11,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
 from transduce.checkpoint import average_checkpoints, step_checkpoints, write_average
 from transduce.config import to_dict
 from transduce.data.batches import ParallelData
@@ -59,14 +59,8 @@ def test_resume_with_schedule_equals_uninterrupted(tsv, tmp_path, schedule):
     train(tiny_config(tsv, train={**extra, "epochs": 3, "max_steps": 9}), tmp_path / "part")
     resumed = train(out=tmp_path / "part", resume=True, overrides=["train.max_steps=null"])
     assert resumed.steps == full.steps
-    a = load_file(str(tmp_path / "full/last/model.safetensors"))
-    b = load_file(str(tmp_path / "part/last/model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert rows(tmp_path / "full") == rows(tmp_path / "part") or all(
-        {k: v for k, v in x.items() if k not in ("seconds", "tok_s")}
-        == {k: v for k, v in y.items() if k not in ("seconds", "tok_s")}
-        for x, y in zip(rows(tmp_path / "full"), rows(tmp_path / "part"), strict=True)
-    )
+    assert same_last_weights(tmp_path / "full", tmp_path / "part")
+    assert metric_rows(tmp_path / "full") == metric_rows(tmp_path / "part")
 
 
 def test_token_budget_batches_cover_everything_within_budget():

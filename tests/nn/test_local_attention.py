@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers import padded_batch
 from transduce.config import AttentionConfig, DecoderConfig, EncoderConfig, ModelConfig
 from transduce.nn.attention import LocalWindow, attend
 from transduce.nn.models import build_model
@@ -23,10 +24,7 @@ def tiny(preset="luong", window="local-m", width=2, feed=True, cell="gru"):
 
 
 def batch():
-    src = torch.randint(4, 20, (4, 12))
-    src[0, 3:] = 0
-    src[2, 7:] = 0
-    return src, src != 0
+    return padded_batch(12)
 
 
 @pytest.mark.parametrize("window", ["local-m", "local-p"])

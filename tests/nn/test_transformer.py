@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from tests.helpers import padded_batch, reverse_pairs, tiny_config, write_tsv
 from transduce.config import ModelConfig, TransformerConfig
 from transduce.nn.models import build_model
 from transduce.search import beam_search, greedy
@@ -26,10 +26,7 @@ def tiny(pre_norm=True, positions="sinusoidal", tie=False, dropout=0.0):
 
 
 def batch():
-    src = torch.randint(4, 20, (4, 9))
-    src[0, 3:] = 0
-    src[2, 6:] = 0
-    return src, src != 0
+    return padded_batch(9)
 
 
 @pytest.mark.parametrize("pre_norm", [True, False])
