@@ -102,7 +102,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ one update
 
-    def loss(self, batch: Batch, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, batch: Batch, ratio: float) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Summed token cross-entropy, and the number of correct tokens (eval mode only)."""
         memory = self.model.encode(batch.src, batch.src_mask)
         state = self.model.init_state(memory)
@@ -425,7 +425,8 @@ def train(
     log.info(
         "train %d pairs, valid %d; vocab src %d tgt %d; %s %s model, %.2fM parameters",
         len(train_data), len(valid_data), len(pipeline.src_vocab), len(pipeline.tgt_vocab),
-        cfg.model.preset, cfg.model.cell, n_params / 1e6,
+        cfg.model.preset, "" if cfg.model.preset == "transformer" else cfg.model.cell,
+        n_params / 1e6,
     )  # fmt: skip
     return trainer.fit()
 
