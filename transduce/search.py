@@ -196,7 +196,11 @@ def _finish_at_limit(finished, beams: _Beams, at_limit: torch.Tensor, t: int, ra
 def _add(finished, beams: _Beams, i: int, row: int, logprob: float, length: int, rank) -> None:
     att = None
     if beams.keep_attention:
-        att = beams.attention[row] if beams.attention is not None else torch.zeros(0, beams.src_len)
+        att = (
+            beams.attention[row]
+            if beams.attention is not None
+            else beams.scores.new_zeros(0, beams.src_len)  # ended before any step's attention
+        )
     finished[int(beams.sentence[i])].append(
         (rank(logprob, length), logprob, beams.history[row], att)
     )
