@@ -133,35 +133,26 @@ class Translator:
         return Translation(text, src_tokens, out_tokens, score, att, logprob)
 
     def translate_full(
-        self, texts: list[str], options: DecodeOptions | int | None = None
+        self, texts: list[str], options: DecodeOptions | None = None
     ) -> list[Translation]:
         """The best translation per input, with tokens, score and attention."""
-        return [hyps[0] for hyps in self.decode(texts, _options(options))]
+        return [hyps[0] for hyps in self.decode(texts, options or DecodeOptions())]
 
-    def translate(self, texts: list[str], options: DecodeOptions | int | None = None) -> list[str]:
+    def translate(self, texts: list[str], options: DecodeOptions | None = None) -> list[str]:
         return [t.text for t in self.translate_full(texts, options)]
-
-
-def _options(options: DecodeOptions | int | None) -> DecodeOptions:
-    """Accept DecodeOptions, None (greedy) or a batch size (the older signature)."""
-    if options is None:
-        return DecodeOptions()
-    if isinstance(options, int):
-        return DecodeOptions(batch_size=options)
-    return options
 
 
 def evaluate(
     translator: Translator,
     sources: list[str],
     references: list[str],
-    options: DecodeOptions | int | None = None,
+    options: DecodeOptions | None = None,
 ) -> dict[str, float | str | int]:
     """BLEU and chrF (sacrebleu), exact match, token accuracy and decoding speed."""
     if len(sources) != len(references):
         raise ValueError(f"{len(sources)} source lines but {len(references)} reference lines")
     start = time.perf_counter()
-    outputs = translator.translate_full(sources, _options(options))
+    outputs = translator.translate_full(sources, options)
     seconds = time.perf_counter() - start
     hyps = [o.text for o in outputs]
     tok = translator.pipeline.tgt_tok

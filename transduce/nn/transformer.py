@@ -79,8 +79,6 @@ class MultiHeadAttention(nn.Module):
         scores = torch.bmm(q, keys.transpose(1, 2))  # [B*h, T, S]
         mask = allowed.repeat_interleave(self.heads, 0)  # [B*h, T, S]
         context, weights = attend(scores, mask, values)
-        if self.training and self.dropout:
-            context = torch.bmm(F.dropout(weights, self.dropout), values)
         context = context.view(b, self.heads, t, -1).transpose(1, 2).reshape(b, t, -1)
         return self.out(context), weights.view(b, self.heads, t, -1).mean(1)
 
