@@ -79,6 +79,13 @@ def _read_named(cfg: DataConfig, path: str, limit: int | None) -> Parallel | Non
                   limit=limit)  # fmt: skip
 
 
+def read_split(cfg: DataConfig, path: str) -> Parallel:
+    """One more file of the run's kind (a test set): jsonl, named tsv, chatterbot or tsv."""
+    if cfg.format == "pairs":
+        raise ValueError("data.format 'pairs': score the two files with transduce evaluate")
+    return _read(cfg, path, "", "", None)
+
+
 def load_texts(cfg: DataConfig) -> TextSplits:
     """Read training (and validation) text; split off validation when no file is given."""
     train = _read(cfg, cfg.train, cfg.train_src, cfg.train_tgt, cfg.limit)
