@@ -75,18 +75,18 @@ def read_jsonl(
 ) -> Parallel:
     """One JSON object per line, e.g. ``{"question": ..., "document": ..., "answer": ...}``.
 
-    Blank lines are skipped silently (counted as lines, not as records).
+    Blank lines are passed over (not counted as records).
     """
     _check_options(on_bad_line, limit)
     _check_fields(src_fields, tgt_field)
     report, src, tgt = ReadReport(os.fspath(path)), [], []
     with _open_bytes(path) as f:
         for number, raw in _numbered_lines(f, path, limit):
+            if not raw.strip():
+                continue
             report.lines += 1
             try:
                 text = _decode(raw, number)
-                if not text.strip():
-                    raise _BadLine("blank line")
                 try:
                     record = json.loads(text)
                 except json.JSONDecodeError as err:
