@@ -7,7 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transduce.config import DecoderConfig, EncoderConfig, FusionConfig, ModelConfig
+from transduce.config import (
+    DecoderConfig,
+    EncoderConfig,
+    FusionConfig,
+    ModelConfig,
+    from_dict,
+)
 from transduce.data.records import SEP_ID
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from transduce.nn.models import build_model
@@ -153,3 +159,18 @@ def test_unsupported_combinations_name_the_setting():
     cfg = ModelConfig(preset="transformer", fusion=FusionConfig(mode="gated"))
     with pytest.raises(ValueError, match=r"fusion\.mode"):
         build_model(cfg, VOCAB, VOCAB, sources=2)
+
+
+def test_transformer_reads_packed_fields_through_the_same_search():
+    tiny = {"d_model": 16, "heads": 2, "ff_size": 32, "encoder_layers": 1, "decoder_layers": 1}
+    cfg = from_dict(ModelConfig, {"preset": "transformer", "transformer": tiny,
+                                  "fusion": {"mode": "concat_time"}})  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(cfg, VOCAB, VOCAB, sources=2).eval()
+    src, mask, *_ = pointer_task(docs=2)
+    hyp = greedy(model, src, mask, max_len=4)
+    nb = beam_search(model, src, mask, beam_size=1, max_len=4)
+    assert [t[0] for t in nb.tokens] == [
+        hyp.tokens[i, : hyp.lengths[i]].tolist() for i in range(len(src))
+    ]
+    assert torch.all(hyp.attention[:, :, 1] == 0)  # column 1 is <sep> in every row
