@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from transduce.config import data_path
-from transduce.data.pipeline import read_split
+from transduce.data.pipeline import load_texts, read_split
 from transduce.metrics import bleu_chrf, rouge_scores, squad_scores
 from transduce.translate import DecodeOptions, Translator
 
@@ -30,17 +30,23 @@ METRICS: dict[str, Callable[[list[str], list[str]], dict]] = {
 
 
 def score_file(
-    translator: Translator, path: str, metric: str, options: DecodeOptions | None = None
+    translator: Translator, path: str | None, metric: str, options: DecodeOptions | None = None
 ) -> dict[str, float | int]:
-    """Decode the sources of ``path`` (read like the run's training data) and score the
-    outputs against its targets with ``metric`` (squad, rouge or bleu)."""
+    """Decode the sources of ``path`` (read like the run's training data; None: the run's
+    own validation split, rebuilt from its config) and score the outputs against the
+    targets with ``metric`` (squad, rouge or bleu)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
-    data = read_split(translator.cfg.data, str(data_path(path)))
+    if path is None:
+        texts = load_texts(translator.cfg.data)
+        sources, targets = texts.valid_src, texts.valid_tgt
+    else:
+        data = read_split(translator.cfg.data, str(data_path(path)))
+        sources, targets = data.src, data.tgt
     start = time.perf_counter()
-    hyps = translator.translate(data.src, options)
+    hyps = translator.translate(sources, options)
     seconds = time.perf_counter() - start
-    return {"n": len(hyps), **METRICS[metric](hyps, data.tgt), "seconds": round(seconds, 2)}
+    return {"n": len(hyps), **METRICS[metric](hyps, targets), "seconds": round(seconds, 2)}
 
 
 def chat(

@@ -187,7 +187,11 @@ def _add_application_commands(sub) -> None:
         _add_decode_flags(p)
         p.set_defaults(func=func, format="text")
         if name == "score":
-            p.add_argument("--data", required=True, help="file in the run's data format")
+            where = p.add_mutually_exclusive_group(required=True)
+            where.add_argument("--data", help="file in the run's data format")
+            where.add_argument(
+                "--valid", action="store_true", help="the run's validation split (from its config)"
+            )
             p.add_argument("--metric", choices=["squad", "rouge", "bleu"], required=True)
 
 

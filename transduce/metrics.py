@@ -76,12 +76,13 @@ def squad_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
 def rouge_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
     """Mean ROUGE-1/2/L F-measure in % (Lin 2004), by Google's ``rouge-score`` package
     (its default tokenizer: lowercase, alphanumeric tokens; Porter stemming on)."""
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer, tokenizers
 
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
     kinds = ("rouge1", "rouge2", "rougeL")
-    scorer = rouge_scorer.RougeScorer(list(kinds), use_stemmer=True)
+    tokenizer = tokenizers.DefaultTokenizer(use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(list(kinds), tokenizer=tokenizer)
     totals = dict.fromkeys(kinds, 0.0)
     for hyp, ref in zip(hyps, refs, strict=True):
         for kind, score in scorer.score(ref, hyp).items():
