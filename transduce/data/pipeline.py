@@ -69,6 +69,8 @@ def _read_named(cfg: DataConfig, path: str, limit: int | None) -> Parallel | Non
     classic formats."""
     if cfg.format not in ("jsonl", "chatterbot") and not cfg.src_fields:
         return None
+    if cfg.format == "pairs":
+        raise ValueError("data.src_fields needs data.format jsonl or tsv (with a header line)")
     if not path:
         raise ValueError(f"data: format {cfg.format!r} needs data.train (and optionally "
                          "data.valid)")  # fmt: skip
