@@ -143,6 +143,58 @@ def average_command(args: argparse.Namespace) -> None:
     print(write_average(args.model, args.last))
 
 
+def generate_command(args: argparse.Namespace) -> None:
+    from transduce.data.derived import GENERATORS
+
+    print(json.dumps({"out": args.out, **GENERATORS[args.task](args.out)}))
+
+
+def score_command(args: argparse.Namespace) -> None:
+    from transduce.applications import score_file
+    from transduce.translate import Translator
+
+    translator = Translator.load(args.model, args.checkpoint, device=args.device)
+    print(json.dumps(score_file(translator, args.data, args.metric, _decode_options(args))))
+
+
+def chat_command(args: argparse.Namespace) -> None:
+    from transduce.applications import chat, stdin_lines
+    from transduce.translate import Translator
+
+    translator = Translator.load(args.model, args.checkpoint, device=args.device)
+    prompt = None
+    if sys.stdin.isatty():
+        print("type a line; /quit or Ctrl-D ends", file=sys.stderr)
+        prompt = lambda: print("> ", end="", file=sys.stderr, flush=True)  # noqa: E731
+    chat(translator, stdin_lines(), sys.stdout, _decode_options(args), prompt)
+
+
+def _add_application_commands(sub) -> None:
+    """``generate``, ``score`` and ``chat``: the QA, dialogue and summarisation recipes."""
+    p = sub.add_parser("generate", help="write a derived task's data (qa, headlines)")
+    p.add_argument("task", choices=["qa", "headlines"])
+    p.add_argument("--out", required=True, help="folder for train/valid/test files")
+    p.set_defaults(func=generate_command)
+    for name, func, helptext in (
+        ("score", score_command, "QA exact match/F1, ROUGE or BLEU on a held-out file"),
+        ("chat", chat_command, "answer lines from stdin until EOF or /quit"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--model", required=True, help="run directory")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best")
+        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+        _add_decode_flags(p)
+        p.set_defaults(func=func, format="text")
+        if name == "score":
+            where = p.add_mutually_exclusive_group(required=True)
+            where.add_argument("--data", help="file in the run's data format")
+            where.add_argument(
+                "--valid", action="store_true", help="the run's validation split (from its config)"
+            )
+            p.add_argument("--metric", choices=["squad", "rouge", "bleu"], required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transduce", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -194,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", help="sentence to translate and draw (attention)")
     p.add_argument("--output", required=True, help="PNG file to write")
     p.set_defaults(func=plot_command)
+    _add_application_commands(sub)
     return parser
 
 

@@ -30,7 +30,7 @@ Preset = Literal["simple", "sutskever", "cho", "bahdanau", "luong", "transformer
 class DataConfig:
     """Where the text comes from and how it becomes token ids."""
 
-    format: Literal["tsv", "pairs"] = "tsv"
+    format: Literal["tsv", "pairs", "jsonl", "chatterbot"] = "tsv"
     train: str = ""  # tsv file (format: tsv)
     train_src: str = ""  # line-aligned files (format: pairs), plain or .gz
     train_tgt: str = ""
@@ -39,6 +39,10 @@ class DataConfig:
     valid_tgt: str = ""
     src_col: int = 0  # tsv column of the source (0-based)
     tgt_col: int = 1
+    # Named fields (jsonl keys, or tsv header columns): several source fields make a
+    # multi-input model (transduce/data/records.py); chatterbot: a folder of *.yml files.
+    src_fields: tuple[str, ...] = ()
+    tgt_field: str = ""
     limit: int | None = None  # read only the first N lines of the training file
     valid_fraction: float = 0.1  # used when no validation file is given
     split: Literal["by_source", "tail"] = "by_source"  # tail = Keras validation_split
@@ -97,6 +101,14 @@ class TransformerConfig:
 
 
 @dataclass(frozen=True)
+class FusionConfig:
+    """How several source fields meet before decoding (transduce/nn/multisource.py)."""
+
+    mode: Literal["concat_time", "concat_state", "gated"] = "concat_time"
+    shared_encoder: bool = False  # one encoder for every field (field markers tell them apart)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     preset: Preset = "bahdanau"
     cell: Cell = "gru"
@@ -110,6 +122,7 @@ class ModelConfig:
     spatial_dropout: bool = False  # drop whole embedding channels (SpatialDropout1D)
     output_dropout: float = 0.0  # before the vocabulary projection
     tie_embeddings: bool = False  # share target embedding and output projection
+    fusion: FusionConfig = field(default_factory=FusionConfig)  # data.src_fields > 1 only
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,11 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} has the wrong type")
+    if origin is tuple:  # tuple[X, ...], written as a YAML list
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        item = typing.get_args(tp)[0]
+        return tuple(_check_value(item, v, f"{key}[{i}]") for i, v in enumerate(value))
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true/false, got {value!r}")
@@ -230,8 +248,12 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Every field written out, defaults included (the resolved config)."""
-    return dataclasses.asdict(cfg)
+    """Every field written out, defaults included (the resolved config); tuples as lists."""
+    return dataclasses.asdict(cfg, dict_factory=_plain_dict)
+
+
+def _plain_dict(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in items}
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

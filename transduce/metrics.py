@@ -33,3 +33,59 @@ def bleu_chrf(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float | str
         "bleu_signature": str(bleu.get_signature()),
         "chrf_signature": str(chrf.get_signature()),
     }
+
+
+# ---------------------------------------------------------------------- QA and summaries
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalisation (Rajpurkar et al. 2016): lowercase, drop punctuation
+    and the articles a/an/the, squeeze whitespace."""
+    import re
+    import string
+
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def _token_f1(hyp: str, ref: str) -> float:
+    from collections import Counter
+
+    h, r = normalize_answer(hyp).split(), normalize_answer(ref).split()
+    if not h or not r:
+        return float(h == r)
+    common = sum((Counter(h) & Counter(r)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(h), common / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    """Extractive-QA exact match and mean token F1 after :func:`normalize_answer`, in %."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
+    pairs = list(zip(hyps, refs, strict=True))
+    em = sum(normalize_answer(h) == normalize_answer(r) for h, r in pairs)
+    f1 = sum(_token_f1(h, r) for h, r in pairs)
+    n = max(len(pairs), 1)
+    return {"em": round(100 * em / n, 2), "f1": round(100 * f1 / n, 2)}
+
+
+def rouge_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F-measure in % (Lin 2004), by Google's ``rouge-score`` package
+    (its default tokenizer: lowercase, alphanumeric tokens; Porter stemming on)."""
+    from rouge_score import rouge_scorer, tokenizers
+
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
+    kinds = ("rouge1", "rouge2", "rougeL")
+    tokenizer = tokenizers.DefaultTokenizer(use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(list(kinds), tokenizer=tokenizer)
+    totals = dict.fromkeys(kinds, 0.0)
+    for hyp, ref in zip(hyps, refs, strict=True):
+        for kind, score in scorer.score(ref, hyp).items():
+            totals[kind] += score.fmeasure
+    n = max(len(refs), 1)
+    return {kind: round(100 * total / n, 2) for kind, total in totals.items()}

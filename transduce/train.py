@@ -411,7 +411,9 @@ def train(
         torch.set_num_threads(cfg.train.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     pipeline, train_data, valid_data, valid_refs = prepare_run(cfg, run_dir, resume)
-    model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
+    model = build_model(
+        cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab), sources=pipeline.fields
+    )
     trainer = Trainer(cfg, model, pipeline, train_data, valid_data, run_dir, valid_refs=valid_refs)
     if resume:
         ckpt.load_weights(model, run_dir / "last" / "model.safetensors")

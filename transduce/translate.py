@@ -67,7 +67,9 @@ class Translator:
             raise FileNotFoundError(f"{run_dir}: not a transduce run (no config.yaml)")
         cfg = load_config(run_dir / "config.yaml")
         pipeline = TextPipeline.load(cfg.data, run_dir)
-        model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
+        model = build_model(
+            cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab), sources=pipeline.fields
+        )
         names = {"best": "model.safetensors", "last": "last/model.safetensors",
                  "averaged": "averaged/model.safetensors"}  # fmt: skip
         if checkpoint not in names:

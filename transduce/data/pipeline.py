@@ -22,6 +22,14 @@ from transduce.data.corpus import (
     split_by_source,
     split_tail,
 )
+from transduce.data.records import (
+    SEP,
+    read_chatterbot,
+    read_jsonl,
+    read_named_tsv,
+    split_fields,
+    with_separator,
+)
 from transduce.data.tokenizers import (
     SUBWORD_KINDS,
     Tokenizer,
@@ -42,6 +50,9 @@ class TextSplits:
 
 
 def _read(cfg: DataConfig, tsv: str, src: str, tgt: str, limit: int | None) -> Parallel:
+    named = _read_named(cfg, tsv, limit)
+    if named is not None:
+        return named
     if cfg.format == "tsv":
         if not tsv:
             raise ValueError("data: format 'tsv' needs data.train (and optionally data.valid)")
@@ -53,10 +64,34 @@ def _read(cfg: DataConfig, tsv: str, src: str, tgt: str, limit: int | None) -> P
     return read_line_pairs(data_path(src), data_path(tgt), on_bad_line=cfg.on_bad_line, limit=limit)
 
 
+def _read_named(cfg: DataConfig, path: str, limit: int | None) -> Parallel | None:
+    """Records with named fields (jsonl, tsv with a header) or chatterbot YAML; None for the
+    classic formats."""
+    if cfg.format not in ("jsonl", "chatterbot") and not cfg.src_fields:
+        return None
+    if cfg.format == "pairs":
+        raise ValueError("data.src_fields needs data.format jsonl or tsv (with a header line)")
+    if not path:
+        raise ValueError(f"data: format {cfg.format!r} needs data.train (and optionally "
+                         "data.valid)")  # fmt: skip
+    if cfg.format == "chatterbot":
+        return read_chatterbot(data_path(path), on_bad_line=cfg.on_bad_line, limit=limit)
+    reader = read_jsonl if cfg.format == "jsonl" else read_named_tsv
+    return reader(data_path(path), cfg.src_fields, cfg.tgt_field, on_bad_line=cfg.on_bad_line,
+                  limit=limit)  # fmt: skip
+
+
+def read_split(cfg: DataConfig, path: str) -> Parallel:
+    """One more file of the run's kind (a test set): jsonl, named tsv, chatterbot or tsv."""
+    if cfg.format == "pairs":
+        raise ValueError("data.format 'pairs': score the two files with transduce evaluate")
+    return _read(cfg, path, "", "", None)
+
+
 def load_texts(cfg: DataConfig) -> TextSplits:
     """Read training (and validation) text; split off validation when no file is given."""
     train = _read(cfg, cfg.train, cfg.train_src, cfg.train_tgt, cfg.limit)
-    has_valid = cfg.valid if cfg.format == "tsv" else (cfg.valid_src and cfg.valid_tgt)
+    has_valid = cfg.valid if cfg.format != "pairs" else (cfg.valid_src and cfg.valid_tgt)
     if has_valid:
         valid = _read(cfg, cfg.valid, cfg.valid_src, cfg.valid_tgt, None)
         return TextSplits(train.src, train.tgt, valid.src, valid.tgt)
@@ -73,22 +108,31 @@ def load_texts(cfg: DataConfig) -> TextSplits:
 class TextPipeline:
     """Tokenizers + vocabularies for one run."""
 
-    def __init__(self, src_tok: Tokenizer, tgt_tok: Tokenizer, src_vocab: Vocab, tgt_vocab: Vocab):
+    def __init__(
+        self, src_tok: Tokenizer, tgt_tok: Tokenizer, src_vocab: Vocab, tgt_vocab: Vocab,
+        fields: int = 1,
+    ):  # fmt: skip
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+        self.fields = fields  # > 1: sources are tab-joined fields, packed with <sep> ids
 
     @classmethod
     def build(
         cls, cfg: DataConfig, src_texts: list[str], tgt_texts: list[str], run_dir: Path
     ) -> TextPipeline:
         """Train subword models (if any) into ``run_dir``, then build the vocabularies."""
+        fields = n_fields(cfg)
+        if fields > 1:  # tokenizers and vocabulary see each field on its own
+            src_texts = [f for text in src_texts for f in split_fields(text, fields)]
         for side, kind, texts in _subword_sides(cfg, src_texts, tgt_texts):
             train_sentencepiece(texts, kind, cfg.vocab_size, run_dir / f"spm.{side}.model",
                                 cfg.lowercase)  # fmt: skip
         src_tok, tgt_tok = _tokenizers(cfg, run_dir)
         src_vocab = Vocab.build(map(src_tok.encode, src_texts), cfg.min_freq, cfg.max_vocab)
         tgt_vocab = Vocab.build(map(tgt_tok.encode, tgt_texts), cfg.min_freq, cfg.max_vocab)
-        return cls(src_tok, tgt_tok, src_vocab, tgt_vocab)
+        if fields > 1:
+            src_vocab = with_separator(src_vocab)
+        return cls(src_tok, tgt_tok, src_vocab, tgt_vocab, fields)
 
     def save(self, run_dir: str | os.PathLike) -> None:
         self.src_vocab.save(Path(run_dir, "vocab.src.json"))
@@ -102,10 +146,11 @@ class TextPipeline:
             tgt_tok,
             Vocab.load(Path(run_dir, "vocab.src.json")),
             Vocab.load(Path(run_dir, "vocab.tgt.json")),
+            n_fields(cfg),
         )
 
     def encode(self, src: list[str], tgt: list[str] | None = None) -> ParallelData:
-        src_ids = [self.src_vocab.encode(self.src_tok.encode(s)) for s in src]
+        src_ids = [self.src_vocab.encode(self.src_tokens(s)) for s in src]
         tgt_ids = (
             None if tgt is None else [self.tgt_vocab.encode(self.tgt_tok.encode(t)) for t in tgt]
         )
@@ -115,7 +160,18 @@ class TextPipeline:
         return self.tgt_tok.decode(self.tgt_vocab.decode(ids))
 
     def src_tokens(self, text: str) -> list[str]:
-        return self.src_tok.encode(text)
+        """Source tokens; several fields are packed as ``f1 <sep> f2 ...``."""
+        if self.fields == 1:
+            return self.src_tok.encode(text)
+        packed: list[str] = []
+        for i, field in enumerate(split_fields(text, self.fields)):
+            packed += [SEP] * (i > 0) + self.src_tok.encode(field)
+        return packed
+
+
+def n_fields(cfg: DataConfig) -> int:
+    """Number of source fields a model of this data reads (1 for the classic formats)."""
+    return max(len(cfg.src_fields), 1)
 
 
 def _subword_sides(cfg: DataConfig, src_texts: list[str], tgt_texts: list[str]):

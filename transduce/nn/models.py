@@ -114,12 +114,24 @@ def encoder_is_bidirectional(cfg: ModelConfig) -> bool:
     return cfg.encoder.bidirectional
 
 
-def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
-    """Build the preset ``cfg.preset`` with the sizes in ``cfg``."""
+def build_model(
+    cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, sources: int = 1
+) -> Seq2Seq:
+    """Build the preset ``cfg.preset`` with the sizes in ``cfg``; ``sources > 1`` reads that
+    many packed source fields, fused as ``cfg.fusion`` says (transduce/nn/multisource.py)."""
+    if sources > 1:
+        from transduce.nn.multisource import build_multi_source
+
+        return build_multi_source(cfg, src_vocab_size, tgt_vocab_size, sources)
+    return build_parts(cfg, src_vocab_size, tgt_vocab_size)
+
+
+def build_encoder(cfg: ModelConfig, src_vocab_size: int) -> nn.Module:
+    """The preset's encoder alone."""
     if cfg.preset == "transformer":
-        return _transformer(cfg, src_vocab_size, tgt_vocab_size)
-    enc_cfg, dec_cfg = cfg.encoder, cfg.decoder
-    encoder = RNNEncoder(
+        return TransformerEncoder(src_vocab_size, cfg.transformer, cfg.embed_dropout)
+    enc_cfg = cfg.encoder
+    return RNNEncoder(
         src_vocab_size,
         enc_cfg.embed_size,
         enc_cfg.hidden_size,
@@ -130,6 +142,17 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         cfg.embed_dropout,
         cfg.spatial_dropout,
     )
+
+
+def build_parts(
+    cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, decoder_cls: type = RNNDecoder,
+    **decoder_extra: Any,
+) -> Seq2Seq:  # fmt: skip
+    """Encoder, decoder (``decoder_cls``, given ``decoder_extra`` too) and head of a preset."""
+    if cfg.preset == "transformer":
+        return _transformer(cfg, src_vocab_size, tgt_vocab_size)
+    enc_cfg, dec_cfg = cfg.encoder, cfg.decoder
+    encoder = build_encoder(cfg, src_vocab_size)
     opts = PRESETS[cfg.preset](cfg)
     score = opts.pop("score", None)
     if score is None and cfg.attention.score != "auto":
@@ -153,7 +176,7 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         raise ValueError(
             f"model.attention.window={cfg.attention.window!r} needs a preset with attention"
         )
-    decoder = RNNDecoder(
+    decoder = decoder_cls(
         tgt_vocab_size,
         encoder.output_size,
         cfg.cell,
@@ -169,6 +192,7 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         embed_dropout=cfg.embed_dropout,
         spatial_dropout=cfg.spatial_dropout,
         **opts,
+        **decoder_extra,
     )
     head = VocabHead(decoder.output_size, tgt_vocab_size, cfg.output_dropout)
     if cfg.tie_embeddings:
@@ -180,7 +204,7 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
 
 def _transformer(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
     # Vaswani et al. 2017; the RNN-only settings (cell, encoder/decoder sizes) do not apply.
-    encoder = TransformerEncoder(src_vocab_size, cfg.transformer, cfg.embed_dropout)
+    encoder = build_encoder(cfg, src_vocab_size)
     decoder = TransformerDecoder(tgt_vocab_size, cfg.transformer, cfg.embed_dropout)
     head = VocabHead(decoder.output_size, tgt_vocab_size, cfg.output_dropout)
     if cfg.tie_embeddings:

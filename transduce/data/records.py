@@ -1,0 +1,258 @@
+"""Readers for records with named fields: JSONL, TSV with a header, chatterbot YAML.
+
+A record may carry several source fields (QA: ``question`` and ``document``). They travel
+through the text pipeline as one string, the fields joined by :data:`FIELD_SEP` (a tab, so
+``transduce translate`` reads multi-input lines as tab-separated fields); the pipeline
+splits them again and packs their token ids with a ``<sep>`` id between them.
+
+Errors follow :mod:`transduce.data.corpus`: a :class:`DataError` reading ``path:line:
+problem``, or with ``on_bad_line="skip"`` the line is counted in the report, by kind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
+
+import yaml
+
+from transduce.data.corpus import (
+    DataError,
+    Parallel,
+    PathLike,
+    ReadReport,
+    _BadLine,
+    _check_options,
+    _decode,
+    _finish,
+    _numbered_lines,
+    _open_bytes,
+    _reject,
+)
+
+FIELD_SEP = "\t"
+
+
+def _clean(value: object, name: str) -> str:
+    """A field's text on one line; numbers become text, anything else is a bad record."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _BadLine("wrong field type", f"field {name!r} is a {type(value).__name__}, "
+                       "expected text")  # fmt: skip
+    text = " ".join(str(value).split())  # tabs and newlines would break the packing
+    if not text:
+        raise _BadLine(f"empty {name}", f"field {name!r} is empty")
+    return text
+
+
+def _record_pair(get, src_fields: Sequence[str], tgt_field: str) -> tuple[str, str]:
+    """(joined source fields, target) from ``get(name)``, which raises KeyError if absent."""
+    texts = []
+    for name in (*src_fields, tgt_field):
+        try:
+            texts.append(_clean(get(name), name))
+        except KeyError:
+            raise _BadLine(f"missing {name}", f"no field {name!r}") from None
+    return FIELD_SEP.join(texts[:-1]), texts[-1]
+
+
+def _check_fields(src_fields: Sequence[str], tgt_field: str) -> None:
+    if not src_fields or not tgt_field:
+        raise ValueError("named records need data.src_fields (one or more) and data.tgt_field")
+    if len(set((*src_fields, tgt_field))) != len(src_fields) + 1:
+        raise ValueError(f"field names must differ: {[*src_fields, tgt_field]}")
+
+
+def read_jsonl(
+    path: PathLike,
+    src_fields: Sequence[str],
+    tgt_field: str,
+    *,
+    on_bad_line: str = "error",
+    limit: int | None = None,
+) -> Parallel:
+    """One JSON object per line, e.g. ``{"question": ..., "document": ..., "answer": ...}``.
+
+    Blank lines are passed over (not counted as records).
+    """
+    _check_options(on_bad_line, limit)
+    _check_fields(src_fields, tgt_field)
+    report, src, tgt = ReadReport(os.fspath(path)), [], []
+    with _open_bytes(path) as f:
+        for number, raw in _numbered_lines(f, path, limit):
+            if not raw.strip():
+                continue
+            report.lines += 1
+            try:
+                text = _decode(raw, number)
+                try:
+                    record = json.loads(text)
+                except json.JSONDecodeError as err:
+                    raise _BadLine("invalid JSON", f"invalid JSON: {err.msg} at column "
+                                   f"{err.colno}") from None  # fmt: skip
+                if not isinstance(record, dict):
+                    raise _BadLine("not an object", "expected a JSON object {...}")
+                source, target = _record_pair(record.__getitem__, src_fields, tgt_field)
+            except _BadLine as bad:
+                _reject(bad, path, number, report, on_bad_line)
+                continue
+            src.append(source)
+            tgt.append(target)
+            report.kept += 1
+    _finish(report, path)
+    return Parallel(src, tgt, report)
+
+
+def read_named_tsv(
+    path: PathLike,
+    src_fields: Sequence[str],
+    tgt_field: str,
+    *,
+    on_bad_line: str = "error",
+    limit: int | None = None,
+) -> Parallel:
+    """Tab-separated values whose first line names the columns (any order, extra ignored)."""
+    _check_options(on_bad_line, limit)
+    _check_fields(src_fields, tgt_field)
+    report, src, tgt = ReadReport(os.fspath(path)), [], []
+    columns: dict[str, int] | None = None
+    with _open_bytes(path) as f:
+        for number, raw in _numbered_lines(f, path, None if limit is None else limit + 1):
+            if columns is None:  # the header: a bad header is always an error
+                columns = _header(path, number, raw, (*src_fields, tgt_field))
+                continue
+            report.lines += 1
+            try:
+                cells = _decode(raw, number).split("\t")
+                if len(cells) != len(columns):
+                    raise _BadLine("wrong column count", f"wrong column count: the header "
+                                   f"has {len(columns)}, this line {len(cells)}")  # fmt: skip
+                record = {name: cells[i] for name, i in columns.items()}
+                source, target = _record_pair(record.__getitem__, src_fields, tgt_field)
+            except _BadLine as bad:
+                _reject(bad, path, number, report, on_bad_line)
+                continue
+            src.append(source)
+            tgt.append(target)
+            report.kept += 1
+    if columns is None:
+        raise DataError(path, None, "empty file (expected a header line naming the columns)")
+    _finish(report, path)
+    return Parallel(src, tgt, report)
+
+
+def _header(path: PathLike, number: int, raw: bytes, needed: Sequence[str]) -> dict[str, int]:
+    try:
+        names = [c.strip() for c in _decode(raw, number).split("\t")]
+    except _BadLine as bad:
+        raise DataError(path, number, bad.message) from None
+    columns = {name: i for i, name in enumerate(names)}
+    missing = [n for n in needed if n not in columns]
+    if missing:
+        raise DataError(path, number, f"header has no column {', '.join(map(repr, missing))} "
+                        f"(columns: {', '.join(names)})")  # fmt: skip
+    return columns
+
+
+# --------------------------------------------------------------------------- chatterbot
+
+
+def chatterbot_files(path: PathLike) -> list[Path]:
+    """``path`` itself, or the ``*.yml`` files of a folder in name order."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.yml"))
+        if not files:
+            raise DataError(path, None, "no *.yml files in this folder")
+        return files
+    if not path.exists():
+        raise DataError(path, None, "file not found")
+    return [path]
+
+
+def read_chatterbot(
+    path: PathLike, *, on_bad_line: str = "skip", limit: int | None = None
+) -> Parallel:
+    """Chatterbot corpus YAML: ``conversations`` is a list of conversations, each a list of
+    turns; every turn after the first gives a (previous turn, reply) pair.
+
+    An entry that is not a list of at least two texts is bad: with ``on_bad_line="skip"``
+    (the default here: the public corpus has one such entry in trivia.yml) it is counted and
+    reported as ``file:line``; with ``"error"`` it raises. ``limit`` caps the pairs.
+    """
+    _check_options(on_bad_line, limit)
+    report = ReadReport(os.fspath(path))
+    src: list[str] = []
+    tgt: list[str] = []
+    for file in chatterbot_files(path):
+        for turns in _conversations(file, report, on_bad_line):
+            report.lines += 1
+            report.kept += 1
+            for prev, reply in pairwise(turns):
+                src.append(prev)
+                tgt.append(reply)
+        if limit is not None and len(src) >= limit:
+            src, tgt = src[:limit], tgt[:limit]
+            break
+    _finish(report, path)
+    return Parallel(src, tgt, report)
+
+
+def _conversations(file: Path, report: ReadReport, policy: str):
+    """The turns of each good conversation of one YAML file; bad ones go to ``report``."""
+    try:
+        root = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise DataError(file, None, f"not valid YAML: {err}") from None
+    convs = None
+    if isinstance(root, yaml.MappingNode):
+        convs = next((v for k, v in root.value if k.value == "conversations"), None)
+    if not isinstance(convs, yaml.SequenceNode):
+        raise DataError(file, None, "expected a mapping with a 'conversations' list")
+    for node in convs.value:
+        line = node.start_mark.line + 1
+        turns = _turns(node)
+        if turns is None:
+            value = yaml.safe_load(yaml.serialize(node))
+            kind = f"malformed conversation in {file.name}"
+            problem = f"expected a list of at least two turns, got {str(value)[:80]!r}"
+            report.lines += 1
+            _reject(_BadLine(kind, problem, path=file), file, line, report, policy)
+            continue
+        yield turns
+
+
+def _turns(node: yaml.Node) -> list[str] | None:
+    if not isinstance(node, yaml.SequenceNode) or len(node.value) < 2:
+        return None
+    if not all(isinstance(t, yaml.ScalarNode) for t in node.value):
+        return None
+    turns = [" ".join(str(t.value).split()) for t in node.value]
+    return turns if all(turns) else None
+
+
+# --------------------------------------------------------------------------- packing
+
+SEP = "<sep>"  # source-vocabulary token between packed fields
+SEP_ID = 4  # its id: the first one after the specials (see with_separator)
+
+
+def split_fields(text: str, n: int) -> list[str]:
+    """The ``n`` fields of a joined multi-input source (tab-separated)."""
+    fields = text.split(FIELD_SEP)
+    if len(fields) != n:
+        raise ValueError(f"expected {n} tab-separated input fields, got {len(fields)}: "
+                         f"{text[:60]!r}")  # fmt: skip
+    return fields
+
+
+def with_separator(vocab):
+    """``vocab`` with :data:`SEP` at id :data:`SEP_ID`, right after the specials."""
+    from transduce.data.vocab import SPECIALS, Vocab
+
+    rest = [t for t in vocab.itos[len(SPECIALS) :] if t != SEP]
+    out = Vocab([*SPECIALS, SEP, *rest])
+    assert out.stoi[SEP] == SEP_ID
+    return out
