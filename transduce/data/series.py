@@ -290,7 +290,7 @@ class ArrayData:
         self.src = torch.as_tensor(src)
         self.start = torch.as_tensor(start)  # [N, D] values, or [N] ids
         self.exog = None if exog is None or exog.shape[-1] == 0 else torch.as_tensor(exog)
-        self.tgt = torch.as_tensor(tgt)
+        self.tgt = None if tgt is None else torch.as_tensor(tgt)
 
     @classmethod
     def from_windows(cls, w: WindowArrays) -> ArrayData:
