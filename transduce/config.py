@@ -173,6 +173,7 @@ class SeriesConfig:
     period: int = 24  # seasonal period: MASE scale, level window, calendar phase
     scaling: Literal["log", "level", "none"] = "log"  # per-window, by the last season's mean
     calendar: bool = True  # (sin, cos) of the phase relative to the series end
+    seasonal: bool = False  # decoder sees last-season and mean-season values of each step
     stride: int = 24  # steps between consecutive training windows of a series
     holdout: int | None = None  # validation: the last N values of each series (default horizon)
     loss: Literal["mae", "mse", "huber"] = "mae"  # on the scaled values

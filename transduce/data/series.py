@@ -156,7 +156,9 @@ class WindowSpec:
     level is the mean of the last ``period`` inputs of each window (the last season), so a
     window's scale never sees its own targets. ``calendar`` adds (sin, cos) of the phase
     ``(t - origin) mod period``, with ``origin`` the end of the series' training part: the
-    test horizon starts right after it (M4 has no timestamps).
+    test horizon starts right after it (M4 has no timestamps). ``seasonal`` gives the
+    decoder, for each target step, two known values of the same phase: the last season's
+    (the seasonal-naive forecast) and the mean over every season in the lookback.
     """
 
     lookback: int
@@ -164,10 +166,17 @@ class WindowSpec:
     period: int = 24
     scaling: str = "log"
     calendar: bool = True
+    seasonal: bool = False
 
     @property
     def features(self) -> int:
+        """Encoder input features per step: the scaled value (+ phase sin, cos)."""
         return 1 + (2 if self.calendar else 0)
+
+    @property
+    def exog_features(self) -> int:
+        """Decoder features per target step besides the previous value."""
+        return (2 if self.calendar else 0) + (2 if self.seasonal else 0)
 
 
 def _level(inputs: np.ndarray, spec: WindowSpec) -> np.ndarray:
@@ -217,15 +226,26 @@ def make_windows(
     level = _level(histories, spec)
     src_vals = scale(histories, level, spec)[:, :, None]  # [N, L, 1]
     steps = np.arange(-spec.lookback, spec.horizon)[None, :] + origins[:, None]  # [N, L + H]
+    src, exog = src_vals, np.zeros((len(histories), spec.horizon, 0))
     if spec.calendar:
         cal = phase_features(steps, spec.period)  # [N, L + H, 2]
         src = np.concatenate([src_vals, cal[:, : spec.lookback]], -1)
         exog = cal[:, spec.lookback :]
-    else:
-        src, exog = src_vals, np.zeros((len(histories), spec.horizon, 0))
+    if spec.seasonal:
+        exog = np.concatenate([exog, _seasonal(src_vals[:, :, 0], spec)], -1)
     tgt = None if targets is None else scale(targets, level, spec)[:, :, None]
     f32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
     return WindowArrays(f32(src), f32(src_vals[:, -1]), f32(exog), f32(tgt), level)
+
+
+def _seasonal(values: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """``values [N, L]`` (scaled) -> ``[N, H, 2]``: for target step h, the value one season
+    before it in the last season, and the mean over all full seasons of the lookback."""
+    m, L = spec.period, values.shape[1]
+    phase = np.arange(spec.horizon) % m  # [H]
+    seasons = values[:, L - (L // m) * m :].reshape(len(values), L // m, m)  # [N, K, m]
+    last, mean = seasons[:, -1, phase], seasons.mean(1)[:, phase]  # [N, H] each
+    return np.stack([last, mean], -1)
 
 
 def training_windows(

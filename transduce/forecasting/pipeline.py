@@ -35,13 +35,13 @@ log = logging.getLogger("transduce.forecast")
 
 
 def window_spec(s: SeriesConfig) -> WindowSpec:
-    return WindowSpec(s.lookback, s.horizon, s.period, s.scaling, s.calendar)
+    return WindowSpec(s.lookback, s.horizon, s.period, s.scaling, s.calendar, s.seasonal)
 
 
 def series_model(cfg: Config) -> torch.nn.Module:
-    """One output value per step; the decoder also sees the target steps' calendar phase."""
+    """One output value per step; the decoder also sees known features of the target steps."""
     spec = window_spec(cfg.series)
-    return build_value_model(cfg.model, spec.features, 1, spec.features - 1)
+    return build_value_model(cfg.model, spec.features, 1, spec.exog_features)
 
 
 def train_series(cfg: Config, run_dir: Path, resume: bool = False):
