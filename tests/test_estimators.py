@@ -11,7 +11,7 @@ L, T = 12, 4
 
 
 def _waves(n: int, seed: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of sine or sawtooth waves of random phase and amplitude: ``[n, L, 1]``, ``[n, T, 1]``."""
+    """Sine or sawtooth windows, random phase and amplitude: ``[n, L, 1]``, ``[n, T, 1]``."""
     rng = np.random.default_rng(seed)
     t = np.arange(L + T)[None, :] / 8 + rng.uniform(0, 1, (n, 1))
     amp = rng.uniform(0.5, 1.5, (n, 1))

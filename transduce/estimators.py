@@ -69,7 +69,9 @@ def _check(name: str, arr: Any, shape: tuple, integer: bool) -> np.ndarray:
     """``arr`` as an array of ``shape`` (None = any size), finite, of the right dtype kind."""
     a = np.asarray(arr)
     want = "(" + ", ".join("samples" if i == 0 else str(s) for i, s in enumerate(shape)) + ")"
-    if a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
+    if a.ndim != len(shape) or any(
+        s is not None and s != n for s, n in zip(shape, a.shape, strict=True)
+    ):
         raise ValueError(f"{name}: expected shape {want}, got {a.shape}")
     if len(a) == 0:
         raise ValueError(f"{name}: no samples (shape {a.shape})")
@@ -110,7 +112,7 @@ class _Seq2SeqEstimator:
         if batch_input_shape is not None:
             input_shape = tuple(batch_input_shape)[1:]
         if input_shape is not None:
-            input_length, input_dim = (tuple(input_shape) + (None,))[:2]
+            input_length, input_dim = (*tuple(input_shape), None)[:2]
         if not input_dim or input_dim < 1:
             raise ValueError(f"input_dim: a positive integer is needed, got {input_dim!r}")
         depth = (depth, depth) if isinstance(depth, int) else tuple(depth)
@@ -229,7 +231,7 @@ class _Seq2SeqEstimator:
             vx = self._inputs(validation_data[0], "validation_data[0]")
             valid = self._data(vx, self._targets(validation_data[1], len(vx), "validation_data[1]"))
         elif validation_split:
-            cut = len(X) - max(int(round(len(X) * validation_split)), 1)
+            cut = len(X) - max(round(len(X) * validation_split), 1)
             valid = self._data(X[cut:], Y[cut:])
             X, Y = X[:cut], Y[:cut]
         train = self._data(X, Y)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ H, M = 6, 6  # horizon and seasonal period of the toy series
 
 
 def _series(n_series: int = 6, length: int = 60) -> tuple[np.ndarray, np.ndarray]:
-    """Positive seasonal series with a level per series: history ``[N, length]``, next ``[N, H]``."""
+    """Noisy positive seasonal series: history ``[N, length]`` and what follows, ``[N, H]``."""
     rng = np.random.default_rng(0)
     t = np.arange(length + H)
     level = rng.uniform(20, 200, (n_series, 1))
@@ -48,7 +49,8 @@ def run(tmp_path_factory):
                   "encoder": {"embed_size": 8, "hidden_size": 16},
                   "decoder": {"embed_size": 8, "hidden_size": 16}},
         "train": {"lr": 0.01, "batch_size": 16, "max_steps": 60, "epochs": 100,
-                  "valid_every": 20, "valid_exact": False, "log_every": 0, "progress": False, "threads": 1},
+                  "valid_every": 20, "valid_exact": False, "log_every": 0, "progress": False,
+                  "threads": 1},
     }  # fmt: skip
     (tmp / "fc.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     assert main(["-q", "train", str(tmp / "fc.yaml"), "--out", str(tmp / "run")]) == 0
@@ -79,18 +81,29 @@ def test_forecast_cli_writes_csv_and_scores(run, capsys):
     assert result["smape"] < result["baselines"]["Naive"]["smape"]
 
 
-def test_resume_continues_the_run(run):
-    args = ["-q", "train", "--resume", "--out", str(run / "run"), "--set", "train.max_steps=80"]
+def test_resume_continues_exactly(run, tmp_path):
+    """Resuming the 60-step run to 80 steps gives the weights of a straight 80-step run."""
+    from safetensors.torch import load_file
+
+    shutil.copytree(run / "run", tmp_path / "resumed")
+    args = ["-q", "train", "--resume", "--out", str(tmp_path / "resumed"),
+            "--set", "train.max_steps=80"]  # fmt: skip
     assert main(args) == 0
-    records = [json.loads(line) for line in (run / "run" / "metrics.jsonl").open()]
-    steps = [r["step"] for r in records if r["split"] == "valid"]
-    assert steps == [20, 40, 60, 80]
+    records = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if r["split"] == "valid"] == [20, 40, 60, 80]
+    args = ["-q", "train", str(run / "fc.yaml"), "--out", str(tmp_path / "straight"),
+            "--set", "train.max_steps=80"]  # fmt: skip
+    assert main(args) == 0
+    a = load_file(str(tmp_path / "resumed" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "straight" / "last" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
 
 
 def test_plot_forecast(run):
     out = run / "fc.png"
     args = ["plot", "forecast", "--model", str(run / "run"), "--input", str(run / "hist.csv"),
-            "--actuals", str(run / "test.csv"), "--series", "S1,S3", "--output", str(out)]  # fmt: skip
+            "--actuals", str(run / "test.csv"), "--series", "S1,S3",
+            "--output", str(out)]  # fmt: skip
     assert main(args) == 0 and out.stat().st_size > 1000
     assert main([*args[:-4], "--series", "nope", "--output", str(out)]) == 2
 

@@ -75,7 +75,9 @@ def read_m4_wide(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesS
             report.lines += 1
             if number == 1:
                 if not row or row[0].strip() != "V1":
-                    raise DataError(path, 1, f"expected an M4 header starting with V1, got {row[:3]}")
+                    raise DataError(
+                        path, 1, f"expected an M4 header starting with V1, got {row[:3]}"
+                    )
                 report.kept += 1
                 continue
             try:
@@ -126,7 +128,9 @@ def read_long(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesSet:
     return SeriesSet(list(points), values, report)
 
 
-def read_series(path: str | os.PathLike, fmt: str = "auto", on_bad_line: str = "error") -> SeriesSet:
+def read_series(
+    path: str | os.PathLike, fmt: str = "auto", on_bad_line: str = "error"
+) -> SeriesSet:
     """Read ``path`` as ``m4`` (wide) or ``long``; ``auto`` looks at the header."""
     if fmt == "auto":
         with open(path, encoding="utf-8") as f:

@@ -52,10 +52,8 @@ def seasonal_indices(x: np.ndarray, m: int) -> np.ndarray:
     ``i % m`` of the observation (mean 1). The trend is the centred moving average
     (a 2 x m average for even ``m``), as in R's ``decompose``."""
     x = np.asarray(x, float)
-    if m % 2 == 0:
-        weights = np.r_[0.5, np.ones(m - 1), 0.5] / m
-    else:
-        weights = np.ones(m) / m
+    # even m: a 2 x m average, so the window is centred on an observation
+    weights = np.r_[0.5, np.ones(m - 1), 0.5] / m if m % 2 == 0 else np.ones(m) / m
     half = len(weights) // 2
     trend = np.full(len(x), np.nan)
     trend[half : len(x) - half] = np.convolve(x, weights, mode="valid")

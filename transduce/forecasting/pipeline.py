@@ -135,5 +135,8 @@ def evaluate_forecasts(
 def write_forecasts(path: str | os.PathLike, ids: list[str], forecasts: np.ndarray) -> None:
     """``id,F1..FH`` (the M4 submission layout), written atomically."""
     header = "id," + ",".join(f"F{i + 1}" for i in range(forecasts.shape[1]))
-    rows = [f"{name}," + ",".join(f"{v:.6g}" for v in row) for name, row in zip(ids, forecasts, strict=True)]
+    rows = [
+        f"{name}," + ",".join(f"{v:.6g}" for v in row)
+        for name, row in zip(ids, forecasts, strict=True)
+    ]
     ckpt.atomic_write_text(path, "\n".join([header, *rows]) + "\n")
