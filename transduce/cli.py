@@ -120,6 +120,8 @@ def _add_decode_flags(p: argparse.ArgumentParser) -> None:
 def plot_command(args: argparse.Namespace) -> None:
     from transduce import plots
 
+    if args.what == "forecast":
+        return plot_forecast_command(args)
     if args.what == "curves":
         out = plots.plot_learning_curves(Path(args.model) / "metrics.jsonl", args.output)
     else:
@@ -241,13 +243,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=average_command)
 
     p = sub.add_parser("plot", help="attention heatmap or learning curves as PNG")
-    p.add_argument("what", choices=["attention", "curves"])
+    p.add_argument("what", choices=["attention", "curves", "forecast"])
     p.add_argument("--model", required=True, help="run directory")
     p.add_argument("--text", help="sentence to translate and draw (attention)")
     p.add_argument("--output", required=True, help="PNG file to write")
+    _add_forecast_plot_flags(p)
     p.set_defaults(func=plot_command)
     _add_application_commands(sub)
+    _add_forecast_parser(sub)
     return parser
+
+
+# ---------------------------------------------------------------------- forecasting
+
+
+def _forecast_run(args: argparse.Namespace):
+    from transduce.data.series import read_series
+    from transduce.forecasting.pipeline import Forecaster
+
+    if not args.input:
+        raise ConfigError(f"{args.command}: give --input SERIES_FILE")
+    forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
+    series = read_series(args.input, args.format, args.on_bad_line)
+    actuals = read_series(args.actuals, args.format) if args.actuals else None
+    return forecaster, series, forecaster.forecast(series.values), actuals
+
+
+def forecast_command(args: argparse.Namespace) -> None:
+    from transduce.forecasting.pipeline import evaluate_forecasts, write_forecasts
+
+    forecaster, series, forecasts, actuals = _forecast_run(args)
+    write_forecasts(args.output, series.ids, forecasts)
+    result = {"series": len(series), "horizon": forecasts.shape[1], "output": args.output}
+    if actuals is not None:
+        result.update(evaluate_forecasts(series, actuals, forecasts, forecaster.spec.period))
+    print(json.dumps(result))
+
+
+def plot_forecast_command(args: argparse.Namespace) -> None:
+    from transduce.plots import plot_forecast
+
+    _, series, forecasts, actuals = _forecast_run(args)
+    wanted = args.series.split(",") if args.series else series.ids[:3]
+    missing = [name for name in wanted if name not in series.ids]
+    if missing:
+        raise ConfigError(f"plot forecast: no series {missing[:5]} in {args.input}")
+    rows = [series.ids.index(name) for name in wanted]
+    out = plot_forecast(
+        wanted, [series.values[i] for i in rows], [forecasts[i] for i in rows], args.output,
+        actuals=None if actuals is None else [actuals.values[i] for i in rows],
+    )  # fmt: skip
+    print(out)
+
+
+def _add_forecast_plot_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("forecast plots")
+    g.add_argument("--input", help="series file (M4 wide CSV or id,timestamp,value)")
+    g.add_argument("--actuals", help="the values that followed (same layout), drawn dashed")
+    g.add_argument("--series", help="comma-separated series ids (default: the first three)")
+    g.add_argument("--format", choices=["auto", "m4", "long"], default="auto")
+    g.add_argument("--on-bad-line", choices=["error", "skip"], default="error")
+    p.set_defaults(checkpoint="best", device="cpu")
+
+
+def _add_forecast_parser(sub) -> None:
+    p = sub.add_parser("forecast", help="forecast the steps after each series (and score them)")
+    p.add_argument("--model", required=True, help="run directory of a forecasting run")
+    p.add_argument("--input", required=True, help="series file (M4 wide CSV or id,timestamp,value)")
+    p.add_argument("--output", required=True, help="CSV to write: id,F1..FH")
+    p.add_argument("--actuals", help="the values that followed: print sMAPE/MASE/OWA too")
+    p.add_argument("--format", choices=["auto", "m4", "long"], default="auto")
+    p.add_argument("--on-bad-line", choices=["error", "skip"], default="error")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.set_defaults(func=forecast_command)
 
 
 def main(argv: list[str] | None = None) -> int:

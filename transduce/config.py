@@ -174,11 +174,31 @@ class DecodeConfig:
 
 
 @dataclass(frozen=True)
+class SeriesConfig:
+    """Real-valued series instead of text (``data`` is then unused); see data/series.py."""
+
+    format: Literal["auto", "m4", "long"] = "auto"
+    train: str = ""  # series file (M4 wide CSV or id,timestamp,value)
+    test: str = ""  # optional actuals following each training series, scored after training
+    on_bad_line: Literal["error", "skip"] = "error"
+    horizon: int = 48
+    lookback: int = 168
+    period: int = 24  # seasonal period: MASE scale, level window, calendar phase
+    scaling: Literal["log", "level", "none"] = "log"  # per-window, by the last season's mean
+    calendar: bool = True  # (sin, cos) of the phase relative to the series end
+    seasonal: bool = False  # decoder sees last-season and mean-season values of each step
+    stride: int = 24  # steps between consecutive training windows of a series
+    holdout: int | None = None  # validation: the last N values of each series (default horizon)
+    loss: Literal["mae", "mse", "huber"] = "mae"  # on the scaled values
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    series: SeriesConfig | None = None  # set: a forecasting run
 
 
 # ---------------------------------------------------------------- dict <-> dataclass

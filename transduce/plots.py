@@ -175,3 +175,39 @@ def plot_learning_curves(
         if title:
             fig.suptitle(title)
         return _save_atomic(fig, path)
+
+
+def plot_forecast(
+    names: Sequence[str],
+    histories: Sequence[np.ndarray],
+    forecasts: Sequence[np.ndarray],
+    path: str | os.PathLike[str],
+    actuals: Sequence[np.ndarray] | None = None,
+    context: int | None = 168,
+) -> Path:
+    """One panel per series: the last ``context`` history values, the forecast after them
+    and, when given, the actual values over the forecast horizon."""
+    if not (len(names) == len(histories) == len(forecasts)) or not names:
+        raise ValueError(f"need as many names ({len(names)}), histories ({len(histories)}) "
+                         f"and forecasts ({len(forecasts)}), at least one")  # fmt: skip
+    nrows = len(names)
+    with matplotlib.rc_context(_rc()):
+        fig = Figure(figsize=(9.0, 2.6 * nrows), layout="constrained")
+        axes = fig.subplots(nrows, 1, squeeze=False).ravel()
+        for i, ax in enumerate(axes):
+            hist = np.asarray(histories[i], float)
+            shown = hist[-context:] if context else hist
+            start = len(hist) - len(shown)
+            ax.plot(np.arange(start, len(hist)), shown, color="0.35", linewidth=1.0,
+                    label="history")  # fmt: skip
+            steps = np.arange(len(hist), len(hist) + len(forecasts[i]))
+            ax.plot(steps, forecasts[i], color="tab:blue", linewidth=1.4, label="forecast")
+            if actuals is not None:
+                ax.plot(steps, np.asarray(actuals[i], float)[: len(steps)], color="tab:orange",
+                        linewidth=1.0, linestyle="--", label="actual")  # fmt: skip
+            ax.axvline(len(hist) - 0.5, color="0.6", linewidth=0.8)
+            ax.set_title(str(names[i]), fontsize="medium")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small", loc="upper left")
+        axes[-1].set_xlabel("time step")
+        return _save_atomic(fig, path)

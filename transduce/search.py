@@ -340,3 +340,38 @@ def sample(
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
     return _decode(model, src, src_mask, max_len, max_len_ratio, choose)
+
+
+def rollout(
+    model,
+    src: torch.Tensor,
+    src_mask: torch.Tensor,
+    tgt_in: torch.Tensor,
+    out_dim: int,
+    teacher_ratio: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Autoregressive roll-out of a real-valued model (greedy decoding for values).
+
+    ``tgt_in [B, T, D + C]``: row 0's first ``D`` values start the roll-out; columns ``D:``
+    are known exogenous features of each step; the first ``D`` of later rows are the gold
+    previous outputs, fed instead of the model's own with probability ``teacher_ratio``
+    (scheduled sampling; 0 at inference). Returns outputs ``[B, T, D]`` and attention
+    ``[B, T, S]`` (or None).
+    """
+    memory = model.encode(src, src_mask)
+    state = model.init_state(memory)
+    prev, outs, attns = tgt_in[:, 0], [], []
+    for t in range(tgt_in.shape[1]):
+        features, state, attn = model.step(prev, state, memory)
+        outs.append(model.head(features))  # [B, D]
+        attns.append(attn)
+        if t + 1 < tgt_in.shape[1]:
+            own = outs[-1]
+            if teacher_ratio > 0:
+                gold = tgt_in[:, t + 1, :out_dim]
+                coin = torch.rand(own.shape[0], 1, generator=generator).to(own.device)
+                own = torch.where(coin < teacher_ratio, gold, own)
+            prev = torch.cat([own, tgt_in[:, t + 1, out_dim:]], -1)  # [B, D + C]
+    attn = None if attns[0] is None else torch.stack(attns, 1)
+    return torch.stack(outs, 1), attn

@@ -410,6 +410,10 @@ def train(
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.series is not None:  # real-valued series: windows instead of text
+        from transduce.forecasting.pipeline import train_series
+
+        return train_series(cfg, run_dir, resume)
     pipeline, train_data, valid_data, valid_refs = prepare_run(cfg, run_dir, resume)
     model = build_model(
         cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab), sources=pipeline.fields

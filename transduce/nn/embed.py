@@ -38,3 +38,17 @@ class TokenEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.embed(ids))
+
+
+class ValueEmbedding(nn.Module):
+    """Real-valued inputs ``[B, T, F] -> [B, T, E]``: a linear map, in place of the lookup
+    table, so real sequences run through the same encoders and decoders as tokens."""
+
+    def __init__(self, features: int, size: int, dropout: float = 0.0):
+        super().__init__()
+        self.proj = nn.Linear(features, size)
+        self.dropout = nn.Dropout(dropout)
+        self.features, self.size = features, size
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(values))

@@ -28,3 +28,15 @@ class VocabHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.proj(self.dropout(features))
+
+
+class RegressionHead(nn.Module):
+    """Decoder features ``[..., F]`` -> real outputs ``[..., D]`` (no activation)."""
+
+    def __init__(self, in_size: int, out_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(in_size, out_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.dropout(features))

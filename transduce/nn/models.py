@@ -210,3 +210,22 @@ def _transformer(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> 
     if cfg.tie_embeddings:
         head.tie(decoder.embed.embed)
     return Seq2Seq(encoder, decoder, head, cfg.reverse_source)
+
+
+def build_value_model(cfg: ModelConfig, input_dim: int, output_dim: int, exog_dim: int = 0):
+    """The preset ``cfg.preset`` on real-valued sequences: value embeddings replace the
+    token embeddings (encoder input ``[B, S, input_dim]``, decoder input ``[B, T,
+    output_dim + exog_dim]``: the previous output and known exogenous features) and a
+    regression head replaces the vocabulary head. Encoder and decoder are the token ones."""
+    from transduce.nn.embed import ValueEmbedding
+    from transduce.nn.heads import RegressionHead
+
+    if cfg.preset == "transformer" or cfg.tie_embeddings:
+        raise ValueError("real-valued sequences need an RNN preset without tie_embeddings")
+    model = build_model(cfg, 2, 2)  # token tables of size 2, replaced below
+    model.encoder.embed = ValueEmbedding(input_dim, cfg.encoder.embed_size, cfg.embed_dropout)
+    if model.decoder.embed is not None:  # 'simple' has no previous-output input
+        dec_in = output_dim + exog_dim
+        model.decoder.embed = ValueEmbedding(dec_in, cfg.decoder.embed_size, cfg.embed_dropout)
+    model.head = RegressionHead(model.decoder.output_size, output_dim, cfg.output_dropout)
+    return model

@@ -1,0 +1,83 @@
+"""Series readers (M4 wide, long), windows, scaling and calendar features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from transduce.data.corpus import DataError
+from transduce.data.series import (
+    WindowSpec,
+    read_long,
+    read_m4_wide,
+    read_series,
+    training_windows,
+    unscale,
+)
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_m4_wide_reads_ragged_rows(tmp_path):
+    p = _write(tmp_path / "w.csv", '"V1","V2","V3","V4"\n"A","1","2","3"\n"B","4","5",""\n')
+    s = read_m4_wide(p)
+    assert s.ids == ["A", "B"]
+    np.testing.assert_array_equal(s.values[1], [4.0, 5.0])
+    assert read_series(p).ids == ["A", "B"]  # auto-detected
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [('"C","x","1",""', "not a number"), ('"C","1","","3"', "empty cell"),
+     ('"C","","",""', "no values"), ('"C","1","inf",""', "finite")],
+)  # fmt: skip
+def test_m4_wide_bad_lines_name_file_and_line(tmp_path, row, problem):
+    p = _write(tmp_path / "w.csv", f'"V1","V2","V3","V4"\n"A","1","2","3"\n{row}\n')
+    with pytest.raises(DataError, match=rf"w\.csv:3: .*{problem}"):
+        read_m4_wide(p)
+    skipped = read_m4_wide(p, on_bad_line="skip")
+    assert skipped.ids == ["A"] and skipped.report.n_skipped == 1
+
+
+def test_m4_wide_needs_the_header(tmp_path):
+    with pytest.raises(DataError, match=r"w\.csv:1"):
+        read_m4_wide(_write(tmp_path / "w.csv", '"A","1","2"\n'))
+
+
+def test_long_format_orders_by_timestamp(tmp_path):
+    text = "id,timestamp,value\nb,2020-01-02,5\na,2020-01-02,2\na,2020-01-01,1\nb,2020-01-01,4\n"
+    s = read_long(_write(tmp_path / "l.csv", text))
+    assert s.ids == ["b", "a"]
+    np.testing.assert_array_equal(s.values[0], [4, 5])
+    np.testing.assert_array_equal(s.values[1], [1, 2])
+
+
+def test_long_format_bad_lines(tmp_path):
+    text = "id,timestamp,value\na,1,1\na,1,2\na,2,zz\na,3\na,4,4\n"
+    p = _write(tmp_path / "l.csv", text)
+    with pytest.raises(DataError, match=r"l\.csv:3: .*twice"):
+        read_long(p)
+    s = read_long(p, on_bad_line="skip")
+    assert s.report.n_skipped == 3
+    np.testing.assert_array_equal(s.values[0], [1, 4])
+
+
+def test_training_windows_hold_out_the_end_and_unscale_exactly():
+    rng = np.random.default_rng(0)
+    series = [rng.uniform(5, 10, 100), rng.uniform(50, 90, 130)]
+    spec = WindowSpec(lookback=24, horizon=8, period=12, scaling="log", calendar=True)
+    train, valid = training_windows(series, spec, stride=4, holdout=8)
+    assert train.src.shape[1:] == (24, 3) and train.exog.shape[1:] == (8, 2)
+    assert valid.src.shape[0] == 2
+    # the validation targets are each series' last 8 values, recovered by unscale
+    for i, x in enumerate(series):
+        got = unscale(valid.target[i : i + 1, :, 0].astype(float), valid.level[i : i + 1], spec)
+        np.testing.assert_allclose(got[0], x[-8:], rtol=1e-5)
+    # no training target reaches into the held-out values: origins end 8 before the end
+    assert np.isclose(train.target[:, :, 0], valid.target[0, :, 0]).all(1).sum() == 0
+    # the calendar phase of the first validation target step is (-8 mod 12)
+    angle = 2 * np.pi * ((-8) % 12) / 12
+    np.testing.assert_allclose(valid.exog[0, 0], [np.sin(angle), np.cos(angle)], atol=1e-6)

@@ -1,0 +1,117 @@
+"""Forecasting end to end through the CLI: train a config with a ``series`` section, forecast
+a series file to CSV, score it against actuals, resume, plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from transduce.cli import main
+
+H, M = 6, 6  # horizon and seasonal period of the toy series
+
+
+def _series(n_series: int = 6, length: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy positive seasonal series: history ``[N, length]`` and what follows, ``[N, H]``."""
+    rng = np.random.default_rng(0)
+    t = np.arange(length + H)
+    level = rng.uniform(20, 200, (n_series, 1))
+    noise = rng.uniform(0.97, 1.03, (n_series, length + H))
+    x = level * (1 + 0.4 * np.sin(2 * np.pi * t / M)[None, :]) * noise
+    return x[:, :length], x[:, length:]
+
+
+def _write_wide(path, rows) -> None:
+    width = max(len(r) for r in rows) + 1
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, quoting=csv.QUOTE_ALL)
+        w.writerow([f"V{i + 1}" for i in range(width)])
+        for i, r in enumerate(rows):
+            w.writerow([f"S{i}", *(f"{v:.4f}" for v in r)] + [""] * (width - 1 - len(r)))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fc")
+    hist, nxt = _series()
+    _write_wide(tmp / "train.csv", [h[: 50 + 2 * i] for i, h in enumerate(hist)])  # ragged
+    _write_wide(tmp / "hist.csv", hist)
+    _write_wide(tmp / "test.csv", nxt)
+    cfg = {
+        "series": {"format": "m4", "train": str(tmp / "train.csv"), "horizon": H,
+                   "lookback": 18, "period": M, "stride": 2},
+        "model": {"preset": "luong", "cell": "gru", "attention": {"input_feeding": False},
+                  "encoder": {"embed_size": 8, "hidden_size": 16},
+                  "decoder": {"embed_size": 8, "hidden_size": 16}},
+        "train": {"lr": 0.01, "batch_size": 16, "max_steps": 60, "epochs": 100,
+                  "valid_every": 20, "valid_exact": False, "log_every": 0, "progress": False,
+                  "threads": 1},
+    }  # fmt: skip
+    (tmp / "fc.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["-q", "train", str(tmp / "fc.yaml"), "--out", str(tmp / "run")]) == 0
+    return tmp
+
+
+def test_train_writes_a_model_directory(run):
+    names = {p.name for p in (run / "run").iterdir()}
+    assert {"config.yaml", "model.safetensors", "metrics.jsonl", "last"} <= names
+    records = [json.loads(line) for line in (run / "run" / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if r["split"] == "valid"] == [20, 40, 60]
+
+
+def test_forecast_cli_writes_csv_and_scores(run, capsys):
+    capsys.readouterr()
+    out = run / "fc.csv"
+    args = ["forecast", "--model", str(run / "run"), "--input", str(run / "hist.csv"),
+            "--output", str(out), "--actuals", str(run / "test.csv")]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["id"] + [f"F{i}" for i in range(1, H + 1)]
+    assert [r[0] for r in rows[1:]] == [f"S{i}" for i in range(6)]
+    values = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    assert np.isfinite(values).all() and (values > 0).all()
+    assert result["baselines"]["Naive2"]["owa"] == pytest.approx(1.0)
+    # a strongly seasonal toy: the model must beat the non-seasonal naive forecast
+    assert result["smape"] < result["baselines"]["Naive"]["smape"]
+
+
+def test_resume_continues_exactly(run, tmp_path):
+    """Resuming the 60-step run to 80 steps gives the weights of a straight 80-step run."""
+    from safetensors.torch import load_file
+
+    shutil.copytree(run / "run", tmp_path / "resumed")
+    args = ["-q", "train", "--resume", "--out", str(tmp_path / "resumed"),
+            "--set", "train.max_steps=80"]  # fmt: skip
+    assert main(args) == 0
+    records = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if r["split"] == "valid"] == [20, 40, 60, 80]
+    args = ["-q", "train", str(run / "fc.yaml"), "--out", str(tmp_path / "straight"),
+            "--set", "train.max_steps=80"]  # fmt: skip
+    assert main(args) == 0
+    a = load_file(str(tmp_path / "resumed" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "straight" / "last" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+
+def test_plot_forecast(run):
+    out = run / "fc.png"
+    args = ["plot", "forecast", "--model", str(run / "run"), "--input", str(run / "hist.csv"),
+            "--actuals", str(run / "test.csv"), "--series", "S1,S3",
+            "--output", str(out)]  # fmt: skip
+    assert main(args) == 0 and out.stat().st_size > 1000
+    assert main([*args[:-4], "--series", "nope", "--output", str(out)]) == 2
+
+
+def test_forecast_errors_are_clear(run, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text('"V1","V2","V3"\n"A","1","x"\n', encoding="utf-8")
+    args = ["forecast", "--model", str(run / "run"), "--input", str(bad), "--output",
+            str(tmp_path / "o.csv")]  # fmt: skip
+    assert main(args) == 2
+    assert "bad.csv:2" in capsys.readouterr().err

@@ -1,0 +1,344 @@
+"""Real-valued series: readers, rolling windows, per-series scaling, calendar features.
+
+Two file formats are read into a :class:`SeriesSet`:
+
+- the M4 wide CSV: a header ``"V1","V2",...``, then one series per row, its id in the first
+  column and its values in the following ones; rows are ragged (shorter series end in empty
+  cells);
+- a long CSV with the header ``id,timestamp,value``: one observation per line, the series
+  ordered by timestamp (ISO timestamps sort as text).
+
+A bad line (a value that is not a finite number, an empty series, a gap inside a row, a
+repeated timestamp) raises :class:`DataError` naming ``file:line``, or is skipped and counted
+with ``on_bad_line="skip"``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from transduce.data.corpus import DataError, ReadReport, _BadLine, _check_options, _finish, _reject
+
+log = logging.getLogger("transduce.data")
+
+
+@dataclass
+class SeriesSet:
+    """Named real-valued series of possibly different lengths."""
+
+    ids: list[str]
+    values: list[np.ndarray]
+    report: ReadReport | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _number(text: str, column: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _BadLine("not a number", f"column {column}: {text[:30]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise _BadLine("not finite", f"column {column}: {text!r} is not a finite number")
+    return value
+
+
+def _wide_row(row: list[str]) -> tuple[str, np.ndarray]:
+    cells = list(row)
+    while cells and not cells[-1].strip():
+        cells.pop()  # ragged rows: trailing empty cells are the end of a shorter series
+    if len(cells) < 2:
+        raise _BadLine("empty series", "no values after the id")
+    values = []
+    for col, text in enumerate(cells[1:], start=2):
+        if not text.strip():
+            raise _BadLine("gap", f"column {col}: empty cell inside the series")
+        values.append(_number(text, col))
+    return cells[0], np.asarray(values, dtype=np.float64)
+
+
+def read_m4_wide(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesSet:
+    """Read an M4-style wide CSV (``V1`` = id, ``V2...`` = values, ragged rows)."""
+    _check_options(on_bad_line, None)
+    report, ids, values = ReadReport(os.fspath(path)), [], []
+    with open(path, encoding="utf-8", newline="") as f:
+        for number, row in enumerate(csv.reader(f), start=1):
+            report.lines += 1
+            if number == 1:
+                if not row or row[0].strip() != "V1":
+                    raise DataError(
+                        path, 1, f"expected an M4 header starting with V1, got {row[:3]}"
+                    )
+                report.kept += 1
+                continue
+            try:
+                name, series = _wide_row(row)
+            except _BadLine as bad:
+                _reject(bad, path, number, report, on_bad_line)
+                continue
+            ids.append(name)
+            values.append(series)
+            report.kept += 1
+    if report.lines <= 1:
+        raise DataError(path, None, "no series (only a header, or an empty file)")
+    _finish(report, path)
+    return SeriesSet(ids, values, report)
+
+
+def read_long(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesSet:
+    """Read ``id,timestamp,value`` lines into series ordered by timestamp (first-seen id order)."""
+    _check_options(on_bad_line, None)
+    report = ReadReport(os.fspath(path))
+    points: dict[str, dict[str, float]] = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        for number, row in enumerate(csv.reader(f), start=1):
+            report.lines += 1
+            if number == 1:
+                if [c.strip().lower() for c in row] != ["id", "timestamp", "value"]:
+                    raise DataError(path, 1, f"expected the header id,timestamp,value, got {row}")
+                report.kept += 1
+                continue
+            try:
+                if len(row) != 3:
+                    raise _BadLine("fields", f"expected 3 fields, got {len(row)}")
+                name, stamp = row[0].strip(), row[1].strip()
+                if not name or not stamp:
+                    raise _BadLine("empty id/timestamp", "empty id or timestamp")
+                value = _number(row[2], 3)
+                if stamp in points.get(name, {}):
+                    raise _BadLine("repeated timestamp", f"{name} at {stamp} appears twice")
+            except _BadLine as bad:
+                _reject(bad, path, number, report, on_bad_line)
+                continue
+            points.setdefault(name, {})[stamp] = value
+            report.kept += 1
+    if not points:
+        raise DataError(path, None, "no observations")
+    _finish(report, path)
+    values = [np.asarray([p[k] for k in sorted(p)], dtype=np.float64) for p in points.values()]
+    return SeriesSet(list(points), values, report)
+
+
+def read_series(
+    path: str | os.PathLike, fmt: str = "auto", on_bad_line: str = "error"
+) -> SeriesSet:
+    """Read ``path`` as ``m4`` (wide) or ``long``; ``auto`` looks at the header."""
+    if fmt == "auto":
+        with open(path, encoding="utf-8") as f:
+            head = f.readline().strip().lower().replace('"', "")
+        fmt = "long" if head.startswith("id,timestamp") else "m4"
+    if fmt == "long":
+        return read_long(path, on_bad_line)
+    if fmt == "m4":
+        return read_m4_wide(path, on_bad_line)
+    raise ValueError(f"series format must be auto, m4 or long; got {fmt!r}")
+
+
+# ---------------------------------------------------------------------- windows
+
+
+def phase_features(positions: np.ndarray, period: int) -> np.ndarray:
+    """Position-in-cycle as ``[..., 2]`` (sin, cos) of ``2 pi (position mod period) / period``."""
+    angle = 2 * np.pi * (np.asarray(positions) % period) / period
+    return np.stack([np.sin(angle), np.cos(angle)], -1)
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How series become model inputs.
+
+    ``scaling``: ``log``: log(y / level); ``level``: y / level; ``none``: raw values. The
+    level is the mean of the last ``period`` inputs of each window (the last season), so a
+    window's scale never sees its own targets. ``calendar`` adds (sin, cos) of the phase
+    ``(t - origin) mod period``, with ``origin`` the end of the series' training part: the
+    test horizon starts right after it (M4 has no timestamps). ``seasonal`` gives the
+    decoder, for each target step, two known values of the same phase: the last season's
+    (the seasonal-naive forecast) and the mean over every season in the lookback.
+    """
+
+    lookback: int
+    horizon: int
+    period: int = 24
+    scaling: str = "log"
+    calendar: bool = True
+    seasonal: bool = False
+
+    @property
+    def features(self) -> int:
+        """Encoder input features per step: the scaled value (+ phase sin, cos)."""
+        return 1 + (2 if self.calendar else 0)
+
+    @property
+    def exog_features(self) -> int:
+        """Decoder features per target step besides the previous value."""
+        return (2 if self.calendar else 0) + (2 if self.seasonal else 0)
+
+
+def _level(inputs: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """``inputs [N, L]`` -> level ``[N]`` (1 with ``scaling: none``)."""
+    if spec.scaling == "none":
+        return np.ones(len(inputs))
+    level = np.abs(inputs[:, -spec.period :]).mean(1)
+    return np.where(level > 0, level, 1.0)
+
+
+def scale(values: np.ndarray, level: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """``values [N, T]`` in the scaled space of rows with ``level [N]``."""
+    ratio = values / level[:, None]
+    if spec.scaling == "log":
+        return np.log(np.maximum(ratio, 1e-6))
+    return ratio
+
+
+def unscale(values: np.ndarray, level: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    if spec.scaling == "log":
+        values = np.exp(values)
+    return values * level[:, None]
+
+
+def left_pad(x: np.ndarray, length: int) -> np.ndarray:
+    """The last ``length`` values; a shorter series is padded with its first value."""
+    x = np.asarray(x, float)
+    return x[-length:] if len(x) >= length else np.r_[np.full(length - len(x), x[0]), x]
+
+
+class WindowArrays(NamedTuple):
+    """Model-ready windows: ``src [N, L, F]``, ``start [N, 1]``, ``exog [N, H, C]``,
+    ``target [N, H, 1]`` (scaled; NaN-free) and the ``level [N]`` that undoes the scaling."""
+
+    src: np.ndarray
+    start: np.ndarray
+    exog: np.ndarray
+    target: np.ndarray | None
+    level: np.ndarray
+
+
+def make_windows(
+    histories: np.ndarray, origins: np.ndarray, spec: WindowSpec, targets: np.ndarray | None
+) -> WindowArrays:
+    """Windows from ``histories [N, L]`` whose last value sits at position ``origins[i] - 1``
+    relative to the series' training end (``origin = 0``: the forecast origin itself)."""
+    level = _level(histories, spec)
+    src_vals = scale(histories, level, spec)[:, :, None]  # [N, L, 1]
+    steps = np.arange(-spec.lookback, spec.horizon)[None, :] + origins[:, None]  # [N, L + H]
+    src, exog = src_vals, np.zeros((len(histories), spec.horizon, 0))
+    if spec.calendar:
+        cal = phase_features(steps, spec.period)  # [N, L + H, 2]
+        src = np.concatenate([src_vals, cal[:, : spec.lookback]], -1)
+        exog = cal[:, spec.lookback :]
+    if spec.seasonal:
+        exog = np.concatenate([exog, _seasonal(src_vals[:, :, 0], spec)], -1)
+    tgt = None if targets is None else scale(targets, level, spec)[:, :, None]
+    f32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
+    return WindowArrays(f32(src), f32(src_vals[:, -1]), f32(exog), f32(tgt), level)
+
+
+def _seasonal(values: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """``values [N, L]`` (scaled) -> ``[N, H, 2]``: for target step h, the value one season
+    before it in the last season, and the mean over all full seasons of the lookback."""
+    m, L = spec.period, values.shape[1]
+    phase = np.arange(spec.horizon) % m  # [H]
+    seasons = values[:, L - (L // m) * m :].reshape(len(values), L // m, m)  # [N, K, m]
+    last, mean = seasons[:, -1, phase], seasons.mean(1)[:, phase]  # [N, H] each
+    return np.stack([last, mean], -1)
+
+
+def training_windows(
+    series: list[np.ndarray], spec: WindowSpec, stride: int, holdout: int
+) -> tuple[WindowArrays, WindowArrays]:
+    """Rolling windows ending every ``stride`` steps, back from the last window whose
+    target ends ``holdout`` values before each series' end; and the held-out windows (the
+    last ``holdout`` values of each series as target, or none with ``holdout=0``)."""
+    L, H = spec.lookback, spec.horizon
+    hist, tgt, orig, vh, vt, vo = [], [], [], [], [], []
+    for x in series:
+        n = len(x)
+        last_end = n - holdout  # exclusive end of the last training target
+        for end in range(last_end, L + H - 1, -stride):
+            hist.append(x[end - H - L : end - H])
+            tgt.append(x[end - H : end])
+            orig.append(end - H - n)
+        if holdout and n >= L + holdout:
+            vh.append(x[n - holdout - L : n - holdout])
+            vt.append(x[n - holdout : n - holdout + H])
+            vo.append(-holdout)
+    if not hist:
+        raise ValueError(f"no series is long enough for lookback {L} + horizon {H}")
+    train = make_windows(np.array(hist), np.array(orig), spec, np.array(tgt))
+    if not vh:
+        return train, train
+    return train, make_windows(np.array(vh), np.array(vo), spec, np.array(vt))
+
+
+# ---------------------------------------------------------------------- batches
+
+
+class ValueBatch(NamedTuple):
+    """``src [B, S, F]`` (or ids ``[B, S]``), ``tgt_in [B, T, D + C]`` (previous value and
+    exogenous features; ids ``[B, T]``), ``tgt_out [B, T, D]`` (ids ``[B, T]``), ``index [B]``."""
+
+    src: torch.Tensor
+    tgt_in: torch.Tensor
+    tgt_out: torch.Tensor
+    index: torch.Tensor
+
+    @property
+    def src_mask(self) -> torch.Tensor:  # [B, S]; ids use 0 as padding (mask_zero)
+        if self.src.dim() == 2:
+            return self.src != 0
+        return torch.ones(self.src.shape[:2], dtype=torch.bool, device=self.src.device)
+
+    @property
+    def ntokens(self) -> int:
+        return self.tgt_out.numel()
+
+    def to(self, device: torch.device | str) -> ValueBatch:
+        return ValueBatch(*(t.to(device) for t in self))
+
+
+class ArrayData:
+    """Fixed-shape examples for the trainer: ``src``, the first decoder input ``start``,
+    exogenous decoder features ``exog`` and targets ``tgt``; ``tgt_in`` is built per batch
+    as [start, tgt[:-1]] (teacher forcing) with ``exog`` appended."""
+
+    def __init__(self, src, start, exog, tgt):
+        self.src = torch.as_tensor(src)
+        self.start = torch.as_tensor(start)  # [N, D] values, or [N] ids
+        self.exog = None if exog is None or exog.shape[-1] == 0 else torch.as_tensor(exog)
+        self.tgt = None if tgt is None else torch.as_tensor(tgt)
+
+    @classmethod
+    def from_windows(cls, w: WindowArrays) -> ArrayData:
+        return cls(w.src, w.start, w.exog, w.target)
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def batch(self, idx: np.ndarray) -> ValueBatch:
+        idx_t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+        tgt = self.tgt[idx_t]
+        prev = torch.cat([self.start[idx_t].unsqueeze(1), tgt[:, :-1]], 1)  # shift right
+        if self.exog is not None:
+            prev = torch.cat([prev, self.exog[idx_t]], -1)
+        return ValueBatch(self.src[idx_t], prev, tgt, idx_t)
+
+    def batch_order(self, batch_size: int, seed: int, epoch: int, *_, rank: int = 0,
+                    world: int = 1, **__) -> list[np.ndarray]:  # fmt: skip
+        """Shuffled batches, a pure function of (seed, epoch) for exact resume."""
+        order = np.random.default_rng([seed, epoch]).permutation(len(self))
+        batches = [order[i : i + batch_size] for i in range(0, len(self), batch_size)]
+        usable = len(batches) - len(batches) % world if world > 1 else len(batches)
+        return batches[rank:usable:world]
+
+    def iter_batches(self, batch_size: int):
+        for i in range(0, len(self), batch_size):
+            yield self.batch(np.arange(i, min(i + batch_size, len(self))))
