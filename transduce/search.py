@@ -144,9 +144,11 @@ class _Beams:
         self.keep_attention, self.src_len = keep_attention, src_len
 
     def expand(self, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Top 2k continuations per sentence: (scores [b, 2k], beam [b, 2k], token [b, 2k])."""
+        """Top 2k continuations per sentence: (scores [b, 2k], beam [b, 2k], token [b, 2k]).
+        Adds the beam scores into ``logp [b * k, V]`` in place (no second vocabulary-sized
+        buffer per step)."""
         b, vocab = self.scores.shape[0], logp.shape[-1]
-        total = self.scores[:, :, None] + logp.view(b, self.k, vocab)  # [b, k, V]
+        total = logp.view(b, self.k, vocab).add_(self.scores[:, :, None])  # [b, k, V]
         top, idx = total.view(b, -1).topk(min(2 * self.k, self.k * vocab), dim=1)
         return top, idx // vocab, idx % vocab
 
@@ -232,14 +234,17 @@ def beam_search(
     finished: list[list[tuple]] = [[] for _ in range(batch)]
     rank = lambda lp, n: _normalise(lp, n, alpha, normalize)  # noqa: E731
     memory = model.encode(src, src_mask)
-    memory = memory.select(torch.arange(batch, device=device).repeat_interleave(k))
     state = model.init_state(memory)
     limits = length_limits(src_mask, max_len, max_len_ratio)
     beams = _Beams(batch, k, device, keep_attention, src.shape[1])
-    prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
+    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
     for t in range(int(limits.max()) if batch else 0):
         features, state, attn = model.step(prev, state, memory)
         logp = F.log_softmax(model.head(features).float(), dim=-1)  # [b * k, V]
+        if t == 0:  # the k start hypotheses are the same: one step per sentence, then copies
+            copies = torch.arange(batch, device=device).repeat_interleave(k)
+            logp, state, memory = logp[copies], state.select(copies), memory.select(copies)
+            attn = None if attn is None else attn[copies]
         if no_repeat_ngram:
             logp = block_repeated_ngrams(logp, beams.history, no_repeat_ngram)
         top, beam, token = beams.expand(logp)
