@@ -145,12 +145,17 @@ class _Beams:
 
     def expand(self, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Top 2k continuations per sentence: (scores [b, 2k], beam [b, 2k], token [b, 2k]).
-        Adds the beam scores into ``logp [b * k, V]`` in place (no second vocabulary-sized
-        buffer per step)."""
+
+        A hypothesis' best continuations are its most probable tokens, so each one's top 2k
+        tokens are the only candidates: the beam scores are added to those alone, not to the
+        whole ``logp [b * k, V]``.
+        """
         b, vocab = self.scores.shape[0], logp.shape[-1]
-        total = logp.view(b, self.k, vocab).add_(self.scores[:, :, None])  # [b, k, V]
-        top, idx = total.view(b, -1).topk(min(2 * self.k, self.k * vocab), dim=1)
-        return top, idx // vocab, idx % vocab
+        n = min(2 * self.k, vocab)
+        best, token = logp.topk(n, dim=1)  # [b * k, n]
+        total = (self.scores.reshape(-1, 1) + best).view(b, self.k * n)  # [b, k * n]
+        top, idx = total.topk(min(2 * self.k, self.k * vocab), dim=1)
+        return top, idx // n, token.view(b, self.k * n).gather(1, idx)
 
     def advance(self, top, beam, token, attn: torch.Tensor | None) -> torch.Tensor:
         """Keep the best k candidates that do not end; returns the flat rows they came from."""
