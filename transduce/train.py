@@ -295,7 +295,7 @@ class Trainer:
         t = self.tcfg
         return self.train_data.batch_order(
             t.batch_size, t.seed, epoch, t.bucket, rank=self.rank, world=self.world,
-            max_tokens=t.max_tokens,
+            max_tokens=t.max_tokens, by=t.bucket_by,
         )  # fmt: skip
 
     def _should_stop(self) -> bool:
