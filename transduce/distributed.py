@@ -75,6 +75,11 @@ def launch(device: str = "auto") -> Iterator[Context]:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if cuda:
+        if local >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"LOCAL_RANK {local} needs a GPU of its own, but this node has "
+                f"{torch.cuda.device_count()}: lower --nproc_per_node or use train.device=cpu"
+            )
         torch.cuda.set_device(local)  # "cuda" now means this rank's own GPU
     dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
     try:
