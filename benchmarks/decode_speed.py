@@ -9,11 +9,13 @@ process, so ``peak_rss_mib`` is that process's ``ru_maxrss`` (model and data inc
 
     python benchmarks/decode_speed.py                          # runs/multi30k_word
     python benchmarks/decode_speed.py --model runs/other --threads 1
+    python benchmarks/decode_speed.py --only beam5_b64,greedy_b64 --precision bf16
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -46,19 +48,22 @@ def test_set() -> tuple[list[str], list[str]]:
     return src, ref
 
 
-def measure(model_dir: str, setting: str, threads: int) -> dict:
+def measure(model_dir: str, setting: str, threads: int, precision: str = "fp32") -> dict:
     """Decode the test set with one setting; runs in a fresh process (see ``--child``)."""
     if threads:
         torch.set_num_threads(threads)
+    bf16 = precision == "bf16"
+    autocast = torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext()
     beam, batch_size = SETTINGS[setting]
     translator = Translator.load(model_dir)
     src, ref = test_set()
     baseline = rss_mib()
     options = DecodeOptions(beam=beam, batch_size=batch_size, attention=False)
-    translator.translate_full(src[:WARMUP], options)
-    start = time.perf_counter()
-    outputs = translator.translate_full(src, options)
-    seconds = time.perf_counter() - start
+    with autocast:
+        translator.translate_full(src[:WARMUP], options)
+        start = time.perf_counter()
+        outputs = translator.translate_full(src, options)
+        seconds = time.perf_counter() - start
     tokens = sum(len(o.out_tokens) for o in outputs)
     scores = bleu_chrf([o.text for o in outputs], ref)
     return {
@@ -75,8 +80,9 @@ def measure(model_dir: str, setting: str, threads: int) -> dict:
     }
 
 
-def run_child(model_dir: str, setting: str, threads: int) -> dict:
-    command = [sys.executable, __file__, "--model", model_dir, "--threads", str(threads)]
+def run_child(model_dir: str, setting: str, threads: int, precision: str) -> dict:
+    command = [sys.executable, __file__, "--model", model_dir, "--threads", str(threads),
+               "--precision", precision]  # fmt: skip
     done = subprocess.run([*command, "--child", setting], capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -89,32 +95,43 @@ def main() -> None:
     parser.add_argument("--model", default="runs/multi30k_word", help="run directory")
     parser.add_argument("--config", default=str(RECIPE), help="recipe to train when missing")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--only", default=",".join(SETTINGS),
+                        help="comma-separated settings to run (default: all)")  # fmt: skip
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: decode under CPU bf16 autocast")  # fmt: skip
     parser.add_argument("--child", choices=sorted(SETTINGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.model, args.child, args.threads)))
+        print(json.dumps(measure(args.model, args.child, args.threads, args.precision)))
         return
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SETTINGS))
+    if unknown or not chosen:
+        parser.error(f"--only: unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
     if not (Path(args.model) / "config.yaml").exists():
         print(f"decode_speed: {args.model} not found; training it from {args.config}",
               file=sys.stderr)  # fmt: skip
         train(load_config(args.config), args.model)
-    results = {name: run_child(args.model, name, args.threads) for name in SETTINGS}
-    signature = results["greedy_b1"].pop("bleu_signature")
-    threads = results["greedy_b1"]["threads"]
+    results = {name: run_child(args.model, name, args.threads, args.precision) for name in chosen}
+    signature = results[chosen[0]].pop("bleu_signature")
+    threads = results[chosen[0]]["threads"]
     for r in results.values():
         r.pop("bleu_signature", None)
         r.pop("threads")
-    ratio = results["beam5_b64"]["seconds"] / results["greedy_b64"]["seconds"]
+    ratio = None
+    if "beam5_b64" in results and "greedy_b64" in results:
+        ratio = round(results["beam5_b64"]["seconds"] / results["greedy_b64"]["seconds"], 2)
     record = {
         "model": args.model,
         "test": "multi30k test_2016_flickr de->en",
         "n": len(test_set()[0]),
         **results,
-        "beam5_over_greedy_seconds_b64": round(ratio, 2),
+        "beam5_over_greedy_seconds_b64": ratio,
         "memory": "peak_rss_mib: ru_maxrss of a fresh process per setting; "
         "rss_increase_mib: above its level after loading model and data",
         "bleu_signature": signature,
         "threads": threads,
+        "precision": args.precision,
         "torch": torch.__version__,
     }
     print(json.dumps(record))

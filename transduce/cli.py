@@ -34,7 +34,10 @@ def train_command(args: argparse.Namespace) -> None:
         cfg = load_config(args.config, args.set)
         out = args.out or str(Path("runs") / Path(args.config).stem)
         result = train(cfg, out)
-    print(json.dumps({"run_dir": str(result.run_dir), "steps": result.steps, "best": result.best}))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line (rank 0's)
+        print(
+            json.dumps({"run_dir": str(result.run_dir), "steps": result.steps, "best": result.best})
+        )
 
 
 def _read_input(path: str | None) -> list[str]:

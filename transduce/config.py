@@ -162,6 +162,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # 0 = torch default
     bucket: bool = True  # group sentences of similar length into batches
+    bucket_by: Literal["source", "target"] = "source"  # target: less decoder padding (GRU)
     log_every: int = 50
     progress: bool = True
 

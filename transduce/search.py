@@ -144,11 +144,18 @@ class _Beams:
         self.keep_attention, self.src_len = keep_attention, src_len
 
     def expand(self, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Top 2k continuations per sentence: (scores [b, 2k], beam [b, 2k], token [b, 2k])."""
+        """Top 2k continuations per sentence: (scores [b, 2k], beam [b, 2k], token [b, 2k]).
+
+        A hypothesis' best continuations are its most probable tokens, so each one's top 2k
+        tokens are the only candidates: the beam scores are added to those alone, not to the
+        whole ``logp [b * k, V]``.
+        """
         b, vocab = self.scores.shape[0], logp.shape[-1]
-        total = self.scores[:, :, None] + logp.view(b, self.k, vocab)  # [b, k, V]
-        top, idx = total.view(b, -1).topk(min(2 * self.k, self.k * vocab), dim=1)
-        return top, idx // vocab, idx % vocab
+        n = min(2 * self.k, vocab)
+        best, token = logp.topk(n, dim=1)  # [b * k, n]
+        total = (self.scores.reshape(-1, 1) + best).view(b, self.k * n)  # [b, k * n]
+        top, idx = total.topk(min(2 * self.k, self.k * vocab), dim=1)
+        return top, idx // n, token.view(b, self.k * n).gather(1, idx)
 
     def advance(self, top, beam, token, attn: torch.Tensor | None) -> torch.Tensor:
         """Keep the best k candidates that do not end; returns the flat rows they came from."""
@@ -232,14 +239,17 @@ def beam_search(
     finished: list[list[tuple]] = [[] for _ in range(batch)]
     rank = lambda lp, n: _normalise(lp, n, alpha, normalize)  # noqa: E731
     memory = model.encode(src, src_mask)
-    memory = memory.select(torch.arange(batch, device=device).repeat_interleave(k))
     state = model.init_state(memory)
     limits = length_limits(src_mask, max_len, max_len_ratio)
     beams = _Beams(batch, k, device, keep_attention, src.shape[1])
-    prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
+    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
     for t in range(int(limits.max()) if batch else 0):
         features, state, attn = model.step(prev, state, memory)
         logp = F.log_softmax(model.head(features).float(), dim=-1)  # [b * k, V]
+        if t == 0:  # the k start hypotheses are the same: one step per sentence, then copies
+            copies = torch.arange(batch, device=device).repeat_interleave(k)
+            logp, state, memory = logp[copies], state.select(copies), memory.select(copies)
+            attn = None if attn is None else attn[copies]
         if no_repeat_ngram:
             logp = block_repeated_ngrams(logp, beams.history, no_repeat_ngram)
         top, beam, token = beams.expand(logp)

@@ -1,8 +1,8 @@
 """Training: teacher forcing policy, loss, optimisation, validation, checkpoints, resume.
 
 Nothing here knows which preset it trains: it uses ``encode``/``init_state``/``step``/
-``head`` and the decoder's teacher-forced ``forward``. Only rank 0 writes (a later
-torch.distributed launch sets ``rank``/``world``).
+``head`` and the decoder's teacher-forced ``forward``. Under torchrun every process runs
+:func:`train` on its shard of the batches and only rank 0 writes (:mod:`transduce.distributed`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import os
 import random
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from transduce import checkpoint as ckpt
+from transduce import distributed
 from transduce.config import Config, TrainConfig, load_config, save_config
 from transduce.data.batches import Batch, ParallelData
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
@@ -93,7 +95,8 @@ class Trainer:
             raise ValueError(f"train.early_stop_metric={metric} needs train.valid_{metric}: true")
         total = self.tcfg.max_steps or self.tcfg.epochs * len(self._batches(0))
         self.schedule = Schedule(self.tcfg, self.optimizer, total)
-        self.coins = torch.Generator().manual_seed(self.tcfg.seed + 7)  # scheduled sampling
+        # Scheduled-sampling coins; each rank draws its own.
+        self.coins = torch.Generator().manual_seed(self.tcfg.seed + 7 + 1009 * rank)
         self.step = self.epoch = self.position = 0  # position: batches done in this epoch
         self.best: dict[str, Any] | None = None
         self.stale = 0  # validations without improvement
@@ -146,12 +149,18 @@ class Trainer:
         with self._autocast():
             loss, _ = self.loss(batch, teacher_forcing_ratio(self.tcfg, self.step))
         self.optimizer.zero_grad(set_to_none=True)
-        (loss / max(ntokens, 1)).backward()
+        if self.world > 1:  # gradients summed over ranks, divided by the global token count
+            loss.backward()
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            mean, ntokens = distributed.sync_gradients(params, loss, ntokens)
+        else:
+            (loss / max(ntokens, 1)).backward()
+            mean = float(loss.detach()) / max(ntokens, 1)
         if self.tcfg.clip_norm:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.clip_norm)
         self.optimizer.step()
         self.step += 1
-        return float(loss.detach()) / max(ntokens, 1), ntokens
+        return mean, ntokens
 
     def _autocast(self):
         """bf16 autocast when configured (matmuls in bf16, the loss in fp32)."""
@@ -164,12 +173,16 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         self.model.eval()
         loss_sum, correct, total = 0.0, 0, 0
-        for batch in self.valid_data.iter_batches(self.cfg.decode.batch_size):
+        # Each rank scores its share of the batches; the sums are added over ranks.
+        for batch in distributed.shard(
+            list(self.valid_data.iter_batches(self.cfg.decode.batch_size))
+        ):
             batch = batch.to(self.device)
             with self._autocast():
                 loss, right = self.loss(batch, 1.0)
             loss_sum, correct = loss_sum + float(loss), correct + int(right)
             total += batch.ntokens
+        loss_sum, correct, total = distributed.all_sum([loss_sum, correct, total])
         metrics = {"loss": loss_sum / max(total, 1), "acc": correct / max(total, 1)}
         metrics["ppl"] = perplexity(metrics["loss"])
         if self.tcfg.valid_exact or self.tcfg.valid_bleu:
@@ -183,8 +196,8 @@ class Trainer:
         if self.tcfg.valid_max is not None:
             n = min(n, self.tcfg.valid_max)
         data = self.valid_data.subset(np.arange(n))
-        hits, texts = 0, [""] * n
-        for batch in data.iter_batches(self.cfg.decode.batch_size):
+        hits, decoded = 0, {}  # decoded: example index -> text, this rank's share
+        for batch in distributed.shard(list(data.iter_batches(self.cfg.decode.batch_size))):
             batch = batch.to(self.device)
             with self._autocast():
                 hyp = greedy(self.model, batch.src, batch.src_mask, self.cfg.decode.max_len)
@@ -195,7 +208,11 @@ class Trainer:
             )
             hits += int((same.all(1) & (hyp.lengths == (gold != PAD_ID).sum(1))).sum())
             for row, i in enumerate(batch.index.tolist()):
-                texts[i] = self.pipeline.decode(hyp.tokens[row, : hyp.lengths[row]].tolist())
+                decoded[i] = self.pipeline.decode(hyp.tokens[row, : hyp.lengths[row]].tolist())
+        hits = distributed.all_sum([hits])[0]
+        for part in distributed.gather_objects(decoded):
+            decoded.update(part)
+        texts = [decoded[i] for i in range(n)]
         out = {}
         if self.tcfg.valid_exact:
             out["exact"] = hits / max(n, 1)
@@ -278,15 +295,17 @@ class Trainer:
         t = self.tcfg
         return self.train_data.batch_order(
             t.batch_size, t.seed, epoch, t.bucket, rank=self.rank, world=self.world,
-            max_tokens=t.max_tokens,
+            max_tokens=t.max_tokens, by=t.bucket_by,
         )  # fmt: skip
 
     def _should_stop(self) -> bool:
         t = self.tcfg
-        return bool(
+        stop = bool(
             (t.max_steps and self.step >= t.max_steps)
             or (t.max_seconds and self.elapsed >= t.max_seconds)
         )
+        # Clocks differ between processes: all ranks stop when any rank's time is up.
+        return distributed.any_rank(stop) if self.world > 1 and t.max_seconds else stop
 
     def _checkpoint(self) -> bool:
         """Validate, write metrics and checkpoints; True when early stopping says stop."""
@@ -300,6 +319,7 @@ class Trainer:
             self.stale += 1
         self.schedule.after_validation(better)
         self._log(record)
+        state = self.state_dict()  # on every rank: it gathers the ranks' RNG states
         if self.rank == 0:
             meta = {"step": str(self.step), "epoch": str(self.epoch)}
             if better:
@@ -308,7 +328,7 @@ class Trainer:
                 ckpt.save_weights(self.model, ckpt.step_path(self.run_dir, self.step), meta)
                 ckpt.prune_steps(self.run_dir, self.tcfg.keep_checkpoints)
             ckpt.save_weights(self.model, self.run_dir / "last" / "model.safetensors", meta)
-            ckpt.save_trainer_state(self.state_dict(), self.run_dir / "last" / "trainer_state.pt")
+            ckpt.save_trainer_state(state, self.run_dir / "last" / "trainer_state.pt")
         patience = self.tcfg.patience
         return patience is not None and self.stale >= patience
 
@@ -326,7 +346,7 @@ class Trainer:
     # ------------------------------------------------------------------ resume
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "optimizer": self.optimizer.state_dict(),
             "counters": torch.tensor([self.step, self.epoch, self.position, self.stale]),
             "elapsed": torch.tensor(self.elapsed, dtype=torch.float64),
@@ -337,8 +357,20 @@ class Trainer:
             "python_rng": json.dumps(random.getstate()),
             "schedule": self.schedule.state(),
         }
+        if self.world > 1:  # every rank's own RNG streams, [world, n] each
+            state["rank_torch_rng"] = distributed.gather_states(torch.get_rng_state())
+            state["rank_coins_rng"] = distributed.gather_states(self.coins.get_state())
+            if self.device.type == "cuda":
+                state["rank_cuda_rng"] = distributed.gather_states(torch.cuda.get_rng_state())
+        return state
 
     def restore(self, state: dict[str, Any]) -> None:
+        saved_world = len(state["rank_torch_rng"]) if "rank_torch_rng" in state else 1
+        if saved_world != self.world:
+            raise ValueError(
+                f"{self.run_dir}: this run was trained with {saved_world} process(es); resume "
+                f"it with the same number (torchrun --nproc_per_node ...), not {self.world}"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.epoch, self.position, self.stale = state["counters"].tolist()
         self.elapsed = float(state["elapsed"])
@@ -349,6 +381,11 @@ class Trainer:
         self.schedule.load(state["schedule"])
         version, internal, gauss = json.loads(state["python_rng"])
         random.setstate((version, tuple(internal), gauss))
+        if self.world > 1:  # clone: a row view (storage offset) crashed set_rng_state
+            torch.set_rng_state(state["rank_torch_rng"][self.rank].clone())
+            self.coins.set_state(state["rank_coins_rng"][self.rank].clone())
+            if "rank_cuda_rng" in state and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rank_cuda_rng"][self.rank].clone())
 
 
 class _Meter:
@@ -406,24 +443,43 @@ def train(
         raise ValueError("train() needs a config unless resuming")
     elif (run_dir / "last").exists():
         raise FileExistsError(f"{run_dir} already holds a run: use --resume or another --out")
+    with distributed.launch(cfg.train.device) as ctx:  # a no-op outside torchrun
+        return _train_rank(cfg, run_dir, resume, ctx)
+
+
+def _train_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Context) -> RunResult:
+    """The body of :func:`train` for one process (rank ``ctx.rank`` of ``ctx.world``)."""
     seed_everything(cfg.train.seed)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.series is not None:  # real-valued series: windows instead of text
+        if ctx.world > 1:
+            raise ValueError("distributed training of a series config is not supported yet")
         from transduce.forecasting.pipeline import train_series
 
+        run_dir.mkdir(parents=True, exist_ok=True)
         return train_series(cfg, run_dir, resume)
-    pipeline, train_data, valid_data, valid_refs = prepare_run(cfg, run_dir, resume)
+    if ctx.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        logging.getLogger("transduce").setLevel(logging.WARNING)  # rank 0 reports
+    pipeline, train_data, valid_data, valid_refs = _prepare_rank(cfg, run_dir, resume, ctx)
     model = build_model(
         cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab), sources=pipeline.fields
     )
-    trainer = Trainer(cfg, model, pipeline, train_data, valid_data, run_dir, valid_refs=valid_refs)
+    distributed.broadcast_module(model)
+    if ctx.world > 1:
+        torch.manual_seed(cfg.train.seed + 1009 * ctx.rank)  # each rank its own dropout masks
+    trainer = Trainer(
+        cfg, model, pipeline, train_data, valid_data, run_dir,
+        rank=ctx.rank, world=ctx.world, valid_refs=valid_refs,
+    )  # fmt: skip
     if resume:
         ckpt.load_weights(model, run_dir / "last" / "model.safetensors")
-        trainer.restore(ckpt.load_trainer_state(state_path))
-        _truncate_metrics(run_dir / "metrics.jsonl", trainer.step)
-    else:
+        trainer.restore(ckpt.load_trainer_state(run_dir / "last" / "trainer_state.pt"))
+        if ctx.rank == 0:
+            _truncate_metrics(run_dir / "metrics.jsonl", trainer.step)
+    elif ctx.rank == 0:
         save_config(cfg, run_dir / "config.yaml")
         pipeline.save(run_dir)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -435,6 +491,29 @@ def train(
         n_params / 1e6,
     )  # fmt: skip
     return trainer.fit()
+
+
+# Files a run's text pipeline reads back (TextPipeline.save and the sentencepiece models).
+PIPELINE_FILES = ("vocab.src.json", "vocab.tgt.json", "spm.src.model", "spm.tgt.model",
+                  "spm.joint.model")  # fmt: skip
+
+
+def _prepare_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Context):
+    """:func:`prepare_run` for one rank. A new run's vocabularies and subword models are
+    built once, by rank 0, and sent to the other ranks, which never touch the run directory;
+    on resume every rank reads them from the run directory."""
+    if ctx.world == 1 or resume:
+        return prepare_run(cfg, run_dir, resume)
+    if ctx.rank == 0:
+        prepared = prepare_run(cfg, run_dir, False)
+        prepared[0].save(run_dir)
+    files = distributed.share_files(run_dir, PIPELINE_FILES)
+    if ctx.rank == 0:
+        return prepared
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            Path(tmp, name).write_bytes(data)
+        return prepare_run(cfg, Path(tmp), resume=True)
 
 
 def seed_everything(seed: int) -> None:

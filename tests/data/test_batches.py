@@ -54,6 +54,18 @@ def test_bucketing_reduces_padding(data):
     )
 
 
+def test_bucketing_by_target_pads_targets_less(data):
+    pd, _, _ = data
+
+    def padding(order, side):
+        return sum(getattr(pd.batch(i), side).eq(0).sum().item() for i in order)
+
+    by_source, by_target = (pd.batch_order(8, 0, 0, by=by) for by in ("source", "target"))
+    assert padding(by_target, "tgt_out") < padding(by_source, "tgt_out")
+    assert padding(by_source, "src") < padding(by_target, "src")
+    assert sorted(np.concatenate(by_target).tolist()) == list(range(len(pd)))
+
+
 def test_shards_are_disjoint_and_equal_sized(data):
     pd, _, _ = data
     shards = [pd.batch_order(16, 0, 0, rank=r, world=3) for r in range(3)]

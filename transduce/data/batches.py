@@ -115,21 +115,27 @@ class ParallelData:
         rank: int = 0,
         world: int = 1,
         max_tokens: int | None = None,
+        by: str = "source",
     ) -> list[np.ndarray]:
         """Index arrays, one per batch, for one epoch; rank ``r`` of ``world`` gets its shard.
 
         With ``bucket``, examples are sorted by length inside pools of 50 batches so
         a batch wastes little on padding, then the batch order is shuffled. The order is a
-        pure function of (seed, epoch), which is what makes resuming exact.
+        pure function of (seed, epoch), which is what makes resuming exact. ``by``: which
+        side's length sorts first, "source" or "target".
         """
         rng = np.random.default_rng([seed, epoch])
         n = len(self)
         order = rng.permutation(n) if shuffle else np.arange(n)
         if bucket:
-            # Source length first (the CPU encoder runs once per distinct source length),
-            # then target length; equal lengths stay in shuffled order.
-            tgt_len = self.tgt.lengths if self.tgt is not None else np.zeros_like(self.src.lengths)
-            key = (self.src.lengths * (int(tgt_len.max(initial=0)) + 1) + tgt_len)[order]
+            # One side's length, then the other's; equal lengths stay in shuffled order.
+            # Source first suits an LSTM encoder on CPU (one fused call per distinct source
+            # length); target first cuts the decoder's padding, the larger cost when the
+            # encoder skips padding anyway (packed sequences).
+            src_len = self.src.lengths
+            tgt_len = self.tgt.lengths if self.tgt is not None else np.zeros_like(src_len)
+            first, then = (tgt_len, src_len) if by == "target" else (src_len, tgt_len)
+            key = (first * (int(then.max(initial=0)) + 1) + then)[order]
             pool = batch_size * 50
             sorted_pools = [
                 order[i : i + pool][np.argsort(key[i : i + pool], kind="stable")]

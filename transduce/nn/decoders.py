@@ -203,11 +203,17 @@ class RNNDecoder(nn.Module):
         out, hn = self.rnn(x, hx)
         return out, (hn.transpose(0, 1), None)
 
-    def _cell_step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
+    def _cell_step(self, x: torch.Tensor | None, h: torch.Tensor, c: torch.Tensor | None,
+                   first: tuple[torch.Tensor, torch.Tensor | None] | None = None):  # fmt: skip
         """One time step with the fused RNN's own weights through the cell kernels: for a
-        single step this avoids the whole-sequence kernel's per-call set-up cost."""
-        inp, hs, cs = x[:, 0], [], []
-        for layer in range(self.layers):
+        single step this avoids the whole-sequence kernel's per-call set-up cost. ``first``:
+        layer 0's new (h, c) ``[B, H]`` when the caller computed it (then ``x`` is unused)."""
+        inp, hs, cs = (None, [], []) if first is not None else (x[:, 0], [], [])
+        if first is not None:
+            inp = first[0]
+            hs.append(first[0])
+            cs.extend([] if first[1] is None else [first[1]])
+        for layer in range(len(hs), self.layers):
             if layer:
                 inp = F.dropout(inp, self.rnn.dropout, self.training)
             weights = [getattr(self.rnn, f"{n}_l{layer}") for n in _WEIGHT_NAMES]
@@ -242,6 +248,10 @@ class RNNDecoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher-forced: ``tgt_in [B, T]`` -> features ``[B, T, F]``, attn ``[B, T, S]``."""
         emb = self.embed(tgt_in) if self.embed is not None else None  # [B, T, E]
+        bahdanau = self.attention == "before" and not self.input_feeding
+        if bahdanau and emb is not None and state.fixed is None:
+            out, ctx, attn = self._unroll_attention_first(emb, memory, state)
+            return self._readout(out, ctx, emb), attn
         if self.has_feedback:
             outs, ctxs, attns = [], [], []
             for t in range(tgt_in.shape[1]):
@@ -268,3 +278,52 @@ class RNNDecoder(nn.Module):
             steps_in = state.step[:, None] + torch.arange(steps, device=out.device)[None, :]
             ctx, attn = self._attend(out, steps_in, memory)
         return self._readout(out, ctx, emb), attn
+
+    def _unroll_attention_first(self, emb: torch.Tensor, memory: Memory, state: DecoderState):
+        """The teacher-forced loop of attention before the cell (Bahdanau et al. 2015), equal
+        to looping :meth:`_recur` up to float rounding, with layer 0's input projection
+        W [y_{t-1}; c_t] taken out of the loop: the token part is one matmul over all steps,
+        and since c_t = sum_s a_ts m_s, W c_t = sum_s a_ts (W m_s) with W m_s projected once
+        per source position. A step keeps the recurrent matmul and an S-long weighted sum.
+
+        ``emb [B, T, E]`` -> cell outputs ``[B, T, H]``, contexts ``[B, T, M]``, attention
+        ``[B, T, S]``.
+        """
+        w_ih, w_hh, b_ih, b_hh = (getattr(self.rnn, f"{n}_l0") for n in _WEIGHT_NAMES)
+        size = emb.shape[-1]
+        # unbind, not [:, t]: the backward of T slices would zero-fill T full-size buffers
+        token_gates = F.linear(emb, w_ih[:, :size], b_ih).unbind(1)  # T x [B, G]
+        memory_gates = F.linear(memory.outputs, w_ih[:, size:])  # [B, S, G]
+        h, c, _, _, step = state
+        outs, ctxs, attns = [], [], []
+        for token_gate in token_gates:
+            ctx, attn = self._attend(h[:, -1:], step[:, None], memory)  # [B, 1, M], [B, 1, S]
+            gates = token_gate + torch.bmm(attn, memory_gates)[:, 0]  # [B, G]
+            recurrent = F.linear(h[:, 0], w_hh, b_hh)  # [B, G]
+            first = _cell_from_gates(
+                self.cell, gates, recurrent, h[:, 0], c if c is None else c[:, 0]
+            )
+            out, (h, c) = self._cell_step(None, h, c, first)  # the layers above, if any
+            outs.append(out)
+            ctxs.append(ctx)
+            attns.append(attn)
+            step = step + 1
+        return torch.cat(outs, 1), torch.cat(ctxs, 1), torch.cat(attns, 1)
+
+
+def _cell_from_gates(
+    cell: str, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One cell update from input gates ``gi`` and recurrent gates ``gh`` ``[B, G]`` (biases
+    included), in PyTorch's gate order and equations (torch.nn.GRU / LSTM / RNN docs)."""
+    if cell == "gru":
+        i_r, i_z, i_n = gi.chunk(3, 1)
+        h_r, h_z, h_n = gh.chunk(3, 1)
+        reset, update = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        new = torch.tanh(i_n + reset * h_n)
+        return new + update * (h - new), None  # (1 - z) n + z h
+    if cell == "lstm":
+        i, f, g, o = (gi + gh).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    return torch.tanh(gi + gh), None

@@ -42,9 +42,9 @@ class Memory(NamedTuple):
 class RNNEncoder(nn.Module):
     """Embedding + stacked (bi)directional RNN/GRU/LSTM over padded sources.
 
-    Padding never enters the recurrence (packed sequences on CUDA, one call per distinct
-    length on CPU), so each direction's final state is the state at the sentence's real end
-    and a sentence encodes the same whatever it is batched with.
+    Padding never enters the recurrence (packed sequences, or for an LSTM on CPU one fused
+    call per distinct length), so each direction's final state is the state at the sentence's
+    real end and a sentence encodes the same whatever it is batched with.
     """
 
     def __init__(
@@ -78,7 +78,10 @@ class RNNEncoder(nn.Module):
         emb = self.embed(src)  # [B, S, E]
         if emb.shape[0] == 0:
             return self._empty(emb, src_mask)
-        if emb.is_cuda:
+        # On CPU only the LSTM has a fused (oneDNN) kernel, and it does not take packed
+        # sequences; GRU/RNN run PyTorch's step loop either way, so one packed loop over the
+        # whole batch beats one loop per length group.
+        if emb.is_cuda or not isinstance(self.rnn, nn.LSTM):
             outputs, h, c = self._run_packed(emb, src_mask)
         else:
             outputs, h, c = self._run_grouped(emb, src_mask)
@@ -91,7 +94,8 @@ class RNNEncoder(nn.Module):
         return Memory(outputs, src_mask, final, final if lstm else None)
 
     def _run_packed(self, emb: torch.Tensor, src_mask: torch.Tensor):
-        """cuDNN runs packed sequences natively."""
+        """Packed sequences: cuDNN runs them natively; on CPU, PyTorch's step loop shrinks the
+        batch as sentences end."""
         lengths = src_mask.sum(1).clamp(min=1).cpu()
         packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
         out, final = self.rnn(packed)
@@ -100,9 +104,9 @@ class RNNEncoder(nn.Module):
         return outputs, h, c
 
     def _run_grouped(self, emb: torch.Tensor, src_mask: torch.Tensor):
-        """One fused (oneDNN) call per distinct source length, on unpadded rows.
+        """One fused (oneDNN) call per distinct source length, on unpadded rows (LSTM on CPU).
 
-        On CPU, packed sequences fall back to a slow per-time-step path; length-bucketed
+        On CPU, a packed LSTM falls back to a slow per-time-step path; length-bucketed
         batches hold only a few distinct lengths, so this is exact and much faster.
         """
         lengths = src_mask.sum(1).clamp(min=1)

@@ -1,0 +1,156 @@
+"""Training throughput: target tokens/s of real training steps on Multi30k de->en.
+
+Builds the recipe's data pipeline and model, then runs the trainer's own update (batch
+assembly, forward, loss, backward, clipping, optimizer step) on the recipe's length-bucketed
+batches in training order. After ``--warmup`` steps it times ``--steps`` steps one by one and
+prints ONE JSON line: the median of the per-step target tokens/s, the overall rate, peak RSS
+and the resolved config. No validation, no checkpoints.
+
+    python benchmarks/train_speed.py                                  # ~11M bi-GRU + attention
+    python benchmarks/train_speed.py --config configs/multi30k_de_en_transformer.yaml
+    python benchmarks/train_speed.py --precision bf16 --threads 2
+    torchrun --nproc_per_node 2 benchmarks/train_speed.py --threads 1   # 2 gloo processes
+
+Under torchrun the rate counts the tokens of all ranks (rank 0 prints). ``--profile N``
+adds a torch.profiler table of N more steps (operators by self CPU time) to stderr and the
+top operators to the JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transduce import distributed
+from transduce.config import load_config, to_dict
+from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
+from transduce.nn.models import build_model
+from transduce.train import Trainer, seed_everything
+
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "multi30k_de_en_rnn_12m.yaml"
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def build_trainer(cfg, folder: Path, pipeline_dir: str | None, ctx) -> Trainer:
+    """The recipe's pipeline (trained into ``folder``, or loaded from ``pipeline_dir``),
+    model and trainer; nothing is written outside ``folder``."""
+    texts = load_texts(cfg.data)
+    if pipeline_dir:
+        pipeline = TextPipeline.load(cfg.data, pipeline_dir)
+    else:
+        pipeline = TextPipeline.build(cfg.data, texts.train_src, texts.train_tgt, folder)
+    train_data = filter_lengths(pipeline.encode(texts.train_src, texts.train_tgt), cfg.data, "t")
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
+    return Trainer(
+        cfg, model, pipeline, train_data, train_data.subset(np.arange(0)), folder,
+        rank=ctx.rank, world=ctx.world,
+    )  # fmt: skip
+
+
+def time_steps(trainer: Trainer, warmup: int, steps: int) -> tuple[list[float], list[int]]:
+    """Seconds and global target tokens of ``steps`` updates after ``warmup`` untimed ones."""
+    plan = [b for epoch in range(100) for b in trainer._batches(epoch)][: warmup + steps]
+    seconds, tokens = [], []
+    for i, idx in enumerate(plan):
+        start = time.perf_counter()
+        _, ntok = trainer.update(trainer.train_data.batch(idx))
+        if i >= warmup:
+            seconds.append(time.perf_counter() - start)
+            tokens.append(ntok)
+    return seconds, tokens
+
+
+def profile_steps(trainer: Trainer, steps: int, first: int) -> list[dict]:
+    """Operators by self CPU time over ``steps`` more updates (table to stderr)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    plan = trainer._batches(1)[first : first + steps]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for idx in plan:
+            trainer.update(trainer.train_data.batch(idx))
+    table = prof.key_averages()
+    print(table.table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
+    total = sum(e.self_cpu_time_total for e in table) or 1.0
+    top = sorted(table, key=lambda e: -e.self_cpu_time_total)[:12]
+    return [{"op": e.key, "self_pct": round(100 * e.self_cpu_time_total / total, 1),
+             "calls": e.count} for e in top]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(RECIPE), help="training recipe (YAML)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                        help="override train.precision (bf16 autocast)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=60, help="timed steps")
+    parser.add_argument("--pipeline", help="run directory to take vocabularies/BPE models from")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N steps")
+    args = parser.parse_args()
+    overrides = [*args.set, "train.progress=false"]
+    if args.precision:
+        overrides.append(f"train.precision={args.precision}")
+    cfg = load_config(args.config, overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with distributed.launch(cfg.train.device) as ctx, tempfile.TemporaryDirectory() as tmp:
+        trainer = build_trainer(cfg, Path(tmp), args.pipeline, ctx)
+        seconds, tokens = time_steps(trainer, args.warmup, args.steps)
+        top = profile_steps(trainer, args.profile, 0) if args.profile else None
+        rss = max(distributed.gather_objects(peak_rss_mib()))
+    if ctx.rank:
+        return
+    record = {
+        "benchmark": "train_speed",
+        "config": os.path.relpath(args.config),
+        "overrides": args.set,
+        "params_m": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 2),
+        "tgt_tok_s_median": round(
+            statistics.median(t / s for t, s in zip(tokens, seconds, strict=True))
+        ),
+        "tgt_tok_s_overall": round(sum(tokens) / sum(seconds)),
+        "step_ms_median": round(1000 * statistics.median(seconds), 1),
+        "tokens_per_step": round(statistics.mean(tokens)),
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "precision": cfg.train.precision,
+        "threads": torch.get_num_threads(),
+        "processes": ctx.world,
+        "peak_rss_mib": round(rss, 1),  # per process (the largest rank's)
+        "device": str(trainer.device),
+        "cpu": cpu_name(),
+        "torch": torch.__version__,
+        **({"profile_top": top} if top else {}),
+        "resolved_config": to_dict(cfg),
+    }
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
