@@ -174,6 +174,15 @@ def chat_command(args: argparse.Namespace) -> None:
     chat(translator, stdin_lines(), sys.stdout, _decode_options(args), prompt)
 
 
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of every command that loads a trained model and decodes with it."""
+    p.add_argument("--model", required=True, help="run directory")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    _add_decode_flags(p)
+
+
 def _add_application_commands(sub) -> None:
     """``generate``, ``score`` and ``chat``: the QA, dialogue and summarisation recipes."""
     p = sub.add_parser("generate", help="write a derived task's data (qa, headlines)")
@@ -185,11 +194,7 @@ def _add_application_commands(sub) -> None:
         ("chat", chat_command, "answer lines from stdin until EOF or /quit"),
     ):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--model", required=True, help="run directory")
-        p.add_argument("--device", default="cpu")
-        p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best")
-        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-        _add_decode_flags(p)
+        _add_model_flags(p)
         p.set_defaults(func=func, format="text")
         if name == "score":
             where = p.add_mutually_exclusive_group(required=True)
@@ -224,11 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("evaluate", evaluate_command, "BLEU, chrF, exact match against references"),
     ):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--model", required=True, help="run directory")
-        p.add_argument("--device", default="cpu")
-        p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best")
-        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-        _add_decode_flags(p)
+        _add_model_flags(p)
         if name == "translate":
             p.add_argument("--input", help="input file (default stdin)")
             p.add_argument("--output", help="output file (default stdout)")

@@ -17,7 +17,7 @@ import os
 import random
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import zip_longest
@@ -252,21 +252,37 @@ def read_tsv(
     """
     _check_options(on_bad_line, limit)
     _check_columns(src_col, tgt_col, min_columns, max_columns)
+
+    def parse(raw: bytes, number: int) -> tuple[str, str]:
+        text = _decode(raw, number)
+        return _split_tsv(text, src_col, tgt_col, min_columns, max_columns)
+
+    with _open_bytes(path) as f:
+        return collect_pairs(_numbered_lines(f, path, limit), parse, path, on_bad_line)
+
+
+def collect_pairs(
+    lines: Iterable[tuple[int, bytes]],
+    parse: Callable[[bytes, int], tuple[str, str]],
+    path: PathLike,
+    on_bad_line: str,
+) -> Parallel:
+    """The loop every line reader shares: ``parse`` each numbered line into a (source,
+    target) pair; a :class:`_BadLine` it raises fails the read (``on_bad_line: error``,
+    naming file and line) or is skipped and counted; the summary is reported once."""
     report = ReadReport(os.fspath(path))
     src: list[str] = []
     tgt: list[str] = []
-    with _open_bytes(path) as f:
-        for number, raw in _numbered_lines(f, path, limit):
-            report.lines += 1
-            try:
-                text = _decode(raw, number)
-                source, target = _split_tsv(text, src_col, tgt_col, min_columns, max_columns)
-            except _BadLine as bad:
-                _reject(bad, path, number, report, on_bad_line)
-                continue
-            src.append(source)
-            tgt.append(target)
-            report.kept += 1
+    for number, raw in lines:
+        report.lines += 1
+        try:
+            source, target = parse(raw, number)
+        except _BadLine as bad:
+            _reject(bad, path, number, report, on_bad_line)
+            continue
+        src.append(source)
+        tgt.append(target)
+        report.kept += 1
     _finish(report, path)
     return Parallel(src, tgt, report)
 

@@ -31,6 +31,7 @@ from transduce.data.corpus import (
     _numbered_lines,
     _open_bytes,
     _reject,
+    collect_pairs,
 )
 
 FIELD_SEP = "\t"
@@ -79,30 +80,20 @@ def read_jsonl(
     """
     _check_options(on_bad_line, limit)
     _check_fields(src_fields, tgt_field)
-    report, src, tgt = ReadReport(os.fspath(path)), [], []
+
+    def parse(raw: bytes, number: int) -> tuple[str, str]:
+        try:
+            record = json.loads(_decode(raw, number))
+        except json.JSONDecodeError as err:
+            raise _BadLine("invalid JSON", f"invalid JSON: {err.msg} at column "
+                           f"{err.colno}") from None  # fmt: skip
+        if not isinstance(record, dict):
+            raise _BadLine("not an object", "expected a JSON object {...}")
+        return _record_pair(record.__getitem__, src_fields, tgt_field)
+
     with _open_bytes(path) as f:
-        for number, raw in _numbered_lines(f, path, limit):
-            if not raw.strip():
-                continue
-            report.lines += 1
-            try:
-                text = _decode(raw, number)
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as err:
-                    raise _BadLine("invalid JSON", f"invalid JSON: {err.msg} at column "
-                                   f"{err.colno}") from None  # fmt: skip
-                if not isinstance(record, dict):
-                    raise _BadLine("not an object", "expected a JSON object {...}")
-                source, target = _record_pair(record.__getitem__, src_fields, tgt_field)
-            except _BadLine as bad:
-                _reject(bad, path, number, report, on_bad_line)
-                continue
-            src.append(source)
-            tgt.append(target)
-            report.kept += 1
-    _finish(report, path)
-    return Parallel(src, tgt, report)
+        lines = ((n, raw) for n, raw in _numbered_lines(f, path, limit) if raw.strip())
+        return collect_pairs(lines, parse, path, on_bad_line)
 
 
 def read_named_tsv(
@@ -116,31 +107,22 @@ def read_named_tsv(
     """Tab-separated values whose first line names the columns (any order, extra ignored)."""
     _check_options(on_bad_line, limit)
     _check_fields(src_fields, tgt_field)
-    report, src, tgt = ReadReport(os.fspath(path)), [], []
-    columns: dict[str, int] | None = None
     with _open_bytes(path) as f:
-        for number, raw in _numbered_lines(f, path, None if limit is None else limit + 1):
-            if columns is None:  # the header: a bad header is always an error
-                columns = _header(path, number, raw, (*src_fields, tgt_field))
-                continue
-            report.lines += 1
-            try:
-                cells = _decode(raw, number).split("\t")
-                if len(cells) != len(columns):
-                    raise _BadLine("wrong column count", f"wrong column count: the header "
-                                   f"has {len(columns)}, this line {len(cells)}")  # fmt: skip
-                record = {name: cells[i] for name, i in columns.items()}
-                source, target = _record_pair(record.__getitem__, src_fields, tgt_field)
-            except _BadLine as bad:
-                _reject(bad, path, number, report, on_bad_line)
-                continue
-            src.append(source)
-            tgt.append(target)
-            report.kept += 1
-    if columns is None:
-        raise DataError(path, None, "empty file (expected a header line naming the columns)")
-    _finish(report, path)
-    return Parallel(src, tgt, report)
+        lines = _numbered_lines(f, path, None if limit is None else limit + 1)
+        first = next(lines, None)
+        if first is None:
+            raise DataError(path, None, "empty file (expected a header line naming the columns)")
+        columns = _header(path, *first, (*src_fields, tgt_field))  # a bad header always fails
+
+        def parse(raw: bytes, number: int) -> tuple[str, str]:
+            cells = _decode(raw, number).split("\t")
+            if len(cells) != len(columns):
+                raise _BadLine("wrong column count", f"wrong column count: the header "
+                               f"has {len(columns)}, this line {len(cells)}")  # fmt: skip
+            record = {name: cells[i] for name, i in columns.items()}
+            return _record_pair(record.__getitem__, src_fields, tgt_field)
+
+        return collect_pairs(lines, parse, path, on_bad_line)
 
 
 def _header(path: PathLike, number: int, raw: bytes, needed: Sequence[str]) -> dict[str, int]:
