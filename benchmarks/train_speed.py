@@ -36,7 +36,8 @@ from transduce import distributed
 from transduce.config import load_config, to_dict
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
 from transduce.nn.models import build_model
-from transduce.train import Trainer, seed_everything
+from transduce.train import seed_everything
+from transduce.trainer import Trainer
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "multi30k_de_en_rnn_12m.yaml"
 

@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
 from transduce import distributed
 from transduce.nn.models import build_model
-from transduce.train import Trainer, prepare_run, seed_everything, train
+from transduce.train import prepare_run, seed_everything, train
+from transduce.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),

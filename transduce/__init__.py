@@ -11,7 +11,8 @@ from transduce.config import Config, ConfigError, load_config
 from transduce.data.corpus import DataError
 from transduce.nn.models import PRESETS, Seq2Seq, build_model
 from transduce.search import greedy
-from transduce.train import RunResult, train
+from transduce.train import train
+from transduce.trainer import RunResult
 from transduce.translate import Translator, evaluate
 
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ from transduce.data.vocab import BOS_ID, PAD_ID
 from transduce.metrics import bleu_chrf, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import beam_search, greedy, sample
-from transduce.train import resolve_device
+from transduce.trainer import resolve_device
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The project's :class:`~transduce.train.Trainer` with a regression (or fixed-length
+"""The project's :class:`~transduce.trainer.Trainer` with a regression (or fixed-length
 token) objective: only the loss and the validation differ, so schedules, clipping, early
 stopping, atomic checkpoints, exact resume and metrics.jsonl are the token trainer's own.
 """
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from transduce.config import Config
 from transduce.data.series import ArrayData, ValueBatch
 from transduce.search import rollout
-from transduce.train import Trainer
+from transduce.trainer import Trainer
 
 Loss = Literal["mse", "mae", "huber", "crossentropy"]
 
