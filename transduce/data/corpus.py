@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import zip_longest
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
+T = TypeVar("T")  # one raw line, or an aligned pair of them
 logger = logging.getLogger("transduce.data")
 
 POLICIES = ("error", "skip")
@@ -262,15 +263,17 @@ def read_tsv(
 
 
 def collect_pairs(
-    lines: Iterable[tuple[int, bytes]],
-    parse: Callable[[bytes, int], tuple[str, str]],
+    lines: Iterable[tuple[int, T]],
+    parse: Callable[[T, int], tuple[str, str]],
     path: PathLike,
     on_bad_line: str,
+    name: str | None = None,
 ) -> Parallel:
     """The loop every line reader shares: ``parse`` each numbered line into a (source,
     target) pair; a :class:`_BadLine` it raises fails the read (``on_bad_line: error``,
-    naming file and line) or is skipped and counted; the summary is reported once."""
-    report = ReadReport(os.fspath(path))
+    naming its own file or ``path``, and the line) or is skipped and counted; the summary
+    is reported once, under ``name`` (default ``path``)."""
+    report = ReadReport(name or os.fspath(path))
     src: list[str] = []
     tgt: list[str] = []
     for number, raw in lines:
@@ -283,7 +286,7 @@ def collect_pairs(
         src.append(source)
         tgt.append(target)
         report.kept += 1
-    _finish(report, path)
+    _finish(report, report.path)
     return Parallel(src, tgt, report)
 
 
@@ -339,24 +342,17 @@ def read_line_pairs(
     Files of different lengths are an error whatever the policy.
     """
     _check_options(on_bad_line, limit)
-    report = ReadReport(f"{os.fspath(src_path)} + {os.fspath(tgt_path)}")
-    src: list[str] = []
-    tgt: list[str] = []
+
+    def parse(raws: tuple[bytes, bytes], number: int) -> tuple[str, str]:
+        return _decode_pair(*raws, number, src_path, tgt_path)
+
     with _open_bytes(src_path) as fs, _open_bytes(tgt_path) as ft:
         src_lines = _numbered_lines(fs, src_path, limit)
         tgt_lines = _numbered_lines(ft, tgt_path, limit)
-        for number, raw_src, raw_tgt in _aligned(src_lines, tgt_lines, src_path, tgt_path):
-            report.lines += 1
-            try:
-                source, target = _decode_pair(raw_src, raw_tgt, number, src_path, tgt_path)
-            except _BadLine as bad:
-                _reject(bad, src_path, number, report, on_bad_line)
-                continue
-            src.append(source)
-            tgt.append(target)
-            report.kept += 1
-    _finish(report, report.path)
-    return Parallel(src, tgt, report)
+        pairs = _aligned(src_lines, tgt_lines, src_path, tgt_path)
+        lines = ((number, (raw_src, raw_tgt)) for number, raw_src, raw_tgt in pairs)
+        name = f"{os.fspath(src_path)} + {os.fspath(tgt_path)}"
+        return collect_pairs(lines, parse, src_path, on_bad_line, name)
 
 
 def read_lines(path: PathLike) -> list[str]:
