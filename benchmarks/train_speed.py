@@ -13,7 +13,9 @@ and the resolved config. No validation, no checkpoints.
 
 Under torchrun the rate counts the tokens of all ranks (rank 0 prints). ``--profile N``
 adds a torch.profiler table of N more steps (operators by self CPU time) to stderr and the
-top operators to the JSON line.
+top operators to the JSON line. ``--flops`` adds the model's FLOPs per target token (torch's
+flop counter over 20 updates: matmuls forward and backward) and this machine's 1024^3 matmul
+rate, whose ratio is the tokens/s no implementation of that model can beat here.
 """
 
 from __future__ import annotations
@@ -102,6 +104,36 @@ def profile_steps(trainer: Trainer, steps: int, first: int) -> list[dict]:
              "calls": e.count} for e in top]  # fmt: skip
 
 
+def flops_per_token(trainer: Trainer, plan_steps: int = 20) -> float:
+    """Floating-point operations of one update per target token (matmuls, convolutions and
+    attention as ``torch.utils.flop_counter`` counts them: forward and backward), averaged
+    over the first ``plan_steps`` batches of the training order."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    plan = trainer._batches(0)[:plan_steps]
+    flops, tokens = 0, 0
+    for idx in plan:
+        with FlopCounterMode(display=False) as counter:
+            _, ntok = trainer.update(trainer.train_data.batch(idx))
+        flops += counter.get_total_flops()
+        tokens += ntok
+    return flops / max(tokens, 1)
+
+
+def matmul_gflops(threads: int, size: int = 1024, repeats: int = 20) -> float:
+    """This machine's float32 matmul rate (GFLOP/s) on ``size``-square matrices: the best
+    a perfectly efficient implementation of the model could sustain."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(RECIPE), help="training recipe (YAML)")
@@ -113,6 +145,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="timed steps")
     parser.add_argument("--pipeline", help="run directory to take vocabularies/BPE models from")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N steps")
+    parser.add_argument("--flops", action="store_true",
+                        help="also count FLOPs per target token and time a 1024^3 matmul: "
+                             "the compute ceiling in tokens/s")  # fmt: skip
     args = parser.parse_args()
     overrides = [*args.set, "train.progress=false"]
     if args.precision:
@@ -124,6 +159,13 @@ def main() -> None:
         trainer = build_trainer(cfg, Path(tmp), args.pipeline, ctx)
         seconds, tokens = time_steps(trainer, args.warmup, args.steps)
         top = profile_steps(trainer, args.profile, 0) if args.profile else None
+        ceiling = None
+        if args.flops:
+            per_token = flops_per_token(trainer)
+            gflops = matmul_gflops(torch.get_num_threads())
+            ceiling = {"mflop_per_tgt_token": round(per_token / 1e6, 1),
+                       "matmul_gflops": round(gflops, 1),
+                       "ceiling_tgt_tok_s": round(gflops * 1e9 / per_token)}  # fmt: skip
         rss = max(distributed.gather_objects(peak_rss_mib()))
     if ctx.rank:
         return
@@ -148,6 +190,7 @@ def main() -> None:
         "cpu": cpu_name(),
         "torch": torch.__version__,
         **({"profile_top": top} if top else {}),
+        **({"compute": ceiling} if ceiling else {}),
         "resolved_config": to_dict(cfg),
     }
     print(json.dumps(record))

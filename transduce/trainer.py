@@ -353,6 +353,8 @@ class Trainer:
             "python_rng": json.dumps(random.getstate()),
             "schedule": self.schedule.state(),
         }
+        if self.device.type == "cuda":  # dropout on CUDA draws from the device's generator
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         if self.world > 1:  # every rank's own RNG streams, [world, n] each
             state["rank_torch_rng"] = distributed.gather_states(torch.get_rng_state())
             state["rank_coins_rng"] = distributed.gather_states(self.coins.get_state())
@@ -377,6 +379,8 @@ class Trainer:
         self.schedule.load(state["schedule"])
         version, internal, gauss = json.loads(state["python_rng"])
         random.setstate((version, tuple(internal), gauss))
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         if self.world > 1:  # clone: a row view (storage offset) crashed set_rng_state
             torch.set_rng_state(state["rank_torch_rng"][self.rank].clone())
             self.coins.set_state(state["rank_coins_rng"][self.rank].clone())

@@ -1,0 +1,187 @@
+"""Peer comparison: training throughput of transduce and OpenNMT-py on the same model and data.
+
+Both toolkits train the bidirectional-GRU + input-feeding attention model of
+``benchmarks/peers/multi30k_gru_input_feed.yaml`` (about 10M parameters) on Multi30k de->en
+with identical token sequences: the script trains the config's sentencepiece models, encodes
+the training pairs with them, gives transduce the pairs and OpenNMT-py the same pieces as
+whitespace-separated text files, with vocabularies holding the same pieces. Both use Adam
+(lr 0.001), batches of 64 sentences, gradient clipping at 1.0, dropout 0.3 and the same number
+of torch threads, one after the other in this one run, so the ratio compares the toolkits on
+one machine state.
+
+It prints ONE JSON line: for each toolkit the median target tokens/s over its timed
+interval(s) after warm-up, the parameter count, and the ratio. transduce is timed per step
+(``benchmarks/train_speed.py``); OpenNMT-py over its own ``report_every`` intervals (its
+``tok/s`` log, which counts target tokens without padding, like ours).
+
+OpenNMT-py is not a dependency of transduce; run it from its own environment (3.5.1 asks for
+torch<2.3; it trains with newer torch, which spares the multi-GB CUDA wheels here)::
+
+    python3 -m venv /tmp/onmt
+    /tmp/onmt/bin/pip install -c constraints.txt torch configargparse pyyaml sacrebleu six \\
+        'pyonmttok>=1.37,<2' rapidfuzz pyahocorasick tensorboard waitress flask
+    /tmp/onmt/bin/pip install --no-deps opennmt-py==3.5.1
+    # two imports only its terminology/cleaning transforms use (not used here):
+    touch /tmp/onmt/lib/python3.11/site-packages/{spacy,fasttext}.py
+    python benchmarks/peers/opennmt_speed.py --onmt /tmp/onmt/bin/onmt_train --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train_speed import build_trainer, cpu_name, time_steps
+
+from transduce import distributed
+from transduce.config import load_config
+from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
+
+CONFIG = Path(__file__).with_name("multi30k_gru_input_feed.yaml")
+REPORT = re.compile(r"Step (\d+)/\s*\d+;.*?(\d+)/\s*(\d+) tok/s;")
+
+
+def write_pieces(cfg, folder: Path) -> tuple[Path, Path, int]:
+    """Train the config's sentencepiece models into ``folder`` and write the training pairs
+    as pieces (``train.src`` / ``train.tgt``) plus OpenNMT-py vocabularies; returns the two
+    text files and the number of pairs kept."""
+    texts = load_texts(cfg.data)
+    pipeline = TextPipeline.build(cfg.data, texts.train_src, texts.train_tgt, folder)
+    pipeline.save(folder)
+    kept = filter_lengths(pipeline.encode(texts.train_src, texts.train_tgt), cfg.data, "train")
+    src_lines, tgt_lines = [], []
+    for seqs, vocab, lines in ((kept.src, pipeline.src_vocab, src_lines),
+                               (kept.tgt, pipeline.tgt_vocab, tgt_lines)):  # fmt: skip
+        for start, n in zip(seqs.offsets, seqs.lengths, strict=True):
+            lines.append(" ".join(vocab.decode(seqs.data[start : start + n].tolist())))
+    for side, lines in (("src", src_lines), ("tgt", tgt_lines)):
+        (folder / f"train.{side}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        counts = collections.Counter(tok for line in lines for tok in line.split())
+        vocab = "".join(f"{tok}\t{n}\n" for tok, n in counts.most_common())
+        (folder / f"onmt_vocab.{side}").write_text(vocab, encoding="utf-8")
+    return folder / "train.src", folder / "train.tgt", len(src_lines)
+
+
+def time_transduce(cfg, folder: Path, warmup: int, steps: int) -> dict:
+    with distributed.launch("cpu") as ctx:
+        trainer = build_trainer(cfg, folder, str(folder), ctx)
+        seconds, tokens = time_steps(trainer, warmup, steps)
+    rates = [t / s for t, s in zip(tokens, seconds, strict=True)]
+    return {
+        "params_m": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 2),
+        "tgt_tok_s_median": round(statistics.median(rates)),
+        "tgt_tok_s_overall": round(sum(tokens) / sum(seconds)),
+        "steps": steps,
+    }
+
+
+def time_opennmt(onmt: str, folder: Path, warmup: int, steps: int, threads: int,
+                 workers: int) -> dict:  # fmt: skip
+    """Train OpenNMT-py for ``warmup + steps`` updates (reports every 10) and read its log."""
+    every = 10
+    tgt = folder / "train.tgt"
+    total = warmup + steps
+    opts = {
+        "save_data": str(folder / "onmt"),
+        "src_vocab": str(folder / "onmt_vocab.src"),
+        "tgt_vocab": str(folder / "onmt_vocab.tgt"),
+        "src_vocab_size": 100000,
+        "tgt_vocab_size": 100000,
+        "data": {"corpus_1": {"path_src": str(folder / "train.src"), "path_tgt": str(tgt)}},
+        "src_seq_length": 1000,
+        "tgt_seq_length": 1000,
+        "encoder_type": "brnn",
+        "decoder_type": "rnn",
+        "rnn_type": "GRU",
+        "layers": 1,
+        "hidden_size": 512,
+        "word_vec_size": 256,
+        "global_attention": "mlp",
+        "input_feed": 1,
+        "dropout": [0.3],
+        "optim": "adam",
+        "learning_rate": 0.001,
+        "max_grad_norm": 1.0,
+        "batch_type": "sents",
+        "batch_size": 64,
+        "train_steps": total,
+        "report_every": every,
+        "valid_steps": 10 * total,
+        "save_checkpoint_steps": 10 * total,
+        "save_model": str(folder / "onmt_model"),
+        "num_workers": workers,
+        "seed": 1,
+    }
+    (folder / "onmt.yaml").write_text(yaml.safe_dump(opts), encoding="utf-8")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    start = time.perf_counter()
+    proc = subprocess.run([onmt, "-config", str(folder / "onmt.yaml")], env=env, text=True,
+                          capture_output=True, check=False)  # fmt: skip
+    wall = time.perf_counter() - start
+    log = proc.stdout + proc.stderr
+    if proc.returncode:
+        raise SystemExit(f"onmt_train failed ({proc.returncode}):\n{log[-3000:]}")
+    reports = [(int(s), int(t)) for s, _, t in REPORT.findall(log)]
+    params = re.search(r"\* number of parameters: (\d+)", log)
+    timed = [rate for step, rate in reports if step > warmup]
+    if not timed:
+        raise SystemExit(f"no tok/s reports after step {warmup} in the OpenNMT-py log:\n{log}")
+    return {
+        "params_m": round(int(params.group(1)) / 1e6, 2) if params else None,
+        "tgt_tok_s_median": round(statistics.median(timed)),
+        "reports": timed,
+        "steps": total - warmup,
+        "num_workers": workers,
+        "wall_s_incl_startup": round(wall, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--onmt", required=True, help="path to OpenNMT-py's onmt_train")
+    parser.add_argument("--config", default=str(CONFIG))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=20, help="untimed steps (each toolkit)")
+    parser.add_argument("--steps", type=int, default=100, help="timed steps (each toolkit)")
+    parser.add_argument("--onmt-workers", type=int, default=2,
+                        help="OpenNMT-py DataLoader workers (its default: 2)")  # fmt: skip
+    args = parser.parse_args()
+    if args.warmup % 10 or args.steps % 10:
+        parser.error("--warmup and --steps must be multiples of 10 (OpenNMT-py reports)")
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, ["train.progress=false"])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        _, _, pairs = write_pieces(cfg, folder)
+        ours = time_transduce(cfg, folder, args.warmup, args.steps)
+        peer = time_opennmt(args.onmt, folder, args.warmup, args.steps, args.threads,
+                            args.onmt_workers)  # fmt: skip
+    record = {
+        "benchmark": "opennmt_speed",
+        "config": os.path.relpath(args.config),
+        "pairs": pairs,
+        "threads": args.threads,
+        "transduce": ours,
+        "opennmt_py": peer,
+        "ratio_median": round(ours["tgt_tok_s_median"] / peer["tgt_tok_s_median"], 2),
+        "cpu": cpu_name(),
+        "torch": torch.__version__,
+    }
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
