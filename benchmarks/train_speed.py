@@ -163,9 +163,11 @@ def main() -> None:
         if args.flops:
             per_token = flops_per_token(trainer)
             gflops = matmul_gflops(torch.get_num_threads())
+            median = statistics.median(t / s for t, s in zip(tokens, seconds, strict=True))
             ceiling = {"mflop_per_tgt_token": round(per_token / 1e6, 1),
                        "matmul_gflops": round(gflops, 1),
-                       "ceiling_tgt_tok_s": round(gflops * 1e9 / per_token)}  # fmt: skip
+                       "ceiling_tgt_tok_s": round(gflops * 1e9 / per_token),
+                       "achieved_gflops": round(median * per_token / 1e9, 1)}  # fmt: skip
         rss = max(distributed.gather_objects(peak_rss_mib()))
     if ctx.rank:
         return
