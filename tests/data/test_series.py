@@ -45,6 +45,9 @@ def test_m4_wide_bad_lines_name_file_and_line(tmp_path, row, problem):
 def test_m4_wide_needs_the_header(tmp_path):
     with pytest.raises(DataError, match=r"w\.csv:1"):
         read_m4_wide(_write(tmp_path / "w.csv", '"A","1","2"\n'))
+    for text in ("", '"V1","V2"\n'):  # empty, or a header and no series
+        with pytest.raises(DataError, match="no series"):
+            read_m4_wide(_write(tmp_path / "e.csv", text))
 
 
 def test_long_format_orders_by_timestamp(tmp_path):

@@ -24,6 +24,8 @@ from itertools import zip_longest
 from typing import BinaryIO, TypeVar
 
 T = TypeVar("T")  # one raw line, or an aligned pair of them
+A = TypeVar("A")  # the two fields a line parses into
+B = TypeVar("B")
 logger = logging.getLogger("transduce.data")
 
 POLICIES = ("error", "skip")
@@ -269,25 +271,37 @@ def collect_pairs(
     on_bad_line: str,
     name: str | None = None,
 ) -> Parallel:
-    """The loop every line reader shares: ``parse`` each numbered line into a (source,
-    target) pair; a :class:`_BadLine` it raises fails the read (``on_bad_line: error``,
-    naming its own file or ``path``, and the line) or is skipped and counted; the summary
-    is reported once, under ``name`` (default ``path``)."""
+    """Read numbered lines into (source, target) pairs with :func:`collect_records`; the
+    summary is reported once, under ``name`` (default ``path``)."""
     report = ReadReport(name or os.fspath(path))
-    src: list[str] = []
-    tgt: list[str] = []
+    src, tgt = collect_records(lines, parse, path, on_bad_line, report)
+    _finish(report, report.path)
+    return Parallel(src, tgt, report)
+
+
+def collect_records(
+    lines: Iterable[tuple[int, T]],
+    parse: Callable[[T, int], tuple[A, B]],
+    path: PathLike,
+    on_bad_line: str,
+    report: ReadReport,
+) -> tuple[list[A], list[B]]:
+    """The loop every line reader shares: ``parse`` each numbered line into a pair of
+    fields; a :class:`_BadLine` it raises fails the read (``on_bad_line: error``, naming its
+    own file or ``path``, and the line) or is skipped and counted in ``report``."""
+    firsts: list[A] = []
+    seconds: list[B] = []
     for number, raw in lines:
         report.lines += 1
         try:
-            source, target = parse(raw, number)
+            first, second = parse(raw, number)
         except _BadLine as bad:
             _reject(bad, path, number, report, on_bad_line)
             continue
-        src.append(source)
-        tgt.append(target)
+        firsts.append(first)
+        seconds.append(second)
         report.kept += 1
-    _finish(report, report.path)
-    return Parallel(src, tgt, report)
+    return firsts, seconds
 
 
 def _aligned(

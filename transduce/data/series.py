@@ -25,7 +25,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from transduce.data.corpus import DataError, ReadReport, _BadLine, _check_options, _finish, _reject
+from transduce.data.corpus import (
+    DataError,
+    ReadReport,
+    _BadLine,
+    _check_options,
+    _finish,
+    _reject,
+    collect_records,
+)
 
 log = logging.getLogger("transduce.data")
 
@@ -69,25 +77,21 @@ def _wide_row(row: list[str]) -> tuple[str, np.ndarray]:
 def read_m4_wide(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesSet:
     """Read an M4-style wide CSV (``V1`` = id, ``V2...`` = values, ragged rows)."""
     _check_options(on_bad_line, None)
-    report, ids, values = ReadReport(os.fspath(path)), [], []
+    report = ReadReport(os.fspath(path))
     with open(path, encoding="utf-8", newline="") as f:
-        for number, row in enumerate(csv.reader(f), start=1):
+        rows = enumerate(csv.reader(f), start=1)
+        first = next(rows, None)  # (1, header row), or None for an empty file
+        if first is not None:
             report.lines += 1
-            if number == 1:
-                if not row or row[0].strip() != "V1":
-                    raise DataError(
-                        path, 1, f"expected an M4 header starting with V1, got {row[:3]}"
-                    )
-                report.kept += 1
-                continue
-            try:
-                name, series = _wide_row(row)
-            except _BadLine as bad:
-                _reject(bad, path, number, report, on_bad_line)
-                continue
-            ids.append(name)
-            values.append(series)
+            header = first[1]
+            if not header or header[0].strip() != "V1":
+                raise DataError(
+                    path, 1, f"expected an M4 header starting with V1, got {header[:3]}"
+                )
             report.kept += 1
+        ids, values = collect_records(
+            rows, lambda row, _: _wide_row(row), path, on_bad_line, report
+        )
     if report.lines <= 1:
         raise DataError(path, None, "no series (only a header, or an empty file)")
     _finish(report, path)
