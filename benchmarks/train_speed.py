@@ -158,12 +158,12 @@ def main() -> None:
     with distributed.launch(cfg.train.device) as ctx, tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(cfg, Path(tmp), args.pipeline, ctx)
         seconds, tokens = time_steps(trainer, args.warmup, args.steps)
+        median = statistics.median(t / s for t, s in zip(tokens, seconds, strict=True))
         top = profile_steps(trainer, args.profile, 0) if args.profile else None
         ceiling = None
         if args.flops:
             per_token = flops_per_token(trainer)
             gflops = matmul_gflops(torch.get_num_threads())
-            median = statistics.median(t / s for t, s in zip(tokens, seconds, strict=True))
             ceiling = {"mflop_per_tgt_token": round(per_token / 1e6, 1),
                        "matmul_gflops": round(gflops, 1),
                        "ceiling_tgt_tok_s": round(gflops * 1e9 / per_token),
@@ -176,9 +176,7 @@ def main() -> None:
         "config": os.path.relpath(args.config),
         "overrides": args.set,
         "params_m": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 2),
-        "tgt_tok_s_median": round(
-            statistics.median(t / s for t, s in zip(tokens, seconds, strict=True))
-        ),
+        "tgt_tok_s_median": round(median),
         "tgt_tok_s_overall": round(sum(tokens) / sum(seconds)),
         "step_ms_median": round(1000 * statistics.median(seconds), 1),
         "tokens_per_step": round(statistics.mean(tokens)),

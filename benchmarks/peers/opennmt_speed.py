@@ -54,25 +54,23 @@ CONFIG = Path(__file__).with_name("multi30k_gru_input_feed.yaml")
 REPORT = re.compile(r"Step (\d+)/\s*\d+;.*?(\d+)/\s*(\d+) tok/s;")
 
 
-def write_pieces(cfg, folder: Path) -> tuple[Path, Path, int]:
+def write_pieces(cfg, folder: Path) -> int:
     """Train the config's sentencepiece models into ``folder`` and write the training pairs
-    as pieces (``train.src`` / ``train.tgt``) plus OpenNMT-py vocabularies; returns the two
-    text files and the number of pairs kept."""
+    as pieces (``train.src`` / ``train.tgt``) plus OpenNMT-py vocabularies (``onmt_vocab.*``,
+    piece and count); returns the number of pairs kept."""
     texts = load_texts(cfg.data)
     pipeline = TextPipeline.build(cfg.data, texts.train_src, texts.train_tgt, folder)
     pipeline.save(folder)
     kept = filter_lengths(pipeline.encode(texts.train_src, texts.train_tgt), cfg.data, "train")
-    src_lines, tgt_lines = [], []
-    for seqs, vocab, lines in ((kept.src, pipeline.src_vocab, src_lines),
-                               (kept.tgt, pipeline.tgt_vocab, tgt_lines)):  # fmt: skip
-        for start, n in zip(seqs.offsets, seqs.lengths, strict=True):
-            lines.append(" ".join(vocab.decode(seqs.data[start : start + n].tolist())))
-    for side, lines in (("src", src_lines), ("tgt", tgt_lines)):
+    for side, seqs, vocab in (("src", kept.src, pipeline.src_vocab),
+                              ("tgt", kept.tgt, pipeline.tgt_vocab)):  # fmt: skip
+        lines = [" ".join(vocab.decode(seqs.data[start : start + n].tolist()))
+                 for start, n in zip(seqs.offsets, seqs.lengths, strict=True)]  # fmt: skip
         (folder / f"train.{side}").write_text("\n".join(lines) + "\n", encoding="utf-8")
         counts = collections.Counter(tok for line in lines for tok in line.split())
-        vocab = "".join(f"{tok}\t{n}\n" for tok, n in counts.most_common())
-        (folder / f"onmt_vocab.{side}").write_text(vocab, encoding="utf-8")
-    return folder / "train.src", folder / "train.tgt", len(src_lines)
+        pieces = "".join(f"{tok}\t{n}\n" for tok, n in counts.most_common())
+        (folder / f"onmt_vocab.{side}").write_text(pieces, encoding="utf-8")
+    return len(kept.src)
 
 
 def time_transduce(cfg, folder: Path, warmup: int, steps: int) -> dict:
@@ -91,16 +89,15 @@ def time_transduce(cfg, folder: Path, warmup: int, steps: int) -> dict:
 def time_opennmt(onmt: str, folder: Path, warmup: int, steps: int, threads: int,
                  workers: int) -> dict:  # fmt: skip
     """Train OpenNMT-py for ``warmup + steps`` updates (reports every 10) and read its log."""
-    every = 10
-    tgt = folder / "train.tgt"
     total = warmup + steps
+    corpus = {"path_src": str(folder / "train.src"), "path_tgt": str(folder / "train.tgt")}
     opts = {
         "save_data": str(folder / "onmt"),
         "src_vocab": str(folder / "onmt_vocab.src"),
         "tgt_vocab": str(folder / "onmt_vocab.tgt"),
         "src_vocab_size": 100000,
         "tgt_vocab_size": 100000,
-        "data": {"corpus_1": {"path_src": str(folder / "train.src"), "path_tgt": str(tgt)}},
+        "data": {"corpus_1": corpus},
         "src_seq_length": 1000,
         "tgt_seq_length": 1000,
         "encoder_type": "brnn",
@@ -118,7 +115,7 @@ def time_opennmt(onmt: str, folder: Path, warmup: int, steps: int, threads: int,
         "batch_type": "sents",
         "batch_size": 64,
         "train_steps": total,
-        "report_every": every,
+        "report_every": 10,
         "valid_steps": 10 * total,
         "save_checkpoint_steps": 10 * total,
         "save_model": str(folder / "onmt_model"),
@@ -165,7 +162,7 @@ def main() -> None:
     cfg = load_config(args.config, ["train.progress=false"])
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        _, _, pairs = write_pieces(cfg, folder)
+        pairs = write_pieces(cfg, folder)
         ours = time_transduce(cfg, folder, args.warmup, args.steps)
         peer = time_opennmt(args.onmt, folder, args.warmup, args.steps, args.threads,
                             args.onmt_workers)  # fmt: skip
