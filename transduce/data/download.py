@@ -111,15 +111,18 @@ def official_url(url: str) -> str:
 # ------------------------------------------------------------------------------ fetching
 
 
-def fetch(url: str, folder: Path, known_hash: str | None, progress: bool) -> Path:
+def fetch(
+    url: str, folder: Path, known_hash: str | None, progress: bool, label: str | None = None
+) -> Path:
     """Download ``url`` into ``folder`` (named after its last path part) with pooch; a
-    ``known_hash`` is checked before the file gets its name."""
+    ``known_hash`` is checked before the file gets its name. Errors name ``label``."""
     import pooch
     from tqdm import tqdm
 
     pooch.get_logger().setLevel(logging.WARNING)
     name = Path(urlsplit(url).path).name or "download"
-    bar = tqdm(desc=name, unit="B", unit_scale=True, disable=None if progress else True)
+    # total=1 until pooch sets the real size: a tqdm with no total has no truth value
+    bar = tqdm(desc=name, total=1, unit="B", unit_scale=True, disable=None if progress else True)
     http = pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK, timeout=60)
 
     def download(url: str, output_file: str, pooch_obj: object) -> None:
@@ -136,7 +139,9 @@ def fetch(url: str, folder: Path, known_hash: str | None, progress: bool) -> Pat
         if "hash" not in str(err):
             raise
         got = re.search(r"\(([0-9a-f]{64})\)", str(err))
-        raise ChecksumError(name, _mismatch(got.group(1) if got else "?", known_hash)) from None
+        raise ChecksumError(
+            label or name, _mismatch(got.group(1) if got else "?", known_hash)
+        ) from None
     finally:
         bar.close()
     return target
@@ -144,7 +149,7 @@ def fetch(url: str, folder: Path, known_hash: str | None, progress: bool) -> Pat
 
 def _mismatch(got: str, expected: str | None) -> str:
     return (
-        "checksum mismatch (sha256 {got[:16]}..., pinned {str(expected)[:16]}...); "
+        f"checksum mismatch (sha256 {got[:16]}..., pinned {str(expected)[:16]}...); "
         "the file was deleted. Run the command again; if it fails again the source has "
         "changed: install a copy you trust with --from FILE"
     )
@@ -296,7 +301,8 @@ def _get_files(
         return
     for url, known, group in jobs:
         with _guard(group[0].dest, url, root, dataset.name):
-            path = fetch(url, staging, known, progress)
+            label = group[0].dest if len(group) == 1 else None
+            path = fetch(url, staging, known, progress, label)
             for f in group:
                 _record(f, install(path, f, root), result)
             path.unlink()
