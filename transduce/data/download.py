@@ -138,7 +138,7 @@ def fetch(
     except ValueError as err:
         if "hash" not in str(err):
             raise
-        got = re.search(r"\(([0-9a-f]{64})\)", str(err))
+        got = re.search(r"but got ([0-9a-f]{64})", str(err))
         raise ChecksumError(
             label or name, _mismatch(got.group(1) if got else "?", known_hash)
         ) from None
