@@ -247,3 +247,16 @@ def test_unknown_name_and_a_busy_folder(tmp_path):
             get(["plain"], tmp_path, catalogue=CATALOGUE)
     finally:
         os.close(fd)
+
+
+def test_ctrl_c_half_way_leaves_nothing(server, tmp_path, monkeypatch):
+    class Interrupted(io.FileIO):
+        def write(self, data) -> int:
+            if self.tell() + len(data) > 3000:
+                raise KeyboardInterrupt
+            return super().write(data)
+
+    monkeypatch.setattr(download, "_open_write", lambda path: Interrupted(path, "w"))
+    with pytest.raises(KeyboardInterrupt):
+        get(["plain"], tmp_path, catalogue=CATALOGUE, progress=False)
+    assert files_under(tmp_path) == []
