@@ -208,6 +208,14 @@ def test_from_mirror_url_laid_out_like_the_data_root(server, tmp_path):
     result = get(["plain"], tmp_path, source=f"{server.base}/mirror.example/data",
                  catalogue=CATALOGUE, progress=False)  # fmt: skip
     assert sorted(result.installed) == ["toy/series.csv", "toy/train.txt.gz"]
+    # a URL to one file: fetched, then unpacked like a local one
+    server.add("https://mirror.example/toy-eng.zip", zipped({"toy.txt": TEXT, "_about.txt": ABOUT}))
+    result = get(["zipped"], tmp_path, source=f"{server.base}/mirror.example/toy-eng.zip",
+                 catalogue=CATALOGUE, progress=False)  # fmt: skip
+    assert sorted(result.installed) == ["tatoeba/toy-eng_about.txt", "tatoeba/toy.txt.gz"]
+    assert files_under(tmp_path) == sorted(
+        [*result.installed, "toy/series.csv", "toy/train.txt.gz"]
+    )
 
 
 class _FullDisk(io.FileIO):

@@ -183,16 +183,16 @@ def _is_gzip(path: Path) -> bool:
         return f.read(2) == b"\x1f\x8b"
 
 
-def _open_member(archive: Path, member: str) -> BinaryIO:
-    """``member`` of a zip archive: that exact path, else the one member with its name."""
-    zf = zipfile.ZipFile(archive)
+def _member_name(zf: zipfile.ZipFile, member: str, archive: Path) -> str:
+    """``member`` if the archive has that path, else its one member with the same name
+    (a zip downloaded from manythings.org has ``fra.txt`` where a re-zip has ``fra-eng/``)."""
     names = [n for n in zf.namelist() if not n.startswith("__MACOSX/")]
     if member in names:
-        return zf.open(member)
+        return member
     same = [n for n in names if n.rsplit("/", 1)[-1] == member.rsplit("/", 1)[-1]]
     if len(same) != 1:
         raise DownloadError(archive, f"no member {member} in this zip archive (has {names[:6]})")
-    return zf.open(same[0])
+    return same[0]
 
 
 def install(src: Path, f: DataFile, root: Path) -> str | None:
@@ -201,7 +201,7 @@ def install(src: Path, f: DataFile, root: Path) -> str | None:
     final = root / f.dest
     with _temp_in(root / PARTIAL, final.name) as tmp:
         if f.member is not None and zipfile.is_zipfile(src):
-            with _open_member(src, f.member) as stream:
+            with zipfile.ZipFile(src) as zf, zf.open(_member_name(zf, f.member, src)) as stream:
                 _copy_stream(stream, tmp, compress=f.gzip)
         else:
             with open(src, "rb") as stream:
@@ -272,33 +272,25 @@ def get(
 
 
 def _get_files(
-    dataset: Dataset,
-    files: list[DataFile],
-    root: Path,
-    source: str | None,
-    progress: bool,
+    dataset: Dataset, files: list[DataFile], root: Path, source: str | None, progress: bool,
     result: GetResult,
-) -> None:
+) -> None:  # fmt: skip
+    """Fetch and install ``files`` of ``dataset``: each download once (an archive serves
+    several files), or from ``--from`` (a URL with a file name is fetched, then used as a
+    local file; a URL without one is the base of a copy laid out like the data root)."""
     staging = root / PARTIAL / dataset.name
-    if source is None:
-        jobs = _official_jobs(files)
-    elif re.match(r"https?://", source):
-        jobs = _url_jobs(source, dataset, files)
-    else:
-        local = Path(source).expanduser()
-        if not local.exists():
-            raise DownloadError(local, "no such file or folder (--from)")
+    jobs: list[tuple[str, str | None, list[DataFile]]] = []
+    if source is not None and re.match(r"https?://", source):
+        if Path(urlsplit(source).path).suffix:
+            with _guard(files[0].dest, source, root, dataset.name):
+                source = str(fetch(source, staging, None, progress))
+        else:
+            jobs = [(source.rstrip("/") + "/" + f.dest, None, [f]) for f in files]
+    elif source is None:
+        groups: dict[str, list[DataFile]] = {}
         for f in files:
-            found = _local_candidates(local, f, single=len(dataset.files) == 1)
-            if not found:
-                raise DownloadError(
-                    f.dest,
-                    f"--from {local} has no {Path(f.dest).name} "
-                    f"(nor {Path(urlsplit(f.url).path).name}); give the folder or file that has it",
-                )
-            with _guard(f.dest, None, root, dataset.name):
-                _record(f, install(found[0], f, root), result)
-        return
+            groups.setdefault(f.url, []).append(f)
+        jobs = [(official_url(url), _known_hash(group[0]), group) for url, group in groups.items()]
     for url, known, group in jobs:
         with _guard(group[0].dest, url, root, dataset.name):
             label = group[0].dest if len(group) == 1 else None
@@ -306,29 +298,30 @@ def _get_files(
             for f in group:
                 _record(f, install(path, f, root), result)
             path.unlink()
+    if source is not None and not jobs:
+        _from_local(Path(source).expanduser(), dataset, files, root, result)
 
 
-def _official_jobs(files: list[DataFile]) -> list[tuple[str, str | None, list[DataFile]]]:
-    """One download per URL (an archive serves several files): (url, pinned hash, files)."""
-    groups: dict[str, list[DataFile]] = {}
+def _known_hash(f: DataFile) -> str | None:
+    """The pinned hash of what is downloaded for ``f``: the file, or its archive."""
+    return f.sha256 if f.member is None and not f.gzip else f.archive_sha256
+
+
+def _from_local(
+    local: Path, dataset: Dataset, files: list[DataFile], root: Path, result: GetResult
+) -> None:
+    if not local.exists():
+        raise DownloadError(local, "no such file or folder (--from)")
     for f in files:
-        groups.setdefault(f.url, []).append(f)
-    jobs = []
-    for url, group in groups.items():
-        head = group[0]
-        known = head.sha256 if head.member is None and not head.gzip else head.archive_sha256
-        jobs.append((official_url(url), known, group))
-    return jobs
-
-
-def _url_jobs(
-    source: str, dataset: Dataset, files: list[DataFile]
-) -> list[tuple[str, str | None, list[DataFile]]]:
-    """``--from URL``: one file (an archive, or the dataset's only file), or the base of a
-    copy laid out like the data root (``BASE/multi30k/train.de.gz``)."""
-    if Path(urlsplit(source).path).suffix:
-        return [(source, None, files)]
-    return [(source.rstrip("/") + "/" + f.dest, None, [f]) for f in files]
+        found = _local_candidates(local, f, single=len(dataset.files) == 1)
+        if not found:
+            raise DownloadError(
+                f.dest,
+                f"--from {local} has no {Path(f.dest).name} (nor "
+                f"{Path(urlsplit(f.url).path).name}); give the folder or file that has it",
+            )
+        with _guard(f.dest, None, root, dataset.name):
+            _record(f, install(found[0], f, root), result)
 
 
 def _record(f: DataFile, unpinned_sha: str | None, result: GetResult) -> None:
