@@ -103,15 +103,12 @@ def test_default_folder_is_the_per_user_cache(capsys, offline, monkeypatch, tmp_
 def test_data_root_falls_back_to_the_per_user_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("TRANSDUCE_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)  # no ../shared/data here
+    (tmp_path / "checkout").mkdir()
+    monkeypatch.chdir(tmp_path / "checkout")  # no ../shared/data here
     monkeypatch.setattr(config, "__file__", str(tmp_path / "a" / "b" / "config.py"))
     assert config.data_root() == tmp_path / "cache" / "transduce" / "data"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert config.data_root() == tmp_path / ".cache" / "transduce" / "data"
-    (tmp_path.parent / "shared" / "data").mkdir(parents=True, exist_ok=True)
-    try:
-        assert config.data_root() == Path("..", "shared", "data")
-    finally:
-        (tmp_path.parent / "shared" / "data").rmdir()
-        (tmp_path.parent / "shared").rmdir()
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    assert config.data_root() == Path("..", "shared", "data")
