@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -38,6 +39,12 @@ def train_command(args: argparse.Namespace) -> None:
         print(
             json.dumps({"run_dir": str(result.run_dir), "steps": result.steps, "best": result.best})
         )
+    if result.interrupted:
+        again = " ".join(shlex.quote(f"--set={item}") for item in args.set)
+        print(f"transduce train: interrupted at step {result.steps}; checkpoint written; resume "
+              f"with: transduce train --resume --out {shlex.quote(str(result.run_dir))}"
+              + (f" {again}" if again else ""), file=sys.stderr)  # fmt: skip
+        sys.exit(128 + result.interrupted)
 
 
 def _read_input(path: str | None) -> list[str]:

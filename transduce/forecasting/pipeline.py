@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from transduce import checkpoint as ckpt
+from transduce import interrupt, rundir
 from transduce.config import Config, SeriesConfig, data_path, load_config, save_config
 from transduce.data.series import (
     ArrayData,
@@ -47,8 +48,6 @@ def series_model(cfg: Config) -> torch.nn.Module:
 def train_series(cfg: Config, run_dir: Path, resume: bool = False):
     """Train the forecasting run ``cfg`` into ``run_dir`` (called by ``transduce.train.train``
     after it resolved the config, seeded and set threads)."""
-    from transduce.train import _truncate_metrics
-
     s = cfg.series
     if not s.train:
         raise ValueError("series.train: give the training series file")
@@ -61,11 +60,8 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False):
         cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w), run_dir,
         loss=s.loss,
     )  # fmt: skip
-    state_path = run_dir / "last" / "trainer_state.pt"
     if resume:
-        ckpt.load_weights(model, run_dir / "last" / "model.safetensors")
-        trainer.restore(ckpt.load_trainer_state(state_path))
-        _truncate_metrics(run_dir / "metrics.jsonl", trainer.step)
+        rundir.restore(trainer, run_dir)
     else:
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -75,7 +71,8 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False):
         len(data), len(train_w.src), len(valid_w.src), cfg.model.preset, cfg.model.cell,
         n_params / 1e6,
     )  # fmt: skip
-    return trainer.fit()
+    with interrupt.graceful():
+        return trainer.fit()
 
 
 class Forecaster:
