@@ -68,6 +68,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
+    _step_fault(f"write {path.name}")
     try:
         with open(tmp, "xb") as f:  # mode 0666 & ~umask, as any other file the user makes
             f.write(data)
@@ -101,6 +102,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
+    _step_fault(f"write {path.name}")
     try:
         save_file(_weights_state(model), tmp, metadata=metadata)
         _fsync_file(tmp)
