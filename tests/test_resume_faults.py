@@ -137,7 +137,8 @@ def test_sigterm_on_the_command_line_prints_the_resume_command(tmp_path):
     cfg = _config(tmp_path, epochs=10_000)
     save_config(cfg, tmp_path / "cfg.yaml")
     run = tmp_path / "my run"
-    cmd = [sys.executable, "-m", "transduce", "train", str(tmp_path / "cfg.yaml"), "--out", str(run)]
+    cmd = [sys.executable, "-m", "transduce", "train", str(tmp_path / "cfg.yaml")]
+    cmd += ["--out", str(run)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

@@ -120,8 +120,11 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise DataError(path, None, "file not found") from None
     except Exception as err:  # safetensors raises its own error types (header, length)
         problem = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(path, None, f"not a readable safetensors file ({problem}); the "
-                        "file is truncated or corrupted") from None  # fmt: skip
+        raise DataError(
+            path,
+            None,
+            f"not a readable safetensors file ({problem}); the file is truncated or corrupted",
+        ) from None
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
@@ -133,14 +136,22 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
         if name in own and own[name].shape != t.shape
     ]
     if wrong:
-        raise DataError(path, None, f"weights do not fit the model of config.yaml (shapes "
-                        f"{', '.join(wrong[:3])}): was the config changed after training?")  # fmt: skip
+        raise DataError(
+            path,
+            None,
+            f"weights do not fit the model of config.yaml (shapes "
+            f"{', '.join(wrong[:3])}): was the config changed after training?",
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {n for n in missing if _is_tied(model, n)}
     missing = [n for n in missing if n not in tied]
     if missing or unexpected:
-        raise DataError(path, None, f"weights do not fit the model: missing {missing[:5]}, "
-                        f"unexpected {unexpected[:5]} (was the config changed after training?)")  # fmt: skip
+        raise DataError(
+            path,
+            None,
+            f"weights do not fit the model: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]} (was the config changed after training?)",
+        )
 
 
 def _is_tied(model: nn.Module, name: str) -> bool:
@@ -173,8 +184,9 @@ def load_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
         raise DataError(path, None, "file not found") from None
     except Exception as err:  # pickle, zip and torch errors alike: the file is damaged
         kind = type(err).__name__
-        raise DataError(path, None, f"not a readable trainer state ({kind}); the file is "
-                        "truncated or corrupted") from None  # fmt: skip
+        raise DataError(
+            path, None, f"not a readable trainer state ({kind}); the file is truncated or corrupted"
+        ) from None
     if not isinstance(state, dict) or "counters" not in state:
         raise DataError(path, None, "not a trainer state (no step counters)")
     return state
@@ -298,8 +310,12 @@ def read_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
             if not path.exists():
                 raise DataError(path, None, "missing from the checkpoint")
             if path.stat().st_size != want["bytes"] or _digest(path) != want["sha256"]:
-                raise DataError(path, None, "does not match the checkpoint's meta.json "
-                                "(truncated or changed after it was written)")  # fmt: skip
+                raise DataError(
+                    path,
+                    None,
+                    "does not match the checkpoint's meta.json "
+                    "(truncated or changed after it was written)",
+                )
     weights_step = weights_metadata(last / FILES[0]).get("step")
     state = load_trainer_state(last / FILES[1])
     state_step = int(state["counters"][0])
@@ -339,8 +355,11 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
     for path in paths:
         for name, tensor in read_weights(path).items():
             if name in total and total[name].shape != tensor.shape:
-                raise DataError(path, None, f"{name} has shape {tuple(tensor.shape)}, not "
-                                f"{tuple(total[name].shape)}")  # fmt: skip
+                raise DataError(
+                    path,
+                    None,
+                    f"{name} has shape {tuple(tensor.shape)}, not {tuple(total[name].shape)}",
+                )
             total[name] = total.get(name, 0) + tensor.double()
             dtypes.setdefault(name, tensor.dtype)
     return {name: (t / len(paths)).to(dtypes[name]) for name, t in total.items()}

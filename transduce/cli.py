@@ -10,7 +10,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from transduce.checkpoint import atomic_write_text
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError, read_lines
 
@@ -48,9 +47,8 @@ def train_command(args: argparse.Namespace) -> None:
 
 
 def _read_input(path: str | None) -> list[str]:
-    if path is None or path == "-":
-        return [line.rstrip("\r\n") for line in sys.stdin]
-    return read_lines(path)
+    """--input, or stdin under the same rules (strict UTF-8, errors name the line)."""
+    return read_lines("-" if path is None else path)
 
 
 def _decode_options(args: argparse.Namespace):
@@ -61,7 +59,8 @@ def _decode_options(args: argparse.Namespace):
         no_repeat_ngram=args.no_repeat_ngram, sample=args.sample, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_len=args.max_len,
         max_len_ratio=args.max_len_ratio, batch_size=args.batch_size,
-        attention=args.format == "jsonl",
+        attention=args.format == "jsonl", max_input_len=args.max_input_len,
+        on_long_input=args.on_long_input,
     )  # fmt: skip
 
 
@@ -88,15 +87,33 @@ def translate_command(args: argparse.Namespace) -> None:
 
     translator = Translator.load(args.model, args.checkpoint, device=args.device)
     inputs = _read_input(args.input)
-    results = translator.decode(inputs, _decode_options(args))
-    if args.format == "jsonl":
-        text = "".join(_jsonl(src, hyps) + "\n" for src, hyps in zip(inputs, results, strict=True))
-    else:
-        text = "".join(hyps[0].text + "\n" for hyps in results)
-    if args.output:
-        atomic_write_text(args.output, text)
-    else:
-        sys.stdout.write(text)
+    out = _open_output(args.output)
+    done = 0  # output streams batch by batch, in input order
+    try:
+        for results in translator.iter_decode(inputs, _decode_options(args)):
+            part = inputs[done : done + len(results)]
+            if args.format == "jsonl":
+                pairs = zip(part, results, strict=True)
+                text = "".join(_jsonl(src, hyps) + "\n" for src, hyps in pairs)
+            else:
+                text = "".join(hyps[0].text + "\n" for hyps in results)
+            out.write(text)
+            out.flush()
+            done += len(results)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+def _open_output(path: str | None):
+    """stdout, or ``path`` opened for writing through whatever it is (a symlink, a FIFO,
+    /proc/self/fd/1): nothing is replaced, and a new file gets the user's umask."""
+    if not path:
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as err:
+        raise DataError(path, None, f"cannot write: {err.strerror or err}") from None
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
@@ -125,6 +142,19 @@ def _add_decode_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-len-ratio", type=float, default=None,
                    help="limit = ceil(ratio * source length) + 5")  # fmt: skip
     g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument(
+        "--max-input-len",
+        type=int,
+        default=None,
+        metavar="TOKENS",
+        help="source tokens per line (default: the run's decode.max_input_len, 1024)",
+    )
+    g.add_argument(
+        "--on-long-input",
+        choices=["truncate", "skip", "error"],
+        default=None,
+        help="what to do with a longer line (default truncate, with a warning)",
+    )
 
 
 def plot_command(args: argparse.Namespace) -> None:

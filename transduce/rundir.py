@@ -24,8 +24,17 @@ log = logging.getLogger("transduce.train")
 
 # Train keys a resumed run may change: budgets, stopping and logging. Everything else fixes
 # the trajectory (optimizer, schedule, batches, seed) and would make the resume inexact.
-RESUMABLE_TRAIN_KEYS = ("epochs", "max_steps", "max_seconds", "patience", "log_every",
-                        "progress", "device", "threads", "keep_checkpoints")  # fmt: skip
+RESUMABLE_TRAIN_KEYS = (
+    "epochs",
+    "max_steps",
+    "max_seconds",
+    "patience",
+    "log_every",
+    "progress",
+    "device",
+    "threads",
+    "keep_checkpoints",
+)
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -101,8 +110,10 @@ def start(
     rank0 = os.environ.get("RANK", "0") == "0"
     if resume:
         if not (run_dir / "config.yaml").exists():
-            raise FileNotFoundError(f"{run_dir}: nothing to resume (no config.yaml): start "
-                                    "it with transduce train CONFIG --out DIR")  # fmt: skip
+            raise FileNotFoundError(
+                f"{run_dir}: nothing to resume (no config.yaml): start "
+                "it with transduce train CONFIG --out DIR"
+            )
         saved = load_config(run_dir / "config.yaml")
         cfg = load_config(run_dir / "config.yaml", overrides)
         check_compatible(saved, cfg, run_dir)

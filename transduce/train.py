@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from transduce import distributed, interrupt, rundir
-from transduce.config import Config, load_config, save_config
+from transduce.config import Config, save_config
 from transduce.data.batches import ParallelData
-from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
+from transduce.data.pipeline import TextPipeline, filter_lengths, length_keep, load_texts
 from transduce.nn.models import build_model
 from transduce.trainer import RunResult, Trainer
 
@@ -41,7 +41,10 @@ def prepare_run(
         pipeline.encode(texts.train_src, texts.train_tgt), cfg.data, "train"
     )
     valid_data = pipeline.encode(texts.valid_src, texts.valid_tgt)
-    return pipeline, train_data, valid_data, texts.valid_tgt
+    keep = length_keep(valid_data, cfg.data)  # the references follow the kept pairs
+    valid_refs = [ref for ref, kept in zip(texts.valid_tgt, keep, strict=True) if kept]
+    valid_data = filter_lengths(valid_data, cfg.data, "valid")
+    return pipeline, train_data, valid_data, valid_refs
 
 
 def train(
@@ -129,4 +132,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
