@@ -299,13 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _forecast_run(args: argparse.Namespace):
-    from transduce.data.series import read_series
+    from transduce.data.series import read_series, require_positive
     from transduce.forecasting.pipeline import Forecaster
 
     if not args.input:
         raise ConfigError(f"{args.command}: give --input SERIES_FILE")
     forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
     series = read_series(args.input, args.format, args.on_bad_line)
+    require_positive(series, forecaster.cfg.series.scaling)
     actuals = read_series(args.actuals, args.format) if args.actuals else None
     return forecaster, series, forecaster.forecast(series.values), actuals
 

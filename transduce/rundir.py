@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -84,22 +85,35 @@ def clean(run_dir: Path) -> int:
             for tmp in folder.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
                 removed += 1
-    _migrate_last(run_dir)
+    _migrate_pointers(run_dir)
     removed += len(ckpt.prune(run_dir))
     if removed:
         log.info("%s: removed %d leftover(s) of an interrupted write", run_dir, removed)
     return removed
 
 
-def _migrate_last(run_dir: Path) -> None:
-    """Runs written before checkpoint directories kept ``last/`` as a plain directory."""
-    last = run_dir / "last"
-    if last.is_dir() and not last.is_symlink() and has_checkpoint(run_dir):
-        step = int(ckpt.load_trainer_state(last / ckpt.FILES[1])["counters"][0])
-        name = ckpt.step_dir_name(step)
-        (run_dir / ckpt.CKPT).mkdir(exist_ok=True)
-        os.replace(last, run_dir / ckpt.CKPT / name)
-        os.symlink(f"{ckpt.CKPT}/{name}", last)
+def _migrate_pointers(run_dir: Path) -> None:
+    """``last/`` and ``best/`` as plain directories (a run written before checkpoint
+    directories, or copied without its symlinks) become checkpoint directories again."""
+    for pointer in ("last", "best"):
+        plain = run_dir / pointer
+        if not plain.is_dir() or plain.is_symlink():
+            continue
+        step = ckpt.weights_metadata(plain / ckpt.FILES[0]).get("step")
+        if step is None or not step.isdigit():
+            raise DataError(plain / ckpt.FILES[0], None, "no step in the weights' metadata")
+        name = ckpt.step_dir_name(int(step))
+        target = run_dir / ckpt.CKPT / name
+        target.parent.mkdir(exist_ok=True)
+        if target.exists() or not (plain / ckpt.FILES[1]).exists():
+            target.mkdir(exist_ok=True)
+            for file in plain.iterdir():  # a copy: keep what the checkpoint dir lacks
+                if not (target / file.name).exists():
+                    os.replace(file, target / file.name)
+            shutil.rmtree(plain)
+        else:
+            os.replace(plain, target)
+        os.symlink(f"{ckpt.CKPT}/{name}", plain)
 
 
 def start(

@@ -24,6 +24,7 @@ from transduce.data.series import (
     left_pad,
     make_windows,
     read_series,
+    require_positive,
     training_windows,
     unscale,
 )
@@ -52,6 +53,7 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False):
     if not s.train:
         raise ValueError("series.train: give the training series file")
     data = read_series(data_path(s.train), s.format, s.on_bad_line)
+    require_positive(data, s.scaling)
     train_w, valid_w = training_windows(
         data.values, window_spec(s), s.stride, s.holdout if s.holdout is not None else s.horizon
     )
