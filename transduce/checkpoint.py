@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from transduce.data.corpus import DataError
@@ -58,8 +58,12 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` (mode 0666 & ~umask, as any file the user makes: safetensors'
+    own ``save_file`` makes 0600 files), write ``data`` and fsync it."""
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
         os.fsync(f.fileno())
 
 
@@ -70,10 +74,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     tmp = _tmp_name(path)
     _step_fault(f"write {path.name}")
     try:
-        with open(tmp, "xb") as f:  # mode 0666 & ~umask, as any other file the user makes
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_new(tmp, data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -104,8 +105,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
     tmp = _tmp_name(path)
     _step_fault(f"write {path.name}")
     try:
-        save_file(_weights_state(model), tmp, metadata=metadata)
-        _fsync_file(tmp)
+        _write_new(tmp, save(_weights_state(model), metadata=metadata))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -229,8 +229,7 @@ def write_checkpoint(
     tmp = root / f".tmp-{name}.{os.getpid()}.{secrets.token_hex(4)}"
     tmp.mkdir()
     _step_fault("weights")
-    save_file(_weights_state(model), tmp / FILES[0], metadata=meta)
-    _fsync_file(tmp / FILES[0])
+    _write_new(tmp / FILES[0], save(_weights_state(model), metadata=meta))
     _step_fault("trainer state")
     with open(tmp / FILES[1], "xb") as f:
         torch.save(state, f)
@@ -374,8 +373,7 @@ def write_average(run_dir: str | os.PathLike, last: int) -> Path:
     tmp = _tmp_name(out)
     meta = {"averaged": ",".join(p.name for p in paths)}
     try:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=meta)
-        _fsync_file(tmp)
+        _write_new(tmp, save({k: v.contiguous() for k, v in state.items()}, metadata=meta))
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
