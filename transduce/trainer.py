@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -268,11 +269,10 @@ class Trainer:
 
     def _interrupted(self) -> bool:
         """Whether SIGINT/SIGTERM asked to stop (on any rank: all ranks stop together)."""
-        signum = interrupt.requested()
-        if self.world > 1:
-            signum = signum or (int(distributed.any_rank(signum is not None)) and 2)
-        self.signal = signum
-        return bool(signum)
+        self.signal = interrupt.requested()
+        if self.world > 1 and distributed.any_rank(self.signal is not None):
+            self.signal = self.signal or int(signal.SIGTERM)
+        return self.signal is not None
 
     def _progress_bar(self) -> tqdm:
         t = self.tcfg
