@@ -47,6 +47,12 @@ def test_stdin_is_strict_utf8_with_line_numbers(model, capsys, monkeypatch):
     assert "<stdin>:2: invalid UTF-8" in err
 
 
+def test_chat_reads_stdin_strictly_too(model, capsys, monkeypatch):
+    _stdin(monkeypatch, b"abc\n\xffx\n")
+    err = _error(capsys, ["chat", "--model", str(model)])
+    assert "<stdin>:2: invalid UTF-8" in err
+
+
 def test_stdin_and_input_file_agree(model, capsys, monkeypatch, tmp_path):
     data = "\ufeffabc\r\ncab\n".encode()
     (tmp_path / "in.txt").write_bytes(data)
