@@ -67,7 +67,6 @@ def in_child(body) -> int:
     """Run ``body`` in a forked child; its wait status."""
     pid = os.fork()
     if pid == 0:
-        os.environ["TRANSDUCE_QUIET"] = "1"
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
