@@ -96,3 +96,10 @@ def test_resume_without_a_checkpoint_starts_afresh(runs, tmp_path, caplog):
 def test_new_train_into_a_run_with_a_checkpoint_is_refused(runs, half):
     with pytest.raises(FileExistsError, match="--resume"):
         train(runs[0], half)
+
+
+def test_a_dangling_last_is_refused_not_restarted(half):
+    target = (half / "last").resolve()
+    shutil.rmtree(target)
+    with pytest.raises(DataError, match="holds no complete checkpoint"):
+        train(out=half, resume=True)

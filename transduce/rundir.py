@@ -133,6 +133,11 @@ def start(
         check_compatible(saved, cfg, run_dir)
         if rank0:
             clean(run_dir)
+        last = run_dir / "last"
+        if not has_checkpoint(run_dir) and (last.is_symlink() or last.exists()):
+            target = os.readlink(last) if last.is_symlink() else "a folder"
+            problem = f"points at {target}, which holds no complete checkpoint"
+            raise DataError(last, None, f"{problem} (deleted or damaged); not starting afresh")
         if not has_checkpoint(run_dir):
             log.warning("%s: no complete checkpoint yet; starting the run afresh from its "
                         "config.yaml", run_dir)  # fmt: skip
