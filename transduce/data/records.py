@@ -131,6 +131,9 @@ def _header(path: PathLike, number: int, raw: bytes, needed: Sequence[str]) -> d
     except _BadLine as bad:
         raise DataError(path, number, bad.message) from None
     columns = {name: i for i, name in enumerate(names)}
+    if len(columns) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(path, number, f"header repeats column {', '.join(map(repr, repeated))}")
     missing = [n for n in needed if n not in columns]
     if missing:
         raise DataError(path, number, f"header has no column {', '.join(map(repr, missing))} "

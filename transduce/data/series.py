@@ -19,6 +19,7 @@ import csv
 import logging
 import math
 import os
+import zlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -162,7 +163,10 @@ def read_series(
     """Read ``path`` as ``m4`` (wide) or ``long``; ``auto`` looks at the header."""
     if fmt == "auto":
         with _open_bytes(path) as f:
-            head = f.readline(4096).decode("utf-8", errors="replace")
+            try:
+                head = f.readline(4096).decode("utf-8", errors="replace")
+            except (OSError, EOFError, zlib.error) as err:
+                raise DataError(path, None, f"cannot read (corrupt or truncated?): {err}") from None
         head = head.strip().lower().replace('"', "").removeprefix("\ufeff")
         fmt = "long" if head.startswith("id,timestamp") else "m4"
     if fmt == "long":
