@@ -39,11 +39,20 @@ def train_command(args: argparse.Namespace) -> None:
             json.dumps({"run_dir": str(result.run_dir), "steps": result.steps, "best": result.best})
         )
     if result.interrupted:
-        again = " ".join(shlex.quote(f"--set={item}") for item in args.set)
-        print(f"transduce train: interrupted at step {result.steps}; checkpoint written; resume "
-              f"with: transduce train --resume --out {shlex.quote(str(result.run_dir))}"
-              + (f" {again}" if again else ""), file=sys.stderr)  # fmt: skip
+        _print_resume_command(args, result)
         sys.exit(128 + result.interrupted)
+
+
+def _print_resume_command(args: argparse.Namespace, result) -> None:
+    """The command that continues an interrupted run (rank 0's line under torchrun)."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    prog = f"torchrun --nproc_per_node {world} -m transduce" if world > 1 else "transduce"
+    again = "".join(" " + shlex.quote(f"--set={item}") for item in args.set)
+    out = shlex.quote(str(result.run_dir))
+    print(f"transduce train: interrupted at step {result.steps}; checkpoint written; resume "
+          f"with: {prog} train --resume --out {out}{again}", file=sys.stderr)  # fmt: skip
 
 
 def _read_input(path: str | None) -> list[str]:
