@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from transduce import checkpoint as ckpt
-from transduce import interrupt, rundir
-from transduce.config import Config, SeriesConfig, data_path, load_config, save_config
+from transduce.config import Config, SeriesConfig, data_path, load_config
 from transduce.data.series import (
     ArrayData,
     SeriesSet,
@@ -28,6 +27,7 @@ from transduce.data.series import (
     training_windows,
     unscale,
 )
+from transduce.engine.run import run
 from transduce.forecasting.metrics import baseline_scores, owa, score
 from transduce.forecasting.trainer import ValueTrainer
 from transduce.nn.models import build_value_model
@@ -62,19 +62,11 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False):
         cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w), run_dir,
         loss=s.loss,
     )  # fmt: skip
-    if resume:
-        rundir.restore(trainer, run_dir)
-    else:
-        save_config(cfg, run_dir / "config.yaml")
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info(
-        "%d series: %d training windows, %d validation; %s %s, %.3fM parameters",
-        len(data), len(train_w.src), len(valid_w.src), cfg.model.preset, cfg.model.cell,
-        n_params / 1e6,
-    )  # fmt: skip
-    with interrupt.graceful():
-        return trainer.fit()
+    summary = (
+        f"{len(data)} series: {len(train_w.src)} training windows, {len(valid_w.src)} "
+        f"validation; {cfg.model.preset} {cfg.model.cell}"
+    )
+    return run(trainer, resume, summary=summary)
 
 
 class Forecaster:
