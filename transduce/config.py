@@ -167,7 +167,7 @@ class TrainConfig:
     progress: bool = True
     accumulate_steps: int = 1  # batches per update (gradient accumulation)
     tensorboard: bool = False  # event files under RUN/tensorboard (extra "tensorboard")
-    find_unused_parameters: bool = True  # DDP: a parameter may get no gradient on a rank
+    find_unused_parameters: bool = False  # DDP: some parameter may get no gradient on a rank
 
 
 @dataclass(frozen=True)

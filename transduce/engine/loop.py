@@ -198,11 +198,15 @@ class Loop:
         return self.signal is not None
 
     def _report(self, progress: Progress, loss: float, ntok: int) -> None:
-        shown = self.epoch + (0 if self.position == 0 and self.step else 1)  # the current one
-        rate = progress.step(self.step, min(shown, self.tcfg.epochs), loss, ntok, self.elapsed)
+        rate = progress.step(self.step, self.current_epoch(), loss, ntok, self.elapsed)
         if self.tcfg.log_every and self.step % self.tcfg.log_every == 0:
             lr = self.optimizer.param_groups[0]["lr"]
             self._log({"split": "train", "loss": progress.mean_loss(), "tok_s": rate, "lr": lr})
+
+    def current_epoch(self) -> int:
+        """The epoch being trained, from 1 (the one just finished at its end); the records
+        in metrics.jsonl count finished epochs instead."""
+        return self.epoch + (1 if self.position > 0 or self.step == 0 else 0)
 
     def _validation_due(self, end_of_epoch: bool) -> bool:
         every = self.tcfg.valid_every
@@ -249,7 +253,8 @@ class Loop:
         if record["split"] == "valid":
             self.history.append(record)
             if self.rank == 0:
-                line = " ".join(f"{k}={_short(v)}" for k, v in record.items() if k != "split")
+                shown = {**record, "epoch": self.current_epoch()}
+                line = " ".join(f"{k}={_short(v)}" for k, v in shown.items() if k != "split")
                 self.progress.say(line) if self.progress else print(line, flush=True)
         if self.logs is not None:
             self.logs.write(record)

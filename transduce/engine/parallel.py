@@ -16,6 +16,7 @@ the last backward pass by DDP's buckets (``gradient_as_bucket_view``: no copy in
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -34,12 +35,16 @@ def wrap(objective: nn.Module, device: torch.device, world: int, find_unused: bo
     traverses the autograd graph after each forward to mark it ready)."""
     if world <= 1:
         return objective
+    # No running statistics in these models: buffers are rank 0's from the start on, not
+    # re-sent before every forward (the option's name changed in torch 2.13).
+    sync = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    no_resend = {"forward_sync_buffers" if sync else "broadcast_buffers": False}
     return DistributedDataParallel(
         objective,
         device_ids=[device.index or 0] if device.type == "cuda" else None,
         gradient_as_bucket_view=True,
-        broadcast_buffers=False,  # no running statistics in these models; rank 0's at start
         find_unused_parameters=find_unused,
+        **no_resend,
     )
 
 
