@@ -46,6 +46,28 @@ def series_model(cfg: Config) -> torch.nn.Module:
     return build_value_model(cfg.model, spec.features, 1, spec.exog_features)
 
 
+def holdout_scorer(series: list[np.ndarray], valid, s: SeriesConfig, holdout: int):
+    """sMAPE, MASE and OWA (against Naive2) of the validation roll-out in the data's units:
+    the forecasts of each series' last ``holdout`` values from what precedes them, as the
+    M4 benchmark scores a test set. None where the held-out windows are not that (a
+    holdout of 0, or other than the horizon)."""
+    if holdout != s.horizon or valid.target is None:
+        return None
+    spec = window_spec(s)
+    kept = [x for x in series if len(x) >= s.lookback + holdout]
+    history, truth = [x[:-holdout] for x in kept], [x[-holdout:] for x in kept]
+    if len(kept) != len(valid.level):
+        return None
+    naive2 = baseline_scores(history, truth, s.period)["Naive2"]
+
+    def scorer(pred: np.ndarray) -> dict[str, float]:
+        forecasts = unscale(pred[:, :, 0].astype(np.float64), valid.level, spec)
+        ours = score(history, truth, list(forecasts), s.period)
+        return {"smape": ours["smape"], "mase": ours["mase"], "owa": owa(ours, naive2)}
+
+    return scorer
+
+
 def train_series(cfg: Config, run_dir: Path, resume: bool = False):
     """Train the forecasting run ``cfg`` into ``run_dir`` (called by ``transduce.train.train``
     after it resolved the config, seeded and set threads)."""
@@ -58,9 +80,10 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False):
         data.values, window_spec(s), s.stride, s.holdout if s.holdout is not None else s.horizon
     )
     model = series_model(cfg)
+    holdout = s.holdout if s.holdout is not None else s.horizon
     trainer = ValueTrainer(
         cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w), run_dir,
-        loss=s.loss,
+        loss=s.loss, scorer=holdout_scorer(data.values, valid_w, cfg.series, holdout),
     )  # fmt: skip
     summary = (
         f"{len(data)} series: {len(train_w.src)} training windows, {len(valid_w.src)} "

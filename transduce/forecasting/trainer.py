@@ -33,6 +33,8 @@ class ValueTrainer(Loop):
         valid_data: ArrayData,
         run_dir: str | os.PathLike,
         loss: Loss = "mse",
+        scorer=None,
     ):
-        super().__init__(cfg, SeriesTask(cfg, model, train_data, valid_data, loss), run_dir)
+        task = SeriesTask(cfg, model, train_data, valid_data, loss, scorer)
+        super().__init__(cfg, task, run_dir)
         self.kind, self.valid_data = loss, valid_data
