@@ -140,7 +140,7 @@ class Loop:
             progress.close()
             self.logs.close()
         if ended and self.best and not resumed_done:
-            shown = " ".join(f"{k}={_short(v)}" for k, v in self.best.items())
+            shown = " ".join(f"{k}={_short(v)}" for k, v in self.best.items() if k != "epoch")
             progress.note(f"stopped by {ended}; best checkpoint {self.run_dir / 'best'}: {shown}")
         return RunResult(
             self.run_dir, self.best or {}, self.history[-1] if self.history else {},
