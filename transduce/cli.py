@@ -12,6 +12,7 @@ from pathlib import Path
 from transduce.checkpoint import atomic_write_text
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError, read_lines
+from transduce.serve import command as serve_command
 
 log = logging.getLogger("transduce")
 
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=plot_command)
     _add_application_commands(sub)
     _add_forecast_parser(sub)
+    serve_command.add_parser(sub)
     return parser
 
 
