@@ -3,8 +3,14 @@ reversal model with attention, a two-input model, and a forecasting model."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import re
+import select
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -76,3 +82,32 @@ def series_run(tmp_path_factory):
     }  # fmt: skip
     train(from_dict(Config, raw), tmp / "fc")
     return tmp / "fc"
+
+
+@contextlib.contextmanager
+def running_server(*args: str, timeout: float = 120.0):
+    """``transduce serve --port 0 ARGS`` in a subprocess; yields its base URL (loopback)."""
+    cmd = [sys.executable, "-m", "transduce", "-q", "serve", "--port", "0", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        ready = select.select([proc.stdout], [], [], timeout)[0]
+        line = proc.stdout.readline() if ready else ""
+        match = re.search(r"listening on (http://\S+)", line)
+        if not match:
+            proc.kill()
+            raise RuntimeError(f"server did not start: {line!r} {proc.stderr.read()[-2000:]}")
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server():
+    """``server(*args)``: a context manager running ``transduce serve`` (see running_server)."""
+    return running_server

@@ -163,8 +163,8 @@ def create_app(models: dict[str, ServedModel], limits: ServeLimits | None = None
             if series.timestamps is not None:
                 stamps = continue_timestamps(series.timestamps, len(pred), f"series[{i}]")
             out.append(s.SeriesForecast(id=series.id, values=pred.tolist(), timestamps=stamps))
-        horizon = len(preds[0])
-        return s.ForecastResponse(model=name, horizon=horizon, forecasts=out, decode_ms=round(ms, 3))
+        ms = round(ms, 3)
+        return s.ForecastResponse(model=name, horizon=len(preds[0]), forecasts=out, decode_ms=ms)
 
     return app
 

@@ -1,0 +1,54 @@
+"""``transduce serve``: bad --model specs fail with one line; the server starts, says where
+it listens, answers on loopback and keeps serving after bad requests."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from transduce.cli import main
+from transduce.serve.backend import parse_model_specs
+
+
+def post(url: str, body: bytes) -> tuple[int, dict]:
+    req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_model_specs(text_run, series_run):
+    specs = parse_model_specs([str(text_run), f"fc={series_run}"])
+    assert specs == {text_run.name: text_run, "fc": series_run}
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--model", "no/such/dir"], "not a transduce run"),
+        (["--model", "RUN", "--model", "RUN"], "given twice"),
+        (["--model", "RUN", "--max-texts", "0"], "--max-texts must be positive"),
+    ],
+)
+def test_bad_flags_fail_with_one_line(text_run, capsys, args, problem):
+    args = [str(text_run) if a == "RUN" else a for a in args]
+    assert main(["serve", *args]) == 2
+    err = capsys.readouterr().err
+    assert problem in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_serves_on_loopback_and_survives_bad_requests(server, text_run):
+    with server("--model", f"g={text_run}", "--max-batch-size", "8") as url:
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "/health", timeout=60) as reply:
+            assert json.loads(reply.read())["models"] == ["g"]
+        for bad in (b'{"texts": ["\xff"]}', b'{"texts": [1]}', b"[" * 100000, b""):
+            status, body = post(url + "/v1/translate", bad)
+            assert 400 <= status < 500 and body["field"]
+        status, body = post(url + "/v1/translate", json.dumps({"texts": ["αβγ"]}).encode())
+        assert status == 200 and body["model"] == "g" and body["results"][0]["hypotheses"]
