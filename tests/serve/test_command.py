@@ -10,7 +10,6 @@ import urllib.request
 import pytest
 
 from transduce.cli import main
-from transduce.serve.backend import parse_model_specs
 
 
 def post(url: str, body: bytes) -> tuple[int, dict]:
@@ -20,11 +19,6 @@ def post(url: str, body: bytes) -> tuple[int, dict]:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
-
-
-def test_model_specs(text_run, series_run):
-    specs = parse_model_specs([str(text_run), f"fc={series_run}"])
-    assert specs == {text_run.name: text_run, "fc": series_run}
 
 
 @pytest.mark.parametrize(
