@@ -49,13 +49,14 @@ def wait_for(driver, css: str, timeout: float = 60):
     )
 
 
-def test_translate_with_beam_and_heatmap(browser, server, text_run, series_run, tmp_path):
+def test_translate_with_beam_and_heatmap(browser, server, text_run, qa_run, series_run, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     sentence = "αβγδε"
     want = Translator.load(text_run).decode([sentence], DecodeOptions(beam=3, nbest=3, alpha=0.6))
-    with server("--model", str(text_run), "--model", f"series={series_run}") as url:
+    runs = ["--model", str(text_run), "--model", f"qa={qa_run}", "--model", f"series={series_run}"]
+    with server(*runs) as url:
         browser.get(url + "/")
         wait_for(browser, "body[data-ready]")
         Select(browser.find_element(By.ID, "model")).select_by_value(text_run.name)
@@ -91,6 +92,15 @@ def test_translate_with_beam_and_heatmap(browser, server, text_run, series_run, 
         browser.find_element(By.ID, "run").click()
         error = wait_for(browser, "#error:not(.hidden)")
         assert "beam" in error.text
+
+        # a two-input model gets one box per field
+        Select(browser.find_element(By.ID, "model")).select_by_value("qa")
+        browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=greedy]").click()
+        browser.find_element(By.ID, "in-question").send_keys("abc")
+        browser.find_element(By.ID, "in-document").send_keys("xyz")
+        browser.find_element(By.ID, "run").click()
+        wait_for(browser, "#results li .text")
+        assert "abc" in browser.find_element(By.ID, "results").text
 
         Select(browser.find_element(By.ID, "model")).select_by_value("series")
         browser.find_element(By.ID, "values").send_keys("10 20 30 20 10 20 30 20 10 20 30 20")
