@@ -8,6 +8,7 @@ offending field; nothing a client sends can stop the server from answering the n
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from transduce.serve.batcher import Arrivals, MicroBatcher
 from transduce.serve.limits import ServeLimits
 from transduce.translate import DecodeOptions, Translation
 
+log = logging.getLogger("transduce.serve")
 PAGE = Path(__file__).parent / "static" / "index.html"
 API_PREFIX = "/v1/"
 
@@ -62,8 +64,10 @@ class _Gate:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.max_body:
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is None and scope["method"] in ("GET", "HEAD"):
+            length = b"0"
+        if length is None or not length.isdigit() or int(length) > self.max_body:
             # h11 holds the body to its declared length; chunked bodies need one declared
             response = _error(413, "body", f"request body over {self.max_body} bytes (or no "
                               "Content-Length)")  # fmt: skip
@@ -140,6 +144,8 @@ def create_app(models: dict[str, ServedModel], limits: ServeLimits | None = None
             raise ApiError(422, "nbest", "must be <= beam (or set sample: true)")
         if len(texts) * body.nbest > limits.max_texts:
             raise ApiError(422, "nbest", f"texts x nbest is over {limits.max_texts}")
+        if body.return_attention:
+            _check_attention_size(texts, body, model.max_len)
         options = _options(body)
         start = time.perf_counter()
         mergeable = not (body.sample and body.seed is not None)
@@ -191,6 +197,11 @@ def _add_error_handlers(app: FastAPI) -> None:
             message = "the body could not be read: send JSON in UTF-8"
         return _error(exc.status_code, field, message)
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("decode failed")
+        return _error(500, "body", f"the model failed on this request: {type(exc).__name__}")
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.field, exc.message)
@@ -240,6 +251,17 @@ def _joined_fields(item: Any, fields: tuple[str, ...], where: str) -> str:
             raise ApiError(422, f"{where}.{f}", "must be a string")
     # as the training records were packed: each field on one line, tab-joined
     return "\t".join(" ".join(item[f].split()) for f in fields)
+
+
+def _check_attention_size(texts: list[str], body: s.TranslateRequest, default_len: int) -> None:
+    """Bound the attention matrices a reply may carry (a token is at most one character
+    here, plus one for the end)."""
+    rows = body.max_len or default_len
+    cells = body.nbest * rows * sum(len(t) + 1 for t in texts)
+    if cells > s.MAX_ATTENTION_CELLS:
+        raise ApiError(422, "return_attention", f"the attention matrices could reach {cells:,} "
+                       f"weights (at most {s.MAX_ATTENTION_CELLS:,}): send fewer or shorter "
+                       "texts, or lower nbest or max_len")  # fmt: skip
 
 
 def _check_series(series: list[s.SeriesInput], limits: ServeLimits) -> None:

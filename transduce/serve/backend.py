@@ -58,6 +58,7 @@ class TextModel:
     def __init__(self, name: str, run_dir: Path, translator) -> None:
         self.name, self.run_dir, self.translator = name, run_dir, translator
         self.fields: tuple[str, ...] = tuple(translator.cfg.data.src_fields) or ("text",)
+        self.max_len: int = translator.cfg.decode.max_len  # output cap when a request sets none
 
     @classmethod
     def load(cls, name: str, run_dir: Path, checkpoint: str = "best", device: str = "cpu"):

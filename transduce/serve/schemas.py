@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MAX_BEAM = 32  # beam size and n-best list length accepted per request
 MAX_OUTPUT_LEN = 1000  # the largest max_len a request may ask for
+MAX_ATTENTION_CELLS = 4_000_000  # attention weights one reply may carry (about 30 MB of JSON)
 
 
 class _Body(BaseModel):
