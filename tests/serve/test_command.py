@@ -46,3 +46,30 @@ def test_serves_on_loopback_and_survives_bad_requests(server, text_run):
             assert 400 <= status < 500 and body["field"]
         status, body = post(url + "/v1/translate", json.dumps({"texts": ["αβγ"]}).encode())
         assert status == 200 and body["model"] == "g" and body["results"][0]["hypotheses"]
+
+
+def test_accepted_connections_send_small_replies_without_delay():
+    """TCP_NODELAY on the server side: otherwise each reply waits for a delayed ACK."""
+    import asyncio
+    import socket
+
+    from transduce.serve.command import listening_socket
+
+    async def main() -> int:
+        seen: list[int] = []
+
+        async def handle(reader, writer) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=listening_socket("127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        while not seen:
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+        return seen[0]
+
+    assert asyncio.run(main()) != 0
