@@ -7,7 +7,8 @@ and off (``--max-batch-size 1``) -- and, for each client count, alternates betwe
 are keep-alive HTTP/1.1 connections that send test_2016_flickr German sentences one per
 request. Prints one JSON line: per setting sentences/s and p50/p95/p99 latency, plus the
 offline ``Translator.decode`` figures on the same sentences in the same run (what
-``transduce translate --batch-size 64`` runs): batched throughput and the one-sentence time.
+``transduce translate --batch-size 64`` runs, in a fresh process started like the servers):
+batched throughput and the one-sentence time.
 
     python benchmarks/serve_load.py --model runs/m30k_word       # trained first if missing
     python benchmarks/serve_load.py --clients 1,8 --seconds 5 --repeats 2
@@ -103,9 +104,18 @@ def summary(done: int, elapsed: float, latencies: list[float], errors: int) -> d
     }  # fmt: skip
 
 
-def offline(model: str, sentences: list[str], threads: int, beam: int, singles: int) -> dict:
-    """What ``transduce translate --batch-size 64`` does, in this process, and one sentence
-    at a time (the latency a single client could hope for)."""
+def offline(model: str, threads: int, beam: int, singles: int) -> dict:
+    """What ``transduce translate --batch-size 64`` does, in a fresh process started like the
+    servers (``OMP_NUM_THREADS``, ``--threads``), and one sentence at a time (the latency a
+    single client could hope for)."""
+    cmd = [sys.executable, __file__, "--offline-child", "--model", model, "--threads",
+           str(threads), "--beam", str(beam), "--singles", str(singles)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=1800)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def offline_child(model: str, sentences: list[str], threads: int, beam: int, singles: int) -> dict:
     torch.set_num_threads(threads)
     tr = Translator.load(model)
     tr.decode(sentences[:64], DecodeOptions(beam=beam, batch_size=64))  # warm-up
@@ -136,7 +146,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--beam", type=int, default=1)
     p.add_argument("--singles", type=int, default=100, help="sentences timed one at a time")
+    p.add_argument("--offline-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.offline_child:
+        sentences = read_lines(data_root() / "multi30k" / "test_2016_flickr.de.gz")
+        print(json.dumps(offline_child(args.model, sentences, args.threads, args.beam,
+                                       args.singles)))  # fmt: skip
+        return
     if not (Path(args.model) / "config.yaml").exists():
         over = [f"train.max_seconds={args.train_seconds}"]
         train(load_config(RECIPE, over), args.model)
@@ -163,7 +179,7 @@ def main() -> None:
             sum(g[3] for g in got),
         )
         settings.append({"clients": c, "batching": batching, **summary(*merged)})
-    off = offline(args.model, sentences, args.threads, args.beam, args.singles)
+    off = offline(args.model, args.threads, args.beam, args.singles)
     rate = {(s["clients"], s["batching"]): s for s in settings}
     top = max(clients)
     checks = {
