@@ -6,9 +6,9 @@ and off (``--max-batch-size 1``) -- and, for each client count, alternates betwe
 (``--repeats`` rounds), each setting bounded by ``--seconds`` and ``--max-requests``. Clients
 are keep-alive HTTP/1.1 connections that send test_2016_flickr German sentences one per
 request. Prints one JSON line: per setting sentences/s and p50/p95/p99 latency, plus the
-offline ``Translator.decode`` figures on the same sentences in the same run (what
-``transduce translate --batch-size 64`` runs, in a fresh process started like the servers):
-batched throughput and the one-sentence time.
+offline ``Translator.decode`` figures on the same sentences, measured before and after the
+server runs (what ``transduce translate --batch-size 64`` runs, in a fresh process started
+like the servers): batched throughput and the one-sentence time; ratios use their mean.
 
     python benchmarks/serve_load.py --model runs/m30k_word       # trained first if missing
     python benchmarks/serve_load.py --clients 1,8 --seconds 5 --repeats 2
@@ -159,6 +159,7 @@ def main() -> None:
     sentences = read_lines(data_root() / "multi30k" / "test_2016_flickr.de.gz")
     clients = [int(c) for c in args.clients.split(",")]
     runs: dict[tuple[int, bool], list[tuple]] = {}
+    before = offline(args.model, args.threads, args.beam, args.singles)
     with (server(args.model, args.threads) as on,
           server(args.model, args.threads, "--max-batch-size", "1") as off):  # fmt: skip
         for port in (on, off):  # warm-up: first requests pay for lazy initialisation
@@ -179,7 +180,9 @@ def main() -> None:
             sum(g[3] for g in got),
         )
         settings.append({"clients": c, "batching": batching, **summary(*merged)})
-    off = offline(args.model, args.threads, args.beam, args.singles)
+    after = offline(args.model, args.threads, args.beam, args.singles)
+    # the machine's load drifts: compare against the mean of offline runs before and after
+    off = {k: round((before[k] + after[k]) / 2, 2) for k in before}
     rate = {(s["clients"], s["batching"]): s for s in settings}
     top = max(clients)
     checks = {
@@ -193,7 +196,8 @@ def main() -> None:
             rate[1, True]["p95_ms"] / off["one_sentence_p95_ms"], 3
         )
     print(json.dumps({"model": args.model, "threads": args.threads, "beam": args.beam,
-                      "sentences": len(sentences), "offline": off, "ratios": checks,
+                      "sentences": len(sentences), "offline": off, "offline_before": before,
+                      "offline_after": after, "ratios": checks,
                       "settings": settings}))  # fmt: skip
 
 
