@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from transduce import data_command
 from transduce.checkpoint import atomic_write_text
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError, read_lines
@@ -256,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=plot_command)
     _add_application_commands(sub)
     _add_forecast_parser(sub)
+    data_command.add_parser(sub)
     serve_command.add_parser(sub)
     return parser
 

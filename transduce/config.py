@@ -317,14 +317,26 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
 
 
+def default_data_dir() -> Path:
+    """Where ``transduce data get`` installs by default: ``$XDG_CACHE_HOME/transduce/data``,
+    or ``~/.cache/transduce/data``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache, "transduce", "data")
+
+
 def data_root() -> Path:
-    """``$TRANSDUCE_DATA``, else ``../shared/data`` from the working directory or, failing
-    that, beside this source checkout."""
+    """``$TRANSDUCE_DATA``, else ``../shared/data`` from the working directory or beside
+    this source checkout, else :func:`default_data_dir` (where ``transduce data get`` puts
+    the corpora)."""
     if os.environ.get("TRANSDUCE_DATA"):
         return Path(os.environ["TRANSDUCE_DATA"])
-    here = Path("..", "shared", "data")
-    beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return here if here.exists() or not beside_checkout.exists() else beside_checkout
+    for shared in (
+        Path("..", "shared", "data"),
+        Path(__file__).resolve().parents[2] / "shared" / "data",
+    ):
+        if shared.exists():
+            return shared
+    return default_data_dir()
 
 
 def data_path(path: str) -> Path:
