@@ -44,6 +44,10 @@ class Arrivals:
     def listen(self, event: asyncio.Event) -> None:
         self._listeners.append(event)
 
+    def forget(self, event: asyncio.Event) -> None:
+        if event in self._listeners:
+            self._listeners.remove(event)
+
 
 @dataclass(eq=False)
 class _Request:
@@ -100,6 +104,8 @@ class MicroBatcher:
         """Start the worker in the running loop (again if the loop changed, as in tests)."""
         if self._loop is loop and self._task is not None and not self._task.done():
             return
+        if self.arrivals is not None:
+            self.arrivals.forget(self._wake)
         self._loop, self._wake = loop, asyncio.Event()
         if self.arrivals is not None:
             self.arrivals.listen(self._wake)
