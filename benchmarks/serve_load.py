@@ -23,6 +23,7 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -148,6 +149,8 @@ def main() -> None:
     p.add_argument("--singles", type=int, default=100, help="sentences timed one at a time")
     p.add_argument("--offline-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    # a terminated benchmark still stops its servers (the with-blocks' cleanup runs)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.offline_child:
         sentences = read_lines(data_root() / "multi30k" / "test_2016_flickr.de.gz")
         print(json.dumps(offline_child(args.model, sentences, args.threads, args.beam,
