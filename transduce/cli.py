@@ -13,6 +13,7 @@ from pathlib import Path
 from transduce import data_command
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError, read_lines
+from transduce.serve import command as serve_command
 
 log = logging.getLogger("transduce")
 
@@ -303,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_application_commands(sub)
     _add_forecast_parser(sub)
     data_command.add_parser(sub)
+    serve_command.add_parser(sub)
     return parser
 
 
