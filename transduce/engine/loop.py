@@ -11,6 +11,7 @@ plan (the last step of an epoch may take fewer).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -29,6 +30,8 @@ from transduce.engine.progress import Logs, Progress, planned_steps
 from transduce.engine.teacher import teacher_forcing_ratio
 from transduce.optim import Schedule, build_optimizer
 
+log = logging.getLogger("transduce.train")
+
 
 @dataclass
 class RunResult:
@@ -40,6 +43,16 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     interrupted: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM)
     ended_by: str | None = None  # what ended it: max_steps, max_seconds, epochs, early stopping
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,6 +77,13 @@ class Loop:
         self.objective.coins.manual_seed(self.tcfg.seed + 7 + 1009 * rank)  # each rank its own
         unused = self.tcfg.find_unused_parameters
         self.net = parallel.wrap(self.objective, self.device, world, unused)
+        if self.tcfg.compile:  # validation and decoding stay eager
+            self.net = torch.compile(self.net)
+        if self.tcfg.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
+            log.warning(
+                "train.precision=bf16 on a CPU without AVX512-BF16 or AMX: bf16 matmuls are "
+                "emulated here and slower than fp32"
+            )
         self.optimizer = build_optimizer(self.tcfg, self.model.parameters())
         self.train_data = task.train_data
         self.steps_per_epoch = -(-len(self._batches(0)) // self.tcfg.accumulate_steps)
