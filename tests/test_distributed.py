@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
 from transduce import distributed
+from transduce.config import Config, from_dict
 from transduce.engine import parallel
 from transduce.nn.models import build_model
 from transduce.train import prepare_run, seed_everything, train
@@ -222,6 +223,40 @@ def _train_child(rank: int, tsv, tmp) -> None:
         train(_config(tsv, drop, epochs=1, **more), tmp / f"part{rank}")
         # Resuming reads the run directory on every rank (a shared filesystem).
         train(out=tmp / "part0", resume=True, overrides=["train.epochs=3"])
+        series = train(_series_config(tmp), tmp / f"series{rank}")
+        (tmp / f"series_history{rank}.json").write_text(json.dumps(series.history))
+
+
+def _series_config(tmp):
+    """A forecasting run on a few seasonal series (M4's wide CSV layout)."""
+    path = tmp / "series.csv"
+    if not path.exists():
+        rng = np.random.default_rng(0)
+        t = np.arange(48)
+        rows = [[f"S{i}", *(50 + 20 * np.sin(2 * np.pi * t / 6) + rng.normal(0, 1, 48))]
+                for i in range(8)]  # fmt: skip
+        lines = ["V1," + ",".join(f"V{i + 2}" for i in range(48))]
+        lines += [",".join([r[0], *(f"{v:.3f}" for v in r[1:])]) for r in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    raw = {
+        "series": {"format": "m4", "train": str(path), "horizon": 6, "lookback": 12,
+                   "period": 6, "stride": 3},
+        "model": {"preset": "luong", "cell": "gru", "attention": {"input_feeding": False},
+                  "encoder": {"embed_size": 8, "hidden_size": 8},
+                  "decoder": {"embed_size": 8, "hidden_size": 8}},
+        "train": {"batch_size": 8, "max_steps": 6, "valid_every": 3, "valid_exact": False,
+                  "progress": False, "log_every": 0, "teacher_forcing": 0.5},
+    }  # fmt: skip
+    return from_dict(Config, raw)
+
+
+def test_a_series_run_under_two_ranks(two_ranks):
+    _, tmp = two_ranks
+    histories = [json.loads((tmp / f"series_history{r}.json").read_text()) for r in (0, 1)]
+    strip = [[{k: v for k, v in h.items() if k != "seconds"} for h in hs] for hs in histories]
+    assert strip[0] == strip[1] and [h["step"] for h in strip[0]] == [3, 6]
+    assert {"smape", "mase", "owa"} <= set(strip[0][-1])
+    assert (tmp / "series0" / "model.safetensors").is_file() and not (tmp / "series1").exists()
 
 
 def test_rank_zero_writes_and_resume_is_exact(two_ranks):

@@ -68,17 +68,14 @@ def _train_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Conte
     seed_everything(cfg.train.seed)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    if cfg.series is not None:  # real-valued series: windows instead of text
-        if ctx.world > 1:
-            raise ValueError("distributed training of a series config is not supported yet")
-        from transduce.forecasting.pipeline import train_series
-
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return train_series(cfg, run_dir, resume)
     if ctx.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         logging.getLogger("transduce").setLevel(logging.WARNING)  # rank 0 reports
+    if cfg.series is not None:  # real-valued series: windows instead of text
+        from transduce.forecasting.pipeline import train_series
+
+        return train_series(cfg, run_dir, resume, ctx.rank, ctx.world)
     pipeline, train_data, valid_data, valid_refs = _prepare_rank(cfg, run_dir, resume, ctx)
     model = build_model(
         cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab), sources=pipeline.fields

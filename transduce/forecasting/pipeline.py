@@ -68,9 +68,10 @@ def holdout_scorer(series: list[np.ndarray], valid, s: SeriesConfig, holdout: in
     return scorer
 
 
-def train_series(cfg: Config, run_dir: Path, resume: bool = False):
+def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0, world: int = 1):
     """Train the forecasting run ``cfg`` into ``run_dir`` (called by ``transduce.train.train``
-    after it resolved the config, seeded and set threads)."""
+    after it resolved the config, seeded and set threads); under torchrun each rank trains
+    on its share of the windows' batches and validates all of them."""
     s = cfg.series
     if not s.train:
         raise ValueError("series.train: give the training series file")
@@ -80,10 +81,13 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False):
         data.values, window_spec(s), s.stride, s.holdout if s.holdout is not None else s.horizon
     )
     model = series_model(cfg)
+    if world > 1:
+        torch.manual_seed(cfg.train.seed + 1009 * rank)  # each rank its own dropout masks
     holdout = s.holdout if s.holdout is not None else s.horizon
     trainer = ValueTrainer(
         cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w), run_dir,
         loss=s.loss, scorer=holdout_scorer(data.values, valid_w, cfg.series, holdout),
+        rank=rank, world=world,
     )  # fmt: skip
     summary = (
         f"{len(data)} series: {len(train_w.src)} training windows, {len(valid_w.src)} "

@@ -34,7 +34,9 @@ class ValueTrainer(Loop):
         run_dir: str | os.PathLike,
         loss: Loss = "mse",
         scorer=None,
+        rank: int = 0,
+        world: int = 1,
     ):
         task = SeriesTask(cfg, model, train_data, valid_data, loss, scorer)
-        super().__init__(cfg, task, run_dir)
+        super().__init__(cfg, task, run_dir, rank, world)
         self.kind, self.valid_data = loss, valid_data
