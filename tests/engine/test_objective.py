@@ -42,4 +42,5 @@ def test_label_smoothing_only_in_training_and_class_zero_counts_for_crossentropy
     assert none is None and float(trained.detach()) > float(evaluated.detach())
     plain, _ = Objective(model, "tokens").eval()(batch)
     classes, _ = Objective(model, "crossentropy").eval()(batch)
-    assert float(classes.detach()) > float(plain.detach())  # the padded position is a class-0 target there
+    # the padded position is a class-0 target there
+    assert float(classes.detach()) > float(plain.detach())
