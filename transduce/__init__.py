@@ -5,28 +5,41 @@ The public API in brief::
     from transduce import load_config, train, Translator
     result = train(load_config("configs/tatoeba_char_ell.yaml"), "runs/ell")
     Translator.load("runs/ell").translate(["I am hungry."])
+
+The names below load on first use, so that ``transduce.runtime`` (no torch) can be
+imported where PyTorch is not installed.
 """
 
-from transduce.config import Config, ConfigError, load_config
-from transduce.data.corpus import DataError
-from transduce.nn.models import PRESETS, Seq2Seq, build_model
-from transduce.search import greedy
-from transduce.train import train
-from transduce.trainer import RunResult
-from transduce.translate import Translator, evaluate
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "PRESETS",
-    "Config",
-    "ConfigError",
-    "DataError",
-    "RunResult",
-    "Seq2Seq",
-    "Translator",
-    "build_model",
-    "evaluate",
-    "greedy",
-    "load_config",
-    "train",
-]
+_WHERE = {
+    "PRESETS": "transduce.nn.models",
+    "Config": "transduce.config",
+    "ConfigError": "transduce.config",
+    "DataError": "transduce.data.corpus",
+    "RunResult": "transduce.trainer",
+    "Seq2Seq": "transduce.nn.models",
+    "Translator": "transduce.translate",
+    "build_model": "transduce.nn.models",
+    "evaluate": "transduce.translate",
+    "greedy": "transduce.search",
+    "load_config": "transduce.config",
+    "train": "transduce.train",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'transduce' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -71,6 +71,7 @@ class TorchOps:
     gather = staticmethod(lambda x, idx: x.gather(1, idx))
     rows = staticmethod(lambda x, idx: x.index_select(0, idx))
     cat = staticmethod(lambda xs, dim: torch.cat(xs, dim))
+    stack = staticmethod(lambda xs, dim: torch.stack(xs, dim))
     stable_argsort = staticmethod(lambda x: x.argsort(dim=1, stable=True))
     nonzero = staticmethod(lambda x: x.nonzero().squeeze(1))
     argwhere = staticmethod(lambda x: x.nonzero())
@@ -192,19 +193,12 @@ def rollout(
     (scheduled sampling; 0 at inference). Returns outputs ``[B, T, D]`` and attention
     ``[B, T, S]`` (or None).
     """
-    memory = model.encode(src, src_mask)
-    state = model.init_state(memory)
-    prev, outs, attns = tgt_in[:, 0], [], []
-    for t in range(tgt_in.shape[1]):
-        features, state, attn = model.step(prev, state, memory)
-        outs.append(model.head(features))  # [B, D]
-        attns.append(attn)
-        if t + 1 < tgt_in.shape[1]:
-            own = outs[-1]
-            if teacher_ratio > 0:
-                gold = tgt_in[:, t + 1, :out_dim]
-                coin = torch.rand(own.shape[0], 1, generator=generator).to(own.device)
-                own = torch.where(coin < teacher_ratio, gold, own)
-            prev = torch.cat([own, tgt_in[:, t + 1, out_dim:]], -1)  # [B, D + C]
-    attn = None if attns[0] is None else torch.stack(attns, 1)
-    return torch.stack(outs, 1), attn
+    mix = None
+    if teacher_ratio > 0:
+
+        def mix(own: torch.Tensor, t: int) -> torch.Tensor:
+            gold = tgt_in[:, t + 1, :out_dim]
+            coin = torch.rand(own.shape[0], 1, generator=generator).to(own.device)
+            return torch.where(coin < teacher_ratio, gold, own)
+
+    return core.rollout(OPS, model, src, src_mask, tgt_in, out_dim, mix)

@@ -86,6 +86,7 @@ class NumpyOps:
     gather = staticmethod(lambda x, idx: np.take_along_axis(x, idx, 1))
     rows = staticmethod(lambda x, idx: x[idx])
     cat = staticmethod(lambda xs, dim: np.concatenate(xs, dim))
+    stack = staticmethod(lambda xs, dim: np.stack(xs, dim))
     stable_argsort = staticmethod(lambda x: np.argsort(x, axis=1, kind="stable"))
     nonzero = staticmethod(lambda x: np.flatnonzero(x))
     argwhere = staticmethod(lambda x: np.argwhere(x))
@@ -235,6 +236,28 @@ def sample(ops, model, src, src_mask, n, temperature, top_k, top_p, seed, max_le
         return ops.multinomial(probs, generator)
 
     return decode(ops, model, src, src_mask, max_len, ratio, choose)
+
+
+def rollout(ops, model, src, src_mask, tgt_in, out_dim: int, mix=None):
+    """Autoregressive roll-out of a real-valued model (greedy decoding for values).
+
+    ``tgt_in [B, T, D + C]``: row 0's first ``D`` values start the roll-out; columns ``D:``
+    are known exogenous features of each step. ``mix(own [B, D], t) -> [B, D]`` may replace
+    the model's own previous outputs (scheduled sampling in training). Returns outputs
+    ``[B, T, D]`` and attention ``[B, T, S]`` (or None).
+    """
+    memory = model.encode(src, src_mask)
+    state = model.init_state(memory)
+    prev, outs, attns = tgt_in[:, 0], [], []
+    for t in range(tgt_in.shape[1]):
+        features, state, attn = model.step(prev, state, memory)
+        outs.append(model.head(features))  # [B, D]
+        attns.append(attn)
+        if t + 1 < tgt_in.shape[1]:
+            own = outs[-1] if mix is None else mix(outs[-1], t)
+            prev = ops.cat([own, tgt_in[:, t + 1, out_dim:]], -1)  # [B, D + C]
+    attn = None if attns[0] is None else ops.stack(attns, 1)
+    return ops.stack(outs, 1), attn
 
 
 # ---------------------------------------------------------------------- beam search

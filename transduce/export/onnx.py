@@ -1,0 +1,242 @@
+"""``transduce export onnx``: a trained model as four ONNX graphs and a manifest.
+
+The graphs are the step contract (:mod:`transduce.export.graphs`), exported with the
+dynamo-based exporter (``torch.onnx.export(..., dynamo=True)``) with a dynamic batch,
+source length and, for the transformer, key/value cache length. The directory also holds
+the vocabularies (and sentencepiece models) and ``manifest.json``: preset, special ids,
+decoding defaults, input fields, and for forecasting runs the window and scaling settings.
+:mod:`transduce.runtime` reads it without PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from transduce.checkpoint import atomic_write_text
+from transduce.config import Config
+from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from transduce.export.graphs import exportable, flat, rebuild
+
+log = logging.getLogger("transduce.export")
+FORMAT = "transduce-onnx"
+GRAPHS = ("encoder", "init_state", "step", "head")
+
+
+class _Encoder(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor):
+        return tuple(flat(self.model.encode(src, src_mask))[1])
+
+
+class _Init(nn.Module):
+    def __init__(self, model: nn.Module, memory_cls, names: list[str]):
+        super().__init__()
+        self.model, self.cls, self.names = model, memory_cls, names
+
+    def forward(self, *memory: torch.Tensor):
+        return tuple(flat(self.model.init_state(rebuild(self.cls, self.names, memory)))[1])
+
+
+class _Step(nn.Module):
+    def __init__(self, model, memory_cls, memory_names, state_cls, state_names):
+        super().__init__()
+        self.model = model
+        self.memory, self.state = (memory_cls, memory_names), (state_cls, state_names)
+
+    def forward(self, prev: torch.Tensor, *tensors: torch.Tensor):
+        n = len(self.state[1])
+        state = rebuild(*self.state, tensors[:n])
+        memory = rebuild(*self.memory, tensors[n:])
+        features, state, attn = self.model.step(prev, state, memory)
+        out = (features, *flat(state)[1])
+        return out if attn is None else (*out, attn)
+
+
+class _Head(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor):
+        return self.model.head(features).float()
+
+
+def _dims(tensors: list[torch.Tensor], batch, length, cache=None) -> tuple:
+    """Dynamic dimensions of every input: dim 0 is the batch; a dim equal to the example
+    source length is the source length; dim 2 of a transformer cache is its length."""
+    specs = []
+    for t in tensors:
+        spec = {0: batch}
+        if t.dim() >= 2 and t.shape[1] == EXAMPLE_SRC_LEN:
+            spec[1] = length
+        if cache is not None and t.dim() == 4:
+            spec[2] = cache
+        specs.append(spec)
+    return tuple(specs)
+
+
+EXAMPLE_BATCH, EXAMPLE_SRC_LEN, EXAMPLE_STEPS = 3, 7, 4
+
+
+def _export(module: nn.Module, args: tuple, names_in, names_out, dynamic, path: Path) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module, args, dynamo=True, dynamic_shapes=dynamic, input_names=names_in,
+            output_names=names_out, verbose=False, optimize=True,
+        )  # fmt: skip
+    program.save(str(path))
+
+
+def example_source(model: nn.Module, input_dim: int | None):
+    """A padded example batch: ids (or values ``[B, S, input_dim]``) and a mask."""
+    b, s = EXAMPLE_BATCH, EXAMPLE_SRC_LEN
+    lengths = torch.tensor([s, s - 2, 3])
+    mask = torch.arange(s)[None, :] < lengths[:, None]
+    if input_dim is not None:
+        return torch.randn(b, s, input_dim), torch.ones(b, s, dtype=torch.bool)
+    src = torch.randint(4, 8, (b, s)).masked_fill(~mask, PAD_ID)
+    return src, mask
+
+
+def export_graphs(model: nn.Module, out: Path, src, src_mask, prev) -> dict:
+    """Export the four graphs of ``model`` into ``out``; returns their input/output names."""
+    model = exportable(model)
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("src_len")
+    cache = torch.export.Dim("cache_len")
+    with torch.no_grad():
+        memory = model.encode(src, src_mask)
+        state = model.init_state(memory)
+        features, state1, attn = model.step(prev, state, memory)
+        for _ in range(EXAMPLE_STEPS - 1):  # a cache of several positions (transformer)
+            _, state1, _ = model.step(prev, state1, memory)
+    mem_names, mem = flat(memory)
+    st_names, st = flat(state1)
+    m_io = [f"memory.{n}" for n in mem_names]
+    s_in = [f"state.{n}" for n in st_names]
+    s_out = [f"new_state.{n}" for n in st_names]
+    step_out = ["features", *s_out, *(["attention"] if attn is not None else [])]
+    is_cache = isinstance(state1, tuple) and type(state1).__name__ == "TransformerState"
+    _export(_Encoder(model), (src, src_mask), ["src", "src_mask"], m_io,
+            ({0: batch, 1: length}, {0: batch, 1: length}), out / "encoder.onnx")  # fmt: skip
+    _export(_Init(model, type(memory), mem_names), tuple(mem), m_io,
+            [f"state.{n}" for n in flat(state)[0]], (_dims(mem, batch, length),),
+            out / "init_state.onnx")  # fmt: skip
+    # forward(prev, *tensors): the variadic tensors' shapes go in one tuple
+    dyn = ({0: batch}, (*_dims(st, batch, length, cache if is_cache else None),
+                        *_dims(mem, batch, length)))  # fmt: skip
+    _export(_Step(model, type(memory), mem_names, type(state1), st_names), (prev, *st, *mem),
+            ["prev", *s_in, *m_io], step_out, dyn, out / "step.onnx")  # fmt: skip
+    _export(_Head(model), (features,), ["features"], ["logits"], ({0: batch},),
+            out / "head.onnx")
+    return {"memory": mem_names, "state": st_names, "attention": attn is not None}
+
+
+def quantize_int8(out: Path) -> None:
+    """Dynamic int8 quantisation of every graph's weights (onnxruntime's quantizer)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    for name in GRAPHS:
+        path = out / f"{name}.onnx"
+        tmp = out / f".{name}.q.onnx"
+        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
+        os.replace(tmp, path)
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+
+
+def base_manifest(cfg: Config, engine: str, run_dir: Path, checkpoint: str) -> dict:
+    m = cfg.model
+    return {
+        "format": FORMAT if engine == "onnx" else "transduce-ct2",
+        "version": 1,
+        "engine": engine,
+        "source_run": str(run_dir),
+        "checkpoint": checkpoint,
+        "preset": m.preset,
+        "cell": m.cell,
+        "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID},
+        "decode": {
+            "max_len": cfg.decode.max_len,
+            "max_len_ratio": cfg.decode.max_len_ratio,
+            "batch_size": cfg.decode.batch_size,
+        },
+    }
+
+
+def copy_text_files(cfg: Config, run_dir: Path, out: Path) -> dict:
+    """Vocabularies and sentencepiece models next to the graphs; returns their manifest."""
+    d = cfg.data
+    sides = {}
+    for side, kind in (("src", d.src_tokenizer), ("tgt", d.tgt_tokenizer)):
+        shutil.copyfile(run_dir / f"vocab.{side}.json", out / f"vocab.{side}.json")
+        entry = {"tokenizer": kind, "lowercase": d.lowercase, "vocab": f"vocab.{side}.json"}
+        if kind in ("bpe", "unigram"):
+            name = "spm.joint.model" if d.joint_vocab else f"spm.{side}.model"
+            shutil.copyfile(run_dir / name, out / name)
+            entry["sentencepiece"] = name
+        sides[side] = entry
+    return {**sides, "fields": max(len(d.src_fields), 1), "input_fields": list(d.src_fields)}
+
+
+def export_onnx(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    checkpoint: str = "best",
+    quantize: str | None = None,
+) -> Path:
+    """Export the run in ``run_dir`` to ``out`` (graphs, vocabularies, ``manifest.json``)."""
+    from transduce.config import load_config
+
+    run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: not a transduce run (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = base_manifest(cfg, "onnx", run_dir, checkpoint)
+    if cfg.series is not None:
+        from transduce.forecasting.pipeline import Forecaster, window_spec
+
+        model = Forecaster.load(run_dir, checkpoint).model
+        spec = window_spec(cfg.series)
+        src = torch.randn(EXAMPLE_BATCH, EXAMPLE_SRC_LEN, spec.features)
+        mask = torch.ones(src.shape[:2], dtype=torch.bool)
+        prev = torch.randn(EXAMPLE_BATCH, 1 + spec.exog_features)
+        manifest["kind"] = "series"
+        manifest["series"] = {**spec.__dict__, "output_dim": 1}
+    else:
+        from transduce.translate import Translator
+
+        translator = Translator.load(run_dir, checkpoint)
+        model = translator.model
+        src, mask = example_source(model, None)
+        prev = torch.tensor([BOS_ID, 5, 6])
+        manifest["kind"] = "text"
+        manifest["text"] = copy_text_files(cfg, run_dir, out)
+    try:
+        manifest["graphs"] = export_graphs(model, out, src, mask, prev)
+    except ValueError:
+        raise
+    except Exception as err:  # the exporter's own errors: say what could not be exported
+        raise ValueError(
+            f"{run_dir}: preset {cfg.model.preset!r} (cell {cfg.model.cell!r}) could not be "
+            f"exported to ONNX: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
+        ) from err
+    if quantize == "int8":
+        quantize_int8(out)
+    manifest["quantize"] = quantize
+    write_manifest(out, manifest)
+    return out
