@@ -12,6 +12,8 @@ from pathlib import Path
 from transduce.checkpoint import atomic_write_text
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError, read_lines
+from transduce.export.command import add_engine_flag
+from transduce.export.command import add_parser as add_export_parser
 
 log = logging.getLogger("transduce")
 
@@ -77,9 +79,9 @@ def _jsonl(source: str, hyps) -> str:
 
 
 def translate_command(args: argparse.Namespace) -> None:
-    from transduce.translate import Translator
+    from transduce.export.command import load_translator
 
-    translator = Translator.load(args.model, args.checkpoint, device=args.device)
+    translator = load_translator(args)
     inputs = _read_input(args.input)
     results = translator.decode(inputs, _decode_options(args))
     if args.format == "jsonl":
@@ -93,9 +95,10 @@ def translate_command(args: argparse.Namespace) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    from transduce.translate import Translator, evaluate
+    from transduce.export.command import load_translator
+    from transduce.translate import evaluate
 
-    translator = Translator.load(args.model, args.checkpoint, device=args.device)
+    translator = load_translator(args)
     sources, references = read_lines(args.src), read_lines(args.ref)
     scores = evaluate(translator, sources, references, _decode_options(args))
     print(json.dumps(scores, ensure_ascii=False))
@@ -230,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=helptext)
         _add_model_flags(p)
+        add_engine_flag(p)
         if name == "translate":
             p.add_argument("--input", help="input file (default stdin)")
             p.add_argument("--output", help="output file (default stdout)")
@@ -255,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=plot_command)
     _add_application_commands(sub)
     _add_forecast_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

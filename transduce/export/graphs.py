@@ -31,7 +31,9 @@ def flat(t) -> tuple[list[str], list[torch.Tensor]]:
 
 
 def rebuild(cls, names: list[str], tensors) -> tuple:
-    return cls(**dict(zip(names, tensors, strict=True)))
+    """``cls`` from the named tensors; fields not given are None."""
+    given = dict(zip(names, tensors, strict=True))
+    return cls(*(given.get(f) for f in cls._fields))
 
 
 class ExportRNNEncoder(nn.Module):

@@ -30,13 +30,25 @@ FORMAT = "transduce-onnx"
 GRAPHS = ("encoder", "init_state", "step", "head")
 
 
+def distinct(outputs, inputs) -> tuple:
+    """``outputs`` with copies where one is an input or repeats an earlier output: the
+    exporter would otherwise give both the same graph name (a state field a step passes
+    through unchanged, the keys of dot attention, which are the outputs themselves)."""
+    seen = {id(t) for t in inputs}
+    out = []
+    for t in outputs:
+        out.append(t.clone() if id(t) in seen else t)
+        seen.add(id(t))
+    return tuple(out)
+
+
 class _Encoder(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor):
-        return tuple(flat(self.model.encode(src, src_mask))[1])
+        return distinct(flat(self.model.encode(src, src_mask))[1], (src, src_mask))
 
 
 class _Init(nn.Module):
@@ -45,7 +57,8 @@ class _Init(nn.Module):
         self.model, self.cls, self.names = model, memory_cls, names
 
     def forward(self, *memory: torch.Tensor):
-        return tuple(flat(self.model.init_state(rebuild(self.cls, self.names, memory)))[1])
+        state = self.model.init_state(rebuild(self.cls, self.names, memory))
+        return distinct(flat(state)[1], memory)
 
 
 class _Step(nn.Module):
@@ -59,8 +72,11 @@ class _Step(nn.Module):
         state = rebuild(*self.state, tensors[:n])
         memory = rebuild(*self.memory, tensors[n:])
         features, state, attn = self.model.step(prev, state, memory)
-        out = (features, *flat(state)[1])
-        return out if attn is None else (*out, attn)
+        if getattr(self.model.decoder, "embed", True) is None:
+            # 'simple' reads no previous token; an unused graph input breaks the exporter.
+            features = features + (prev[:, None] * 0).to(features.dtype)
+        out = (features, *flat(state)[1], *([] if attn is None else [attn]))
+        return distinct(out, (prev, *tensors))
 
 
 class _Head(nn.Module):
@@ -89,12 +105,12 @@ def _dims(tensors: list[torch.Tensor], batch, length, cache=None) -> tuple:
 EXAMPLE_BATCH, EXAMPLE_SRC_LEN, EXAMPLE_STEPS = 3, 7, 4
 
 
-def _export(module: nn.Module, args: tuple, names_in, names_out, dynamic, path: Path) -> None:
+def _export(module, args: tuple, names_in, names_out, dynamic, path: Path, optimize=True):
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             module, args, dynamo=True, dynamic_shapes=dynamic, input_names=names_in,
-            output_names=names_out, verbose=False, optimize=True,
+            output_names=names_out, verbose=False, optimize=optimize,
         )  # fmt: skip
     program.save(str(path))
 
@@ -110,8 +126,9 @@ def example_source(model: nn.Module, input_dim: int | None):
     return src, mask
 
 
-def export_graphs(model: nn.Module, out: Path, src, src_mask, prev) -> dict:
-    """Export the four graphs of ``model`` into ``out``; returns their input/output names."""
+def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bool = True) -> dict:
+    """Export the four graphs of ``model`` into ``out``; returns their input/output names.
+    ``optimize``: run the exporter's graph optimiser (slower to export)."""
     model = exportable(model)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("src_len")
     cache = torch.export.Dim("cache_len")
@@ -122,24 +139,43 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev) -> dict:
         for _ in range(EXAMPLE_STEPS - 1):  # a cache of several positions (transformer)
             _, state1, _ = model.step(prev, state1, memory)
     mem_names, mem = flat(memory)
+    # A decoder without attention never reads the memory in a step: leave it out of the
+    # step graph (an input nothing reads breaks the exporter's shape guards).
+    attends = getattr(model.decoder, "scorer", True) is not None
+    step_names, step_mem = (mem_names, mem) if attends else ([], [])
     st_names, st = flat(state1)
     m_io = [f"memory.{n}" for n in mem_names]
     s_in = [f"state.{n}" for n in st_names]
     s_out = [f"new_state.{n}" for n in st_names]
     step_out = ["features", *s_out, *(["attention"] if attn is not None else [])]
     is_cache = isinstance(state1, tuple) and type(state1).__name__ == "TransformerState"
-    _export(_Encoder(model), (src, src_mask), ["src", "src_mask"], m_io,
-            ({0: batch, 1: length}, {0: batch, 1: length}), out / "encoder.onnx")  # fmt: skip
+    _export(
+        _Encoder(model),
+        (src, src_mask),
+        ["src", "src_mask"],
+        m_io,
+        ({0: batch, 1: length}, {0: batch, 1: length}),
+        out / "encoder.onnx",
+        optimize,
+    )
     _export(_Init(model, type(memory), mem_names), tuple(mem), m_io,
             [f"state.{n}" for n in flat(state)[0]], (_dims(mem, batch, length),),
-            out / "init_state.onnx")  # fmt: skip
+            out / "init_state.onnx", optimize)  # fmt: skip
     # forward(prev, *tensors): the variadic tensors' shapes go in one tuple
     dyn = ({0: batch}, (*_dims(st, batch, length, cache if is_cache else None),
-                        *_dims(mem, batch, length)))  # fmt: skip
-    _export(_Step(model, type(memory), mem_names, type(state1), st_names), (prev, *st, *mem),
-            ["prev", *s_in, *m_io], step_out, dyn, out / "step.onnx")  # fmt: skip
-    _export(_Head(model), (features,), ["features"], ["logits"], ({0: batch},),
-            out / "head.onnx")
+                        *_dims(step_mem, batch, length)))  # fmt: skip
+    _export(_Step(model, type(memory), step_names, type(state1), st_names),
+            (prev, *st, *step_mem), ["prev", *s_in, *[f"memory.{n}" for n in step_names]],
+            step_out, dyn, out / "step.onnx", optimize)  # fmt: skip
+    _export(
+        _Head(model),
+        (features,),
+        ["features"],
+        ["logits"],
+        ({0: batch},),
+        out / "head.onnx",
+        optimize,
+    )
     return {"memory": mem_names, "state": st_names, "attention": attn is not None}
 
 
