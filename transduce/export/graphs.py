@@ -63,8 +63,10 @@ class ExportRNNEncoder(nn.Module):
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor) -> Memory:
         """``src [B, S]`` ids (or ``[B, S, F]`` values), ``src_mask [B, S]`` -> Memory."""
         x = self.embed(src)  # [B, S, E]
-        last = (src_mask.sum(1).clamp(min=1) - 1)[:, None, None]  # [B, 1, 1]
-        real = src_mask[:, :, None].to(x.dtype)  # [B, S, 1]
+        lengths = src_mask.sum(1).clamp(min=1)  # [B] an empty row runs one step, as packed
+        last = (lengths - 1)[:, None, None]  # [B, 1, 1]
+        pos = torch.arange(src_mask.shape[1], device=src.device)[None, :]  # [1, S]
+        real = (pos < lengths[:, None])[:, :, None].to(x.dtype)  # [B, S, 1]
         hs, cs = [], []
         for layer in range(self.layers):
             outs, lh, lc = [], [], []
@@ -110,6 +112,7 @@ def exportable(model: nn.Module) -> nn.Module:
     if isinstance(model.encoder, RNNEncoder):
         model.encoder = ExportRNNEncoder(model.encoder)
     elif hasattr(model.encoder, "encoders"):  # multi-source
+        model.encoder.full_width = True
         model.encoder.encoders = nn.ModuleList(
             ExportRNNEncoder(e) if isinstance(e, RNNEncoder) else e for e in model.encoder.encoders
         )
