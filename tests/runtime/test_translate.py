@@ -57,8 +57,11 @@ def _cli(args: list[str], stdin: str, monkeypatch, capsys) -> tuple[int, str, st
     return code, out.out, out.err
 
 
-@pytest.mark.parametrize("options", [DecodeOptions(), DecodeOptions(beam=4, nbest=2),
-                                     DecodeOptions(beam=3, alpha=0.6, no_repeat_ngram=2)])  # fmt: skip
+OPTIONS = [DecodeOptions(), DecodeOptions(beam=4, nbest=2),
+           DecodeOptions(beam=3, alpha=0.6, no_repeat_ngram=2)]  # fmt: skip
+
+
+@pytest.mark.parametrize("options", OPTIONS)
 def test_runtime_translates_like_pytorch(options, exported):
     torch_t = Translator.load(exported / "run")
     runtime = RuntimeTranslator.load(exported / "x", threads=1)
