@@ -37,7 +37,12 @@ class NBest(NamedTuple):
 
 
 class NumpyOps:
-    """The array interface on numpy (the torch one is ``transduce.search.TorchOps``)."""
+    """The array interface on numpy (the torch one is ``transduce.search.TorchOps``).
+    ``topk``: an onnxruntime session of one TopK node (``x``, ``k`` -> values, indices),
+    faster than numpy's partition on whole-vocabulary rows."""
+
+    def __init__(self, topk=None):
+        self._topk = topk
 
     @staticmethod
     def full(shape, value, kind: str, like=None):
@@ -63,19 +68,13 @@ class NumpyOps:
         e = np.exp(x - x.max(-1, keepdims=True))
         return e / e.sum(-1, keepdims=True)
 
-    @staticmethod
-    def topk(x, k: int):
+    def topk(self, x, k: int):
         """Largest ``k`` along the last axis, sorted, ties to the lower index."""
-        if k < x.shape[-1]:
-            part = np.argpartition(-x, k - 1, axis=-1)[..., :k]
-            order = np.argsort(-np.take_along_axis(x, part, -1), axis=-1, kind="stable")
-            # Ties inside the k kept: lower index first, as a full stable sort would give.
-            idx = np.take_along_axis(part, order, -1)
-            vals = np.take_along_axis(x, idx, -1)
-            tie = np.lexsort((idx, -vals), axis=-1)
-            idx = np.take_along_axis(idx, tie, -1)
-        else:
-            idx = np.argsort(-x, axis=-1, kind="stable")
+        if self._topk is not None and x.ndim == 2 and x.shape[-1] > 256:
+            feed = {"x": np.ascontiguousarray(x, dtype=np.float32), "k": np.array([k])}
+            values, idx = self._topk.run(None, feed)
+            return values, idx
+        idx = np.argsort(-x, axis=-1, kind="stable")[..., :k]  # ties: lower index first
         return np.take_along_axis(x, idx, -1), idx
 
     @staticmethod
@@ -195,11 +194,16 @@ def decode(ops, model, src, src_mask, max_len, max_len_ratio, choose, keep_atten
     lengths = ops.full((batch,), 0, "int", src)
     active = ops.arange(batch, src)  # original row of each live row
     prev = ops.full((batch,), BOS_ID, "int", src)
+    own = getattr(model, "log_probs", None)  # an export's head graph computes them itself
     for t in range(steps):
         features, state, attn = model.step(prev, state, memory)
-        logits = ops.to_float(model.head(features))  # [b, V]
+        if own is None:
+            logits = ops.to_float(model.head(features))  # [b, V]
+            logp = ops.log_softmax(logits)
+        else:  # log-probabilities are logits too (the same argmax and softmax)
+            logits = logp = own(features)
         prev = choose(logits)
-        scores[active] += ops.gather(ops.log_softmax(logits), prev[:, None])[:, 0]
+        scores[active] += ops.gather(logp, prev[:, None])[:, 0]
         tokens[active, t] = prev
         if attn is not None and keep_attention:
             if attention is None:
@@ -360,6 +364,13 @@ class Beams:
         return self.ops.tensor(out, "int", self.scores) > 0
 
 
+def log_probs(ops, model, features):
+    """Next-token log-probabilities ``[R, V]``: the model's own ``log_probs`` where it has
+    one (an export's head graph), else log-softmax of its head's logits."""
+    own = getattr(model, "log_probs", None)
+    return own(features) if own is not None else ops.log_softmax(ops.to_float(model.head(features)))
+
+
 def beam_search(ops, model, src, src_mask, k, nbest, max_len, ratio, alpha, normalize,
                 no_repeat_ngram, keep_attention) -> NBest:  # fmt: skip
     """Batched beam search (see ``transduce.search.beam_search``)."""
@@ -375,7 +386,7 @@ def beam_search(ops, model, src, src_mask, k, nbest, max_len, ratio, alpha, norm
     prev = ops.full((batch,), BOS_ID, "int", src)
     for t in range(int(limits.max()) if batch else 0):
         features, state, attn = model.step(prev, state, memory)
-        logp = ops.log_softmax(ops.to_float(model.head(features)))  # [b * k, V]
+        logp = log_probs(ops, model, features)  # [b * k, V]
         if t == 0:  # the k start hypotheses are the same: one step per sentence, then copies
             copies = ops.repeat(ops.arange(batch, src), k)
             logp, state, memory = logp[copies], state.select(copies), memory.select(copies)

@@ -130,3 +130,21 @@ def test_plain_rnn_cell_is_refused_by_name(make_model, tmp_path):
     src, mask = example_source(model, None)
     with pytest.raises(ValueError, match="cell 'rnn' cannot be exported"):
         export_graphs(model, tmp_path, src, mask, torch.tensor([1, 5, 6]), optimize=False)
+
+
+def test_runtime_topk_graph_equals_numpy_topk(tmp_path):
+    import onnxruntime as ort
+
+    from transduce.export.onnx import write_topk
+    from transduce.searchcore import NumpyOps
+
+    write_topk(tmp_path / "topk.onnx")
+    graph = NumpyOps(ort.InferenceSession(str(tmp_path / "topk.onnx")))
+    x = np.random.default_rng(0).standard_normal((6, 1000)).astype(np.float32)
+    x[:, 500:600] = 3.0  # ties: the lower index first, in both
+    x[1, :] = -np.inf
+    for k in (1, 10, 150):
+        values, idx = graph.topk(x, k)
+        ref_v, ref_i = NumpyOps().topk(x, k)
+        np.testing.assert_array_equal(values, ref_v)
+        np.testing.assert_array_equal(idx[[0, *range(2, 6)]], ref_i[[0, *range(2, 6)]])

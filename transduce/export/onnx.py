@@ -24,6 +24,7 @@ from transduce.checkpoint import atomic_write_text
 from transduce.config import Config
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from transduce.export.graphs import exportable, flat, rebuild
+from transduce.nn.heads import VocabHead
 
 log = logging.getLogger("transduce.export")
 FORMAT = "transduce-onnx"
@@ -85,7 +86,10 @@ class _Head(nn.Module):
         self.model = model
 
     def forward(self, features: torch.Tensor):
-        return self.model.head(features).float()
+        logits = self.model.head(features).float()
+        if isinstance(self.model.head, VocabHead):  # the search's log-softmax, in the graph
+            return logits, torch.log_softmax(logits, -1)
+        return logits
 
 
 def _dims(tensors: list[torch.Tensor], batch, length, cache=None) -> tuple:
@@ -167,16 +171,29 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
     _export(_Step(model, type(memory), step_names, type(state1), st_names),
             (prev, *st, *step_mem), ["prev", *s_in, *[f"memory.{n}" for n in step_names]],
             step_out, dyn, out / "step.onnx", optimize)  # fmt: skip
-    _export(
-        _Head(model),
-        (features,),
-        ["features"],
-        ["logits"],
-        ({0: batch},),
-        out / "head.onnx",
-        optimize,
-    )
+    vocab = isinstance(model.head, VocabHead)
+    head_out = ["logits", "log_probs"] if vocab else ["logits"]
+    _export(_Head(model), (features,), ["features"], head_out, ({0: batch},),
+            out / "head.onnx", optimize)  # fmt: skip
+    if vocab:
+        write_topk(out / "topk.onnx")
     return {"memory": mem_names, "state": st_names, "attention": attn is not None}
+
+
+def write_topk(path: Path) -> None:
+    """One ONNX TopK node (``x [R, V]``, ``k [1]`` -> values, indices; ties to the lower
+    index, as the ONNX spec says) for the runtime's beam search."""
+    from onnx import TensorProto, helper, save
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", "vocab"])
+    k = helper.make_tensor_value_info("k", TensorProto.INT64, [1])
+    values = helper.make_tensor_value_info("values", TensorProto.FLOAT, ["rows", "k"])
+    indices = helper.make_tensor_value_info("indices", TensorProto.INT64, ["rows", "k"])
+    node = helper.make_node("TopK", ["x", "k"], ["values", "indices"], axis=-1)
+    graph = helper.make_graph([node], "topk", [x, k], [values, indices])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, str(path))
 
 
 def quantize_int8(out: Path) -> None:
@@ -192,6 +209,7 @@ def quantize_int8(out: Path) -> None:
 
 def write_manifest(out: Path, manifest: dict) -> None:
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    os.chmod(out / "manifest.json", 0o644)  # readable like the graphs beside it
 
 
 def base_manifest(cfg: Config, engine: str, run_dir: Path, checkpoint: str) -> dict:

@@ -74,6 +74,10 @@ class OnnxModel:
             self.sessions[name] = session
         self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self.sessions.items()}
         self.outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
+        topk = self.dir / "topk.onnx"
+        self.ops = NumpyOps(ort.InferenceSession(str(topk), opts) if topk.is_file() else None)
+        if "log_probs" not in self.outputs["head"]:
+            self.log_probs = None  # a regression head: the search never asks
 
     def _run(self, name: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         wanted = {k: feed[k] for k in self.inputs[name]}
@@ -95,3 +99,7 @@ class OnnxModel:
 
     def head(self, features: np.ndarray) -> np.ndarray:
         return self._run("head", {"features": features})["logits"]
+
+    def log_probs(self, features: np.ndarray) -> np.ndarray:
+        """Next-token log-probabilities ``[B, V]`` (the head graph's log-softmax)."""
+        return self.sessions["head"].run(["log_probs"], {"features": features})[0]

@@ -126,15 +126,16 @@ class Translator:
 
     def _search(self, src, mask, o) -> list[list[tuple]]:
         """Per row: (ids, score, logprob, attention) tuples, best first."""
+        ops = self.model.ops
         max_len = o.max_len or self.defaults["max_len"]
         ratio = o.max_len_ratio if o.max_len_ratio is not None else self.defaults["max_len_ratio"]
         if o.sample or (o.beam == 1 and o.nbest == 1):
             if o.sample:
-                hyp = core.sample(OPS, self.model, src, mask, o.nbest, o.temperature, o.top_k,
+                hyp = core.sample(ops, self.model, src, mask, o.nbest, o.temperature, o.top_k,
                                   o.top_p, o.seed, max_len, ratio)  # fmt: skip
             else:
-                argmax = OPS.argmax
-                hyp = core.decode(OPS, self.model, src, mask, max_len, ratio, argmax, o.attention)
+                argmax = ops.argmax
+                hyp = core.decode(ops, self.model, src, mask, max_len, ratio, argmax, o.attention)
             rows = []
             for r in range(hyp.tokens.shape[0]):
                 n = int(hyp.lengths[r])
@@ -143,7 +144,7 @@ class Translator:
                 rows.append((hyp.tokens[r, :n].tolist(), score, score, att))
             per = o.nbest if o.sample else 1
             return [rows[i : i + per] for i in range(0, len(rows), per)]
-        nb = core.beam_search(OPS, self.model, src, mask, o.beam, o.nbest, max_len, ratio,
+        nb = core.beam_search(ops, self.model, src, mask, o.beam, o.nbest, max_len, ratio,
                               o.alpha, o.normalize, o.no_repeat_ngram, o.attention)  # fmt: skip
         att = nb.attention
         return [
