@@ -168,9 +168,11 @@ def cold_start(export_dir: str, runs: int = 5) -> dict:
         assert torch_loaded == "False"
 
     def size(module: str) -> float:
-        spec = importlib.util.find_spec(module)
-        root = Path(spec.origin).parent
-        return round(sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20, 1)
+        """MiB of the package folder and of its bundled libraries (``NAME.libs``)."""
+        root = Path(importlib.util.find_spec(module).origin).parent
+        folders = [root, root.with_name(f"{module}.libs")]
+        files = [f for d in folders if d.is_dir() for f in d.rglob("*") if f.is_file()]
+        return round(sum(f.stat().st_size for f in files) / 2**20, 1)
 
     runtime = ["onnxruntime", "numpy", "sentencepiece"]
     return {"export": export_dir, "cold_start_seconds": sorted(times),
