@@ -154,3 +154,13 @@ def test_runtime_options_and_flags_match_translate():
 
     decode = flags(runtime_parser(), "translate") - {"--model", "--threads", "-h", "--help"}
     assert decode <= flags(build_parser(), "translate")
+
+
+def test_int8_export_translates_every_line(exported, tmp_path, capsys):
+    out = tmp_path / "x8"
+    args = ["-q", "export", "onnx", "--model", str(exported / "run"), "--out", str(out),
+            "--quantize", "int8"]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["quantize"] == "int8"
+    texts = RuntimeTranslator.load(out, threads=1).translate(INPUTS, DecodeOptions(beam=2))
+    assert len(texts) == len(INPUTS) and texts[INPUTS.index("")] == ""

@@ -197,14 +197,25 @@ def write_topk(path: Path) -> None:
 
 
 def quantize_int8(out: Path) -> None:
-    """Dynamic int8 quantisation of every graph's weights (onnxruntime's quantizer)."""
+    """Dynamic int8 weights (onnxruntime's quantizer) in the graphs that hold the big
+    matrices: encoder, step and head. The exporter's intermediate shape annotations are
+    dropped first; the quantizer infers its own."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    for name in GRAPHS:
-        path = out / f"{name}.onnx"
-        tmp = out / f".{name}.q.onnx"
-        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
-        os.replace(tmp, path)
+    for name in ("encoder", "step", "head"):
+        path, tmp = out / f"{name}.onnx", out / f".{name}.plain.onnx"
+        model = onnx.load(str(path))
+        del model.graph.value_info[:]
+        onnx.save(model, str(tmp))
+        try:
+            logging.disable(logging.WARNING)  # its advice to pre-process goes to the root logger
+            quantize_dynamic(str(tmp), str(path), weight_type=QuantType.QInt8)
+        except Exception as err:  # the quantizer raises its own exception types
+            raise ValueError(f"{path}: int8 quantisation failed: {str(err)[:200]}") from None
+        finally:
+            logging.disable(logging.NOTSET)
+            tmp.unlink(missing_ok=True)
 
 
 def write_manifest(out: Path, manifest: dict) -> None:
