@@ -6,10 +6,11 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
-from transduce.checkpoint import atomic_write_text
+from transduce import data_command
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError, read_lines
 from transduce.export.command import add_engine_flag
@@ -40,12 +41,26 @@ def train_command(args: argparse.Namespace) -> None:
         print(
             json.dumps({"run_dir": str(result.run_dir), "steps": result.steps, "best": result.best})
         )
+    if result.interrupted:
+        _print_resume_command(args, result)
+        sys.exit(128 + result.interrupted)
+
+
+def _print_resume_command(args: argparse.Namespace, result) -> None:
+    """The command that continues an interrupted run (rank 0's line under torchrun)."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    prog = f"torchrun --nproc_per_node {world} -m transduce" if world > 1 else "transduce"
+    again = "".join(" " + shlex.quote(f"--set={item}") for item in args.set)
+    out = shlex.quote(str(result.run_dir))
+    print(f"transduce train: interrupted at step {result.steps}; checkpoint written; resume "
+          f"with: {prog} train --resume --out {out}{again}", file=sys.stderr)  # fmt: skip
 
 
 def _read_input(path: str | None) -> list[str]:
-    if path is None or path == "-":
-        return [line.rstrip("\r\n") for line in sys.stdin]
-    return read_lines(path)
+    """--input, or stdin under the same rules (strict UTF-8, errors name the line)."""
+    return read_lines("-" if path is None else path)
 
 
 def _decode_options(args: argparse.Namespace):
@@ -56,7 +71,8 @@ def _decode_options(args: argparse.Namespace):
         no_repeat_ngram=args.no_repeat_ngram, sample=args.sample, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_len=args.max_len,
         max_len_ratio=args.max_len_ratio, batch_size=args.batch_size,
-        attention=args.format == "jsonl",
+        attention=args.format == "jsonl", max_input_len=args.max_input_len,
+        on_long_input=args.on_long_input,
     )  # fmt: skip
 
 
@@ -83,15 +99,33 @@ def translate_command(args: argparse.Namespace) -> None:
 
     translator = load_translator(args)
     inputs = _read_input(args.input)
-    results = translator.decode(inputs, _decode_options(args))
-    if args.format == "jsonl":
-        text = "".join(_jsonl(src, hyps) + "\n" for src, hyps in zip(inputs, results, strict=True))
-    else:
-        text = "".join(hyps[0].text + "\n" for hyps in results)
-    if args.output:
-        atomic_write_text(args.output, text)
-    else:
-        sys.stdout.write(text)
+    out = _open_output(args.output)
+    done = 0  # output streams batch by batch, in input order
+    try:
+        for results in translator.iter_decode(inputs, _decode_options(args)):
+            part = inputs[done : done + len(results)]
+            if args.format == "jsonl":
+                pairs = zip(part, results, strict=True)
+                text = "".join(_jsonl(src, hyps) + "\n" for src, hyps in pairs)
+            else:
+                text = "".join(hyps[0].text + "\n" for hyps in results)
+            out.write(text)
+            out.flush()
+            done += len(results)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+def _open_output(path: str | None):
+    """stdout, or ``path`` opened for writing through whatever it is (a symlink, a FIFO,
+    /proc/self/fd/1): nothing is replaced, and a new file gets the user's umask."""
+    if not path:
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as err:
+        raise DataError(path, None, f"cannot write: {err.strerror or err}") from None
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
@@ -121,6 +155,19 @@ def _add_decode_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-len-ratio", type=float, default=None,
                    help="limit = ceil(ratio * source length) + 5")  # fmt: skip
     g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument(
+        "--max-input-len",
+        type=int,
+        default=None,
+        metavar="TOKENS",
+        help="source tokens per line (default: the run's decode.max_input_len, 1024)",
+    )
+    g.add_argument(
+        "--on-long-input",
+        choices=["truncate", "skip", "error"],
+        default=None,
+        help="what to do with a longer line (default truncate, with a warning)",
+    )
 
 
 def plot_command(args: argparse.Namespace) -> None:
@@ -259,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=plot_command)
     _add_application_commands(sub)
     _add_forecast_parser(sub)
+    data_command.add_parser(sub)
     add_export_parser(sub)
     return parser
 
@@ -267,13 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _forecast_run(args: argparse.Namespace):
-    from transduce.data.series import read_series
+    from transduce.data.series import read_series, require_positive
     from transduce.forecasting.pipeline import Forecaster
 
     if not args.input:
         raise ConfigError(f"{args.command}: give --input SERIES_FILE")
     forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
     series = read_series(args.input, args.format, args.on_bad_line)
+    require_positive(series, forecaster.cfg.series.scaling)
     actuals = read_series(args.actuals, args.format) if args.actuals else None
     return forecaster, series, forecaster.forecast(series.values), actuals
 

@@ -11,10 +11,15 @@ differently. This module must not import torch.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from transduce.data.corpus import DataError
+
+log = logging.getLogger("transduce.translate")
 
 BOS_ID, EOS_ID, PAD_ID = 1, 2, 0  # as in transduce.data.vocab
 NEG_INF = float("-inf")
@@ -137,6 +142,31 @@ def output_limits(lengths: list[int], max_len: int, max_len_ratio: float | None)
         return [max_len] * len(lengths)
     # A tiny tolerance, so exact products (1.2 * 25 = 30) do not round up.
     return [min(max_len, math.ceil(n * max_len_ratio - 1e-9) + 5) for n in lengths]
+
+
+def limit_inputs(
+    tokens: list[list[str]], max_len: int | None, policy: str, first_line: int = 1
+) -> list[list[str]]:
+    """Apply the inference length limit: ``truncate`` to ``max_len`` tokens, ``skip`` (an
+    empty output) or ``error``; each over-long line is named in a warning (the first few)."""
+    long = [i for i, t in enumerate(tokens) if max_len and len(t) > max_len]
+    for n, i in enumerate(long):
+        where = f"input line {first_line + i}"
+        if policy == "error":
+            raise DataError(
+                "<input>",
+                first_line + i,
+                f"{len(tokens[i]):,} source tokens, "
+                f"over decode.max_input_len={max_len} (--max-input-len)",
+            )
+        if n < 5:
+            done = f"truncated to {max_len}" if policy == "truncate" else "skipped (empty output)"
+            log.warning("%s: %s source tokens, %s (decode.max_input_len; --max-input-len, "
+                        "--on-long-input)", where, f"{len(tokens[i]):,}", done)  # fmt: skip
+        tokens[i] = tokens[i][:max_len] if policy == "truncate" else []
+    if len(long) > 5:
+        log.warning("%d over-long input lines in all (%s)", len(long), policy)
+    return tokens
 
 
 def length_limits(ops, src_mask, max_len: int, max_len_ratio: float | None = None):

@@ -238,6 +238,8 @@ def base_manifest(cfg: Config, engine: str, run_dir: Path, checkpoint: str) -> d
             "max_len": cfg.decode.max_len,
             "max_len_ratio": cfg.decode.max_len_ratio,
             "batch_size": cfg.decode.batch_size,
+            "max_input_len": getattr(cfg.decode, "max_input_len", None),
+            "on_long_input": getattr(cfg.decode, "on_long_input", "truncate"),
         },
     }
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
-import tempfile
-from pathlib import Path
 
 from transduce.data.corpus import DataError, read_lines
 
@@ -35,6 +34,19 @@ def add_decode_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-len-ratio", type=float, default=None,
                    help="limit = ceil(ratio * source length) + 5")  # fmt: skip
     g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument(
+        "--max-input-len",
+        type=int,
+        default=None,
+        metavar="TOKENS",
+        help="source tokens per line (default: the export's, 1024)",
+    )
+    g.add_argument(
+        "--on-long-input",
+        choices=["truncate", "skip", "error"],
+        default=None,
+        help="what to do with a longer line (default truncate, with a warning)",
+    )
 
 
 def options_from(args: argparse.Namespace, cls):
@@ -45,6 +57,7 @@ def options_from(args: argparse.Namespace, cls):
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_len=args.max_len,
         max_len_ratio=args.max_len_ratio, batch_size=args.batch_size,
         attention=getattr(args, "format", "text") == "jsonl",
+        max_input_len=args.max_input_len, on_long_input=args.on_long_input,
     )  # fmt: skip
 
 
@@ -80,35 +93,30 @@ def load(model_dir: str, threads: int = 0):
     return Translator.load(model_dir, threads)
 
 
-def write_atomic(path: str, text: str) -> None:
-    folder = Path(path).resolve().parent
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{Path(path).name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def translate(args: argparse.Namespace) -> None:
+    """Translate the input lines, writing each batch's lines as they come (in order)."""
     from transduce.runtime.translate import DecodeOptions
 
     translator = load(args.model, args.threads)
-    if args.input in (None, "-"):
-        inputs = [line.rstrip("\r\n") for line in sys.stdin]
-    else:
-        inputs = read_lines(args.input)
-    results = translator.decode(inputs, options_from(args, DecodeOptions))
-    if args.format == "jsonl":
-        text = "".join(jsonl(s, h) + "\n" for s, h in zip(inputs, results, strict=True))
-    else:
-        text = "".join(hyps[0].text + "\n" for hyps in results)
-    if args.output:
-        write_atomic(args.output, text)
-    else:
-        sys.stdout.write(text)
+    inputs = read_lines("-" if args.input is None else args.input)
+    try:
+        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    except OSError as err:
+        raise DataError(args.output, None, f"cannot write: {err.strerror or err}") from None
+    done = 0
+    try:
+        for results in translator.iter_decode(inputs, options_from(args, DecodeOptions)):
+            part = inputs[done : done + len(results)]
+            if args.format == "jsonl":
+                pairs = zip(part, results, strict=True)
+                out.write("".join(jsonl(s, h) + "\n" for s, h in pairs))
+            else:
+                out.write("".join(hyps[0].text + "\n" for hyps in results))
+            out.flush()
+            done += len(results)
+    finally:
+        if out is not sys.stdout:
+            out.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
     except (DataError, FileNotFoundError, ValueError) as err:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from transduce.runtime.model import ExportError, read_manifest
-from transduce.runtime.translate import DecodeOptions, Pipeline, Translation
+from transduce.runtime.translate import DecodeOptions, Pipeline, Translation, source_tokens
 from transduce.searchcore import output_limits
 
 
@@ -53,14 +53,14 @@ class CT2Translator:
                     length_penalty=1.0 if o.normalize else 0.0,
                     no_repeat_ngram_size=o.no_repeat_ngram)  # fmt: skip
 
-    def decode(self, texts: list[str], options=None) -> list[list[Translation]]:
+    def decode(self, texts: list[str], options=None, first_line: int = 1):
         """Up to ``options.nbest`` translations per input, best first, in input order."""
         o = options or DecodeOptions()
         results: list[list[Translation]] = [[] for _ in texts]
-        live = [i for i, t in enumerate(texts) if t.strip()]
+        live, all_tokens = source_tokens(self.pipeline, texts, o, self.defaults, first_line)
         for i in set(range(len(texts))) - set(live):
             results[i] = [Translation("", [], [], 0.0, None, 0.0)]
-        tokens = [self.pipeline.src_tokens(texts[i]) for i in live]
+        tokens = [all_tokens[i] for i in live]
         max_len = o.max_len or self.defaults["max_len"]
         ratio = o.max_len_ratio if o.max_len_ratio is not None else self.defaults["max_len_ratio"]
         limits = output_limits([len(t) for t in tokens], max_len, ratio)
@@ -79,6 +79,12 @@ class CT2Translator:
                     for hyp, score in zip(res.hypotheses, res.scores, strict=True)
                 ]
         return results
+
+    def iter_decode(self, texts: list[str], options=None):
+        """:meth:`decode`, one batch of inputs at a time, in input order."""
+        size = (options and options.batch_size) or self.defaults["batch_size"]
+        for start in range(0, len(texts), size):
+            yield self.decode(texts[start : start + size], options, first_line=start + 1)
 
     def _result(self, src_tokens: list[str], out_tokens: list[str], score: float):
         text = self.pipeline.tgt_tok.decode(out_tokens)

@@ -18,6 +18,7 @@ from transduce.data.records import SEP, split_fields
 from transduce.data.tokenizers import build_tokenizer
 from transduce.data.vocab import BOS_ID, PAD_ID, Vocab
 from transduce.runtime.model import OPS, ExportError, OnnxModel
+from transduce.searchcore import limit_inputs
 
 
 @dataclass
@@ -49,6 +50,8 @@ class DecodeOptions:
     max_len_ratio: float | None = None
     batch_size: int | None = None
     attention: bool = True
+    max_input_len: int | None = None  # source tokens per line; default the manifest's
+    on_long_input: str | None = None  # truncate / skip / error; default the manifest's
 
 
 class TextSide:
@@ -82,6 +85,18 @@ class Pipeline:
         return packed
 
 
+def source_tokens(pipeline: Pipeline, texts: list[str], o, defaults: dict, first_line: int):
+    """(indices of the non-empty inputs, source tokens of every input) after the input
+    length limit (:func:`transduce.searchcore.limit_inputs`)."""
+    tokens = limit_inputs(
+        [pipeline.src_tokens(t) if t.strip() else [] for t in texts],
+        getattr(o, "max_input_len", None) or defaults.get("max_input_len"),
+        getattr(o, "on_long_input", None) or defaults.get("on_long_input") or "truncate",
+        first_line,
+    )
+    return [i for i, t in enumerate(tokens) if t], tokens
+
+
 def _batches(ids: list[list[int]], size: int):
     """Length-sorted padded batches: (positions in ``ids``, src ``[b, S]``, mask)."""
     order = np.argsort([len(x) for x in ids], kind="stable")
@@ -108,21 +123,28 @@ class Translator:
     def load(cls, model_dir: str | os.PathLike, threads: int = 0) -> Translator:
         return cls(OnnxModel(model_dir, threads))
 
-    def decode(self, texts: list[str], options=None) -> list[list[Translation]]:
+    def decode(self, texts: list[str], options=None, first_line: int = 1):
         """Up to ``options.nbest`` translations per input, best first, in input order.
-        Empty input gives one empty output; unknown symbols map to ``<unk>``."""
+        Empty input gives one empty output; unknown symbols map to ``<unk>``; over-long
+        inputs follow ``max_input_len`` / ``on_long_input`` (``first_line`` numbers
+        ``texts[0]`` in warnings), as ``transduce.translate.Translator.decode``."""
         o = options or DecodeOptions()
         results: list[list[Translation]] = [[] for _ in texts]
-        live = [i for i, t in enumerate(texts) if t.strip()]
+        live, tokens = source_tokens(self.pipeline, texts, o, self.defaults, first_line)
         for i in set(range(len(texts))) - set(live):
             results[i] = [Translation("", [], [], 0.0, None, 0.0)]
-        tokens = [self.pipeline.src_tokens(texts[i]) for i in live]
-        ids = [self.pipeline.src.vocab.encode(t) for t in tokens]
+        ids = [self.pipeline.src.vocab.encode(tokens[i]) for i in live]
         for idx, src, mask in _batches(ids, o.batch_size or self.defaults["batch_size"]):
             for row, hyps in enumerate(self._search(src, mask, o)):
-                k = idx[row]
-                results[live[k]] = [self._result(tokens[k], *h) for h in hyps]
+                k = live[idx[row]]
+                results[k] = [self._result(tokens[k], *h) for h in hyps]
         return results
+
+    def iter_decode(self, texts: list[str], options=None):
+        """:meth:`decode`, one batch of inputs at a time, in input order."""
+        size = (options and options.batch_size) or self.defaults["batch_size"]
+        for start in range(0, len(texts), size):
+            yield self.decode(texts[start : start + size], options, first_line=start + 1)
 
     def _search(self, src, mask, o) -> list[list[tuple]]:
         """Per row: (ids, score, logprob, attention) tuples, best first."""

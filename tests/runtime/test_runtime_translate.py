@@ -51,7 +51,7 @@ def exported(tmp_path_factory):
 
 
 def _cli(args: list[str], stdin: str, monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
     code = main(args)
     out = capsys.readouterr()
     return code, out.out, out.err
