@@ -72,6 +72,8 @@ class CT2Translator:
             out = self.ct2.translate_batch(
                 [known[k] for k in group], max_batch_size=o.batch_size or 64,
                 max_decoding_length=limit, return_scores=True, **kwargs,
+                # ours may end at the first step; inputs were limited above already
+                min_decoding_length=0, max_input_length=0,
             )  # fmt: skip
             for k, res in zip(group, out, strict=True):
                 results[live[k]] = [
