@@ -15,6 +15,7 @@ from transduce.config import ConfigError
 from transduce.data.corpus import DataError, read_lines
 from transduce.export.command import add_engine_flag
 from transduce.export.command import add_parser as add_export_parser
+from transduce.serve import command as serve_command
 
 log = logging.getLogger("transduce")
 
@@ -307,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_application_commands(sub)
     _add_forecast_parser(sub)
     data_command.add_parser(sub)
+    serve_command.add_parser(sub)
     add_export_parser(sub)
     return parser
 
