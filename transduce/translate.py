@@ -14,7 +14,7 @@ from transduce import checkpoint as ckpt
 from transduce.config import Config, load_config
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import BOS_ID, PAD_ID
-from transduce.metrics import bleu_chrf, exact_match
+from transduce.metrics import bleu_chrf, bleu_lowercase, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import beam_search, greedy, sample
 from transduce.trainer import resolve_device
@@ -149,14 +149,19 @@ def evaluate(
     sources: list[str],
     references: list[str],
     options: DecodeOptions | None = None,
+    output: str | os.PathLike | None = None,
 ) -> dict[str, float | str | int]:
-    """BLEU and chrF (sacrebleu), exact match, token accuracy and decoding speed."""
+    """BLEU and chrF (sacrebleu, cased, detokenised), BLEU on lowercased 13a tokens (as
+    published Multi30k figures are often computed), exact match, token accuracy and
+    decoding speed. ``output``: also write the hypotheses there, one per line."""
     if len(sources) != len(references):
         raise ValueError(f"{len(sources)} source lines but {len(references)} reference lines")
     start = time.perf_counter()
     outputs = translator.translate_full(sources, options)
     seconds = time.perf_counter() - start
     hyps = [o.text for o in outputs]
+    if output is not None:
+        ckpt.atomic_write_text(output, "".join(h + "\n" for h in hyps))
     tok = translator.pipeline.tgt_tok
     correct = total = 0
     for hyp, ref in zip(hyps, references, strict=True):
@@ -167,6 +172,7 @@ def evaluate(
     return {
         "n": len(sources),
         **bleu_chrf(hyps, references),
+        **bleu_lowercase(hyps, references),
         "exact": round(exact_match(hyps, references), 4),
         "token_acc": round(correct / max(total, 1), 4),
         "seconds": round(seconds, 3),
