@@ -1,0 +1,82 @@
+"""The README runs as pasted: every Python block runs as written (in a fresh interpreter,
+from a scratch directory that sees the recipe configs), every `transduce` command line in
+it parses with the real parser, and no command needs a variable a fresh shell lacks."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from transduce.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+BLOCKS = re.findall(r"^```(\w*)\n(.*?)^```", README, flags=re.M | re.S)
+PYTHON = [code for lang, code in BLOCKS if lang == "python"]
+SHELL = [code for lang, code in BLOCKS if lang in ("", "sh", "bash")]
+DATA = Path(os.environ.get("TRANSDUCE_DATA") or ROOT.parent / "shared" / "data").resolve()
+
+
+def _first_line(code: str) -> str:
+    return code.strip().splitlines()[0][:60]
+
+
+@pytest.mark.parametrize("code", PYTHON, ids=[_first_line(c) for c in PYTHON])
+def test_python_block_runs_as_written(code, tmp_path):
+    if "configs/tatoeba" in code and not (DATA / "tatoeba").is_dir():
+        pytest.skip(f"no Tatoeba data under {DATA}")
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    env = {**os.environ, "TRANSDUCE_DATA": str(DATA), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _commands() -> list[str]:
+    """The `transduce ...` command lines of the shell blocks, continuations joined."""
+    lines = []
+    for code in SHELL:
+        for line in code.replace("\\\n", " ").splitlines():
+            line = line.split(" | ")[-1].strip()
+            if " -m transduce " in line:
+                line = "transduce " + line.split(" -m transduce ", 1)[1]
+            if line.startswith("transduce "):
+                lines.append(line)
+    return lines
+
+
+COMMANDS = _commands()
+
+
+def test_the_readme_has_commands_to_check():
+    assert len(COMMANDS) > 30 and len(PYTHON) >= 3
+
+
+@pytest.mark.parametrize("line", COMMANDS)
+def test_command_line_parses(line):
+    argv = shlex.split(line, comments=True)[1:]
+    if argv in (["--help"], ["--version"]):
+        return
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit as err:
+        pytest.fail(f"README command does not parse (exit {err.code}): {line}")
+
+
+def test_no_command_needs_an_unset_variable():
+    for line in COMMANDS:
+        for match in re.finditer(r"\$\{?(\w+)(:-)?", line):
+            assert match.group(2), f"${match.group(1)} has no default in: {line}"
+
+
+def test_config_paths_in_the_readme_exist():
+    for path in set(re.findall(r"configs/[\w.]+\.yaml", README)):
+        assert (ROOT / path).is_file() or (ROOT / "benchmarks/peers" / Path(path).name).is_file(), (
+            path
+        )
