@@ -294,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _forecast_run(args: argparse.Namespace):
     from transduce.data.series import read_series
+    from transduce.forecasting.output import warn_short_series
     from transduce.forecasting.pipeline import Forecaster
 
     if not args.input:
@@ -301,15 +302,20 @@ def _forecast_run(args: argparse.Namespace):
     forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
     series = read_series(args.input, args.format, args.on_bad_line)
     actuals = read_series(args.actuals, args.format) if args.actuals else None
+    warn_short_series(series, forecaster.spec.lookback)
     return forecaster, series, forecaster.forecast(series.values), actuals
 
 
 def forecast_command(args: argparse.Namespace) -> None:
+    from transduce.forecasting.output import write_long_forecasts
     from transduce.forecasting.pipeline import evaluate_forecasts, write_forecasts
 
     forecaster, series, forecasts, actuals = _forecast_run(args)
-    write_forecasts(args.output, series.ids, forecasts)
     result = {"series": len(series), "horizon": forecasts.shape[1], "output": args.output}
+    if series.timestamps is not None:  # long input: long output with future timestamps
+        result["frequency"] = write_long_forecasts(args.output, series, forecasts)
+    else:
+        write_forecasts(args.output, series.ids, forecasts)
     if actuals is not None:
         result.update(evaluate_forecasts(series, actuals, forecasts, forecaster.spec.period))
     print(json.dumps(opt.round_floats(result, 4)))
@@ -347,7 +353,8 @@ def _add_forecast_parser(sub) -> None:
     p = sub.add_parser("forecast", help="forecast the steps after each series (and score them)")
     p.add_argument("--model", required=True, help="run directory of a forecasting run")
     p.add_argument("--input", required=True, help="series file (M4 wide CSV or id,timestamp,value)")
-    p.add_argument("--output", required=True, help="CSV to write: id,F1..FH")
+    p.add_argument("--output", required=True,
+                   help="CSV: id,F1..FH (id,timestamp,value for long input)")  # fmt: skip
     p.add_argument("--actuals", help="the values that followed: print sMAPE/MASE/OWA too")
     p.add_argument("--format", choices=["auto", "m4", "long"], default="auto",
                    help="series layout (default: from the file's header)")  # fmt: skip
