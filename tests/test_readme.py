@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from transduce.cli import build_parser
+from transduce.cli_options import check_decode_args
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -64,9 +65,11 @@ def test_command_line_parses(line):
     if argv in (["--help"], ["--version"]):
         return
     try:
-        build_parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as err:
         pytest.fail(f"README command does not parse (exit {err.code}): {line}")
+    if hasattr(args, "sample"):  # the decoding flags must also make sense together
+        check_decode_args(args)
 
 
 def test_no_command_needs_an_unset_variable():
