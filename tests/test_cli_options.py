@@ -138,3 +138,23 @@ def test_average_names_the_steps(run_dir, capsys):
     out = capsys.readouterr().out
     assert "averaged 2 checkpoints (--last 5, but only 2 kept): steps " in out
     assert (run_dir / "averaged" / "model.safetensors").exists()
+
+
+def test_decode_options_reject_impossible_values_by_name():
+    from transduce import DecodeOptions
+
+    bad = [({"beam": 0}, "beam"), ({"top_p": 1.5}, "top_p"), ({"batch_size": 0}, "batch_size"),
+           ({"temperature": 0}, "temperature")]  # fmt: skip
+    for kwargs, name in bad:
+        with pytest.raises(ValueError, match=f"DecodeOptions.{name}: invalid value"):
+            DecodeOptions(**kwargs)
+    with pytest.raises(ValueError, match="nbest=3 needs beam >= nbest"):
+        DecodeOptions(nbest=3)
+    assert DecodeOptions(sample=True, nbest=3).nbest == 3
+
+
+def test_round_floats_reaches_nested_values():
+    from transduce.cli_options import round_floats
+
+    out = round_floats({"a": 0.11649999767541885, "b": [1.23456789, {"c": 2}], "d": "x"}, 4)
+    assert out == {"a": 0.1165, "b": [1.2346, {"c": 2}], "d": "x"}

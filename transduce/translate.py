@@ -49,6 +49,22 @@ class DecodeOptions:
     batch_size: int | None = None
     attention: bool = True
 
+    def __post_init__(self) -> None:
+        """Reject impossible settings by name (``beam=0``, ``top_p=1.5``, ...)."""
+        checks = {
+            "beam": self.beam >= 1, "nbest": self.nbest >= 1, "top_k": self.top_k >= 0,
+            "top_p": 0.0 < self.top_p <= 1.0, "temperature": self.temperature > 0,
+            "no_repeat_ngram": self.no_repeat_ngram >= 0, "alpha": self.alpha >= 0,
+            "batch_size": self.batch_size is None or self.batch_size >= 1,
+            "max_len": self.max_len is None or self.max_len >= 1,
+            "max_len_ratio": self.max_len_ratio is None or self.max_len_ratio > 0,
+        }  # fmt: skip
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"DecodeOptions.{name}: invalid value {getattr(self, name)!r}")
+        if not self.sample and self.nbest > self.beam:
+            raise ValueError(f"DecodeOptions: nbest={self.nbest} needs beam >= nbest (or sample)")
+
 
 class Translator:
     """A trained model ready to translate: ``Translator.load("runs/ell").translate([...])``."""
