@@ -135,8 +135,9 @@ def test_lowercased_bleu_on_a_known_case():
 
 def test_average_names_the_steps(run_dir, capsys):
     assert main(["average", "--model", str(run_dir), "--last", "5"]) == 0
-    out = capsys.readouterr().out
-    assert "averaged 2 checkpoints (--last 5, but only 2 kept): steps " in out
+    captured = capsys.readouterr()
+    assert "averaged 2 checkpoints (--last 5, but only 2 kept): steps " in captured.err
+    assert captured.out.strip().endswith("averaged/model.safetensors")
     assert (run_dir / "averaged" / "model.safetensors").exists()
 
 

@@ -147,8 +147,9 @@ def average_command(args: argparse.Namespace) -> None:
     steps = [int(p.stem.removeprefix("step_")) for p in step_checkpoints(args.model)[-args.last :]]
     out = write_average(args.model, args.last)
     short = f" (--last {args.last}, but only {len(steps)} kept)" if len(steps) < args.last else ""
-    print(f"averaged {len(steps)} checkpoints{short}: steps {', '.join(map(str, steps))}")
-    print(out)
+    steps_text = ", ".join(map(str, steps))
+    print(f"averaged {len(steps)} checkpoints{short}: steps {steps_text}", file=sys.stderr)
+    print(out)  # stdout: only the path, for scripts
 
 
 def generate_command(args: argparse.Namespace) -> None:
