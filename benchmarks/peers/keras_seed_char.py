@@ -17,9 +17,9 @@ the first lines) with the example's one-sentence, one-``predict``-per-character 
 
 Keras is not a dependency of transduce; run this from a separate environment::
 
-    python3 -m venv /work/kerasenv
-    /work/kerasenv/bin/pip install tensorflow-cpu==2.21.0 keras==3.15.1
-    /work/kerasenv/bin/python benchmarks/peers/keras_seed_char.py --threads 1 [--epochs 10]
+    python3 -m venv ../kerasenv      # outside the repository
+    ../kerasenv/bin/pip install tensorflow-cpu==2.21.0 keras==3.15.1
+    taskset -c 1 ../kerasenv/bin/python benchmarks/peers/keras_seed_char.py --threads 1
 
 The backend is taken from ``KERAS_BACKEND`` (default ``tensorflow``).
 """
