@@ -1,13 +1,7 @@
 """The estimator behind the array API's classes (:mod:`transduce.estimators`): Keras's
 verbs (``compile``, ``fit``, ``predict``, ``evaluate``, ``summary``, ``count_params``,
-``save``) on the project's models, trained by the project's Trainer.
-
-Inputs are real arrays ``[samples, input_length, input_dim]`` or integer token ids
-``[samples, input_length]`` (0 = padding, masked). Outputs are real
-``[samples, output_length, output_dim]`` (``mse`` / ``mae`` / ``huber``), or classes of
-``output_dim`` (``categorical_crossentropy`` on one-hot ``[samples, T, output_dim]``,
-``sparse_categorical_crossentropy`` on ids ``[samples, T]``; ``predict`` returns the
-probabilities). Prediction is an autoregressive roll-out: the previous output is fed back.
+``save``) on the project's models, trained by the project's Trainer. The array shapes and
+losses are described in the package's docstring.
 """
 
 from __future__ import annotations
