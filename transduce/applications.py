@@ -83,5 +83,17 @@ def _prompted(lines: Iterable[str], prompt: Callable[[], None] | None):
 
 
 def stdin_lines() -> Iterable[str]:
-    """Lines of standard input as they arrive (no read-ahead buffering of a pipe)."""
-    return iter(sys.stdin.readline, "")
+    """Lines of standard input as they arrive (no read-ahead buffering of a pipe), strict
+    UTF-8 as ``translate`` reads them: a bad byte is a DataError naming ``<stdin>:LINE``."""
+    from transduce.data.corpus import DataError
+
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream without bytes underneath (tests, embedding)
+        yield from iter(sys.stdin.readline, "")
+        return
+    for number, raw in enumerate(iter(stream.readline, b""), 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            problem = f"invalid UTF-8 at byte {err.start + 1}: {err.reason}"
+            raise DataError("<stdin>", number, problem) from None

@@ -1,72 +1,156 @@
-"""The model directory (ARCHITECTURE §4) and atomic writes.
+"""Checkpoints (ARCHITECTURE §4): one directory written whole, then renamed into place.
 
-Weights go to safetensors (never pickle); the trainer state goes through ``torch.save``
-but holds only tensors and plain containers, and is read back with ``weights_only=True``.
-Every file is written to a temporary name in the same folder, flushed, then renamed.
+A checkpoint is ``ckpt/step_NNNNNNNNN/`` holding ``model.safetensors``, ``trainer_state.pt``
+and ``meta.json`` (the step, and each file's size and SHA-256). It is written into a hidden
+temporary directory, every file and the directory fsynced, then renamed. ``last`` and
+``best`` are symlinks replaced atomically (a new link under a temporary name, then
+``rename``); ``model.safetensors`` at the top of the run is a fixed link to
+``best/model.safetensors``. A crash at any point leaves either the old pointers or the new
+ones, never a mix; what it leaves half-written is removed by :func:`clean` at the next start.
+
+Weights go to safetensors (never pickle); the trainer state goes through ``torch.save`` but
+holds only tensors and plain containers, and is read back with ``weights_only=True``. Files
+are created with the user's umask (no ``mkstemp``, whose files are 0600). Every reader here
+answers a damaged file with one :class:`~transduce.data.corpus.DataError` naming it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
-import tempfile
+import secrets
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
+
+from transduce.data.corpus import DataError
+
+CKPT = "ckpt"  # the checkpoint directories of a run
+FILES = ("model.safetensors", "trainer_state.pt")
+
+# Fault injection for the tests: called with a short name before every write a checkpoint
+# makes (tests/test_resume_faults.py raises from it at the k-th call).
+fault_hook: Callable[[str], None] | None = None
+
+
+def _step_fault(what: str) -> None:
+    if fault_hook is not None:
+        fault_hook(what)
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a rename inside ``path`` durable (POSIX: fsync the directory)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` (mode 0666 & ~umask, as any file the user makes: safetensors'
+    own ``save_file`` makes 0600 files), write ``data`` and fsync it."""
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary name beside ``path``, fsync, rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _tmp_name(path)
+    _step_fault(f"write {path.name}")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_new(tmp, data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str]) -> None:
-    """Weights as safetensors; tied parameters are stored once."""
-    state, seen = {}, {}
+def _weights_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with tied parameters stored once, on the CPU."""
+    state, seen = {}, set()
     for name, tensor in model.state_dict().items():
         key = tensor.data_ptr()
         if key in seen and tensor.numel() > 0:
             continue  # tied weight: loaded back through the module that owns it
-        seen[key] = name
+        seen.add(key)
         state[name] = tensor.detach().cpu().contiguous()
+    return state
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Weights as safetensors, written atomically; tied parameters are stored once."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _tmp_name(path)
+    _step_fault(f"write {path.name}")
     try:
-        save_file(state, tmp, metadata=metadata)
+        _write_new(tmp, save(_weights_state(model), metadata=metadata))
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a missing or damaged file is one DataError."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found") from None
+    except Exception as err:  # safetensors raises its own error types (header, length)
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(
+            path,
+            None,
+            f"not a readable safetensors file ({problem}); the file is truncated or corrupted",
+        ) from None
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    state = load_file(str(path))
+    state = read_weights(path)
+    own = model.state_dict()
+    wrong = [
+        f"{name} {tuple(t.shape)} vs {tuple(own[name].shape)}"
+        for name, t in state.items()
+        if name in own and own[name].shape != t.shape
+    ]
+    if wrong:
+        raise DataError(
+            path,
+            None,
+            f"weights do not fit the model of config.yaml (shapes "
+            f"{', '.join(wrong[:3])}): was the config changed after training?",
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {n for n in missing if _is_tied(model, n)}
     missing = [n for n in missing if n not in tied]
     if missing or unexpected:
-        raise ValueError(
-            f"{path}: weights do not fit the model: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]} (was the config changed after training?)"
+        raise DataError(
+            path,
+            None,
+            f"weights do not fit the model: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]} (was the config changed after training?)",
         )
 
 
@@ -78,8 +162,13 @@ def _is_tied(model: nn.Module, name: str) -> bool:
 def weights_metadata(path: str | os.PathLike) -> dict[str, str]:
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        return f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found") from None
+    except Exception as err:
+        raise DataError(path, None, f"not a readable safetensors file ({err})") from None
 
 
 def save_trainer_state(state: dict[str, Any], path: str | os.PathLike) -> None:
@@ -89,7 +178,153 @@ def save_trainer_state(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def load_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found") from None
+    except Exception as err:  # pickle, zip and torch errors alike: the file is damaged
+        kind = type(err).__name__
+        raise DataError(
+            path, None, f"not a readable trainer state ({kind}); the file is truncated or corrupted"
+        ) from None
+    if not isinstance(state, dict) or "counters" not in state:
+        raise DataError(path, None, "not a trainer state (no step counters)")
+    return state
+
+
+# ---------------------------------------------------------------------- checkpoint dirs
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def point(link: Path, target: str) -> None:
+    """Replace symlink ``link`` by one to ``target`` atomically."""
+    tmp = _tmp_name(link)
+    os.symlink(target, tmp)
+    _step_fault(f"switch {link.name}")
+    os.replace(tmp, link)
+    fsync_dir(link.parent)
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:09d}"
+
+
+def write_checkpoint(
+    run_dir: str | os.PathLike, model: nn.Module, state: dict[str, Any], meta: dict[str, str],
+    best: bool,
+) -> Path:  # fmt: skip
+    """Write ``ckpt/step_N`` whole, then point ``last`` (and, if ``best``, ``best``) at it
+    and delete the checkpoints no pointer holds. ``meta`` needs ``step``."""
+    run_dir = Path(run_dir)
+    root = run_dir / CKPT
+    root.mkdir(parents=True, exist_ok=True)
+    name = step_dir_name(int(meta["step"]))
+    tmp = root / f".tmp-{name}.{os.getpid()}.{secrets.token_hex(4)}"
+    tmp.mkdir()
+    _step_fault("weights")
+    _write_new(tmp / FILES[0], save(_weights_state(model), metadata=meta))
+    _step_fault("trainer state")
+    with open(tmp / FILES[1], "xb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    files = {n: {"bytes": (tmp / n).stat().st_size, "sha256": _digest(tmp / n)} for n in FILES}
+    _step_fault("meta")
+    with open(tmp / "meta.json", "x", encoding="utf-8") as f:
+        json.dump({**meta, "files": files}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(tmp)
+    final = root / name
+    if final.exists():  # a stale copy of this step from before a crash: set it aside
+        _step_fault("set aside")
+        os.replace(final, root / f".old-{name}.{secrets.token_hex(4)}")
+    _step_fault("rename")
+    os.replace(tmp, final)
+    fsync_dir(root)
+    point(run_dir / "last", f"{CKPT}/{name}")
+    if best:
+        point(run_dir / "best", f"{CKPT}/{name}")
+    ensure_best_link(run_dir)
+    prune(run_dir)
+    return final
+
+
+def ensure_best_link(run_dir: Path) -> None:
+    """``model.safetensors`` -> ``best/model.safetensors`` (created once per run)."""
+    link = run_dir / "model.safetensors"
+    if (run_dir / "best").is_symlink() and not link.is_symlink():
+        point(link, "best/model.safetensors")
+
+
+def pointed(run_dir: Path, pointer: str) -> Path | None:
+    """The checkpoint directory ``last`` or ``best`` points at, if it is a link to one."""
+    link = run_dir / pointer
+    if not link.is_symlink():
+        return None
+    target = Path(os.readlink(link))
+    return run_dir / target if target.parent.name == CKPT and target.parts[0] == CKPT else None
+
+
+def prune(run_dir: Path) -> list[Path]:
+    """Delete every checkpoint directory that neither ``last`` nor ``best`` points at,
+    temporary directories of interrupted writes included; returns what was removed."""
+    root = run_dir / CKPT
+    if not root.is_dir():
+        return []
+    keep = {p.name for p in (pointed(run_dir, "last"), pointed(run_dir, "best")) if p}
+    removed = []
+    for entry in root.iterdir():
+        if entry.name not in keep:
+            _step_fault("prune")
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def read_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """The ``last`` checkpoint's directory and trainer state, verified: each file has the
+    size and digest meta.json records, and weights, state and meta.json name one step."""
+    last = Path(run_dir) / "last"
+    meta_path = last / "meta.json"
+    meta = None
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            recorded = {n: meta["files"][n] for n in FILES}
+        except (ValueError, KeyError, TypeError):
+            raise DataError(meta_path, None, "damaged checkpoint description") from None
+        for name, want in recorded.items():
+            path = last / name
+            if not path.exists():
+                raise DataError(path, None, "missing from the checkpoint")
+            if path.stat().st_size != want["bytes"] or _digest(path) != want["sha256"]:
+                raise DataError(
+                    path,
+                    None,
+                    "does not match the checkpoint's meta.json "
+                    "(truncated or changed after it was written)",
+                )
+    weights_step = weights_metadata(last / FILES[0]).get("step")
+    state = load_trainer_state(last / FILES[1])
+    state_step = int(state["counters"][0])
+    steps = {"weights": weights_step, "trainer state": str(state_step)}
+    if meta is not None:
+        steps["meta.json"] = str(meta.get("step"))
+    if len(set(steps.values())) != 1:
+        mix = ", ".join(f"{k} at step {v}" for k, v in steps.items())
+        raise DataError(last, None, f"a mix of checkpoints ({mix}); refusing to resume from it")
+    return last, state
 
 
 # ---------------------------------------------------------------------- averaging
@@ -115,14 +350,18 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
     if not paths:
         raise ValueError("no checkpoints to average (set train.keep_checkpoints)")
     total: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
     for path in paths:
-        for name, tensor in load_file(str(path)).items():
+        for name, tensor in read_weights(path).items():
             if name in total and total[name].shape != tensor.shape:
-                raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, not "
-                                 f"{tuple(total[name].shape)}")  # fmt: skip
+                raise DataError(
+                    path,
+                    None,
+                    f"{name} has shape {tuple(tensor.shape)}, not {tuple(total[name].shape)}",
+                )
             total[name] = total.get(name, 0) + tensor.double()
-    first = load_file(str(paths[0]))
-    return {name: (t / len(paths)).to(first[name].dtype) for name, t in total.items()}
+            dtypes.setdefault(name, tensor.dtype)
+    return {name: (t / len(paths)).to(dtypes[name]) for name, t in total.items()}
 
 
 def write_average(run_dir: str | os.PathLike, last: int) -> Path:
@@ -131,9 +370,12 @@ def write_average(run_dir: str | os.PathLike, last: int) -> Path:
     state = average_checkpoints(paths)
     out = Path(run_dir, "averaged", "model.safetensors")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _tmp_name(out)
     meta = {"averaged": ",".join(p.name for p in paths)}
-    save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=meta)
-    os.replace(tmp, out)
+    try:
+        _write_new(tmp, save({k: v.contiguous() for k, v in state.items()}, metadata=meta))
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return out

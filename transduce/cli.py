@@ -6,13 +6,15 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from transduce import cli_options as opt
-from transduce.checkpoint import atomic_write_text
+from transduce import data_command
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError, read_lines
+from transduce.serve import command as serve_command
 
 log = logging.getLogger("transduce")
 
@@ -45,12 +47,26 @@ def train_command(args: argparse.Namespace) -> None:
         print(
             json.dumps({"run_dir": str(result.run_dir), "steps": result.steps, "best": result.best})
         )
+    if result.interrupted:
+        _print_resume_command(args, result)
+        sys.exit(128 + result.interrupted)
+
+
+def _print_resume_command(args: argparse.Namespace, result) -> None:
+    """The command that continues an interrupted run (rank 0's line under torchrun)."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    prog = f"torchrun --nproc_per_node {world} -m transduce" if world > 1 else "transduce"
+    again = "".join(" " + shlex.quote(f"--set={item}") for item in args.set)
+    out = shlex.quote(str(result.run_dir))
+    print(f"transduce train: interrupted at step {result.steps}; checkpoint written; resume "
+          f"with: {prog} train --resume --out {out}{again}", file=sys.stderr)  # fmt: skip
 
 
 def _read_input(path: str | None) -> list[str]:
-    if path is None or path == "-":
-        return [line.rstrip("\r\n") for line in sys.stdin]
-    return read_lines(path)
+    """--input, or stdin under the same rules (strict UTF-8, errors name the line)."""
+    return read_lines("-" if path is None else path)
 
 
 def _decode_options(args: argparse.Namespace):
@@ -62,7 +78,8 @@ def _decode_options(args: argparse.Namespace):
         no_repeat_ngram=args.no_repeat_ngram, sample=args.sample, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_len=args.max_len,
         max_len_ratio=args.max_len_ratio, batch_size=args.batch_size,
-        attention=args.format == "jsonl",
+        attention=args.format == "jsonl", max_input_len=args.max_input_len,
+        on_long_input=args.on_long_input,
     )  # fmt: skip
 
 
@@ -98,15 +115,33 @@ def translate_command(args: argparse.Namespace) -> None:
     options = _decode_options(args)  # bad flags fail before the model loads
     translator = Translator.load(args.model, args.checkpoint, device=args.device)
     inputs = _read_input(args.input)
-    results = translator.decode(inputs, options)
-    if args.format == "jsonl":
-        text = "".join(_jsonl(src, hyps) + "\n" for src, hyps in zip(inputs, results, strict=True))
-    else:
-        text = "".join(hyps[0].text + "\n" for hyps in results)
-    if args.output:
-        atomic_write_text(args.output, text)
-    else:
-        sys.stdout.write(text)
+    out = _open_output(args.output)
+    done = 0  # output streams batch by batch, in input order
+    try:
+        for results in translator.iter_decode(inputs, options):
+            part = inputs[done : done + len(results)]
+            if args.format == "jsonl":
+                pairs = zip(part, results, strict=True)
+                text = "".join(_jsonl(src, hyps) + "\n" for src, hyps in pairs)
+            else:
+                text = "".join(hyps[0].text + "\n" for hyps in results)
+            out.write(text)
+            out.flush()
+            done += len(results)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+def _open_output(path: str | None):
+    """stdout, or ``path`` opened for writing through whatever it is (a symlink, a FIFO,
+    /proc/self/fd/1): nothing is replaced, and a new file gets the user's umask."""
+    if not path:
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as err:
+        raise DataError(path, None, f"cannot write: {err.strerror or err}") from None
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
@@ -287,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=plot_command)
     _add_application_commands(sub)
     _add_forecast_parser(sub)
+    data_command.add_parser(sub)
+    serve_command.add_parser(sub)
     return parser
 
 
@@ -294,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _forecast_run(args: argparse.Namespace):
-    from transduce.data.series import read_series
+    from transduce.data.series import read_series, require_positive
     from transduce.forecasting.output import warn_short_series
     from transduce.forecasting.pipeline import Forecaster
 
@@ -302,6 +339,7 @@ def _forecast_run(args: argparse.Namespace):
         raise ConfigError(f"{args.command}: give --input SERIES_FILE")
     forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
     series = read_series(args.input, args.format, args.on_bad_line)
+    require_positive(series, forecaster.cfg.series.scaling)
     actuals = read_series(args.actuals, args.format) if args.actuals else None
     warn_short_series(series, forecaster.spec.lookback)
     return forecaster, series, forecaster.forecast(series.values), actuals

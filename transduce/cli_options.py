@@ -157,3 +157,16 @@ def add_decode_flags(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="sentences decoded together (default: the run's decode.batch_size)",
     )
+    g.add_argument(
+        "--max-input-len",
+        type=int_at_least(1),
+        default=None,
+        metavar="TOKENS",
+        help="source tokens per line (default: the run's decode.max_input_len, 1024)",
+    )
+    g.add_argument(
+        "--on-long-input",
+        choices=["truncate", "skip", "error"],
+        default=None,
+        help="what to do with a longer line (default truncate, with a warning)",
+    )

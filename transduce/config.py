@@ -55,8 +55,8 @@ class DataConfig:
     lowercase: bool = False
     min_freq: int = 1
     max_vocab: int | None = None
-    max_src_len: int | None = None  # longer pairs are dropped and counted
-    max_tgt_len: int | None = None
+    max_src_len: int | None = 512  # tokens; longer pairs (train and valid) are dropped and
+    max_tgt_len: int | None = 512  # counted per split (None: no limit)
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,8 @@ class DecodeConfig:
     max_len: int = 200  # absolute cap on output length
     max_len_ratio: float | None = None  # per sentence: ceil(ratio * source length) + 5
     batch_size: int = 128
+    max_input_len: int | None = 1024  # source tokens per line at inference (None: no limit)
+    on_long_input: Literal["truncate", "skip", "error"] = "truncate"  # with a warning each
 
 
 @dataclass(frozen=True)
@@ -290,8 +292,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            problem = _one_line(err)
+            raise ConfigError(f"--set {item}: the value is not valid YAML: {problem}") from None
     return data
+
+
+def _one_line(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: its problem and where (``line 3, column 5``)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
@@ -302,10 +315,16 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
             text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text ({err.reason})") from None
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+        if not text.strip():
+            raise ConfigError(f"{path}: empty config file")
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+            raise ConfigError(f"{path}: not valid YAML: {_one_line(err)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
     return from_dict(Config, apply_overrides(data, list(overrides)))
@@ -317,14 +336,26 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
 
 
+def default_data_dir() -> Path:
+    """Where ``transduce data get`` installs by default: ``$XDG_CACHE_HOME/transduce/data``,
+    or ``~/.cache/transduce/data``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache, "transduce", "data")
+
+
 def data_root() -> Path:
-    """``$TRANSDUCE_DATA``, else ``../shared/data`` from the working directory or, failing
-    that, beside this source checkout."""
+    """``$TRANSDUCE_DATA``, else ``../shared/data`` from the working directory or beside
+    this source checkout, else :func:`default_data_dir` (where ``transduce data get`` puts
+    the corpora)."""
     if os.environ.get("TRANSDUCE_DATA"):
         return Path(os.environ["TRANSDUCE_DATA"])
-    here = Path("..", "shared", "data")
-    beside_checkout = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return here if here.exists() or not beside_checkout.exists() else beside_checkout
+    for shared in (
+        Path("..", "shared", "data"),
+        Path(__file__).resolve().parents[2] / "shared" / "data",
+    ):
+        if shared.exists():
+            return shared
+    return default_data_dir()
 
 
 def data_path(path: str) -> Path:

@@ -8,7 +8,6 @@ runs :func:`train`; only rank 0 writes (:mod:`transduce.distributed`). A config 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -18,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transduce import checkpoint as ckpt
-from transduce import distributed
-from transduce.config import Config, load_config, save_config
+from transduce import distributed, interrupt, rundir
+from transduce.config import Config, save_config
 from transduce.data.batches import ParallelData
-from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
+from transduce.data.pipeline import TextPipeline, filter_lengths, length_keep, load_texts
 from transduce.nn.models import build_model
 from transduce.trainer import RunResult, Trainer
 
@@ -43,7 +41,10 @@ def prepare_run(
         pipeline.encode(texts.train_src, texts.train_tgt), cfg.data, "train"
     )
     valid_data = pipeline.encode(texts.valid_src, texts.valid_tgt)
-    return pipeline, train_data, valid_data, texts.valid_tgt
+    keep = length_keep(valid_data, cfg.data)  # the references follow the kept pairs
+    valid_refs = [ref for ref, kept in zip(texts.valid_tgt, keep, strict=True) if kept]
+    valid_data = filter_lengths(valid_data, cfg.data, "valid")
+    return pipeline, train_data, valid_data, valid_refs
 
 
 def train(
@@ -55,15 +56,7 @@ def train(
     """Train ``cfg`` into run directory ``out``; with ``resume``, continue the run saved
     there (its own config.yaml, plus ``overrides``) from its last checkpoint."""
     run_dir = Path(out)
-    state_path = run_dir / "last" / "trainer_state.pt"
-    if resume:
-        if not state_path.exists():
-            raise FileNotFoundError(f"{run_dir}: nothing to resume (no last/trainer_state.pt)")
-        cfg = load_config(run_dir / "config.yaml", overrides)
-    elif cfg is None:
-        raise ValueError("train() needs a config unless resuming")
-    elif (run_dir / "last").exists():
-        raise FileExistsError(f"{run_dir} already holds a run: use --resume or another --out")
+    cfg, resume = rundir.start(cfg, run_dir, resume, list(overrides))
     with distributed.launch(cfg.train.device) as ctx:  # a no-op outside torchrun
         return _train_rank(cfg, run_dir, resume, ctx)
 
@@ -96,10 +89,7 @@ def _train_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Conte
         rank=ctx.rank, world=ctx.world, valid_refs=valid_refs,
     )  # fmt: skip
     if resume:
-        ckpt.load_weights(model, run_dir / "last" / "model.safetensors")
-        trainer.restore(ckpt.load_trainer_state(run_dir / "last" / "trainer_state.pt"))
-        if ctx.rank == 0:
-            _truncate_metrics(run_dir / "metrics.jsonl", trainer.step)
+        rundir.restore(trainer, run_dir, write=ctx.rank == 0)
     elif ctx.rank == 0:
         save_config(cfg, run_dir / "config.yaml")
         pipeline.save(run_dir)
@@ -111,7 +101,8 @@ def _train_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Conte
         cfg.model.preset, "" if cfg.model.preset == "transformer" else cfg.model.cell,
         n_params / 1e6,
     )  # fmt: skip
-    return trainer.fit()
+    with interrupt.graceful():
+        return trainer.fit()
 
 
 # Files a run's text pipeline reads back (TextPipeline.save and the sentencepiece models).
@@ -141,12 +132,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    ckpt.atomic_write_text(path, "".join(ln + "\n" for ln in keep))

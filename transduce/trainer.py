@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,8 +24,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from transduce import checkpoint as ckpt
-from transduce import distributed
-from transduce.config import Config, TrainConfig
+from transduce import distributed, interrupt
+from transduce.config import Config, ConfigError, TrainConfig
 from transduce.data.batches import Batch, ParallelData
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import EOS_ID, PAD_ID
@@ -42,6 +43,7 @@ class RunResult:
     steps: int
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM)
 
 
 def teacher_forcing_ratio(cfg: TrainConfig, step: int) -> float:
@@ -61,7 +63,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but no CUDA device is available")
+        raise ConfigError("device cuda: no CUDA device is available here (use cpu or auto)")
     return torch.device(name)
 
 
@@ -98,6 +100,7 @@ class Trainer:
         self.stale = 0  # validations without improvement
         self.elapsed = 0.0
         self.history: list[dict[str, Any]] = []
+        self.signal: int | None = None  # set when SIGINT/SIGTERM stopped the run
 
     # ------------------------------------------------------------------ one update
 
@@ -246,18 +249,30 @@ class Trainer:
                 self.elapsed = time.perf_counter() - start
                 self._report(bar, meter, loss, ntok)
                 stop = self._should_stop()
-                if stop or self._validation_due(end_of_epoch):
+                saved = stop or self._validation_due(end_of_epoch)
+                if saved:
                     stop = self._checkpoint() or stop
                     meter.reset()  # validation time is not training; log windows restart
+                if not stop and self._interrupted():
+                    if not saved:  # no validation: the state is what must not be lost
+                        self._checkpoint(validate=False)
+                    stop = True
                 if stop:
                     break
         bar.close()
-        if self.history and self.history[-1].get("step") != self.step:
+        if self.history and self.history[-1].get("step") != self.step and not self.signal:
             self._checkpoint()
         return RunResult(
             self.run_dir, self.best or {}, self.history[-1] if self.history else {},
-            self.step, self.elapsed, self.history,
+            self.step, self.elapsed, self.history, self.signal,
         )  # fmt: skip
+
+    def _interrupted(self) -> bool:
+        """Whether SIGINT/SIGTERM asked to stop (on any rank: all ranks stop together)."""
+        self.signal = interrupt.requested()
+        if self.world > 1 and distributed.any_rank(self.signal is not None):
+            self.signal = self.signal or int(signal.SIGTERM)
+        return self.signal is not None
 
     def _progress_bar(self) -> tqdm:
         t = self.tcfg
@@ -303,30 +318,30 @@ class Trainer:
         # Clocks differ between processes: all ranks stop when any rank's time is up.
         return distributed.any_rank(stop) if self.world > 1 and t.max_seconds else stop
 
-    def _checkpoint(self) -> bool:
-        """Validate, write metrics and checkpoints; True when early stopping says stop."""
-        metrics = self.validate()
-        record = {"split": "valid", **metrics, "seconds": round(self.elapsed, 2)}
-        better = self.improved(metrics)
-        if better:
-            self.best = {"step": self.step, "epoch": self.epoch, **metrics}
-            self.stale = 0
-        else:
-            self.stale += 1
-        self.schedule.after_validation(better)
-        self._log(record)
+    def _checkpoint(self, validate: bool = True) -> bool:
+        """Validate, write metrics and a checkpoint; True when early stopping says stop.
+        Without ``validate`` (an interruption) only the checkpoint is written."""
+        better = False
+        if validate:
+            metrics = self.validate()
+            record = {"split": "valid", **metrics, "seconds": round(self.elapsed, 2)}
+            better = self.improved(metrics)
+            if better:
+                self.best = {"step": self.step, "epoch": self.epoch, **metrics}
+                self.stale = 0
+            else:
+                self.stale += 1
+            self.schedule.after_validation(better)
+            self._log(record)
         state = self.state_dict()  # on every rank: it gathers the ranks' RNG states
         if self.rank == 0:
             meta = {"step": str(self.step), "epoch": str(self.epoch)}
-            if better:
-                ckpt.save_weights(self.model, self.run_dir / "model.safetensors", meta)
-            if self.tcfg.keep_checkpoints:
+            if self.tcfg.keep_checkpoints and validate:
                 ckpt.save_weights(self.model, ckpt.step_path(self.run_dir, self.step), meta)
                 ckpt.prune_steps(self.run_dir, self.tcfg.keep_checkpoints)
-            ckpt.save_weights(self.model, self.run_dir / "last" / "model.safetensors", meta)
-            ckpt.save_trainer_state(state, self.run_dir / "last" / "trainer_state.pt")
+            ckpt.write_checkpoint(self.run_dir, self.model, state, meta, best=better)
         patience = self.tcfg.patience
-        return patience is not None and self.stale >= patience
+        return validate and patience is not None and self.stale >= patience
 
     def _log(self, record: dict[str, Any]) -> None:
         record = {"step": self.step, "epoch": self.epoch, **record}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,12 +14,16 @@ import torch
 
 from transduce import checkpoint as ckpt
 from transduce.config import Config, load_config
+from transduce.data.batches import ParallelData
+from transduce.data.corpus import DataError
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import BOS_ID, PAD_ID
 from transduce.metrics import bleu_chrf, bleu_lowercase, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import beam_search, greedy, sample
 from transduce.trainer import resolve_device
+
+log = logging.getLogger("transduce.translate")
 
 
 @dataclass
@@ -48,6 +54,8 @@ class DecodeOptions:
     max_len_ratio: float | None = None
     batch_size: int | None = None
     attention: bool = True
+    max_input_len: int | None = None  # source tokens per line; default decode.max_input_len
+    on_long_input: str | None = None  # truncate / skip / error; default decode.on_long_input
 
     def __post_init__(self) -> None:
         """Reject impossible settings by name (``beam=0``, ``top_p=1.5``, ...)."""
@@ -97,22 +105,37 @@ class Translator:
 
     @torch.no_grad()
     def decode(
-        self, texts: list[str], options: DecodeOptions = DecodeOptions()
+        self, texts: list[str], options: DecodeOptions = DecodeOptions(), first_line: int = 1
     ) -> list[list[Translation]]:
         """Up to ``options.nbest`` translations per input, best first, in input order.
-        Empty input gives one empty output; unknown symbols map to ``<unk>``."""
+        Empty input gives one empty output; unknown symbols map to ``<unk>``. A source
+        over ``max_input_len`` tokens is truncated, skipped (empty output) or refused, with
+        a warning naming its line (``first_line`` numbers ``texts[0]``)."""
         results: list[list[Translation]] = [[] for _ in texts]
-        live = [i for i, t in enumerate(texts) if t.strip()]
+        tokens = limit_inputs(
+            [self.pipeline.src_tokens(t) if t.strip() else [] for t in texts],
+            options.max_input_len or self.cfg.decode.max_input_len,
+            options.on_long_input or self.cfg.decode.on_long_input, first_line,
+        )  # fmt: skip
+        live = [i for i, t in enumerate(tokens) if t]
         for i in set(range(len(texts))) - set(live):
             results[i] = [Translation("", [], [], 0.0, None, 0.0)]
-        data = self.pipeline.encode([texts[i] for i in live])
+        data = ParallelData([self.pipeline.src_vocab.encode(tokens[i]) for i in live])
         for batch in data.iter_batches(options.batch_size or self.cfg.decode.batch_size):
             batch = batch.to(self.device)
             hyps = self._search(batch.src, batch.src_mask, options)
             for row, k in enumerate(batch.index.tolist()):
-                src_tokens = self.pipeline.src_tokens(texts[live[k]])
-                results[live[k]] = [self._result(src_tokens, *h) for h in hyps[row]]
+                results[live[k]] = [self._result(tokens[live[k]], *h) for h in hyps[row]]
         return results
+
+    def iter_decode(
+        self, texts: list[str], options: DecodeOptions = DecodeOptions()
+    ) -> Iterator[list[list[Translation]]]:
+        """:meth:`decode`, one batch of inputs at a time, in input order: a caller that
+        writes each part as it comes loses at most one batch to a crash."""
+        size = options.batch_size or self.cfg.decode.batch_size
+        for start in range(0, len(texts), size):
+            yield self.decode(texts[start : start + size], options, first_line=start + 1)
 
     def _search(self, src, src_mask, o: DecodeOptions) -> list[list[tuple]]:
         """Per row: (ids, score, logprob, attention) tuples, best first."""
@@ -160,6 +183,31 @@ class Translator:
         return [t.text for t in self.translate_full(texts, options)]
 
 
+def limit_inputs(
+    tokens: list[list[str]], max_len: int | None, policy: str, first_line: int = 1
+) -> list[list[str]]:
+    """Apply the inference length limit: ``truncate`` to ``max_len`` tokens, ``skip`` (an
+    empty output) or ``error``; each over-long line is named in a warning (the first few)."""
+    long = [i for i, t in enumerate(tokens) if max_len and len(t) > max_len]
+    for n, i in enumerate(long):
+        where = f"input line {first_line + i}"
+        if policy == "error":
+            raise DataError(
+                "<input>",
+                first_line + i,
+                f"{len(tokens[i]):,} source tokens, "
+                f"over decode.max_input_len={max_len} (--max-input-len)",
+            )
+        if n < 5:
+            done = f"truncated to {max_len}" if policy == "truncate" else "skipped (empty output)"
+            log.warning("%s: %s source tokens, %s (decode.max_input_len; --max-input-len, "
+                        "--on-long-input)", where, f"{len(tokens[i]):,}", done)  # fmt: skip
+        tokens[i] = tokens[i][:max_len] if policy == "truncate" else []
+    if len(long) > 5:
+        log.warning("%d over-long input lines in all (%s)", len(long), policy)
+    return tokens
+
+
 def evaluate(
     translator: Translator,
     sources: list[str],
@@ -172,6 +220,8 @@ def evaluate(
     decoding speed. ``output``: also write the hypotheses there, one per line."""
     if len(sources) != len(references):
         raise ValueError(f"{len(sources)} source lines but {len(references)} reference lines")
+    if not sources:
+        raise ValueError("nothing to evaluate: the source and reference files are empty")
     start = time.perf_counter()
     outputs = translator.translate_full(sources, options)
     seconds = time.perf_counter() - start

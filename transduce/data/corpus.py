@@ -371,14 +371,23 @@ def read_line_pairs(
 
 
 def read_lines(path: PathLike) -> list[str]:
-    """One stripped text per line, for translate/evaluate input; empty lines are kept as ""."""
-    texts: list[str] = []
+    """One stripped text per line, for translate/evaluate input; empty lines are kept as "".
+    ``-`` reads standard input under the same rules (strict UTF-8, errors name the line)."""
+    if os.fspath(path) == "-":
+        import sys
+
+        return _text_lines(sys.stdin.buffer, "<stdin>")
     with _open_bytes(path) as f:
-        for number, raw in _numbered_lines(f, path):
-            try:
-                texts.append(_decode(raw, number).strip())
-            except _BadLine as bad:
-                raise DataError(path, number, bad.message) from None
+        return _text_lines(f, path)
+
+
+def _text_lines(f: BinaryIO, path: PathLike) -> list[str]:
+    texts: list[str] = []
+    for number, raw in _numbered_lines(f, path):
+        try:
+            texts.append(_decode(raw, number).strip())
+        except _BadLine as bad:
+            raise DataError(path, number, bad.message) from None
     return texts
 
 

@@ -196,19 +196,28 @@ def _tokenizers(cfg: DataConfig, run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
     )
 
 
-def filter_lengths(data: ParallelData, cfg: DataConfig, name: str) -> ParallelData:
-    """Drop pairs longer than ``max_src_len`` / ``max_tgt_len``; the count is reported."""
-    if cfg.max_src_len is None and cfg.max_tgt_len is None:
-        return data
+def length_keep(data: ParallelData, cfg: DataConfig) -> np.ndarray:
+    """Which pairs fit ``max_src_len`` / ``max_tgt_len`` (tokens per side; None: no limit)."""
     keep = np.ones(len(data), dtype=bool)
     if cfg.max_src_len is not None:
         keep &= data.src.lengths <= cfg.max_src_len
     if cfg.max_tgt_len is not None and data.tgt is not None:
         keep &= data.tgt.lengths <= cfg.max_tgt_len
+    return keep
+
+
+def filter_lengths(data: ParallelData, cfg: DataConfig, name: str) -> ParallelData:
+    """Drop pairs longer than ``max_src_len`` / ``max_tgt_len``; the count is reported per
+    split (``name``), and a split left empty by the limits is an error."""
+    keep = length_keep(data, cfg)
     dropped = int((~keep).sum())
-    if dropped:
-        log.warning(
-            "%s: dropped %d of %d pairs longer than max_src_len=%s / max_tgt_len=%s tokens",
-            name, dropped, len(data), cfg.max_src_len, cfg.max_tgt_len,
-        )  # fmt: skip
+    if not dropped:
+        return data
+    log.warning(
+        "%s: dropped %d of %d pairs longer than data.max_src_len=%s / data.max_tgt_len=%s "
+        "tokens", name, dropped, len(data), cfg.max_src_len, cfg.max_tgt_len,
+    )  # fmt: skip
+    if dropped == len(data):
+        limits = f"data.max_src_len={cfg.max_src_len} / data.max_tgt_len={cfg.max_tgt_len}"
+        raise ValueError(f"{name}: every pair is longer than {limits} tokens")
     return data.subset(np.nonzero(keep)[0])

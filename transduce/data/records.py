@@ -131,6 +131,9 @@ def _header(path: PathLike, number: int, raw: bytes, needed: Sequence[str]) -> d
     except _BadLine as bad:
         raise DataError(path, number, bad.message) from None
     columns = {name: i for i, name in enumerate(names)}
+    if len(columns) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(path, number, f"header repeats column {', '.join(map(repr, repeated))}")
     missing = [n for n in needed if n not in columns]
     if missing:
         raise DataError(path, number, f"header has no column {', '.join(map(repr, missing))} "
@@ -186,8 +189,14 @@ def _conversations(file: Path, report: ReadReport, policy: str):
     """The turns of each good conversation of one YAML file; bad ones go to ``report``."""
     try:
         root = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise DataError(file, None, f"not valid YAML: {err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise DataError(
+            file, mark.line + 1 if mark else None, f"not valid YAML: {problem}"
+        ) from None
+    except UnicodeDecodeError as err:
+        raise DataError(file, None, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
     convs = None
     if isinstance(root, yaml.MappingNode):
         convs = next((v for k, v in root.value if k.value == "conversations"), None)
@@ -197,13 +206,23 @@ def _conversations(file: Path, report: ReadReport, policy: str):
         line = node.start_mark.line + 1
         turns = _turns(node)
         if turns is None:
-            value = yaml.safe_load(yaml.serialize(node))
+            value = _shown(node)
             kind = f"malformed conversation in {file.name}"
             problem = f"expected a list of at least two turns, got {str(value)[:80]!r}"
             report.lines += 1
             _reject(_BadLine(kind, problem, path=file), file, line, report, policy)
             continue
         yield turns
+
+
+def _shown(node: yaml.Node) -> object:
+    """A bad entry as the user wrote it, for the message (an empty entry is None)."""
+    if isinstance(node, yaml.ScalarNode):
+        return node.value or None
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except yaml.YAMLError:
+        return f"<{node.id}>"
 
 
 def _turns(node: yaml.Node) -> list[str] | None:

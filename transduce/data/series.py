@@ -19,6 +19,7 @@ import csv
 import logging
 import math
 import os
+import zlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -30,7 +31,10 @@ from transduce.data.corpus import (
     ReadReport,
     _BadLine,
     _check_options,
+    _decode,
     _finish,
+    _numbered_lines,
+    _open_bytes,
     _reject,
     collect_records,
 )
@@ -75,23 +79,35 @@ def _wide_row(row: list[str]) -> tuple[str, np.ndarray]:
     return cells[0], np.asarray(values, dtype=np.float64)
 
 
+def _cells(raw: bytes, number: int) -> list[str]:
+    """One CSV line's cells; the line is decoded on its own, so invalid UTF-8 or an
+    oversized cell names its line (and can be skipped) instead of failing the file."""
+    try:
+        return next(csv.reader([_decode(raw, number)]), [])
+    except csv.Error as err:
+        raise _BadLine("not CSV", f"not a CSV line: {err}") from None
+
+
 def read_m4_wide(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesSet:
     """Read an M4-style wide CSV (``V1`` = id, ``V2...`` = values, ragged rows)."""
     _check_options(on_bad_line, None)
     report = ReadReport(os.fspath(path))
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = enumerate(csv.reader(f), start=1)
-        first = next(rows, None)  # (1, header row), or None for an empty file
+    with _open_bytes(path) as f:
+        rows = _numbered_lines(f, path)
+        first = next(rows, None)  # (1, header line), or None for an empty file
         if first is not None:
             report.lines += 1
-            header = first[1]
+            try:
+                header = _cells(first[1], 1)
+            except _BadLine as bad:
+                raise DataError(path, 1, bad.message) from None
             if not header or header[0].strip() != "V1":
                 raise DataError(
                     path, 1, f"expected an M4 header starting with V1, got {header[:3]}"
                 )
             report.kept += 1
         ids, values = collect_records(
-            rows, lambda row, _: _wide_row(row), path, on_bad_line, report
+            rows, lambda raw, n: _wide_row(_cells(raw, n)), path, on_bad_line, report
         )
     if report.lines <= 1:
         raise DataError(path, None, "no series (only a header, or an empty file)")
@@ -99,26 +115,35 @@ def read_m4_wide(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesS
     return SeriesSet(ids, values, report)
 
 
+def _long_row(raw: bytes, number: int) -> tuple[str, str, float]:
+    row = _cells(raw, number)
+    if len(row) != 3:
+        raise _BadLine("fields", f"expected 3 fields, got {len(row)}")
+    name, stamp = row[0].strip(), row[1].strip()
+    if not name or not stamp:
+        raise _BadLine("empty id/timestamp", "empty id or timestamp")
+    return name, stamp, _number(row[2], 3)
+
+
 def read_long(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesSet:
     """Read ``id,timestamp,value`` lines into series ordered by timestamp (first-seen id order)."""
     _check_options(on_bad_line, None)
     report = ReadReport(os.fspath(path))
     points: dict[str, dict[str, float]] = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for number, row in enumerate(csv.reader(f), start=1):
+    with _open_bytes(path) as f:
+        for number, raw in _numbered_lines(f, path):
             report.lines += 1
             if number == 1:
+                try:
+                    row = _cells(raw, 1)
+                except _BadLine as bad:
+                    raise DataError(path, 1, bad.message) from None
                 if [c.strip().lower() for c in row] != ["id", "timestamp", "value"]:
                     raise DataError(path, 1, f"expected the header id,timestamp,value, got {row}")
                 report.kept += 1
                 continue
             try:
-                if len(row) != 3:
-                    raise _BadLine("fields", f"expected 3 fields, got {len(row)}")
-                name, stamp = row[0].strip(), row[1].strip()
-                if not name or not stamp:
-                    raise _BadLine("empty id/timestamp", "empty id or timestamp")
-                value = _number(row[2], 3)
+                name, stamp, value = _long_row(raw, number)
                 if stamp in points.get(name, {}):
                     raise _BadLine("repeated timestamp", f"{name} at {stamp} appears twice")
             except _BadLine as bad:
@@ -138,14 +163,31 @@ def read_series(
 ) -> SeriesSet:
     """Read ``path`` as ``m4`` (wide) or ``long``; ``auto`` looks at the header."""
     if fmt == "auto":
-        with open(path, encoding="utf-8") as f:
-            head = f.readline().strip().lower().replace('"', "")
+        with _open_bytes(path) as f:
+            try:
+                head = f.readline(4096).decode("utf-8", errors="replace")
+            except (OSError, EOFError, zlib.error) as err:
+                raise DataError(path, None, f"cannot read (corrupt or truncated?): {err}") from None
+        head = head.strip().lower().replace('"', "").removeprefix("\ufeff")
         fmt = "long" if head.startswith("id,timestamp") else "m4"
     if fmt == "long":
         return read_long(path, on_bad_line)
     if fmt == "m4":
         return read_m4_wide(path, on_bad_line)
     raise ValueError(f"series format must be auto, m4 or long; got {fmt!r}")
+
+
+def require_positive(data: SeriesSet, scaling: str) -> None:
+    """``scaling: log`` models log-ratios: a series with a value <= 0 has none, and would
+    be forecast as positive nonsense; refuse it, naming the series."""
+    if scaling != "log":
+        return
+    for name, x in zip(data.ids, data.values, strict=True):
+        if len(x) and float(np.min(x)) <= 0:
+            path = data.report.path if data.report else "series"
+            raise DataError(path, None, f"series {name!r} has a value <= 0 (min "
+                            f"{float(np.min(x)):g}); series.scaling: log needs positive "
+                            "values: use scaling level or none")  # fmt: skip
 
 
 # ---------------------------------------------------------------------- windows

@@ -66,5 +66,20 @@ class Vocab:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
-        with open(path, encoding="utf-8") as f:
-            return cls(json.load(f)["tokens"])
+        """Read a saved vocabulary; a missing, truncated or foreign file is one DataError."""
+        from transduce.data.corpus import DataError
+
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise DataError(path, None, "file not found") from None
+        except (UnicodeDecodeError, ValueError) as err:
+            raise DataError(path, None, f"not a readable vocabulary ({err})") from None
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise DataError(path, None, 'not a vocabulary (expected {"tokens": [strings]})')
+        try:
+            return cls(tokens)
+        except ValueError as err:
+            raise DataError(path, None, f"not a vocabulary: {err}") from None

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from transduce import checkpoint as ckpt
+from transduce import interrupt, rundir
 from transduce.config import Config, SeriesConfig, data_path, load_config, save_config
 from transduce.data.series import (
     ArrayData,
@@ -23,6 +24,7 @@ from transduce.data.series import (
     left_pad,
     make_windows,
     read_series,
+    require_positive,
     training_windows,
     unscale,
 )
@@ -47,12 +49,11 @@ def series_model(cfg: Config) -> torch.nn.Module:
 def train_series(cfg: Config, run_dir: Path, resume: bool = False):
     """Train the forecasting run ``cfg`` into ``run_dir`` (called by ``transduce.train.train``
     after it resolved the config, seeded and set threads)."""
-    from transduce.train import _truncate_metrics
-
     s = cfg.series
     if not s.train:
         raise ValueError("series.train: give the training series file")
     data = read_series(data_path(s.train), s.format, s.on_bad_line)
+    require_positive(data, s.scaling)
     train_w, valid_w = training_windows(
         data.values, window_spec(s), s.stride, s.holdout if s.holdout is not None else s.horizon
     )
@@ -61,11 +62,8 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False):
         cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w), run_dir,
         loss=s.loss,
     )  # fmt: skip
-    state_path = run_dir / "last" / "trainer_state.pt"
     if resume:
-        ckpt.load_weights(model, run_dir / "last" / "model.safetensors")
-        trainer.restore(ckpt.load_trainer_state(state_path))
-        _truncate_metrics(run_dir / "metrics.jsonl", trainer.step)
+        rundir.restore(trainer, run_dir)
     else:
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -75,7 +73,8 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False):
         len(data), len(train_w.src), len(valid_w.src), cfg.model.preset, cfg.model.cell,
         n_params / 1e6,
     )  # fmt: skip
-    return trainer.fit()
+    with interrupt.graceful():
+        return trainer.fit()
 
 
 class Forecaster:
@@ -133,10 +132,17 @@ def evaluate_forecasts(
 
 
 def write_forecasts(path: str | os.PathLike, ids: list[str], forecasts: np.ndarray) -> None:
-    """``id,F1..FH`` (the M4 submission layout), written atomically."""
+    """``id,F1..FH`` (the M4 submission layout), written through ``path`` as it is (a
+    symlink, a FIFO, /proc/self/fd/1), like ``translate --output``."""
+    from transduce.data.corpus import DataError
+
     header = "id," + ",".join(f"F{i + 1}" for i in range(forecasts.shape[1]))
     rows = [
         f"{name}," + ",".join(f"{v:.6g}" for v in row)
         for name, row in zip(ids, forecasts, strict=True)
     ]
-    ckpt.atomic_write_text(path, "\n".join([header, *rows]) + "\n")
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join([header, *rows]) + "\n")
+    except OSError as err:
+        raise DataError(path, None, f"cannot write: {err.strerror or err}") from None

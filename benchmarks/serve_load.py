@@ -1,0 +1,208 @@
+"""Load on ``transduce serve``: one-sentence requests from 1, 8 and 32 concurrent loopback
+clients, with dynamic batching on and off, against offline batched decoding.
+
+Starts two servers on 127.0.0.1 over the same model -- batching on (``--max-batch-size 64``)
+and off (``--max-batch-size 1``) -- and, for each client count, alternates between them
+(``--repeats`` rounds), each setting bounded by ``--seconds`` and ``--max-requests``. Clients
+are keep-alive HTTP/1.1 connections that send test_2016_flickr German sentences one per
+request. Prints one JSON line: per setting sentences/s and p50/p95/p99 latency, plus the
+offline ``Translator.decode`` figures on the same sentences, measured before and after the
+server runs (what ``transduce translate --batch-size 64`` runs, in a fresh process started
+like the servers): batched throughput and the one-sentence time; ratios use their mean.
+
+    python benchmarks/serve_load.py --model runs/m30k_word       # trained first if missing
+    python benchmarks/serve_load.py --clients 1,8 --seconds 5 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transduce.config import data_root, load_config
+from transduce.data.corpus import read_lines
+from transduce.train import train
+from transduce.translate import DecodeOptions, Translator
+
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "multi30k_de_en_word_rnn.yaml"
+HOST = "127.0.0.1"  # loopback only
+
+
+@contextlib.contextmanager
+def server(model: str, threads: int, *flags: str):
+    """``transduce serve`` on a free loopback port; yields the port."""
+    cmd = [sys.executable, "-m", "transduce", "-q", "serve", "--model", model, "--host", HOST,
+           "--port", "0", "--threads", str(threads), *flags]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline() if select.select([proc.stdout], [], [], 300)[0] else ""
+        match = re.search(r"listening on http://[^:]+:(\d+)", line)
+        if not match:
+            raise RuntimeError(f"server did not start: {line!r}")
+        yield int(match.group(1))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+async def _request(reader, writer, body: bytes) -> int:
+    head = (f"POST /v1/translate HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    writer.write(head + body)
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
+
+
+async def load(port: int, clients: int, sentences: list[str], seconds: float, cap: int, beam: int):
+    """``clients`` connections sending one sentence per request until time or count runs out."""
+    sent, latencies, errors = [0], [], [0]
+    stop = time.perf_counter() + seconds
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        while time.perf_counter() < stop and sent[0] < cap:
+            text = sentences[sent[0] % len(sentences)]
+            sent[0] += 1
+            body = json.dumps({"texts": [text], "beam": beam}).encode()
+            start = time.perf_counter()
+            if await _request(reader, writer, body) != 200:
+                errors[0] += 1
+            latencies.append(time.perf_counter() - start)
+        writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - start
+    return len(latencies), elapsed, latencies, errors[0]
+
+
+def summary(done: int, elapsed: float, latencies: list[float], errors: int) -> dict:
+    ms = np.array(latencies) * 1000
+    return {
+        "requests": done, "errors": errors, "seconds": round(elapsed, 2),
+        "sentences_per_s": round(done / elapsed, 2),
+        **{f"p{q}_ms": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)},
+    }  # fmt: skip
+
+
+def offline(model: str, threads: int, beam: int, singles: int) -> dict:
+    """What ``transduce translate --batch-size 64`` does, in a fresh process started like the
+    servers (``OMP_NUM_THREADS``, ``--threads``), and one sentence at a time (the latency a
+    single client could hope for)."""
+    cmd = [sys.executable, __file__, "--offline-child", "--model", model, "--threads",
+           str(threads), "--beam", str(beam), "--singles", str(singles)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=1800)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def offline_child(model: str, sentences: list[str], threads: int, beam: int, singles: int) -> dict:
+    torch.set_num_threads(threads)
+    tr = Translator.load(model)
+    tr.decode(sentences[:64], DecodeOptions(beam=beam, batch_size=64))  # warm-up
+    start = time.perf_counter()
+    tr.decode(sentences, DecodeOptions(beam=beam, batch_size=64))
+    batched = time.perf_counter() - start
+    times = []
+    for text in sentences[:singles]:
+        t = time.perf_counter()
+        tr.decode([text], DecodeOptions(beam=beam, batch_size=1))
+        times.append(time.perf_counter() - t)
+    ms = np.array(times) * 1000
+    return {
+        "batch64_sentences_per_s": round(len(sentences) / batched, 2),
+        "one_sentence_p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "one_sentence_p95_ms": round(float(np.percentile(ms, 95)), 1),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="runs/m30k_word")
+    p.add_argument("--train-seconds", type=float, default=540, help="budget if training")
+    p.add_argument("--clients", default="1,8,32")
+    p.add_argument("--seconds", type=float, default=8.0, help="per setting and round")
+    p.add_argument("--max-requests", type=int, default=3000, help="per setting and round")
+    p.add_argument("--repeats", type=int, default=1, help="on/off alternation rounds")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--beam", type=int, default=1)
+    p.add_argument("--singles", type=int, default=100, help="sentences timed one at a time")
+    p.add_argument("--offline-child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    # a terminated benchmark still stops its servers (the with-blocks' cleanup runs)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.offline_child:
+        sentences = read_lines(data_root() / "multi30k" / "test_2016_flickr.de.gz")
+        print(json.dumps(offline_child(args.model, sentences, args.threads, args.beam,
+                                       args.singles)))  # fmt: skip
+        return
+    if not (Path(args.model) / "config.yaml").exists():
+        over = [f"train.max_seconds={args.train_seconds}"]
+        train(load_config(RECIPE, over), args.model)
+    sentences = read_lines(data_root() / "multi30k" / "test_2016_flickr.de.gz")
+    clients = [int(c) for c in args.clients.split(",")]
+    runs: dict[tuple[int, bool], list[tuple]] = {}
+    before = offline(args.model, args.threads, args.beam, args.singles)
+    with (server(args.model, args.threads) as on,
+          server(args.model, args.threads, "--max-batch-size", "1") as off):  # fmt: skip
+        for port in (on, off):  # warm-up: first requests pay for lazy initialisation
+            asyncio.run(load(port, 4, sentences, 2.0, 40, args.beam))
+        for c in clients:
+            for _ in range(args.repeats):
+                for batching, port in ((True, on), (False, off)):
+                    got = asyncio.run(load(port, c, sentences, args.seconds, args.max_requests,
+                                           args.beam))  # fmt: skip
+                    runs.setdefault((c, batching), []).append(got)
+    settings = []
+    for (c, batching), got in runs.items():
+        done = sum(g[0] for g in got)
+        merged = (
+            done,
+            sum(g[1] for g in got),
+            [x for g in got for x in g[2]],
+            sum(g[3] for g in got),
+        )
+        settings.append({"clients": c, "batching": batching, **summary(*merged)})
+    after = offline(args.model, args.threads, args.beam, args.singles)
+    # the machine's load drifts: compare against the mean of offline runs before and after
+    off = {k: round((before[k] + after[k]) / 2, 2) for k in before}
+    rate = {(s["clients"], s["batching"]): s for s in settings}
+    top = max(clients)
+    checks = {
+        f"c{top}_batched_vs_offline": round(
+            rate[top, True]["sentences_per_s"] / off["batch64_sentences_per_s"], 3),
+        f"c{top}_batched_vs_unbatched": round(
+            rate[top, True]["sentences_per_s"] / rate[top, False]["sentences_per_s"], 3),
+    }  # fmt: skip
+    if 1 in clients:
+        checks["c1_p95_vs_offline_one_sentence"] = round(
+            rate[1, True]["p95_ms"] / off["one_sentence_p95_ms"], 3
+        )
+    print(json.dumps({"model": args.model, "threads": args.threads, "beam": args.beam,
+                      "sentences": len(sentences), "offline": off, "offline_before": before,
+                      "offline_after": after, "ratios": checks,
+                      "settings": settings}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

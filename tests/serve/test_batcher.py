@@ -1,0 +1,123 @@
+"""The micro-batcher on a plain decode function: merging, order, fairness, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from transduce.serve.batcher import Arrivals, MicroBatcher
+
+
+class Recorder:
+    """A decode function that upper-cases its items and records every batch it got."""
+
+    def __init__(self, fail_on: str | None = None, delay: float = 0.0) -> None:
+        self.batches: list[tuple[list[str], object]] = []
+        self.fail_on, self.delay = fail_on, delay
+        self.thread_names: set[str] = set()
+
+    def __call__(self, items: list[str], options: object) -> list[str]:
+        self.thread_names.add(threading.current_thread().name)
+        self.batches.append((list(items), options))
+        if self.delay:
+            threading.Event().wait(self.delay)
+        if self.fail_on in items:
+            raise RuntimeError("bad batch")
+        return [f"{x.upper()}/{options}" for x in items]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_merge_and_each_gets_its_own_results():
+    decode = Recorder()
+
+    async def main():
+        b = MicroBatcher(decode, ThreadPoolExecutor(1), max_batch_size=64, max_wait_ms=50)
+        jobs = [b.submit([f"r{i}a", f"r{i}b"], "greedy") for i in range(10)]
+        out = await asyncio.gather(*jobs)
+        await b.close()
+        return b, out
+
+    b, out = run(main())
+    assert out == [[f"R{i}A/greedy", f"R{i}B/greedy"] for i in range(10)]
+    assert b.calls == len(decode.batches) < 10 and b.items == 20
+    assert threading.main_thread().name not in decode.thread_names  # not on the loop
+
+
+def test_different_options_are_never_mixed():
+    decode = Recorder()
+
+    async def main():
+        b = MicroBatcher(decode, ThreadPoolExecutor(1), max_wait_ms=20)
+        out = await asyncio.gather(*(b.submit([str(i)], ("beam", i % 2)) for i in range(6)))
+        await b.close()
+        return out
+
+    out = run(main())
+    assert out == [[f"{i}/('beam', {i % 2})"] for i in range(6)]
+    for _items, options in decode.batches:
+        assert options in (("beam", 0), ("beam", 1))
+    assert len(decode.batches) == 2
+
+
+def test_a_large_request_is_split_and_does_not_starve_a_small_one():
+    decode = Recorder(delay=0.01)
+
+    async def main():
+        b = MicroBatcher(decode, ThreadPoolExecutor(1), max_batch_size=4, max_wait_ms=1)
+        big = asyncio.ensure_future(b.submit([f"big{i}" for i in range(40)], "o"))
+        await asyncio.sleep(0.015)  # the first batch of the big request is decoding
+        small = await b.submit(["small"], "o")
+        done_big = big.done()
+        await big
+        await b.close()
+        return small, done_big, big.result()
+
+    small, done_big, big = run(main())
+    assert small == ["SMALL/o"] and not done_big
+    assert big == [f"BIG{i}/o" for i in range(40)]
+    assert max(len(items) for items, _ in decode.batches) == 4
+    where = next(k for k, (items, _) in enumerate(decode.batches) if "small" in items)
+    assert where <= 2  # waited for at most the batch in flight and the one after
+
+
+def test_a_failing_batch_fails_its_requests_only_and_the_batcher_goes_on():
+    decode = Recorder(fail_on="boom")
+
+    async def main():
+        b = MicroBatcher(decode, ThreadPoolExecutor(1), max_batch_size=1, max_wait_ms=0)
+        results = await asyncio.gather(
+            b.submit(["boom", "x"], "o"), b.submit(["fine"], "o"), return_exceptions=True
+        )
+        after = await b.submit(["later"], "o")
+        await b.close()
+        return results, after
+
+    (failed, fine), after = run(main())
+    assert isinstance(failed, RuntimeError) and fine == ["FINE/o"] and after == ["LATER/o"]
+
+
+def test_an_idle_server_does_not_wait_for_company():
+    """With nothing being read (``Arrivals`` at 0), one request is decoded at once."""
+    decode = Recorder()
+
+    async def main():
+        b = MicroBatcher(decode, ThreadPoolExecutor(1), max_wait_ms=5000, arrivals=Arrivals())
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        out = await b.submit(["solo"], "o")
+        await b.close()
+        return out, loop.time() - start
+
+    out, seconds = run(main())
+    assert out == ["SOLO/o"] and seconds < 2.5  # far below the 5 s wait bound
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError):
+        MicroBatcher(Recorder(), ThreadPoolExecutor(1), max_batch_size=0)

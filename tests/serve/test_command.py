@@ -1,0 +1,75 @@
+"""``transduce serve``: bad --model specs fail with one line; the server starts, says where
+it listens, answers on loopback and keeps serving after bad requests."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from transduce.cli import main
+
+
+def post(url: str, body: bytes) -> tuple[int, dict]:
+    req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--model", "no/such/dir"], "not a transduce run"),
+        (["--model", "RUN", "--model", "RUN"], "given twice"),
+        (["--model", "RUN", "--max-texts", "0"], "--max-texts must be positive"),
+    ],
+)
+def test_bad_flags_fail_with_one_line(text_run, capsys, args, problem):
+    args = [str(text_run) if a == "RUN" else a for a in args]
+    assert main(["serve", *args]) == 2
+    err = capsys.readouterr().err
+    assert problem in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_serves_on_loopback_and_survives_bad_requests(server, text_run):
+    with server("--model", f"g={text_run}", "--max-batch-size", "8") as url:
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "/health", timeout=60) as reply:
+            assert json.loads(reply.read())["models"] == ["g"]
+        for bad in (b'{"texts": ["\xff"]}', b'{"texts": [1]}', b"[" * 100000, b""):
+            status, body = post(url + "/v1/translate", bad)
+            assert 400 <= status < 500 and body["field"]
+        status, body = post(url + "/v1/translate", json.dumps({"texts": ["αβγ"]}).encode())
+        assert status == 200 and body["model"] == "g" and body["results"][0]["hypotheses"]
+
+
+def test_accepted_connections_send_small_replies_without_delay():
+    """TCP_NODELAY on the server side: otherwise each reply waits for a delayed ACK."""
+    import asyncio
+    import socket
+
+    from transduce.serve.command import listening_socket
+
+    async def main() -> int:
+        seen: list[int] = []
+
+        async def handle(reader, writer) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=listening_socket("127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        while not seen:
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+        return seen[0]
+
+    assert asyncio.run(main()) != 0

@@ -1,0 +1,109 @@
+"""The page at ``/`` driven in headless Chromium (Debian's ``chromium`` + ``chromium-driver``):
+type a sentence, run beam search, read the n-best list and the attention heatmap; forecast."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from transduce.translate import DecodeOptions, Translator
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="no Chromium: apt-get install chromium chromium-driver (.ci/run does)",
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="transduce-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-sync",
+                 "--disable-component-update", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}", "--window-size=1280,900"):  # fmt: skip
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver, css: str, timeout: float = 60):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, css))
+    )
+
+
+def test_translate_with_beam_and_heatmap(browser, server, text_run, qa_run, series_run, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    sentence = "αβγδε"
+    want = Translator.load(text_run).decode([sentence], DecodeOptions(beam=3, nbest=3, alpha=0.6))
+    runs = ["--model", str(text_run), "--model", f"qa={qa_run}", "--model", f"series={series_run}"]
+    with server(*runs) as url:
+        browser.get(url + "/")
+        wait_for(browser, "body[data-ready]")
+        Select(browser.find_element(By.ID, "model")).select_by_value(text_run.name)
+        browser.find_element(By.ID, "in-text").send_keys(sentence)
+        browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=beam]").click()
+        for field, value in (("beam", "3"), ("nbest", "3")):
+            box = browser.find_element(By.ID, field)
+            box.clear()
+            box.send_keys(value)
+        browser.find_element(By.ID, "run").click()
+        wait_for(browser, "#heatmap td")
+        texts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results li .text")]
+        assert texts == [h.text or "(empty)" for h in want[0]]
+        best = want[0][0]
+        rows = browser.find_elements(By.CSS_SELECTOR, "#heatmap tbody tr")
+        heads = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#heatmap thead th")]
+        assert heads[1:] == best.src_tokens == list(sentence)  # Greek, as typed
+        assert len(rows) == len(best.out_tokens)
+        cells = browser.find_elements(By.CSS_SELECTOR, "#heatmap td")
+        assert len(cells) == len(best.out_tokens) * len(best.src_tokens)
+        weights = [float(c.get_attribute("data-weight")) for c in cells]
+        assert max(weights) > 0.3  # real weights, drawn with colour
+        assert cells[weights.index(max(weights))].value_of_css_property("background-color") != (
+            "rgba(0, 0, 0, 0)"
+        )
+        shot = os.environ.get("TRANSDUCE_PAGE_SCREENSHOT") or str(tmp_path / "page.png")
+        browser.save_screenshot(shot)
+
+        # an API error shows up as a message, and the page keeps working
+        box = browser.find_element(By.ID, "beam")
+        box.clear()
+        box.send_keys("99")
+        browser.find_element(By.ID, "run").click()
+        error = wait_for(browser, "#error:not(.hidden)")
+        assert "beam" in error.text
+
+        # a two-input model gets one box per field
+        Select(browser.find_element(By.ID, "model")).select_by_value("qa")
+        browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=greedy]").click()
+        browser.find_element(By.ID, "in-question").send_keys("abc")
+        browser.find_element(By.ID, "in-document").send_keys("xyz")
+        browser.find_element(By.ID, "run").click()
+        wait_for(browser, "#results li .text")
+        assert "abc" in browser.find_element(By.ID, "results").text
+
+        Select(browser.find_element(By.ID, "model")).select_by_value("series")
+        browser.find_element(By.ID, "values").send_keys("10 20 30 20 10 20 30 20 10 20 30 20")
+        browser.find_element(By.ID, "forecast").click()
+        wait_for(browser, "#forecast-line")
+        assert "forecast of 6 steps" in browser.find_element(By.ID, "status").text

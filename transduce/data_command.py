@@ -1,0 +1,81 @@
+"""``transduce data list`` and ``transduce data get NAME``: the corpora the recipes read."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("transduce")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
+
+
+def list_command(args: argparse.Namespace) -> None:
+    from transduce.data.catalogue import CATALOGUE, MANYTHINGS
+    from transduce.data.download import default_dir
+
+    root = Path(args.dir) if args.dir else default_dir()
+    for d in CATALOGUE.values():
+        here = all((root / f.dest).is_file() for f in d.files)
+        print(f"{d.name:<12} {_size(d.size):>8}  {len(d.files):>2} files"
+              f"{'  [in ' + str(root) + ']' if here else ''}")  # fmt: skip
+        print(f"    {d.description}")
+        print(f"    recipes: {', '.join(f'configs/{r}' for r in d.recipes) or '-'}")
+        print(f"    license: {d.license}")
+        print(f"    source:  {d.source}")
+    print(
+        "tatoeba-<code>  any other language: manythings.org's current "
+        f"{MANYTHINGS}/<code>-eng.zip, no pinned checksum\n"
+        "    (manythings.org may refuse non-browser downloads: fetch the zip in a browser "
+        "and use --from FILE)"
+    )
+
+
+def get_command(args: argparse.Namespace) -> None:
+    from transduce.config import data_root
+    from transduce.data.catalogue import CATALOGUE
+    from transduce.data.download import get
+
+    names = list(CATALOGUE) if args.names == ["all"] else args.names
+    result = get(names, args.dir, args.source, progress=not args.no_progress)
+    log.info(
+        "%s: %d files verified in %s (%d installed now, %d already there)",
+        ", ".join(names), len(result.installed) + len(result.present), result.root,
+        len(result.installed), len(result.present),
+    )  # fmt: skip
+    for dest, sha in result.unpinned.items():
+        log.warning("%s: no pinned checksum; its sha256 is %s (keep it to check copies)", dest, sha)
+    if data_root().resolve() != result.root.resolve():
+        log.info("to use it: export TRANSDUCE_DATA=%s", result.root)
+    print(result.root)
+    sys.stdout.flush()
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``transduce data {list,get}``."""
+    p = sub.add_parser("data", help="list the corpora the recipes use; download and verify one")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    where = "folder (default: $TRANSDUCE_DATA if set, else ~/.cache/transduce/data)"
+    q = dsub.add_parser("list", help="name, size, license, source and recipes of each corpus")
+    q.add_argument("--dir", help=f"mark the corpora installed in this {where}")
+    q.set_defaults(func=list_command)
+    q = dsub.add_parser(
+        "get",
+        help="download, verify (SHA-256) and unpack corpora; prints the folder to use as "
+        "TRANSDUCE_DATA",
+    )
+    q.add_argument("names", nargs="+", metavar="NAME",
+                   help="a name from `transduce data list`, tatoeba-<code>, or all")  # fmt: skip
+    q.add_argument("--dir", help=f"install into this {where}")
+    q.add_argument(
+        "--from", dest="source", metavar="URL_OR_FILE",
+        help="install offline from a local file or folder (e.g. a zip fetched in a browser, or "
+        "a copy of a data folder), or from a mirror: a file URL, or the base URL of a copy "
+        "laid out like the data folder",
+    )  # fmt: skip
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.set_defaults(func=get_command)

@@ -1,0 +1,219 @@
+"""Create, resume and verify a run directory: the one place that decides what a run
+directory may hold when training starts (checkpoint.py writes and reads the checkpoints).
+
+At every start and resume the leftovers of interrupted writes are removed. A resume
+refuses a config whose model, data or series sections differ from the run's, and train
+keys outside :data:`RESUMABLE_TRAIN_KEYS`; it verifies that the weights, trainer state and
+checkpoint description it loads belong to one step; and it drops metrics written after
+that step (a cut last line, as a full disk leaves, is dropped with a note).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transduce import checkpoint as ckpt
+from transduce.config import Config, ConfigError, load_config, to_dict
+from transduce.data.corpus import DataError
+
+log = logging.getLogger("transduce.train")
+
+# Train keys a resumed run may change: budgets, stopping and logging. Everything else fixes
+# the trajectory (optimizer, schedule, batches, seed) and would make the resume inexact.
+RESUMABLE_TRAIN_KEYS = (
+    "epochs",
+    "max_steps",
+    "max_seconds",
+    "patience",
+    "log_every",
+    "progress",
+    "device",
+    "threads",
+    "keep_checkpoints",
+)
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def changed_keys(saved: Config, new: Config) -> list[str]:
+    """Dotted keys whose value a resume may not change (see RESUMABLE_TRAIN_KEYS)."""
+    old, cur = _flat(to_dict(saved)), _flat(to_dict(new))
+    keys = sorted(k for k in old.keys() | cur.keys() if old.get(k) != cur.get(k))
+    frozen = [k for k in keys if k.split(".")[0] in ("model", "data", "series")]
+    frozen += [
+        k for k in keys if k.startswith("train.") and k.split(".")[1] not in RESUMABLE_TRAIN_KEYS
+    ]
+    return frozen
+
+
+def check_compatible(saved: Config, new: Config, run_dir: Path) -> None:
+    frozen = changed_keys(saved, new)
+    if frozen:
+        old, cur = _flat(to_dict(saved)), _flat(to_dict(new))
+        shown = ", ".join(f"{k} ({old.get(k)!r} -> {cur.get(k)!r})" for k in frozen[:6])
+        raise ConfigError(
+            f"{run_dir}: --resume cannot change {shown}: they fix the model, its data or its "
+            f"trajectory; start a new run instead (train keys that may change on resume: "
+            f"{', '.join(RESUMABLE_TRAIN_KEYS)})"
+        )
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (run_dir / "last" / ckpt.FILES[1]).exists()
+
+
+def clean(run_dir: Path) -> int:
+    """Remove the temporary files and directories of interrupted writes, and checkpoint
+    directories no pointer holds; a pre-pointer ``last/`` directory becomes a checkpoint."""
+    if not run_dir.is_dir():
+        return 0
+    removed = 0
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "averaged", run_dir / "last"):
+        if folder.is_dir() and not folder.is_symlink():
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+    _migrate_pointers(run_dir)
+    removed += len(ckpt.prune(run_dir))
+    if removed:
+        log.info("%s: removed %d leftover(s) of an interrupted write", run_dir, removed)
+    return removed
+
+
+def _migrate_pointers(run_dir: Path) -> None:
+    """``last/`` and ``best/`` as plain directories (a run written before checkpoint
+    directories, or copied without its symlinks) become checkpoint directories again."""
+    for pointer in ("last", "best"):
+        plain = run_dir / pointer
+        if not plain.is_dir() or plain.is_symlink():
+            continue
+        step = ckpt.weights_metadata(plain / ckpt.FILES[0]).get("step")
+        if step is None or not step.isdigit():
+            raise DataError(plain / ckpt.FILES[0], None, "no step in the weights' metadata")
+        name = ckpt.step_dir_name(int(step))
+        target = run_dir / ckpt.CKPT / name
+        target.parent.mkdir(exist_ok=True)
+        if target.exists() or not (plain / ckpt.FILES[1]).exists():
+            target.mkdir(exist_ok=True)
+            for file in plain.iterdir():  # a copy: keep what the checkpoint dir lacks
+                if not (target / file.name).exists():
+                    os.replace(file, target / file.name)
+            shutil.rmtree(plain)
+        else:
+            os.replace(plain, target)
+        os.symlink(f"{ckpt.CKPT}/{name}", plain)
+
+
+def start(
+    cfg: Config | None, run_dir: Path, resume: bool, overrides: list[str]
+) -> tuple[Config, bool]:
+    """The config to train and whether to resume: ``--resume`` of a run killed before its
+    first complete checkpoint starts it afresh (from its config.yaml), saying so."""
+    rank0 = os.environ.get("RANK", "0") == "0"
+    if resume:
+        if not (run_dir / "config.yaml").exists():
+            raise FileNotFoundError(
+                f"{run_dir}: nothing to resume (no config.yaml): start "
+                "it with transduce train CONFIG --out DIR"
+            )
+        saved = load_config(run_dir / "config.yaml")
+        cfg = load_config(run_dir / "config.yaml", overrides)
+        check_compatible(saved, cfg, run_dir)
+        if rank0:
+            clean(run_dir)
+        last = run_dir / "last"
+        if not has_checkpoint(run_dir) and (last.is_symlink() or last.exists()):
+            target = os.readlink(last) if last.is_symlink() else "a folder"
+            problem = f"points at {target}, which holds no complete checkpoint"
+            raise DataError(last, None, f"{problem} (deleted or damaged); not starting afresh")
+        if not has_checkpoint(run_dir):
+            log.warning("%s: no complete checkpoint yet; starting the run afresh from its "
+                        "config.yaml", run_dir)  # fmt: skip
+            return cfg, False
+        return cfg, True
+    if cfg is None:
+        raise ValueError("train() needs a config unless resuming")
+    if has_checkpoint(run_dir) or (run_dir / "last").is_symlink():
+        raise FileExistsError(f"{run_dir} already holds a run: use --resume or another --out")
+    if rank0:
+        clean(run_dir)
+    return cfg, False
+
+
+def restore(trainer, run_dir: Path, write: bool = True) -> None:
+    """Load the verified ``last`` checkpoint into ``trainer`` (model and state); rank 0
+    (``write``) repoints ``best`` where a crash left it behind and trims metrics.jsonl."""
+    last, state = ckpt.read_checkpoint(run_dir)
+    ckpt.load_weights(trainer.model, last / ckpt.FILES[0])
+    try:
+        trainer.restore(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        if isinstance(err, ValueError) and "process" in str(err):
+            raise
+        raise DataError(last / ckpt.FILES[1], None, f"damaged trainer state ({err!r})") from None
+    if write:
+        _reconcile_best(run_dir, trainer.best)
+        truncate_metrics(run_dir / "metrics.jsonl", trainer.step)
+
+
+def _reconcile_best(run_dir: Path, best: dict[str, Any] | None) -> None:
+    """A crash between switching ``last`` and ``best`` leaves ``best`` one step behind
+    the state that says which step was best: point it where the state says."""
+    if not best:
+        return
+    name = ckpt.step_dir_name(int(best["step"]))
+    current = ckpt.pointed(run_dir, "best")
+    if (current is None or current.name != name) and (run_dir / ckpt.CKPT / name).is_dir():
+        ckpt.point(run_dir / "best", f"{ckpt.CKPT}/{name}")
+        ckpt.ensure_best_link(run_dir)
+        ckpt.prune(run_dir)
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after ``step`` (the checkpoint we resume from). A last
+    line cut short (no newline, not JSON) is dropped with a note; any other bad line is a
+    DataError naming the line."""
+    if not path.exists():
+        return
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    keep = []
+    for number, line in enumerate(lines, 1):
+        record = _metric(line, path, number)
+        if record is not None and record.get("step", 0) <= step:
+            keep.append(line.decode("utf-8"))
+    if tail:
+        try:
+            record = _metric(tail, path, len(lines) + 1)
+        except DataError:
+            log.warning("%s:%d: dropped a cut last line (a write interrupted by a crash or "
+                        "a full disk)", path, len(lines) + 1)  # fmt: skip
+            record = None
+        if record is not None and record.get("step", 0) <= step:
+            keep.append(tail.decode("utf-8"))
+    ckpt.atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def _metric(line: bytes, path: Path, number: int) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise DataError(path, number, "not a JSON metrics record") from None
+    if not isinstance(record, dict) or not isinstance(record.get("step", 0), int):
+        raise DataError(path, number, "not a metrics record (a JSON object with a step)")
+    return record

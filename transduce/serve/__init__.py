@@ -1,0 +1,1 @@
+"""Serving trained models over HTTP: ``transduce serve`` (see app.py, batcher.py)."""

@@ -1,0 +1,199 @@
+"""Dynamic micro-batching: concurrent requests with the same decoding options become one
+batched decode on a worker thread, while the event loop keeps accepting requests.
+
+Requests wait in groups keyed by their options. The worker takes the group whose turn it is
+and flushes it when it holds ``max_batch_size`` items or ``max_wait_ms`` have passed since its
+oldest request arrived -- and without waiting at all when nothing suggests company is coming
+(no request is being read and the previous batch served a single request), so one client on
+an idle server pays no batching delay. A batch takes one item from each waiting request in
+turn, and groups take turns, so a large request is split into batches and holds the others
+back by one batch at most. Each request gets exactly its own results, in its order.
+
+This is the scheme of serving systems such as Clipper (Crankshaw et al., 2017, "Clipper: A
+Low-Latency Online Prediction Serving System", NSDI) with a fixed wait bound instead of an
+adaptive one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Arrivals:
+    """How many requests the server is reading that have not reached a batcher yet: the
+    batcher waits for those, not for requests that may never come."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._listeners: list[asyncio.Event] = []
+
+    def enter(self) -> None:
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+        for event in self._listeners:
+            event.set()
+
+    def listen(self, event: asyncio.Event) -> None:
+        self._listeners.append(event)
+
+    def forget(self, event: asyncio.Event) -> None:
+        if event in self._listeners:
+            self._listeners.remove(event)
+
+
+@dataclass(eq=False)
+class _Request:
+    items: list[Any]
+    future: asyncio.Future
+    arrived: float
+    results: list[Any] = field(default_factory=list)
+    handed: int = 0  # items put into a batch so far
+    done: int = 0  # items with a result
+
+
+class MicroBatcher:
+    """``await batcher.submit(items, options)`` -> ``decode(items, options)``'s results, with
+    items of concurrent submissions merged into batches of at most ``max_batch_size``.
+
+    ``calls`` counts the batched decode calls made and ``items`` the items they decoded.
+    """
+
+    def __init__(
+        self,
+        decode: Callable[[list[Any], Any], list[Any]],
+        executor: Executor,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 5.0,
+        arrivals: Arrivals | None = None,
+    ) -> None:
+        if max_batch_size < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch_size must be >= 1 and max_wait_ms >= 0")
+        self.decode, self.executor = decode, executor
+        self.max_batch_size, self.max_wait = max_batch_size, max_wait_ms / 1000
+        self.arrivals = arrivals
+        self.calls = self.items = 0
+        self._groups: OrderedDict[Hashable, deque[_Request]] = OrderedDict()
+        self._ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._last_requests = 1  # requests served by the previous batch
+
+    async def submit(self, items: list[Any], options: Any, mergeable: bool = True) -> list[Any]:
+        """Decode ``items`` with ``options``; ``mergeable=False`` keeps them out of other
+        requests' batches (seeded sampling, whose draws depend on the batch)."""
+        if not items:
+            return []
+        loop = asyncio.get_running_loop()
+        self._start(loop)
+        key = (options, None) if mergeable else (options, next(self._ids))
+        request = _Request(list(items), loop.create_future(), loop.time(), [None] * len(items))
+        self._groups.setdefault(key, deque()).append(request)
+        self._wake.set()
+        return await request.future
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the worker in the running loop (again if the loop changed, as in tests)."""
+        if self._loop is loop and self._task is not None and not self._task.done():
+            return
+        if self.arrivals is not None:
+            self.arrivals.forget(self._wake)
+        self._loop, self._wake = loop, asyncio.Event()
+        if self.arrivals is not None:
+            self.arrivals.listen(self._wake)
+        self._task = loop.create_task(self._run(), name="transduce-batcher")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            while not self._groups:
+                self._wake.clear()
+                await self._wake.wait()
+            key = next(iter(self._groups))
+            await self._gather(key)
+            batch = self._take(key)
+            if batch:
+                await self._decode(batch, key[0])
+
+    def _pending(self, key: Hashable) -> int:
+        return sum(len(r.items) - r.handed for r in self._groups.get(key, ()))
+
+    def _company_coming(self) -> bool:
+        """Whether more requests are likely to join: some are being read, or the previous
+        batch merged several (the server is under concurrent load)."""
+        return self._last_requests > 1 or (self.arrivals is None or self.arrivals.count > 0)
+
+    async def _gather(self, key: Hashable) -> None:
+        """Wait until the group is full, its oldest request waited ``max_wait``, or no
+        further request is on its way."""
+        loop = asyncio.get_running_loop()
+        deadline = self._groups[key][0].arrived + self.max_wait
+        while self._pending(key) < self.max_batch_size and self._company_coming():
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                return
+
+    def _take(self, key: Hashable) -> list[tuple[_Request, int]]:
+        """Up to ``max_batch_size`` (request, item index) pairs, one per request in turn."""
+        queue, batch = self._groups[key], []
+        while queue and len(batch) < self.max_batch_size:
+            for request in list(queue):
+                if len(batch) == self.max_batch_size:
+                    break
+                if request.future.done():  # cancelled: the client went away
+                    queue.remove(request)
+                    continue
+                batch.append((request, request.handed))
+                request.handed += 1
+                if request.handed == len(request.items):
+                    queue.remove(request)
+        if queue:
+            self._groups.move_to_end(key)  # other options get the next turn
+        else:
+            del self._groups[key]
+        return batch
+
+    async def _decode(self, batch: list[tuple[_Request, int]], options: Any) -> None:
+        loop = asyncio.get_running_loop()
+        items = [request.items[i] for request, i in batch]
+        requests = {id(r): r for r, _ in batch}
+        self._last_requests = len(requests)
+        self.calls += 1
+        self.items += len(items)
+        try:
+            results = await loop.run_in_executor(self.executor, self.decode, items, options)
+        except Exception as err:  # fail the requests in this batch, keep serving the rest
+            for request in requests.values():
+                self._drop(request)
+                if not request.future.done():
+                    request.future.set_exception(err)
+            return
+        for (request, i), result in zip(batch, results, strict=True):
+            request.results[i] = result
+            request.done += 1
+            if request.done == len(request.items) and not request.future.done():
+                request.future.set_result(request.results)
+
+    def _drop(self, request: _Request) -> None:
+        for key, queue in list(self._groups.items()):
+            if request in queue:
+                queue.remove(request)
+                if not queue:
+                    del self._groups[key]
