@@ -45,11 +45,16 @@ def test_help_opens_with_a_description_and_every_flag_has_help():
     parser = build_parser()
     assert parser.format_help().splitlines()[2].startswith("transduce trains sequence-to-seq")
     missing = []
-    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, sub in subs.choices.items():
-        for action in sub._actions:
-            if not action.help and not isinstance(action, argparse._HelpAction):
-                missing.append(f"{name} {action.option_strings or action.dest}")
+
+    def visit(prefix: str, p: argparse.ArgumentParser) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    visit(f"{prefix} {name}".strip(), sub)
+            elif not action.help and not isinstance(action, argparse._HelpAction):
+                missing.append(f"{prefix} {action.option_strings or action.dest}")
+
+    visit("", parser)
     assert not missing, missing
 
 
@@ -98,9 +103,10 @@ def test_train_threads_and_device_become_config_values(tmp_path, capsys):
     assert load_config(cfg).train.device == "auto"
 
 
-def test_jsonl_floats_are_rounded(run_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("abc\nfed\n"))
-    assert main(["translate", "--model", str(run_dir), "--format", "jsonl"]) == 0
+def test_jsonl_floats_are_rounded(run_dir, tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("abc\nfed\n")
+    argv = ["translate", "--model", str(run_dir), "--format", "jsonl", "--input"]
+    assert main([*argv, str(tmp_path / "in.txt")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
     for line in lines:
