@@ -16,7 +16,7 @@ from transduce.config import Config, load_config
 from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import BOS_ID, PAD_ID
-from transduce.metrics import bleu_chrf, exact_match
+from transduce.metrics import bleu_chrf, bleu_lowercase, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import beam_search, greedy, sample
 from transduce.searchcore import limit_inputs
@@ -53,6 +53,22 @@ class DecodeOptions:
     attention: bool = True
     max_input_len: int | None = None  # source tokens per line; default decode.max_input_len
     on_long_input: str | None = None  # truncate / skip / error; default decode.on_long_input
+
+    def __post_init__(self) -> None:
+        """Reject impossible settings by name (``beam=0``, ``top_p=1.5``, ...)."""
+        checks = {
+            "beam": self.beam >= 1, "nbest": self.nbest >= 1, "top_k": self.top_k >= 0,
+            "top_p": 0.0 < self.top_p <= 1.0, "temperature": self.temperature > 0,
+            "no_repeat_ngram": self.no_repeat_ngram >= 0, "alpha": self.alpha >= 0,
+            "batch_size": self.batch_size is None or self.batch_size >= 1,
+            "max_len": self.max_len is None or self.max_len >= 1,
+            "max_len_ratio": self.max_len_ratio is None or self.max_len_ratio > 0,
+        }  # fmt: skip
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"DecodeOptions.{name}: invalid value {getattr(self, name)!r}")
+        if not self.sample and self.nbest > self.beam:
+            raise ValueError(f"DecodeOptions: nbest={self.nbest} needs beam >= nbest (or sample)")
 
 
 class Translator:
@@ -169,8 +185,11 @@ def evaluate(
     sources: list[str],
     references: list[str],
     options: DecodeOptions | None = None,
+    output: str | os.PathLike | None = None,
 ) -> dict[str, float | str | int]:
-    """BLEU and chrF (sacrebleu), exact match, token accuracy and decoding speed."""
+    """BLEU and chrF (sacrebleu, cased, detokenised), BLEU on lowercased 13a tokens (as
+    published Multi30k figures are often computed), exact match, token accuracy and
+    decoding speed. ``output``: also write the hypotheses there, one per line."""
     if len(sources) != len(references):
         raise ValueError(f"{len(sources)} source lines but {len(references)} reference lines")
     if not sources:
@@ -179,6 +198,8 @@ def evaluate(
     outputs = translator.translate_full(sources, options)
     seconds = time.perf_counter() - start
     hyps = [o.text for o in outputs]
+    if output is not None:
+        ckpt.atomic_write_text(output, "".join(h + "\n" for h in hyps))
     tok = translator.pipeline.tgt_tok
     correct = total = 0
     for hyp, ref in zip(hyps, references, strict=True):
@@ -189,6 +210,7 @@ def evaluate(
     return {
         "n": len(sources),
         **bleu_chrf(hyps, references),
+        **bleu_lowercase(hyps, references),
         "exact": round(exact_match(hyps, references), 4),
         "token_acc": round(correct / max(total, 1), 4),
         "seconds": round(seconds, 3),

@@ -42,7 +42,8 @@ def add_parser(sub) -> None:
         q = formats.add_parser(name, help=helptext)
         q.add_argument("--model", required=True, help="run directory")
         q.add_argument("--out", required=True, help="directory to write")
-        q.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best")
+        q.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
+                       help="which weights of the run to export")  # fmt: skip
         if name == "onnx":
             q.add_argument("--quantize", choices=["int8"], default=None,
                            help="dynamic int8 weights (onnxruntime quantizer)")  # fmt: skip

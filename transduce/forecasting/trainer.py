@@ -58,6 +58,11 @@ class ValueTrainer(Trainer):
         """Summed loss over target values (or tokens), and correct tokens (eval, tokens)."""
         if self.kind == "crossentropy":
             return self._token_loss(batch, ratio)
+        return regression_loss(self.predict_values(batch, ratio), batch.tgt_out, self.kind), None
+
+    def predict_values(self, batch: ValueBatch, ratio: float) -> torch.Tensor:
+        """``[B, T, D]``: teacher-forced (``ratio`` 1) or rolled out, feeding back the
+        model's own outputs except where a coin of probability ``ratio`` gives the gold."""
         if ratio >= 1.0:
             pred, _ = self.model(batch.src, batch.src_mask, batch.tgt_in)  # [B, T, D]
         else:
@@ -65,7 +70,7 @@ class ValueTrainer(Trainer):
                 self.model, batch.src, batch.src_mask, batch.tgt_in,
                 batch.tgt_out.shape[-1], teacher_ratio=ratio, generator=self.coins,
             )  # fmt: skip
-        return regression_loss(pred, batch.tgt_out, self.kind), None
+        return pred
 
     def _token_loss(self, batch: ValueBatch, ratio: float):
         if ratio >= 1.0:

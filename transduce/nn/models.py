@@ -1,4 +1,4 @@
-"""``Seq2Seq`` = encoder + decoder + head, and the named presets (ARCHITECTURE §3)."""
+"""``Seq2SeqModel`` = encoder + decoder + head, and the named presets (ARCHITECTURE §3)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def reverse_padded(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx)
 
 
-class Seq2Seq(nn.Module):
+class Seq2SeqModel(nn.Module):
     """The step contract search relies on: ``encode``, ``init_state``, ``step``, ``head``."""
 
     def __init__(
@@ -62,6 +62,8 @@ class Seq2Seq(nn.Module):
         features, attn = self.decoder(tgt_in, memory, self.init_state(memory))
         return self.head(features), attn
 
+
+Seq2Seq = Seq2SeqModel  # the torch module's earlier name (the array API's is estimators.Seq2Seq)
 
 # ---------------------------------------------------------------------- presets
 # Each returns the decoder settings that make the variant; everything else is shared.
