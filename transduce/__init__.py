@@ -12,54 +12,56 @@ Lower down: ``build_model`` gives a :class:`Seq2SeqModel` (the torch module with
 contract) that ``greedy``, ``beam_search`` and ``sample`` decode. The Keras-style array
 API (``SimpleSeq2Seq``, ``Seq2Seq``, ``AttentionSeq2Seq``) is :mod:`transduce.estimators`;
 its ``Seq2Seq`` is the estimator, not the torch module.
+
+The names load on first use, so that :mod:`transduce.runtime` (no torch) can be imported
+where PyTorch is not installed.
 """
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from typing import Any
 
-from transduce.config import Config, ConfigError, load_config
-from transduce.data.corpus import DataError
-from transduce.nn.models import PRESETS, Seq2SeqModel, build_model
-from transduce.recipes import list_recipes, recipe_path
-from transduce.search import beam_search, greedy, sample
-from transduce.train import train
-from transduce.trainer import RunResult
-from transduce.translate import DecodeOptions, Translation, Translator, evaluate
-
 __version__ = "0.1.0"
-__all__ = [
-    "PRESETS",
-    "Config",
-    "ConfigError",
-    "DataError",
-    "DecodeOptions",
-    "RunResult",
-    "Seq2SeqModel",
-    "Translation",
-    "Translator",
-    "__version__",
-    "beam_search",
-    "build_model",
-    "evaluate",
-    "greedy",
-    "list_recipes",
-    "load_config",
-    "recipe_path",
-    "sample",
-    "train",
-]
+_WHERE = {
+    "PRESETS": "transduce.nn.models",
+    "Config": "transduce.config",
+    "ConfigError": "transduce.config",
+    "DataError": "transduce.data.corpus",
+    "DecodeOptions": "transduce.translate",
+    "RunResult": "transduce.trainer",
+    "Seq2SeqModel": "transduce.nn.models",
+    "Translation": "transduce.translate",
+    "Translator": "transduce.translate",
+    "beam_search": "transduce.search",
+    "build_model": "transduce.nn.models",
+    "evaluate": "transduce.translate",
+    "greedy": "transduce.search",
+    "list_recipes": "transduce.recipes",
+    "load_config": "transduce.config",
+    "recipe_path": "transduce.recipes",
+    "sample": "transduce.search",
+    "train": "transduce.train",
+}
+__all__ = sorted([*_WHERE, "__version__"])
 
 
 def __getattr__(name: str) -> Any:
-    """``transduce.Seq2Seq``: the torch module's earlier top-level name, kept working."""
-    if name == "Seq2Seq":
+    if name == "Seq2Seq":  # the torch module's earlier top-level name, kept working
         warnings.warn(
             "transduce.Seq2Seq is now transduce.Seq2SeqModel (the array API's estimator is "
             "transduce.estimators.Seq2Seq)",
             DeprecationWarning,
             stacklevel=2,
         )
-        return Seq2SeqModel
-    raise AttributeError(f"module 'transduce' has no attribute {name!r}")
+        name = "Seq2SeqModel"
+    if name not in _WHERE:
+        raise AttributeError(f"module 'transduce' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -14,6 +14,8 @@ from transduce import cli_options as opt
 from transduce import data_command
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError, read_lines
+from transduce.export.command import add_engine_flag
+from transduce.export.command import add_parser as add_export_parser
 from transduce.serve import command as serve_command
 
 log = logging.getLogger("transduce")
@@ -110,10 +112,10 @@ def _jsonl(source: str, hyps) -> str:
 
 
 def translate_command(args: argparse.Namespace) -> None:
-    from transduce.translate import Translator
+    from transduce.export.command import load_translator
 
     options = _decode_options(args)  # bad flags fail before the model loads
-    translator = Translator.load(args.model, args.checkpoint, device=args.device)
+    translator = load_translator(args)
     inputs = _read_input(args.input)
     out = _open_output(args.output)
     done = 0  # output streams batch by batch, in input order
@@ -145,10 +147,11 @@ def _open_output(path: str | None):
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    from transduce.translate import Translator, evaluate
+    from transduce.export.command import load_translator
+    from transduce.translate import evaluate
 
     options = _decode_options(args)
-    translator = Translator.load(args.model, args.checkpoint, device=args.device)
+    translator = load_translator(args)
     sources, references = read_lines(args.src), read_lines(args.ref)
     scores = evaluate(translator, sources, references, options, output=args.output)
     print(json.dumps(scores, ensure_ascii=False))
@@ -290,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=helptext)
         opt.add_model_flags(p)
+        add_engine_flag(p)
         if name == "translate":
             p.add_argument("--input", help="input file, one sentence a line (default stdin)")
             p.add_argument("--output", help="output file (default stdout)")
@@ -324,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_forecast_parser(sub)
     data_command.add_parser(sub)
     serve_command.add_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

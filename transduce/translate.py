@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -15,15 +14,13 @@ import torch
 from transduce import checkpoint as ckpt
 from transduce.config import Config, load_config
 from transduce.data.batches import ParallelData
-from transduce.data.corpus import DataError
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import BOS_ID, PAD_ID
 from transduce.metrics import bleu_chrf, bleu_lowercase, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import beam_search, greedy, sample
+from transduce.searchcore import limit_inputs
 from transduce.trainer import resolve_device
-
-log = logging.getLogger("transduce.translate")
 
 
 @dataclass
@@ -181,31 +178,6 @@ class Translator:
 
     def translate(self, texts: list[str], options: DecodeOptions | None = None) -> list[str]:
         return [t.text for t in self.translate_full(texts, options)]
-
-
-def limit_inputs(
-    tokens: list[list[str]], max_len: int | None, policy: str, first_line: int = 1
-) -> list[list[str]]:
-    """Apply the inference length limit: ``truncate`` to ``max_len`` tokens, ``skip`` (an
-    empty output) or ``error``; each over-long line is named in a warning (the first few)."""
-    long = [i for i, t in enumerate(tokens) if max_len and len(t) > max_len]
-    for n, i in enumerate(long):
-        where = f"input line {first_line + i}"
-        if policy == "error":
-            raise DataError(
-                "<input>",
-                first_line + i,
-                f"{len(tokens[i]):,} source tokens, "
-                f"over decode.max_input_len={max_len} (--max-input-len)",
-            )
-        if n < 5:
-            done = f"truncated to {max_len}" if policy == "truncate" else "skipped (empty output)"
-            log.warning("%s: %s source tokens, %s (decode.max_input_len; --max-input-len, "
-                        "--on-long-input)", where, f"{len(tokens[i]):,}", done)  # fmt: skip
-        tokens[i] = tokens[i][:max_len] if policy == "truncate" else []
-    if len(long) > 5:
-        log.warning("%d over-long input lines in all (%s)", len(long), policy)
-    return tokens
 
 
 def evaluate(
