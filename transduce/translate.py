@@ -120,8 +120,10 @@ class Translator:
         data = ParallelData([self.pipeline.src_vocab.encode(tokens[i]) for i in live])
         for batch in data.iter_batches(options.batch_size or self.cfg.decode.batch_size):
             batch = batch.to(self.device)
-            hyps = self._search(batch.src, batch.src_mask, options)
-            for row, k in enumerate(batch.index.tolist()):
+            rows = batch.index.tolist()
+            src, src_mask = self._sources(batch, [texts[live[k]] for k in rows], options)
+            hyps = self._search(src, src_mask, options)
+            for row, k in enumerate(rows):
                 results[live[k]] = [self._result(tokens[live[k]], *h) for h in hyps[row]]
         return results
 
@@ -133,6 +135,11 @@ class Translator:
         size = options.batch_size or self.cfg.decode.batch_size
         for start in range(0, len(texts), size):
             yield self.decode(texts[start : start + size], options, first_line=start + 1)
+
+    def _sources(self, batch, texts: list[str], options: DecodeOptions):
+        """What search reads for ``batch`` (whose rows hold ``texts``): its ids and mask.
+        An ensemble packs its members' own tokenizations here."""
+        return batch.src, batch.src_mask
 
     def _search(self, src, src_mask, o: DecodeOptions) -> list[list[tuple]]:
         """Per row: (ids, score, logprob, attention) tuples, best first."""
