@@ -7,9 +7,17 @@ chrF against the raw references, and peak memory. Each setting runs in its own f
 process, so ``peak_rss_mib`` is that process's ``ru_maxrss`` (model and data included) and
 ``rss_increase_mib`` is how far decoding raised it above the level after loading.
 
+Engines: ``--engines torch,onnx,ct2`` with ``--export onnx=DIR,ct2=DIR`` (directories
+written by ``transduce export``) decodes with each engine in turn, ``--rounds`` times
+alternated (A/B/A/B), and adds per engine the median seconds, the speed-up over torch and
+the share of sentences whose output is identical to torch's. ``--cold-start DIR`` times
+the PyTorch-free runtime instead (import, load, first sentence, in fresh processes).
+
     python benchmarks/decode_speed.py                          # runs/multi30k_word
     python benchmarks/decode_speed.py --model runs/other --threads 1
     python benchmarks/decode_speed.py --only beam5_b64,greedy_b64 --precision bf16
+    python benchmarks/decode_speed.py --model runs/multi30k_word --only beam5_b64 \
+        --engines torch,onnx --export onnx=exported/word --rounds 3 --threads 2
 """
 
 from __future__ import annotations
@@ -48,14 +56,25 @@ def test_set() -> tuple[list[str], list[str]]:
     return src, ref
 
 
-def measure(model_dir: str, setting: str, threads: int, precision: str = "fp32") -> dict:
+def load(model_dir: str, engine: str, threads: int):
+    """The translator of one engine: a run directory for torch, an export for the others."""
+    if engine == "torch":
+        return Translator.load(model_dir)
+    from transduce.runtime.__main__ import load as load_exported
+
+    return load_exported(model_dir, threads)
+
+
+def measure(
+    model_dir: str, setting: str, threads: int, precision: str = "fp32", engine: str = "torch"
+) -> dict:
     """Decode the test set with one setting; runs in a fresh process (see ``--child``)."""
     if threads:
         torch.set_num_threads(threads)
     bf16 = precision == "bf16"
     autocast = torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext()
     beam, batch_size = SETTINGS[setting]
-    translator = Translator.load(model_dir)
+    translator = load(model_dir, engine, threads)
     src, ref = test_set()
     baseline = rss_mib()
     options = DecodeOptions(beam=beam, batch_size=batch_size, attention=False)
@@ -75,19 +94,91 @@ def measure(model_dir: str, setting: str, threads: int, precision: str = "fp32")
         "chrf": scores["chrf"],
         "peak_rss_mib": round(rss_mib(), 1),
         "rss_increase_mib": round(rss_mib() - baseline, 1),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads() if engine == "torch" else threads,
         "bleu_signature": scores["bleu_signature"],
+        "outputs": [o.text for o in outputs],
     }
 
 
-def run_child(model_dir: str, setting: str, threads: int, precision: str) -> dict:
+def run_child(
+    model_dir: str, setting: str, threads: int, precision: str, engine: str = "torch"
+) -> dict:
     command = [sys.executable, __file__, "--model", model_dir, "--threads", str(threads),
-               "--precision", precision]  # fmt: skip
+               "--precision", precision, "--engine-child", engine]  # fmt: skip
     done = subprocess.run([*command, "--child", setting], capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
         raise SystemExit(f"decode_speed: setting {setting} failed (exit {done.returncode})")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare_engines(args, chosen: list[str], engines: list[str]) -> dict:
+    """Each setting with each engine, ``args.rounds`` times alternated (A/B/A/B in one
+    sitting): median seconds, speed-up over torch, BLEU and outputs identical to torch's."""
+    exports = dict(pair.split("=", 1) for pair in args.export.split(",") if pair)
+    dirs = {e: args.model if e == "torch" else exports[e] for e in engines}
+    runs: dict = {e: {name: [] for name in chosen} for e in engines}
+    for _ in range(args.rounds):
+        for name in chosen:
+            for e in engines:
+                runs[e][name].append(run_child(dirs[e], name, args.threads, "fp32", e))
+    out: dict = {}
+    for e in engines:
+        for name in chosen:
+            rs = runs[e][name]
+            secs = sorted(r["seconds"] for r in rs)
+            ref = runs["torch"][name][0]["outputs"] if "torch" in runs else None
+            same = None
+            if ref is not None:
+                same = sum(a == b for a, b in zip(rs[0]["outputs"], ref, strict=True))
+            out.setdefault(e, {})[name] = {
+                "seconds_median": secs[len(secs) // 2], "seconds_all": secs,
+                "sentences_per_s": round(len(rs[0]["outputs"]) / secs[len(secs) // 2], 1),
+                "bleu": rs[0]["bleu"], "chrf": rs[0]["chrf"], "out_tokens": rs[0]["out_tokens"],
+                "identical_to_torch": same, "peak_rss_mib": rs[0]["peak_rss_mib"],
+            }  # fmt: skip
+            if "torch" in out and e != "torch":
+                base = out["torch"][name]["seconds_median"]
+                out[e][name]["speedup_over_torch"] = round(base / secs[len(secs) // 2], 2)
+    return {"engines": out, "exports": dirs, "rounds": args.rounds,
+            "signature": runs[engines[0]][chosen[0]][0]["bleu_signature"]}  # fmt: skip
+
+
+COLD = """
+import time; t0 = time.perf_counter()
+import sys
+from transduce.runtime.__main__ import load
+t = load(sys.argv[1], 1)
+t.translate(["Ein Mann fährt Fahrrad."])
+print(time.perf_counter() - t0, "torch" in sys.modules)
+"""
+
+
+def cold_start(export_dir: str, runs: int = 5) -> dict:
+    """Fresh-process cold start of the PyTorch-free runtime (import, load, first sentence)
+    and the installed size of what it needs beside torch's."""
+    import importlib.util
+
+    times = []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, "-c", COLD, export_dir], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        seconds, torch_loaded = done.stdout.split()
+        times.append(round(float(seconds), 3))
+        assert torch_loaded == "False"
+
+    def size(module: str) -> float:
+        """MiB of the package folder and of its bundled libraries (``NAME.libs``)."""
+        root = Path(importlib.util.find_spec(module).origin).parent
+        folders = [root, root.with_name(f"{module}.libs")]
+        files = [f for d in folders if d.is_dir() for f in d.rglob("*") if f.is_file()]
+        return round(sum(f.stat().st_size for f in files) / 2**20, 1)
+
+    runtime = ["onnxruntime", "numpy", "sentencepiece"]
+    return {"export": export_dir, "cold_start_seconds": sorted(times),
+            "cold_start_median": sorted(times)[runs // 2],
+            "installed_mib": {m: size(m) for m in [*runtime, "ctranslate2", "torch"]},
+            "runtime_mib": round(sum(size(m) for m in runtime), 1)}  # fmt: skip
 
 
 def main() -> None:
@@ -99,10 +190,19 @@ def main() -> None:
                         help="comma-separated settings to run (default: all)")  # fmt: skip
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="bf16: decode under CPU bf16 autocast")  # fmt: skip
+    parser.add_argument("--engines", default="torch", help="e.g. torch,onnx,ct2")
+    parser.add_argument("--export", default="", help="onnx=DIR,ct2=DIR: exported models")
+    parser.add_argument("--rounds", type=int, default=1, help="alternated repeats per engine")
+    parser.add_argument("--cold-start", metavar="DIR", help="time the runtime on export DIR")
     parser.add_argument("--child", choices=sorted(SETTINGS), help=argparse.SUPPRESS)
+    parser.add_argument("--engine-child", default="torch", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.model, args.child, args.threads, args.precision)))
+        print(json.dumps(measure(args.model, args.child, args.threads, args.precision,
+                                 args.engine_child)))  # fmt: skip
+        return
+    if args.cold_start:
+        print(json.dumps(cold_start(args.cold_start)))
         return
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(SETTINGS))
@@ -112,12 +212,20 @@ def main() -> None:
         print(f"decode_speed: {args.model} not found; training it from {args.config}",
               file=sys.stderr)  # fmt: skip
         train(load_config(args.config), args.model)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if engines != ["torch"]:
+        record = {"model": args.model, "test": "multi30k test_2016_flickr",
+                  **compare_engines(args, chosen, engines), "threads": args.threads,
+                  "torch": torch.__version__}  # fmt: skip
+        print(json.dumps(record))
+        return
     results = {name: run_child(args.model, name, args.threads, args.precision) for name in chosen}
     signature = results[chosen[0]].pop("bleu_signature")
     threads = results[chosen[0]]["threads"]
     for r in results.values():
         r.pop("bleu_signature", None)
         r.pop("threads")
+        r.pop("outputs")
     ratio = None
     if "beam5_b64" in results and "greedy_b64" in results:
         ratio = round(results["beam5_b64"]["seconds"] / results["greedy_b64"]["seconds"], 2)

@@ -4,6 +4,12 @@ sNaive / Naive figures computed in the same run, and the training time).
 
     flock /work/cpu.lock python benchmarks/m4_hourly.py --threads 2 [--set train.max_seconds=600]
 
+An ensemble trains one member per ``--member`` (each a ``;``-separated list of overrides on
+top of ``--set``), scores every member and their median (``--combine mean`` for the mean):
+
+    python benchmarks/m4_hourly.py --threads 2 --set train.max_seconds=900 \
+        --member "train.seed=1" --member "train.seed=2;series.lookback=336" ...
+
 Data: ``$TRANSDUCE_DATA/m4/Hourly-{train,test}.csv`` (default ``../shared/data``).
 """
 
@@ -21,45 +27,71 @@ import torch
 
 from transduce.config import data_path, load_config
 from transduce.data.series import read_series
+from transduce.ensemble import combine_forecasts
 from transduce.forecasting.pipeline import Forecaster, evaluate_forecasts
 from transduce.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _scores(history, actuals, forecasts, period: int) -> dict:
+    s = evaluate_forecasts(history, actuals, forecasts, period)
+    return {k: round(s[k], 3) for k in ("smape", "mase", "owa")} | {"baselines": s["baselines"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "m4_hourly.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--member", action="append", default=[], metavar="K=V;K=V",
+        help="one ensemble member's extra overrides (repeat per member)",
+    )  # fmt: skip
+    parser.add_argument("--combine", choices=["median", "mean"], default="median")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", help="run directory (default: a temporary one)")
+    parser.add_argument("--out", help="folder for the run directories (default: temporary)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, [*args.set, f"train.threads={args.threads}"])
+    members = [[kv for kv in m.split(";") if kv.strip()] for m in args.member] or [[]]
+    base = [*args.set, f"train.threads={args.threads}"]
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(args.out or Path(tmp) / "run")
-        start = time.perf_counter()
-        result = train(cfg, out)
-        train_s = time.perf_counter() - start
+        root = Path(args.out or tmp)
+        runs, forecasts, train_s, steps = [], [], 0.0, []
+        for i, extra in enumerate(members):
+            cfg = load_config(args.config, [*base, *extra])
+            out = root / ("run" if len(members) == 1 else f"member{i}")
+            start = time.perf_counter()
+            result = train(cfg, out)
+            train_s += time.perf_counter() - start
+            steps.append({"steps": result.steps, "best_step": result.best.get("step")})
+            runs.append((cfg, out))
         history = read_series(data_path(cfg.series.train), cfg.series.format)
         actuals = read_series(data_path(cfg.series.test), cfg.series.format)
         start = time.perf_counter()
-        forecasts = Forecaster.load(out).forecast(history.values)
+        forecasts = [Forecaster.load(out).forecast(history.values) for _, out in runs]
         forecast_s = time.perf_counter() - start
-    scores = evaluate_forecasts(history, actuals, forecasts, cfg.series.period)
+    period = cfg.series.period
+    combined = combine_forecasts(forecasts, args.combine)
+    scores = _scores(history, actuals, combined, period)
     r = lambda d: {k: round(v, 3) for k, v in d.items()}  # noqa: E731
-    print(json.dumps({
+    record = {
         "benchmark": "m4_hourly", "series": len(history), "horizon": cfg.series.horizon,
         "preset": cfg.model.preset, "cell": cfg.model.cell,
-        "smape": round(scores["smape"], 3), "mase": round(scores["mase"], 3),
-        "owa": round(scores["owa"], 3),
+        "smape": scores["smape"], "mase": scores["mase"], "owa": scores["owa"],
         **{name: r(v) for name, v in scores["baselines"].items()},
         "train_seconds": round(train_s, 1), "forecast_seconds": round(forecast_s, 2),
-        "steps": result.steps, "best_step": result.best.get("step"),
-        "threads": args.threads, "finite": bool(np.isfinite(forecasts).all()),
-        "overrides": args.set,
-    }))  # fmt: skip
+        **steps[0], "threads": args.threads,
+        "finite": bool(np.isfinite(combined).all()), "overrides": args.set,
+    }  # fmt: skip
+    if len(members) > 1:
+        record["combine"] = args.combine
+        record["members"] = [
+            {"overrides": extra, **steps[i],
+             **{k: v for k, v in _scores(history, actuals, f, period).items() if k != "baselines"}}
+            for i, (extra, f) in enumerate(zip(members, forecasts, strict=True))
+        ]  # fmt: skip
+    print(json.dumps(record))
 
 
 if __name__ == "__main__":

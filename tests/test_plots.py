@@ -116,3 +116,30 @@ def test_read_metrics_rejects_non_objects_and_empty_runs(tmp_path):
     empty = _write_metrics(tmp_path / "e.jsonl", ['{"step": 1, "lr": 0.1}'])
     with pytest.raises(ValueError, match="none of the metrics"):
         plot_learning_curves(empty, tmp_path / "c.png")
+
+
+# ---------------------------------------------------------------------- readable labels
+
+
+def test_source_labels_are_horizontal_and_the_field_tab_is_visible(tmp_path):
+    from transduce.plots import attention_figure
+
+    src = [*"Κυριακή", "<sep>", "what"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing glyph (the tab) warns
+        fig = attention_figure(np.full((2, len(src)), 0.1), src, ["a", "b"], "q ?\tdoc → a")
+        plot_attention(np.full((2, len(src)), 0.1), src, ["a", "b"], tmp_path / "a.png", "q ?\tdoc")
+    ax = fig.axes[0]
+    assert all(label.get_rotation() == 0 for label in ax.get_xticklabels())
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["Κ", "υ"]
+    assert ax.get_title() == "q ? ⇥ doc → a"
+
+
+def test_a_single_training_point_is_drawn():
+    from transduce.plots import curves_figure
+
+    fig = curves_figure([{"step": 5, "split": "train", "loss": 2.0}])
+    (line,) = fig.axes[0].get_lines()
+    assert line.get_marker() not in (None, "None", "", " ")
+    two = curves_figure([{"step": s, "split": "train", "loss": 2.0} for s in (1, 2)])
+    assert two.axes[0].get_lines()[0].get_marker() in (None, "None", "", " ")

@@ -1,32 +1,67 @@
 """transduce: sequence-to-sequence learning on PyTorch.
 
-The public API in brief::
+The public API, all importable from ``transduce``::
 
-    from transduce import load_config, train, Translator
+    from transduce import load_config, train, Translator, DecodeOptions
     result = train(load_config("configs/tatoeba_char_ell.yaml"), "runs/ell")
-    Translator.load("runs/ell").translate(["I am hungry."])
+    t = Translator.load("runs/ell")
+    t.translate(["I am hungry."])
+    t.decode(["I am hungry."], DecodeOptions(beam=5, nbest=3))
+
+Lower down: ``build_model`` gives a :class:`Seq2SeqModel` (the torch module with the step
+contract) that ``greedy``, ``beam_search`` and ``sample`` decode. The Keras-style array
+API (``SimpleSeq2Seq``, ``Seq2Seq``, ``AttentionSeq2Seq``) is :mod:`transduce.estimators`;
+its ``Seq2Seq`` is the estimator, not the torch module.
+
+The names load on first use, so that :mod:`transduce.runtime` (no torch) can be imported
+where PyTorch is not installed.
 """
 
-from transduce.config import Config, ConfigError, load_config
-from transduce.data.corpus import DataError
-from transduce.nn.models import PRESETS, Seq2Seq, build_model
-from transduce.search import greedy
-from transduce.train import train
-from transduce.trainer import RunResult
-from transduce.translate import Translator, evaluate
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "PRESETS",
-    "Config",
-    "ConfigError",
-    "DataError",
-    "RunResult",
-    "Seq2Seq",
-    "Translator",
-    "build_model",
-    "evaluate",
-    "greedy",
-    "load_config",
-    "train",
-]
+_WHERE = {
+    "PRESETS": "transduce.nn.models",
+    "Config": "transduce.config",
+    "ConfigError": "transduce.config",
+    "DataError": "transduce.data.corpus",
+    "DecodeOptions": "transduce.translate",
+    "RunResult": "transduce.trainer",
+    "Seq2SeqModel": "transduce.nn.models",
+    "Translation": "transduce.translate",
+    "Translator": "transduce.translate",
+    "beam_search": "transduce.search",
+    "build_model": "transduce.nn.models",
+    "evaluate": "transduce.translate",
+    "greedy": "transduce.search",
+    "list_recipes": "transduce.recipes",
+    "load_config": "transduce.config",
+    "recipe_path": "transduce.recipes",
+    "sample": "transduce.search",
+    "train": "transduce.train",
+}
+__all__ = sorted([*_WHERE, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Seq2Seq":  # the torch module's earlier top-level name, kept working
+        warnings.warn(
+            "transduce.Seq2Seq is now transduce.Seq2SeqModel (the array API's estimator is "
+            "transduce.estimators.Seq2Seq)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        name = "Seq2SeqModel"
+    if name not in _WHERE:
+        raise AttributeError(f"module 'transduce' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -35,6 +35,22 @@ def bleu_chrf(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float | str
     }
 
 
+def bleu_lowercase(
+    hyps: Sequence[str], refs: Sequence[str], tokenize: str = "13a"
+) -> dict[str, float | str]:
+    """Corpus BLEU on lowercased text split by sacrebleu's ``tokenize`` tokenizer: the way
+    many published Multi30k figures are computed (on tokenised, lowercased text), so they
+    compare like for like. The key names the tokenizer: ``bleu_lc_13a``."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
+    bleu = sacrebleu.metrics.BLEU(lowercase=True, tokenize=tokenize)
+    b = bleu.corpus_score(list(hyps), [list(refs)])
+    return {
+        f"bleu_lc_{tokenize}": round(b.score, 2),
+        "bleu_lc_signature": str(bleu.get_signature()),
+    }
+
+
 # ---------------------------------------------------------------------- QA and summaries
 
 

@@ -54,6 +54,13 @@ def visible_token(token: str) -> str:
     return "".join(_WHITESPACE.get(ch, "␣") if ch.isspace() else ch for ch in token)
 
 
+def visible_text(text: str) -> str:
+    """A title line: the tab between the fields of a several-input record becomes a
+    visible separator (``question ⇥ document``), other control characters a space."""
+    text = text.replace("\t", " ⇥ ")
+    return "".join(" " if ch in "\r\n\v\f" else ch for ch in text)
+
+
 def _save_atomic(fig: Figure, path: str | os.PathLike[str]) -> Path:
     """Render ``fig`` next to ``path`` then rename it into place, so no reader sees half."""
     path = Path(path)
@@ -96,21 +103,32 @@ def plot_attention(
             f"weights shape {matrix.shape} does not match (len(out_tokens), "
             f"len(src_tokens)) = {expected}"
         )
-    n_out, n_src = expected
-    width = min(4.0 + 0.32 * n_src, 60.0)
+    with matplotlib.rc_context(_rc()):
+        return _save_atomic(attention_figure(matrix, src_tokens, out_tokens, title), path)
+
+
+def attention_figure(
+    matrix: np.ndarray, src_tokens: Sequence[str], out_tokens: Sequence[str], title: str | None
+) -> Figure:
+    """The heatmap of :func:`plot_attention` as a Figure (drawn under its fonts)."""
+    n_out, n_src = matrix.shape
+    # Source labels stay horizontal (Greek or Cyrillic read sideways is unreadable), so each
+    # column is as wide as the longest label.
+    longest = max((len(visible_token(t)) for t in src_tokens), default=1)
+    width = min(4.0 + n_src * max(0.32, 0.085 * longest + 0.1), 60.0)
     height = min(2.5 + 0.32 * n_out, 60.0)
     with matplotlib.rc_context(_rc()):
         fig = Figure(figsize=(width, height))
         ax = fig.add_subplot()
         image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0.0, interpolation="nearest")
-        ax.set_xticks(range(n_src), [visible_token(t) for t in src_tokens], rotation=90)
+        ax.set_xticks(range(n_src), [visible_token(t) for t in src_tokens], rotation=0)
         ax.set_yticks(range(n_out), [visible_token(t) for t in out_tokens])
         ax.set_xlabel("source")
         ax.set_ylabel("output")
         if title:
-            ax.set_title(title)
+            ax.set_title(visible_text(title))
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
-        return _save_atomic(fig, path)
+    return fig
 
 
 def read_metrics(metrics_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -153,9 +171,15 @@ def plot_learning_curves(
 ) -> Path:
     """One subplot per metric in a run's metrics.jsonl, a line per split, against step."""
     records = read_metrics(metrics_path)
-    panels = [(m, s) for m in METRICS if (s := _series(records, m))]
-    if not panels:
+    if not any(_series(records, m) for m in METRICS):
         raise ValueError(f"{metrics_path}: none of the metrics {METRICS} found")
+    with matplotlib.rc_context(_rc()):
+        return _save_atomic(curves_figure(records, title), path)
+
+
+def curves_figure(records: list[dict[str, Any]], title: str | None = None) -> Figure:
+    """The panels of :func:`plot_learning_curves` as a Figure."""
+    panels = [(m, s) for m in METRICS if (s := _series(records, m))]
     ncols = min(len(panels), 3)
     nrows = math.ceil(len(panels) / ncols)
     with matplotlib.rc_context(_rc()):
@@ -163,8 +187,9 @@ def plot_learning_curves(
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for ax, (metric, series) in zip(axes, panels, strict=False):
             for split, (steps, values) in sorted(series.items()):
-                # Validation points are sparse: mark them so single evaluations show.
-                marker = "o" if split != "train" else None
+                # Validation points are sparse: mark them so single evaluations show; a
+                # train series of one point needs a marker too, or nothing is drawn.
+                marker = "o" if split != "train" or len(steps) == 1 else None
                 ax.plot(steps, values, label=split, marker=marker, markersize=3, linewidth=1.2)
             ax.set_title(metric)
             ax.set_xlabel("step")
@@ -174,7 +199,7 @@ def plot_learning_curves(
             ax.set_visible(False)
         if title:
             fig.suptitle(title)
-        return _save_atomic(fig, path)
+    return fig
 
 
 def plot_forecast(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -15,15 +14,13 @@ import torch
 from transduce import checkpoint as ckpt
 from transduce.config import Config, load_config
 from transduce.data.batches import ParallelData
-from transduce.data.corpus import DataError
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import BOS_ID, PAD_ID
-from transduce.metrics import bleu_chrf, exact_match
+from transduce.metrics import bleu_chrf, bleu_lowercase, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import beam_search, greedy, sample
+from transduce.searchcore import limit_inputs
 from transduce.trainer import resolve_device
-
-log = logging.getLogger("transduce.translate")
 
 
 @dataclass
@@ -56,6 +53,22 @@ class DecodeOptions:
     attention: bool = True
     max_input_len: int | None = None  # source tokens per line; default decode.max_input_len
     on_long_input: str | None = None  # truncate / skip / error; default decode.on_long_input
+
+    def __post_init__(self) -> None:
+        """Reject impossible settings by name (``beam=0``, ``top_p=1.5``, ...)."""
+        checks = {
+            "beam": self.beam >= 1, "nbest": self.nbest >= 1, "top_k": self.top_k >= 0,
+            "top_p": 0.0 < self.top_p <= 1.0, "temperature": self.temperature > 0,
+            "no_repeat_ngram": self.no_repeat_ngram >= 0, "alpha": self.alpha >= 0,
+            "batch_size": self.batch_size is None or self.batch_size >= 1,
+            "max_len": self.max_len is None or self.max_len >= 1,
+            "max_len_ratio": self.max_len_ratio is None or self.max_len_ratio > 0,
+        }  # fmt: skip
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"DecodeOptions.{name}: invalid value {getattr(self, name)!r}")
+        if not self.sample and self.nbest > self.beam:
+            raise ValueError(f"DecodeOptions: nbest={self.nbest} needs beam >= nbest (or sample)")
 
 
 class Translator:
@@ -107,8 +120,10 @@ class Translator:
         data = ParallelData([self.pipeline.src_vocab.encode(tokens[i]) for i in live])
         for batch in data.iter_batches(options.batch_size or self.cfg.decode.batch_size):
             batch = batch.to(self.device)
-            hyps = self._search(batch.src, batch.src_mask, options)
-            for row, k in enumerate(batch.index.tolist()):
+            rows = batch.index.tolist()
+            src, src_mask = self._sources(batch, [texts[live[k]] for k in rows], options)
+            hyps = self._search(src, src_mask, options)
+            for row, k in enumerate(rows):
                 results[live[k]] = [self._result(tokens[live[k]], *h) for h in hyps[row]]
         return results
 
@@ -120,6 +135,11 @@ class Translator:
         size = options.batch_size or self.cfg.decode.batch_size
         for start in range(0, len(texts), size):
             yield self.decode(texts[start : start + size], options, first_line=start + 1)
+
+    def _sources(self, batch, texts: list[str], options: DecodeOptions):
+        """What search reads for ``batch`` (whose rows hold ``texts``): its ids and mask.
+        An ensemble packs its members' own tokenizations here."""
+        return batch.src, batch.src_mask
 
     def _search(self, src, src_mask, o: DecodeOptions) -> list[list[tuple]]:
         """Per row: (ids, score, logprob, attention) tuples, best first."""
@@ -167,38 +187,16 @@ class Translator:
         return [t.text for t in self.translate_full(texts, options)]
 
 
-def limit_inputs(
-    tokens: list[list[str]], max_len: int | None, policy: str, first_line: int = 1
-) -> list[list[str]]:
-    """Apply the inference length limit: ``truncate`` to ``max_len`` tokens, ``skip`` (an
-    empty output) or ``error``; each over-long line is named in a warning (the first few)."""
-    long = [i for i, t in enumerate(tokens) if max_len and len(t) > max_len]
-    for n, i in enumerate(long):
-        where = f"input line {first_line + i}"
-        if policy == "error":
-            raise DataError(
-                "<input>",
-                first_line + i,
-                f"{len(tokens[i]):,} source tokens, "
-                f"over decode.max_input_len={max_len} (--max-input-len)",
-            )
-        if n < 5:
-            done = f"truncated to {max_len}" if policy == "truncate" else "skipped (empty output)"
-            log.warning("%s: %s source tokens, %s (decode.max_input_len; --max-input-len, "
-                        "--on-long-input)", where, f"{len(tokens[i]):,}", done)  # fmt: skip
-        tokens[i] = tokens[i][:max_len] if policy == "truncate" else []
-    if len(long) > 5:
-        log.warning("%d over-long input lines in all (%s)", len(long), policy)
-    return tokens
-
-
 def evaluate(
     translator: Translator,
     sources: list[str],
     references: list[str],
     options: DecodeOptions | None = None,
+    output: str | os.PathLike | None = None,
 ) -> dict[str, float | str | int]:
-    """BLEU and chrF (sacrebleu), exact match, token accuracy and decoding speed."""
+    """BLEU and chrF (sacrebleu, cased, detokenised), BLEU on lowercased 13a tokens (as
+    published Multi30k figures are often computed), exact match, token accuracy and
+    decoding speed. ``output``: also write the hypotheses there, one per line."""
     if len(sources) != len(references):
         raise ValueError(f"{len(sources)} source lines but {len(references)} reference lines")
     if not sources:
@@ -207,6 +205,8 @@ def evaluate(
     outputs = translator.translate_full(sources, options)
     seconds = time.perf_counter() - start
     hyps = [o.text for o in outputs]
+    if output is not None:
+        ckpt.atomic_write_text(output, "".join(h + "\n" for h in hyps))
     tok = translator.pipeline.tgt_tok
     correct = total = 0
     for hyp, ref in zip(hyps, references, strict=True):
@@ -217,6 +217,7 @@ def evaluate(
     return {
         "n": len(sources),
         **bleu_chrf(hyps, references),
+        **bleu_lowercase(hyps, references),
         "exact": round(exact_match(hyps, references), 4),
         "token_acc": round(correct / max(total, 1), 4),
         "seconds": round(seconds, 3),

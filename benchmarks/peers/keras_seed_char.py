@@ -4,17 +4,22 @@ Reproduces the "seed" character-level recipe so transduce's speed can be compare
 the first 10,000 lines of the Tatoeba English-Greek pairs (``tatoeba/ell.txt``), one-hot
 characters, an LSTM(256) encoder whose final states initialise an LSTM(256) decoder, a softmax
 Dense layer over target characters, RMSprop, categorical cross-entropy, batch size 64, 10 epochs
-and ``validation_split=0.2``. Padded target positions are all-zero rows, as in the original.
+and ``validation_split=0.2``. It follows today's keras-io example (``lstm_seq2seq``) exactly,
+including its padding: inputs and targets are padded with the space character (the old Keras 2
+version padded with all-zero rows, whose accuracy problem keras issue #13266 / PR #13269 fixed).
 
-It prints one JSON line: per-epoch wall times, validation token accuracy both as Keras counts
-it (every padded position) and over real target characters only, the final validation loss, and
-the time to greedily decode the first 100 inputs with the classic one-sentence-at-a-time loop.
+It prints one JSON line: per-epoch wall times, validation token accuracy over real target
+characters (the target text and its closing newline, not the space padding) and as Keras's
+``val_accuracy`` counts it (every position, space padding included), the final validation loss,
+and the time to greedily decode the first 100 inputs (training lines, as the example decodes
+the first lines) with the example's one-sentence, one-``predict``-per-character loop.
+``benchmarks/seed_char.py --keras-split`` reports the same figures for transduce.
 
 Keras is not a dependency of transduce; run this from a separate environment::
 
-    python3 -m venv /tmp/kerasbench
-    /tmp/kerasbench/bin/pip install tensorflow-cpu keras
-    /tmp/kerasbench/bin/python benchmarks/peers/keras_seed_char.py [--epochs 10]
+    python3 -m venv ../kerasenv      # outside the repository
+    ../kerasenv/bin/pip install tensorflow-cpu==2.21.0 keras==3.15.1
+    taskset -c 1 ../kerasenv/bin/python benchmarks/peers/keras_seed_char.py --threads 1
 
 The backend is taken from ``KERAS_BACKEND`` (default ``tensorflow``).
 """
@@ -59,11 +64,35 @@ def load_pairs(path: Path, lines: int) -> tuple[list[str], list[str]]:
 
 
 def one_hot(texts: list[str], index: dict[str, int], length: int) -> np.ndarray:
+    """One-hot ``[N, length, V]``; every position after the text is the space character,
+    as the keras-io example pads (``data[i, t + 1 :, index[" "]] = 1.0``)."""
     data = np.zeros((len(texts), length, len(index)), dtype="float32")
     for i, text in enumerate(texts):
         for t, char in enumerate(text):
             data[i, t, index[char]] = 1.0
+        data[i, len(text) :, index[" "]] = 1.0
     return data
+
+
+def shifted_targets(targets: list[str], index: dict[str, int], length: int) -> np.ndarray:
+    """The decoder's targets: the input shifted left by one (no leading tab), space-padded
+    from the last character on, as the example builds ``decoder_target_data``."""
+    return one_hot([text[1:] for text in targets], index, length)
+
+
+def configure_threads(backend: str, threads: int) -> None:
+    """One intra-op and one inter-op thread (TensorFlow), set before any op runs."""
+    if not threads:
+        return
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    elif backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def thread_count(backend: str) -> int:
@@ -85,9 +114,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lines", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="0: the backend's default")
+    parser.add_argument("--decode", type=int, default=100, help="training inputs to decode")
     args = parser.parse_args()
 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    configure_threads(os.environ["KERAS_BACKEND"], args.threads)
     import keras
 
     keras.utils.set_random_seed(args.seed)
@@ -101,8 +133,7 @@ def main() -> None:
 
     enc_data = one_hot(sources, src_index, max_src)
     dec_data = one_hot(targets, tgt_index, max_tgt)
-    dec_target = np.zeros_like(dec_data)
-    dec_target[:, :-1] = dec_data[:, 1:]  # shifted left by one; the tail stays all-zero
+    dec_target = shifted_targets(targets, tgt_index, max_tgt)
 
     enc_in = keras.Input(shape=(None, len(src_chars)))
     _, state_h, state_c = keras.layers.LSTM(LATENT, return_state=True)(enc_in)
@@ -143,7 +174,9 @@ def main() -> None:
     probs = model.predict([enc_data[split:], dec_data[split:]], batch_size=BATCH, verbose=0)
     truth = dec_target[split:]
     hits = np.argmax(truth, axis=-1) == np.argmax(probs, axis=-1)
-    real = truth.sum(axis=-1) > 0
+    # Real target characters: the text and its closing newline (len(target) - 1 positions).
+    lengths = np.array([len(text) - 1 for text in targets[split:]])
+    real = np.arange(max_tgt)[None, :] < lengths[:, None]
     acc_padded = float(hits.mean())
     acc_nonpad = float(hits[real].mean())
     print(f"history val_accuracy {history.history['val_accuracy'][-1]:.4f}", file=sys.stderr)
@@ -171,7 +204,8 @@ def main() -> None:
             states = [h, c]
 
     start = time.perf_counter()
-    decoded = [decode(enc_data[i : i + 1]) for i in range(min(100, len(sources)))]
+    n_decode = min(args.decode, split)  # the first lines: training inputs
+    decoded = [decode(enc_data[i : i + 1]) for i in range(n_decode)]
     decode_seconds = time.perf_counter() - start
     for i in range(3):
         print(f"{sources[i]!r} -> {decoded[i]!r}", file=sys.stderr)
@@ -186,7 +220,9 @@ def main() -> None:
         "val_acc_keras_padded": acc_padded,
         "val_acc_nonpad": acc_nonpad,
         "val_loss": float(history.history["val_loss"][-1]),
-        "decode_100_seconds": decode_seconds,
+        "decoded": n_decode,
+        "decode_seconds": decode_seconds,
+        "val_accuracy_keras": float(history.history["val_accuracy"][-1]),
         "threads": thread_count(backend),
         "lines": len(sources),
         "epochs": args.epochs,

@@ -99,6 +99,7 @@ def test_chatterbot_pairs_turns_and_reports_the_malformed_entry_with_its_file(tm
     ]  # fmt: skip
     assert data.report.skipped == {"malformed conversation in b.yml": 1}
     assert data.report.examples[0][0] == 5  # the line of the bad entry
+    assert "kept 2 of 3 conversations; skipped 1" in data.report.summary()
     with pytest.raises(DataError, match=r"b\.yml:5: expected a list of at least two turns"):
         read_chatterbot(tmp_path, on_bad_line="error")
 

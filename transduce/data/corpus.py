@@ -73,6 +73,7 @@ class ReadReport:
     kept: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     examples: list[tuple[int, str]] = field(default_factory=list)
+    unit: str = "lines"  # what `lines` counts ("conversations" for chatterbot files)
 
     @property
     def n_skipped(self) -> int:
@@ -93,7 +94,7 @@ class ReadReport:
 
     def summary(self) -> str:
         """One line for the log, e.g. ``"ell.txt: kept 9,998 of 10,000 lines; skipped 2 (...)"``."""
-        text = f"{self.path}: kept {self.kept:,} of {self.lines:,} lines"
+        text = f"{self.path}: kept {self.kept:,} of {self.lines:,} {self.unit}"
         if self.skipped:
             text += f"; skipped {self.n_skipped:,} ({self.skipped_text()})"
         return text

@@ -168,7 +168,7 @@ def read_chatterbot(
     reported as ``file:line``; with ``"error"`` it raises. ``limit`` caps the pairs.
     """
     _check_options(on_bad_line, limit)
-    report = ReadReport(os.fspath(path))
+    report = ReadReport(os.fspath(path), unit="conversations")
     src: list[str] = []
     tgt: list[str] = []
     for file in chatterbot_files(path):

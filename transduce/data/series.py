@@ -49,6 +49,7 @@ class SeriesSet:
     ids: list[str]
     values: list[np.ndarray]
     report: ReadReport | None = field(default=None, repr=False)
+    timestamps: list[list[str]] | None = field(default=None, repr=False)  # long format only
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -154,7 +155,7 @@ def read_long(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesSet:
         raise DataError(path, None, "no observations")
     _finish(report, path)
     values = [np.asarray([p[k] for k in sorted(p)], dtype=np.float64) for p in points.values()]
-    return SeriesSet(list(points), values, report)
+    return SeriesSet(list(points), values, report, [sorted(p) for p in points.values()])
 
 
 def read_series(

@@ -1,6 +1,6 @@
 """Building a model: :func:`build_model` (tokens, one or several sources) and
 :func:`build_value_model` (real-valued sequences), from the preset registry
-(:mod:`transduce.nn.presets`) around the :class:`~transduce.nn.seq2seq.Seq2Seq` contract."""
+(:mod:`transduce.nn.presets`) around the :class:`~transduce.nn.seq2seq.Seq2SeqModel` contract."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from transduce.nn.presets import (
     build_parts,
     encoder_is_bidirectional,
 )
-from transduce.nn.seq2seq import Seq2Seq, reverse_padded
+from transduce.nn.seq2seq import Seq2Seq, Seq2SeqModel, reverse_padded
 
 __all__ = [
-    "BIDIRECTIONAL_BY_DEFAULT", "PRESETS", "RNN_VARIANTS", "Seq2Seq", "build_encoder",
-    "build_model", "build_parts", "build_value_model", "encoder_is_bidirectional",
+    "BIDIRECTIONAL_BY_DEFAULT", "PRESETS", "RNN_VARIANTS", "Seq2Seq", "Seq2SeqModel",
+    "build_encoder", "build_model", "build_parts", "build_value_model", "encoder_is_bidirectional",
     "reverse_padded",
 ]  # fmt: skip
 

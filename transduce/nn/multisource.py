@@ -67,18 +67,26 @@ def field_ids(src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
     return torch.where(src_mask & ~is_sep, field, torch.full_like(field, -1))
 
 
-def unpack_field(src: torch.Tensor, fields: torch.Tensor, k: int):
+def unpack_field(src: torch.Tensor, fields: torch.Tensor, k: int, width: int | None = None):
     """Field ``k`` of every row as its own padded batch: (ids ``[B, W]``, mask ``[B, W]``,
-    in-field index of each packed position ``[B, S]``, which positions are field ``k``)."""
+    in-field index of each packed position ``[B, S]``, which positions are field ``k``).
+    ``W``: the longest field, or ``width`` (fixed: shapes stay data-independent, as the
+    ONNX export needs; then the tokens are scattered to their places instead of sorted)."""
     sel = fields == k  # [B, S]
     n = sel.sum(1)  # [B] tokens of field k per row
-    width = max(int(n.max()) if n.numel() else 0, 1)
-    # Stable sort puts the field's positions first, in order.
-    order = torch.argsort((~sel).long(), dim=1, stable=True)[:, :width]  # [B, W]
+    position = sel.long().cumsum(1) - 1  # [B, S] in-field index of field k's tokens
+    if width is None:
+        width = max(int(n.max()) if n.numel() else 0, 1)
+        # Stable sort puts the field's positions first, in order.
+        order = torch.argsort((~sel).long(), dim=1, stable=True)[:, :width]  # [B, W]
+        ids = src.gather(1, order)
+    else:
+        # Other positions land in a spare last column, dropped after the scatter.
+        dest = torch.where(sel, position, torch.full_like(position, width))  # [B, S]
+        ids = src.new_full((src.shape[0], width + 1), PAD_ID).scatter(1, dest, src)[:, :width]
     mask = torch.arange(width, device=src.device)[None, :] < n[:, None]  # [B, W]
-    ids = src.gather(1, order).masked_fill(~mask, PAD_ID)
-    within = (sel.long().cumsum(1) - 1).clamp(0, width - 1)  # [B, S]
-    return ids, mask, within, sel
+    ids = ids.masked_fill(~mask, PAD_ID)
+    return ids, mask, position.clamp(0, width - 1), sel
 
 
 class MultiSourceEncoder(nn.Module):
@@ -90,6 +98,7 @@ class MultiSourceEncoder(nn.Module):
             raise ValueError(f"need 1 shared encoder or {sources}, got {len(encoders)}")
         self.encoders = nn.ModuleList(encoders)
         self.sources, self.mode = sources, mode
+        self.full_width = False  # True: fields padded to the packed width (ONNX export)
         size = self.output_size = encoders[0].output_size
         self.markers = nn.Embedding(sources, size) if mode == "concat_time" else None
         if mode == "concat_state":
@@ -101,7 +110,8 @@ class MultiSourceEncoder(nn.Module):
         fields = field_ids(src, src_mask)  # [B, S]
         outputs, finals_h, finals_c = None, [], []
         for k in range(self.sources):
-            ids, mask, within, sel = unpack_field(src, fields, k)
+            width = src.shape[1] if self.full_width else None
+            ids, mask, within, sel = unpack_field(src, fields, k, width)
             mem = self.encoders[k % len(self.encoders)](ids, mask)  # outputs [B, W, H]
             index = within[:, :, None].expand(-1, -1, mem.outputs.shape[-1])  # [B, S, H]
             placed = mem.outputs.gather(1, index)  # field k's outputs at packed positions

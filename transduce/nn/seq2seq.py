@@ -1,4 +1,4 @@
-"""``Seq2Seq`` = encoder + decoder + head: the step contract search and training rely on
+"""``Seq2SeqModel`` = encoder + decoder + head: the step contract search and training rely on
 (ARCHITECTURE §3). The presets that fill it are in :mod:`transduce.nn.presets`."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def reverse_padded(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx)
 
 
-class Seq2Seq(nn.Module):
+class Seq2SeqModel(nn.Module):
     """The step contract search relies on: ``encode``, ``init_state``, ``step``, ``head``."""
 
     def __init__(
@@ -56,3 +56,6 @@ class Seq2Seq(nn.Module):
         memory = self.encode(src, src_mask)
         features, attn = self.decoder(tgt_in, memory, self.init_state(memory))
         return self.head(features), attn
+
+
+Seq2Seq = Seq2SeqModel  # the torch module's earlier name (the array API's is estimators.Seq2Seq)

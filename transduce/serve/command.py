@@ -116,7 +116,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
+    p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
+                   help="which weights: best validation (default), last, or averaged")  # fmt: skip
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"],
+                   help="server log level (default warning)")  # fmt: skip
     p.set_defaults(func=serve_command)
     return p

@@ -1,18 +1,7 @@
-"""The seeds' Keras-style array API on the project's models (Sutskever / Cho / Bahdanau
-presets), trained by the project's Trainer.
-
-    model = AttentionSeq2Seq(input_dim=5, input_length=7, hidden_dim=10, output_length=8,
-                             output_dim=20, depth=4)
-    model.compile(loss="mse", optimizer="rmsprop")
-    history = model.fit(X, Y, epochs=10, batch_size=32, validation_split=0.1)
-    Y_hat = model.predict(X)            # [samples, output_length, output_dim]
-
-Inputs are real arrays ``[samples, input_length, input_dim]`` or integer token ids
-``[samples, input_length]`` (0 = padding, masked). Outputs are real
-``[samples, output_length, output_dim]`` (``mse`` / ``mae`` / ``huber``), or classes of
-``output_dim`` (``categorical_crossentropy`` on one-hot ``[samples, T, output_dim]``,
-``sparse_categorical_crossentropy`` on ids ``[samples, T]``; ``predict`` returns the
-probabilities). Prediction is an autoregressive roll-out: the previous output is fed back.
+"""The estimator behind the array API's classes (:mod:`transduce.estimators`): Keras's
+verbs (``compile``, ``fit``, ``predict``, ``evaluate``, ``summary``, ``count_params``,
+``save``) on the project's models, trained by the project's Trainer. The array shapes and
+losses are described in the package's docstring.
 """
 
 from __future__ import annotations
@@ -20,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +18,9 @@ import torch
 from transduce import checkpoint as ckpt
 from transduce.config import Config, DecoderConfig, EncoderConfig, ModelConfig, TrainConfig
 from transduce.data.series import ArrayData
-from transduce.forecasting.trainer import ValueTrainer, regression_loss
+from transduce.estimators.callbacks import Callback, History
+from transduce.estimators.training import METRICS, EstimatorTrainer, check_metrics
+from transduce.forecasting.trainer import regression_loss
 from transduce.nn.embed import TokenEmbedding, ValueEmbedding
 from transduce.nn.heads import VocabHead
 from transduce.nn.models import build_model, build_value_model
@@ -42,27 +32,6 @@ LOSSES = {
     "sparse_categorical_crossentropy": "sparse",
 }  # fmt: skip
 DEFAULT_LR = {"adam": 1e-3, "rmsprop": 1e-3, "sgd": 1e-2}
-
-
-@dataclass
-class History:
-    """What ``fit`` returns: ``history["loss"]`` (and ``["val_loss"]``) per epoch."""
-
-    history: dict[str, list[float]] = field(default_factory=dict)
-    epoch: list[int] = field(default_factory=list)
-
-
-class _QuietTrainer(ValueTrainer):
-    """Keras' ``verbose=0``: the validation lines go to metrics.jsonl and history only."""
-
-    quiet = True
-
-    def _log(self, record: dict[str, Any]) -> None:
-        if not self.quiet:
-            return super()._log(record)
-        record = {"step": self.step, "epoch": self.epoch, **record}
-        if record["split"] == "valid":
-            self.history.append(record)
 
 
 def _check(name: str, arr: Any, shape: tuple, integer: bool) -> np.ndarray:
@@ -87,7 +56,7 @@ def _check(name: str, arr: Any, shape: tuple, integer: bool) -> np.ndarray:
     return a
 
 
-class _Seq2SeqEstimator:
+class Estimator:
     """Shared by the three classes; ``_preset`` picks the decoder variant."""
 
     _preset = "sutskever"
@@ -129,6 +98,8 @@ class _Seq2SeqEstimator:
         self.compiled: dict[str, Any] | None = None
         self.net: torch.nn.Module | None = None
         self.tokens_in: bool | None = None
+        self.optimizer_state: dict[str, Any] | None = None  # carried from one fit to the next
+        self.stop_training = False
 
     # ------------------------------------------------------------------ model
 
@@ -146,17 +117,30 @@ class _Seq2SeqEstimator:
     def tokens_out(self) -> bool:
         return self.compiled is not None and self.compiled["loss"] in ("categorical", "sparse")
 
-    def compile(self, loss: str = "mse", optimizer: str = "rmsprop", lr: float | None = None,
-                clip_norm: float | None = 1.0) -> None:  # fmt: skip
+    def compile(
+        self,
+        loss: str = "mse",
+        optimizer: str = "rmsprop",
+        lr: float | None = None,
+        clip_norm: float | None = 1.0,
+        metrics: list[str] | None = None,
+    ) -> None:
         """Choose the loss (``mse``, ``mae``, ``huber``, ``categorical_crossentropy``,
-        ``sparse_categorical_crossentropy``) and the optimizer (``rmsprop``, ``adam``, ``sgd``)."""
+        ``sparse_categorical_crossentropy``), the optimizer (``rmsprop``, ``adam``, ``sgd``)
+        and ``metrics`` reported per epoch (``accuracy`` for classes; ``mae``, ``mse`` for
+        values). A new compile starts a fresh optimizer, as in Keras."""
         if loss not in LOSSES:
             raise ValueError(f"loss: one of {', '.join(LOSSES)}; got {loss!r}")
         if optimizer not in DEFAULT_LR:
             raise ValueError(f"optimizer: one of {', '.join(DEFAULT_LR)}; got {optimizer!r}")
+        metrics = check_metrics(metrics, LOSSES[loss] in ("categorical", "sparse"))
+        kept = self.compiled is not None and self.compiled["loss"] == LOSSES[loss]
         self.compiled = dict(loss=LOSSES[loss], loss_name=loss, optimizer=optimizer,
-                             lr=lr or DEFAULT_LR[optimizer], clip_norm=clip_norm)  # fmt: skip
-        self.net = None  # the output kind may have changed
+                             lr=lr or DEFAULT_LR[optimizer], clip_norm=clip_norm,
+                             metrics=metrics)  # fmt: skip
+        self.optimizer_state = None
+        if not kept:
+            self.net = None  # the output kind changed: a new head
 
     def build(self, tokens_in: bool = False) -> torch.nn.Module:
         """Build the network (done by the first ``fit``/``predict`` from the input's dtype)."""
@@ -218,8 +202,11 @@ class _Seq2SeqEstimator:
     # ------------------------------------------------------------------ Keras verbs
 
     def fit(self, X, Y, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
-            validation_data: tuple | None = None, verbose: int = 0) -> History:  # fmt: skip
-        """Train; ``validation_split`` holds out the last fraction of the samples (as Keras)."""
+            validation_data: tuple | None = None, verbose: int = 1,
+            callbacks: list[Callback] | None = None) -> History:  # fmt: skip
+        """Train; ``validation_split`` holds out the last fraction of the samples (as Keras).
+        ``verbose`` 1 or 2 prints one line per epoch (0: silent). Calling ``fit`` again goes
+        on from the same weights and optimizer state."""
         if self.compiled is None:
             raise RuntimeError("call compile(loss=..., optimizer=...) before fit")
         X = self._inputs(X)
@@ -234,28 +221,36 @@ class _Seq2SeqEstimator:
             cut = len(X) - max(round(len(X) * validation_split), 1)
             valid = self._data(X[cut:], Y[cut:])
             X, Y = X[:cut], Y[:cut]
+        probe = valid or self._data(X[:256], Y[:256])  # validation's 'loss' is not shown then
         train = self._data(X, Y)
+        return self._train(train, valid, probe, epochs, batch_size, verbose, callbacks or [])
+
+    def _train(self, train: ArrayData, valid: ArrayData | None, probe: ArrayData, epochs: int,
+               batch_size: int, verbose: int, callbacks: list[Callback]) -> History:  # fmt: skip
         c = self.compiled
         tcfg = TrainConfig(
             optimizer=c["optimizer"], lr=c["lr"], batch_size=batch_size, epochs=epochs,
             clip_norm=c["clip_norm"], teacher_forcing=1.0 if self.args["teacher_force"] else 0.0,
-            valid_exact=False, progress=verbose > 0, log_every=0, seed=self.args["seed"],
+            valid_exact=False, progress=False, log_every=0, seed=self.args["seed"],
         )  # fmt: skip
         cfg = Config(model=self.model_config(), train=tcfg)
         kind = "crossentropy" if self.tokens_out else c["loss"]
+        history, self.stop_training = History(), False
+        for callback in callbacks:
+            callback.set_model(self)
+            callback.on_train_begin()
         with tempfile.TemporaryDirectory() as run_dir:
-            probe = valid or self._data(X[:256], Y[:256])  # 'loss' comes from the updates
-            trainer = _QuietTrainer(cfg, self.net, train, probe, run_dir, loss=kind)
-            trainer.quiet = verbose == 0
-            result = trainer.fit()
+            trainer = EstimatorTrainer(cfg, self.net, train, probe, run_dir, loss=kind)
+            trainer.setup(self, c.get("metrics", []), callbacks, verbose, valid is not None,
+                          history)  # fmt: skip
+            if self.optimizer_state is not None:
+                trainer.optimizer.load_state_dict(self.optimizer_state)
+            trainer.fit()
+            self.optimizer_state = trainer.optimizer.state_dict()
         self.net.to("cpu")
-        hist = History()
-        for record in result.history:
-            hist.epoch.append(record["epoch"] - 1)
-            hist.history.setdefault("loss", []).append(record.get("train_loss", float("nan")))
-            if valid is not None:
-                hist.history.setdefault("val_loss", []).append(record["loss"])
-        return hist
+        for callback in callbacks:
+            callback.on_train_end()
+        return history
 
     @torch.no_grad()
     def predict(self, X, batch_size: int = 256) -> np.ndarray:
@@ -282,14 +277,50 @@ class _Seq2SeqEstimator:
             prev = probs[-1].argmax(-1)
         return torch.stack(probs, 1).numpy()
 
-    def evaluate(self, X, Y, batch_size: int = 256) -> float:
-        """The compiled loss of ``predict(X)`` against ``Y`` (mean per value / per token)."""
+    def evaluate(self, X, Y, batch_size: int = 256) -> float | list[float]:
+        """The compiled loss of ``predict(X)`` against ``Y`` (mean per value / per token);
+        with compiled metrics ``[loss, metric, ...]`` as Keras returns them."""
         pred = torch.from_numpy(self.predict(X, batch_size))
         y = torch.from_numpy(self._targets(Y, len(pred)))
         if self.tokens_out:
             logp = torch.log(pred.clamp_min(1e-12))
-            return float(-logp.gather(-1, y[..., None]).mean())
-        return float(regression_loss(pred, y, self.compiled["loss"])) / y.numel()
+            loss = float(-logp.gather(-1, y[..., None]).mean())
+            scores = {"acc": float((pred.argmax(-1) == y).float().mean())}
+        else:
+            loss = float(regression_loss(pred, y, self.compiled["loss"])) / y.numel()
+            scores = {"mae": float((pred - y).abs().mean()), "mse": float((pred - y).pow(2).mean())}
+        names = self.compiled.get("metrics", [])
+        return [loss, *(scores[METRICS[n]] for n in names)] if names else loss
+
+    def count_params(self) -> int:
+        """Number of trainable parameters (builds the network if needed)."""
+        net = self.net if self.net is not None else self.build(bool(self.tokens_in))
+        return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+    def summary(self, print_fn=print) -> str:
+        """A Keras-like table of the network's parts and their parameter counts; printed
+        with ``print_fn`` and returned."""
+        net = self.net if self.net is not None else self.build(bool(self.tokens_in))
+        rows = [("Layer (type)", "Param #"), None]
+        for name, part in net.named_children():
+            rows.append((f"{name} ({type(part).__name__})", _params(part)))
+            for sub, child in part.named_children():
+                rows.append((f"  {name}.{sub} ({type(child).__name__})", _params(child)))
+        total = self.count_params()
+        rows += [None, ("Total params", total), ("Trainable params", total)]
+        width = max(len(r[0]) for r in rows if r) + 4
+        line = "=" * (width + 12)
+        text = [f'Model: "{type(self).__name__}"', line]
+        for row in rows:
+            if row is None:
+                text.append("-" * (width + 12))
+            else:
+                count = f"{row[1]:,}" if isinstance(row[1], int) else row[1]
+                text.append(f"{row[0]:<{width}}{count:>12}")
+        text.append(line)
+        out = "\n".join(text)
+        print_fn(out)
+        return out
 
     # ------------------------------------------------------------------ files
 
@@ -304,51 +335,11 @@ class _Seq2SeqEstimator:
         ckpt.atomic_write_text(path / "estimator.json", json.dumps(meta, indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> _Seq2SeqEstimator:
+    def load(cls, path: str | os.PathLike) -> Estimator:
+        from transduce.estimators.models import load_model
+
         return load_model(path)
 
 
-def load_model(path: str | os.PathLike) -> _Seq2SeqEstimator:
-    """Rebuild an estimator written by ``save``."""
-    meta = json.loads(Path(path, "estimator.json").read_text(encoding="utf-8"))
-    classes = {c.__name__: c for c in (SimpleSeq2Seq, Seq2Seq, AttentionSeq2Seq)}
-    if meta.get("class") not in classes:
-        raise ValueError(f"{path}: unknown estimator class {meta.get('class')!r}")
-    args = dict(meta["args"])
-    args["depth"] = tuple(args["depth"])
-    est = classes[meta["class"]](**args)
-    est.compiled = meta["compile"]
-    est.build(meta["tokens_in"])
-    ckpt.load_weights(est.net, Path(path, "model.safetensors"))
-    return est
-
-
-class SimpleSeq2Seq(_Seq2SeqEstimator):
-    """Encoder vector repeated as the decoder's only input (Keras RepeatVector; no feedback)."""
-
-    _preset = "simple"
-
-    def __init__(self, output_dim: int, output_length: int, **kwargs):
-        super().__init__(output_dim, output_length, **kwargs)
-
-
-class Seq2Seq(_Seq2SeqEstimator):
-    """Sutskever et al. 2014 (state passing); ``peek=True``: Cho et al. 2014, the encoder
-    vector enters every decoder step. ``teacher_force=False`` (the seeds' default) trains
-    on the model's own previous outputs."""
-
-    def __init__(self, output_dim: int, output_length: int, peek: bool = False,
-                 teacher_force: bool = False, **kwargs):  # fmt: skip
-        self._preset = "cho" if peek else "sutskever"
-        super().__init__(output_dim, output_length, teacher_force=teacher_force, **kwargs)
-        self.args["peek"] = peek
-
-
-class AttentionSeq2Seq(_Seq2SeqEstimator):
-    """Bahdanau et al. 2015: additive attention over a (by default bidirectional) encoder."""
-
-    _preset = "bahdanau"
-
-    def __init__(self, output_dim: int, output_length: int, bidirectional: bool = True,
-                 **kwargs):  # fmt: skip
-        super().__init__(output_dim, output_length, bidirectional=bidirectional, **kwargs)
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

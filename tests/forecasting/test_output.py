@@ -1,0 +1,112 @@
+"""Forecast output: long input gives long output with the future timestamps at the
+inferred frequency; short series are warned about; the JSON summary is rounded."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import yaml
+
+from transduce.cli import main
+from transduce.data.series import SeriesSet
+from transduce.forecasting.output import (
+    describe_frequency,
+    future_stamps,
+    infer_frequency,
+    warn_short_series,
+    write_long_forecasts,
+)
+
+H, M = 4, 6
+
+
+@pytest.mark.parametrize(
+    "stamps,step,name,after",
+    [
+        (["2024-03-01 22:00", "2024-03-01 23:00"], timedelta(hours=1), "1h",
+         ["2024-03-02 00:00", "2024-03-02 01:00"]),
+        (["2024-02-27", "2024-02-28", "2024-03-01"], timedelta(days=1), "1d",
+         ["2024-03-02", "2024-03-03"]),  # one missing day: the most common step wins
+        (["2023-11-30T00:15:00", "2023-11-30T00:30:00"], timedelta(minutes=15), "15min",
+         ["2023-11-30T00:45:00", "2023-11-30T01:00:00"]),
+        (["2023-11-01", "2023-12-01", "2024-01-01"], "month", "month",
+         ["2024-02-01", "2024-03-01"]),
+    ],
+)  # fmt: skip
+def test_frequency_is_inferred_and_continued(stamps, step, name, after):
+    assert infer_frequency(stamps) == step
+    assert describe_frequency(step) == name
+    assert future_stamps(stamps, 2, step) == after
+
+
+def test_frequency_errors():
+    with pytest.raises(ValueError, match="from 1 timestamp"):
+        infer_frequency(["2024-01-01"])
+    with pytest.raises(ValueError, match="not an ISO 8601"):
+        infer_frequency(["yesterday", "today"])
+
+
+def test_short_series_are_named_in_a_warning(caplog):
+    s = SeriesSet(["a", "b", "c"], [np.ones(3), np.ones(30), np.ones(5)])
+    with caplog.at_level(logging.WARNING, logger="transduce.forecast"):
+        assert warn_short_series(s, 10) == 2
+    assert "2 of 3 series are shorter than the lookback of 10" in caplog.text
+    assert "a, c" in caplog.text
+
+
+def test_long_writer_rows(tmp_path):
+    s = SeriesSet(["x"], [np.ones(2)], None, [["2024-01-01 00:00", "2024-01-01 01:00"]])
+    freq = write_long_forecasts(tmp_path / "f.csv", s, np.array([[1.5, 2.25]]))
+    assert freq == "1h"
+    assert (tmp_path / "f.csv").read_text().splitlines() == [
+        "id,timestamp,value", "x,2024-01-01 02:00,1.5", "x,2024-01-01 03:00,2.25"
+    ]  # fmt: skip
+
+
+def _write_long(path, series: dict[str, np.ndarray]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "timestamp", "value"])
+        for name, values in series.items():
+            for t, v in enumerate(values):
+                w.writerow([name, f"2024-01-{1 + t // 24:02d} {t % 24:02d}:00", f"{v:.4f}"])
+
+
+def test_forecast_cli_long_in_long_out(tmp_path, capsys, caplog):
+    rng = np.random.default_rng(0)
+    t = np.arange(60)
+    data = {f"S{i}": 50 * (1.2 + np.sin(2 * np.pi * t / M)) * rng.uniform(0.97, 1.03, 60)
+            for i in range(3)}  # fmt: skip
+    _write_long(tmp_path / "train.csv", data)
+    cfg = {
+        "series": {"format": "long", "train": str(tmp_path / "train.csv"), "horizon": H,
+                   "lookback": 12, "period": M, "stride": 2},
+        "model": {"preset": "luong", "cell": "gru",
+                  "encoder": {"embed_size": 8, "hidden_size": 8},
+                  "decoder": {"embed_size": 8, "hidden_size": 8}},
+        "train": {"max_steps": 10, "epochs": 100, "valid_every": 10, "valid_exact": False,
+                  "log_every": 0, "progress": False, "threads": 1},
+    }  # fmt: skip
+    (tmp_path / "fc.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["-q", "train", str(tmp_path / "fc.yaml"), "--out", str(tmp_path / "run")]) == 0
+    _write_long(tmp_path / "hist.csv", {**data, "short": data["S0"][:5]})
+    capsys.readouterr()
+    out = tmp_path / "fc.csv"
+    args = ["forecast", "--model", str(tmp_path / "run"), "--input", str(tmp_path / "hist.csv"),
+            "--output", str(out)]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="transduce.forecast"):
+        assert main(args) == 0
+    assert "1 of 4 series are shorter than the lookback of 12" in caplog.text
+    result = json.loads(capsys.readouterr().out)
+    assert result["frequency"] == "1h" and result["horizon"] == H
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["id", "timestamp", "value"] and len(rows) == 1 + 4 * H
+    # S0 ends at hour 59 (2024-01-03 11:00): its forecast starts at 12:00
+    assert [r[1] for r in rows[1 : 1 + H]] == [f"2024-01-03 {h}:00" for h in (12, 13, 14, 15)]
+    assert next(r[1] for r in rows if r[0] == "short") == "2024-01-01 05:00"
+    assert all(np.isfinite(float(r[2])) for r in rows[1:])

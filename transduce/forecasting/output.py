@@ -1,0 +1,101 @@
+"""Forecast files: the M4 wide layout (``id,F1..FH``) or, for series read from a long
+``id,timestamp,value`` file, the same long layout with the future timestamps continued at
+the series' own frequency."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+import numpy as np
+
+from transduce import checkpoint as ckpt
+from transduce.data.series import SeriesSet
+
+log = logging.getLogger("transduce.forecast")
+
+
+def parse_stamp(text: str) -> datetime:
+    """An ISO 8601 date or date-time (``2024-01-31``, ``2024-01-31 13:00``, ``...T13:00:00``)."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"timestamp {text!r} is not an ISO 8601 date or date-time") from None
+
+
+def infer_frequency(stamps: list[str]) -> timedelta | str:
+    """The step between consecutive timestamps: the most common difference, or ``"month"``
+    when the stamps fall on the same day of successive months. Needs two stamps."""
+    times = [parse_stamp(t) for t in stamps]
+    if len(times) < 2:
+        raise ValueError(f"cannot infer a frequency from {len(times)} timestamp(s)")
+    months = [(b.year - a.year) * 12 + b.month - a.month for a, b in pairwise(times)]
+    if all(m == 1 for m in months) and len({t.day for t in times}) == 1:
+        return "month"
+    step, _ = Counter(b - a for a, b in pairwise(times)).most_common(1)[0]
+    if step <= timedelta(0):
+        raise ValueError(f"timestamps do not increase ({stamps[0]} ...)")
+    return step
+
+
+def describe_frequency(step: timedelta | str) -> str:
+    """``1h``, ``15min``, ``1d``, ``month``, ... for the JSON summary."""
+    if isinstance(step, str):
+        return step
+    seconds = int(step.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def future_stamps(stamps: list[str], horizon: int, step: timedelta | str) -> list[str]:
+    """``horizon`` timestamps after the last one, written like the input's."""
+    last = parse_stamp(stamps[-1])
+    out = []
+    for k in range(1, horizon + 1):
+        if step == "month":
+            month = last.month - 1 + k
+            when = last.replace(year=last.year + month // 12, month=month % 12 + 1)
+        else:
+            when = last + k * step
+        out.append(_like(when, stamps[-1]))
+    return out
+
+
+def _like(when: datetime, example: str) -> str:
+    if len(example) == 10:  # a date
+        return when.date().isoformat()
+    sep = "T" if "T" in example else " "
+    spec = "seconds" if example.count(":") == 2 else "minutes"
+    return when.isoformat(sep=sep, timespec=spec)
+
+
+def write_long_forecasts(path: str | os.PathLike, series: SeriesSet, forecasts: np.ndarray) -> str:
+    """``id,timestamp,value`` rows after each series' last timestamp; returns the frequency
+    (of the first series; each series steps at its own)."""
+    rows, first = ["id,timestamp,value"], None
+    for name, stamps, row in zip(series.ids, series.timestamps, forecasts, strict=True):
+        try:
+            step = infer_frequency(stamps)
+        except ValueError as err:
+            raise ValueError(f"series {name}: {err}") from None
+        first = first or describe_frequency(step)
+        for stamp, value in zip(future_stamps(stamps, len(row), step), row, strict=True):
+            rows.append(f"{name},{stamp},{value:.6g}")
+    ckpt.atomic_write_text(path, "\n".join(rows) + "\n")
+    return first or ""
+
+
+def warn_short_series(series: SeriesSet, lookback: int) -> int:
+    """Log a warning naming the series shorter than the model's ``lookback`` (they are
+    left-padded with their first value); returns how many there are."""
+    short = [name for name, x in zip(series.ids, series.values, strict=True) if len(x) < lookback]
+    if short:
+        names = ", ".join(short[:5]) + (" ..." if len(short) > 5 else "")
+        log.warning("%d of %d series are shorter than the lookback of %d values and are "
+                    "left-padded: %s", len(short), len(series), lookback, names)  # fmt: skip
+    return len(short)

@@ -1,0 +1,105 @@
+"""An exported model's graphs behind the step contract, on onnxruntime and numpy.
+
+:class:`OnnxModel` has the ``encode`` / ``init_state`` / ``step`` / ``head`` methods and
+the ``select``-able memory and state that :mod:`transduce.searchcore` needs, so the
+search that runs on torch runs here unchanged. No torch is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from transduce.searchcore import NumpyOps
+
+OPS = NumpyOps()
+GRAPHS = ("encoder", "init_state", "step", "head")
+
+
+class ExportError(ValueError):
+    """A missing or damaged exported directory (one line, naming the file)."""
+
+
+class Arrays:
+    """Named arrays, batch first: an exported ``Memory`` or decoder state."""
+
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
+
+    def select(self, index: np.ndarray) -> Arrays:
+        return Arrays({k: v[index] for k, v in self.arrays.items()})
+
+
+def read_manifest(model_dir: str | os.PathLike) -> dict:
+    path = Path(model_dir, "manifest.json")
+    if not path.is_file():
+        raise ExportError(f"{path}: no such file (not an exported transduce model)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ExportError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(manifest, dict) or "engine" not in manifest:
+        raise ExportError(f"{path}: not a transduce export manifest (no 'engine')")
+    return manifest
+
+
+class OnnxModel:
+    """The four graphs of an ONNX export as one model (``threads``: intra-op threads)."""
+
+    def __init__(self, model_dir: str | os.PathLike, threads: int = 0):
+        import onnxruntime as ort
+
+        self.dir = Path(model_dir)
+        self.manifest = read_manifest(self.dir)
+        if self.manifest["engine"] != "onnx":
+            raise ExportError(f"{self.dir}: engine {self.manifest['engine']!r}, not onnx")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.sessions = {}
+        for name in GRAPHS:
+            path = self.dir / f"{name}.onnx"
+            if not path.is_file():
+                raise ExportError(f"{path}: no such file (incomplete export)")
+            try:
+                session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            except Exception as err:  # onnxruntime raises its own exception types
+                raise ExportError(f"{path}: cannot be loaded: {str(err)[:200]}") from None
+            self.sessions[name] = session
+        self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self.sessions.items()}
+        self.outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
+        topk = self.dir / "topk.onnx"
+        self.ops = NumpyOps(ort.InferenceSession(str(topk), opts) if topk.is_file() else None)
+        if "log_probs" not in self.outputs["head"]:
+            self.log_probs = None  # a regression head: the search never asks
+
+    def _run(self, name: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        wanted = {k: feed[k] for k in self.inputs[name]}
+        values = self.sessions[name].run(None, wanted)
+        return dict(zip(self.outputs[name], values, strict=True))
+
+    def encode(self, src: np.ndarray, src_mask: np.ndarray) -> Arrays:
+        """``src [B, S]`` ids (or ``[B, S, F]`` values), ``src_mask [B, S]`` -> memory."""
+        return Arrays(self._run("encoder", {"src": src, "src_mask": src_mask}))
+
+    def init_state(self, memory: Arrays) -> Arrays:
+        return Arrays(self._run("init_state", memory.arrays))
+
+    def step(self, prev: np.ndarray, state: Arrays, memory: Arrays):
+        """``prev [B]`` -> features ``[B, F]``, new state, attention ``[B, S]`` or None."""
+        out = self._run("step", {"prev": prev, **state.arrays, **memory.arrays})
+        new = Arrays({k[4:]: v for k, v in out.items() if k.startswith("new_state.")})
+        return out["features"], new, out.get("attention")
+
+    def head(self, features: np.ndarray) -> np.ndarray:
+        return self._run("head", {"features": features})["logits"]
+
+    def log_probs(self, features: np.ndarray) -> np.ndarray:
+        """Next-token log-probabilities ``[B, V]`` (the head graph's log-softmax)."""
+        return self.sessions["head"].run(["log_probs"], {"features": features})[0]

@@ -1,0 +1,451 @@
+"""The search algorithms written once, against a tiny array interface (no torch here).
+
+:mod:`transduce.search` runs them on torch tensors (:class:`~transduce.search.TorchOps`),
+:mod:`transduce.runtime` on numpy arrays over onnxruntime sessions (:class:`NumpyOps`).
+Both hand in a "model" with the step contract of ARCHITECTURE §2: ``encode``,
+``init_state``, ``step``, ``head``, and ``select`` on its memory and state. Arrays are
+used through their shared operators (indexing, arithmetic, comparisons, ``reshape``,
+``sum``, ``all``) and the few :class:`Ops` methods where torch and numpy spell things
+differently. This module must not import torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from transduce.data.corpus import DataError
+
+log = logging.getLogger("transduce.translate")
+
+BOS_ID, EOS_ID, PAD_ID = 1, 2, 0  # as in transduce.data.vocab
+NEG_INF = float("-inf")
+
+
+class Hypotheses(NamedTuple):
+    tokens: Any  # [B, T] output ids without </s>, 0-padded
+    lengths: Any  # [B] number of output tokens (</s> not counted)
+    scores: Any  # [B] sum of log-probabilities, </s> included when produced
+    attention: Any  # [B, T, S] weights per output token, or None
+
+
+class NBest(NamedTuple):
+    """Per sentence, up to ``nbest`` hypotheses sorted best first."""
+
+    tokens: list[list[list[int]]]  # [sentence][rank] output ids without </s>
+    scores: list[list[float]]  # ranking score (length-penalised when alpha > 0)
+    logprobs: list[list[float]]  # raw sum of log-probabilities
+    attention: list[list[Any]] | None  # [sentence][rank] -> [len, S]
+
+
+class NumpyOps:
+    """The array interface on numpy (the torch one is ``transduce.search.TorchOps``).
+    ``topk``: an onnxruntime session of one TopK node (``x``, ``k`` -> values, indices),
+    faster than numpy's partition on whole-vocabulary rows."""
+
+    def __init__(self, topk=None):
+        self._topk = topk
+
+    @staticmethod
+    def full(shape, value, kind: str, like=None):
+        dtype = {"int": np.int64, "float": np.float32, "bool": np.bool_}[kind]
+        return np.full(shape, value, dtype=dtype)
+
+    @staticmethod
+    def arange(n: int, like=None):
+        return np.arange(n, dtype=np.int64)
+
+    @staticmethod
+    def tensor(values: list, kind: str, like=None):
+        return np.asarray(values, dtype=np.int64 if kind == "int" else np.float32)
+
+    @staticmethod
+    def log_softmax(x):
+        x = x.astype(np.float32, copy=False)
+        shifted = x - x.max(-1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+    @staticmethod
+    def softmax(x):
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    def topk(self, x, k: int):
+        """Largest ``k`` along the last axis, sorted, ties to the lower index."""
+        if self._topk is not None and x.ndim == 2 and x.shape[-1] > 256:
+            feed = {"x": np.ascontiguousarray(x, dtype=np.float32), "k": np.array([k])}
+            values, idx = self._topk.run(None, feed)
+            return values, idx
+        idx = np.argsort(-x, axis=-1, kind="stable")[..., :k]  # ties: lower index first
+        return np.take_along_axis(x, idx, -1), idx
+
+    @staticmethod
+    def sort_desc(x):
+        idx = np.argsort(-x, axis=-1, kind="stable")
+        return np.take_along_axis(x, idx, -1), idx
+
+    gather = staticmethod(lambda x, idx: np.take_along_axis(x, idx, 1))
+    rows = staticmethod(lambda x, idx: x[idx])
+    cat = staticmethod(lambda xs, dim: np.concatenate(xs, dim))
+    stack = staticmethod(lambda xs, dim: np.stack(xs, dim))
+    stable_argsort = staticmethod(lambda x: np.argsort(x, axis=1, kind="stable"))
+    nonzero = staticmethod(lambda x: np.flatnonzero(x))
+    argwhere = staticmethod(lambda x: np.argwhere(x))
+    to_int = staticmethod(lambda x: x.astype(np.int64))
+    to_float = staticmethod(lambda x: x.astype(np.float32))
+    max = staticmethod(lambda x, dim: x.max(dim))
+    argmax = staticmethod(lambda x: x.argmax(-1))
+    repeat = staticmethod(lambda x, k: np.repeat(x, k))
+    where = staticmethod(np.where)
+    windows = staticmethod(lambda h, n: np.lib.stride_tricks.sliding_window_view(h, n, axis=1))
+
+    @staticmethod
+    def scatter(x, idx, value):
+        """``x`` with ``value`` at ``(row, idx[row, j])``; ``value`` a number or an array."""
+        out = x.copy()
+        np.put_along_axis(out, idx, value, 1)
+        return out
+
+    @staticmethod
+    def generator(seed: int | None, like=None):
+        return np.random.default_rng(seed)
+
+    @staticmethod
+    def multinomial(probs, generator):
+        """One draw per row of ``probs [R, V]`` (inverse CDF on a uniform number)."""
+        cdf = probs.astype(np.float64).cumsum(-1)
+        u = generator.random(probs.shape[0]) * cdf[:, -1]
+        return np.minimum((cdf < u[:, None]).sum(-1), probs.shape[1] - 1).astype(np.int64)
+
+
+# ---------------------------------------------------------------------- pure rules
+
+
+def length_penalty(length, alpha: float):
+    """GNMT length penalty ((5 + |Y|) / 6) ** alpha (Wu et al. 2016, eq. 14); 1 at alpha=0."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def rank_score(logprob: float, length: int, alpha: float, normalize: bool) -> float:
+    """The beam's ranking score: per token (``normalize``) or GNMT-penalised."""
+    if normalize:
+        return logprob / max(length, 1)
+    return logprob / float(length_penalty(float(length), alpha))
+
+
+def output_limits(lengths: list[int], max_len: int, max_len_ratio: float | None) -> list[int]:
+    """Per-sentence output limit: ``max_len``, or ``ceil(ratio * |src|) + 5`` capped."""
+    if max_len_ratio is None:
+        return [max_len] * len(lengths)
+    # A tiny tolerance, so exact products (1.2 * 25 = 30) do not round up.
+    return [min(max_len, math.ceil(n * max_len_ratio - 1e-9) + 5) for n in lengths]
+
+
+def limit_inputs(
+    tokens: list[list[str]], max_len: int | None, policy: str, first_line: int = 1
+) -> list[list[str]]:
+    """Apply the inference length limit: ``truncate`` to ``max_len`` tokens, ``skip`` (an
+    empty output) or ``error``; each over-long line is named in a warning (the first few)."""
+    long = [i for i, t in enumerate(tokens) if max_len and len(t) > max_len]
+    for n, i in enumerate(long):
+        where = f"input line {first_line + i}"
+        if policy == "error":
+            raise DataError(
+                "<input>",
+                first_line + i,
+                f"{len(tokens[i]):,} source tokens, "
+                f"over decode.max_input_len={max_len} (--max-input-len)",
+            )
+        if n < 5:
+            done = f"truncated to {max_len}" if policy == "truncate" else "skipped (empty output)"
+            log.warning("%s: %s source tokens, %s (decode.max_input_len; --max-input-len, "
+                        "--on-long-input)", where, f"{len(tokens[i]):,}", done)  # fmt: skip
+        tokens[i] = tokens[i][:max_len] if policy == "truncate" else []
+    if len(long) > 5:
+        log.warning("%d over-long input lines in all (%s)", len(long), policy)
+    return tokens
+
+
+def length_limits(ops, src_mask, max_len: int, max_len_ratio: float | None = None):
+    """:func:`output_limits` as an int array ``[B]`` of ``ops``."""
+    lengths = [int(n) for n in src_mask.sum(1).tolist()]
+    return ops.tensor(output_limits(lengths, max_len, max_len_ratio), "int", like=src_mask)
+
+
+def block_repeated_ngrams(ops, logp, history, n: int):
+    """Forbid tokens that would repeat an n-gram already in ``history`` (Paulus et al. 2018).
+
+    logp ``[R, V]``, history ``[R, t]`` -> logp with -inf at forbidden (row, token) pairs.
+    """
+    if n <= 0 or history.shape[1] < n:  # no complete n-gram yet
+        return logp
+    if n == 1:
+        return ops.scatter(logp, history, NEG_INF)
+    grams = ops.windows(history, n)  # [R, t - n + 1, n] every n-gram so far
+    tail = history[:, history.shape[1] - (n - 1) :]  # [R, n - 1] the current prefix
+    hit = (grams[:, :, :-1] == tail[:, None, :]).all(-1)  # [R, t - n + 1]
+    # Where no n-gram matches, the scatter lands on <pad> (never a real output) instead.
+    banned = ops.where(hit, grams[:, :, -1], PAD_ID)
+    return ops.scatter(logp, banned, NEG_INF)
+
+
+def filter_logits(ops, logits, top_k: int = 0, top_p: float = 1.0):
+    """Keep the ``top_k`` largest logits and the smallest set whose probability reaches
+    ``top_p`` (nucleus sampling, Holtzman et al. 2020); the rest become -inf. ``[R, V]``."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = ops.topk(logits, top_k)[0][:, -1:]  # [R, 1]
+        logits = ops.where(logits < kth, NEG_INF, logits)
+    if top_p < 1.0:
+        sorted_logits, order = ops.sort_desc(logits)
+        probs = ops.softmax(sorted_logits)
+        # Drop a token when the tokens before it already reach top_p (the first always stays).
+        drop = (probs.cumsum(-1) - probs) >= top_p
+        logits = ops.scatter(logits, order, ops.where(drop, NEG_INF, sorted_logits))
+    return logits
+
+
+# ---------------------------------------------------------------------- one row per hypothesis
+
+
+def decode(ops, model, src, src_mask, max_len, max_len_ratio, choose, keep_attention=True):
+    """One hypothesis per row, token chosen by ``choose(logits [b, V]) -> [b]``. Rows that
+    finish leave the batch (``select``), so later steps run on unfinished rows only."""
+    batch = src.shape[0]
+    memory = model.encode(src, src_mask)
+    state = model.init_state(memory)
+    limits = length_limits(ops, src_mask, max_len, max_len_ratio)
+    steps = int(limits.max()) if batch else 0
+    tokens = ops.full((batch, steps), 0, "int", src)
+    attention = None
+    scores = ops.full((batch,), 0.0, "float", src)
+    lengths = ops.full((batch,), 0, "int", src)
+    active = ops.arange(batch, src)  # original row of each live row
+    prev = ops.full((batch,), BOS_ID, "int", src)
+    own = getattr(model, "log_probs", None)  # an export's head graph computes them itself
+    for t in range(steps):
+        features, state, attn = model.step(prev, state, memory)
+        if own is None:
+            logits = ops.to_float(model.head(features))  # [b, V]
+            logp = ops.log_softmax(logits)
+        else:  # log-probabilities are logits too (the same argmax and softmax)
+            logits = logp = own(features)
+        prev = choose(logits)
+        scores[active] += ops.gather(logp, prev[:, None])[:, 0]
+        tokens[active, t] = prev
+        if attn is not None and keep_attention:
+            if attention is None:
+                attention = ops.full((batch, steps, src.shape[1]), 0.0, "float", src)
+            attention[active, t] = ops.to_float(attn)
+        ended = prev == EOS_ID
+        done = ended | (t + 1 >= limits[active])
+        lengths[active[done]] = t + 1 - ops.to_int(ended[done])
+        if bool(done.all()):
+            break
+        if bool(done.any()):
+            keep = ops.nonzero(~done)
+            active, prev = active[keep], prev[keep]
+            state, memory = state.select(keep), memory.select(keep)
+    width = int(lengths.max()) if batch else 0
+    tokens = tokens[:, :width]
+    valid = ops.arange(width, src)[None, :] < lengths[:, None]
+    tokens = ops.where(valid, tokens, 0)
+    if attention is not None:
+        attention = attention[:, :width] * valid[:, :, None]
+    return Hypotheses(tokens, lengths, scores, attention)
+
+
+def sample(ops, model, src, src_mask, n, temperature, top_k, top_p, seed, max_len, ratio):
+    """Ancestral sampling, ``n`` per sentence: rows ``i * n + j`` (see ``search.sample``)."""
+    expanded = ops.repeat(ops.arange(src.shape[0], src), n)
+    src, src_mask = ops.rows(src, expanded), ops.rows(src_mask, expanded)
+    generator = ops.generator(seed, src)
+
+    def choose(logits):
+        if temperature <= 0.0:
+            return ops.argmax(logits)
+        probs = ops.softmax(filter_logits(ops, logits / temperature, top_k, top_p))
+        return ops.multinomial(probs, generator)
+
+    return decode(ops, model, src, src_mask, max_len, ratio, choose)
+
+
+def rollout(ops, model, src, src_mask, tgt_in, out_dim: int, mix=None):
+    """Autoregressive roll-out of a real-valued model (greedy decoding for values).
+
+    ``tgt_in [B, T, D + C]``: row 0's first ``D`` values start the roll-out; columns ``D:``
+    are known exogenous features of each step. ``mix(own [B, D], t) -> [B, D]`` may replace
+    the model's own previous outputs (scheduled sampling in training). Returns outputs
+    ``[B, T, D]`` and attention ``[B, T, S]`` (or None).
+    """
+    memory = model.encode(src, src_mask)
+    state = model.init_state(memory)
+    prev, outs, attns = tgt_in[:, 0], [], []
+    for t in range(tgt_in.shape[1]):
+        features, state, attn = model.step(prev, state, memory)
+        outs.append(model.head(features))  # [B, D]
+        attns.append(attn)
+        if t + 1 < tgt_in.shape[1]:
+            own = outs[-1] if mix is None else mix(outs[-1], t)
+            prev = ops.cat([own, tgt_in[:, t + 1, out_dim:]], -1)  # [B, D + C]
+    attn = None if attns[0] is None else ops.stack(attns, 1)
+    return ops.stack(outs, 1), attn
+
+
+# ---------------------------------------------------------------------- beam search
+
+
+class Beams:
+    """The live part of a batched beam search: ``b`` sentences x ``k`` hypotheses."""
+
+    def __init__(self, ops, batch: int, k: int, like, keep_attention: bool, src_len: int):
+        self.ops, self.k = ops, k
+        self.sentence = ops.arange(batch, like)  # original id of each live sentence
+        self.scores = ops.full((batch, k), NEG_INF, "float", like)
+        self.scores[:, 0] = 0.0  # the first step expands one hypothesis per sentence
+        self.history = ops.full((batch * k, 0), 0, "int", like)
+        self.attention = None  # [b * k, t, S] once a step has run
+        self.keep_attention, self.src_len = keep_attention, src_len
+
+    def expand(self, logp):
+        """Top 2k continuations per sentence: (scores [b, 2k], beam [b, 2k], token [b, 2k]).
+
+        A hypothesis' best continuations are its most probable tokens, so each one's top 2k
+        tokens are the only candidates: the beam scores are added to those alone, not to the
+        whole ``logp [b * k, V]``.
+        """
+        ops, b, vocab = self.ops, self.scores.shape[0], logp.shape[-1]
+        n = min(2 * self.k, vocab)
+        best, token = ops.topk(logp, n)  # [b * k, n]
+        total = (self.scores.reshape(-1, 1) + best).reshape(b, self.k * n)  # [b, k * n]
+        top, idx = ops.topk(total, min(2 * self.k, self.k * vocab))
+        return top, idx // n, ops.gather(token.reshape(b, self.k * n), idx)
+
+    def advance(self, top, beam, token, attn):
+        """Keep the best k candidates that do not end; returns the flat rows they came from."""
+        ops, b = self.ops, top.shape[0]
+        # Stable sort puts continuing candidates first, in score order.
+        order = ops.stable_argsort(ops.to_int(token == EOS_ID))[:, : self.k]  # [b, k]
+        self.scores = ops.gather(top, order)
+        rows = ops.gather(beam, order) + ops.arange(b, top)[:, None] * self.k
+        rows = rows.reshape(-1)
+        new_tokens = ops.gather(token, order).reshape(-1, 1)
+        self.history = ops.cat([ops.rows(self.history, rows), new_tokens], 1)
+        if self.keep_attention and attn is not None:
+            past = None if self.attention is None else ops.rows(self.attention, rows)
+            step = ops.rows(attn, rows)[:, None]  # [b * k, 1, S]
+            self.attention = step if past is None else ops.cat([past, step], 1)
+        return rows
+
+    def drop(self, keep):
+        """Retire finished sentences; returns the flat rows of the sentences kept."""
+        rows = (keep[:, None] * self.k + self.ops.arange(self.k, keep)).reshape(-1)
+        self.sentence, self.scores = self.sentence[keep], self.scores[keep]
+        self.history = self.ops.rows(self.history, rows)
+        if self.attention is not None:
+            self.attention = self.ops.rows(self.attention, rows)
+        return rows
+
+    def add(self, finished, i: int, row: int, logprob: float, length: int, rank) -> None:
+        att = None
+        if self.keep_attention:
+            att = (
+                self.attention[row]
+                if self.attention is not None
+                else self.ops.full((0, self.src_len), 0.0, "float", self.scores)
+            )  # ended before any step's attention
+        finished[int(self.sentence[i])].append(
+            (rank(logprob, length), logprob, self.history[row], att)
+        )
+
+    def finish_ended(self, finished, top, beam, token, t: int, rank) -> None:
+        """Before advancing: hypotheses whose best continuation among each sentence's top k
+        candidates is </s> are finished (their tokens are the history so far)."""
+        k = self.k
+        ends = self.ops.argwhere((token[:, :k] == EOS_ID) & (top[:, :k] > NEG_INF)).tolist()
+        for i, r in ends:
+            self.add(finished, i, i * k + int(beam[i, r]), float(top[i, r]), t + 1, rank)
+
+    def finish_at_limit(self, finished, at_limit, t: int, rank) -> None:
+        """After advancing: every live hypothesis of a sentence at its length limit ends."""
+        for i in self.ops.nonzero(at_limit).tolist():
+            for j in range(self.k):
+                if float(self.scores[i, j]) > NEG_INF:
+                    self.add(finished, i, i * self.k + j, float(self.scores[i, j]), t + 1, rank)
+
+    def settled(self, finished, limits, n: int, alpha: float, normalize: bool):
+        """Sentences ``[b]`` whose ``n`` best finished hypotheses no live hypothesis can
+        still beat. Log-probabilities only fall as hypotheses grow, so a live one's best
+        reachable score is its current log-probability under the most favourable length
+        normalisation the sentence's limit allows."""
+        alive = self.ops.max(self.scores, 1).tolist()  # [b]
+        out = []
+        for i, s in enumerate(self.sentence.tolist()):
+            best = alive[i]
+            limit = float(limits[s])
+            if normalize:
+                best = best / limit
+            elif alpha > 0:
+                best = best / length_penalty(limit, alpha)
+            scores = sorted((h[0] for h in finished[s]), reverse=True)
+            out.append(len(scores) >= n and scores[n - 1] >= best)
+        return self.ops.tensor(out, "int", self.scores) > 0
+
+
+def log_probs(ops, model, features):
+    """Next-token log-probabilities ``[R, V]``: the model's own ``log_probs`` where it has
+    one (an export's head graph), else log-softmax of its head's logits."""
+    own = getattr(model, "log_probs", None)
+    return own(features) if own is not None else ops.log_softmax(ops.to_float(model.head(features)))
+
+
+def beam_search(ops, model, src, src_mask, k, nbest, max_len, ratio, alpha, normalize,
+                no_repeat_ngram, keep_attention) -> NBest:  # fmt: skip
+    """Batched beam search (see ``transduce.search.beam_search``)."""
+    if not 1 <= nbest <= k:
+        raise ValueError(f"nbest must be between 1 and the beam size ({k}), got {nbest}")
+    batch = src.shape[0]
+    finished: list[list[tuple]] = [[] for _ in range(batch)]
+    rank = lambda lp, n: rank_score(lp, n, alpha, normalize)  # noqa: E731
+    memory = model.encode(src, src_mask)
+    state = model.init_state(memory)
+    limits = length_limits(ops, src_mask, max_len, ratio)
+    beams = Beams(ops, batch, k, src, keep_attention, src.shape[1])
+    prev = ops.full((batch,), BOS_ID, "int", src)
+    for t in range(int(limits.max()) if batch else 0):
+        features, state, attn = model.step(prev, state, memory)
+        logp = log_probs(ops, model, features)  # [b * k, V]
+        if t == 0:  # the k start hypotheses are the same: one step per sentence, then copies
+            copies = ops.repeat(ops.arange(batch, src), k)
+            logp, state, memory = logp[copies], state.select(copies), memory.select(copies)
+            attn = None if attn is None else attn[copies]
+        if no_repeat_ngram:
+            logp = block_repeated_ngrams(ops, logp, beams.history, no_repeat_ngram)
+        top, beam, token = beams.expand(logp)
+        beams.finish_ended(finished, top, beam, token, t, rank)
+        rows = beams.advance(top, beam, token, attn)
+        state = state.select(rows)
+        at_limit = t + 1 >= limits[beams.sentence]
+        beams.finish_at_limit(finished, at_limit, t, rank)
+        done = at_limit | beams.settled(finished, limits.tolist(), nbest, alpha, normalize)
+        if bool(done.all()):
+            break
+        if bool(done.any()):
+            rows = beams.drop(ops.nonzero(~done))
+            state, memory = state.select(rows), memory.select(rows)
+        prev = beams.history[:, -1]
+    return collect(finished, nbest, keep_attention)
+
+
+def collect(finished: list[list[tuple]], nbest: int, keep_attention: bool) -> NBest:
+    """The ``nbest`` best finished hypotheses of every sentence, best first."""
+    tokens, scores, logprobs, attention = [], [], [], []
+    for hyps in finished:
+        best = sorted(hyps, key=lambda h: -h[0])[:nbest]
+        tokens.append([h[2].tolist() for h in best])
+        scores.append([h[0] for h in best])
+        logprobs.append([h[1] for h in best])
+        attention.append([h[3] for h in best])
+    return NBest(tokens, scores, logprobs, attention if keep_attention else None)
