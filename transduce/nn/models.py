@@ -35,18 +35,23 @@ def build_model(
     return build_parts(cfg, src_vocab_size, tgt_vocab_size)
 
 
-def build_value_model(cfg: ModelConfig, input_dim: int, output_dim: int, exog_dim: int = 0):
+def build_value_model(
+    cfg: ModelConfig, input_dim: int, output_dim: int, exog_dim: int = 0, src_embed=None
+):
     """The preset ``cfg.preset`` on real-valued sequences: value embeddings in place of the
     token embeddings (encoder input ``[B, S, input_dim]``, decoder input ``[B, T,
     output_dim + exog_dim]``: the previous output and known exogenous features) and a
     regression head in place of the vocabulary head, handed to the preset's builder.
-    Encoder and decoder are the token ones."""
+    Encoder and decoder are the token ones. ``src_embed``: another input embedding (token
+    ids in, values out)."""
     if cfg.preset == "transformer" or cfg.tie_embeddings:
         raise ValueError("real-valued sequences need an RNN preset without tie_embeddings")
     drop = cfg.embed_dropout
+    if src_embed is None:
+        src_embed = ValueEmbedding(input_dim, cfg.encoder.embed_size, drop)
     return build_parts(
         cfg, 0, 0,
-        src_embed=ValueEmbedding(input_dim, cfg.encoder.embed_size, drop),
+        src_embed=src_embed,
         tgt_embed=ValueEmbedding(output_dim + exog_dim, cfg.decoder.embed_size, drop),
         make_head=lambda size: RegressionHead(size, output_dim, cfg.output_dropout),
     )  # fmt: skip
