@@ -58,12 +58,15 @@ def holdout_scorer(series: list[np.ndarray], valid, s: SeriesConfig, holdout: in
     history, truth = [x[:-holdout] for x in kept], [x[-holdout:] for x in kept]
     if len(kept) != len(valid.level):
         return None
-    naive2 = baseline_scores(history, truth, s.period)["Naive2"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        naive2 = baseline_scores(history, truth, s.period)["Naive2"]
 
     def scorer(pred: np.ndarray) -> dict[str, float]:
         forecasts = unscale(pred[:, :, 0].astype(np.float64), valid.level, spec)
-        ours = score(history, truth, list(forecasts), s.period)
-        return {"smape": ours["smape"], "mase": ours["mase"], "owa": owa(ours, naive2)}
+        with np.errstate(divide="ignore", invalid="ignore"):  # a flat history: MASE's scale 0
+            ours = score(history, truth, list(forecasts), s.period)
+            metrics = {"smape": ours["smape"], "mase": ours["mase"], "owa": owa(ours, naive2)}
+        return {k: v for k, v in metrics.items() if np.isfinite(v)}  # metrics.jsonl: plain JSON
 
     return scorer
 
