@@ -73,78 +73,19 @@ def _read_input(path: str | None) -> list[str]:
 
 
 def _decode_options(args: argparse.Namespace):
-    from transduce.translate import DecodeOptions
+    from transduce.decoding import options_from_args
 
-    opt.check_decode_args(args)
-    return DecodeOptions(
-        beam=args.beam, nbest=args.nbest, alpha=args.length_penalty, normalize=args.normalize,
-        no_repeat_ngram=args.no_repeat_ngram, sample=args.sample, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_len=args.max_len,
-        max_len_ratio=args.max_len_ratio, batch_size=args.batch_size,
-        attention=args.format == "jsonl", max_input_len=args.max_input_len,
-        on_long_input=args.on_long_input,
-    )  # fmt: skip
-
-
-def _rounded(matrix, digits: int) -> list:
-    """Rounded in float64, so 0.1165 prints as 0.1165, not float32's 0.11649999767541885."""
-    import numpy as np
-
-    return np.asarray(matrix, dtype=np.float64).round(digits).tolist()
-
-
-def _jsonl(source: str, hyps) -> str:
-    """One JSON line per input: n-best texts, scores (6 decimals), tokens, attention (4)."""
-    record = {
-        "source": source,
-        "src_tokens": hyps[0].src_tokens,
-        "hypotheses": [
-            {
-                "text": h.text,
-                "score": round(h.score, 6),
-                "logprob": round(h.logprob, 6) if h.logprob is not None else None,
-                "tokens": h.out_tokens,
-                "attention": None if h.attention is None else _rounded(h.attention, 4),
-            }
-            for h in hyps
-        ],
-    }
-    return json.dumps(record, ensure_ascii=False)
+    return options_from_args(args)
 
 
 def translate_command(args: argparse.Namespace) -> None:
+    from transduce.decoding import write_translations
     from transduce.export.command import load_translator
 
     options = _decode_options(args)  # bad flags fail before the model loads
     translator = load_translator(args)
     inputs = _read_input(args.input)
-    out = _open_output(args.output)
-    done = 0  # output streams batch by batch, in input order
-    try:
-        for results in translator.iter_decode(inputs, options):
-            part = inputs[done : done + len(results)]
-            if args.format == "jsonl":
-                pairs = zip(part, results, strict=True)
-                text = "".join(_jsonl(src, hyps) + "\n" for src, hyps in pairs)
-            else:
-                text = "".join(hyps[0].text + "\n" for hyps in results)
-            out.write(text)
-            out.flush()
-            done += len(results)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-
-
-def _open_output(path: str | None):
-    """stdout, or ``path`` opened for writing through whatever it is (a symlink, a FIFO,
-    /proc/self/fd/1): nothing is replaced, and a new file gets the user's umask."""
-    if not path:
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as err:
-        raise DataError(path, None, f"cannot write: {err.strerror or err}") from None
+    write_translations(inputs, translator.iter_decode(inputs, options), args.output, args.format)
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
