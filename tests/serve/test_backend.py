@@ -1,6 +1,6 @@
 """Model specs, loading by kind and engine, ensembles, and the training summary of
-``/v1/models``. Exported models (one tiny transformer, exported to ONNX and CTranslate2 once
-for the module) answer as the runtime does; options CTranslate2 cannot honour get a 4xx."""
+``/v1/models``. Exported models (conftest's tiny transformer, exported to ONNX and
+CTranslate2) answer as the runtime does; options CTranslate2 cannot honour get a 4xx."""
 
 from __future__ import annotations
 
@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce.config import ConfigError
 from transduce.runtime.__main__ import load as load_runtime
 from transduce.serve.app import create_app
 from transduce.serve.backend import TextModel, load_models, parse_model_specs, training_summary
-from transduce.train import train
 from transduce.translate import DecodeOptions
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-TRANSFORMER = {"preset": "transformer", "transformer": {"d_model": 32, "heads": 4, "ff_size": 64,
-               "encoder_layers": 1, "decoder_layers": 1, "dropout": 0.0}}  # fmt: skip
 WORDS = ["abc", "fedcba", "", "bbad", "e"]
 
 
@@ -62,22 +58,6 @@ def test_training_summary_takes_the_best_record_and_skips_a_cut_line(tmp_path):
     assert by_loss == {"steps": 10, "best": {"step": 5, "loss": 2.0, "bleu": 10.0}}
     assert training_summary(tmp_path, "bleu")["best"]["step"] == 10
     assert training_summary(tmp_path / "none", "loss") == {}
-
-
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    """A tiny transformer run and its ONNX and CTranslate2 exports (~15 s, once)."""
-    from transduce.export.ct2 import export_ct2
-    from transduce.export.onnx import export_onnx
-
-    root = tmp_path_factory.mktemp("serve_exports")
-    tsv = write_tsv(root / "rev.tsv", reverse_pairs(200))
-    train(tiny_config(tsv, model=TRANSFORMER, train={"epochs": 4, "lr": 0.003}), root / "run")
-    return {
-        "run": root / "run",
-        "onnx": export_onnx(root / "run", root / "onnx"),
-        "ct2": export_ct2(root / "run", root / "ct2"),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +109,8 @@ def test_exported_models_are_described(export_client, exports):
         assert m["vocab"]["source"] > 6 and m["vocab"]["target"] > 6
         assert m["decoding_defaults"]["max_len"] == 12 and m["decoding_defaults"]["beam"] == 1
         assert m["export"]["source_run"] == str(exports["run"]) and m["parameters"] is None
+    assert info["ct2"]["unsupported_options"] == ["length_penalty", "return_attention"]
+    assert info["onnx"]["unsupported_options"] == []
 
 
 @pytest.mark.parametrize(

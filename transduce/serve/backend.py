@@ -129,6 +129,7 @@ def _training(run_dir: Path, members: list[Path] | None, metric: str) -> dict[st
 
 
 SIDES = (("source", "src"), ("target", "tgt"))
+CT2_REFUSES = ("length_penalty", "return_attention")  # request fields :meth:`check` refuses
 
 
 class ExportedModel:
@@ -182,6 +183,7 @@ class ExportedModel:
             "vocab": {"source": len(pipe.src.vocab), "target": len(pipe.tgt_vocab)},
             "tokenizers": {side: sides[key]["tokenizer"] for side, key in SIDES},
             "input_fields": list(self.fields),
+            "unsupported_options": list(CT2_REFUSES) if self.engine == "ct2" else [],
             "export": {k: m.get(k) for k in ("source_run", "checkpoint", "quantize")},
             "training": {},
             "decoding_defaults": _defaults(m["decode"]),

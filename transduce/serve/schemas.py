@@ -107,6 +107,9 @@ class ModelInfo(BaseModel):
     lookback: int | None = None
     period: int | None = None
     members: list[str] | None = Field(None, description="an ensemble's run directories")
+    unsupported_options: list[str] = Field(
+        [], description="request options this model's engine refuses (422)"
+    )
     export: dict[str, Any] | None = Field(None, description="an export's source run and form")
     training: dict[str, Any] = Field(description="steps trained, best validation record")
     decoding_defaults: dict[str, Any]
