@@ -156,11 +156,11 @@ def forecasters(tmp_path_factory):
         (tmp / f"{name}.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
         assert main(["-q", "train", str(tmp / f"{name}.yaml"), "--out", str(tmp / name)]) == 0
         out[name] = Forecaster.load(tmp / name)
-    return out, rows
+    return out, rows, tmp
 
 
 def test_forecast_ensemble_median_and_mean_of_real_members(forecasters):
-    f, series = forecasters
+    f, series, _ = forecasters
     a, b = f["l12"].forecast(series), f["l18"].forecast(series)
     assert not np.allclose(a, b)
     assert np.array_equal(ForecastEnsemble([f["l12"]]).forecast(series), a)
@@ -169,3 +169,48 @@ def test_forecast_ensemble_median_and_mean_of_real_members(forecasters):
     assert np.allclose(mean, (a + b) / 2)
     with pytest.raises(ValueError, match="horizon 4"):
         ForecastEnsemble([f["l12"], f["h4"]])
+
+
+def test_cli_translate_and_evaluate_with_an_ensemble(runs, tmp_path, capsys):
+    from transduce.cli import main
+
+    src = tmp_path / "src.txt"
+    src.write_text("abc\nfedcba\ncab\n", encoding="utf-8")
+    single, pair = tmp_path / "single.txt", tmp_path / "pair.txt"
+    base = ["translate", "--input", str(src), "--beam", "3"]
+    assert main([*base, "--model", str(runs["a"]), "--output", str(single)]) == 0
+    two = ["--model", str(runs["a"]), "--model", str(runs["a"])]
+    assert main([*base, *two, "--output", str(pair)]) == 0
+    assert pair.read_text() == single.read_text()
+    ref = tmp_path / "ref.txt"
+    ref.write_text("cba\nabcdef\nbac\n", encoding="utf-8")
+    capsys.readouterr()
+    ens = ["--model", str(runs["a"]), "--model", str(runs["b"])]
+    assert main(["evaluate", *ens, "--src", str(src), "--ref", str(ref)]) == 0
+    assert '"bleu"' in capsys.readouterr().out
+    bad = ["--model", str(runs["a"]), "--model", str(runs["other"])]
+    assert main(["translate", *bad, "--input", str(src)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "target vocabulary differs" in err[0]
+
+
+def test_cli_forecast_with_an_ensemble(forecasters, tmp_path, capsys):
+    import json
+
+    from transduce.cli import main
+
+    _, series, fcens = forecasters
+    hist = tmp_path / "hist.csv"
+    hist.write_text(
+        ",".join(f"V{i + 1}" for i in range(61))
+        + "\n"
+        + "".join(f"S{i}," + ",".join(f"{v:.4f}" for v in r) + "\n" for i, r in enumerate(series)),
+        encoding="utf-8",
+    )
+    runs = [str(fcens / "l12"), str(fcens / "l18")]
+    out = tmp_path / "fc.csv"
+    args = ["forecast", "--model", runs[0], "--model", runs[1], "--input", str(hist)]
+    capsys.readouterr()
+    assert main([*args, "--output", str(out), "--combine", "mean"]) == 0
+    assert json.loads(capsys.readouterr().out)["horizon"] == 6
+    assert len(out.read_text().splitlines()) == 1 + len(series)

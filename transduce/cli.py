@@ -16,6 +16,7 @@ from transduce.config import ConfigError
 from transduce.data.corpus import DataError, read_lines
 from transduce.export.command import add_engine_flag
 from transduce.export.command import add_parser as add_export_parser
+from transduce.forecasting import command as forecast_command
 from transduce.serve import command as serve_command
 
 log = logging.getLogger("transduce")
@@ -72,78 +73,19 @@ def _read_input(path: str | None) -> list[str]:
 
 
 def _decode_options(args: argparse.Namespace):
-    from transduce.translate import DecodeOptions
+    from transduce.decoding import options_from_args
 
-    opt.check_decode_args(args)
-    return DecodeOptions(
-        beam=args.beam, nbest=args.nbest, alpha=args.length_penalty, normalize=args.normalize,
-        no_repeat_ngram=args.no_repeat_ngram, sample=args.sample, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_len=args.max_len,
-        max_len_ratio=args.max_len_ratio, batch_size=args.batch_size,
-        attention=args.format == "jsonl", max_input_len=args.max_input_len,
-        on_long_input=args.on_long_input,
-    )  # fmt: skip
-
-
-def _rounded(matrix, digits: int) -> list:
-    """Rounded in float64, so 0.1165 prints as 0.1165, not float32's 0.11649999767541885."""
-    import numpy as np
-
-    return np.asarray(matrix, dtype=np.float64).round(digits).tolist()
-
-
-def _jsonl(source: str, hyps) -> str:
-    """One JSON line per input: n-best texts, scores (6 decimals), tokens, attention (4)."""
-    record = {
-        "source": source,
-        "src_tokens": hyps[0].src_tokens,
-        "hypotheses": [
-            {
-                "text": h.text,
-                "score": round(h.score, 6),
-                "logprob": round(h.logprob, 6) if h.logprob is not None else None,
-                "tokens": h.out_tokens,
-                "attention": None if h.attention is None else _rounded(h.attention, 4),
-            }
-            for h in hyps
-        ],
-    }
-    return json.dumps(record, ensure_ascii=False)
+    return options_from_args(args)
 
 
 def translate_command(args: argparse.Namespace) -> None:
+    from transduce.decoding import write_translations
     from transduce.export.command import load_translator
 
     options = _decode_options(args)  # bad flags fail before the model loads
     translator = load_translator(args)
     inputs = _read_input(args.input)
-    out = _open_output(args.output)
-    done = 0  # output streams batch by batch, in input order
-    try:
-        for results in translator.iter_decode(inputs, options):
-            part = inputs[done : done + len(results)]
-            if args.format == "jsonl":
-                pairs = zip(part, results, strict=True)
-                text = "".join(_jsonl(src, hyps) + "\n" for src, hyps in pairs)
-            else:
-                text = "".join(hyps[0].text + "\n" for hyps in results)
-            out.write(text)
-            out.flush()
-            done += len(results)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-
-
-def _open_output(path: str | None):
-    """stdout, or ``path`` opened for writing through whatever it is (a symlink, a FIFO,
-    /proc/self/fd/1): nothing is replaced, and a new file gets the user's umask."""
-    if not path:
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as err:
-        raise DataError(path, None, f"cannot write: {err.strerror or err}") from None
+    write_translations(inputs, translator.iter_decode(inputs, options), args.output, args.format)
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
@@ -161,7 +103,7 @@ def plot_command(args: argparse.Namespace) -> None:
     from transduce import plots
 
     if args.what == "forecast":
-        return plot_forecast_command(args)
+        return forecast_command.plot_forecast_command(args)
     if args.what == "curves":
         out = plots.plot_learning_curves(Path(args.model) / "metrics.jsonl", args.output)
     else:
@@ -198,19 +140,19 @@ def generate_command(args: argparse.Namespace) -> None:
 
 def score_command(args: argparse.Namespace) -> None:
     from transduce.applications import score_file
-    from transduce.translate import Translator
+    from transduce.export.command import load_translator
 
     options = _decode_options(args)
-    translator = Translator.load(args.model, args.checkpoint, device=args.device)
+    translator = load_translator(args)
     print(json.dumps(score_file(translator, args.data, args.metric, options)))
 
 
 def chat_command(args: argparse.Namespace) -> None:
     from transduce.applications import chat, stdin_lines
-    from transduce.translate import Translator
+    from transduce.export.command import load_translator
 
     options = _decode_options(args)
-    translator = Translator.load(args.model, args.checkpoint, device=args.device)
+    translator = load_translator(args)
     prompt = None
     if sys.stdin.isatty():
         print("type a line; /quit or Ctrl-D ends", file=sys.stderr)
@@ -230,7 +172,7 @@ def _add_application_commands(sub) -> None:
     ):
         p = sub.add_parser(name, help=helptext)
         opt.add_model_flags(p)
-        p.set_defaults(func=func, format="text")
+        p.set_defaults(func=func, format="text", engine="torch")
         if name == "score":
             where = p.add_mutually_exclusive_group(required=True)
             where.add_argument("--data", help="file in the run's data format")
@@ -322,94 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="run directory")
     p.add_argument("--text", help="sentence to translate and draw (attention)")
     p.add_argument("--output", required=True, help="PNG file to write")
-    _add_forecast_plot_flags(p)
+    forecast_command.add_plot_flags(p)
     p.set_defaults(func=plot_command)
     _add_application_commands(sub)
-    _add_forecast_parser(sub)
+    forecast_command.add_parser(sub)
     data_command.add_parser(sub)
     serve_command.add_parser(sub)
     add_export_parser(sub)
     return parser
-
-
-# ---------------------------------------------------------------------- forecasting
-
-
-def _forecast_run(args: argparse.Namespace):
-    from transduce.data.series import read_series, require_positive
-    from transduce.forecasting.output import warn_short_series
-    from transduce.forecasting.pipeline import Forecaster
-
-    if not args.input:
-        raise ConfigError(f"{args.command}: give --input SERIES_FILE")
-    forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
-    series = read_series(args.input, args.format, args.on_bad_line)
-    require_positive(series, forecaster.cfg.series.scaling)
-    actuals = read_series(args.actuals, args.format) if args.actuals else None
-    warn_short_series(series, forecaster.spec.lookback)
-    return forecaster, series, forecaster.forecast(series.values), actuals
-
-
-def forecast_command(args: argparse.Namespace) -> None:
-    from transduce.forecasting.output import write_long_forecasts
-    from transduce.forecasting.pipeline import evaluate_forecasts, write_forecasts
-
-    forecaster, series, forecasts, actuals = _forecast_run(args)
-    result = {"series": len(series), "horizon": forecasts.shape[1], "output": args.output}
-    if series.timestamps is not None:  # long input: long output with future timestamps
-        result["frequency"] = write_long_forecasts(args.output, series, forecasts)
-    else:
-        write_forecasts(args.output, series.ids, forecasts)
-    if actuals is not None:
-        result.update(evaluate_forecasts(series, actuals, forecasts, forecaster.spec.period))
-    print(json.dumps(opt.round_floats(result, 4)))
-
-
-def plot_forecast_command(args: argparse.Namespace) -> None:
-    from transduce.plots import plot_forecast
-
-    _, series, forecasts, actuals = _forecast_run(args)
-    wanted = args.series.split(",") if args.series else series.ids[:3]
-    missing = [name for name in wanted if name not in series.ids]
-    if missing:
-        raise ConfigError(f"plot forecast: no series {missing[:5]} in {args.input}")
-    rows = [series.ids.index(name) for name in wanted]
-    out = plot_forecast(
-        wanted, [series.values[i] for i in rows], [forecasts[i] for i in rows], args.output,
-        actuals=None if actuals is None else [actuals.values[i] for i in rows],
-    )  # fmt: skip
-    print(out)
-
-
-def _add_forecast_plot_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("forecast plots")
-    g.add_argument("--input", help="series file (M4 wide CSV or id,timestamp,value)")
-    g.add_argument("--actuals", help="the values that followed (same layout), drawn dashed")
-    g.add_argument("--series", help="comma-separated series ids (default: the first three)")
-    g.add_argument("--format", choices=["auto", "m4", "long"], default="auto",
-                   help="series layout (default: from the file's header)")  # fmt: skip
-    g.add_argument("--on-bad-line", choices=["error", "skip"], default="error",
-                   help="stop at a bad line (default) or skip and count it")  # fmt: skip
-    p.set_defaults(checkpoint="best", device="cpu")
-
-
-def _add_forecast_parser(sub) -> None:
-    p = sub.add_parser("forecast", help="forecast the steps after each series (and score them)")
-    p.add_argument("--model", required=True, help="run directory of a forecasting run")
-    p.add_argument("--input", required=True, help="series file (M4 wide CSV or id,timestamp,value)")
-    p.add_argument("--output", required=True,
-                   help="CSV: id,F1..FH (id,timestamp,value for long input)")  # fmt: skip
-    p.add_argument("--actuals", help="the values that followed: print sMAPE/MASE/OWA too")
-    p.add_argument("--format", choices=["auto", "m4", "long"], default="auto",
-                   help="series layout (default: from the file's header)")  # fmt: skip
-    p.add_argument("--on-bad-line", choices=["error", "skip"], default="error",
-                   help="stop at a bad line (default) or skip and count it")  # fmt: skip
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best",
-                   help="best validation weights (default) or the last")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--threads", type=opt.int_at_least(0), default=0,
-                   help="torch CPU threads (0: torch's default)")  # fmt: skip
-    p.set_defaults(func=forecast_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -106,7 +106,9 @@ def check_decode_args(args: argparse.Namespace) -> None:
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     """The flags of every command that loads a trained model and decodes with it."""
-    p.add_argument("--model", required=True, help="run directory (written by `transduce train`)")
+    p.add_argument("--model", required=True, action="append", metavar="DIR",
+                   help="run directory (written by `transduce train`) or exported directory; "
+                   "repeat for an ensemble averaging the runs' log-probabilities")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
                    help="which weights: best validation (default), last, or averaged")  # fmt: skip

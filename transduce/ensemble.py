@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from transduce.data.batches import ParallelData
 from transduce.data.vocab import PAD_ID
-from transduce.translate import DecodeOptions, Translation, Translator
+from transduce.translate import DecodeOptions, Translator
 
 
 class EnsembleMemory(NamedTuple):
@@ -165,29 +166,15 @@ class EnsembleTranslator(Translator):
         members = [Translator.load(d, checkpoint, device=device) for d in run_dirs]
         return cls(members, [str(d) for d in run_dirs])
 
-    @torch.no_grad()
-    def decode(
-        self, texts: list[str], options: DecodeOptions | None = None
-    ) -> list[list[Translation]]:
-        options = options or DecodeOptions()
-        results: list[list[Translation]] = [[] for _ in texts]
-        live = [i for i, t in enumerate(texts) if t.strip()]
-        for i in set(range(len(texts))) - set(live):
-            results[i] = [Translation("", [], [], 0.0, None, 0.0)]
-        data = self.pipeline.encode([texts[i] for i in live])
-        for batch in data.iter_batches(options.batch_size or self.cfg.decode.batch_size):
-            rows = batch.index.tolist()
-            batch_texts = [texts[live[k]] for k in rows]
-            sources = [batch.src] + [
-                t.pipeline.encode(batch_texts).batch(np.arange(len(rows))).src
-                for t in self.members[1:]
-            ]
-            src, src_mask = self.model.pack([s.to(self.device) for s in sources])
-            hyps = self._search(src, src_mask, options)
-            for row, k in enumerate(rows):
-                src_tokens = self.pipeline.src_tokens(texts[live[k]])
-                results[live[k]] = [self._result(src_tokens, *h) for h in hyps[row]]
-        return results
+    def _sources(self, batch, texts: list[str], options: DecodeOptions):
+        """Member 0's ids as batched, then each other member's own tokenization of the same
+        rows (cut at the same input limit), packed for search by :meth:`Ensemble.pack`."""
+        limit = options.max_input_len or self.cfg.decode.max_input_len
+        sources = [batch.src]
+        for t in self.members[1:]:
+            ids = [t.pipeline.src_vocab.encode(t.pipeline.src_tokens(x)[:limit]) for x in texts]
+            sources.append(ParallelData(ids).batch(np.arange(len(ids))).src.to(self.device))
+        return self.model.pack(sources)
 
 
 def combine_forecasts(forecasts: Sequence[np.ndarray], how: str = "median") -> np.ndarray:

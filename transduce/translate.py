@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from transduce import checkpoint as ckpt
@@ -16,59 +14,12 @@ from transduce.config import Config, load_config
 from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import BOS_ID, PAD_ID
+from transduce.decoding import DecodeOptions, Translation
 from transduce.metrics import bleu_chrf, bleu_lowercase, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import beam_search, greedy, sample
 from transduce.searchcore import limit_inputs
 from transduce.trainer import resolve_device
-
-
-@dataclass
-class Translation:
-    text: str
-    src_tokens: list[str]
-    out_tokens: list[str]
-    score: float  # ranking score (log-probability, length-penalised for beams with alpha)
-    attention: np.ndarray | None  # [len(out_tokens), len(src_tokens)]
-    logprob: float | None = None  # raw sum of log-probabilities
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """How to decode: greedy (default), beam search, or sampling."""
-
-    beam: int = 1
-    nbest: int = 1  # hypotheses (or samples) returned per input
-    alpha: float = 0.0  # GNMT length penalty
-    normalize: bool = False  # rank beams by log-probability per token
-    no_repeat_ngram: int = 0
-    sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None
-    max_len: int | None = None  # default: the run's decode.max_len
-    max_len_ratio: float | None = None
-    batch_size: int | None = None
-    attention: bool = True
-    max_input_len: int | None = None  # source tokens per line; default decode.max_input_len
-    on_long_input: str | None = None  # truncate / skip / error; default decode.on_long_input
-
-    def __post_init__(self) -> None:
-        """Reject impossible settings by name (``beam=0``, ``top_p=1.5``, ...)."""
-        checks = {
-            "beam": self.beam >= 1, "nbest": self.nbest >= 1, "top_k": self.top_k >= 0,
-            "top_p": 0.0 < self.top_p <= 1.0, "temperature": self.temperature > 0,
-            "no_repeat_ngram": self.no_repeat_ngram >= 0, "alpha": self.alpha >= 0,
-            "batch_size": self.batch_size is None or self.batch_size >= 1,
-            "max_len": self.max_len is None or self.max_len >= 1,
-            "max_len_ratio": self.max_len_ratio is None or self.max_len_ratio > 0,
-        }  # fmt: skip
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"DecodeOptions.{name}: invalid value {getattr(self, name)!r}")
-        if not self.sample and self.nbest > self.beam:
-            raise ValueError(f"DecodeOptions: nbest={self.nbest} needs beam >= nbest (or sample)")
 
 
 class Translator:
@@ -120,8 +71,10 @@ class Translator:
         data = ParallelData([self.pipeline.src_vocab.encode(tokens[i]) for i in live])
         for batch in data.iter_batches(options.batch_size or self.cfg.decode.batch_size):
             batch = batch.to(self.device)
-            hyps = self._search(batch.src, batch.src_mask, options)
-            for row, k in enumerate(batch.index.tolist()):
+            rows = batch.index.tolist()
+            src, src_mask = self._sources(batch, [texts[live[k]] for k in rows], options)
+            hyps = self._search(src, src_mask, options)
+            for row, k in enumerate(rows):
                 results[live[k]] = [self._result(tokens[live[k]], *h) for h in hyps[row]]
         return results
 
@@ -133,6 +86,11 @@ class Translator:
         size = options.batch_size or self.cfg.decode.batch_size
         for start in range(0, len(texts), size):
             yield self.decode(texts[start : start + size], options, first_line=start + 1)
+
+    def _sources(self, batch, texts: list[str], options: DecodeOptions):
+        """What search reads for ``batch`` (whose rows hold ``texts``): its ids and mask.
+        An ensemble packs its members' own tokenizations here."""
+        return batch.src, batch.src_mask
 
     def _search(self, src, src_mask, o: DecodeOptions) -> list[list[tuple]]:
         """Per row: (ids, score, logprob, attention) tuples, best first."""

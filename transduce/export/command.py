@@ -82,12 +82,23 @@ def resolve_engine(model_dir: str, engine: str = "auto") -> str:
 
 
 def load_translator(args: argparse.Namespace):
-    """The translator ``translate`` / ``evaluate`` decode with, for the chosen engine."""
-    engine = resolve_engine(args.model, getattr(args, "engine", "auto"))
-    if engine == "torch":
+    """The translator a decoding command uses, for the chosen engine; several ``--model``
+    directories make an ensemble (torch engine: it averages the runs' log-probabilities)."""
+    from transduce.config import ConfigError
+
+    models = args.model if isinstance(args.model, list) else [args.model]
+    engines = {resolve_engine(m, getattr(args, "engine", "auto")) for m in models}
+    if len(models) > 1:
+        if engines != {"torch"}:
+            raise ConfigError("--model: an ensemble decodes training runs with the torch "
+                              "engine; exported directories decode one at a time")  # fmt: skip
+        from transduce.ensemble import EnsembleTranslator
+
+        return EnsembleTranslator.load(models, args.checkpoint, device=args.device)
+    if engines == {"torch"}:
         from transduce.translate import Translator
 
-        return Translator.load(args.model, args.checkpoint, device=args.device)
+        return Translator.load(models[0], args.checkpoint, device=args.device)
     from transduce.runtime.__main__ import load
 
-    return load(args.model, args.threads)
+    return load(models[0], args.threads)

@@ -1,14 +1,12 @@
 """Text in, text out over an ONNX export, with the search of :mod:`transduce.searchcore`.
 
 ``Translator.load(DIR2).translate([...])`` mirrors :class:`transduce.translate.Translator`:
-the same decoding options (any object with :class:`DecodeOptions`' fields, such as
-``transduce.translate.DecodeOptions``), the same results, and no torch.
+the same decoding options and results (:mod:`transduce.decoding`, shared), and no torch.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,41 +15,9 @@ from transduce import searchcore as core
 from transduce.data.records import SEP, split_fields
 from transduce.data.tokenizers import build_tokenizer
 from transduce.data.vocab import BOS_ID, PAD_ID, Vocab
+from transduce.decoding import DecodeOptions, Translation
 from transduce.runtime.model import OPS, ExportError, OnnxModel
 from transduce.searchcore import limit_inputs
-
-
-@dataclass
-class Translation:
-    text: str
-    src_tokens: list[str]
-    out_tokens: list[str]
-    score: float  # ranking score (log-probability, length-penalised for beams with alpha)
-    attention: np.ndarray | None  # [len(out_tokens), len(src_tokens)]
-    logprob: float | None = None  # raw sum of log-probabilities
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """How to decode; the fields of ``transduce.translate.DecodeOptions`` (a test keeps
-    them the same)."""
-
-    beam: int = 1
-    nbest: int = 1
-    alpha: float = 0.0
-    normalize: bool = False
-    no_repeat_ngram: int = 0
-    sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None
-    max_len: int | None = None
-    max_len_ratio: float | None = None
-    batch_size: int | None = None
-    attention: bool = True
-    max_input_len: int | None = None  # source tokens per line; default the manifest's
-    on_long_input: str | None = None  # truncate / skip / error; default the manifest's
 
 
 class TextSide:
