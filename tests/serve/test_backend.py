@@ -1,4 +1,6 @@
-"""Model specs, loading by kind, and the training summary of ``/v1/models``."""
+"""Model specs, loading by kind and engine, ensembles, and the training summary of
+``/v1/models``. Exported models (conftest's tiny transformer, exported to ONNX and
+CTranslate2) answer as the runtime does; options CTranslate2 cannot honour get a 4xx."""
 
 from __future__ import annotations
 
@@ -6,19 +8,35 @@ import json
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from transduce.config import ConfigError
-from transduce.serve.backend import load_models, parse_model_specs, training_summary
+from transduce.runtime.__main__ import load as load_runtime
+from transduce.serve.app import create_app
+from transduce.serve.backend import TextModel, load_models, parse_model_specs, training_summary
 from transduce.translate import DecodeOptions
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+WORDS = ["abc", "fedcba", "", "bbad", "e"]
 
 
 def test_model_specs_name_runs_by_folder_or_given_name(text_run, series_run):
     specs = parse_model_specs([str(text_run), f"fc={series_run}"])
-    assert specs == {text_run.name: text_run, "fc": series_run}
+    assert specs == {text_run.name: [text_run], "fc": [series_run]}
     with pytest.raises(ConfigError, match="given twice"):
         parse_model_specs([f"a={text_run}", f"a={series_run}"])
     with pytest.raises(ConfigError, match="not a transduce run"):
         parse_model_specs([f"a={text_run / 'nothing'}"])
+
+
+def test_plus_joins_ensemble_members(text_run, series_run):
+    specs = parse_model_specs([f"e={text_run}+{text_run}", f"{series_run}+{series_run}"])
+    assert specs == {"e": [text_run, text_run], "fc+fc": [series_run, series_run]}
+    with pytest.raises(ConfigError, match="nothing is not a transduce run"):
+        parse_model_specs([f"e={text_run}+{text_run / 'nothing'}"])
+    with pytest.raises(ConfigError, match="mixes text and forecasting"):
+        load_models([f"e={text_run}+{series_run}"])
 
 
 def test_kinds_follow_the_config(text_run, series_run):
@@ -40,3 +58,108 @@ def test_training_summary_takes_the_best_record_and_skips_a_cut_line(tmp_path):
     assert by_loss == {"steps": 10, "best": {"step": 5, "loss": 2.0, "bleu": 10.0}}
     assert training_summary(tmp_path, "bleu")["best"]["step"] == 10
     assert training_summary(tmp_path / "none", "loss") == {}
+
+
+@pytest.fixture(scope="module")
+def export_client(exports):
+    specs = [f"{e}={exports[e]}" for e in ("onnx", "ct2")]
+    with TestClient(create_app(load_models(specs, threads=1))) as c:
+        yield c
+
+
+def hypotheses(results) -> list[list[tuple]]:
+    return [[(h.text, h.score, h.logprob, h.out_tokens) for h in hyps] for hyps in results]
+
+
+def served(reply: dict) -> list[list[tuple]]:
+    return [
+        [(h["text"], h["score"], h["logprob"], h["tokens"]) for h in r["hypotheses"]]
+        for r in reply["results"]
+    ]
+
+
+@pytest.mark.parametrize("engine", ["onnx", "ct2"])
+@pytest.mark.parametrize("beam", [1, 3])
+def test_exported_model_answers_as_the_runtime(export_client, exports, engine, beam):
+    nbest = 2 if beam > 1 else 1
+    body = {"model": engine, "texts": WORDS, "beam": beam, "nbest": nbest, "return_tokens": True}
+    reply = export_client.post("/v1/translate", json=body)
+    assert reply.status_code == 200, reply.text
+    direct = load_runtime(str(exports[engine]), 1).decode(
+        WORDS, DecodeOptions(beam=beam, nbest=nbest, attention=False)
+    )
+    assert served(reply.json()) == hypotheses(direct)
+    assert any(h[0][0] for h in hypotheses(direct))  # something non-empty to compare
+
+
+def test_onnx_export_returns_attention_as_the_runtime(export_client, exports):
+    body = {"model": "onnx", "texts": ["abc", "dcbaf"], "return_attention": True}
+    reply = export_client.post("/v1/translate", json=body).json()
+    direct = load_runtime(str(exports["onnx"]), 1).decode(["abc", "dcbaf"], DecodeOptions())
+    for r, hyps in zip(reply["results"], direct, strict=True):
+        want = np.round(hyps[0].attention.astype(np.float64), 4).tolist()
+        assert r["hypotheses"][0]["attention"] == want and r["src_tokens"] == hyps[0].src_tokens
+
+
+def test_exported_models_are_described(export_client, exports):
+    info = {m["name"]: m for m in export_client.get("/v1/models").json()["models"]}
+    for engine in ("onnx", "ct2"):
+        m = info[engine]
+        assert (m["engine"], m["preset"], m["kind"]) == (engine, "transformer", "text")
+        assert m["vocab"]["source"] > 6 and m["vocab"]["target"] > 6
+        assert m["decoding_defaults"]["max_len"] == 12 and m["decoding_defaults"]["beam"] == 1
+        assert m["export"]["source_run"] == str(exports["run"]) and m["parameters"] is None
+    assert info["ct2"]["unsupported_options"] == ["length_penalty", "return_attention"]
+    assert info["onnx"]["unsupported_options"] == []
+
+
+@pytest.mark.parametrize(
+    ("option", "field"),
+    [({"beam": 2, "length_penalty": 0.6}, "length_penalty"), ({"return_attention": True},
+     "return_attention")],
+)  # fmt: skip
+def test_options_ct2_cannot_honour_get_a_4xx_naming_them(export_client, option, field):
+    reply = export_client.post("/v1/translate", json={"model": "ct2", "texts": ["abc"], **option})
+    assert reply.status_code == 422 and reply.json()["field"] == field
+    assert "CTranslate2" in reply.json()["error"]
+    onnx = export_client.post("/v1/translate", json={"model": "onnx", "texts": ["abc"], **option})
+    assert onnx.status_code == 200  # the same option is fine on the onnx engine
+    again = export_client.post("/v1/translate", json={"model": "ct2", "texts": ["abc"]})
+    assert again.status_code == 200 and again.json()["results"][0]["hypotheses"]
+
+
+def test_engine_flag_must_match_every_model(exports):
+    with pytest.raises(ConfigError, match="is a onnx export"):
+        load_models([str(exports["onnx"])], engine="torch")
+    with pytest.raises(ConfigError, match="training run; export it first"):
+        load_models([str(exports["run"])], engine="ct2")
+    assert load_models([f"x={exports['ct2']}"], engine="ct2")["x"].engine == "ct2"
+    with pytest.raises(ConfigError, match="ensembles are of training runs"):
+        load_models([f"e={exports['run']}+{exports['onnx']}"])
+
+
+def test_ensemble_of_one_serves_as_the_single_model(text_run):
+    models = load_models([f"single={text_run}", f"twice={text_run}+{text_run}"])
+    models["one"] = TextModel.load_ensemble("one", [text_run])
+    body = {"texts": ["αβγ", "δεζηθ", "", "ζ"], "beam": 3, "nbest": 2, "return_attention": True}
+    with TestClient(create_app(models)) as client:
+        replies = {
+            name: client.post("/v1/translate", json={**body, "model": name}).json()
+            for name in ("single", "one", "twice")
+        }
+        info = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert replies["one"]["results"] == replies["single"]["results"]
+    texts = [[h["text"] for h in r["hypotheses"]] for r in replies["single"]["results"]]
+    twice = [[h["text"] for h in r["hypotheses"]] for r in replies["twice"]["results"]]
+    assert twice == texts  # two identical members average to the same distribution
+    assert info["twice"]["members"] == [str(text_run)] * 2 and info["single"]["members"] is None
+    assert info["twice"]["parameters"] == 2 * info["single"]["parameters"]
+
+
+def test_forecast_ensemble_is_the_median_of_its_members(series_run):
+    models = load_models([f"single={series_run}", f"ens={series_run}+{series_run}"])
+    history = [np.arange(1.0, 30.0), np.linspace(5.0, 9.0, 25)]
+    single, ens = models["single"].decode(history), models["ens"].decode(history)
+    for a, b in zip(single, ens, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert models["ens"].describe()["decoding_defaults"] == {"combine": "median"}

@@ -27,25 +27,36 @@ def post(url: str, body: bytes) -> tuple[int, dict]:
         (["--model", "no/such/dir"], "not a transduce run"),
         (["--model", "RUN", "--model", "RUN"], "given twice"),
         (["--model", "RUN", "--max-texts", "0"], "--max-texts must be positive"),
+        (["--model", "e=RUN+no/such"], "no/such is not a transduce run"),
+        (["--model", "RUN", "--engine", "onnx"], "training run; export it first"),
     ],
 )
 def test_bad_flags_fail_with_one_line(text_run, capsys, args, problem):
-    args = [str(text_run) if a == "RUN" else a for a in args]
+    args = [a.replace("RUN", str(text_run)) for a in args]
     assert main(["serve", *args]) == 2
     err = capsys.readouterr().err
     assert problem in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_serves_on_loopback_and_survives_bad_requests(server, text_run):
-    with server("--model", f"g={text_run}", "--max-batch-size", "8") as url:
+    ensemble = f"e={text_run}+{text_run}"
+    with server("--model", f"g={text_run}", "--model", ensemble, "--max-batch-size", "8") as url:
         assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "/health", timeout=60) as reply:
-            assert json.loads(reply.read())["models"] == ["g"]
+            assert json.loads(reply.read())["models"] == ["g", "e"]
         for bad in (b'{"texts": ["\xff"]}', b'{"texts": [1]}', b"[" * 100000, b""):
             status, body = post(url + "/v1/translate", bad)
             assert 400 <= status < 500 and body["field"]
         status, body = post(url + "/v1/translate", json.dumps({"texts": ["αβγ"]}).encode())
         assert status == 200 and body["model"] == "g" and body["results"][0]["hypotheses"]
+        status, ens = post(
+            url + "/v1/translate", json.dumps({"model": "e", "texts": ["αβγ"]}).encode()
+        )
+        assert (
+            status == 200
+            and ens["results"][0]["hypotheses"][0]["text"]
+            == (body["results"][0]["hypotheses"][0]["text"])
+        )
 
 
 def test_accepted_connections_send_small_replies_without_delay():

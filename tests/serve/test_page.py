@@ -107,3 +107,32 @@ def test_translate_with_beam_and_heatmap(browser, server, text_run, qa_run, seri
         browser.find_element(By.ID, "forecast").click()
         wait_for(browser, "#forecast-line")
         assert "forecast of 6 steps" in browser.find_element(By.ID, "status").text
+
+
+def test_ct2_export_from_the_page_drops_what_it_cannot_do(browser, server, exports):
+    """The page's beam search sends a length penalty and asks for attention; for a
+    CTranslate2 model it leaves both out (the model lists them as unsupported)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from transduce.runtime.ct2 import CT2Translator
+    from transduce.runtime.translate import DecodeOptions as RuntimeOptions
+
+    want = CT2Translator.load(exports["ct2"], 1).decode(["abcd"], RuntimeOptions(beam=3, nbest=2))
+    with server("--model", f"fast={exports['ct2']}") as url:
+        browser.get(url + "/")
+        wait_for(browser, "body[data-ready]")
+        Select(browser.find_element(By.ID, "model")).select_by_value("fast")
+        assert "(ct2)" in browser.find_element(By.ID, "about").text
+        assert not browser.find_element(By.ID, "alpha").is_enabled()
+        browser.find_element(By.ID, "in-text").send_keys("abcd")
+        browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=beam]").click()
+        for field, value in (("beam", "3"), ("nbest", "2")):
+            box = browser.find_element(By.ID, field)
+            box.clear()
+            box.send_keys(value)
+        browser.find_element(By.ID, "run").click()
+        wait_for(browser, "#results li .text")
+        texts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results li .text")]
+        assert texts == [h.text or "(empty)" for h in want[0]]
+        assert "hidden" in browser.find_element(By.ID, "error").get_attribute("class")

@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from transduce.serve import schemas as s
-from transduce.serve.backend import ServedModel
+from transduce.serve.backend import ServedModel, UnsupportedOption
 from transduce.serve.batcher import Arrivals, MicroBatcher
 from transduce.serve.limits import ServeLimits
 from transduce.translate import DecodeOptions, Translation
@@ -147,6 +147,10 @@ def create_app(models: dict[str, ServedModel], limits: ServeLimits | None = None
         if body.return_attention:
             _check_attention_size(texts, body, model.max_len)
         options = _options(body)
+        try:
+            model.check(options)  # before queueing: a refused option never joins a batch
+        except UnsupportedOption as err:
+            raise ApiError(422, err.field, err.message) from None
         start = time.perf_counter()
         mergeable = not (body.sample and body.seed is not None)
         hyps = await batchers[name].submit(texts, options, mergeable)

@@ -2,8 +2,10 @@
 
 :class:`TextModel` wraps :class:`transduce.translate.Translator` and :class:`SeriesModel`
 wraps :class:`transduce.forecasting.pipeline.Forecaster`. The server and its batcher only
-call ``decode`` (a batch in, one result per item out, in order) and ``describe``, so another
-engine (an exported graph, say) plugs in as one more class with those two methods.
+call ``decode`` (a batch in, one result per item out, in order), ``describe`` and, for text,
+``check`` (the decoding options it cannot honour). :class:`ExportedModel` serves a directory
+written by ``transduce export onnx|ct2`` through the torch-free :mod:`transduce.runtime`, and
+``NAME=DIR1+DIR2`` serves an ensemble (:mod:`transduce.ensemble`) of training runs.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ class ServedModel(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+class UnsupportedOption(ValueError):
+    """A decoding option the model's engine cannot honour; ``field`` is the request's name."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
 def training_summary(run_dir: Path, early_stop_metric: str) -> dict[str, Any]:
     """Steps trained and the best validation record of ``metrics.jsonl`` (empty if none)."""
     path = run_dir / "metrics.jsonl"
@@ -50,13 +60,24 @@ def training_summary(run_dir: Path, early_stop_metric: str) -> dict[str, Any]:
     return summary
 
 
+def _defaults(base: dict[str, Any]) -> dict[str, Any]:
+    """The decoding defaults a model shows: ``DecodeOptions``' fields over ``base``."""
+    out = {**asdict(DecodeOptions()), **base}
+    for key in ("batch_size", "attention", "max_input_len", "on_long_input"):
+        out.pop(key, None)
+    return out
+
+
 class TextModel:
-    """A text-to-text run: ``decode(texts, DecodeOptions)`` -> n-best lists, in input order."""
+    """A text-to-text run (or an ensemble of runs) on torch: ``decode(texts, DecodeOptions)``
+    -> n-best lists, in input order."""
 
     kind = "text"
+    engine = "torch"
 
-    def __init__(self, name: str, run_dir: Path, translator) -> None:
+    def __init__(self, name: str, run_dir: Path, translator, members: list[Path] | None = None):
         self.name, self.run_dir, self.translator = name, run_dir, translator
+        self.members = members  # the runs of an ensemble; None for a single run
         self.fields: tuple[str, ...] = tuple(translator.cfg.data.src_fields) or ("text",)
         self.max_len: int = translator.cfg.decode.max_len  # output cap when a request sets none
 
@@ -66,36 +87,119 @@ class TextModel:
 
         return cls(name, run_dir, Translator.load(run_dir, checkpoint, device=device))
 
+    @classmethod
+    def load_ensemble(
+        cls, name: str, run_dirs: list[Path], checkpoint: str = "best", device: str = "cpu"
+    ) -> TextModel:
+        """Members' log-probabilities averaged at every step (:mod:`transduce.ensemble`)."""
+        from transduce.ensemble import EnsembleTranslator
+
+        translator = EnsembleTranslator.load(run_dirs, checkpoint, device=device)
+        return cls(name, run_dirs[0], translator, list(run_dirs))
+
+    def check(self, options: DecodeOptions) -> None:
+        """Every option is honoured on torch."""
+
     def decode(self, items: list[str], options: DecodeOptions) -> list[list[Translation]]:
         return self.translator.decode(items, options)
 
     def describe(self) -> dict[str, Any]:
         cfg, pipe = self.translator.cfg, self.translator.pipeline
         params = sum(p.numel() for p in self.translator.model.parameters())
-        defaults = {**asdict(DecodeOptions()), **asdict(cfg.decode)}
-        defaults.pop("batch_size", None)
-        defaults.pop("attention", None)
         return {
             "name": self.name,
             "kind": self.kind,
+            "engine": self.engine,
             "preset": cfg.model.preset,
             "cell": cfg.model.cell,
             "parameters": params,
             "vocab": {"source": len(pipe.src_vocab), "target": len(pipe.tgt_vocab)},
             "tokenizers": {"source": cfg.data.src_tokenizer, "target": cfg.data.tgt_tokenizer},
             "input_fields": list(self.fields),
-            "training": training_summary(self.run_dir, cfg.train.early_stop_metric),
-            "decoding_defaults": defaults,
+            "members": [str(d) for d in self.members] if self.members else None,
+            "training": _training(self.run_dir, self.members, cfg.train.early_stop_metric),
+            "decoding_defaults": _defaults(asdict(cfg.decode)),
+        }
+
+
+def _training(run_dir: Path, members: list[Path] | None, metric: str) -> dict[str, Any]:
+    if not members:
+        return training_summary(run_dir, metric)
+    return {"members": [training_summary(d, metric) for d in members]}
+
+
+SIDES = (("source", "src"), ("target", "tgt"))
+CT2_REFUSES = ("length_penalty", "return_attention")  # request fields :meth:`check` refuses
+
+
+class ExportedModel:
+    """A text model exported by ``transduce export onnx|ct2``, run by :mod:`transduce.runtime`
+    (no torch in the decode path). CTranslate2 runs its own search: it has no GNMT length
+    penalty and returns no attention, and :meth:`check` refuses those options by name."""
+
+    kind = "text"
+
+    def __init__(self, name: str, model_dir: Path, translator) -> None:
+        self.name, self.dir, self.translator = name, model_dir, translator
+        self.manifest: dict[str, Any] = translator.manifest
+        self.engine: str = self.manifest["engine"]
+        text = self.manifest["text"]
+        self.fields: tuple[str, ...] = tuple(text.get("input_fields") or ()) or ("text",)
+        self.max_len: int = self.manifest["decode"]["max_len"]
+
+    @classmethod
+    def load(cls, name: str, model_dir: Path, threads: int = 0) -> ExportedModel:
+        from transduce.runtime.__main__ import load
+        from transduce.runtime.model import read_manifest
+
+        if read_manifest(model_dir).get("kind") != "text":
+            raise ConfigError(f"--model {model_dir}: an exported forecasting model; serve its "
+                              "training run (the directory given to transduce export)")  # fmt: skip
+        return cls(name, model_dir, load(str(model_dir), threads))
+
+    def check(self, options: DecodeOptions) -> None:
+        if self.engine != "ct2":
+            return
+        if options.alpha:
+            raise UnsupportedOption("length_penalty", "CTranslate2 has no GNMT length penalty; "
+                                    "use normalize, or serve the onnx or torch model")  # fmt: skip
+        if options.attention:
+            raise UnsupportedOption("return_attention", "CTranslate2 models return no "
+                                    "attention; serve the onnx or torch model")  # fmt: skip
+
+    def decode(self, items: list[str], options: DecodeOptions) -> list[list[Any]]:
+        return self.translator.decode(items, options)
+
+    def describe(self) -> dict[str, Any]:
+        m, pipe = self.manifest, self.translator.pipeline
+        sides = m["text"]
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "engine": self.engine,
+            "preset": m["preset"],
+            "cell": m.get("cell"),
+            "parameters": m.get("parameters"),  # exports do not record it (yet)
+            "vocab": {"source": len(pipe.src.vocab), "target": len(pipe.tgt_vocab)},
+            "tokenizers": {side: sides[key]["tokenizer"] for side, key in SIDES},
+            "input_fields": list(self.fields),
+            "unsupported_options": list(CT2_REFUSES) if self.engine == "ct2" else [],
+            "export": {k: m.get(k) for k in ("source_run", "checkpoint", "quantize")},
+            "training": {},
+            "decoding_defaults": _defaults(m["decode"]),
         }
 
 
 class SeriesModel:
-    """A forecasting run: ``decode(histories, None)`` -> one ``[horizon]`` array per series."""
+    """A forecasting run (or a :class:`transduce.ensemble.ForecastEnsemble`):
+    ``decode(histories, None)`` -> one ``[horizon]`` array per series."""
 
     kind = "series"
+    engine = "torch"
 
-    def __init__(self, name: str, run_dir: Path, forecaster) -> None:
+    def __init__(self, name: str, run_dir: Path, forecaster, members: list[Path] | None = None):
         self.name, self.run_dir, self.forecaster = name, run_dir, forecaster
+        self.members = members
 
     @classmethod
     def load(cls, name: str, run_dir: Path, checkpoint: str = "best", device: str = "cpu"):
@@ -103,15 +207,27 @@ class SeriesModel:
 
         return cls(name, run_dir, Forecaster.load(run_dir, checkpoint, device=device))
 
+    @classmethod
+    def load_ensemble(
+        cls, name: str, run_dirs: list[Path], checkpoint: str = "best", device: str = "cpu"
+    ) -> SeriesModel:
+        """The median of the members' forecasts."""
+        from transduce.ensemble import ForecastEnsemble
+
+        ensemble = ForecastEnsemble.load(run_dirs, checkpoint, device, combine="median")
+        return cls(name, run_dirs[0], ensemble, list(run_dirs))
+
     def decode(self, items: list[np.ndarray], options: Any = None) -> list[np.ndarray]:
         return list(self.forecaster.forecast(items))
 
     def describe(self) -> dict[str, Any]:
-        cfg, spec = self.forecaster.cfg, self.forecaster.spec
-        params = sum(p.numel() for p in self.forecaster.model.parameters())
+        forecasters = getattr(self.forecaster, "members", [self.forecaster])
+        cfg, spec = forecasters[0].cfg, self.forecaster.spec
+        params = sum(p.numel() for f in forecasters for p in f.model.parameters())
         return {
             "name": self.name,
             "kind": self.kind,
+            "engine": self.engine,
             "preset": cfg.model.preset,
             "cell": cfg.model.cell,
             "parameters": params,
@@ -120,42 +236,93 @@ class SeriesModel:
             "horizon": spec.horizon,
             "lookback": spec.lookback,
             "period": spec.period,
-            "training": training_summary(self.run_dir, cfg.train.early_stop_metric),
-            "decoding_defaults": {},
+            "members": [str(d) for d in self.members] if self.members else None,
+            "training": _training(self.run_dir, self.members, cfg.train.early_stop_metric),
+            "decoding_defaults": {"combine": "median"} if self.members else {},
         }
 
 
-def parse_model_specs(specs: list[str]) -> dict[str, Path]:
-    """``DIR`` or ``NAME=DIR`` per spec -> {name: run dir}; the default name is DIR's name."""
-    out: dict[str, Path] = {}
+def _is_model_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() or (path / "manifest.json").is_file()
+
+
+def _spec_dirs(spec: str, path: str) -> list[Path]:
+    """One directory, or the members of ``DIR1+DIR2[+...]`` (a directory whose own name
+    holds a ``+`` is still one directory)."""
+    if _is_model_dir(Path(path)) or "+" not in path:
+        dirs = [Path(path)]
+    else:
+        dirs = [Path(p) for p in path.split("+")]
+    for d in dirs:
+        if not str(d) or str(d) == ".":
+            raise ConfigError(f"--model {spec}: an empty directory name around '+'")
+        if not _is_model_dir(d):
+            raise ConfigError(f"--model {spec}: {d} is not a transduce run (no config.yaml) "
+                              "nor an export (no manifest.json)")  # fmt: skip
+    return dirs
+
+
+def parse_model_specs(specs: list[str]) -> dict[str, list[Path]]:
+    """``DIR``, ``NAME=DIR`` or ``NAME=DIR1+DIR2[+...]`` (an ensemble) per spec ->
+    {name: directories}; the default name is DIR's name (members' names joined by ``+``)."""
+    out: dict[str, list[Path]] = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep:
             name, path = "", spec
-        run_dir = Path(path)
-        name = name or run_dir.resolve().name
+        dirs = _spec_dirs(spec, path)
+        name = name or "+".join(d.resolve().name for d in dirs)
         if not name or any(c in name for c in "/ \t"):
             raise ConfigError(f"--model {spec}: give a name without spaces or slashes")
         if name in out:
             raise ConfigError(f"--model {spec}: a model named {name!r} is given twice")
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"--model {spec}: {run_dir} is not a transduce run (no config.yaml)")
-        out[name] = run_dir
+        out[name] = dirs
     if not out:
         raise ConfigError("serve: give at least one --model DIR")
     return out
 
 
+def load_model(
+    name: str,
+    dirs: list[Path],
+    checkpoint: str = "best",
+    device: str = "cpu",
+    engine: str = "auto",
+    threads: int = 0,
+) -> ServedModel:
+    """One ``--model``: a run on torch (a ``series`` section: forecasting), an export on its
+    runtime engine (``engine``: auto, or the one every directory must have), or an ensemble."""
+    from transduce.export.command import resolve_engine
+
+    engines = [resolve_engine(str(d), engine) for d in dirs]
+    if len(dirs) == 1 and engines[0] != "torch":
+        return ExportedModel.load(name, dirs[0], threads)
+    if any(e != "torch" for e in engines):
+        raise ConfigError(f"--model {name}: ensembles are of training runs, not exports")
+    kinds = {load_config(d / "config.yaml").series is not None for d in dirs}
+    if len(kinds) > 1:
+        raise ConfigError(f"--model {name}: an ensemble mixes text and forecasting runs")
+    cls = SeriesModel if kinds.pop() else TextModel
+    if len(dirs) == 1:
+        return cls.load(name, dirs[0], checkpoint, device)
+    try:
+        return cls.load_ensemble(name, dirs, checkpoint, device)
+    except ValueError as err:  # members that cannot decode together
+        raise ConfigError(f"--model {name}: {err}") from None
+
+
 def load_models(
-    specs: list[str], checkpoint: str = "best", device: str = "cpu"
+    specs: list[str],
+    checkpoint: str = "best",
+    device: str = "cpu",
+    engine: str = "auto",
+    threads: int = 0,
 ) -> dict[str, ServedModel]:
-    """Load every ``--model`` spec; a run with a ``series`` section is a forecasting model."""
-    models: dict[str, ServedModel] = {}
-    for name, run_dir in parse_model_specs(specs).items():
-        cfg = load_config(run_dir / "config.yaml")
-        kind = SeriesModel if cfg.series is not None else TextModel
-        models[name] = kind.load(name, run_dir, checkpoint, device)
-    return models
+    """Load every ``--model`` spec (see :func:`parse_model_specs` and :func:`load_model`)."""
+    return {
+        name: load_model(name, dirs, checkpoint, device, engine, threads)
+        for name, dirs in parse_model_specs(specs).items()
+    }
 
 
 def describe_all(models: dict[str, ServedModel]) -> list[dict[str, Any]]:

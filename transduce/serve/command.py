@@ -8,6 +8,7 @@ import sys
 from dataclasses import fields
 
 from transduce.config import ConfigError
+from transduce.export.command import ENGINES
 from transduce.serve.limits import ServeLimits
 
 
@@ -35,15 +36,18 @@ def serve(
     checkpoint: str = "best",
     device: str = "cpu",
     log_level: str = "warning",
+    engine: str = "auto",
+    threads: int = 0,
 ) -> None:
-    """Serve ``model_specs`` (``DIR`` or ``NAME=DIR``) until interrupted; port 0 picks a free
-    port. Prints one line saying where it listens once it accepts connections."""
+    """Serve ``model_specs`` (``DIR``, ``NAME=DIR`` or ``NAME=DIR1+DIR2`` for an ensemble)
+    until interrupted; port 0 picks a free port. Exports run on ``engine`` (auto: each
+    manifest's). Prints one line saying where it listens once it accepts connections."""
     import uvicorn
 
     from transduce.serve.app import create_app
     from transduce.serve.backend import load_models
 
-    models = load_models(model_specs, checkpoint, device)
+    models = load_models(model_specs, checkpoint, device, engine, threads)
     app = create_app(models, limits)
     sock = listening_socket(host, port)
     bound = sock.getsockname()[1]
@@ -67,15 +71,30 @@ def serve_command(args: argparse.Namespace) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"transduce serve: warning: listening on {args.host}, beyond this machine",
               file=sys.stderr)  # fmt: skip
-    serve(args.model, args.host, args.port, limits, args.checkpoint, args.device, args.log_level)
+    serve(args.model, args.host, args.port, limits, args.checkpoint, args.device, args.log_level,
+          args.engine, args.threads)  # fmt: skip
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register ``transduce serve`` on the CLI's subparsers."""
     d = ServeLimits()
     p = sub.add_parser("serve", help="HTTP API and web page over trained models")
-    p.add_argument("--model", action="append", required=True, metavar="[NAME=]DIR",
-                   help="run directory, repeatable; NAME: the folder's name")  # fmt: skip
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[NAME=]DIR[+DIR...]",
+        help="run directory or exported directory (transduce export), repeatable; NAME: the "
+        "folder's name. NAME=DIR1+DIR2 serves an ensemble of runs under NAME (text: "
+        "log-probabilities averaged; forecasts: their median)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="auto: an exported directory's engine (manifest.json), else torch; another "
+        "value applies to every model and must match it",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (0: a free one)")
     p.add_argument(
@@ -114,7 +133,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default=d.max_body_kb,
         help=f"request body size in KiB (default {d.max_body_kb})",
     )
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch (or onnxruntime, CTranslate2) CPU threads (0: default)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
                    help="which weights: best validation (default), last, or averaged")  # fmt: skip

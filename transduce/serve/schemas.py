@@ -96,15 +96,21 @@ class ModelInfo(BaseModel):
 
     name: str
     kind: str = Field(description="text or series")
+    engine: str = Field("torch", description="torch, onnx or ct2")
     preset: str
-    cell: str
-    parameters: int
+    cell: str | None = None
+    parameters: int | None = Field(None, description="weights, where known (not for exports)")
     vocab: dict[str, int] | None = None
     tokenizers: dict[str, str] | None = None
     input_fields: list[str]
     horizon: int | None = None
     lookback: int | None = None
     period: int | None = None
+    members: list[str] | None = Field(None, description="an ensemble's run directories")
+    unsupported_options: list[str] = Field(
+        [], description="request options this model's engine refuses (422)"
+    )
+    export: dict[str, Any] | None = Field(None, description="an export's source run and form")
     training: dict[str, Any] = Field(description="steps trained, best validation record")
     decoding_defaults: dict[str, Any]
 
