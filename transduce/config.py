@@ -165,6 +165,10 @@ class TrainConfig:
     bucket_by: Literal["source", "target"] = "source"  # target: less decoder padding (GRU)
     log_every: int = 50
     progress: bool = True
+    accumulate_steps: int = 1  # batches per update (gradient accumulation)
+    tensorboard: bool = False  # event files under RUN/tensorboard (extra "tensorboard")
+    find_unused_parameters: bool = False  # DDP: some parameter may get no gradient on a rank
+    compile: bool = False  # torch.compile the training objective (see the README's speed table)
 
 
 @dataclass(frozen=True)

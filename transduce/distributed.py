@@ -7,17 +7,11 @@
 
 Each rank trains on its own shard of the length-bucketed batches
 (``ParallelData.batch_order(..., rank, world)``, the same number of batches on every rank).
-After the backward pass the summed token losses, the token counts and the gradients of
-all ranks are added up in one all-reduce and the gradients divided by the global number of
-target tokens. A step is therefore the single-process step on the ranks' batches
-concatenated: the loss is a per-token mean over the global batch, not a mean of per-rank
-means (which would weight a short batch's tokens more).
-
-Why not ``DistributedDataParallel``: the trainer calls ``encode`` / ``decoder`` / ``head``
-itself (teacher forcing and scheduled sampling live in the trainer), so DDP's ``forward``,
-which arms its gradient reducer, would never run, and DDP averages over ranks where the
-loss wants a division by global tokens. One flat all-reduce after ``backward`` is exact; on
-a CPU there is no spare core to overlap communication with anyway.
+The training objective runs under ``DistributedDataParallel``
+(:mod:`transduce.engine.parallel`), normalised by the global number of target tokens; this
+module holds the process group and the small collectives the loop needs besides (sums of
+validation statistics, stop decisions every rank shares, RNG states for checkpoints,
+rank 0's vocabulary files).
 """
 
 from __future__ import annotations
@@ -99,42 +93,6 @@ def shard(items: Sequence[T]) -> list[T]:
     """This rank's share of ``items`` (every ``world``-th, from ``rank``)."""
     ctx = current()
     return list(items[ctx.rank :: ctx.world])
-
-
-def broadcast_module(module: torch.nn.Module) -> None:
-    """Copy rank 0's parameters and buffers to every rank (identical starting points)."""
-    if not active():
-        return
-    with torch.no_grad():
-        for t in [*module.parameters(), *module.buffers()]:
-            buf = t.detach().to(_device())
-            dist.broadcast(buf, 0)
-            t.copy_(buf)
-
-
-def sync_gradients(
-    params: Sequence[torch.nn.Parameter], loss_sum: torch.Tensor, ntokens: int
-) -> tuple[float, int]:
-    """Sum ``loss_sum`` (this rank's summed token loss, already back-propagated unscaled),
-    ``ntokens`` and every parameter's gradient over ranks; divide the gradients by the global
-    token count. Returns (global per-token loss, global tokens).
-
-    A parameter that got no gradient on any rank keeps ``grad=None``, as it would in one
-    process (optimizers skip it).
-    """
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    has = [float(p.grad is not None) for p in params]
-    stats = torch.tensor([*has, float(loss_sum.detach()), float(ntokens)], device=grads[0].device)
-    flat = torch.cat([*(g.reshape(-1).float() for g in grads), stats])  # one all-reduce a step
-    dist.all_reduce(flat)
-    total_loss, total_tokens = float(flat[-2]), round(float(flat[-1]))
-    flat[: -len(stats)].div_(max(total_tokens, 1))
-    offset, seen = 0, flat[-len(stats) : -2]
-    for p, got in zip(params, seen.tolist(), strict=True):
-        n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).to(p.dtype) if got > 0 else None
-        offset += n
-    return total_loss / max(total_tokens, 1), total_tokens
 
 
 def all_sum(values: Sequence[float]) -> list[float]:

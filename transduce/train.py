@@ -1,7 +1,8 @@
 """``transduce train``: build (or resume) a run directory and fit it.
 
 :func:`train` reads the data, builds or loads the tokenizers and vocabularies, builds the
-model and hands it to the :class:`~transduce.trainer.Trainer`. Under torchrun every process
+model and hands it to the :class:`~transduce.trainer.Trainer` (the generic loop on the
+text task), started or resumed by :func:`transduce.engine.run.run`. Under torchrun every process
 runs :func:`train`; only rank 0 writes (:mod:`transduce.distributed`). A config with a
 ``series`` section goes to the forecasting pipeline instead.
 """
@@ -17,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transduce import distributed, interrupt, rundir
-from transduce.config import Config, save_config
+from transduce import distributed, rundir
+from transduce.config import Config
 from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline, filter_lengths, length_keep, load_texts
+from transduce.engine.run import run as engine_run
 from transduce.nn.models import build_model
 from transduce.trainer import RunResult, Trainer
 
@@ -66,43 +68,30 @@ def _train_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Conte
     seed_everything(cfg.train.seed)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    if cfg.series is not None:  # real-valued series: windows instead of text
-        if ctx.world > 1:
-            raise ValueError("distributed training of a series config is not supported yet")
-        from transduce.forecasting.pipeline import train_series
-
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return train_series(cfg, run_dir, resume)
     if ctx.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         logging.getLogger("transduce").setLevel(logging.WARNING)  # rank 0 reports
+    if cfg.series is not None:  # real-valued series: windows instead of text
+        from transduce.forecasting.pipeline import train_series
+
+        return train_series(cfg, run_dir, resume, ctx.rank, ctx.world)
     pipeline, train_data, valid_data, valid_refs = _prepare_rank(cfg, run_dir, resume, ctx)
     model = build_model(
         cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab), sources=pipeline.fields
     )
-    distributed.broadcast_module(model)
     if ctx.world > 1:
         torch.manual_seed(cfg.train.seed + 1009 * ctx.rank)  # each rank its own dropout masks
     trainer = Trainer(
         cfg, model, pipeline, train_data, valid_data, run_dir,
         rank=ctx.rank, world=ctx.world, valid_refs=valid_refs,
     )  # fmt: skip
-    if resume:
-        rundir.restore(trainer, run_dir, write=ctx.rank == 0)
-    elif ctx.rank == 0:
-        save_config(cfg, run_dir / "config.yaml")
-        pipeline.save(run_dir)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info(
-        "train %d pairs, valid %d; vocab src %d tgt %d; %s %s model, %.2fM parameters",
-        len(train_data), len(valid_data), len(pipeline.src_vocab), len(pipeline.tgt_vocab),
-        cfg.model.preset, "" if cfg.model.preset == "transformer" else cfg.model.cell,
-        n_params / 1e6,
-    )  # fmt: skip
-    with interrupt.graceful():
-        return trainer.fit()
+    summary = (
+        f"train {len(train_data)} pairs, valid {len(valid_data)}; vocab src "
+        f"{len(pipeline.src_vocab)} tgt {len(pipeline.tgt_vocab)}; {cfg.model.preset} "
+        f"{'' if cfg.model.preset == 'transformer' else cfg.model.cell} model"
+    )
+    return engine_run(trainer, resume, save=pipeline.save, summary=summary)
 
 
 # Files a run's text pipeline reads back (TextPipeline.save and the sentencepiece models).

@@ -9,10 +9,13 @@ whitespace-separated text files, with vocabularies holding the same pieces. Both
 of torch threads, one after the other in this one run, so the ratio compares the toolkits on
 one machine state.
 
-It prints ONE JSON line: for each toolkit the median target tokens/s over its timed
-interval(s) after warm-up, the parameter count, and the ratio. transduce is timed per step
-(``benchmarks/train_speed.py``); OpenNMT-py over its own ``report_every`` intervals (its
-``tok/s`` log, which counts target tokens without padding, like ours).
+It prints ONE JSON line. The statistic is the same on both sides: target tokens (without
+padding) summed over the same timed steps (``warmup + 1 .. warmup + steps``) divided by the
+time they took. transduce's are counted per step (``benchmarks/train_speed.py``);
+OpenNMT-py's come from its ``report_every 10`` log lines, each interval's ``tok/s`` times
+the interval's duration (the difference of its cumulative ``sec``). ``--rounds R`` runs the
+two toolkits alternately (A, B, A, B, ...) so a change in the machine's load falls on both;
+the ratio is that of the two means, and every round's figures are in the line too.
 
 OpenNMT-py is not a dependency of transduce; run it from its own environment (3.5.1 asks for
 torch<2.3; it trains with newer torch, which spares the multi-GB CUDA wheels here)::
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import os
 import re
@@ -51,7 +55,7 @@ from transduce.config import load_config
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
 
 CONFIG = Path(__file__).with_name("multi30k_gru_input_feed.yaml")
-REPORT = re.compile(r"Step (\d+)/\s*\d+;.*?(\d+)/\s*(\d+) tok/s;")
+REPORT = re.compile(r"Step (\d+)/\s*\d+;.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec")
 
 
 def write_pieces(cfg, folder: Path) -> int:
@@ -77,13 +81,24 @@ def time_transduce(cfg, folder: Path, warmup: int, steps: int) -> dict:
     with distributed.launch("cpu") as ctx:
         trainer = build_trainer(cfg, folder, str(folder), ctx)
         seconds, tokens = time_steps(trainer, warmup, steps)
-    rates = [t / s for t, s in zip(tokens, seconds, strict=True)]
     return {
         "params_m": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 2),
-        "tgt_tok_s_median": round(statistics.median(rates)),
-        "tgt_tok_s_overall": round(sum(tokens) / sum(seconds)),
+        "tgt_tok_s": round(sum(tokens) / sum(seconds)),  # aggregate over the timed steps
         "steps": steps,
     }
+
+
+def aggregate_reports(reports: list[tuple[int, int, int]], warmup: int) -> float:
+    """Target tokens/s over the steps after ``warmup`` from OpenNMT-py's report lines
+    ``(step, tgt tok/s of the interval, cumulative seconds)``: each interval's tokens are
+    its rate times its duration; their sum over the summed durations."""
+    tokens = seconds = 0.0
+    for (_, _, before), (step, rate, after) in itertools.pairwise(reports):
+        if step > warmup:
+            tokens, seconds = tokens + rate * (after - before), seconds + (after - before)
+    if seconds <= 0:
+        raise SystemExit(f"no timed OpenNMT-py interval after step {warmup}: {reports}")
+    return tokens / seconds
 
 
 def time_opennmt(onmt: str, folder: Path, warmup: int, steps: int, threads: int,
@@ -131,15 +146,13 @@ def time_opennmt(onmt: str, folder: Path, warmup: int, steps: int, threads: int,
     log = proc.stdout + proc.stderr
     if proc.returncode:
         raise SystemExit(f"onmt_train failed ({proc.returncode}):\n{log[-3000:]}")
-    reports = [(int(s), int(t)) for s, _, t in REPORT.findall(log)]
+    reports = [(int(s), int(t), int(sec)) for s, _, t, sec in REPORT.findall(log)]
     params = re.search(r"\* number of parameters: (\d+)", log)
-    timed = [rate for step, rate in reports if step > warmup]
-    if not timed:
-        raise SystemExit(f"no tok/s reports after step {warmup} in the OpenNMT-py log:\n{log}")
+    if not any(step == warmup for step, _, _ in reports):
+        raise SystemExit(f"no report at step {warmup} in the OpenNMT-py log:\n{log[-3000:]}")
     return {
         "params_m": round(int(params.group(1)) / 1e6, 2) if params else None,
-        "tgt_tok_s_median": round(statistics.median(timed)),
-        "reports": timed,
+        "tgt_tok_s": round(aggregate_reports(reports, warmup)),
         "steps": total - warmup,
         "num_workers": workers,
         "wall_s_incl_startup": round(wall, 1),
@@ -155,25 +168,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="timed steps (each toolkit)")
     parser.add_argument("--onmt-workers", type=int, default=2,
                         help="OpenNMT-py DataLoader workers (its default: 2)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=2, help="alternations A/B (default 2)")
     args = parser.parse_args()
-    if args.warmup % 10 or args.steps % 10:
-        parser.error("--warmup and --steps must be multiples of 10 (OpenNMT-py reports)")
+    if args.warmup % 10 or args.steps % 10 or args.warmup < 10:
+        parser.error("--warmup and --steps: multiples of 10, warmup >= 10 (OpenNMT-py reports)")
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, ["train.progress=false"])
+    ours, peer = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pairs = write_pieces(cfg, folder)
-        ours = time_transduce(cfg, folder, args.warmup, args.steps)
-        peer = time_opennmt(args.onmt, folder, args.warmup, args.steps, args.threads,
-                            args.onmt_workers)  # fmt: skip
+        for _ in range(args.rounds):  # A, B, A, B: both toolkits see the same load drift
+            ours.append(time_transduce(cfg, folder, args.warmup, args.steps))
+            peer.append(time_opennmt(args.onmt, folder, args.warmup, args.steps, args.threads,
+                                     args.onmt_workers))  # fmt: skip
+    a = statistics.mean(r["tgt_tok_s"] for r in ours)
+    b = statistics.mean(r["tgt_tok_s"] for r in peer)
     record = {
         "benchmark": "opennmt_speed",
         "config": os.path.relpath(args.config),
         "pairs": pairs,
         "threads": args.threads,
-        "transduce": ours,
-        "opennmt_py": peer,
-        "ratio_median": round(ours["tgt_tok_s_median"] / peer["tgt_tok_s_median"], 2),
+        "statistic": "aggregate target tokens/s over the same timed steps, mean of rounds",
+        "transduce_tgt_tok_s": round(a),
+        "opennmt_py_tgt_tok_s": round(b),
+        "ratio": round(a / b, 2),
+        "rounds": [{"transduce": x, "opennmt_py": y} for x, y in zip(ours, peer, strict=True)],
         "cpu": cpu_name(),
         "torch": torch.__version__,
     }

@@ -115,3 +115,21 @@ def test_forecast_errors_are_clear(run, tmp_path, capsys):
             str(tmp_path / "o.csv")]  # fmt: skip
     assert main(args) == 2
     assert "bad.csv:2" in capsys.readouterr().err
+
+
+def test_validation_reports_smape_mase_owa_of_the_held_out_values(run):
+    """The metrics logged while training are the M4 scores of forecasting each training
+    series' last H values from what precedes them, with the checkpoint of that step."""
+    from transduce.data.series import SeriesSet, read_series
+    from transduce.forecasting.pipeline import Forecaster, evaluate_forecasts
+
+    records = [json.loads(line) for line in (run / "run" / "metrics.jsonl").open()]
+    last = [r for r in records if r["split"] == "valid"][-1]
+    assert {"smape", "mase", "owa"} <= set(last)
+    data = read_series(run / "train.csv", "m4", "error")
+    history = SeriesSet(data.ids, [x[:-H] for x in data.values])
+    actuals = SeriesSet(data.ids, [x[-H:] for x in data.values])
+    forecasts = Forecaster.load(run / "run", "last").forecast(history.values)
+    scores = evaluate_forecasts(history, actuals, forecasts, M)
+    for key in ("smape", "mase", "owa"):
+        assert last[key] == pytest.approx(scores[key], rel=1e-4), key

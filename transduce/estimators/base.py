@@ -23,7 +23,7 @@ from transduce.estimators.training import METRICS, EstimatorTrainer, check_metri
 from transduce.forecasting.trainer import regression_loss
 from transduce.nn.embed import TokenEmbedding, ValueEmbedding
 from transduce.nn.heads import VocabHead
-from transduce.nn.models import build_model, build_value_model
+from transduce.nn.models import build_parts, build_value_model
 from transduce.search import rollout
 
 LOSSES = {
@@ -149,16 +149,17 @@ class Estimator:
         torch.manual_seed(self.args["seed"])
         cfg, a = self.model_config(), self.args
         embed = cfg.encoder.embed_size
+        # Built by composition: the input embedding and the head are handed to the preset.
         if self.tokens_out:
             # One extra target id starts the roll-out; the head predicts output_dim classes.
-            net = build_model(cfg, a["input_dim"] if tokens_in else 2, a["output_dim"] + 1)
-            net.head = VocabHead(net.decoder.output_size, a["output_dim"])
-            if not tokens_in:
-                net.encoder.embed = ValueEmbedding(a["input_dim"], embed)
+            net = build_parts(
+                cfg, a["input_dim"] if tokens_in else 0, a["output_dim"] + 1,
+                src_embed=None if tokens_in else ValueEmbedding(a["input_dim"], embed),
+                make_head=lambda size: VocabHead(size, a["output_dim"]),
+            )  # fmt: skip
         else:
-            net = build_value_model(cfg, a["input_dim"] if not tokens_in else 1, a["output_dim"])
-            if tokens_in:
-                net.encoder.embed = TokenEmbedding(a["input_dim"], embed)
+            src_embed = TokenEmbedding(a["input_dim"], embed) if tokens_in else None
+            net = build_value_model(cfg, a["input_dim"], a["output_dim"], src_embed=src_embed)
         self.net, self.tokens_in = net, tokens_in
         return net
 

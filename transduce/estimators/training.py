@@ -1,4 +1,5 @@
-"""How the array API trains: the project's ValueTrainer plus what a Keras user expects of
+"""How the array API trains: the project's ValueTrainer (the generic loop on a series
+task) plus what a Keras user expects of
 ``fit``: the compiled metrics on training and validation batches, one line per epoch, and
 callbacks that may stop training."""
 
@@ -71,18 +72,15 @@ class EstimatorTrainer(ValueTrainer):
         self.has_valid, self.keras_history = has_valid, history
         self.sums = {"train": MetricSums(metrics), "valid": MetricSums(metrics)}
         self.last_seconds = 0.0
+        self.objective.observe = self._observe  # every forward, training and validation
 
-    def loss(self, batch: ValueBatch, ratio: float):
-        loss, correct = super().loss(batch, ratio)
-        if correct is not None:  # class outputs: correct tokens in every mode
-            split = "train" if self.model.training else "valid"
+    def _observe(self, batch: ValueBatch, outputs: torch.Tensor, correct) -> None:
+        """Class outputs: correct tokens; values: the compiled mae/mse sums."""
+        split = "train" if self.objective.training else "valid"
+        if correct is not None:
             self.sums[split].add_tokens(correct, batch.tgt_out.numel())
-        return loss, correct
-
-    def predict_values(self, batch: ValueBatch, ratio: float) -> torch.Tensor:
-        pred = super().predict_values(batch, ratio)
-        self.sums["train" if self.model.training else "valid"].add_values(pred, batch.tgt_out)
-        return pred
+        else:
+            self.sums[split].add_values(outputs, batch.tgt_out)
 
     def validate(self) -> dict[str, Any]:
         self.sums["valid"].reset()
@@ -92,8 +90,10 @@ class EstimatorTrainer(ValueTrainer):
         if record["split"] == "valid":
             self.history.append({"step": self.step, "epoch": self.epoch, **record})
 
-    def _checkpoint(self) -> bool:
-        stop = super()._checkpoint()
+    def _checkpoint(self, validate: bool = True) -> bool:
+        stop = super()._checkpoint(validate)
+        if not validate:  # an interruption: a checkpoint, no epoch to report
+            return stop
         record = self.history[-1]
         logs = {"loss": record.get("train_loss", float("nan")), **self.sums["train"].means()}
         if self.has_valid:

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from transduce import checkpoint as ckpt
-from transduce import interrupt, rundir
-from transduce.config import Config, SeriesConfig, data_path, load_config, save_config
+from transduce.config import Config, SeriesConfig, data_path, load_config
 from transduce.data.series import (
     ArrayData,
     SeriesSet,
@@ -28,6 +27,7 @@ from transduce.data.series import (
     training_windows,
     unscale,
 )
+from transduce.engine.run import run
 from transduce.forecasting.metrics import baseline_scores, owa, score
 from transduce.forecasting.trainer import ValueTrainer
 from transduce.nn.models import build_value_model
@@ -46,9 +46,35 @@ def series_model(cfg: Config) -> torch.nn.Module:
     return build_value_model(cfg.model, spec.features, 1, spec.exog_features)
 
 
-def train_series(cfg: Config, run_dir: Path, resume: bool = False):
+def holdout_scorer(series: list[np.ndarray], valid, s: SeriesConfig, holdout: int):
+    """sMAPE, MASE and OWA (against Naive2) of the validation roll-out in the data's units:
+    the forecasts of each series' last ``holdout`` values from what precedes them, as the
+    M4 benchmark scores a test set. None where the held-out windows are not that (a
+    holdout of 0, or other than the horizon)."""
+    if holdout != s.horizon or valid.target is None:
+        return None
+    spec = window_spec(s)
+    kept = [x for x in series if len(x) >= s.lookback + holdout]
+    history, truth = [x[:-holdout] for x in kept], [x[-holdout:] for x in kept]
+    if len(kept) != len(valid.level):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        naive2 = baseline_scores(history, truth, s.period)["Naive2"]
+
+    def scorer(pred: np.ndarray) -> dict[str, float]:
+        forecasts = unscale(pred[:, :, 0].astype(np.float64), valid.level, spec)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a flat history: MASE's scale 0
+            ours = score(history, truth, list(forecasts), s.period)
+            metrics = {"smape": ours["smape"], "mase": ours["mase"], "owa": owa(ours, naive2)}
+        return {k: v for k, v in metrics.items() if np.isfinite(v)}  # metrics.jsonl: plain JSON
+
+    return scorer
+
+
+def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0, world: int = 1):
     """Train the forecasting run ``cfg`` into ``run_dir`` (called by ``transduce.train.train``
-    after it resolved the config, seeded and set threads)."""
+    after it resolved the config, seeded and set threads); under torchrun each rank trains
+    on its share of the windows' batches and validates all of them."""
     s = cfg.series
     if not s.train:
         raise ValueError("series.train: give the training series file")
@@ -58,23 +84,19 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False):
         data.values, window_spec(s), s.stride, s.holdout if s.holdout is not None else s.horizon
     )
     model = series_model(cfg)
+    if world > 1:
+        torch.manual_seed(cfg.train.seed + 1009 * rank)  # each rank its own dropout masks
+    holdout = s.holdout if s.holdout is not None else s.horizon
     trainer = ValueTrainer(
         cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w), run_dir,
-        loss=s.loss,
+        loss=s.loss, scorer=holdout_scorer(data.values, valid_w, cfg.series, holdout),
+        rank=rank, world=world,
     )  # fmt: skip
-    if resume:
-        rundir.restore(trainer, run_dir)
-    else:
-        save_config(cfg, run_dir / "config.yaml")
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info(
-        "%d series: %d training windows, %d validation; %s %s, %.3fM parameters",
-        len(data), len(train_w.src), len(valid_w.src), cfg.model.preset, cfg.model.cell,
-        n_params / 1e6,
-    )  # fmt: skip
-    with interrupt.graceful():
-        return trainer.fit()
+    summary = (
+        f"{len(data)} series: {len(train_w.src)} training windows, {len(valid_w.src)} "
+        f"validation; {cfg.model.preset} {cfg.model.cell}"
+    )
+    return run(trainer, resume, summary=summary)
 
 
 class Forecaster:

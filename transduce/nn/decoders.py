@@ -72,6 +72,7 @@ class RNNDecoder(nn.Module):
         encoder_layers: int = 1,
         embed_dropout: float = 0.0,
         spatial_dropout: bool = False,
+        embed: nn.Module | None = None,  # previous outputs -> [B, T, E]; None: token table
     ):
         super().__init__()
         if (attention == "none") != (scorer is None):
@@ -81,11 +82,9 @@ class RNNDecoder(nn.Module):
         self.window = window  # None: global attention; else a LocalWindow
         self.fixed_context, self.readout, self.bridge = fixed_context, readout, bridge
         self.encoder_layers = encoder_layers
-        self.embed = (
-            TokenEmbedding(vocab_size, embed_size, embed_dropout, spatial_dropout)
-            if token_input
-            else None
-        )
+        if token_input and embed is None:
+            embed = TokenEmbedding(vocab_size, embed_size, embed_dropout, spatial_dropout)
+        self.embed = embed if token_input else None  # 'simple' reads no previous output
         context_size = memory_size if (attention != "none" or fixed_context) else 0
         self.output_size = hidden_size if readout == "hidden" else (readout_size or hidden_size)
         input_size = (

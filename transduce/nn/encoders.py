@@ -58,9 +58,12 @@ class RNNEncoder(nn.Module):
         dropout: float = 0.0,
         embed_dropout: float = 0.0,
         spatial_dropout: bool = False,
+        embed: nn.Module | None = None,  # the input embedding ([B, S, ...] -> [B, S, E])
     ):
         super().__init__()
-        self.embed = TokenEmbedding(vocab_size, embed_size, embed_dropout, spatial_dropout)
+        if embed is None:
+            embed = TokenEmbedding(vocab_size, embed_size, embed_dropout, spatial_dropout)
+        self.embed = embed
         self.rnn = RNN_CLASSES[cell](
             embed_size,
             hidden_size,

@@ -36,7 +36,8 @@ from transduce.data.vocab import PAD_ID
 from transduce.nn.attention import attend
 from transduce.nn.decoders import RNNDecoder
 from transduce.nn.encoders import _select
-from transduce.nn.models import Seq2Seq, build_encoder, build_parts
+from transduce.nn.presets import build_encoder, build_parts
+from transduce.nn.seq2seq import Seq2Seq
 
 
 class MultiMemory(NamedTuple):

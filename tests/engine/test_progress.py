@@ -1,0 +1,67 @@
+"""What a run tells: TensorBoard event files, whole progress lines in logs, the run's end
+and its budget, a finished run resumed."""
+
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from transduce.config import TrainConfig
+from transduce.engine.progress import Progress, planned_steps
+from transduce.train import train
+
+
+@pytest.fixture
+def tsv(tmp_path):
+    return write_tsv(tmp_path / "rev.tsv", reverse_pairs(160))
+
+
+def _rows(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tensorboard_event_files_hold_the_metrics(tsv, tmp_path):
+    cfg = tiny_config(tsv, train={"tensorboard": True, "accumulate_steps": 2})
+    train(cfg, tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/tok_s", "valid/loss", "valid/exact"} <= tags
+    valid = [r for r in _rows(tmp_path / "run") if r["split"] == "valid"]
+    logged = events.Scalars("valid/loss")
+    assert [e.step for e in logged] == [r["step"] for r in valid]
+    assert [e.value for e in logged] == pytest.approx([r["loss"] for r in valid], rel=1e-6)
+
+
+def test_log_lines_end_and_resume_of_a_finished_run(tsv, tmp_path, capsys):
+    cfg = tiny_config(tsv, train={"progress": True, "log_every": 3, "epochs": 2})
+    result = train(cfg, tmp_path / "run")  # stderr is no TTY here: whole lines
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.startswith("train step")]
+    assert lines and all(ln.split()[2].endswith(f"/{result.steps}") for ln in lines)
+    assert "\r" not in err
+    assert out.splitlines()[-2].startswith(f"step={result.steps} epoch=2 ")  # not epoch=3
+    assert f"stopped by epochs=2; best checkpoint {tmp_path / 'run' / 'best'}" in out
+    assert result.ended_by == "epochs=2"
+    before = _rows(tmp_path / "run")
+    again = train(out=tmp_path / "run", resume=True)
+    assert "this run already ended (epochs=2)" in capsys.readouterr().out
+    assert again.steps == result.steps and _rows(tmp_path / "run") == before
+
+
+def test_a_budget_ends_the_run_and_says_so(tsv, tmp_path, capsys):
+    cfg = tiny_config(tsv, train={"max_steps": 4, "epochs": 50, "progress": True})
+    result = train(cfg, tmp_path / "run")
+    assert result.steps == 4 and result.ended_by == "max_steps=4"
+    out = capsys.readouterr().out
+    assert "step=4 epoch=1 " in out  # mid-epoch: the first epoch, not 0
+    assert "stopped by max_steps=4" in out
+
+
+def test_the_eta_comes_from_the_first_budget():
+    assert planned_steps(TrainConfig(epochs=10, max_steps=25), steps_per_epoch=9) == 25
+    assert planned_steps(TrainConfig(epochs=2, max_steps=25), steps_per_epoch=9) == 18
+    timed = Progress(TrainConfig(epochs=100, max_seconds=10.0, progress=False), 0, 9, 0)
+    timed.start -= 2.0  # two seconds for 20 steps: 0.1 s a step, 8 s left -> 80 more
+    assert timed.total(20, elapsed=2.0) == pytest.approx(100, abs=2)
