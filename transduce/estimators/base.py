@@ -337,9 +337,23 @@ class Estimator:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Estimator:
-        from transduce.estimators.models import load_model
+        """Rebuild an estimator written by ``save`` (its class is named in estimator.json;
+        the classes are this one's subclasses, which the package imports)."""
+        meta = json.loads(Path(path, "estimator.json").read_text(encoding="utf-8"))
+        classes = {c.__name__: c for c in _subclasses(Estimator)}
+        if meta.get("class") not in classes:
+            raise ValueError(f"{path}: unknown estimator class {meta.get('class')!r}")
+        args = dict(meta["args"])
+        args["depth"] = tuple(args["depth"])
+        est = classes[meta["class"]](**args)
+        est.compiled = meta["compile"]
+        est.build(meta["tokens_in"])
+        ckpt.load_weights(est.net, Path(path, "model.safetensors"))
+        return est
 
-        return load_model(path)
+
+def _subclasses(cls: type) -> list[type]:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
 
 
 def _params(module: torch.nn.Module) -> int:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
-from transduce import checkpoint as ckpt
 from transduce.estimators.base import Estimator
 
 
@@ -43,14 +40,4 @@ class AttentionSeq2Seq(Estimator):
 
 def load_model(path: str | os.PathLike) -> Estimator:
     """Rebuild an estimator written by ``save``."""
-    meta = json.loads(Path(path, "estimator.json").read_text(encoding="utf-8"))
-    classes = {c.__name__: c for c in (SimpleSeq2Seq, Seq2Seq, AttentionSeq2Seq)}
-    if meta.get("class") not in classes:
-        raise ValueError(f"{path}: unknown estimator class {meta.get('class')!r}")
-    args = dict(meta["args"])
-    args["depth"] = tuple(args["depth"])
-    est = classes[meta["class"]](**args)
-    est.compiled = meta["compile"]
-    est.build(meta["tokens_in"])
-    ckpt.load_weights(est.net, Path(path, "model.safetensors"))
-    return est
+    return Estimator.load(path)
