@@ -84,6 +84,35 @@ def options_from_args(args: argparse.Namespace) -> DecodeOptions:
     )  # fmt: skip
 
 
+def search_rows(ops, model, src, src_mask, o: DecodeOptions, max_len: int, ratio) -> list:
+    """Search as ``o`` says, over any engine's array ops (:mod:`transduce.searchcore`):
+    per source row, its (ids, score, logprob, attention) tuples, best first."""
+    from transduce import searchcore as core
+
+    if o.sample or (o.beam == 1 and o.nbest == 1):
+        if o.sample:
+            hyp = core.sample(ops, model, src, src_mask, o.nbest, o.temperature, o.top_k,
+                              o.top_p, o.seed, max_len, ratio)  # fmt: skip
+        else:
+            hyp = core.decode(ops, model, src, src_mask, max_len, ratio, ops.argmax, o.attention)
+        rows = []
+        for r in range(hyp.tokens.shape[0]):
+            n = int(hyp.lengths[r])
+            att = hyp.attention[r, :n] if hyp.attention is not None else None
+            score = float(hyp.scores[r])
+            rows.append((hyp.tokens[r, :n].tolist(), score, score, att))
+        per = o.nbest if o.sample else 1
+        return [rows[i : i + per] for i in range(0, len(rows), per)]
+    nb = core.beam_search(ops, model, src, src_mask, o.beam, o.nbest, max_len, ratio, o.alpha,
+                          o.normalize, o.no_repeat_ngram, o.attention)  # fmt: skip
+    att = nb.attention
+    return [
+        [(nb.tokens[i][j], nb.scores[i][j], nb.logprobs[i][j],
+          att[i][j] if att is not None else None) for j in range(len(nb.tokens[i]))]
+        for i in range(len(nb.tokens))
+    ]  # fmt: skip
+
+
 def _rounded(matrix, digits: int) -> list:
     """Rounded in float64, so 0.1165 prints as 0.1165, not float32's 0.11649999767541885."""
     return np.asarray(matrix, dtype=np.float64).round(digits).tolist()

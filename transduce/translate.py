@@ -14,10 +14,10 @@ from transduce.config import Config, load_config
 from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import BOS_ID, PAD_ID
-from transduce.decoding import DecodeOptions, Translation
+from transduce.decoding import DecodeOptions, Translation, search_rows
 from transduce.metrics import bleu_chrf, bleu_lowercase, exact_match
 from transduce.nn.models import Seq2Seq, build_model
-from transduce.search import beam_search, greedy, sample
+from transduce.search import OPS
 from transduce.searchcore import limit_inputs
 from transduce.trainer import resolve_device
 
@@ -96,28 +96,7 @@ class Translator:
         """Per row: (ids, score, logprob, attention) tuples, best first."""
         max_len = o.max_len or self.cfg.decode.max_len
         ratio = o.max_len_ratio if o.max_len_ratio is not None else self.cfg.decode.max_len_ratio
-        if o.sample or (o.beam == 1 and o.nbest == 1):
-            if o.sample:
-                hyp = sample(self.model, src, src_mask, o.nbest, o.temperature, o.top_k, o.top_p,
-                             o.seed, max_len, ratio)  # fmt: skip
-            else:
-                hyp = greedy(self.model, src, src_mask, max_len, ratio, o.attention)
-            rows = []
-            for r in range(hyp.tokens.shape[0]):
-                n = int(hyp.lengths[r])
-                att = hyp.attention[r, :n] if hyp.attention is not None else None
-                score = float(hyp.scores[r])
-                rows.append((hyp.tokens[r, :n].tolist(), score, score, att))
-            per = o.nbest if o.sample else 1
-            return [rows[i : i + per] for i in range(0, len(rows), per)]
-        nb = beam_search(self.model, src, src_mask, o.beam, o.nbest, max_len, ratio, o.alpha,
-                         o.normalize, o.no_repeat_ngram, o.attention)  # fmt: skip
-        return [
-            [(nb.tokens[i][j], nb.scores[i][j], nb.logprobs[i][j],
-              nb.attention[i][j] if nb.attention is not None else None)
-             for j in range(len(nb.tokens[i]))]
-            for i in range(len(nb.tokens))
-        ]  # fmt: skip
+        return search_rows(OPS, self.model, src, src_mask, o, max_len, ratio)
 
     def _result(self, src_tokens: list[str], ids, score, logprob, att) -> Translation:
         out_tokens = self.pipeline.tgt_vocab.decode(ids)

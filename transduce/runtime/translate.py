@@ -15,7 +15,7 @@ from transduce import searchcore as core
 from transduce.data.records import SEP, split_fields
 from transduce.data.tokenizers import build_tokenizer
 from transduce.data.vocab import BOS_ID, PAD_ID, Vocab
-from transduce.decoding import DecodeOptions, Translation
+from transduce.decoding import DecodeOptions, Translation, search_rows
 from transduce.runtime.model import OPS, ExportError, OnnxModel
 from transduce.searchcore import limit_inputs
 
@@ -114,32 +114,9 @@ class Translator:
 
     def _search(self, src, mask, o) -> list[list[tuple]]:
         """Per row: (ids, score, logprob, attention) tuples, best first."""
-        ops = self.model.ops
         max_len = o.max_len or self.defaults["max_len"]
         ratio = o.max_len_ratio if o.max_len_ratio is not None else self.defaults["max_len_ratio"]
-        if o.sample or (o.beam == 1 and o.nbest == 1):
-            if o.sample:
-                hyp = core.sample(ops, self.model, src, mask, o.nbest, o.temperature, o.top_k,
-                                  o.top_p, o.seed, max_len, ratio)  # fmt: skip
-            else:
-                argmax = ops.argmax
-                hyp = core.decode(ops, self.model, src, mask, max_len, ratio, argmax, o.attention)
-            rows = []
-            for r in range(hyp.tokens.shape[0]):
-                n = int(hyp.lengths[r])
-                att = hyp.attention[r, :n] if hyp.attention is not None else None
-                score = float(hyp.scores[r])
-                rows.append((hyp.tokens[r, :n].tolist(), score, score, att))
-            per = o.nbest if o.sample else 1
-            return [rows[i : i + per] for i in range(0, len(rows), per)]
-        nb = core.beam_search(ops, self.model, src, mask, o.beam, o.nbest, max_len, ratio,
-                              o.alpha, o.normalize, o.no_repeat_ngram, o.attention)  # fmt: skip
-        att = nb.attention
-        return [
-            [(nb.tokens[i][j], nb.scores[i][j], nb.logprobs[i][j],
-              att[i][j] if att is not None else None) for j in range(len(nb.tokens[i]))]
-            for i in range(len(nb.tokens))
-        ]  # fmt: skip
+        return search_rows(self.model.ops, self.model, src, mask, o, max_len, ratio)
 
     def _result(self, src_tokens: list[str], ids, score, logprob, att) -> Translation:
         out_tokens = self.pipeline.tgt_vocab.decode(ids)
