@@ -12,8 +12,10 @@ import yaml
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce import __version__
 from transduce.cli import build_parser, main
-from transduce.config import load_config, to_dict
-from transduce.metrics import bleu_lowercase
+from transduce.config import data_root, load_config, to_dict
+from transduce.data.corpus import read_lines
+from transduce.metrics import bleu_lowercase, bleu_lowercase_moses
+from transduce.translate import reference_language
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +139,39 @@ def test_lowercased_bleu_on_a_known_case():
     assert bleu_lowercase(hyps, refs)["bleu_lc_13a"] == 100.0
     cased = sacrebleu.corpus_bleu(["The Cat sat."], [["the cat sat ."]]).score
     assert bleu_lowercase(["The Cat sat."], ["the cat sat ."])["bleu_lc_13a"] > cased
+
+
+def test_moses_lowercased_bleu_splits_like_moses_not_13a():
+    # German "z.B." is one Moses token (a non-breaking prefix) but three 13a tokens; the
+    # hypothesis differs from the reference only in case.
+    hyp, ref = ["Zwei Hunde, z.B. am Strand."], ["zwei hunde , z.B. am strand ."]
+    scores = bleu_lowercase_moses(hyp, ref, "de")
+    assert scores["bleu_lc_moses"] == 100.0
+    assert "lc+moses-de" in scores["bleu_lc_moses_signature"]
+    assert bleu_lowercase_moses(["Zwei Katzen am Strand."], ref, "de")["bleu_lc_moses"] < 100
+    with pytest.raises(ValueError, match="1 hypotheses but 2 references"):
+        bleu_lowercase_moses(hyp, ref * 2, "de")
+
+
+def test_multi30k_reference_length_matches_the_published_log():
+    # Wu et al. (2021) print reflen=12103 for test_2016_flickr German: the Moses tokens of
+    # the lowercased reference, which is what bleu_lc_moses counts.
+    path = data_root() / "multi30k" / "test_2016_flickr.de.gz"
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    from sacremoses import MosesTokenizer
+
+    moses = MosesTokenizer(lang="de")
+    refs = read_lines(path)
+    assert sum(len(moses.tokenize(r.lower(), escape=False)) for r in refs) == 12103
+
+
+@pytest.mark.parametrize(
+    ("name", "lang"),
+    [("test_2016_flickr.de.gz", "de"), ("x/val.fr", "fr"), ("refs.txt", "en"), ("refs", "en")],
+)
+def test_reference_language_from_the_file_name(name, lang):
+    assert reference_language(name) == lang
 
 
 def test_average_names_the_steps(run_dir, capsys):

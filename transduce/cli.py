@@ -90,12 +90,13 @@ def translate_command(args: argparse.Namespace) -> None:
 
 def evaluate_command(args: argparse.Namespace) -> None:
     from transduce.export.command import load_translator
-    from transduce.translate import evaluate
+    from transduce.translate import evaluate, reference_language
 
     options = _decode_options(args)
     translator = load_translator(args)
     sources, references = read_lines(args.src), read_lines(args.ref)
-    scores = evaluate(translator, sources, references, options, output=args.output)
+    lang = args.ref_lang or reference_language(args.ref)
+    scores = evaluate(translator, sources, references, options, output=args.output, lang=lang)
     print(json.dumps(scores, ensure_ascii=False))
 
 
@@ -246,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--src", required=True, help="source lines (plain or .gz)")
             p.add_argument("--ref", required=True, help="reference lines (plain or .gz)")
             p.add_argument("--output", help="also write the hypotheses here, one per line")
+            p.add_argument("--ref-lang", help="the references' language for the Moses "
+                           "tokenizer of bleu_lc_moses (default: from --ref's name, e.g. "
+                           "test.de.gz -> de; else en)")  # fmt: skip
         p.set_defaults(func=func)
 
     p = sub.add_parser("average", help="average the last N kept checkpoints of a run")

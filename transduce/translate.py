@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import BOS_ID, PAD_ID
 from transduce.decoding import DecodeOptions, Translation, search_rows
-from transduce.metrics import bleu_chrf, bleu_lowercase, exact_match
+from transduce.metrics import bleu_chrf, bleu_lowercase, bleu_lowercase_moses, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import OPS
 from transduce.searchcore import limit_inputs
@@ -117,16 +118,25 @@ class Translator:
         return [t.text for t in self.translate_full(texts, options)]
 
 
+def reference_language(path: str | os.PathLike) -> str:
+    """The language code in a reference file's name (``test_2016_flickr.de.gz`` -> ``de``),
+    or ``en`` when the name has none."""
+    match = re.search(r"\.([a-z]{2,3})(\.gz)?$", os.fspath(path))
+    return match.group(1) if match and match.group(1) not in ("txt", "gz", "tsv") else "en"
+
+
 def evaluate(
     translator: Translator,
     sources: list[str],
     references: list[str],
     options: DecodeOptions | None = None,
     output: str | os.PathLike | None = None,
+    lang: str = "en",
 ) -> dict[str, float | str | int]:
-    """BLEU and chrF (sacrebleu, cased, detokenised), BLEU on lowercased 13a tokens (as
-    published Multi30k figures are often computed), exact match, token accuracy and
-    decoding speed. ``output``: also write the hypotheses there, one per line."""
+    """BLEU and chrF (sacrebleu, cased, detokenised), BLEU on lowercased 13a tokens and on
+    lowercased Moses tokens of language ``lang`` (as published Multi30k figures are
+    computed), exact match, token accuracy and decoding speed. ``output``: also write the
+    hypotheses there, one per line."""
     if len(sources) != len(references):
         raise ValueError(f"{len(sources)} source lines but {len(references)} reference lines")
     if not sources:
@@ -148,6 +158,7 @@ def evaluate(
         "n": len(sources),
         **bleu_chrf(hyps, references),
         **bleu_lowercase(hyps, references),
+        **bleu_lowercase_moses(hyps, references, lang),
         "exact": round(exact_match(hyps, references), 4),
         "token_acc": round(correct / max(total, 1), 4),
         "seconds": round(seconds, 3),
