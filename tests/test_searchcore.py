@@ -12,9 +12,10 @@ import torch
 
 from transduce import searchcore as core
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from transduce.numpy_ops import NumpyOps
 from transduce.search import TorchOps
 
-NP, TO = core.NumpyOps(), TorchOps()
+NP, TO = NumpyOps(), TorchOps()
 
 
 def test_special_ids_are_the_vocabularys():

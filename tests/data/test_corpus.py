@@ -17,9 +17,8 @@ from transduce.data.corpus import (
     read_line_pairs,
     read_lines,
     read_tsv,
-    split_by_source,
-    split_tail,
 )
+from transduce.data.splits import split_by_source, split_tail
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("TRANSDUCE_DATA", REPO.parent / "shared" / "data"))

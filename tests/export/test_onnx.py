@@ -136,7 +136,7 @@ def test_runtime_topk_graph_equals_numpy_topk(tmp_path):
     import onnxruntime as ort
 
     from transduce.export.onnx import write_topk
-    from transduce.searchcore import NumpyOps
+    from transduce.numpy_ops import NumpyOps
 
     write_topk(tmp_path / "topk.onnx")
     graph = NumpyOps(ort.InferenceSession(str(tmp_path / "topk.onnx")))

@@ -15,13 +15,7 @@ import numpy as np
 
 from transduce.config import DataConfig, data_path
 from transduce.data.batches import ParallelData
-from transduce.data.corpus import (
-    Parallel,
-    read_line_pairs,
-    read_tsv,
-    split_by_source,
-    split_tail,
-)
+from transduce.data.corpus import Parallel, read_line_pairs, read_tsv
 from transduce.data.records import (
     SEP,
     read_chatterbot,
@@ -30,6 +24,7 @@ from transduce.data.records import (
     split_fields,
     with_separator,
 )
+from transduce.data.splits import split_by_source, split_tail
 from transduce.data.tokenizers import (
     SUBWORD_KINDS,
     Tokenizer,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transduce.searchcore import NumpyOps
+from transduce.numpy_ops import NumpyOps
 
 OPS = NumpyOps()
 GRAPHS = ("encoder", "init_state", "step", "head")
