@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,6 +65,8 @@ def main() -> None:
             start = time.perf_counter()
             result = train(cfg, out)
             train_s += time.perf_counter() - start
+            if result.interrupted:  # SIGINT/SIGTERM: stop here, not with the next member
+                sys.exit(f"m4_hourly: interrupted in {out} at step {result.steps}")
             steps.append({"steps": result.steps, "best_step": result.best.get("step")})
             runs.append((cfg, out))
         history = read_series(data_path(cfg.series.train), cfg.series.format)
