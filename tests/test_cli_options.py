@@ -147,7 +147,7 @@ def test_moses_lowercased_bleu_splits_like_moses_not_13a():
     hyp, ref = ["Zwei Hunde, z.B. am Strand."], ["zwei hunde , z.B. am strand ."]
     scores = bleu_lowercase_moses(hyp, ref, "de")
     assert scores["bleu_lc_moses"] == 100.0
-    assert "lc+moses-de" in scores["bleu_lc_moses_signature"]
+    assert "lowercased+moses-de" in scores["bleu_lc_moses_signature"]
     assert bleu_lowercase_moses(["Zwei Katzen am Strand."], ref, "de")["bleu_lc_moses"] < 100
     with pytest.raises(ValueError, match="1 hypotheses but 2 references"):
         bleu_lowercase_moses(hyp, ref * 2, "de")

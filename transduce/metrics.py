@@ -69,11 +69,11 @@ def bleu_lowercase_moses(
     def tok(lines: Sequence[str]) -> list[str]:
         return [" ".join(moses.tokenize(line.lower(), escape=False)) for line in lines]
 
-    bleu = sacrebleu.metrics.BLEU(tokenize="none")
+    bleu = sacrebleu.metrics.BLEU(tokenize="none", force=True)  # tokenised on purpose
     b = bleu.corpus_score(tok(hyps), [tok(refs)])
     return {
         "bleu_lc_moses": round(b.score, 2),
-        "bleu_lc_moses_signature": f"lc+moses-{lang}|{bleu.get_signature()}",
+        "bleu_lc_moses_signature": f"lowercased+moses-{lang}|{bleu.get_signature()}",
     }
 
 
