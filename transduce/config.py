@@ -334,6 +334,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     return from_dict(Config, apply_overrides(data, list(overrides)))
 
 
+def load_run_config(run_dir: str | os.PathLike) -> Config:
+    """The config saved in a run directory; a directory without one is not a run."""
+    path = Path(run_dir, "config.yaml")
+    if not path.is_file():
+        raise FileNotFoundError(f"{Path(run_dir)}: not a transduce run (no config.yaml)")
+    return load_config(path)
+
+
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
     from transduce.checkpoint import atomic_write_text
 

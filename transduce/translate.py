@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from transduce import checkpoint as ckpt
-from transduce.config import Config, load_config
+from transduce.config import Config, load_run_config
 from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import BOS_ID, PAD_ID
@@ -36,9 +36,7 @@ class Translator:
         """Load ``run_dir``'s best weights (``"last"``: the latest; ``"averaged"``: the
         average written by ``transduce average``)."""
         run_dir = Path(run_dir)
-        if not (run_dir / "config.yaml").exists():
-            raise FileNotFoundError(f"{run_dir}: not a transduce run (no config.yaml)")
-        cfg = load_config(run_dir / "config.yaml")
+        cfg = load_run_config(run_dir)
         pipeline = TextPipeline.load(cfg.data, run_dir)
         model = build_model(
             cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab), sources=pipeline.fields

@@ -96,13 +96,11 @@ def export_ct2(
     """Convert the transformer run in ``run_dir`` into the CTranslate2 model ``out``."""
     from ctranslate2.converters.converter import Converter
 
-    from transduce.config import load_config
+    from transduce.config import load_run_config
     from transduce.translate import Translator
 
     run_dir, out = Path(run_dir), Path(out)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a transduce run (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir)
     if cfg.series is not None or cfg.model.preset != "transformer":
         raise ValueError(
             f"{run_dir}: preset {cfg.model.preset!r}: CTranslate2 has no recurrent decoder "

@@ -266,12 +266,10 @@ def export_onnx(
     quantize: str | None = None,
 ) -> Path:
     """Export the run in ``run_dir`` to ``out`` (graphs, vocabularies, ``manifest.json``)."""
-    from transduce.config import load_config
+    from transduce.config import load_run_config
 
     run_dir, out = Path(run_dir), Path(out)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a transduce run (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = base_manifest(cfg, "onnx", run_dir, checkpoint)
     if cfg.series is not None:

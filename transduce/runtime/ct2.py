@@ -23,9 +23,7 @@ class CT2Translator:
         import ctranslate2
 
         self.dir = Path(model_dir)
-        self.manifest = read_manifest(self.dir)
-        if self.manifest["engine"] != "ct2":
-            raise ExportError(f"{self.dir}: engine {self.manifest['engine']!r}, not ct2")
+        self.manifest = read_manifest(self.dir, engine="ct2")
         if not (self.dir / "model.bin").is_file():
             raise ExportError(f"{self.dir / 'model.bin'}: no such file (incomplete export)")
         self.pipeline = Pipeline(self.dir, self.manifest["text"])

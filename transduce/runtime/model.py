@@ -35,7 +35,8 @@ class Arrays:
         return Arrays({k: v[index] for k, v in self.arrays.items()})
 
 
-def read_manifest(model_dir: str | os.PathLike) -> dict:
+def read_manifest(model_dir: str | os.PathLike, engine: str | None = None) -> dict:
+    """An export's ``manifest.json``; ``engine``: also require that engine."""
     path = Path(model_dir, "manifest.json")
     if not path.is_file():
         raise ExportError(f"{path}: no such file (not an exported transduce model)")
@@ -45,6 +46,8 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
         raise ExportError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(manifest, dict) or "engine" not in manifest:
         raise ExportError(f"{path}: not a transduce export manifest (no 'engine')")
+    if engine is not None and manifest["engine"] != engine:
+        raise ExportError(f"{Path(model_dir)}: engine {manifest['engine']!r}, not {engine}")
     return manifest
 
 
@@ -55,9 +58,7 @@ class OnnxModel:
         import onnxruntime as ort
 
         self.dir = Path(model_dir)
-        self.manifest = read_manifest(self.dir)
-        if self.manifest["engine"] != "onnx":
-            raise ExportError(f"{self.dir}: engine {self.manifest['engine']!r}, not onnx")
+        self.manifest = read_manifest(self.dir, engine="onnx")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
