@@ -153,6 +153,21 @@ def test_encoder_packed_and_grouped_paths_agree(cell, bidirectional, task, make_
             torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_unpadded_sources_skip_packing_with_the_same_result(bidirectional, task, make_model):
+    # A batch without padding runs the RNN unpacked (packing's per-step slices cost O(S^2) in
+    # the backward); its rows must encode exactly as they do inside a padded, packed batch.
+    model = make_model("sutskever", "gru", encoder={"bidirectional": bidirectional})
+    full = task.src_mask.all(1)
+    assert full.any() and not full.all()
+    src, mask = task.src[full], task.src_mask[full]
+    with torch.no_grad():
+        alone = model.encoder(src, mask)
+        in_padded = model.encoder(task.src, task.src_mask)
+    torch.testing.assert_close(alone.outputs, in_padded.outputs[full], atol=1e-6, rtol=0)
+    torch.testing.assert_close(alone.final_h, in_padded.final_h[full], atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("bridge", ["copy", "linear"])
 @pytest.mark.parametrize("depths", [(2, 3), (3, 2)], ids=["enc2-dec3", "enc3-dec2"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
