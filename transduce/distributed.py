@@ -78,6 +78,9 @@ def launch(device: str = "auto") -> Iterator[Context]:
     dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
     try:
         yield current()
+        # Every rank reaches the end before any tears the group down: a gloo rank whose
+        # peer has already closed its connections can abort at exit.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
