@@ -81,10 +81,16 @@ class RNNEncoder(nn.Module):
         emb = self.embed(src)  # [B, S, E]
         if emb.shape[0] == 0:
             return self._empty(emb, src_mask)
+        # No padding (every forecasting window; text batches of one length): one plain call.
+        # Packing would cost more than it saves: PyTorch's packed step loop slices its input
+        # once per time step, and each slice's backward zero-fills an input-sized gradient,
+        # O(S^2) per batch (a lookback of 240 trained 5x slower per step than 168).
         # On CPU only the LSTM has a fused (oneDNN) kernel, and it does not take packed
         # sequences; GRU/RNN run PyTorch's step loop either way, so one packed loop over the
         # whole batch beats one loop per length group.
-        if emb.is_cuda or not isinstance(self.rnn, nn.LSTM):
+        if bool(src_mask.all()):
+            outputs, h, c = self._run(emb)
+        elif emb.is_cuda or not isinstance(self.rnn, nn.LSTM):
             outputs, h, c = self._run_packed(emb, src_mask)
         else:
             outputs, h, c = self._run_grouped(emb, src_mask)
@@ -98,20 +104,18 @@ class RNNEncoder(nn.Module):
 
     def _run_packed(self, emb: torch.Tensor, src_mask: torch.Tensor):
         """Packed sequences: cuDNN runs them natively; on CPU, PyTorch's step loop shrinks the
-        batch as sentences end. Sources with no padding (forecasting windows) skip the
-        packing: PyTorch's packed step loop slices its input once per time step, and each
-        slice's backward zero-fills an input-sized gradient, O(S^2) per batch (a lookback of
-        240 trained 5x slower per step than 168)."""
-        if bool(src_mask.all()):
-            out, final = self.rnn(emb)
-            h, c = final if isinstance(final, tuple) else (final, None)
-            return out, h, c
+        batch as sentences end."""
         lengths = src_mask.sum(1).clamp(min=1).cpu()
         packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed)
+        out, h, c = self._run(packed)
         outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=emb.shape[1])
-        h, c = final if isinstance(final, tuple) else (final, None)
         return outputs, h, c
+
+    def _run(self, x):
+        """The RNN on ``x`` (a tensor or a packed sequence) -> outputs, h, c (None but LSTM)."""
+        out, final = self.rnn(x)
+        h, c = final if isinstance(final, tuple) else (final, None)
+        return out, h, c
 
     def _run_grouped(self, emb: torch.Tensor, src_mask: torch.Tensor):
         """One fused (oneDNN) call per distinct source length, on unpadded rows (LSTM on CPU).
@@ -121,16 +125,10 @@ class RNNEncoder(nn.Module):
         """
         lengths = src_mask.sum(1).clamp(min=1)
         width = emb.shape[1]
-        groups = lengths.unique().tolist()
-        if groups == [width]:
-            out, final = self.rnn(emb)
-            h, c = final if isinstance(final, tuple) else (final, None)
-            return out, h, c
         rows, outs, hs, cs = [], [], [], []
-        for n in groups:
+        for n in lengths.unique().tolist():
             idx = (lengths == n).nonzero().squeeze(1)
-            out, final = self.rnn(emb[idx, :n])  # out: [b, n, dirs * H]
-            h, c = final if isinstance(final, tuple) else (final, None)
+            out, h, c = self._run(emb[idx, :n])  # out: [b, n, dirs * H]
             rows.append(idx)
             outs.append(F.pad(out, (0, 0, 0, width - n)))  # zeros at padded positions
             hs.append(h)
