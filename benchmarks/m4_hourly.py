@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from transduce.checkpoint import write_average
 from transduce.config import data_path, load_config
 from transduce.data.series import read_series
 from transduce.ensemble import combine_forecasts
@@ -49,6 +50,10 @@ def main() -> None:
         help="one ensemble member's extra overrides (repeat per member)",
     )  # fmt: skip
     parser.add_argument("--combine", choices=["median", "mean"], default="median")
+    parser.add_argument(
+        "--average", type=int, default=0, metavar="N",
+        help="forecast with the mean weights of each member's last N validation checkpoints",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="folder for the run directories (default: temporary)")
     args = parser.parse_args()
@@ -56,6 +61,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     members = [[kv for kv in m.split(";") if kv.strip()] for m in args.member] or [[]]
     base = [*args.set, f"train.threads={args.threads}"]
+    if args.average:  # keep enough checkpoints to average (a larger --set value still wins)
+        base.insert(0, f"train.keep_checkpoints={args.average}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
         runs, forecasts, train_s, steps = [], [], 0.0, []
@@ -68,11 +75,14 @@ def main() -> None:
             if result.interrupted:  # SIGINT/SIGTERM: stop here, not with the next member
                 sys.exit(f"m4_hourly: interrupted in {out} at step {result.steps}")
             steps.append({"steps": result.steps, "best_step": result.best.get("step")})
+            if args.average:
+                write_average(out, args.average)
             runs.append((cfg, out))
         history = read_series(data_path(cfg.series.train), cfg.series.format)
         actuals = read_series(data_path(cfg.series.test), cfg.series.format)
         start = time.perf_counter()
-        forecasts = [Forecaster.load(out).forecast(history.values) for _, out in runs]
+        weights = "averaged" if args.average else "best"
+        forecasts = [Forecaster.load(out, weights).forecast(history.values) for _, out in runs]
         forecast_s = time.perf_counter() - start
     period = cfg.series.period
     combined = combine_forecasts(forecasts, args.combine)
@@ -86,6 +96,7 @@ def main() -> None:
         "train_seconds": round(train_s, 1), "forecast_seconds": round(forecast_s, 2),
         **steps[0], "threads": args.threads,
         "finite": bool(np.isfinite(combined).all()), "overrides": args.set,
+        "weights": f"average of the last {args.average}" if args.average else "best",
     }  # fmt: skip
     if len(members) > 1:
         record["combine"] = args.combine

@@ -50,7 +50,7 @@ def run(tmp_path_factory):
                   "decoder": {"embed_size": 8, "hidden_size": 16}},
         "train": {"lr": 0.01, "batch_size": 16, "max_steps": 60, "epochs": 100,
                   "valid_every": 20, "valid_exact": False, "log_every": 0, "progress": False,
-                  "threads": 1},
+                  "threads": 1, "keep_checkpoints": 3},
     }  # fmt: skip
     (tmp / "fc.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     assert main(["-q", "train", str(tmp / "fc.yaml"), "--out", str(tmp / "run")]) == 0
@@ -79,6 +79,25 @@ def test_forecast_cli_writes_csv_and_scores(run, capsys):
     assert result["baselines"]["Naive2"]["owa"] == pytest.approx(1.0)
     # a strongly seasonal toy: the model must beat the non-seasonal naive forecast
     assert result["smape"] < result["baselines"]["Naive"]["smape"]
+
+
+def test_forecast_with_averaged_checkpoints(run, tmp_path, capsys):
+    """`transduce average` then `forecast --checkpoint averaged`: the average of the one last
+    kept checkpoint forecasts exactly as the last weights; of three, something else."""
+
+    def forecast(checkpoint: str) -> np.ndarray:
+        out = tmp_path / f"{checkpoint}.csv"
+        args = ["-q", "forecast", "--model", str(run / "run"), "--input", str(run / "hist.csv"),
+                "--output", str(out), "--checkpoint", checkpoint]  # fmt: skip
+        assert main(args) == 0
+        return np.array([[float(v) for v in r[1:]] for r in list(csv.reader(out.open()))[1:]])
+
+    assert main(["-q", "average", "--model", str(run / "run"), "--last", "1"]) == 0
+    assert np.array_equal(forecast("averaged"), forecast("last"))
+    assert main(["-q", "average", "--model", str(run / "run"), "--last", "3"]) == 0
+    averaged = forecast("averaged")
+    assert np.isfinite(averaged).all() and not np.array_equal(averaged, forecast("last"))
+    shutil.rmtree(run / "run" / "averaged")
 
 
 def test_resume_continues_exactly(run, tmp_path):

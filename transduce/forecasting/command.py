@@ -90,8 +90,9 @@ def add_parser(sub) -> None:
                    help="series layout (default: from the file's header)")  # fmt: skip
     p.add_argument("--on-bad-line", choices=["error", "skip"], default="error",
                    help="stop at a bad line (default) or skip and count it")  # fmt: skip
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best",
-                   help="best validation weights (default) or the last")  # fmt: skip
+    p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
+                   help="best validation weights (default), the last, or those written by "
+                        "`transduce average`")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--threads", type=opt.int_at_least(0), default=0,
                    help="torch CPU threads (0: torch's default)")  # fmt: skip
