@@ -94,6 +94,16 @@ def test_validation_bleu_and_early_stopping_on_it(tsv, tmp_path):
         train(tiny_config(tsv, train={"early_stop_metric": "bleu"}), tmp_path / "bad")
 
 
+def test_a_lowercasing_model_is_validated_against_lowercased_references(tsv):
+    from transduce.tasks.text import TextTask
+
+    refs = ["Ein Hund läuft.", "ÄRGER"]
+    for lowercase, expected in ((True, ["ein hund läuft.", "ärger"]), (False, refs)):
+        cfg = tiny_config(tsv, data={"lowercase": lowercase}, train={"valid_bleu": True})
+        task = TextTask(cfg, torch.nn.Linear(1, 1), None, None, None, refs)
+        assert task.valid_refs == expected
+
+
 def test_averaging(tsv, tmp_path):
     train(tiny_config(tsv, train={"keep_checkpoints": 3, "valid_every": 4, "epochs": 2}),
           tmp_path / "run")  # fmt: skip

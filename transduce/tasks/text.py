@@ -20,7 +20,8 @@ from transduce.search import greedy
 
 
 class TextTask:
-    """``model`` trained on ``train_data``; ``valid_refs``: raw target text for BLEU."""
+    """``model`` trained on ``train_data``; ``valid_refs``: raw target text for BLEU
+    (lowercased when ``data.lowercase`` is set, as the model's output is)."""
 
     def __init__(
         self,
@@ -36,6 +37,8 @@ class TextTask:
         if not needs.get(t.early_stop_metric, True):
             metric = t.early_stop_metric
             raise ValueError(f"train.early_stop_metric={metric} needs train.valid_{metric}: true")
+        if valid_refs is not None and cfg.data.lowercase:  # the model writes lowercase
+            valid_refs = [ref.lower() for ref in valid_refs]
         self.cfg, self.model, self.pipeline = cfg, model, pipeline
         self.train_data, self.valid_data, self.valid_refs = train_data, valid_data, valid_refs
         self.objective = Objective(model, "tokens", t.label_smoothing)
