@@ -214,3 +214,25 @@ def test_cli_forecast_with_an_ensemble(forecasters, tmp_path, capsys):
     assert main([*args, "--output", str(out), "--combine", "mean"]) == 0
     assert json.loads(capsys.readouterr().out)["horizon"] == 6
     assert len(out.read_text().splitlines()) == 1 + len(series)
+
+
+def test_a_run_of_the_other_kind_is_refused_in_one_line(runs, forecasters, tmp_path, capsys):
+    from transduce.cli import main
+
+    _, _, fcens = forecasters
+    src = tmp_path / "src.txt"
+    src.write_text("abc\n", encoding="utf-8")
+    series_run, text_run = str(fcens / "l12"), str(runs["a"])
+    cases = [
+        (["translate", "--model", series_run, "--input", str(src)], "a forecasting run"),
+        (["translate", "--model", text_run, "--model", series_run, "--input", str(src)],
+         "a forecasting run"),
+        (["forecast", "--model", text_run, "--input", str(src), "--output", "-"], "a text run"),
+        (["forecast", "--model", series_run, "--model", text_run, "--input", str(src),
+          "--output", "-"], "a text run"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from transduce import checkpoint as ckpt
-from transduce.config import Config, load_run_config
+from transduce.config import Config, ConfigError, load_run_config
 from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import BOS_ID, PAD_ID
@@ -37,6 +37,8 @@ class Translator:
         average written by ``transduce average``)."""
         run_dir = Path(run_dir)
         cfg = load_run_config(run_dir)
+        if cfg.series is not None:
+            raise ConfigError(f"{run_dir}: a forecasting run; use transduce forecast")
         pipeline = TextPipeline.load(cfg.data, run_dir)
         model = build_model(
             cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab), sources=pipeline.fields

@@ -15,7 +15,13 @@ import numpy as np
 import torch
 
 from transduce import checkpoint as ckpt
-from transduce.config import Config, SeriesConfig, data_path, load_config
+from transduce.config import (
+    Config,
+    ConfigError,
+    SeriesConfig,
+    data_path,
+    load_run_config,
+)
 from transduce.data.series import (
     ArrayData,
     SeriesSet,
@@ -111,7 +117,11 @@ class Forecaster:
     @classmethod
     def load(cls, run_dir: str | os.PathLike, checkpoint: str = "best", device: str = "cpu"):
         run_dir = Path(run_dir)
-        cfg = load_config(run_dir / "config.yaml")
+        cfg = load_run_config(run_dir)
+        if cfg.series is None:
+            raise ConfigError(
+                f"{run_dir}: a text run (no series section); forecast needs a series run"
+            )
         model = series_model(cfg)
         weights = run_dir / "model.safetensors"
         if checkpoint != "best":
