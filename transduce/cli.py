@@ -13,7 +13,8 @@ from pathlib import Path
 from transduce import cli_options as opt
 from transduce import data_command
 from transduce.config import ConfigError
-from transduce.data.corpus import DataError, read_lines
+from transduce.data.corpus import read_lines
+from transduce.errors import DataError
 from transduce.export.command import add_engine_flag
 from transduce.export.command import add_parser as add_export_parser
 from transduce.forecasting import command as forecast_command

@@ -15,7 +15,7 @@ from typing import IO
 
 import numpy as np
 
-from transduce.data.corpus import DataError
+from transduce.errors import DataError
 
 
 @dataclass

@@ -16,7 +16,7 @@ import logging
 import math
 from typing import Any, NamedTuple
 
-from transduce.data.corpus import DataError
+from transduce.errors import DataError
 
 log = logging.getLogger("transduce.translate")
 

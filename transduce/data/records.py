@@ -20,7 +20,6 @@ from pathlib import Path
 import yaml
 
 from transduce.data.corpus import (
-    DataError,
     Parallel,
     PathLike,
     ReadReport,
@@ -33,6 +32,7 @@ from transduce.data.corpus import (
     _reject,
     collect_pairs,
 )
+from transduce.errors import DataError
 
 FIELD_SEP = "\t"
 

@@ -14,7 +14,8 @@ import sys
 
 from transduce.cli_options import add_decode_flags, int_at_least
 from transduce.config import ConfigError
-from transduce.data.corpus import DataError, read_lines
+from transduce.data.corpus import read_lines
+from transduce.errors import DataError
 
 
 def load(model_dir: str, threads: int = 0):
