@@ -74,7 +74,7 @@ def _read_input(path: str | None) -> list[str]:
 
 
 def _decode_options(args: argparse.Namespace):
-    from transduce.decoding import options_from_args
+    from transduce.cli_options import options_from_args
 
     return options_from_args(args)
 
