@@ -90,6 +90,12 @@ def flag_of(f: Field) -> str | None:
     return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
 
 
+def flag_name(name: str) -> str:
+    """The command-line spelling of the DecodeOptions field ``name`` (``alpha`` ->
+    ``--length-penalty``; the field's name where it has no flag)."""
+    return next((flag_of(f) or f.name for f in option_fields() if f.name == name), name)
+
+
 def bounded(f: Field) -> Callable[[str], Any]:
     """An argparse ``type`` for a numeric option: its type and the bounds its metadata
     declares, refused with the flag's name (``argument --beam: must be ... >= 1, got 0``)."""
@@ -114,10 +120,9 @@ def check_decode_args(args: argparse.Namespace) -> DecodeOptions:
     any model loads; a bad combination is a ConfigError naming its flags."""
     values = {f.name: getattr(args, f.name) for f in option_fields() if flag_of(f)}
     values["attention"] = getattr(args, "format", "text") == "jsonl"
-    spell = {f.name: flag_of(f) or f.name for f in option_fields()}
     full = {f.name: values.get(f.name, f.default) for f in option_fields()}
     try:
-        check_rules(full, spell.__getitem__, lambda n: f"{spell[n]} {full[n]}")
+        check_rules(full, flag_name, lambda n: f"{flag_name(n)} {full[n]}")
     except OptionError as err:
         raise ConfigError(err.message) from None
     return DecodeOptions(**values)

@@ -45,7 +45,8 @@ def option(default: Any, help: str, **meta: Any) -> Any:
     in requests); ``http_default``: a request's default where it differs;
     ``http_le``/``http_ge``/``http_lt``: caps a server adds; ``needs``: the option without
     which this one means nothing (refused when set without it); ``beam_only``: refused with
-    ``sample``."""
+    ``sample``; ``best_effort``: an engine without it returns none rather than refusing
+    (unless it is asked for explicitly, as over HTTP)."""
     return field(default=default, metadata={"help": help, **meta})
 
 
@@ -130,6 +131,7 @@ class DecodeOptions:
         flag=None,
         http="return_attention",
         http_default=False,
+        best_effort=True,
     )
     max_input_len: int | None = option(
         None,

@@ -77,6 +77,7 @@ class TorchOps:
     argwhere = staticmethod(lambda x: x.nonzero())
     to_int = staticmethod(lambda x: x.long())
     to_float = staticmethod(lambda x: x.float())
+    to_numpy = staticmethod(lambda x: x.float().cpu().numpy())  # float32, on the host
     max = staticmethod(lambda x, dim: x.max(dim).values)
     argmax = staticmethod(lambda x: x.argmax(-1))
     repeat = staticmethod(lambda x, k: x.repeat_interleave(k))

@@ -114,10 +114,12 @@ def test_sampling_at_temperature_zero_is_greedy_and_seeded_sampling_repeats(expo
     g = core.decode(OPS, onnx, src, mask, MAX_LEN, None, OPS.argmax)
     s0 = core.sample(OPS, onnx, src, mask, MAX_LEN, temperature=0.0)
     assert s0.tokens.tolist() == g.tokens.tolist()
-    a = core.sample(OPS, onnx, src, mask, MAX_LEN, nbest=2, temperature=1.5, top_k=5, top_p=0.9,
-                    seed=7)
-    b = core.sample(OPS, onnx, src, mask, MAX_LEN, nbest=2, temperature=1.5, top_k=5, top_p=0.9,
-                    seed=7)
+    a = core.sample(
+        OPS, onnx, src, mask, MAX_LEN, nbest=2, temperature=1.5, top_k=5, top_p=0.9, seed=7
+    )
+    b = core.sample(
+        OPS, onnx, src, mask, MAX_LEN, nbest=2, temperature=1.5, top_k=5, top_p=0.9, seed=7
+    )
     assert a.tokens.tolist() == b.tokens.tolist() and a.tokens.shape[0] == 96
 
 

@@ -249,6 +249,17 @@ def split_fields(text: str, n: int) -> list[str]:
     return fields
 
 
+def pack_fields(encode, text: str, n: int) -> list[str]:
+    """Source tokens of ``text``: ``encode(text)``, or for ``n > 1`` fields each field's
+    tokens joined by :data:`SEP` (``f1 <sep> f2 ...``), as every engine feeds them."""
+    if n == 1:
+        return encode(text)
+    packed: list[str] = []
+    for i, field in enumerate(split_fields(text, n)):
+        packed += [SEP] * (i > 0) + encode(field)
+    return packed
+
+
 def with_separator(vocab):
     """``vocab`` with :data:`SEP` at id :data:`SEP_ID`, right after the specials."""
     from transduce.data.vocab import SPECIALS, Vocab

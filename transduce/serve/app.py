@@ -23,11 +23,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from transduce.decoding import Translation
 from transduce.serve import schemas as s
 from transduce.serve.backend import ServedModel, UnsupportedOption
 from transduce.serve.batcher import Arrivals, MicroBatcher
 from transduce.serve.limits import ServeLimits
-from transduce.translate import Translation
 
 log = logging.getLogger("transduce.serve")
 PAGE = Path(__file__).parent / "static" / "index.html"

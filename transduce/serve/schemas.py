@@ -41,10 +41,8 @@ class _TranslateBody(_Body):
         """The request's :class:`DecodeOptions`; a bad combination is an OptionError
         naming the request field (:func:`transduce.decoding.check_rules`)."""
         values = {f.name: getattr(self, name) for f, name in HTTP_FIELDS}
-        spell = {f.name: name for f, name in HTTP_FIELDS}
         full = {f.name: values.get(f.name, f.default) for f in option_fields()}
-        name = lambda n: spell.get(n, n)  # noqa: E731
-        check_rules(full, name, lambda n: f"{name(n)}={full[n]!r}")
+        check_rules(full, http_name, lambda n: f"{http_name(n)}={full[n]!r}")
         return DecodeOptions(**values)
 
     @model_validator(mode="after")
@@ -72,6 +70,14 @@ def _request_field(f: dataclasses.Field, kind: Any) -> tuple[Any, Any]:
 HTTP_FIELDS = [(f, f.metadata.get("http", f.name)) for f in option_fields()
                if f.metadata.get("http", f.name) is not None]  # fmt: skip
 _HINTS = typing.get_type_hints(DecodeOptions)
+
+
+def http_name(field: str) -> str:
+    """The request's name for the DecodeOptions field ``field`` (``alpha`` ->
+    ``length_penalty``)."""
+    return next((name for f, name in HTTP_FIELDS if f.name == field), field)
+
+
 TranslateRequest = create_model(
     "TranslateRequest",
     __base__=_TranslateBody,
