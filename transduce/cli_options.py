@@ -5,6 +5,7 @@ that need several flags at once (sampling flags without ``--sample``)."""
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Callable
 from dataclasses import Field
 from typing import Any
@@ -72,6 +73,16 @@ def probability(text: str) -> float:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value:g}")
     return value
+
+
+def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """Progress of ``transduce`` at INFO on stderr (WARNING with ``quiet``); every other
+    library's loggers at WARNING unless ``verbose`` (torch.onnx's exporter alone logs some
+    370 INFO lines per export)."""
+    fmt = "%(levelname)s %(name)s: %(message)s" if quiet else "%(message)s"
+    logging.basicConfig(format=fmt)
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("transduce").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def round_floats(value, digits: int):
@@ -155,8 +166,19 @@ def add_decode_flags(p: argparse.ArgumentParser) -> None:
         if f.type in ("bool", bool):
             g.add_argument(flag, dest=f.name, action="store_true", help=f.metadata["help"])
         elif "choices" in f.metadata:
-            g.add_argument(flag, dest=f.name, choices=f.metadata["choices"], default=f.default,
-                           help=f.metadata["help"])  # fmt: skip
+            g.add_argument(
+                flag,
+                dest=f.name,
+                choices=f.metadata["choices"],
+                default=f.default,
+                help=f.metadata["help"],
+            )
         else:
-            g.add_argument(flag, dest=f.name, type=bounded(f), default=f.default,
-                           metavar=f.metadata.get("metavar"), help=f.metadata["help"])  # fmt: skip
+            g.add_argument(
+                flag,
+                dest=f.name,
+                type=bounded(f),
+                default=f.default,
+                metavar=f.metadata.get("metavar"),
+                help=f.metadata["help"],
+            )

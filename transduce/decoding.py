@@ -57,7 +57,8 @@ class DecodeOptions:
     beam: int = option(1, "beam size (1: greedy; default 1)", ge=1, metavar="K", http_le=32)
     nbest: int = option(
         1,
-        "hypotheses per input (<= --beam), or samples with --sample",
+        "hypotheses per input (<= --beam), or samples with --sample; text output then "
+        "has one LINE<TAB>TEXT line per hypothesis",
         ge=1,
         metavar="N",
         http_le=32,
@@ -167,23 +168,33 @@ def check_rules(v: dict[str, Any], name: Callable[[str], str], given: Callable[[
     ``name`` spells it (``given`` spells it with its value: ``--beam 4``, ``beam=4``)."""
     if v["sample"] and v["beam"] > 1:
         raise OptionError(name("beam"), f"{given('beam')} and {name('sample')} exclude each other")
-    searching = [f.name for f in option_fields() if f.metadata.get("beam_only")
-                 and v[f.name] != f.default]  # fmt: skip
+    searching = [
+        f.name for f in option_fields() if f.metadata.get("beam_only") and v[f.name] != f.default
+    ]
     if v["sample"] and searching:
         verb = "applies" if len(searching) == 1 else "apply"
-        raise OptionError(name(searching[0]), f"{', '.join(map(name, searching))} {verb} to "
-                          f"beam search, not {name('sample')}")  # fmt: skip
+        raise OptionError(
+            name(searching[0]),
+            f"{', '.join(map(name, searching))} {verb} to beam search, not {name('sample')}",
+        )
     for needed in {f.metadata["needs"] for f in option_fields() if "needs" in f.metadata}:
-        idle = [f.name for f in option_fields()
-                if f.metadata.get("needs") == needed and v[f.name] != f.default]  # fmt: skip
+        idle = [
+            f.name
+            for f in option_fields()
+            if f.metadata.get("needs") == needed and v[f.name] != f.default
+        ]
         if idle and not v[needed]:
             spelt = ", ".join(name(n) for n in idle)
-            raise OptionError(name(idle[0]), f"{spelt} only apply with {name(needed)} "
-                              f"(add {name(needed)})")  # fmt: skip
+            raise OptionError(
+                name(idle[0]), f"{spelt} only apply with {name(needed)} (add {name(needed)})"
+            )
     if not v["sample"] and v["nbest"] > v["beam"]:
-        raise OptionError(name("nbest"), f"{given('nbest')} needs {name('beam')} >= "
-                          f"{v['nbest']} (or {name('sample')} for {v['nbest']} samples); "
-                          f"got {given('beam')}")  # fmt: skip
+        raise OptionError(
+            name("nbest"),
+            f"{given('nbest')} needs {name('beam')} >= "
+            f"{v['nbest']} (or {name('sample')} for {v['nbest']} samples); "
+            f"got {given('beam')}",
+        )
 
 
 def in_bounds(value: Any, meta: Any, prefix: str = "") -> bool:
@@ -206,8 +217,9 @@ def search_kwargs(fn: Callable, o: DecodeOptions) -> dict[str, Any]:
     being declared in both places, with no list of arguments to extend in between."""
     params = inspect.signature(fn).parameters.values()
     names = {f.name for f in option_fields()}
-    return {p.name: getattr(o, p.name) for p in params if p.kind == p.KEYWORD_ONLY
-            and p.name in names}  # fmt: skip
+    return {
+        p.name: getattr(o, p.name) for p in params if p.kind == p.KEYWORD_ONLY and p.name in names
+    }
 
 
 def search_rows(ops, model, src, src_mask, o: DecodeOptions, max_len: int, ratio) -> list:
@@ -227,8 +239,7 @@ def search_rows(ops, model, src, src_mask, o: DecodeOptions, max_len: int, ratio
             rows.append((hyp.tokens[r, :n].tolist(), score, score, att))
         per = o.nbest if o.sample else 1
         return [rows[i : i + per] for i in range(0, len(rows), per)]
-    nb = core.beam_search(ops, model, src, src_mask, **limits,
-                          **search_kwargs(core.beam_search, o))  # fmt: skip
+    nb = core.beam_search(ops, model, src, src_mask, **limits, **search_kwargs(core.beam_search, o))
     att = nb.attention
     return [
         [(nb.tokens[i][j], nb.scores[i][j], nb.logprobs[i][j],
@@ -272,14 +283,25 @@ def open_output(path: str | None) -> IO[str]:
         raise DataError(path, None, f"cannot write: {err.strerror or err}") from None
 
 
+def text_lines(first: int, results: list[list[Translation]], nbest: int = 1) -> str:
+    """The text format: the best text per input line; with ``nbest > 1``, every hypothesis
+    on its own line as ``LINE<TAB>TEXT`` (LINE: the input's line number, from 1; best
+    first; up to ``nbest`` lines per input, as a search may find fewer), like fairseq's and
+    Marian's n-best lists, so ``cut -f2`` or a group-by on the first column reads them."""
+    if nbest == 1:
+        return "".join(hyps[0].text + "\n" for hyps in results)
+    return "".join(f"{first + i}\t{h.text}\n" for i, hyps in enumerate(results) for h in hyps)
+
+
 def write_translations(
     inputs: list[str],
     batches: Iterable[list[list[Translation]]],
     output: str | None,
     fmt: str = "text",
+    nbest: int = 1,
 ) -> None:
     """Write each batch's results as it comes, in input order (a crash late in a long job
-    loses at most the batch being decoded): the best text per line, or ``jsonl`` records."""
+    loses at most the batch being decoded): :func:`text_lines` or ``jsonl`` records."""
     out = open_output(output)
     done = 0
     try:
@@ -289,7 +311,7 @@ def write_translations(
                 pairs = zip(part, results, strict=True)
                 out.write("".join(jsonl_line(src, hyps) + "\n" for src, hyps in pairs))
             else:
-                out.write("".join(hyps[0].text + "\n" for hyps in results))
+                out.write(text_lines(done + 1, results, nbest))
             out.flush()
             done += len(results)
     finally:

@@ -82,8 +82,10 @@ def resolve(model_dir: str | Path, engine: str = "auto") -> Engine:
         return get(found)
     if exported:
         raise ConfigError(f"--engine {engine}: {model_dir} is a {found} export")
-    raise ConfigError(f"--engine {engine}: {model_dir} is a training run; export it first "
-                      f"(transduce export {engine} --model {model_dir} --out DIR)")  # fmt: skip
+    raise ConfigError(
+        f"--engine {engine}: {model_dir} is a training run; export it first "
+        f"(transduce export {engine} --model {model_dir} --out DIR)"
+    )
 
 
 def load(
@@ -101,18 +103,26 @@ def load(
 
 
 register(Engine("torch", "transduce.translate:Translator", help="PyTorch, on a training run"))
-register(Engine(
-    "onnx", "transduce.runtime.translate:Translator", "transduce.export.onnx:export_onnx",
-    help="encoder, init_state, step and head graphs for onnxruntime (every preset)",
-    quantize=("int8",),
-))  # fmt: skip
-register(Engine(
-    "ct2", "transduce.runtime.ct2:CT2Translator", "transduce.export.ct2:export_ct2",
-    help="a CTranslate2 model (transformer preset only)",
-    quantize=("int8", "int16", "float32"),
-    refuses={
-        "alpha": "CTranslate2 has no GNMT length penalty; use normalize, or the onnx or "
-                 "torch engine",
-        "attention": "CTranslate2 models return no attention; use the onnx or torch engine",
-    },
-))  # fmt: skip
+register(
+    Engine(
+        "onnx",
+        "transduce.runtime.translate:Translator",
+        "transduce.export.onnx:export_onnx",
+        help="encoder, init_state, step and head graphs for onnxruntime (every preset)",
+        quantize=("int8",),
+    )
+)
+register(
+    Engine(
+        "ct2",
+        "transduce.runtime.ct2:CT2Translator",
+        "transduce.export.ct2:export_ct2",
+        help="a CTranslate2 model (transformer preset only)",
+        quantize=("int8", "int16", "float32"),
+        refuses={
+            "alpha": "CTranslate2 has no GNMT length penalty; use normalize, or the onnx or "
+            "torch engine",
+            "attention": "CTranslate2 models return no attention; use the onnx or torch engine",
+        },
+    )
+)

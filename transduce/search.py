@@ -106,8 +106,7 @@ def greedy(
     keep_attention: bool = True,
 ) -> Hypotheses:
     """Batched greedy decoding: the most probable token at every step."""
-    return core.decode(OPS, model, src, src_mask, max_len, max_len_ratio,
-                       attention=keep_attention)  # fmt: skip
+    return core.decode(OPS, model, src, src_mask, max_len, max_len_ratio, attention=keep_attention)
 
 
 # ---------------------------------------------------------------------- beam search
@@ -142,9 +141,20 @@ def beam_search(
     is exactly :func:`greedy`. The algorithm is :func:`transduce.searchcore.beam_search`,
     shared with the PyTorch-free runtime.
     """
-    return core.beam_search(OPS, model, src, src_mask, max_len, max_len_ratio, beam=beam_size,
-                            nbest=nbest, alpha=alpha, normalize=normalize,
-                            no_repeat_ngram=no_repeat_ngram, attention=keep_attention)  # fmt: skip
+    return core.beam_search(
+        OPS,
+        model,
+        src,
+        src_mask,
+        max_len,
+        max_len_ratio,
+        beam=beam_size,
+        nbest=nbest,
+        alpha=alpha,
+        normalize=normalize,
+        no_repeat_ngram=no_repeat_ngram,
+        attention=keep_attention,
+    )
 
 
 # ---------------------------------------------------------------------- sampling
@@ -174,8 +184,19 @@ def sample(
     Scores are log-probabilities under the model itself (before temperature and
     filtering). ``temperature=0`` picks the argmax, i.e. greedy decoding.
     """
-    return core.sample(OPS, model, src, src_mask, max_len, max_len_ratio, nbest=num_samples,
-                       temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)  # fmt: skip
+    return core.sample(
+        OPS,
+        model,
+        src,
+        src_mask,
+        max_len,
+        max_len_ratio,
+        nbest=num_samples,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+    )
 
 
 def rollout(

@@ -129,8 +129,9 @@ def filter_logits(ops, logits, top_k: int = 0, top_p: float = 1.0):
 # ---------------------------------------------------------------------- one row per hypothesis
 
 
-def decode(ops, model, src, src_mask, max_len, max_len_ratio=None, choose=None, *,
-           attention: bool = True) -> Hypotheses:  # fmt: skip
+def decode(
+    ops, model, src, src_mask, max_len, max_len_ratio=None, choose=None, *, attention: bool = True
+) -> Hypotheses:
     """One hypothesis per row, token chosen by ``choose(logits [b, V]) -> [b]`` (default:
     the argmax, greedy decoding). Rows that finish leave the batch (``select``), so later
     steps run on unfinished rows only. ``attention``: keep the weights ``[B, T, S]``.
@@ -183,9 +184,21 @@ def decode(ops, model, src, src_mask, max_len, max_len_ratio=None, choose=None, 
     return Hypotheses(tokens, lengths, scores, attention)
 
 
-def sample(ops, model, src, src_mask, max_len, max_len_ratio=None, *, nbest: int = 1,
-           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
-           attention: bool = True) -> Hypotheses:  # fmt: skip
+def sample(
+    ops,
+    model,
+    src,
+    src_mask,
+    max_len,
+    max_len_ratio=None,
+    *,
+    nbest: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    attention: bool = True,
+) -> Hypotheses:
     """Ancestral sampling, ``nbest`` per sentence: rows ``i * nbest + j`` (see
     ``search.sample``); ``temperature=0`` is the argmax."""
     expanded = ops.repeat(ops.arange(src.shape[0], src), nbest)
@@ -330,9 +343,21 @@ def log_probs(ops, model, features):
     return own(features) if own is not None else ops.log_softmax(ops.to_float(model.head(features)))
 
 
-def beam_search(ops, model, src, src_mask, max_len, max_len_ratio=None, *, beam: int,
-                nbest: int = 1, alpha: float = 0.0, normalize: bool = False,
-                no_repeat_ngram: int = 0, attention: bool = True) -> NBest:  # fmt: skip
+def beam_search(
+    ops,
+    model,
+    src,
+    src_mask,
+    max_len,
+    max_len_ratio=None,
+    *,
+    beam: int,
+    nbest: int = 1,
+    alpha: float = 0.0,
+    normalize: bool = False,
+    no_repeat_ngram: int = 0,
+    attention: bool = True,
+) -> NBest:
     """Batched beam search of width ``beam`` (see ``transduce.search.beam_search``)."""
     k, ratio, keep_attention = beam, max_len_ratio, attention
     if not 1 <= nbest <= k:

@@ -103,8 +103,14 @@ class TextDecoder:
         inputs), in order."""
         raise NotImplementedError
 
-    def _text(self, src_tokens: list[str], out_tokens: list[str], score: float,
-              logprob: float | None, attention: np.ndarray | None) -> Translation:  # fmt: skip
+    def _text(
+        self,
+        src_tokens: list[str],
+        out_tokens: list[str],
+        score: float,
+        logprob: float | None,
+        attention: np.ndarray | None,
+    ) -> Translation:
         text = self.pipeline.tgt_tok.decode(out_tokens)
         return Translation(text, src_tokens, list(out_tokens), score, attention, logprob)
 

@@ -79,8 +79,18 @@ class Translator(SearchDecoder):
 def reference_language(path: str | os.PathLike) -> str:
     """The language code in a reference file's name (``test_2016_flickr.de.gz`` -> ``de``),
     or ``en`` when the name has none."""
+    return moses_language(path)[0]
+
+
+def moses_language(path: str | os.PathLike, given: str | None = None) -> tuple[str, str]:
+    """The language of bleu_lc_moses' tokenizer and how it was chosen: ``given`` (the
+    ``--ref-lang`` flag), else the code in the reference file's name, else ``en``."""
+    if given:
+        return given, "--ref-lang"
     match = re.search(r"\.([a-z]{2,3})(\.gz)?$", os.fspath(path))
-    return match.group(1) if match and match.group(1) not in ("txt", "gz", "tsv") else "en"
+    if match and match.group(1) not in ("txt", "gz", "tsv"):
+        return match.group(1), f"the name of {os.path.basename(path)}"
+    return "en", f"the default: no language code in {os.path.basename(path)}'s name"
 
 
 def evaluate(

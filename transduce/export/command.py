@@ -66,15 +66,18 @@ def load_translator(args: argparse.Namespace):
     models = args.model if isinstance(args.model, list) else [args.model]
     found = {resolve_engine(m, getattr(args, "engine", "auto")) for m in models}
     if len(models) > 1 and found != {"torch"}:
-        raise ConfigError("--model: an ensemble decodes training runs with the torch "
-                          "engine; exported directories decode one at a time")  # fmt: skip
+        raise ConfigError(
+            "--model: an ensemble decodes training runs with the torch "
+            "engine; exported directories decode one at a time"
+        )
     if len(models) > 1:
         from transduce.ensemble import EnsembleTranslator
 
         translator = EnsembleTranslator.load(models, args.checkpoint, device=args.device)
     else:
-        translator = engines.load(models[0], found.pop(), args.checkpoint, args.device,
-                                  getattr(args, "threads", 0))  # fmt: skip
+        translator = engines.load(
+            models[0], found.pop(), args.checkpoint, args.device, getattr(args, "threads", 0)
+        )
     if hasattr(args, "sample"):  # a command with the decoding flags
         translator.check(options_from_args(args), flag_name)
     return translator

@@ -27,7 +27,9 @@ def translate(args: argparse.Namespace) -> None:
     translator = load(args.model, threads=args.threads)
     translator.check(options, flag_name)
     inputs = read_lines("-" if args.input is None else args.input)
-    write_translations(inputs, translator.iter_decode(inputs, options), args.output, args.format)
+    write_translations(
+        inputs, translator.iter_decode(inputs, options), args.output, args.format, options.nbest
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

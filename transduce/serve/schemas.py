@@ -67,8 +67,11 @@ def _request_field(f: dataclasses.Field, kind: Any) -> tuple[Any, Any]:
     return kind, Field(default, description=text, **bounds)
 
 
-HTTP_FIELDS = [(f, f.metadata.get("http", f.name)) for f in option_fields()
-               if f.metadata.get("http", f.name) is not None]  # fmt: skip
+HTTP_FIELDS = [
+    (f, f.metadata.get("http", f.name))
+    for f in option_fields()
+    if f.metadata.get("http", f.name) is not None
+]
 _HINTS = typing.get_type_hints(DecodeOptions)
 
 
