@@ -9,8 +9,8 @@ from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_co
 from transduce.checkpoint import load_trainer_state
 from transduce.config import TrainConfig, load_config
 from transduce.data.corpus import DataError
+from transduce.engine.teacher import teacher_forcing_ratio
 from transduce.train import train
-from transduce.trainer import teacher_forcing_ratio
 
 
 @pytest.fixture
