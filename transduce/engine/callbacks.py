@@ -21,6 +21,7 @@ every validation and on interruption);
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -34,6 +35,13 @@ if TYPE_CHECKING:  # the loop imports this module
 class NonFiniteError(ValueError):
     """Training produced a NaN or infinite loss (or weights): the run stops, the last
     checkpoint written before stays the run's ``last``/``best``."""
+
+
+def kept(run_dir: Path) -> str:
+    """What a run stopped by a non-finite value keeps, and what to change."""
+    last = run_dir / "last"
+    where = f"the last good checkpoint stays {last}" if last.exists() else "no checkpoint yet"
+    return f"{where} (lower train.lr or set train.clip_norm)"
 
 
 class Callback:
@@ -71,9 +79,7 @@ class Checkpointer(Callback):
     def on_save(self, loop: Loop, validated: bool, better: bool) -> None:
         if not all(bool(torch.isfinite(p).all()) for p in loop.model.parameters()):
             raise NonFiniteError(
-                f"the weights became non-finite by step {loop.step}; stopped, the last "
-                f"good checkpoint stays {loop.run_dir / 'last'} (lower train.lr or set "
-                "train.clip_norm)"
+                f"the weights became non-finite by step {loop.step}; stopped, " + kept(loop.run_dir)
             )
         snapshot = loop.state_dict()  # on every rank: it gathers the ranks' RNG states
         if loop.rank != 0:

@@ -31,7 +31,7 @@ from transduce import distributed, interrupt
 from transduce.config import Config, ConfigError
 from transduce.device import cpu_has_bf16, resolve_device
 from transduce.engine import parallel, state
-from transduce.engine.callbacks import Callback, Checkpointer, NonFiniteError
+from transduce.engine.callbacks import Callback, Checkpointer, NonFiniteError, kept
 from transduce.engine.progress import MetricsLog, Progress, planned_steps
 from transduce.engine.task import Task
 from transduce.engine.teacher import teacher_forcing_ratio
@@ -151,11 +151,8 @@ class Loop:
         """Stop before a NaN/inf reaches the weights: the update is not applied, so the
         weights and the last checkpoint stay as they were."""
         if not math.isfinite(value):
-            raise NonFiniteError(
-                f"the {what} is {value} at step {self.step + 1}; stopped before "
-                f"applying it, the last good checkpoint stays {self.run_dir / 'last'} "
-                "(lower train.lr or set train.clip_norm)"
-            )
+            raise NonFiniteError(f"the {what} is {value} at step {self.step + 1}; stopped "
+                                 f"before applying it, {kept(self.run_dir)}")  # fmt: skip
 
     def emit(self, event: str, *args: Any) -> None:
         """Call hook ``event`` of every callback, in order."""
