@@ -29,7 +29,7 @@ import torch
 
 from transduce import distributed, interrupt
 from transduce.config import Config, ConfigError
-from transduce.device import cpu_has_bf16, resolve_device
+from transduce.device import cpu_has_bf16, resolve_device, resolve_precision
 from transduce.engine import parallel, state
 from transduce.engine.callbacks import Callback, Checkpointer, NonFiniteError, kept
 from transduce.engine.progress import MetricsLog, Progress, planned_steps
@@ -83,7 +83,10 @@ class Loop:
         self.net = parallel.wrap(self.objective, self.device, world, unused)
         if self.tcfg.compile:  # validation and decoding stay eager
             self.net = torch.compile(self.net)
-        if self.tcfg.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
+        self.precision, why = resolve_precision(self.tcfg.precision, self.device)
+        if self.tcfg.precision == "auto" and rank == 0:
+            log.info("train.precision=auto: %s on %s", self.precision, why)
+        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
             log.warning(
                 "train.precision=bf16 on a CPU without AVX512-BF16 or AMX: bf16 matmuls are "
                 "emulated here and slower than fp32"
@@ -108,7 +111,7 @@ class Loop:
 
     def autocast(self):
         """bf16 autocast when configured (matmuls in bf16, the loss in fp32)."""
-        enabled = self.tcfg.precision == "bf16"
+        enabled = self.precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     # ------------------------------------------------------------------ one update
