@@ -137,7 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(RECIPE), help="training recipe (YAML)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
                         help="override train.precision (bf16 autocast)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--warmup", type=int, default=10)
@@ -181,7 +181,7 @@ def main() -> None:
         "tokens_per_step": round(statistics.mean(tokens)),
         "steps": args.steps,
         "warmup": args.warmup,
-        "precision": cfg.train.precision,
+        "precision": trainer.precision,  # what train.precision (auto: the machine) chose
         "threads": torch.get_num_threads(),
         "processes": ctx.world,
         "peak_rss_mib": round(rss, 1),  # per process (the largest rank's)
