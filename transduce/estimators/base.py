@@ -1,6 +1,6 @@
 """The estimator behind the array API's classes (:mod:`transduce.estimators`): Keras's
 verbs (``compile``, ``fit``, ``predict``, ``evaluate``, ``summary``, ``count_params``,
-``save``) on the project's models, trained by the project's Trainer. The array shapes and
+``save``) on the project's models, trained by the project's training loop. The array shapes and
 losses are described in the package's docstring.
 """
 
