@@ -15,11 +15,11 @@ from transduce.config import Config, ConfigError, load_run_config
 from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline
 from transduce.decoding import DecodeOptions, Translation
+from transduce.device import resolve_device
 from transduce.metrics import bleu_chrf, bleu_lowercase, bleu_lowercase_moses, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import OPS
 from transduce.textdecoder import SearchDecoder
-from transduce.trainer import resolve_device
 
 
 class Translator(SearchDecoder):
