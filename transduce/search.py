@@ -141,13 +141,7 @@ def beam_search(
     is exactly :func:`greedy`. The algorithm is :func:`transduce.searchcore.beam_search`,
     shared with the PyTorch-free runtime.
     """
-    return core.beam_search(
-        OPS,
-        model,
-        src,
-        src_mask,
-        max_len,
-        max_len_ratio,
+    options = dict(
         beam=beam_size,
         nbest=nbest,
         alpha=alpha,
@@ -155,6 +149,7 @@ def beam_search(
         no_repeat_ngram=no_repeat_ngram,
         attention=keep_attention,
     )
+    return core.beam_search(OPS, model, src, src_mask, max_len, max_len_ratio, **options)
 
 
 # ---------------------------------------------------------------------- sampling
@@ -184,19 +179,8 @@ def sample(
     Scores are log-probabilities under the model itself (before temperature and
     filtering). ``temperature=0`` picks the argmax, i.e. greedy decoding.
     """
-    return core.sample(
-        OPS,
-        model,
-        src,
-        src_mask,
-        max_len,
-        max_len_ratio,
-        nbest=num_samples,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        seed=seed,
-    )
+    options = dict(nbest=num_samples, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    return core.sample(OPS, model, src, src_mask, max_len, max_len_ratio, **options)
 
 
 def rollout(
