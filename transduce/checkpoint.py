@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
+from transduce import fileio
 from transduce.errors import DataError
 
 CKPT = "ckpt"  # the checkpoint directories of a run
@@ -45,41 +46,13 @@ def _step_fault(what: str) -> None:
         fault_hook(what)
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-def fsync_dir(path: str | os.PathLike) -> None:
-    """Make a rename inside ``path`` durable (POSIX: fsync the directory)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` (mode 0666 & ~umask, as any file the user makes: safetensors'
-    own ``save_file`` makes 0600 files), write ``data`` and fsync it."""
-    with open(path, "xb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+_tmp_name, _write_new = fileio.tmp_name, fileio.write_new
+fsync_dir = fileio.fsync_dir
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary name beside ``path``, fsync, rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    _step_fault(f"write {path.name}")
-    try:
-        _write_new(tmp, data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    fileio.atomic_write_bytes(path, data, before=_step_fault)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

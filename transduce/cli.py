@@ -14,7 +14,7 @@ from transduce import cli_options as opt
 from transduce import data_command
 from transduce.config import ConfigError
 from transduce.data.corpus import read_lines
-from transduce.errors import DataError
+from transduce.errors import DataError, missing_extra
 from transduce.export.command import add_engine_flag
 from transduce.export.command import add_parser as add_export_parser
 from transduce.forecasting import command as forecast_command
@@ -92,16 +92,12 @@ def translate_command(args: argparse.Namespace) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
+    from transduce.evaluation import evaluate_files
     from transduce.export.command import load_translator
-    from transduce.translate import evaluate, moses_language
 
     options = _decode_options(args)
     translator = load_translator(args)
-    sources, references = read_lines(args.src), read_lines(args.ref)
-    lang, how = moses_language(args.ref, args.ref_lang)
-    log.info("bleu_lc_moses: Moses tokenizer for %r, from %s (--ref-lang sets it)", lang, how)
-    scores = evaluate(translator, sources, references, options, output=args.output, lang=lang)
-    scores["bleu_lc_moses_lang"] = f"{lang} (from {how})"
+    scores = evaluate_files(translator, args.src, args.ref, options, args.output, args.ref_lang)
     print(json.dumps(scores, ensure_ascii=False))
 
 
@@ -284,19 +280,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "threads", 0):
+def _exports_only(args: argparse.Namespace) -> bool:
+    """Whether every model the command names is an export (``manifest.json``): then no
+    torch is needed, and importing it would cost a second or fail (the runtime install)."""
+    given = getattr(args, "model", None)
+    given = given if isinstance(given, list) else [given] if given else []
+    dirs = [d for m in given for d in (m if Path(m).is_dir() else m.partition("=")[2]).split("+")]
+    return bool(dirs) and all(Path(d, "manifest.json").is_file() for d in dirs)
+
+
+def _torch_threads(args: argparse.Namespace) -> None:
+    """``--threads N`` for torch, set before a model loads (exports' engines take theirs)."""
+    if getattr(args, "threads", 0) and not _exports_only(args):
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     opt.configure_logging(args.quiet, args.verbose)
     try:
+        _torch_threads(args)
         args.func(args)
     except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as err:
         if os.environ.get("TRANSDUCE_DEBUG"):
             raise
         print(f"transduce {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        if (advice := missing_extra(err)) is None or os.environ.get("TRANSDUCE_DEBUG"):
+            raise
+        print(f"transduce {args.command}: error: {advice}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"transduce {args.command}: interrupted", file=sys.stderr)

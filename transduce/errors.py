@@ -30,3 +30,19 @@ class OptionError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field, self.message = field, message
+
+
+# What only the `train` extra installs: a command that reaches one of these in an install
+# without it (pip install 'transduce[runtime]') says so in one line instead of a traceback.
+TRAIN_ONLY = ("torch", "safetensors", "matplotlib", "babel", "rouge_score", "pooch", "requests",
+              "onnx", "onnxscript", "tensorboard")  # fmt: skip
+
+
+def missing_extra(err: ModuleNotFoundError) -> str | None:
+    """The one-line advice for an import that only the training install provides, or None."""
+    module = (err.name or "").partition(".")[0]
+    if module not in TRAIN_ONLY:
+        return None
+    return (f"this needs {module}, which the PyTorch-free install leaves out: install "
+            "'transduce[train]' (and 'transduce[export]' to export), or decode an export "
+            "of the run (transduce export onnx|ct2)")  # fmt: skip

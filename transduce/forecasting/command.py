@@ -5,37 +5,50 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from transduce import cli_options as opt
 from transduce.config import ConfigError
 
 
-def _forecast_run(args: argparse.Namespace):
-    from transduce.data.series import read_series, require_positive
-    from transduce.forecasting.output import warn_short_series
-    from transduce.forecasting.pipeline import Forecaster
-
-    if not args.input:
-        raise ConfigError(f"{args.command}: give --input SERIES_FILE")
+def load_forecaster(args: argparse.Namespace):
+    """A run on torch, an ensemble of runs, or an export on the runtime (no torch)."""
     models = args.model if isinstance(args.model, list) else [args.model]
     if len(models) > 1:
         from transduce.ensemble import ForecastEnsemble
 
-        forecaster = ForecastEnsemble.load(models, args.checkpoint, args.device, args.combine)
-    else:
-        forecaster = Forecaster.load(models[0], args.checkpoint, device=args.device)
+        return ForecastEnsemble.load(models, args.checkpoint, args.device, args.combine)
+    if Path(models[0], "manifest.json").is_file():  # an export: onnxruntime, no torch
+        from transduce.runtime.forecast import ExportedForecaster
+
+        return ExportedForecaster.load(models[0], threads=getattr(args, "threads", 0))
+    from transduce.forecasting.pipeline import Forecaster
+
+    return Forecaster.load(models[0], args.checkpoint, device=args.device)
+
+
+def _forecast_run(args: argparse.Namespace):
+    from transduce.data.series import read_series, require_positive
+    from transduce.forecasting.output import warn_short_series
+
+    if not args.input:
+        raise ConfigError(f"{args.command}: give --input SERIES_FILE")
+    forecaster = load_forecaster(args)
     series = read_series(args.input, args.format, args.on_bad_line)
     members = getattr(forecaster, "members", [forecaster])
     for member in members:
-        require_positive(series, member.cfg.series.scaling)
+        require_positive(series, member.spec.scaling)
     actuals = read_series(args.actuals, args.format) if args.actuals else None
     warn_short_series(series, max(m.spec.lookback for m in members))
     return forecaster, series, forecaster.forecast(series.values), actuals
 
 
 def forecast_command(args: argparse.Namespace) -> None:
-    from transduce.forecasting.output import write_long_forecasts
-    from transduce.forecasting.pipeline import evaluate_forecasts, write_forecasts
+    from transduce.forecasting.output import (
+        evaluate_forecasts,
+        write_forecasts,
+        write_long_forecasts,
+    )
 
     forecaster, series, forecasts, actuals = _forecast_run(args)
     result = {"series": len(series), "horizon": forecasts.shape[1], "output": args.output}
@@ -76,12 +89,8 @@ def add_plot_flags(p: argparse.ArgumentParser) -> None:
     p.set_defaults(checkpoint="best", device="cpu")
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("forecast", help="forecast the steps after each series (and score them)")
-    p.add_argument("--model", required=True, action="append", metavar="DIR",
-                   help="run directory of a forecasting run; repeat for an ensemble")  # fmt: skip
-    p.add_argument("--combine", choices=["median", "mean"], default="median",
-                   help="how an ensemble combines forecasts (default median)")  # fmt: skip
+def add_io_flags(p: argparse.ArgumentParser) -> None:
+    """The series in and forecasts out (``transduce forecast`` and the runtime's)."""
     p.add_argument("--input", required=True, help="series file (M4 wide CSV or id,timestamp,value)")
     p.add_argument("--output", required=True,
                    help="CSV: id,F1..FH (id,timestamp,value for long input)")  # fmt: skip
@@ -90,10 +99,20 @@ def add_parser(sub) -> None:
                    help="series layout (default: from the file's header)")  # fmt: skip
     p.add_argument("--on-bad-line", choices=["error", "skip"], default="error",
                    help="stop at a bad line (default) or skip and count it")  # fmt: skip
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("forecast", help="forecast the steps after each series (and score them)")
+    p.add_argument("--model", required=True, action="append", metavar="DIR",
+                   help="a forecasting run's directory (repeat for an ensemble) or its "
+                   "ONNX export (transduce export onnx; runs without torch)")  # fmt: skip
+    p.add_argument("--combine", choices=["median", "mean"], default="median",
+                   help="how an ensemble combines forecasts (default median)")  # fmt: skip
+    add_io_flags(p)
     p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
                    help="best validation weights (default), the last, or those written by "
                         "`transduce average`")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--threads", type=opt.int_at_least(0), default=0,
-                   help="torch CPU threads (0: torch's default)")  # fmt: skip
+                   help="CPU threads of torch or onnxruntime (0: their default)")  # fmt: skip
     p.set_defaults(func=forecast_command)

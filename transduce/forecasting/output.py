@@ -12,8 +12,10 @@ from itertools import pairwise
 
 import numpy as np
 
-from transduce import checkpoint as ckpt
 from transduce.data.series import SeriesSet
+from transduce.errors import DataError
+from transduce.fileio import atomic_write_text
+from transduce.forecasting.metrics import baseline_scores, owa, score
 
 log = logging.getLogger("transduce.forecast")
 
@@ -86,7 +88,7 @@ def write_long_forecasts(path: str | os.PathLike, series: SeriesSet, forecasts: 
         first = first or describe_frequency(step)
         for stamp, value in zip(future_stamps(stamps, len(row), step), row, strict=True):
             rows.append(f"{name},{stamp},{value:.6g}")
-    ckpt.atomic_write_text(path, "\n".join(rows) + "\n")
+    atomic_write_text(path, "\n".join(rows) + "\n")
     return first or ""
 
 
@@ -99,3 +101,34 @@ def warn_short_series(series: SeriesSet, lookback: int) -> int:
         log.warning("%d of %d series are shorter than the lookback of %d values and are "
                     "left-padded: %s", len(short), len(series), lookback, names)  # fmt: skip
     return len(short)
+
+
+def evaluate_forecasts(
+    history: SeriesSet, actuals: SeriesSet, forecasts: np.ndarray, period: int
+) -> dict[str, float | dict]:
+    """sMAPE, MASE and OWA of ``forecasts`` and of the Naive/sNaive/Naive2 baselines."""
+    if history.ids != actuals.ids:
+        raise ValueError("the actuals' series ids differ from the history's (same order needed)")
+    h = forecasts.shape[1]
+    truth = [a[:h] for a in actuals.values]
+    if any(len(a) < h for a in truth):
+        raise ValueError(f"every actual series needs {h} values")
+    base = baseline_scores(history.values, truth, period)
+    ours = score(history.values, truth, list(forecasts), period)
+    ours["owa"] = owa(ours, base["Naive2"])
+    return {**ours, "baselines": base}
+
+
+def write_forecasts(path: str | os.PathLike, ids: list[str], forecasts: np.ndarray) -> None:
+    """``id,F1..FH`` (the M4 submission layout), written through ``path`` as it is (a
+    symlink, a FIFO, /proc/self/fd/1), like ``translate --output``."""
+    header = "id," + ",".join(f"F{i + 1}" for i in range(forecasts.shape[1]))
+    rows = [
+        f"{name}," + ",".join(f"{v:.6g}" for v in row)
+        for name, row in zip(ids, forecasts, strict=True)
+    ]
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join([header, *rows]) + "\n")
+    except OSError as err:
+        raise DataError(path, None, f"cannot write: {err.strerror or err}") from None

@@ -24,7 +24,6 @@ from transduce.config import (
 )
 from transduce.data.series import (
     ArrayData,
-    SeriesSet,
     WindowSpec,
     left_pad,
     make_windows,
@@ -36,6 +35,9 @@ from transduce.data.series import (
 from transduce.engine.loop import Loop
 from transduce.engine.run import run
 from transduce.forecasting.metrics import baseline_scores, owa, score
+
+# torch-free, so in output.py (the runtime's forecast uses them); still importable here
+from transduce.forecasting.output import evaluate_forecasts, write_forecasts  # noqa: F401
 from transduce.nn.models import build_value_model
 from transduce.search import rollout
 from transduce.tasks.series import SeriesTask
@@ -146,36 +148,3 @@ class Forecaster:
             pred, _ = rollout(self.model, src, mask, tgt_in, 1)  # [b, H, 1]
             out.append(pred[:, :, 0].float().cpu().numpy())
         return unscale(np.concatenate(out).astype(np.float64), w.level, spec)
-
-
-def evaluate_forecasts(
-    history: SeriesSet, actuals: SeriesSet, forecasts: np.ndarray, period: int
-) -> dict[str, float | dict]:
-    """sMAPE, MASE and OWA of ``forecasts`` and of the Naive/sNaive/Naive2 baselines."""
-    if history.ids != actuals.ids:
-        raise ValueError("the actuals' series ids differ from the history's (same order needed)")
-    h = forecasts.shape[1]
-    truth = [a[:h] for a in actuals.values]
-    if any(len(a) < h for a in truth):
-        raise ValueError(f"every actual series needs {h} values")
-    base = baseline_scores(history.values, truth, period)
-    ours = score(history.values, truth, list(forecasts), period)
-    ours["owa"] = owa(ours, base["Naive2"])
-    return {**ours, "baselines": base}
-
-
-def write_forecasts(path: str | os.PathLike, ids: list[str], forecasts: np.ndarray) -> None:
-    """``id,F1..FH`` (the M4 submission layout), written through ``path`` as it is (a
-    symlink, a FIFO, /proc/self/fd/1), like ``translate --output``."""
-    from transduce.errors import DataError
-
-    header = "id," + ",".join(f"F{i + 1}" for i in range(forecasts.shape[1]))
-    rows = [
-        f"{name}," + ",".join(f"{v:.6g}" for v in row)
-        for name, row in zip(ids, forecasts, strict=True)
-    ]
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join([header, *rows]) + "\n")
-    except OSError as err:
-        raise DataError(path, None, f"cannot write: {err.strerror or err}") from None
