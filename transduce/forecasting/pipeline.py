@@ -25,6 +25,7 @@ from transduce.config import (
 from transduce.data.series import (
     ArrayData,
     SeriesSet,
+    WindowArrays,
     WindowSpec,
     left_pad,
     make_windows,
@@ -34,8 +35,10 @@ from transduce.data.series import (
     unscale,
 )
 from transduce.engine.run import run
+from transduce.forecasting import conformal
 from transduce.forecasting.metrics import baseline_scores, owa, score
 from transduce.forecasting.trainer import ValueTrainer
+from transduce.nn.heads import quantile_levels
 from transduce.nn.models import build_value_model
 from transduce.search import rollout
 
@@ -47,9 +50,11 @@ def window_spec(s: SeriesConfig) -> WindowSpec:
 
 
 def series_model(cfg: Config) -> torch.nn.Module:
-    """One output value per step; the decoder also sees known features of the target steps."""
+    """One output value per step (the median, then interval quantiles with ``levels``); the
+    decoder also sees known features of the target steps."""
     spec = window_spec(cfg.series)
-    return build_value_model(cfg.model, spec.features, 1, spec.exog_features)
+    levels = len(cfg.series.levels)
+    return build_value_model(cfg.model, spec.features, 1, spec.exog_features, None, levels)
 
 
 def holdout_scorer(series: list[np.ndarray], valid, s: SeriesConfig, holdout: int):
@@ -72,9 +77,37 @@ def holdout_scorer(series: list[np.ndarray], valid, s: SeriesConfig, holdout: in
         with np.errstate(divide="ignore", invalid="ignore"):  # a flat history: MASE's scale 0
             ours = score(history, truth, list(forecasts), s.period)
             metrics = {"smape": ours["smape"], "mase": ours["mase"], "owa": owa(ours, naive2)}
+        if s.levels:
+            quantiles = unscale_all(pred.astype(np.float64), valid.level, spec)
+            metrics.update(quantile_scores(history, truth, quantiles, s))
         return {k: v for k, v in metrics.items() if np.isfinite(v)}  # metrics.jsonl: plain JSON
 
     return scorer
+
+
+def unscale_all(pred: np.ndarray, level: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """``pred [N, H, D]`` scaled -> the data's units, every column (the scalings are
+    monotone, so quantiles stay quantiles)."""
+    return np.stack([unscale(pred[:, :, d], level, spec) for d in range(pred.shape[2])], -1)
+
+
+def quantile_scores(history, truth, quantiles: np.ndarray, s: SeriesConfig) -> dict[str, float]:
+    """MSIS / ACD / coverage of each learned (uncalibrated) interval and the scaled pinball
+    loss of every quantile (each series' pinball over its MASE scale, averaged)."""
+    from transduce.forecasting.intervals import interval_scores, pinball, seasonal_scale
+
+    out, probs = {}, quantile_levels(s.levels)
+    for k, level in enumerate(sorted(s.levels)):
+        lo, hi = quantiles[:, :, 1 + 2 * k], quantiles[:, :, 2 + 2 * k]
+        got = interval_scores(history, truth, list(lo), list(hi), s.period, level)
+        out.update({f"{name}_{level:g}": value for name, value in got.items()})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per = [np.mean([pinball(y, quantiles[i, :, j], q) for j, q in enumerate(probs)])
+               / seasonal_scale(x, s.period) for i, (x, y) in enumerate(zip(history, truth,
+                                                                            strict=True))]  # fmt: skip
+    per = [v for v in per if np.isfinite(v)]
+    out["pinball"] = float(np.mean(per)) if per else float("nan")
+    return out
 
 
 def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0, world: int = 1):
@@ -96,23 +129,39 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0
     trainer = ValueTrainer(
         cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w), run_dir,
         loss=s.loss, scorer=holdout_scorer(data.values, valid_w, cfg.series, holdout),
-        rank=rank, world=world,
+        rank=rank, world=world, quantiles=quantile_levels(s.levels) if s.levels else None,
     )  # fmt: skip
     summary = (
         f"{len(data)} series: {len(train_w.src)} training windows, {len(valid_w.src)} "
         f"validation; {cfg.model.preset} {cfg.model.cell}"
     )
-    return run(trainer, resume, summary=summary)
+    result = run(trainer, resume, summary=summary)
+    if rank == 0 and holdout and (Path(run_dir) / "model.safetensors").exists():
+        write_calibration(run_dir, valid_w)
+    return result
+
+
+def write_calibration(run_dir: str | os.PathLike, valid: WindowArrays) -> Path:
+    """Conformal calibration of the best weights on the validation windows (per horizon
+    step; :mod:`transduce.forecasting.conformal`), written into the run."""
+    forecaster = Forecaster.load(run_dir)
+    pred = forecaster.rollout_windows(valid)  # [N, H, D] scaled
+    calibration = conformal.calibrate(pred, valid.target[:, :, 0].astype(np.float64),
+                                      forecaster.cfg.series.levels)  # fmt: skip
+    return conformal.save(run_dir, calibration)
 
 
 class Forecaster:
     """A trained forecasting run: ``forecast(series) -> [N, horizon]`` in the data's units."""
 
-    def __init__(self, cfg: Config, model: torch.nn.Module, device: str = "cpu"):
+    def __init__(
+        self, cfg: Config, model: torch.nn.Module, device: str = "cpu", calibration=None
+    ):
         if cfg.series is None:
             raise ValueError("this run is not a forecasting run (its config has no series)")
         self.cfg, self.spec = cfg, window_spec(cfg.series)
         self.model, self.device = model.to(device).eval(), device
+        self.calibration = calibration  # conformal.json of the run, or None
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, checkpoint: str = "best", device: str = "cpu"):
@@ -127,24 +176,50 @@ class Forecaster:
         if checkpoint != "best":
             weights = run_dir / checkpoint / "model.safetensors"
         ckpt.load_weights(model, weights)
-        return cls(cfg, model, device)
+        return cls(cfg, model, device, conformal.load(run_dir))
 
     @torch.no_grad()
-    def forecast(self, series: list[np.ndarray], batch_size: int = 512) -> np.ndarray:
-        """Forecast ``horizon`` values after the end of each series; ``[N, horizon]``."""
-        spec = self.spec
-        hist = np.stack([left_pad(x, spec.lookback) for x in series])  # [N, L]
-        w = make_windows(hist, np.zeros(len(series), dtype=np.int64), spec, None)
-        out = []
-        for i in range(0, len(series), batch_size):
+    def rollout_windows(self, w: WindowArrays, batch_size: int = 512) -> np.ndarray:
+        """The model's outputs on windows ``w``, scaled: ``[N, H, D]`` (D = 1, or the
+        median then ``(lo, hi)`` per learned level)."""
+        out, horizon = [], w.exog.shape[1]
+        for i in range(0, len(w.src), batch_size):
             src = torch.from_numpy(w.src[i : i + batch_size]).to(self.device)  # [b, L, F]
             first = torch.from_numpy(w.start[i : i + batch_size])[:, None]  # [b, 1, 1]
             exog = torch.from_numpy(w.exog[i : i + batch_size])  # [b, H, C]
-            tgt_in = torch.cat([first.expand(-1, spec.horizon, -1), exog], -1).to(self.device)
+            tgt_in = torch.cat([first.expand(-1, horizon, -1), exog], -1).to(self.device)
             mask = torch.ones(src.shape[:2], dtype=torch.bool, device=self.device)
-            pred, _ = rollout(self.model, src, mask, tgt_in, 1)  # [b, H, 1]
-            out.append(pred[:, :, 0].float().cpu().numpy())
-        return unscale(np.concatenate(out).astype(np.float64), w.level, spec)
+            pred, _ = rollout(self.model, src, mask, tgt_in, 1)  # [b, H, D]
+            out.append(pred.float().cpu().numpy())
+        return np.concatenate(out).astype(np.float64)
+
+    def windows(self, series: list[np.ndarray]) -> WindowArrays:
+        """The forecast windows: the last ``lookback`` values of each series."""
+        hist = np.stack([left_pad(x, self.spec.lookback) for x in series])  # [N, L]
+        return make_windows(hist, np.zeros(len(series), dtype=np.int64), self.spec, None)
+
+    def forecast(self, series: list[np.ndarray], batch_size: int = 512) -> np.ndarray:
+        """Forecast ``horizon`` values after the end of each series; ``[N, horizon]``."""
+        w = self.windows(series)
+        return unscale(self.rollout_windows(w, batch_size)[:, :, 0], w.level, self.spec)
+
+    def forecast_intervals(
+        self, series: list[np.ndarray], levels: list[float], batch_size: int = 512
+    ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """The point forecast ``[N, H]`` and, per level (``"80"``), the conformal interval
+        ``(lo, hi)``, each ``[N, H]``, in the data's units."""
+        if levels and self.calibration is None:
+            raise ConfigError("this run has no conformal calibration (conformal.json; runs "
+                              "trained before intervals existed): retrain it")  # fmt: skip
+        w = self.windows(series)
+        pred = self.rollout_windows(w, batch_size)
+        point = unscale(pred[:, :, 0], w.level, self.spec)
+        bands = {}
+        for level in levels:
+            lo, hi = conformal.bands(pred, self.calibration, level)
+            bands[conformal.label(level)] = (unscale(lo, w.level, self.spec),
+                                             unscale(hi, w.level, self.spec))  # fmt: skip
+        return point, bands
 
 
 def evaluate_forecasts(

@@ -36,7 +36,8 @@ class ValueTrainer(Loop):
         scorer=None,
         rank: int = 0,
         world: int = 1,
+        quantiles: list[float] | None = None,
     ):
-        task = SeriesTask(cfg, model, train_data, valid_data, loss, scorer)
+        task = SeriesTask(cfg, model, train_data, valid_data, loss, scorer, quantiles)
         super().__init__(cfg, task, run_dir, rank, world)
         self.kind, self.valid_data = loss, valid_data
