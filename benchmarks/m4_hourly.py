@@ -29,7 +29,7 @@ import torch
 from transduce.checkpoint import write_average
 from transduce.config import data_path, load_config
 from transduce.data.series import read_series
-from transduce.ensemble import combine_forecasts
+from transduce.forecasting.ensemble import combine_forecasts
 from transduce.forecasting.pipeline import Forecaster, evaluate_forecasts
 from transduce.train import train
 

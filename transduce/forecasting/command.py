@@ -19,7 +19,7 @@ def _forecast_run(args: argparse.Namespace):
         raise ConfigError(f"{args.command}: give --input SERIES_FILE")
     models = args.model if isinstance(args.model, list) else [args.model]
     if len(models) > 1:
-        from transduce.ensemble import ForecastEnsemble
+        from transduce.forecasting.ensemble import ForecastEnsemble
 
         forecaster = ForecastEnsemble.load(models, args.checkpoint, args.device, args.combine)
     else:

@@ -49,7 +49,7 @@ def calibrate(pred: np.ndarray, target: np.ndarray, levels: tuple[float, ...]) -
     first) and ``target [N, H]``, both scaled -> the per-step corrections of every level."""
     residual = np.abs(target - pred[:, :, 0])  # [N, H]
     per_step = lambda s, lv: [conformal_quantile(s[:, h], lv) for h in range(s.shape[1])]  # noqa: E731
-    out = {"windows": int(len(pred)), "levels": [float(v) for v in sorted(levels)]}
+    out = {"windows": len(pred), "levels": [float(v) for v in sorted(levels)]}
     out["residual"] = {label(lv): per_step(residual, lv) for lv in sorted({*GRID, *levels})}
     out["cqr"] = {}
     for k, lv in enumerate(sorted(levels)):

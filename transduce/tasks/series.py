@@ -60,7 +60,9 @@ class SeriesTask:
         self.cfg, self.model, self.kind, self.scorer = cfg, model, loss, scorer
         self.train_data, self.valid_data = train_data, valid_data
         self.quantiles = quantiles
-        self.objective = QuantileObjective(model, quantiles) if quantiles else Objective(model, loss)
+        self.objective = (
+            QuantileObjective(model, quantiles) if quantiles else Objective(model, loss)
+        )
 
     def _loss(self, out: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
         if self.quantiles:
