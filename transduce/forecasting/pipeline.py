@@ -158,9 +158,7 @@ def write_calibration(run_dir: str | os.PathLike, valid: WindowArrays) -> Path:
 class Forecaster:
     """A trained forecasting run: ``forecast(series) -> [N, horizon]`` in the data's units."""
 
-    def __init__(
-        self, cfg: Config, model: torch.nn.Module, device: str = "cpu", calibration=None
-    ):
+    def __init__(self, cfg: Config, model: torch.nn.Module, device: str = "cpu", calibration=None):
         if cfg.series is None:
             raise ValueError("this run is not a forecasting run (its config has no series)")
         self.cfg, self.spec = cfg, window_spec(cfg.series)
