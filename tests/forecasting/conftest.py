@@ -13,7 +13,7 @@ from transduce.cli import main
 H, M = 6, 6  # horizon and seasonal period
 
 
-def toy_series(n_series: int = 16, length: int = 72, seed: int = 0) -> np.ndarray:
+def toy_series(n_series: int = 24, length: int = 72, seed: int = 0) -> np.ndarray:
     """Noisy positive seasonal series ``[N, length]``."""
     rng = np.random.default_rng(seed)
     t = np.arange(length)
@@ -46,7 +46,8 @@ def tiny_series_config(train: str, **series) -> dict:
 
 @pytest.fixture(scope="session")
 def quantile_run(tmp_path_factory):
-    """(directory, history [N, 72]) of a run trained with ``levels: [80, 95]``."""
+    """(directory, history [24, 72]) of a run trained with ``levels: [80, 95]`` (24
+    validation windows: enough for a finite 95% conformal band, which needs 19)."""
     tmp = tmp_path_factory.mktemp("qrun")
     hist = toy_series()
     write_wide(tmp / "train.csv", hist)

@@ -55,7 +55,7 @@ def test_every_validation_reports_interval_metrics_and_the_run_holds_its_calibra
             assert key in r and np.isfinite(r[key])
         assert r["pinball"] > 0 and 0 <= r["coverage_80"] <= r["coverage_95"] <= 1
     calib = json.loads((tmp / "run" / "conformal.json").read_text())
-    assert calib["windows"] == 16 and calib["levels"] == [80.0, 95.0]
+    assert calib["windows"] == 24 and calib["levels"] == [80.0, 95.0]
     assert set(calib["cqr"]) == {"80", "95"} and {"50", "80", "90", "95", "99"} <= set(
         calib["residual"]
     )
@@ -71,7 +71,7 @@ def test_forecast_level_writes_nested_bands_around_the_point(quantile_run, capsy
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["id", "step", "value", "lo-80", "hi-80", "lo-95", "hi-95", "lo-50", "hi-50"]
     v = np.array([[float(c) for c in r[2:]] for r in rows[1:]])
-    assert len(v) == 16 * H
+    assert len(v) == 24 * H
     # the 50% band comes from the residual calibration, 80/95 from the learned quantiles
     assert (v[:, 3] <= v[:, 1]).all() and (v[:, 1] <= v[:, 2]).all() and (v[:, 2] <= v[:, 4]).all()
     assert (v[:, 1] < v[:, 0]).mean() > 0.9 and (v[:, 2] > v[:, 0]).mean() > 0.9
@@ -103,5 +103,5 @@ def test_onnx_export_carries_the_quantile_head(quantile_run):
     tgt_in = np.concatenate([np.repeat(w.start[:, None], H, 1), w.exog], -1).astype(np.float32)
     mask = np.ones(w.src.shape[:2], dtype=bool)
     got, _ = core.rollout(OPS, OnnxModel(out, threads=1), w.src, mask, tgt_in, 1)
-    assert ref.shape == got.shape == (16, H, 5)
+    assert ref.shape == got.shape == (24, H, 5)
     np.testing.assert_allclose(got, ref, atol=1e-4)
