@@ -9,6 +9,7 @@ long layout: ``unique_id, ds, y`` (the point forecast) and ``lo-80, hi-80, ...``
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from itertools import pairwise
 from pathlib import Path
@@ -43,17 +44,19 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
         raise DataError(where, None, f"no column {missing[0]!r} (need {', '.join(keys)}; "
                         f"got {', '.join(map(str, df.columns))})")  # fmt: skip
     extra = [c for c in df.columns if c not in KEYS]
+    line = lambda row: row + 2 if where != "DataFrame" else None  # noqa: E731 (file: header)
     for col in ([KEYS[2]] if need_y else []) + extra:
         values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
-            raise DataError(where, int(bad[0]) + 2, f"column {col!r}: {df[col].iloc[bad[0]]!r} "
-                            "is not a finite number")  # fmt: skip
+            row = int(bad[0])
+            raise DataError(where, line(row), f"row {row}: column {col!r}: "
+                            f"{str(df[col].iloc[row])[:30]!r} is not a finite number")  # fmt: skip
     dup = df.duplicated(["unique_id", "ds"]).to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
-        raise DataError(where, row + 2, f"series {df['unique_id'].iloc[row]!r} at "
-                        f"{df['ds'].iloc[row]} appears twice")  # fmt: skip
+        raise DataError(where, line(row), f"row {row}: series {df['unique_id'].iloc[row]!r} "
+                        f"at {df['ds'].iloc[row]} appears twice")  # fmt: skip
     df = df.assign(_order=np.arange(len(df)))
     ids = list(dict.fromkeys(df["unique_id"].astype(str)))
     groups = {str(k): g.sort_values("ds") for k, g in df.groupby(df["unique_id"].astype(str))}
@@ -100,8 +103,8 @@ def read_table(path: str | os.PathLike) -> SeriesSet:
         raise DataError(path, None, f"reading Parquet needs pyarrow: {err}") from None
     except (OSError, ValueError) as err:
         raise DataError(path, None, f"cannot read: {str(err).splitlines()[0][:200]}") from None
-    if "ds" in df.columns and df["ds"].dtype == object:
-        parsed = pd.to_datetime(df["ds"], errors="coerce")
+    if "ds" in df.columns and not pd.api.types.is_numeric_dtype(df["ds"]):
+        parsed = pd.to_datetime(df["ds"], errors="coerce")  # CSV dates arrive as text
         df["ds"] = parsed if parsed.notna().all() else df["ds"]
     return frame_to_series(df, os.fspath(path))
 
@@ -114,7 +117,9 @@ def future_ds(stamps: list, horizon: int) -> list:
         raise ValueError("a series needs two timestamps to continue them")
     if isinstance(stamps[-1], pd.Timestamp | np.datetime64):
         index = pd.DatetimeIndex(stamps[-min(len(stamps), 50) :])
-        freq = pd.infer_freq(index) if len(index) >= 3 else None
+        with warnings.catch_warnings():  # pandas 3 warns that it will return an offset
+            warnings.simplefilter("ignore")
+            freq = pd.infer_freq(index) if len(index) >= 3 else None
         if freq is not None:
             return list(pd.date_range(index[-1], periods=horizon + 1, freq=freq)[1:])
     step, _ = Counter(b - a for a, b in pairwise(stamps)).most_common(1)[0]
