@@ -61,5 +61,5 @@ def test_an_uncalibrated_level_is_refused_with_the_calibrated_ones():
     rng = np.random.default_rng(2)
     mean, truth = _draw(50, rng)
     calib = calibrate(mean[:, :, None], truth, ())
-    with pytest.raises(ValueError, match="level 73 is not calibrated.*50, 80, 90, 95, 99"):
+    with pytest.raises(ValueError, match=r"level 73 is not calibrated.*50, 80, 90, 95, 99"):
         bands(mean[:, :, None], calib, 73)

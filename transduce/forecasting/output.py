@@ -110,3 +110,13 @@ def warn_short_series(series: SeriesSet, lookback: int) -> int:
         log.warning("%d of %d series are shorter than the lookback of %d values and are "
                     "left-padded: %s", len(short), len(series), lookback, names)  # fmt: skip
     return len(short)
+
+
+def interval_records(point: np.ndarray, bands: dict) -> list[dict[str, list[float]]]:
+    """Per series, ``{"lo-80": [...], "hi-80": [...], ...}`` from ``forecast_intervals``'
+    bands: the ``intervals`` field of a ``/v1/forecast`` response (serve/schemas.py)."""
+    return [
+        {f"{side}-{key}": b[j][i].tolist() for key, b in bands.items()
+         for j, side in enumerate(("lo", "hi"))}
+        for i in range(len(point))
+    ]  # fmt: skip
