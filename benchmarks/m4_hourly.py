@@ -10,6 +10,11 @@ top of ``--set``), scores every member and their median (``--combine mean`` for 
     python benchmarks/m4_hourly.py --threads 2 --set train.max_seconds=900 \
         --member "train.seed=1" --member "train.seed=2;series.lookback=336" ...
 
+Intervals: ``--level 95 80`` (default 95) forecasts the recipe's conformal intervals and
+scores them with the M4 interval metrics (MSIS, ACD, coverage) beside the Naive benchmark's
+random-walk interval (official Hourly MSIS 71.245 / ACD 0.011, reproduced here).
+``--backtest K`` also times ``transduce backtest`` with K windows (one model, no refit).
+
 Data: ``$TRANSDUCE_DATA/m4/Hourly-{train,test}.csv`` (default ``../shared/data``).
 """
 
@@ -29,7 +34,9 @@ import torch
 from transduce.checkpoint import write_average
 from transduce.config import data_path, load_config
 from transduce.data.series import read_series
-from transduce.forecasting.ensemble import combine_forecasts
+from transduce.forecasting.backtest import backtest
+from transduce.forecasting.ensemble import ForecastEnsemble, combine_forecasts
+from transduce.forecasting.intervals import interval_scores, naive_interval
 from transduce.forecasting.pipeline import Forecaster, evaluate_forecasts
 from transduce.train import train
 
@@ -39,6 +46,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def _scores(history, actuals, forecasts, period: int) -> dict:
     s = evaluate_forecasts(history, actuals, forecasts, period)
     return {k: round(s[k], 3) for k in ("smape", "mase", "owa")} | {"baselines": s["baselines"]}
+
+
+def _interval_scores(history, actuals, bands: dict, period: int) -> dict:
+    """MSIS / ACD / coverage per level, and the Naive benchmark's 95% figures."""
+    h = len(next(iter(bands.values()))[0][0]) if bands else 48
+    truth = [a[:h] for a in actuals.values]
+    out = {}
+    for key, (lo, hi) in bands.items():
+        got = interval_scores(history.values, truth, list(lo), list(hi), period, float(key))
+        out[key] = {k: round(v, 3) for k, v in got.items()}
+    naive = [naive_interval(x, h) for x in history.values]
+    got = interval_scores(history.values, truth, [b[0] for b in naive], [b[1] for b in naive],
+                          period, 95.0)  # fmt: skip
+    out["naive_95"] = {k: round(v, 3) for k, v in got.items()}
+    return out
 
 
 def main() -> None:
@@ -54,6 +76,10 @@ def main() -> None:
         "--average", type=int, default=0, metavar="N",
         help="forecast with the mean weights of each member's last N validation checkpoints",
     )  # fmt: skip
+    parser.add_argument("--level", type=float, nargs="*", default=[95.0], metavar="PCT",
+                        help="interval levels to score (default 95; none: point only)")  # fmt: skip
+    parser.add_argument("--backtest", type=int, default=0, metavar="K",
+                        help="also time a K-window backtest of the first model")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="folder for the run directories (default: temporary)")
     args = parser.parse_args()
@@ -82,11 +108,22 @@ def main() -> None:
         actuals = read_series(data_path(cfg.series.test), cfg.series.format)
         start = time.perf_counter()
         weights = "averaged" if args.average else "best"
-        forecasts = [Forecaster.load(out, weights).forecast(history.values) for _, out in runs]
+        models = [Forecaster.load(out, weights) for _, out in runs]
+        outs = [m.forecast_intervals(history.values, args.level) for m in models]
+        forecasts = [o[0] for o in outs]
         forecast_s = time.perf_counter() - start
+        ensemble = ForecastEnsemble(models, args.combine)
+        _, bands = ensemble.forecast_intervals(history.values, args.level)
+        timing = {}
+        if args.backtest:
+            start = time.perf_counter()
+            bt = backtest(models[0], history, args.backtest, cfg.series.horizon, args.level)
+            timing = {"backtest_seconds": round(time.perf_counter() - start, 1),
+                      "backtest_owa": round(bt["overall"]["owa"], 3)}  # fmt: skip
     period = cfg.series.period
     combined = combine_forecasts(forecasts, args.combine)
     scores = _scores(history, actuals, combined, period)
+    intervals = _interval_scores(history, actuals, bands, period)
     r = lambda d: {k: round(v, 3) for k, v in d.items()}  # noqa: E731
     record = {
         "benchmark": "m4_hourly", "series": len(history), "horizon": cfg.series.horizon,
@@ -97,6 +134,7 @@ def main() -> None:
         **steps[0], "threads": args.threads,
         "finite": bool(np.isfinite(combined).all()), "overrides": args.set,
         "weights": f"average of the last {args.average}" if args.average else "best",
+        "intervals": intervals, **timing,
     }  # fmt: skip
     if len(members) > 1:
         record["combine"] = args.combine

@@ -68,3 +68,20 @@ def test_backtest_cli_on_a_trained_run(quantile_run, capsys):
     for key in ("smape", "mase", "owa", "msis_95", "coverage_80", "acd_95"):
         assert np.isfinite(result["overall"][key])
     assert json.loads((tmp / "bt.json").read_text())["windows"][0]["window"] == 0
+
+
+def test_refit_trains_each_window_on_its_own_history(quantile_run, tmp_path, capsys):
+    tmp, hist = quantile_run
+    capsys.readouterr()
+    args = ["backtest", "--model", str(tmp / "run"), "--windows", "1", "--refit",
+            "--out", str(tmp_path / "refit")]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["refit"] is True and np.isfinite(result["overall"]["owa"])
+    # the window's run never saw the last horizon values: its training file ends before them
+    from transduce.data.series import read_m4_wide
+
+    seen = read_m4_wide(tmp_path / "refit" / "window-0" / "series.csv")
+    assert [len(x) for x in seen.values] == [hist.shape[1] - 6] * len(hist)
+    np.testing.assert_allclose(seen.values[0], hist[0, :-6], rtol=1e-4)
+    assert (tmp_path / "refit" / "window-0" / "run" / "conformal.json").is_file()
