@@ -12,9 +12,11 @@ on each window's history alone. Window k (0 = oldest) of a series of length n fo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +119,7 @@ def _refit(forecaster, histories: list[np.ndarray], out: str | os.PathLike, k: i
     (root / "series.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     cfg = forecaster.cfg
     series = dataclasses.replace(cfg.series, train=str(root / "series.csv"), format="m4", test="")
-    train(dataclasses.replace(cfg, series=series), root / "run")
+    with contextlib.redirect_stdout(sys.stderr):  # stdout stays the backtest's JSON line
+        train(dataclasses.replace(cfg, series=series), root / "run")
     log.info("backtest window %d: refitted into %s", k, root / "run")
     return Forecaster.load(root / "run")
