@@ -14,6 +14,9 @@ Intervals: ``--level 95 80`` (default 95) forecasts the recipe's conformal inter
 scores them with the M4 interval metrics (MSIS, ACD, coverage) beside the Naive benchmark's
 random-walk interval (official Hourly MSIS 71.245 / ACD 0.011, reproduced here).
 ``--backtest K`` also times ``transduce backtest`` with K windows (one model, no refit).
+``--weekly-covariates`` trains on M4 Hourly as a long table whose future-known covariates
+are the phase in the week (sin, cos of the hour mod 168, counted from the series end, as
+the built-in hour-of-day phase is): a calendar feature the recipe does not have.
 
 Data: ``$TRANSDUCE_DATA/m4/Hourly-{train,test}.csv`` (default ``../shared/data``).
 """
@@ -63,6 +66,35 @@ def _interval_scores(history, actuals, bands: dict, period: int) -> dict:
     return out
 
 
+WEEK = 168
+
+
+def _week(t: np.ndarray) -> np.ndarray:
+    """``[len(t), 2]``: sin, cos of the phase in the week of steps ``t`` (0 = test start)."""
+    angle = 2 * np.pi * (t % WEEK) / WEEK
+    return np.stack([np.sin(angle), np.cos(angle)], -1)
+
+
+def weekly_table(history, path: Path) -> list[str]:
+    """Write the training series as a long table with the week-phase covariates; returns
+    the overrides that train on it."""
+    import pandas as pd
+
+    frames = []
+    for name, x in zip(history.ids, history.values, strict=True):
+        week = _week(np.arange(-len(x), 0))
+        frames.append(pd.DataFrame({"unique_id": name, "ds": np.arange(-len(x), 0), "y": x,
+                                    "week_sin": week[:, 0], "week_cos": week[:, 1]}))  # fmt: skip
+    pd.concat(frames).to_csv(path, index=False)
+    return [f"series.train={path}", "series.format=auto", "series.covariates=[week_sin,week_cos]"]
+
+
+def weekly_inputs(history, horizon: int) -> tuple:
+    """``forecast_intervals``' extra arguments: the covariates' history and future."""
+    past = [_week(np.arange(-len(x), 0)) for x in history.values]
+    return 512, past, [_week(np.arange(horizon))] * len(history)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "m4_hourly.yaml"))
@@ -80,6 +112,8 @@ def main() -> None:
                         help="interval levels to score (default 95; none: point only)")  # fmt: skip
     parser.add_argument("--backtest", type=int, default=0, metavar="K",
                         help="also time a K-window backtest of the first model")  # fmt: skip
+    parser.add_argument("--weekly-covariates", action="store_true",
+                        help="add the week phase as future-known covariates")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="folder for the run directories (default: temporary)")
     args = parser.parse_args()
@@ -91,6 +125,16 @@ def main() -> None:
         base.insert(0, f"train.keep_checkpoints={args.average}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
+        cfg0 = load_config(args.config, base)
+        history = read_series(data_path(cfg0.series.train), cfg0.series.format)
+        actuals = read_series(data_path(cfg0.series.test), cfg0.series.format)
+        extra_in = ()
+        if args.weekly_covariates:
+            if len(members) > 1:
+                sys.exit("m4_hourly: --weekly-covariates scores one model (no --member)")
+            root.mkdir(parents=True, exist_ok=True)
+            base += weekly_table(history, root / "hourly_weekly.csv")
+            extra_in = weekly_inputs(history, cfg0.series.horizon)
         runs, forecasts, train_s, steps = [], [], 0.0, []
         for i, extra in enumerate(members):
             cfg = load_config(args.config, [*base, *extra])
@@ -104,18 +148,18 @@ def main() -> None:
             if args.average:
                 write_average(out, args.average)
             runs.append((cfg, out))
-        history = read_series(data_path(cfg.series.train), cfg.series.format)
-        actuals = read_series(data_path(cfg.series.test), cfg.series.format)
         start = time.perf_counter()
         weights = "averaged" if args.average else "best"
         models = [Forecaster.load(out, weights) for _, out in runs]
-        outs = [m.forecast_intervals(history.values, args.level) for m in models]
+        outs = [m.forecast_intervals(history.values, args.level, *extra_in) for m in models]
         forecasts = [o[0] for o in outs]
         forecast_s = time.perf_counter() - start
-        ensemble = ForecastEnsemble(models, args.combine)
-        _, bands = ensemble.forecast_intervals(history.values, args.level)
+        bands = outs[0][1]
+        if len(models) > 1:
+            ensemble = ForecastEnsemble(models, args.combine)
+            _, bands = ensemble.forecast_intervals(history.values, args.level)
         timing = {}
-        if args.backtest:
+        if args.backtest and not extra_in:
             start = time.perf_counter()
             bt = backtest(models[0], history, args.backtest, cfg.series.horizon, args.level)
             timing = {"backtest_seconds": round(time.perf_counter() - start, 1),
@@ -134,7 +178,7 @@ def main() -> None:
         **steps[0], "threads": args.threads,
         "finite": bool(np.isfinite(combined).all()), "overrides": args.set,
         "weights": f"average of the last {args.average}" if args.average else "best",
-        "intervals": intervals, **timing,
+        "intervals": intervals, **timing, "weekly_covariates": args.weekly_covariates,
     }  # fmt: skip
     if len(members) > 1:
         record["combine"] = args.combine
