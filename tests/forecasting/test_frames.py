@@ -111,3 +111,11 @@ def test_future_known_covariates_move_the_forecasts(tmp_path):
     assert 15 < (on - off).mean() < 45
     with pytest.raises(Exception, match="futr_df"):
         forecaster.predict()
+
+
+def test_a_table_file_with_a_bad_date_names_its_line(tmp_path):
+    from transduce.forecasting.frames import read_table
+
+    (tmp_path / "t.csv").write_text("unique_id,ds,y\na,2024-01-01,1\na,notadate,2\n")
+    with pytest.raises(DataError, match=r"t.csv:3: row 1: column 'ds': 'notadate'"):
+        read_table(tmp_path / "t.csv")

@@ -105,3 +105,22 @@ def test_onnx_export_carries_the_quantile_head(quantile_run):
     got, _ = core.rollout(OPS, OnnxModel(out, threads=1), w.src, mask, tgt_in, 1)
     assert ref.shape == got.shape == (24, H, 5)
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_forecast_never_overwrites_its_input(quantile_run, capsys):
+    tmp, _ = quantile_run
+    before = (tmp / "train.csv").read_bytes()
+    args = ["forecast", "--model", str(tmp / "run"), "--input", str(tmp / "train.csv"),
+            "--output", str(tmp / "." / "train.csv"), "--level", "80"]  # fmt: skip
+    assert main(args) != 0
+    assert "is an input" in capsys.readouterr().err
+    assert (tmp / "train.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("levels", [[120], [0], [80, 80]])
+def test_bad_levels_are_refused_in_one_line(levels):
+    from transduce.config import ConfigError, SeriesConfig
+    from transduce.forecasting.pipeline import window_spec
+
+    with pytest.raises(ConfigError, match=r"series\.levels"):
+        window_spec(SeriesConfig(levels=tuple(levels)))

@@ -61,10 +61,21 @@ def _covariates(forecaster, series, future_path: str | None) -> tuple:
     return 512, series.covariates(names), future
 
 
+def refuse_overwrite(output: str | None, *inputs: str | None) -> None:
+    """An output never overwrites an input: stop before reading anything."""
+    import os
+
+    for path in inputs:
+        exist = output and path and os.path.exists(output) and os.path.exists(path)
+        if exist and os.path.samefile(output, path):
+            raise ConfigError(f"--output {output} is an input ({path}): choose another file")
+
+
 def forecast_command(args: argparse.Namespace) -> None:
     from transduce.forecasting.output import write_long_forecasts
     from transduce.forecasting.pipeline import evaluate_forecasts, write_forecasts
 
+    refuse_overwrite(args.output, args.input, args.actuals, args.future)
     forecaster, series, forecasts, actuals = _forecast_run(args)
     result = {"series": len(series), "horizon": forecasts.shape[1], "output": args.output}
     if series.timestamps and not isinstance(series.timestamps[0][0], str):  # a pandas table
@@ -152,6 +163,7 @@ def backtest_command(args: argparse.Namespace) -> None:
 
     if args.refit and not args.out:
         raise ConfigError("backtest --refit: give --out DIR for the per-window runs")
+    refuse_overwrite(args.output, args.input, args.actuals)
     forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
     s = forecaster.cfg.series
     path = args.input or data_path(s.train)

@@ -104,8 +104,13 @@ def read_table(path: str | os.PathLike) -> SeriesSet:
     except (OSError, ValueError) as err:
         raise DataError(path, None, f"cannot read: {str(err).splitlines()[0][:200]}") from None
     if "ds" in df.columns and not pd.api.types.is_numeric_dtype(df["ds"]):
-        parsed = pd.to_datetime(df["ds"], errors="coerce")  # CSV dates arrive as text
-        df["ds"] = parsed if parsed.notna().all() else df["ds"]
+        parsed = pd.to_datetime(df["ds"], errors="coerce", format="mixed")  # CSV: text dates
+        if parsed.isna().any():
+            row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+            text = str(df["ds"].iloc[row])[:30]
+            raise DataError(path, row + 2, f"row {row}: column 'ds': {text!r} is neither a "
+                            "date nor a number")  # fmt: skip
+        df["ds"] = parsed
     return frame_to_series(df, os.fspath(path))
 
 
@@ -141,7 +146,7 @@ def forecasts_frame(series: SeriesSet, point: np.ndarray, bands: dict | None = N
 
 
 def write_table(df: Any, path: str | os.PathLike) -> None:
-    """CSV, or Parquet for a ``.parquet`` path; refuses to overwrite an input (caller's)."""
+    """CSV, or Parquet for a ``.parquet`` path (the caller refuses to overwrite an input)."""
     path = Path(path)
     try:
         if path.suffix.lower() in (".parquet", ".pq"):

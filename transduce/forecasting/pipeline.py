@@ -46,6 +46,10 @@ log = logging.getLogger("transduce.forecast")
 
 
 def window_spec(s: SeriesConfig) -> WindowSpec:
+    bad = [lv for lv in s.levels if not 0 < lv < 100]
+    if bad or len(set(s.levels)) != len(s.levels):
+        raise ConfigError(f"series.levels: {list(s.levels)}: each a percentage strictly "
+                          "between 0 and 100, none twice")  # fmt: skip
     return WindowSpec(s.lookback, s.horizon, s.period, s.scaling, s.calendar, s.seasonal,
                       len(s.covariates), len(s.past_covariates))  # fmt: skip
 
