@@ -95,7 +95,7 @@ def weekly_inputs(history, horizon: int) -> tuple:
     return 512, past, [_week(np.arange(horizon))] * len(history)
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "m4_hourly.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -116,58 +116,74 @@ def main() -> None:
                         help="add the week phase as future-known covariates")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="folder for the run directories (default: temporary)")
-    args = parser.parse_args()
+    return parser
+
+
+def _train_members(args, members: list[list[str]], base: list[str], root: Path):
+    """Train each member; returns (run directories, seconds of training, steps per run)."""
+    runs, train_s, steps = [], 0.0, []
+    for i, extra in enumerate(members):
+        cfg = load_config(args.config, [*base, *extra])
+        out = root / ("run" if len(members) == 1 else f"member{i}")
+        start = time.perf_counter()
+        result = train(cfg, out)
+        train_s += time.perf_counter() - start
+        if result.interrupted:  # SIGINT/SIGTERM: stop here, not with the next member
+            sys.exit(f"m4_hourly: interrupted in {out} at step {result.steps}")
+        steps.append({"steps": result.steps, "best_step": result.best.get("step")})
+        if args.average:
+            write_average(out, args.average)
+        runs.append(out)
+    return runs, train_s, steps
+
+
+def _forecast(args, runs: list[Path], history, extra_in: tuple, horizon: int):
+    """Members' point forecasts, the (combined) bands, seconds, and the backtest timing."""
+    start = time.perf_counter()
+    weights = "averaged" if args.average else "best"
+    models = [Forecaster.load(out, weights) for out in runs]
+    outs = [m.forecast_intervals(history.values, args.level, *extra_in) for m in models]
+    forecast_s = time.perf_counter() - start
+    bands = outs[0][1]
+    if len(models) > 1:
+        _, bands = ForecastEnsemble(models, args.combine).forecast_intervals(
+            history.values, args.level
+        )
+    timing = {}
+    if args.backtest and not extra_in:
+        start = time.perf_counter()
+        bt = backtest(models[0], history, args.backtest, horizon, args.level)
+        timing = {"backtest_seconds": round(time.perf_counter() - start, 1),
+                  "backtest_owa": round(bt["overall"]["owa"], 3)}  # fmt: skip
+    return [o[0] for o in outs], bands, forecast_s, timing
+
+
+def main() -> None:
+    args = _parser().parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     members = [[kv for kv in m.split(";") if kv.strip()] for m in args.member] or [[]]
     base = [*args.set, f"train.threads={args.threads}"]
     if args.average:  # keep enough checkpoints to average (a larger --set value still wins)
         base.insert(0, f"train.keep_checkpoints={args.average}")
+    cfg = load_config(args.config, base)
+    history = read_series(data_path(cfg.series.train), cfg.series.format)
+    actuals = read_series(data_path(cfg.series.test), cfg.series.format)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
-        cfg0 = load_config(args.config, base)
-        history = read_series(data_path(cfg0.series.train), cfg0.series.format)
-        actuals = read_series(data_path(cfg0.series.test), cfg0.series.format)
         extra_in = ()
         if args.weekly_covariates:
             if len(members) > 1:
                 sys.exit("m4_hourly: --weekly-covariates scores one model (no --member)")
             root.mkdir(parents=True, exist_ok=True)
             base += weekly_table(history, root / "hourly_weekly.csv")
-            extra_in = weekly_inputs(history, cfg0.series.horizon)
-        runs, forecasts, train_s, steps = [], [], 0.0, []
-        for i, extra in enumerate(members):
-            cfg = load_config(args.config, [*base, *extra])
-            out = root / ("run" if len(members) == 1 else f"member{i}")
-            start = time.perf_counter()
-            result = train(cfg, out)
-            train_s += time.perf_counter() - start
-            if result.interrupted:  # SIGINT/SIGTERM: stop here, not with the next member
-                sys.exit(f"m4_hourly: interrupted in {out} at step {result.steps}")
-            steps.append({"steps": result.steps, "best_step": result.best.get("step")})
-            if args.average:
-                write_average(out, args.average)
-            runs.append((cfg, out))
-        start = time.perf_counter()
-        weights = "averaged" if args.average else "best"
-        models = [Forecaster.load(out, weights) for _, out in runs]
-        outs = [m.forecast_intervals(history.values, args.level, *extra_in) for m in models]
-        forecasts = [o[0] for o in outs]
-        forecast_s = time.perf_counter() - start
-        bands = outs[0][1]
-        if len(models) > 1:
-            ensemble = ForecastEnsemble(models, args.combine)
-            _, bands = ensemble.forecast_intervals(history.values, args.level)
-        timing = {}
-        if args.backtest and not extra_in:
-            start = time.perf_counter()
-            bt = backtest(models[0], history, args.backtest, cfg.series.horizon, args.level)
-            timing = {"backtest_seconds": round(time.perf_counter() - start, 1),
-                      "backtest_owa": round(bt["overall"]["owa"], 3)}  # fmt: skip
+            extra_in = weekly_inputs(history, cfg.series.horizon)
+        runs, train_s, steps = _train_members(args, members, base, root)
+        forecasts, bands, forecast_s, timing = _forecast(args, runs, history, extra_in,
+                                                         cfg.series.horizon)  # fmt: skip
     period = cfg.series.period
     combined = combine_forecasts(forecasts, args.combine)
     scores = _scores(history, actuals, combined, period)
-    intervals = _interval_scores(history, actuals, bands, period)
     r = lambda d: {k: round(v, 3) for k, v in d.items()}  # noqa: E731
     record = {
         "benchmark": "m4_hourly", "series": len(history), "horizon": cfg.series.horizon,
@@ -178,7 +194,8 @@ def main() -> None:
         **steps[0], "threads": args.threads,
         "finite": bool(np.isfinite(combined).all()), "overrides": args.set,
         "weights": f"average of the last {args.average}" if args.average else "best",
-        "intervals": intervals, **timing, "weekly_covariates": args.weekly_covariates,
+        "intervals": _interval_scores(history, actuals, bands, period), **timing,
+        "weekly_covariates": args.weekly_covariates,
     }  # fmt: skip
     if len(members) > 1:
         record["combine"] = args.combine

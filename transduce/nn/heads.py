@@ -65,6 +65,7 @@ class QuantileHead(nn.Module):
         self.n_levels = n_levels
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``features [..., F]`` -> ``[..., 1 + 2K]`` (median, lo_1, hi_1, ..., lo_K, hi_K)."""
         out = self.proj(self.dropout(features))  # [..., 1 + 2K]
         median = out[..., :1]
         down = torch.cumsum(nn.functional.softplus(out[..., 1 : 1 + self.n_levels]), -1)
