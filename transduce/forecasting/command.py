@@ -197,9 +197,12 @@ def add_backtest_parser(sub) -> None:
     p.add_argument("--refit", action="store_true", help="train afresh per window (slow)")
     p.add_argument("--out", help="--refit: directory for the per-window runs")
     p.add_argument("--output", help="also write the full result as JSON here")
-    p.add_argument("--format", choices=["auto", "m4", "long"], default="auto")
-    p.add_argument("--on-bad-line", choices=["error", "skip"], default="error")
-    p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best")
+    p.add_argument("--format", choices=["auto", "m4", "long"], default="auto",
+                   help="series layout (default: from the file's header)")  # fmt: skip
+    p.add_argument("--on-bad-line", choices=["error", "skip"], default="error",
+                   help="stop at a bad line (default) or skip and count it")  # fmt: skip
+    p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
+                   help="which weights forecast (default best, the calibrated ones)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--threads", type=opt.int_at_least(0), default=0,
                    help="torch CPU threads (0: torch's default)")  # fmt: skip
