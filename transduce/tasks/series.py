@@ -47,6 +47,8 @@ class QuantileObjective(Objective):
 
 
 class SeriesTask:
+    """``model`` trained on windows; ``loss`` and ``scorer`` as the module says."""
+
     def __init__(
         self,
         cfg: Config,
@@ -68,6 +70,14 @@ class SeriesTask:
         if self.quantiles:
             return pinball_loss(out, gold, self.quantiles)
         return regression_loss(out, gold, self.kind)
+
+    def plan(self, epoch: int, rank: int, world: int) -> list[np.ndarray]:
+        """Shuffled windows, ``train.batch_size`` a batch."""
+        t = self.cfg.train
+        return self.train_data.batch_order(t.batch_size, t.seed, epoch, rank=rank, world=world)
+
+    def batch(self, index: np.ndarray):
+        return self.train_data.batch(index)
 
     def validate(self, loop) -> dict[str, Any]:
         total, correct, count, outputs = 0.0, 0, 0, []
