@@ -1,8 +1,9 @@
 """Forecasts from an exported forecasting run (``transduce export onnx`` of a run with a
 ``series`` section), on onnxruntime and numpy: the runtime's counterpart of
-:class:`transduce.forecasting.pipeline.Forecaster`, with the same windows, roll-out and
-scaling, and no torch. ``transduce forecast`` and ``python -m transduce.runtime forecast``
-use it for an exported directory."""
+:class:`transduce.forecasting.pipeline.Forecaster`. Both are a
+:class:`~transduce.forecasting.windowed.WindowForecaster` (the same windows, covariates,
+scaling and conformal intervals); only the roll-out differs, and here it imports no torch.
+``transduce forecast`` and ``python -m transduce.runtime forecast`` use it for an export."""
 
 from __future__ import annotations
 
@@ -10,24 +11,16 @@ import os
 
 import numpy as np
 
-from transduce.data.series import WindowSpec, left_pad, make_windows, unscale
+from transduce.data.series import WindowArrays, WindowSpec
+from transduce.forecasting import conformal
+from transduce.forecasting.windowed import WindowForecaster
 from transduce.runtime.model import ExportError, OnnxModel
 from transduce.runtime.translate import rollout
 
 
-def forecast_inputs(series: list[np.ndarray], spec: WindowSpec):
-    """The model's inputs for forecasting after the end of each series: ``src [N, L, F]``,
-    ``tgt_in [N, H, 1 + C]`` (the last value repeated, then the known exogenous features)
-    and the windows (whose ``level [N]`` undoes the scaling)."""
-    hist = np.stack([left_pad(x, spec.lookback) for x in series])  # [N, L]
-    w = make_windows(hist, np.zeros(len(series), dtype=np.int64), spec, None)
-    first = np.repeat(w.start[:, None, :], spec.horizon, axis=1)  # [N, H, 1]
-    return w.src, np.concatenate([first, w.exog.astype(np.float32)], -1), w
-
-
-class ExportedForecaster:
+class ExportedForecaster(WindowForecaster):
     """``ExportedForecaster.load(DIR).forecast(series) -> [N, horizon]`` in the data's units;
-    ``spec``: the run's windows (lookback, horizon, period, scaling)."""
+    ``spec``: the run's windows (lookback, horizon, period, scaling, covariates)."""
 
     engine = "onnx"
 
@@ -37,18 +30,22 @@ class ExportedForecaster:
             raise ExportError(f"{model.dir}: a text export; forecast needs a forecasting run's")
         fields = dict(manifest["series"])
         self.out_dim: int = fields.pop("output_dim", 1)
+        self.levels = tuple(fields.pop("levels", ()))
+        self.covariate_names = tuple(fields.pop("covariate_names", ()))
         self.model, self.manifest, self.spec = model, manifest, WindowSpec(**fields)
+        self.calibration = conformal.load(model.dir)  # copied from the run by the export
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, threads: int = 0) -> ExportedForecaster:
         return cls(OnnxModel(model_dir, threads))
 
-    def forecast(self, series: list[np.ndarray], batch_size: int = 512) -> np.ndarray:
-        """Forecast ``horizon`` values after the end of each series; ``[N, horizon]``."""
-        src, tgt_in, w = forecast_inputs(series, self.spec)
-        out = []
-        for i in range(0, len(series), batch_size):
-            pred, _ = rollout(self.model, src[i : i + batch_size], tgt_in[i : i + batch_size],
-                              self.out_dim)  # fmt: skip
-            out.append(np.asarray(pred)[:, :, 0])  # [b, H]
-        return unscale(np.concatenate(out).astype(np.float64), w.level, self.spec)
+    def rollout_windows(self, w: WindowArrays, batch_size: int = 512) -> np.ndarray:
+        """The model's outputs on windows ``w``, scaled: ``[N, H, D]`` (D = 1, or the
+        median then ``(lo, hi)`` per learned level)."""
+        horizon, out = w.exog.shape[1], []
+        for i in range(0, len(w.src), batch_size):
+            first = np.repeat(w.start[i : i + batch_size, None, :], horizon, axis=1)  # [b, H, 1]
+            tgt_in = np.concatenate([first, w.exog[i : i + batch_size]], -1)  # [b, H, 1 + C]
+            pred, _ = rollout(self.model, w.src[i : i + batch_size], tgt_in, self.out_dim)
+            out.append(np.asarray(pred))  # [b, H, D]
+        return np.concatenate(out).astype(np.float64)
