@@ -8,6 +8,9 @@ oldest request arrived -- and without waiting at all when nothing suggests compa
 an idle server pays no batching delay. A batch takes one item from each waiting request in
 turn, and groups take turns, so a large request is split into batches and holds the others
 back by one batch at most. Each request gets exactly its own results, in its order.
+A batch is also bounded in work (``max_cost``, e.g. beam x output length per item), so a
+costly request is split into short batches; a request whose caller stopped waiting (its
+client disconnected, or its time ran out) is dropped before its next batch.
 
 This is the scheme of serving systems such as Clipper (Crankshaw et al., 2017, "Clipper: A
 Low-Latency Online Prediction Serving System", NSDI) with a fixed wait bound instead of an
@@ -73,13 +76,18 @@ class MicroBatcher:
         max_batch_size: int = 64,
         max_wait_ms: float = 5.0,
         arrivals: Arrivals | None = None,
+        cost: Callable[[Any], int] | None = None,
+        max_cost: int | None = None,
+        observe: Callable[[int, float], None] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size must be >= 1 and max_wait_ms >= 0")
         self.decode, self.executor = decode, executor
         self.max_batch_size, self.max_wait = max_batch_size, max_wait_ms / 1000
         self.arrivals = arrivals
-        self.calls = self.items = 0
+        self.cost, self.max_cost = cost, max_cost  # one item's work under given options
+        self.observe = observe  # called with (items, seconds) after each batched decode
+        self.calls = self.items = self.dropped = 0
         self._groups: OrderedDict[Hashable, deque[_Request]] = OrderedDict()
         self._ids = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +138,19 @@ class MicroBatcher:
     def _pending(self, key: Hashable) -> int:
         return sum(len(r.items) - r.handed for r in self._groups.get(key, ()))
 
+    def depth(self) -> int:
+        """Items waiting for a batch (requests whose caller gave up not counted)."""
+        return sum(
+            len(r.items) - r.handed for q in self._groups.values() for r in q if not r.future.done()
+        )
+
+    def _batch_limit(self, options: Any) -> int:
+        """Items per batch under ``options``: ``max_batch_size``, fewer for costly items
+        (never fewer than one)."""
+        if self.cost is None or self.max_cost is None:
+            return self.max_batch_size
+        return max(1, min(self.max_batch_size, self.max_cost // max(1, self.cost(options))))
+
     def _company_coming(self) -> bool:
         """Whether more requests are likely to join: some are being read, or the previous
         batch merged several (the server is under concurrent load)."""
@@ -140,7 +161,8 @@ class MicroBatcher:
         further request is on its way."""
         loop = asyncio.get_running_loop()
         deadline = self._groups[key][0].arrived + self.max_wait
-        while self._pending(key) < self.max_batch_size and self._company_coming():
+        limit = self._batch_limit(key[0])
+        while self._pending(key) < limit and self._company_coming():
             left = deadline - loop.time()
             if left <= 0:
                 return
@@ -152,13 +174,14 @@ class MicroBatcher:
 
     def _take(self, key: Hashable) -> list[tuple[_Request, int]]:
         """Up to ``max_batch_size`` (request, item index) pairs, one per request in turn."""
-        queue, batch = self._groups[key], []
-        while queue and len(batch) < self.max_batch_size:
+        queue, batch, limit = self._groups[key], [], self._batch_limit(key[0])
+        while queue and len(batch) < limit:
             for request in list(queue):
-                if len(batch) == self.max_batch_size:
+                if len(batch) == limit:
                     break
-                if request.future.done():  # cancelled: the client went away
+                if request.future.done():  # cancelled: the client went away, or timed out
                     queue.remove(request)
+                    self.dropped += len(request.items) - request.handed
                     continue
                 batch.append((request, request.handed))
                 request.handed += 1
@@ -177,6 +200,7 @@ class MicroBatcher:
         self._last_requests = len(requests)
         self.calls += 1
         self.items += len(items)
+        start = loop.time()
         try:
             results = await loop.run_in_executor(self.executor, self.decode, items, options)
         except Exception as err:  # fail the requests in this batch, keep serving the rest
@@ -185,6 +209,9 @@ class MicroBatcher:
                 if not request.future.done():
                     request.future.set_exception(err)
             return
+        finally:
+            if self.observe is not None:
+                self.observe(len(items), loop.time() - start)
         for (request, i), result in zip(batch, results, strict=True):
             request.results[i] = result
             request.done += 1
