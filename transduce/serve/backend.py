@@ -46,13 +46,18 @@ def training_summary(run_dir: Path, early_stop_metric: str) -> dict[str, Any]:
     if not path.exists():
         return {}
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        except ValueError:  # JSONDecodeError, or a number too long to read
             continue  # a line cut short by a crash says nothing about the best record
-    valid = [r for r in rows if r.get("split") == "valid" and early_stop_metric in r]
-    summary: dict[str, Any] = {"steps": max((r.get("step", 0) for r in rows), default=0)}
+    # a damaged file may hold any JSON: keep records (objects) with numbers where needed
+    rows = [r for r in rows if isinstance(r, dict)]
+    number = (int, float)
+    valid = [r for r in rows if r.get("split") == "valid"
+             and isinstance(r.get(early_stop_metric), number)]  # fmt: skip
+    steps = [r["step"] for r in rows if isinstance(r.get("step"), int)]
+    summary: dict[str, Any] = {"steps": max(steps, default=0)}
     if valid:
         sign = 1 if early_stop_metric == "loss" else -1
         best = min(valid, key=lambda r: sign * r[early_stop_metric])
