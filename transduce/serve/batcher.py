@@ -76,7 +76,7 @@ class MicroBatcher:
         max_batch_size: int = 64,
         max_wait_ms: float = 5.0,
         arrivals: Arrivals | None = None,
-        cost: Callable[[Any], int] | None = None,
+        cost: Callable[[Any, Any], int] | None = None,
         max_cost: int | None = None,
         observe: Callable[[int, float], None] | None = None,
     ) -> None:
@@ -85,7 +85,7 @@ class MicroBatcher:
         self.decode, self.executor = decode, executor
         self.max_batch_size, self.max_wait = max_batch_size, max_wait_ms / 1000
         self.arrivals = arrivals
-        self.cost, self.max_cost = cost, max_cost  # one item's work under given options
+        self.cost, self.max_cost = cost, max_cost  # cost(item, options): one item's work
         self.observe = observe  # called with (items, seconds) after each batched decode
         self.calls = self.items = self.dropped = 0
         self._groups: OrderedDict[Hashable, deque[_Request]] = OrderedDict()
@@ -144,12 +144,13 @@ class MicroBatcher:
             len(r.items) - r.handed for q in self._groups.values() for r in q if not r.future.done()
         )
 
-    def _batch_limit(self, options: Any) -> int:
-        """Items per batch under ``options``: ``max_batch_size``, fewer for costly items
-        (never fewer than one)."""
+    def _fits(self, batch: list[tuple[_Request, int]], spent: int, item: Any, options: Any):
+        """The batch's work with ``item`` added, or None if it would pass ``max_cost``
+        (the first item always fits)."""
         if self.cost is None or self.max_cost is None:
-            return self.max_batch_size
-        return max(1, min(self.max_batch_size, self.max_cost // max(1, self.cost(options))))
+            return spent
+        spent += self.cost(item, options)
+        return spent if spent <= self.max_cost or not batch else None
 
     def _company_coming(self) -> bool:
         """Whether more requests are likely to join: some are being read, or the previous
@@ -161,8 +162,7 @@ class MicroBatcher:
         further request is on its way."""
         loop = asyncio.get_running_loop()
         deadline = self._groups[key][0].arrived + self.max_wait
-        limit = self._batch_limit(key[0])
-        while self._pending(key) < limit and self._company_coming():
+        while self._pending(key) < self.max_batch_size and self._company_coming():
             left = deadline - loop.time()
             if left <= 0:
                 return
@@ -174,15 +174,21 @@ class MicroBatcher:
 
     def _take(self, key: Hashable) -> list[tuple[_Request, int]]:
         """Up to ``max_batch_size`` (request, item index) pairs, one per request in turn."""
-        queue, batch, limit = self._groups[key], [], self._batch_limit(key[0])
-        while queue and len(batch) < limit:
+        queue, batch, spent, full = self._groups[key], [], 0, False
+        while queue and not full:
             for request in list(queue):
-                if len(batch) == limit:
+                if len(batch) == self.max_batch_size:
+                    full = True
                     break
                 if request.future.done():  # cancelled: the client went away, or timed out
                     queue.remove(request)
                     self.dropped += len(request.items) - request.handed
                     continue
+                after = self._fits(batch, spent, request.items[request.handed], key[0])
+                if after is None:
+                    full = True
+                    break
+                spent = after
                 batch.append((request, request.handed))
                 request.handed += 1
                 if request.handed == len(request.items):

@@ -10,9 +10,10 @@ class ServeLimits:
     """What one request may ask for (``transduce serve`` flags of the same names).
 
     ``max_compute`` bounds a translation's decoding work, counted as texts x beam (or
-    n-best samples) x output length cap; the micro-batcher also splits work into batches
-    of at most this much, so one batch -- and so the wait of any other request -- stays
-    short however large the admissible request is.
+    n-best samples) x output length cap. ``max_batch_cost`` bounds one batched decode:
+    the micro-batcher splits work into batches whose items' beam x (source characters +
+    output length cap) sum to at most this, so one batch -- and so the wait of any other
+    request -- stays short however large the admissible request is.
     """
 
     max_texts: int = 256  # inputs (or series) per request
@@ -21,7 +22,8 @@ class ServeLimits:
     max_body_kb: int = 4096  # request body size
     max_batch_size: int = 64  # inputs per batched decode
     max_wait_ms: float = 5.0  # how long a batch waits to fill
-    max_compute: int = 8000  # texts x beam x max_len per request (and per batch)
+    max_compute: int = 100_000  # texts x beam x max_len per request
+    max_batch_cost: int = 16_000  # sum of beam x (source chars + max_len) in one batch
     decode_timeout_s: float = 60.0  # a request's decode is cancelled after this long
     max_errors: int = 20  # validation errors reported in one reply
     max_keys: int = 1000  # JSON object keys (all levels) in one request body
@@ -31,3 +33,9 @@ def compute_cost(texts: int, beam: int, nbest: int, sample: bool, max_len: int) 
     """A translation's decoding work in ``max_compute`` units: hypotheses kept per text
     (the beam, or the n-best samples drawn) x output steps, summed over texts."""
     return texts * (nbest if sample else beam) * max_len
+
+
+def batch_cost(text: str, beam: int, nbest: int, sample: bool, max_len: int) -> int:
+    """One input's share of a batch: every hypothesis carries the encoded source (memory
+    and attention grow with its length) through up to ``max_len`` steps."""
+    return (nbest if sample else beam) * (len(text) + max_len)
