@@ -1,0 +1,219 @@
+"""Operations: Prometheus metrics count what happened, request ids round-trip, readiness
+flips only once models are loaded, every client mistake of the hardening sweep is a 4xx,
+and a request whose caller gave up is dropped from the batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from transduce.serve.app import create_app
+from transduce.serve.backend import load_models
+from transduce.serve.batcher import MicroBatcher
+from transduce.serve.limits import ServeLimits
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def models(text_run, series_run):
+    return load_models([str(text_run), f"fc={series_run}"])
+
+
+def samples(client: TestClient) -> dict[tuple, float]:
+    out = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_count_requests_inputs_and_batches(models):
+    with TestClient(create_app(models)) as c:
+        for i in range(5):
+            assert c.post("/v1/translate", json={"texts": ["αβγ"] * (i + 1)}).status_code == 200
+        assert c.post("/v1/translate", json={"texts": []}).status_code == 422
+        m = samples(c)
+        route = ("route", "/v1/translate")
+        ok = m[("transduce_requests_total", (("method", "POST"), route, ("status", "200")))]
+        bad = m[("transduce_requests_total", (("method", "POST"), route, ("status", "422")))]
+        assert (ok, bad) == (5, 1)
+        assert m[("transduce_inputs_decoded_total", (("model", "greek"),))] == 15
+        calls = c.app.state.batchers["greek"].calls
+        assert m[("transduce_batch_size_count", (("model", "greek"),))] == calls
+        assert m[("transduce_batch_size_sum", (("model", "greek"),))] == 15
+        assert m[("transduce_request_seconds_count", (route,))] == 6
+        assert m[("transduce_queue_depth", (("model", "greek"),))] == 0
+        assert m[("transduce_ready", ())] == 1
+
+
+def test_request_ids_round_trip(models):
+    with TestClient(create_app(models)) as c:
+        got = c.get("/health", headers={"X-Request-ID": "abc-123"})
+        assert got.headers["x-request-id"] == "abc-123"
+        fresh = {c.get("/health/live").headers["x-request-id"] for _ in range(3)}
+        assert len(fresh) == 3 and all(len(x) == 32 for x in fresh)
+        odd = c.get("/health", headers={"X-Request-ID": "a b\tc" * 50})  # not echoed as is
+        assert odd.headers["x-request-id"] != "a b\tc" * 50
+
+
+def test_ready_flips_only_after_loading(models):
+    release = threading.Event()
+
+    def loader():
+        release.wait(30)
+        return models
+
+    app = create_app(loader=loader, names=list(models))
+    with TestClient(app) as c:
+        assert c.get("/health/live").status_code == 200
+        assert c.get("/health/ready").status_code == 503
+        refused = c.post("/v1/translate", json={"texts": ["αβ"]})
+        assert refused.status_code == 503 and refused.json()["field"] == "model"
+        release.set()
+        for _ in range(200):
+            if c.get("/health/ready").status_code == 200:
+                break
+            time.sleep(0.02)
+        assert c.get("/health/ready").json()["status"] == "ok"
+        assert c.get("/health").status_code == 200
+        assert c.post("/v1/translate", json={"texts": ["αβ"]}).status_code == 200
+
+
+def test_a_failed_load_is_never_ready(models):
+    def loader():
+        raise ValueError("vocab.src.json: damaged")
+
+    with TestClient(create_app(loader=loader, names=["x"])) as c:
+        for _ in range(100):
+            if c.get("/health").json()["status"] != "loading":
+                break
+            time.sleep(0.02)
+        got = c.get("/health/ready")
+        assert got.status_code == 503 and got.json()["status"] == "failed"
+
+
+@pytest.fixture(scope="module")
+def client(models):
+    with TestClient(create_app(models, ServeLimits(max_errors=5))) as c:
+        yield c
+
+
+FORECAST_BAD = [
+    (["9999-12-31T22:00", "9999-12-31T23:00"], "year 9999"),
+    (["2024-01-01T00:00+00:00", "2024-01-01T01:00"], "time zone"),
+    (["2024-01-01T02:00", "2024-01-01T01:00"], "increase"),
+    ([1.0, "2024-01-01"], "mixes"),
+    ([1e308, 1.7e308], "overflow"),
+    ([3.0, 3.0], "increase"),
+]
+
+
+@pytest.mark.parametrize(("stamps", "why"), FORECAST_BAD)
+def test_forecast_timestamps_are_4xx(client, stamps, why):
+    body = {"series": [{"id": "a", "values": [5.0, 6.0], "timestamps": stamps}]}
+    got = client.post("/v1/forecast", json=body)
+    assert got.status_code == 422 and got.json()["field"] == "series[0].timestamps", got.text
+    assert why in got.json()["error"]
+
+
+def test_lone_surrogates_are_4xx(client):
+    raw = b'{"texts": ["ab\\ud800c"], "return_tokens": true}'
+    got = client.post("/v1/translate", content=raw, headers={"content-type": "application/json"})
+    assert got.status_code == 422 and got.json()["field"] == "texts[0]"
+    raw = b'{"series": [{"id": "\\udfff", "values": [1, 2]}]}'
+    got = client.post("/v1/forecast", content=raw, headers={"content-type": "application/json"})
+    assert got.status_code == 422 and got.json()["field"] == "series[0].id"
+    raw = b'{"texts": ["ab"], "model": "\\ud800"}'
+    got = client.post("/v1/translate", content=raw, headers={"content-type": "application/json"})
+    assert got.status_code == 404
+
+
+def test_hundreds_of_thousands_of_keys_cost_little(client):
+    body = {"texts": ["αβ"], **{f"k{i}": 1 for i in range(300_000)}}
+    raw = json.dumps(body).encode()
+    start = time.perf_counter()
+    got = client.post("/v1/translate", content=raw, headers={"content-type": "application/json"})
+    took = time.perf_counter() - start
+    assert got.status_code == 422 and got.json()["field"] == "body"
+    assert len(got.content) < 1000 and took < 3, (len(got.content), took)
+    few = client.post("/v1/translate", json={"texts": ["αβ"], **{f"k{i}": 1 for i in range(50)}})
+    assert few.status_code == 422 and len(few.json()["errors"]) == 5  # --max-errors
+    assert "49 more" in few.json()["error"]
+
+
+def test_compute_budget_names_the_field(client):
+    got = client.post("/v1/translate", json={"texts": ["αβ"], "beam": 32, "max_len": 1000,
+                                              "nbest": 1})  # fmt: skip
+    assert got.status_code == 200  # 32,000 units: within the default 100,000
+    big = {"texts": ["αβ"] * 8, "beam": 32, "max_len": 1000}
+    got = client.post("/v1/translate", json=big)
+    assert got.status_code == 422 and got.json()["field"] == "max_len"
+    assert "100,000" in got.json()["error"]
+    wide = client.post("/v1/translate", json={"texts": ["αβ"] * 200, "beam": 32, "max_len": 20})
+    assert wide.status_code == 422 and wide.json()["field"] == "texts"
+
+
+def test_models_survive_a_damaged_metrics_file(text_run, tmp_path):
+    run = shutil.copytree(text_run, tmp_path / "greek")
+    models = load_models([str(run)])
+    (run / "metrics.jsonl").write_text('[1]\n3\n{"step": "x", "split": "valid", "loss": "y"}\n'
+                                       '{"step": 5}\n\xff\n1' + "0" * 5000 + "\n")  # fmt: skip
+    with TestClient(create_app(models)) as c:
+        got = c.get("/v1/models")
+        assert got.status_code == 200 and got.json()["models"][0]["training"]["steps"] == 5
+        (run / "metrics.jsonl").unlink()
+        (run / "metrics.jsonl").mkdir()  # unreadable: the summary is lost, not the reply
+        assert c.get("/v1/models").status_code == 200
+
+
+def test_a_cancelled_request_is_dropped_within_one_batch():
+    """The caller of a 10-item request gives up after its first batch: no more of its
+    items are decoded, and the next request is served."""
+    seen: list[list[int]] = []
+    release = threading.Event()
+
+    def decode(items, options):
+        seen.append(list(items))
+        release.wait(5)
+        return items
+
+    async def main() -> None:
+        batcher = MicroBatcher(decode, ThreadPoolExecutor(1), max_batch_size=2, max_wait_ms=0)
+        task = asyncio.ensure_future(batcher.submit(list(range(10)), "o"))
+        while not seen:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        release.set()
+        assert await batcher.submit([99], "o") == [99]
+        await batcher.close()
+
+    asyncio.run(main())
+    assert seen == [[0, 1], [99]]
+
+
+def test_batches_are_bounded_in_work():
+    """Items whose cost fills the budget go one batch each; cheap ones share."""
+    sizes: list[int] = []
+
+    def decode(items, options):
+        sizes.append(len(items))
+        return items
+
+    async def main() -> None:
+        b = MicroBatcher(decode, ThreadPoolExecutor(1), 64, 0, cost=lambda x, o: len(x),
+                         max_cost=10)  # fmt: skip
+        assert await b.submit(["x" * 8, "x" * 8, "x" * 30, "y", "y"], None) == [
+            "x" * 8, "x" * 8, "x" * 30, "y", "y"
+        ]  # fmt: skip
+
+    asyncio.run(main())
+    assert sizes == [1, 1, 1, 2]
