@@ -1,0 +1,87 @@
+"""The server as a process: SIGTERM lets an in-flight request finish and exits 0; a client
+that trickles its request is disconnected; access lines are JSON with the request id;
+flags come from TRANSDUCE_SERVE_* variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+
+def start(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "transduce", "-q", "serve", "--port", "0", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ready = select.select([proc.stdout], [], [], 120)[0]
+    line = proc.stdout.readline() if ready else ""
+    match = re.search(r"listening on (http://\S+)", line)
+    if not match:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r} {proc.stderr.read()[-2000:]}")
+    return proc, match.group(1)
+
+
+def post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict, dict]:
+    data = json.dumps(body).encode()
+    req = urllib.request.Request(url, data, {"Content-Type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(req, timeout=120) as reply:
+        return reply.status, json.loads(reply.read()), dict(reply.headers)
+
+
+def test_sigterm_finishes_the_slow_request_and_exits_0(text_run):
+    proc, url = start("--model", str(text_run), "--max-batch-cost", "1000000")
+    try:
+        slow = {"texts": ["αβγδεζηθ" * 250] * 64, "max_len": 300}
+        t0 = time.perf_counter()
+        post(url + "/v1/translate", {"texts": ["αβγδεζηθ" * 250] * 8, "max_len": 300})
+        probe = time.perf_counter() - t0  # an eighth of the slow request
+        got: dict = {}
+        worker = threading.Thread(target=lambda: got.update(r=post(url + "/v1/translate", slow)))
+        worker.start()
+        time.sleep(min(1.0, probe))
+        proc.send_signal(signal.SIGTERM)
+        worker.join(120)
+        assert got["r"][0] == 200 and len(got["r"][1]["results"]) == 64
+        assert proc.wait(60) == 0
+        refused = socket.socket()
+        assert refused.connect_ex(("127.0.0.1", int(url.rsplit(":", 1)[1]))) != 0
+        refused.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_slow_clients_are_dropped_and_access_lines_are_json(text_run):
+    env = {"TRANSDUCE_SERVE_READ_TIMEOUT_S": "1", "TRANSDUCE_SERVE_LOG_FORMAT": "json",
+           "TRANSDUCE_SERVE_MAX_TEXTS": "2"}  # fmt: skip
+    proc, url = start("--model", str(text_run), "--max-texts", "3", env=env)
+    try:
+        host, port = url[len("http://") :].split(":")
+        trickle = socket.create_connection((host, int(port)))
+        trickle.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\n")  # never finishes
+        silent = socket.create_connection((host, int(port)))
+        trickle.settimeout(10)
+        silent.settimeout(10)
+        t0 = time.perf_counter()
+        assert trickle.recv(100) == b"" and silent.recv(100) == b""  # closed by the server
+        assert time.perf_counter() - t0 < 5
+        status, _, headers = post(url + "/v1/translate", {"texts": ["α"] * 3},
+                                     {"X-Request-ID": "drill-7"})  # fmt: skip
+        assert status == 200 and headers["x-request-id"] == "drill-7"  # flag beat the variable
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    mine = [x for x in lines if x["request_id"] == "drill-7"]
+    assert mine and mine[0]["route"] == "/v1/translate" and mine[0]["status"] == 200
+    assert mine[0]["latency_ms"] > 0 and proc.returncode == 0
