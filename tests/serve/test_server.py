@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 
 def start(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
@@ -85,3 +86,56 @@ def test_slow_clients_are_dropped_and_access_lines_are_json(text_run):
     mine = [x for x in lines if x["request_id"] == "drill-7"]
     assert mine and mine[0]["route"] == "/v1/translate" and mine[0]["status"] == 200
     assert mine[0]["latency_ms"] > 0 and proc.returncode == 0
+
+
+def metric(url: str, name: str) -> float:
+    """The sum of a metric's samples in ``/metrics`` (0 if absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as reply:
+        text = reply.read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name)  # fmt: skip
+
+
+def test_a_short_request_is_served_while_the_largest_decodes_and_a_gone_client_stops(text_run):
+    """Default limits: 256 texts of 2,000 characters at max_len 390 (99,840 of the 100,000
+    budget) decode in short batches; a one-word request sent meanwhile answers within 3 s.
+    The big request's client then disconnects: at most one more batch of it is decoded."""
+    proc, url = start("--model", str(text_run))
+    try:
+        host, port = url[len("http://") :].split(":")
+        body = json.dumps({"texts": ["αβγδεζηθ" * 250] * 256, "max_len": 390}).encode()
+        big = socket.create_connection((host, int(port)))
+        big.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                    b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)  # fmt: skip
+        while metric(url, "transduce_inputs_decoded_total") == 0:
+            time.sleep(0.05)
+        t0 = time.perf_counter()
+        status, reply, _ = post(url + "/v1/translate", {"texts": ["αβ"]})
+        waited = time.perf_counter() - t0
+        assert status == 200 and reply["results"][0]["hypotheses"] and waited <= 3.0, waited
+        big.close()
+        while metric(url, "transduce_requests_cancelled_total") == 0:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        settled = metric(url, "transduce_inputs_decoded_total")
+        time.sleep(1.0)
+        assert metric(url, "transduce_inputs_decoded_total") == settled < 256
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+def test_workers_share_the_port_and_stop_on_sigterm(text_run):
+    proc, url = start("--model", str(text_run), "--workers", "2")
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) >= 2  # uvicorn's spawned worker processes
+        for _ in range(10):
+            status, reply, _ = post(url + "/v1/translate", {"texts": ["αβγ"]})
+            assert status == 200 and reply["results"][0]["hypotheses"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
