@@ -65,6 +65,16 @@ def test_request_ids_round_trip(models):
         assert odd.headers["x-request-id"] != "a b\tc" * 50
 
 
+def test_the_schema_carries_the_package_version(models):
+    import transduce
+
+    with TestClient(create_app(models)) as c:
+        info = c.get("/openapi.json").json()["info"]
+        assert info["version"] == transduce.__version__
+        paths = c.get("/openapi.json").json()["paths"]
+        assert {"/health/live", "/health/ready", "/metrics", "/v1/models"} <= paths.keys()
+
+
 def test_ready_flips_only_after_loading(models):
     release = threading.Event()
 

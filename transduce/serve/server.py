@@ -149,11 +149,13 @@ def worker_app():
 
     settings = ServerSettings.from_json(os.environ[WORKER_ENV])
     configure_logging(settings)
-    return create_app(
+    app = create_app(
         loader=lambda: load_settings_models(settings), limits=settings.limits,
         names=list(parse_model_specs(settings.model_specs)),
         json_logs=settings.log_format == "json",
     )  # fmt: skip
+    app.state.serve.report_failure = True
+    return app
 
 
 def load_settings_models(settings: ServerSettings):
