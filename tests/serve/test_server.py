@@ -133,8 +133,11 @@ def test_workers_share_the_port_and_stop_on_sigterm(text_run):
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(children) >= 2  # uvicorn's spawned worker processes
         for _ in range(10):
-            status, reply, _ = post(url + "/v1/translate", {"texts": ["αβγ"]})
+            status, reply, _ = post(url + "/v1/translate", {"texts": ["αβγ"] * 2})
             assert status == 200 and reply["results"][0]["hypotheses"]
+        # whichever worker answers the scrape reports both workers' counts
+        assert metric(url, "transduce_inputs_decoded_total") == 20
+        assert metric(url, "transduce_batch_size_count") >= 10
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)

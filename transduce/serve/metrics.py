@@ -1,16 +1,20 @@
 """Prometheus metrics of one server process (``GET /metrics``, text exposition format).
 
 Each app has its own registry, so several apps in one process (tests) count apart. With
-``--workers N`` every worker process counts its own requests and a scrape reaches one of
-them (run one worker per replica where whole-server figures matter).
+``--workers N`` the counters and histograms go through prometheus-client's multiprocess
+mode (``PROMETHEUS_MULTIPROC_DIR``, set by the parent before it starts the workers), so a
+scrape that reaches any worker reports the whole server; the queue depth and readiness
+are those of the worker that answered.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -54,7 +58,17 @@ class ServeMetrics:
                                registry=r)  # fmt: skip
 
     def watch(self, depth: Callable[[], dict[str, int]], ready: Callable[[], bool]) -> None:
-        self.registry.register(_Live(depth, ready))
+        self.live = _Live(depth, ready)
+        self.registry.register(self.live)
+
+    def exposition(self) -> bytes:
+        """The text format: this process's metrics, or every worker's in multiprocess mode."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)
+        merged.register(self.live)
+        return generate_latest(merged)
 
     def observer(self, model: str) -> Callable[[int, float], None]:
         """What a model's batcher calls after each batched decode."""

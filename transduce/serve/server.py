@@ -13,7 +13,9 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import urllib.request
@@ -188,13 +190,19 @@ def run_workers(settings: ServerSettings, sock, banner: str) -> None:
     """``settings.workers`` processes on ``sock`` under uvicorn's process manager; prints
     ``banner`` once one answers ready."""
     os.environ[WORKER_ENV] = settings.to_json()
+    # the workers' counters, summed at every scrape (prometheus-client multiprocess mode)
+    metrics_dir = tempfile.mkdtemp(prefix="transduce-serve-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     config = uvicorn_config("transduce.serve.server:worker_app", settings, factory=True,
                             workers=settings.workers)  # fmt: skip
     supervisor = Multiprocess(config, sockets=[sock])
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/health/ready"
     threading.Thread(target=_announce_when_ready, args=(url, banner), daemon=True).start()
-    supervisor.run()
+    try:
+        supervisor.run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # made above, for this run only
 
 
 def _announce_when_ready(url: str, banner: str) -> None:

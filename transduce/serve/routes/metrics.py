@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from transduce.serve.routes.common import State
 
@@ -16,4 +16,4 @@ PROMETHEUS = {200: {"content": {"text/plain": {}}, "description": "Prometheus te
 
 @router.get("/metrics", response_class=Response, responses=PROMETHEUS)
 def metrics(state: State) -> Response:
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
