@@ -170,6 +170,12 @@ def test_compute_budget_names_the_field(client):
     assert "100,000" in got.json()["error"]
     wide = client.post("/v1/translate", json={"texts": ["αβ"] * 200, "beam": 32, "max_len": 20})
     assert wide.status_code == 422 and wide.json()["field"] == "texts"
+    # one input a batch cannot split: beam x (max_len + 8) x characters over 1,500,000
+    long = client.post(
+        "/v1/translate", json={"texts": ["α", "α" * 2000], "beam": 4, "max_len": 300}
+    )
+    assert long.status_code == 422 and long.json()["field"] == "beam"
+    assert "texts[1]" in long.json()["error"] and "--max-batch-work" in long.json()["error"]
 
 
 def test_models_survive_a_damaged_metrics_file(text_run, tmp_path):
@@ -227,3 +233,24 @@ def test_batches_are_bounded_in_work():
 
     asyncio.run(main())
     assert sizes == [1, 1, 1, 2]
+
+
+def test_a_given_up_batch_stops_between_decoding_steps(models):
+    """The served torch model checks before every step's output projection: once the
+    batch's requests are all given up, the search stops there instead of at max_len."""
+    from transduce.serve.batcher import DecodeCancelled, _decode_batch
+    from transduce.translate import DecodeOptions
+
+    model = models["greek"]
+    checks = [0]
+
+    def stop() -> bool:
+        checks[0] += 1
+        return checks[0] > 3
+
+    with pytest.raises(DecodeCancelled):
+        _decode_batch(model.decode, ["αβγδεζηθ" * 5], DecodeOptions(beam=2, max_len=50), stop)
+    assert checks[0] == 4  # three steps ran, the fourth was refused
+    checks[0] = -(10**6)  # never stops: the same decode completes
+    full = _decode_batch(model.decode, ["αβγδεζηθ" * 5], DecodeOptions(beam=2, max_len=50), stop)
+    assert checks[0] + 10**6 > 4 and full[0][0].out_tokens

@@ -39,7 +39,7 @@ def post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict, 
 
 
 def test_sigterm_finishes_the_slow_request_and_exits_0(text_run):
-    proc, url = start("--model", str(text_run), "--max-batch-cost", "1000000")
+    proc, url = start("--model", str(text_run), "--max-batch-work", "1000000000")
     try:
         slow = {"texts": ["αβγδεζηθ" * 250] * 64, "max_len": 300}
         t0 = time.perf_counter()

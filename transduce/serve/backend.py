@@ -85,6 +85,7 @@ class TextModel:
         self.members = members  # the runs of an ensemble; None for a single run
         self.fields: tuple[str, ...] = tuple(translator.cfg.data.src_fields) or ("text",)
         self.max_len: int = translator.cfg.decode.max_len  # output cap when a request sets none
+        _interruptible(translator)
 
     @classmethod
     def load(cls, name: str, run_dir: Path, checkpoint: str = "best", device: str = "cpu"):
@@ -125,6 +126,17 @@ class TextModel:
             "training": _training(self.run_dir, self.members, cfg.train.early_stop_metric),
             "decoding_defaults": _defaults(asdict(cfg.decode)),
         }
+
+
+def _interruptible(translator) -> None:
+    """Check for a given-up batch before every output projection, i.e. once per decoding
+    step (a forward pre-hook on each model's ``head``): the server can stop a long search."""
+    from transduce.serve.batcher import check_cancelled
+
+    for t in getattr(translator, "members", None) or [translator]:
+        head = getattr(t.model, "head", None)
+        if hasattr(head, "register_forward_pre_hook"):
+            head.register_forward_pre_hook(lambda module, args: check_cancelled())
 
 
 def _training(run_dir: Path, members: list[Path] | None, metric: str) -> dict[str, Any]:

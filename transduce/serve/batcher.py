@@ -21,11 +21,35 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
+
+_running = threading.local()  # the stop test of the batch the current thread decodes
+
+
+class DecodeCancelled(Exception):
+    """Raised inside a decode whose every request was given up (see :func:`check_cancelled`)."""
+
+
+def check_cancelled() -> None:
+    """For engines to call between decoding steps: raises :class:`DecodeCancelled` once
+    every request of the batch this thread decodes was given up (client gone, timed out),
+    so even one long beam search stops within a step rather than running to max_len."""
+    stop = getattr(_running, "stop", None)
+    if stop is not None and stop():
+        raise DecodeCancelled
+
+
+def _decode_batch(decode: Callable, items: list[Any], options: Any, stop: Callable[[], bool]):
+    _running.stop = stop
+    try:
+        return decode(items, options)
+    finally:
+        _running.stop = None
 
 
 class Arrivals:
@@ -207,8 +231,15 @@ class MicroBatcher:
         self.calls += 1
         self.items += len(items)
         start = loop.time()
+        waiting = list(requests.values())
+
+        def stop() -> bool:  # read from the decode thread: done() only reads a state
+            return all(r.future.done() for r in waiting)
+
         try:
-            results = await loop.run_in_executor(self.executor, self.decode, items, options)
+            results = await loop.run_in_executor(
+                self.executor, _decode_batch, self.decode, items, options, stop
+            )
         except Exception as err:  # fail the requests in this batch, keep serving the rest
             for request in requests.values():
                 self._drop(request)

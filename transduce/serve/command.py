@@ -147,7 +147,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "max_values": "values per series",
         "max_body_kb": "request body size in KiB",
         "max_compute": "a translation's texts x beam x max_len",
-        "max_batch_cost": "one batch's sum of beam x (source characters + max_len)",
+        "max_batch_work": "one batch's (and one input's) beam x (max_len + 8) x source characters",
         "decode_timeout_s": "seconds before a request's decode is stopped (503)",
         "max_errors": "validation problems listed in one 422 reply",
         "max_keys": "JSON object keys in one request body",

@@ -14,7 +14,7 @@ from fastapi import Request
 from transduce.serve.backend import ServedModel
 from transduce.serve.batcher import Arrivals, MicroBatcher
 from transduce.serve.errors import ApiError
-from transduce.serve.limits import ServeLimits, batch_cost
+from transduce.serve.limits import ServeLimits, batch_work
 from transduce.serve.metrics import ServeMetrics
 
 log = logging.getLogger("transduce.serve")
@@ -43,7 +43,7 @@ class ServeState:
             cost = _text_cost(m) if m.kind == "text" else None
             self.batchers[name] = MicroBatcher(
                 m.decode, self.executor, lim.max_batch_size, lim.max_wait_ms, self.arrivals,
-                cost=cost, max_cost=lim.max_batch_cost, observe=self.metrics.observer(name),
+                cost=cost, max_cost=lim.max_batch_work, observe=self.metrics.observer(name),
             )  # fmt: skip
         self.models = dict(models)
         self.names = list(models)
@@ -73,7 +73,7 @@ def _text_cost(model: ServedModel) -> Callable[[Any], int]:
     default_len = getattr(model, "max_len", 100)
 
     def cost(text: str, options: Any) -> int:
-        return batch_cost(text, options.beam, options.nbest, options.sample,
+        return batch_work(len(text), options.beam, options.nbest, options.sample,
                           options.max_len or default_len)  # fmt: skip
 
     return cost

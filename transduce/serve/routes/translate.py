@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from transduce.serve import schemas as s
 from transduce.serve.backend import ServedModel, UnsupportedOption
 from transduce.serve.errors import ApiError
-from transduce.serve.limits import ServeLimits, compute_cost
+from transduce.serve.limits import ServeLimits, batch_work, compute_cost
 from transduce.serve.routes.common import ERRORS, BoundedState, arrived, decode_or_give_up
 from transduce.translate import DecodeOptions, Translation
 
@@ -33,6 +33,7 @@ async def translate(
     if body.return_attention:
         _check_attention_size(texts, body, model.max_len)
     _check_compute(len(texts), body, model.max_len, limits.max_compute)
+    _check_input_work(texts, body, model.max_len, limits.max_batch_work)
     options = _options(body)
     try:
         model.check(options)  # before queueing: a refused option never joins a batch
@@ -123,6 +124,24 @@ def _check_compute(n: int, body: s.TranslateRequest, default_len: int, budget: i
     raise ApiError(422, field, f"texts x {'nbest' if body.sample else 'beam'} x max_len = "
                    f"{n} x {width} x {max_len} = {cost:,} is over this server's budget of "
                    f"{budget:,} (--max-compute): lower {field} or split the request")  # fmt: skip
+
+
+def _check_input_work(texts: list[str], body: s.TranslateRequest, default_len: int,
+                      limit: int) -> None:  # fmt: skip
+    """One input's work (:func:`batch_work`): a batch cannot split an input, so this
+    bounds how long any other request can wait behind one batch."""
+    width = body.nbest if body.sample else body.beam
+    max_len = body.max_len or default_len
+    longest = max(range(len(texts)), key=lambda i: len(texts[i]))
+    chars = len(texts[longest])
+    work = batch_work(chars, body.beam, body.nbest, body.sample, max_len)
+    if work <= limit:
+        return
+    field = "beam" if width > 1 else ("max_len" if body.max_len else f"texts[{longest}]")
+    raise ApiError(422, field, f"texts[{longest}]: beam x (max_len + 8) x source characters "
+                   f"= {width} x {max_len + 8} x {chars} = {work:,} is over this server's "
+                   f"{limit:,} per input (--max-batch-work): lower beam or max_len, or send "
+                   "a shorter text")  # fmt: skip
 
 
 def _check_attention_size(texts: list[str], body: s.TranslateRequest, default_len: int) -> None:
