@@ -79,7 +79,7 @@ def add_error_handlers(app: FastAPI, max_errors: int) -> None:
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request failed")
+        log.exception("request %s failed", request.scope.get("transduce.request_id", "-"))
         why = f"the model failed on this request: {type(exc).__name__}"
         return error_response(500, "body", why)
 
