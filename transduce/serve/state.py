@@ -45,7 +45,7 @@ class ServeState:
                 m.decode, self.executor, lim.max_batch_size, lim.max_wait_ms, self.arrivals,
                 cost=cost, max_cost=lim.max_batch_work, observe=self.metrics.observer(name),
             )  # fmt: skip
-        self.models = dict(models)
+        self.models.update(models)  # in place: app.state.models is this same dict
         self.names = list(models)
         self.ready = True
 
