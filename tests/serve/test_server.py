@@ -71,10 +71,14 @@ def test_slow_clients_are_dropped_and_access_lines_are_json(text_run):
         trickle = socket.create_connection((host, int(port)))
         trickle.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\n")  # never finishes
         silent = socket.create_connection((host, int(port)))
-        trickle.settimeout(10)
-        silent.settimeout(10)
+        stalled = socket.create_connection((host, int(port)))  # headers whole, body never
+        stalled.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                        b"application/json\r\nContent-Length: 100\r\n\r\n{\"texts\"")  # fmt: skip
+        for s in (trickle, silent, stalled):
+            s.settimeout(10)
         t0 = time.perf_counter()
         assert trickle.recv(100) == b"" and silent.recv(100) == b""  # closed by the server
+        assert stalled.recv(100) == b""
         assert time.perf_counter() - t0 < 5
         status, _, headers = post(url + "/v1/translate", {"texts": ["α"] * 3},
                                      {"X-Request-ID": "drill-7"})  # fmt: skip
