@@ -160,6 +160,16 @@ def test_hundreds_of_thousands_of_keys_cost_little(client):
     assert "49 more" in few.json()["error"]
 
 
+def test_a_million_bad_values_cost_little(client):
+    body = {"series": [{"id": k, "values": [1.0] * 9000 + ["x"] * 999} for k in range(80)]}
+    start = time.perf_counter()
+    got = client.post("/v1/forecast", json=body)
+    assert time.perf_counter() - start < 3 and got.status_code == 422
+    assert got.json()["field"] == "series[0].values[9000]" and len(got.content) < 1000
+    many = client.post("/v1/translate", json={"texts": [[1]] * 5000})
+    assert many.status_code == 422 and many.json()["field"] == "texts"
+
+
 def test_compute_budget_names_the_field(client):
     got = client.post("/v1/translate", json={"texts": ["αβ"], "beam": 32, "max_len": 1000,
                                               "nbest": 1})  # fmt: skip

@@ -6,22 +6,50 @@ import itertools
 import math
 import time
 from datetime import datetime
+from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from transduce.serve import schemas as s
 from transduce.serve.errors import ApiError
 from transduce.serve.limits import ServeLimits
-from transduce.serve.routes.common import ERRORS, BoundedState, arrived, decode_or_give_up
+from transduce.serve.routes.common import (
+    ERRORS,
+    BoundedState,
+    arrived,
+    decode_or_give_up,
+    raw_json,
+)  # fmt: skip
 from transduce.serve.routes.translate import pick
+from transduce.serve.state import ServeState
 
 router = APIRouter(tags=["forecast"])
 
 
+def numbers_first(request: Request, state: BoundedState) -> ServeState:
+    """Dependency: every series' values are numbers and within ``max_values``, checked in
+    one cheap pass before validation (pydantic would list each of a million bad values,
+    which costs seconds)."""
+    body = raw_json(request)
+    series = body.get("series") if isinstance(body, dict) else None
+    for i, x in enumerate(series if isinstance(series, list) else ()):
+        values = x.get("values") if isinstance(x, dict) else None
+        if not isinstance(values, list):
+            continue  # pydantic says what is wrong
+        if len(values) > state.limits.max_values:
+            raise ApiError(422, f"series[{i}].values", f"at most {state.limits.max_values} values")
+        for j, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ApiError(422, f"series[{i}].values[{j}]", "must be a number")
+    return state
+
+
 @router.post("/v1/forecast", response_model=s.ForecastResponse, responses=ERRORS)
 async def forecast(
-    body: s.ForecastRequest, request: Request, state: BoundedState
+    body: s.ForecastRequest,
+    request: Request,
+    state: Annotated[ServeState, Depends(numbers_first)],
 ) -> s.ForecastResponse:
     arrived(request)
     name, _ = pick(state.models, body.model, "series")
