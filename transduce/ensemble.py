@@ -166,11 +166,11 @@ class EnsembleTranslator(Translator):
         members = [Translator.load(d, checkpoint, device=device) for d in run_dirs]
         return cls(members, [str(d) for d in run_dirs])
 
-    def _sources(self, batch, texts: list[str], options: DecodeOptions):
+    def _sources(self, src, src_mask, texts: list[str], options: DecodeOptions):
         """Member 0's ids as batched, then each other member's own tokenization of the same
         rows (cut at the same input limit), packed for search by :meth:`Ensemble.pack`."""
         limit = options.max_input_len or self.cfg.decode.max_input_len
-        sources = [batch.src]
+        sources = [src]
         for t in self.members[1:]:
             ids = [t.pipeline.src_vocab.encode(t.pipeline.src_tokens(x)[:limit]) for x in texts]
             sources.append(ParallelData(ids).batch(np.arange(len(ids))).src.to(self.device))

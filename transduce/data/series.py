@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from transduce.data.corpus import (
-    DataError,
     ReadReport,
     _BadLine,
     _check_options,
@@ -38,6 +37,7 @@ from transduce.data.corpus import (
     _reject,
     collect_records,
 )
+from transduce.errors import DataError
 
 log = logging.getLogger("transduce.data")
 

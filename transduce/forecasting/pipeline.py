@@ -167,7 +167,7 @@ def evaluate_forecasts(
 def write_forecasts(path: str | os.PathLike, ids: list[str], forecasts: np.ndarray) -> None:
     """``id,F1..FH`` (the M4 submission layout), written through ``path`` as it is (a
     symlink, a FIFO, /proc/self/fd/1), like ``translate --output``."""
-    from transduce.data.corpus import DataError
+    from transduce.errors import DataError
 
     header = "id," + ",".join(f"F{i + 1}" for i in range(forecasts.shape[1]))
     rows = [

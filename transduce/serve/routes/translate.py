@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 
+from transduce.decoding import Translation
 from transduce.serve import schemas as s
 from transduce.serve.backend import ServedModel, UnsupportedOption
 from transduce.serve.errors import ApiError
 from transduce.serve.limits import ServeLimits, batch_work, compute_cost
 from transduce.serve.routes.common import ERRORS, BoundedState, arrived, decode_or_give_up
-from transduce.translate import DecodeOptions, Translation
 
 router = APIRouter(tags=["translate"])
 
@@ -26,15 +26,13 @@ async def translate(
     limits = state.limits
     name, model = pick(state.models, body.model, "text")
     texts = check_texts(body.texts, model.fields, limits)
-    if not body.sample and body.nbest > body.beam:
-        raise ApiError(422, "nbest", "must be <= beam (or set sample: true)")
     if len(texts) * body.nbest > limits.max_texts:
         raise ApiError(422, "nbest", f"texts x nbest is over {limits.max_texts}")
     if body.return_attention:
         _check_attention_size(texts, body, model.max_len)
     _check_compute(len(texts), body, model.max_len, limits.max_compute)
     _check_input_work(texts, body, model.max_len, limits.max_batch_work)
-    options = _options(body)
+    options = body.decode_options()  # its cross-option rules ran in validation (422)
     try:
         model.check(options)  # before queueing: a refused option never joins a batch
     except UnsupportedOption as err:
@@ -153,15 +151,6 @@ def _check_attention_size(texts: list[str], body: s.TranslateRequest, default_le
         raise ApiError(422, "return_attention", f"the attention matrices could reach {cells:,} "
                        f"weights (at most {s.MAX_ATTENTION_CELLS:,}): send fewer or shorter "
                        "texts, or lower nbest or max_len")  # fmt: skip
-
-
-def _options(body: s.TranslateRequest) -> DecodeOptions:
-    return DecodeOptions(
-        beam=body.beam, nbest=body.nbest, alpha=body.length_penalty, normalize=body.normalize,
-        no_repeat_ngram=body.no_repeat_ngram, sample=body.sample, temperature=body.temperature,
-        top_k=body.top_k, top_p=body.top_p, seed=body.seed, max_len=body.max_len,
-        max_len_ratio=body.max_len_ratio, attention=body.return_attention,
-    )  # fmt: skip
 
 
 def _result(hyps: list[Translation], body: s.TranslateRequest) -> s.TranslationResult:
