@@ -39,9 +39,12 @@ def create_app(
     loader: Callable[[], dict[str, ServedModel]] | None = None,
     names: list[str] | None = None,
     json_logs: bool = False,
+    load_first: bool = False,
 ) -> FastAPI:
     """The API over ``models`` (name -> loaded model), or over what ``loader`` returns,
-    loaded in a thread once the server runs; one micro-batcher per model."""
+    loaded in a thread once the server runs (``load_first``: before it accepts
+    connections, as a worker of several does, so that only loaded workers take requests
+    on the shared socket); one micro-batcher per model."""
     if (models is None) == (loader is None):
         raise ValueError("give models or a loader")
     state = ServeState(limits or ServeLimits(), names or list(models or {}))
@@ -50,7 +53,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        loading = asyncio.create_task(state.load(loader)) if loader is not None else None
+        loading = None
+        if loader is not None and load_first:
+            await state.load(loader)
+        elif loader is not None:
+            loading = asyncio.create_task(state.load(loader))
         yield
         if loading is not None:
             loading.cancel()

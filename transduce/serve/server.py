@@ -154,7 +154,7 @@ def worker_app():
     app = create_app(
         loader=lambda: load_settings_models(settings), limits=settings.limits,
         names=list(parse_model_specs(settings.model_specs)),
-        json_logs=settings.log_format == "json",
+        json_logs=settings.log_format == "json", load_first=True,
     )  # fmt: skip
     app.state.serve.report_failure = True
     return app
