@@ -264,3 +264,28 @@ def test_a_given_up_batch_stops_between_decoding_steps(models):
     checks[0] = -(10**6)  # never stops: the same decode completes
     full = _decode_batch(model.decode, ["αβγδεζηθ" * 5], DecodeOptions(beam=2, max_len=50), stop)
     assert checks[0] + 10**6 > 4 and full[0][0].out_tokens
+
+
+def test_forecast_intervals_bracket_the_point_forecast(client, series_run):
+    body = {
+        "model": "fc",
+        "series": [{"id": "a", "values": [50.0 + (i % 6) * 10 for i in range(30)]}],
+    }
+    got = client.post("/v1/forecast", json={**body, "level": [50, 80]})
+    if not (series_run / "conformal.json").exists():  # a run without calibration
+        assert got.status_code == 422 and got.json()["field"] == "level"
+        return
+    assert got.status_code == 200, got.text
+    f = got.json()["forecasts"][0]
+    assert set(f["intervals"]) == {"lo-50", "hi-50", "lo-80", "hi-80"}
+    for k, v in enumerate(f["values"]):
+        assert f["intervals"]["lo-80"][k] <= f["intervals"]["lo-50"][k] <= v
+        assert v <= f["intervals"]["hi-50"][k] <= f["intervals"]["hi-80"][k]
+    odd = client.post("/v1/forecast", json={**body, "level": [50, 99.9]})  # not calibrated
+    assert odd.status_code == 422 and odd.json()["field"] == "level[1]"
+    wide = client.post("/v1/forecast", json={**body, "level": [99]})  # few windows: no bound
+    assert wide.status_code == 200 or wide.json()["field"] == "level"
+    plain = client.post("/v1/forecast", json=body).json()["forecasts"][0]
+    assert plain["values"] == pytest.approx(f["values"]) and plain["intervals"] is None
+    bad = client.post("/v1/forecast", json={**body, "level": [100]})
+    assert bad.status_code == 422 and bad.json()["field"] == "level[0]"

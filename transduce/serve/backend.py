@@ -242,8 +242,25 @@ class SeriesModel:
         ensemble = ForecastEnsemble.load(run_dirs, checkpoint, device, combine="median")
         return cls(name, run_dirs[0], ensemble, list(run_dirs))
 
-    def decode(self, items: list[np.ndarray], options: Any = None) -> list[np.ndarray]:
-        return list(self.forecaster.forecast(items))
+    def decode(self, items: list[np.ndarray], options: Any = None) -> list[Any]:
+        """``options``: the interval levels (a tuple, maybe empty); with levels, each item's
+        result is ``(point, {"lo-80": ..., "hi-80": ...})``."""
+        if not options:
+            return list(self.forecaster.forecast(items))
+        point, bands = self.forecaster.forecast_intervals(items, list(options))
+        return [
+            (point[i], {f"{side}-{k}": b[j][i] for k, b in bands.items()
+                        for j, side in enumerate(("lo", "hi"))})
+            for i in range(len(items))
+        ]  # fmt: skip
+
+    def levels(self) -> list[str]:
+        """The interval levels this run was calibrated for (``"80"``...; none: no intervals)."""
+        cal = getattr(self.forecaster, "calibration", None)
+        if not isinstance(cal, dict):
+            return []
+        keys = {*cal.get("residual", {}), *cal.get("cqr", {})}
+        return sorted(keys, key=float)
 
     def describe(self) -> dict[str, Any]:
         forecasters = getattr(self.forecaster, "members", [self.forecaster])

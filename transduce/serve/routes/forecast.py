@@ -6,7 +6,7 @@ import itertools
 import math
 import time
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
@@ -52,24 +52,50 @@ async def forecast(
     state: Annotated[ServeState, Depends(numbers_first)],
 ) -> s.ForecastResponse:
     arrived(request)
-    name, _ = pick(state.models, body.model, "series")
+    name, model = pick(state.models, body.model, "series")
     check_series(body.series, state.limits)
+    levels = _levels(body.level, model)
     histories = [np.asarray(x.values, dtype=np.float64) for x in body.series]
     start = time.perf_counter()
-    work = state.batchers[name].submit(histories, None)
+    work = state.batchers[name].submit(histories, levels)
     preds = await decode_or_give_up(request, state, name, work)
     ms = (time.perf_counter() - start) * 1000
     out = []
-    for i, (series, pred) in enumerate(zip(body.series, preds, strict=True)):
+    for i, (series, got) in enumerate(zip(body.series, preds, strict=True)):
+        pred, bands = got if levels else (got, None)
         if not np.all(np.isfinite(pred)):  # values beyond what the model can scale
             raise ApiError(422, f"series[{i}].values", "the forecast is not finite: the values "
                            "are too large (or too varied) for this model")  # fmt: skip
+        for key, bound in (bands or {}).items():
+            if not np.all(np.isfinite(bound)):  # too few calibration windows for the level
+                raise ApiError(422, "level", f"the run's calibration cannot bound a "
+                               f"{key[3:]}% interval (too few calibration windows): ask for a "
+                               "lower level")  # fmt: skip
         stamps = None
         if series.timestamps is not None:
             stamps = continue_timestamps(series.timestamps, len(pred), f"series[{i}]")
-        out.append(s.SeriesForecast(id=series.id, values=pred.tolist(), timestamps=stamps))
+        intervals = {k: v.tolist() for k, v in bands.items()} if bands is not None else None
+        out.append(s.SeriesForecast(id=series.id, values=pred.tolist(), timestamps=stamps,
+                                    intervals=intervals))  # fmt: skip
     ms = round(ms, 3)
-    return s.ForecastResponse(model=name, horizon=len(preds[0]), forecasts=out, decode_ms=ms)
+    return s.ForecastResponse(model=name, horizon=len(out[0].values), forecasts=out,
+                              decode_ms=ms)  # fmt: skip
+
+
+def _levels(levels: list[float], model: Any) -> tuple[float, ...]:
+    """The requested interval levels, checked: each strictly between 0 and 100, and a
+    model calibrated for intervals (its batcher groups requests by these)."""
+    if not levels:
+        return ()
+    have = model.levels() if hasattr(model, "levels") else []
+    if not have:
+        raise ApiError(422, "level", "this model has no conformal calibration (runs trained "
+                       "before intervals existed): retrain it, or ask for no level")  # fmt: skip
+    for k, level in enumerate(levels):
+        if f"{float(level):g}" not in have:  # conformal.label's form, without torch
+            raise ApiError(422, f"level[{k}]", f"not calibrated in this run; calibrated: "
+                           f"{', '.join(have)}")  # fmt: skip
+    return tuple(sorted(set(levels)))
 
 
 def check_series(series: list[s.SeriesInput], limits: ServeLimits) -> None:
