@@ -289,3 +289,14 @@ def test_forecast_intervals_bracket_the_point_forecast(client, series_run):
     assert plain["values"] == pytest.approx(f["values"]) and plain["intervals"] is None
     bad = client.post("/v1/forecast", json={**body, "level": [100]})
     assert bad.status_code == 422 and bad.json()["field"] == "level[0]"
+
+
+def test_the_server_imports_no_torch():
+    """Routes, middleware, metrics and the runner load without torch (exports serve from
+    a torch-free install); torch comes in only with a torch model."""
+    import subprocess
+    import sys
+
+    code = ("import sys, transduce.serve.app, transduce.serve.command, transduce.serve.server; "
+            "assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
