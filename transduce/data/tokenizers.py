@@ -86,21 +86,27 @@ SUBWORD_KINDS = ("bpe", "unigram")
 
 def train_sentencepiece(
     texts: Iterable[str], kind: str, vocab_size: int, model_file: str | os.PathLike,
-    lowercase: bool = False,
+    lowercase: bool = False, sample: int = 1_000_000, seed: int = 1234,
 ) -> None:  # fmt: skip
     """Train a sentencepiece model on ``texts`` and write ``model_file`` atomically.
 
-    Single-threaded so the model is the same on every run; ``hard_vocab_limit=False`` lets a
-    small corpus end with fewer pieces than asked for instead of failing.
+    ``texts`` is read once, as a stream: sentencepiece keeps a seeded reservoir sample of
+    ``sample`` sentences (``input_sentence_size`` + ``shuffle_input_sentence``), so memory
+    is bounded by the sample, not the corpus; a corpus within the sample is used whole, in
+    order, as before. BPE trains on every core (its pieces do not depend on the thread
+    count, checked on Multi30k); unigram on one thread, since its EM sums do.
+    ``hard_vocab_limit=False`` lets a small corpus end with fewer pieces than asked for.
     """
     import sentencepiece as spm
 
     model_file = Path(model_file)
     model_file.parent.mkdir(parents=True, exist_ok=True)
+    spm.set_random_generator_seed(seed)
+    threads = min(os.cpu_count() or 1, 16) if kind == "bpe" else 1
     with tempfile.TemporaryDirectory(dir=model_file.parent) as tmp:
         prefix = Path(tmp, "spm")
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter([t.lower() if lowercase else t for t in texts]),
+            sentence_iterator=(t.lower() if lowercase else t for t in texts),
             model_prefix=str(prefix),
             model_type=kind,
             vocab_size=vocab_size,
@@ -109,7 +115,9 @@ def train_sentencepiece(
             bos_id=-1,
             eos_id=-1,
             unk_id=0,
-            num_threads=1,
+            num_threads=threads,
+            input_sentence_size=sample,
+            shuffle_input_sentence=True,
             minloglevel=2,
         )
         os.replace(f"{prefix}.model", model_file)
