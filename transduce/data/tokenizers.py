@@ -6,9 +6,9 @@ training data by :func:`train_sentencepiece`), all built by :func:`build_tokeniz
 
 from __future__ import annotations
 
+import io
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
@@ -99,28 +99,28 @@ def train_sentencepiece(
     """
     import sentencepiece as spm
 
-    model_file = Path(model_file)
-    model_file.parent.mkdir(parents=True, exist_ok=True)
+    from transduce.checkpoint import atomic_write_bytes
+
     spm.set_random_generator_seed(seed)
     threads = min(os.cpu_count() or 1, 16) if kind == "bpe" else 1
-    with tempfile.TemporaryDirectory(dir=model_file.parent) as tmp:
-        prefix = Path(tmp, "spm")
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=(t.lower() if lowercase else t for t in texts),
-            model_prefix=str(prefix),
-            model_type=kind,
-            vocab_size=vocab_size,
-            character_coverage=1.0,
-            hard_vocab_limit=False,
-            bos_id=-1,
-            eos_id=-1,
-            unk_id=0,
-            num_threads=threads,
-            input_sentence_size=sample,
-            shuffle_input_sentence=True,
-            minloglevel=2,
-        )
-        os.replace(f"{prefix}.model", model_file)
+    model = io.BytesIO()  # no model_prefix: a temporary path would be recorded in the model
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=(t.lower() if lowercase else t for t in texts),
+        model_writer=model,
+        model_type=kind,
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        num_threads=threads,
+        input_sentence_size=sample,
+        shuffle_input_sentence=True,
+        minloglevel=2,
+    )
+    Path(model_file).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(model_file, model.getvalue())
 
 
 def build_tokenizer(
