@@ -61,7 +61,7 @@ def test_a_store_built_with_other_settings_or_files_is_refused(corpus, tmp_path)
                   prepared=str(store.path))  # fmt: skip
     with pytest.raises(StoreError, match=r"data.lowercase .*data.max_src_len"):
         open_store(other)
-    with pytest.raises(StoreError, match="other data settings: data.min_freq"):
+    with pytest.raises(StoreError, match=r"other data settings: data\.min_freq"):
         prepare(_data(train_tsv, valid=str(valid_tsv), min_freq=2), store.path, progress=False)
     same = _data(train_tsv, valid=str(valid_tsv), prepared=str(store.path))
     assert open_store(same).path == store.path

@@ -61,7 +61,7 @@ def open_store(cfg: DataConfig, workers: int | None = None) -> Store:
     out = folder / key[:16]
     if not out.exists():
         log.info("preparing the corpus once, into %s (data.prepared: auto)", out)
-    return prepare(cfg, out, workers or min(os.cpu_count() or 1, 8))
+    return prepare(cfg, out, workers or min(os.cpu_count() or 1, 8), inputs=inputs)
 
 
 def run_data(

@@ -29,6 +29,8 @@ WMT14 = "https://nlp.stanford.edu/projects/nmt/data/wmt14.en-de"
 # Entries whose checksums could not be verified here (no download possible): installed and
 # their SHA-256 printed, never checked; fill the checksums in from a verified download.
 UNVERIFIED = frozenset({"wmt14-en-de"})
+_WMT14_FILES = ("train.en", "train.de", "newstest2013.en", "newstest2013.de",
+                "newstest2014.en", "newstest2014.de")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -260,11 +262,7 @@ CATALOGUE: dict[str, Dataset] = {
             ),
             source=WMT14,
             recipes=("wmt14_en_de_transformer_base.yaml",),
-            files=tuple(
-                DataFile(f"wmt14-en-de/{name}", f"{WMT14}/{name}", None)
-                for name in ("train.en", "train.de", "newstest2013.en", "newstest2013.de",
-                             "newstest2014.en", "newstest2014.de")
-            ),  # fmt: skip
+            files=tuple(DataFile(f"wmt14-en-de/{n}", f"{WMT14}/{n}", None) for n in _WMT14_FILES),
         ),
     )
 }

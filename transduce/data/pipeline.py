@@ -126,6 +126,9 @@ class TextPipeline:
         if fields > 1:  # tokenizers and vocabulary see each field on its own
             src_texts = [f for text in src_texts for f in split_fields(text, fields)]
         for side, kind, texts in _subword_sides(cfg, src_texts, tgt_texts):
+            # Said before the silent part: a large corpus takes tens of seconds here.
+            log.info("training the %s sentencepiece model (%s) on %s sentences", side, kind,
+                     f"{min(len(texts), spm_sample(cfg, side)):,}")  # fmt: skip
             train_sentencepiece(texts, kind, cfg.vocab_size, run_dir / f"spm.{side}.model",
                                 cfg.lowercase, spm_sample(cfg, side), cfg.split_seed)  # fmt: skip
         src_tok, tgt_tok = _tokenizers(cfg, run_dir)
@@ -151,6 +154,8 @@ class TextPipeline:
         )
 
     def encode(self, src: list[str], tgt: list[str] | None = None) -> ParallelData:
+        if len(src) >= 100_000:  # tens of seconds: say so (transduce prepare does it once)
+            log.info("encoding %s pairs (transduce prepare would do this once)", f"{len(src):,}")
         src_ids = [self.src_vocab.encode(self.src_tokens(s)) for s in src]
         tgt_ids = (
             None if tgt is None else [self.tgt_vocab.encode(self.tgt_tok.encode(t)) for t in tgt]

@@ -40,8 +40,16 @@ from transduce.data.pipeline import (
     spm_sample,
 )
 from transduce.data.records import split_fields, with_separator
-from transduce.data.store import FORMAT, SplitWriter, Store, StoreError, finish, settings
-from transduce.data.store import sha256_file, store_key
+from transduce.data.store import (
+    FORMAT,
+    SplitWriter,
+    Store,
+    StoreError,
+    finish,
+    settings,
+    sha256_file,
+    store_key,
+)
 from transduce.data.streams import stream_line_pairs, stream_tsv
 from transduce.data.tokenizers import SUBWORD_KINDS, train_sentencepiece
 from transduce.data.vocab import Vocab
@@ -231,13 +239,14 @@ class Progress:
 
 def prepare(
     cfg: DataConfig, out: str | os.PathLike, workers: int = 1, chunk: int = CHUNK,
-    progress: bool = True,
+    progress: bool = True, inputs: list[dict[str, Any]] | None = None,
 ) -> Store:  # fmt: skip
     """Build the store of ``cfg`` into the new folder ``out`` (written into a temporary
     sibling, then renamed). An existing store of the same inputs and settings is reused;
-    any other existing ``out`` is refused, never overwritten."""
+    any other existing ``out`` is refused, never overwritten. ``inputs``: what
+    :func:`describe_inputs` said of them, if the caller asked already."""
     out = Path(out)
-    inputs = describe_inputs(cfg)
+    inputs = inputs or describe_inputs(cfg)
     data = settings(cfg)
     key = store_key(data, inputs)
     if out.exists():
@@ -263,11 +272,11 @@ def prepare(
 def _build(cfg: DataConfig, tmp: Path, workers: int, chunk: int, say: Progress) -> dict:
     corpora, valid = sources(cfg)
     _train_subwords(cfg, corpora, tmp, say)
-    src_counts, tgt_counts, seen = Counter(), Counter(), 0
-    for src, tgt in _ordered(_count, _chunks(corpora, chunk), workers, (cfg, str(tmp), False)):
+    src_counts, tgt_counts = Counter(), Counter()
+    counts = _ordered(_count, _chunks(corpora, chunk), workers, (cfg, str(tmp), False))
+    for seen, (src, tgt) in enumerate(counts, 1):
         src_counts.update(src)
         tgt_counts.update(tgt)
-        seen += 1
         say.say(f"counting tokens: {seen:,} chunks of {chunk:,} pairs")
     src_vocab = Vocab.from_counts(src_counts, cfg.min_freq, cfg.max_vocab)
     tgt_vocab = Vocab.from_counts(tgt_counts, cfg.min_freq, cfg.max_vocab)

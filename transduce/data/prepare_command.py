@@ -16,12 +16,10 @@ def prepare_command(args: argparse.Namespace) -> None:
     from transduce.recipes import recipe_path
 
     cfg = load_config(recipe_path(args.config), args.overrides).data
-    if args.out is None:  # where data.prepared: auto will look for it
-        key = store_key(settings(cfg), describe_inputs(cfg))
-        out = cache_dir() / key[:16]
-    else:
-        out = args.out
-    store = prepare(cfg, out, args.workers, progress=not args.no_progress)
+    inputs = describe_inputs(cfg)
+    # By default, where data.prepared: auto will look for it.
+    out = args.out or cache_dir() / store_key(settings(cfg), inputs)[:16]
+    store = prepare(cfg, out, args.workers, progress=not args.no_progress, inputs=inputs)
     for split, info in store.manifest["splits"].items():
         print(f"{split}: {info['pairs']:,} pairs, {info['src_tokens']:,} source and "
               f"{info['tgt_tokens']:,} target tokens; {info['too_long']:,} too long; read "
