@@ -177,14 +177,17 @@ class ParallelData:
     def _token_batches(self, order: np.ndarray, max_tokens: int) -> list[np.ndarray]:
         """Cut ``order`` into batches whose padded size (rows x longest side, </s> counted)
         stays within ``max_tokens``; one example per batch at least. Runs once per epoch."""
-        tgt = self.tgt.lengths if self.tgt is not None else 0
-        size = np.maximum(self.src.lengths, tgt + 1)[order].tolist()
+        tgt = self.tgt.lengths if self.tgt is not None else np.zeros_like(self.src.lengths)
         batches, start, longest = [], 0, 0
-        for i, n in enumerate(size):
-            longest = max(longest, n)
-            if (i - start + 1) * longest > max_tokens and i > start:
-                batches.append(order[start:i])
-                start, longest = i, n
+        block = 1 << 16  # sizes as Python ints a block at a time: not 10M of them at once
+        for first in range(0, len(order), block):
+            idx = order[first : first + block]
+            size = np.maximum(self.src.lengths[idx], tgt[idx] + 1).tolist()
+            for i, n in enumerate(size, first):
+                longest = max(longest, n)
+                if (i - start + 1) * longest > max_tokens and i > start:
+                    batches.append(order[start:i])
+                    start, longest = i, n
         if start < len(order):
             batches.append(order[start:])
         return batches
