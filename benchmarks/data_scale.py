@@ -88,10 +88,10 @@ def train(sets: list[str], run: Path, ranks: int = 1) -> list[dict]:
 def drive(run: str, report: str, sets: list[str]) -> None:
     """Inside the training process: ``transduce train`` with a probe on the updates."""
     from transduce.config import load_config
+    from transduce.engine.loop import Loop
     from transduce.train import train as train_run
-    from transduce.trainer import Trainer
 
-    start, update, seen = float(os.environ["DATA_SCALE_START"]), Trainer.update, {}
+    start, update, seen = float(os.environ["DATA_SCALE_START"]), Loop.update, {}
 
     def probe(self, *batches):
         out = update(self, *batches)
@@ -105,7 +105,7 @@ def drive(run: str, report: str, sets: list[str]) -> None:
             seen["rss_anon_mb"] = _rss_anon_mb()
         return out
 
-    Trainer.update = probe
+    Loop.update = probe
     fixed = ["train.max_steps=50", "train.valid_every=0", "train.progress=false",
              "train.max_seconds=null", "train.threads=1", "train.warmup_steps=10",
              # the closing validation: loss only (greedy BLEU of 1,014 sentences takes minutes)

@@ -13,8 +13,8 @@ from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_co
 from transduce import interrupt
 from transduce.data.batches import ParallelData
 from transduce.data.mixing import MixedData
+from transduce.engine.loop import Loop
 from transduce.train import prepare_run, train
-from transduce.trainer import Trainer
 
 
 def _mixed(sizes: list[int], weights: list[float]) -> MixedData:
@@ -63,7 +63,7 @@ def test_a_run_on_weighted_corpora_resumes_exactly(tmp_path, monkeypatch):
     share = np.mean(np.concatenate([data.sample(1, e) for e in range(10)]) >= 200)
     assert abs(share - 0.8) < 4 * np.sqrt(0.16 / 2400)
     train(cfg, tmp_path / "full")
-    update = Trainer.update
+    update = Loop.update
 
     def killed(self, *batches):
         out = update(self, *batches)
@@ -71,9 +71,9 @@ def test_a_run_on_weighted_corpora_resumes_exactly(tmp_path, monkeypatch):
             interrupt.request(signal.SIGTERM)
         return out
 
-    monkeypatch.setattr(Trainer, "update", killed)
+    monkeypatch.setattr(Loop, "update", killed)
     assert train(cfg, tmp_path / "run").steps == 7
-    monkeypatch.setattr(Trainer, "update", update)
+    monkeypatch.setattr(Loop, "update", update)
     train(out=tmp_path / "run", resume=True)
     assert same_last_weights(tmp_path / "run", tmp_path / "full")
     # Validation rows (the train rows' running mean restarts with the process).

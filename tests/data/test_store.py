@@ -19,8 +19,8 @@ from transduce.data.cache import open_store
 from transduce.data.corpus import read_tsv
 from transduce.data.prepare import prepare
 from transduce.data.store import Store, StoreError
+from transduce.engine.loop import Loop
 from transduce.train import prepare_run, train
-from transduce.trainer import Trainer
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_kill_and_resume_on_the_store_is_bit_exact(corpus, tmp_path, monkeypatch
     train(cfg, tmp_path / "full")
     stores = list((tmp_path / "cache" / "transduce" / "prepared").iterdir())
     assert len(stores) == 1  # built on first use, in the cache
-    update = Trainer.update
+    update = Loop.update
 
     def killed(self, *batches):
         out = update(self, *batches)
@@ -112,9 +112,9 @@ def test_kill_and_resume_on_the_store_is_bit_exact(corpus, tmp_path, monkeypatch
             interrupt.request(signal.SIGTERM)
         return out
 
-    monkeypatch.setattr(Trainer, "update", killed)
+    monkeypatch.setattr(Loop, "update", killed)
     assert train(cfg, tmp_path / "run").steps == 6
-    monkeypatch.setattr(Trainer, "update", update)
+    monkeypatch.setattr(Loop, "update", update)
     train(out=tmp_path / "run", resume=True)
     assert same_last_weights(tmp_path / "run", tmp_path / "full")
     # Validation rows (the train rows' running mean restarts with the process).

@@ -17,9 +17,10 @@ from safetensors.torch import load_file
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce import distributed
 from transduce.data.prepare import prepare
+from transduce.engine.loop import Loop
 from transduce.nn.models import build_model
+from transduce.tasks.text import TextTask
 from transduce.train import prepare_run, seed_everything, train
-from transduce.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -67,7 +68,7 @@ def test_two_ranks_on_the_store_equal_one_process(tmp_path):
     seed_everything(cfg.train.seed)
     pipeline, data, valid, refs = prepare_run(cfg, tmp_path / "one", resume=False)
     model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
-    one = Trainer(cfg, model, pipeline, data, valid, tmp_path / "one", 0, 1, refs)
+    one = Loop(cfg, TextTask(cfg, model, pipeline, data, valid, refs), tmp_path / "one", 0, 1)
     for k in range(STEPS):
         one.update(data.batch(np.array(ranks[0]["plan"][k] + ranks[1]["plan"][k])))
     two = load_file(str(tmp_path / "run0" / "last" / "model.safetensors"))
