@@ -145,7 +145,8 @@ def test_malformed_lines_are_counted_per_reason_exactly_as_the_reader_does(tmp_p
 
 def test_a_damaged_store_is_one_line_naming_the_file(corpus, tmp_path):
     train_tsv, valid_tsv = corpus
-    store = prepare(_data(train_tsv, valid=str(valid_tsv)), tmp_path / "store", progress=False)
+    store = prepare(tiny_config(train_tsv, data={"valid": str(valid_tsv)}).data,
+                    tmp_path / "store", progress=False)  # fmt: skip
     ids = store.path / "train.src.ids"
     ids.chmod(0o644)
     ids.write_bytes(ids.read_bytes()[:-4])
@@ -153,6 +154,15 @@ def test_a_damaged_store_is_one_line_naming_the_file(corpus, tmp_path):
         Store.open(store.path).split("train")
     with pytest.raises(StoreError, match="not a prepared store"):
         Store.open(tmp_path)
+    # Same size, wrong content: ids beyond the vocabulary are refused before training.
+    cfg = tiny_config(train_tsv, data={"valid": str(valid_tsv)})
+    other = prepare(cfg.data, tmp_path / "other", progress=False)
+    tgt = other.path / "train.tgt.ids"
+    tgt.chmod(0o644)
+    tgt.write_bytes(b"\xff" * tgt.stat().st_size)
+    cfg = tiny_config(train_tsv, data={"valid": str(valid_tsv), "prepared": str(other.path)})
+    with pytest.raises(ValueError, match=f"{tgt}: token ids outside the vocabulary"):
+        prepare_run(cfg, tmp_path / "run", resume=False)
 
 
 def _valid(run) -> list[dict]:

@@ -82,10 +82,13 @@ def run_data(
             if (store.path / name).is_file():
                 shutil.copyfile(store.path / name, run_dir / name)
     pipeline = TextPipeline.load(cfg.data, run_dir if resume else store.path)
-    train = store.split("train")
+    train, valid = store.split("train"), store.split("valid", in_memory=True)
+    sizes = (len(pipeline.src_vocab), len(pipeline.tgt_vocab))
+    store.check_ids(train, "train", sizes)
+    store.check_ids(valid, "valid", sizes)
     corpus = store.corpus_ids()
     if corpus is not None:
         weights = [c["weight"] for c in store.manifest["splits"]["train"]["corpora"]]
         train = MixedData(train, corpus, weights)
     log.info("corpus store %s: %s training pairs", store.path, f"{len(train):,}")
-    return pipeline, train, store.split("valid", in_memory=True), store.valid_refs()
+    return pipeline, train, valid, store.valid_refs()

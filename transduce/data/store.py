@@ -191,6 +191,20 @@ class Store:
         data.src, data.tgt = sides
         return data
 
+    def check_ids(self, data: ParallelData, name: str, sizes: tuple[int, int]) -> None:
+        """Refuse ids outside the vocabularies (``sizes``: source, target) or lengths that
+        overrun the ids: a damaged file must not reach the model as an index error. One
+        streaming pass over the mapped ids (about a second per GB)."""
+        for side, seqs, size in (("src", data.src, sizes[0]), ("tgt", data.tgt, sizes[1])):
+            path = self.path / f"{name}.{side}.ids"
+            n = len(seqs)
+            if n and int(seqs.offsets[-1]) + int(seqs.lengths[-1]) > path.stat().st_size // 4:
+                raise DataError(path, None, "shorter than its offsets say (damaged?)")
+            ids = seqs.data
+            if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= size):
+                raise DataError(path, None, f"token ids outside the vocabulary of {size} "
+                                "(damaged, or not this store's file)")  # fmt: skip
+
     def corpus_ids(self) -> np.ndarray | None:
         """The corpus of each training pair (None: one corpus)."""
         if "train.corpus" not in self.manifest["files"]:
