@@ -11,7 +11,7 @@ ones, never a mix; what it leaves half-written is removed by :func:`clean` at th
 Weights go to safetensors (never pickle); the trainer state goes through ``torch.save`` but
 holds only tensors and plain containers, and is read back with ``weights_only=True``. Files
 are created with the user's umask (no ``mkstemp``, whose files are 0600). Every reader here
-answers a damaged file with one :class:`~transduce.data.corpus.DataError` naming it.
+answers a damaged file with one :class:`~transduce.errors.DataError` naming it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
-from transduce.data.corpus import DataError
+from transduce.errors import DataError
 
 CKPT = "ckpt"  # the checkpoint directories of a run
 FILES = ("model.safetensors", "trainer_state.pt")

@@ -14,7 +14,8 @@ from transduce import cli_options as opt
 from transduce import data_command
 from transduce.config import ConfigError
 from transduce.data import prepare_command
-from transduce.data.corpus import DataError, read_lines
+from transduce.data.corpus import read_lines
+from transduce.errors import DataError
 from transduce.export.command import add_engine_flag
 from transduce.export.command import add_parser as add_export_parser
 from transduce.forecasting import command as forecast_command
@@ -74,7 +75,7 @@ def _read_input(path: str | None) -> list[str]:
 
 
 def _decode_options(args: argparse.Namespace):
-    from transduce.decoding import options_from_args
+    from transduce.cli_options import options_from_args
 
     return options_from_args(args)
 
@@ -86,18 +87,22 @@ def translate_command(args: argparse.Namespace) -> None:
     options = _decode_options(args)  # bad flags fail before the model loads
     translator = load_translator(args)
     inputs = _read_input(args.input)
-    write_translations(inputs, translator.iter_decode(inputs, options), args.output, args.format)
+    write_translations(
+        inputs, translator.iter_decode(inputs, options), args.output, args.format, options.nbest
+    )
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
     from transduce.export.command import load_translator
-    from transduce.translate import evaluate, reference_language
+    from transduce.translate import evaluate, moses_language
 
     options = _decode_options(args)
     translator = load_translator(args)
     sources, references = read_lines(args.src), read_lines(args.ref)
-    lang = args.ref_lang or reference_language(args.ref)
+    lang, how = moses_language(args.ref, args.ref_lang)
+    log.info("bleu_lc_moses: Moses tokenizer for %r, from %s (--ref-lang sets it)", lang, how)
     scores = evaluate(translator, sources, references, options, output=args.output, lang=lang)
+    scores["bleu_lc_moses_lang"] = f"{lang} (from {how})"
     print(json.dumps(scores, ensure_ascii=False))
 
 
@@ -197,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"transduce {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="other libraries' logs too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="train and test on the built-in date task")
@@ -286,10 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s" if args.quiet else "%(message)s",
-    )
+    opt.configure_logging(args.quiet, args.verbose)
     try:
         args.func(args)
     except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as err:

@@ -19,7 +19,7 @@ from typing import Any
 
 from transduce import checkpoint as ckpt
 from transduce.config import Config, ConfigError, load_config, to_dict
-from transduce.data.corpus import DataError
+from transduce.errors import DataError
 
 log = logging.getLogger("transduce.train")
 

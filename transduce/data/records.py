@@ -20,7 +20,6 @@ from pathlib import Path
 import yaml
 
 from transduce.data.corpus import (
-    DataError,
     Parallel,
     PathLike,
     ReadReport,
@@ -33,6 +32,7 @@ from transduce.data.corpus import (
     _reject,
     collect_pairs,
 )
+from transduce.errors import DataError
 
 FIELD_SEP = "\t"
 
@@ -247,6 +247,17 @@ def split_fields(text: str, n: int) -> list[str]:
         raise ValueError(f"expected {n} tab-separated input fields, got {len(fields)}: "
                          f"{text[:60]!r}")  # fmt: skip
     return fields
+
+
+def pack_fields(encode, text: str, n: int) -> list[str]:
+    """Source tokens of ``text``: ``encode(text)``, or for ``n > 1`` fields each field's
+    tokens joined by :data:`SEP` (``f1 <sep> f2 ...``), as every engine feeds them."""
+    if n == 1:
+        return encode(text)
+    packed: list[str] = []
+    for i, field in enumerate(split_fields(text, n)):
+        packed += [SEP] * (i > 0) + encode(field)
+    return packed
 
 
 def with_separator(vocab):

@@ -32,7 +32,7 @@ import numpy as np
 
 from transduce.config import DataConfig, to_dict
 from transduce.data.batches import ParallelData, Sequences
-from transduce.data.corpus import DataError
+from transduce.errors import DataError
 
 FORMAT = "transduce-store/1"
 MANIFEST = "manifest.json"

@@ -75,7 +75,7 @@ class Vocab:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
         """Read a saved vocabulary; a missing, truncated or foreign file is one DataError."""
-        from transduce.data.corpus import DataError
+        from transduce.errors import DataError
 
         try:
             with open(path, encoding="utf-8") as f:
