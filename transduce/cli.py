@@ -292,7 +292,11 @@ def _exports_only(args: argparse.Namespace) -> bool:
 
 
 def _torch_threads(args: argparse.Namespace) -> None:
-    """``--threads N`` for torch, set before a model loads (exports' engines take theirs)."""
+    """``--threads N`` for torch, set before a model loads (exports' engines take theirs;
+    ``serve`` sets them in each worker as it loads, where its models may come from
+    TRANSDUCE_SERVE_MODEL)."""
+    if args.command == "serve":
+        return
     if getattr(args, "threads", 0) and not _exports_only(args):
         import torch
 
