@@ -163,7 +163,8 @@ def serve_and_check(rootfs: Rootfs, runtime: dict[str, str], text: str) -> dict:
                                      headers={"Content-Type": "application/json"})  # fmt: skip
         with urllib.request.urlopen(req, timeout=30) as reply:
             answer = json.loads(reply.read())
-        return {"ready_s": round(ready, 2), "translation": answer["results"][0]["text"]}
+        best = answer["results"][0]["hypotheses"][0]["text"]
+        return {"ready_s": round(ready, 2), "translation": best}
     finally:
         server.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):

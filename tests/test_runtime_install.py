@@ -123,7 +123,7 @@ def test_transduce_serve_serves_both_exports_without_torch(venv, exports):
         print(f"\ntorch-free serve of two exports: ready after {time.monotonic() - start:.2f} s")
         for name in ("o", "c"):
             reply = _get(f"{base}/v1/translate", {"texts": ["abc", ""], "model": name})
-            texts = [r["text"] for r in reply["results"]]
+            texts = [r["hypotheses"][0]["text"] for r in reply["results"]]
             assert len(texts) == 2 and texts[1] == ""
         with urllib.request.urlopen(base + "/metrics", timeout=10) as reply:
             assert b"transduce" in reply.read()  # prometheus-client is in the runtime too
