@@ -14,8 +14,12 @@ like the servers): batched throughput and the one-sentence time; ratios use thei
     python benchmarks/serve_load.py --clients 1,8 --seconds 5 --repeats 2
 
 ``--settings 1x1,1x2,2x1`` compares server processes instead (``WORKERSxTHREADS``: ``serve
---workers W --threads T``, batching on), alternated round by round; ``--inputs FILE`` takes
-the sentences from a text or TSV file (first column), e.g. the demo's data:
+--workers W --threads T``, batching on), alternated round by round, each against offline
+decoding with the same total threads (W x T; measured before and after, their mean in the
+ratios ``vs_offline_same_threads`` and, for one client, ``p95_vs_offline_one_sentence``).
+``--model`` may be an export (``transduce export onnx|ct2``): offline decoding then runs on
+its engine. ``--inputs FILE`` takes the sentences from a text or TSV file (first column),
+e.g. the demo's data:
 
     python benchmarks/serve_load.py --model runs/demo/run --inputs runs/demo/data/valid.tsv \
         --settings 1x1,1x2,2x1 --clients 32 --seconds 5 --repeats 2 --threads 1
