@@ -32,17 +32,27 @@ class OptionError(ValueError):
         self.field, self.message = field, message
 
 
-# What only the `train` extra installs: a command that reaches one of these in an install
-# without it (pip install 'transduce[runtime]') says so in one line instead of a traceback.
-TRAIN_ONLY = ("torch", "safetensors", "matplotlib", "babel", "rouge_score", "pooch", "requests",
-              "onnx", "onnxscript", "tensorboard")  # fmt: skip
+# What only an extra installs: a command that reaches one of these where the extra is not
+# installed (pip install 'transduce[runtime]' has no torch) says so in one line, not a traceback.
+EXTRA_OF = {
+    **dict.fromkeys(("torch", "safetensors", "matplotlib", "babel", "rouge_score", "pooch",
+                     "requests"), "train"),
+    **dict.fromkeys(("onnx", "onnxscript"), "export"),
+    **dict.fromkeys(("onnxruntime", "ctranslate2"), "runtime"),
+    **dict.fromkeys(("fastapi", "uvicorn", "pydantic", "prometheus_client", "fastapi_offline"),
+                    "serve"),
+    "tensorboard": "tensorboard",
+}  # fmt: skip
 
 
 def missing_extra(err: ModuleNotFoundError) -> str | None:
-    """The one-line advice for an import that only the training install provides, or None."""
+    """The one-line advice for a module that an extra of transduce installs, or None."""
     module = (err.name or "").partition(".")[0]
-    if module not in TRAIN_ONLY:
+    extra = EXTRA_OF.get(module)
+    if extra is None:
         return None
-    return (f"this needs {module}, which the PyTorch-free install leaves out: install "
-            "'transduce[train]' (and 'transduce[export]' to export), or decode an export "
-            "of the run (transduce export onnx|ct2)")  # fmt: skip
+    if extra == "train":
+        return (f"this needs {module}, which the PyTorch-free install leaves out: install "
+                "'transduce[train]', or decode an export of the run (transduce export "
+                "onnx|ct2)")  # fmt: skip
+    return f"this needs {module}: install 'transduce[{extra}]'"
