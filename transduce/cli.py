@@ -39,7 +39,9 @@ def train_command(args: argparse.Namespace) -> None:
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
     if args.resume:
-        result = train(out=args.out, resume=True, overrides=overrides)
+        # CONFIG too: used only where DIR holds no run yet (a requeued job killed early)
+        cfg = load_config(recipe_path(args.config), overrides) if args.config else None
+        result = train(cfg, out=args.out, resume=True, overrides=overrides)
     else:
         if args.config is None:
             raise ConfigError("train: give a CONFIG file or recipe name (or --resume --out DIR)")
