@@ -100,9 +100,7 @@ def recorded_files(meta_path: Path) -> dict[str, dict[str, Any]]:
         raise DataError(meta_path, None, "damaged checkpoint description (not JSON)") from None
     files = meta.get("files") if isinstance(meta, dict) else None
     good = isinstance(files, dict) and all(
-        isinstance(v, dict)
-        and isinstance(v.get("bytes"), int)
-        and isinstance(v.get("sha256"), str)
+        isinstance(v, dict) and isinstance(v.get("bytes"), int) and isinstance(v.get("sha256"), str)
         for v in files.values()
     )
     if not good:

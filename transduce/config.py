@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -264,7 +265,9 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
                 return _check_value(arg, value, key)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {cut(value)} has the wrong type")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{key}: {cut(value)} has the wrong type"
+        )
     if origin is tuple:  # tuple[X, ...], written as a YAML list
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {cut(value)}")
@@ -299,8 +302,49 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         if key not in names:
             known = ", ".join(sorted(names))
             raise ConfigError(f"{clip(dotted)}: unknown key (known keys here: {known})")
-        kwargs[key] = _check_value(hints[key], value, dotted)
+        kwargs[key] = _check_range(key, _check_value(hints[key], value, dotted), dotted)
     return cls(**kwargs)
+
+
+# Ranges by field name (a name means one thing in every section): (low, high, low_open).
+# Sizes have a ceiling so that an impossible model fails here, in one line, and not in
+# the allocator; every float must be finite (train.lr=.inf trained to NaN).
+_SIZE = (1, 1 << 16, False)
+_COUNT = (1, 1 << 40, False)
+_NONNEG = (0, 1 << 40, False)
+_PROB = (0.0, 1.0, False)
+RANGES: dict[str, tuple[float, float, bool]] = {
+    **dict.fromkeys(("embed_size", "hidden_size", "readout_size", "d_model", "ff_size",
+                     "size", "heads", "layers", "encoder_layers", "decoder_layers"), _SIZE),
+    **dict.fromkeys(("batch_size", "vocab_size", "min_freq", "max_vocab", "max_src_len",
+                     "max_tgt_len", "max_len", "max_input_len", "max_tokens", "horizon",
+                     "lookback", "period", "accumulate_steps", "width", "max_positions",
+                     "valid_max", "max_steps"), _COUNT),
+    **dict.fromkeys(("epochs", "warmup_steps", "keep_checkpoints", "valid_every", "log_every",
+                     "threads", "patience", "plateau_patience", "src_col", "tgt_col", "limit",
+                     "weight_decay", "lr_min"), _NONNEG),
+    **dict.fromkeys(("dropout", "attention_dropout", "embed_dropout", "output_dropout",
+                     "teacher_forcing", "teacher_forcing_min", "label_smoothing",
+                     "valid_fraction", "momentum", "adam_beta2", "plateau_factor"), _PROB),
+    **dict.fromkeys(("lr", "clip_norm", "max_seconds", "teacher_forcing_k", "max_len_ratio"),
+                    (0.0, math.inf, True)),
+}  # fmt: skip
+
+
+def _check_range(name: str, value: Any, dotted: str) -> Any:
+    """``value`` if it lies in RANGES[name] (and, a float, is finite), else ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{clip(dotted)}: {cut(value)} is not a finite number")
+    if name not in RANGES:
+        return value
+    low, high, low_open = RANGES[name]
+    if value < low or (low_open and value == low) or value > high:
+        left = "(" if low_open else "["
+        right = "inf)" if math.isinf(high) else f"{high:,}]" if high > 1 else f"{high:g}]"
+        raise ConfigError(f"{clip(dotted)}: {cut(value)} is out of range {left}{low:g}, {right}")
+    return value
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -329,7 +373,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node[parts[-1]] = load_yaml(raw, "--set value") if raw.strip() else ""
         except yaml.YAMLError as err:
             problem = _one_line(err)
-            raise ConfigError(f"--set {clip(item)}: the value is not valid YAML: {problem}") from None
+            raise ConfigError(
+                f"--set {clip(item)}: the value is not valid YAML: {problem}"
+            ) from None
     return data
 
 

@@ -7,11 +7,11 @@ options, checks and output are one and the same."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO
 
 import numpy as np
 
@@ -137,28 +137,21 @@ def jsonl_line(source: str, hyps: list[Translation]) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
-def open_output(path: str | None) -> IO[str]:
-    """stdout, or ``path`` opened for writing through whatever it is (a symlink, a FIFO,
-    /proc/self/fd/1): nothing is replaced, and a new file gets the user's umask."""
-    if not path:
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as err:
-        raise DataError(path, None, f"cannot write: {err.strerror or err}") from None
-
-
 def write_translations(
     inputs: list[str],
     batches: Iterable[list[list[Translation]]],
     output: str | None,
     fmt: str = "text",
 ) -> None:
-    """Write each batch's results as it comes, in input order (a crash late in a long job
-    loses at most the batch being decoded): the best text per line, or ``jsonl`` records."""
-    out = open_output(output)
+    """Write each batch's results as it comes, in input order: the best text per line, or
+    ``jsonl`` records. stdout streams; a file ``output`` is written to a temporary sibling
+    renamed when complete (:func:`transduce.atomic.atomic_output`), so a failure leaves
+    any previous file as it was and says how many lines were done."""
+    from transduce.atomic import atomic_output
+
+    context = contextlib.nullcontext(sys.stdout) if not output else atomic_output(output)
     done = 0
-    try:
+    with context as out:
         for results in batches:
             part = inputs[done : done + len(results)]
             if fmt == "jsonl":
@@ -168,6 +161,3 @@ def write_translations(
                 out.write("".join(hyps[0].text + "\n" for hyps in results))
             out.flush()
             done += len(results)
-    finally:
-        if out is not sys.stdout:
-            out.close()

@@ -124,7 +124,7 @@ def _open_bytes(path: PathLike) -> Iterator[BinaryIO]:
     try:
         f = open(path, "rb")  # noqa: SIM115 (closed by the `with` below)
     except FileNotFoundError:
-        raise DataError(path, None, "file not found") from None
+        raise DataError(path, None, not_found(path)) from None
     except IsADirectoryError:
         raise DataError(path, None, "is a directory, not a file") from None
     except OSError as e:
@@ -143,6 +143,16 @@ def _open_bytes(path: PathLike) -> Iterator[BinaryIO]:
 MAX_LINE_BYTES = 1 << 20
 # Whole files read at once (vocabularies, chatterbot YAML, run descriptions).
 MAX_FILE_BYTES = 64 << 20
+
+
+def not_found(path: PathLike) -> str:
+    """``file not found``, naming the ``transduce data get`` that installs a corpus file."""
+    from transduce.data.catalogue import dataset_for
+
+    name = dataset_for(os.fspath(path))
+    return f"file not found (install it with: transduce data get {name})" if name else (
+        "file not found"
+    )  # fmt: skip
 
 
 def read_capped(path: PathLike, limit: int = MAX_FILE_BYTES, what: str = "file") -> bytes:

@@ -10,14 +10,20 @@ ENGINES = ("auto", "torch", "onnx", "ct2")
 
 
 def export_command(args: argparse.Namespace) -> None:
+    from transduce.export.output import export_into
+
     if args.format == "onnx":
         from transduce.export.onnx import export_onnx
 
-        out = export_onnx(args.model, args.out, args.checkpoint, args.quantize)
+        def build(tmp: Path) -> Path:
+            return export_onnx(args.model, tmp, args.checkpoint, args.quantize)
     else:
         from transduce.export.ct2 import export_ct2
 
-        out = export_ct2(args.model, args.out, args.checkpoint, args.quantization)
+        def build(tmp: Path) -> Path:
+            return export_ct2(args.model, tmp, args.checkpoint, args.quantization)
+
+    out = export_into(Path(args.out), Path(args.model), build)
     manifest = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
     print(
         json.dumps(

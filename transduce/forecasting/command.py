@@ -18,6 +18,7 @@ def _forecast_run(args: argparse.Namespace):
     if not args.input:
         raise ConfigError(f"{args.command}: give --input SERIES_FILE")
     models = args.model if isinstance(args.model, list) else [args.model]
+    _refuse_output_over_input(args, models)
     if len(models) > 1:
         from transduce.ensemble import ForecastEnsemble
 
@@ -31,6 +32,16 @@ def _forecast_run(args: argparse.Namespace):
     actuals = read_series(args.actuals, args.format) if args.actuals else None
     warn_short_series(series, max(m.spec.lookback for m in members))
     return forecaster, series, forecaster.forecast(series.values), actuals
+
+
+def _refuse_output_over_input(args: argparse.Namespace, models: list[str]) -> None:
+    """--output may not be --input, --actuals or a file of a model (same inode)."""
+    from pathlib import Path
+
+    from transduce.atomic import refuse_overwriting_inputs
+
+    files = [str(p) for m in models if Path(m).is_dir() for p in Path(m).iterdir()]
+    refuse_overwriting_inputs(args.output, [args.input, args.actuals, *files])
 
 
 def forecast_command(args: argparse.Namespace) -> None:

@@ -12,7 +12,6 @@ from itertools import pairwise
 
 import numpy as np
 
-from transduce import checkpoint as ckpt
 from transduce.data.series import SeriesSet
 
 log = logging.getLogger("transduce.forecast")
@@ -86,7 +85,10 @@ def write_long_forecasts(path: str | os.PathLike, series: SeriesSet, forecasts: 
         first = first or describe_frequency(step)
         for stamp, value in zip(future_stamps(stamps, len(row), step), row, strict=True):
             rows.append(f"{name},{stamp},{value:.6g}")
-    ckpt.atomic_write_text(path, "\n".join(rows) + "\n")
+    from transduce.atomic import atomic_output
+
+    with atomic_output(path) as f:  # a FIFO is written through, a file replaced when done
+        f.write("\n".join(rows) + "\n")
     return first or ""
 
 

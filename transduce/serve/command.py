@@ -7,6 +7,7 @@ import socket
 import sys
 from dataclasses import fields
 
+from transduce.cli_options import port_number
 from transduce.config import ConfigError
 from transduce.export.command import ENGINES
 from transduce.serve.limits import ServeLimits
@@ -96,7 +97,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "value applies to every model and must match it",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (0: a free one)")
+    p.add_argument("--port", type=port_number, default=8000, help="port (0: a free one)")
     p.add_argument(
         "--max-batch-size",
         type=int,
