@@ -125,8 +125,8 @@ def verify_file(path: str | os.PathLike) -> None:
         return
     if real.stat().st_size != want["bytes"] or _digest(real) != want["sha256"]:
         raise DataError(
-            path, None, f"does not match the SHA-256 recorded in {meta_path}: truncated or corrupted, "
-            "or changed after it was written; refusing to load it"
+            path, None, f"does not match the SHA-256 recorded in {meta_path}: truncated or "
+            "corrupted, or changed after it was written; refusing to load it"
         )  # fmt: skip
 
 

@@ -438,7 +438,7 @@ class _BoundedLoader(yaml.SafeLoader):
 
     depth = 0
 
-    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 (PyYAML's signature)
+    def compose_node(self, parent, index):
         self.depth += 1
         try:
             if self.depth > MAX_YAML_DEPTH:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transduce.data.corpus import DataError
-
 
 @dataclass
 class Translation:
