@@ -48,7 +48,10 @@ def forecast_command(args: argparse.Namespace) -> None:
     from transduce.forecasting.output import write_long_forecasts
     from transduce.forecasting.pipeline import evaluate_forecasts, write_forecasts
 
+    from transduce.forecasting.output import check_finite
+
     forecaster, series, forecasts, actuals = _forecast_run(args)
+    check_finite(series.ids, forecasts)
     result = {"series": len(series), "horizon": forecasts.shape[1], "output": args.output}
     if series.timestamps is not None:  # long input: long output with future timestamps
         result["frequency"] = write_long_forecasts(args.output, series, forecasts)

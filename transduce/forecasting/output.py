@@ -56,13 +56,26 @@ def future_stamps(stamps: list[str], horizon: int, step: timedelta | str) -> lis
     last = parse_stamp(stamps[-1])
     out = []
     for k in range(1, horizon + 1):
-        if step == "month":
-            month = last.month - 1 + k
-            when = last.replace(year=last.year + month // 12, month=month % 12 + 1)
-        else:
-            when = last + k * step
+        try:
+            if step == "month":
+                month = last.month - 1 + k
+                when = last.replace(year=last.year + month // 12, month=month % 12 + 1)
+            else:
+                when = last + k * step
+        except (OverflowError, ValueError):
+            raise ValueError(f"the {horizon} steps after {stamps[-1][:40]} run past year "
+                             "9999, the last date this can write") from None  # fmt: skip
         out.append(_like(when, stamps[-1]))
     return out
+
+
+def check_finite(ids: list[str], forecasts: np.ndarray) -> None:
+    """Refuse forecasts that overflowed (values too large for the model's scaling)
+    rather than writing them as nulls."""
+    bad = [name for name, row in zip(ids, forecasts, strict=True) if not np.isfinite(row).all()]
+    if bad:
+        raise ValueError(f"series {', '.join(b[:40] for b in bad[:3])}: the forecast is not a "
+                         "finite number (values too large for this model?)")  # fmt: skip
 
 
 def _like(when: datetime, example: str) -> str:
