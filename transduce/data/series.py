@@ -21,7 +21,7 @@ import math
 import os
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
@@ -183,7 +183,7 @@ def _stamp_key(name: str, stamp: str, seen: dict[tuple, tuple[str, float]]) -> t
             if when.tzinfo is None:
                 key = ("time (no zone)", when)
             else:  # compared as instants: an offset that changes (summer time) is fine
-                key = ("time (with a zone)", when.astimezone(timezone.utc).replace(tzinfo=None))
+                key = ("time (with a zone)", when.astimezone(UTC).replace(tzinfo=None))
     if not seen:
         return key
     last = max(seen)

@@ -45,10 +45,8 @@ def _refuse_output_over_input(args: argparse.Namespace, models: list[str]) -> No
 
 
 def forecast_command(args: argparse.Namespace) -> None:
-    from transduce.forecasting.output import write_long_forecasts
+    from transduce.forecasting.output import check_finite, write_long_forecasts
     from transduce.forecasting.pipeline import evaluate_forecasts, write_forecasts
-
-    from transduce.forecasting.output import check_finite
 
     forecaster, series, forecasts, actuals = _forecast_run(args)
     check_finite(series.ids, forecasts)
