@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from transduce import checkpoint as ckpt
-from transduce.config import Config, ConfigError, cut, load_config, to_dict
+from transduce.config import Config, ConfigError, clip, cut, load_config, to_dict
 from transduce.data.corpus import DataError
 
 log = logging.getLogger("transduce.train")
@@ -125,7 +125,7 @@ def refuse_foreign(run_dir: Path) -> None:
         return  # a run killed before its first checkpoint: started afresh
     names = sorted(p.name for p in run_dir.iterdir() if not _TMP_NAME.fullmatch(p.name))
     if names:
-        shown = ", ".join(cut(n, 40) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        shown = ", ".join(clip(n, 40) for n in names[:5]) + (", ..." if len(names) > 5 else "")
         raise FileExistsError(
             f"{run_dir} is not empty and not a transduce run (it holds {shown}): "
             "train into a new or empty --out"
