@@ -62,7 +62,7 @@ def test_pointers_repointed_as_absolute_links_are_honoured(run, pointers):
 def test_a_relative_link_written_another_way_is_honoured(run):
     copy = _copy_checkpoint(run)
     (run / "last").unlink()
-    os.symlink(f"./{ckpt.CKPT}/../{ckpt.CKPT}/{copy.name}", run / "last")
+    os.symlink(f"../{run.name}/{ckpt.CKPT}/{copy.name}", run / "last")
     rundir.clean(run)
     assert copy.is_dir()
 
