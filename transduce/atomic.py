@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import stat
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import IO
 
 from transduce.data.corpus import DataError
+
+log = logging.getLogger("transduce")
 
 
 def tmp_name(path: Path) -> Path:
@@ -138,6 +141,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[_Counted]:
             raise DataError(path, None, f"{write_problem(path, err).problem}; {note}") from None
         if isinstance(err, DataError):
             raise DataError(err.path, err.line, f"{err.problem}; {note}") from None
+        log.warning("%s: stopped (%s); %s", path, type(err).__name__, note)
         raise
 
 
