@@ -14,10 +14,10 @@ from transduce.data.corpus import DataError
 def test_a_failed_output_leaves_the_previous_file_and_counts_lines(tmp_path):
     out = tmp_path / "out.txt"
     out.write_text("previous\n")
-    with pytest.raises(DataError, match=r"2 line\(s\) were done; .* left as it was"):
-        with atomic_output(out) as f:
-            f.write("one\ntwo\n")
-            raise DataError("in.txt", 3, "too long")
+    done = r"2 line\(s\) were done; .* left as it was"
+    with pytest.raises(DataError, match=done), atomic_output(out) as f:
+        f.write("one\ntwo\n")
+        raise DataError("in.txt", 3, "too long")
     assert out.read_text() == "previous\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
@@ -25,10 +25,10 @@ def test_a_failed_output_leaves_the_previous_file_and_counts_lines(tmp_path):
 def test_a_full_disk_is_one_line_and_the_old_file_stays(tmp_path):
     out = tmp_path / "out.txt"
     out.write_text("previous\n")
-    with pytest.raises(DataError, match="no space left on the device; 1 line"):
-        with atomic_output(out) as f:
-            f.write("one\n")
-            raise OSError(errno.ENOSPC, "No space left on device")
+    full = "no space left on the device; 1 line"
+    with pytest.raises(DataError, match=full), atomic_output(out) as f:
+        f.write("one\n")
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert out.read_text() == "previous\n"
 
 

@@ -252,7 +252,7 @@ def test_bit_flipped_weights_are_refused_naming_the_file(own_model, tmp_path, ca
 )
 def test_meta_json_of_the_wrong_shape_is_one_line(own_model, capsys, files):
     meta = Path(os.path.realpath(own_model / "best")) / "meta.json"
-    meta.write_text('{"step": "1", "files": %s}' % files)
+    meta.write_text('{"step": "1", "files": ' + files + "}")
     err = _error(capsys, ["translate", "--model", str(own_model), "--input", os.devnull])
     assert "meta.json: damaged checkpoint description" in err
 
