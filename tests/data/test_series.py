@@ -84,3 +84,29 @@ def test_training_windows_hold_out_the_end_and_unscale_exactly():
     # the calendar phase of the first validation target step is (-8 mod 12)
     angle = 2 * np.pi * ((-8) % 12) / 12
     np.testing.assert_allclose(valid.exog[0, 0], [np.sin(angle), np.cos(angle)], atol=1e-6)
+
+
+# ----------------------------------------------------------------- hostile timestamps
+
+
+@pytest.mark.parametrize(
+    ("rows", "problem"),
+    [("a,3,1\na,2,1\n", "numeric timestamps must increase"),
+     ("a,1,1\na,1.0,1\n", r"appears twice \(as 1\)"),
+     ("a,2020-01-01T00:00,1\na,2020-01-01T01:00+02:00,1\n", "after 2020-01-01T00:00"),
+     ("a,2020-01-01T02:00+02:00,1\na,2020-01-01T00:00Z,1\n", "appears twice"),
+     ("a,1,1\na,2020-01-01,1\n", "a time \\(no zone\\) timestamp"),
+     ("a,1,1e308\n", "beyond"), ("a,1,-1e16\n", "beyond")],
+)  # fmt: skip
+def test_long_series_hostile_timestamps_and_values_name_the_series(tmp_path, rows, problem):
+    p = _write(tmp_path / "l.csv", "id,timestamp,value\n" + rows)
+    with pytest.raises(DataError, match=problem):
+        read_long(p)
+
+
+def test_numeric_timestamps_sort_as_numbers_and_zones_as_instants(tmp_path):
+    p = _write(tmp_path / "l.csv", "id,timestamp,value\na,9,1\na,10,2\n"
+               "b,2020-03-29T01:00+01:00,1\nb,2020-03-29T03:00+02:00,2\n")  # fmt: skip
+    data = read_long(p)
+    assert data.timestamps[0] == ["9", "10"] and list(data.values[0]) == [1.0, 2.0]
+    assert len(data.timestamps[1]) == 2

@@ -222,8 +222,11 @@ def install(src: Path, f: DataFile, root: Path) -> str | None:
                         f.dest, f"{src}: member {name} declares {declared:,} bytes, over "
                         f"this entry's cap of {f.cap:,}; refusing to extract it"
                     )  # fmt: skip
-                with zf.open(name) as stream:
-                    _copy_stream(stream, tmp, compress=f.gzip, cap=f.cap, label=f.dest)
+                try:
+                    with zf.open(name) as stream:
+                        _copy_stream(stream, tmp, compress=f.gzip, cap=f.cap, label=f.dest)
+                except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+                    raise DownloadError(f.dest, f"{src}: a damaged zip archive ({err})") from None
         else:
             if src.stat().st_size > f.cap and not _is_gzip(src):
                 raise DownloadError(f.dest, f"{src} is over this entry's cap of {f.cap:,} bytes")
