@@ -423,13 +423,8 @@ def write_average(run_dir: str | os.PathLike, last: int) -> Path:
     paths = step_checkpoints(run_dir)[-last:]
     state = average_checkpoints(paths)
     out = Path(run_dir, "averaged", "model.safetensors")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(out)
+    if out.is_symlink():  # written in the run, never through a link (to a kept checkpoint)
+        out.unlink()
     meta = {"averaged": ",".join(p.name for p in paths)}
-    try:
-        _write_new(tmp, save({k: v.contiguous() for k, v in state.items()}, metadata=meta))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(out, save({k: v.contiguous() for k, v in state.items()}, metadata=meta))
     return out
