@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q -c constraints.txt
 
-.PHONY: demo test lint install install-dev clean
+.PHONY: demo test lint docs install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,13 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check transduce tests benchmarks
 	$(BIN)/ruff format --check transduce tests benchmarks
 
-test: lint
+# The documentation site; --strict fails on any warning (a broken link, a missing page, a
+# docstring that does not render). Output in site/ (ignored by git).
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+test: lint docs
 	$(BIN)/python -m pytest -q -n 2 --durations=10
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -37,9 +37,10 @@ import torch
 from transduce import distributed
 from transduce.config import load_config, to_dict
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
+from transduce.engine.loop import Loop
 from transduce.nn.models import build_model
+from transduce.tasks.text import TextTask
 from transduce.train import seed_everything
-from transduce.trainer import Trainer
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "multi30k_de_en_rnn_12m.yaml"
 
@@ -58,7 +59,7 @@ def cpu_name() -> str:
     return platform.processor()
 
 
-def build_trainer(cfg, folder: Path, pipeline_dir: str | None, ctx) -> Trainer:
+def build_trainer(cfg, folder: Path, pipeline_dir: str | None, ctx) -> Loop:
     """The recipe's pipeline (trained into ``folder``, or loaded from ``pipeline_dir``),
     model and trainer; nothing is written outside ``folder``."""
     texts = load_texts(cfg.data)
@@ -69,33 +70,31 @@ def build_trainer(cfg, folder: Path, pipeline_dir: str | None, ctx) -> Trainer:
     train_data = filter_lengths(pipeline.encode(texts.train_src, texts.train_tgt), cfg.data, "t")
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
-    return Trainer(
-        cfg, model, pipeline, train_data, train_data.subset(np.arange(0)), folder,
-        rank=ctx.rank, world=ctx.world,
-    )  # fmt: skip
+    task = TextTask(cfg, model, pipeline, train_data, train_data.subset(np.arange(0)))
+    return Loop(cfg, task, folder, rank=ctx.rank, world=ctx.world)
 
 
-def time_steps(trainer: Trainer, warmup: int, steps: int) -> tuple[list[float], list[int]]:
+def time_steps(trainer: Loop, warmup: int, steps: int) -> tuple[list[float], list[int]]:
     """Seconds and global target tokens of ``steps`` updates after ``warmup`` untimed ones."""
-    plan = [b for epoch in range(100) for b in trainer._batches(epoch)][: warmup + steps]
+    plan = [b for epoch in range(100) for b in trainer.plan(epoch)][: warmup + steps]
     seconds, tokens = [], []
     for i, idx in enumerate(plan):
         start = time.perf_counter()
-        _, ntok = trainer.update(trainer.train_data.batch(idx))
+        _, ntok = trainer.update(trainer.task.batch(idx))
         if i >= warmup:
             seconds.append(time.perf_counter() - start)
             tokens.append(ntok)
     return seconds, tokens
 
 
-def profile_steps(trainer: Trainer, steps: int, first: int) -> list[dict]:
+def profile_steps(trainer: Loop, steps: int, first: int) -> list[dict]:
     """Operators by self CPU time over ``steps`` more updates (table to stderr)."""
     from torch.profiler import ProfilerActivity, profile
 
-    plan = trainer._batches(1)[first : first + steps]
+    plan = trainer.plan(1)[first : first + steps]
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for idx in plan:
-            trainer.update(trainer.train_data.batch(idx))
+            trainer.update(trainer.task.batch(idx))
     table = prof.key_averages()
     print(table.table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
     total = sum(e.self_cpu_time_total for e in table) or 1.0
@@ -104,17 +103,17 @@ def profile_steps(trainer: Trainer, steps: int, first: int) -> list[dict]:
              "calls": e.count} for e in top]  # fmt: skip
 
 
-def flops_per_token(trainer: Trainer, plan_steps: int = 20) -> float:
+def flops_per_token(trainer: Loop, plan_steps: int = 20) -> float:
     """Floating-point operations of one update per target token (matmuls, convolutions and
     attention as ``torch.utils.flop_counter`` counts them: forward and backward), averaged
     over the first ``plan_steps`` batches of the training order."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    plan = trainer._batches(0)[:plan_steps]
+    plan = trainer.plan(0)[:plan_steps]
     flops, tokens = 0, 0
     for idx in plan:
         with FlopCounterMode(display=False) as counter:
-            _, ntok = trainer.update(trainer.train_data.batch(idx))
+            _, ntok = trainer.update(trainer.task.batch(idx))
         flops += counter.get_total_flops()
         tokens += ntok
     return flops / max(tokens, 1)
@@ -138,7 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(RECIPE), help="training recipe (YAML)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
                         help="override train.precision (bf16 autocast)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--warmup", type=int, default=10)
@@ -182,7 +181,7 @@ def main() -> None:
         "tokens_per_step": round(statistics.mean(tokens)),
         "steps": args.steps,
         "warmup": args.warmup,
-        "precision": cfg.train.precision,
+        "precision": trainer.precision,  # what train.precision (auto: the machine) chose
         "threads": torch.get_num_threads(),
         "processes": ctx.world,
         "peak_rss_mib": round(rss, 1),  # per process (the largest rank's)

@@ -17,9 +17,10 @@ from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_co
 from transduce import distributed
 from transduce.config import Config, from_dict
 from transduce.engine import parallel
+from transduce.engine.loop import Loop
 from transduce.nn.models import build_model
+from transduce.tasks.text import TextTask
 from transduce.train import prepare_run, seed_everything, train
-from transduce.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -53,11 +54,12 @@ def _config(tsv, model: dict | None = None, **train):
     return tiny_config(tsv, model={"preset": "bahdanau", **(model or {})}, train=opts)
 
 
-def _trainer(cfg, run_dir, rank: int, world: int) -> Trainer:
+def _trainer(cfg, run_dir, rank: int, world: int) -> Loop:
     seed_everything(cfg.train.seed)
     pipeline, train_data, valid_data, refs = prepare_run(cfg, run_dir, resume=False)
     model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
-    return Trainer(cfg, model, pipeline, train_data, valid_data, run_dir, rank, world, refs)
+    task = TextTask(cfg, model, pipeline, train_data, valid_data, refs)
+    return Loop(cfg, task, run_dir, rank, world)
 
 
 def _flat(model) -> torch.Tensor:
@@ -67,19 +69,19 @@ def _flat(model) -> torch.Tensor:
 def _steps_child(rank: int, tsv, tmp) -> None:
     with distributed.launch("cpu") as ctx:
         trainer = _trainer(_config(tsv), tmp / f"rank{rank}", ctx.rank, ctx.world)
-        plan, snaps = trainer._batches(0), {}
+        plan, snaps = trainer.plan(0), {}
         for k in range(STEPS):
-            trainer.update(trainer.train_data.batch(plan[k]))
+            trainer.update(trainer.task.batch(plan[k]))
             snaps[f"step{k}"] = distributed.gather_states(_flat(trainer.model))  # [2, P]
         # Accumulation: two micro-batches a step on each rank (no_sync on the first).
         acc = _trainer(_config(tsv, accumulate_steps=2), tmp / f"acc{rank}", ctx.rank, ctx.world)
         for k in range(STEPS // 2):
-            acc.update(*(acc.train_data.batch(plan[2 * k + j]) for j in (0, 1)))
+            acc.update(*(acc.task.batch(plan[2 * k + j]) for j in (0, 1)))
             snaps[f"acc{k}"] = distributed.gather_states(_flat(acc.model))
         # Scheduled sampling: each rank its own coins, the weights still the same.
         sampled = _trainer(_config(tsv, teacher_forcing=0.5), tmp / f"ss{rank}", rank, 2)
         for k in range(2):
-            sampled.update(sampled.train_data.batch(plan[k]))
+            sampled.update(sampled.task.batch(plan[k]))
         snaps["sampled"] = distributed.gather_states(_flat(sampled.model))
         snaps["coins"] = distributed.gather_states(sampled.coins.get_state())
         _unused_child(rank, snaps)
@@ -112,7 +114,7 @@ def test_two_ranks_step_like_one_process_on_the_concatenated_batch(two_ranks, tm
     snaps = load_file(str(ranks / "ranks.safetensors"))
     cfg = _config(tsv)
     one = _trainer(cfg, tmp_path / "one", 0, 1)
-    t, data = cfg.train, one.train_data
+    t, data = cfg.train, one.task.train_data
     plans = [data.batch_order(t.batch_size, t.seed, 0, t.bucket, rank=r, world=2) for r in (0, 1)]
     # Ranks hold different token counts: a mean of per-rank means would not match.
     assert any(data.batch(a).ntokens != data.batch(b).ntokens for a, b in zip(*plans, strict=True))
@@ -130,7 +132,7 @@ def test_accumulation_on_two_ranks_is_one_step_on_all_four_batches(two_ranks, tm
     snaps = load_file(str(ranks / "ranks.safetensors"))
     cfg = _config(tsv)
     one = _trainer(cfg, tmp_path / "one", 0, 1)
-    t, data = cfg.train, one.train_data
+    t, data = cfg.train, one.task.train_data
     plans = [data.batch_order(t.batch_size, t.seed, 0, t.bucket, rank=r, world=2) for r in (0, 1)]
     for k in range(STEPS // 2):
         both = snaps[f"acc{k}"]
@@ -143,12 +145,12 @@ def test_accumulation_on_two_ranks_is_one_step_on_all_four_batches(two_ranks, tm
 def test_accumulation_in_one_process_is_one_step_on_the_concatenated_batches(tsv_small, tmp_path):
     acc = _trainer(_config(tsv_small, accumulate_steps=3), tmp_path / "acc", 0, 1)
     one = _trainer(_config(tsv_small), tmp_path / "one", 0, 1)
-    plan = acc._batches(0)
-    assert len({acc.train_data.batch(b).ntokens for b in plan[:3]}) > 1  # unequal batches
+    plan = acc.plan(0)
+    assert len({acc.task.batch(b).ntokens for b in plan[:3]}) > 1  # unequal batches
     for k in range(2):
         chunk = plan[3 * k : 3 * k + 3]
-        acc.update(*(acc.train_data.batch(b) for b in chunk))
-        one.update(one.train_data.batch(np.concatenate(chunk)))
+        acc.update(*(acc.task.batch(b) for b in chunk))
+        one.update(one.task.batch(np.concatenate(chunk)))
         torch.testing.assert_close(_flat(acc.model), _flat(one.model), rtol=1e-4, atol=1e-6)
     # fit() takes accumulate_steps batches a step: ceil(batches / 3) steps an epoch
     assert acc.steps_per_epoch == -(-len(plan) // 3)

@@ -42,6 +42,16 @@ def test_unknown_name_lists_the_recipes():
 
 def test_recipes_command_lists_names_and_descriptions(capsys):
     assert main(["recipes"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == len(list_recipes())
-    assert any(line.startswith("tatoeba_char_ell ") and "Keras" in line for line in out)
+    out = capsys.readouterr().out
+    starts = [line.split()[0] for line in out.splitlines() if not line.startswith(" ")]
+    assert starts == list(list_recipes())  # one entry per recipe, long ones wrapped under it
+    words = " ".join(out.split())
+    for path in list_recipes().values():  # every description printed whole
+        assert " ".join(describe(path).split()) in words
+
+
+def test_descriptions_are_whole_sentences():
+    for name, path in list_recipes().items():
+        text = describe(path)
+        assert text.endswith((".", "!", "?")) and "(issue" not in text, (name, text)
+        assert len(text) > 30, (name, text)  # not a fragment of the header

@@ -18,8 +18,8 @@ from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_co
 from transduce import checkpoint as ckpt
 from transduce import interrupt
 from transduce.config import save_config
+from transduce.engine.loop import Loop
 from transduce.train import train
-from transduce.trainer import Trainer
 
 
 class Crash(BaseException):
@@ -115,7 +115,7 @@ def test_sigkill_during_a_checkpoint_write(reference, tmp_path):
 
 def test_interrupt_writes_a_checkpoint_and_resume_is_exact(reference, tmp_path, monkeypatch):
     cfg, full, _ = reference
-    update = Trainer.update
+    update = Loop.update
 
     def interrupted_update(self, batch):
         out = update(self, batch)
@@ -123,11 +123,11 @@ def test_interrupt_writes_a_checkpoint_and_resume_is_exact(reference, tmp_path, 
             interrupt.request(signal.SIGTERM)
         return out
 
-    monkeypatch.setattr(Trainer, "update", interrupted_update)
+    monkeypatch.setattr(Loop, "update", interrupted_update)
     result = train(cfg, tmp_path / "run")
     assert result.interrupted == signal.SIGTERM and result.steps == 3
     assert ckpt.read_checkpoint(tmp_path / "run")[1]["counters"][0] == 3
-    monkeypatch.setattr(Trainer, "update", update)
+    monkeypatch.setattr(Loop, "update", update)
     train(out=tmp_path / "run", resume=True)
     assert same_last_weights(tmp_path / "run", full)
     assert valid_rows(tmp_path / "run") == valid_rows(full)

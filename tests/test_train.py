@@ -1,5 +1,8 @@
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -7,10 +10,10 @@ from safetensors.torch import load_file
 
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
 from transduce.checkpoint import load_trainer_state
-from transduce.config import TrainConfig, load_config
+from transduce.config import TrainConfig, load_config, save_config
 from transduce.data.corpus import DataError
+from transduce.engine.teacher import teacher_forcing_ratio
 from transduce.train import train
-from transduce.trainer import teacher_forcing_ratio
 
 
 @pytest.fixture
@@ -172,3 +175,40 @@ def test_pair_files_of_different_lengths_fail(tmp_path):
     }
     with pytest.raises(DataError, match=r"a\.tgt:.*a\.src|a\.src:.*a\.tgt"):
         train(tiny_config(tmp_path / "unused", data=data), tmp_path / "run")
+
+
+def _cli_train(tmp_path, tsv, *extra: str, **train_keys) -> subprocess.CompletedProcess:
+    save_config(tiny_config(tsv, train=train_keys), tmp_path / "cfg.yaml")
+    cmd = [sys.executable, "-m", "transduce", "train", str(tmp_path / "cfg.yaml")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*cmd, "--out", str(tmp_path / "run"), *extra], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_train_prints_one_json_line_on_stdout_and_progress_on_stderr(tsv, tmp_path):
+    proc = _cli_train(tmp_path, tsv, progress=True, log_every=2, epochs=2)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (line,) = proc.stdout.splitlines()  # exactly one line: the summary
+    summary = json.loads(line)
+    assert any(ln.startswith("train step") for ln in proc.stderr.splitlines())
+    valid = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    valid = [x for x in valid if x["split"] == "valid"]
+    shown = [ln for ln in proc.stderr.splitlines() if ln.startswith("step=")]
+    # One epoch base: the validation lines, metrics.jsonl and the summary's best agree.
+    assert [ln.split()[1] for ln in shown] == [f"epoch={x['epoch']}" for x in valid]
+    best = next(x for x in valid if x["step"] == summary["best"]["step"])
+    assert summary["best"]["epoch"] == best["epoch"] == 2
+
+
+def test_a_diverging_run_stops_in_one_line_with_nothing_non_finite_written(tsv, tmp_path):
+    proc = _cli_train(tmp_path, tsv, "--set", "train.lr=1.0e+30")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("transduce train: error: the loss is nan at step ")
+    run = tmp_path / "run"
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in metrics.jsonl"))
+    if (run / "last").exists():
+        weights = load_file(str(run / "last" / "model.safetensors"))
+        assert all(torch.isfinite(w).all() for w in weights.values())

@@ -30,7 +30,7 @@ _WHERE = {
     "ConfigError": "transduce.config",
     "DataError": "transduce.data.corpus",
     "DecodeOptions": "transduce.translate",
-    "RunResult": "transduce.trainer",
+    "RunResult": "transduce.engine.loop",
     "Seq2SeqModel": "transduce.nn.models",
     "Translation": "transduce.translate",
     "Translator": "transduce.translate",

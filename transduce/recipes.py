@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+import textwrap
 from pathlib import Path
 
 from transduce.config import ConfigError
@@ -23,13 +26,19 @@ def list_recipes() -> dict[str, Path]:
 
 
 def describe(path: Path) -> str:
-    """The first line of the recipe's header comment (what it trains)."""
+    """The first sentence of the recipe's header comment (what it trains), whole even when
+    it spans several comment lines; the header's command lines (``#   transduce ...``) and
+    anything after them are not part of it."""
+    prose = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-        if line.strip():
+        body = line[1:] if line.startswith("#") else None
+        if body is None or not body.strip() or body.startswith("   "):
             break
-    return ""
+        prose.append(body.strip())
+    text = re.sub(r"\s*\(issue:[^)]*\)", "", " ".join(prose))
+    # a sentence ends at . ! or ? followed by a space or the end ("11.3M", "0.005" do not)
+    first = re.match(r".*?[.!?](?=\s|$)", text)
+    return first.group(0) if first else text
 
 
 def recipe_path(name_or_path: str) -> Path:
@@ -51,8 +60,13 @@ def recipe_path(name_or_path: str) -> Path:
 def recipes_command(args: argparse.Namespace) -> None:
     recipes = list_recipes()
     width = max((len(name) for name in recipes), default=0)
+    columns = max(shutil.get_terminal_size().columns, width + 40)
     for name, path in recipes.items():
-        print(f"{name:<{width}}  {describe(path)}")
+        # long descriptions wrap under themselves, never cut
+        indent = " " * (width + 2)
+        text = textwrap.fill(describe(path), columns, initial_indent=f"{name:<{width}}  ",
+                             subsequent_indent=indent, break_on_hyphens=False)  # fmt: skip
+        print(text)
 
 
 def add_parser(subparsers) -> None:

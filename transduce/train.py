@@ -1,10 +1,11 @@
 """``transduce train``: build (or resume) a run directory and fit it.
 
 :func:`train` reads the data, builds or loads the tokenizers and vocabularies, builds the
-model and hands it to the :class:`~transduce.trainer.Trainer` (the generic loop on the
-text task), started or resumed by :func:`transduce.engine.run.run`. Under torchrun every process
-runs :func:`train`; only rank 0 writes (:mod:`transduce.distributed`). A config with a
-``series`` section goes to the forecasting pipeline instead.
+model and hands it to the generic :class:`~transduce.engine.loop.Loop` on a
+:class:`~transduce.tasks.text.TextTask`, started or resumed by
+:func:`transduce.engine.run.run`. Under torchrun every process runs :func:`train`; only
+rank 0 writes (:mod:`transduce.distributed`). A config with a ``series`` section goes to
+the forecasting pipeline instead.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from transduce import distributed, rundir
 from transduce.config import Config
 from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline, filter_lengths, length_keep, load_texts
+from transduce.engine.loop import Loop, RunResult
 from transduce.engine.run import run as engine_run
 from transduce.nn.models import build_model
-from transduce.trainer import RunResult, Trainer
+from transduce.tasks.text import TextTask
 
 log = logging.getLogger("transduce.train")
 
@@ -88,16 +90,14 @@ def _train_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Conte
     )
     if ctx.world > 1:
         torch.manual_seed(cfg.train.seed + 1009 * ctx.rank)  # each rank its own dropout masks
-    trainer = Trainer(
-        cfg, model, pipeline, train_data, valid_data, run_dir,
-        rank=ctx.rank, world=ctx.world, valid_refs=valid_refs,
-    )  # fmt: skip
+    task = TextTask(cfg, model, pipeline, train_data, valid_data, valid_refs)
+    loop = Loop(cfg, task, run_dir, rank=ctx.rank, world=ctx.world)
     summary = (
         f"train {len(train_data)} pairs, valid {len(valid_data)}; vocab src "
         f"{len(pipeline.src_vocab)} tgt {len(pipeline.tgt_vocab)}; {cfg.model.preset} "
         f"{'' if cfg.model.preset == 'transformer' else cfg.model.cell} model"
     )
-    return engine_run(trainer, resume, save=pipeline.save, summary=summary)
+    return engine_run(loop, resume, save=pipeline.save, summary=summary)
 
 
 # Files a run's text pipeline reads back (TextPipeline.save and the sentencepiece models).

@@ -16,11 +16,11 @@ from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import BOS_ID, PAD_ID
 from transduce.decoding import DecodeOptions, Translation, search_rows
+from transduce.device import resolve_device
 from transduce.metrics import bleu_chrf, bleu_lowercase, bleu_lowercase_moses, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import OPS
 from transduce.searchcore import limit_inputs
-from transduce.trainer import resolve_device
 
 
 class Translator:

@@ -38,15 +38,16 @@ def test_log_lines_end_and_resume_of_a_finished_run(tsv, tmp_path, capsys):
     cfg = tiny_config(tsv, train={"progress": True, "log_every": 3, "epochs": 2})
     result = train(cfg, tmp_path / "run")  # stderr is no TTY here: whole lines
     out, err = capsys.readouterr()
+    assert out == ""  # stdout is the command's result alone; the run speaks on stderr
     lines = [ln for ln in err.splitlines() if ln.startswith("train step")]
     assert lines and all(ln.split()[2].endswith(f"/{result.steps}") for ln in lines)
     assert "\r" not in err
-    assert out.splitlines()[-2].startswith(f"step={result.steps} epoch=2 ")  # not epoch=3
-    assert f"stopped by epochs=2; best checkpoint {tmp_path / 'run' / 'best'}" in out
+    assert err.splitlines()[-2].startswith(f"step={result.steps} epoch=2 ")  # not epoch=3
+    assert f"stopped by epochs=2; best checkpoint {tmp_path / 'run' / 'best'}" in err
     assert result.ended_by == "epochs=2"
     before = _rows(tmp_path / "run")
     again = train(out=tmp_path / "run", resume=True)
-    assert "this run already ended (epochs=2)" in capsys.readouterr().out
+    assert "this run already ended (epochs=2)" in capsys.readouterr().err
     assert again.steps == result.steps and _rows(tmp_path / "run") == before
 
 
@@ -54,14 +55,18 @@ def test_a_budget_ends_the_run_and_says_so(tsv, tmp_path, capsys):
     cfg = tiny_config(tsv, train={"max_steps": 4, "epochs": 50, "progress": True})
     result = train(cfg, tmp_path / "run")
     assert result.steps == 4 and result.ended_by == "max_steps=4"
-    out = capsys.readouterr().out
-    assert "step=4 epoch=1 " in out  # mid-epoch: the first epoch, not 0
-    assert "stopped by max_steps=4" in out
+    err = capsys.readouterr().err
+    assert "step=4 epoch=1 " in err  # mid-epoch: the first epoch, not 0
+    assert "stopped by max_steps=4" in err
+    # The same epoch (from 1) in metrics.jsonl, the history and the summary's best.
+    valid = [r for r in _rows(tmp_path / "run") if r["split"] == "valid"]
+    assert [r["epoch"] for r in valid] == [1] and result.best["epoch"] == 1
 
 
 def test_the_eta_comes_from_the_first_budget():
     assert planned_steps(TrainConfig(epochs=10, max_steps=25), steps_per_epoch=9) == 25
     assert planned_steps(TrainConfig(epochs=2, max_steps=25), steps_per_epoch=9) == 18
-    timed = Progress(TrainConfig(epochs=100, max_seconds=10.0, progress=False), 0, 9, 0)
+    timed = Progress()
+    timed.begin(TrainConfig(epochs=100, max_seconds=10.0, progress=False), 0, 9, 0)
     timed.start -= 2.0  # two seconds for 20 steps: 0.1 s a step, 8 s left -> 80 more
     assert timed.total(20, elapsed=2.0) == pytest.approx(100, abs=2)

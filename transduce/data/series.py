@@ -420,8 +420,8 @@ class ArrayData:
             prev = torch.cat([prev, self.exog[idx_t]], -1)
         return ValueBatch(self.src[idx_t], prev, tgt, idx_t)
 
-    def batch_order(self, batch_size: int, seed: int, epoch: int, *_, rank: int = 0,
-                    world: int = 1, **__) -> list[np.ndarray]:  # fmt: skip
+    def batch_order(self, batch_size: int, seed: int, epoch: int, *, rank: int = 0,
+                    world: int = 1) -> list[np.ndarray]:  # fmt: skip
         """Shuffled batches, a pure function of (seed, epoch) for exact resume."""
         order = np.random.default_rng([seed, epoch]).permutation(len(self))
         batches = [order[i : i + batch_size] for i in range(0, len(self), batch_size)]

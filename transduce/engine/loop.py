@@ -1,9 +1,13 @@
 """The training loop: steps, schedules, clipping, accumulation, validation, checkpoints,
 early stopping, budgets, logging and exact resume, for any task.
 
-A task (:mod:`transduce.tasks`) gives the model, the objective, the training data
-(``batch_order`` / ``batch``) and ``validate(loop) -> metrics``; the loop knows nothing of
-text or series. Under torchrun each process holds one loop on its shard of the batches;
+A task (the :class:`~transduce.engine.task.Task` protocol, implemented in
+:mod:`transduce.tasks`) gives the model, the objective, its batches (``plan`` / ``batch``)
+and ``validate(loop) -> metrics``; the loop knows nothing of text or series. What observes
+or extends a run (progress, metrics.jsonl, TensorBoard, checkpoints, the array API) is a
+:class:`~transduce.engine.callbacks.Callback`. Epochs count from 1 wherever they are shown
+or written (progress, metrics.jsonl, the summary): the epoch being trained, or at its end
+the one just finished. Under torchrun each process holds one loop on its shard of the batches;
 the objective runs under DistributedDataParallel (:mod:`transduce.engine.parallel`) and
 only rank 0 writes. A step takes ``train.accumulate_steps`` consecutive batches of the
 plan (the last step of an epoch may take fewer).
@@ -12,6 +16,7 @@ plan (the last step of an epoch may take fewer).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
@@ -22,11 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from transduce import checkpoint as ckpt
 from transduce import distributed, interrupt
 from transduce.config import Config, ConfigError
+from transduce.device import cpu_has_bf16, resolve_device, resolve_precision
 from transduce.engine import parallel, state
-from transduce.engine.progress import Logs, Progress, planned_steps
+from transduce.engine.callbacks import Callback, Checkpointer, NonFiniteError, kept
+from transduce.engine.progress import MetricsLog, Progress, planned_steps
+from transduce.engine.task import Task
 from transduce.engine.teacher import teacher_forcing_ratio
 from transduce.optim import Schedule, build_optimizer
 
@@ -45,29 +52,26 @@ class RunResult:
     ended_by: str | None = None  # what ended it: max_steps, max_seconds, epochs, early stopping
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda: no CUDA device is available here (use cpu or auto)")
-    return torch.device(name)
+def default_callbacks() -> list[Callback]:
+    """What the ``train`` command runs with: progress, metrics/TensorBoard, checkpoints."""
+    return [Progress(), MetricsLog(), Checkpointer()]
 
 
 class Loop:
-    """Trains ``task`` into ``run_dir``: :meth:`fit` (after :meth:`restore` on resume)."""
+    """Trains ``task`` into ``run_dir``: :meth:`fit` (after :meth:`restore` on resume).
+    ``callbacks`` default to :func:`default_callbacks`."""
 
-    def __init__(self, cfg: Config, task, run_dir: str | os.PathLike, rank=0, world=1):
+    def __init__(
+        self,
+        cfg: Config,
+        task: Task,
+        run_dir: str | os.PathLike,
+        rank: int = 0,
+        world: int = 1,
+        callbacks: list[Callback] | None = None,
+    ):
         self.cfg, self.tcfg, self.task = cfg, cfg.train, task
+        self.callbacks = default_callbacks() if callbacks is None else list(callbacks)
         if cfg.train.accumulate_steps < 1:
             raise ConfigError(f"train.accumulate_steps: {cfg.train.accumulate_steps} (need >= 1)")
         self.run_dir, self.rank, self.world = Path(run_dir), rank, world
@@ -79,14 +83,16 @@ class Loop:
         self.net = parallel.wrap(self.objective, self.device, world, unused)
         if self.tcfg.compile:  # validation and decoding stay eager
             self.net = torch.compile(self.net)
-        if self.tcfg.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
+        self.precision, why = resolve_precision(self.tcfg.precision, self.device)
+        if self.tcfg.precision == "auto" and rank == 0:
+            log.info("train.precision=auto: %s on %s", self.precision, why)
+        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
             log.warning(
                 "train.precision=bf16 on a CPU without AVX512-BF16 or AMX: bf16 matmuls are "
                 "emulated here and slower than fp32"
             )
         self.optimizer = build_optimizer(self.tcfg, self.model.parameters())
-        self.train_data = task.train_data
-        self.steps_per_epoch = -(-len(self._batches(0)) // self.tcfg.accumulate_steps)
+        self.steps_per_epoch = -(-len(self.plan(0)) // self.tcfg.accumulate_steps)
         total = planned_steps(self.tcfg, self.steps_per_epoch)
         self.schedule = Schedule(self.tcfg, self.optimizer, total)
         self.step = self.epoch = self.position = 0  # position: batches done in this epoch
@@ -96,8 +102,8 @@ class Loop:
         self.history: list[dict[str, Any]] = []
         self.train_losses: list[float] = []  # since the last validation
         self.signal: int | None = None  # set when SIGINT/SIGTERM stopped the run
-        self.logs: Logs | None = None
-        self.progress: Progress | None = None
+        self.stop_training = False  # a callback's request to stop after a validation
+        self.ended_before: str | None = None  # a resumed run that had already ended
 
     @property
     def coins(self) -> torch.Generator:
@@ -105,7 +111,7 @@ class Loop:
 
     def autocast(self):
         """bf16 autocast when configured (matmuls in bf16, the loss in fp32)."""
-        enabled = self.tcfg.precision == "bf16"
+        enabled = self.precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     # ------------------------------------------------------------------ one update
@@ -119,8 +125,10 @@ class Loop:
         self.optimizer.zero_grad(set_to_none=True)
         ratio = teacher_forcing_ratio(self.tcfg, self.step)
         mean, ntokens = parallel.backward_step(self.net, batches, ratio, self.world, self.autocast)
+        self._check_finite(mean, "loss")  # global: every rank stops at the same step
         if self.tcfg.clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.clip_norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.clip_norm)
+            self._check_finite(float(norm), "gradient norm")
         self.optimizer.step()
         self.step += 1
         self.train_losses.append(mean)
@@ -142,39 +150,46 @@ class Loop:
 
     # ------------------------------------------------------------------ loop
 
+    def _check_finite(self, value: float, what: str) -> None:
+        """Stop before a NaN/inf reaches the weights: the update is not applied, so the
+        weights and the last checkpoint stay as they were."""
+        if not math.isfinite(value):
+            raise NonFiniteError(f"the {what} is {value} at step {self.step + 1}; stopped "
+                                 f"before applying it, {kept(self.run_dir)}")  # fmt: skip
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Call hook ``event`` of every callback, in order."""
+        for callback in self.callbacks:
+            getattr(callback, event)(self, *args)
+
     def fit(self) -> RunResult:
         """Train until epochs / max_steps / max_seconds / early stopping, validating and
         checkpointing along the way. Continues from ``self.step`` after :meth:`restore`."""
-        self.logs = Logs(self.tcfg, self.run_dir, self.rank)
-        self.progress = progress = Progress(self.tcfg, self.rank, self.steps_per_epoch, self.step)
         ended = self._budget_used() or ("early stopping" if self._patience_out() else None)
-        resumed_done = bool(ended)
-        if ended:  # a resumed run that already finished: say so, train nothing
-            progress.note(f"this run already ended ({ended}) at step {self.step}: nothing to do")
+        self.ended_before = ended  # a resumed run that already finished trains nothing
+        result = None
+        self.emit("on_train_begin")
         try:
             if not ended:
-                ended = self._epochs(progress)
+                ended = self._epochs()
             if self.history and self.history[-1].get("step") != self.step and not self.signal:
                 self._checkpoint()
+            result = RunResult(
+                self.run_dir, self.best or {}, self.history[-1] if self.history else {},
+                self.step, self.elapsed, self.history, self.signal, ended,
+            )  # fmt: skip
         finally:
-            progress.close()
-            self.logs.close()
-        if ended and self.best and not resumed_done:
-            shown = " ".join(f"{k}={_short(v)}" for k, v in self.best.items() if k != "epoch")
-            progress.note(f"stopped by {ended}; best checkpoint {self.run_dir / 'best'}: {shown}")
-        return RunResult(
-            self.run_dir, self.best or {}, self.history[-1] if self.history else {},
-            self.step, self.elapsed, self.history, self.signal, ended,
-        )  # fmt: skip
+            self.emit("on_train_end", result)
+        return result
 
-    def _epochs(self, progress: Progress) -> str | None:
+    def _epochs(self) -> str | None:
         """The training steps; returns what ended the run (None: interrupted)."""
         start, n = time.perf_counter() - self.elapsed, self.tcfg.accumulate_steps
         while self.epoch < self.tcfg.epochs:
-            plan, epoch = self._batches(self.epoch), self.epoch
+            plan, epoch = self.plan(self.epoch), self.epoch
             while self.epoch == epoch:
                 chunk = plan[self.position : self.position + n]
-                loss, ntok = self.update(*(self.train_data.batch(idx) for idx in chunk))
+                loss, ntok = self.update(*(self.task.batch(idx) for idx in chunk))
                 # Advance the position before any checkpoint, so a resumed run starts
                 # exactly where this one would go on.
                 self.position += len(chunk)
@@ -182,7 +197,9 @@ class Loop:
                 if end_of_epoch:
                     self.epoch, self.position = self.epoch + 1, 0
                 self.elapsed = time.perf_counter() - start
-                self._report(progress, loss, ntok)
+                self.emit("on_step_end", loss, ntok)
+                if end_of_epoch:
+                    self.emit("on_epoch_end")
                 ended = self._budget_used()
                 saved = bool(ended) or self._validation_due(end_of_epoch)
                 if saved and self._checkpoint():
@@ -217,15 +234,9 @@ class Loop:
             self.signal = self.signal or int(signal.SIGTERM)
         return self.signal is not None
 
-    def _report(self, progress: Progress, loss: float, ntok: int) -> None:
-        rate = progress.step(self.step, self.current_epoch(), loss, ntok, self.elapsed)
-        if self.tcfg.log_every and self.step % self.tcfg.log_every == 0:
-            lr = self.optimizer.param_groups[0]["lr"]
-            self._log({"split": "train", "loss": progress.mean_loss(), "tok_s": rate, "lr": lr})
-
     def current_epoch(self) -> int:
-        """The epoch being trained, from 1 (the one just finished at its end); the records
-        in metrics.jsonl count finished epochs instead."""
+        """The epoch being trained, from 1 (at an epoch's end, the one just finished):
+        the one epoch number of progress lines, metrics.jsonl and the summary."""
         return self.epoch + (1 if self.position > 0 or self.step == 0 else 0)
 
     def _validation_due(self, end_of_epoch: bool) -> bool:
@@ -234,50 +245,34 @@ class Loop:
             return self.step % every == 0 or (end_of_epoch and self.epoch >= self.tcfg.epochs)
         return end_of_epoch
 
-    def _batches(self, epoch: int) -> list[np.ndarray]:
-        t = self.tcfg
-        return self.train_data.batch_order(
-            t.batch_size, t.seed, epoch, t.bucket, rank=self.rank, world=self.world,
-            max_tokens=t.max_tokens, by=t.bucket_by,
-        )  # fmt: skip
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        """This rank's batches of ``epoch`` (index arrays, the task's cut)."""
+        return self.task.plan(epoch, self.rank, self.world)
 
     def _checkpoint(self, validate: bool = True) -> bool:
-        """Validate, write metrics and a checkpoint; True when early stopping says stop.
-        Without ``validate`` (an interruption) only the checkpoint is written."""
+        """Validate, then save (the callbacks write metrics and the checkpoint); True when
+        early stopping (or a callback) says stop. Without ``validate`` (an interruption)
+        only the state is saved."""
         better = False
         if validate:
+            self.emit("on_validation_begin")
             metrics = self.validate()
+            self._check_finite(float(metrics["loss"]), "validation loss")
             self.train_losses = []
-            record = {"split": "valid", **metrics, "seconds": round(self.elapsed, 2)}
             better = self.improved(metrics)
+            epoch = self.current_epoch()
             if better:
-                self.best = {"step": self.step, "epoch": self.epoch, **metrics}
+                self.best = {"step": self.step, "epoch": epoch, **metrics}
                 self.stale = 0
             else:
                 self.stale += 1
             self.schedule.after_validation(better)
-            self._log(record)
-        snapshot = self.state_dict()  # on every rank: it gathers the ranks' RNG states
-        if self.rank == 0:
-            meta = {"step": str(self.step), "epoch": str(self.epoch)}
-            if self.tcfg.keep_checkpoints and validate:
-                ckpt.save_weights(self.model, ckpt.step_path(self.run_dir, self.step), meta)
-                ckpt.prune_steps(self.run_dir, self.tcfg.keep_checkpoints)
-            ckpt.write_checkpoint(self.run_dir, self.model, snapshot, meta, best=better)
-        if self.progress is not None:
-            self.progress.reset()
-        return validate and self._patience_out()
-
-    def _log(self, record: dict[str, Any]) -> None:
-        record = {"step": self.step, "epoch": self.epoch, **record}
-        if record["split"] == "valid":
+            record = {"step": self.step, "epoch": epoch, "split": "valid", **metrics,
+                      "seconds": round(self.elapsed, 2)}  # fmt: skip
             self.history.append(record)
-            if self.rank == 0:
-                shown = {**record, "epoch": self.current_epoch()}
-                line = " ".join(f"{k}={_short(v)}" for k, v in shown.items() if k != "split")
-                self.progress.say(line) if self.progress else print(line, flush=True)
-        if self.logs is not None:
-            self.logs.write(record)
+            self.emit("on_validation_end", record)
+        self.emit("on_save", validate, better)
+        return validate and (self._patience_out() or self.stop_training)
 
     # ------------------------------------------------------------------ resume
 
@@ -286,7 +281,3 @@ class Loop:
 
     def restore(self, saved: dict[str, Any]) -> None:
         state.restore(self, saved)
-
-
-def _short(value: Any) -> Any:
-    return round(value, 4) if isinstance(value, float) else value

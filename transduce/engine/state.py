@@ -1,5 +1,6 @@
-"""A loop's resumable state: optimizer, counters, schedule, history and every RNG stream
-(each rank's own under torchrun), as tensors and strings for the trainer_state file."""
+"""A loop's resumable state: optimizer, counters, schedule, history, every RNG stream
+(each rank's own under torchrun) and the task's own state where it has one
+(:mod:`transduce.engine.task`), as tensors and strings for the trainer_state file."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def capture(loop) -> dict[str, Any]:
         "python_rng": json.dumps(random.getstate()),
         "schedule": loop.schedule.state(),
     }
+    task_state = getattr(loop.task, "state_dict", None)  # e.g. a data reader's position
+    if task_state is not None:
+        state["task"] = task_state()
     if loop.device.type == "cuda":  # dropout on CUDA draws from the device's generator
         state["cuda_rng"] = torch.cuda.get_rng_state(loop.device)
     if loop.world > 1:  # every rank's own RNG streams, [world, n] each
@@ -51,6 +55,8 @@ def restore(loop, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch_rng"])
     loop.coins.set_state(state["coins_rng"])
     loop.schedule.load(state["schedule"])
+    if "task" in state and hasattr(loop.task, "load_state_dict"):
+        loop.task.load_state_dict(state["task"])
     version, internal, gauss = json.loads(state["python_rng"])
     random.setstate((version, tuple(internal), gauss))
     if "cuda_rng" in state and loop.device.type == "cuda":

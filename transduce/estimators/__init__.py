@@ -1,5 +1,5 @@
 """The seeds' Keras-style array API on the project's models (Sutskever / Cho / Bahdanau
-presets), trained by the project's Trainer.
+presets), trained by the project's loop (a loop callback speaks Keras to ``fit``).
 
     model = AttentionSeq2Seq(input_dim=5, input_length=7, hidden_dim=10, output_length=8,
                              output_dim=20, depth=4)

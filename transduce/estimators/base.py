@@ -1,6 +1,6 @@
 """The estimator behind the array API's classes (:mod:`transduce.estimators`): Keras's
 verbs (``compile``, ``fit``, ``predict``, ``evaluate``, ``summary``, ``count_params``,
-``save``) on the project's models, trained by the project's Trainer. The array shapes and
+``save``) on the project's models, trained by the project's training loop. The array shapes and
 losses are described in the package's docstring.
 """
 
@@ -18,13 +18,15 @@ import torch
 from transduce import checkpoint as ckpt
 from transduce.config import Config, DecoderConfig, EncoderConfig, ModelConfig, TrainConfig
 from transduce.data.series import ArrayData
+from transduce.engine.loop import Loop
+from transduce.engine.objective import regression_loss
 from transduce.estimators.callbacks import Callback, History
-from transduce.estimators.training import METRICS, EstimatorTrainer, check_metrics
-from transduce.forecasting.trainer import regression_loss
+from transduce.estimators.training import METRICS, KerasReport, check_metrics
 from transduce.nn.embed import TokenEmbedding, ValueEmbedding
 from transduce.nn.heads import VocabHead
 from transduce.nn.models import build_parts, build_value_model
 from transduce.search import rollout
+from transduce.tasks.series import SeriesTask
 
 LOSSES = {
     "mse": "mse", "mean_squared_error": "mse", "mae": "mae", "mean_absolute_error": "mae",
@@ -241,9 +243,10 @@ class Estimator:
             callback.set_model(self)
             callback.on_train_begin()
         with tempfile.TemporaryDirectory() as run_dir:
-            trainer = EstimatorTrainer(cfg, self.net, train, probe, run_dir, loss=kind)
-            trainer.setup(self, c.get("metrics", []), callbacks, verbose, valid is not None,
-                          history)  # fmt: skip
+            report = KerasReport(self, c.get("metrics", []), callbacks, verbose,
+                                 valid is not None, history)  # fmt: skip
+            task = SeriesTask(cfg, self.net, train, probe, loss=kind)
+            trainer = Loop(cfg, task, run_dir, callbacks=[report])  # no files: a tmp run
             if self.optimizer_state is not None:
                 trainer.optimizer.load_state_dict(self.optimizer_state)
             trainer.fit()

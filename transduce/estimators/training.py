@@ -1,7 +1,7 @@
-"""How the array API trains: the project's ValueTrainer (the generic loop on a series
-task) plus what a Keras user expects of
-``fit``: the compiled metrics on training and validation batches, one line per epoch, and
-callbacks that may stop training."""
+"""How the array API trains: the project's loop on a series task, observed by one loop
+callback (:class:`KerasReport`) that gives what a Keras user expects of ``fit``: the
+compiled metrics on training and validation batches, one line per epoch, and Keras
+callbacks that may stop training. Nothing here overrides the loop."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from typing import Any
 import torch
 
 from transduce.data.series import ValueBatch
-from transduce.estimators.callbacks import Callback
-from transduce.forecasting.trainer import ValueTrainer
+from transduce.engine.callbacks import Callback
+from transduce.engine.loop import Loop
+from transduce.estimators.callbacks import Callback as KerasCallback
+from transduce.estimators.callbacks import History
 
 # Metric names as Keras takes them -> what is computed.
 METRICS = {"accuracy": "acc", "acc": "acc", "mae": "mae", "mean_absolute_error": "mae",
@@ -63,50 +65,48 @@ class MetricSums:
         return {prefix + k: v / max(self.count, 1) for k, v in self.sums.items()}
 
 
-class EstimatorTrainer(ValueTrainer):
-    """The ValueTrainer reporting to the estimator after each epoch's validation."""
+class KerasReport(Callback):
+    """The loop callback of ``fit``: sums the compiled metrics over every forward
+    (training and validation), and after each epoch's validation appends the epoch's logs
+    to the ``History``, prints the Keras line (``verbose``) and runs the user's Keras
+    callbacks, any of which may stop training (``estimator.stop_training``)."""
 
-    def setup(self, estimator, metrics: list[str], callbacks: list[Callback], verbose: int,
-              has_valid: bool, history) -> None:  # fmt: skip
+    def __init__(self, estimator, metrics: list[str], callbacks: list[KerasCallback],
+                 verbose: int, has_valid: bool, history: History):  # fmt: skip
         self.estimator, self.callbacks, self.verbose = estimator, callbacks, verbose
-        self.has_valid, self.keras_history = has_valid, history
+        self.has_valid, self.history = has_valid, history
         self.sums = {"train": MetricSums(metrics), "valid": MetricSums(metrics)}
         self.last_seconds = 0.0
-        self.objective.observe = self._observe  # every forward, training and validation
 
-    def _observe(self, batch: ValueBatch, outputs: torch.Tensor, correct) -> None:
-        """Class outputs: correct tokens; values: the compiled mae/mse sums."""
-        split = "train" if self.objective.training else "valid"
-        if correct is not None:
-            self.sums[split].add_tokens(correct, batch.tgt_out.numel())
-        else:
-            self.sums[split].add_values(outputs, batch.tgt_out)
+    def on_train_begin(self, loop: Loop) -> None:
+        objective = loop.objective
 
-    def validate(self) -> dict[str, Any]:
+        def observe(batch: ValueBatch, outputs: torch.Tensor, correct) -> None:
+            """Class outputs: correct tokens; values: the compiled mae/mse sums."""
+            split = "train" if objective.training else "valid"
+            if correct is not None:
+                self.sums[split].add_tokens(correct, batch.tgt_out.numel())
+            else:
+                self.sums[split].add_values(outputs, batch.tgt_out)
+
+        objective.observe = observe  # every forward, training and validation
+
+    def on_validation_begin(self, loop: Loop) -> None:
         self.sums["valid"].reset()
-        return super().validate()
 
-    def _log(self, record: dict[str, Any]) -> None:
-        if record["split"] == "valid":
-            self.history.append({"step": self.step, "epoch": self.epoch, **record})
-
-    def _checkpoint(self, validate: bool = True) -> bool:
-        stop = super()._checkpoint(validate)
-        if not validate:  # an interruption: a checkpoint, no epoch to report
-            return stop
-        record = self.history[-1]
+    def on_validation_end(self, loop: Loop, record: dict[str, Any]) -> None:
         logs = {"loss": record.get("train_loss", float("nan")), **self.sums["train"].means()}
         if self.has_valid:
             logs["val_loss"] = record["loss"]
             logs.update(self.sums["valid"].means("val_"))
         self.sums["train"].reset()
-        epoch = len(self.keras_history.epoch)  # Keras counts each fit's epochs from 0
-        self.keras_history.append(epoch, logs)
+        epoch = len(self.history.epoch)  # Keras counts each fit's epochs from 0
+        self.history.append(epoch, logs)
         if self.verbose:
-            seconds, self.last_seconds = self.elapsed - self.last_seconds, self.elapsed
+            seconds, self.last_seconds = loop.elapsed - self.last_seconds, loop.elapsed
             shown = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-            print(f"Epoch {epoch + 1}/{self.tcfg.epochs} - {seconds:.2f}s - {shown}",
+            print(f"Epoch {epoch + 1}/{loop.tcfg.epochs} - {seconds:.2f}s - {shown}",
                   file=sys.stdout, flush=True)  # fmt: skip
         for callback in self.callbacks:
             callback.on_epoch_end(epoch, logs)
-        return stop or self.estimator.stop_training
+        loop.stop_training = loop.stop_training or self.estimator.stop_training

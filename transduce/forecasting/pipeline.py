@@ -33,11 +33,12 @@ from transduce.data.series import (
     training_windows,
     unscale,
 )
+from transduce.engine.loop import Loop
 from transduce.engine.run import run
 from transduce.forecasting.metrics import baseline_scores, owa, score
-from transduce.forecasting.trainer import ValueTrainer
 from transduce.nn.models import build_value_model
 from transduce.search import rollout
+from transduce.tasks.series import SeriesTask
 
 log = logging.getLogger("transduce.forecast")
 
@@ -93,11 +94,11 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0
     if world > 1:
         torch.manual_seed(cfg.train.seed + 1009 * rank)  # each rank its own dropout masks
     holdout = s.holdout if s.holdout is not None else s.horizon
-    trainer = ValueTrainer(
-        cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w), run_dir,
+    task = SeriesTask(
+        cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w),
         loss=s.loss, scorer=holdout_scorer(data.values, valid_w, cfg.series, holdout),
-        rank=rank, world=world,
     )  # fmt: skip
+    trainer = Loop(cfg, task, run_dir, rank=rank, world=world)
     summary = (
         f"{len(data)} series: {len(train_w.src)} training windows, {len(valid_w.src)} "
         f"validation; {cfg.model.preset} {cfg.model.cell}"

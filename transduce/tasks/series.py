@@ -22,6 +22,8 @@ from transduce.engine.objective import Objective, regression_loss
 
 
 class SeriesTask:
+    """``model`` trained on windows; ``loss`` and ``scorer`` as the module says."""
+
     def __init__(
         self,
         cfg: Config,
@@ -34,6 +36,14 @@ class SeriesTask:
         self.cfg, self.model, self.kind, self.scorer = cfg, model, loss, scorer
         self.train_data, self.valid_data = train_data, valid_data
         self.objective = Objective(model, loss)
+
+    def plan(self, epoch: int, rank: int, world: int) -> list[np.ndarray]:
+        """Shuffled windows, ``train.batch_size`` a batch."""
+        t = self.cfg.train
+        return self.train_data.batch_order(t.batch_size, t.seed, epoch, rank=rank, world=world)
+
+    def batch(self, index: np.ndarray):
+        return self.train_data.batch(index)
 
     def validate(self, loop) -> dict[str, Any]:
         total, correct, count, outputs = 0.0, 0, 0, []

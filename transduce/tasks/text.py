@@ -43,6 +43,18 @@ class TextTask:
         self.train_data, self.valid_data, self.valid_refs = train_data, valid_data, valid_refs
         self.objective = Objective(model, "tokens", t.label_smoothing)
 
+    def plan(self, epoch: int, rank: int, world: int) -> list[np.ndarray]:
+        """Length-bucketed batches (``train.bucket``, ``bucket_by``; a token budget with
+        ``max_tokens``), shuffled by (seed, epoch)."""
+        t = self.cfg.train
+        return self.train_data.batch_order(
+            t.batch_size, t.seed, epoch, t.bucket, rank=rank, world=world,
+            max_tokens=t.max_tokens, by=t.bucket_by,
+        )  # fmt: skip
+
+    def batch(self, index: np.ndarray):
+        return self.train_data.batch(index)
+
     def validate(self, loop) -> dict[str, Any]:
         """Teacher-forced loss / accuracy / perplexity; each rank scores its share of the
         batches and the sums are added over ranks."""
