@@ -220,6 +220,9 @@ def undo_failed_start(run_dir: Path, created: bool) -> None:
         return
     if any(p.name not in STARTUP_FILES for p in run_dir.iterdir()):
         return  # training had begun (checkpoints/, ckpt/): what it wrote stays for --resume
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file() and metrics.stat().st_size > 0:
+        return  # it trained and reported before failing: its record stays
     for name in STARTUP_FILES:
         path = run_dir / name
         if path.is_file() and not path.is_symlink():

@@ -10,7 +10,7 @@ ENGINES = ("auto", "torch", "onnx", "ct2")
 
 
 def export_command(args: argparse.Namespace) -> None:
-    from transduce.export.output import export_into
+    from transduce.export.destination import export_into
 
     if args.format == "onnx":
         from transduce.export.onnx import export_onnx

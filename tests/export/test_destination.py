@@ -11,7 +11,7 @@ import pytest
 from transduce.cli import main
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError
-from transduce.export.output import export_into
+from transduce.export.destination import export_into
 
 
 @pytest.fixture
