@@ -340,3 +340,46 @@ def test_serve_port_out_of_range_is_one_line(model, capsys, port):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--port" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("err", "words"),
+    [(MemoryError(), "not enough memory"),
+     (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4e11 "
+                   "bytes"), "not enough memory"),
+     (ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"),
+      "pip install 'transduce[export]'"),
+     (OSError(28, "No space left on device", "out.txt"), "out.txt: cannot write: no space"),
+     (OSError(30, "Read-only file system", "runs/x"), "runs/x: cannot write: read-only")],
+)  # fmt: skip
+def test_environment_failures_are_one_line(monkeypatch, capsys, err, words):
+    import transduce.cli as cli
+
+    def fail(args):
+        raise err
+
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), fail))
+    assert main(["demo"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert words in line and len(line.splitlines()) == 1
+
+
+def _with_func(parser, func):
+    parser.set_defaults(func=func)
+    for action in parser._subparsers._group_actions:
+        for sub in action.choices.values():
+            sub.set_defaults(func=func)
+    return parser
+
+
+def test_an_unrelated_runtime_error_still_raises(monkeypatch):
+    import transduce.cli as cli
+
+    def fail(args):
+        raise RuntimeError("a bug")
+
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), fail))
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["demo"])

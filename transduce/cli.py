@@ -322,6 +322,10 @@ def _environment_problem(err: BaseException) -> str | None:
         name = (err.name or "").split(".")[0]
         extra = EXTRAS.get(name)
         return f"needs the package {name!r}: pip install 'transduce[{extra}]'" if extra else None
+    if isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and "allocat" in str(err) and "memory" in str(err)
+    ):
+        return "not enough memory for this model or batch (a size in the config too large?)"
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
         from transduce.atomic import write_problem
 
@@ -349,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"transduce {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (ModuleNotFoundError, OSError) as err:
+    except (ModuleNotFoundError, OSError, MemoryError, RuntimeError) as err:
         line = _environment_problem(err)
         if line is None or os.environ.get("TRANSDUCE_DEBUG"):
             raise

@@ -309,13 +309,14 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 # Ranges by field name (a name means one thing in every section): (low, high, low_open).
 # Sizes have a ceiling so that an impossible model fails here, in one line, and not in
 # the allocator; every float must be finite (train.lr=.inf trained to NaN).
-_SIZE = (1, 1 << 16, False)
+_SIZE = (1, 1 << 14, False)  # a 16,384-wide GRU layer already holds 3 GB of weights
 _COUNT = (1, 1 << 40, False)
 _NONNEG = (0, 1 << 40, False)
 _PROB = (0.0, 1.0, False)
 RANGES: dict[str, tuple[float, float, bool]] = {
-    **dict.fromkeys(("embed_size", "hidden_size", "readout_size", "d_model", "ff_size",
-                     "size", "heads", "layers", "encoder_layers", "decoder_layers"), _SIZE),
+    **dict.fromkeys(("embed_size", "hidden_size", "readout_size", "d_model", "size", "heads",
+                     "layers", "encoder_layers", "decoder_layers"), _SIZE),
+    "ff_size": (1, 1 << 16, False),
     **dict.fromkeys(("batch_size", "vocab_size", "min_freq", "max_vocab", "max_src_len",
                      "max_tgt_len", "max_len", "max_input_len", "max_tokens", "horizon",
                      "lookback", "period", "accumulate_steps", "width", "max_positions",
