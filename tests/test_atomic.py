@@ -74,7 +74,13 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, how):
     assert src.read_text() == "keep me\n"
 
 
-def test_atomic_write_replaces_whole(tmp_path):
+def test_atomic_write_replaces_whole_and_never_through_a_link(tmp_path):
     atomic_write_text(tmp_path / "a" / "f.json", "{}")
     assert (tmp_path / "a" / "f.json").read_text() == "{}"
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["f.json"]
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("a user's config")
+    (tmp_path / "a" / "config.yaml").symlink_to(mine)
+    atomic_write_text(tmp_path / "a" / "config.yaml", "resolved")
+    assert mine.read_text() == "a user's config"
+    assert (tmp_path / "a" / "config.yaml").read_text() == "resolved"

@@ -56,10 +56,12 @@ def _target(path: Path) -> Path:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to a temporary sibling of ``path``, fsync, rename over ``path``.
-    Files get the user's umask (no ``mkstemp``, whose files are 0600)."""
+    Files get the user's umask (no ``mkstemp``, whose files are 0600). A symlink at
+    ``path`` is replaced, not written through: a file the project owns (a run's
+    config.yaml) never overwrites what a link of the user's points at."""
     from transduce import checkpoint  # the fault hook of tests/test_resume_faults.py
 
-    path = _target(Path(path))
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(path)
     checkpoint._step_fault(f"write {path.name}")
