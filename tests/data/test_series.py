@@ -96,7 +96,9 @@ def test_training_windows_hold_out_the_end_and_unscale_exactly():
      ("a,2020-01-01T00:00,1\na,2020-01-01T01:00+02:00,1\n", "after 2020-01-01T00:00"),
      ("a,2020-01-01T02:00+02:00,1\na,2020-01-01T00:00Z,1\n", "appears twice"),
      ("a,1,1\na,2020-01-01,1\n", "a time \\(no zone\\) timestamp"),
-     ("a,1,1e308\n", "beyond"), ("a,1,-1e16\n", "beyond")],
+     ("a,1,1e308\n", "beyond"), ("a,1,-1e16\n", "beyond"),
+     ("a,9999-12-31T23:30-01:00,1\n", "out of the range of dates"),
+     ("a,0001-01-01T00:10+01:00,1\n", "out of the range of dates")],
 )  # fmt: skip
 def test_long_series_hostile_timestamps_and_values_name_the_series(tmp_path, rows, problem):
     p = _write(tmp_path / "l.csv", "id,timestamp,value\n" + rows)

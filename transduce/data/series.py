@@ -183,7 +183,14 @@ def _stamp_key(name: str, stamp: str, seen: dict[tuple, tuple[str, float]]) -> t
             if when.tzinfo is None:
                 key = ("time (no zone)", when)
             else:  # compared as instants: an offset that changes (summer time) is fine
-                key = ("time (with a zone)", when.astimezone(UTC).replace(tzinfo=None))
+                try:
+                    key = ("time (with a zone)", when.astimezone(UTC).replace(tzinfo=None))
+                except OverflowError:
+                    raise _BadLine(
+                        "out of range",
+                        f"series {name}: {stamp[:40]} is out of "
+                        "the range of dates (years 1 to 9999 in UTC)",
+                    ) from None
     if not seen:
         return key
     last = max(seen)
