@@ -66,3 +66,14 @@ def metric_rows(run: Path) -> list[dict]:
 
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if k not in ("seconds", "tok_s")} for r in rows]
+
+
+# A script prelude under which ``import torch`` fails (for code that must run without it).
+BLOCK_TORCH = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, Block())
+"""

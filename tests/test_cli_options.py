@@ -190,7 +190,7 @@ def test_decode_options_reject_impossible_values_by_name():
     for kwargs, name in bad:
         with pytest.raises(ValueError, match=f"DecodeOptions.{name}: invalid value"):
             DecodeOptions(**kwargs)
-    with pytest.raises(ValueError, match="nbest=3 needs beam >= nbest"):
+    with pytest.raises(ValueError, match="nbest=3 needs beam >= 3"):
         DecodeOptions(nbest=3)
     assert DecodeOptions(sample=True, nbest=3).nbest == 3
 

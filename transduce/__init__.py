@@ -28,7 +28,7 @@ _WHERE = {
     "PRESETS": "transduce.nn.models",
     "Config": "transduce.config",
     "ConfigError": "transduce.config",
-    "DataError": "transduce.data.corpus",
+    "DataError": "transduce.errors",
     "DecodeOptions": "transduce.translate",
     "RunResult": "transduce.engine.loop",
     "Seq2SeqModel": "transduce.nn.models",

@@ -85,7 +85,7 @@ def _prompted(lines: Iterable[str], prompt: Callable[[], None] | None):
 def stdin_lines() -> Iterable[str]:
     """Lines of standard input as they arrive (no read-ahead buffering of a pipe), strict
     UTF-8 as ``translate`` reads them: a bad byte is a DataError naming ``<stdin>:LINE``."""
-    from transduce.data.corpus import DataError
+    from transduce.errors import DataError
 
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:  # a text stream without bytes underneath (tests, embedding)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from transduce.data.corpus import DataError
+from transduce.errors import DataError
 
 log = logging.getLogger("transduce")
 

@@ -11,7 +11,7 @@ ones, never a mix; what it leaves half-written is removed by :func:`clean` at th
 Weights go to safetensors (never pickle); the trainer state goes through ``torch.save`` but
 holds only tensors and plain containers, and is read back with ``weights_only=True``. Files
 are created with the user's umask (no ``mkstemp``, whose files are 0600). Every reader here
-answers a damaged file with one :class:`~transduce.data.corpus.DataError` naming it.
+answers a damaged file with one :class:`~transduce.errors.DataError` naming it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from transduce.atomic import (  # noqa: F401 (atomic_write_text: re-exported)
     fsync_dir,
     tmp_name,
 )
-from transduce.data.corpus import DataError
+from transduce.errors import DataError
 
 CKPT = "ckpt"  # the checkpoint directories of a run
 FILES = ("model.safetensors", "trainer_state.pt")

@@ -15,7 +15,8 @@ from transduce import cli_options as opt
 from transduce import data_command
 from transduce.atomic import refuse_overwriting_inputs
 from transduce.config import ConfigError
-from transduce.data.corpus import DataError, read_lines
+from transduce.data.corpus import read_lines
+from transduce.errors import DataError
 from transduce.export.command import add_engine_flag
 from transduce.export.command import add_parser as add_export_parser
 from transduce.forecasting import command as forecast_command
@@ -77,7 +78,7 @@ def _read_input(path: str | None) -> list[str]:
 
 
 def _decode_options(args: argparse.Namespace):
-    from transduce.decoding import options_from_args
+    from transduce.cli_options import options_from_args
 
     return options_from_args(args)
 
@@ -91,9 +92,8 @@ def translate_command(args: argparse.Namespace) -> None:
     translator = load_translator(args)
     inputs = _read_input(args.input)
     with _naming_input(args.input):
-        write_translations(
-            inputs, translator.iter_decode(inputs, options), args.output, args.format
-        )
+        write_translations(inputs, translator.iter_decode(inputs, options), args.output,
+                           args.format, options.nbest)  # fmt: skip
 
 
 def _model_files(args: argparse.Namespace) -> list[str]:
@@ -119,15 +119,17 @@ def _naming_input(path: str | None):
 
 def evaluate_command(args: argparse.Namespace) -> None:
     from transduce.export.command import load_translator
-    from transduce.translate import evaluate, reference_language
+    from transduce.translate import evaluate, moses_language
 
     options = _decode_options(args)
     refuse_overwriting_inputs(args.output, [args.src, args.ref, *_model_files(args)])
     translator = load_translator(args)
     sources, references = read_lines(args.src), read_lines(args.ref)
-    lang = args.ref_lang or reference_language(args.ref)
+    lang, how = moses_language(args.ref, args.ref_lang)
+    log.info("bleu_lc_moses: Moses tokenizer for %r, from %s (--ref-lang sets it)", lang, how)
     with _naming_input(args.src):
         scores = evaluate(translator, sources, references, options, args.output, lang)
+    scores["bleu_lc_moses_lang"] = f"{lang} (from {how})"
     print(json.dumps(scores, ensure_ascii=False))
 
 
@@ -227,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"transduce {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="other libraries' logs too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="train and test on the built-in date task")
@@ -339,10 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s" if args.quiet else "%(message)s",
-    )
+    opt.configure_logging(args.quiet, args.verbose)
     try:
         args.func(args)
     except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as err:

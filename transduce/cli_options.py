@@ -5,9 +5,14 @@ that need several flags at once (sampling flags without ``--sample``)."""
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Callable
+from dataclasses import Field
+from typing import Any
 
 from transduce.config import ConfigError
+from transduce.decoding import DecodeOptions, check_rules, in_bounds, option_fields
+from transduce.errors import OptionError
 
 DESCRIPTION = """\
 transduce trains sequence-to-sequence models (RNN, attention, transformer) on a CPU or
@@ -78,6 +83,16 @@ def probability(text: str) -> float:
     return value
 
 
+def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """Progress of ``transduce`` at INFO on stderr (WARNING with ``quiet``); every other
+    library's loggers at WARNING unless ``verbose`` (torch.onnx's exporter alone logs some
+    370 INFO lines per export)."""
+    fmt = "%(levelname)s %(name)s: %(message)s" if quiet else "%(message)s"
+    logging.basicConfig(format=fmt)
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("transduce").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def round_floats(value, digits: int):
     """``value`` with every float inside (dicts, lists) rounded to ``digits`` decimals."""
     if isinstance(value, float):
@@ -89,27 +104,50 @@ def round_floats(value, digits: int):
     return value
 
 
-SAMPLING_FLAGS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+def flag_of(f: Field) -> str | None:
+    """The command-line flag of a :class:`~transduce.decoding.DecodeOptions` field."""
+    return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
 
 
-def check_decode_args(args: argparse.Namespace) -> None:
-    """The decoding flags that only make sense together; raises ConfigError naming them."""
-    if args.sample:
-        if args.beam > 1:
-            raise ConfigError(f"--beam {args.beam} and --sample exclude each other")
-        if args.no_repeat_ngram:
-            raise ConfigError("--no-repeat-ngram applies to beam search, not --sample")
-        return
-    given = [f"--{k.replace('_', '-')}" for k, d in SAMPLING_FLAGS.items() if getattr(args, k) != d]
-    if args.seed is not None:
-        given.append("--seed")
-    if given:
-        raise ConfigError(f"{', '.join(given)} only apply with --sample (add --sample)")
-    if args.nbest > args.beam:
-        raise ConfigError(
-            f"--nbest {args.nbest} needs --beam >= {args.nbest} (or --sample for "
-            f"{args.nbest} samples); got --beam {args.beam}"
-        )
+def flag_name(name: str) -> str:
+    """The command-line spelling of the DecodeOptions field ``name`` (``alpha`` ->
+    ``--length-penalty``; the field's name where it has no flag)."""
+    return next((flag_of(f) or f.name for f in option_fields() if f.name == name), name)
+
+
+def bounded(f: Field) -> Callable[[str], Any]:
+    """An argparse ``type`` for a numeric option: its type and the bounds its metadata
+    declares, refused with the flag's name (``argument --beam: must be ... >= 1, got 0``)."""
+    meta = f.metadata
+    if str(f.type).startswith("int"):
+        return int_at_least(meta["ge"]) if "ge" in meta else int
+
+    def parse(text: str) -> float:
+        value = _float(text)
+        if not in_bounds(value, meta):
+            low = f"> {meta['gt']:g}" if "gt" in meta else f">= {meta['ge']:g}"
+            span = f"in ({meta['gt']:g}, {meta['le']:g}]" if "le" in meta else low
+            raise argparse.ArgumentTypeError(f"must be {span}, got {value:g}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def check_decode_args(args: argparse.Namespace) -> DecodeOptions:
+    """The options the decoding flags give, checked together (:func:`check_rules`) before
+    any model loads; a bad combination is a ConfigError naming its flags."""
+    values = {f.name: getattr(args, f.name) for f in option_fields() if flag_of(f)}
+    values["attention"] = getattr(args, "format", "text") == "jsonl"
+    full = {f.name: values.get(f.name, f.default) for f in option_fields()}
+    try:
+        check_rules(full, flag_name, lambda n: f"{flag_name(n)} {full[n]}")
+    except OptionError as err:
+        raise ConfigError(err.message) from None
+    return DecodeOptions(**values)
+
+
+options_from_args = check_decode_args  # DecodeOptions from the flags of add_decode_flags
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -126,57 +164,29 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_decode_flags(p: argparse.ArgumentParser) -> None:
-    """The decoding flags of translate, evaluate, score and chat."""
+    """The decoding flags of translate, evaluate, score and chat: one per field of
+    :class:`~transduce.decoding.DecodeOptions` that has a flag, generated from it."""
     g = p.add_argument_group("decoding (greedy unless --beam > 1 or --sample)")
-    g.add_argument("--beam", type=int_at_least(1), default=1, metavar="K",
-                   help="beam size (1: greedy; default 1)")  # fmt: skip
-    g.add_argument("--nbest", type=int_at_least(1), default=1, metavar="N",
-                   help="hypotheses per input (<= --beam), or samples with --sample")  # fmt: skip
-    g.add_argument("--length-penalty", type=non_negative_float, default=0.0, metavar="ALPHA",
-                   help="GNMT length penalty alpha for beam search (0: none)")  # fmt: skip
-    g.add_argument("--normalize", action="store_true", help="rank beams by log-prob per token")
-    g.add_argument("--no-repeat-ngram", type=int_at_least(0), default=0, metavar="N",
-                   help="beam search never repeats an n-gram of this size (0: off)")  # fmt: skip
-    g.add_argument("--sample", action="store_true", help="sample instead of searching")
-    g.add_argument("--temperature", type=positive_float, default=1.0, metavar="T",
-                   help="with --sample: divide logits by T (default 1)")  # fmt: skip
-    g.add_argument("--top-k", type=int_at_least(0), default=0, metavar="K",
-                   help="with --sample: keep the K likeliest tokens (0: all)")  # fmt: skip
-    g.add_argument(
-        "--top-p",
-        type=probability,
-        default=1.0,
-        metavar="P",
-        help="with --sample: nucleus of probability mass P in (0, 1] (default 1)",
-    )
-    g.add_argument("--seed", type=int, default=None,
-                   help="with --sample: random seed (reproducible samples)")  # fmt: skip
-    g.add_argument(
-        "--max-len",
-        type=int_at_least(1),
-        default=None,
-        metavar="N",
-        help="absolute output length limit (default: the run's decode.max_len)",
-    )
-    g.add_argument("--max-len-ratio", type=positive_float, default=None, metavar="R",
-                   help="limit = ceil(R * source length) + 5")  # fmt: skip
-    g.add_argument(
-        "--batch-size",
-        type=int_at_least(1),
-        default=None,
-        metavar="N",
-        help="sentences decoded together (default: the run's decode.batch_size)",
-    )
-    g.add_argument(
-        "--max-input-len",
-        type=int_at_least(1),
-        default=None,
-        metavar="TOKENS",
-        help="source tokens per line (default: the run's decode.max_input_len, 1024)",
-    )
-    g.add_argument(
-        "--on-long-input",
-        choices=["truncate", "skip", "error"],
-        default=None,
-        help="what to do with a longer line (default truncate, with a warning)",
-    )
+    for f in option_fields():
+        flag = flag_of(f)
+        if flag is None:
+            continue
+        if f.type in ("bool", bool):
+            g.add_argument(flag, dest=f.name, action="store_true", help=f.metadata["help"])
+        elif "choices" in f.metadata:
+            g.add_argument(
+                flag,
+                dest=f.name,
+                choices=f.metadata["choices"],
+                default=f.default,
+                help=f.metadata["help"],
+            )
+        else:
+            g.add_argument(
+                flag,
+                dest=f.name,
+                type=bounded(f),
+                default=f.default,
+                metavar=f.metadata.get("metavar"),
+                help=f.metadata["help"],
+            )

@@ -1,19 +1,31 @@
 """What every engine shares around decoding, without torch: the options (``DecodeOptions``),
-the result (``Translation``), options from the command-line flags, and the streamed output of
-``translate`` (text lines or JSON lines). ``transduce translate`` (PyTorch) and
-``python -m transduce.runtime translate`` (ONNX / CTranslate2) both use these, so their
-options, checks and output are one and the same."""
+the result (``Translation``), the search dispatch (``search_rows``) and the streamed output of
+``translate`` (text lines or JSON lines).
+
+``DecodeOptions`` is the one declaration of the decoding options: each field carries its
+help, bounds, command-line flag and HTTP name in its metadata, and the cross-option rules
+live in :meth:`DecodeOptions.check`. The command-line flags
+(:func:`transduce.cli_options.add_decode_flags`) and the HTTP request model
+(:class:`transduce.serve.schemas.TranslateRequest`) are generated from it, as fairseq
+generates argparse flags from its dataclasses; so are the keyword arguments the search core
+receives (:func:`search_rows`). Adding an option is a field here and its use in
+:mod:`transduce.searchcore` (see CONTRIBUTING.md).
+"""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import inspect
 import json
+import operator
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import Field, dataclass, field, fields
+from typing import Any
 
 import numpy as np
+
+from transduce.errors import OptionError
 
 
 @dataclass
@@ -26,60 +38,189 @@ class Translation:
     logprob: float | None = None  # raw sum of log-probabilities
 
 
+def option(default: Any, help: str, **meta: Any) -> Any:
+    """A :class:`DecodeOptions` field: ``default``, ``help`` and the metadata every surface
+    reads. ``ge``/``gt``/``le``: bounds (checked here, on the command line and over HTTP);
+    ``choices``; ``flag``: the command-line flag (default ``--name-with-dashes``; None: no
+    flag); ``metavar``; ``http``: the request field's name (default the field's; None: not
+    in requests); ``http_default``: a request's default where it differs;
+    ``http_le``/``http_ge``/``http_lt``: caps a server adds; ``needs``: the option without
+    which this one means nothing (refused when set without it); ``beam_only``: refused with
+    ``sample``; ``best_effort``: an engine without it returns none rather than refusing
+    (unless it is asked for explicitly, as over HTTP)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """How to decode: greedy (default), beam search, or sampling."""
 
-    beam: int = 1
-    nbest: int = 1  # hypotheses (or samples) returned per input
-    alpha: float = 0.0  # GNMT length penalty
-    normalize: bool = False  # rank beams by log-probability per token
-    no_repeat_ngram: int = 0
-    sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None
-    max_len: int | None = None  # default: the run's decode.max_len
-    max_len_ratio: float | None = None
-    batch_size: int | None = None
-    attention: bool = True
-    max_input_len: int | None = None  # source tokens per line; default decode.max_input_len
-    on_long_input: str | None = None  # truncate / skip / error; default decode.on_long_input
+    beam: int = option(1, "beam size (1: greedy; default 1)", ge=1, metavar="K", http_le=32)
+    nbest: int = option(
+        1,
+        "hypotheses per input (<= --beam), or samples with --sample; text output then "
+        "has one LINE<TAB>TEXT line per hypothesis",
+        ge=1,
+        metavar="N",
+        http_le=32,
+    )
+    alpha: float = option(
+        0.0,
+        "GNMT length penalty alpha for beam search (0: none)",
+        ge=0,
+        flag="--length-penalty",
+        metavar="ALPHA",
+        http="length_penalty",
+        http_le=10,
+        beam_only=True,
+    )
+    normalize: bool = option(False, "rank beams by log-prob per token", beam_only=True)
+    no_repeat_ngram: int = option(
+        0,
+        "beam search never repeats an n-gram of this size (0: off)",
+        ge=0,
+        metavar="N",
+        http_le=100,
+        beam_only=True,
+    )
+    sample: bool = option(False, "sample instead of searching")
+    temperature: float = option(
+        1.0,
+        "with --sample: divide logits by T (default 1)",
+        gt=0,
+        metavar="T",
+        needs="sample",
+        http_le=100,
+    )
+    top_k: int = option(
+        0, "with --sample: keep the K likeliest tokens (0: all)", ge=0, metavar="K", needs="sample"
+    )
+    top_p: float = option(
+        1.0,
+        "with --sample: nucleus of probability mass P in (0, 1] (default 1)",
+        gt=0,
+        le=1,
+        metavar="P",
+        needs="sample",
+    )
+    seed: int | None = option(
+        None,
+        "with --sample: random seed (reproducible samples)",
+        needs="sample",
+        http_ge=0,
+        http_lt=2**63,
+    )
+    max_len: int | None = option(
+        None,
+        "absolute output length limit (default: the run's decode.max_len)",
+        ge=1,
+        metavar="N",
+        http_le=1000,
+    )
+    max_len_ratio: float | None = option(
+        None, "limit = ceil(R * source length) + 5", gt=0, metavar="R", http_le=100
+    )
+    batch_size: int | None = option(
+        None,
+        "sentences decoded together (default: the run's decode.batch_size)",
+        ge=1,
+        metavar="N",
+        http=None,
+    )
+    attention: bool = option(
+        True,
+        "attention matrix per hypothesis",
+        flag=None,
+        http="return_attention",
+        http_default=False,
+        best_effort=True,
+    )
+    max_input_len: int | None = option(
+        None,
+        "source tokens per line (default: the run's decode.max_input_len, 1024)",
+        ge=1,
+        metavar="TOKENS",
+        http=None,
+    )
+    on_long_input: str | None = option(
+        None,
+        "what to do with a longer line (default truncate, with a warning)",
+        http=None,
+        choices=("truncate", "skip", "error"),
+    )
 
     def __post_init__(self) -> None:
-        """Reject impossible settings by name (``beam=0``, ``top_p=1.5``, ...)."""
-        checks = {
-            "beam": self.beam >= 1, "nbest": self.nbest >= 1, "top_k": self.top_k >= 0,
-            "top_p": 0.0 < self.top_p <= 1.0, "temperature": self.temperature > 0,
-            "no_repeat_ngram": self.no_repeat_ngram >= 0, "alpha": self.alpha >= 0,
-            "batch_size": self.batch_size is None or self.batch_size >= 1,
-            "max_len": self.max_len is None or self.max_len >= 1,
-            "max_len_ratio": self.max_len_ratio is None or self.max_len_ratio > 0,
-            "max_input_len": self.max_input_len is None or self.max_input_len >= 1,
-            "on_long_input": self.on_long_input in (None, "truncate", "skip", "error"),
-        }  # fmt: skip
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"DecodeOptions.{name}: invalid value {getattr(self, name)!r}")
-        if not self.sample and self.nbest > self.beam:
-            raise ValueError(f"DecodeOptions: nbest={self.nbest} needs beam >= nbest (or sample)")
+        """Reject impossible values by name (``beam=0``, ``top_p=1.5``, ...), then
+        impossible combinations (:meth:`check`)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and not in_bounds(value, f.metadata):
+                raise ValueError(f"DecodeOptions.{f.name}: invalid value {value!r}")
+        self.check(lambda name: name, lambda name: f"{name}={getattr(self, name)!r}")
+
+    def check(self, name: Callable[[str], str], given: Callable[[str], str]) -> None:
+        """:func:`check_rules` on these options."""
+        check_rules({f.name: getattr(self, f.name) for f in fields(self)}, name, given)
 
 
-def options_from_args(args: argparse.Namespace) -> DecodeOptions:
-    """DecodeOptions from the flags of ``cli_options.add_decode_flags`` (checked together
-    first, so a bad combination names its flags)."""
-    from transduce.cli_options import check_decode_args
+def check_rules(v: dict[str, Any], name: Callable[[str], str], given: Callable[[str], str]) -> None:
+    """The rules between options (``v``: every field's value), written once for every
+    surface: raises :class:`~transduce.errors.OptionError` naming the option blamed as
+    ``name`` spells it (``given`` spells it with its value: ``--beam 4``, ``beam=4``)."""
+    if v["sample"] and v["beam"] > 1:
+        raise OptionError(name("beam"), f"{given('beam')} and {name('sample')} exclude each other")
+    searching = [
+        f.name for f in option_fields() if f.metadata.get("beam_only") and v[f.name] != f.default
+    ]
+    if v["sample"] and searching:
+        verb = "applies" if len(searching) == 1 else "apply"
+        raise OptionError(
+            name(searching[0]),
+            f"{', '.join(map(name, searching))} {verb} to beam search, not {name('sample')}",
+        )
+    for needed in {f.metadata["needs"] for f in option_fields() if "needs" in f.metadata}:
+        idle = [
+            f.name
+            for f in option_fields()
+            if f.metadata.get("needs") == needed and v[f.name] != f.default
+        ]
+        if idle and not v[needed]:
+            spelt = ", ".join(name(n) for n in idle)
+            raise OptionError(
+                name(idle[0]), f"{spelt} only apply with {name(needed)} (add {name(needed)})"
+            )
+    if not v["sample"] and v["nbest"] > v["beam"]:
+        raise OptionError(
+            name("nbest"),
+            f"{given('nbest')} needs {name('beam')} >= "
+            f"{v['nbest']} (or {name('sample')} for {v['nbest']} samples); "
+            f"got {given('beam')}",
+        )
 
-    check_decode_args(args)
-    return DecodeOptions(
-        beam=args.beam, nbest=args.nbest, alpha=args.length_penalty, normalize=args.normalize,
-        no_repeat_ngram=args.no_repeat_ngram, sample=args.sample, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed, max_len=args.max_len,
-        max_len_ratio=args.max_len_ratio, batch_size=args.batch_size,
-        attention=getattr(args, "format", "text") == "jsonl", max_input_len=args.max_input_len,
-        on_long_input=args.on_long_input,
-    )  # fmt: skip
+
+def in_bounds(value: Any, meta: Any, prefix: str = "") -> bool:
+    """Whether ``value`` keeps the ``ge``/``gt``/``le``/``lt`` bounds and ``choices`` of a
+    field's metadata (``prefix="http_"``: the caps a server adds)."""
+    tests = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+    if not all(test(value, meta[prefix + k]) for k, test in tests.items() if prefix + k in meta):
+        return False
+    return bool(prefix) or value in meta.get("choices", (value,))
+
+
+def option_fields() -> tuple[Field, ...]:
+    """Every decoding option's dataclass field, in declaration order."""
+    return fields(DecodeOptions)
+
+
+def search_kwargs(fn: Callable, o: DecodeOptions) -> dict[str, Any]:
+    """The options ``fn`` (a :mod:`transduce.searchcore` entry point) takes: its keyword-only
+    parameters named like a :class:`DecodeOptions` field. So an option reaches the search by
+    being declared in both places, with no list of arguments to extend in between."""
+    params = inspect.signature(fn).parameters.values()
+    names = {f.name for f in option_fields()}
+    return {
+        p.name: getattr(o, p.name) for p in params if p.kind == p.KEYWORD_ONLY and p.name in names
+    }
 
 
 def search_rows(ops, model, src, src_mask, o: DecodeOptions, max_len: int, ratio) -> list:
@@ -87,12 +228,10 @@ def search_rows(ops, model, src, src_mask, o: DecodeOptions, max_len: int, ratio
     per source row, its (ids, score, logprob, attention) tuples, best first."""
     from transduce import searchcore as core
 
+    limits = {"max_len": max_len, "max_len_ratio": ratio}
     if o.sample or (o.beam == 1 and o.nbest == 1):
-        if o.sample:
-            hyp = core.sample(ops, model, src, src_mask, o.nbest, o.temperature, o.top_k,
-                              o.top_p, o.seed, max_len, ratio)  # fmt: skip
-        else:
-            hyp = core.decode(ops, model, src, src_mask, max_len, ratio, ops.argmax, o.attention)
+        fn = core.sample if o.sample else core.decode
+        hyp = fn(ops, model, src, src_mask, **limits, **search_kwargs(fn, o))
         rows = []
         for r in range(hyp.tokens.shape[0]):
             n = int(hyp.lengths[r])
@@ -101,8 +240,7 @@ def search_rows(ops, model, src, src_mask, o: DecodeOptions, max_len: int, ratio
             rows.append((hyp.tokens[r, :n].tolist(), score, score, att))
         per = o.nbest if o.sample else 1
         return [rows[i : i + per] for i in range(0, len(rows), per)]
-    nb = core.beam_search(ops, model, src, src_mask, o.beam, o.nbest, max_len, ratio, o.alpha,
-                          o.normalize, o.no_repeat_ngram, o.attention)  # fmt: skip
+    nb = core.beam_search(ops, model, src, src_mask, **limits, **search_kwargs(core.beam_search, o))
     att = nb.attention
     return [
         [(nb.tokens[i][j], nb.scores[i][j], nb.logprobs[i][j],
@@ -135,13 +273,24 @@ def jsonl_line(source: str, hyps: list[Translation]) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
+def text_lines(first: int, results: list[list[Translation]], nbest: int = 1) -> str:
+    """The text format: the best text per input line; with ``nbest > 1``, every hypothesis
+    on its own line as ``LINE<TAB>TEXT`` (LINE: the input's line number, from 1; best
+    first; up to ``nbest`` lines per input, as a search may find fewer), like fairseq's and
+    Marian's n-best lists, so ``cut -f2`` or a group-by on the first column reads them."""
+    if nbest == 1:
+        return "".join(hyps[0].text + "\n" for hyps in results)
+    return "".join(f"{first + i}\t{h.text}\n" for i, hyps in enumerate(results) for h in hyps)
+
+
 def write_translations(
     inputs: list[str],
     batches: Iterable[list[list[Translation]]],
     output: str | None,
     fmt: str = "text",
+    nbest: int = 1,
 ) -> None:
-    """Write each batch's results as it comes, in input order: the best text per line, or
+    """Write each batch's results as it comes, in input order: :func:`text_lines` or
     ``jsonl`` records. stdout streams; a file ``output`` is written to a temporary sibling
     renamed when complete (:func:`transduce.atomic.atomic_output`), so a failure leaves
     any previous file as it was and says how many lines were done."""
@@ -156,6 +305,6 @@ def write_translations(
                 pairs = zip(part, results, strict=True)
                 out.write("".join(jsonl_line(src, hyps) + "\n" for src, hyps in pairs))
             else:
-                out.write("".join(hyps[0].text + "\n" for hyps in results))
+                out.write(text_lines(done + 1, results, nbest))
             out.flush()
             done += len(results)

@@ -63,6 +63,7 @@ class NumpyOps:
     argwhere = staticmethod(lambda x: np.argwhere(x))
     to_int = staticmethod(lambda x: x.astype(np.int64))
     to_float = staticmethod(lambda x: x.astype(np.float32))
+    to_numpy = staticmethod(lambda x: np.asarray(x, dtype=np.float32))
     max = staticmethod(lambda x, dim: x.max(dim))
     argmax = staticmethod(lambda x: x.argmax(-1))
     repeat = staticmethod(lambda x, k: np.repeat(x, k))

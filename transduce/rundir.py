@@ -21,7 +21,7 @@ from typing import Any
 
 from transduce import checkpoint as ckpt
 from transduce.config import Config, ConfigError, clip, cut, load_config, to_dict
-from transduce.data.corpus import DataError
+from transduce.errors import DataError
 
 log = logging.getLogger("transduce.train")
 
@@ -116,14 +116,16 @@ def refuse_symlinked_ckpt(run_dir: Path) -> None:
 
 
 def refuse_foreign(run_dir: Path) -> None:
-    """Refuse a fresh run in a non-empty folder that is not a run (no config.yaml)."""
+    """Refuse a fresh run in a folder holding anything but what a run writes before its
+    first checkpoint (a run killed that early is started afresh)."""
     if not run_dir.exists():
         return
     if not run_dir.is_dir():
         raise FileExistsError(f"{run_dir}: --out is a file, not a folder")
     if (run_dir / "config.yaml").is_file():
         return  # a run killed before its first checkpoint: started afresh
-    names = sorted(p.name for p in run_dir.iterdir() if not _TMP_NAME.fullmatch(p.name))
+    names = sorted(p.name for p in run_dir.iterdir()
+                   if not _TMP_NAME.fullmatch(p.name) and p.name not in STARTUP_FILES)  # fmt: skip
     if names:
         shown = ", ".join(clip(n, 40) for n in names[:5]) + (", ..." if len(names) > 5 else "")
         raise FileExistsError(
@@ -209,7 +211,8 @@ def _afresh(cfg: Config, run_dir: Path, rank0: bool) -> tuple[Config, bool]:
 
 # What a run writes before its first checkpoint: removed again when its start fails.
 STARTUP_FILES = ("config.yaml", "metrics.jsonl", "vocab.src.json", "vocab.tgt.json",
-                 "spm.src.model", "spm.tgt.model", "spm.joint.model", "series.json")  # fmt: skip
+                 "spm.src.model", "spm.tgt.model", "spm.joint.model", "series.json",
+                 "series.csv")  # fmt: skip
 
 
 def undo_failed_start(run_dir: Path, created: bool) -> None:

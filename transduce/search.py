@@ -77,6 +77,7 @@ class TorchOps:
     argwhere = staticmethod(lambda x: x.nonzero())
     to_int = staticmethod(lambda x: x.long())
     to_float = staticmethod(lambda x: x.float())
+    to_numpy = staticmethod(lambda x: x.float().cpu().numpy())  # float32, on the host
     max = staticmethod(lambda x, dim: x.max(dim).values)
     argmax = staticmethod(lambda x: x.argmax(-1))
     repeat = staticmethod(lambda x, k: x.repeat_interleave(k))
@@ -105,8 +106,7 @@ def greedy(
     keep_attention: bool = True,
 ) -> Hypotheses:
     """Batched greedy decoding: the most probable token at every step."""
-    argmax = lambda logits: logits.argmax(-1)  # noqa: E731
-    return core.decode(OPS, model, src, src_mask, max_len, max_len_ratio, argmax, keep_attention)
+    return core.decode(OPS, model, src, src_mask, max_len, max_len_ratio, attention=keep_attention)
 
 
 # ---------------------------------------------------------------------- beam search
@@ -141,8 +141,15 @@ def beam_search(
     is exactly :func:`greedy`. The algorithm is :func:`transduce.searchcore.beam_search`,
     shared with the PyTorch-free runtime.
     """
-    return core.beam_search(OPS, model, src, src_mask, beam_size, nbest, max_len, max_len_ratio,
-                            alpha, normalize, no_repeat_ngram, keep_attention)  # fmt: skip
+    options = dict(
+        beam=beam_size,
+        nbest=nbest,
+        alpha=alpha,
+        normalize=normalize,
+        no_repeat_ngram=no_repeat_ngram,
+        attention=keep_attention,
+    )
+    return core.beam_search(OPS, model, src, src_mask, max_len, max_len_ratio, **options)
 
 
 # ---------------------------------------------------------------------- sampling
@@ -172,8 +179,8 @@ def sample(
     Scores are log-probabilities under the model itself (before temperature and
     filtering). ``temperature=0`` picks the argmax, i.e. greedy decoding.
     """
-    return core.sample(OPS, model, src, src_mask, num_samples, temperature, top_k, top_p, seed,
-                       max_len, max_len_ratio)  # fmt: skip
+    options = dict(nbest=num_samples, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    return core.sample(OPS, model, src, src_mask, max_len, max_len_ratio, **options)
 
 
 def rollout(

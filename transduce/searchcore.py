@@ -16,7 +16,7 @@ import logging
 import math
 from typing import Any, NamedTuple
 
-from transduce.data.corpus import DataError
+from transduce.errors import DataError
 
 log = logging.getLogger("transduce.translate")
 
@@ -129,9 +129,17 @@ def filter_logits(ops, logits, top_k: int = 0, top_p: float = 1.0):
 # ---------------------------------------------------------------------- one row per hypothesis
 
 
-def decode(ops, model, src, src_mask, max_len, max_len_ratio, choose, keep_attention=True):
-    """One hypothesis per row, token chosen by ``choose(logits [b, V]) -> [b]``. Rows that
-    finish leave the batch (``select``), so later steps run on unfinished rows only."""
+def decode(
+    ops, model, src, src_mask, max_len, max_len_ratio=None, choose=None, *, attention: bool = True
+) -> Hypotheses:
+    """One hypothesis per row, token chosen by ``choose(logits [b, V]) -> [b]`` (default:
+    the argmax, greedy decoding). Rows that finish leave the batch (``select``), so later
+    steps run on unfinished rows only. ``attention``: keep the weights ``[B, T, S]``.
+
+    The keyword-only parameters here and in :func:`sample` and :func:`beam_search` are named
+    as :class:`transduce.decoding.DecodeOptions`' fields, which fill them by name."""
+    choose = choose or ops.argmax
+    keep_attention = attention
     batch = src.shape[0]
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
@@ -176,9 +184,24 @@ def decode(ops, model, src, src_mask, max_len, max_len_ratio, choose, keep_atten
     return Hypotheses(tokens, lengths, scores, attention)
 
 
-def sample(ops, model, src, src_mask, n, temperature, top_k, top_p, seed, max_len, ratio):
-    """Ancestral sampling, ``n`` per sentence: rows ``i * n + j`` (see ``search.sample``)."""
-    expanded = ops.repeat(ops.arange(src.shape[0], src), n)
+def sample(
+    ops,
+    model,
+    src,
+    src_mask,
+    max_len,
+    max_len_ratio=None,
+    *,
+    nbest: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    attention: bool = True,
+) -> Hypotheses:
+    """Ancestral sampling, ``nbest`` per sentence: rows ``i * nbest + j`` (see
+    ``search.sample``); ``temperature=0`` is the argmax."""
+    expanded = ops.repeat(ops.arange(src.shape[0], src), nbest)
     src, src_mask = ops.rows(src, expanded), ops.rows(src_mask, expanded)
     generator = ops.generator(seed, src)
 
@@ -188,7 +211,7 @@ def sample(ops, model, src, src_mask, n, temperature, top_k, top_p, seed, max_le
         probs = ops.softmax(filter_logits(ops, logits / temperature, top_k, top_p))
         return ops.multinomial(probs, generator)
 
-    return decode(ops, model, src, src_mask, max_len, ratio, choose)
+    return decode(ops, model, src, src_mask, max_len, max_len_ratio, choose, attention=attention)
 
 
 def rollout(ops, model, src, src_mask, tgt_in, out_dim: int, mix=None):
@@ -207,7 +230,8 @@ def rollout(ops, model, src, src_mask, tgt_in, out_dim: int, mix=None):
         outs.append(model.head(features))  # [B, D]
         attns.append(attn)
         if t + 1 < tgt_in.shape[1]:
-            own = outs[-1] if mix is None else mix(outs[-1], t)
+            own = outs[-1][..., :out_dim]  # a quantile head's extra columns: not fed back
+            own = own if mix is None else mix(own, t)
             prev = ops.cat([own, tgt_in[:, t + 1, out_dim:]], -1)  # [B, D + C]
     attn = None if attns[0] is None else ops.stack(attns, 1)
     return ops.stack(outs, 1), attn
@@ -320,9 +344,23 @@ def log_probs(ops, model, features):
     return own(features) if own is not None else ops.log_softmax(ops.to_float(model.head(features)))
 
 
-def beam_search(ops, model, src, src_mask, k, nbest, max_len, ratio, alpha, normalize,
-                no_repeat_ngram, keep_attention) -> NBest:  # fmt: skip
-    """Batched beam search (see ``transduce.search.beam_search``)."""
+def beam_search(
+    ops,
+    model,
+    src,
+    src_mask,
+    max_len,
+    max_len_ratio=None,
+    *,
+    beam: int,
+    nbest: int = 1,
+    alpha: float = 0.0,
+    normalize: bool = False,
+    no_repeat_ngram: int = 0,
+    attention: bool = True,
+) -> NBest:
+    """Batched beam search of width ``beam`` (see ``transduce.search.beam_search``)."""
+    k, ratio, keep_attention = beam, max_len_ratio, attention
     if not 1 <= nbest <= k:
         raise ValueError(f"nbest must be between 1 and the beam size ({k}), got {nbest}")
     batch = src.shape[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -14,20 +14,24 @@ from transduce import checkpoint as ckpt
 from transduce.config import Config, ConfigError, load_run_config
 from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline
-from transduce.data.vocab import BOS_ID, PAD_ID
-from transduce.decoding import DecodeOptions, Translation, search_rows
+from transduce.decoding import DecodeOptions, Translation
 from transduce.device import resolve_device
 from transduce.metrics import bleu_chrf, bleu_lowercase, bleu_lowercase_moses, exact_match
 from transduce.nn.models import Seq2Seq, build_model
 from transduce.search import OPS
-from transduce.searchcore import limit_inputs
+from transduce.textdecoder import SearchDecoder
 
 
-class Translator:
-    """A trained model ready to translate: ``Translator.load("runs/ell").translate([...])``."""
+class Translator(SearchDecoder):
+    """A trained model ready to translate: ``Translator.load("runs/ell").translate([...])``.
+    The torch engine: :class:`~transduce.textdecoder.SearchDecoder` over torch tensors."""
+
+    engine = "torch"
+    ops = OPS
 
     def __init__(self, cfg: Config, pipeline: TextPipeline, model: Seq2Seq, device: torch.device):
         self.cfg, self.pipeline, self.model, self.device = cfg, pipeline, model.eval(), device
+        self.defaults = asdict(cfg.decode)
 
     @classmethod
     def load(
@@ -52,77 +56,41 @@ class Translator:
         dev = resolve_device(device)
         return cls(cfg, pipeline, model.to(dev), dev)
 
+    @classmethod
+    def open(cls, model_dir: str, checkpoint: str, device: str, threads: int) -> Translator:
+        """The engine registry's loader (``threads``: torch's are set by the command)."""
+        return cls.load(model_dir, checkpoint, device)
+
     @torch.no_grad()
     def decode(
-        self, texts: list[str], options: DecodeOptions = DecodeOptions(), first_line: int = 1
+        self, texts: list[str], options: DecodeOptions | None = None, first_line: int = 1
     ) -> list[list[Translation]]:
-        """Up to ``options.nbest`` translations per input, best first, in input order.
-        Empty input gives one empty output; unknown symbols map to ``<unk>``. A source
-        over ``max_input_len`` tokens is truncated, skipped (empty output) or refused, with
-        a warning naming its line (``first_line`` numbers ``texts[0]``)."""
-        results: list[list[Translation]] = [[] for _ in texts]
-        tokens = limit_inputs(
-            [self.pipeline.src_tokens(t) if t.strip() else [] for t in texts],
-            options.max_input_len or self.cfg.decode.max_input_len,
-            options.on_long_input or self.cfg.decode.on_long_input, first_line,
-        )  # fmt: skip
-        live = [i for i, t in enumerate(tokens) if t]
-        for i in set(range(len(texts))) - set(live):
-            results[i] = [Translation("", [], [], 0.0, None, 0.0)]
-        data = ParallelData([self.pipeline.src_vocab.encode(tokens[i]) for i in live])
-        for batch in data.iter_batches(options.batch_size or self.cfg.decode.batch_size):
+        return super().decode(texts, options, first_line)
+
+    decode.__doc__ = SearchDecoder.decode.__doc__
+
+    def _batches(self, ids: list[list[int]], size: int):
+        """Length-bucketed batches on the model's device: (positions, src, mask)."""
+        for batch in ParallelData(ids).iter_batches(size):
             batch = batch.to(self.device)
-            rows = batch.index.tolist()
-            src, src_mask = self._sources(batch, [texts[live[k]] for k in rows], options)
-            hyps = self._search(src, src_mask, options)
-            for row, k in enumerate(rows):
-                results[live[k]] = [self._result(tokens[live[k]], *h) for h in hyps[row]]
-        return results
-
-    def iter_decode(
-        self, texts: list[str], options: DecodeOptions = DecodeOptions()
-    ) -> Iterator[list[list[Translation]]]:
-        """:meth:`decode`, one batch of inputs at a time, in input order: a caller that
-        writes each part as it comes loses at most one batch to a crash."""
-        size = options.batch_size or self.cfg.decode.batch_size
-        for start in range(0, len(texts), size):
-            yield self.decode(texts[start : start + size], options, first_line=start + 1)
-
-    def _sources(self, batch, texts: list[str], options: DecodeOptions):
-        """What search reads for ``batch`` (whose rows hold ``texts``): its ids and mask.
-        An ensemble packs its members' own tokenizations here."""
-        return batch.src, batch.src_mask
-
-    def _search(self, src, src_mask, o: DecodeOptions) -> list[list[tuple]]:
-        """Per row: (ids, score, logprob, attention) tuples, best first."""
-        max_len = o.max_len or self.cfg.decode.max_len
-        ratio = o.max_len_ratio if o.max_len_ratio is not None else self.cfg.decode.max_len_ratio
-        return search_rows(OPS, self.model, src, src_mask, o, max_len, ratio)
-
-    def _result(self, src_tokens: list[str], ids, score, logprob, att) -> Translation:
-        out_tokens = self.pipeline.tgt_vocab.decode(ids)
-        if att is not None:
-            # Keep the rows of the tokens that decode() kept (it drops <pad> and <s>).
-            kept = [i for i, t in enumerate(ids[: len(att)]) if t not in (PAD_ID, BOS_ID)]
-            att = att[kept][: len(out_tokens), : len(src_tokens)].float().cpu().numpy()
-        text = self.pipeline.tgt_tok.decode(out_tokens)
-        return Translation(text, src_tokens, out_tokens, score, att, logprob)
-
-    def translate_full(
-        self, texts: list[str], options: DecodeOptions | None = None
-    ) -> list[Translation]:
-        """The best translation per input, with tokens, score and attention."""
-        return [hyps[0] for hyps in self.decode(texts, options or DecodeOptions())]
-
-    def translate(self, texts: list[str], options: DecodeOptions | None = None) -> list[str]:
-        return [t.text for t in self.translate_full(texts, options)]
+            yield batch.index.tolist(), batch.src, batch.src_mask
 
 
 def reference_language(path: str | os.PathLike) -> str:
     """The language code in a reference file's name (``test_2016_flickr.de.gz`` -> ``de``),
     or ``en`` when the name has none."""
+    return moses_language(path)[0]
+
+
+def moses_language(path: str | os.PathLike, given: str | None = None) -> tuple[str, str]:
+    """The language of bleu_lc_moses' tokenizer and how it was chosen: ``given`` (the
+    ``--ref-lang`` flag), else the code in the reference file's name, else ``en``."""
+    if given:
+        return given, "--ref-lang"
     match = re.search(r"\.([a-z]{2,3})(\.gz)?$", os.fspath(path))
-    return match.group(1) if match and match.group(1) not in ("txt", "gz", "tsv") else "en"
+    if match and match.group(1) not in ("txt", "gz", "tsv"):
+        return match.group(1), f"the name of {os.path.basename(path)}"
+    return "en", f"the default: no language code in {os.path.basename(path)}'s name"
 
 
 def evaluate(

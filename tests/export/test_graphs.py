@@ -53,7 +53,7 @@ def test_multi_input_model_exports(preset, mode, tmp_path):
     hyp = core.decode(OPS, onnx, s, m, 4, None, OPS.argmax)
     assert hyp.tokens.tolist() == ref.tokens.tolist() and MS_VOCAB > 4
     ref_b = beam_search(model, src, mask, 3, 2, 4)
-    hyp_b = core.beam_search(OPS, onnx, s, m, 3, 2, 4, None, 0.0, False, 0, True)
+    hyp_b = core.beam_search(OPS, onnx, s, m, 4, beam=3, nbest=2)
     assert hyp_b.tokens == ref_b.tokens
 
 

@@ -80,8 +80,7 @@ def test_exported_greedy_and_beam_equal_pytorch(name, exported, task):
         np.testing.assert_allclose(hyp.attention, ref.attention.numpy(), atol=1e-5)
     for k, nbest in ((1, 1), (5, 3)):
         ref_b = beam_search(model, task.src, task.src_mask, k, nbest, MAX_LEN)
-        hyp_b = core.beam_search(OPS, onnx, src, mask, k, nbest, MAX_LEN, None, 0.0, False, 0,
-                                 True)  # fmt: skip
+        hyp_b = core.beam_search(OPS, onnx, src, mask, MAX_LEN, beam=k, nbest=nbest)
         assert hyp_b.tokens == ref_b.tokens
         np.testing.assert_allclose(hyp_b.scores, ref_b.scores, atol=1e-4)
     # beam 1 == greedy on the runtime too
@@ -92,7 +91,7 @@ def test_beam_of_one_is_greedy_in_the_runtime(exported, task):
     _, onnx = exported("bahdanau-gru")
     src, mask = task.src.numpy(), task.src_mask.numpy()
     g = core.decode(OPS, onnx, src, mask, MAX_LEN, None, OPS.argmax)
-    b = core.beam_search(OPS, onnx, src, mask, 1, 1, MAX_LEN, None, 0.0, False, 0, False)
+    b = core.beam_search(OPS, onnx, src, mask, MAX_LEN, beam=1, attention=False)
     assert [t[0] for t in b.tokens] == [g.tokens[i, : g.lengths[i]].tolist() for i in range(48)]
 
 
@@ -102,8 +101,9 @@ def test_beam_options_equal_pytorch(alpha, normalize, ngram, ratio, exported, ta
     model, onnx = exported("transformer")
     ref = beam_search(model, task.src, task.src_mask, 4, 2, MAX_LEN, ratio, alpha, normalize,
                       ngram)  # fmt: skip
-    hyp = core.beam_search(OPS, onnx, task.src.numpy(), task.src_mask.numpy(), 4, 2, MAX_LEN,
-                           ratio, alpha, normalize, ngram, True)  # fmt: skip
+    hyp = core.beam_search(OPS, onnx, task.src.numpy(), task.src_mask.numpy(), MAX_LEN, ratio,
+                           beam=4, nbest=2, alpha=alpha, normalize=normalize,
+                           no_repeat_ngram=ngram)  # fmt: skip
     assert hyp.tokens == ref.tokens
     np.testing.assert_allclose(hyp.scores, ref.scores, atol=1e-4)
 
@@ -112,10 +112,14 @@ def test_sampling_at_temperature_zero_is_greedy_and_seeded_sampling_repeats(expo
     _, onnx = exported("sutskever-gru")
     src, mask = task.src.numpy(), task.src_mask.numpy()
     g = core.decode(OPS, onnx, src, mask, MAX_LEN, None, OPS.argmax)
-    s0 = core.sample(OPS, onnx, src, mask, 1, 0.0, 0, 1.0, None, MAX_LEN, None)
+    s0 = core.sample(OPS, onnx, src, mask, MAX_LEN, temperature=0.0)
     assert s0.tokens.tolist() == g.tokens.tolist()
-    a = core.sample(OPS, onnx, src, mask, 2, 1.5, 5, 0.9, 7, MAX_LEN, None)
-    b = core.sample(OPS, onnx, src, mask, 2, 1.5, 5, 0.9, 7, MAX_LEN, None)
+    a = core.sample(
+        OPS, onnx, src, mask, MAX_LEN, nbest=2, temperature=1.5, top_k=5, top_p=0.9, seed=7
+    )
+    b = core.sample(
+        OPS, onnx, src, mask, MAX_LEN, nbest=2, temperature=1.5, top_k=5, top_p=0.9, seed=7
+    )
     assert a.tokens.tolist() == b.tokens.tolist() and a.tokens.shape[0] == 96
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from tests.helpers import BLOCK_TORCH, reverse_pairs, tiny_config, write_tsv
 from transduce.cli import main
 from transduce.runtime import DecodeOptions as RuntimeOptions
 from transduce.runtime import Translator as RuntimeTranslator
@@ -23,19 +23,17 @@ from transduce.train import train
 from transduce.translate import DecodeOptions, Translator
 
 INPUTS = [s for s, _ in reverse_pairs(30, seed=7)] + ["", "fab", "  ", "zzq"]  # unknown chars
-NO_TORCH = """
-import runpy, sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test")
-sys.meta_path.insert(0, Block())
+NO_TORCH = (
+    BLOCK_TORCH
+    + """
+import runpy
 sys.argv = ["transduce.runtime", *sys.argv[1:]]
 try:
     runpy.run_module("transduce.runtime", run_name="__main__")
 finally:
     assert "torch" not in sys.modules
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from transduce.config import ConfigError
-from transduce.runtime.__main__ import load as load_runtime
+from transduce.engines import load as load_runtime
 from transduce.serve.app import create_app
 from transduce.serve.backend import TextModel, load_models, parse_model_specs, training_summary
 from transduce.translate import DecodeOptions
@@ -85,7 +85,7 @@ def test_exported_model_answers_as_the_runtime(export_client, exports, engine, b
     body = {"model": engine, "texts": WORDS, "beam": beam, "nbest": nbest, "return_tokens": True}
     reply = export_client.post("/v1/translate", json=body)
     assert reply.status_code == 200, reply.text
-    direct = load_runtime(str(exports[engine]), 1).decode(
+    direct = load_runtime(str(exports[engine]), threads=1).decode(
         WORDS, DecodeOptions(beam=beam, nbest=nbest, attention=False)
     )
     assert served(reply.json()) == hypotheses(direct)
@@ -95,7 +95,7 @@ def test_exported_model_answers_as_the_runtime(export_client, exports, engine, b
 def test_onnx_export_returns_attention_as_the_runtime(export_client, exports):
     body = {"model": "onnx", "texts": ["abc", "dcbaf"], "return_attention": True}
     reply = export_client.post("/v1/translate", json=body).json()
-    direct = load_runtime(str(exports["onnx"]), 1).decode(["abc", "dcbaf"], DecodeOptions())
+    direct = load_runtime(str(exports["onnx"]), threads=1).decode(["abc", "dcbaf"], DecodeOptions())
     for r, hyps in zip(reply["results"], direct, strict=True):
         want = np.round(hyps[0].attention.astype(np.float64), 4).tolist()
         assert r["hypotheses"][0]["attention"] == want and r["src_tokens"] == hyps[0].src_tokens

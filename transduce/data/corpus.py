@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import BinaryIO, TypeVar
 
+from transduce.errors import DataError  # defined there; still importable from here
+
 T = TypeVar("T")  # one raw line, or an aligned pair of them
 A = TypeVar("A")  # the two fields a line parses into
 B = TypeVar("B")
@@ -33,21 +35,6 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = "\ufeff"
 
 PathLike = str | os.PathLike[str]
-
-
-class DataError(ValueError):
-    """Bad input: the message is ``f"{path}:{line}: {problem}"``, or ``f"{path}: {problem}"``."""
-
-    def __init__(self, path: PathLike, line: int | None, problem: str):
-        self.path = os.fspath(path)
-        self.line = line
-        self.problem = problem
-        where = self.path if line is None else f"{self.path}:{line}"
-        super().__init__(f"{where}: {problem}")
-
-    def __reduce__(self):
-        # The default pickling replays args=(message,), which would not fit __init__.
-        return type(self), (self.path, self.line, self.problem)
 
 
 class _BadLine(Exception):

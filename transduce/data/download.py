@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from transduce.config import default_data_dir
 from transduce.data.catalogue import DataFile, Dataset, lookup
-from transduce.data.corpus import DataError
+from transduce.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from transduce.config import DataConfig, data_path
 from transduce.data.batches import ParallelData
 from transduce.data.corpus import Parallel, read_line_pairs, read_tsv
 from transduce.data.records import (
-    SEP,
+    pack_fields,
     read_chatterbot,
     read_jsonl,
     read_named_tsv,
@@ -156,12 +156,7 @@ class TextPipeline:
 
     def src_tokens(self, text: str) -> list[str]:
         """Source tokens; several fields are packed as ``f1 <sep> f2 ...``."""
-        if self.fields == 1:
-            return self.src_tok.encode(text)
-        packed: list[str] = []
-        for i, field in enumerate(split_fields(text, self.fields)):
-            packed += [SEP] * (i > 0) + self.src_tok.encode(field)
-        return packed
+        return pack_fields(self.src_tok.encode, text, self.fields)
 
 
 def n_fields(cfg: DataConfig) -> int:

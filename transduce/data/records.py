@@ -21,7 +21,6 @@ import yaml
 
 from transduce.config import compose_yaml, load_yaml
 from transduce.data.corpus import (
-    DataError,
     Parallel,
     PathLike,
     ReadReport,
@@ -35,6 +34,7 @@ from transduce.data.corpus import (
     collect_pairs,
     read_capped,
 )
+from transduce.errors import DataError
 
 FIELD_SEP = "\t"
 
@@ -249,6 +249,17 @@ def split_fields(text: str, n: int) -> list[str]:
         raise ValueError(f"expected {n} tab-separated input fields, got {len(fields)}: "
                          f"{text[:60]!r}")  # fmt: skip
     return fields
+
+
+def pack_fields(encode, text: str, n: int) -> list[str]:
+    """Source tokens of ``text``: ``encode(text)``, or for ``n > 1`` fields each field's
+    tokens joined by :data:`SEP` (``f1 <sep> f2 ...``), as every engine feeds them."""
+    if n == 1:
+        return encode(text)
+    packed: list[str] = []
+    for i, field in enumerate(split_fields(text, n)):
+        packed += [SEP] * (i > 0) + encode(field)
+    return packed
 
 
 def with_separator(vocab):

@@ -1,4 +1,5 @@
-"""``transduce export onnx|ct2`` and the engine choice of ``translate`` / ``evaluate``."""
+"""``transduce export ENGINE`` and the engine choice of ``translate`` / ``evaluate``: both
+read the engines registered in :mod:`transduce.engines`."""
 
 from __future__ import annotations
 
@@ -6,60 +7,44 @@ import argparse
 import json
 from pathlib import Path
 
-ENGINES = ("auto", "torch", "onnx", "ct2")
+from transduce import engines
+
+ENGINES = ("auto", *engines.ENGINES)  # the choices of --engine
 
 
 def export_command(args: argparse.Namespace) -> None:
     from transduce.export.destination import export_into
 
-    if args.format == "onnx":
-        from transduce.export.onnx import export_onnx
+    export = engines.get(args.format).export_function()
 
-        def build(tmp: Path) -> Path:
-            return export_onnx(args.model, tmp, args.checkpoint, args.quantize)
-    else:
-        from transduce.export.ct2 import export_ct2
-
-        def build(tmp: Path) -> Path:
-            return export_ct2(args.model, tmp, args.checkpoint, args.quantization)
+    def build(tmp: Path) -> Path:  # built beside --out, renamed into place when complete
+        return export(args.model, tmp, args.checkpoint, args.quantize)
 
     out = export_into(Path(args.out), Path(args.model), build)
     manifest = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
-    print(
-        json.dumps(
-            {
-                "out": str(out),
-                "engine": manifest["engine"],
-                "preset": manifest["preset"],
-                "quantize": manifest.get("quantize"),
-            }
-        )
-    )
+    keys = ("engine", "preset", "quantize")
+    print(json.dumps({"out": str(out), **{k: manifest.get(k) for k in keys}}))
 
 
 def add_parser(sub) -> None:
-    """Register ``export`` (with ``onnx`` and ``ct2``) on the CLI's subparsers."""
+    """Register ``export`` with one subcommand per exporting engine on the CLI's subparsers."""
     p = sub.add_parser("export", help="export a trained model to ONNX or CTranslate2")
     formats = p.add_subparsers(dest="format", required=True)
-    for name, helptext in (
-        ("onnx", "encoder, init_state, step and head graphs for onnxruntime (every preset)"),
-        ("ct2", "a CTranslate2 model (transformer preset only)"),
-    ):
-        q = formats.add_parser(name, help=helptext)
+    for engine in engines.exporters():
+        q = formats.add_parser(engine.name, help=engine.help)
         q.add_argument("--model", required=True, help="run directory")
         q.add_argument("--out", required=True, help="directory to write")
         q.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
                        help="which weights of the run to export")  # fmt: skip
-        if name == "onnx":
-            q.add_argument("--quantize", choices=["int8"], default=None,
-                           help="dynamic int8 weights (onnxruntime quantizer)")  # fmt: skip
-        else:
-            q.add_argument(
-                "--quantization",
-                choices=["int8", "int16", "float32"],
-                default=None,
-                help="CTranslate2 weight type (default: float32)",
-            )
+        # One spelling for every engine; --quantization stays as ct2's old name for it.
+        q.add_argument(
+            "--quantize",
+            "--quantization",
+            dest="quantize",
+            default=None,
+            choices=engine.quantize,
+            help="weight type (default: float32 weights)",
+        )
         q.set_defaults(func=export_command)
 
 
@@ -73,38 +58,32 @@ def add_engine_flag(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_engine(model_dir: str, engine: str = "auto") -> str:
-    """The engine for ``model_dir``: its manifest's for an export, torch for a run."""
-    from transduce.config import ConfigError
-    from transduce.runtime.model import read_manifest
-
-    exported = Path(model_dir, "manifest.json").is_file()
-    found = read_manifest(model_dir)["engine"] if exported else "torch"
-    if engine in ("auto", found):
-        return found
-    if exported:
-        raise ConfigError(f"--engine {engine}: {model_dir} is a {found} export")
-    raise ConfigError(f"--engine {engine}: {model_dir} is a training run; export it first "
-                      f"(transduce export {engine} --model {model_dir} --out DIR)")  # fmt: skip
+    """The engine's name for ``model_dir`` (:func:`transduce.engines.resolve`)."""
+    return engines.resolve(model_dir, engine).name
 
 
 def load_translator(args: argparse.Namespace):
     """The translator a decoding command uses, for the chosen engine; several ``--model``
-    directories make an ensemble (torch engine: it averages the runs' log-probabilities)."""
+    directories make an ensemble (torch engine: it averages the runs' log-probabilities).
+    Options the engine cannot honour are refused here, naming their flags."""
+    from transduce.cli_options import flag_name, options_from_args
     from transduce.config import ConfigError
 
     models = args.model if isinstance(args.model, list) else [args.model]
-    engines = {resolve_engine(m, getattr(args, "engine", "auto")) for m in models}
+    found = {resolve_engine(m, getattr(args, "engine", "auto")) for m in models}
+    if len(models) > 1 and found != {"torch"}:
+        raise ConfigError(
+            "--model: an ensemble decodes training runs with the torch "
+            "engine; exported directories decode one at a time"
+        )
     if len(models) > 1:
-        if engines != {"torch"}:
-            raise ConfigError("--model: an ensemble decodes training runs with the torch "
-                              "engine; exported directories decode one at a time")  # fmt: skip
         from transduce.ensemble import EnsembleTranslator
 
-        return EnsembleTranslator.load(models, args.checkpoint, device=args.device)
-    if engines == {"torch"}:
-        from transduce.translate import Translator
-
-        return Translator.load(models[0], args.checkpoint, device=args.device)
-    from transduce.runtime.__main__ import load
-
-    return load(models[0], args.threads)
+        translator = EnsembleTranslator.load(models, args.checkpoint, device=args.device)
+    else:
+        translator = engines.load(
+            models[0], found.pop(), args.checkpoint, args.device, getattr(args, "threads", 0)
+        )
+    if hasattr(args, "sample"):  # a command with the decoding flags
+        translator.check(options_from_args(args), flag_name)
+    return translator

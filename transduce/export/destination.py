@@ -12,7 +12,7 @@ from pathlib import Path
 
 from transduce.atomic import tmp_name, write_problem
 from transduce.config import ConfigError
-from transduce.data.corpus import DataError
+from transduce.errors import DataError
 
 EXTRA = "pip install 'transduce[export]'"
 

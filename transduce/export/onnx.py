@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -109,8 +110,27 @@ def _dims(tensors: list[torch.Tensor], batch, length, cache=None) -> tuple:
 EXAMPLE_BATCH, EXAMPLE_SRC_LEN, EXAMPLE_STEPS = 3, 7, 4
 
 
+@contextmanager
+def _quiet_exporter():
+    """torch.onnx's own loggers (INFO progress, a warning per torchvision op it skips)
+    held at ERROR, unless the command asked for other libraries' logs (``-v``: the root
+    logger at INFO)."""
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def _export(module, args: tuple, names_in, names_out, dynamic, path: Path, optimize=True):
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             module, args, dynamo=True, dynamic_shapes=dynamic, input_names=names_in,
@@ -281,7 +301,11 @@ def export_onnx(
         mask = torch.ones(src.shape[:2], dtype=torch.bool)
         prev = torch.randn(EXAMPLE_BATCH, 1 + spec.exog_features)
         manifest["kind"] = "series"
-        manifest["series"] = {**spec.__dict__, "output_dim": 1}
+        # a quantile head: outputs [median, (lo, hi) per level]; the conformal calibration
+        # travels with the export so intervals need no torch (forecasting/conformal.py)
+        manifest["series"] = {**spec.__dict__, "output_dim": 1, "levels": list(cfg.series.levels)}
+        if (run_dir / "conformal.json").is_file():
+            shutil.copyfile(run_dir / "conformal.json", out / "conformal.json")
     else:
         from transduce.translate import Translator
 

@@ -12,32 +12,24 @@ import logging
 import os
 import sys
 
-from transduce.cli_options import add_decode_flags, int_at_least
+from transduce.cli_options import add_decode_flags, flag_name, int_at_least, options_from_args
 from transduce.config import ConfigError
-from transduce.data.corpus import DataError, read_lines
-
-
-def load(model_dir: str, threads: int = 0):
-    """The runtime translator for an exported directory (engine from its manifest)."""
-    from transduce.runtime.model import read_manifest
-
-    if read_manifest(model_dir)["engine"] == "ct2":
-        from transduce.runtime.ct2 import CT2Translator
-
-        return CT2Translator.load(model_dir, threads)
-    from transduce.runtime.translate import Translator
-
-    return Translator.load(model_dir, threads)
+from transduce.data.corpus import read_lines
+from transduce.errors import DataError
 
 
 def translate(args: argparse.Namespace) -> None:
     """Translate the input lines, writing each batch's lines as they come (in order)."""
-    from transduce.decoding import options_from_args, write_translations
+    from transduce.decoding import write_translations
+    from transduce.engines import load
 
     options = options_from_args(args)  # bad flags fail before the model loads
-    translator = load(args.model, args.threads)
+    translator = load(args.model, threads=args.threads)
+    translator.check(options, flag_name)
     inputs = read_lines("-" if args.input is None else args.input)
-    write_translations(inputs, translator.iter_decode(inputs, options), args.output, args.format)
+    write_translations(
+        inputs, translator.iter_decode(inputs, options), args.output, args.format, options.nbest
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

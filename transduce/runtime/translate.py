@@ -1,7 +1,8 @@
 """Text in, text out over an ONNX export, with the search of :mod:`transduce.searchcore`.
 
-``Translator.load(DIR2).translate([...])`` mirrors :class:`transduce.translate.Translator`:
-the same decoding options and results (:mod:`transduce.decoding`, shared), and no torch.
+``Translator.load(DIR2).translate([...])`` is :class:`transduce.translate.Translator`'s
+text path (:class:`transduce.textdecoder.SearchDecoder`, shared) over onnxruntime: the same
+options, search and results, and no torch.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from transduce import searchcore as core
-from transduce.data.records import SEP, split_fields
+from transduce.data.records import pack_fields
 from transduce.data.tokenizers import build_tokenizer
-from transduce.data.vocab import BOS_ID, PAD_ID, Vocab
-from transduce.decoding import DecodeOptions, Translation, search_rows
+from transduce.data.vocab import Vocab
+from transduce.decoding import DecodeOptions, Translation
 from transduce.runtime.model import OPS, ExportError, OnnxModel
-from transduce.searchcore import limit_inputs
+from transduce.textdecoder import SearchDecoder
+
+__all__ = ["DecodeOptions", "Pipeline", "TextSide", "Translation", "Translator", "rollout"]
 
 
 class TextSide:
@@ -40,46 +43,20 @@ class Pipeline:
     def __init__(self, model_dir: Path, text: dict):
         self.src, self.tgt = TextSide(model_dir, text["src"]), TextSide(model_dir, text["tgt"])
         self.fields = text.get("fields", 1)
-        self.tgt_tok, self.tgt_vocab = self.tgt.tok, self.tgt.vocab
+        self.src_vocab, self.tgt_tok, self.tgt_vocab = self.src.vocab, self.tgt.tok, self.tgt.vocab
 
     def src_tokens(self, text: str) -> list[str]:
-        if self.fields == 1:
-            return self.src.tok.encode(text)
-        packed: list[str] = []
-        for i, field in enumerate(split_fields(text, self.fields)):
-            packed += [SEP] * (i > 0) + self.src.tok.encode(field)
-        return packed
+        return pack_fields(self.src.tok.encode, text, self.fields)
 
 
-def source_tokens(pipeline: Pipeline, texts: list[str], o, defaults: dict, first_line: int):
-    """(indices of the non-empty inputs, source tokens of every input) after the input
-    length limit (:func:`transduce.searchcore.limit_inputs`)."""
-    tokens = limit_inputs(
-        [pipeline.src_tokens(t) if t.strip() else [] for t in texts],
-        getattr(o, "max_input_len", None) or defaults.get("max_input_len"),
-        getattr(o, "on_long_input", None) or defaults.get("on_long_input") or "truncate",
-        first_line,
-    )
-    return [i for i, t in enumerate(tokens) if t], tokens
+class Translator(SearchDecoder):
+    """An ONNX export ready to translate, without torch: the onnx engine,
+    :class:`~transduce.textdecoder.SearchDecoder` over numpy arrays and onnxruntime."""
 
-
-def _batches(ids: list[list[int]], size: int):
-    """Length-sorted padded batches: (positions in ``ids``, src ``[b, S]``, mask)."""
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    for i in range(0, len(order), size):
-        idx = order[i : i + size]
-        width = max(len(ids[j]) for j in idx)
-        src = np.full((len(idx), width), PAD_ID, dtype=np.int64)
-        for row, j in enumerate(idx):
-            src[row, : len(ids[j])] = ids[j]
-        yield idx.tolist(), src, src != PAD_ID
-
-
-class Translator:
-    """An ONNX export ready to translate, without torch."""
+    engine = "onnx"
 
     def __init__(self, model: OnnxModel):
-        self.model, self.manifest = model, model.manifest
+        self.model, self.manifest, self.ops = model, model.manifest, model.ops
         if self.manifest.get("kind") != "text":
             raise ExportError(f"{model.dir}: a forecasting export; use transduce.runtime.rollout")
         self.pipeline = Pipeline(model.dir, self.manifest["text"])
@@ -89,48 +66,10 @@ class Translator:
     def load(cls, model_dir: str | os.PathLike, threads: int = 0) -> Translator:
         return cls(OnnxModel(model_dir, threads))
 
-    def decode(self, texts: list[str], options=None, first_line: int = 1):
-        """Up to ``options.nbest`` translations per input, best first, in input order.
-        Empty input gives one empty output; unknown symbols map to ``<unk>``; over-long
-        inputs follow ``max_input_len`` / ``on_long_input`` (``first_line`` numbers
-        ``texts[0]`` in warnings), as ``transduce.translate.Translator.decode``."""
-        o = options or DecodeOptions()
-        results: list[list[Translation]] = [[] for _ in texts]
-        live, tokens = source_tokens(self.pipeline, texts, o, self.defaults, first_line)
-        for i in set(range(len(texts))) - set(live):
-            results[i] = [Translation("", [], [], 0.0, None, 0.0)]
-        ids = [self.pipeline.src.vocab.encode(tokens[i]) for i in live]
-        for idx, src, mask in _batches(ids, o.batch_size or self.defaults["batch_size"]):
-            for row, hyps in enumerate(self._search(src, mask, o)):
-                k = live[idx[row]]
-                results[k] = [self._result(tokens[k], *h) for h in hyps]
-        return results
-
-    def iter_decode(self, texts: list[str], options=None):
-        """:meth:`decode`, one batch of inputs at a time, in input order."""
-        size = (options and options.batch_size) or self.defaults["batch_size"]
-        for start in range(0, len(texts), size):
-            yield self.decode(texts[start : start + size], options, first_line=start + 1)
-
-    def _search(self, src, mask, o) -> list[list[tuple]]:
-        """Per row: (ids, score, logprob, attention) tuples, best first."""
-        max_len = o.max_len or self.defaults["max_len"]
-        ratio = o.max_len_ratio if o.max_len_ratio is not None else self.defaults["max_len_ratio"]
-        return search_rows(self.model.ops, self.model, src, mask, o, max_len, ratio)
-
-    def _result(self, src_tokens: list[str], ids, score, logprob, att) -> Translation:
-        out_tokens = self.pipeline.tgt_vocab.decode(ids)
-        if att is not None:
-            kept = [i for i, t in enumerate(ids[: len(att)]) if t not in (PAD_ID, BOS_ID)]
-            att = np.asarray(att, dtype=np.float32)[kept][: len(out_tokens), : len(src_tokens)]
-        text = self.pipeline.tgt_tok.decode(out_tokens)
-        return Translation(text, src_tokens, out_tokens, score, att, logprob)
-
-    def translate_full(self, texts: list[str], options=None) -> list[Translation]:
-        return [hyps[0] for hyps in self.decode(texts, options)]
-
-    def translate(self, texts: list[str], options=None) -> list[str]:
-        return [t.text for t in self.translate_full(texts, options)]
+    @classmethod
+    def open(cls, model_dir: str, checkpoint: str, device: str, threads: int) -> Translator:
+        """The engine registry's loader (an export has one set of weights, on the CPU)."""
+        return cls.load(model_dir, threads)
 
 
 def rollout(model: OnnxModel, src: np.ndarray, tgt_in: np.ndarray, out_dim: int = 1):

@@ -23,11 +23,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from transduce.decoding import Translation
 from transduce.serve import schemas as s
 from transduce.serve.backend import ServedModel, UnsupportedOption
 from transduce.serve.batcher import Arrivals, MicroBatcher
 from transduce.serve.limits import ServeLimits
-from transduce.translate import DecodeOptions, Translation
 
 log = logging.getLogger("transduce.serve")
 PAGE = Path(__file__).parent / "static" / "index.html"
@@ -140,13 +140,11 @@ def create_app(models: dict[str, ServedModel], limits: ServeLimits | None = None
         _arrived(request)
         name, model = _pick(models, body.model, "text")
         texts = _check_texts(body.texts, model.fields, limits)
-        if not body.sample and body.nbest > body.beam:
-            raise ApiError(422, "nbest", "must be <= beam (or set sample: true)")
         if len(texts) * body.nbest > limits.max_texts:
             raise ApiError(422, "nbest", f"texts x nbest is over {limits.max_texts}")
         if body.return_attention:
             _check_attention_size(texts, body, model.max_len)
-        options = _options(body)
+        options = body.decode_options()  # its cross-option rules ran in validation (422)
         try:
             model.check(options)  # before queueing: a refused option never joins a batch
         except UnsupportedOption as err:
@@ -276,15 +274,6 @@ def _check_series(series: list[s.SeriesInput], limits: ServeLimits) -> None:
             raise ApiError(422, f"series[{i}].values", f"at most {limits.max_values} values")
         if x.timestamps is not None and len(x.timestamps) != len(x.values):
             raise ApiError(422, f"series[{i}].timestamps", "one timestamp per value needed")
-
-
-def _options(body: s.TranslateRequest) -> DecodeOptions:
-    return DecodeOptions(
-        beam=body.beam, nbest=body.nbest, alpha=body.length_penalty, normalize=body.normalize,
-        no_repeat_ngram=body.no_repeat_ngram, sample=body.sample, temperature=body.temperature,
-        top_k=body.top_k, top_p=body.top_p, seed=body.seed, max_len=body.max_len,
-        max_len_ratio=body.max_len_ratio, attention=body.return_attention,
-    )  # fmt: skip
 
 
 def _result(hyps: list[Translation], body: s.TranslateRequest) -> s.TranslationResult:

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from transduce.config import ConfigError, load_config
-from transduce.translate import DecodeOptions, Translation
+from transduce.decoding import DecodeOptions, Translation
+from transduce.errors import OptionError
 
 
 class ServedModel(Protocol):
@@ -83,9 +84,9 @@ class TextModel:
 
     @classmethod
     def load(cls, name: str, run_dir: Path, checkpoint: str = "best", device: str = "cpu"):
-        from transduce.translate import Translator
+        from transduce.engines import load
 
-        return cls(name, run_dir, Translator.load(run_dir, checkpoint, device=device))
+        return cls(name, run_dir, load(run_dir, "torch", checkpoint, device))
 
     @classmethod
     def load_ensemble(
@@ -98,7 +99,7 @@ class TextModel:
         return cls(name, run_dirs[0], translator, list(run_dirs))
 
     def check(self, options: DecodeOptions) -> None:
-        """Every option is honoured on torch."""
+        check_options(self.translator, options)
 
     def decode(self, items: list[str], options: DecodeOptions) -> list[list[Translation]]:
         return self.translator.decode(items, options)
@@ -129,13 +130,24 @@ def _training(run_dir: Path, members: list[Path] | None, metric: str) -> dict[st
 
 
 SIDES = (("source", "src"), ("target", "tgt"))
-CT2_REFUSES = ("length_penalty", "return_attention")  # request fields :meth:`check` refuses
+
+
+def check_options(translator, options: DecodeOptions) -> None:
+    """Refuse what the translator's engine cannot honour (``Engine.refuses``), naming the
+    request field; a requested ``return_attention`` counts as asked for explicitly."""
+    from transduce.serve.schemas import http_name
+
+    try:
+        translator.check(options, http_name, explicit=True)
+    except OptionError as err:
+        raise UnsupportedOption(err.field, err.message.removeprefix(f"{err.field}: ")) from None
 
 
 class ExportedModel:
     """A text model exported by ``transduce export onnx|ct2``, run by :mod:`transduce.runtime`
-    (no torch in the decode path). CTranslate2 runs its own search: it has no GNMT length
-    penalty and returns no attention, and :meth:`check` refuses those options by name."""
+    (no torch in the decode path); :meth:`check` refuses by name the options its engine
+    declares it cannot honour (:mod:`transduce.engines`: CTranslate2's length penalty and
+    attention)."""
 
     kind = "text"
 
@@ -149,28 +161,24 @@ class ExportedModel:
 
     @classmethod
     def load(cls, name: str, model_dir: Path, threads: int = 0) -> ExportedModel:
-        from transduce.runtime.__main__ import load
+        from transduce.engines import load
         from transduce.runtime.model import read_manifest
 
         if read_manifest(model_dir).get("kind") != "text":
             raise ConfigError(f"--model {model_dir}: an exported forecasting model; serve its "
                               "training run (the directory given to transduce export)")  # fmt: skip
-        return cls(name, model_dir, load(str(model_dir), threads))
+        return cls(name, model_dir, load(str(model_dir), threads=threads))
 
     def check(self, options: DecodeOptions) -> None:
-        if self.engine != "ct2":
-            return
-        if options.alpha:
-            raise UnsupportedOption("length_penalty", "CTranslate2 has no GNMT length penalty; "
-                                    "use normalize, or serve the onnx or torch model")  # fmt: skip
-        if options.attention:
-            raise UnsupportedOption("return_attention", "CTranslate2 models return no "
-                                    "attention; serve the onnx or torch model")  # fmt: skip
+        check_options(self.translator, options)
 
     def decode(self, items: list[str], options: DecodeOptions) -> list[list[Any]]:
         return self.translator.decode(items, options)
 
     def describe(self) -> dict[str, Any]:
+        from transduce.engines import get as get_engine
+        from transduce.serve.schemas import http_name
+
         m, pipe = self.manifest, self.translator.pipeline
         sides = m["text"]
         return {
@@ -183,7 +191,7 @@ class ExportedModel:
             "vocab": {"source": len(pipe.src.vocab), "target": len(pipe.tgt_vocab)},
             "tokenizers": {side: sides[key]["tokenizer"] for side, key in SIDES},
             "input_fields": list(self.fields),
-            "unsupported_options": list(CT2_REFUSES) if self.engine == "ct2" else [],
+            "unsupported_options": [http_name(f) for f in get_engine(self.engine).refuses],
             "export": {k: m.get(k) for k in ("source_run", "checkpoint", "quantize")},
             "training": {},
             "decoding_defaults": _defaults(m["decode"]),
@@ -292,9 +300,9 @@ def load_model(
 ) -> ServedModel:
     """One ``--model``: a run on torch (a ``series`` section: forecasting), an export on its
     runtime engine (``engine``: auto, or the one every directory must have), or an ensemble."""
-    from transduce.export.command import resolve_engine
+    from transduce.engines import resolve
 
-    engines = [resolve_engine(str(d), engine) for d in dirs]
+    engines = [resolve(d, engine).name for d in dirs]
     if len(dirs) == 1 and engines[0] != "torch":
         return ExportedModel.load(name, dirs[0], threads)
     if any(e != "torch" for e in engines):

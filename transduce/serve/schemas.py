@@ -1,17 +1,24 @@
 """Request and response bodies of the HTTP API (pydantic): what ``/docs`` shows.
 
-Decoding options mirror ``transduce translate``'s flags; unknown keys are rejected by name,
-so a misspelt option is an error rather than silently ignored.
+The decoding options of :class:`TranslateRequest` are generated from
+:class:`transduce.decoding.DecodeOptions` (as ``transduce translate``'s flags are), with the
+caps a server adds (``http_le`` in a field's metadata); unknown keys are rejected by name, so
+a misspelt option is an error rather than silently ignored.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-MAX_BEAM = 32  # beam size and n-best list length accepted per request
-MAX_OUTPUT_LEN = 1000  # the largest max_len a request may ask for
+from transduce.decoding import DecodeOptions, check_rules, option_fields
+from transduce.errors import OptionError
+
 MAX_ATTENTION_CELLS = 4_000_000  # attention weights one reply may carry (about 30 MB of JSON)
 
 
@@ -19,27 +26,67 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class TranslateRequest(_Body):
+class _TranslateBody(_Body):
+    """What a translation request holds besides its decoding options (generated below)."""
+
     model: str | None = Field(None, description="model name (default: the first model served)")
     texts: list[Any] = Field(
         min_length=1,
         description="inputs: strings, or objects with the model's input fields "
         '(e.g. {"question": ..., "document": ...}) for a multi-input model',
     )
-    beam: int = Field(1, ge=1, le=MAX_BEAM, description="beam size (1: greedy)")
-    nbest: int = Field(1, ge=1, le=MAX_BEAM, description="hypotheses (or samples) per input")
-    length_penalty: float = Field(0.0, ge=0, le=10, description="GNMT length penalty alpha")
-    normalize: bool = Field(False, description="rank beams by log-probability per token")
-    no_repeat_ngram: int = Field(0, ge=0, le=100)
-    sample: bool = Field(False, description="sample instead of searching")
-    temperature: float = Field(1.0, gt=0, le=100)
-    top_k: int = Field(0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    seed: int | None = Field(None, ge=0, lt=2**63, description="sampling seed")
-    max_len: int | None = Field(None, ge=1, le=MAX_OUTPUT_LEN, description="output length cap")
-    max_len_ratio: float | None = Field(None, gt=0, le=100)
-    return_attention: bool = Field(False, description="attention matrix per hypothesis")
     return_tokens: bool = Field(False, description="source and output tokens")
+
+    def decode_options(self) -> DecodeOptions:
+        """The request's :class:`DecodeOptions`; a bad combination is an OptionError
+        naming the request field (:func:`transduce.decoding.check_rules`)."""
+        values = {f.name: getattr(self, name) for f, name in HTTP_FIELDS}
+        full = {f.name: values.get(f.name, f.default) for f in option_fields()}
+        check_rules(full, http_name, lambda n: f"{http_name(n)}={full[n]!r}")
+        return DecodeOptions(**values)
+
+    @model_validator(mode="after")
+    def _rules(self) -> _TranslateBody:
+        try:
+            self.decode_options()
+        except OptionError as err:  # a 422 naming the field, as a bad value of it is
+            error = PydanticCustomError("decode_options", err.message)
+            detail = InitErrorDetails(type=error, loc=(err.field,), input=getattr(self, err.field))
+            raise ValidationError.from_exception_data(type(self).__name__, [detail]) from None
+        return self
+
+
+def _request_field(f: dataclasses.Field, kind: Any) -> tuple[Any, Any]:
+    """A request field from a DecodeOptions field: its type, default (``http_default``
+    where a request differs), bounds with the server's caps over them, and help."""
+    meta = f.metadata
+    bounds = {k: meta[k] for k in ("ge", "gt", "le", "lt") if k in meta}
+    bounds |= {k: meta["http_" + k] for k in ("ge", "gt", "le", "lt") if "http_" + k in meta}
+    text = re.sub(r"--([a-z-]+)", lambda m: m.group(1).replace("-", "_"), meta["help"])
+    default = meta.get("http_default", f.default)
+    return kind, Field(default, description=text, **bounds)
+
+
+HTTP_FIELDS = [
+    (f, f.metadata.get("http", f.name))
+    for f in option_fields()
+    if f.metadata.get("http", f.name) is not None
+]
+_HINTS = typing.get_type_hints(DecodeOptions)
+
+
+def http_name(field: str) -> str:
+    """The request's name for the DecodeOptions field ``field`` (``alpha`` ->
+    ``length_penalty``)."""
+    return next((name for f, name in HTTP_FIELDS if f.name == field), field)
+
+
+TranslateRequest = create_model(
+    "TranslateRequest",
+    __base__=_TranslateBody,
+    __doc__="A translation request: inputs and decoding options (those of DecodeOptions).",
+    **{name: _request_field(f, _HINTS[f.name]) for f, name in HTTP_FIELDS},
+)
 
 
 class Hypothesis(BaseModel):
@@ -76,12 +123,21 @@ class SeriesInput(_Body):
 class ForecastRequest(_Body):
     model: str | None = None
     series: list[SeriesInput] = Field(min_length=1)
+    level: list[float] = Field(
+        default_factory=list,
+        max_length=8,
+        description="prediction-interval levels in percent (e.g. [80, 95]): conformal "
+        "intervals calibrated in the run (Forecaster.forecast_intervals)",
+    )
 
 
 class SeriesForecast(BaseModel):
     id: str | int
     values: list[float]
     timestamps: list[str | float] | None = None
+    intervals: dict[str, list[float]] | None = Field(
+        None, description='"lo-80", "hi-80", ...: the bounds at each requested level'
+    )
 
 
 class ForecastResponse(BaseModel):

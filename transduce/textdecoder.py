@@ -1,0 +1,156 @@
+"""Text in, n-best texts out: the one wrapper every engine's translator shares.
+
+:class:`TextDecoder` does what does not depend on the engine: the input length limit, empty
+inputs, batching for streamed output, the options the engine refuses, and the ``translate``
+/ ``translate_full`` / ``iter_decode`` API. An engine supplies its ``pipeline`` (text <->
+tokens), its decoding ``defaults`` and :meth:`TextDecoder._decode_live`. Engines whose search
+is :mod:`transduce.searchcore` (torch, onnx) share :class:`SearchDecoder` and supply only
+their array ops, model and batching. No torch is imported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import numpy as np
+
+from transduce.decoding import DecodeOptions, Translation, search_rows
+from transduce.errors import OptionError
+from transduce.searchcore import BOS_ID, PAD_ID, limit_inputs
+
+
+class TextSides(Protocol):
+    """What a decoder needs of its text pipeline (``TextPipeline``, the runtime's
+    ``Pipeline``): source tokens (fields packed), both vocabularies, the output tokenizer."""
+
+    src_vocab: Any
+    tgt_vocab: Any
+    tgt_tok: Any
+
+    def src_tokens(self, text: str) -> list[str]: ...
+
+
+class TextDecoder:
+    """``decode(texts, options)`` -> up to ``options.nbest`` translations per input, best
+    first, in input order. Empty input gives one empty output; unknown symbols map to
+    ``<unk>``; a source over ``max_input_len`` tokens is truncated, skipped (empty output)
+    or refused, with a warning naming its line (``first_line`` numbers ``texts[0]``)."""
+
+    engine = ""  # its name in transduce.engines (what it cannot honour is declared there)
+    pipeline: TextSides
+    defaults: dict[str, Any]  # decode.*: max_len, max_len_ratio, batch_size, max_input_len, ...
+
+    def check(
+        self, options: DecodeOptions, name: Callable[[str], str] = str, explicit: bool = False
+    ) -> None:
+        """Refuse, by name, an option this engine cannot honour (``Engine.refuses``). A
+        ``best_effort`` option (attention) is refused only when asked for ``explicit``-ly
+        (an HTTP ``return_attention``); otherwise the results just lack it."""
+        from transduce.decoding import option_fields
+        from transduce.engines import get
+
+        soft = {f.name for f in option_fields() if f.metadata.get("best_effort")}
+        for field, why in get(self.engine).refuses.items():
+            if getattr(options, field) and (explicit or field not in soft):
+                raise OptionError(name(field), f"{name(field)}: {why}")
+
+    def decode(
+        self, texts: list[str], options: DecodeOptions | None = None, first_line: int = 1
+    ) -> list[list[Translation]]:
+        o = options or DecodeOptions()
+        self.check(o)
+        tokens = limit_inputs(
+            [self.pipeline.src_tokens(t) if t.strip() else [] for t in texts],
+            o.max_input_len or self.defaults.get("max_input_len"),
+            o.on_long_input or self.defaults.get("on_long_input") or "truncate",
+            first_line,
+        )
+        live = [i for i, t in enumerate(tokens) if t]
+        results = [[Translation("", [], [], 0.0, None, 0.0)] for _ in texts]
+        found = self._decode_live([tokens[i] for i in live], [texts[i] for i in live], o)
+        for i, hyps in zip(live, found, strict=True):
+            results[i] = hyps
+        return results
+
+    def iter_decode(
+        self, texts: list[str], options: DecodeOptions | None = None
+    ) -> Iterator[list[list[Translation]]]:
+        """:meth:`decode`, one batch of inputs at a time, in input order: a caller that
+        writes each part as it comes loses at most one batch to a crash."""
+        size = (options and options.batch_size) or self.defaults["batch_size"]
+        for start in range(0, len(texts), size):
+            yield self.decode(texts[start : start + size], options, first_line=start + 1)
+
+    def translate_full(
+        self, texts: list[str], options: DecodeOptions | None = None
+    ) -> list[Translation]:
+        """The best translation per input, with tokens, score and attention."""
+        return [hyps[0] for hyps in self.decode(texts, options)]
+
+    def translate(self, texts: list[str], options: DecodeOptions | None = None) -> list[str]:
+        return [t.text for t in self.translate_full(texts, options)]
+
+    def output_limits(self, o: DecodeOptions) -> tuple[int, float | None]:
+        """(max_len, max_len_ratio): the options', else the model's defaults."""
+        ratio = o.max_len_ratio if o.max_len_ratio is not None else self.defaults["max_len_ratio"]
+        return o.max_len or self.defaults["max_len"], ratio
+
+    def _decode_live(
+        self, tokens: list[list[str]], texts: list[str], o: DecodeOptions
+    ) -> list[list[Translation]]:
+        """The engine's part: n-best lists for non-empty token lists (``texts``: their
+        inputs), in order."""
+        raise NotImplementedError
+
+    def _text(
+        self,
+        src_tokens: list[str],
+        out_tokens: list[str],
+        score: float,
+        logprob: float | None,
+        attention: np.ndarray | None,
+    ) -> Translation:
+        text = self.pipeline.tgt_tok.decode(out_tokens)
+        return Translation(text, src_tokens, list(out_tokens), score, attention, logprob)
+
+
+class SearchDecoder(TextDecoder):
+    """A :class:`TextDecoder` searching with :mod:`transduce.searchcore` over ``ops``
+    (torch tensors or numpy arrays) and a ``model`` with the step contract."""
+
+    ops: Any
+    model: Any
+
+    def _decode_live(self, tokens, texts, o):
+        out: list[list[Translation]] = [[] for _ in tokens]
+        ids = [self.pipeline.src_vocab.encode(t) for t in tokens]
+        for idx, src, mask in self._batches(ids, o.batch_size or self.defaults["batch_size"]):
+            src, mask = self._sources(src, mask, [texts[i] for i in idx], o)
+            rows = search_rows(self.ops, self.model, src, mask, o, *self.output_limits(o))
+            for row, hyps in enumerate(rows):
+                out[idx[row]] = [self._result(tokens[idx[row]], *h) for h in hyps]
+        return out
+
+    def _batches(self, ids: list[list[int]], size: int):
+        """Length-sorted padded batches: (positions in ``ids``, src ``[b, S]``, mask)."""
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        for i in range(0, len(order), size):
+            idx = order[i : i + size]
+            src = np.full((len(idx), max(len(ids[j]) for j in idx)), PAD_ID, dtype=np.int64)
+            for row, j in enumerate(idx):
+                src[row, : len(ids[j])] = ids[j]
+            yield idx.tolist(), src, src != PAD_ID
+
+    def _sources(self, src, mask, texts: list[str], o: DecodeOptions):
+        """What search reads for a batch (whose rows hold ``texts``): its ids and mask.
+        An ensemble packs its members' own tokenizations here."""
+        return src, mask
+
+    def _result(self, src_tokens: list[str], ids, score, logprob, att) -> Translation:
+        out_tokens = self.pipeline.tgt_vocab.decode(ids)
+        if att is not None:
+            # Keep the rows of the tokens that decode() kept (it drops <pad> and <s>).
+            kept = [i for i, t in enumerate(ids[: len(att)]) if t not in (PAD_ID, BOS_ID)]
+            att = self.ops.to_numpy(att)[kept][: len(out_tokens), : len(src_tokens)]
+        return self._text(src_tokens, out_tokens, score, logprob, att)
