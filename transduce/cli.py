@@ -15,6 +15,7 @@ from transduce import cli_options as opt
 from transduce import data_command
 from transduce.atomic import refuse_overwriting_inputs
 from transduce.config import ConfigError
+from transduce.data import prepare_command
 from transduce.data.corpus import read_lines
 from transduce.errors import DataError
 from transduce.export.command import add_engine_flag
@@ -307,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_application_commands(sub)
     forecast_command.add_parser(sub)
     data_command.add_parser(sub)
+    prepare_command.add_parser(sub)
     serve_command.add_parser(sub)
     add_export_parser(sub)
     return parser

@@ -25,14 +25,6 @@ Start with `transduce demo` (a date task in about a minute), or train a recipe:
 `transduce COMMAND --help` describes each command's flags."""
 
 
-def port_number(text: str) -> int:
-    """An argparse ``type``: a TCP port, 0 (a free one) to 65535."""
-    value = int_at_least(0)(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {value}")
-    return value
-
-
 def int_at_least(low: int) -> Callable[[str], int]:
     """An argparse ``type``: an integer ``>= low``."""
 
