@@ -348,8 +348,9 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     **dict.fromkeys(("dropout", "attention_dropout", "embed_dropout", "output_dropout",
                      "teacher_forcing", "teacher_forcing_min", "label_smoothing",
                      "valid_fraction", "momentum", "adam_beta2", "plateau_factor"), _PROB),
-    **dict.fromkeys(("lr", "clip_norm", "max_seconds", "teacher_forcing_k", "max_len_ratio"),
+    **dict.fromkeys(("lr", "max_seconds", "teacher_forcing_k", "max_len_ratio"),
                     (0.0, math.inf, True)),
+    "clip_norm": (0.0, math.inf, False),  # 0 (or null): no clipping
 }  # fmt: skip
 
 
