@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from transduce import cli_options as opt
 from transduce import data_command
+from transduce.atomic import refuse_overwriting_inputs
 from transduce.config import ConfigError
 from transduce.data import prepare_command
 from transduce.data.corpus import read_lines
@@ -41,7 +43,9 @@ def train_command(args: argparse.Namespace) -> None:
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
     if args.resume:
-        result = train(out=args.out, resume=True, overrides=overrides)
+        # CONFIG too: used only where DIR holds no run yet (a requeued job killed early)
+        cfg = load_config(recipe_path(args.config), overrides) if args.config else None
+        result = train(cfg, out=args.out, resume=True, overrides=overrides)
     else:
         if args.config is None:
             raise ConfigError("train: give a CONFIG file or recipe name (or --resume --out DIR)")
@@ -85,20 +89,48 @@ def translate_command(args: argparse.Namespace) -> None:
     from transduce.export.command import load_translator
 
     options = _decode_options(args)  # bad flags fail before the model loads
+    refuse_overwriting_inputs(args.output, [args.input, *_model_files(args)])
     translator = load_translator(args)
     inputs = _read_input(args.input)
-    write_translations(
-        inputs, translator.iter_decode(inputs, options), args.output, args.format, options.nbest
-    )
+    with _naming_input(args.input):
+        write_translations(inputs, translator.iter_decode(inputs, options), args.output,
+                           args.format, options.nbest)  # fmt: skip
+
+
+def _model_files(args: argparse.Namespace) -> list[str]:
+    """Files an output must not replace: the weights, config and vocabularies of --model."""
+    files = []
+    models = getattr(args, "model", None) or []
+    for model in models if isinstance(models, list) else [models]:
+        if model and Path(model).is_dir():
+            files += [str(p) for p in Path(model).iterdir() if p.is_file()]
+    return files
+
+
+@contextlib.contextmanager
+def _naming_input(path: str | None):
+    """Errors about an input line name the input file (the decoder knows only lines)."""
+    try:
+        yield
+    except DataError as err:
+        if err.path != "<input>":
+            raise
+        raise DataError(path or "<stdin>", err.line, err.problem) from None
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    from transduce.evaluation import evaluate_files
+    from transduce.evaluation import evaluate, moses_language
     from transduce.export.command import load_translator
 
     options = _decode_options(args)
+    refuse_overwriting_inputs(args.output, [args.src, args.ref, *_model_files(args)])
     translator = load_translator(args)
-    scores = evaluate_files(translator, args.src, args.ref, options, args.output, args.ref_lang)
+    sources, references = read_lines(args.src), read_lines(args.ref)
+    lang, how = moses_language(args.ref, args.ref_lang)
+    log.info("bleu_lc_moses: Moses tokenizer for %r, from %s (--ref-lang sets it)", lang, how)
+    with _naming_input(args.src):
+        scores = evaluate(translator, sources, references, options, args.output, lang)
+    scores["bleu_lc_moses_lang"] = f"{lang} (from {how})"
     print(json.dumps(scores, ensure_ascii=False))
 
 
@@ -282,6 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _environment_problem(err: BaseException) -> str | None:
+    """One line for a package an extra installs (errors.EXTRA_OF: torch without `train`)
+    or a full / read-only disk, else None."""
+    import errno
+
+    if isinstance(err, ModuleNotFoundError):
+        return missing_extra(err)
+    if isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and "allocat" in str(err) and "memory" in str(err)
+    ):
+        return "not enough memory for this model or batch (a size in the config too large?)"
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+        from transduce.atomic import write_problem
+
+        return str(write_problem(err.filename or "output", err))
+    return None
+
+
 def _exports_only(args: argparse.Namespace) -> bool:
     """Whether every model the command names is an export (``manifest.json``): then no
     torch is needed, and importing it would cost a second or fail (the runtime install)."""
@@ -307,21 +357,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     opt.configure_logging(args.quiet, args.verbose)
     try:
-        _torch_threads(args)
+        _torch_threads(args)  # inside: no torch installed is a one-line error
         args.func(args)
     except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as err:
         if os.environ.get("TRANSDUCE_DEBUG"):
             raise
         print(f"transduce {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except ModuleNotFoundError as err:
-        if (advice := missing_extra(err)) is None or os.environ.get("TRANSDUCE_DEBUG"):
-            raise
-        print(f"transduce {args.command}: error: {advice}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"transduce {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (ModuleNotFoundError, OSError, MemoryError, RuntimeError) as err:
+        line = _environment_problem(err)
+        if line is None or os.environ.get("TRANSDUCE_DEBUG"):
+            raise
+        print(f"transduce {args.command}: error: {line}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -9,8 +9,8 @@ import os
 import re
 import time
 
+from transduce.atomic import atomic_output
 from transduce.decoding import DecodeOptions
-from transduce.fileio import atomic_write_text
 from transduce.metrics import bleu_chrf, bleu_lowercase, bleu_lowercase_moses, exact_match
 from transduce.textdecoder import TextDecoder
 
@@ -55,7 +55,8 @@ def evaluate(
     seconds = time.perf_counter() - start
     hyps = [o.text for o in outputs]
     if output is not None:
-        atomic_write_text(output, "".join(h + "\n" for h in hyps))
+        with atomic_output(output) as out:  # a FIFO is written through, a file replaced
+            out.write("".join(h + "\n" for h in hyps))
     tok = translator.pipeline.tgt_tok
     correct = total = 0
     for hyp, ref in zip(hyps, references, strict=True):

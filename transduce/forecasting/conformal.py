@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transduce.fileio import atomic_write_text
+from transduce.atomic import atomic_write_text
 
 CALIBRATION = "conformal.json"
 GRID = (50.0, 80.0, 90.0, 95.0, 99.0)  # residual-calibrated levels every run offers

@@ -32,7 +32,11 @@ class ExportedForecaster(WindowForecaster):
         self.out_dim: int = fields.pop("output_dim", 1)
         self.levels = tuple(fields.pop("levels", ()))
         self.covariate_names = tuple(fields.pop("covariate_names", ()))
-        self.model, self.manifest, self.spec = model, manifest, WindowSpec(**fields)
+        try:
+            spec = WindowSpec(**fields)
+        except TypeError as err:  # a field this version does not know, or one missing
+            raise ExportError(f"{model.dir / 'manifest.json'}: series: {err}") from None
+        self.model, self.manifest, self.spec = model, manifest, spec
         self.calibration = conformal.load(model.dir)  # copied from the run by the export
 
     @classmethod
