@@ -52,7 +52,10 @@ def missing_extra(err: ModuleNotFoundError) -> str | None:
     if extra is None:
         return None
     if extra == "train":
-        return (f"this needs {module}, which the PyTorch-free install leaves out: install "
+        return (f"this needs {module}, which the PyTorch-free install leaves out: pip install "
                 "'transduce[train]', or decode an export of the run (transduce export "
                 "onnx|ct2)")  # fmt: skip
-    return f"this needs {module}: install 'transduce[{extra}]'"
+    if extra == "runtime":  # the engines come with the runtime and with export
+        return (f"this needs {module}: pip install 'transduce[runtime]' to decode exports "
+                "(pip install 'transduce[export]' beside PyTorch)")  # fmt: skip
+    return f"this needs {module}: pip install 'transduce[{extra}]'"
