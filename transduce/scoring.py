@@ -1,0 +1,81 @@
+"""Scoring given targets: the model's log-probability of a (source, target) pair, teacher
+forced, as fairseq's ``--score-reference``, Marian's ``marian-scorer`` and CTranslate2's
+``score_batch`` compute it. Over the step contract and the array ops of
+:mod:`transduce.searchcore`, so the torch engine, the ONNX runtime and ensembles share it.
+No torch is imported here.
+
+The score of a pair is the sum over the target's tokens and its ``</s>`` of
+``log p(y_t | y_<t, x)``: minus the training objective's summed cross-entropy (without
+label smoothing) on the same pair.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from transduce.searchcore import BOS_ID, PAD_ID, log_probs
+
+
+@dataclass
+class PairScore:
+    """One (source, target) pair's score; ``logprob`` None for a skipped pair (empty
+    source)."""
+
+    logprob: float | None
+    tokens: list[str]  # the target's tokens, then </s>
+    per_token: list[float]  # log-probability of each of ``tokens``
+
+    @property
+    def normalized(self) -> float | None:
+        """Log-probability per token (length-normalised), </s> counted."""
+        if self.logprob is None:
+            return None
+        return self.logprob / max(len(self.per_token), 1)
+
+    def as_dict(self) -> dict:
+        return {
+            "logprob": None if self.logprob is None else round(self.logprob, 6),
+            "normalized": None if self.normalized is None else round(self.normalized, 6),
+            "tokens": self.tokens,
+            "per_token": [round(x, 6) for x in self.per_token],
+        }
+
+
+def teacher_forced(ops, model, src, src_mask, tgt_out) -> np.ndarray:
+    """Log-probability of every target token ``[B, T]`` (float64; 0 at padding).
+
+    ``src [B, S]``, ``src_mask [B, S]``, ``tgt_out [B, T]``: ``y1 .. yn </s>`` padded with
+    0. Each step feeds the gold previous token (``<s>`` first). A model with
+    ``score_log_probs`` (an ensemble: the mean of its members' log-probabilities) is
+    scored with it; else with its next-token log-probabilities."""
+    own = getattr(model, "score_log_probs", None)
+    memory = model.encode(src, src_mask)
+    state = model.init_state(memory)
+    gold = np.asarray(tgt_out.tolist(), dtype=np.int64).reshape(src.shape[0], -1)
+    out = np.zeros(gold.shape, dtype=np.float64)
+    prev = ops.full((src.shape[0],), BOS_ID, "int", src)
+    for t in range(gold.shape[1]):
+        features, state, _ = model.step(prev, state, memory)
+        logp = own(features) if own is not None else log_probs(ops, model, features)
+        logp = ops.to_numpy(logp).astype(np.float64)  # [B, V]
+        out[:, t] = logp[np.arange(gold.shape[0]), gold[:, t]]
+        prev = ops.tensor(gold[:, t].tolist(), "int", src)
+    return np.where(gold != PAD_ID, out, 0.0)
+
+
+def target_batch(ids: list[list[int]], eos: int) -> np.ndarray:
+    """Target ids -> ``[B, T]`` of ``y1 .. yn </s>``, 0-padded."""
+    width = max(len(x) for x in ids) + 1
+    out = np.full((len(ids), width), PAD_ID, dtype=np.int64)
+    for row, x in enumerate(ids):
+        out[row, : len(x)] = x
+        out[row, len(x)] = eos
+    return out
+
+
+def write_scores(scores: list[PairScore], out) -> None:
+    """One JSON line per pair: logprob, normalized, tokens, per_token."""
+    out.write("".join(json.dumps(s.as_dict(), ensure_ascii=False) + "\n" for s in scores))
