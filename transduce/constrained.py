@@ -201,7 +201,7 @@ def constrained_beam_search(
 
 def _grow(h: Hyp, score: float, token: int, progress: Progress, attn, row: int) -> Hyp:
     step = () if attn is None else (attn[row],)
-    return Hyp(score, h.tokens + (token,), progress, h.attention + step)
+    return Hyp(score, (*h.tokens, token), progress, h.attention + step)
 
 
 def _settled(finished, hyps: list[Hyp], n: int, limit: int, alpha: float, normalize: bool):

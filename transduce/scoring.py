@@ -12,11 +12,16 @@ label smoothing) on the same pair.
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+from transduce.errors import DataError
 from transduce.searchcore import BOS_ID, PAD_ID, log_probs
+
+log = logging.getLogger("transduce.score")
 
 
 @dataclass
@@ -76,6 +81,40 @@ def target_batch(ids: list[list[int]], eos: int) -> np.ndarray:
     return out
 
 
-def write_scores(scores: list[PairScore], out) -> None:
-    """One JSON line per pair: logprob, normalized, tokens, per_token."""
-    out.write("".join(json.dumps(s.as_dict(), ensure_ascii=False) + "\n" for s in scores))
+def write_scores(scores: list[PairScore], output: str | None) -> None:
+    """One JSON line per pair (logprob, normalized, tokens, per_token) to ``output`` or
+    stdout; skipped pairs (empty source) are counted in a warning."""
+    from transduce.decoding import open_output
+
+    out = open_output(output)
+    try:
+        out.write("".join(json.dumps(s.as_dict(), ensure_ascii=False) + "\n" for s in scores))
+        out.flush()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    skipped = sum(s.logprob is None for s in scores)
+    if skipped:
+        log.warning("%d of %d pairs skipped (empty source): logprob null", skipped, len(scores))
+
+
+def read_pairs(src: str | None, tgt: str | None) -> tuple[list[str], list[str]]:
+    """(sources, targets): line-aligned ``src`` and ``tgt`` files, or without them
+    ``SOURCE<TAB>TARGET`` lines on stdin (split at the last tab)."""
+    from transduce.data.corpus import read_lines
+
+    if (src is None) != (tgt is None):
+        raise DataError(src or tgt or "", None, "give both --src and --tgt, or neither (stdin)")
+    if src is not None and tgt is not None:
+        sources, targets = read_lines(src), read_lines(tgt)
+        if len(sources) != len(targets):
+            raise DataError(tgt, None, f"{len(targets)} lines, but {src} has {len(sources)}")
+        return sources, targets
+    sources, targets = [], []
+    for number, line in enumerate(read_lines("-"), 1):
+        if "\t" not in line:
+            raise DataError("<stdin>", number, "expected SOURCE<TAB>TARGET")
+        source, target = line.rsplit("\t", 1)
+        sources.append(source.strip())
+        targets.append(target.strip())
+    return sources, targets

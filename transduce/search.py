@@ -78,6 +78,7 @@ class TorchOps:
     argwhere = staticmethod(lambda x: x.nonzero())
     to_int = staticmethod(lambda x: x.long())
     to_float = staticmethod(lambda x: x.float())
+
     @staticmethod
     def to_numpy(x):
         """float32 on the host (a host array, as constrained search keeps, passes through)."""

@@ -246,7 +246,15 @@ def sample(
         return ops.multinomial(probs, generator)
 
     return decode(
-        ops, model, src, src_mask, max_len, max_len_ratio, choose, attention=attention, prefix=prefix
+        ops,
+        model,
+        src,
+        src_mask,
+        max_len,
+        max_len_ratio,
+        choose,
+        attention=attention,
+        prefix=prefix,
     )
 
 
