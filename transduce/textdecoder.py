@@ -73,7 +73,7 @@ class TextDecoder:
         if o.sample:
             raise OptionError(
                 name("constraints"),
-                f"{name('constraints')} need beam search; they do not apply with {name('sample')}",
+                f"{name('constraints')}: constraints need beam search, not {name('sample')}",
             )
         why = get(self.engine).refuses.get("constraints")
         if why:
