@@ -23,7 +23,6 @@ from transduce.engine.objective import Objective
 from transduce.engines import load
 from transduce.ensemble import EnsembleTranslator
 from transduce.errors import OptionError
-from transduce.search import OPS
 from transduce.train import train
 from transduce.translate import DecodeOptions, Translator
 
