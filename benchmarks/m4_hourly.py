@@ -10,6 +10,14 @@ top of ``--set``), scores every member and their median (``--combine mean`` for 
     python benchmarks/m4_hourly.py --threads 2 --set train.max_seconds=900 \
         --member "train.seed=1" --member "train.seed=2;series.lookback=336" ...
 
+Intervals: ``--level 95 80`` (default 95) forecasts the recipe's conformal intervals and
+scores them with the M4 interval metrics (MSIS, ACD, coverage) beside the Naive benchmark's
+random-walk interval (official Hourly MSIS 71.245 / ACD 0.011, reproduced here).
+``--backtest K`` also times ``transduce backtest`` with K windows (one model, no refit).
+``--weekly-covariates`` trains on M4 Hourly as a long table whose future-known covariates
+are the phase in the week (sin, cos of the hour mod 168, counted from the series end, as
+the built-in hour-of-day phase is): a calendar feature the recipe does not have.
+
 Data: ``$TRANSDUCE_DATA/m4/Hourly-{train,test}.csv`` (default ``../shared/data``).
 """
 
@@ -29,7 +37,9 @@ import torch
 from transduce.checkpoint import write_average
 from transduce.config import data_path, load_config
 from transduce.data.series import read_series
-from transduce.ensemble import combine_forecasts
+from transduce.forecasting.backtest import backtest
+from transduce.forecasting.ensemble import ForecastEnsemble, combine_forecasts
+from transduce.forecasting.intervals import interval_scores, naive_interval
 from transduce.forecasting.pipeline import Forecaster, evaluate_forecasts
 from transduce.train import train
 
@@ -41,7 +51,51 @@ def _scores(history, actuals, forecasts, period: int) -> dict:
     return {k: round(s[k], 3) for k in ("smape", "mase", "owa")} | {"baselines": s["baselines"]}
 
 
-def main() -> None:
+def _interval_scores(history, actuals, bands: dict, period: int) -> dict:
+    """MSIS / ACD / coverage per level, and the Naive benchmark's 95% figures."""
+    h = len(next(iter(bands.values()))[0][0]) if bands else 48
+    truth = [a[:h] for a in actuals.values]
+    out = {}
+    for key, (lo, hi) in bands.items():
+        got = interval_scores(history.values, truth, list(lo), list(hi), period, float(key))
+        out[key] = {k: round(v, 3) for k, v in got.items()}
+    naive = [naive_interval(x, h) for x in history.values]
+    got = interval_scores(history.values, truth, [b[0] for b in naive], [b[1] for b in naive],
+                          period, 95.0)  # fmt: skip
+    out["naive_95"] = {k: round(v, 3) for k, v in got.items()}
+    return out
+
+
+WEEK = 168
+
+
+def _week(t: np.ndarray) -> np.ndarray:
+    """``[len(t), 2]``: sin, cos of the phase in the week of steps ``t`` (0 = test start)."""
+    angle = 2 * np.pi * (t % WEEK) / WEEK
+    return np.stack([np.sin(angle), np.cos(angle)], -1)
+
+
+def weekly_table(history, path: Path) -> list[str]:
+    """Write the training series as a long table with the week-phase covariates; returns
+    the overrides that train on it."""
+    import pandas as pd
+
+    frames = []
+    for name, x in zip(history.ids, history.values, strict=True):
+        week = _week(np.arange(-len(x), 0))
+        frames.append(pd.DataFrame({"unique_id": name, "ds": np.arange(-len(x), 0), "y": x,
+                                    "week_sin": week[:, 0], "week_cos": week[:, 1]}))  # fmt: skip
+    pd.concat(frames).to_csv(path, index=False)
+    return [f"series.train={path}", "series.format=auto", "series.covariates=[week_sin,week_cos]"]
+
+
+def weekly_inputs(history, horizon: int) -> tuple:
+    """``forecast_intervals``' extra arguments: the covariates' history and future."""
+    past = [_week(np.arange(-len(x), 0)) for x in history.values]
+    return 512, past, [_week(np.arange(horizon))] * len(history)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "m4_hourly.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -54,36 +108,79 @@ def main() -> None:
         "--average", type=int, default=0, metavar="N",
         help="forecast with the mean weights of each member's last N validation checkpoints",
     )  # fmt: skip
+    parser.add_argument("--level", type=float, nargs="*", default=[95.0], metavar="PCT",
+                        help="interval levels to score (default 95; none: point only)")  # fmt: skip
+    parser.add_argument("--backtest", type=int, default=0, metavar="K",
+                        help="also time a K-window backtest of the first model")  # fmt: skip
+    parser.add_argument("--weekly-covariates", action="store_true",
+                        help="add the week phase as future-known covariates")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="folder for the run directories (default: temporary)")
-    args = parser.parse_args()
+    return parser
+
+
+def _train_members(args, members: list[list[str]], base: list[str], root: Path):
+    """Train each member; returns (run directories, seconds of training, steps per run)."""
+    runs, train_s, steps = [], 0.0, []
+    for i, extra in enumerate(members):
+        cfg = load_config(args.config, [*base, *extra])
+        out = root / ("run" if len(members) == 1 else f"member{i}")
+        start = time.perf_counter()
+        result = train(cfg, out)
+        train_s += time.perf_counter() - start
+        if result.interrupted:  # SIGINT/SIGTERM: stop here, not with the next member
+            sys.exit(f"m4_hourly: interrupted in {out} at step {result.steps}")
+        steps.append({"steps": result.steps, "best_step": result.best.get("step")})
+        if args.average:
+            write_average(out, args.average)
+        runs.append(out)
+    return runs, train_s, steps
+
+
+def _forecast(args, runs: list[Path], history, extra_in: tuple, horizon: int):
+    """Members' point forecasts, the (combined) bands, seconds, and the backtest timing."""
+    start = time.perf_counter()
+    weights = "averaged" if args.average else "best"
+    models = [Forecaster.load(out, weights) for out in runs]
+    outs = [m.forecast_intervals(history.values, args.level, *extra_in) for m in models]
+    forecast_s = time.perf_counter() - start
+    bands = outs[0][1]
+    if len(models) > 1:
+        _, bands = ForecastEnsemble(models, args.combine).forecast_intervals(
+            history.values, args.level
+        )
+    timing = {}
+    if args.backtest and not extra_in:
+        start = time.perf_counter()
+        bt = backtest(models[0], history, args.backtest, horizon, args.level)
+        timing = {"backtest_seconds": round(time.perf_counter() - start, 1),
+                  "backtest_owa": round(bt["overall"]["owa"], 3)}  # fmt: skip
+    return [o[0] for o in outs], bands, forecast_s, timing
+
+
+def main() -> None:
+    args = _parser().parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     members = [[kv for kv in m.split(";") if kv.strip()] for m in args.member] or [[]]
     base = [*args.set, f"train.threads={args.threads}"]
     if args.average:  # keep enough checkpoints to average (a larger --set value still wins)
         base.insert(0, f"train.keep_checkpoints={args.average}")
+    cfg = load_config(args.config, base)
+    history = read_series(data_path(cfg.series.train), cfg.series.format)
+    actuals = read_series(data_path(cfg.series.test), cfg.series.format)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
-        runs, forecasts, train_s, steps = [], [], 0.0, []
-        for i, extra in enumerate(members):
-            cfg = load_config(args.config, [*base, *extra])
-            out = root / ("run" if len(members) == 1 else f"member{i}")
-            start = time.perf_counter()
-            result = train(cfg, out)
-            train_s += time.perf_counter() - start
-            if result.interrupted:  # SIGINT/SIGTERM: stop here, not with the next member
-                sys.exit(f"m4_hourly: interrupted in {out} at step {result.steps}")
-            steps.append({"steps": result.steps, "best_step": result.best.get("step")})
-            if args.average:
-                write_average(out, args.average)
-            runs.append((cfg, out))
-        history = read_series(data_path(cfg.series.train), cfg.series.format)
-        actuals = read_series(data_path(cfg.series.test), cfg.series.format)
-        start = time.perf_counter()
-        weights = "averaged" if args.average else "best"
-        forecasts = [Forecaster.load(out, weights).forecast(history.values) for _, out in runs]
-        forecast_s = time.perf_counter() - start
+        extra_in = ()
+        if args.weekly_covariates:
+            if len(members) > 1:
+                sys.exit("m4_hourly: --weekly-covariates scores one model (no --member)")
+            root.mkdir(parents=True, exist_ok=True)
+            base += weekly_table(history, root / "hourly_weekly.csv")
+            extra_in = weekly_inputs(history, cfg.series.horizon)
+        runs, train_s, steps = _train_members(args, members, base, root)
+        forecasts, bands, forecast_s, timing = _forecast(args, runs, history, extra_in,
+                                                         cfg.series.horizon)  # fmt: skip
     period = cfg.series.period
     combined = combine_forecasts(forecasts, args.combine)
     scores = _scores(history, actuals, combined, period)
@@ -97,6 +194,8 @@ def main() -> None:
         **steps[0], "threads": args.threads,
         "finite": bool(np.isfinite(combined).all()), "overrides": args.set,
         "weights": f"average of the last {args.average}" if args.average else "best",
+        "intervals": _interval_scores(history, actuals, bands, period), **timing,
+        "weekly_covariates": args.weekly_covariates,
     }  # fmt: skip
     if len(members) > 1:
         record["combine"] = args.combine

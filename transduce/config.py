@@ -197,6 +197,11 @@ class SeriesConfig:
     stride: int = 24  # steps between consecutive training windows of a series
     holdout: int | None = None  # validation: the last N values of each series (default horizon)
     loss: Literal["mae", "mse", "huber"] = "mae"  # on the scaled values
+    # interval levels (percent) the model learns as quantiles under the pinball loss, each
+    # conformally calibrated on the validation windows; empty: point forecasts only
+    levels: tuple[float, ...] = ()
+    covariates: tuple[str, ...] = ()  # future-known columns of a long table (encoder+decoder)
+    past_covariates: tuple[str, ...] = ()  # columns observed only up to the origin (encoder)
 
 
 @dataclass(frozen=True)

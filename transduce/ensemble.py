@@ -10,8 +10,7 @@ in one tensor (member 0's first, the others after it): every row operation searc
 (``index_select``, ``State.select``) then applies to all members alike, and the mask marks only
 member 0's tokens, so length limits follow the first member's source as for a single model.
 
-A forecast ensemble combines whole forecasts: the median of the members' (the robust choice
-of the M4 winners, Smyl 2020; Montero-Manso et al. 2020 combine by weighted mean) or their mean.
+Forecast ensembles are in :mod:`transduce.forecasting.ensemble` (re-exported here).
 """
 
 from __future__ import annotations
@@ -187,52 +186,9 @@ class EnsembleTranslator(Translator):
         return self.model.pack(sources)
 
 
-def combine_forecasts(forecasts: Sequence[np.ndarray], how: str = "median") -> np.ndarray:
-    """Members' forecasts ``[N, H]`` each -> one ``[N, H]``: their median or mean."""
-    if how not in ("median", "mean"):
-        raise ValueError(f"ensemble combination must be 'median' or 'mean', got {how!r}")
-    shapes = {f.shape for f in forecasts}
-    if len(shapes) != 1:
-        raise ValueError(f"ensemble members forecast different shapes: {sorted(shapes)}")
-    stacked = np.stack(forecasts)  # [M, N, H]
-    return np.median(stacked, 0) if how == "median" else stacked.mean(0)
-
-
-class ForecastEnsemble:
-    """Several forecasting runs as one ``forecast(series)``; they must share the horizon and
-    the seasonal period (lookbacks, cells and seeds may differ: that is the point)."""
-
-    def __init__(self, members: list, combine: str = "median", names: list[str] | None = None):
-        names = names or [f"member {i}" for i in range(len(members))]
-        first = members[0].spec
-        for m, name in zip(members[1:], names[1:], strict=True):
-            if (m.spec.horizon, m.spec.period) != (first.horizon, first.period):
-                raise ValueError(
-                    f"ensemble: {name} forecasts horizon {m.spec.horizon} with period "
-                    f"{m.spec.period}, {names[0]} horizon {first.horizon} period {first.period}"
-                )
-        combine_forecasts([np.zeros((1, 1))], combine)  # validate the rule early
-        self.members, self.combine, self.spec = members, combine, first
-
-    @classmethod
-    def load(
-        cls,
-        run_dirs: Sequence[str | os.PathLike],
-        checkpoint: str = "best",
-        device: str = "cpu",
-        combine: str = "median",
-    ) -> ForecastEnsemble:
-        from transduce.forecasting.pipeline import Forecaster
-
-        members = [Forecaster.load(d, checkpoint, device=device) for d in run_dirs]
-        return cls(members, combine, [str(d) for d in run_dirs])
-
-    def forecast(self, series: list[np.ndarray], batch_size: int = 512) -> np.ndarray:
-        """``[N, horizon]``: the combination of every member's forecast."""
-        return combine_forecasts([m.forecast(series, batch_size) for m in self.members],
-                                 self.combine)  # fmt: skip
-
-
-def predict_ensemble(estimators: Sequence[Any], x: Any, combine: str = "median") -> np.ndarray:
-    """The array API's ensemble: combine ``predict(x)`` of fitted value estimators."""
-    return combine_forecasts([np.asarray(e.predict(x)) for e in estimators], combine)
+# Forecast ensembles live in transduce.forecasting.ensemble (issue 31); the old imports work.
+from transduce.forecasting.ensemble import (  # noqa: E402, F401
+    ForecastEnsemble,
+    combine_forecasts,
+    predict_ensemble,
+)

@@ -274,7 +274,8 @@ def rollout(ops, model, src, src_mask, tgt_in, out_dim: int, mix=None):
         outs.append(model.head(features))  # [B, D]
         attns.append(attn)
         if t + 1 < tgt_in.shape[1]:
-            own = outs[-1] if mix is None else mix(outs[-1], t)
+            own = outs[-1][..., :out_dim]  # a quantile head's extra columns: not fed back
+            own = own if mix is None else mix(own, t)
             prev = ops.cat([own, tgt_in[:, t + 1, out_dim:]], -1)  # [B, D + C]
     attn = None if attns[0] is None else ops.stack(attns, 1)
     return ops.stack(outs, 1), attn

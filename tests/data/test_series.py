@@ -84,3 +84,21 @@ def test_training_windows_hold_out_the_end_and_unscale_exactly():
     # the calendar phase of the first validation target step is (-8 mod 12)
     angle = 2 * np.pi * ((-8) % 12) / 12
     np.testing.assert_allclose(valid.exog[0, 0], [np.sin(angle), np.cos(angle)], atol=1e-6)
+
+
+def test_covariates_ride_beside_the_encoder_values_and_the_decoder_features():
+    """Column 0 future-known (encoder and decoder), column 1 past-only (encoder alone);
+    each window sees exactly the rows of its own steps."""
+    n, L, H = 40, 6, 3
+    x = np.arange(1.0, n + 1)
+    cov = np.stack([np.arange(n) * 10.0, -np.arange(n) * 1.0], -1)  # [n, 2]: row = step
+    spec = WindowSpec(L, H, period=3, scaling="none", calendar=False, covariates=1,
+                      past_covariates=1)  # fmt: skip
+    assert (spec.features, spec.exog_features) == (3, 1)
+    train, valid = training_windows([x], spec, stride=5, holdout=H, covariates=[cov])
+    for w in (train, valid):
+        for i in range(len(w.src)):
+            first = int(w.src[i, 0, 0]) - 1  # values are 1..n, so the value names its step
+            np.testing.assert_array_equal(w.src[i, :, 1:], cov[first : first + L])
+            np.testing.assert_array_equal(w.exog[i, :, 0], cov[first + L : first + L + H, 0])
+    assert int(valid.src[0, 0, 0]) == n - H - L + 1

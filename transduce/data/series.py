@@ -50,6 +50,19 @@ class SeriesSet:
     values: list[np.ndarray]
     report: ReadReport | None = field(default=None, repr=False)
     timestamps: list[list[str]] | None = field(default=None, repr=False)  # long format only
+    # extra columns of a long table (DataFrame, CSV, Parquet): name -> one array per series
+    columns: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def covariates(self, names: tuple[str, ...]) -> list[np.ndarray] | None:
+        """``[n_i, C]`` per series: the named columns side by side (None for no names)."""
+        if not names:
+            return None
+        missing = [n for n in names if n not in self.columns]
+        if missing:
+            where = self.report.path if self.report else "the series"
+            raise DataError(where, None, f"no covariate column {missing[0]!r} (columns: "
+                            f"{', '.join(self.columns) or 'none'})")  # fmt: skip
+        return [np.stack([self.columns[n][i] for n in names], -1) for i in range(len(self))]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -218,16 +231,18 @@ class WindowSpec:
     scaling: str = "log"
     calendar: bool = True
     seasonal: bool = False
+    covariates: int = 0  # future-known covariates: encoder and decoder inputs
+    past_covariates: int = 0  # observed up to the origin only: encoder inputs
 
     @property
     def features(self) -> int:
-        """Encoder input features per step: the scaled value (+ phase sin, cos)."""
-        return 1 + (2 if self.calendar else 0)
+        """Encoder input features per step: the scaled value (+ phase sin, cos), covariates."""
+        return 1 + (2 if self.calendar else 0) + self.covariates + self.past_covariates
 
     @property
     def exog_features(self) -> int:
         """Decoder features per target step besides the previous value."""
-        return (2 if self.calendar else 0) + (2 if self.seasonal else 0)
+        return (2 if self.calendar else 0) + (2 if self.seasonal else 0) + self.covariates
 
 
 def _level(inputs: np.ndarray, spec: WindowSpec) -> np.ndarray:
@@ -270,10 +285,18 @@ class WindowArrays(NamedTuple):
 
 
 def make_windows(
-    histories: np.ndarray, origins: np.ndarray, spec: WindowSpec, targets: np.ndarray | None
+    histories: np.ndarray,
+    origins: np.ndarray,
+    spec: WindowSpec,
+    targets: np.ndarray | None,
+    cov_past: np.ndarray | None = None,
+    cov_future: np.ndarray | None = None,
 ) -> WindowArrays:
     """Windows from ``histories [N, L]`` whose last value sits at position ``origins[i] - 1``
-    relative to the series' training end (``origin = 0``: the forecast origin itself)."""
+    relative to the series' training end (``origin = 0``: the forecast origin itself).
+    Covariates enter as given (unscaled): ``cov_past [N, L, Cf + Cp]`` (future-known
+    columns first) beside the encoder's values, ``cov_future [N, H, Cf]`` beside the
+    decoder's known features."""
     level = _level(histories, spec)
     src_vals = scale(histories, level, spec)[:, :, None]  # [N, L, 1]
     steps = np.arange(-spec.lookback, spec.horizon)[None, :] + origins[:, None]  # [N, L + H]
@@ -284,6 +307,9 @@ def make_windows(
         exog = cal[:, spec.lookback :]
     if spec.seasonal:
         exog = np.concatenate([exog, _seasonal(src_vals[:, :, 0], spec)], -1)
+    if spec.covariates + spec.past_covariates:
+        src = np.concatenate([src, cov_past], -1)
+        exog = np.concatenate([exog, cov_future[:, :, : spec.covariates]], -1)
     tgt = None if targets is None else scale(targets, level, spec)[:, :, None]
     f32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
     return WindowArrays(f32(src), f32(src_vals[:, -1]), f32(exog), f32(tgt), level)
@@ -300,30 +326,42 @@ def _seasonal(values: np.ndarray, spec: WindowSpec) -> np.ndarray:
 
 
 def training_windows(
-    series: list[np.ndarray], spec: WindowSpec, stride: int, holdout: int
+    series: list[np.ndarray],
+    spec: WindowSpec,
+    stride: int,
+    holdout: int,
+    covariates: list[np.ndarray] | None = None,
 ) -> tuple[WindowArrays, WindowArrays]:
     """Rolling windows ending every ``stride`` steps, back from the last window whose
     target ends ``holdout`` values before each series' end; and the held-out windows (the
-    last ``holdout`` values of each series as target, or none with ``holdout=0``)."""
+    last ``holdout`` values of each series as target, or none with ``holdout=0``).
+    ``covariates``: ``[n_i, C]`` per series, aligned with its values."""
     L, H = spec.lookback, spec.horizon
-    hist, tgt, orig, vh, vt, vo = [], [], [], [], [], []
-    for x in series:
-        n = len(x)
-        last_end = n - holdout  # exclusive end of the last training target
-        for end in range(last_end, L + H - 1, -stride):
-            hist.append(x[end - H - L : end - H])
-            tgt.append(x[end - H : end])
-            orig.append(end - H - n)
+    parts: dict[str, list] = {k: [] for k in ("h", "t", "o", "cp", "cf", "vh", "vt", "vo",
+                                              "vcp", "vcf")}  # fmt: skip
+    for i, x in enumerate(series):
+        n, cov = len(x), None if covariates is None else covariates[i]
+        ends = list(range(n - holdout, L + H - 1, -stride))  # exclusive ends of targets
+        kinds = [("", end) for end in ends]
         if holdout and n >= L + holdout:
-            vh.append(x[n - holdout - L : n - holdout])
-            vt.append(x[n - holdout : n - holdout + H])
-            vo.append(-holdout)
-    if not hist:
+            kinds.append(("v", n - holdout + H))
+        for pre, end in kinds:
+            parts[pre + "h"].append(x[end - H - L : end - H])
+            parts[pre + "t"].append(x[end - H : end])
+            parts[pre + "o"].append(end - H - n)
+            if cov is not None:
+                parts[pre + "cp"].append(cov[end - H - L : end - H])
+                parts[pre + "cf"].append(cov[end - H : end])
+    if not parts["h"]:
         raise ValueError(f"no series is long enough for lookback {L} + horizon {H}")
-    train = make_windows(np.array(hist), np.array(orig), spec, np.array(tgt))
-    if not vh:
-        return train, train
-    return train, make_windows(np.array(vh), np.array(vo), spec, np.array(vt))
+
+    def windows(pre: str) -> WindowArrays:
+        cov = [np.array(parts[pre + k]) if parts[pre + k] else None for k in ("cp", "cf")]
+        return make_windows(np.array(parts[pre + "h"]), np.array(parts[pre + "o"]), spec,
+                            np.array(parts[pre + "t"]), *cov)  # fmt: skip
+
+    train = windows("")
+    return (train, train) if not parts["vh"] else (train, windows("v"))
 
 
 # ---------------------------------------------------------------------- batches

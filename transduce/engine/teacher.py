@@ -65,6 +65,6 @@ def unroll(
         if values is None:
             prev = mix(tgt_in[:, t + 1], outs[-1].argmax(-1).detach(), ratio, coins)
         else:
-            own = mix(tgt_in[:, t + 1, :values], outs[-1], ratio, coins)
+            own = mix(tgt_in[:, t + 1, :values], outs[-1][..., :values], ratio, coins)
             prev = torch.cat([own, tgt_in[:, t + 1, values:]], -1)  # [B, D + C]
     return torch.stack(outs, 1)

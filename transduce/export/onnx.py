@@ -301,7 +301,11 @@ def export_onnx(
         mask = torch.ones(src.shape[:2], dtype=torch.bool)
         prev = torch.randn(EXAMPLE_BATCH, 1 + spec.exog_features)
         manifest["kind"] = "series"
-        manifest["series"] = {**spec.__dict__, "output_dim": 1}
+        # a quantile head: outputs [median, (lo, hi) per level]; the conformal calibration
+        # travels with the export so intervals need no torch (forecasting/conformal.py)
+        manifest["series"] = {**spec.__dict__, "output_dim": 1, "levels": list(cfg.series.levels)}
+        if (run_dir / "conformal.json").is_file():
+            shutil.copyfile(run_dir / "conformal.json", out / "conformal.json")
     else:
         from transduce.translate import Translator
 

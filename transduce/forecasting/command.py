@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
+
 from transduce import cli_options as opt
 from transduce.config import ConfigError
 
 
 def _forecast_run(args: argparse.Namespace):
-    from transduce.data.series import read_series, require_positive
+    from transduce.data.series import require_positive
+    from transduce.forecasting.frames import load_series as read_series
     from transduce.forecasting.output import warn_short_series
     from transduce.forecasting.pipeline import Forecaster
 
@@ -19,7 +22,7 @@ def _forecast_run(args: argparse.Namespace):
         raise ConfigError(f"{args.command}: give --input SERIES_FILE")
     models = args.model if isinstance(args.model, list) else [args.model]
     if len(models) > 1:
-        from transduce.ensemble import ForecastEnsemble
+        from transduce.forecasting.ensemble import ForecastEnsemble
 
         forecaster = ForecastEnsemble.load(models, args.checkpoint, args.device, args.combine)
     else:
@@ -30,17 +33,59 @@ def _forecast_run(args: argparse.Namespace):
         require_positive(series, member.cfg.series.scaling)
     actuals = read_series(args.actuals, args.format) if args.actuals else None
     warn_short_series(series, max(m.spec.lookback for m in members))
-    return forecaster, series, forecaster.forecast(series.values), actuals
+    extra = _covariates(forecaster, series, getattr(args, "future", None))
+    levels = getattr(args, "level", None) or []
+    forecasts, bands = forecaster.forecast_intervals(series.values, levels, *extra)
+    args.bands = bands
+    return forecaster, series, forecasts, actuals
+
+
+def _covariates(forecaster, series, future_path: str | None) -> tuple:
+    """``(batch_size, covariates, future)`` for a run trained with covariates, else ()."""
+    from transduce.forecasting.frames import load_series
+
+    names = getattr(forecaster, "covariate_names", ())
+    if not names:
+        return ()
+    s = forecaster.cfg.series
+    future = None
+    if s.covariates:
+        if not future_path:
+            raise ConfigError(f"this run takes future-known covariates {list(s.covariates)}: "
+                              "give --future FILE (unique_id, ds and those columns)")  # fmt: skip
+        fut = load_series(future_path)
+        if sorted(fut.ids) != sorted(series.ids):
+            raise ConfigError(f"{future_path}: its unique_id differ from the input's")
+        rows = fut.covariates(tuple(s.covariates))
+        future = [rows[fut.ids.index(name)] for name in series.ids]
+    return 512, series.covariates(names), future
+
+
+def refuse_overwrite(output: str | None, *inputs: str | None) -> None:
+    """An output never overwrites an input: stop before reading anything."""
+    import os
+
+    for path in inputs:
+        exist = output and path and os.path.exists(output) and os.path.exists(path)
+        if exist and os.path.samefile(output, path):
+            raise ConfigError(f"--output {output} is an input ({path}): choose another file")
 
 
 def forecast_command(args: argparse.Namespace) -> None:
     from transduce.forecasting.output import write_long_forecasts
     from transduce.forecasting.pipeline import evaluate_forecasts, write_forecasts
 
+    refuse_overwrite(args.output, args.input, args.actuals, args.future)
     forecaster, series, forecasts, actuals = _forecast_run(args)
     result = {"series": len(series), "horizon": forecasts.shape[1], "output": args.output}
-    if series.timestamps is not None:  # long input: long output with future timestamps
-        result["frequency"] = write_long_forecasts(args.output, series, forecasts)
+    if series.timestamps and not isinstance(series.timestamps[0][0], str):  # a pandas table
+        from transduce.forecasting.frames import forecasts_frame, write_table
+
+        write_table(forecasts_frame(series, forecasts, args.bands), args.output)
+    elif series.timestamps is not None:  # long input: long output with future timestamps
+        result["frequency"] = write_long_forecasts(args.output, series, forecasts, args.bands)
+    elif args.bands:
+        write_long_forecasts(args.output, series, forecasts, args.bands)  # id,step,value,...
     else:
         write_forecasts(args.output, series.ids, forecasts)
     if actuals is not None:
@@ -84,7 +129,8 @@ def add_parser(sub) -> None:
                    help="how an ensemble combines forecasts (default median)")  # fmt: skip
     p.add_argument("--input", required=True, help="series file (M4 wide CSV or id,timestamp,value)")
     p.add_argument("--output", required=True,
-                   help="CSV: id,F1..FH (id,timestamp,value for long input)")  # fmt: skip
+                   help="CSV: id,F1..FH (id,timestamp,value for long input; unique_id,ds,y "
+                        "for a long table, Parquet for a .parquet name)")  # fmt: skip
     p.add_argument("--actuals", help="the values that followed: print sMAPE/MASE/OWA too")
     p.add_argument("--format", choices=["auto", "m4", "long"], default="auto",
                    help="series layout (default: from the file's header)")  # fmt: skip
@@ -96,4 +142,68 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--threads", type=opt.int_at_least(0), default=0,
                    help="torch CPU threads (0: torch's default)")  # fmt: skip
+    p.add_argument("--level", type=float, nargs="+", default=[], metavar="PCT",
+                   help="conformal prediction intervals at these levels, e.g. 80 95: "
+                        "lo-80,hi-80,... columns")  # fmt: skip
+    p.add_argument(
+        "--future",
+        help="future-known covariates over the forecast steps (a "
+        "long table: unique_id, ds and the columns the run was trained with)",
+    )
     p.set_defaults(func=forecast_command)
+    add_backtest_parser(sub)
+
+
+def backtest_command(args: argparse.Namespace) -> None:
+    from transduce.config import data_path
+    from transduce.data.series import SeriesSet, require_positive
+    from transduce.forecasting.backtest import backtest
+    from transduce.forecasting.frames import load_series
+    from transduce.forecasting.pipeline import Forecaster
+
+    if args.refit and not args.out:
+        raise ConfigError("backtest --refit: give --out DIR for the per-window runs")
+    refuse_overwrite(args.output, args.input, args.actuals)
+    forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
+    s = forecaster.cfg.series
+    path = args.input or data_path(s.train)
+    series = load_series(path, args.format, args.on_bad_line)
+    if args.actuals:  # the values that followed: appended, so the last window is the test
+        after = load_series(args.actuals, args.format, args.on_bad_line)
+        if after.ids != series.ids:
+            raise ConfigError(f"{args.actuals}: series ids differ from {path} (same order needed)")
+        joined = [np.r_[x, y] for x, y in zip(series.values, after.values, strict=True)]
+        series = SeriesSet(series.ids, joined, series.report)
+    require_positive(series, s.scaling)
+    result = backtest(forecaster, series, args.windows, args.step or s.horizon, args.level,
+                      args.out if args.refit else None)  # fmt: skip
+    if args.output:
+        from transduce import checkpoint as ckpt
+
+        ckpt.atomic_write_text(args.output, json.dumps(opt.round_floats(result, 6), indent=1))
+    print(json.dumps(opt.round_floats(result, 4)))
+
+
+def add_backtest_parser(sub) -> None:
+    p = sub.add_parser("backtest", help="score a forecasting run from K rolling origins")
+    p.add_argument("--model", required=True, metavar="DIR", help="run directory")
+    p.add_argument("--input", help="series file (default: the run's series.train)")
+    p.add_argument("--actuals", help="the values that followed --input, appended to it")
+    p.add_argument("--windows", type=opt.int_at_least(1), default=3, help="origins (default 3)")
+    p.add_argument("--step", type=opt.int_at_least(1), default=0,
+                   help="values between origins (default: the horizon)")  # fmt: skip
+    p.add_argument("--level", type=float, nargs="+", default=[], metavar="PCT",
+                   help="interval levels to score (MSIS / ACD / coverage), e.g. 80 95")  # fmt: skip
+    p.add_argument("--refit", action="store_true", help="train afresh per window (slow)")
+    p.add_argument("--out", help="--refit: directory for the per-window runs")
+    p.add_argument("--output", help="also write the full result as JSON here")
+    p.add_argument("--format", choices=["auto", "m4", "long"], default="auto",
+                   help="series layout (default: from the file's header)")  # fmt: skip
+    p.add_argument("--on-bad-line", choices=["error", "skip"], default="error",
+                   help="stop at a bad line (default) or skip and count it")  # fmt: skip
+    p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
+                   help="which weights forecast (default best, the calibrated ones)")  # fmt: skip
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--threads", type=opt.int_at_least(0), default=0,
+                   help="torch CPU threads (0: torch's default)")  # fmt: skip
+    p.set_defaults(func=backtest_command)

@@ -74,18 +74,29 @@ def _like(when: datetime, example: str) -> str:
     return when.isoformat(sep=sep, timespec=spec)
 
 
-def write_long_forecasts(path: str | os.PathLike, series: SeriesSet, forecasts: np.ndarray) -> str:
-    """``id,timestamp,value`` rows after each series' last timestamp; returns the frequency
-    (of the first series; each series steps at its own)."""
-    rows, first = ["id,timestamp,value"], None
-    for name, stamps, row in zip(series.ids, series.timestamps, forecasts, strict=True):
-        try:
-            step = infer_frequency(stamps)
-        except ValueError as err:
-            raise ValueError(f"series {name}: {err}") from None
-        first = first or describe_frequency(step)
-        for stamp, value in zip(future_stamps(stamps, len(row), step), row, strict=True):
-            rows.append(f"{name},{stamp},{value:.6g}")
+def write_long_forecasts(
+    path: str | os.PathLike, series: SeriesSet, forecasts: np.ndarray, bands: dict | None = None
+) -> str:
+    """``id,timestamp,value`` rows after each series' last timestamp (``id,step,value``,
+    steps 1..H, for series without timestamps), then ``lo-L,hi-L`` per interval level in
+    ``bands`` (``{"80": (lo [N, H], hi [N, H])}``); returns the frequency (of the first
+    series; each series steps at its own)."""
+    bands = bands or {}
+    head = "id,timestamp,value" if series.timestamps is not None else "id,step,value"
+    rows = [head + "".join(f",lo-{k},hi-{k}" for k in bands)]
+    first = None
+    for i, (name, row) in enumerate(zip(series.ids, forecasts, strict=True)):
+        stamps = [str(k) for k in range(1, len(row) + 1)]
+        if series.timestamps is not None:
+            try:
+                step = infer_frequency(series.timestamps[i])
+            except ValueError as err:
+                raise ValueError(f"series {name}: {err}") from None
+            first = first or describe_frequency(step)
+            stamps = future_stamps(series.timestamps[i], len(row), step)
+        for h, (stamp, value) in enumerate(zip(stamps, row, strict=True)):
+            cells = "".join(f",{lo[i, h]:.6g},{hi[i, h]:.6g}" for lo, hi in bands.values())
+            rows.append(f"{name},{stamp},{value:.6g}{cells}")
     ckpt.atomic_write_text(path, "\n".join(rows) + "\n")
     return first or ""
 
@@ -99,3 +110,13 @@ def warn_short_series(series: SeriesSet, lookback: int) -> int:
         log.warning("%d of %d series are shorter than the lookback of %d values and are "
                     "left-padded: %s", len(short), len(series), lookback, names)  # fmt: skip
     return len(short)
+
+
+def interval_records(point: np.ndarray, bands: dict) -> list[dict[str, list[float]]]:
+    """Per series, ``{"lo-80": [...], "hi-80": [...], ...}`` from ``forecast_intervals``'
+    bands: the ``intervals`` field of a ``/v1/forecast`` response (serve/schemas.py)."""
+    return [
+        {f"{side}-{key}": b[j][i].tolist() for key, b in bands.items()
+         for j, side in enumerate(("lo", "hi"))}
+        for i in range(len(point))
+    ]  # fmt: skip

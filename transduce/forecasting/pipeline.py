@@ -25,17 +25,20 @@ from transduce.config import (
 from transduce.data.series import (
     ArrayData,
     SeriesSet,
+    WindowArrays,
     WindowSpec,
     left_pad,
     make_windows,
-    read_series,
     require_positive,
     training_windows,
     unscale,
 )
 from transduce.engine.loop import Loop
 from transduce.engine.run import run
+from transduce.forecasting import conformal
+from transduce.forecasting.frames import load_series
 from transduce.forecasting.metrics import baseline_scores, owa, score
+from transduce.nn.heads import quantile_levels
 from transduce.nn.models import build_value_model
 from transduce.search import rollout
 from transduce.tasks.series import SeriesTask
@@ -44,13 +47,20 @@ log = logging.getLogger("transduce.forecast")
 
 
 def window_spec(s: SeriesConfig) -> WindowSpec:
-    return WindowSpec(s.lookback, s.horizon, s.period, s.scaling, s.calendar, s.seasonal)
+    bad = [lv for lv in s.levels if not 0 < lv < 100]
+    if bad or len(set(s.levels)) != len(s.levels):
+        raise ConfigError(f"series.levels: {list(s.levels)}: each a percentage strictly "
+                          "between 0 and 100, none twice")  # fmt: skip
+    return WindowSpec(s.lookback, s.horizon, s.period, s.scaling, s.calendar, s.seasonal,
+                      len(s.covariates), len(s.past_covariates))  # fmt: skip
 
 
 def series_model(cfg: Config) -> torch.nn.Module:
-    """One output value per step; the decoder also sees known features of the target steps."""
+    """One output value per step (the median, then interval quantiles with ``levels``); the
+    decoder also sees known features of the target steps."""
     spec = window_spec(cfg.series)
-    return build_value_model(cfg.model, spec.features, 1, spec.exog_features)
+    levels = len(cfg.series.levels)
+    return build_value_model(cfg.model, spec.features, 1, spec.exog_features, None, levels)
 
 
 def holdout_scorer(series: list[np.ndarray], valid, s: SeriesConfig, holdout: int):
@@ -73,9 +83,38 @@ def holdout_scorer(series: list[np.ndarray], valid, s: SeriesConfig, holdout: in
         with np.errstate(divide="ignore", invalid="ignore"):  # a flat history: MASE's scale 0
             ours = score(history, truth, list(forecasts), s.period)
             metrics = {"smape": ours["smape"], "mase": ours["mase"], "owa": owa(ours, naive2)}
+        if s.levels:
+            quantiles = unscale_all(pred.astype(np.float64), valid.level, spec)
+            metrics.update(quantile_scores(history, truth, quantiles, s))
         return {k: v for k, v in metrics.items() if np.isfinite(v)}  # metrics.jsonl: plain JSON
 
     return scorer
+
+
+def unscale_all(pred: np.ndarray, level: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """``pred [N, H, D]`` scaled -> the data's units, every column (the scalings are
+    monotone, so quantiles stay quantiles)."""
+    return np.stack([unscale(pred[:, :, d], level, spec) for d in range(pred.shape[2])], -1)
+
+
+def quantile_scores(history, truth, quantiles: np.ndarray, s: SeriesConfig) -> dict[str, float]:
+    """MSIS / ACD / coverage of each learned (uncalibrated) interval and the scaled pinball
+    loss of every quantile (each series' pinball over its MASE scale, averaged)."""
+    from transduce.forecasting.intervals import interval_scores, pinball, seasonal_scale
+
+    out, probs = {}, quantile_levels(s.levels)
+    for k, level in enumerate(sorted(s.levels)):
+        lo, hi = quantiles[:, :, 1 + 2 * k], quantiles[:, :, 2 + 2 * k]
+        got = interval_scores(history, truth, list(lo), list(hi), s.period, level)
+        out.update({f"{name}_{level:g}": value for name, value in got.items()})
+    per = []
+    for i, (x, y) in enumerate(zip(history, truth, strict=True)):
+        with np.errstate(divide="ignore", invalid="ignore"):  # a flat history: scale 0
+            loss = [pinball(y, quantiles[i, :, j], q) for j, q in enumerate(probs)]
+            per.append(np.mean(loss) / seasonal_scale(x, s.period))
+    per = [v for v in per if np.isfinite(v)]
+    out["pinball"] = float(np.mean(per)) if per else float("nan")
+    return out
 
 
 def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0, world: int = 1):
@@ -85,11 +124,13 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0
     s = cfg.series
     if not s.train:
         raise ValueError("series.train: give the training series file")
-    data = read_series(data_path(s.train), s.format, s.on_bad_line)
+    data = load_series(data_path(s.train), s.format, s.on_bad_line)
     require_positive(data, s.scaling)
+    covariates = data.covariates(s.covariates + s.past_covariates)
     train_w, valid_w = training_windows(
-        data.values, window_spec(s), s.stride, s.holdout if s.holdout is not None else s.horizon
-    )
+        data.values, window_spec(s), s.stride, s.holdout if s.holdout is not None else s.horizon,
+        covariates,
+    )  # fmt: skip
     model = series_model(cfg)
     if world > 1:
         torch.manual_seed(cfg.train.seed + 1009 * rank)  # each rank its own dropout masks
@@ -97,23 +138,39 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0
     task = SeriesTask(
         cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w),
         loss=s.loss, scorer=holdout_scorer(data.values, valid_w, cfg.series, holdout),
+        quantiles=quantile_levels(s.levels) if s.levels else None,
     )  # fmt: skip
     trainer = Loop(cfg, task, run_dir, rank=rank, world=world)
     summary = (
         f"{len(data)} series: {len(train_w.src)} training windows, {len(valid_w.src)} "
         f"validation; {cfg.model.preset} {cfg.model.cell}"
     )
-    return run(trainer, resume, summary=summary)
+    result = run(trainer, resume, summary=summary)
+    if rank == 0 and holdout and (Path(run_dir) / "model.safetensors").exists():
+        write_calibration(run_dir, valid_w)
+    return result
+
+
+def write_calibration(run_dir: str | os.PathLike, valid: WindowArrays) -> Path:
+    """Conformal calibration of the best weights on the validation windows (per horizon
+    step; :mod:`transduce.forecasting.conformal`), written into the run."""
+    forecaster = Forecaster.load(run_dir)
+    pred = forecaster.rollout_windows(valid)  # [N, H, D] scaled
+    calibration = conformal.calibrate(pred, valid.target[:, :, 0].astype(np.float64),
+                                      forecaster.cfg.series.levels)  # fmt: skip
+    return conformal.save(run_dir, calibration)
 
 
 class Forecaster:
     """A trained forecasting run: ``forecast(series) -> [N, horizon]`` in the data's units."""
 
-    def __init__(self, cfg: Config, model: torch.nn.Module, device: str = "cpu"):
+    def __init__(self, cfg: Config, model: torch.nn.Module, device: str = "cpu", calibration=None):
         if cfg.series is None:
             raise ValueError("this run is not a forecasting run (its config has no series)")
         self.cfg, self.spec = cfg, window_spec(cfg.series)
         self.model, self.device = model.to(device).eval(), device
+        self.calibration = calibration  # conformal.json of the run, or None
+        self.history: SeriesSet | None = None  # the table fit() trained on
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, checkpoint: str = "best", device: str = "cpu"):
@@ -128,24 +185,154 @@ class Forecaster:
         if checkpoint != "best":
             weights = run_dir / checkpoint / "model.safetensors"
         ckpt.load_weights(model, weights)
-        return cls(cfg, model, device)
+        return cls(cfg, model, device, conformal.load(run_dir))
 
     @torch.no_grad()
-    def forecast(self, series: list[np.ndarray], batch_size: int = 512) -> np.ndarray:
-        """Forecast ``horizon`` values after the end of each series; ``[N, horizon]``."""
-        spec = self.spec
-        hist = np.stack([left_pad(x, spec.lookback) for x in series])  # [N, L]
-        w = make_windows(hist, np.zeros(len(series), dtype=np.int64), spec, None)
-        out = []
-        for i in range(0, len(series), batch_size):
+    def rollout_windows(self, w: WindowArrays, batch_size: int = 512) -> np.ndarray:
+        """The model's outputs on windows ``w``, scaled: ``[N, H, D]`` (D = 1, or the
+        median then ``(lo, hi)`` per learned level)."""
+        out, horizon = [], w.exog.shape[1]
+        for i in range(0, len(w.src), batch_size):
             src = torch.from_numpy(w.src[i : i + batch_size]).to(self.device)  # [b, L, F]
             first = torch.from_numpy(w.start[i : i + batch_size])[:, None]  # [b, 1, 1]
             exog = torch.from_numpy(w.exog[i : i + batch_size])  # [b, H, C]
-            tgt_in = torch.cat([first.expand(-1, spec.horizon, -1), exog], -1).to(self.device)
+            tgt_in = torch.cat([first.expand(-1, horizon, -1), exog], -1).to(self.device)
             mask = torch.ones(src.shape[:2], dtype=torch.bool, device=self.device)
-            pred, _ = rollout(self.model, src, mask, tgt_in, 1)  # [b, H, 1]
-            out.append(pred[:, :, 0].float().cpu().numpy())
-        return unscale(np.concatenate(out).astype(np.float64), w.level, spec)
+            pred, _ = rollout(self.model, src, mask, tgt_in, 1)  # [b, H, D]
+            out.append(pred.float().cpu().numpy())
+        return np.concatenate(out).astype(np.float64)
+
+    def windows(self, series: list[np.ndarray], covariates=None, future=None) -> WindowArrays:
+        """The forecast windows: the last ``lookback`` values of each series, with its
+        covariates (``[n_i, Cf + Cp]`` per series) and the future-known ones of the
+        forecast steps (``[>= H, Cf]`` per series) when the run was trained with them."""
+        spec, n = self.spec, len(series)
+        hist = np.stack([left_pad(x, spec.lookback) for x in series])  # [N, L]
+        if not spec.covariates + spec.past_covariates:
+            return make_windows(hist, np.zeros(n, dtype=np.int64), spec, None)
+        need = spec.covariates + spec.past_covariates
+        if covariates is None or (spec.covariates and future is None):
+            raise ConfigError(f"this run was trained with covariates {self.covariate_names}: "
+                              "give their history (and future values of the future-known "
+                              "ones)")  # fmt: skip
+        past = np.stack([_pad_rows(np.asarray(c, float).reshape(len(c), need), spec.lookback)
+                         for c in covariates])  # fmt: skip
+        fut = np.zeros((n, spec.horizon, spec.covariates))
+        for i, f in enumerate(future if spec.covariates else []):
+            f = np.asarray(f, float).reshape(len(f), -1)
+            if len(f) < spec.horizon:
+                raise ConfigError(f"series {i}: {len(f)} future covariate rows, the horizon "
+                                  f"needs {spec.horizon}")  # fmt: skip
+            fut[i] = f[: spec.horizon, : spec.covariates]
+        return make_windows(hist, np.zeros(n, dtype=np.int64), spec, None, past, fut)
+
+    @property
+    def covariate_names(self) -> tuple[str, ...]:
+        return tuple(self.cfg.series.covariates) + tuple(self.cfg.series.past_covariates)
+
+    def forecast(
+        self, series: list[np.ndarray], batch_size: int = 512, covariates=None, future=None
+    ) -> np.ndarray:
+        """Forecast ``horizon`` values after the end of each series; ``[N, horizon]``."""
+        w = self.windows(series, covariates, future)
+        return unscale(self.rollout_windows(w, batch_size)[:, :, 0], w.level, self.spec)
+
+    def forecast_intervals(
+        self,
+        series: list[np.ndarray],
+        levels: list[float],
+        batch_size: int = 512,
+        covariates=None,
+        future=None,
+    ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """The point forecast ``[N, H]`` and, per level (``"80"``), the conformal interval
+        ``(lo, hi)``, each ``[N, H]``, in the data's units."""
+        if levels and self.calibration is None:
+            raise ConfigError("this run has no conformal calibration (conformal.json; runs "
+                              "trained before intervals existed): retrain it")  # fmt: skip
+        w = self.windows(series, covariates, future)
+        pred = self.rollout_windows(w, batch_size)
+        point = unscale(pred[:, :, 0], w.level, self.spec)
+        bands = {}
+        for level in levels:
+            lo, hi = conformal.bands(pred, self.calibration, level)
+            bands[conformal.label(level)] = (unscale(lo, w.level, self.spec),
+                                             unscale(hi, w.level, self.spec))  # fmt: skip
+        return point, bands
+
+    # ------------------------------------------------------------ DataFrames (long format)
+
+    @classmethod
+    def fit(
+        cls,
+        df,
+        config: str | os.PathLike | Config,
+        run_dir: str | os.PathLike | None = None,
+        overrides: list[str] = (),
+    ) -> Forecaster:
+        """Train ``config`` (a YAML path or :class:`Config` with a ``series`` section) on
+        the long DataFrame ``df`` (``unique_id, ds, y[, covariates]``) into ``run_dir`` (a
+        new temporary directory by default); the table is written into the run as
+        ``series.csv`` (so the run's config names its data), and is the history
+        :meth:`predict` continues."""
+        import dataclasses
+        import tempfile
+
+        from transduce.config import load_config
+        from transduce.forecasting.frames import frame_to_series, write_table
+        from transduce.train import train
+
+        history = frame_to_series(df)  # refuse a bad table before training
+        cfg = config if isinstance(config, Config) else load_config(config, list(overrides))
+        if cfg.series is None:
+            raise ConfigError("Forecaster.fit: the config has no series section")
+        run_dir = Path(run_dir or tempfile.mkdtemp(prefix="transduce-fit-"))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_table(df, run_dir / "series.csv")
+        series = dataclasses.replace(cfg.series, train=str(run_dir / "series.csv"),
+                                     format="auto", test="")  # fmt: skip
+        train(dataclasses.replace(cfg, series=series), run_dir)
+        out = cls.load(run_dir)
+        out.history = history
+        return out
+
+    def predict(self, h: int | None = None, level: list[float] = (), df=None, futr_df=None):
+        """Forecast ``h`` (<= the trained horizon) steps after each series of ``df`` (by
+        default the table :meth:`fit` saw) as a long DataFrame: ``unique_id, ds, y`` and
+        ``lo-L, hi-L`` per level; ``futr_df`` (``unique_id, ds`` and the future-known
+        covariates) gives those covariates over the forecast steps."""
+        from transduce.forecasting.frames import forecasts_frame, frame_to_series
+
+        history = frame_to_series(df) if df is not None else self.history
+        if history is None:
+            raise ConfigError("predict: give df (this Forecaster was loaded, not fitted)")
+        h = h or self.spec.horizon
+        if not 0 < h <= self.spec.horizon:
+            raise ConfigError(f"predict: h={h}, this run forecasts 1..{self.spec.horizon}")
+        names = self.covariate_names
+        covariates = history.covariates(names) if names else None
+        future = None
+        if self.cfg.series.covariates:
+            if futr_df is None:
+                raise ConfigError(f"predict: futr_df with {list(self.cfg.series.covariates)} "
+                                  "over the forecast steps is needed")  # fmt: skip
+            fut = frame_to_series(futr_df, "futr_df", need_y=False)
+            if set(fut.ids) != set(history.ids):
+                raise ConfigError("predict: futr_df's unique_id differ from the history's")
+            order = [fut.ids.index(name) for name in history.ids]
+            rows = fut.covariates(tuple(self.cfg.series.covariates))
+            future = [rows[i] for i in order]
+        point, bands = self.forecast_intervals(history.values, list(level), 512, covariates,
+                                               future)  # fmt: skip
+        cut = {k: (lo[:, :h], hi[:, :h]) for k, (lo, hi) in bands.items()}
+        return forecasts_frame(history, point[:, :h], cut)
+
+
+def _pad_rows(rows: np.ndarray, length: int) -> np.ndarray:
+    """The last ``length`` rows; a shorter history repeats its first row (as left_pad)."""
+    if len(rows) >= length:
+        return rows[-length:]
+    return np.concatenate([np.repeat(rows[:1], length - len(rows), 0), rows])
 
 
 def evaluate_forecasts(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from transduce.config import ModelConfig
 from transduce.nn.embed import ValueEmbedding
-from transduce.nn.heads import RegressionHead
+from transduce.nn.heads import QuantileHead, RegressionHead
 from transduce.nn.multisource import build_multi_source
 from transduce.nn.presets import (
     BIDIRECTIONAL_BY_DEFAULT,
@@ -36,14 +36,20 @@ def build_model(
 
 
 def build_value_model(
-    cfg: ModelConfig, input_dim: int, output_dim: int, exog_dim: int = 0, src_embed=None
+    cfg: ModelConfig,
+    input_dim: int,
+    output_dim: int,
+    exog_dim: int = 0,
+    src_embed=None,
+    quantile_levels: int = 0,
 ):
     """The preset ``cfg.preset`` on real-valued sequences: value embeddings in place of the
     token embeddings (encoder input ``[B, S, input_dim]``, decoder input ``[B, T,
     output_dim + exog_dim]``: the previous output and known exogenous features) and a
     regression head in place of the vocabulary head, handed to the preset's builder.
     Encoder and decoder are the token ones. ``src_embed``: another input embedding (token
-    ids in, values out)."""
+    ids in, values out). ``quantile_levels`` > 0 (with ``output_dim`` 1): a
+    :class:`QuantileHead` (median first, so the roll-out feeds the median back)."""
     if cfg.preset == "transformer" or cfg.tie_embeddings:
         raise ValueError("real-valued sequences need an RNN preset without tie_embeddings")
     drop = cfg.embed_dropout
@@ -53,5 +59,9 @@ def build_value_model(
         cfg, 0, 0,
         src_embed=src_embed,
         tgt_embed=ValueEmbedding(output_dim + exog_dim, cfg.decoder.embed_size, drop),
-        make_head=lambda size: RegressionHead(size, output_dim, cfg.output_dropout),
+        make_head=lambda size: (
+            QuantileHead(size, quantile_levels, cfg.output_dropout)
+            if quantile_levels
+            else RegressionHead(size, output_dim, cfg.output_dropout)
+        ),
     )  # fmt: skip

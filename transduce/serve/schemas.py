@@ -123,12 +123,21 @@ class SeriesInput(_Body):
 class ForecastRequest(_Body):
     model: str | None = None
     series: list[SeriesInput] = Field(min_length=1)
+    level: list[float] = Field(
+        default_factory=list,
+        max_length=8,
+        description="prediction-interval levels in percent (e.g. [80, 95]): conformal "
+        "intervals calibrated in the run (Forecaster.forecast_intervals)",
+    )
 
 
 class SeriesForecast(BaseModel):
     id: str | int
     values: list[float]
     timestamps: list[str | float] | None = None
+    intervals: dict[str, list[float]] | None = Field(
+        None, description='"lo-80", "hi-80", ...: the bounds at each requested level'
+    )
 
 
 class ForecastResponse(BaseModel):

@@ -1,0 +1,87 @@
+"""Rolling-origin backtests: windows cut where the definition says, scored as by hand, short
+series skipped and counted; the CLI on a trained run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from transduce.cli import main
+from transduce.data.series import SeriesSet, WindowSpec
+from transduce.forecasting.backtest import backtest, window_cuts
+from transduce.forecasting.metrics import smape
+
+
+class SeasonalNaive:
+    """A real (parameter-free) forecaster: the last season repeated, intervals +-1."""
+
+    def __init__(self, horizon: int, period: int):
+        self.spec = WindowSpec(lookback=period, horizon=horizon, period=period)
+        self.seen: list[list[np.ndarray]] = []
+
+    def forecast_intervals(self, series, levels):
+        self.seen.append([np.array(x) for x in series])
+        m, h = self.spec.period, self.spec.horizon
+        point = np.stack([np.resize(np.asarray(x)[-m:], h) for x in series])
+        return point, {f"{lv:g}": (point - 1, point + 1) for lv in levels}
+
+
+def test_window_cuts_by_definition():
+    assert window_cuts(3, 2, 4) == [8, 6, 4]  # oldest first; the last ends at the series end
+    with pytest.raises(ValueError):
+        window_cuts(0, 1, 4)
+
+
+def test_backtest_equals_hand_computed_windows():
+    x = np.array([1.0, 5, 2, 6, 3, 7, 4, 8, 5, 9, 6, 10])  # n = 12, period 2
+    short = np.array([1.0, 2, 3, 4, 5, 6])  # too short for the oldest window
+    model = SeasonalNaive(horizon=2, period=2)
+    out = backtest(model, SeriesSet(["a", "b"], [x, short]), windows=2, step=3, levels=[80])
+    # cuts [5, 2]: window 0 forecasts x[7:9] = [8, 5] from x[:7] (last season [7, 4]);
+    # window 1 forecasts x[10:12] = [6, 10] from x[:10] (last season [5, 9])
+    assert [w["cut"] for w in out["windows"]] == [5, 2]
+    assert np.array_equal(model.seen[0][0], x[:7]) and np.array_equal(model.seen[1][0], x[:10])
+    w0, w1 = out["windows"]
+    assert (w0["series"], w0["skipped"], w1["series"], w1["skipped"]) == (1, 1, 2, 0)
+    assert w0["smape"] == pytest.approx(smape([8, 5], [7, 4]))
+    # the short series in window 1: from [1, 2, 3, 4] forecasts [3, 4] for [5, 6]
+    assert w1["smape"] == pytest.approx((smape([6, 10], [5, 9]) + smape([5, 6], [3, 4])) / 2)
+    # band +-1 around [7, 4] vs [8, 5]: both on the upper bound (inside)
+    assert w0["coverage_80"] == 1.0
+    # MASE scale of x[:7] with m=2: |2-1|,|6-5|,|3-2|,|7-6|,|4-3| -> 1; errors 1, 1
+    assert w0["mase"] == pytest.approx(1.0)
+    pooled = [smape([8, 5], [7, 4]), smape([6, 10], [5, 9]), smape([5, 6], [3, 4])]
+    assert out["overall"]["smape"] == pytest.approx(np.mean(pooled))
+
+
+def test_backtest_cli_on_a_trained_run(quantile_run, capsys):
+    tmp, _ = quantile_run
+    capsys.readouterr()
+    args = ["backtest", "--model", str(tmp / "run"), "--windows", "3", "--step", "4",
+            "--level", "80", "95", "--output", str(tmp / "bt.json")]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [w["cut"] for w in result["windows"]] == [14, 10, 6]
+    assert result["refit"] is False and all(w["series"] == 24 for w in result["windows"])
+    for key in ("smape", "mase", "owa", "msis_95", "coverage_80", "acd_95"):
+        assert np.isfinite(result["overall"][key])
+    assert json.loads((tmp / "bt.json").read_text())["windows"][0]["window"] == 0
+
+
+def test_refit_trains_each_window_on_its_own_history(quantile_run, tmp_path, capsys):
+    tmp, hist = quantile_run
+    capsys.readouterr()
+    args = ["backtest", "--model", str(tmp / "run"), "--windows", "1", "--refit",
+            "--out", str(tmp_path / "refit")]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["refit"] is True and np.isfinite(result["overall"]["owa"])
+    # the window's run never saw the last horizon values: its training file ends before them
+    from transduce.data.series import read_m4_wide
+
+    seen = read_m4_wide(tmp_path / "refit" / "window-0" / "series.csv")
+    assert [len(x) for x in seen.values] == [hist.shape[1] - 6] * len(hist)
+    np.testing.assert_allclose(seen.values[0], hist[0, :-6], rtol=1e-4)
+    assert (tmp_path / "refit" / "window-0" / "run" / "conformal.json").is_file()

@@ -1,0 +1,121 @@
+"""Long DataFrames (unique_id, ds, y[, covariates]): reading, bad tables in one line, the
+fit/predict round trip, CSV and Parquet through the CLI, and covariates that determine the
+target moving the forecasts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.forecasting.conftest import H, tiny_series_config, toy_series
+from transduce.cli import main
+from transduce.data.corpus import DataError
+
+pd = pytest.importorskip("pandas")
+
+from transduce.forecasting.frames import forecasts_frame, frame_to_series  # noqa: E402
+from transduce.forecasting.pipeline import Forecaster  # noqa: E402
+
+
+def _frame(values: np.ndarray, start="2024-01-01", **columns) -> pd.DataFrame:
+    n, t = values.shape
+    stamps = pd.date_range(start, periods=t, freq="h")
+    df = pd.DataFrame({"unique_id": np.repeat([f"s{i}" for i in range(n)], t),
+                       "ds": np.tile(stamps, n), "y": values.reshape(-1)})  # fmt: skip
+    for name, v in columns.items():
+        df[name] = v.reshape(-1)
+    return df
+
+
+def test_frame_to_series_sorts_each_series_and_keeps_first_seen_ids():
+    df = _frame(np.array([[1.0, 2, 3], [4, 5, 6]]), promo=np.array([[0, 1, 0], [1, 1, 0]]))
+    shuffled = df.iloc[[4, 0, 2, 1, 5, 3]]  # s1 seen first
+    s = frame_to_series(shuffled)
+    assert s.ids == ["s1", "s0"]
+    assert s.values[1].tolist() == [1, 2, 3] and s.values[0].tolist() == [4, 5, 6]
+    assert s.columns["promo"][1].tolist() == [0, 1, 0]
+    assert s.covariates(("promo",))[0].shape == (3, 1)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [(lambda d: d.drop(columns="y"), "no column 'y'"),
+     (lambda d: d.assign(y=[1.0, np.nan, 3, 4, 5, 6]), "row 1: column 'y': 'nan'"),
+     (lambda d: pd.concat([d, d.iloc[[1]]]), "row 6: series 's0' at .* appears twice")],
+)  # fmt: skip
+def test_a_bad_table_is_one_error_naming_the_row(change, message):
+    with pytest.raises(DataError, match=message):
+        frame_to_series(change(_frame(np.array([[1.0, 2, 3], [4, 5, 6]]))))
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("frames")
+    df = _frame(toy_series(24, 72))
+    cfg = tiny_series_config("unused", levels=[80])
+    (tmp / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return tmp, df, Forecaster.fit(df, tmp / "c.yaml", tmp / "run")
+
+
+def test_fit_predict_round_trip_in_the_long_format(fitted):
+    _, df, forecaster = fitted
+    out = forecaster.predict(h=4, level=[80])
+    assert list(out.columns) == ["unique_id", "ds", "y", "lo-80", "hi-80"]
+    assert len(out) == 24 * 4 and out["unique_id"].unique().tolist() == [f"s{i}" for i in range(24)]
+    last = df["ds"].max()
+    assert out[out.unique_id == "s3"]["ds"].tolist() == list(
+        pd.date_range(last, periods=5, freq="h")[1:]
+    )
+    assert (out["lo-80"] <= out["y"]).all() and (out["y"] <= out["hi-80"]).all()
+    again = frame_to_series(out[["unique_id", "ds", "y"]])  # the output reads back as input
+    assert again.ids == forecaster.history.ids and all(len(v) == 4 for v in again.values)
+    with pytest.raises(Exception, match="h=7"):
+        forecaster.predict(h=H + 1)
+
+
+def test_csv_and_parquet_tables_through_the_cli(fitted, capsys):
+    pytest.importorskip("pyarrow")
+    tmp, df, forecaster = fitted
+    df.to_parquet(tmp / "in.parquet", index=False)
+    df.to_csv(tmp / "in.csv", index=False)
+    for name in ("in.parquet", "in.csv"):
+        out = tmp / f"out-{name}"
+        args = ["forecast", "--model", str(tmp / "run"), "--input", str(tmp / name),
+                "--output", str(out), "--level", "80"]  # fmt: skip
+        assert main(args) == 0
+        got = pd.read_parquet(out) if name.endswith("parquet") else pd.read_csv(out)
+        ref = forecaster.predict(level=[80])
+        assert list(got.columns) == list(ref.columns)
+        assert got["unique_id"].tolist() == ref["unique_id"].tolist()
+        np.testing.assert_allclose(got["y"].to_numpy(float), ref["y"].to_numpy(), rtol=1e-5)
+        np.testing.assert_allclose(got["hi-80"].to_numpy(float), ref["hi-80"].to_numpy(),
+                                   rtol=1e-5)  # fmt: skip
+
+
+def test_future_known_covariates_move_the_forecasts(tmp_path):
+    """The target is a seasonal level plus 30 whenever ``promo`` is 1: with the promotion
+    announced over the forecast steps the forecasts must rise by about that much."""
+    rng = np.random.default_rng(0)
+    t = np.arange(80)
+    promo = (rng.random((12, 80)) < 0.3).astype(float)
+    y = 50 + 10 * np.sin(2 * np.pi * t / 6)[None, :] + 30 * promo + rng.normal(0, 0.5, (12, 80))
+    df = _frame(y, promo=promo)
+    cfg = tiny_series_config("unused", covariates=["promo"], scaling="level", stride=1)
+    cfg["train"]["max_steps"] = 120
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    forecaster = Forecaster.fit(df, tmp_path / "c.yaml", tmp_path / "run")
+    future = forecasts_frame(forecaster.history, np.zeros((12, H)))[["unique_id", "ds"]]
+    on = forecaster.predict(futr_df=future.assign(promo=1.0))["y"].to_numpy()
+    off = forecaster.predict(futr_df=future.assign(promo=0.0))["y"].to_numpy()
+    assert 15 < (on - off).mean() < 45
+    with pytest.raises(Exception, match="futr_df"):
+        forecaster.predict()
+
+
+def test_a_table_file_with_a_bad_date_names_its_line(tmp_path):
+    from transduce.forecasting.frames import read_table
+
+    (tmp_path / "t.csv").write_text("unique_id,ds,y\na,2024-01-01,1\na,notadate,2\n")
+    with pytest.raises(DataError, match=r"t.csv:3: row 1: column 'ds': 'notadate'"):
+        read_table(tmp_path / "t.csv")

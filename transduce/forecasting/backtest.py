@@ -1,0 +1,125 @@
+"""Rolling-origin backtests (Tashman 2000, "Out-of-sample tests of forecasting accuracy: an
+analysis and review", IJF 16(4)): forecast each series from K origins, ``step`` values
+apart, the last one ``horizon`` values before its end, and score every window against what
+followed it, as darts' ``historical_forecasts`` and neuralforecast's
+``cross_validation(n_windows, step_size)`` do.
+
+By default one trained model forecasts every window (no refitting: cheap, but the model may
+have seen the older windows' targets in training); ``refit`` trains the run's config afresh
+on each window's history alone. Window k (0 = oldest) of a series of length n forecasts
+``x[n - c : n - c + H]`` from ``x[:n - c]``, with ``c = H + (K - 1 - k) * step``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from transduce.data.series import SeriesSet
+from transduce.forecasting.intervals import interval_scores
+from transduce.forecasting.metrics import baseline_scores, owa, score
+
+log = logging.getLogger("transduce.forecast")
+
+
+def window_cuts(windows: int, step: int, horizon: int) -> list[int]:
+    """How many values each window (oldest first) holds back from the end of a series."""
+    if windows < 1 or step < 1:
+        raise ValueError(f"backtest needs windows >= 1 and step >= 1, got {windows}, {step}")
+    return [horizon + (windows - 1 - k) * step for k in range(windows)]
+
+
+def split_window(series: SeriesSet, cut: int, horizon: int, min_history: int):
+    """(kept indices, histories, actuals) of one window; series whose history would be
+    shorter than ``min_history`` are left out (and counted by the caller)."""
+    keep = [i for i, x in enumerate(series.values) if len(x) - cut >= min_history]
+    hist = [series.values[i][: len(series.values[i]) - cut] for i in keep]
+    truth = [series.values[i][len(series.values[i]) - cut :][:horizon] for i in keep]
+    return keep, hist, truth
+
+
+def score_window(hist, truth, point, bands, period: int) -> dict:
+    """sMAPE / MASE / OWA (against Naive2 on the same window) and, per level, MSIS /
+    ACD / coverage of one window's forecasts."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref = baseline_scores(hist, truth, period)["Naive2"]
+        ours = score(hist, truth, list(point), period)
+    out = {**ours, "owa": owa(ours, ref), "naive2": ref}
+    for key, (lo, hi) in bands.items():
+        got = interval_scores(hist, truth, list(lo), list(hi), period, float(key))
+        out.update({f"{name}_{key}": value for name, value in got.items()})
+    return out
+
+
+def backtest(
+    forecaster,
+    series: SeriesSet,
+    windows: int,
+    step: int,
+    levels: list[float] = (),
+    refit_dir: str | os.PathLike | None = None,
+) -> dict:
+    """Per-window and overall scores of ``forecaster`` (a :class:`Forecaster` or an
+    ensemble) from ``windows`` rolling origins ``step`` values apart. ``refit_dir``: train
+    the forecaster's config afresh per window there (``window-K/``) instead."""
+    spec = forecaster.spec
+    horizon, period = spec.horizon, spec.period
+    names = getattr(forecaster, "covariate_names", ())
+    rows, pooled = [], {"hist": [], "truth": [], "point": [], "bands": {}}
+    for k, cut in enumerate(window_cuts(windows, step, horizon)):
+        keep, hist, truth = split_window(series, cut, horizon, max(2 * period, 2))
+        if not keep:
+            raise ValueError(f"window {k}: no series is longer than {cut} + {2 * period} values")
+        model = forecaster if refit_dir is None else _refit(forecaster, hist, refit_dir, k)
+        cov = fut = None
+        if names:
+            full = series.covariates(tuple(names))
+            cov = [full[i][: len(series.values[i]) - cut] for i in keep]
+            fut = [full[i][len(series.values[i]) - cut :] for i in keep]
+        extra = (512, cov, fut) if names else ()
+        point, bands = model.forecast_intervals(hist, list(levels), *extra)
+        row = score_window(hist, truth, point, bands, period)
+        rows.append({"window": k, "cut": cut, "series": len(keep),
+                     "skipped": len(series) - len(keep), **row})  # fmt: skip
+        pooled["hist"] += hist
+        pooled["truth"] += truth
+        pooled["point"] += list(point)
+        for key, (lo, hi) in bands.items():
+            pooled["bands"].setdefault(key, ([], []))
+            pooled["bands"][key][0].extend(lo)
+            pooled["bands"][key][1].extend(hi)
+    overall = score_window(pooled["hist"], pooled["truth"], pooled["point"], pooled["bands"],
+                           period)  # fmt: skip
+    return {"windows": rows, "overall": overall, "refit": refit_dir is not None}
+
+
+def _refit(forecaster, histories: list[np.ndarray], out: str | os.PathLike, k: int):
+    """Train the forecaster's config on ``histories`` (M4 wide CSV) in ``out/window-k``."""
+    from transduce.config import ConfigError
+    from transduce.forecasting.pipeline import Forecaster
+    from transduce.train import train
+
+    if not hasattr(forecaster, "cfg"):
+        raise ConfigError("backtest --refit needs one run (not an ensemble)")
+    if getattr(forecaster, "covariate_names", ()):
+        raise ConfigError("backtest --refit does not take covariates yet")
+    root = Path(out) / f"window-{k}"
+    root.mkdir(parents=True, exist_ok=True)
+    width = max(len(x) for x in histories) + 1
+    lines = [",".join(f'"V{i + 1}"' for i in range(width))]
+    for i, x in enumerate(histories):
+        cells = [f'"S{i}"', *(f"{v:.10g}" for v in x)] + [""] * (width - 1 - len(x))
+        lines.append(",".join(cells))
+    (root / "series.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = forecaster.cfg
+    series = dataclasses.replace(cfg.series, train=str(root / "series.csv"), format="m4", test="")
+    with contextlib.redirect_stdout(sys.stderr):  # stdout stays the backtest's JSON line
+        train(dataclasses.replace(cfg, series=series), root / "run")
+    log.info("backtest window %d: refitted into %s", k, root / "run")
+    return Forecaster.load(root / "run")
