@@ -56,7 +56,7 @@ def _reader(f: IO[bytes], path: str, out: queue.Queue) -> None:
     try:
         for number, raw in _numbered_lines(f, path):
             try:
-                out.put(_decode(raw, number).strip())
+                out.put(_decode(raw, number))  # unstripped: a leading tab may be a column
             except _BadLine as bad:
                 out.put(DataError(path, number, bad.message))
                 return
@@ -140,8 +140,9 @@ def stream_translate(translator: Any, args: argparse.Namespace, options: DecodeO
             pre = _side(prefixes, args.prefix_file if prefixes else None, start, len(lines))
             if getattr(args, "prefix_column", False):
                 split = [line.rsplit("\t", 1) for line in lines]
-                lines = [s[0].strip() for s in split]
                 pre = [s[1].strip() if len(s) > 1 else "" for s in split]
+                lines = [s[0] for s in split]
+            lines = [line.strip() for line in lines]
             inputs.extend(lines)
             cons = _side(constraints, cons_path, start, len(lines))
             yield translator.decode(
