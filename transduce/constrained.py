@@ -98,20 +98,17 @@ def allocate(candidates: list[tuple[float, int, int, Progress]], k: int, banks: 
     return sorted(chosen, key=lambda c: -c[0])
 
 
-def _candidates(logp: np.ndarray, hyps: list[Hyp], phrases, complete: int, k: int, forced):
+def _candidates(logp: np.ndarray, top: np.ndarray, hyps: list[Hyp], phrases, forced):
     """Every (score, row, token, progress) a sentence's hypotheses may continue with:
-    each one's ``k`` best tokens and those its constraints want (``forced``: the prefix's
-    token, the only choice)."""
+    each one's best tokens (``top [R, k]``) and those its constraints want (``forced``: the
+    prefix's token, the only choice). ``logp [R, V]`` has </s> at -inf already where a
+    hypothesis still misses a phrase."""
     out = []
     for r, h in enumerate(hyps):
         row = logp[r]
-        if forced is not None:
-            tokens = {forced}
-        else:
-            if h.progress.met != complete:  # no </s> before every phrase is in
-                row = row.copy()
-                row[EOS_ID] = -np.inf
-            tokens = set(np.argpartition(-row, k)[:k].tolist()) | wanted(h.progress, phrases)
+        tokens = {forced} if forced is not None else set(top[r].tolist())
+        if forced is None:
+            tokens |= wanted(h.progress, phrases)
         for tok in tokens:
             score = h.score + float(row[tok])
             if score > -np.inf:
@@ -162,8 +159,12 @@ def constrained_beam_search(
     prev = ops.full((batch,), BOS_ID, "int", src)
     for t in range(max(limits) if batch else 0):
         features, state, attn = model.step(prev, state, memory)
-        logp = ops.to_numpy(log_probs(ops, model, features)).astype(np.float64)  # [R, V]
+        scores = log_probs(ops, model, features)  # [R, V]
+        n = min(k + 1, scores.shape[-1])  # k + 1: k remain where </s> is dropped
+        top = ops.to_numpy(ops.topk(scores, n)[1]).astype(np.int64)  # [R, k + 1]
+        logp = ops.to_numpy(scores).astype(np.float64)
         attn = ops.to_numpy(attn) if attn is not None and attention else None
+        logp[eos_banned(live, constraints), EOS_ID] = -np.inf  # no </s> before every phrase
         rows, nxt, offset = [], {}, 0
         for i, hyps in live.items():
             part = logp[offset : offset + len(hyps)]
@@ -171,13 +172,12 @@ def constrained_beam_search(
                 history = np.array([h.tokens for h in hyps], dtype=np.int64)
                 part = block_repeated_ngrams(HOST, part, history, no_repeat_ngram)
             force = int(forced[0][i, t]) if forced and t < forced[1][i] else None
-            cands = _candidates(part, hyps, constraints[i], (1 << len(constraints[i])) - 1,
-                                k, force)  # fmt: skip
-            grown = [_grow(hyps[r], s, tok, p, attn, offset + r) for s, r, tok, p in cands]
-            ended = [h for h in grown[:k] if h.tokens[-1] == EOS_ID]
-            for h in ended:
-                finished[i].append((rank(h.score, t + 1), h.score, h.tokens[:-1], h.attention, 1))
-            keep = [c for c, h in zip(cands, grown, strict=True) if h.tokens[-1] != EOS_ID]
+            best = top[offset : offset + len(hyps)]
+            cands = _candidates(part, best, hyps, constraints[i], force)
+            for s, r, _, p in (c for c in cands[:k] if c[2] == EOS_ID):
+                h = _grow(hyps[r], s, EOS_ID, p, None, 0)
+                finished[i].append((rank(s, t + 1), s, h.tokens[:-1], hyps[r].attention, 1))
+            keep = [c for c in cands if c[2] != EOS_ID]
             banks = sum(len(p) for p in constraints[i])
             chosen = allocate(keep, k, banks, constraints[i])
             new = [_grow(hyps[r], s, tok, p, attn, offset + r) for s, r, tok, p in chosen]
@@ -197,6 +197,13 @@ def constrained_beam_search(
         state, memory = state.select(index), memory.select(index)
         prev = ops.tensor([h.tokens[-1] for hyps in live.values() for h in hyps], "int", src)
     return _collect(finished, nbest, attention, src.shape[1])
+
+
+def eos_banned(live: dict[int, list[Hyp]], constraints) -> np.ndarray:
+    """Rows (in live order) whose hypothesis still misses a phrase: no </s> for them."""
+    return np.array(
+        [h.progress.met != (1 << len(constraints[i])) - 1 for i, hyps in live.items() for h in hyps]
+    )
 
 
 def _grow(h: Hyp, score: float, token: int, progress: Progress, attn, row: int) -> Hyp:

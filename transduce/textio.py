@@ -23,6 +23,7 @@ from transduce.errors import DataError
 
 END = object()
 WAIT = 0.05  # seconds a batch waits for more lines after its first has arrived
+FIRST = 8  # lines in the first batch (then doubling up to the buffer size)
 
 
 def add_stream_flags(p: argparse.ArgumentParser) -> None:
@@ -68,16 +69,20 @@ def _reader(f: IO[bytes], path: str, out: queue.Queue) -> None:
 
 def arriving_batches(f: IO[bytes], path: str, size: int, wait: float = WAIT) -> Iterator[list]:
     """Lines of ``f`` in batches: at most ``size``, or what arrived within ``wait`` seconds
-    of the batch's first line. A bad line ends the stream with its DataError, after the
-    lines before it."""
+    of the batch's first line. The first batches are smaller (8 lines, doubling up to
+    ``size``), so the first results of a long piped input come out after a few lines'
+    decoding rather than a whole batch's, and the later batches are full. A bad line ends
+    the stream with its DataError, after the lines before it."""
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(f, path, lines), daemon=True).start()
+    cap = min(size, FIRST)
     while True:
         batch: list[str] = []
         item = lines.get()
         while item is not END and not isinstance(item, DataError):
             batch.append(item)
-            if len(batch) >= size:
+            if len(batch) >= cap:
+                cap = min(size, 2 * cap)
                 break
             try:
                 item = lines.get(timeout=wait)
