@@ -10,6 +10,7 @@ that writes one line and waits for its translation gets it. No torch is imported
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import queue
 import sys
@@ -52,22 +53,29 @@ def add_stream_flags(p: argparse.ArgumentParser) -> None:
                    '["Hund", "roten Ball"]: every output contains them (beam search)')  # fmt: skip
 
 
-def _reader(f: IO[bytes], path: str, out: queue.Queue) -> None:
-    """Put each decoded line on ``out`` as it arrives, then END (or the DataError)."""
+def _reader(f: IO[bytes] | str, path: str, out: queue.Queue) -> None:
+    """Put each decoded line of ``f`` (a byte stream, or a file's path: plain or gzip) on
+    ``out`` as it arrives, then END (or the DataError)."""
     try:
-        for number, raw in _numbered_lines(f, path):
-            try:
-                out.put(_decode(raw, number))  # unstripped: a leading tab may be a column
-            except _BadLine as bad:
-                out.put(DataError(path, number, bad.message))
-                return
+        with contextlib.nullcontext(f) if not isinstance(f, str) else _open_bytes(f) as stream:
+            for number, raw in _numbered_lines(stream, path):
+                try:
+                    out.put(_decode(raw, number))  # unstripped: a leading tab may be a column
+                except _BadLine as bad:
+                    out.put(DataError(path, number, bad.message))
+                    return
     except DataError as err:
         out.put(err)
+        return
+    except BaseException as err:  # anything else must still end the stream, not hang it
+        out.put(DataError(path, None, f"cannot read: {err}"))
         return
     out.put(END)
 
 
-def arriving_batches(f: IO[bytes], path: str, size: int, wait: float = WAIT) -> Iterator[list]:
+def arriving_batches(
+    f: IO[bytes] | str, path: str, size: int, wait: float = WAIT
+) -> Iterator[list]:
     """Lines of ``f`` in batches: at most ``size``, or what arrived within ``wait`` seconds
     of the batch's first line. The first batches are smaller (8 lines, doubling up to
     ``size``), so the first results of a long piped input come out after a few lines'
@@ -139,7 +147,7 @@ def stream_translate(translator: Any, args: argparse.Namespace, options: DecodeO
     inputs: list[str] = []
 
     def batches():
-        f = sys.stdin.buffer if args.input is None else _open_bytes(args.input)
+        f = sys.stdin.buffer if args.input is None else args.input
         for lines in arriving_batches(f, path, size):
             start = len(inputs)
             pre = _side(prefixes, args.prefix_file if prefixes else None, start, len(lines))
@@ -150,8 +158,9 @@ def stream_translate(translator: Any, args: argparse.Namespace, options: DecodeO
             lines = [line.strip() for line in lines]
             inputs.extend(lines)
             cons = _side(constraints, cons_path, start, len(lines))
+            targets = {"prefixes": pre, "constraints": cons}
             yield translator.decode(
-                lines, options, first_line=start + 1, prefixes=pre, constraints=cons
+                lines, options, start + 1, **{k: v for k, v in targets.items() if v is not None}
             )
 
     write_translations(inputs, batches(), args.output, args.format, options.nbest)
