@@ -12,6 +12,13 @@ like the servers): batched throughput and the one-sentence time; ratios use thei
 
     python benchmarks/serve_load.py --model runs/m30k_word       # trained first if missing
     python benchmarks/serve_load.py --clients 1,8 --seconds 5 --repeats 2
+
+``--settings 1x1,1x2,2x1`` compares server processes instead (``WORKERSxTHREADS``: ``serve
+--workers W --threads T``, batching on), alternated round by round; ``--inputs FILE`` takes
+the sentences from a text or TSV file (first column), e.g. the demo's data:
+
+    python benchmarks/serve_load.py --model runs/demo/run --inputs runs/demo/data/valid.tsv \
+        --settings 1x1,1x2,2x1 --clients 32 --seconds 5 --repeats 2 --threads 1
 """
 
 from __future__ import annotations
@@ -42,10 +49,10 @@ HOST = "127.0.0.1"  # loopback only
 
 
 @contextlib.contextmanager
-def server(model: str, threads: int, *flags: str):
+def server(model: str, threads: int, *flags: str, workers: int = 1):
     """``transduce serve`` on a free loopback port; yields the port."""
     cmd = [sys.executable, "-m", "transduce", "-q", "serve", "--model", model, "--host", HOST,
-           "--port", "0", "--threads", str(threads), *flags]  # fmt: skip
+           "--port", "0", "--threads", str(threads), "--workers", str(workers), *flags]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -105,12 +112,13 @@ def summary(done: int, elapsed: float, latencies: list[float], errors: int) -> d
     }  # fmt: skip
 
 
-def offline(model: str, threads: int, beam: int, singles: int) -> dict:
+def offline(model: str, threads: int, beam: int, singles: int, inputs: str = "") -> dict:
     """What ``transduce translate --batch-size 64`` does, in a fresh process started like the
     servers (``OMP_NUM_THREADS``, ``--threads``), and one sentence at a time (the latency a
     single client could hope for)."""
     cmd = [sys.executable, __file__, "--offline-child", "--model", model, "--threads",
-           str(threads), "--beam", str(beam), "--singles", str(singles)]  # fmt: skip
+           str(threads), "--beam", str(beam), "--singles", str(singles),
+           *(["--inputs", inputs] if inputs else [])]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=1800)
     return json.loads(out.stdout.splitlines()[-1])
@@ -136,6 +144,37 @@ def offline_child(model: str, sentences: list[str], threads: int, beam: int, sin
     }
 
 
+def _sentences(path: str) -> list[str]:
+    if not path:
+        return read_lines(data_root() / "multi30k" / "test_2016_flickr.de.gz")
+    return [line.split("\t")[0] for line in read_lines(Path(path)) if line.strip()]
+
+
+def compare_settings(args: argparse.Namespace, sentences: list[str], clients: list[int]) -> None:
+    """Servers at each ``WORKERSxTHREADS`` setting, batching on, alternated round by round
+    (the machine's load drifts), against offline decoding at ``--threads``."""
+    pairs = [tuple(int(x) for x in s.split("x")) for s in args.settings.split(",")]
+    runs: dict[tuple, list[tuple]] = {}
+    before = offline(args.model, args.threads, args.beam, args.singles, args.inputs)
+    with contextlib.ExitStack() as stack:
+        ports = {(w, t): stack.enter_context(server(args.model, t, workers=w)) for w, t in pairs}
+        for port in ports.values():  # warm-up: first requests pay for lazy initialisation
+            asyncio.run(load(port, 4, sentences, 2.0, 40, args.beam))
+        for c in clients:
+            for _ in range(args.repeats):
+                for (w, t), port in ports.items():
+                    got = asyncio.run(load(port, c, sentences, args.seconds, args.max_requests,
+                                           args.beam))  # fmt: skip
+                    runs.setdefault((c, w, t), []).append(got)
+    settings = []
+    for (c, w, t), got in runs.items():
+        merged = (sum(g[0] for g in got), sum(g[1] for g in got), [x for g in got for x in g[2]],
+                  sum(g[3] for g in got))  # fmt: skip
+        settings.append({"clients": c, "workers": w, "threads": t, **summary(*merged)})
+    print(json.dumps({"model": args.model, "beam": args.beam, "offline_threads": args.threads,
+                      "offline_before": before, "settings": settings}))  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="runs/m30k_word")
@@ -147,20 +186,24 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--beam", type=int, default=1)
     p.add_argument("--singles", type=int, default=100, help="sentences timed one at a time")
+    p.add_argument("--settings", default="", help="WxT,...: compare workers x threads")
+    p.add_argument("--inputs", default="", help="sentences: a text or TSV file (first column)")
     p.add_argument("--offline-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     # a terminated benchmark still stops its servers (the with-blocks' cleanup runs)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.offline_child:
-        sentences = read_lines(data_root() / "multi30k" / "test_2016_flickr.de.gz")
+        sentences = _sentences(args.inputs)
         print(json.dumps(offline_child(args.model, sentences, args.threads, args.beam,
                                        args.singles)))  # fmt: skip
         return
     if not (Path(args.model) / "config.yaml").exists():
         over = [f"train.max_seconds={args.train_seconds}"]
         train(load_config(RECIPE, over), args.model)
-    sentences = read_lines(data_root() / "multi30k" / "test_2016_flickr.de.gz")
+    sentences = _sentences(args.inputs)
     clients = [int(c) for c in args.clients.split(",")]
+    if args.settings:
+        return compare_settings(args, sentences, clients)
     runs: dict[tuple[int, bool], list[tuple]] = {}
     before = offline(args.model, args.threads, args.beam, args.singles)
     with (server(args.model, args.threads) as on,

@@ -13,6 +13,7 @@ from pathlib import Path
 from transduce import cli_options as opt
 from transduce import data_command
 from transduce.config import ConfigError
+from transduce.data import prepare_command
 from transduce.data.corpus import read_lines
 from transduce.errors import DataError
 from transduce.export.command import add_engine_flag
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_application_commands(sub)
     forecast_command.add_parser(sub)
     data_command.add_parser(sub)
+    prepare_command.add_parser(sub)
     serve_command.add_parser(sub)
     add_export_parser(sub)
     return parser

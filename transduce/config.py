@@ -27,11 +27,22 @@ Preset = Literal["simple", "sutskever", "cho", "bahdanau", "luong", "transformer
 
 
 @dataclass(frozen=True)
+class CorpusConfig:
+    """One training corpus of several (``data.train`` as a list), sampled by ``weight``."""
+
+    path: str = ""  # tsv file (format: tsv)
+    src: str = ""  # line-aligned files (format: pairs)
+    tgt: str = ""
+    weight: float = 1.0  # share of each epoch's pairs: weight / sum of the weights
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the text comes from and how it becomes token ids."""
 
     format: Literal["tsv", "pairs", "jsonl", "chatterbot"] = "tsv"
-    train: str = ""  # tsv file (format: tsv)
+    # tsv file (format: tsv), or a list of corpora with sampling weights (a prepared store)
+    train: str | tuple[CorpusConfig, ...] = ""
     train_src: str = ""  # line-aligned files (format: pairs), plain or .gz
     train_tgt: str = ""
     valid: str = ""
@@ -57,6 +68,11 @@ class DataConfig:
     max_vocab: int | None = None
     max_src_len: int | None = 512  # tokens; longer pairs (train and valid) are dropped and
     max_tgt_len: int | None = 512  # counted per split (None: no limit)
+    spm_sample: int = 1_000_000  # sentences per side sentencepiece trains on (seeded sample)
+    # A prepared corpus store (transduce prepare): its folder, or "auto" to build one on
+    # first use in the data cache, keyed by the inputs and these settings; "" reads the
+    # text into memory at every start (the small corpora).
+    prepared: str = ""
 
 
 @dataclass(frozen=True)

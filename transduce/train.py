@@ -22,6 +22,7 @@ import torch
 from transduce import distributed, rundir
 from transduce.config import Config
 from transduce.data.batches import ParallelData
+from transduce.data.cache import run_data, uses_store
 from transduce.data.pipeline import TextPipeline, filter_lengths, length_keep, load_texts
 from transduce.engine.loop import Loop, RunResult
 from transduce.engine.run import run as engine_run
@@ -36,6 +37,8 @@ log = logging.getLogger("transduce.train")
 def prepare_run(
     cfg: Config, run_dir: Path, resume: bool
 ) -> tuple[TextPipeline, ParallelData, ParallelData, list[str]]:
+    if uses_store(cfg.data):  # a prepared corpus store, memory-mapped
+        return run_data(cfg, run_dir, resume)
     texts = load_texts(cfg.data)
     if resume:
         pipeline = TextPipeline.load(cfg.data, run_dir)

@@ -29,6 +29,11 @@ def post(url: str, body: bytes) -> tuple[int, dict]:
         (["--model", "RUN", "--max-texts", "0"], "--max-texts must be positive"),
         (["--model", "e=RUN+no/such"], "no/such is not a transduce run"),
         (["--model", "RUN", "--engine", "onnx"], "training run; export it first"),
+        (["--model", "RUN", "--port", "70000"], "--port 70000: give 0"),
+        (["--model", "RUN", "--port", "-5"], "--port -5: give 0"),
+        (["--model", "RUN", "--workers", "0"], "--workers must be positive"),
+        (["--model", "RUN", "--decode-timeout-s", "0"], "--decode-timeout-s must be positive"),
+        ([], "give at least one --model"),
     ],
 )
 def test_bad_flags_fail_with_one_line(text_run, capsys, args, problem):

@@ -136,3 +136,20 @@ def test_ct2_export_from_the_page_drops_what_it_cannot_do(browser, server, expor
         texts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results li .text")]
         assert texts == [h.text or "(empty)" for h in want[0]]
         assert "hidden" in browser.find_element(By.ID, "error").get_attribute("class")
+
+
+def test_docs_render_offline(browser, server, text_run):
+    """Swagger UI at /docs from this server's own assets: every script and stylesheet the
+    page loads is local, and the UI lists the API's operations."""
+    from selenium.webdriver.common.by import By
+
+    with server("--model", str(text_run)) as url:
+        browser.get(url + "/docs")
+        wait_for(browser, ".opblock-summary-path")
+        paths = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+        assert {"/v1/translate", "/v1/forecast", "/health/ready"} <= {p.strip() for p in paths}
+        sources = browser.execute_script(
+            "return [...document.scripts].map(s => s.src).concat("
+            "[...document.querySelectorAll('link[href]')].map(l => l.href))"
+        )
+        assert sources and all(s.startswith(url) for s in sources if s), sources

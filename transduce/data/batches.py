@@ -27,6 +27,14 @@ class Sequences:
         flat = [t for s in seqs for t in s]
         self.data = np.asarray(flat, dtype=np.int64) if flat else np.zeros(1, dtype=np.int64)
 
+    @classmethod
+    def from_arrays(cls, data: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> Sequences:
+        """Sequences over existing arrays (memory-mapped files of a prepared store)."""
+        out = cls([])
+        out.data = data if len(data) else np.zeros(1, dtype=data.dtype)
+        out.offsets, out.lengths = offsets, lengths
+        return out
+
     def __len__(self) -> int:
         return len(self.lengths)
 
@@ -51,7 +59,8 @@ class Sequences:
         pos = np.arange(width)[None, :] - lead  # [B, T] position inside each sequence
         inside = (pos >= 0) & (pos < lengths[:, None])
         flat_pos = np.where(inside, self.offsets[idx][:, None] + pos, 0)
-        out = np.where(inside, self.data[flat_pos], PAD_ID)
+        # int64 whatever the storage (a store keeps int32 ids): the same tensors either way
+        out = np.where(inside, self.data[flat_pos], PAD_ID).astype(np.int64, copy=False)
         if bos:
             out[:, 0] = BOS_ID
         if eos:
@@ -127,13 +136,24 @@ class ParallelData:
         rng = np.random.default_rng([seed, epoch])
         n = len(self)
         order = rng.permutation(n) if shuffle else np.arange(n)
+        return self.plan(order, rng, batch_size, bucket, shuffle, rank, world, max_tokens, by)
+
+    def plan(
+        self, order: np.ndarray, rng: np.random.Generator, batch_size: int, bucket: bool = True,
+        shuffle: bool = True, rank: int = 0, world: int = 1, max_tokens: int | None = None,
+        by: str = "source",
+    ) -> list[np.ndarray]:  # fmt: skip
+        """:meth:`batch_order` from an epoch's example ``order`` (a weighted mix draws its
+        own, :mod:`transduce.data.mixing`); ``rng`` shuffles the batches."""
+        n = len(order)
         if bucket:
             # One side's length, then the other's; equal lengths stay in shuffled order.
             # Source first suits an LSTM encoder on CPU (one fused call per distinct source
             # length); target first cuts the decoder's padding, the larger cost when the
             # encoder skips padding anyway (packed sequences).
-            src_len = self.src.lengths
+            src_len = self.src.lengths.astype(np.int64, copy=False)
             tgt_len = self.tgt.lengths if self.tgt is not None else np.zeros_like(src_len)
+            tgt_len = tgt_len.astype(np.int64, copy=False)
             first, then = (tgt_len, src_len) if by == "target" else (src_len, tgt_len)
             key = (first * (int(then.max(initial=0)) + 1) + then)[order]
             pool = batch_size * 50
@@ -157,14 +177,17 @@ class ParallelData:
     def _token_batches(self, order: np.ndarray, max_tokens: int) -> list[np.ndarray]:
         """Cut ``order`` into batches whose padded size (rows x longest side, </s> counted)
         stays within ``max_tokens``; one example per batch at least. Runs once per epoch."""
-        tgt = self.tgt.lengths if self.tgt is not None else 0
-        size = np.maximum(self.src.lengths, tgt + 1)[order].tolist()
+        tgt = self.tgt.lengths if self.tgt is not None else np.zeros_like(self.src.lengths)
         batches, start, longest = [], 0, 0
-        for i, n in enumerate(size):
-            longest = max(longest, n)
-            if (i - start + 1) * longest > max_tokens and i > start:
-                batches.append(order[start:i])
-                start, longest = i, n
+        block = 1 << 16  # sizes as Python ints a block at a time: not 10M of them at once
+        for first in range(0, len(order), block):
+            idx = order[first : first + block]
+            size = np.maximum(self.src.lengths[idx], tgt[idx] + 1).tolist()
+            for i, n in enumerate(size, first):
+                longest = max(longest, n)
+                if (i - start + 1) * longest > max_tokens and i > start:
+                    batches.append(order[start:i])
+                    start, longest = i, n
         if start < len(order):
             batches.append(order[start:])
         return batches

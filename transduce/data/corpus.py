@@ -278,17 +278,30 @@ def collect_records(
     own file or ``path``, and the line) or is skipped and counted in ``report``."""
     firsts: list[A] = []
     seconds: list[B] = []
+    for first, second in iter_records(lines, parse, path, on_bad_line, report):
+        firsts.append(first)
+        seconds.append(second)
+    return firsts, seconds
+
+
+def iter_records(
+    lines: Iterable[tuple[int, T]],
+    parse: Callable[[T, int], tuple[A, B]],
+    path: PathLike,
+    on_bad_line: str,
+    report: ReadReport,
+) -> Iterator[tuple[A, B]]:
+    """:func:`collect_records` one pair at a time, so a corpus larger than memory can be
+    read in chunks (:mod:`transduce.data.prepare`) with exactly the same counts."""
     for number, raw in lines:
         report.lines += 1
         try:
-            first, second = parse(raw, number)
+            pair = parse(raw, number)
         except _BadLine as bad:
             _reject(bad, path, number, report, on_bad_line)
             continue
-        firsts.append(first)
-        seconds.append(second)
         report.kept += 1
-    return firsts, seconds
+        yield pair
 
 
 def _aligned(

@@ -42,6 +42,7 @@ class TextSplits:
     train_tgt: list[str]
     valid_src: list[str]
     valid_tgt: list[str]
+    reports: tuple = ()  # the ReadReports of the files read (train, then valid if any)
 
 
 def _read(cfg: DataConfig, tsv: str, src: str, tgt: str, limit: int | None) -> Parallel:
@@ -85,19 +86,24 @@ def read_split(cfg: DataConfig, path: str) -> Parallel:
 
 def load_texts(cfg: DataConfig) -> TextSplits:
     """Read training (and validation) text; split off validation when no file is given."""
+    if not isinstance(cfg.train, str):
+        raise ValueError("data.train lists corpora: they are read through a prepared store "
+                         "(data.prepared: auto, or transduce prepare)")  # fmt: skip
     train = _read(cfg, cfg.train, cfg.train_src, cfg.train_tgt, cfg.limit)
     has_valid = cfg.valid if cfg.format != "pairs" else (cfg.valid_src and cfg.valid_tgt)
     if has_valid:
         valid = _read(cfg, cfg.valid, cfg.valid_src, cfg.valid_tgt, None)
-        return TextSplits(train.src, train.tgt, valid.src, valid.tgt)
+        return TextSplits(train.src, train.tgt, valid.src, valid.tgt,
+                          (train.report, valid.report))  # fmt: skip
     if cfg.split == "tail":
         tr, va = split_tail(len(train.src), cfg.valid_fraction)
     else:
         tr, va = split_by_source(train.src, cfg.valid_fraction, cfg.split_seed)
     pick = lambda xs, idx: [xs[i] for i in idx]  # noqa: E731
     return TextSplits(
-        pick(train.src, tr), pick(train.tgt, tr), pick(train.src, va), pick(train.tgt, va)
-    )
+        pick(train.src, tr), pick(train.tgt, tr), pick(train.src, va), pick(train.tgt, va),
+        (train.report,),
+    )  # fmt: skip
 
 
 class TextPipeline:
@@ -120,8 +126,11 @@ class TextPipeline:
         if fields > 1:  # tokenizers and vocabulary see each field on its own
             src_texts = [f for text in src_texts for f in split_fields(text, fields)]
         for side, kind, texts in _subword_sides(cfg, src_texts, tgt_texts):
+            # Said before the silent part: a large corpus takes tens of seconds here.
+            log.info("training the %s sentencepiece model (%s) on %s sentences", side, kind,
+                     f"{min(len(texts), spm_sample(cfg, side)):,}")  # fmt: skip
             train_sentencepiece(texts, kind, cfg.vocab_size, run_dir / f"spm.{side}.model",
-                                cfg.lowercase)  # fmt: skip
+                                cfg.lowercase, spm_sample(cfg, side), cfg.split_seed)  # fmt: skip
         src_tok, tgt_tok = _tokenizers(cfg, run_dir)
         src_vocab = Vocab.build(map(src_tok.encode, src_texts), cfg.min_freq, cfg.max_vocab)
         tgt_vocab = Vocab.build(map(tgt_tok.encode, tgt_texts), cfg.min_freq, cfg.max_vocab)
@@ -145,6 +154,8 @@ class TextPipeline:
         )
 
     def encode(self, src: list[str], tgt: list[str] | None = None) -> ParallelData:
+        if len(src) >= 100_000:  # tens of seconds: say so (transduce prepare does it once)
+            log.info("encoding %s pairs (transduce prepare would do this once)", f"{len(src):,}")
         src_ids = [self.src_vocab.encode(self.src_tokens(s)) for s in src]
         tgt_ids = (
             None if tgt is None else [self.tgt_vocab.encode(self.tgt_tok.encode(t)) for t in tgt]
@@ -162,6 +173,11 @@ class TextPipeline:
 def n_fields(cfg: DataConfig) -> int:
     """Number of source fields a model of this data reads (1 for the classic formats)."""
     return max(len(cfg.src_fields), 1)
+
+
+def spm_sample(cfg: DataConfig, side: str) -> int:
+    """Sentences sentencepiece samples: ``data.spm_sample`` per side (both for a joint model)."""
+    return cfg.spm_sample * (2 if side == "joint" else 1)
 
 
 def _subword_sides(cfg: DataConfig, src_texts: list[str], tgt_texts: list[str]):

@@ -28,7 +28,15 @@ class Vocab:
         cls, sequences: Iterable[Sequence[str]], min_freq: int = 1, max_size: int | None = None
     ) -> Vocab:
         """Most frequent first (ties alphabetical, so the result is deterministic)."""
-        counts = Counter(tok for seq in sequences for tok in seq)
+        return cls.from_counts(Counter(tok for seq in sequences for tok in seq), min_freq,
+                               max_size)  # fmt: skip
+
+    @classmethod
+    def from_counts(
+        cls, counts: Counter[str], min_freq: int = 1, max_size: int | None = None
+    ) -> Vocab:
+        """:meth:`build` from token counts (merged over chunks of a large corpus)."""
+        counts = Counter(counts)
         for special in SPECIALS:
             counts.pop(special, None)
         ranked = sorted(

@@ -47,13 +47,18 @@ def training_summary(run_dir: Path, early_stop_metric: str) -> dict[str, Any]:
     if not path.exists():
         return {}
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        except ValueError:  # JSONDecodeError, or a number too long to read
             continue  # a line cut short by a crash says nothing about the best record
-    valid = [r for r in rows if r.get("split") == "valid" and early_stop_metric in r]
-    summary: dict[str, Any] = {"steps": max((r.get("step", 0) for r in rows), default=0)}
+    # a damaged file may hold any JSON: keep records (objects) with numbers where needed
+    rows = [r for r in rows if isinstance(r, dict)]
+    number = (int, float)
+    valid = [r for r in rows if r.get("split") == "valid"
+             and isinstance(r.get(early_stop_metric), number)]  # fmt: skip
+    steps = [r["step"] for r in rows if isinstance(r.get("step"), int)]
+    summary: dict[str, Any] = {"steps": max(steps, default=0)}
     if valid:
         sign = 1 if early_stop_metric == "loss" else -1
         best = min(valid, key=lambda r: sign * r[early_stop_metric])
@@ -81,6 +86,7 @@ class TextModel:
         self.members = members  # the runs of an ensemble; None for a single run
         self.fields: tuple[str, ...] = tuple(translator.cfg.data.src_fields) or ("text",)
         self.max_len: int = translator.cfg.decode.max_len  # output cap when a request sets none
+        _interruptible(translator)
 
     @classmethod
     def load(cls, name: str, run_dir: Path, checkpoint: str = "best", device: str = "cpu"):
@@ -121,6 +127,17 @@ class TextModel:
             "training": _training(self.run_dir, self.members, cfg.train.early_stop_metric),
             "decoding_defaults": _defaults(asdict(cfg.decode)),
         }
+
+
+def _interruptible(translator) -> None:
+    """Check for a given-up batch before every output projection, i.e. once per decoding
+    step (a forward pre-hook on each model's ``head``): the server can stop a long search."""
+    from transduce.serve.batcher import check_cancelled
+
+    for t in getattr(translator, "members", None) or [translator]:
+        head = getattr(t.model, "head", None)
+        if hasattr(head, "register_forward_pre_hook"):
+            head.register_forward_pre_hook(lambda module, args: check_cancelled())
 
 
 def _training(run_dir: Path, members: list[Path] | None, metric: str) -> dict[str, Any]:
@@ -225,8 +242,25 @@ class SeriesModel:
         ensemble = ForecastEnsemble.load(run_dirs, checkpoint, device, combine="median")
         return cls(name, run_dirs[0], ensemble, list(run_dirs))
 
-    def decode(self, items: list[np.ndarray], options: Any = None) -> list[np.ndarray]:
-        return list(self.forecaster.forecast(items))
+    def decode(self, items: list[np.ndarray], options: Any = None) -> list[Any]:
+        """``options``: the interval levels (a tuple, maybe empty); with levels, each item's
+        result is ``(point, {"lo-80": ..., "hi-80": ...})``."""
+        if not options:
+            return list(self.forecaster.forecast(items))
+        point, bands = self.forecaster.forecast_intervals(items, list(options))
+        return [
+            (point[i], {f"{side}-{k}": b[j][i] for k, b in bands.items()
+                        for j, side in enumerate(("lo", "hi"))})
+            for i in range(len(items))
+        ]  # fmt: skip
+
+    def levels(self) -> list[str]:
+        """The interval levels this run was calibrated for (``"80"``...; none: no intervals)."""
+        cal = getattr(self.forecaster, "calibration", None)
+        if not isinstance(cal, dict):
+            return []
+        keys = {*cal.get("residual", {}), *cal.get("cqr", {})}
+        return sorted(keys, key=float)
 
     def describe(self) -> dict[str, Any]:
         forecasters = getattr(self.forecaster, "members", [self.forecaster])

@@ -8,6 +8,9 @@ oldest request arrived -- and without waiting at all when nothing suggests compa
 an idle server pays no batching delay. A batch takes one item from each waiting request in
 turn, and groups take turns, so a large request is split into batches and holds the others
 back by one batch at most. Each request gets exactly its own results, in its order.
+A batch is also bounded in work (``max_cost``, e.g. beam x output length per item), so a
+costly request is split into short batches; a request whose caller stopped waiting (its
+client disconnected, or its time ran out) is dropped before its next batch.
 
 This is the scheme of serving systems such as Clipper (Crankshaw et al., 2017, "Clipper: A
 Low-Latency Online Prediction Serving System", NSDI) with a fixed wait bound instead of an
@@ -18,11 +21,35 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
+
+_running = threading.local()  # the stop test of the batch the current thread decodes
+
+
+class DecodeCancelled(Exception):
+    """Raised inside a decode whose every request was given up (see :func:`check_cancelled`)."""
+
+
+def check_cancelled() -> None:
+    """For engines to call between decoding steps: raises :class:`DecodeCancelled` once
+    every request of the batch this thread decodes was given up (client gone, timed out),
+    so even one long beam search stops within a step rather than running to max_len."""
+    stop = getattr(_running, "stop", None)
+    if stop is not None and stop():
+        raise DecodeCancelled
+
+
+def _decode_batch(decode: Callable, items: list[Any], options: Any, stop: Callable[[], bool]):
+    _running.stop = stop
+    try:
+        return decode(items, options)
+    finally:
+        _running.stop = None
 
 
 class Arrivals:
@@ -73,13 +100,18 @@ class MicroBatcher:
         max_batch_size: int = 64,
         max_wait_ms: float = 5.0,
         arrivals: Arrivals | None = None,
+        cost: Callable[[Any, Any], int] | None = None,
+        max_cost: int | None = None,
+        observe: Callable[[int, float], None] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size must be >= 1 and max_wait_ms >= 0")
         self.decode, self.executor = decode, executor
         self.max_batch_size, self.max_wait = max_batch_size, max_wait_ms / 1000
         self.arrivals = arrivals
-        self.calls = self.items = 0
+        self.cost, self.max_cost = cost, max_cost  # cost(item, options): one item's work
+        self.observe = observe  # called with (items, seconds) after each batched decode
+        self.calls = self.items = self.dropped = 0
         self._groups: OrderedDict[Hashable, deque[_Request]] = OrderedDict()
         self._ids = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +162,20 @@ class MicroBatcher:
     def _pending(self, key: Hashable) -> int:
         return sum(len(r.items) - r.handed for r in self._groups.get(key, ()))
 
+    def depth(self) -> int:
+        """Items waiting for a batch (requests whose caller gave up not counted)."""
+        return sum(
+            len(r.items) - r.handed for q in self._groups.values() for r in q if not r.future.done()
+        )
+
+    def _fits(self, batch: list[tuple[_Request, int]], spent: int, item: Any, options: Any):
+        """The batch's work with ``item`` added, or None if it would pass ``max_cost``
+        (the first item always fits)."""
+        if self.cost is None or self.max_cost is None:
+            return spent
+        spent += self.cost(item, options)
+        return spent if spent <= self.max_cost or not batch else None
+
     def _company_coming(self) -> bool:
         """Whether more requests are likely to join: some are being read, or the previous
         batch merged several (the server is under concurrent load)."""
@@ -152,14 +198,21 @@ class MicroBatcher:
 
     def _take(self, key: Hashable) -> list[tuple[_Request, int]]:
         """Up to ``max_batch_size`` (request, item index) pairs, one per request in turn."""
-        queue, batch = self._groups[key], []
-        while queue and len(batch) < self.max_batch_size:
+        queue, batch, spent, full = self._groups[key], [], 0, False
+        while queue and not full:
             for request in list(queue):
                 if len(batch) == self.max_batch_size:
+                    full = True
                     break
-                if request.future.done():  # cancelled: the client went away
+                if request.future.done():  # cancelled: the client went away, or timed out
                     queue.remove(request)
+                    self.dropped += len(request.items) - request.handed
                     continue
+                after = self._fits(batch, spent, request.items[request.handed], key[0])
+                if after is None:
+                    full = True
+                    break
+                spent = after
                 batch.append((request, request.handed))
                 request.handed += 1
                 if request.handed == len(request.items):
@@ -177,14 +230,25 @@ class MicroBatcher:
         self._last_requests = len(requests)
         self.calls += 1
         self.items += len(items)
+        start = loop.time()
+        waiting = list(requests.values())
+
+        def stop() -> bool:  # read from the decode thread: done() only reads a state
+            return all(r.future.done() for r in waiting)
+
         try:
-            results = await loop.run_in_executor(self.executor, self.decode, items, options)
+            results = await loop.run_in_executor(
+                self.executor, _decode_batch, self.decode, items, options, stop
+            )
         except Exception as err:  # fail the requests in this batch, keep serving the rest
             for request in requests.values():
                 self._drop(request)
                 if not request.future.done():
                     request.future.set_exception(err)
             return
+        finally:
+            if self.observe is not None:
+                self.observe(len(items), loop.time() - start)
         for (request, i), result in zip(batch, results, strict=True):
             request.results[i] = result
             request.done += 1

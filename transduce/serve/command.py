@@ -1,8 +1,14 @@
-"""``transduce serve``: load models, build the app, run it with uvicorn on 127.0.0.1."""
+"""``transduce serve``: load models, build the app, run it with uvicorn on 127.0.0.1.
+
+Every flag can also come from a ``TRANSDUCE_SERVE_<FLAG>`` environment variable (``--max-
+texts`` from ``TRANSDUCE_SERVE_MAX_TEXTS``; ``--model`` from ``TRANSDUCE_SERVE_MODEL``,
+specs separated by spaces); a flag given on the command line wins.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from dataclasses import fields
@@ -11,9 +17,13 @@ from transduce.config import ConfigError
 from transduce.export.command import ENGINES
 from transduce.serve.limits import ServeLimits
 
+ENV_PREFIX = "TRANSDUCE_SERVE_"
+
 
 def listening_socket(host: str, port: int) -> socket.socket:
     """A bound TCP socket for uvicorn; port 0 picks a free one."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: give 0 (any free port) to 65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for those;
     # without it every small reply waits out the client's delayed ACK (~40 ms)
@@ -22,123 +32,146 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
-    except OSError as err:
+    except (OSError, OverflowError) as err:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+        why = getattr(err, "strerror", None) or str(err)
+        raise ConfigError(f"cannot listen on {host}:{port}: {why}") from None
     return sock
 
 
-def serve(
-    model_specs: list[str],
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    limits: ServeLimits | None = None,
-    checkpoint: str = "best",
-    device: str = "cpu",
-    log_level: str = "warning",
-    engine: str = "auto",
-    threads: int = 0,
-) -> None:
-    """Serve ``model_specs`` (``DIR``, ``NAME=DIR`` or ``NAME=DIR1+DIR2`` for an ensemble)
-    until interrupted; port 0 picks a free port. Exports run on ``engine`` (auto: each
-    manifest's). Prints one line saying where it listens once it accepts connections."""
-    import uvicorn
-
+def serve(settings) -> None:
+    """Serve ``settings.model_specs`` until SIGTERM or Ctrl-C (a model that fails to load:
+    :class:`ConfigError` once the server has stopped).
+    Prints one line saying where it listens once every model is loaded (``/health/live``
+    answers from the start, ``/health/ready`` once loaded)."""
     from transduce.serve.app import create_app
-    from transduce.serve.backend import load_models
+    from transduce.serve.backend import parse_model_specs
+    from transduce.serve.server import (
+        Server,
+        configure_logging,
+        load_settings_models,
+        run_workers,
+        uvicorn_config,
+    )  # fmt: skip
 
-    models = load_models(model_specs, checkpoint, device, engine, threads)
-    app = create_app(models, limits)
-    sock = listening_socket(host, port)
+    names = list(parse_model_specs(settings.model_specs))  # bad specs fail before binding
+    configure_logging(settings)
+    sock = listening_socket(settings.host, settings.port)
     bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets=None) -> None:
-            await super().startup(sockets)
-            print(f"transduce serve: listening on http://{shown}:{bound} "
-                  f"(models: {', '.join(models)})", flush=True)  # fmt: skip
-
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_keep_alive=30)
-    Server(config).run(sockets=[sock])
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    banner = f"transduce serve: listening on http://{shown}:{bound} (models: {', '.join(names)}"
+    banner += f"; {settings.workers} workers)" if settings.workers > 1 else ")"
+    if settings.workers > 1:
+        run_workers(settings, sock, banner)
+        return
+    app = create_app(loader=lambda: load_settings_models(settings), limits=settings.limits,
+                     names=names, json_logs=settings.log_format == "json")  # fmt: skip
+    server = Server(uvicorn_config(app, settings), app.state.serve, banner)
+    server.run(sockets=[sock])
+    if app.state.serve.failed:
+        raise ConfigError(app.state.serve.failed)
 
 
 def serve_command(args: argparse.Namespace) -> None:
+    from transduce.serve.server import ServerSettings
+
+    if getattr(args, "env_error", None):
+        raise ConfigError(args.env_error)
+    if args.model is None:
+        args.model = os.environ.get(ENV_PREFIX + "MODEL", "").split() or None
+    if not args.model:
+        raise ConfigError("serve: give at least one --model DIR (or TRANSDUCE_SERVE_MODEL)")
     limits = ServeLimits(**{f.name: getattr(args, f.name) for f in fields(ServeLimits)})
     for f in fields(ServeLimits):
-        if getattr(limits, f.name) < (0 if f.name == "max_wait_ms" else 1):
+        if not getattr(limits, f.name) >= (0 if f.name == "max_wait_ms" else 1e-9):
             raise ConfigError(f"--{f.name.replace('_', '-')} must be positive")
+    for name in ("workers", "keep_alive_s", "read_timeout_s", "graceful_timeout_s"):
+        if not getattr(args, name) > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+    if args.threads < 0:
+        raise ConfigError("--threads must be 0 (the engine's default) or more")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"transduce serve: warning: listening on {args.host}, beyond this machine",
               file=sys.stderr)  # fmt: skip
-    serve(args.model, args.host, args.port, limits, args.checkpoint, args.device, args.log_level,
-          args.engine, args.threads)  # fmt: skip
+    settings = ServerSettings(
+        args.model, args.host, args.port, limits, args.checkpoint, args.device, args.engine,
+        args.threads, args.workers, args.log_level, args.log_format, args.keep_alive_s,
+        args.read_timeout_s, args.graceful_timeout_s,
+    )  # fmt: skip
+    serve(settings)
+
+
+def _env_defaults(p: argparse.ArgumentParser) -> None:
+    """Defaults from ``TRANSDUCE_SERVE_*`` (argparse converts string defaults with the
+    flag's type, so a bad value fails as a bad flag would)."""
+    for action in p._actions:
+        if not action.option_strings or action.dest in ("help", "model"):
+            continue
+        value = os.environ.get(ENV_PREFIX + action.dest.upper())
+        if value is not None:
+            if action.choices is not None and value not in action.choices:
+                # said when serve runs: a bad variable must not break the other commands
+                p.set_defaults(env_error=f"{ENV_PREFIX}{action.dest.upper()}={value[:80]!r}: "
+                               f"choose from {', '.join(map(str, action.choices))}")  # fmt: skip
+                continue
+            action.default = value
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register ``transduce serve`` on the CLI's subparsers."""
-    d = ServeLimits()
+    from transduce.serve.server import ServerSettings
+
+    d, s = ServeLimits(), ServerSettings([])
     p = sub.add_parser("serve", help="HTTP API and web page over trained models")
-    p.add_argument(
-        "--model",
-        action="append",
-        required=True,
-        metavar="[NAME=]DIR[+DIR...]",
+    add = p.add_argument
+    add("--model", action="append", metavar="[NAME=]DIR[+DIR...]",
         help="run directory or exported directory (transduce export), repeatable; NAME: the "
         "folder's name. NAME=DIR1+DIR2 serves an ensemble of runs under NAME (text: "
-        "log-probabilities averaged; forecasts: their median)",
-    )
-    p.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="auto",
+        "log-probabilities averaged; forecasts: their median)")  # fmt: skip
+    add("--engine", choices=ENGINES, default="auto",
         help="auto: an exported directory's engine (manifest.json), else torch; another "
-        "value applies to every model and must match it",
-    )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (0: a free one)")
-    p.add_argument(
-        "--max-batch-size",
-        type=int,
-        default=d.max_batch_size,
-        help=f"inputs per batched decode (default {d.max_batch_size}; 1: no batching)",
-    )
-    p.add_argument(
-        "--max-wait-ms",
-        type=float,
-        default=d.max_wait_ms,
-        help=f"longest wait for a batch to fill (default {d.max_wait_ms:g})",
-    )
-    p.add_argument(
-        "--max-texts",
-        type=int,
-        default=d.max_texts,
-        help=f"inputs or series per request (default {d.max_texts})",
-    )
-    p.add_argument(
-        "--max-chars",
-        type=int,
-        default=d.max_chars,
-        help=f"characters per input (default {d.max_chars})",
-    )
-    p.add_argument(
-        "--max-values",
-        type=int,
-        default=d.max_values,
-        help=f"values per series (default {d.max_values})",
-    )
-    p.add_argument(
-        "--max-body-kb",
-        type=int,
-        default=d.max_body_kb,
-        help=f"request body size in KiB (default {d.max_body_kb})",
-    )
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch (or onnxruntime, CTranslate2) CPU threads (0: default)")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
-                   help="which weights: best validation (default), last, or averaged")  # fmt: skip
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"],
-                   help="server log level (default warning)")  # fmt: skip
+        "value applies to every model and must match it")  # fmt: skip
+    add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    add("--port", type=int, default=8000, help="port (0: a free one)")
+    add("--workers", type=int, default=s.workers,
+        help=f"server processes sharing the port, each with its own model copy (default "
+        f"{s.workers})")  # fmt: skip
+    add("--threads", type=int, default=s.threads,
+        help=f"intra-op CPU threads per worker (torch, onnxruntime, CTranslate2; default "
+        f"{s.threads}; 0: the engine's default)")  # fmt: skip
+    limit_help = {
+        "max_batch_size": "inputs per batched decode (1: no batching)",
+        "max_wait_ms": "longest wait for a batch to fill",
+        "max_texts": "inputs or series per request",
+        "max_chars": "characters per input",
+        "max_values": "values per series",
+        "max_body_kb": "request body size in KiB",
+        "max_compute": "a translation's texts x beam x max_len",
+        "max_batch_work": "one batch's (and one input's) beam x (max_len + 8) x source characters",
+        "decode_timeout_s": "seconds before a request's decode is stopped (503)",
+        "max_errors": "validation problems listed in one 422 reply",
+        "max_keys": "JSON object keys in one request body",
+    }
+    for f in fields(ServeLimits):
+        default = getattr(d, f.name)
+        add(f"--{f.name.replace('_', '-')}", type=type(default), default=default,
+            help=f"{limit_help[f.name]} (default {default:g})")  # fmt: skip
+    for name, what in (
+        ("keep_alive_s", "idle keep-alive connections are closed after this"),
+        ("read_timeout_s", "a request's headers and body must arrive within this"),
+        ("graceful_timeout_s", "on SIGTERM, in-flight requests get this long to finish"),
+    ):
+        default = getattr(s, name)
+        add(f"--{name.replace('_', '-')}", type=float, default=default,
+            help=f"seconds: {what} (default {default:g})")  # fmt: skip
+    add("--device", default="cpu", help="cpu or cuda")
+    add("--checkpoint", choices=["best", "last", "averaged"], default="best",
+        help="which weights: best validation (default), last, or averaged")  # fmt: skip
+    add("--log-level", default="warning", choices=["debug", "info", "warning"],
+        help="server log level (default warning; info: text access lines)")  # fmt: skip
+    add("--log-format", default="text", choices=["text", "json"],
+        help="access log: json writes one JSON line per request (request id, route, status, "
+        "latency) to stderr at any log level")  # fmt: skip
+    _env_defaults(p)
     p.set_defaults(func=serve_command)
     return p

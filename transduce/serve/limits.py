@@ -7,7 +7,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """What one request may ask for (``transduce serve`` flags of the same names)."""
+    """What one request may ask for (``transduce serve`` flags of the same names).
+
+    ``max_compute`` bounds a translation's decoding work, counted as texts x beam (or
+    n-best samples) x output length cap. ``max_batch_work`` bounds one batched decode:
+    the micro-batcher splits work into batches whose items' :func:`batch_work` sums to at
+    most this, and an input whose own work is over it is refused (a batch cannot split an
+    input), so one batch -- and so the wait of any other request -- stays short however
+    large the admissible request is (about 1 s for the demo model on one core).
+    """
 
     max_texts: int = 256  # inputs (or series) per request
     max_chars: int = 2000  # characters per input (all fields together)
@@ -15,3 +23,21 @@ class ServeLimits:
     max_body_kb: int = 4096  # request body size
     max_batch_size: int = 64  # inputs per batched decode
     max_wait_ms: float = 5.0  # how long a batch waits to fill
+    max_compute: int = 100_000  # texts x beam x max_len per request
+    max_batch_work: int = 1_500_000  # one batch's (and so one input's) work, see batch_work
+    decode_timeout_s: float = 60.0  # a request's decode is cancelled after this long
+    max_errors: int = 20  # validation errors reported in one reply
+    max_keys: int = 1000  # JSON object keys (all levels) in one request body
+
+
+def compute_cost(texts: int, beam: int, nbest: int, sample: bool, max_len: int) -> int:
+    """A translation's decoding work in ``max_compute`` units: hypotheses kept per text
+    (the beam, or the n-best samples drawn) x output steps, summed over texts."""
+    return texts * (nbest if sample else beam) * max_len
+
+
+def batch_work(chars: int, beam: int, nbest: int, sample: bool, max_len: int) -> int:
+    """One input's decoding work: each hypothesis attends over the whole source at each
+    of up to ``max_len`` steps, plus a few steps' worth for encoding it and copying its
+    memory to every hypothesis."""
+    return (nbest if sample else beam) * (max_len + 8) * max(chars, 1)

@@ -180,8 +180,12 @@ class BatchStats(BaseModel):
     items: int = Field(description="inputs decoded by them")
 
 
+class LiveResponse(BaseModel):
+    status: str = Field(description="alive: the process answers")
+
+
 class HealthResponse(BaseModel):
-    status: str
+    status: str = Field(description="ok once every model is loaded; loading or failed: 503")
     models: list[str]
     batches: dict[str, BatchStats]
 

@@ -1,0 +1,148 @@
+"""The server as a process: SIGTERM lets an in-flight request finish and exits 0; a client
+that trickles its request is disconnected; access lines are JSON with the request id;
+flags come from TRANSDUCE_SERVE_* variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+
+def start(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "transduce", "-q", "serve", "--port", "0", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ready = select.select([proc.stdout], [], [], 120)[0]
+    line = proc.stdout.readline() if ready else ""
+    match = re.search(r"listening on (http://\S+)", line)
+    if not match:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r} {proc.stderr.read()[-2000:]}")
+    return proc, match.group(1)
+
+
+def post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict, dict]:
+    data = json.dumps(body).encode()
+    req = urllib.request.Request(url, data, {"Content-Type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(req, timeout=120) as reply:
+        return reply.status, json.loads(reply.read()), dict(reply.headers)
+
+
+def test_sigterm_finishes_the_slow_request_and_exits_0(text_run):
+    proc, url = start("--model", str(text_run), "--max-batch-work", "1000000000")
+    try:
+        slow = {"texts": ["αβγδεζηθ" * 250] * 64, "max_len": 300}
+        t0 = time.perf_counter()
+        post(url + "/v1/translate", {"texts": ["αβγδεζηθ" * 250] * 8, "max_len": 300})
+        probe = time.perf_counter() - t0  # an eighth of the slow request
+        got: dict = {}
+        worker = threading.Thread(target=lambda: got.update(r=post(url + "/v1/translate", slow)))
+        worker.start()
+        time.sleep(min(1.0, probe))
+        proc.send_signal(signal.SIGTERM)
+        worker.join(120)
+        assert got["r"][0] == 200 and len(got["r"][1]["results"]) == 64
+        assert proc.wait(60) == 0
+        refused = socket.socket()
+        assert refused.connect_ex(("127.0.0.1", int(url.rsplit(":", 1)[1]))) != 0
+        refused.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_slow_clients_are_dropped_and_access_lines_are_json(text_run):
+    env = {"TRANSDUCE_SERVE_READ_TIMEOUT_S": "1", "TRANSDUCE_SERVE_LOG_FORMAT": "json",
+           "TRANSDUCE_SERVE_MAX_TEXTS": "2"}  # fmt: skip
+    proc, url = start("--model", str(text_run), "--max-texts", "3", env=env)
+    try:
+        host, port = url[len("http://") :].split(":")
+        trickle = socket.create_connection((host, int(port)))
+        trickle.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\n")  # never finishes
+        silent = socket.create_connection((host, int(port)))
+        stalled = socket.create_connection((host, int(port)))  # headers whole, body never
+        stalled.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                        b"application/json\r\nContent-Length: 100\r\n\r\n{\"texts\"")  # fmt: skip
+        for s in (trickle, silent, stalled):
+            s.settimeout(10)
+        t0 = time.perf_counter()
+        assert trickle.recv(100) == b"" and silent.recv(100) == b""  # closed by the server
+        assert stalled.recv(100) == b""
+        assert time.perf_counter() - t0 < 5
+        status, _, headers = post(url + "/v1/translate", {"texts": ["α"] * 3},
+                                     {"X-Request-ID": "drill-7"})  # fmt: skip
+        assert status == 200 and headers["x-request-id"] == "drill-7"  # flag beat the variable
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    mine = [x for x in lines if x["request_id"] == "drill-7"]
+    assert mine and mine[0]["route"] == "/v1/translate" and mine[0]["status"] == 200
+    assert mine[0]["latency_ms"] > 0 and proc.returncode == 0
+
+
+def metric(url: str, name: str) -> float:
+    """The sum of a metric's samples in ``/metrics`` (0 if absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as reply:
+        text = reply.read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name)  # fmt: skip
+
+
+def test_a_short_request_is_served_while_the_largest_decodes_and_a_gone_client_stops(text_run):
+    """Default limits: 256 texts of 2,000 characters at max_len 390 (99,840 of the 100,000
+    budget) decode in short batches; a one-word request sent meanwhile answers within 3 s.
+    The big request's client then disconnects: at most one more batch of it is decoded."""
+    proc, url = start("--model", str(text_run))
+    try:
+        host, port = url[len("http://") :].split(":")
+        body = json.dumps({"texts": ["αβγδεζηθ" * 250] * 256, "max_len": 390}).encode()
+        big = socket.create_connection((host, int(port)))
+        big.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                    b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)  # fmt: skip
+        while metric(url, "transduce_inputs_decoded_total") == 0:
+            time.sleep(0.05)
+        t0 = time.perf_counter()
+        status, reply, _ = post(url + "/v1/translate", {"texts": ["αβ"]})
+        waited = time.perf_counter() - t0
+        assert status == 200 and reply["results"][0]["hypotheses"] and waited <= 3.0, waited
+        big.close()
+        while metric(url, "transduce_requests_cancelled_total") == 0:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        settled = metric(url, "transduce_inputs_decoded_total")
+        time.sleep(1.0)
+        assert metric(url, "transduce_inputs_decoded_total") == settled < 256
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+def test_workers_share_the_port_and_stop_on_sigterm(text_run):
+    proc, url = start("--model", str(text_run), "--workers", "2")
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) >= 2  # uvicorn's spawned worker processes
+        for _ in range(10):
+            status, reply, _ = post(url + "/v1/translate", {"texts": ["αβγ"] * 2})
+            assert status == 200 and reply["results"][0]["hypotheses"]
+        # whichever worker answers the scrape reports both workers' counts
+        assert metric(url, "transduce_inputs_decoded_total") == 20
+        assert metric(url, "transduce_batch_size_count") >= 10
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0

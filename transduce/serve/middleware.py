@@ -1,0 +1,116 @@
+"""Pure ASGI middleware of the server: the request gate (body size, arrivals for the
+batchers) and the request context (``X-Request-ID``, access log line, metrics)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+
+from starlette.datastructures import MutableHeaders
+
+from transduce.serve.batcher import Arrivals
+from transduce.serve.errors import error_response
+from transduce.serve.state import ServeState
+
+API_PREFIX = "/v1/"
+access_log = logging.getLogger("transduce.serve.access")
+# a client's request id is echoed into headers and logs: printable, short, no separators
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+class Gate:
+    """Counts API requests being read (the batchers' ``Arrivals``) and refuses bodies over
+    the size limit before they are read whole."""
+
+    def __init__(self, app, arrivals: Arrivals, max_body: int) -> None:
+        self.app, self.arrivals, self.max_body = app, arrivals, max_body
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is None and scope["method"] in ("GET", "HEAD"):
+            length = b"0"
+        if length is None or not length.isdigit() or int(length) > self.max_body:
+            # h11 holds the body to its declared length; chunked bodies need one declared
+            response = error_response(413, "body", f"request body over {self.max_body} bytes "
+                                      "(or no Content-Length)")  # fmt: skip
+            return await response(scope, receive, send)
+        token = scope["transduce.arrival"] = Arrival(self.arrivals)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            token.leave()
+
+
+class Arrival:
+    """One request being read; ``leave`` once it reached a batcher (or ended)."""
+
+    def __init__(self, arrivals: Arrivals) -> None:
+        self.arrivals, self.left = arrivals, False
+        arrivals.enter()
+
+    def leave(self) -> None:
+        if not self.left:
+            self.left = True
+            self.arrivals.leave()
+
+
+def request_id(scope) -> str:
+    """The client's ``X-Request-ID`` if it is a sane token, else a fresh one."""
+    for key, value in scope["headers"]:
+        if key == b"x-request-id" and _REQUEST_ID.fullmatch(value):
+            return value.decode("ascii")
+    return uuid.uuid4().hex
+
+
+class RequestContext:
+    """Gives every HTTP request an id (echoed as ``X-Request-ID``), counts it in the metrics
+    by route template and status, and writes one access-log line (text or JSON)."""
+
+    def __init__(self, app, state: ServeState, json_logs: bool = False) -> None:
+        self.app, self.state, self.json_logs = app, state, json_logs
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        rid = scope["transduce.request_id"] = request_id(scope)
+        start, status = time.perf_counter(), [500]
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                MutableHeaders(scope=message).append("x-request-id", rid)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.state.metrics.request(route, scope["method"], status[0], elapsed)
+            self._log(scope, rid, route, status[0], elapsed)
+
+    def _log(self, scope, rid: str, route: str, status: int, elapsed: float) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        client = scope.get("client")
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "request_id": rid,
+            "method": scope["method"],
+            "route": route,
+            "path": scope["path"][:200],
+            "status": status,
+            "latency_ms": round(elapsed * 1000, 3),
+            "client": f"{client[0]}:{client[1]}" if client else None,
+        }
+        if self.json_logs:
+            access_log.info(json.dumps(line, ensure_ascii=True))
+        else:
+            access_log.info("%s %s %s %d %.1f ms", rid, line["method"], line["path"],
+                            status, line["latency_ms"])  # fmt: skip

@@ -1,0 +1,94 @@
+"""What the API routes share: the cheap shape check before validation, and running a
+request's decode so that it stops when the client goes away or its time runs out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from transduce.serve import schemas as s
+from transduce.serve.errors import ApiError
+from transduce.serve.state import ServeState, get_state, ready_state
+
+State = Annotated[ServeState, Depends(get_state)]
+ReadyState = Annotated[ServeState, Depends(ready_state)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": s.ErrorResponse} for code in (400, 404, 413, 422, 503)
+}
+
+
+def arrived(request: Request) -> None:
+    """The request is parsed and about to queue: the batcher need not wait for it."""
+    token = request.scope.get("transduce.arrival")
+    if token is not None:
+        token.leave()
+
+
+def _count_keys(body: Any, limit: int) -> int:
+    """Object keys at every level, counting stops past ``limit`` (iterative: no recursion)."""
+    n, stack = 0, [body]
+    while stack and n <= limit:
+        x = stack.pop()
+        if isinstance(x, dict):
+            n += len(x)
+            stack.extend(v for v in x.values() if isinstance(v, (dict, list)))
+        elif isinstance(x, list):
+            stack.extend(v for v in x if isinstance(v, (dict, list)))
+    return n
+
+
+async def bounded_body(request: Request, state: ReadyState) -> ServeState:
+    """Dependency run after the JSON is parsed and before it is validated: a body with more
+    object keys than ``max_keys`` is refused at once (pydantic would list every unknown
+    key, which costs seconds and megabytes for a few hundred thousand of them)."""
+    body = raw_json(request)
+    lists = {"texts": state.limits.max_texts, "series": state.limits.max_texts}
+    if isinstance(body, dict):  # long lists refused before anything walks every element
+        for key, most in lists.items():
+            if isinstance(body.get(key), list) and len(body[key]) > most:
+                raise ApiError(422, key, f"{len(body[key])} items: at most {most}")
+    limit = state.limits.max_keys
+    if body is not None and _count_keys(body, limit) > limit:
+        raise ApiError(422, "body", f"more than {limit} keys in the body")
+    return state
+
+
+def raw_json(request: Request) -> Any:
+    """The body as FastAPI parsed (and cached) it just before the dependencies run."""
+    return getattr(request, "_json", None)
+
+
+BoundedState = Annotated[ServeState, Depends(bounded_body)]
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns once the client disconnects (the body is read: the next message is that)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def decode_or_give_up(request: Request, state: ServeState, model: str, work: Awaitable):
+    """Await ``work`` (a batcher submission); cancel it -- its remaining batches are
+    dropped -- if the client disconnects or ``decode_timeout_s`` passes."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_client_gone(request))
+    timeout = state.limits.decode_timeout_s
+    try:
+        done, _ = await asyncio.wait({task, watch}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    finally:
+        watch.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    reason = "disconnected" if watch in done else "timeout"
+    state.metrics.dropped.labels(model, reason).inc()
+    if reason == "disconnected":  # nobody reads this reply; 499 as in nginx's logs
+        raise ApiError(499, "body", "the client closed the connection")
+    raise ApiError(503, "body", f"the decode took longer than {timeout:g} s and was stopped: "
+                   "send fewer or shorter texts, or lower beam or max_len")  # fmt: skip

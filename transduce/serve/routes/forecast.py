@@ -1,0 +1,151 @@
+"""``POST /v1/forecast``: series through a forecasting model's micro-batcher."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+
+from transduce.serve import schemas as s
+from transduce.serve.errors import ApiError
+from transduce.serve.limits import ServeLimits
+from transduce.serve.routes.common import (
+    ERRORS,
+    BoundedState,
+    arrived,
+    decode_or_give_up,
+    raw_json,
+)  # fmt: skip
+from transduce.serve.routes.translate import pick
+from transduce.serve.state import ServeState
+
+router = APIRouter(tags=["forecast"])
+
+
+def numbers_first(request: Request, state: BoundedState) -> ServeState:
+    """Dependency: every series' values are numbers and within ``max_values``, checked in
+    one cheap pass before validation (pydantic would list each of a million bad values,
+    which costs seconds)."""
+    body = raw_json(request)
+    series = body.get("series") if isinstance(body, dict) else None
+    for i, x in enumerate(series if isinstance(series, list) else ()):
+        values = x.get("values") if isinstance(x, dict) else None
+        if not isinstance(values, list):
+            continue  # pydantic says what is wrong
+        if len(values) > state.limits.max_values:
+            raise ApiError(422, f"series[{i}].values", f"at most {state.limits.max_values} values")
+        for j, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ApiError(422, f"series[{i}].values[{j}]", "must be a number")
+    return state
+
+
+@router.post("/v1/forecast", response_model=s.ForecastResponse, responses=ERRORS)
+async def forecast(
+    body: s.ForecastRequest,
+    request: Request,
+    state: Annotated[ServeState, Depends(numbers_first)],
+) -> s.ForecastResponse:
+    arrived(request)
+    name, model = pick(state.models, body.model, "series")
+    check_series(body.series, state.limits)
+    levels = _levels(body.level, model)
+    histories = [np.asarray(x.values, dtype=np.float64) for x in body.series]
+    start = time.perf_counter()
+    work = state.batchers[name].submit(histories, levels)
+    preds = await decode_or_give_up(request, state, name, work)
+    ms = (time.perf_counter() - start) * 1000
+    out = []
+    for i, (series, got) in enumerate(zip(body.series, preds, strict=True)):
+        pred, bands = got if levels else (got, None)
+        if not np.all(np.isfinite(pred)):  # values beyond what the model can scale
+            raise ApiError(422, f"series[{i}].values", "the forecast is not finite: the values "
+                           "are too large (or too varied) for this model")  # fmt: skip
+        for key, bound in (bands or {}).items():
+            if not np.all(np.isfinite(bound)):  # too few calibration windows for the level
+                raise ApiError(422, "level", f"the run's calibration cannot bound a "
+                               f"{key[3:]}% interval (too few calibration windows): ask for a "
+                               "lower level")  # fmt: skip
+        stamps = None
+        if series.timestamps is not None:
+            stamps = continue_timestamps(series.timestamps, len(pred), f"series[{i}]")
+        intervals = {k: v.tolist() for k, v in bands.items()} if bands is not None else None
+        out.append(s.SeriesForecast(id=series.id, values=pred.tolist(), timestamps=stamps,
+                                    intervals=intervals))  # fmt: skip
+    ms = round(ms, 3)
+    return s.ForecastResponse(model=name, horizon=len(out[0].values), forecasts=out,
+                              decode_ms=ms)  # fmt: skip
+
+
+def _levels(levels: list[float], model: Any) -> tuple[float, ...]:
+    """The requested interval levels, checked: each strictly between 0 and 100, and a
+    model calibrated for intervals (its batcher groups requests by these)."""
+    if not levels:
+        return ()
+    have = model.levels() if hasattr(model, "levels") else []
+    if not have:
+        raise ApiError(422, "level", "this model has no conformal calibration (runs trained "
+                       "before intervals existed): retrain it, or ask for no level")  # fmt: skip
+    for k, level in enumerate(levels):
+        if f"{float(level):g}" not in have:  # conformal.label's form, without torch
+            raise ApiError(422, f"level[{k}]", f"not calibrated in this run; calibrated: "
+                           f"{', '.join(have)}")  # fmt: skip
+    return tuple(sorted(set(levels)))
+
+
+def check_series(series: list[s.SeriesInput], limits: ServeLimits) -> None:
+    if len(series) > limits.max_texts:
+        raise ApiError(422, "series", f"{len(series)} series: at most {limits.max_texts}")
+    for i, x in enumerate(series):
+        if isinstance(x.id, str):
+            try:
+                x.id.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ApiError(422, f"series[{i}].id", "not valid Unicode text") from None
+        if len(x.values) > limits.max_values:
+            raise ApiError(422, f"series[{i}].values", f"at most {limits.max_values} values")
+        if x.timestamps is not None and len(x.timestamps) != len(x.values):
+            raise ApiError(422, f"series[{i}].timestamps", "one timestamp per value needed")
+
+
+def continue_timestamps(stamps: list[str | float], horizon: int, where: str) -> list[str | float]:
+    """The ``horizon`` timestamps after ``stamps``, at their last spacing (ISO 8601 or
+    numbers); every mistake -- mixed kinds or time zones, no increase, a date past year
+    9999 -- is a 422 naming the field."""
+    field = f"{where}.timestamps"
+    if len(stamps) < 2:
+        raise ApiError(422, field, "need at least two timestamps to continue them")
+    kinds = {isinstance(t, str) for t in stamps}
+    if len(kinds) > 1:
+        raise ApiError(422, field, "mixes numbers and strings: give one kind")
+    if kinds == {False}:
+        return _continue_numbers([float(t) for t in stamps], horizon, field)
+    try:
+        times = [datetime.fromisoformat(str(t)) for t in stamps]
+    except ValueError:
+        raise ApiError(422, field, "timestamps must be ISO 8601 strings or numbers") from None
+    if len({t.utcoffset() is None for t in times}) > 1:
+        raise ApiError(422, field, "mixes timestamps with and without a time zone")
+    try:
+        steps = [b - a for a, b in itertools.pairwise(times)]
+        if any(d.total_seconds() <= 0 for d in steps):
+            raise ApiError(422, field, "timestamps must increase")
+        step = steps[-1]
+        return [(times[-1] + step * (k + 1)).isoformat() for k in range(horizon)]
+    except OverflowError:
+        raise ApiError(422, field, "the forecast's timestamps would pass year 9999") from None
+
+
+def _continue_numbers(stamps: list[float], horizon: int, field: str) -> list[float]:
+    if any(b <= a for a, b in itertools.pairwise(stamps)):
+        raise ApiError(422, field, "timestamps must increase")
+    step = stamps[-1] - stamps[-2]
+    out = [stamps[-1] + step * (k + 1) for k in range(horizon)]
+    if not all(math.isfinite(t) for t in out) or not math.isfinite(step):
+        raise ApiError(422, field, "the forecast's timestamps would overflow")
+    return out

@@ -1,0 +1,38 @@
+"""Liveness and readiness: ``/health/live`` (the process answers), ``/health/ready`` (every
+model is loaded: 200, else 503), and ``/health`` (readiness with batch counts, as before)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from transduce.serve import schemas as s
+from transduce.serve.routes.common import State
+from transduce.serve.state import ServeState
+
+router = APIRouter(tags=["health"])
+NOT_READY = {503: {"model": s.HealthResponse, "description": "models still loading (or failed)"}}
+
+
+@router.get("/health/live", response_model=s.LiveResponse)
+def live() -> s.LiveResponse:
+    return s.LiveResponse(status="alive")
+
+
+def _health(state: ServeState):
+    stats = {n: s.BatchStats(calls=b.calls, items=b.items) for n, b in state.batchers.items()}
+    status = "ok" if state.ready else ("failed" if state.failed else "loading")
+    body = s.HealthResponse(status=status, models=state.names, batches=stats)
+    if state.ready:
+        return body
+    return JSONResponse(body.model_dump(), status_code=503)
+
+
+@router.get("/health/ready", response_model=s.HealthResponse, responses=NOT_READY)
+def ready(state: State):
+    return _health(state)
+
+
+@router.get("/health", response_model=s.HealthResponse, responses=NOT_READY)
+def health(state: State):
+    return _health(state)

@@ -1,0 +1,166 @@
+"""``POST /v1/translate``: texts through a text model's micro-batcher."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+
+from transduce.decoding import Translation
+from transduce.serve import schemas as s
+from transduce.serve.backend import ServedModel, UnsupportedOption
+from transduce.serve.errors import ApiError
+from transduce.serve.limits import ServeLimits, batch_work, compute_cost
+from transduce.serve.routes.common import ERRORS, BoundedState, arrived, decode_or_give_up
+
+router = APIRouter(tags=["translate"])
+
+
+@router.post("/v1/translate", response_model=s.TranslateResponse, responses=ERRORS)
+async def translate(
+    body: s.TranslateRequest, request: Request, state: BoundedState
+) -> s.TranslateResponse:
+    arrived(request)
+    limits = state.limits
+    name, model = pick(state.models, body.model, "text")
+    texts = check_texts(body.texts, model.fields, limits)
+    if len(texts) * body.nbest > limits.max_texts:
+        raise ApiError(422, "nbest", f"texts x nbest is over {limits.max_texts}")
+    if body.return_attention:
+        _check_attention_size(texts, body, model.max_len)
+    _check_compute(len(texts), body, model.max_len, limits.max_compute)
+    _check_input_work(texts, body, model.max_len, limits.max_batch_work)
+    options = body.decode_options()  # its cross-option rules ran in validation (422)
+    try:
+        model.check(options)  # before queueing: a refused option never joins a batch
+    except UnsupportedOption as err:
+        raise ApiError(422, err.field, err.message) from None
+    mergeable = not (body.sample and body.seed is not None)
+    start = time.perf_counter()
+    work = state.batchers[name].submit(texts, options, mergeable)
+    hyps = await decode_or_give_up(request, state, name, work)
+    ms = (time.perf_counter() - start) * 1000
+    results = [_result(h, body) for h in hyps]
+    return s.TranslateResponse(model=name, results=results, decode_ms=round(ms, 3))
+
+
+def pick(models: dict[str, ServedModel], name: str | None, kind: str) -> tuple[str, Any]:
+    """The model a request names (default: the first of its kind); 404 or 422 otherwise."""
+    if name is None:
+        name = next((n for n, m in models.items() if m.kind == kind), next(iter(models)))
+    if name not in models:
+        shown = name[:80].encode("ascii", "backslashreplace").decode()
+        raise ApiError(404, "model", f"no model {shown!r}; serving: {', '.join(models)}")
+    model = models[name]
+    if model.kind != kind:
+        route = "/v1/forecast" if model.kind == "series" else "/v1/translate"
+        raise ApiError(422, "model", f"{name!r} is a {model.kind} model: use {route}")
+    return name, model
+
+
+def _unicode(text: str, where: str) -> str:
+    """A lone surrogate (``\\ud800`` in the JSON) is no text: refused, not decoded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ApiError(422, where, f"not valid Unicode text (a lone surrogate at character "
+                       f"{err.start})") from None  # fmt: skip
+    return text
+
+
+def check_texts(texts: list[Any], fields: tuple[str, ...], limits: ServeLimits) -> list[str]:
+    """The inputs as the translator reads them (several fields: tab-joined, in order)."""
+    if len(texts) > limits.max_texts:
+        raise ApiError(422, "texts", f"{len(texts)} texts: at most {limits.max_texts}")
+    out = []
+    for i, item in enumerate(texts):
+        where = f"texts[{i}]"
+        if len(fields) == 1:
+            if not isinstance(item, str):
+                raise ApiError(422, where, "must be a string")
+            text = _unicode(item, where)
+        else:
+            text = _joined_fields(item, fields, where)
+        if len(text) > limits.max_chars:
+            raise ApiError(422, where, f"{len(text)} characters: at most {limits.max_chars}")
+        out.append(text)
+    return out
+
+
+def _joined_fields(item: Any, fields: tuple[str, ...], where: str) -> str:
+    if not isinstance(item, dict):
+        raise ApiError(422, where, f"this model reads fields {', '.join(fields)}: give an object")
+    extra = sorted(set(item) - set(fields))
+    if extra:
+        shown = extra[0][:80].encode("ascii", "backslashreplace").decode()
+        raise ApiError(422, f"{where}.{shown}", f"unknown field; expected {', '.join(fields)}")
+    for f in fields:
+        if f not in item:
+            raise ApiError(422, f"{where}.{f}", "missing field")
+        if not isinstance(item[f], str):
+            raise ApiError(422, f"{where}.{f}", "must be a string")
+        _unicode(item[f], f"{where}.{f}")
+    # as the training records were packed: each field on one line, tab-joined
+    return "\t".join(" ".join(item[f].split()) for f in fields)
+
+
+def _check_compute(n: int, body: s.TranslateRequest, default_len: int, budget: int) -> None:
+    """texts x beam (or samples) x max_len within the per-request budget; the field
+    named is the one whose value is the largest factor the client chose."""
+    max_len = body.max_len or default_len
+    cost = compute_cost(n, body.beam, body.nbest, body.sample, max_len)
+    if cost <= budget:
+        return
+    width = body.nbest if body.sample else body.beam
+    field = "nbest" if body.sample else "beam"
+    if width == 1 or (body.max_len is not None and max_len >= width and max_len >= n):
+        field = "max_len"
+    if n > width and n > max_len:
+        field = "texts"
+    raise ApiError(422, field, f"texts x {'nbest' if body.sample else 'beam'} x max_len = "
+                   f"{n} x {width} x {max_len} = {cost:,} is over this server's budget of "
+                   f"{budget:,} (--max-compute): lower {field} or split the request")  # fmt: skip
+
+
+def _check_input_work(texts: list[str], body: s.TranslateRequest, default_len: int,
+                      limit: int) -> None:  # fmt: skip
+    """One input's work (:func:`batch_work`): a batch cannot split an input, so this
+    bounds how long any other request can wait behind one batch."""
+    width = body.nbest if body.sample else body.beam
+    max_len = body.max_len or default_len
+    longest = max(range(len(texts)), key=lambda i: len(texts[i]))
+    chars = len(texts[longest])
+    work = batch_work(chars, body.beam, body.nbest, body.sample, max_len)
+    if work <= limit:
+        return
+    field = "beam" if width > 1 else ("max_len" if body.max_len else f"texts[{longest}]")
+    raise ApiError(422, field, f"texts[{longest}]: beam x (max_len + 8) x source characters "
+                   f"= {width} x {max_len + 8} x {chars} = {work:,} is over this server's "
+                   f"{limit:,} per input (--max-batch-work): lower beam or max_len, or send "
+                   "a shorter text")  # fmt: skip
+
+
+def _check_attention_size(texts: list[str], body: s.TranslateRequest, default_len: int) -> None:
+    """Bound the attention matrices a reply may carry (a token is at most one character
+    here, plus one for the end)."""
+    rows = body.max_len or default_len
+    cells = body.nbest * rows * sum(len(t) + 1 for t in texts)
+    if cells > s.MAX_ATTENTION_CELLS:
+        raise ApiError(422, "return_attention", f"the attention matrices could reach {cells:,} "
+                       f"weights (at most {s.MAX_ATTENTION_CELLS:,}): send fewer or shorter "
+                       "texts, or lower nbest or max_len")  # fmt: skip
+
+
+def _result(hyps: list[Translation], body: s.TranslateRequest) -> s.TranslationResult:
+    def one(h: Translation) -> s.Hypothesis:
+        att = None
+        if body.return_attention and h.attention is not None:
+            att = np.round(h.attention.astype(np.float64), 4).tolist()
+        tokens = h.out_tokens if body.return_tokens or body.return_attention else None
+        return s.Hypothesis(text=h.text, score=h.score, logprob=h.logprob, tokens=tokens,
+                            attention=att)  # fmt: skip
+
+    src = hyps[0].src_tokens if body.return_tokens or body.return_attention else None
+    return s.TranslationResult(src_tokens=src, hypotheses=[one(h) for h in hyps])

@@ -1,0 +1,217 @@
+"""Running the app: uvicorn with read timeouts for slow clients, a graceful SIGTERM (stop
+accepting, finish in-flight requests up to a timeout, exit 0), and ``--workers N``
+processes sharing one socket through uvicorn's own process manager.
+
+Each worker builds its app with :func:`worker_app` from the settings the parent leaves in
+``TRANSDUCE_SERVE_WORKER`` (JSON), so it holds its own model copy and micro-batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.supervisors import Multiprocess
+
+from transduce.serve.limits import ServeLimits
+
+WORKER_ENV = "TRANSDUCE_SERVE_WORKER"
+log = logging.getLogger("transduce.serve")
+
+
+@dataclass
+class ServerSettings:
+    """Everything ``transduce serve`` was asked for (a worker process rebuilds it from JSON)."""
+
+    model_specs: list[str]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    limits: ServeLimits = field(default_factory=ServeLimits)
+    checkpoint: str = "best"
+    device: str = "cpu"
+    engine: str = "auto"
+    threads: int = 1  # intra-op threads per worker
+    workers: int = 1
+    log_level: str = "warning"
+    log_format: str = "text"
+    keep_alive_s: float = 5.0  # idle keep-alive connections closed after this
+    read_timeout_s: float = 10.0  # a request's headers and body must arrive within this
+    graceful_timeout_s: float = 30.0  # in-flight requests get this long after SIGTERM
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerSettings:
+        raw = json.loads(text)
+        return cls(**{**raw, "limits": ServeLimits(**raw["limits"])})
+
+
+class ReadTimeoutH11(H11Protocol):
+    """h11 with a deadline on reading each request: a client that trickles its headers or
+    body (slowloris) or opens a connection and sends nothing is disconnected after
+    ``read_timeout_s``; uvicorn's keep-alive timeout covers idle time between requests."""
+
+    read_timeout = 10.0
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm()  # a new request starts on a kept-alive connection
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        timeout = getattr(self.config, "transduce_read_timeout", self.read_timeout)
+        self._deadline = self.loop.call_later(timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        reading = self.cycle is None or self.cycle.response_complete or self.cycle.more_body
+        if reading and not self.transport.is_closing():
+            self.transport.close()
+
+
+def uvicorn_config(app: Any, settings: ServerSettings, **extra: Any) -> uvicorn.Config:
+    config = uvicorn.Config(
+        app, log_level=settings.log_level, access_log=False, http=ReadTimeoutH11,
+        timeout_keep_alive=max(1, round(settings.keep_alive_s)),
+        timeout_graceful_shutdown=max(1, round(settings.graceful_timeout_s)),
+        h11_max_incomplete_event_size=16 * 1024,  # request line and headers: h11 refuses more
+        **extra,
+    )  # fmt: skip
+    config.transduce_read_timeout = settings.read_timeout_s  # type: ignore[attr-defined]
+    return config
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server that prints one line once every model is loaded (or stops if loading
+    failed), and returns after a graceful SIGTERM instead of re-raising it (exit status 0)."""
+
+    def __init__(self, config: uvicorn.Config, state, banner: str) -> None:
+        super().__init__(config)
+        self.state, self.banner = state, banner
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self) -> None:
+        while not (self.state.ready or self.state.failed):
+            await asyncio.sleep(0.02)
+        if self.state.failed:  # the command reports it once the server has stopped
+            self.should_exit = True
+        else:
+            print(self.banner, flush=True)
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def worker_app():
+    """uvicorn's app factory in each worker process."""
+    from transduce.serve.app import create_app
+    from transduce.serve.backend import parse_model_specs
+
+    settings = ServerSettings.from_json(os.environ[WORKER_ENV])
+    configure_logging(settings)
+    app = create_app(
+        loader=lambda: load_settings_models(settings), limits=settings.limits,
+        names=list(parse_model_specs(settings.model_specs)),
+        json_logs=settings.log_format == "json", load_first=True,
+    )  # fmt: skip
+    app.state.serve.report_failure = True
+    return app
+
+
+def load_settings_models(settings: ServerSettings):
+    from transduce.serve.backend import load_models
+
+    if settings.threads > 0:
+        with contextlib.suppress(ImportError):  # a torch-free install serves exports only
+            import torch
+
+            torch.set_num_threads(settings.threads)
+    return load_models(settings.model_specs, settings.checkpoint, settings.device,
+                       settings.engine, settings.threads)  # fmt: skip
+
+
+def configure_logging(settings: ServerSettings) -> None:
+    """Access lines on stderr: JSON lines at any log level with ``--log-format json``,
+    text lines with ``--log-level info`` or ``debug``."""
+    access = logging.getLogger("transduce.serve.access")
+    if access.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.addHandler(handler)
+    access.propagate = False
+    on = settings.log_format == "json" or settings.log_level in ("info", "debug")
+    access.setLevel(logging.INFO if on else logging.WARNING)
+
+
+def run_workers(settings: ServerSettings, sock, banner: str) -> None:
+    """``settings.workers`` processes on ``sock`` under uvicorn's process manager; prints
+    ``banner`` once one answers ready."""
+    os.environ[WORKER_ENV] = settings.to_json()
+    # the workers' counters, summed at every scrape (prometheus-client multiprocess mode)
+    metrics_dir = tempfile.mkdtemp(prefix="transduce-serve-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    config = uvicorn_config("transduce.serve.server:worker_app", settings, factory=True,
+                            workers=settings.workers)  # fmt: skip
+    supervisor = Multiprocess(config, sockets=[sock])
+    host, port = sock.getsockname()[:2]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/health/ready"
+    threading.Thread(target=_announce_when_ready, args=(url, banner), daemon=True).start()
+    try:
+        supervisor.run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # made above, for this run only
+
+
+def _announce_when_ready(url: str, banner: str) -> None:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    print(banner, flush=True)
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)

@@ -1,0 +1,93 @@
+"""What the routes share, handed to them as FastAPI dependencies: the models (once loaded),
+their micro-batchers, the limits and the metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import Request
+
+from transduce.serve.backend import ServedModel
+from transduce.serve.batcher import Arrivals, MicroBatcher
+from transduce.serve.errors import ApiError
+from transduce.serve.limits import ServeLimits, batch_work
+from transduce.serve.metrics import ServeMetrics
+
+log = logging.getLogger("transduce.serve")
+
+
+class ServeState:
+    """One server process's models and machinery; ``ready`` once every model is loaded."""
+
+    def __init__(self, limits: ServeLimits, names: list[str]) -> None:
+        self.limits, self.names = limits, names
+        self.models: dict[str, ServedModel] = {}
+        self.batchers: dict[str, MicroBatcher] = {}
+        self.arrivals = Arrivals()
+        self.ready = False
+        self.failed: str | None = None
+        self.report_failure = False
+        self.metrics = ServeMetrics()
+        self.metrics.watch(self.depth, lambda: self.ready)
+        # one decode at a time: a second thread would only slow both on the same cores
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="transduce-decode")
+
+    def install(self, models: dict[str, ServedModel]) -> None:
+        """Take the loaded models: a micro-batcher each, then ready."""
+        lim = self.limits
+        for name, m in models.items():
+            cost = _text_cost(m) if m.kind == "text" else None
+            self.batchers[name] = MicroBatcher(
+                m.decode, self.executor, lim.max_batch_size, lim.max_wait_ms, self.arrivals,
+                cost=cost, max_cost=lim.max_batch_work, observe=self.metrics.observer(name),
+            )  # fmt: skip
+        self.models.update(models)  # in place: app.state.models is this same dict
+        self.names = list(models)
+        self.ready = True
+
+    async def load(self, loader: Callable[[], dict[str, ServedModel]]) -> None:
+        """Load in a worker thread (the server answers liveness meanwhile)."""
+        try:
+            models = await asyncio.to_thread(loader)
+        except Exception as err:  # a model that cannot load: not ready, said in the log
+            self.failed = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if self.report_failure:  # a worker process: nobody else will say it
+                log.error("transduce serve: loading failed: %s", self.failed)
+            return
+        self.install(models)
+
+    def depth(self) -> dict[str, int]:
+        return {name: b.depth() for name, b in self.batchers.items()}
+
+    async def close(self) -> None:
+        for b in self.batchers.values():
+            await b.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _text_cost(model: ServedModel) -> Callable[[Any], int]:
+    default_len = getattr(model, "max_len", 100)
+
+    def cost(text: str, options: Any) -> int:
+        return batch_work(len(text), options.beam, options.nbest, options.sample,
+                          options.max_len or default_len)  # fmt: skip
+
+    return cost
+
+
+def get_state(request: Request) -> ServeState:
+    """Dependency: the app's state."""
+    return request.app.state.serve
+
+
+def ready_state(request: Request) -> ServeState:
+    """Dependency of the API routes: the state, or 503 while models are loading."""
+    state = get_state(request)
+    if not state.ready:
+        why = f"loading failed: {state.failed}" if state.failed else "models are loading"
+        raise ApiError(503, "model", f"not ready ({why}); see /health/ready")
+    return state
