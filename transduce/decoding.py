@@ -223,13 +223,24 @@ def search_kwargs(fn: Callable, o: DecodeOptions) -> dict[str, Any]:
 
 
 def search_rows(
-    ops, model, src, src_mask, o: DecodeOptions, max_len: int, ratio, prefix=None, constraints=None
+    ops,
+    model,
+    src,
+    src_mask,
+    o: DecodeOptions,
+    max_len: int,
+    ratio,
+    prefix=None,
+    constraints=None,
+    on_step=None,
 ) -> list:
     """Search as ``o`` says, over any engine's array ops (:mod:`transduce.searchcore`):
     per source row, its (ids, score, logprob, attention) tuples, best first. ``prefix``:
     (ids ``[B, P]``, lengths ``[B]``) the outputs are forced through; ``constraints``: per
     row, token-id phrases every output must contain (beam search with dynamic beam
-    allocation, :mod:`transduce.constrained`)."""
+    allocation, :mod:`transduce.constrained`); ``on_step(rows, tokens)``: each step's tokens
+    as greedy decoding and sampling produce them (beam search has no final tokens before
+    its end)."""
     from transduce import searchcore as core
 
     limits = {"max_len": max_len, "max_len_ratio": ratio, "prefix": prefix}
@@ -241,7 +252,7 @@ def search_rows(
         return _nbest_rows(nb)
     if o.sample or (o.beam == 1 and o.nbest == 1):
         fn = core.sample if o.sample else core.decode
-        hyp = fn(ops, model, src, src_mask, **limits, **search_kwargs(fn, o))
+        hyp = fn(ops, model, src, src_mask, **limits, on_step=on_step, **search_kwargs(fn, o))
         rows = []
         for r in range(hyp.tokens.shape[0]):
             n = int(hyp.lengths[r])

@@ -159,11 +159,14 @@ def decode(
     *,
     attention: bool = True,
     prefix=None,
+    on_step=None,
 ) -> Hypotheses:
     """One hypothesis per row, token chosen by ``choose(logits [b, V]) -> [b]`` (default:
     the argmax, greedy decoding). Rows that finish leave the batch (``select``), so later
     steps run on unfinished rows only. ``attention``: keep the weights ``[B, T, S]``.
     ``prefix``: (ids ``[B, P]``, lengths ``[B]``) forced first (:func:`force_prefix`).
+    ``on_step(rows, tokens)``: told each step's chosen tokens ``[b]`` of the live rows
+    (their original indices ``[b]``), as they are produced (streaming).
 
     The keyword-only parameters here and in :func:`sample` and :func:`beam_search` are named
     as :class:`transduce.decoding.DecodeOptions`' fields, which fill them by name."""
@@ -191,6 +194,8 @@ def decode(
         if prefix is not None:
             logits = force_prefix(ops, logits, prefix, t, active)
         prev = choose(logits)
+        if on_step is not None:
+            on_step(active, prev)
         scores[active] += ops.gather(logp, prev[:, None])[:, 0]
         tokens[active, t] = prev
         if attn is not None and keep_attention:
@@ -230,6 +235,7 @@ def sample(
     seed: int | None = None,
     attention: bool = True,
     prefix=None,
+    on_step=None,
 ) -> Hypotheses:
     """Ancestral sampling, ``nbest`` per sentence: rows ``i * nbest + j`` (see
     ``search.sample``); ``temperature=0`` is the argmax."""
@@ -245,17 +251,9 @@ def sample(
         probs = ops.softmax(filter_logits(ops, logits / temperature, top_k, top_p))
         return ops.multinomial(probs, generator)
 
-    return decode(
-        ops,
-        model,
-        src,
-        src_mask,
-        max_len,
-        max_len_ratio,
-        choose,
-        attention=attention,
-        prefix=prefix,
-    )
+    limits = (max_len, max_len_ratio)
+    return decode(ops, model, src, src_mask, *limits, choose, attention=attention, prefix=prefix,
+                  on_step=on_step)  # fmt: skip
 
 
 def rollout(ops, model, src, src_mask, tgt_in, out_dim: int, mix=None):

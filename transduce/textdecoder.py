@@ -87,10 +87,13 @@ class TextDecoder:
         *,
         prefixes: Prefixes = None,
         constraints: Constraints = None,
+        on_token: Callable[[int, int, str], None] | None = None,
     ) -> list[list[Translation]]:
         """``prefixes``: per input, a target text every output starts with (decoding is
         forced through its tokens, then searches on); ``constraints``: per input, target
-        phrases every output contains (beam search with dynamic beam allocation)."""
+        phrases every output contains (beam search with dynamic beam allocation);
+        ``on_token(input, hypothesis, text so far)``: called as greedy decoding and sampling
+        produce each token (on the engines that run our search), for streaming."""
         o = options or DecodeOptions()
         self.check(o)
         self.check_inputs(o, constraints)
@@ -105,7 +108,9 @@ class TextDecoder:
         )
         live = [i for i, t in enumerate(tokens) if t]
         results = [[Translation("", [], [], 0.0, None, 0.0)] for _ in texts]
-        extras = self._targets(live, prefixes, constraints, first_line)
+        pre, cons = self._targets(live, prefixes, constraints, first_line)
+        told = None if on_token is None else lambda pos, j, text: on_token(live[pos], j, text)
+        extras = (pre, cons, told)
         found = self._decode_live([tokens[i] for i in live], [texts[i] for i in live], o, extras)
         for i, hyps in zip(live, found, strict=True):
             results[i] = hyps
@@ -195,11 +200,11 @@ class TextDecoder:
         return o.max_len or self.defaults["max_len"], ratio
 
     def _decode_live(
-        self, tokens: list[list[str]], texts: list[str], o: DecodeOptions, extras=(None, None)
+        self, tokens: list[list[str]], texts: list[str], o: DecodeOptions, extras=(None, None, None)
     ) -> list[list[Translation]]:
         """The engine's part: n-best lists for non-empty token lists (``texts``: their
-        inputs), in order; ``extras``: their (prefix tokens, constraint phrases' tokens),
-        each None when not given."""
+        inputs), in order; ``extras``: their (prefix tokens, constraint phrases' tokens,
+        ``on_token`` by position in ``tokens``), each None when not given."""
         raise NotImplementedError
 
     def _text(
@@ -221,10 +226,10 @@ class SearchDecoder(TextDecoder):
     ops: Any
     model: Any
 
-    def _decode_live(self, tokens, texts, o, extras=(None, None)):
+    def _decode_live(self, tokens, texts, o, extras=(None, None, None)):
         out: list[list[Translation]] = [[] for _ in tokens]
         ids = [self.pipeline.src_vocab.encode(t) for t in tokens]
-        vocab, (prefixes, constraints) = self.pipeline.tgt_vocab, extras
+        vocab, (prefixes, constraints, on_token) = self.pipeline.tgt_vocab, extras
         for idx, src, mask in self._batches(ids, o.batch_size or self.defaults["batch_size"]):
             src, mask = self._sources(src, mask, [texts[i] for i in idx], o)
             prefix = None
@@ -239,10 +244,26 @@ class SearchDecoder(TextDecoder):
             if constraints is not None:
                 cons = [[vocab.encode(p) for p in constraints[i]] for i in idx]
             limits = self.output_limits(o)
-            rows = search_rows(self.ops, self.model, src, mask, o, *limits, prefix, cons)
+            step = None if on_token is None else self._streamer(idx, o, on_token)
+            rows = search_rows(self.ops, self.model, src, mask, o, *limits, prefix, cons, step)
             for row, hyps in enumerate(rows):
                 out[idx[row]] = [self._result(tokens[idx[row]], *h) for h in hyps]
         return out
+
+    def _streamer(self, idx: list[int], o: DecodeOptions, on_token):
+        """The search's ``on_step`` for a batch (rows ``idx``): each row's text so far."""
+        per = o.nbest if o.sample else 1
+        made: dict[int, list[int]] = {}
+
+        def on_step(rows, tokens) -> None:
+            for r, tok in zip(rows.tolist(), tokens.tolist(), strict=True):
+                if tok == EOS_ID:
+                    continue
+                made.setdefault(r, []).append(tok)
+                out = self.pipeline.tgt_vocab.decode(made[r])
+                on_token(idx[r // per], r % per, self.pipeline.tgt_tok.decode(out))
+
+        return on_step
 
     def _score_live(self, tokens, texts, targets, o):
         out: list[PairScore] = [PairScore(None, [], []) for _ in tokens]

@@ -61,7 +61,7 @@ class CT2Translator(TextDecoder):
     def _known(self, tokens: list[list[str]], vocab) -> list[list[str]]:
         return [[t if t in vocab.stoi else "<unk>" for t in toks] for toks in tokens]
 
-    def _decode_live(self, tokens, texts, o, extras=(None, None)):
+    def _decode_live(self, tokens, texts, o, extras=(None, None, None)):
         """CTranslate2's ``translate_batch``; a prefix is its ``target_prefix`` (its
         constraints are refused in :mod:`transduce.engines`: it has none)."""
         results: list[list[Translation]] = [[] for _ in tokens]
