@@ -108,10 +108,12 @@ class TextDecoder:
         )
         live = [i for i, t in enumerate(tokens) if t]
         results = [[Translation("", [], [], 0.0, None, 0.0)] for _ in texts]
-        pre, cons = self._targets(live, prefixes, constraints, first_line)
-        told = None if on_token is None else lambda pos, j, text: on_token(live[pos], j, text)
-        extras = (pre, cons, told)
-        found = self._decode_live([tokens[i] for i in live], [texts[i] for i in live], o, extras)
+        args = [[tokens[i] for i in live], [texts[i] for i in live], o]
+        if prefixes is not None or constraints is not None or on_token is not None:
+            pre, cons = self._targets(live, prefixes, constraints, first_line)
+            told = None if on_token is None else lambda p, j, text: on_token(live[p], j, text)
+            args.append((pre, cons, told))  # an engine without them takes none of them
+        found = self._decode_live(*args)
         for i, hyps in zip(live, found, strict=True):
             results[i] = hyps
         return results
