@@ -154,3 +154,28 @@ def test_constraints_are_refused_by_name_where_they_cannot_apply(runs):
         Translator.load(runs / "tf").decode(
             ["abc"], DecodeOptions(sample=True), constraints=[["a"]]
         )
+
+
+def test_score_pairs_command(runs, tmp_path, monkeypatch, capsys):
+    import io
+    import json
+    import sys
+
+    (tmp_path / "src").write_text("".join(s + "\n" for s in SOURCES))
+    (tmp_path / "tgt").write_text("".join(t + "\n" for t in TARGETS))
+    model = ["--model", str(runs / "onnx")]
+    files = ["--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "tgt")]
+    assert main(["-q", "score-pairs", *model, *files]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    want = _decoder(runs, "onnx").score(SOURCES, TARGETS)
+    assert [x["logprob"] for x in lines] == pytest.approx([w.logprob for w in want], abs=1e-6)
+    assert set(lines[0]) == {"logprob", "normalized", "tokens", "per_token"}
+    tsv = "".join(f"{s}\t{t}\n" for s, t in zip(SOURCES, TARGETS, strict=True))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(tsv.encode())))
+    assert main(["-q", "score-pairs", *model]) == 0
+    assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == lines
+    (tmp_path / "short").write_text("abc\n")
+    assert main(["-q", "score-pairs", *model, "--src", str(tmp_path / "short"),
+                 "--tgt", str(tmp_path / "tgt")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "24 lines, but" in err and len(err.strip().splitlines()) == 1
