@@ -34,7 +34,7 @@ SMALL = [  # the tiny transformer recipe, word-level and smaller, for a brief CP
     "data.src_tokenizer=word", "data.tgt_tokenizer=word", "data.joint_vocab=false",
     "data.min_freq=2", "model.transformer.d_model=128", "model.transformer.encoder_layers=2",
     "model.transformer.decoder_layers=2", "model.transformer.dropout=0.1",
-    "train.warmup_steps=400", "train.valid_bleu=false", "train.early_stop_metric=loss",
+    "train.warmup_steps=300", "train.max_tokens=1500", "train.lr=0.002", "train.valid_bleu=false", "train.early_stop_metric=loss",
     "train.keep_checkpoints=0",
     "train.threads=1", "decode.batch_size=64",
 ]  # fmt: skip
@@ -64,7 +64,7 @@ def contains(tokens: list[str], phrase: list[str]) -> bool:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="runs/m30k_en_de_terms")
-    p.add_argument("--train-seconds", type=float, default=150)
+    p.add_argument("--train-seconds", type=float, default=280)
     p.add_argument("--limit", type=int, default=500, help="test sentences (of 1,000)")
     p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args()

@@ -135,3 +135,19 @@ def test_weights_errors_are_data_errors(tmp_path):
     (tmp_path / "w.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{}")
     with pytest.raises(DataError, match=r"w\.safetensors"):
         ckpt.read_weights(tmp_path / "w.safetensors")
+
+
+def test_average_never_writes_through_a_link_to_an_input(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from transduce.checkpoint import step_path, write_average
+
+    for step, value in ((1, 1.0), (2, 3.0)):
+        step_path(tmp_path, step).parent.mkdir(exist_ok=True)
+        save_file({"w": torch.full((2,), value)}, str(step_path(tmp_path, step)))
+    (tmp_path / "averaged").mkdir()
+    (tmp_path / "averaged" / "model.safetensors").symlink_to(step_path(tmp_path, 1))
+    out = write_average(tmp_path, 2)
+    assert load_file(str(step_path(tmp_path, 1)))["w"].tolist() == [1.0, 1.0]
+    assert load_file(str(out))["w"].tolist() == [2.0, 2.0] and not out.is_symlink()

@@ -1,5 +1,11 @@
 """The demo end to end on a smaller budget: data, training, held-out test, picture."""
 
+import os
+from pathlib import Path
+
+import pytest
+
+from transduce import demo
 from transduce.demo import run_demo
 
 
@@ -17,3 +23,57 @@ def test_demo_learns_dates_and_draws(tmp_path, capsys):
     png = tmp_path / "demo" / "attention.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "demo" / "run" / "model.safetensors").is_file()
+
+
+# ------------------------------------------------------------ the demo's own folder
+
+
+@pytest.mark.parametrize("content", ["notes.txt", "some_run/config.yaml", "data/mine.tsv"])
+def test_a_folder_with_foreign_content_is_refused_and_kept(tmp_path, content):
+    out = tmp_path / "mine"
+    (out / content).parent.mkdir(parents=True, exist_ok=True)
+    (out / content).write_text("a user's file")
+    with pytest.raises(FileExistsError, match="not empty and not a demo folder"):
+        run_demo(out, n_train=50, n_test=10)
+    assert (out / content).read_text() == "a user's file"
+
+
+def test_the_working_directory_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("README.md").write_text("a checkout")
+    with pytest.raises(FileExistsError, match="not a demo folder"):
+        run_demo(".", n_train=50, n_test=10)
+    assert Path("README.md").is_file()
+
+
+def _old_demo(out: Path) -> None:
+    """A demo folder as an earlier demo left it (no marker), with a second run beside."""
+    for name in ("data/train.tsv", "run/config.yaml", "run/model.safetensors",
+                 "run2/config.yaml", "run2/model.safetensors"):  # fmt: skip
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(name)
+
+
+def test_a_rerun_replaces_only_its_own_entries(tmp_path):
+    out = tmp_path / "demo"
+    _old_demo(out)
+    demo.prepare_out(out)
+    new = out / f".run.{os.getpid()}.tmp"
+    new.mkdir()
+    (new / "model.safetensors").write_text("new weights")
+    demo._install_run(out, new)
+    assert (out / "run" / "model.safetensors").read_text() == "new weights"
+    assert (out / "run2" / "model.safetensors").read_text() == "run2/model.safetensors"
+    assert sorted(p.name for p in out.iterdir()) == [".transduce-demo", "data", "run", "run2"]
+
+
+def test_an_interrupted_swap_puts_the_old_run_back(tmp_path):
+    out = tmp_path / "demo"
+    _old_demo(out)
+    (out / demo.MARKER).write_text("")  # a folder this demo version made
+    os.replace(out / "run", out / ".run.123.tmp")  # killed mid-training: a half run
+    (out / ".run.old.77.tmp").mkdir()
+    (out / ".run.old.77.tmp" / "model.safetensors").write_text("old weights")
+    demo.prepare_out(out)
+    assert (out / "run" / "model.safetensors").read_text() == "old weights"
+    assert not (out / ".run.123.tmp").exists()

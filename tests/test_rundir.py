@@ -49,12 +49,12 @@ def test_resume_accepts_the_listed_train_keys(half):
 
 
 def test_leftovers_are_removed_at_resume(half):
-    (half / ".config.yaml.123.abcd.tmp").write_bytes(b"half a conf")
-    (half / "ckpt" / ".tmp-step_000000009.1.ab").mkdir()
-    (half / "ckpt" / ".tmp-step_000000009.1.ab" / "model.safetensors").write_bytes(b"x")
+    (half / ".config.yaml.123.abcd0123.tmp").write_bytes(b"half a conf")
+    (half / "ckpt" / ".tmp-step_000000009.1.ab12cd34").mkdir()
+    (half / "ckpt" / ".tmp-step_000000009.1.ab12cd34" / "model.safetensors").write_bytes(b"x")
     (half / "ckpt" / "step_000000002").mkdir()  # a complete checkpoint no pointer holds
     (half / "checkpoints").mkdir(exist_ok=True)
-    (half / "checkpoints" / ".step_000000009.safetensors.1.ab.tmp").write_bytes(b"x")
+    (half / "checkpoints" / ".step_000000009.safetensors.1.ab12cd34.tmp").write_bytes(b"x")
     train(out=half, resume=True, overrides=["train.epochs=3"])
     names = [p.name for p in half.rglob("*")]
     assert not [n for n in names if n.startswith(".")]

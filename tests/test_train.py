@@ -106,7 +106,8 @@ def test_scheduled_sampling_and_label_smoothing_train(tsv, tmp_path):
 
 
 def test_early_stopping_stops(tsv, tmp_path):
-    cfg = tiny_config(tsv, train={"epochs": 50, "lr": 0.0, "patience": 2, "optimizer": "sgd"})
+    # lr 1e-30: no update changes the loss (a learning rate must be positive)
+    cfg = tiny_config(tsv, train={"epochs": 50, "lr": 1e-30, "patience": 2, "optimizer": "sgd"})
     result = train(cfg, tmp_path / "run")
     assert len(result.history) == 3  # one best, then two without improvement
 

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable
@@ -30,6 +31,12 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
+from transduce.atomic import (  # noqa: F401 (atomic_write_text: re-exported)
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_dir,
+    tmp_name,
+)
 from transduce.errors import DataError
 
 CKPT = "ckpt"  # the checkpoint directories of a run
@@ -46,16 +53,7 @@ def _step_fault(what: str) -> None:
 
 
 def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-def fsync_dir(path: str | os.PathLike) -> None:
-    """Make a rename inside ``path`` durable (POSIX: fsync the directory)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return tmp_name(path)
 
 
 def _write_new(path: Path, data: bytes) -> None:
@@ -65,25 +63,6 @@ def _write_new(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary name beside ``path``, fsync, rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    _step_fault(f"write {path.name}")
-    try:
-        _write_new(tmp, data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _weights_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -112,8 +91,49 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
         raise
 
 
+def recorded_files(meta_path: Path) -> dict[str, dict[str, Any]]:
+    """The ``files`` entry of a checkpoint's meta.json: ``{name: {bytes, sha256}}``; any
+    other shape is one DataError naming meta.json."""
+    try:
+        meta = json.loads(meta_path.read_bytes()[: 1 << 20].decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise DataError(meta_path, None, "damaged checkpoint description (not JSON)") from None
+    files = meta.get("files") if isinstance(meta, dict) else None
+    good = isinstance(files, dict) and all(
+        isinstance(v, dict) and isinstance(v.get("bytes"), int) and isinstance(v.get("sha256"), str)
+        for v in files.values()
+    )
+    if not good:
+        raise DataError(
+            meta_path, None, "damaged checkpoint description (files: expected "
+            '{"NAME": {"bytes": INT, "sha256": HEX}})'
+        )  # fmt: skip
+    return files
+
+
+def verify_file(path: str | os.PathLike) -> None:
+    """Check ``path`` against the size and SHA-256 that the meta.json beside it (links
+    followed) records, if it records the file: a bit flipped since the checkpoint was
+    written is one DataError naming the file. Hashing costs a read of the file, small
+    next to building tensors from it."""
+    real = Path(os.path.realpath(path))
+    meta_path = real.parent / "meta.json"
+    if not meta_path.is_file() or not real.is_file():
+        return
+    want = recorded_files(meta_path).get(real.name)
+    if want is None:
+        return
+    if real.stat().st_size != want["bytes"] or _digest(real) != want["sha256"]:
+        raise DataError(
+            path, None, f"does not match the SHA-256 recorded in {meta_path}: truncated or "
+            "corrupted, or changed after it was written; refusing to load it"
+        )  # fmt: skip
+
+
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors; a missing or damaged file is one DataError."""
+    """A safetensors file's tensors, verified against its checkpoint's meta.json; a
+    missing or damaged file is one DataError."""
+    verify_file(path)
     try:
         return load_file(str(path))
     except FileNotFoundError:
@@ -264,31 +284,65 @@ def ensure_best_link(run_dir: Path) -> None:
         point(link, "best/model.safetensors")
 
 
+# The names this module gives entries of ``ckpt/``: prune deletes nothing else.
+STEP_NAME = re.compile(r"step_\d{9}")
+_LEFTOVER_NAME = re.compile(r"\.tmp-step_\d{9}\.\d+\.[0-9a-f]{8}|\.old-step_\d{9}\.[0-9a-f]{8}")
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
 def pointed(run_dir: Path, pointer: str) -> Path | None:
-    """The checkpoint directory ``last`` or ``best`` points at, if it is a link to one."""
+    """The checkpoint directory of this run that ``last`` or ``best`` points at, however
+    the link is written (relative, absolute, re-pointed by hand): ``None`` when it is no
+    link, or points anywhere but a ``step_N`` folder of this run's own ``ckpt/``."""
     link = run_dir / pointer
-    if not link.is_symlink():
+    root = run_dir / CKPT
+    if not link.is_symlink() or root.is_symlink():
         return None
-    target = Path(os.readlink(link))
-    return run_dir / target if target.parent.name == CKPT and target.parts[0] == CKPT else None
+    real = os.path.realpath(link)
+    if os.path.dirname(real) != os.path.realpath(root) or not STEP_NAME.fullmatch(
+        os.path.basename(real)
+    ):
+        return None
+    return root / os.path.basename(real)
 
 
 def prune(run_dir: Path) -> list[Path]:
-    """Delete every checkpoint directory that neither ``last`` nor ``best`` points at,
-    temporary directories of interrupted writes included; returns what was removed."""
+    """Delete the checkpoint directories of this run that neither ``last`` nor ``best``
+    points at, and the leftovers of interrupted writes; returns what was removed.
+
+    Only entries named as this module names them (``step_N``, ``.tmp-step_N.PID.HEX``,
+    ``.old-step_N.HEX``) that are real folders inside the run are touched. A ``ckpt`` that
+    is a symlink is never followed, and while a pointer is a link to anything but a
+    checkpoint of this run (a user re-pointed it), no checkpoint is pruned."""
     root = run_dir / CKPT
-    if not root.is_dir():
+    if root.is_symlink() or not root.is_dir():
         return []
-    keep = {p.name for p in (pointed(run_dir, "last"), pointed(run_dir, "best")) if p}
+    real_root = os.path.realpath(root)
+    if not _inside(real_root, os.path.realpath(run_dir)):
+        return []
+    keep: set[str] = set()
+    unsure = False
+    for pointer in ("last", "best"):
+        target = pointed(run_dir, pointer)
+        if target is not None:
+            keep.add(target.name)
+        elif (run_dir / pointer).is_symlink() or (run_dir / pointer).exists():
+            unsure = True
     removed = []
-    for entry in root.iterdir():
-        if entry.name not in keep:
-            _step_fault("prune")
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-            removed.append(entry)
+    for entry in sorted(root.iterdir()):
+        ours_step = STEP_NAME.fullmatch(entry.name) and not unsure and entry.name not in keep
+        if not (ours_step or _LEFTOVER_NAME.fullmatch(entry.name)):
+            continue
+        if entry.is_symlink() or not entry.is_dir():
+            continue  # never made by us: a user's link or file
+        if os.path.dirname(os.path.realpath(entry)) != real_root:
+            continue
+        _step_fault("prune")
+        shutil.rmtree(entry)
+        removed.append(entry)
     return removed
 
 
@@ -299,11 +353,11 @@ def read_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     meta_path = last / "meta.json"
     meta = None
     if meta_path.exists():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            recorded = {n: meta["files"][n] for n in FILES}
-        except (ValueError, KeyError, TypeError):
-            raise DataError(meta_path, None, "damaged checkpoint description") from None
+        files = recorded_files(meta_path)
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if any(n not in files for n in FILES):
+            raise DataError(meta_path, None, f"damaged checkpoint description (no {FILES})")
+        recorded = {n: files[n] for n in FILES}
         for name, want in recorded.items():
             path = last / name
             if not path.exists():
@@ -369,13 +423,8 @@ def write_average(run_dir: str | os.PathLike, last: int) -> Path:
     paths = step_checkpoints(run_dir)[-last:]
     state = average_checkpoints(paths)
     out = Path(run_dir, "averaged", "model.safetensors")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(out)
+    if out.is_symlink():  # written in the run, never through a link (to a kept checkpoint)
+        out.unlink()
     meta = {"averaged": ",".join(p.name for p in paths)}
-    try:
-        _write_new(tmp, save({k: v.contiguous() for k, v in state.items()}, metadata=meta))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(out, save({k: v.contiguous() for k, v in state.items()}, metadata=meta))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from transduce import cli_options as opt
 from transduce import data_command
+from transduce.atomic import refuse_overwriting_inputs
 from transduce.config import ConfigError
 from transduce.data import prepare_command
 from transduce.data.corpus import read_lines
@@ -42,7 +44,9 @@ def train_command(args: argparse.Namespace) -> None:
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
     if args.resume:
-        result = train(out=args.out, resume=True, overrides=overrides)
+        # CONFIG too: used only where DIR holds no run yet (a requeued job killed early)
+        cfg = load_config(recipe_path(args.config), overrides) if args.config else None
+        result = train(cfg, out=args.out, resume=True, overrides=overrides)
     else:
         if args.config is None:
             raise ConfigError("train: give a CONFIG file or recipe name (or --resume --out DIR)")
@@ -86,7 +90,11 @@ def translate_command(args: argparse.Namespace) -> None:
     from transduce.textio import stream_translate
 
     options = _decode_options(args)  # bad flags fail before the model loads
-    stream_translate(load_translator(args), args, options)
+    sides = [args.input, args.prefix_file, args.constraints_file, *_model_files(args)]
+    refuse_overwriting_inputs(args.output, sides)
+    translator = load_translator(args)
+    with _naming_input(args.input):
+        stream_translate(translator, args, options)
 
 
 def score_pairs_command(args: argparse.Namespace) -> None:
@@ -94,9 +102,31 @@ def score_pairs_command(args: argparse.Namespace) -> None:
     from transduce.scoring import read_pairs, write_scores
 
     options = _decode_options(args)
+    refuse_overwriting_inputs(args.output, [args.src, args.tgt, *_model_files(args)])
     sources, targets = read_pairs(args.src, args.tgt)
     translator = load_translator(args)
     write_scores(translator.score(sources, targets, options), args.output)
+
+
+def _model_files(args: argparse.Namespace) -> list[str]:
+    """Files an output must not replace: the weights, config and vocabularies of --model."""
+    files = []
+    models = getattr(args, "model", None) or []
+    for model in models if isinstance(models, list) else [models]:
+        if model and Path(model).is_dir():
+            files += [str(p) for p in Path(model).iterdir() if p.is_file()]
+    return files
+
+
+@contextlib.contextmanager
+def _naming_input(path: str | None):
+    """Errors about an input line name the input file (the decoder knows only lines)."""
+    try:
+        yield
+    except DataError as err:
+        if err.path != "<input>":
+            raise
+        raise DataError(path or "<stdin>", err.line, err.problem) from None
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
@@ -104,11 +134,13 @@ def evaluate_command(args: argparse.Namespace) -> None:
     from transduce.translate import evaluate, moses_language
 
     options = _decode_options(args)
+    refuse_overwriting_inputs(args.output, [args.src, args.ref, *_model_files(args)])
     translator = load_translator(args)
     sources, references = read_lines(args.src), read_lines(args.ref)
     lang, how = moses_language(args.ref, args.ref_lang)
     log.info("bleu_lc_moses: Moses tokenizer for %r, from %s (--ref-lang sets it)", lang, how)
-    scores = evaluate(translator, sources, references, options, output=args.output, lang=lang)
+    with _naming_input(args.src):
+        scores = evaluate(translator, sources, references, options, args.output, lang)
     scores["bleu_lc_moses_lang"] = f"{lang} (from {how})"
     print(json.dumps(scores, ensure_ascii=False))
 
@@ -302,6 +334,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Optional packages and the extra that installs them (pyproject.toml).
+EXTRAS = {"onnx": "export", "onnxruntime": "export", "onnxscript": "export",
+          "ctranslate2": "export", "tensorboard": "tensorboard"}  # fmt: skip
+
+
+def _environment_problem(err: BaseException) -> str | None:
+    """One line for a missing optional package or a full / read-only disk, else None."""
+    import errno
+
+    if isinstance(err, ModuleNotFoundError):
+        name = (err.name or "").split(".")[0]
+        extra = EXTRAS.get(name)
+        return f"needs the package {name!r}: pip install 'transduce[{extra}]'" if extra else None
+    if isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and "allocat" in str(err) and "memory" in str(err)
+    ):
+        return "not enough memory for this model or batch (a size in the config too large?)"
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+        from transduce.atomic import write_problem
+
+        return str(write_problem(err.filename or "output", err))
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", 0):
@@ -319,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"transduce {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (ModuleNotFoundError, OSError, MemoryError, RuntimeError) as err:
+        line = _environment_problem(err)
+        if line is None or os.environ.get("TRANSDUCE_DEBUG"):
+            raise
+        print(f"transduce {args.command}: error: {line}", file=sys.stderr)
+        return 2
     return 0
 
 

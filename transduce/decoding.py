@@ -14,17 +14,18 @@ receives (:func:`search_rows`). Adding an option is a field here and its use in
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import operator
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import Field, dataclass, field, fields
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-from transduce.errors import DataError, OptionError
+from transduce.errors import OptionError
 
 
 @dataclass
@@ -299,17 +300,6 @@ def jsonl_line(source: str, hyps: list[Translation]) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
-def open_output(path: str | None) -> IO[str]:
-    """stdout, or ``path`` opened for writing through whatever it is (a symlink, a FIFO,
-    /proc/self/fd/1): nothing is replaced, and a new file gets the user's umask."""
-    if not path:
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as err:
-        raise DataError(path, None, f"cannot write: {err.strerror or err}") from None
-
-
 def text_lines(first: int, results: list[list[Translation]], nbest: int = 1) -> str:
     """The text format: the best text per input line; with ``nbest > 1``, every hypothesis
     on its own line as ``LINE<TAB>TEXT`` (LINE: the input's line number, from 1; best
@@ -327,11 +317,15 @@ def write_translations(
     fmt: str = "text",
     nbest: int = 1,
 ) -> None:
-    """Write each batch's results as it comes, in input order (a crash late in a long job
-    loses at most the batch being decoded): :func:`text_lines` or ``jsonl`` records."""
-    out = open_output(output)
+    """Write each batch's results as it comes, in input order: :func:`text_lines` or
+    ``jsonl`` records. stdout streams; a file ``output`` is written to a temporary sibling
+    renamed when complete (:func:`transduce.atomic.atomic_output`), so a failure leaves
+    any previous file as it was and says how many lines were done."""
+    from transduce.atomic import atomic_output
+
+    context = contextlib.nullcontext(sys.stdout) if not output else atomic_output(output)
     done = 0
-    try:
+    with context as out:
         for results in batches:
             part = inputs[done : done + len(results)]
             if fmt == "jsonl":
@@ -341,6 +335,3 @@ def write_translations(
                 out.write(text_lines(done + 1, results, nbest))
             out.flush()
             done += len(results)
-    finally:
-        if out is not sys.stdout:
-            out.close()

@@ -7,10 +7,12 @@ level ``bahdanau`` model, reports held-out exact match and draws one attention m
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
+from transduce.atomic import atomic_write_text
 from transduce.config import Config, from_dict
 from transduce.data.tasks import date_pairs
 from transduce.plots import plot_attention
@@ -44,9 +46,59 @@ DEMO_CONFIG = {
 }
 
 
+# The demo folder's own entries: a re-run replaces these and nothing else (a second run
+# trained beside it, runs/demo/run2, stays); MARKER tells a demo folder from any other.
+MARKER = ".transduce-demo"
+OWN = ("data", "run", "attention.png", MARKER)
+
+
 def _write_tsv(path: Path, src: list[str], tgt: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{s}\t{t}\n" for s, t in zip(src, tgt, strict=True)), "utf-8")
+    atomic_write_text(path, "".join(f"{s}\t{t}\n" for s, t in zip(src, tgt, strict=True)))
+
+
+def _is_demo_folder(out: Path) -> bool:
+    """Made by the demo: its marker, or (before markers) its run beside its data."""
+    return (out / MARKER).is_file() or (
+        (out / "run" / "config.yaml").is_file() and (out / "data" / "train.tsv").is_file()
+    )
+
+
+def prepare_out(out: Path) -> None:
+    """Refuse a ``--out`` that is not empty and not a demo folder (``.``, ``runs``, a
+    folder of the user's), naming what is there; never remove the folder itself."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: --out is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not _is_demo_folder(out):
+        names = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise FileExistsError(
+            f"{out} is not empty and not a demo folder (it holds {shown}): the demo writes "
+            "only into a new folder or its own, e.g. --out runs/demo"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / MARKER, "made by transduce demo: data/, run/, attention.png\n")
+    for entry in sorted(out.iterdir()):
+        if not re.fullmatch(r"\.run\.(old\.)?\d+\.tmp", entry.name) or not entry.is_dir():
+            continue
+        if entry.name.startswith(".run.old.") and not (out / "run").exists():
+            os.replace(entry, out / "run")  # killed between the two renames: put it back
+        else:
+            shutil.rmtree(entry)  # a run an interrupted demo was training, or set aside
+
+
+def _install_run(out: Path, new: Path) -> None:
+    """Put the freshly trained run in place of ``out/run`` (renames: an interrupted demo
+    leaves the old run or the new one, never a run without weights)."""
+    run = out / "run"
+    if run.is_symlink() or run.is_file():
+        run.unlink()
+    if run.exists():
+        old = out / f".run.old.{os.getpid()}.tmp"
+        os.replace(run, old)
+        os.replace(new, run)
+        shutil.rmtree(old)
+    else:
+        os.replace(new, run)
 
 
 def run_demo(
@@ -59,8 +111,7 @@ def run_demo(
     """Generate, train, test, draw. Returns the summary figures."""
     started = time.perf_counter()
     out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)  # the demo always starts afresh
+    prepare_out(out)
     src, tgt = date_pairs(n_train + n_test // 2, seed=seed)
     test_src, test_tgt = date_pairs(n_test * 2, seed=seed + 1)
     seen = set(src)
@@ -77,7 +128,9 @@ def run_demo(
         raw[section] = {**raw.get(section, {}), **values}
     cfg: Config = from_dict(Config, raw)
     print(f"demo: {n_train} training pairs, e.g. {src[0]!r} -> {tgt[0]}")
-    result = train(cfg, out / "run")
+    new = out / f".run.{os.getpid()}.tmp"  # trained beside the old run, then swapped in
+    result = train(cfg, new)
+    _install_run(out, new)
 
     translator = Translator.load(out / "run")
     outputs = translator.translate_full([s for s, _ in held])

@@ -10,15 +10,17 @@ that step (a cut last line, as a full disk leaves, is dropped with a note).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from transduce import checkpoint as ckpt
-from transduce.config import Config, ConfigError, load_config, to_dict
+from transduce.config import Config, ConfigError, clip, cut, load_config, to_dict
 from transduce.errors import DataError
 
 log = logging.getLogger("transduce.train")
@@ -74,22 +76,62 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (run_dir / "last" / ckpt.FILES[1]).exists()
 
 
+# What an interrupted atomic write leaves (transduce.atomic.tmp_name): ``.NAME.PID.HEX.tmp``.
+_TMP_NAME = re.compile(r"\..+\.\d+\.[0-9a-f]{8}\.tmp")
+
+
 def clean(run_dir: Path) -> int:
-    """Remove the temporary files and directories of interrupted writes, and checkpoint
-    directories no pointer holds; a pre-pointer ``last/`` directory becomes a checkpoint."""
+    """Remove the temporary files of interrupted writes (named as :mod:`transduce.atomic`
+    names them, nothing else), and checkpoint directories no pointer holds
+    (:func:`transduce.checkpoint.prune`); a pre-pointer ``last/`` directory becomes a
+    checkpoint. Links are never followed out of the run."""
     if not run_dir.is_dir():
         return 0
     removed = 0
+    real_run = os.path.realpath(run_dir)
     for folder in (run_dir, run_dir / "checkpoints", run_dir / "averaged", run_dir / "last"):
-        if folder.is_dir() and not folder.is_symlink():
-            for tmp in folder.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+        if folder != run_dir and (folder.is_symlink() or not folder.is_dir()):
+            continue  # a linked folder is not the run's own
+        if os.path.commonpath([os.path.realpath(folder), real_run]) != real_run:
+            continue
+        for tmp in folder.iterdir():
+            if _TMP_NAME.fullmatch(tmp.name) and (tmp.is_symlink() or tmp.is_file()):
+                tmp.unlink(missing_ok=True)  # the entry itself: a link is not followed
                 removed += 1
     _migrate_pointers(run_dir)
     removed += len(ckpt.prune(run_dir))
     if removed:
         log.info("%s: removed %d leftover(s) of an interrupted write", run_dir, removed)
     return removed
+
+
+def refuse_symlinked_ckpt(run_dir: Path) -> None:
+    """A ``ckpt`` that is a link would make the run write and prune outside itself."""
+    root = run_dir / ckpt.CKPT
+    if root.is_symlink():
+        raise DataError(
+            root, None, f"is a symbolic link (to {cut(os.readlink(root))}); a run's "
+            "checkpoints must be a folder of its own: move them back or use another --out"
+        )  # fmt: skip
+
+
+def refuse_foreign(run_dir: Path) -> None:
+    """Refuse a fresh run in a folder holding anything but what a run writes before its
+    first checkpoint (a run killed that early is started afresh)."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise FileExistsError(f"{run_dir}: --out is a file, not a folder")
+    if (run_dir / "config.yaml").is_file():
+        return  # a run killed before its first checkpoint: started afresh
+    names = sorted(p.name for p in run_dir.iterdir()
+                   if not _TMP_NAME.fullmatch(p.name) and p.name not in STARTUP_FILES)  # fmt: skip
+    if names:
+        shown = ", ".join(clip(n, 40) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        raise FileExistsError(
+            f"{run_dir} is not empty and not a transduce run (it holds {shown}): "
+            "train into a new or empty --out"
+        )
 
 
 def _migrate_pointers(run_dir: Path) -> None:
@@ -119,15 +161,20 @@ def _migrate_pointers(run_dir: Path) -> None:
 def start(
     cfg: Config | None, run_dir: Path, resume: bool, overrides: list[str]
 ) -> tuple[Config, bool]:
-    """The config to train and whether to resume: ``--resume`` of a run killed before its
-    first complete checkpoint starts it afresh (from its config.yaml), saying so."""
+    """The config to train and whether to resume. ``--resume`` of a run killed before its
+    first complete checkpoint starts it afresh (from its config.yaml, or from ``cfg``
+    when the kill came before even that), saying so in one line: a job script under a
+    scheduler that requeues can always pass ``--resume``."""
     rank0 = os.environ.get("RANK", "0") == "0"
+    refuse_symlinked_ckpt(run_dir)
     if resume:
         if not (run_dir / "config.yaml").exists():
-            raise FileNotFoundError(
-                f"{run_dir}: nothing to resume (no config.yaml): start "
-                "it with transduce train CONFIG --out DIR"
-            )
+            if cfg is None:
+                raise FileNotFoundError(
+                    f"{run_dir}: nothing to resume (no config.yaml): start "
+                    "it with transduce train CONFIG --out DIR (--resume may stay)"
+                )
+            return _afresh(cfg, run_dir, rank0)
         saved = load_config(run_dir / "config.yaml")
         cfg = load_config(run_dir / "config.yaml", overrides)
         check_compatible(saved, cfg, run_dir)
@@ -135,21 +182,56 @@ def start(
             clean(run_dir)
         last = run_dir / "last"
         if not has_checkpoint(run_dir) and (last.is_symlink() or last.exists()):
-            target = os.readlink(last) if last.is_symlink() else "a folder"
+            target = cut(os.readlink(last)) if last.is_symlink() else "a folder"
             problem = f"points at {target}, which holds no complete checkpoint"
             raise DataError(last, None, f"{problem} (deleted or damaged); not starting afresh")
         if not has_checkpoint(run_dir):
-            log.warning("%s: no complete checkpoint yet; starting the run afresh from its "
-                        "config.yaml", run_dir)  # fmt: skip
+            log.warning("%s: no complete checkpoint yet (killed before the first); starting "
+                        "the run afresh from its config.yaml", run_dir)  # fmt: skip
             return cfg, False
         return cfg, True
     if cfg is None:
         raise ValueError("train() needs a config unless resuming")
     if has_checkpoint(run_dir) or (run_dir / "last").is_symlink():
         raise FileExistsError(f"{run_dir} already holds a run: use --resume or another --out")
+    refuse_foreign(run_dir)
     if rank0:
         clean(run_dir)
     return cfg, False
+
+
+def _afresh(cfg: Config, run_dir: Path, rank0: bool) -> tuple[Config, bool]:
+    refuse_foreign(run_dir)
+    if rank0:
+        clean(run_dir)
+    log.warning("%s: no checkpoint to resume (killed before the first); starting afresh",
+                run_dir)  # fmt: skip
+    return cfg, False
+
+
+# What a run writes before its first checkpoint: removed again when its start fails.
+STARTUP_FILES = ("config.yaml", "metrics.jsonl", "vocab.src.json", "vocab.tgt.json",
+                 "spm.src.model", "spm.tgt.model", "spm.joint.model", "series.json",
+                 "series.csv")  # fmt: skip
+
+
+def undo_failed_start(run_dir: Path, created: bool) -> None:
+    """A start that failed before the first checkpoint (a missing corpus, a model too big
+    to allocate) leaves no run directory behind: the files it wrote go, then the folder,
+    if this start created it and nothing else is in it."""
+    if not created or not run_dir.is_dir() or has_checkpoint(run_dir):
+        return
+    if any(p.name not in STARTUP_FILES for p in run_dir.iterdir()):
+        return  # training had begun (checkpoints/, ckpt/): what it wrote stays for --resume
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file() and metrics.stat().st_size > 0:
+        return  # it trained and reported before failing: its record stays
+    for name in STARTUP_FILES:
+        path = run_dir / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()  # only when empty
 
 
 def restore(trainer, run_dir: Path, write: bool = True) -> None:

@@ -82,17 +82,16 @@ def target_batch(ids: list[list[int]], eos: int) -> np.ndarray:
 
 
 def write_scores(scores: list[PairScore], output: str | None) -> None:
-    """One JSON line per pair (logprob, normalized, tokens, per_token) to ``output`` or
-    stdout; skipped pairs (empty source) are counted in a warning."""
-    from transduce.decoding import open_output
+    """One JSON line per pair (logprob, normalized, tokens, per_token) to ``output`` (written
+    whole, then renamed into place) or stdout; skipped pairs (empty source) are counted in a
+    warning."""
+    import contextlib
 
-    out = open_output(output)
-    try:
+    from transduce.atomic import atomic_output
+
+    with contextlib.nullcontext(sys.stdout) if not output else atomic_output(output) as out:
         out.write("".join(json.dumps(s.as_dict(), ensure_ascii=False) + "\n" for s in scores))
         out.flush()
-    finally:
-        if out is not sys.stdout:
-            out.close()
     skipped = sum(s.logprob is None for s in scores)
     if skipped:
         log.warning("%d of %d pairs skipped (empty source): logprob null", skipped, len(scores))

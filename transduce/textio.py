@@ -159,8 +159,12 @@ def stream_translate(translator: Any, args: argparse.Namespace, options: DecodeO
             inputs.extend(lines)
             cons = _side(constraints, cons_path, start, len(lines))
             targets = {"prefixes": pre, "constraints": cons}
-            yield translator.decode(
-                lines, options, start + 1, **{k: v for k, v in targets.items() if v is not None}
-            )
+            try:
+                given = {k: v for k, v in targets.items() if v is not None}
+                yield translator.decode(lines, options, start + 1, **given)
+            except DataError as err:  # a phrase's problem is its constraints file's line
+                if err.path != "<constraints>":
+                    raise
+                raise DataError(cons_path or "", err.line, err.problem) from None
 
     write_translations(inputs, batches(), args.output, args.format, options.nbest)

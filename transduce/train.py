@@ -63,9 +63,15 @@ def train(
     """Train ``cfg`` into run directory ``out``; with ``resume``, continue the run saved
     there (its own config.yaml, plus ``overrides``) from its last checkpoint."""
     run_dir = Path(out)
+    created = not run_dir.exists()
     cfg, resume = rundir.start(cfg, run_dir, resume, list(overrides))
-    with distributed.launch(cfg.train.device) as ctx:  # a no-op outside torchrun
-        return _train_rank(cfg, run_dir, resume, ctx)
+    try:
+        with distributed.launch(cfg.train.device) as ctx:  # a no-op outside torchrun
+            return _train_rank(cfg, run_dir, resume, ctx)
+    except BaseException:
+        if os.environ.get("RANK", "0") == "0":
+            rundir.undo_failed_start(run_dir, created)  # only before a first checkpoint
+        raise
 
 
 def _train_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Context) -> RunResult:

@@ -128,7 +128,10 @@ def evaluate(
     seconds = time.perf_counter() - start
     hyps = [o.text for o in outputs]
     if output is not None:
-        ckpt.atomic_write_text(output, "".join(h + "\n" for h in hyps))
+        from transduce.atomic import atomic_output
+
+        with atomic_output(output) as out:  # a FIFO is written through, a file replaced
+            out.write("".join(h + "\n" for h in hyps))
     tok = translator.pipeline.tgt_tok
     correct = total = 0
     for hyp, ref in zip(hyps, references, strict=True):

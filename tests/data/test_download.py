@@ -268,3 +268,50 @@ def test_ctrl_c_half_way_leaves_nothing(server, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         get(["plain"], tmp_path, catalogue=CATALOGUE, progress=False)
     assert files_under(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------ size caps
+
+
+def _lying_zip(member: str, data: bytes, declared: int) -> bytes:
+    """A zip whose member header declares ``declared`` bytes (a zip bomb lies low)."""
+    raw = bytearray(zipped({member: data}))
+    for sig, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = raw.find(sig)
+        raw[at + offset : at + offset + 4] = declared.to_bytes(4, "little")
+    return bytes(raw)
+
+
+def test_an_unpinned_entry_has_a_cap():
+    unpinned = DataFile("tatoeba/xyz.txt", "https://x/xyz-eng.zip", None, member="xyz.txt")
+    assert 0 < unpinned.cap <= 64 << 20
+    pinned = DataFile("a.txt", "https://x/a.txt", "0" * 64, size=1000)
+    assert pinned.cap >= 16_000
+
+
+def test_a_member_declaring_more_than_the_cap_is_not_extracted(tmp_path):
+    archive = tmp_path / "xyz-eng.zip"
+    archive.write_bytes(zipped({"xyz.txt": b"a\tb\n" * 1000}))
+    f = DataFile("tatoeba/xyz.txt", "https://x/xyz-eng.zip", None, member="xyz.txt",
+                 max_bytes=1000)  # fmt: skip
+    with pytest.raises(DownloadError, match="declares 4,000 bytes, over this entry's cap"):
+        download.install(archive, f, tmp_path / "root")
+    assert not (tmp_path / "root" / "tatoeba" / "xyz.txt").exists()
+
+
+def test_a_member_lying_about_its_size_is_one_line(tmp_path):
+    archive = tmp_path / "xyz-eng.zip"
+    archive.write_bytes(_lying_zip("xyz.txt", b"\t" * 300_000, declared=10))
+    f = DataFile("tatoeba/xyz.txt", "https://x/xyz-eng.zip", None, member="xyz.txt")
+    with pytest.raises(DownloadError, match="a damaged zip archive"):
+        download.install(archive, f, tmp_path / "root")
+    leftovers = [p for p in (tmp_path / "root").rglob("*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_a_plain_source_over_the_cap_is_refused(tmp_path):
+    src = tmp_path / "big.txt"
+    src.write_bytes(b"a\tb\n" * 1000)
+    f = DataFile("x/big.txt", "https://x/big.txt", None, max_bytes=100)
+    with pytest.raises(DownloadError, match="over this entry's cap of 100 bytes"):
+        download.install(src, f, tmp_path / "root")

@@ -102,3 +102,31 @@ def test_covariates_ride_beside_the_encoder_values_and_the_decoder_features():
             np.testing.assert_array_equal(w.src[i, :, 1:], cov[first : first + L])
             np.testing.assert_array_equal(w.exog[i, :, 0], cov[first + L : first + L + H, 0])
     assert int(valid.src[0, 0, 0]) == n - H - L + 1
+
+
+# ----------------------------------------------------------------- hostile timestamps
+
+
+@pytest.mark.parametrize(
+    ("rows", "problem"),
+    [("a,3,1\na,2,1\n", "numeric timestamps must increase"),
+     ("a,1,1\na,1.0,1\n", r"appears twice \(as 1\)"),
+     ("a,2020-01-01T00:00,1\na,2020-01-01T01:00+02:00,1\n", "after 2020-01-01T00:00"),
+     ("a,2020-01-01T02:00+02:00,1\na,2020-01-01T00:00Z,1\n", "appears twice"),
+     ("a,1,1\na,2020-01-01,1\n", "a time \\(no zone\\) timestamp"),
+     ("a,1,1e308\n", "beyond"), ("a,1,-1e16\n", "beyond"),
+     ("a,9999-12-31T23:30-01:00,1\n", "out of the range of dates"),
+     ("a,0001-01-01T00:10+01:00,1\n", "out of the range of dates")],
+)  # fmt: skip
+def test_long_series_hostile_timestamps_and_values_name_the_series(tmp_path, rows, problem):
+    p = _write(tmp_path / "l.csv", "id,timestamp,value\n" + rows)
+    with pytest.raises(DataError, match=problem):
+        read_long(p)
+
+
+def test_numeric_timestamps_sort_as_numbers_and_zones_as_instants(tmp_path):
+    p = _write(tmp_path / "l.csv", "id,timestamp,value\na,9,1\na,10,2\n"
+               "b,2020-03-29T01:00+01:00,1\nb,2020-03-29T03:00+02:00,2\n")  # fmt: skip
+    data = read_long(p)
+    assert data.timestamps[0] == ["9", "10"] and list(data.values[0]) == [1.0, 2.0]
+    assert len(data.timestamps[1]) == 2

@@ -110,3 +110,27 @@ def test_forecast_cli_long_in_long_out(tmp_path, capsys, caplog):
     assert [r[1] for r in rows[1 : 1 + H]] == [f"2024-01-03 {h}:00" for h in (12, 13, 14, 15)]
     assert next(r[1] for r in rows if r[0] == "short") == "2024-01-01 05:00"
     assert all(np.isfinite(float(r[2])) for r in rows[1:])
+
+
+def test_future_stamps_past_year_9999_are_one_line():
+    import datetime
+
+    import pytest
+
+    from transduce.forecasting.output import future_stamps
+
+    with pytest.raises(ValueError, match="past year 9999"):
+        future_stamps(["9999-12-31T22:00"], 5, datetime.timedelta(hours=1))
+    with pytest.raises(ValueError, match="past year 9999"):
+        future_stamps(["9999-11-01"], 3, "month")
+
+
+def test_non_finite_forecasts_are_refused_not_written_as_nulls():
+    import numpy as np
+    import pytest
+
+    from transduce.forecasting.output import check_finite
+
+    check_finite(["a"], np.ones((1, 3)))
+    with pytest.raises(ValueError, match="series b: the forecast is not a finite number"):
+        check_finite(["a", "b"], np.array([[1.0, 2.0], [np.inf, np.nan]]))

@@ -51,6 +51,20 @@ class DataFile:
     member: str | None = None
     gzip: bool = False
     archive_sha256: str | None = None
+    max_bytes: int | None = None  # the most an install may write (default: see .cap)
+
+    @property
+    def cap(self) -> int:
+        """Bytes this file may take once extracted: a zip that inflates past it (the
+        declared sizes are checked before extracting, the bytes while copying) is refused.
+        An unpinned file (no size known) gets UNPINNED_CAP."""
+        if self.max_bytes is not None:
+            return self.max_bytes
+        return max(self.size * 16, 16 << 20) if self.size else UNPINNED_CAP
+
+
+# Tatoeba's largest language pairs hold a few hundred thousand lines (tens of MB).
+UNPINNED_CAP = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -291,3 +305,15 @@ def lookup(name: str, catalogue: dict[str, Dataset] | None = None) -> Dataset:
             DataFile(f"tatoeba/{code}-eng_about.txt", url, None, member="_about.txt"),
         ),
     )
+
+
+def dataset_for(path: str) -> str | None:
+    """The dataset whose ``transduce data get NAME`` installs ``path`` (a file under the
+    data root, or any path ending in a catalogued destination), or None."""
+    norm = str(path).replace("\\", "/")
+    for dataset in CATALOGUE.values():
+        for f in dataset.files:
+            if norm.endswith("/" + f.dest) or norm == f.dest:
+                return dataset.name
+    match = re.search(r"(?:^|/)tatoeba/([a-z]{3})\.txt(\.gz)?$", norm)
+    return f"tatoeba-{match.group(1)}" if match else None

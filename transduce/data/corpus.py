@@ -111,7 +111,7 @@ def _open_bytes(path: PathLike) -> Iterator[BinaryIO]:
     try:
         f = open(path, "rb")  # noqa: SIM115 (closed by the `with` below)
     except FileNotFoundError:
-        raise DataError(path, None, "file not found") from None
+        raise DataError(path, None, not_found(path)) from None
     except IsADirectoryError:
         raise DataError(path, None, "is a directory, not a file") from None
     except OSError as e:
@@ -125,14 +125,54 @@ def _open_bytes(path: PathLike) -> Iterator[BinaryIO]:
             yield f
 
 
+# A line longer than this is no sentence (an endless stream such as /dev/zero, a binary
+# file): reading stops there with one error instead of filling the memory.
+MAX_LINE_BYTES = 1 << 20
+# Whole files read at once (vocabularies, chatterbot YAML, run descriptions).
+MAX_FILE_BYTES = 64 << 20
+
+
+def not_found(path: PathLike) -> str:
+    """``file not found``, naming the ``transduce data get`` that installs a corpus file."""
+    from transduce.data.catalogue import dataset_for
+
+    name = dataset_for(os.fspath(path))
+    return f"file not found (install it with: transduce data get {name})" if name else (
+        "file not found"
+    )  # fmt: skip
+
+
+def read_capped(path: PathLike, limit: int = MAX_FILE_BYTES, what: str = "file") -> bytes:
+    """The bytes of ``path``, at most ``limit`` of them; a missing file, a directory, or
+    one over the limit is one DataError naming it."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found") from None
+    except IsADirectoryError:
+        raise DataError(path, None, f"is a directory, not a {what}") from None
+    except OSError as e:
+        raise DataError(path, None, f"cannot read: {e.strerror or e}") from None
+    if len(raw) > limit:
+        raise DataError(path, None, f"over {limit:,} bytes: not a {what}")
+    return raw
+
+
 def _numbered_lines(
     f: BinaryIO, path: PathLike, limit: int | None = None
 ) -> Iterator[tuple[int, bytes]]:
-    """Yield (1-based line number, line bytes without LF / CRLF / trailing CR), at most `limit`."""
+    """Yield (1-based line number, line bytes without LF / CRLF / trailing CR), at most
+    `limit`; a line over MAX_LINE_BYTES is a DataError."""
     number = 0
     try:
-        for raw in f:
+        while raw := f.readline(MAX_LINE_BYTES + 1):
             number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise DataError(
+                    path, number, f"a line over {MAX_LINE_BYTES:,} bytes (not text, or an "
+                    "endless stream such as /dev/zero)"
+                )  # fmt: skip
             if raw.endswith(b"\n"):
                 raw = raw[:-1]
             if raw.endswith(b"\r"):

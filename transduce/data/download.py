@@ -169,13 +169,26 @@ def _temp_in(folder: Path, name: str) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _copy_stream(src: BinaryIO, tmp: Path, compress: bool) -> None:
+def _copy_stream(
+    src: BinaryIO, tmp: Path, compress: bool, cap: int = 1 << 62, label: str = ""
+) -> None:
+    """Copy ``src`` into ``tmp`` (gzipped with ``compress``), refusing past ``cap`` bytes
+    read: a zip's declared sizes may lie."""
     with _open_write(tmp) as raw:
         if not compress:
-            shutil.copyfileobj(src, raw, _CHUNK)
+            _copy_capped(src, raw, cap, label or tmp.name)
             return
         with gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=raw, mtime=0) as out:
-            shutil.copyfileobj(src, out, _CHUNK)
+            _copy_capped(src, out, cap, label or tmp.name)
+
+
+def _copy_capped(src: BinaryIO, out: BinaryIO, cap: int, label: str) -> None:
+    total = 0
+    while block := src.read(_CHUNK):
+        total += len(block)
+        if total > cap:
+            raise DownloadError(label, f"inflates past its size cap of {cap:,} bytes; refused")
+        out.write(block)
 
 
 def _is_gzip(path: Path) -> bool:
@@ -201,11 +214,24 @@ def install(src: Path, f: DataFile, root: Path) -> str | None:
     final = root / f.dest
     with _temp_in(root / PARTIAL, final.name) as tmp:
         if f.member is not None and zipfile.is_zipfile(src):
-            with zipfile.ZipFile(src) as zf, zf.open(_member_name(zf, f.member, src)) as stream:
-                _copy_stream(stream, tmp, compress=f.gzip)
+            with zipfile.ZipFile(src) as zf:
+                name = _member_name(zf, f.member, src)
+                declared = zf.getinfo(name).file_size
+                if declared > f.cap:  # checked before a byte is extracted
+                    raise DownloadError(
+                        f.dest, f"{src}: member {name} declares {declared:,} bytes, over "
+                        f"this entry's cap of {f.cap:,}; refusing to extract it"
+                    )  # fmt: skip
+                try:
+                    with zf.open(name) as stream:
+                        _copy_stream(stream, tmp, compress=f.gzip, cap=f.cap, label=f.dest)
+                except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+                    raise DownloadError(f.dest, f"{src}: a damaged zip archive ({err})") from None
         else:
+            if src.stat().st_size > f.cap and not _is_gzip(src):
+                raise DownloadError(f.dest, f"{src} is over this entry's cap of {f.cap:,} bytes")
             with open(src, "rb") as stream:
-                _copy_stream(stream, tmp, compress=f.gzip and not _is_gzip(src))
+                _copy_stream(stream, tmp, f.gzip and not _is_gzip(src), f.cap, f.dest)
         try:
             got = sha256_of(tmp, gunzip=f.gzip)
         except (OSError, EOFError, zlib.error) as err:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from transduce.config import compose_yaml, load_yaml
 from transduce.data.corpus import (
     Parallel,
     PathLike,
@@ -31,6 +32,7 @@ from transduce.data.corpus import (
     _open_bytes,
     _reject,
     collect_pairs,
+    read_capped,
 )
 from transduce.errors import DataError
 
@@ -188,7 +190,7 @@ def read_chatterbot(
 def _conversations(file: Path, report: ReadReport, policy: str):
     """The turns of each good conversation of one YAML file; bad ones go to ``report``."""
     try:
-        root = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        root = compose_yaml(read_capped(file, what="YAML file").decode("utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
@@ -220,7 +222,7 @@ def _shown(node: yaml.Node) -> object:
     if isinstance(node, yaml.ScalarNode):
         return node.value or None
     try:
-        return yaml.safe_load(yaml.serialize(node))
+        return load_yaml(yaml.serialize(node))
     except yaml.YAMLError:
         return f"<{node.id}>"
 

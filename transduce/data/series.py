@@ -21,6 +21,7 @@ import math
 import os
 import zlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
@@ -74,8 +75,15 @@ def _number(text: str, column: int) -> float:
     except ValueError:
         raise _BadLine("not a number", f"column {column}: {text[:30]!r} is not a number") from None
     if not math.isfinite(value):
-        raise _BadLine("not finite", f"column {column}: {text!r} is not a finite number")
+        raise _BadLine("not finite", f"column {column}: {text[:30]!r} is not a finite number")
+    if abs(value) > MAX_VALUE:
+        raise _BadLine("too large", f"column {column}: {text[:30]!r} is beyond ±{MAX_VALUE:g} "
+                       "(a forecast of it would overflow)")  # fmt: skip
     return value
+
+
+# Values beyond this overflow float32 once scaled and summed (1e308 gave null forecasts).
+MAX_VALUE = 1e15
 
 
 def _wide_row(row: list[str]) -> tuple[str, np.ndarray]:
@@ -157,18 +165,59 @@ def read_long(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesSet:
                 continue
             try:
                 name, stamp, value = _long_row(raw, number)
-                if stamp in points.get(name, {}):
-                    raise _BadLine("repeated timestamp", f"{name} at {stamp} appears twice")
+                key = _stamp_key(name, stamp, points.get(name, {}))
             except _BadLine as bad:
                 _reject(bad, path, number, report, on_bad_line)
                 continue
-            points.setdefault(name, {})[stamp] = value
+            points.setdefault(name, {})[key] = (stamp, value)
             report.kept += 1
     if not points:
         raise DataError(path, None, "no observations")
     _finish(report, path)
-    values = [np.asarray([p[k] for k in sorted(p)], dtype=np.float64) for p in points.values()]
-    return SeriesSet(list(points), values, report, [sorted(p) for p in points.values()])
+    rows = [[p[k] for k in sorted(p)] for p in points.values()]  # (stamp, value) in time order
+    values = [np.asarray([v for _, v in r], dtype=np.float64) for r in rows]
+    stamps = [[t for t, _ in r] for r in rows]
+    return SeriesSet(list(points), values, report, stamps)
+
+
+def _stamp_key(name: str, stamp: str, seen: dict[tuple, tuple[str, float]]) -> tuple:
+    """The sort key of one series' timestamp: a number (which must increase down the file),
+    an ISO date-time (sorted as times; one time zone per series), else the text. A repeat
+    of an earlier time, or a change of kind or time zone, is a _BadLine naming both."""
+    try:
+        number = float(stamp)
+        key: tuple = ("number", number) if math.isfinite(number) else ("text", stamp)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(stamp)
+        except ValueError:
+            key = ("text", stamp)
+        else:
+            if when.tzinfo is None:
+                key = ("time (no zone)", when)
+            else:  # compared as instants: an offset that changes (summer time) is fine
+                try:
+                    key = ("time (with a zone)", when.astimezone(UTC).replace(tzinfo=None))
+                except OverflowError:
+                    raise _BadLine(
+                        "out of range",
+                        f"series {name}: {stamp[:40]} is out of "
+                        "the range of dates (years 1 to 9999 in UTC)",
+                    ) from None
+    if not seen:
+        return key
+    last = max(seen)
+    if key[0] != last[0]:
+        raise _BadLine("mixed timestamps", f"series {name}: {stamp} is a {key[0]} timestamp "
+                       f"after {seen[last][0]}, a {last[0]} one")  # fmt: skip
+    if key in seen:
+        first = seen[key][0]
+        also = "" if first == stamp else f" (as {first})"
+        raise _BadLine("repeated timestamp", f"series {name}: {stamp} appears twice{also}")
+    if key[0] == "number" and key < last:
+        raise _BadLine("decreasing timestamp", f"series {name}: {stamp} after "
+                       f"{seen[last][0]}: numeric timestamps must increase")  # fmt: skip
+    return key
 
 
 def read_series(

@@ -75,15 +75,15 @@ class Vocab:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
         """Read a saved vocabulary; a missing, truncated or foreign file is one DataError."""
+        from transduce.config import cut
+        from transduce.data.corpus import read_capped
         from transduce.errors import DataError
 
+        raw = read_capped(path, what="vocabulary")  # bounded: /dev/zero stops at the cap
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            raise DataError(path, None, "file not found") from None
+            data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as err:
-            raise DataError(path, None, f"not a readable vocabulary ({err})") from None
+            raise DataError(path, None, f"not a readable vocabulary ({cut(str(err))})") from None
         tokens = data.get("tokens") if isinstance(data, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise DataError(path, None, 'not a vocabulary (expected {"tokens": [strings]})')

@@ -13,8 +13,14 @@ ENGINES = ("auto", *engines.ENGINES)  # the choices of --engine
 
 
 def export_command(args: argparse.Namespace) -> None:
+    from transduce.export.destination import export_into
+
     export = engines.get(args.format).export_function()
-    out = export(args.model, args.out, args.checkpoint, args.quantize)
+
+    def build(tmp: Path) -> Path:  # built beside --out, renamed into place when complete
+        return export(args.model, tmp, args.checkpoint, args.quantize)
+
+    out = export_into(Path(args.out), Path(args.model), build)
     manifest = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
     keys = ("engine", "preset", "quantize")
     print(json.dumps({"out": str(out), **{k: manifest.get(k) for k in keys}}))

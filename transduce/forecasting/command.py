@@ -21,6 +21,7 @@ def _forecast_run(args: argparse.Namespace):
     if not args.input:
         raise ConfigError(f"{args.command}: give --input SERIES_FILE")
     models = args.model if isinstance(args.model, list) else [args.model]
+    _refuse_output_over_input(args, models)
     if len(models) > 1:
         from transduce.forecasting.ensemble import ForecastEnsemble
 
@@ -71,12 +72,23 @@ def refuse_overwrite(output: str | None, *inputs: str | None) -> None:
             raise ConfigError(f"--output {output} is an input ({path}): choose another file")
 
 
+def _refuse_output_over_input(args: argparse.Namespace, models: list[str]) -> None:
+    """--output may not be --input, --actuals or a file of a model (same inode)."""
+    from pathlib import Path
+
+    from transduce.atomic import refuse_overwriting_inputs
+
+    files = [str(p) for m in models if Path(m).is_dir() for p in Path(m).iterdir()]
+    refuse_overwriting_inputs(args.output, [args.input, args.actuals, *files])
+
+
 def forecast_command(args: argparse.Namespace) -> None:
-    from transduce.forecasting.output import write_long_forecasts
+    from transduce.forecasting.output import check_finite, write_long_forecasts
     from transduce.forecasting.pipeline import evaluate_forecasts, write_forecasts
 
     refuse_overwrite(args.output, args.input, args.actuals, args.future)
     forecaster, series, forecasts, actuals = _forecast_run(args)
+    check_finite(series.ids, forecasts)
     result = {"series": len(series), "horizon": forecasts.shape[1], "output": args.output}
     if series.timestamps and not isinstance(series.timestamps[0][0], str):  # a pandas table
         from transduce.forecasting.frames import forecasts_frame, write_table

@@ -12,7 +12,6 @@ from itertools import pairwise
 
 import numpy as np
 
-from transduce import checkpoint as ckpt
 from transduce.data.series import SeriesSet
 
 log = logging.getLogger("transduce.forecast")
@@ -57,13 +56,26 @@ def future_stamps(stamps: list[str], horizon: int, step: timedelta | str) -> lis
     last = parse_stamp(stamps[-1])
     out = []
     for k in range(1, horizon + 1):
-        if step == "month":
-            month = last.month - 1 + k
-            when = last.replace(year=last.year + month // 12, month=month % 12 + 1)
-        else:
-            when = last + k * step
+        try:
+            if step == "month":
+                month = last.month - 1 + k
+                when = last.replace(year=last.year + month // 12, month=month % 12 + 1)
+            else:
+                when = last + k * step
+        except (OverflowError, ValueError):
+            raise ValueError(f"the {horizon} steps after {stamps[-1][:40]} run past year "
+                             "9999, the last date this can write") from None  # fmt: skip
         out.append(_like(when, stamps[-1]))
     return out
+
+
+def check_finite(ids: list[str], forecasts: np.ndarray) -> None:
+    """Refuse forecasts that overflowed (values too large for the model's scaling)
+    rather than writing them as nulls."""
+    bad = [name for name, row in zip(ids, forecasts, strict=True) if not np.isfinite(row).all()]
+    if bad:
+        raise ValueError(f"series {', '.join(b[:40] for b in bad[:3])}: the forecast is not a "
+                         "finite number (values too large for this model?)")  # fmt: skip
 
 
 def _like(when: datetime, example: str) -> str:
@@ -97,7 +109,10 @@ def write_long_forecasts(
         for h, (stamp, value) in enumerate(zip(stamps, row, strict=True)):
             cells = "".join(f",{lo[i, h]:.6g},{hi[i, h]:.6g}" for lo, hi in bands.values())
             rows.append(f"{name},{stamp},{value:.6g}{cells}")
-    ckpt.atomic_write_text(path, "\n".join(rows) + "\n")
+    from transduce.atomic import atomic_output
+
+    with atomic_output(path) as f:  # a FIFO is written through, a file replaced when done
+        f.write("\n".join(rows) + "\n")
     return first or ""
 
 

@@ -352,17 +352,13 @@ def evaluate_forecasts(
 
 
 def write_forecasts(path: str | os.PathLike, ids: list[str], forecasts: np.ndarray) -> None:
-    """``id,F1..FH`` (the M4 submission layout), written through ``path`` as it is (a
-    symlink, a FIFO, /proc/self/fd/1), like ``translate --output``."""
-    from transduce.errors import DataError
-
+    """``id,F1..FH`` (the M4 submission layout), to ``path`` like ``translate --output``."""
     header = "id," + ",".join(f"F{i + 1}" for i in range(forecasts.shape[1]))
     rows = [
         f"{name}," + ",".join(f"{v:.6g}" for v in row)
         for name, row in zip(ids, forecasts, strict=True)
     ]
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join([header, *rows]) + "\n")
-    except OSError as err:
-        raise DataError(path, None, f"cannot write: {err.strerror or err}") from None
+    from transduce.atomic import atomic_output
+
+    with atomic_output(path) as f:  # a FIFO is written through, a file replaced when done
+        f.write("\n".join([header, *rows]) + "\n")

@@ -41,11 +41,14 @@ def read_manifest(model_dir: str | os.PathLike, engine: str | None = None) -> di
     if not path.is_file():
         raise ExportError(f"{path}: no such file (not an exported transduce model)")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_bytes()[: 1 << 20].decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ExportError(f"{path}: not valid JSON ({err})") from None
+        raise ExportError(f"{path}: not valid JSON ({str(err)[:80]})") from None
     if not isinstance(manifest, dict) or "engine" not in manifest:
         raise ExportError(f"{path}: not a transduce export manifest (no 'engine')")
+    from transduce.runtime.manifest import validate
+
+    validate(manifest, Path(model_dir), path)
     if engine is not None and manifest["engine"] != engine:
         raise ExportError(f"{Path(model_dir)}: engine {manifest['engine']!r}, not {engine}")
     return manifest
@@ -75,6 +78,10 @@ class OnnxModel:
             self.sessions[name] = session
         self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self.sessions.items()}
         self.outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
+        from transduce.runtime.manifest import check_graph
+
+        for name in GRAPHS:
+            check_graph(self.dir / f"{name}.onnx", name, self.inputs[name], self.outputs[name])
         topk = self.dir / "topk.onnx"
         self.ops = NumpyOps(ort.InferenceSession(str(topk), opts) if topk.is_file() else None)
         if "log_probs" not in self.outputs["head"]:

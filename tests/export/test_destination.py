@@ -1,0 +1,78 @@
+"""Where an export goes: a temporary sibling renamed into place when complete; --out the
+run itself (or inside it), or a foreign folder, refused; a missing package one line."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from transduce.cli import main
+from transduce.config import ConfigError
+from transduce.data.corpus import DataError
+from transduce.export.destination import export_into
+
+
+@pytest.fixture
+def run(tmp_path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: {}\n")
+    return run
+
+
+def _build(files: dict[str, str], fail: BaseException | None = None):
+    def build(tmp: Path) -> Path:
+        tmp.mkdir()
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        if fail is not None:
+            raise fail
+        return tmp
+
+    return build
+
+
+@pytest.mark.parametrize(
+    "fail",
+    [ModuleNotFoundError("No module named 'ctranslate2'", name="ctranslate2"),
+     OSError(errno.ENOSPC, "No space left on device"),
+     OSError(errno.EROFS, "Read-only file system"), ValueError("half way")],
+)  # fmt: skip
+def test_a_failed_export_leaves_no_folder_and_the_previous_one(run, tmp_path, fail):
+    out = tmp_path / "exported"
+    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v1"}))
+    with pytest.raises((ConfigError, DataError, ValueError)) as caught:
+        export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "half"}, fail))
+    assert (out / "a.onnx").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "run"]
+    message = str(caught.value)
+    assert "\n" not in message
+    if isinstance(fail, ModuleNotFoundError):
+        assert "pip install 'transduce[export]'" in message and "ctranslate2" in message
+    elif isinstance(fail, OSError):
+        assert ("no space left" if fail.errno == errno.ENOSPC else "read-only") in message
+
+
+@pytest.mark.parametrize("where", ["run", "inside", "parent"])
+def test_export_out_the_run_or_around_it_is_refused(run, where):
+    out = {"run": run, "inside": run / "onnx", "parent": run.parent}[where]
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(DataError, match="is the run"):
+        export_into(out, run, _build({"manifest.json": "{}"}))
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_export_out_a_foreign_folder_is_refused(run, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(DataError, match="not empty and not an export"):
+        export_into(tmp_path / "mine", run, _build({"manifest.json": "{}"}))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_the_cli_refuses_exporting_into_the_run(run, capsys):
+    assert main(["export", "onnx", "--model", str(run), "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is the run" in err

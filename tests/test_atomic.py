@@ -1,0 +1,86 @@
+"""The one writer: files replaced whole or not at all, outputs that never destroy inputs."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from transduce.atomic import atomic_output, atomic_write_text, refuse_overwriting_inputs
+from transduce.data.corpus import DataError
+
+
+def test_a_failed_output_leaves_the_previous_file_and_counts_lines(tmp_path):
+    out = tmp_path / "out.txt"
+    out.write_text("previous\n")
+    done = r"2 line\(s\) were done; .* left as it was"
+    with pytest.raises(DataError, match=done), atomic_output(out) as f:
+        f.write("one\ntwo\n")
+        raise DataError("in.txt", 3, "too long")
+    assert out.read_text() == "previous\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_full_disk_is_one_line_and_the_old_file_stays(tmp_path):
+    out = tmp_path / "out.txt"
+    out.write_text("previous\n")
+    full = "no space left on the device; 1 line"
+    with pytest.raises(DataError, match=full), atomic_output(out) as f:
+        f.write("one\n")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert out.read_text() == "previous\n"
+
+
+def test_a_completed_output_replaces_through_a_symlink(tmp_path):
+    real = tmp_path / "real.txt"
+    real.write_text("old\n")
+    (tmp_path / "link.txt").symlink_to(real)
+    with atomic_output(tmp_path / "link.txt") as f:
+        f.write("new\n")
+    assert (tmp_path / "link.txt").is_symlink() and real.read_text() == "new\n"
+
+
+def test_a_fifo_is_written_through(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    pid = os.fork()
+    if pid == 0:  # the reader
+        with open(fifo, "rb") as r:
+            data = r.read()
+        os._exit(0 if data == b"x\n" else 1)
+    with atomic_output(fifo) as f:
+        f.write("x\n")
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert fifo.exists() and not fifo.is_file()
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink", "dotted"])
+def test_an_output_that_is_an_input_is_refused(tmp_path, how):
+    src = tmp_path / "in.txt"
+    src.write_text("keep me\n")
+    out = {
+        "same": src,
+        "symlink": tmp_path / "l.txt",
+        "hardlink": tmp_path / "h.txt",
+        "dotted": tmp_path / "." / "in.txt",
+    }[how]
+    if how == "symlink":
+        out.symlink_to(src)
+    elif how == "hardlink":
+        os.link(src, out)
+    with pytest.raises(DataError, match="is the input"):
+        refuse_overwriting_inputs(out, [src])
+    assert src.read_text() == "keep me\n"
+
+
+def test_atomic_write_replaces_whole_and_never_through_a_link(tmp_path):
+    atomic_write_text(tmp_path / "a" / "f.json", "{}")
+    assert (tmp_path / "a" / "f.json").read_text() == "{}"
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["f.json"]
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("a user's config")
+    (tmp_path / "a" / "config.yaml").symlink_to(mine)
+    atomic_write_text(tmp_path / "a" / "config.yaml", "resolved")
+    assert mine.read_text() == "a user's config"
+    assert (tmp_path / "a" / "config.yaml").read_text() == "resolved"

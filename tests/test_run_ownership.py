@@ -1,0 +1,165 @@
+"""The run directory has one owner: it deletes only entries it created (exact names, links
+resolved and kept inside the run), honours pointers a user re-pointed, never follows a
+linked ``ckpt/``, and refuses a ``--out`` that holds someone else's files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from transduce import checkpoint as ckpt
+from transduce import rundir
+from transduce.cli import main
+from transduce.data.corpus import DataError
+from transduce.train import train
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("owner")
+    cfg = tiny_config(write_tsv(tmp / "rev.tsv", reverse_pairs(48, seed=3)),
+                      train={"epochs": 1})  # fmt: skip
+    train(cfg, tmp / "run")
+    return cfg, tmp / "run"
+
+
+@pytest.fixture
+def run(finished, tmp_path) -> Path:
+    shutil.copytree(finished[1], tmp_path / "run", symlinks=True)
+    return tmp_path / "run"
+
+
+def _target(run: Path, pointer: str) -> Path:
+    return Path(os.path.realpath(run / pointer))
+
+
+def _copy_checkpoint(run: Path, step: int = 1) -> Path:
+    """A second complete checkpoint of the run (a copy of ``last``'s, under step ``step``)."""
+    copy = run / ckpt.CKPT / ckpt.step_dir_name(step)
+    shutil.copytree(_target(run, "last"), copy)
+    return copy
+
+
+@pytest.mark.parametrize("pointers", [("last", "best"), ("best",), ("last",)])
+def test_pointers_repointed_as_absolute_links_are_honoured(run, pointers):
+    copy = _copy_checkpoint(run)
+    kept = {p: _target(run, p) for p in ("last", "best")}
+    for pointer in pointers:
+        (run / pointer).unlink()
+        os.symlink(copy, run / pointer)  # absolute, as a user re-points it
+        kept[pointer] = copy
+    rundir.clean(run)
+    assert all(path.is_dir() for path in kept.values())
+    result = train(out=run, resume=True, overrides=["train.epochs=2"])
+    assert result.steps > 0 and _target(run, "last").is_dir()
+
+
+def test_a_relative_link_written_another_way_is_honoured(run):
+    copy = _copy_checkpoint(run)
+    (run / "last").unlink()
+    os.symlink(f"../{run.name}/{ckpt.CKPT}/{copy.name}", run / "last")
+    rundir.clean(run)
+    assert copy.is_dir()
+
+
+def test_a_pointer_out_of_the_run_prunes_nothing(run, tmp_path):
+    _copy_checkpoint(run)
+    other = tmp_path / "elsewhere" / "step_000000001"
+    shutil.copytree(_target(run, "last"), other)
+    before = sorted(p.name for p in (run / ckpt.CKPT).iterdir())
+    (run / "last").unlink()
+    os.symlink(other, run / "last")
+    rundir.clean(run)
+    assert sorted(p.name for p in (run / ckpt.CKPT).iterdir()) == before
+    assert other.is_dir()
+
+
+@pytest.mark.parametrize(
+    "name", ["notes.txt", "step_1", "step_000000001.bak", ".tmp-mine", ".x.tmp", "step_link"]
+)
+def test_prune_deletes_only_its_own_names(run, name):
+    entry = run / ckpt.CKPT / name
+    if name == "step_link":
+        entry = run / ckpt.CKPT / "step_000000077"
+        os.symlink(run.parent, entry)  # a user's link under one of our names
+    elif name.endswith(".txt") or name.endswith(".tmp"):
+        entry.write_text("mine")
+    else:
+        entry.mkdir()
+        (entry / "keep.txt").write_text("mine")
+    ckpt.prune(run)
+    assert entry.is_symlink() or entry.exists()
+    assert run.parent.is_dir()
+
+
+@pytest.mark.parametrize("where", ["shared", "dot"])
+def test_a_linked_ckpt_is_never_followed(run, tmp_path, where):
+    shared = tmp_path / "shared"
+    if where == "shared":
+        shared.mkdir()
+        (shared / "notes.txt").write_text("a user's notes")
+        (shared / "step_000000005").mkdir()  # another run's checkpoint
+        link_to = shared
+    else:
+        link_to = Path(".")
+    shutil.rmtree(run / ckpt.CKPT)
+    os.symlink(link_to, run / ckpt.CKPT)
+    assert ckpt.prune(run) == []
+    with pytest.raises(DataError, match="is a symbolic link"):
+        train(out=run, resume=True, overrides=["train.epochs=2"])
+    if where == "shared":
+        assert (shared / "notes.txt").is_file() and (shared / "step_000000005").is_dir()
+    assert (run / "metrics.jsonl").is_file() and (run / "last").is_symlink()
+
+
+def test_fresh_train_in_a_folder_with_foreign_ckpt_and_tmp_deletes_nothing(finished, tmp_path):
+    out = tmp_path / "D"
+    (out / "ckpt" / "step_000000003").mkdir(parents=True)
+    (out / "ckpt" / "step_000000003" / "data.bin").write_bytes(b"someone's")
+    (out / ".x.tmp").write_text("someone's")
+    with pytest.raises(FileExistsError, match=r"not a transduce run \(it holds .x.tmp, ckpt\)"):
+        train(finished[0], out)
+    assert (out / "ckpt" / "step_000000003" / "data.bin").is_file()
+    assert (out / ".x.tmp").is_file()
+
+
+def test_clean_leaves_tmp_names_it_did_not_make(run):
+    foreign = [run / ".notes.tmp", run / ".config.yaml.tmp", run / ".a.b.c.tmp"]
+    for path in foreign:
+        path.write_text("mine")
+    ours = run / ".config.yaml.12.0123abcd.tmp"
+    ours.write_text("half")
+    rundir.clean(run)
+    assert all(p.is_file() for p in foreign) and not ours.exists()
+
+
+def test_resume_of_a_job_killed_before_anything_starts_afresh(finished, tmp_path, caplog):
+    """A requeued job always passes --resume: DIR missing or empty starts from CONFIG."""
+    config = tmp_path / "c.yaml"
+    from transduce.config import save_config
+
+    save_config(finished[0], config)
+    out = tmp_path / "job"
+    out.mkdir()
+    with caplog.at_level(logging.WARNING, logger="transduce.train"):
+        assert main(["train", str(config), "--out", str(out), "--resume"]) == 0
+    assert "no checkpoint to resume" in caplog.text and "starting afresh" in caplog.text
+    assert rundir.has_checkpoint(out)
+    assert main(["train", str(config), "--out", str(out), "--resume"]) == 0  # resumes now
+
+
+def test_a_failed_start_leaves_no_run_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TRANSDUCE_DATA", str(tmp_path / "nodata"))
+    out = tmp_path / "r"
+    assert main(["train", "multi30k_de_en_rnn", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "transduce data get multi30k" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    out.mkdir()  # a folder the user made stays
+    assert main(["train", "multi30k_de_en_rnn", "--out", str(out)]) == 2
+    assert out.is_dir()

@@ -1,0 +1,169 @@
+"""The one writer of every file the project writes: a temporary sibling, fsync, rename.
+
+A reader never sees a half-written file and a failure leaves any previous file untouched.
+:func:`atomic_output` does the same for streamed outputs (translate ``--output``), and
+writes straight through what cannot be replaced by a rename (a FIFO, a terminal,
+``/dev/stdout``). :func:`refuse_overwriting_inputs` stops an output that is one of the
+command's inputs (same inode, also through links) before anything is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+from transduce.errors import DataError
+
+log = logging.getLogger("transduce")
+
+
+def tmp_name(path: Path) -> Path:
+    """A hidden sibling of ``path`` no other writer picks: ``.NAME.PID.HEX.tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a rename inside ``path`` durable (POSIX: fsync the directory)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_problem(path: str | os.PathLike, err: OSError) -> DataError:
+    """One line for a failed write: a full disk and a read-only file system by name."""
+    reason = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EROFS: "read-only file system",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EACCES: "permission denied",
+    }.get(err.errno or 0, err.strerror or str(err))
+    return DataError(path, None, f"cannot write: {reason}")
+
+
+def _target(path: Path) -> Path:
+    """Where the bytes go: through a symlink to the file it names (the link stays)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling of ``path``, fsync, rename over ``path``.
+    Files get the user's umask (no ``mkstemp``, whose files are 0600). A symlink at
+    ``path`` is replaced, not written through: a file the project owns (a run's
+    config.yaml) never overwrites what a link of the user's points at."""
+    from transduce import checkpoint  # the fault hook of tests/test_resume_faults.py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_name(path)
+    checkpoint._step_fault(f"write {path.name}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _is_special(path: Path) -> bool:
+    """A FIFO, a terminal or another device: written through, never replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+class _Counted:
+    """A text stream that counts the lines written (for the failure message)."""
+
+    def __init__(self, f: IO[str]) -> None:
+        self.f, self.lines = f, 0
+
+    def write(self, text: str) -> int:
+        self.lines += text.count("\n")
+        return self.f.write(text)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[_Counted]:
+    """A text stream for ``path`` renamed into place only when the block completes; on
+    failure the temporary file is removed, any previous ``path`` is left as it was, and
+    the error says how many lines were done. Special files are written through."""
+    path = Path(path)
+    if _is_special(path):
+        try:
+            f = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+        except OSError as err:
+            raise write_problem(path, err) from None
+        with f:
+            yield _Counted(f)
+        return
+    target = _target(path)
+    if target.is_dir():
+        raise DataError(path, None, "is a directory, not a file")
+    tmp = tmp_name(target)
+    try:
+        f = open(tmp, "x", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except FileNotFoundError:
+        raise DataError(path, None, "cannot write: its folder does not exist") from None
+    except OSError as err:
+        raise write_problem(path, err) from None
+    out = _Counted(f)
+    try:
+        with f:
+            yield out
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        left = "left as it was" if target.exists() else "not created"
+        note = f"{out.lines} line(s) were done; {path} {left}"
+        if isinstance(err, OSError):
+            raise DataError(path, None, f"{write_problem(path, err).problem}; {note}") from None
+        if isinstance(err, DataError):
+            raise DataError(err.path, err.line, f"{err.problem}; {note}") from None
+        log.warning("%s: stopped (%s); %s", path, type(err).__name__, note)
+        raise
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (same device and inode, links followed)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overwriting_inputs(
+    output: str | os.PathLike | None, inputs: Iterable[str | os.PathLike | None]
+) -> None:
+    """Refuse an ``output`` that is one of the ``inputs`` (same inode, links followed)."""
+    if not output or os.fspath(output) == "-":
+        return
+    for source in inputs:
+        if source and os.fspath(source) != "-" and same_file(output, source):
+            raise DataError(
+                output, None, f"is the input {os.fspath(source)}: the output would destroy it; "
+                "write to another file"
+            )  # fmt: skip
