@@ -34,8 +34,8 @@ SMALL = [  # the tiny transformer recipe, word-level and smaller, for a brief CP
     "data.src_tokenizer=word", "data.tgt_tokenizer=word", "data.joint_vocab=false",
     "data.min_freq=2", "model.transformer.d_model=128", "model.transformer.encoder_layers=2",
     "model.transformer.decoder_layers=2", "model.transformer.dropout=0.1",
-    "train.warmup_steps=300", "train.max_tokens=1500", "train.lr=0.002", "train.valid_bleu=false", "train.early_stop_metric=loss",
-    "train.keep_checkpoints=0",
+    "train.warmup_steps=300", "train.max_tokens=1500", "train.lr=0.002",
+    "train.valid_bleu=false", "train.early_stop_metric=loss", "train.keep_checkpoints=0",
     "train.threads=1", "decode.batch_size=64",
 ]  # fmt: skip
 
