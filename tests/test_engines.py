@@ -118,7 +118,7 @@ def test_ct2_refusals_are_declared_once_and_spelt_per_surface():
     from transduce.serve.schemas import http_name
 
     refuses = engines.get("ct2").refuses
-    assert set(refuses) == {"alpha", "attention"}
+    assert set(refuses) == {"alpha", "attention", "constraints"}
     decoder = object.__new__(engines.get("ct2").decoder_class())
     beam = DecodeOptions(beam=2, alpha=0.6)
     for name, spelt in ((str, "alpha"), (flag_name, "--length-penalty"),

@@ -8,6 +8,7 @@ interface; this module runs them on torch tensors (:class:`TorchOps`), and
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -77,7 +78,14 @@ class TorchOps:
     argwhere = staticmethod(lambda x: x.nonzero())
     to_int = staticmethod(lambda x: x.long())
     to_float = staticmethod(lambda x: x.float())
-    to_numpy = staticmethod(lambda x: x.float().cpu().numpy())  # float32, on the host
+
+    @staticmethod
+    def to_numpy(x):
+        """float32 on the host (a host array, as constrained search keeps, passes through)."""
+        if isinstance(x, np.ndarray):
+            return x.astype(np.float32, copy=False)
+        return x.float().cpu().numpy()
+
     max = staticmethod(lambda x, dim: x.max(dim).values)
     argmax = staticmethod(lambda x: x.argmax(-1))
     repeat = staticmethod(lambda x, k: x.repeat_interleave(k))

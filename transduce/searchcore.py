@@ -17,6 +17,7 @@ import math
 from typing import Any, NamedTuple
 
 from transduce.errors import DataError
+from transduce.rollout import rollout  # noqa: F401  (here too: the engines' one import)
 
 log = logging.getLogger("transduce.translate")
 
@@ -94,6 +95,25 @@ def length_limits(ops, src_mask, max_len: int, max_len_ratio: float | None = Non
     return ops.tensor(output_limits(lengths, max_len, max_len_ratio), "int", like=src_mask)
 
 
+def force_prefix(ops, logp, prefix, t: int, rows):
+    """Rows still inside their target prefix at step ``t``: every token but the prefix's
+    next becomes -inf, so the search (greedy, beam or sampling) is forced through it and
+    scores it with the model's own log-probabilities. ``logp [R, V]``; ``prefix``: (ids
+    ``[B, P]``, lengths ``[B]``) or None; ``rows [R]``: the sentence of each row."""
+    if prefix is None or t >= prefix[0].shape[1]:
+        return logp
+    ids, lengths = prefix
+    inside = lengths[rows] > t  # [R]
+    want = ids[:, t][rows]  # [R]
+    allowed = ops.arange(logp.shape[-1], logp)[None, :] == want[:, None]  # [R, V]
+    return ops.where(inside[:, None] & ~allowed, NEG_INF, logp)
+
+
+def prefix_limits(ops, limits, prefix):
+    """Length limits ``[B]`` raised to the prefix lengths: the output holds the prefix."""
+    return limits if prefix is None else ops.where(limits < prefix[1], prefix[1], limits)
+
+
 def block_repeated_ngrams(ops, logp, history, n: int):
     """Forbid tokens that would repeat an n-gram already in ``history`` (Paulus et al. 2018).
 
@@ -130,11 +150,24 @@ def filter_logits(ops, logits, top_k: int = 0, top_p: float = 1.0):
 
 
 def decode(
-    ops, model, src, src_mask, max_len, max_len_ratio=None, choose=None, *, attention: bool = True
+    ops,
+    model,
+    src,
+    src_mask,
+    max_len,
+    max_len_ratio=None,
+    choose=None,
+    *,
+    attention: bool = True,
+    prefix=None,
+    on_step=None,
 ) -> Hypotheses:
     """One hypothesis per row, token chosen by ``choose(logits [b, V]) -> [b]`` (default:
     the argmax, greedy decoding). Rows that finish leave the batch (``select``), so later
     steps run on unfinished rows only. ``attention``: keep the weights ``[B, T, S]``.
+    ``prefix``: (ids ``[B, P]``, lengths ``[B]``) forced first (:func:`force_prefix`).
+    ``on_step(rows, tokens)``: told each step's chosen tokens ``[b]`` of the live rows
+    (their original indices ``[b]``), as they are produced (streaming).
 
     The keyword-only parameters here and in :func:`sample` and :func:`beam_search` are named
     as :class:`transduce.decoding.DecodeOptions`' fields, which fill them by name."""
@@ -143,7 +176,7 @@ def decode(
     batch = src.shape[0]
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
-    limits = length_limits(ops, src_mask, max_len, max_len_ratio)
+    limits = prefix_limits(ops, length_limits(ops, src_mask, max_len, max_len_ratio), prefix)
     steps = int(limits.max()) if batch else 0
     tokens = ops.full((batch, steps), 0, "int", src)
     attention = None
@@ -159,7 +192,11 @@ def decode(
             logp = ops.log_softmax(logits)
         else:  # log-probabilities are logits too (the same argmax and softmax)
             logits = logp = own(features)
+        if prefix is not None:
+            logits = force_prefix(ops, logits, prefix, t, active)
         prev = choose(logits)
+        if on_step is not None:
+            on_step(active, prev)
         scores[active] += ops.gather(logp, prev[:, None])[:, 0]
         tokens[active, t] = prev
         if attn is not None and keep_attention:
@@ -198,11 +235,15 @@ def sample(
     top_p: float = 1.0,
     seed: int | None = None,
     attention: bool = True,
+    prefix=None,
+    on_step=None,
 ) -> Hypotheses:
     """Ancestral sampling, ``nbest`` per sentence: rows ``i * nbest + j`` (see
     ``search.sample``); ``temperature=0`` is the argmax."""
     expanded = ops.repeat(ops.arange(src.shape[0], src), nbest)
     src, src_mask = ops.rows(src, expanded), ops.rows(src_mask, expanded)
+    if prefix is not None:
+        prefix = (ops.rows(prefix[0], expanded), ops.rows(prefix[1], expanded))
     generator = ops.generator(seed, src)
 
     def choose(logits):
@@ -211,30 +252,9 @@ def sample(
         probs = ops.softmax(filter_logits(ops, logits / temperature, top_k, top_p))
         return ops.multinomial(probs, generator)
 
-    return decode(ops, model, src, src_mask, max_len, max_len_ratio, choose, attention=attention)
-
-
-def rollout(ops, model, src, src_mask, tgt_in, out_dim: int, mix=None):
-    """Autoregressive roll-out of a real-valued model (greedy decoding for values).
-
-    ``tgt_in [B, T, D + C]``: row 0's first ``D`` values start the roll-out; columns ``D:``
-    are known exogenous features of each step. ``mix(own [B, D], t) -> [B, D]`` may replace
-    the model's own previous outputs (scheduled sampling in training). Returns outputs
-    ``[B, T, D]`` and attention ``[B, T, S]`` (or None).
-    """
-    memory = model.encode(src, src_mask)
-    state = model.init_state(memory)
-    prev, outs, attns = tgt_in[:, 0], [], []
-    for t in range(tgt_in.shape[1]):
-        features, state, attn = model.step(prev, state, memory)
-        outs.append(model.head(features))  # [B, D]
-        attns.append(attn)
-        if t + 1 < tgt_in.shape[1]:
-            own = outs[-1][..., :out_dim]  # a quantile head's extra columns: not fed back
-            own = own if mix is None else mix(own, t)
-            prev = ops.cat([own, tgt_in[:, t + 1, out_dim:]], -1)  # [B, D + C]
-    attn = None if attns[0] is None else ops.stack(attns, 1)
-    return ops.stack(outs, 1), attn
+    limits = (max_len, max_len_ratio)
+    return decode(ops, model, src, src_mask, *limits, choose, attention=attention, prefix=prefix,
+                  on_step=on_step)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- beam search
@@ -358,8 +378,10 @@ def beam_search(
     normalize: bool = False,
     no_repeat_ngram: int = 0,
     attention: bool = True,
+    prefix=None,
 ) -> NBest:
-    """Batched beam search of width ``beam`` (see ``transduce.search.beam_search``)."""
+    """Batched beam search of width ``beam`` (see ``transduce.search.beam_search``);
+    ``prefix`` as in :func:`decode`."""
     k, ratio, keep_attention = beam, max_len_ratio, attention
     if not 1 <= nbest <= k:
         raise ValueError(f"nbest must be between 1 and the beam size ({k}), got {nbest}")
@@ -368,7 +390,7 @@ def beam_search(
     rank = lambda lp, n: rank_score(lp, n, alpha, normalize)  # noqa: E731
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
-    limits = length_limits(ops, src_mask, max_len, ratio)
+    limits = prefix_limits(ops, length_limits(ops, src_mask, max_len, ratio), prefix)
     beams = Beams(ops, batch, k, src, keep_attention, src.shape[1])
     prev = ops.full((batch,), BOS_ID, "int", src)
     for t in range(int(limits.max()) if batch else 0):
@@ -380,6 +402,8 @@ def beam_search(
             attn = None if attn is None else attn[copies]
         if no_repeat_ngram:
             logp = block_repeated_ngrams(ops, logp, beams.history, no_repeat_ngram)
+        if prefix is not None:
+            logp = force_prefix(ops, logp, prefix, t, ops.repeat(beams.sentence, k))
         top, beam, token = beams.expand(logp)
         beams.finish_ended(finished, top, beam, token, t, rank)
         rows = beams.advance(top, beam, token, attn)

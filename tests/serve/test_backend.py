@@ -109,7 +109,11 @@ def test_exported_models_are_described(export_client, exports):
         assert m["vocab"]["source"] > 6 and m["vocab"]["target"] > 6
         assert m["decoding_defaults"]["max_len"] == 12 and m["decoding_defaults"]["beam"] == 1
         assert m["export"]["source_run"] == str(exports["run"]) and m["parameters"] is None
-    assert info["ct2"]["unsupported_options"] == ["length_penalty", "return_attention"]
+    assert info["ct2"]["unsupported_options"] == [
+        "length_penalty",
+        "return_attention",
+        "constraints",
+    ]
     assert info["onnx"]["unsupported_options"] == []
 
 

@@ -22,6 +22,33 @@ from transduce.decoding import DecodeOptions, Translation
 from transduce.errors import OptionError
 
 
+class TextItem(str):
+    """An input text that carries its target prefix and constraints through the batcher
+    (which measures and orders items as the strings they are)."""
+
+    prefix: str = ""
+    constraints: tuple[str, ...] = ()
+
+    def __new__(cls, text: str, prefix: str = "", constraints=()) -> TextItem:
+        item = super().__new__(cls, text)
+        item.prefix, item.constraints = prefix, tuple(constraints)
+        return item
+
+
+def decode_items(translator, items: list[str], options: DecodeOptions, on_token=None) -> list:
+    """``translator.decode`` of batcher items, with their prefixes and constraints."""
+    targets: dict[str, Any] = {}
+    prefixes = [getattr(i, "prefix", "") for i in items]
+    constraints = [list(getattr(i, "constraints", ())) for i in items]
+    if any(prefixes):
+        targets["prefixes"] = prefixes
+    if any(constraints):
+        targets["constraints"] = constraints
+    if on_token is not None:
+        targets["on_token"] = on_token
+    return translator.decode([str(i) for i in items], options, **targets)
+
+
 class ServedModel(Protocol):
     """What the server needs from a model: its name, kind, a batched decode and a summary."""
 
@@ -108,7 +135,7 @@ class TextModel:
         check_options(self.translator, options)
 
     def decode(self, items: list[str], options: DecodeOptions) -> list[list[Translation]]:
-        return self.translator.decode(items, options)
+        return decode_items(self.translator, items, options)
 
     def describe(self) -> dict[str, Any]:
         cfg, pipe = self.translator.cfg, self.translator.pipeline
@@ -190,7 +217,7 @@ class ExportedModel:
         check_options(self.translator, options)
 
     def decode(self, items: list[str], options: DecodeOptions) -> list[list[Any]]:
-        return self.translator.decode(items, options)
+        return decode_items(self.translator, items, options)
 
     def describe(self) -> dict[str, Any]:
         from transduce.engines import get as get_engine
