@@ -77,8 +77,18 @@ def test_device_cuda_without_a_gpu(model, capsys, monkeypatch):
 
 def test_evaluate_on_two_empty_files(model, capsys, tmp_path):
     (tmp_path / "e").write_text("")
-    err = _error(capsys, ["evaluate", "--model", str(model), "--src", str(tmp_path / "e"),
-                          "--ref", str(tmp_path / "e")])  # fmt: skip
+    err = _error(
+        capsys,
+        [
+            "evaluate",
+            "--model",
+            str(model),
+            "--src",
+            str(tmp_path / "e"),
+            "--ref",
+            str(tmp_path / "e"),
+        ],
+    )
     assert "empty" in err
 
 
@@ -107,8 +117,17 @@ def test_output_streams_batch_by_batch_in_order(model, tmp_path, monkeypatch):
     lines = [w for w, _ in reverse_pairs(40, seed=9)]
     (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out.txt"
-    args = ["translate", "--model", str(model), "--input", str(tmp_path / "in.txt"),
-            "--output", str(out), "--batch-size", "7"]  # fmt: skip
+    args = [
+        "translate",
+        "--model",
+        str(model),
+        "--input",
+        str(tmp_path / "in.txt"),
+        "--output",
+        str(out),
+        "--batch-size",
+        "7",
+    ]
     assert main(args) == 0
     whole = Translator.load(model).translate(lines)
     assert out.read_text().splitlines() == whole
@@ -146,8 +165,11 @@ def test_long_training_lines_are_dropped_and_counted_per_split(tmp_path, caplog)
     pairs[3] = ("ab" * 3000, "ba" * 3000)  # 6,000 characters: over the 512-token default
     write_tsv(tmp_path / "t.tsv", pairs)
     valid = [("abc", "cba"), ("a" * 600, "a" * 600), ("bca", "acb")]
-    cfg = tiny_config(tmp_path / "t.tsv", data={"valid": str(write_tsv(tmp_path / "v.tsv", valid))},
-                      train={"epochs": 1})  # fmt: skip
+    cfg = tiny_config(
+        tmp_path / "t.tsv",
+        data={"valid": str(write_tsv(tmp_path / "v.tsv", valid))},
+        train={"epochs": 1},
+    )
     with caplog.at_level(logging.WARNING, logger="transduce.data"):
         train(cfg, tmp_path / "run")
     assert "train: dropped 1 of 60 pairs" in caplog.text
@@ -180,8 +202,9 @@ def test_non_positive_series_with_log_scaling_are_refused(tmp_path, values):
     path = tmp_path / "s.csv"
     rows = [f'"S{i}",' + ",".join(str(1 + (i + j) % 5) for j in range(60)) for i in range(3)]
     path.write_text('"V1"\n' + "\n".join(rows) + f'\n"Z",{values}\n')
-    cfg = tiny_config(path, series={"train": str(path), "horizon": 4, "lookback": 8,
-                                     "period": 4, "stride": 4})  # fmt: skip
+    cfg = tiny_config(
+        path, series={"train": str(path), "horizon": 4, "lookback": 8, "period": 4, "stride": 4}
+    )
     with pytest.raises(DataError, match=r"series 'Z' has a value <= 0.*scaling: log"):
         train(cfg, tmp_path / "run")
 
@@ -206,17 +229,29 @@ def test_translate_output_equal_to_input_is_refused(model, tmp_path, capsys, lin
     if link:
         out = tmp_path / "alias.txt"
         out.symlink_to(src)
-    err = _error(capsys, ["translate", "--model", str(model), "--input", str(src),
-                          "--output", str(out)])  # fmt: skip
+    err = _error(
+        capsys, ["translate", "--model", str(model), "--input", str(src), "--output", str(out)]
+    )
     assert "is the input" in err and src.read_text() == "abc\ncab\n"
 
 
 def test_evaluate_output_equal_to_the_reference_is_refused(model, tmp_path, capsys):
     (tmp_path / "s.txt").write_text("abc\n")
     (tmp_path / "r.txt").write_text("cba\n")
-    err = _error(capsys, ["evaluate", "--model", str(model), "--src", str(tmp_path / "s.txt"),
-                          "--ref", str(tmp_path / "r.txt"), "--output",
-                          str(tmp_path / "r.txt")])  # fmt: skip
+    err = _error(
+        capsys,
+        [
+            "evaluate",
+            "--model",
+            str(model),
+            "--src",
+            str(tmp_path / "s.txt"),
+            "--ref",
+            str(tmp_path / "r.txt"),
+            "--output",
+            str(tmp_path / "r.txt"),
+        ],
+    )
     assert "is the input" in err and (tmp_path / "r.txt").read_text() == "cba\n"
 
 
@@ -224,9 +259,24 @@ def test_a_failed_translate_keeps_the_previous_output_and_names_the_input(model,
     src, out = tmp_path / "in.txt", tmp_path / "out.txt"
     src.write_text("abc\n" * 10 + "a" * 50 + "\n")
     out.write_text("yesterday's translations\n")
-    err = _error(capsys, ["translate", "--model", str(model), "--input", str(src), "--output",
-                          str(out), "--batch-size", "4", "--max-input-len", "10",
-                          "--on-long-input", "error"])  # fmt: skip
+    err = _error(
+        capsys,
+        [
+            "translate",
+            "--model",
+            str(model),
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--batch-size",
+            "4",
+            "--max-input-len",
+            "10",
+            "--on-long-input",
+            "error",
+        ],
+    )
     assert f"{src}:11:" in err and "8 line(s) were done" in err and "left as it was" in err
     assert out.read_text() == "yesterday's translations\n"
 
@@ -242,7 +292,7 @@ def test_bit_flipped_weights_are_refused_naming_the_file(own_model, tmp_path, ca
         "translate": ["--input", str(tmp_path / "s.txt")],
         "evaluate": ["--src", str(tmp_path / "s.txt"), "--ref", str(tmp_path / "s.txt")],
     }
-    err = _error(capsys, [command, "--model", str(own_model), *args[command]])  # fmt: skip
+    err = _error(capsys, [command, "--model", str(own_model), *args[command]])
     assert "model.safetensors" in err and "SHA-256" in err
 
 
@@ -295,8 +345,9 @@ def test_a_yaml_alias_bomb_is_refused_fast(tmp_path, capsys, where):
     assert len(BOMB) < 450
     config = tmp_path / "bomb.yaml"
     config.write_text(BOMB if where == "config" else "train: {epochs: 1}\n")
-    extra = [] if where == "config" else ["--set", "train.lr=" + BOMB.replace("\n", ", ")
-                                          .join("{}")]  # fmt: skip
+    extra = (
+        [] if where == "config" else ["--set", "train.lr=" + BOMB.replace("\n", ", ").join("{}")]
+    )
     started = time.perf_counter()
     err = _error(capsys, ["train", str(config), "--out", str(tmp_path / "o"), *extra])
     assert time.perf_counter() - started < 5
@@ -313,13 +364,19 @@ def test_deep_yaml_nesting_is_refused(tmp_path, capsys, depth):
 
 @pytest.mark.parametrize(
     ("setting", "key"),
-    [("train.lr=.inf", "train.lr"), ("train.lr=.nan", "train.lr"), ("train.lr=-1", "train.lr"),
-     ("train.batch_size=0", "train.batch_size"), ("train.batch_size=-3", "train.batch_size"),
-     ("train.teacher_forcing=-2", "train.teacher_forcing"),
-     ("model.decoder.dropout=1.5", "model.decoder.dropout"),
-     ("model.encoder.hidden_size=100000000000", "model.encoder.hidden_size"),
-     ("decode.max_len=0", "decode.max_len"), ("train.epochs=-1", "train.epochs")],
-)  # fmt: skip
+    [
+        ("train.lr=.inf", "train.lr"),
+        ("train.lr=.nan", "train.lr"),
+        ("train.lr=-1", "train.lr"),
+        ("train.batch_size=0", "train.batch_size"),
+        ("train.batch_size=-3", "train.batch_size"),
+        ("train.teacher_forcing=-2", "train.teacher_forcing"),
+        ("model.decoder.dropout=1.5", "model.decoder.dropout"),
+        ("model.encoder.hidden_size=100000000000", "model.encoder.hidden_size"),
+        ("decode.max_len=0", "decode.max_len"),
+        ("train.epochs=-1", "train.epochs"),
+    ],
+)
 def test_config_values_out_of_range_are_refused_by_name(model, tmp_path, capsys, setting, key):
     config = model / "config.yaml"
     err = _error(capsys, ["train", str(config), "--out", str(tmp_path / "o"), "--set", setting])
@@ -328,8 +385,17 @@ def test_config_values_out_of_range_are_refused_by_name(model, tmp_path, capsys,
 
 
 def test_echoed_values_are_cut(tmp_path, capsys):
-    err = _error(capsys, ["train", "multi30k_de_en_rnn", "--out", str(tmp_path / "o"),
-                          "--set", "train.optimizer=" + "x" * 10000])  # fmt: skip
+    err = _error(
+        capsys,
+        [
+            "train",
+            "multi30k_de_en_rnn",
+            "--out",
+            str(tmp_path / "o"),
+            "--set",
+            "train.optimizer=" + "x" * 10000,
+        ],
+    )
     assert "train.optimizer: 'xxx" in err and len(err) < 400
 
 
@@ -346,14 +412,22 @@ def test_serve_port_out_of_range_is_one_line(model, capsys, port):
 
 @pytest.mark.parametrize(
     ("err", "words"),
-    [(MemoryError(), "not enough memory"),
-     (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4e11 "
-                   "bytes"), "not enough memory"),
-     (ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"),
-      "pip install 'transduce[export]'"),
-     (OSError(28, "No space left on device", "out.txt"), "out.txt: cannot write: no space"),
-     (OSError(30, "Read-only file system", "runs/x"), "runs/x: cannot write: read-only")],
-)  # fmt: skip
+    [
+        (MemoryError(), "not enough memory"),
+        (
+            RuntimeError(
+                "DefaultCPUAllocator: can't allocate memory: you tried to allocate 4e11 bytes"
+            ),
+            "not enough memory",
+        ),
+        (
+            ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"),
+            "pip install 'transduce[export]'",
+        ),
+        (OSError(28, "No space left on device", "out.txt"), "out.txt: cannot write: no space"),
+        (OSError(30, "Read-only file system", "runs/x"), "runs/x: cannot write: read-only"),
+    ],
+)
 def test_environment_failures_are_one_line(monkeypatch, capsys, err, words):
     import transduce.cli as cli
 

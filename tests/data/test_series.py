@@ -31,9 +31,13 @@ def test_m4_wide_reads_ragged_rows(tmp_path):
 
 @pytest.mark.parametrize(
     ("row", "problem"),
-    [('"C","x","1",""', "not a number"), ('"C","1","","3"', "empty cell"),
-     ('"C","","",""', "no values"), ('"C","1","inf",""', "finite")],
-)  # fmt: skip
+    [
+        ('"C","x","1",""', "not a number"),
+        ('"C","1","","3"', "empty cell"),
+        ('"C","","",""', "no values"),
+        ('"C","1","inf",""', "finite"),
+    ],
+)
 def test_m4_wide_bad_lines_name_file_and_line(tmp_path, row, problem):
     p = _write(tmp_path / "w.csv", f'"V1","V2","V3","V4"\n"A","1","2","3"\n{row}\n')
     with pytest.raises(DataError, match=rf"w\.csv:3: .*{problem}"):
@@ -92,8 +96,9 @@ def test_covariates_ride_beside_the_encoder_values_and_the_decoder_features():
     n, L, H = 40, 6, 3
     x = np.arange(1.0, n + 1)
     cov = np.stack([np.arange(n) * 10.0, -np.arange(n) * 1.0], -1)  # [n, 2]: row = step
-    spec = WindowSpec(L, H, period=3, scaling="none", calendar=False, covariates=1,
-                      past_covariates=1)  # fmt: skip
+    spec = WindowSpec(
+        L, H, period=3, scaling="none", calendar=False, covariates=1, past_covariates=1
+    )
     assert (spec.features, spec.exog_features) == (3, 1)
     train, valid = training_windows([x], spec, stride=5, holdout=H, covariates=[cov])
     for w in (train, valid):
@@ -109,15 +114,18 @@ def test_covariates_ride_beside_the_encoder_values_and_the_decoder_features():
 
 @pytest.mark.parametrize(
     ("rows", "problem"),
-    [("a,3,1\na,2,1\n", "numeric timestamps must increase"),
-     ("a,1,1\na,1.0,1\n", r"appears twice \(as 1\)"),
-     ("a,2020-01-01T00:00,1\na,2020-01-01T01:00+02:00,1\n", "after 2020-01-01T00:00"),
-     ("a,2020-01-01T02:00+02:00,1\na,2020-01-01T00:00Z,1\n", "appears twice"),
-     ("a,1,1\na,2020-01-01,1\n", "a time \\(no zone\\) timestamp"),
-     ("a,1,1e308\n", "beyond"), ("a,1,-1e16\n", "beyond"),
-     ("a,9999-12-31T23:30-01:00,1\n", "out of the range of dates"),
-     ("a,0001-01-01T00:10+01:00,1\n", "out of the range of dates")],
-)  # fmt: skip
+    [
+        ("a,3,1\na,2,1\n", "numeric timestamps must increase"),
+        ("a,1,1\na,1.0,1\n", r"appears twice \(as 1\)"),
+        ("a,2020-01-01T00:00,1\na,2020-01-01T01:00+02:00,1\n", "after 2020-01-01T00:00"),
+        ("a,2020-01-01T02:00+02:00,1\na,2020-01-01T00:00Z,1\n", "appears twice"),
+        ("a,1,1\na,2020-01-01,1\n", "a time \\(no zone\\) timestamp"),
+        ("a,1,1e308\n", "beyond"),
+        ("a,1,-1e16\n", "beyond"),
+        ("a,9999-12-31T23:30-01:00,1\n", "out of the range of dates"),
+        ("a,0001-01-01T00:10+01:00,1\n", "out of the range of dates"),
+    ],
+)
 def test_long_series_hostile_timestamps_and_values_name_the_series(tmp_path, rows, problem):
     p = _write(tmp_path / "l.csv", "id,timestamp,value\n" + rows)
     with pytest.raises(DataError, match=problem):
@@ -125,8 +133,11 @@ def test_long_series_hostile_timestamps_and_values_name_the_series(tmp_path, row
 
 
 def test_numeric_timestamps_sort_as_numbers_and_zones_as_instants(tmp_path):
-    p = _write(tmp_path / "l.csv", "id,timestamp,value\na,9,1\na,10,2\n"
-               "b,2020-03-29T01:00+01:00,1\nb,2020-03-29T03:00+02:00,2\n")  # fmt: skip
+    p = _write(
+        tmp_path / "l.csv",
+        "id,timestamp,value\na,9,1\na,10,2\n"
+        "b,2020-03-29T01:00+01:00,1\nb,2020-03-29T03:00+02:00,2\n",
+    )
     data = read_long(p)
     assert data.timestamps[0] == ["9", "10"] and list(data.values[0]) == [1.0, 2.0]
     assert len(data.timestamps[1]) == 2

@@ -13,8 +13,9 @@ from transduce.search import rollout
 
 
 def _cfg(preset: str) -> ModelConfig:
-    return ModelConfig(preset=preset, cell="gru", encoder=EncoderConfig(8, 16),
-                       decoder=DecoderConfig(8, 16))  # fmt: skip
+    return ModelConfig(
+        preset=preset, cell="gru", encoder=EncoderConfig(8, 16), decoder=DecoderConfig(8, 16)
+    )
 
 
 @pytest.mark.parametrize("preset", ["luong", "bahdanau", "cho"])

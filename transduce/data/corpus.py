@@ -137,9 +137,11 @@ def not_found(path: PathLike) -> str:
     from transduce.data.catalogue import dataset_for
 
     name = dataset_for(os.fspath(path))
-    return f"file not found (install it with: transduce data get {name})" if name else (
-        "file not found"
-    )  # fmt: skip
+    return (
+        f"file not found (install it with: transduce data get {name})"
+        if name
+        else ("file not found")
+    )
 
 
 def read_capped(path: PathLike, limit: int = MAX_FILE_BYTES, what: str = "file") -> bytes:
@@ -170,9 +172,11 @@ def _numbered_lines(
             number += 1
             if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
                 raise DataError(
-                    path, number, f"a line over {MAX_LINE_BYTES:,} bytes (not text, or an "
-                    "endless stream such as /dev/zero)"
-                )  # fmt: skip
+                    path,
+                    number,
+                    f"a line over {MAX_LINE_BYTES:,} bytes (not text, or an "
+                    "endless stream such as /dev/zero)",
+                )
             if raw.endswith(b"\n"):
                 raw = raw[:-1]
             if raw.endswith(b"\r"):

@@ -219,9 +219,10 @@ def install(src: Path, f: DataFile, root: Path) -> str | None:
                 declared = zf.getinfo(name).file_size
                 if declared > f.cap:  # checked before a byte is extracted
                     raise DownloadError(
-                        f.dest, f"{src}: member {name} declares {declared:,} bytes, over "
-                        f"this entry's cap of {f.cap:,}; refusing to extract it"
-                    )  # fmt: skip
+                        f.dest,
+                        f"{src}: member {name} declares {declared:,} bytes, over "
+                        f"this entry's cap of {f.cap:,}; refusing to extract it",
+                    )
                 try:
                     with zf.open(name) as stream:
                         _copy_stream(stream, tmp, compress=f.gzip, cap=f.cap, label=f.dest)
@@ -298,9 +299,13 @@ def get(
 
 
 def _get_files(
-    dataset: Dataset, files: list[DataFile], root: Path, source: str | None, progress: bool,
+    dataset: Dataset,
+    files: list[DataFile],
+    root: Path,
+    source: str | None,
+    progress: bool,
     result: GetResult,
-) -> None:  # fmt: skip
+) -> None:
     """Fetch and install ``files`` of ``dataset``: each download once (an archive serves
     several files), or from ``--from`` (a URL with a file name is fetched, then used as a
     local file; a URL without one is the base of a copy laid out like the data root)."""

@@ -61,8 +61,12 @@ class SeriesSet:
         missing = [n for n in names if n not in self.columns]
         if missing:
             where = self.report.path if self.report else "the series"
-            raise DataError(where, None, f"no covariate column {missing[0]!r} (columns: "
-                            f"{', '.join(self.columns) or 'none'})")  # fmt: skip
+            raise DataError(
+                where,
+                None,
+                f"no covariate column {missing[0]!r} (columns: "
+                f"{', '.join(self.columns) or 'none'})",
+            )
         return [np.stack([self.columns[n][i] for n in names], -1) for i in range(len(self))]
 
     def __len__(self) -> int:
@@ -77,8 +81,11 @@ def _number(text: str, column: int) -> float:
     if not math.isfinite(value):
         raise _BadLine("not finite", f"column {column}: {text[:30]!r} is not a finite number")
     if abs(value) > MAX_VALUE:
-        raise _BadLine("too large", f"column {column}: {text[:30]!r} is beyond ±{MAX_VALUE:g} "
-                       "(a forecast of it would overflow)")  # fmt: skip
+        raise _BadLine(
+            "too large",
+            f"column {column}: {text[:30]!r} is beyond ±{MAX_VALUE:g} "
+            "(a forecast of it would overflow)",
+        )
     return value
 
 
@@ -208,15 +215,20 @@ def _stamp_key(name: str, stamp: str, seen: dict[tuple, tuple[str, float]]) -> t
         return key
     last = max(seen)
     if key[0] != last[0]:
-        raise _BadLine("mixed timestamps", f"series {name}: {stamp} is a {key[0]} timestamp "
-                       f"after {seen[last][0]}, a {last[0]} one")  # fmt: skip
+        raise _BadLine(
+            "mixed timestamps",
+            f"series {name}: {stamp} is a {key[0]} timestamp "
+            f"after {seen[last][0]}, a {last[0]} one",
+        )
     if key in seen:
         first = seen[key][0]
         also = "" if first == stamp else f" (as {first})"
         raise _BadLine("repeated timestamp", f"series {name}: {stamp} appears twice{also}")
     if key[0] == "number" and key < last:
-        raise _BadLine("decreasing timestamp", f"series {name}: {stamp} after "
-                       f"{seen[last][0]}: numeric timestamps must increase")  # fmt: skip
+        raise _BadLine(
+            "decreasing timestamp",
+            f"series {name}: {stamp} after {seen[last][0]}: numeric timestamps must increase",
+        )
     return key
 
 
@@ -247,9 +259,13 @@ def require_positive(data: SeriesSet, scaling: str) -> None:
     for name, x in zip(data.ids, data.values, strict=True):
         if len(x) and float(np.min(x)) <= 0:
             path = data.report.path if data.report else "series"
-            raise DataError(path, None, f"series {name!r} has a value <= 0 (min "
-                            f"{float(np.min(x)):g}); series.scaling: log needs positive "
-                            "values: use scaling level or none")  # fmt: skip
+            raise DataError(
+                path,
+                None,
+                f"series {name!r} has a value <= 0 (min "
+                f"{float(np.min(x)):g}); series.scaling: log needs positive "
+                "values: use scaling level or none",
+            )
 
 
 # ---------------------------------------------------------------------- windows
@@ -386,8 +402,9 @@ def training_windows(
     last ``holdout`` values of each series as target, or none with ``holdout=0``).
     ``covariates``: ``[n_i, C]`` per series, aligned with its values."""
     L, H = spec.lookback, spec.horizon
-    parts: dict[str, list] = {k: [] for k in ("h", "t", "o", "cp", "cf", "vh", "vt", "vo",
-                                              "vcp", "vcf")}  # fmt: skip
+    parts: dict[str, list] = {
+        k: [] for k in ("h", "t", "o", "cp", "cf", "vh", "vt", "vo", "vcp", "vcf")
+    }
     for i, x in enumerate(series):
         n, cov = len(x), None if covariates is None else covariates[i]
         ends = list(range(n - holdout, L + H - 1, -stride))  # exclusive ends of targets
@@ -406,8 +423,13 @@ def training_windows(
 
     def windows(pre: str) -> WindowArrays:
         cov = [np.array(parts[pre + k]) if parts[pre + k] else None for k in ("cp", "cf")]
-        return make_windows(np.array(parts[pre + "h"]), np.array(parts[pre + "o"]), spec,
-                            np.array(parts[pre + "t"]), *cov)  # fmt: skip
+        return make_windows(
+            np.array(parts[pre + "h"]),
+            np.array(parts[pre + "o"]),
+            spec,
+            np.array(parts[pre + "t"]),
+            *cov,
+        )
 
     train = windows("")
     return (train, train) if not parts["vh"] else (train, windows("v"))
@@ -465,8 +487,9 @@ class ArrayData:
             prev = torch.cat([prev, self.exog[idx_t]], -1)
         return ValueBatch(self.src[idx_t], prev, tgt, idx_t)
 
-    def batch_order(self, batch_size: int, seed: int, epoch: int, *, rank: int = 0,
-                    world: int = 1) -> list[np.ndarray]:  # fmt: skip
+    def batch_order(
+        self, batch_size: int, seed: int, epoch: int, *, rank: int = 0, world: int = 1
+    ) -> list[np.ndarray]:
         """Shuffled batches, a pure function of (seed, epoch) for exact resume."""
         order = np.random.default_rng([seed, epoch]).permutation(len(self))
         batches = [order[i : i + batch_size] for i in range(0, len(self), batch_size)]

@@ -28,8 +28,7 @@ class Vocab:
         cls, sequences: Iterable[Sequence[str]], min_freq: int = 1, max_size: int | None = None
     ) -> Vocab:
         """Most frequent first (ties alphabetical, so the result is deterministic)."""
-        return cls.from_counts(Counter(tok for seq in sequences for tok in seq), min_freq,
-                               max_size)  # fmt: skip
+        return cls.from_counts(Counter(tok for seq in sequences for tok in seq), min_freq, max_size)
 
     @classmethod
     def from_counts(

@@ -55,8 +55,11 @@ def training_summary(run_dir: Path, early_stop_metric: str) -> dict[str, Any]:
     # a damaged file may hold any JSON: keep records (objects) with numbers where needed
     rows = [r for r in rows if isinstance(r, dict)]
     number = (int, float)
-    valid = [r for r in rows if r.get("split") == "valid"
-             and isinstance(r.get(early_stop_metric), number)]  # fmt: skip
+    valid = [
+        r
+        for r in rows
+        if r.get("split") == "valid" and isinstance(r.get(early_stop_metric), number)
+    ]
     steps = [r["step"] for r in rows if isinstance(r.get("step"), int)]
     summary: dict[str, Any] = {"steps": max(steps, default=0)}
     if valid:
@@ -182,8 +185,10 @@ class ExportedModel:
         from transduce.runtime.model import read_manifest
 
         if read_manifest(model_dir).get("kind") != "text":
-            raise ConfigError(f"--model {model_dir}: an exported forecasting model; serve its "
-                              "training run (the directory given to transduce export)")  # fmt: skip
+            raise ConfigError(
+                f"--model {model_dir}: an exported forecasting model; serve its "
+                "training run (the directory given to transduce export)"
+            )
         return cls(name, model_dir, load(str(model_dir), threads=threads))
 
     def check(self, options: DecodeOptions) -> None:
@@ -249,10 +254,16 @@ class SeriesModel:
             return list(self.forecaster.forecast(items))
         point, bands = self.forecaster.forecast_intervals(items, list(options))
         return [
-            (point[i], {f"{side}-{k}": b[j][i] for k, b in bands.items()
-                        for j, side in enumerate(("lo", "hi"))})
+            (
+                point[i],
+                {
+                    f"{side}-{k}": b[j][i]
+                    for k, b in bands.items()
+                    for j, side in enumerate(("lo", "hi"))
+                },
+            )
             for i in range(len(items))
-        ]  # fmt: skip
+        ]
 
     def levels(self) -> list[str]:
         """The interval levels this run was calibrated for (``"80"``...; none: no intervals)."""
@@ -299,8 +310,10 @@ def _spec_dirs(spec: str, path: str) -> list[Path]:
         if not str(d) or str(d) == ".":
             raise ConfigError(f"--model {spec}: an empty directory name around '+'")
         if not _is_model_dir(d):
-            raise ConfigError(f"--model {spec}: {d} is not a transduce run (no config.yaml) "
-                              "nor an export (no manifest.json)")  # fmt: skip
+            raise ConfigError(
+                f"--model {spec}: {d} is not a transduce run (no config.yaml) "
+                "nor an export (no manifest.json)"
+            )
     return dirs
 
 
