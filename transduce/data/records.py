@@ -19,7 +19,6 @@ from pathlib import Path
 
 import yaml
 
-from transduce.config import compose_yaml, load_yaml
 from transduce.data.corpus import (
     Parallel,
     PathLike,
@@ -35,6 +34,7 @@ from transduce.data.corpus import (
     read_capped,
 )
 from transduce.errors import DataError
+from transduce.safeyaml import compose_yaml, load_yaml
 
 FIELD_SEP = "\t"
 
