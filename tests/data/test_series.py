@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from transduce.data.corpus import DataError
-from transduce.data.series import (
-    WindowSpec,
-    read_long,
-    read_m4_wide,
-    read_series,
-    training_windows,
-    unscale,
-)
+from transduce.data.series import read_long, read_m4_wide, read_series
+from transduce.data.windows import WindowSpec, training_windows, unscale
 
 
 def _write(path, text):

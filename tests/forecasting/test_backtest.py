@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from transduce.cli import main
-from transduce.data.series import SeriesSet, WindowSpec
+from transduce.data.series import SeriesSet
+from transduce.data.windows import WindowSpec
 from transduce.forecasting.backtest import backtest, window_cuts
 from transduce.forecasting.metrics import smape
 

@@ -22,14 +22,13 @@ from transduce.config import (
     data_path,
     load_run_config,
 )
-from transduce.data.series import (
+from transduce.data.series import SeriesSet, require_positive
+from transduce.data.windows import (
     ArrayData,
-    SeriesSet,
     WindowArrays,
     WindowSpec,
     left_pad,
     make_windows,
-    require_positive,
     training_windows,
     unscale,
 )
