@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.loopback import LoopbackServer, closed_port
-from transduce.data import download
+from transduce.data import download, installing
 from transduce.data.catalogue import DataFile, Dataset
 from transduce.data.download import DownloadError, get, sha256_of
 
@@ -262,7 +262,7 @@ class _FullDisk(io.FileIO):
 
 @pytest.mark.parametrize("offline", [False, True])
 def test_full_disk_is_one_line_and_leaves_nothing(server, tmp_path, monkeypatch, offline):
-    monkeypatch.setattr(download, "_open_write", lambda path: _FullDisk(path, "w"))
+    monkeypatch.setattr(installing, "_open_write", lambda path: _FullDisk(path, "w"))
     source = None
     if offline:
         (tmp_path / "toy-eng.zip").write_bytes(ZIP)
@@ -295,7 +295,7 @@ def test_ctrl_c_half_way_leaves_nothing(server, tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             return super().write(data)
 
-    monkeypatch.setattr(download, "_open_write", lambda path: Interrupted(path, "w"))
+    monkeypatch.setattr(installing, "_open_write", lambda path: Interrupted(path, "w"))
     with pytest.raises(KeyboardInterrupt):
         get(["plain"], tmp_path, catalogue=CATALOGUE, progress=False)
     assert files_under(tmp_path) == []
