@@ -15,7 +15,8 @@ from transduce.config import Config, DataConfig, data_path, default_data_dir
 from transduce.data.batches import ParallelData
 from transduce.data.mixing import MixedData
 from transduce.data.pipeline import TextPipeline
-from transduce.data.prepare import describe_inputs, prepare
+from transduce.data.prepare import prepare
+from transduce.data.sources import describe_inputs
 from transduce.data.store import MANIFEST, Store, StoreError, settings, store_key
 
 log = logging.getLogger("transduce.data")
