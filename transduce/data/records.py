@@ -31,8 +31,8 @@ from transduce.data.corpus import (
     _open_bytes,
     _reject,
     collect_pairs,
-    read_capped,
 )
+from transduce.data.lines import read_capped
 from transduce.errors import DataError
 from transduce.safeyaml import compose_yaml, load_yaml
 

@@ -75,7 +75,7 @@ class Vocab:
     def load(cls, path: str | os.PathLike) -> Vocab:
         """Read a saved vocabulary; a missing, truncated or foreign file is one DataError."""
         from transduce.config import cut
-        from transduce.data.corpus import read_capped
+        from transduce.data.lines import read_capped
         from transduce.errors import DataError
 
         raw = read_capped(path, what="vocabulary")  # bounded: /dev/zero stops at the cap
