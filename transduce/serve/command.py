@@ -11,11 +11,16 @@ import argparse
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
 from transduce.config import ConfigError
 from transduce.export.command import ENGINES
 from transduce.serve.limits import ServeLimits
+
+if TYPE_CHECKING:  # the server pulls in uvicorn; the parser is built without it
+    from transduce.serve.server import ServerSettings
 
 ENV_PREFIX = "TRANSDUCE_SERVE_"
 
@@ -174,26 +179,45 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help=f"intra-op CPU threads per worker (torch, onnxruntime, CTranslate2; default "
         f"{s.threads}; 0: the engine's default)",
     )
-    limit_help = {
-        "max_batch_size": "inputs per batched decode (1: no batching)",
-        "max_wait_ms": "longest wait for a batch to fill",
-        "max_texts": "inputs or series per request",
-        "max_chars": "characters per input",
-        "max_values": "values per series",
-        "max_body_kb": "request body size in KiB",
-        "max_compute": "a translation's texts x beam x max_len",
-        "max_batch_work": "one batch's (and one input's) beam x (max_len + 8) x source characters",
-        "decode_timeout_s": "seconds before a request's decode is stopped (503)",
-        "max_errors": "validation problems listed in one 422 reply",
-        "max_keys": "JSON object keys in one request body",
-    }
+    _add_limit_flags(add, d, s)
+    add("--device", default="cpu", help="cpu or cuda")
+    add(
+        "--checkpoint",
+        choices=["best", "last", "averaged"],
+        default="best",
+        help="which weights: best validation (default), last, or averaged",
+    )
+    _add_log_flags(add)
+    _env_defaults(p)
+    p.set_defaults(func=serve_command)
+    return p
+
+
+# Help of each ServeLimits field's flag (the defaults come from the dataclass itself).
+_LIMIT_HELP = {
+    "max_batch_size": "inputs per batched decode (1: no batching)",
+    "max_wait_ms": "longest wait for a batch to fill",
+    "max_texts": "inputs or series per request",
+    "max_chars": "characters per input",
+    "max_values": "values per series",
+    "max_body_kb": "request body size in KiB",
+    "max_compute": "a translation's texts x beam x max_len",
+    "max_batch_work": "one batch's (and one input's) beam x (max_len + 8) x source characters",
+    "decode_timeout_s": "seconds before a request's decode is stopped (503)",
+    "max_errors": "validation problems listed in one 422 reply",
+    "max_keys": "JSON object keys in one request body",
+}
+
+
+def _add_limit_flags(add: Callable[..., Any], d: ServeLimits, s: ServerSettings) -> None:
+    """One flag per request limit (ServeLimits) and per server timeout (ServerSettings)."""
     for f in fields(ServeLimits):
         default = getattr(d, f.name)
         add(
             f"--{f.name.replace('_', '-')}",
             type=type(default),
             default=default,
-            help=f"{limit_help[f.name]} (default {default:g})",
+            help=f"{_LIMIT_HELP[f.name]} (default {default:g})",
         )
     for name, what in (
         ("keep_alive_s", "idle keep-alive connections are closed after this"),
@@ -207,13 +231,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
             default=default,
             help=f"seconds: {what} (default {default:g})",
         )
-    add("--device", default="cpu", help="cpu or cuda")
-    add(
-        "--checkpoint",
-        choices=["best", "last", "averaged"],
-        default="best",
-        help="which weights: best validation (default), last, or averaged",
-    )
+
+
+def _add_log_flags(add: Callable[..., Any]) -> None:
+    """The server's log level and the access log's format."""
     add(
         "--log-level",
         default="warning",
@@ -227,6 +248,3 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="access log: json writes one JSON line per request (request id, route, status, "
         "latency) to stderr at any log level",
     )
-    _env_defaults(p)
-    p.set_defaults(func=serve_command)
-    return p
