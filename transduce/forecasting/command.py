@@ -131,18 +131,7 @@ def add_plot_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input", help="series file (M4 wide CSV or id,timestamp,value)")
     g.add_argument("--actuals", help="the values that followed (same layout), drawn dashed")
     g.add_argument("--series", help="comma-separated series ids (default: the first three)")
-    g.add_argument(
-        "--format",
-        choices=["auto", "m4", "long"],
-        default="auto",
-        help="series layout (default: from the file's header)",
-    )
-    g.add_argument(
-        "--on-bad-line",
-        choices=["error", "skip"],
-        default="error",
-        help="stop at a bad line (default) or skip and count it",
-    )
+    _add_layout_flags(g)
     p.set_defaults(checkpoint="best", device="cpu")
 
 
@@ -169,31 +158,14 @@ def add_parser(sub) -> None:
         "for a long table, Parquet for a .parquet name)",
     )
     p.add_argument("--actuals", help="the values that followed: print sMAPE/MASE/OWA too")
-    p.add_argument(
-        "--format",
-        choices=["auto", "m4", "long"],
-        default="auto",
-        help="series layout (default: from the file's header)",
-    )
-    p.add_argument(
-        "--on-bad-line",
-        choices=["error", "skip"],
-        default="error",
-        help="stop at a bad line (default) or skip and count it",
-    )
+    _add_layout_flags(p)
     p.add_argument(
         "--checkpoint",
         choices=["best", "last", "averaged"],
         default="best",
         help="best validation weights (default), the last, or those written by `transduce average`",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument(
-        "--threads",
-        type=opt.int_at_least(0),
-        default=0,
-        help="torch CPU threads (0: torch's default)",
-    )
+    _add_device_flags(p)
     p.add_argument(
         "--level",
         type=float,
@@ -270,6 +242,19 @@ def add_backtest_parser(sub) -> None:
     p.add_argument("--refit", action="store_true", help="train afresh per window (slow)")
     p.add_argument("--out", help="--refit: directory for the per-window runs")
     p.add_argument("--output", help="also write the full result as JSON here")
+    _add_layout_flags(p)
+    p.add_argument(
+        "--checkpoint",
+        choices=["best", "last", "averaged"],
+        default="best",
+        help="which weights forecast (default best, the calibrated ones)",
+    )
+    _add_device_flags(p)
+    p.set_defaults(func=backtest_command)
+
+
+def _add_layout_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How a series file is read: its layout and what a bad line does."""
     p.add_argument(
         "--format",
         choices=["auto", "m4", "long"],
@@ -282,12 +267,10 @@ def add_backtest_parser(sub) -> None:
         default="error",
         help="stop at a bad line (default) or skip and count it",
     )
-    p.add_argument(
-        "--checkpoint",
-        choices=["best", "last", "averaged"],
-        default="best",
-        help="which weights forecast (default best, the calibrated ones)",
-    )
+
+
+def _add_device_flags(p: argparse.ArgumentParser) -> None:
+    """Where and on how many CPU threads the model runs."""
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument(
         "--threads",
@@ -295,4 +278,3 @@ def add_backtest_parser(sub) -> None:
         default=0,
         help="torch CPU threads (0: torch's default)",
     )
-    p.set_defaults(func=backtest_command)
