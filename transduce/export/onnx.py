@@ -162,12 +162,7 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
     model = exportable(model)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("src_len")
     cache = torch.export.Dim("cache_len")
-    with torch.no_grad():
-        memory = model.encode(src, src_mask)
-        state = model.init_state(memory)
-        features, state1, attn = model.step(prev, state, memory)
-        for _ in range(EXAMPLE_STEPS - 1):  # a cache of several positions (transformer)
-            _, state1, _ = model.step(prev, state1, memory)
+    memory, state, features, state1, attn = _run_example(model, src, src_mask, prev)
     mem_names, mem = flat(memory)
     # A decoder without attention never reads the memory in a step: leave it out of the
     # step graph (an input nothing reads breaks the exporter's shape guards).
@@ -211,6 +206,24 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
         out / "step.onnx",
         optimize,
     )
+    _export_head(model, features, batch, out, optimize)
+    return {"memory": mem_names, "state": st_names, "attention": attn is not None}
+
+
+def _run_example(model: nn.Module, src, src_mask, prev) -> tuple:
+    """The example tensors the graphs are traced with: memory, the initial state, and the
+    features, state and attention after EXAMPLE_STEPS steps."""
+    with torch.no_grad():
+        memory = model.encode(src, src_mask)
+        state = model.init_state(memory)
+        features, state1, attn = model.step(prev, state, memory)
+        for _ in range(EXAMPLE_STEPS - 1):  # a cache of several positions (transformer)
+            _, state1, _ = model.step(prev, state1, memory)
+    return memory, state, features, state1, attn
+
+
+def _export_head(model: nn.Module, features, batch, out: Path, optimize: bool) -> None:
+    """head.onnx; for a vocabulary head also log-probabilities and the top-k graph."""
     vocab = isinstance(model.head, VocabHead)
     head_out = ["logits", "log_probs"] if vocab else ["logits"]
     _export(
@@ -224,7 +237,6 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
     )
     if vocab:
         write_topk(out / "topk.onnx")
-    return {"memory": mem_names, "state": st_names, "attention": attn is not None}
 
 
 def write_topk(path: Path) -> None:
