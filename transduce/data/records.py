@@ -21,19 +21,14 @@ import yaml
 
 from transduce.data.corpus import (
     Parallel,
-    PathLike,
     ReadReport,
-    _BadLine,
     _check_options,
-    _decode,
     _finish,
-    _numbered_lines,
-    _open_bytes,
     _reject,
     collect_pairs,
 )
-from transduce.data.lines import read_capped
-from transduce.errors import DataError
+from transduce.data.lines import _BadLine, _decode, _numbered_lines, _open_bytes, read_capped
+from transduce.errors import DataError, PathLike
 from transduce.safeyaml import compose_yaml, load_yaml
 
 FIELD_SEP = "\t"

@@ -25,17 +25,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from transduce.data.corpus import (
-    ReadReport,
-    _BadLine,
-    _check_options,
-    _decode,
-    _finish,
-    _numbered_lines,
-    _open_bytes,
-    _reject,
-    collect_records,
-)
+from transduce.data.corpus import ReadReport, _check_options, _finish, _reject, collect_records
+from transduce.data.lines import _BadLine, _decode, _numbered_lines, _open_bytes
 from transduce.errors import DataError
 
 log = logging.getLogger("transduce.data")

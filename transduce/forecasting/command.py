@@ -159,13 +159,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--actuals", help="the values that followed: print sMAPE/MASE/OWA too")
     _add_layout_flags(p)
-    p.add_argument(
-        "--checkpoint",
-        choices=["best", "last", "averaged"],
-        default="best",
-        help="best validation weights (default), the last, or those written by `transduce average`",
+    _add_weights_flags(
+        p, "best validation weights (default), the last, or those written by `transduce average`"
     )
-    _add_device_flags(p)
     p.add_argument(
         "--level",
         type=float,
@@ -243,13 +239,7 @@ def add_backtest_parser(sub) -> None:
     p.add_argument("--out", help="--refit: directory for the per-window runs")
     p.add_argument("--output", help="also write the full result as JSON here")
     _add_layout_flags(p)
-    p.add_argument(
-        "--checkpoint",
-        choices=["best", "last", "averaged"],
-        default="best",
-        help="which weights forecast (default best, the calibrated ones)",
-    )
-    _add_device_flags(p)
+    _add_weights_flags(p, "which weights forecast (default best, the calibrated ones)")
     p.set_defaults(func=backtest_command)
 
 
@@ -269,8 +259,14 @@ def _add_layout_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
     )
 
 
-def _add_device_flags(p: argparse.ArgumentParser) -> None:
-    """Where and on how many CPU threads the model runs."""
+def _add_weights_flags(p: argparse.ArgumentParser, checkpoint_help: str) -> None:
+    """Which weights of the run, where and on how many CPU threads they run."""
+    p.add_argument(
+        "--checkpoint",
+        choices=["best", "last", "averaged"],
+        default="best",
+        help=checkpoint_help,
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument(
         "--threads",

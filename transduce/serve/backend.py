@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from transduce.config import ConfigError, load_config
+from transduce.config import Config, ConfigError, load_config
 from transduce.decoding import DecodeOptions, Translation
 from transduce.errors import OptionError
 
@@ -117,17 +117,11 @@ class TextModel:
         cfg, pipe = self.translator.cfg, self.translator.pipeline
         params = sum(p.numel() for p in self.translator.model.parameters())
         return {
-            "name": self.name,
-            "kind": self.kind,
-            "engine": self.engine,
-            "preset": cfg.model.preset,
-            "cell": cfg.model.cell,
-            "parameters": params,
+            **_identity(self, cfg, params),
             "vocab": {"source": len(pipe.src_vocab), "target": len(pipe.tgt_vocab)},
             "tokenizers": {"source": cfg.data.src_tokenizer, "target": cfg.data.tgt_tokenizer},
             "input_fields": list(self.fields),
-            "members": [str(d) for d in self.members] if self.members else None,
-            "training": _training(self.run_dir, self.members, cfg.train.early_stop_metric),
+            **_provenance(self, cfg),
             "decoding_defaults": _defaults(asdict(cfg.decode)),
         }
 
@@ -278,21 +272,35 @@ class SeriesModel:
         cfg, spec = forecasters[0].cfg, self.forecaster.spec
         params = sum(p.numel() for f in forecasters for p in f.model.parameters())
         return {
-            "name": self.name,
-            "kind": self.kind,
-            "engine": self.engine,
-            "preset": cfg.model.preset,
-            "cell": cfg.model.cell,
-            "parameters": params,
+            **_identity(self, cfg, params),
             "vocab": None,
             "input_fields": ["values"],
             "horizon": spec.horizon,
             "lookback": spec.lookback,
             "period": spec.period,
-            "members": [str(d) for d in self.members] if self.members else None,
-            "training": _training(self.run_dir, self.members, cfg.train.early_stop_metric),
+            **_provenance(self, cfg),
             "decoding_defaults": {"combine": "median"} if self.members else {},
         }
+
+
+def _identity(model: TextModel | SeriesModel, cfg: Config, params: int) -> dict[str, Any]:
+    """The first fields of a torch model's description: what it is and how large."""
+    return {
+        "name": model.name,
+        "kind": model.kind,
+        "engine": model.engine,
+        "preset": cfg.model.preset,
+        "cell": cfg.model.cell,
+        "parameters": params,
+    }
+
+
+def _provenance(model: TextModel | SeriesModel, cfg: Config) -> dict[str, Any]:
+    """Where a torch model's weights come from: its ensemble members and its training."""
+    return {
+        "members": [str(d) for d in model.members] if model.members else None,
+        "training": _training(model.run_dir, model.members, cfg.train.early_stop_metric),
+    }
 
 
 def _is_model_dir(path: Path) -> bool:
