@@ -27,10 +27,19 @@ def browser():
     profile = tempfile.mkdtemp(prefix="transduce-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-sync",
-                 "--disable-component-update", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}", "--window-size=1280,900"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-sync",
+        "--disable-component-update",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,900",
+    ):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
     driver.set_page_load_timeout(60)
