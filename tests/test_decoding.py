@@ -37,7 +37,9 @@ def test_flags_and_request_fields_are_generated_from_the_fields():
     for f in option_fields():
         if f.name in dests:
             assert dests[f.name].default == f.default and dests[f.name].help == f.metadata["help"]
-    request = set(TranslateRequest.model_fields) - {"model", "texts", "return_tokens"}
+    # per-input data (prefix, constraints) and the transport (stream) are not decoding options
+    per_input = {"model", "texts", "return_tokens", "prefix", "constraints", "stream"}
+    request = set(TranslateRequest.model_fields) - per_input
     assert request == {http_name(f.name) for f in option_fields()} - {
         "batch_size",
         "max_input_len",
