@@ -21,14 +21,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from transduce.numpy_ops import NumpyOps
-from transduce.searchcore import (
-    BOS_ID,
-    EOS_ID,
-    NBest,
+from transduce.searchcore import BOS_ID, EOS_ID, NBest, log_probs
+from transduce.searchrules import (
     block_repeated_ngrams,
     length_limits,
     length_penalty,
-    log_probs,
     prefix_limits,
     rank_score,
 )
@@ -148,7 +145,6 @@ def constrained_beam_search(
     :func:`transduce.searchcore.beam_search`. A sentence none of whose hypotheses meets its
     constraints within its length limit gets its best incomplete ones."""
     k, batch = beam, src.shape[0]
-    rank = lambda lp, n: rank_score(lp, n, alpha, normalize)  # noqa: E731
     limits = prefix_limits(ops, length_limits(ops, src_mask, max_len, max_len_ratio), prefix)
     limits = limits.tolist()
     forced = None if prefix is None else (np.array(prefix[0].tolist()), prefix[1].tolist())
@@ -173,22 +169,11 @@ def constrained_beam_search(
                 part = block_repeated_ngrams(HOST, part, history, no_repeat_ngram)
             force = int(forced[0][i, t]) if forced and t < forced[1][i] else None
             best = top[offset : offset + len(hyps)]
-            cands = _candidates(part, best, hyps, constraints[i], force)
-            for s, r, _, p in (c for c in cands[:k] if c[2] == EOS_ID):
-                h = _grow(hyps[r], s, EOS_ID, p, None, 0)
-                finished[i].append((rank(s, t + 1), s, h.tokens[:-1], hyps[r].attention, 1))
-            keep = [c for c in cands if c[2] != EOS_ID]
-            banks = sum(len(p) for p in constraints[i])
-            chosen = allocate(keep, k, banks, constraints[i])
-            new = [_grow(hyps[r], s, tok, p, attn, offset + r) for s, r, tok, p in chosen]
-            complete = (1 << len(constraints[i])) - 1
-            if new and t + 1 >= limits[i]:
-                for h in new:
-                    done = int(h.progress.met == complete)
-                    finished[i].append((rank(h.score, t + 1), h.score, h.tokens, h.attention, done))
-            elif new and not _settled(finished[i], new, nbest, limits[i], alpha, normalize):
+            step = (part, best, hyps, constraints[i], force, attn, offset, t)
+            new, kept = _step_sentence(step, limits[i], finished[i], (k, nbest, alpha, normalize))
+            if new:
                 nxt[i] = new
-                rows += [offset + r for _, r, _, _ in chosen]
+                rows += kept
             offset += len(hyps)
         if not nxt:
             break
@@ -197,6 +182,31 @@ def constrained_beam_search(
         state, memory = state.select(index), memory.select(index)
         prev = ops.tensor([h.tokens[-1] for hyps in live.values() for h in hyps], "int", src)
     return _collect(finished, nbest, attention, src.shape[1])
+
+
+def _step_sentence(step, limit: int, finished: list, opts) -> tuple[list[Hyp] | None, list[int]]:
+    """One sentence's search step: grow its hypotheses within the allocation, move ended
+    ones to ``finished``; the hypotheses to keep (None once the sentence is done) and the
+    rows they come from."""
+    part, best, hyps, phrases, force, attn, offset, t = step
+    k, nbest, alpha, normalize = opts
+    cands = _candidates(part, best, hyps, phrases, force)
+    for s, r, _, p in (c for c in cands[:k] if c[2] == EOS_ID):
+        h = _grow(hyps[r], s, EOS_ID, p, None, 0)
+        rank = rank_score(s, t + 1, alpha, normalize)
+        finished.append((rank, s, h.tokens[:-1], hyps[r].attention, 1))
+    keep = [c for c in cands if c[2] != EOS_ID]
+    chosen = allocate(keep, k, sum(len(p) for p in phrases), phrases)
+    new = [_grow(hyps[r], s, tok, p, attn, offset + r) for s, r, tok, p in chosen]
+    complete = (1 << len(phrases)) - 1
+    if new and t + 1 >= limit:
+        for h in new:
+            rank = rank_score(h.score, t + 1, alpha, normalize)
+            finished.append((rank, h.score, h.tokens, h.attention, int(h.progress.met == complete)))
+        return None, []
+    if new and not _settled(finished, new, nbest, limit, alpha, normalize):
+        return new, [offset + r for _, r, _, _ in chosen]
+    return None, []
 
 
 def eos_banned(live: dict[int, list[Hyp]], constraints) -> np.ndarray:

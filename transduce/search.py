@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from transduce import searchcore as core
-from transduce.searchcore import Hypotheses, NBest, length_penalty
+from transduce import searchrules as rules
+from transduce.searchcore import Hypotheses, NBest
+from transduce.searchrules import length_penalty
 
 __all__ = [
     "Hypotheses",
@@ -101,7 +103,7 @@ def length_limits(
     src_mask: torch.Tensor, max_len: int, max_len_ratio: float | None = None
 ) -> torch.Tensor:
     """Per-sentence output limit ``[B]``: ``max_len``, or ``ceil(ratio * |src|) + 5`` capped."""
-    return core.length_limits(OPS, src_mask, max_len, max_len_ratio)
+    return rules.length_limits(OPS, src_mask, max_len, max_len_ratio)
 
 
 @torch.no_grad()
@@ -125,7 +127,7 @@ def block_repeated_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int) -> 
 
     logp ``[R, V]``, history ``[R, t]`` -> logp with -inf at forbidden (row, token) pairs.
     """
-    return core.block_repeated_ngrams(OPS, logp, history, n)
+    return rules.block_repeated_ngrams(OPS, logp, history, n)
 
 
 @torch.no_grad()
@@ -166,7 +168,7 @@ def beam_search(
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Keep the ``top_k`` largest logits and the smallest set whose probability reaches
     ``top_p`` (nucleus sampling, Holtzman et al. 2020); the rest become -inf. ``[R, V]``."""
-    return core.filter_logits(OPS, logits, top_k, top_p)
+    return rules.filter_logits(OPS, logits, top_k, top_p)
 
 
 @torch.no_grad()

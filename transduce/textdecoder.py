@@ -18,7 +18,8 @@ import numpy as np
 from transduce.decoding import DecodeOptions, Translation, search_rows
 from transduce.errors import DataError, OptionError
 from transduce.scoring import PairScore, target_batch, teacher_forced
-from transduce.searchcore import BOS_ID, EOS_ID, PAD_ID, limit_inputs
+from transduce.searchcore import BOS_ID, EOS_ID, PAD_ID
+from transduce.searchrules import limit_inputs
 
 Prefixes = list[str] | None  # per input: the target text its outputs start with ("" none)
 Constraints = list[list[str]] | None  # per input: target phrases its outputs contain

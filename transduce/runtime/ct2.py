@@ -15,7 +15,7 @@ from transduce.decoding import DecodeOptions, Translation
 from transduce.runtime.model import ExportError, read_manifest
 from transduce.runtime.translate import Pipeline
 from transduce.scoring import PairScore
-from transduce.searchcore import output_limits
+from transduce.searchrules import output_limits
 from transduce.textdecoder import TextDecoder
 
 
