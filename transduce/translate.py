@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,6 +19,7 @@ from transduce.device import resolve_device
 # scoring moved to transduce.evaluation (no torch there: the runtime evaluates with it)
 from transduce.evaluation import evaluate, moses_language, reference_language  # noqa: F401
 from transduce.nn.models import Seq2Seq, build_model
+from transduce.scoring import PairScore
 from transduce.search import OPS
 from transduce.textdecoder import SearchDecoder
 
@@ -63,11 +65,23 @@ class Translator(SearchDecoder):
 
     @torch.no_grad()
     def decode(
-        self, texts: list[str], options: DecodeOptions | None = None, first_line: int = 1
+        self,
+        texts: list[str],
+        options: DecodeOptions | None = None,
+        first_line: int = 1,
+        **targets: Any,
     ) -> list[list[Translation]]:
-        return super().decode(texts, options, first_line)
+        return super().decode(texts, options, first_line, **targets)
 
     decode.__doc__ = SearchDecoder.decode.__doc__
+
+    @torch.no_grad()
+    def score(
+        self, texts: list[str], targets: list[str], options: DecodeOptions | None = None
+    ) -> list[PairScore]:
+        return super().score(texts, targets, options)
+
+    score.__doc__ = SearchDecoder.score.__doc__
 
     def _batches(self, ids: list[list[int]], size: int):
         """Length-bucketed batches on the model's device: (positions, src, mask)."""

@@ -22,12 +22,11 @@ from transduce.config import (
     data_path,
     load_run_config,
 )
-from transduce.data.series import (
+from transduce.data.series import SeriesSet, require_positive
+from transduce.data.windows import (
     ArrayData,
-    SeriesSet,
     WindowArrays,
     WindowSpec,
-    require_positive,
     training_windows,
     unscale,
 )
@@ -51,10 +50,20 @@ log = logging.getLogger("transduce.forecast")
 def window_spec(s: SeriesConfig) -> WindowSpec:
     bad = [lv for lv in s.levels if not 0 < lv < 100]
     if bad or len(set(s.levels)) != len(s.levels):
-        raise ConfigError(f"series.levels: {list(s.levels)}: each a percentage strictly "
-                          "between 0 and 100, none twice")  # fmt: skip
-    return WindowSpec(s.lookback, s.horizon, s.period, s.scaling, s.calendar, s.seasonal,
-                      len(s.covariates), len(s.past_covariates))  # fmt: skip
+        raise ConfigError(
+            f"series.levels: {list(s.levels)}: each a percentage strictly "
+            "between 0 and 100, none twice"
+        )
+    return WindowSpec(
+        s.lookback,
+        s.horizon,
+        s.period,
+        s.scaling,
+        s.calendar,
+        s.seasonal,
+        len(s.covariates),
+        len(s.past_covariates),
+    )
 
 
 def series_model(cfg: Config) -> torch.nn.Module:
@@ -130,18 +139,25 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0
     require_positive(data, s.scaling)
     covariates = data.covariates(s.covariates + s.past_covariates)
     train_w, valid_w = training_windows(
-        data.values, window_spec(s), s.stride, s.holdout if s.holdout is not None else s.horizon,
+        data.values,
+        window_spec(s),
+        s.stride,
+        s.holdout if s.holdout is not None else s.horizon,
         covariates,
-    )  # fmt: skip
+    )
     model = series_model(cfg)
     if world > 1:
         torch.manual_seed(cfg.train.seed + 1009 * rank)  # each rank its own dropout masks
     holdout = s.holdout if s.holdout is not None else s.horizon
     task = SeriesTask(
-        cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w),
-        loss=s.loss, scorer=holdout_scorer(data.values, valid_w, cfg.series, holdout),
+        cfg,
+        model,
+        ArrayData.from_windows(train_w),
+        ArrayData.from_windows(valid_w),
+        loss=s.loss,
+        scorer=holdout_scorer(data.values, valid_w, cfg.series, holdout),
         quantiles=quantile_levels(s.levels) if s.levels else None,
-    )  # fmt: skip
+    )
     trainer = Loop(cfg, task, run_dir, rank=rank, world=world)
     summary = (
         f"{len(data)} series: {len(train_w.src)} training windows, {len(valid_w.src)} "
@@ -158,8 +174,9 @@ def write_calibration(run_dir: str | os.PathLike, valid: WindowArrays) -> Path:
     step; :mod:`transduce.forecasting.conformal`), written into the run."""
     forecaster = Forecaster.load(run_dir)
     pred = forecaster.rollout_windows(valid)  # [N, H, D] scaled
-    calibration = conformal.calibrate(pred, valid.target[:, :, 0].astype(np.float64),
-                                      forecaster.cfg.series.levels)  # fmt: skip
+    calibration = conformal.calibrate(
+        pred, valid.target[:, :, 0].astype(np.float64), forecaster.cfg.series.levels
+    )
     return conformal.save(run_dir, calibration)
 
 
@@ -237,8 +254,9 @@ class Forecaster(WindowForecaster):
         run_dir = Path(run_dir or tempfile.mkdtemp(prefix="transduce-fit-"))
         run_dir.mkdir(parents=True, exist_ok=True)
         write_table(df, run_dir / "series.csv")
-        series = dataclasses.replace(cfg.series, train=str(run_dir / "series.csv"),
-                                     format="auto", test="")  # fmt: skip
+        series = dataclasses.replace(
+            cfg.series, train=str(run_dir / "series.csv"), format="auto", test=""
+        )
         train(dataclasses.replace(cfg, series=series), run_dir)
         out = cls.load(run_dir)
         out.history = history
@@ -262,15 +280,16 @@ class Forecaster(WindowForecaster):
         future = None
         if self.cfg.series.covariates:
             if futr_df is None:
-                raise ConfigError(f"predict: futr_df with {list(self.cfg.series.covariates)} "
-                                  "over the forecast steps is needed")  # fmt: skip
+                raise ConfigError(
+                    f"predict: futr_df with {list(self.cfg.series.covariates)} "
+                    "over the forecast steps is needed"
+                )
             fut = frame_to_series(futr_df, "futr_df", need_y=False)
             if set(fut.ids) != set(history.ids):
                 raise ConfigError("predict: futr_df's unique_id differ from the history's")
             order = [fut.ids.index(name) for name in history.ids]
             rows = fut.covariates(tuple(self.cfg.series.covariates))
             future = [rows[i] for i in order]
-        point, bands = self.forecast_intervals(history.values, list(level), 512, covariates,
-                                               future)  # fmt: skip
+        point, bands = self.forecast_intervals(history.values, list(level), 512, covariates, future)
         cut = {k: (lo[:, :h], hi[:, :h]) for k, (lo, hi) in bands.items()}
         return forecasts_frame(history, point[:, :h], cut)

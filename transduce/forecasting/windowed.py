@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from transduce.config import ConfigError
-from transduce.data.series import WindowArrays, WindowSpec, left_pad, make_windows, unscale
+from transduce.data.windows import WindowArrays, WindowSpec, left_pad, make_windows, unscale
 from transduce.forecasting import conformal
 
 

@@ -16,8 +16,8 @@ import sys
 
 from transduce.cli_options import add_decode_flags, flag_name, int_at_least, options_from_args
 from transduce.config import ConfigError
-from transduce.data.corpus import read_lines
 from transduce.errors import DataError, missing_extra
+from transduce.textio import add_stream_flags
 
 
 def _translator(args: argparse.Namespace):
@@ -31,13 +31,10 @@ def _translator(args: argparse.Namespace):
 
 def translate(args: argparse.Namespace) -> None:
     """Translate the input lines, writing each batch's lines as they come (in order)."""
-    from transduce.decoding import write_translations
+    from transduce.textio import stream_translate
 
     translator, options = _translator(args)
-    inputs = read_lines("-" if args.input is None else args.input)
-    write_translations(
-        inputs, translator.iter_decode(inputs, options), args.output, args.format, options.nbest
-    )
+    stream_translate(translator, args, options)
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -76,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="output file (default stdout)")
     p.add_argument("--format", choices=["text", "jsonl"], default="text")
     add_decode_flags(p)
+    add_stream_flags(p)
     p.set_defaults(func=translate)
     p = sub.add_parser("evaluate", help="BLEU, chrF, exact match against references")
     _model_flags(p)

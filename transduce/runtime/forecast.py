@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from transduce.data.series import WindowArrays, WindowSpec
+from transduce.data.windows import WindowArrays, WindowSpec
 from transduce.forecasting import conformal
 from transduce.forecasting.windowed import WindowForecaster
 from transduce.runtime.model import ExportError, OnnxModel
