@@ -232,9 +232,15 @@ def compare_settings(args: argparse.Namespace, sentences: list[str], clients: li
     after = offline_by_threads(args, totals)
     off = {n: {k: round((before[n][k] + after[n][k]) / 2, 2) for k in before[n]} for n in totals}
     settings = [_setting_row(c, w, t, got, off[w * t]) for (c, w, t), got in runs.items()]
-    out = {"model": args.model, "beam": args.beam, "sentences": len(sentences),
-           "offline": {f"{n}_threads": v for n, v in off.items()},
-           "offline_before": before, "offline_after": after, "settings": settings}  # fmt: skip
+    out = {
+        "model": args.model,
+        "beam": args.beam,
+        "sentences": len(sentences),
+        "offline": {f"{n}_threads": v for n, v in off.items()},
+        "offline_before": before,
+        "offline_after": after,
+        "settings": settings,
+    }
     print(json.dumps(out))
 
 

@@ -35,14 +35,16 @@ class OptionError(ValueError):
 # What only an extra installs: a command that reaches one of these where the extra is not
 # installed (pip install 'transduce[runtime]' has no torch) says so in one line, not a traceback.
 EXTRA_OF = {
-    **dict.fromkeys(("torch", "safetensors", "matplotlib", "babel", "rouge_score", "pooch",
-                     "requests"), "train"),
+    **dict.fromkeys(
+        ("torch", "safetensors", "matplotlib", "babel", "rouge_score", "pooch", "requests"), "train"
+    ),
     **dict.fromkeys(("onnx", "onnxscript"), "export"),
     **dict.fromkeys(("onnxruntime", "ctranslate2"), "runtime"),
-    **dict.fromkeys(("fastapi", "uvicorn", "pydantic", "prometheus_client", "fastapi_offline"),
-                    "serve"),
+    **dict.fromkeys(
+        ("fastapi", "uvicorn", "pydantic", "prometheus_client", "fastapi_offline"), "serve"
+    ),
     "tensorboard": "tensorboard",
-}  # fmt: skip
+}
 
 
 def missing_extra(err: ModuleNotFoundError) -> str | None:
@@ -52,10 +54,14 @@ def missing_extra(err: ModuleNotFoundError) -> str | None:
     if extra is None:
         return None
     if extra == "train":
-        return (f"this needs {module}, which the PyTorch-free install leaves out: pip install "
-                "'transduce[train]', or decode an export of the run (transduce export "
-                "onnx|ct2)")  # fmt: skip
+        return (
+            f"this needs {module}, which the PyTorch-free install leaves out: pip install "
+            "'transduce[train]', or decode an export of the run (transduce export "
+            "onnx|ct2)"
+        )
     if extra == "runtime":  # the engines come with the runtime and with export
-        return (f"this needs {module}: pip install 'transduce[runtime]' to decode exports "
-                "(pip install 'transduce[export]' beside PyTorch)")  # fmt: skip
+        return (
+            f"this needs {module}: pip install 'transduce[runtime]' to decode exports "
+            "(pip install 'transduce[export]' beside PyTorch)"
+        )
     return f"this needs {module}: pip install 'transduce[{extra}]'"

@@ -44,13 +44,31 @@ def exported(tmp_path_factory):
     _write_wide(tmp / "hist.csv", x[:, :40])
     _write_wide(tmp / "next.csv", x[:, 40:])
     cfg = {
-        "series": {"format": "m4", "train": str(tmp / "hist.csv"), "horizon": H, "lookback": 12,
-                   "period": M, "stride": 2},
-        "model": {"preset": "luong", "cell": "gru", "encoder": {"embed_size": 8, "hidden_size": 8},
-                  "decoder": {"embed_size": 8, "hidden_size": 8}},
-        "train": {"lr": 0.01, "batch_size": 16, "max_steps": 6, "epochs": 10, "valid_every": 3,
-                  "log_every": 0, "progress": False, "threads": 1},
-    }  # fmt: skip
+        "series": {
+            "format": "m4",
+            "train": str(tmp / "hist.csv"),
+            "horizon": H,
+            "lookback": 12,
+            "period": M,
+            "stride": 2,
+        },
+        "model": {
+            "preset": "luong",
+            "cell": "gru",
+            "encoder": {"embed_size": 8, "hidden_size": 8},
+            "decoder": {"embed_size": 8, "hidden_size": 8},
+        },
+        "train": {
+            "lr": 0.01,
+            "batch_size": 16,
+            "max_steps": 6,
+            "epochs": 10,
+            "valid_every": 3,
+            "log_every": 0,
+            "progress": False,
+            "threads": 1,
+        },
+    }
     (tmp / "fc.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     assert main(["-q", "train", str(tmp / "fc.yaml"), "--out", str(tmp / "run")]) == 0
     assert main(["-q", "export", "onnx", "--model", str(tmp / "run"), "--out", str(tmp / "x")]) == 0
@@ -67,8 +85,19 @@ def test_export_forecasts_like_the_run(exported):
 
 def test_runtime_forecast_runs_where_torch_cannot_be_imported(exported, capsys):
     common = ["--input", str(exported / "hist.csv"), "--actuals", str(exported / "next.csv")]
-    assert main(["forecast", "--model", str(exported / "run"), *common,
-                 "--output", str(exported / "torch.csv")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "forecast",
+                "--model",
+                str(exported / "run"),
+                *common,
+                "--output",
+                str(exported / "torch.csv"),
+            ]
+        )
+        == 0
+    )
     ref = json.loads(capsys.readouterr().out)
     script = (
         BLOCK_TORCH
@@ -79,16 +108,32 @@ def test_runtime_forecast_runs_where_torch_cannot_be_imported(exported, capsys):
     for i, prog in enumerate([["transduce.runtime"], ["transduce"]]):
         out = exported / f"rt{i}.csv"
         proc = subprocess.run(
-            [sys.executable, "-c", script, *prog, "forecast", "--model", str(exported / "x"),
-             *common, "--output", str(out), "--threads", "1"],
-            capture_output=True, text=True, timeout=120, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                script,
+                *prog,
+                "forecast",
+                "--model",
+                str(exported / "x"),
+                *common,
+                "--output",
+                str(out),
+                "--threads",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
         assert proc.returncode == 0, proc.stderr
         got = json.loads(proc.stdout)
         assert got["series"] == 5 and got["smape"] == pytest.approx(ref["smape"], rel=1e-3)
         ours = np.loadtxt(out, delimiter=",", skiprows=1, usecols=range(1, H + 1))
-        theirs = np.loadtxt(exported / "torch.csv", delimiter=",", skiprows=1,
-                            usecols=range(1, H + 1))  # fmt: skip
+        theirs = np.loadtxt(
+            exported / "torch.csv", delimiter=",", skiprows=1, usecols=range(1, H + 1)
+        )
         np.testing.assert_allclose(ours, theirs, rtol=1e-4)
 
 
@@ -101,8 +146,15 @@ def test_a_text_export_is_refused_in_one_line(exported, tmp_path, capsys):
         (text / f.name).write_bytes(f.read_bytes())
     manifest = json.loads((text / "manifest.json").read_text())
     (text / "manifest.json").write_text(json.dumps({**manifest, "kind": "text"}))
-    args = ["forecast", "--model", str(text), "--input", str(exported / "hist.csv"),
-            "--output", str(tmp_path / "o.csv")]  # fmt: skip
+    args = [
+        "forecast",
+        "--model",
+        str(text),
+        "--input",
+        str(exported / "hist.csv"),
+        "--output",
+        str(tmp_path / "o.csv"),
+    ]
     assert runtime_main(args) == 2
     err = capsys.readouterr().err  # refused by the manifest's checks or by the forecaster
     assert str(text) in err and len(err.splitlines()) == 1

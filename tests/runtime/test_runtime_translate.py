@@ -213,16 +213,23 @@ def _blocked(args: list[str], stdin: str = "") -> subprocess.CompletedProcess:
     """``python -m transduce.runtime ARGS`` where torch and what the runtime extra does not
     install cannot be imported."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.run([sys.executable, "-c", NO_TORCH, *args], input=stdin,
-                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def test_runtime_evaluate_scores_like_transduce_evaluate(exported, monkeypatch, capsys):
     (exported / "src.txt").write_text("abc\nfed\nbbca\n")
     (exported / "ref.txt").write_text("cba\ndef\nacbb\n")
     files = ["--src", str(exported / "src.txt"), "--ref", str(exported / "ref.txt")]
-    code, out, _ = _cli(["evaluate", "--model", str(exported / "run"), *files], "", monkeypatch,
-                        capsys)  # fmt: skip
+    code, out, _ = _cli(
+        ["evaluate", "--model", str(exported / "run"), *files], "", monkeypatch, capsys
+    )
     assert code == 0
     proc = _blocked(["evaluate", "--model", str(exported / "x"), *files, "--threads", "1"])
     assert proc.returncode == 0, proc.stderr

@@ -34,17 +34,24 @@ class WindowForecaster:
             return make_windows(hist, np.zeros(n, dtype=np.int64), spec, None)
         need = spec.covariates + spec.past_covariates
         if covariates is None or (spec.covariates and future is None):
-            raise ConfigError(f"this run was trained with covariates {self.covariate_names}: "
-                              "give their history (and future values of the future-known "
-                              "ones)")  # fmt: skip
-        past = np.stack([_pad_rows(np.asarray(c, float).reshape(len(c), need), spec.lookback)
-                         for c in covariates])  # fmt: skip
+            raise ConfigError(
+                f"this run was trained with covariates {self.covariate_names}: "
+                "give their history (and future values of the future-known "
+                "ones)"
+            )
+        past = np.stack(
+            [
+                _pad_rows(np.asarray(c, float).reshape(len(c), need), spec.lookback)
+                for c in covariates
+            ]
+        )
         fut = np.zeros((n, spec.horizon, spec.covariates))
         for i, f in enumerate(future if spec.covariates else []):
             f = np.asarray(f, float).reshape(len(f), -1)
             if len(f) < spec.horizon:
-                raise ConfigError(f"series {i}: {len(f)} future covariate rows, the horizon "
-                                  f"needs {spec.horizon}")  # fmt: skip
+                raise ConfigError(
+                    f"series {i}: {len(f)} future covariate rows, the horizon needs {spec.horizon}"
+                )
             fut[i] = f[: spec.horizon, : spec.covariates]
         return make_windows(hist, np.zeros(n, dtype=np.int64), spec, None, past, fut)
 
@@ -66,16 +73,20 @@ class WindowForecaster:
         """The point forecast ``[N, H]`` and, per level (``"80"``), the conformal interval
         ``(lo, hi)``, each ``[N, H]``, in the data's units."""
         if levels and self.calibration is None:
-            raise ConfigError("this run has no conformal calibration (conformal.json; runs "
-                              "trained before intervals existed): retrain it")  # fmt: skip
+            raise ConfigError(
+                "this run has no conformal calibration (conformal.json; runs "
+                "trained before intervals existed): retrain it"
+            )
         w = self.windows(series, covariates, future)
         pred = self.rollout_windows(w, batch_size)
         point = unscale(pred[:, :, 0], w.level, self.spec)
         bands = {}
         for level in levels:
             lo, hi = conformal.bands(pred, self.calibration, level)
-            bands[conformal.label(level)] = (unscale(lo, w.level, self.spec),
-                                             unscale(hi, w.level, self.spec))  # fmt: skip
+            bands[conformal.label(level)] = (
+                unscale(lo, w.level, self.spec),
+                unscale(hi, w.level, self.spec),
+            )
         return point, bands
 
 

@@ -55,8 +55,12 @@ def forecast(args: argparse.Namespace) -> None:
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="directory written by transduce export")
-    p.add_argument("--threads", type=int_at_least(0), default=0,
-                   help="onnxruntime / CTranslate2 threads (0: their default)")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=int_at_least(0),
+        default=0,
+        help="onnxruntime / CTranslate2 threads (0: their default)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
