@@ -422,6 +422,9 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
 def write_average(run_dir: str | os.PathLike, last: int) -> Path:
     """Average the last ``last`` kept checkpoints into ``averaged/model.safetensors``."""
     paths = step_checkpoints(run_dir)[-last:]
+    if not paths:
+        raise DataError(run_dir, None, "no kept checkpoints to average (checkpoints/step_*"
+                        ".safetensors; train with train.keep_checkpoints > 0)")  # fmt: skip
     state = average_checkpoints(paths)
     out = Path(run_dir, "averaged", "model.safetensors")
     if out.is_symlink():  # written in the run, never through a link (to a kept checkpoint)

@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument(
         "--threads",
-        type=opt.int_at_least(0),
+        type=opt.int_at_least(0, opt.MAX_THREADS),
         default=None,
         help="torch CPU threads (same as --set train.threads=N; 0: torch's default)",
     )
@@ -335,6 +335,12 @@ def _environment_problem(err: BaseException) -> str | None:
         from transduce.atomic import write_problem
 
         return str(write_problem(err.filename or "output", err))
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EISDIR):
+        import re  # a folder that refuses us (/sys, read-only): the target, not our temporary
+
+        where = os.fspath(err.filename2 or err.filename or "output")
+        name = re.sub(r"^\.(.+)\.\d+\.[0-9a-f]{8}\.tmp$", r"\1", os.path.basename(where))
+        return f"{os.path.join(os.path.dirname(where), name)}: {err.strerror}"
     return None
 
 

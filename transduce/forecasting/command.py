@@ -62,6 +62,14 @@ def _covariates(forecaster, series, future_path: str | None) -> tuple:
     return 512, series.covariates(names), future
 
 
+def level_type(text: str) -> float:
+    """An argparse ``type``: an interval level in percent, a finite number in (0, 100)."""
+    value = opt.positive_float(text)
+    if value >= 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage below 100, got {value:g}")
+    return value
+
+
 def refuse_overwrite(output: str | None, *inputs: str | None) -> None:
     """An output never overwrites an input: stop before reading anything."""
     import os
@@ -152,9 +160,9 @@ def add_parser(sub) -> None:
                    help="best validation weights (default), the last, or those written by "
                         "`transduce average`")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--threads", type=opt.int_at_least(0), default=0,
+    p.add_argument("--threads", type=opt.int_at_least(0, opt.MAX_THREADS), default=0,
                    help="torch CPU threads (0: torch's default)")  # fmt: skip
-    p.add_argument("--level", type=float, nargs="+", default=[], metavar="PCT",
+    p.add_argument("--level", type=level_type, nargs="+", default=[], metavar="PCT",
                    help="conformal prediction intervals at these levels, e.g. 80 95: "
                         "lo-80,hi-80,... columns")  # fmt: skip
     p.add_argument(
@@ -176,6 +184,7 @@ def backtest_command(args: argparse.Namespace) -> None:
     if args.refit and not args.out:
         raise ConfigError("backtest --refit: give --out DIR for the per-window runs")
     refuse_overwrite(args.output, args.input, args.actuals)
+    _refuse_output_over_input(args, [args.model])  # nor a file of the run (conformal.json)
     forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
     s = forecaster.cfg.series
     path = args.input or data_path(s.train)
@@ -204,7 +213,7 @@ def add_backtest_parser(sub) -> None:
     p.add_argument("--windows", type=opt.int_at_least(1), default=3, help="origins (default 3)")
     p.add_argument("--step", type=opt.int_at_least(1), default=0,
                    help="values between origins (default: the horizon)")  # fmt: skip
-    p.add_argument("--level", type=float, nargs="+", default=[], metavar="PCT",
+    p.add_argument("--level", type=level_type, nargs="+", default=[], metavar="PCT",
                    help="interval levels to score (MSIS / ACD / coverage), e.g. 80 95")  # fmt: skip
     p.add_argument("--refit", action="store_true", help="train afresh per window (slow)")
     p.add_argument("--out", help="--refit: directory for the per-window runs")
@@ -216,6 +225,6 @@ def add_backtest_parser(sub) -> None:
     p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
                    help="which weights forecast (default best, the calibrated ones)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--threads", type=opt.int_at_least(0), default=0,
+    p.add_argument("--threads", type=opt.int_at_least(0, opt.MAX_THREADS), default=0,
                    help="torch CPU threads (0: torch's default)")  # fmt: skip
     p.set_defaults(func=backtest_command)
