@@ -169,3 +169,26 @@ def test_generate_never_replaces_a_file_it_did_not_write(runs, tmp_path):
     with pytest.raises(DataError, match="is a transduce run"):
         _write(runs / "text" / "train.jsonl", iter(["{}"]))
     assert not (runs / "text" / "train.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "flag,value",
+    [("--max-wait-ms", "inf"), ("--decode-timeout-s", "inf"), ("--keep-alive-s", "inf"),
+     ("--threads", "-1"), ("--max-compute", "inf")],
+)  # fmt: skip
+def test_serve_limits_must_be_finite(runs, capsys, flag, value):
+    err = _one_line(capsys, ["serve", "--model", str(runs / "text"), f"{flag}={value}"])
+    assert flag in err
+
+
+def test_backtest_with_more_windows_than_values_is_one_line(runs, capsys):
+    args = ["backtest", "--model", str(runs / "series"), "--input", str(runs / "s.csv")]
+    err = _one_line(capsys, [*args, "--windows=2147483647"])
+    assert "--windows" in err and "the longest series has 60" in err
+
+
+def test_demo_sizes_too_large_are_refused(tmp_path, capsys):
+    err = _one_line(capsys, ["demo", "--out", str(tmp_path / "d"), "--n-train", "1e20"])
+    assert "--n-train" in err
+    err = _one_line(capsys, ["demo", "--out", str(tmp_path / "d"), "--n-train=100000000000"])
+    assert "--n-train" in err and not (tmp_path / "d").exists()

@@ -235,9 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train and test on the built-in date task")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    p.add_argument("--n-train", type=opt.int_at_least(1), default=30000,
+    p.add_argument("--n-train", type=opt.int_at_least(1, 10_000_000), default=30000,
                    help="training pairs to generate (default 30000)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=opt.int_at_least(0, 2**32 - 1), default=0,
+                   help="random seed (default 0)")  # fmt: skip
     p.set_defaults(func=demo_command)
 
     p = sub.add_parser("train", help="train a model from a YAML config or a recipe name")

@@ -13,6 +13,7 @@ import socket
 import sys
 from dataclasses import fields
 
+from transduce import cli_options as opt
 from transduce.config import ConfigError
 from transduce.export.command import ENGINES
 from transduce.serve.limits import ServeLimits
@@ -83,11 +84,11 @@ def serve_command(args: argparse.Namespace) -> None:
         raise ConfigError("serve: give at least one --model DIR (or TRANSDUCE_SERVE_MODEL)")
     limits = ServeLimits(**{f.name: getattr(args, f.name) for f in fields(ServeLimits)})
     for f in fields(ServeLimits):
-        if not getattr(limits, f.name) >= (0 if f.name == "max_wait_ms" else 1e-9):
-            raise ConfigError(f"--{f.name.replace('_', '-')} must be positive")
+        if not (0 if f.name == "max_wait_ms" else 1e-9) <= getattr(limits, f.name) < 1e18:
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be positive and finite")
     for name in ("workers", "keep_alive_s", "read_timeout_s", "graceful_timeout_s"):
-        if not getattr(args, name) > 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        if not 0 < getattr(args, name) < 1e9:  # inf: a worker or a timeout that never ends
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive and finite")
     if args.threads < 0:
         raise ConfigError("--threads must be 0 (the engine's default) or more")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -136,7 +137,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add("--workers", type=int, default=s.workers,
         help=f"server processes sharing the port, each with its own model copy (default "
         f"{s.workers})")  # fmt: skip
-    add("--threads", type=int, default=s.threads,
+    add("--threads", type=opt.int_at_least(0, opt.MAX_THREADS), default=s.threads,
         help=f"intra-op CPU threads per worker (torch, onnxruntime, CTranslate2; default "
         f"{s.threads}; 0: the engine's default)")  # fmt: skip
     limit_help = {
