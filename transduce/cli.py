@@ -359,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"transduce {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"transduce {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        note = f" ({err})" if str(err) else ""  # e.g. how many lines an --output had
+        print(f"transduce {args.command}: interrupted{note}", file=sys.stderr)
         return 130
     except (ModuleNotFoundError, OSError, MemoryError, RuntimeError) as err:
         line = _environment_problem(err)
