@@ -64,14 +64,28 @@ def _cpu_children() -> float:
 
 
 def prepare(sets: list[str], out: Path, workers: int) -> dict:
-    cmd = [sys.executable, "-m", "transduce", "prepare", str(RECIPE), "--out", str(out),
-           "--workers", str(workers), "--no-progress", *(f"--set={s}" for s in sets)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "transduce",
+        "prepare",
+        str(RECIPE),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--no-progress",
+        *(f"--set={s}" for s in sets),
+    ]
     cpu, start = _cpu_children(), time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     size = sum(p.stat().st_size for p in out.iterdir())
-    return {"wall_s": round(wall, 1), "cpu_s": round(_cpu_children() - cpu, 1),
-            "store_mb": round(size / 1e6, 1)}  # fmt: skip
+    return {
+        "wall_s": round(wall, 1),
+        "cpu_s": round(_cpu_children() - cpu, 1),
+        "store_mb": round(size / 1e6, 1),
+    }
 
 
 def train(sets: list[str], run: Path, ranks: int = 1) -> list[dict]:
@@ -106,15 +120,27 @@ def drive(run: str, report: str, sets: list[str]) -> None:
         return out
 
     Loop.update = probe
-    fixed = ["train.max_steps=50", "train.valid_every=0", "train.progress=false",
-             "train.max_seconds=null", "train.threads=1", "train.warmup_steps=10",
-             # the closing validation: loss only (greedy BLEU of 1,014 sentences takes minutes)
-             "train.valid_bleu=false", "train.early_stop_metric=loss", "train.patience=null",
-             "train.keep_checkpoints=0"]  # fmt: skip
+    fixed = [
+        "train.max_steps=50",
+        "train.valid_every=0",
+        "train.progress=false",
+        "train.max_seconds=null",
+        "train.threads=1",
+        "train.warmup_steps=10",
+        # the closing validation: loss only (greedy BLEU of 1,014 sentences takes minutes)
+        "train.valid_bleu=false",
+        "train.early_stop_metric=loss",
+        "train.patience=null",
+        "train.keep_checkpoints=0",
+    ]
     train_run(load_config(RECIPE, [*sets, *fixed]), run)
     rate = seen["tok10"] / (seen["t50"] - seen["t10"])
-    row = {"rank": int(os.environ.get("RANK", 0)), "first_update_s": seen["first_update_s"],
-           "rss_anon_mb": seen["rss_anon_mb"], "tok_s": round(rate)}  # fmt: skip
+    row = {
+        "rank": int(os.environ.get("RANK", 0)),
+        "first_update_s": seen["first_update_s"],
+        "rss_anon_mb": seen["rss_anon_mb"],
+        "tok_s": round(rate),
+    }
     with open(report, "a") as f:
         f.write(json.dumps(row) + "\n")
 
@@ -133,8 +159,10 @@ def one_size(n: int, tmp: Path, data: Path, torchrun: bool, in_memory: bool) -> 
     row: dict = {"pairs": n}
     for workers in (1, 2):
         row[f"prepare_{workers}w"] = prepare(sets, folder / f"store{workers}", workers)
-    same = all((folder / "store1" / p.name).read_bytes() == p.read_bytes()
-               for p in (folder / "store2").iterdir())  # fmt: skip
+    same = all(
+        (folder / "store1" / p.name).read_bytes() == p.read_bytes()
+        for p in (folder / "store2").iterdir()
+    )
     row["stores_identical"] = same
     store = [f"data.prepared={folder / 'store1'}"]
     row["store"] = train([*sets, *store], folder / "run_store")[0]
@@ -149,8 +177,11 @@ def one_size(n: int, tmp: Path, data: Path, torchrun: bool, in_memory: bool) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", type=int, nargs="+", default=[29_000, 1_000_000])
-    p.add_argument("--data", default=os.environ.get("TRANSDUCE_DATA", str(REPO.parent /
-                   "shared" / "data")), help="the data folder holding multi30k/")  # fmt: skip
+    p.add_argument(
+        "--data",
+        default=os.environ.get("TRANSDUCE_DATA", str(REPO.parent / "shared" / "data")),
+        help="the data folder holding multi30k/",
+    )
     p.add_argument("--no-torchrun", action="store_true")
     p.add_argument("--keep", help="build the corpora in this folder and keep them")
     p.add_argument("--drive", nargs="+", help=argparse.SUPPRESS)

@@ -103,8 +103,18 @@ def measure(
 def run_child(
     model_dir: str, setting: str, threads: int, precision: str, engine: str = "torch"
 ) -> dict:
-    command = [sys.executable, __file__, "--model", model_dir, "--threads", str(threads),
-               "--precision", precision, "--engine-child", engine]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "--model",
+        model_dir,
+        "--threads",
+        str(threads),
+        "--precision",
+        precision,
+        "--engine-child",
+        engine,
+    ]
     done = subprocess.run([*command, "--child", setting], capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -132,16 +142,24 @@ def compare_engines(args, chosen: list[str], engines: list[str]) -> dict:
             if ref is not None:
                 same = sum(a == b for a, b in zip(rs[0]["outputs"], ref, strict=True))
             out.setdefault(e, {})[name] = {
-                "seconds_median": secs[len(secs) // 2], "seconds_all": secs,
+                "seconds_median": secs[len(secs) // 2],
+                "seconds_all": secs,
                 "sentences_per_s": round(len(rs[0]["outputs"]) / secs[len(secs) // 2], 1),
-                "bleu": rs[0]["bleu"], "chrf": rs[0]["chrf"], "out_tokens": rs[0]["out_tokens"],
-                "identical_to_torch": same, "peak_rss_mib": rs[0]["peak_rss_mib"],
-            }  # fmt: skip
+                "bleu": rs[0]["bleu"],
+                "chrf": rs[0]["chrf"],
+                "out_tokens": rs[0]["out_tokens"],
+                "identical_to_torch": same,
+                "peak_rss_mib": rs[0]["peak_rss_mib"],
+            }
             if "torch" in out and e != "torch":
                 base = out["torch"][name]["seconds_median"]
                 out[e][name]["speedup_over_torch"] = round(base / secs[len(secs) // 2], 2)
-    return {"engines": out, "exports": dirs, "rounds": args.rounds,
-            "signature": runs[engines[0]][chosen[0]][0]["bleu_signature"]}  # fmt: skip
+    return {
+        "engines": out,
+        "exports": dirs,
+        "rounds": args.rounds,
+        "signature": runs[engines[0]][chosen[0]][0]["bleu_signature"],
+    }
 
 
 COLD = """
@@ -161,8 +179,9 @@ def cold_start(export_dir: str, runs: int = 5) -> dict:
 
     times = []
     for _ in range(runs):
-        done = subprocess.run([sys.executable, "-c", COLD, export_dir], capture_output=True,
-                              text=True, check=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", COLD, export_dir], capture_output=True, text=True, check=True
+        )
         seconds, torch_loaded = done.stdout.split()
         times.append(round(float(seconds), 3))
         assert torch_loaded == "False"
@@ -175,10 +194,13 @@ def cold_start(export_dir: str, runs: int = 5) -> dict:
         return round(sum(f.stat().st_size for f in files) / 2**20, 1)
 
     runtime = ["onnxruntime", "numpy", "sentencepiece"]
-    return {"export": export_dir, "cold_start_seconds": sorted(times),
-            "cold_start_median": sorted(times)[runs // 2],
-            "installed_mib": {m: size(m) for m in [*runtime, "ctranslate2", "torch"]},
-            "runtime_mib": round(sum(size(m) for m in runtime), 1)}  # fmt: skip
+    return {
+        "export": export_dir,
+        "cold_start_seconds": sorted(times),
+        "cold_start_median": sorted(times)[runs // 2],
+        "installed_mib": {m: size(m) for m in [*runtime, "ctranslate2", "torch"]},
+        "runtime_mib": round(sum(size(m) for m in runtime), 1),
+    }
 
 
 def main() -> None:
@@ -186,10 +208,15 @@ def main() -> None:
     parser.add_argument("--model", default="runs/multi30k_word", help="run directory")
     parser.add_argument("--config", default=str(RECIPE), help="recipe to train when missing")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--only", default=",".join(SETTINGS),
-                        help="comma-separated settings to run (default: all)")  # fmt: skip
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="bf16: decode under CPU bf16 autocast")  # fmt: skip
+    parser.add_argument(
+        "--only", default=",".join(SETTINGS), help="comma-separated settings to run (default: all)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: decode under CPU bf16 autocast",
+    )
     parser.add_argument("--engines", default="torch", help="e.g. torch,onnx,ct2")
     parser.add_argument("--export", default="", help="onnx=DIR,ct2=DIR: exported models")
     parser.add_argument("--rounds", type=int, default=1, help="alternated repeats per engine")
@@ -198,8 +225,11 @@ def main() -> None:
     parser.add_argument("--engine-child", default="torch", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.model, args.child, args.threads, args.precision,
-                                 args.engine_child)))  # fmt: skip
+        print(
+            json.dumps(
+                measure(args.model, args.child, args.threads, args.precision, args.engine_child)
+            )
+        )
         return
     if args.cold_start:
         print(json.dumps(cold_start(args.cold_start)))
@@ -209,14 +239,19 @@ def main() -> None:
     if unknown or not chosen:
         parser.error(f"--only: unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
     if not (Path(args.model) / "config.yaml").exists():
-        print(f"decode_speed: {args.model} not found; training it from {args.config}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"decode_speed: {args.model} not found; training it from {args.config}", file=sys.stderr
+        )
         train(load_config(args.config), args.model)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if engines != ["torch"]:
-        record = {"model": args.model, "test": "multi30k test_2016_flickr",
-                  **compare_engines(args, chosen, engines), "threads": args.threads,
-                  "torch": torch.__version__}  # fmt: skip
+        record = {
+            "model": args.model,
+            "test": "multi30k test_2016_flickr",
+            **compare_engines(args, chosen, engines),
+            "threads": args.threads,
+            "torch": torch.__version__,
+        }
         print(json.dumps(record))
         return
     results = {name: run_child(args.model, name, args.threads, args.precision) for name in chosen}

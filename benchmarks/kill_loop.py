@@ -170,14 +170,22 @@ def main() -> None:
             stats["runs"] += 1
             for key, ok in finished_like(run, tmp / "ref").items():
                 failures[key] += not ok
-    print(json.dumps({
-        "kills": stats["write_kills"] + stats["random_kills"], **stats,
-        "writes_per_run": len(writes), "distinct_writes": sorted(set(writes)),
-        "runs_not_bit_identical": failures["weights"], "runs_metrics_differ": failures["metrics"],
-        "runs_best_differs": failures["best"], "runs_with_leftovers": failures["clean"],
-        "reference_seconds": round(ref_seconds, 2),
-        "seconds": round(time.perf_counter() - start, 1),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "kills": stats["write_kills"] + stats["random_kills"],
+                **stats,
+                "writes_per_run": len(writes),
+                "distinct_writes": sorted(set(writes)),
+                "runs_not_bit_identical": failures["weights"],
+                "runs_metrics_differ": failures["metrics"],
+                "runs_best_differs": failures["best"],
+                "runs_with_leftovers": failures["clean"],
+                "reference_seconds": round(ref_seconds, 2),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

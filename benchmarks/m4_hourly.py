@@ -60,8 +60,9 @@ def _interval_scores(history, actuals, bands: dict, period: int) -> dict:
         got = interval_scores(history.values, truth, list(lo), list(hi), period, float(key))
         out[key] = {k: round(v, 3) for k, v in got.items()}
     naive = [naive_interval(x, h) for x in history.values]
-    got = interval_scores(history.values, truth, [b[0] for b in naive], [b[1] for b in naive],
-                          period, 95.0)  # fmt: skip
+    got = interval_scores(
+        history.values, truth, [b[0] for b in naive], [b[1] for b in naive], period, 95.0
+    )
     out["naive_95"] = {k: round(v, 3) for k, v in got.items()}
     return out
 
@@ -83,8 +84,17 @@ def weekly_table(history, path: Path) -> list[str]:
     frames = []
     for name, x in zip(history.ids, history.values, strict=True):
         week = _week(np.arange(-len(x), 0))
-        frames.append(pd.DataFrame({"unique_id": name, "ds": np.arange(-len(x), 0), "y": x,
-                                    "week_sin": week[:, 0], "week_cos": week[:, 1]}))  # fmt: skip
+        frames.append(
+            pd.DataFrame(
+                {
+                    "unique_id": name,
+                    "ds": np.arange(-len(x), 0),
+                    "y": x,
+                    "week_sin": week[:, 0],
+                    "week_cos": week[:, 1],
+                }
+            )
+        )
     pd.concat(frames).to_csv(path, index=False)
     return [f"series.train={path}", "series.format=auto", "series.covariates=[week_sin,week_cos]"]
 
@@ -100,20 +110,40 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default=str(ROOT / "configs" / "m4_hourly.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
-        "--member", action="append", default=[], metavar="K=V;K=V",
+        "--member",
+        action="append",
+        default=[],
+        metavar="K=V;K=V",
         help="one ensemble member's extra overrides (repeat per member)",
-    )  # fmt: skip
+    )
     parser.add_argument("--combine", choices=["median", "mean"], default="median")
     parser.add_argument(
-        "--average", type=int, default=0, metavar="N",
+        "--average",
+        type=int,
+        default=0,
+        metavar="N",
         help="forecast with the mean weights of each member's last N validation checkpoints",
-    )  # fmt: skip
-    parser.add_argument("--level", type=float, nargs="*", default=[95.0], metavar="PCT",
-                        help="interval levels to score (default 95; none: point only)")  # fmt: skip
-    parser.add_argument("--backtest", type=int, default=0, metavar="K",
-                        help="also time a K-window backtest of the first model")  # fmt: skip
-    parser.add_argument("--weekly-covariates", action="store_true",
-                        help="add the week phase as future-known covariates")  # fmt: skip
+    )
+    parser.add_argument(
+        "--level",
+        type=float,
+        nargs="*",
+        default=[95.0],
+        metavar="PCT",
+        help="interval levels to score (default 95; none: point only)",
+    )
+    parser.add_argument(
+        "--backtest",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also time a K-window backtest of the first model",
+    )
+    parser.add_argument(
+        "--weekly-covariates",
+        action="store_true",
+        help="add the week phase as future-known covariates",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="folder for the run directories (default: temporary)")
     return parser
@@ -153,8 +183,10 @@ def _forecast(args, runs: list[Path], history, extra_in: tuple, horizon: int):
     if args.backtest and not extra_in:
         start = time.perf_counter()
         bt = backtest(models[0], history, args.backtest, horizon, args.level)
-        timing = {"backtest_seconds": round(time.perf_counter() - start, 1),
-                  "backtest_owa": round(bt["overall"]["owa"], 3)}  # fmt: skip
+        timing = {
+            "backtest_seconds": round(time.perf_counter() - start, 1),
+            "backtest_owa": round(bt["overall"]["owa"], 3),
+        }
     return [o[0] for o in outs], bands, forecast_s, timing
 
 
@@ -179,31 +211,48 @@ def main() -> None:
             base += weekly_table(history, root / "hourly_weekly.csv")
             extra_in = weekly_inputs(history, cfg.series.horizon)
         runs, train_s, steps = _train_members(args, members, base, root)
-        forecasts, bands, forecast_s, timing = _forecast(args, runs, history, extra_in,
-                                                         cfg.series.horizon)  # fmt: skip
+        forecasts, bands, forecast_s, timing = _forecast(
+            args, runs, history, extra_in, cfg.series.horizon
+        )
     period = cfg.series.period
     combined = combine_forecasts(forecasts, args.combine)
     scores = _scores(history, actuals, combined, period)
     r = lambda d: {k: round(v, 3) for k, v in d.items()}  # noqa: E731
     record = {
-        "benchmark": "m4_hourly", "series": len(history), "horizon": cfg.series.horizon,
-        "preset": cfg.model.preset, "cell": cfg.model.cell,
-        "smape": scores["smape"], "mase": scores["mase"], "owa": scores["owa"],
+        "benchmark": "m4_hourly",
+        "series": len(history),
+        "horizon": cfg.series.horizon,
+        "preset": cfg.model.preset,
+        "cell": cfg.model.cell,
+        "smape": scores["smape"],
+        "mase": scores["mase"],
+        "owa": scores["owa"],
         **{name: r(v) for name, v in scores["baselines"].items()},
-        "train_seconds": round(train_s, 1), "forecast_seconds": round(forecast_s, 2),
-        **steps[0], "threads": args.threads,
-        "finite": bool(np.isfinite(combined).all()), "overrides": args.set,
+        "train_seconds": round(train_s, 1),
+        "forecast_seconds": round(forecast_s, 2),
+        **steps[0],
+        "threads": args.threads,
+        "finite": bool(np.isfinite(combined).all()),
+        "overrides": args.set,
         "weights": f"average of the last {args.average}" if args.average else "best",
-        "intervals": _interval_scores(history, actuals, bands, period), **timing,
+        "intervals": _interval_scores(history, actuals, bands, period),
+        **timing,
         "weekly_covariates": args.weekly_covariates,
-    }  # fmt: skip
+    }
     if len(members) > 1:
         record["combine"] = args.combine
         record["members"] = [
-            {"overrides": extra, **steps[i],
-             **{k: v for k, v in _scores(history, actuals, f, period).items() if k != "baselines"}}
+            {
+                "overrides": extra,
+                **steps[i],
+                **{
+                    k: v
+                    for k, v in _scores(history, actuals, f, period).items()
+                    if k != "baselines"
+                },
+            }
             for i, (extra, f) in enumerate(zip(members, forecasts, strict=True))
-        ]  # fmt: skip
+        ]
     print(json.dumps(record))
 
 

@@ -44,8 +44,12 @@ def main() -> None:
     names = translator.cfg.data.src_fields
     data = read_split(translator.cfg.data, str(data_path(args.data)))
     options = DecodeOptions(beam=args.beam, attention=False)
-    result = {"model": args.model, "n": len(data), "beam": args.beam,
-              "fusion": translator.cfg.model.fusion.mode}  # fmt: skip
+    result = {
+        "model": args.model,
+        "n": len(data),
+        "beam": args.beam,
+        "fusion": translator.cfg.model.fusion.mode,
+    }
     result["full"] = squad_scores(translator.translate(data.src, options), data.tgt)
     for i, name in enumerate(names):
         hyps = translator.translate(blank(data.src, i, len(names)), options)

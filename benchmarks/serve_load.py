@@ -51,8 +51,24 @@ HOST = "127.0.0.1"  # loopback only
 @contextlib.contextmanager
 def server(model: str, threads: int, *flags: str, workers: int = 1):
     """``transduce serve`` on a free loopback port; yields the port."""
-    cmd = [sys.executable, "-m", "transduce", "-q", "serve", "--model", model, "--host", HOST,
-           "--port", "0", "--threads", str(threads), "--workers", str(workers), *flags]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "transduce",
+        "-q",
+        "serve",
+        "--model",
+        model,
+        "--host",
+        HOST,
+        "--port",
+        "0",
+        "--threads",
+        str(threads),
+        "--workers",
+        str(workers),
+        *flags,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -67,8 +83,10 @@ def server(model: str, threads: int, *flags: str, workers: int = 1):
 
 
 async def _request(reader, writer, body: bytes) -> int:
-    head = (f"POST /v1/translate HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    head = (
+        f"POST /v1/translate HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     writer.write(head + body)
     status = int((await reader.readline()).split()[1])
     length = 0
@@ -106,19 +124,32 @@ async def load(port: int, clients: int, sentences: list[str], seconds: float, ca
 def summary(done: int, elapsed: float, latencies: list[float], errors: int) -> dict:
     ms = np.array(latencies) * 1000
     return {
-        "requests": done, "errors": errors, "seconds": round(elapsed, 2),
+        "requests": done,
+        "errors": errors,
+        "seconds": round(elapsed, 2),
         "sentences_per_s": round(done / elapsed, 2),
         **{f"p{q}_ms": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)},
-    }  # fmt: skip
+    }
 
 
 def offline(model: str, threads: int, beam: int, singles: int, inputs: str = "") -> dict:
     """What ``transduce translate --batch-size 64`` does, in a fresh process started like the
     servers (``OMP_NUM_THREADS``, ``--threads``), and one sentence at a time (the latency a
     single client could hope for)."""
-    cmd = [sys.executable, __file__, "--offline-child", "--model", model, "--threads",
-           str(threads), "--beam", str(beam), "--singles", str(singles),
-           *(["--inputs", inputs] if inputs else [])]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--offline-child",
+        "--model",
+        model,
+        "--threads",
+        str(threads),
+        "--beam",
+        str(beam),
+        "--singles",
+        str(singles),
+        *(["--inputs", inputs] if inputs else []),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=1800)
     return json.loads(out.stdout.splitlines()[-1])
@@ -163,16 +194,30 @@ def compare_settings(args: argparse.Namespace, sentences: list[str], clients: li
         for c in clients:
             for _ in range(args.repeats):
                 for (w, t), port in ports.items():
-                    got = asyncio.run(load(port, c, sentences, args.seconds, args.max_requests,
-                                           args.beam))  # fmt: skip
+                    got = asyncio.run(
+                        load(port, c, sentences, args.seconds, args.max_requests, args.beam)
+                    )
                     runs.setdefault((c, w, t), []).append(got)
     settings = []
     for (c, w, t), got in runs.items():
-        merged = (sum(g[0] for g in got), sum(g[1] for g in got), [x for g in got for x in g[2]],
-                  sum(g[3] for g in got))  # fmt: skip
+        merged = (
+            sum(g[0] for g in got),
+            sum(g[1] for g in got),
+            [x for g in got for x in g[2]],
+            sum(g[3] for g in got),
+        )
         settings.append({"clients": c, "workers": w, "threads": t, **summary(*merged)})
-    print(json.dumps({"model": args.model, "beam": args.beam, "offline_threads": args.threads,
-                      "offline_before": before, "settings": settings}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "beam": args.beam,
+                "offline_threads": args.threads,
+                "offline_before": before,
+                "settings": settings,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -194,8 +239,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.offline_child:
         sentences = _sentences(args.inputs)
-        print(json.dumps(offline_child(args.model, sentences, args.threads, args.beam,
-                                       args.singles)))  # fmt: skip
+        print(
+            json.dumps(offline_child(args.model, sentences, args.threads, args.beam, args.singles))
+        )
         return
     if not (Path(args.model) / "config.yaml").exists():
         over = [f"train.max_seconds={args.train_seconds}"]
@@ -206,15 +252,18 @@ def main() -> None:
         return compare_settings(args, sentences, clients)
     runs: dict[tuple[int, bool], list[tuple]] = {}
     before = offline(args.model, args.threads, args.beam, args.singles)
-    with (server(args.model, args.threads) as on,
-          server(args.model, args.threads, "--max-batch-size", "1") as off):  # fmt: skip
+    with (
+        server(args.model, args.threads) as on,
+        server(args.model, args.threads, "--max-batch-size", "1") as off,
+    ):
         for port in (on, off):  # warm-up: first requests pay for lazy initialisation
             asyncio.run(load(port, 4, sentences, 2.0, 40, args.beam))
         for c in clients:
             for _ in range(args.repeats):
                 for batching, port in ((True, on), (False, off)):
-                    got = asyncio.run(load(port, c, sentences, args.seconds, args.max_requests,
-                                           args.beam))  # fmt: skip
+                    got = asyncio.run(
+                        load(port, c, sentences, args.seconds, args.max_requests, args.beam)
+                    )
                     runs.setdefault((c, batching), []).append(got)
     settings = []
     for (c, batching), got in runs.items():
@@ -233,18 +282,31 @@ def main() -> None:
     top = max(clients)
     checks = {
         f"c{top}_batched_vs_offline": round(
-            rate[top, True]["sentences_per_s"] / off["batch64_sentences_per_s"], 3),
+            rate[top, True]["sentences_per_s"] / off["batch64_sentences_per_s"], 3
+        ),
         f"c{top}_batched_vs_unbatched": round(
-            rate[top, True]["sentences_per_s"] / rate[top, False]["sentences_per_s"], 3),
-    }  # fmt: skip
+            rate[top, True]["sentences_per_s"] / rate[top, False]["sentences_per_s"], 3
+        ),
+    }
     if 1 in clients:
         checks["c1_p95_vs_offline_one_sentence"] = round(
             rate[1, True]["p95_ms"] / off["one_sentence_p95_ms"], 3
         )
-    print(json.dumps({"model": args.model, "threads": args.threads, "beam": args.beam,
-                      "sentences": len(sentences), "offline": off, "offline_before": before,
-                      "offline_after": after, "ratios": checks,
-                      "settings": settings}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "threads": args.threads,
+                "beam": args.beam,
+                "sentences": len(sentences),
+                "offline": off,
+                "offline_before": before,
+                "offline_after": after,
+                "ratios": checks,
+                "settings": settings,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

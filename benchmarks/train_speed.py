@@ -99,8 +99,10 @@ def profile_steps(trainer: Loop, steps: int, first: int) -> list[dict]:
     print(table.table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
     total = sum(e.self_cpu_time_total for e in table) or 1.0
     top = sorted(table, key=lambda e: -e.self_cpu_time_total)[:12]
-    return [{"op": e.key, "self_pct": round(100 * e.self_cpu_time_total / total, 1),
-             "calls": e.count} for e in top]  # fmt: skip
+    return [
+        {"op": e.key, "self_pct": round(100 * e.self_cpu_time_total / total, 1), "calls": e.count}
+        for e in top
+    ]
 
 
 def flops_per_token(trainer: Loop, plan_steps: int = 20) -> float:
@@ -137,16 +139,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(RECIPE), help="training recipe (YAML)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
-                        help="override train.precision (bf16 autocast)")  # fmt: skip
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default=None,
+        help="override train.precision (bf16 autocast)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=60, help="timed steps")
     parser.add_argument("--pipeline", help="run directory to take vocabularies/BPE models from")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N steps")
-    parser.add_argument("--flops", action="store_true",
-                        help="also count FLOPs per target token and time a 1024^3 matmul: "
-                             "the compute ceiling in tokens/s")  # fmt: skip
+    parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="also count FLOPs per target token and time a 1024^3 matmul: "
+        "the compute ceiling in tokens/s",
+    )
     args = parser.parse_args()
     overrides = [*args.set, "train.progress=false"]
     if args.precision:
@@ -163,10 +172,12 @@ def main() -> None:
         if args.flops:
             per_token = flops_per_token(trainer)
             gflops = matmul_gflops(torch.get_num_threads())
-            ceiling = {"mflop_per_tgt_token": round(per_token / 1e6, 1),
-                       "matmul_gflops": round(gflops, 1),
-                       "ceiling_tgt_tok_s": round(gflops * 1e9 / per_token),
-                       "achieved_gflops": round(median * per_token / 1e9, 1)}  # fmt: skip
+            ceiling = {
+                "mflop_per_tgt_token": round(per_token / 1e6, 1),
+                "matmul_gflops": round(gflops, 1),
+                "ceiling_tgt_tok_s": round(gflops * 1e9 / per_token),
+                "achieved_gflops": round(median * per_token / 1e9, 1),
+            }
         rss = max(distributed.gather_objects(peak_rss_mib()))
     if ctx.rank:
         return

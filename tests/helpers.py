@@ -77,3 +77,22 @@ class Block:
             raise ImportError("torch is blocked in this test")
 sys.meta_path.insert(0, Block())
 """
+
+
+def tiny_reverse_run(folder: Path) -> Path:
+    """A trained tiny run on the reverse task in ``folder/run`` (a few seconds on a CPU)."""
+    from transduce.train import train
+
+    cfg = tiny_config(write_tsv(folder / "rev.tsv", reverse_pairs(64, seed=4)))
+    train(cfg, folder / "run")
+    return folder / "run"
+
+
+def one_line_error(capsys, args: list[str]) -> str:
+    """Run the CLI on ``args``; it must exit 2 with one line on stderr and no traceback."""
+    from transduce.cli import main
+
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err

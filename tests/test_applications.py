@@ -39,12 +39,17 @@ def qa_run(tmp_path_factory):
         (root / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
     cfg = tiny_config(
         root / "train.jsonl",
-        data={"format": "jsonl", "valid": str(root / "valid.jsonl"), "src_tokenizer": "word",
-              "tgt_tokenizer": "word", "src_fields": ["question", "document"],
-              "tgt_field": "answer"},
+        data={
+            "format": "jsonl",
+            "valid": str(root / "valid.jsonl"),
+            "src_tokenizer": "word",
+            "tgt_tokenizer": "word",
+            "src_fields": ["question", "document"],
+            "tgt_field": "answer",
+        },
         model={"preset": "bahdanau", "fusion": {"mode": "gated"}},
         train={"epochs": 12, "batch_size": 32},
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     train(cfg, root / "run")
     return root
@@ -66,8 +71,11 @@ def test_two_input_run_learns_scores_and_decodes(qa_run):
 def run_cli(*args, stdin: str):
     return subprocess.run(
         [sys.executable, "-m", "transduce", *args],
-        input=stdin, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")

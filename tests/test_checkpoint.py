@@ -60,8 +60,18 @@ def test_truncated_best_weights(copy, capsys, size):
     target.resolve().write_bytes(data)
     err = _error(capsys, _translate(copy))
     assert "model.safetensors" in err and "truncated or corrupted" in err
-    err = _error(capsys, ["evaluate", "--model", str(copy), "--src", str(copy.parent / "in.txt"),
-                          "--ref", str(copy.parent / "in.txt")])  # fmt: skip
+    err = _error(
+        capsys,
+        [
+            "evaluate",
+            "--model",
+            str(copy),
+            "--src",
+            str(copy.parent / "in.txt"),
+            "--ref",
+            str(copy.parent / "in.txt"),
+        ],
+    )
     assert "model.safetensors" in err
 
 
@@ -124,8 +134,13 @@ def test_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     run = tmp_path / "run"
-    files = [tmp_path / "a.txt", run / "config.yaml", run / "vocab.src.json",
-             run / "metrics.jsonl", *run.joinpath("last").resolve().iterdir()]  # fmt: skip
+    files = [
+        tmp_path / "a.txt",
+        run / "config.yaml",
+        run / "vocab.src.json",
+        run / "metrics.jsonl",
+        *run.joinpath("last").resolve().iterdir(),
+    ]
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o640)}
 
 

@@ -60,8 +60,15 @@ def test_evaluate_prints_one_json_line(trained, tmp_path):
     pairs = reverse_pairs(20, seed=9)
     (tmp_path / "src").write_text("".join(s + "\n" for s, _ in pairs))
     (tmp_path / "ref").write_text("".join(t + "\n" for _, t in pairs))
-    proc = run("evaluate", "--model", str(trained / "run"), "--src", str(tmp_path / "src"),
-               "--ref", str(tmp_path / "ref"))  # fmt: skip
+    proc = run(
+        "evaluate",
+        "--model",
+        str(trained / "run"),
+        "--src",
+        str(tmp_path / "src"),
+        "--ref",
+        str(tmp_path / "ref"),
+    )
     assert proc.returncode == 0, proc.stderr
     scores = json.loads(proc.stdout)
     assert {"bleu", "chrf", "exact", "token_acc", "bleu_signature"} <= set(scores)
@@ -71,16 +78,31 @@ def test_evaluate_prints_one_json_line(trained, tmp_path):
 def test_evaluate_length_mismatch_is_a_clear_error(trained, tmp_path):
     (tmp_path / "src").write_text("ab\ncd\n")
     (tmp_path / "ref").write_text("ba\n")
-    proc = run("evaluate", "--model", str(trained / "run"), "--src", str(tmp_path / "src"),
-               "--ref", str(tmp_path / "ref"))  # fmt: skip
+    proc = run(
+        "evaluate",
+        "--model",
+        str(trained / "run"),
+        "--src",
+        str(tmp_path / "src"),
+        "--ref",
+        str(tmp_path / "ref"),
+    )
     assert proc.returncode == 2
     assert "2 source lines but 1 reference lines" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_plot_attention_and_curves(trained, tmp_path):
-    proc = run("plot", "attention", "--model", str(trained / "run"), "--text", "abcd",
-               "--output", str(tmp_path / "a.png"))  # fmt: skip
+    proc = run(
+        "plot",
+        "attention",
+        "--model",
+        str(trained / "run"),
+        "--text",
+        "abcd",
+        "--output",
+        str(tmp_path / "a.png"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     proc = run(
@@ -107,8 +129,16 @@ def test_skip_policy_reports_the_count(tmp_path):
     (tmp_path / "d.tsv").write_text(text)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(to_dict(tiny_config(tmp_path / "d.tsv"))))
-    proc = run("train", str(cfg), "--out", str(tmp_path / "run"), "--set", "data.on_bad_line=skip",
-               "--set", "train.epochs=1")  # fmt: skip
+    proc = run(
+        "train",
+        str(cfg),
+        "--out",
+        str(tmp_path / "run"),
+        "--set",
+        "data.on_bad_line=skip",
+        "--set",
+        "train.epochs=1",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "skipped 2" in proc.stderr
 
@@ -129,8 +159,18 @@ def test_missing_model_dir(tmp_path):
 
 def test_translate_jsonl_nbest(trained):
     inputs = ["abc", "", "fedcb", "ba"]
-    proc = run("translate", "--model", str(trained / "run"), "--beam", "5", "--nbest", "3",
-               "--format", "jsonl", stdin="".join(s + "\n" for s in inputs))  # fmt: skip
+    proc = run(
+        "translate",
+        "--model",
+        str(trained / "run"),
+        "--beam",
+        "5",
+        "--nbest",
+        "3",
+        "--format",
+        "jsonl",
+        stdin="".join(s + "\n" for s in inputs),
+    )
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["source"] for r in records] == inputs  # one record per line, in order
@@ -153,8 +193,18 @@ def test_translate_jsonl_nbest(trained):
 
 
 def test_translate_sampling_is_reproducible_with_a_seed(trained):
-    args = ("translate", "--model", str(trained / "run"), "--sample", "--seed", "1",
-            "--nbest", "2", "--format", "jsonl")  # fmt: skip
+    args = (
+        "translate",
+        "--model",
+        str(trained / "run"),
+        "--sample",
+        "--seed",
+        "1",
+        "--nbest",
+        "2",
+        "--format",
+        "jsonl",
+    )
     first = run(*args, stdin="abc\nfedcb\n")
     second = run(*args, stdin="abc\nfedcb\n")
     assert first.returncode == 0, first.stderr
@@ -164,8 +214,9 @@ def test_translate_sampling_is_reproducible_with_a_seed(trained):
 
 
 def test_translate_text_with_beam_prints_one_line_per_input(trained):
-    proc = run("translate", "--model", str(trained / "run"), "--beam", "3",
-               stdin="abc\n\nfedcb\nba\n")  # fmt: skip
+    proc = run(
+        "translate", "--model", str(trained / "run"), "--beam", "3", stdin="abc\n\nfedcb\nba\n"
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.split("\n")
     assert len(lines) == 5 and lines[-1] == ""
@@ -176,8 +227,17 @@ def test_evaluate_with_beam_reports_speed_and_scores(trained, tmp_path):
     pairs = reverse_pairs(20, seed=9)
     (tmp_path / "src").write_text("".join(s + "\n" for s, _ in pairs))
     (tmp_path / "ref").write_text("".join(t + "\n" for _, t in pairs))
-    proc = run("evaluate", "--model", str(trained / "run"), "--src", str(tmp_path / "src"),
-               "--ref", str(tmp_path / "ref"), "--beam", "3")  # fmt: skip
+    proc = run(
+        "evaluate",
+        "--model",
+        str(trained / "run"),
+        "--src",
+        str(tmp_path / "src"),
+        "--ref",
+        str(tmp_path / "ref"),
+        "--beam",
+        "3",
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 1
     scores = json.loads(proc.stdout)

@@ -122,8 +122,17 @@ def test_evaluate_writes_hypotheses_and_lowercased_bleu(run_dir, tmp_path, capsy
     (tmp_path / "src").write_text("".join(s + "\n" for s, _ in pairs))
     (tmp_path / "ref").write_text("".join(t.upper() + "\n" for _, t in pairs))
     out = tmp_path / "hyp.txt"
-    argv = ["evaluate", "--model", str(run_dir), "--src", str(tmp_path / "src"),
-            "--ref", str(tmp_path / "ref"), "--output", str(out)]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--model",
+        str(run_dir),
+        "--src",
+        str(tmp_path / "src"),
+        "--ref",
+        str(tmp_path / "ref"),
+        "--output",
+        str(out),
+    ]
     assert main(argv) == 0
     scores = json.loads(capsys.readouterr().out)
     hyps = out.read_text().splitlines()
@@ -185,8 +194,12 @@ def test_average_names_the_steps(run_dir, capsys):
 def test_decode_options_reject_impossible_values_by_name():
     from transduce import DecodeOptions
 
-    bad = [({"beam": 0}, "beam"), ({"top_p": 1.5}, "top_p"), ({"batch_size": 0}, "batch_size"),
-           ({"temperature": 0}, "temperature")]  # fmt: skip
+    bad = [
+        ({"beam": 0}, "beam"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"temperature": 0}, "temperature"),
+    ]
     for kwargs, name in bad:
         with pytest.raises(ValueError, match=f"DecodeOptions.{name}: invalid value"):
             DecodeOptions(**kwargs)

@@ -74,8 +74,17 @@ def test_get_from_a_browser_downloaded_zip_verifies_its_members(capsys, offline,
         zf.writestr("spa.txt", download.gzip.decompress((DATA / "tatoeba/spa.txt.gz").read_bytes()))
         zf.write(DATA / "tatoeba/spa-eng_about.txt", "_about.txt")
     (tmp_path / "spa-eng.zip").write_bytes(buf.getvalue())
-    rc = main(["data", "get", "tatoeba-spa", "--dir", str(tmp_path / "d"),
-               "--from", str(tmp_path / "spa-eng.zip")])  # fmt: skip
+    rc = main(
+        [
+            "data",
+            "get",
+            "tatoeba-spa",
+            "--dir",
+            str(tmp_path / "d"),
+            "--from",
+            str(tmp_path / "spa-eng.zip"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     spa = CATALOGUE["tatoeba-spa"].files[0]
     assert download.is_installed(tmp_path / "d", spa)

@@ -37,10 +37,14 @@ def test_flags_and_request_fields_are_generated_from_the_fields():
     for f in option_fields():
         if f.name in dests:
             assert dests[f.name].default == f.default and dests[f.name].help == f.metadata["help"]
-    request = set(TranslateRequest.model_fields) - {"model", "texts", "return_tokens"}
+    # per-input data (prefix, constraints) and the transport (stream) are not decoding options
+    per_input = {"model", "texts", "return_tokens", "prefix", "constraints", "stream"}
+    request = set(TranslateRequest.model_fields) - per_input
     assert request == {http_name(f.name) for f in option_fields()} - {
-        "batch_size", "max_input_len", "on_long_input"
-    }  # fmt: skip
+        "batch_size",
+        "max_input_len",
+        "on_long_input",
+    }
     assert flag_name("alpha") == "--length-penalty" and http_name("alpha") == "length_penalty"
 
 
@@ -90,13 +94,22 @@ def test_search_receives_the_options_it_declares():
 
     o = DecodeOptions(beam=4, nbest=2, alpha=0.3, no_repeat_ngram=2, attention=False)
     assert search_kwargs(core.beam_search, o) == {
-        "beam": 4, "nbest": 2, "alpha": 0.3, "normalize": False, "no_repeat_ngram": 2,
+        "beam": 4,
+        "nbest": 2,
+        "alpha": 0.3,
+        "normalize": False,
+        "no_repeat_ngram": 2,
         "attention": False,
-    }  # fmt: skip
+    }
     s = DecodeOptions(sample=True, nbest=3, top_k=5, seed=1)
     assert set(search_kwargs(core.sample, s)) == {
-        "nbest", "temperature", "top_k", "top_p", "seed", "attention"
-    }  # fmt: skip
+        "nbest",
+        "temperature",
+        "top_k",
+        "top_p",
+        "seed",
+        "attention",
+    }
 
 
 def _hyp(text: str) -> Translation:

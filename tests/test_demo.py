@@ -48,8 +48,13 @@ def test_the_working_directory_is_refused(tmp_path, monkeypatch):
 
 def _old_demo(out: Path) -> None:
     """A demo folder as an earlier demo left it (no marker), with a second run beside."""
-    for name in ("data/train.tsv", "run/config.yaml", "run/model.safetensors",
-                 "run2/config.yaml", "run2/model.safetensors"):  # fmt: skip
+    for name in (
+        "data/train.tsv",
+        "run/config.yaml",
+        "run/model.safetensors",
+        "run2/config.yaml",
+        "run2/model.safetensors",
+    ):
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text(name)
 

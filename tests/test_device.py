@@ -25,8 +25,11 @@ def test_auto_precision_follows_the_hardware(device, flags, cuda_bf16, expected)
 
 @pytest.mark.parametrize("asked", ["fp32", "bf16"])
 def test_an_explicit_precision_is_kept_whatever_the_hardware(asked):
-    for device, flags, cuda in [("cpu", {"amx_bf16"}, False), ("cuda", set(), True),
-                                ("cpu", set(), False)]:  # fmt: skip
+    for device, flags, cuda in [
+        ("cpu", {"amx_bf16"}, False),
+        ("cuda", set(), True),
+        ("cpu", set(), False),
+    ]:
         assert choose_precision(asked, device, flags, cuda)[0] == asked
 
 

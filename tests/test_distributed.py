@@ -37,8 +37,13 @@ def _free_port() -> int:
 
 def _entry(rank: int, world: int, port: int, fn, args) -> None:
     # What torchrun sets for each process it starts.
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     fn(rank, *args)
 
@@ -187,8 +192,10 @@ class _ToyBatch(NamedTuple):
 
 def _toy_batches():
     g = torch.Generator().manual_seed(3)
-    return [_ToyBatch(torch.randn(4, 3, generator=g), torch.tensor(1)),
-            _ToyBatch(torch.randn(7, 3, generator=g), torch.tensor(0))]  # fmt: skip
+    return [
+        _ToyBatch(torch.randn(4, 3, generator=g), torch.tensor(1)),
+        _ToyBatch(torch.randn(7, 3, generator=g), torch.tensor(0)),
+    ]
 
 
 def _unused_child(rank: int, snaps: dict) -> None:
@@ -235,20 +242,39 @@ def _series_config(tmp):
     if not path.exists():
         rng = np.random.default_rng(0)
         t = np.arange(48)
-        rows = [[f"S{i}", *(50 + 20 * np.sin(2 * np.pi * t / 6) + rng.normal(0, 1, 48))]
-                for i in range(8)]  # fmt: skip
+        rows = [
+            [f"S{i}", *(50 + 20 * np.sin(2 * np.pi * t / 6) + rng.normal(0, 1, 48))]
+            for i in range(8)
+        ]
         lines = ["V1," + ",".join(f"V{i + 2}" for i in range(48))]
         lines += [",".join([r[0], *(f"{v:.3f}" for v in r[1:])]) for r in rows]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     raw = {
-        "series": {"format": "m4", "train": str(path), "horizon": 6, "lookback": 12,
-                   "period": 6, "stride": 3},
-        "model": {"preset": "luong", "cell": "gru", "attention": {"input_feeding": False},
-                  "encoder": {"embed_size": 8, "hidden_size": 8},
-                  "decoder": {"embed_size": 8, "hidden_size": 8}},
-        "train": {"batch_size": 8, "max_steps": 6, "valid_every": 3, "valid_exact": False,
-                  "progress": False, "log_every": 0, "teacher_forcing": 0.5},
-    }  # fmt: skip
+        "series": {
+            "format": "m4",
+            "train": str(path),
+            "horizon": 6,
+            "lookback": 12,
+            "period": 6,
+            "stride": 3,
+        },
+        "model": {
+            "preset": "luong",
+            "cell": "gru",
+            "attention": {"input_feeding": False},
+            "encoder": {"embed_size": 8, "hidden_size": 8},
+            "decoder": {"embed_size": 8, "hidden_size": 8},
+        },
+        "train": {
+            "batch_size": 8,
+            "max_steps": 6,
+            "valid_every": 3,
+            "valid_exact": False,
+            "progress": False,
+            "log_every": 0,
+            "teacher_forcing": 0.5,
+        },
+    }
     return from_dict(Config, raw)
 
 
@@ -264,8 +290,15 @@ def test_a_series_run_under_two_ranks(two_ranks):
 def test_rank_zero_writes_and_resume_is_exact(two_ranks):
     _, tmp_path = two_ranks
     run = tmp_path / "full0"
-    for name in ("config.yaml", "model.safetensors", "vocab.src.json", "vocab.tgt.json",
-                 "metrics.jsonl", "last/model.safetensors", "last/trainer_state.pt"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "model.safetensors",
+        "vocab.src.json",
+        "vocab.tgt.json",
+        "metrics.jsonl",
+        "last/model.safetensors",
+        "last/trainer_state.pt",
+    ):
         assert (run / name).is_file(), name
     assert not (tmp_path / "full1").exists() and not (tmp_path / "part1").exists()
     # Both ranks saw the same validation results, so they took the same decisions.

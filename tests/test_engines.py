@@ -50,8 +50,13 @@ def export(tmp_path_factory):
 
 def test_onnx_export_loads_and_decodes_through_the_registry_without_torch(export):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(export / "x")], env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(export / "x")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     direct = engines.load(export / "x", threads=1).decode(
@@ -118,11 +123,14 @@ def test_ct2_refusals_are_declared_once_and_spelt_per_surface():
     from transduce.serve.schemas import http_name
 
     refuses = engines.get("ct2").refuses
-    assert set(refuses) == {"alpha", "attention"}
+    assert set(refuses) == {"alpha", "attention", "constraints"}
     decoder = object.__new__(engines.get("ct2").decoder_class())
     beam = DecodeOptions(beam=2, alpha=0.6)
-    for name, spelt in ((str, "alpha"), (flag_name, "--length-penalty"),
-                        (http_name, "length_penalty")):  # fmt: skip
+    for name, spelt in (
+        (str, "alpha"),
+        (flag_name, "--length-penalty"),
+        (http_name, "length_penalty"),
+    ):
         with pytest.raises(OptionError, match=f"^{spelt}: CTranslate2 has no GNMT") as err:
             decoder.check(beam, name)
         assert err.value.field == spelt

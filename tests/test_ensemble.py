@@ -144,15 +144,32 @@ def forecasters(tmp_path_factory):
     out = {}
     for name, lookback, horizon in (("l12", 12, 6), ("l18", 18, 6), ("h4", 12, 4)):
         cfg = {
-            "series": {"format": "m4", "train": str(tmp / "train.csv"), "horizon": horizon,
-                       "lookback": lookback, "period": 6, "stride": 2},
-            "model": {"preset": "sutskever", "cell": "gru",
-                      "encoder": {"embed_size": 8, "hidden_size": 16},
-                      "decoder": {"embed_size": 8, "hidden_size": 16}},
-            "train": {"lr": 0.01, "batch_size": 16, "max_steps": 20, "epochs": 100,
-                      "valid_every": 20, "valid_exact": False, "log_every": 0,
-                      "progress": False, "threads": 1},
-        }  # fmt: skip
+            "series": {
+                "format": "m4",
+                "train": str(tmp / "train.csv"),
+                "horizon": horizon,
+                "lookback": lookback,
+                "period": 6,
+                "stride": 2,
+            },
+            "model": {
+                "preset": "sutskever",
+                "cell": "gru",
+                "encoder": {"embed_size": 8, "hidden_size": 16},
+                "decoder": {"embed_size": 8, "hidden_size": 16},
+            },
+            "train": {
+                "lr": 0.01,
+                "batch_size": 16,
+                "max_steps": 20,
+                "epochs": 100,
+                "valid_every": 20,
+                "valid_exact": False,
+                "log_every": 0,
+                "progress": False,
+                "threads": 1,
+            },
+        }
         (tmp / f"{name}.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
         assert main(["-q", "train", str(tmp / f"{name}.yaml"), "--out", str(tmp / name)]) == 0
         out[name] = Forecaster.load(tmp / name)
@@ -225,12 +242,26 @@ def test_a_run_of_the_other_kind_is_refused_in_one_line(runs, forecasters, tmp_p
     series_run, text_run = str(fcens / "l12"), str(runs["a"])
     cases = [
         (["translate", "--model", series_run, "--input", str(src)], "a forecasting run"),
-        (["translate", "--model", text_run, "--model", series_run, "--input", str(src)],
-         "a forecasting run"),
+        (
+            ["translate", "--model", text_run, "--model", series_run, "--input", str(src)],
+            "a forecasting run",
+        ),
         (["forecast", "--model", text_run, "--input", str(src), "--output", "-"], "a text run"),
-        (["forecast", "--model", series_run, "--model", text_run, "--input", str(src),
-          "--output", "-"], "a text run"),
-    ]  # fmt: skip
+        (
+            [
+                "forecast",
+                "--model",
+                series_run,
+                "--model",
+                text_run,
+                "--input",
+                str(src),
+                "--output",
+                "-",
+            ],
+            "a text run",
+        ),
+    ]
     for argv, message in cases:
         capsys.readouterr()
         assert main(argv) == 2, argv

@@ -28,10 +28,14 @@ def _fit(model, kind: str = "sine", epochs: int = 12):
 
 @pytest.mark.parametrize(
     ("cls", "kwargs", "kind"),
-    [(SimpleSeq2Seq, {}, "sine"), (Seq2Seq, {}, "sawtooth"), (Seq2Seq, {"peek": True}, "sine"),
-     (AttentionSeq2Seq, {"cell": "gru"}, "sawtooth")],
+    [
+        (SimpleSeq2Seq, {}, "sine"),
+        (Seq2Seq, {}, "sawtooth"),
+        (Seq2Seq, {"peek": True}, "sine"),
+        (AttentionSeq2Seq, {"cell": "gru"}, "sawtooth"),
+    ],
     ids=["simple", "seq2seq", "peek", "attention"],
-)  # fmt: skip
+)
 def test_each_model_beats_the_naive_forecast(cls, kwargs, kind):
     model = cls(input_dim=1, input_length=L, hidden_dim=16, output_length=T, output_dim=1, **kwargs)
     model, history = _fit(model, kind)
@@ -43,14 +47,21 @@ def test_each_model_beats_the_naive_forecast(cls, kwargs, kind):
 
 
 def test_depth_tuple_builds_encoder_and_decoder_layers():
-    model = Seq2Seq(batch_input_shape=(16, 7, 5), hidden_dim=10, output_length=8, output_dim=20,
-                    depth=(2, 3), peek=True)  # fmt: skip
+    model = Seq2Seq(
+        batch_input_shape=(16, 7, 5),
+        hidden_dim=10,
+        output_length=8,
+        output_dim=20,
+        depth=(2, 3),
+        peek=True,
+    )
     model.compile(loss="mse", optimizer="rmsprop")
     net = model.build()
     assert net.encoder.rnn.num_layers == 2 and net.decoder.rnn.num_layers == 3
     assert model.predict(np.zeros((3, 7, 5), np.float32)).shape == (3, 8, 20)
-    attn = AttentionSeq2Seq(input_dim=5, input_length=7, hidden_dim=10, output_length=8,
-                            output_dim=20, depth=4)  # fmt: skip
+    attn = AttentionSeq2Seq(
+        input_dim=5, input_length=7, hidden_dim=10, output_length=8, output_dim=20, depth=4
+    )
     attn.compile(loss="mse", optimizer="rmsprop")
     assert attn.build().encoder.rnn.num_layers == 4 and attn.build().encoder.rnn.bidirectional
 
@@ -69,8 +80,9 @@ def test_token_arrays_with_crossentropy_learn_to_reverse():
     rng = np.random.default_rng(0)
     X = rng.integers(1, 6, (512, 5))
     Y = X[:, ::-1].copy()
-    model = AttentionSeq2Seq(input_dim=6, input_length=5, hidden_dim=32, output_length=5,
-                             output_dim=6, cell="gru")  # fmt: skip
+    model = AttentionSeq2Seq(
+        input_dim=6, input_length=5, hidden_dim=32, output_length=5, output_dim=6, cell="gru"
+    )
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", lr=0.01)
     model.fit(X, Y, epochs=15, batch_size=32)
     Xt = rng.integers(1, 6, (100, 5))

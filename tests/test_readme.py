@@ -45,10 +45,15 @@ def _blocks(page: Path) -> list[tuple[str, str]]:
 
 
 BLOCKS = {_name(p): _blocks(p) for p in PAGES}
-PYTHON = [(page, code) for page, blocks in BLOCKS.items() for lang, code in blocks
-          if lang in ("python", "py")]  # fmt: skip
-SHELL = [(page, code) for page, blocks in BLOCKS.items() for lang, code in blocks
-         if lang in SHELL_LANGS]  # fmt: skip
+PYTHON = [
+    (page, code)
+    for page, blocks in BLOCKS.items()
+    for lang, code in blocks
+    if lang in ("python", "py")
+]
+SHELL = [
+    (page, code) for page, blocks in BLOCKS.items() for lang, code in blocks if lang in SHELL_LANGS
+]
 
 
 def _id(item: tuple[str, str]) -> str:
@@ -63,8 +68,14 @@ def test_python_block_runs_as_written(item, tmp_path):
         pytest.skip(f"no Tatoeba data under {DATA}")
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     env = {**os.environ, "TRANSDUCE_DATA": str(DATA), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"{page}: {proc.stderr[-3000:]}"
 
 
@@ -111,8 +122,9 @@ def _transduce_argv(line: str) -> list[str] | None:
 
 
 COMMANDS = _commands()
-TRANSDUCE = [(page, line, argv) for page, line, _ in COMMANDS
-             if (argv := _transduce_argv(line)) is not None]  # fmt: skip
+TRANSDUCE = [
+    (page, line, argv) for page, line, _ in COMMANDS if (argv := _transduce_argv(line)) is not None
+]
 
 
 def test_the_docs_have_commands_to_check():

@@ -22,8 +22,7 @@ from transduce.train import train
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("owner")
-    cfg = tiny_config(write_tsv(tmp / "rev.tsv", reverse_pairs(48, seed=3)),
-                      train={"epochs": 1})  # fmt: skip
+    cfg = tiny_config(write_tsv(tmp / "rev.tsv", reverse_pairs(48, seed=3)), train={"epochs": 1})
     train(cfg, tmp / "run")
     return cfg, tmp / "run"
 

@@ -34,17 +34,24 @@ def half(runs, tmp_path) -> Path:
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("model.cell=lstm", "model.cell"), ("data.lowercase=true", "data.lowercase"),
-     ("train.lr=0.5", "train.lr"), ("model.decoder.hidden_size=8", "model.decoder.hidden_size")],
-)  # fmt: skip
+    [
+        ("model.cell=lstm", "model.cell"),
+        ("data.lowercase=true", "data.lowercase"),
+        ("train.lr=0.5", "train.lr"),
+        ("model.decoder.hidden_size=8", "model.decoder.hidden_size"),
+    ],
+)
 def test_resume_refuses_model_data_and_trajectory_changes(half, override, key):
     with pytest.raises(ConfigError, match=rf"cannot change {key} "):
         train(out=half, resume=True, overrides=[override])
 
 
 def test_resume_accepts_the_listed_train_keys(half):
-    result = train(out=half, resume=True, overrides=["train.epochs=3", "train.patience=5",
-                                                     "train.max_seconds=600"])  # fmt: skip
+    result = train(
+        out=half,
+        resume=True,
+        overrides=["train.epochs=3", "train.patience=5", "train.max_seconds=600"],
+    )
     assert result.steps == 12
 
 

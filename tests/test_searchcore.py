@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from transduce import searchcore as core
+from transduce import searchrules as rules
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from transduce.numpy_ops import NumpyOps
 from transduce.search import TorchOps
@@ -39,16 +40,16 @@ def test_ngram_blocking_agrees_with_torch(n):
     rng = np.random.default_rng(n)
     history = rng.integers(4, 8, (5, 7))
     logp = rng.standard_normal((5, 9)).astype(np.float32)
-    ours = core.block_repeated_ngrams(NP, logp, history, n)
-    ref = core.block_repeated_ngrams(TO, torch.from_numpy(logp), torch.from_numpy(history), n)
+    ours = rules.block_repeated_ngrams(NP, logp, history, n)
+    ref = rules.block_repeated_ngrams(TO, torch.from_numpy(logp), torch.from_numpy(history), n)
     np.testing.assert_array_equal(ours, ref.numpy())
 
 
 @pytest.mark.parametrize("top_k,top_p", [(3, 1.0), (0, 0.7), (4, 0.5)])
 def test_filter_logits_agrees_with_torch(top_k, top_p):
     logits = np.random.default_rng(3).standard_normal((4, 12)).astype(np.float32)
-    ours = core.filter_logits(NP, logits, top_k, top_p)
-    ref = core.filter_logits(TO, torch.from_numpy(logits), top_k, top_p)
+    ours = rules.filter_logits(NP, logits, top_k, top_p)
+    ref = rules.filter_logits(TO, torch.from_numpy(logits), top_k, top_p)
     np.testing.assert_allclose(ours, ref.numpy())
 
 
@@ -62,8 +63,8 @@ def test_log_softmax_and_sampling():
 
 
 def test_output_limits_rule():
-    assert core.output_limits([1, 25, 100], 200, 1.2) == [7, 35, 125]
-    assert core.output_limits([100], 50, 1.2) == [50] and core.output_limits([3], 9, None) == [9]
+    assert rules.output_limits([1, 25, 100], 200, 1.2) == [7, 35, 125]
+    assert rules.output_limits([100], 50, 1.2) == [50] and rules.output_limits([3], 9, None) == [9]
 
 
 def test_searchcore_imports_no_torch():

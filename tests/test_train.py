@@ -28,8 +28,15 @@ def weights(path):
 def test_run_directory_layout(tsv, tmp_path):
     result = train(tiny_config(tsv), tmp_path / "run")
     run = tmp_path / "run"
-    for name in ("config.yaml", "model.safetensors", "vocab.src.json", "vocab.tgt.json",
-                 "metrics.jsonl", "last/model.safetensors", "last/trainer_state.pt"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "model.safetensors",
+        "vocab.src.json",
+        "vocab.tgt.json",
+        "metrics.jsonl",
+        "last/model.safetensors",
+        "last/trainer_state.pt",
+    ):
         assert (run / name).is_file(), name
     assert not list(run.rglob("*.tmp")), "temporary files left behind"
     state = load_trainer_state(run / "last" / "trainer_state.pt")  # weights_only=True
@@ -97,10 +104,15 @@ def test_refuses_to_overwrite_and_resume_needs_a_run(tsv, tmp_path):
 def test_scheduled_sampling_and_label_smoothing_train(tsv, tmp_path):
     cfg = tiny_config(
         tsv,
-        train={"teacher_forcing": 1.0, "teacher_forcing_schedule": "linear",
-               "teacher_forcing_k": 10, "teacher_forcing_min": 0.5, "label_smoothing": 0.1,
-               "epochs": 3},
-    )  # fmt: skip
+        train={
+            "teacher_forcing": 1.0,
+            "teacher_forcing_schedule": "linear",
+            "teacher_forcing_k": 10,
+            "teacher_forcing_min": 0.5,
+            "label_smoothing": 0.1,
+            "epochs": 3,
+        },
+    )
     result = train(cfg, tmp_path / "run")
     assert result.history[-1]["loss"] < result.history[0]["loss"]
 
@@ -182,8 +194,13 @@ def _cli_train(tmp_path, tsv, *extra: str, **train_keys) -> subprocess.Completed
     save_config(tiny_config(tsv, train=train_keys), tmp_path / "cfg.yaml")
     cmd = [sys.executable, "-m", "transduce", "train", str(tmp_path / "cfg.yaml")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*cmd, "--out", str(tmp_path / "run"), *extra], env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [*cmd, "--out", str(tmp_path / "run"), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_train_prints_one_json_line_on_stdout_and_progress_on_stderr(tsv, tmp_path):

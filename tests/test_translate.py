@@ -28,8 +28,11 @@ def test_save_load_new_process_identical(tmp_path, preset):
     here = Translator.load(tmp_path / "run").translate_full(inputs)
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, str(tmp_path / "run"), json.dumps(inputs)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     there = json.loads(proc.stdout)
     assert [[o.text, o.score] for o in here] == there  # bit-identical scores
 

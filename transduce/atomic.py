@@ -166,6 +166,8 @@ def refuse_overwriting_inputs(
     for source in inputs:
         if source and os.fspath(source) != "-" and same_file(output, source):
             raise DataError(
-                output, None, f"is the input {os.fspath(source)}: the output would destroy it; "
-                "write to another file"
-            )  # fmt: skip
+                output,
+                None,
+                f"is the input {os.fspath(source)}: the output would destroy it; "
+                "write to another file",
+            )

@@ -22,6 +22,7 @@ from transduce.export.command import add_engine_flag
 from transduce.export.command import add_parser as add_export_parser
 from transduce.forecasting import command as forecast_command
 from transduce.serve import command as serve_command
+from transduce.textio import add_stream_flags
 
 log = logging.getLogger("transduce")
 
@@ -85,16 +86,26 @@ def _decode_options(args: argparse.Namespace):
 
 
 def translate_command(args: argparse.Namespace) -> None:
-    from transduce.decoding import write_translations
     from transduce.export.command import load_translator
+    from transduce.textio import stream_translate
 
     options = _decode_options(args)  # bad flags fail before the model loads
-    refuse_overwriting_inputs(args.output, [args.input, *_model_files(args)])
+    sides = [args.input, args.prefix_file, args.constraints_file, *_model_files(args)]
+    refuse_overwriting_inputs(args.output, sides)
     translator = load_translator(args)
-    inputs = _read_input(args.input)
     with _naming_input(args.input):
-        write_translations(inputs, translator.iter_decode(inputs, options), args.output,
-                           args.format, options.nbest)  # fmt: skip
+        stream_translate(translator, args, options)
+
+
+def score_pairs_command(args: argparse.Namespace) -> None:
+    from transduce.export.command import load_translator
+    from transduce.scoring import read_pairs, write_scores
+
+    options = _decode_options(args)
+    refuse_overwriting_inputs(args.output, [args.src, args.tgt, *_model_files(args)])
+    sources, targets = read_pairs(args.src, args.tgt)
+    translator = load_translator(args)
+    write_scores(translator.score(sources, targets, options), args.output)
 
 
 def _model_files(args: argparse.Namespace) -> list[str]:
@@ -278,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--output", help="output file (default stdout)")
             p.add_argument("--format", choices=["text", "jsonl"], default="text",
                            help="jsonl: n-best hypotheses with scores and attention")  # fmt: skip
+            add_stream_flags(p)
         else:
             p.set_defaults(format="text")
             p.add_argument("--src", required=True, help="source lines (plain or .gz)")
@@ -287,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "tokenizer of bleu_lc_moses (default: from --ref's name, e.g. "
                            "test.de.gz -> de; else en)")  # fmt: skip
         p.set_defaults(func=func)
+
+    p = sub.add_parser("score-pairs", help="log-probability of given targets (teacher forced)")
+    opt.add_model_flags(p)
+    add_engine_flag(p)
+    p.add_argument("--src", help="source lines (with --tgt; default: SOURCE<TAB>TARGET on stdin)")
+    p.add_argument("--tgt", help="target lines, line-aligned with --src")
+    p.add_argument("--output", help="JSON lines, one per pair (default stdout)")
+    p.set_defaults(func=score_pairs_command, format="text")
 
     p = sub.add_parser("average", help="average the last N kept checkpoints of a run")
     p.add_argument("--model", required=True, help="run directory (train.keep_checkpoints > 0)")

@@ -9,48 +9,29 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+# The checks and the bounded YAML reader live in their own modules; their public names
+# are re-exported here, where callers have always found them.
+from transduce.configcheck import RANGES as RANGES
+from transduce.configcheck import ConfigError as ConfigError
+from transduce.configcheck import clip as clip
+from transduce.configcheck import cut as cut
+from transduce.configcheck import from_dict as from_dict
+from transduce.safeyaml import MAX_YAML_DEPTH as MAX_YAML_DEPTH
+from transduce.safeyaml import MAX_YAML_ITEMS as MAX_YAML_ITEMS
+from transduce.safeyaml import YAMLTooLarge as YAMLTooLarge
+from transduce.safeyaml import compose_yaml as compose_yaml
+from transduce.safeyaml import load_yaml as load_yaml
+from transduce.safeyaml import one_line
 
-class ConfigError(ValueError):
-    """A configuration problem, named by the key's dotted path."""
-
-
-def cut(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` cut to ``limit`` characters: an error message
-    never echoes a huge value back. A container is measured before it is printed."""
-    if isinstance(value, dict | list | tuple) and _size(value, 1000) >= 1000:
-        return f"<a {type(value).__name__} too large to show>"
-    text = repr(value[: limit * 2] if isinstance(value, str | bytes) else value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def clip(text: str, limit: int = 80) -> str:
-    """``text`` cut to ``limit`` characters (with ``...``)."""
-    text = str(text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _size(value: Any, cap: int) -> int:
-    """Items in ``value`` counted through nested containers, stopping at ``cap``."""
-    seen, stack = 0, [value]
-    while stack and seen < cap:
-        item = stack.pop()
-        seen += 1
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return seen
-
+# A config is a few hundred items: a larger file is something else (or an endless stream).
+MAX_CONFIG_BYTES = 1 << 20
 
 Cell = Literal["rnn", "gru", "lstm"]
 Preset = Literal["simple", "sutskever", "cho", "bahdanau", "luong", "transformer"]
@@ -259,117 +240,6 @@ class Config:
     series: SeriesConfig | None = None  # set: a forecasting run
 
 
-# ---------------------------------------------------------------- dict <-> dataclass
-
-
-def _check_value(tp: Any, value: Any, key: str) -> Any:
-    """Return ``value`` checked (and lightly coerced: int -> float) against type ``tp``."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
-        return from_dict(tp, value, key)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            choices = ", ".join(map(str, typing.get_args(tp)))
-            raise ConfigError(f"{key}: {cut(value)} is not one of: {choices}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_value(arg, value, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(
-            errors[0] if len(errors) == 1 else f"{key}: {cut(value)} has the wrong type"
-        )
-    if origin is tuple:  # tuple[X, ...], written as a YAML list
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, got {cut(value)}")
-        item = typing.get_args(tp)[0]
-        return tuple(_check_value(item, v, f"{key}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {cut(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {cut(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {cut(value)}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {cut(value)}")
-        return value
-    raise ConfigError(f"{key}: unsupported config type {tp!r}")  # pragma: no cover
-
-
-def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            known = ", ".join(sorted(names))
-            raise ConfigError(f"{clip(dotted)}: unknown key (known keys here: {known})")
-        kwargs[key] = _check_range(key, _check_value(hints[key], value, dotted), dotted)
-    return cls(**kwargs)
-
-
-# Ranges by field name (a name means one thing in every section): (low, high, low_open).
-# Sizes have a ceiling so that an impossible model fails here, in one line, and not in
-# the allocator; every float must be finite (train.lr=.inf trained to NaN).
-_SIZE = (1, 1 << 14, False)  # a 16,384-wide GRU layer already holds 3 GB of weights
-_COUNT = (1, 1 << 40, False)
-_NONNEG = (0, 1 << 40, False)
-_PROB = (0.0, 1.0, False)
-RANGES: dict[str, tuple[float, float, bool]] = {
-    **dict.fromkeys(("embed_size", "hidden_size", "readout_size", "d_model", "size", "heads",
-                     "layers", "encoder_layers", "decoder_layers"), _SIZE),
-    "ff_size": (1, 1 << 16, False),
-    **dict.fromkeys(("batch_size", "vocab_size", "min_freq", "max_vocab", "max_src_len",
-                     "max_tgt_len", "max_len", "max_input_len", "max_tokens", "horizon",
-                     "lookback", "period", "accumulate_steps", "width", "max_positions",
-                     "valid_max", "max_steps"), _COUNT),
-    **dict.fromkeys(("epochs", "warmup_steps", "keep_checkpoints", "valid_every", "log_every",
-                     "threads", "patience", "plateau_patience", "src_col", "tgt_col", "limit",
-                     "weight_decay", "lr_min"), _NONNEG),
-    **dict.fromkeys(("dropout", "attention_dropout", "embed_dropout", "output_dropout",
-                     "teacher_forcing", "teacher_forcing_min", "label_smoothing",
-                     "valid_fraction", "momentum", "adam_beta2", "plateau_factor"), _PROB),
-    **dict.fromkeys(("lr", "max_seconds", "teacher_forcing_k", "max_len_ratio"),
-                    (0.0, math.inf, True)),
-    "clip_norm": (0.0, math.inf, False),  # 0 (or null): no clipping
-}  # fmt: skip
-
-
-def _check_range(name: str, value: Any, dotted: str) -> Any:
-    """``value`` if it lies in RANGES[name] (and, a float, is finite), else ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return value
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{clip(dotted)}: {cut(value)} is not a finite number")
-    if name not in RANGES:
-        return value
-    low, high, low_open = RANGES[name]
-    if value < low or (low_open and value == low) or value > high:
-        left = "(" if low_open else "["
-        right = "inf)" if math.isinf(high) else f"{high:,}]" if high > 1 else f"{high:g}]"
-        raise ConfigError(f"{clip(dotted)}: {cut(value)} is out of range {left}{low:g}, {right}")
-    return value
-
-
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Every field written out, defaults included (the resolved config); tuples as lists."""
     return dataclasses.asdict(cfg, dict_factory=_plain_dict)
@@ -395,18 +265,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         try:
             node[parts[-1]] = load_yaml(raw, "--set value") if raw.strip() else ""
         except yaml.YAMLError as err:
-            problem = _one_line(err)
+            problem = one_line(err)
             raise ConfigError(
                 f"--set {clip(item)}: the value is not valid YAML: {problem}"
             ) from None
     return data
-
-
-def _one_line(err: yaml.YAMLError) -> str:
-    """A YAML error on one line: its problem and where (``line 3, column 5``)."""
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
@@ -419,7 +282,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         try:
             data = load_yaml(text, os.fspath(path)) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {_one_line(err)}") from None
+            raise ConfigError(f"{path}: not valid YAML: {one_line(err)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
     return from_dict(Config, apply_overrides(data, list(overrides)))
@@ -442,84 +305,6 @@ def _read_config_text(path: str | os.PathLike) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text ({err.reason})") from None
-
-
-# Bounds of a YAML document (configs, --set values): a config is a few hundred items, so
-# these only stop aliases that expand exponentially ("billion laughs") and deep nesting.
-MAX_CONFIG_BYTES = 1 << 20
-MAX_YAML_ITEMS = 100_000
-MAX_YAML_DEPTH = 64
-
-
-class YAMLTooLarge(yaml.YAMLError):
-    """A document over the bounds above."""
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader whose composer stops at MAX_YAML_DEPTH levels (PyYAML's composer is
-    recursive: 500 levels end in RecursionError)."""
-
-    depth = 0
-
-    def compose_node(self, parent, index):
-        self.depth += 1
-        try:
-            if self.depth > MAX_YAML_DEPTH:
-                raise YAMLTooLarge(f"nested deeper than {MAX_YAML_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
-def _expanded_items(node: yaml.Node) -> int:
-    """Items the document has once every alias is expanded (shared nodes counted each
-    time they are used), stopping above MAX_YAML_ITEMS."""
-    sizes: dict[int, int] = {}
-
-    def size(n: yaml.Node) -> int:
-        if id(n) in sizes:
-            if sizes[id(n)] < 0:
-                raise YAMLTooLarge("an alias refers to the node that contains it")
-            return sizes[id(n)]
-        sizes[id(n)] = -1
-        total = 1
-        children = n.value if isinstance(n, yaml.SequenceNode) else []
-        if isinstance(n, yaml.MappingNode):
-            children = [c for pair in n.value for c in pair]
-        for child in children:
-            total += size(child)
-            if total > MAX_YAML_ITEMS:
-                raise YAMLTooLarge(f"expands to over {MAX_YAML_ITEMS:,} items (aliases)")
-        sizes[id(n)] = total
-        return total
-
-    return size(node)
-
-
-def compose_yaml(text: str) -> yaml.Node | None:
-    """The node graph of ``text`` within MAX_YAML_DEPTH and MAX_YAML_ITEMS."""
-    loader = _BoundedLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is not None:
-            _expanded_items(node)
-        return node
-    finally:
-        loader.dispose()
-
-
-def load_yaml(text: str, where: str = "<yaml>") -> Any:
-    """``yaml.safe_load`` within MAX_YAML_DEPTH and MAX_YAML_ITEMS: a 426-byte alias bomb
-    is refused after composing a few dozen nodes, before anything is built from it."""
-    loader = _BoundedLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _expanded_items(node)
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
 
 
 def load_run_config(run_dir: str | os.PathLike) -> Config:

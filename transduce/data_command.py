@@ -21,8 +21,10 @@ def list_command(args: argparse.Namespace) -> None:
     root = Path(args.dir) if args.dir else default_dir()
     for d in CATALOGUE.values():
         here = all((root / f.dest).is_file() for f in d.files)
-        print(f"{d.name:<12} {_size(d.size):>8}  {len(d.files):>2} files"
-              f"{'  [in ' + str(root) + ']' if here else ''}")  # fmt: skip
+        print(
+            f"{d.name:<12} {_size(d.size):>8}  {len(d.files):>2} files"
+            f"{'  [in ' + str(root) + ']' if here else ''}"
+        )
         print(f"    {d.description}")
         print(f"    recipes: {', '.join(f'configs/{r}' for r in d.recipes) or '-'}")
         print(f"    license: {d.license}")
@@ -44,9 +46,12 @@ def get_command(args: argparse.Namespace) -> None:
     result = get(names, args.dir, args.source, progress=not args.no_progress)
     log.info(
         "%s: %d files verified in %s (%d installed now, %d already there)",
-        ", ".join(names), len(result.installed) + len(result.present), result.root,
-        len(result.installed), len(result.present),
-    )  # fmt: skip
+        ", ".join(names),
+        len(result.installed) + len(result.present),
+        result.root,
+        len(result.installed),
+        len(result.present),
+    )
     for dest, sha in result.unpinned.items():
         log.warning("%s: no pinned checksum; its sha256 is %s (keep it to check copies)", dest, sha)
     if data_root().resolve() != result.root.resolve():
@@ -68,14 +73,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="download, verify (SHA-256) and unpack corpora; prints the folder to use as "
         "TRANSDUCE_DATA",
     )
-    q.add_argument("names", nargs="+", metavar="NAME",
-                   help="a name from `transduce data list`, tatoeba-<code>, or all")  # fmt: skip
+    q.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="a name from `transduce data list`, tatoeba-<code>, or all",
+    )
     q.add_argument("--dir", help=f"install into this {where}")
     q.add_argument(
-        "--from", dest="source", metavar="URL_OR_FILE",
+        "--from",
+        dest="source",
+        metavar="URL_OR_FILE",
         help="install offline from a local file or folder (e.g. a zip fetched in a browser, or "
         "a copy of a data folder), or from a mirror: a file URL, or the base URL of a copy "
         "laid out like the data folder",
-    )  # fmt: skip
+    )
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=get_command)

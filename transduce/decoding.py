@@ -223,15 +223,37 @@ def search_kwargs(fn: Callable, o: DecodeOptions) -> dict[str, Any]:
     }
 
 
-def search_rows(ops, model, src, src_mask, o: DecodeOptions, max_len: int, ratio) -> list:
+def search_rows(
+    ops,
+    model,
+    src,
+    src_mask,
+    o: DecodeOptions,
+    max_len: int,
+    ratio,
+    prefix=None,
+    constraints=None,
+    on_step=None,
+) -> list:
     """Search as ``o`` says, over any engine's array ops (:mod:`transduce.searchcore`):
-    per source row, its (ids, score, logprob, attention) tuples, best first."""
+    per source row, its (ids, score, logprob, attention) tuples, best first. ``prefix``:
+    (ids ``[B, P]``, lengths ``[B]``) the outputs are forced through; ``constraints``: per
+    row, token-id phrases every output must contain (beam search with dynamic beam
+    allocation, :mod:`transduce.constrained`); ``on_step(rows, tokens)``: each step's tokens
+    as greedy decoding and sampling produce them (beam search has no final tokens before
+    its end)."""
     from transduce import searchcore as core
 
-    limits = {"max_len": max_len, "max_len_ratio": ratio}
+    limits = {"max_len": max_len, "max_len_ratio": ratio, "prefix": prefix}
+    if constraints is not None and any(constraints):
+        from transduce.constrained import constrained_beam_search as fn
+
+        nb = fn(ops, model, src, src_mask, **limits, constraints=constraints,
+                **search_kwargs(fn, o))  # fmt: skip
+        return _nbest_rows(nb)
     if o.sample or (o.beam == 1 and o.nbest == 1):
         fn = core.sample if o.sample else core.decode
-        hyp = fn(ops, model, src, src_mask, **limits, **search_kwargs(fn, o))
+        hyp = fn(ops, model, src, src_mask, **limits, on_step=on_step, **search_kwargs(fn, o))
         rows = []
         for r in range(hyp.tokens.shape[0]):
             n = int(hyp.lengths[r])
@@ -240,7 +262,12 @@ def search_rows(ops, model, src, src_mask, o: DecodeOptions, max_len: int, ratio
             rows.append((hyp.tokens[r, :n].tolist(), score, score, att))
         per = o.nbest if o.sample else 1
         return [rows[i : i + per] for i in range(0, len(rows), per)]
-    nb = core.beam_search(ops, model, src, src_mask, **limits, **search_kwargs(core.beam_search, o))
+    return _nbest_rows(
+        core.beam_search(ops, model, src, src_mask, **limits, **search_kwargs(core.beam_search, o))
+    )
+
+
+def _nbest_rows(nb) -> list:
     att = nb.attention
     return [
         [(nb.tokens[i][j], nb.scores[i][j], nb.logprobs[i][j],

@@ -123,6 +123,8 @@ register(
             "alpha": "CTranslate2 has no GNMT length penalty; use normalize, or the onnx or "
             "torch engine",
             "attention": "CTranslate2 models return no attention; use the onnx or torch engine",
+            "constraints": "CTranslate2 has no lexically constrained search; use the onnx or "
+            "torch engine",
         },
     )
 )

@@ -116,6 +116,16 @@ class Ensemble(nn.Module):
         ]
         return torch.stack(logps).mean(0)
 
+    def score_log_probs(self, features: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """What scoring a given target reads ``[b, V]``: the mean of the members' own
+        log-probabilities, so an ensemble's score of a pair is the mean of its members'
+        (the search instead renormalises :meth:`head`'s mean, a product of experts)."""
+        logps = [
+            F.log_softmax(m.head(f).float(), -1)
+            for m, f in zip(self.members, features, strict=True)
+        ]
+        return torch.stack(logps).mean(0)
+
 
 def _check_compatible(members: list[Translator], names: list[str]) -> None:
     """Members must share the target vocabulary and the input fields."""

@@ -31,8 +31,12 @@ def _handler(signum: int, frame) -> None:
         return
     request(signum)
     name = signal.Signals(signum).name
-    print(f"transduce: {name}: finishing this step and writing a checkpoint "
-          "(Ctrl-C again to quit at once)", file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"transduce: {name}: finishing this step and writing a checkpoint "
+        "(Ctrl-C again to quit at once)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 @contextmanager

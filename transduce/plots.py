@@ -213,8 +213,10 @@ def plot_forecast(
     """One panel per series: the last ``context`` history values, the forecast after them
     and, when given, the actual values over the forecast horizon."""
     if not (len(names) == len(histories) == len(forecasts)) or not names:
-        raise ValueError(f"need as many names ({len(names)}), histories ({len(histories)}) "
-                         f"and forecasts ({len(forecasts)}), at least one")  # fmt: skip
+        raise ValueError(
+            f"need as many names ({len(names)}), histories ({len(histories)}) "
+            f"and forecasts ({len(forecasts)}), at least one"
+        )
     nrows = len(names)
     with matplotlib.rc_context(_rc()):
         fig = Figure(figsize=(9.0, 2.6 * nrows), layout="constrained")
@@ -223,13 +225,20 @@ def plot_forecast(
             hist = np.asarray(histories[i], float)
             shown = hist[-context:] if context else hist
             start = len(hist) - len(shown)
-            ax.plot(np.arange(start, len(hist)), shown, color="0.35", linewidth=1.0,
-                    label="history")  # fmt: skip
+            ax.plot(
+                np.arange(start, len(hist)), shown, color="0.35", linewidth=1.0, label="history"
+            )
             steps = np.arange(len(hist), len(hist) + len(forecasts[i]))
             ax.plot(steps, forecasts[i], color="tab:blue", linewidth=1.4, label="forecast")
             if actuals is not None:
-                ax.plot(steps, np.asarray(actuals[i], float)[: len(steps)], color="tab:orange",
-                        linewidth=1.0, linestyle="--", label="actual")  # fmt: skip
+                ax.plot(
+                    steps,
+                    np.asarray(actuals[i], float)[: len(steps)],
+                    color="tab:orange",
+                    linewidth=1.0,
+                    linestyle="--",
+                    label="actual",
+                )
             ax.axvline(len(hist) - 0.5, color="0.6", linewidth=0.8)
             ax.set_title(str(names[i]), fontsize="medium")
             ax.grid(alpha=0.3)

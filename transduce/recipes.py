@@ -64,8 +64,13 @@ def recipes_command(args: argparse.Namespace) -> None:
     for name, path in recipes.items():
         # long descriptions wrap under themselves, never cut
         indent = " " * (width + 2)
-        text = textwrap.fill(describe(path), columns, initial_indent=f"{name:<{width}}  ",
-                             subsequent_indent=indent, break_on_hyphens=False)  # fmt: skip
+        text = textwrap.fill(
+            describe(path),
+            columns,
+            initial_indent=f"{name:<{width}}  ",
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+        )
         print(text)
 
 

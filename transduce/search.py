@@ -8,11 +8,14 @@ interface; this module runs them on torch tensors (:class:`TorchOps`), and
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from transduce import searchcore as core
-from transduce.searchcore import Hypotheses, NBest, length_penalty
+from transduce import searchrules as rules
+from transduce.searchcore import Hypotheses, NBest
+from transduce.searchrules import length_penalty
 
 __all__ = [
     "Hypotheses",
@@ -77,7 +80,14 @@ class TorchOps:
     argwhere = staticmethod(lambda x: x.nonzero())
     to_int = staticmethod(lambda x: x.long())
     to_float = staticmethod(lambda x: x.float())
-    to_numpy = staticmethod(lambda x: x.float().cpu().numpy())  # float32, on the host
+
+    @staticmethod
+    def to_numpy(x):
+        """float32 on the host (a host array, as constrained search keeps, passes through)."""
+        if isinstance(x, np.ndarray):
+            return x.astype(np.float32, copy=False)
+        return x.float().cpu().numpy()
+
     max = staticmethod(lambda x, dim: x.max(dim).values)
     argmax = staticmethod(lambda x: x.argmax(-1))
     repeat = staticmethod(lambda x, k: x.repeat_interleave(k))
@@ -93,7 +103,7 @@ def length_limits(
     src_mask: torch.Tensor, max_len: int, max_len_ratio: float | None = None
 ) -> torch.Tensor:
     """Per-sentence output limit ``[B]``: ``max_len``, or ``ceil(ratio * |src|) + 5`` capped."""
-    return core.length_limits(OPS, src_mask, max_len, max_len_ratio)
+    return rules.length_limits(OPS, src_mask, max_len, max_len_ratio)
 
 
 @torch.no_grad()
@@ -117,7 +127,7 @@ def block_repeated_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int) -> 
 
     logp ``[R, V]``, history ``[R, t]`` -> logp with -inf at forbidden (row, token) pairs.
     """
-    return core.block_repeated_ngrams(OPS, logp, history, n)
+    return rules.block_repeated_ngrams(OPS, logp, history, n)
 
 
 @torch.no_grad()
@@ -158,7 +168,7 @@ def beam_search(
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Keep the ``top_k`` largest logits and the smallest set whose probability reaches
     ``top_p`` (nucleus sampling, Holtzman et al. 2020); the rest become -inf. ``[R, V]``."""
-    return core.filter_logits(OPS, logits, top_k, top_p)
+    return rules.filter_logits(OPS, logits, top_k, top_p)
 
 
 @torch.no_grad()

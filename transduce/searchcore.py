@@ -13,10 +13,18 @@ differently. This module must not import torch.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, NamedTuple
 
-from transduce.errors import DataError
+from transduce.rollout import rollout  # noqa: F401  (here too: the engines' one import)
+from transduce.searchrules import (  # the rules, importable from here as before
+    block_repeated_ngrams,
+    filter_logits,
+    force_prefix,
+    length_limits,
+    length_penalty,
+    prefix_limits,
+    rank_score,
+)
 
 log = logging.getLogger("transduce.translate")
 
@@ -40,101 +48,28 @@ class NBest(NamedTuple):
     attention: list[list[Any]] | None  # [sentence][rank] -> [len, S]
 
 
-# ---------------------------------------------------------------------- pure rules
-
-
-def length_penalty(length, alpha: float):
-    """GNMT length penalty ((5 + |Y|) / 6) ** alpha (Wu et al. 2016, eq. 14); 1 at alpha=0."""
-    return ((5.0 + length) / 6.0) ** alpha
-
-
-def rank_score(logprob: float, length: int, alpha: float, normalize: bool) -> float:
-    """The beam's ranking score: per token (``normalize``) or GNMT-penalised."""
-    if normalize:
-        return logprob / max(length, 1)
-    return logprob / float(length_penalty(float(length), alpha))
-
-
-def output_limits(lengths: list[int], max_len: int, max_len_ratio: float | None) -> list[int]:
-    """Per-sentence output limit: ``max_len``, or ``ceil(ratio * |src|) + 5`` capped."""
-    if max_len_ratio is None:
-        return [max_len] * len(lengths)
-    # A tiny tolerance, so exact products (1.2 * 25 = 30) do not round up.
-    return [min(max_len, math.ceil(n * max_len_ratio - 1e-9) + 5) for n in lengths]
-
-
-def limit_inputs(
-    tokens: list[list[str]], max_len: int | None, policy: str, first_line: int = 1
-) -> list[list[str]]:
-    """Apply the inference length limit: ``truncate`` to ``max_len`` tokens, ``skip`` (an
-    empty output) or ``error``; each over-long line is named in a warning (the first few)."""
-    long = [i for i, t in enumerate(tokens) if max_len and len(t) > max_len]
-    for n, i in enumerate(long):
-        where = f"input line {first_line + i}"
-        if policy == "error":
-            raise DataError(
-                "<input>",
-                first_line + i,
-                f"{len(tokens[i]):,} source tokens, "
-                f"over decode.max_input_len={max_len} (--max-input-len)",
-            )
-        if n < 5:
-            done = f"truncated to {max_len}" if policy == "truncate" else "skipped (empty output)"
-            log.warning("%s: %s source tokens, %s (decode.max_input_len; --max-input-len, "
-                        "--on-long-input)", where, f"{len(tokens[i]):,}", done)  # fmt: skip
-        tokens[i] = tokens[i][:max_len] if policy == "truncate" else []
-    if len(long) > 5:
-        log.warning("%d over-long input lines in all (%s)", len(long), policy)
-    return tokens
-
-
-def length_limits(ops, src_mask, max_len: int, max_len_ratio: float | None = None):
-    """:func:`output_limits` as an int array ``[B]`` of ``ops``."""
-    lengths = [int(n) for n in src_mask.sum(1).tolist()]
-    return ops.tensor(output_limits(lengths, max_len, max_len_ratio), "int", like=src_mask)
-
-
-def block_repeated_ngrams(ops, logp, history, n: int):
-    """Forbid tokens that would repeat an n-gram already in ``history`` (Paulus et al. 2018).
-
-    logp ``[R, V]``, history ``[R, t]`` -> logp with -inf at forbidden (row, token) pairs.
-    """
-    if n <= 0 or history.shape[1] < n:  # no complete n-gram yet
-        return logp
-    if n == 1:
-        return ops.scatter(logp, history, NEG_INF)
-    grams = ops.windows(history, n)  # [R, t - n + 1, n] every n-gram so far
-    tail = history[:, history.shape[1] - (n - 1) :]  # [R, n - 1] the current prefix
-    hit = (grams[:, :, :-1] == tail[:, None, :]).all(-1)  # [R, t - n + 1]
-    # Where no n-gram matches, the scatter lands on <pad> (never a real output) instead.
-    banned = ops.where(hit, grams[:, :, -1], PAD_ID)
-    return ops.scatter(logp, banned, NEG_INF)
-
-
-def filter_logits(ops, logits, top_k: int = 0, top_p: float = 1.0):
-    """Keep the ``top_k`` largest logits and the smallest set whose probability reaches
-    ``top_p`` (nucleus sampling, Holtzman et al. 2020); the rest become -inf. ``[R, V]``."""
-    if top_k > 0 and top_k < logits.shape[-1]:
-        kth = ops.topk(logits, top_k)[0][:, -1:]  # [R, 1]
-        logits = ops.where(logits < kth, NEG_INF, logits)
-    if top_p < 1.0:
-        sorted_logits, order = ops.sort_desc(logits)
-        probs = ops.softmax(sorted_logits)
-        # Drop a token when the tokens before it already reach top_p (the first always stays).
-        drop = (probs.cumsum(-1) - probs) >= top_p
-        logits = ops.scatter(logits, order, ops.where(drop, NEG_INF, sorted_logits))
-    return logits
-
-
 # ---------------------------------------------------------------------- one row per hypothesis
 
 
 def decode(
-    ops, model, src, src_mask, max_len, max_len_ratio=None, choose=None, *, attention: bool = True
+    ops,
+    model,
+    src,
+    src_mask,
+    max_len,
+    max_len_ratio=None,
+    choose=None,
+    *,
+    attention: bool = True,
+    prefix=None,
+    on_step=None,
 ) -> Hypotheses:
     """One hypothesis per row, token chosen by ``choose(logits [b, V]) -> [b]`` (default:
     the argmax, greedy decoding). Rows that finish leave the batch (``select``), so later
     steps run on unfinished rows only. ``attention``: keep the weights ``[B, T, S]``.
+    ``prefix``: (ids ``[B, P]``, lengths ``[B]``) forced first (:func:`force_prefix`).
+    ``on_step(rows, tokens)``: told each step's chosen tokens ``[b]`` of the live rows
+    (their original indices ``[b]``), as they are produced (streaming).
 
     The keyword-only parameters here and in :func:`sample` and :func:`beam_search` are named
     as :class:`transduce.decoding.DecodeOptions`' fields, which fill them by name."""
@@ -143,7 +78,7 @@ def decode(
     batch = src.shape[0]
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
-    limits = length_limits(ops, src_mask, max_len, max_len_ratio)
+    limits = prefix_limits(ops, length_limits(ops, src_mask, max_len, max_len_ratio), prefix)
     steps = int(limits.max()) if batch else 0
     tokens = ops.full((batch, steps), 0, "int", src)
     attention = None
@@ -159,7 +94,11 @@ def decode(
             logp = ops.log_softmax(logits)
         else:  # log-probabilities are logits too (the same argmax and softmax)
             logits = logp = own(features)
+        if prefix is not None:
+            logits = force_prefix(ops, logits, prefix, t, active)
         prev = choose(logits)
+        if on_step is not None:
+            on_step(active, prev)
         scores[active] += ops.gather(logp, prev[:, None])[:, 0]
         tokens[active, t] = prev
         if attn is not None and keep_attention:
@@ -198,11 +137,15 @@ def sample(
     top_p: float = 1.0,
     seed: int | None = None,
     attention: bool = True,
+    prefix=None,
+    on_step=None,
 ) -> Hypotheses:
     """Ancestral sampling, ``nbest`` per sentence: rows ``i * nbest + j`` (see
     ``search.sample``); ``temperature=0`` is the argmax."""
     expanded = ops.repeat(ops.arange(src.shape[0], src), nbest)
     src, src_mask = ops.rows(src, expanded), ops.rows(src_mask, expanded)
+    if prefix is not None:
+        prefix = (ops.rows(prefix[0], expanded), ops.rows(prefix[1], expanded))
     generator = ops.generator(seed, src)
 
     def choose(logits):
@@ -211,30 +154,9 @@ def sample(
         probs = ops.softmax(filter_logits(ops, logits / temperature, top_k, top_p))
         return ops.multinomial(probs, generator)
 
-    return decode(ops, model, src, src_mask, max_len, max_len_ratio, choose, attention=attention)
-
-
-def rollout(ops, model, src, src_mask, tgt_in, out_dim: int, mix=None):
-    """Autoregressive roll-out of a real-valued model (greedy decoding for values).
-
-    ``tgt_in [B, T, D + C]``: row 0's first ``D`` values start the roll-out; columns ``D:``
-    are known exogenous features of each step. ``mix(own [B, D], t) -> [B, D]`` may replace
-    the model's own previous outputs (scheduled sampling in training). Returns outputs
-    ``[B, T, D]`` and attention ``[B, T, S]`` (or None).
-    """
-    memory = model.encode(src, src_mask)
-    state = model.init_state(memory)
-    prev, outs, attns = tgt_in[:, 0], [], []
-    for t in range(tgt_in.shape[1]):
-        features, state, attn = model.step(prev, state, memory)
-        outs.append(model.head(features))  # [B, D]
-        attns.append(attn)
-        if t + 1 < tgt_in.shape[1]:
-            own = outs[-1][..., :out_dim]  # a quantile head's extra columns: not fed back
-            own = own if mix is None else mix(own, t)
-            prev = ops.cat([own, tgt_in[:, t + 1, out_dim:]], -1)  # [B, D + C]
-    attn = None if attns[0] is None else ops.stack(attns, 1)
-    return ops.stack(outs, 1), attn
+    limits = (max_len, max_len_ratio)
+    return decode(ops, model, src, src_mask, *limits, choose, attention=attention, prefix=prefix,
+                  on_step=on_step)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- beam search
@@ -358,8 +280,10 @@ def beam_search(
     normalize: bool = False,
     no_repeat_ngram: int = 0,
     attention: bool = True,
+    prefix=None,
 ) -> NBest:
-    """Batched beam search of width ``beam`` (see ``transduce.search.beam_search``)."""
+    """Batched beam search of width ``beam`` (see ``transduce.search.beam_search``);
+    ``prefix`` as in :func:`decode`."""
     k, ratio, keep_attention = beam, max_len_ratio, attention
     if not 1 <= nbest <= k:
         raise ValueError(f"nbest must be between 1 and the beam size ({k}), got {nbest}")
@@ -368,7 +292,7 @@ def beam_search(
     rank = lambda lp, n: rank_score(lp, n, alpha, normalize)  # noqa: E731
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
-    limits = length_limits(ops, src_mask, max_len, ratio)
+    limits = prefix_limits(ops, length_limits(ops, src_mask, max_len, ratio), prefix)
     beams = Beams(ops, batch, k, src, keep_attention, src.shape[1])
     prev = ops.full((batch,), BOS_ID, "int", src)
     for t in range(int(limits.max()) if batch else 0):
@@ -380,6 +304,8 @@ def beam_search(
             attn = None if attn is None else attn[copies]
         if no_repeat_ngram:
             logp = block_repeated_ngrams(ops, logp, beams.history, no_repeat_ngram)
+        if prefix is not None:
+            logp = force_prefix(ops, logp, prefix, t, ops.repeat(beams.sentence, k))
         top, beam, token = beams.expand(logp)
         beams.finish_ended(finished, top, beam, token, t, rank)
         rows = beams.advance(top, beam, token, attn)

@@ -16,8 +16,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from transduce.decoding import DecodeOptions, Translation, search_rows
-from transduce.errors import OptionError
-from transduce.searchcore import BOS_ID, PAD_ID, limit_inputs
+from transduce.errors import DataError, OptionError
+from transduce.scoring import PairScore, target_batch, teacher_forced
+from transduce.searchcore import BOS_ID, EOS_ID, PAD_ID
+from transduce.searchrules import limit_inputs
+
+Prefixes = list[str] | None  # per input: the target text its outputs start with ("" none)
+Constraints = list[list[str]] | None  # per input: target phrases its outputs contain
 
 
 class TextSides(Protocol):
@@ -52,14 +57,50 @@ class TextDecoder:
 
         soft = {f.name for f in option_fields() if f.metadata.get("best_effort")}
         for field, why in get(self.engine).refuses.items():
+            if not hasattr(options, field):  # an input (constraints): see check_inputs
+                continue
             if getattr(options, field) and (explicit or field not in soft):
                 raise OptionError(name(field), f"{name(field)}: {why}")
 
+    def check_inputs(
+        self, o: DecodeOptions, constraints: Constraints, name: Callable[[str], str] = str
+    ) -> None:
+        """Refuse, by name, constraints where they cannot apply: with sampling, or on an
+        engine that declares it cannot honour them."""
+        from transduce.engines import get
+
+        if not constraints or not any(constraints):
+            return
+        if o.sample:
+            raise OptionError(
+                name("constraints"),
+                f"{name('constraints')}: constraints need beam search, not {name('sample')}",
+            )
+        why = get(self.engine).refuses.get("constraints")
+        if why:
+            raise OptionError(name("constraints"), f"{name('constraints')}: {why}")
+
     def decode(
-        self, texts: list[str], options: DecodeOptions | None = None, first_line: int = 1
+        self,
+        texts: list[str],
+        options: DecodeOptions | None = None,
+        first_line: int = 1,
+        *,
+        prefixes: Prefixes = None,
+        constraints: Constraints = None,
+        on_token: Callable[[int, int, str], None] | None = None,
     ) -> list[list[Translation]]:
+        """``prefixes``: per input, a target text every output starts with (decoding is
+        forced through its tokens, then searches on); ``constraints``: per input, target
+        phrases every output contains (beam search with dynamic beam allocation);
+        ``on_token(input, hypothesis, text so far)``: called as greedy decoding and sampling
+        produce each token (on the engines that run our search), for streaming."""
         o = options or DecodeOptions()
         self.check(o)
+        self.check_inputs(o, constraints)
+        for name, given in (("prefixes", prefixes), ("constraints", constraints)):
+            if given is not None and len(given) != len(texts):
+                raise ValueError(f"{len(texts)} inputs but {len(given)} {name}")
         tokens = limit_inputs(
             [self.pipeline.src_tokens(t) if t.strip() else [] for t in texts],
             o.max_input_len or self.defaults.get("max_input_len"),
@@ -68,28 +109,93 @@ class TextDecoder:
         )
         live = [i for i, t in enumerate(tokens) if t]
         results = [[Translation("", [], [], 0.0, None, 0.0)] for _ in texts]
-        found = self._decode_live([tokens[i] for i in live], [texts[i] for i in live], o)
+        args = [[tokens[i] for i in live], [texts[i] for i in live], o]
+        if prefixes is not None or constraints is not None or on_token is not None:
+            pre, cons = self._targets(live, prefixes, constraints, first_line)
+            told = None if on_token is None else lambda p, j, text: on_token(live[p], j, text)
+            args.append((pre, cons, told))  # an engine without them takes none of them
+        found = self._decode_live(*args)
         for i, hyps in zip(live, found, strict=True):
             results[i] = hyps
         return results
 
+    def _targets(self, live: list[int], prefixes: Prefixes, constraints: Constraints, first: int):
+        """Target tokens of the live inputs' prefixes and constraint phrases: (prefixes,
+        constraints), each None when not given. A phrase with a token outside the target
+        vocabulary could never be produced: refused, naming its input line."""
+        tok, vocab = self.pipeline.tgt_tok, self.pipeline.tgt_vocab
+        pre = None if prefixes is None else [tok.encode(prefixes[i] or "") for i in live]
+        if constraints is None:
+            return pre, None
+        out = []
+        for i in live:
+            phrases = [tok.encode(p) for p in constraints[i] if p.strip()]
+            for phrase in phrases:
+                unknown = [t for t in phrase if t not in vocab.stoi]
+                if unknown:
+                    raise DataError("<constraints>", first + i, f"{unknown[0]!r} is not in the "
+                                    "target vocabulary, so no output can contain it")  # fmt: skip
+            out.append(phrases)
+        return pre, out
+
     def iter_decode(
-        self, texts: list[str], options: DecodeOptions | None = None
+        self,
+        texts: list[str],
+        options: DecodeOptions | None = None,
+        *,
+        prefixes: Prefixes = None,
+        constraints: Constraints = None,
     ) -> Iterator[list[list[Translation]]]:
         """:meth:`decode`, one batch of inputs at a time, in input order: a caller that
         writes each part as it comes loses at most one batch to a crash."""
         size = (options and options.batch_size) or self.defaults["batch_size"]
         for start in range(0, len(texts), size):
-            yield self.decode(texts[start : start + size], options, first_line=start + 1)
+            part = slice(start, start + size)
+            yield self.decode(
+                texts[part],
+                options,
+                first_line=start + 1,
+                prefixes=None if prefixes is None else prefixes[part],
+                constraints=None if constraints is None else constraints[part],
+            )
+
+    def score(
+        self, texts: list[str], targets: list[str], options: DecodeOptions | None = None
+    ) -> list[PairScore]:
+        """The model's log-probability of each ``targets[i]`` given ``texts[i]``, teacher
+        forced in batches (see :mod:`transduce.scoring`). A pair with an empty source is
+        skipped: ``logprob`` None."""
+        if len(texts) != len(targets):
+            raise ValueError(f"{len(texts)} sources but {len(targets)} targets")
+        o = options or DecodeOptions()
+        tokens = limit_inputs(
+            [self.pipeline.src_tokens(t) if t.strip() else [] for t in texts],
+            o.max_input_len or self.defaults.get("max_input_len"),
+            o.on_long_input or self.defaults.get("on_long_input") or "truncate",
+        )
+        out = [PairScore(None, [], []) for _ in texts]
+        live = [i for i, t in enumerate(tokens) if t]
+        tgt = [self.pipeline.tgt_tok.encode(targets[i]) for i in live]
+        found = self._score_live([tokens[i] for i in live], [texts[i] for i in live], tgt, o)
+        for i, res in zip(live, found, strict=True):
+            out[i] = res
+        return out
+
+    def _score_live(self, tokens, texts, targets, o: DecodeOptions) -> list[PairScore]:
+        """The engine's part of :meth:`score`: non-empty sources, target tokens."""
+        raise NotImplementedError
 
     def translate_full(
-        self, texts: list[str], options: DecodeOptions | None = None
+        self, texts: list[str], options: DecodeOptions | None = None, **targets: Any
     ) -> list[Translation]:
-        """The best translation per input, with tokens, score and attention."""
-        return [hyps[0] for hyps in self.decode(texts, options)]
+        """The best translation per input, with tokens, score and attention (``targets``:
+        ``prefixes``/``constraints`` as in :meth:`decode`)."""
+        return [hyps[0] for hyps in self.decode(texts, options, **targets)]
 
-    def translate(self, texts: list[str], options: DecodeOptions | None = None) -> list[str]:
-        return [t.text for t in self.translate_full(texts, options)]
+    def translate(
+        self, texts: list[str], options: DecodeOptions | None = None, **targets: Any
+    ) -> list[str]:
+        return [t.text for t in self.translate_full(texts, options, **targets)]
 
     def output_limits(self, o: DecodeOptions) -> tuple[int, float | None]:
         """(max_len, max_len_ratio): the options', else the model's defaults."""
@@ -97,10 +203,11 @@ class TextDecoder:
         return o.max_len or self.defaults["max_len"], ratio
 
     def _decode_live(
-        self, tokens: list[list[str]], texts: list[str], o: DecodeOptions
+        self, tokens: list[list[str]], texts: list[str], o: DecodeOptions, extras=(None, None, None)
     ) -> list[list[Translation]]:
         """The engine's part: n-best lists for non-empty token lists (``texts``: their
-        inputs), in order."""
+        inputs), in order; ``extras``: their (prefix tokens, constraint phrases' tokens,
+        ``on_token`` by position in ``tokens``), each None when not given."""
         raise NotImplementedError
 
     def _text(
@@ -122,14 +229,58 @@ class SearchDecoder(TextDecoder):
     ops: Any
     model: Any
 
-    def _decode_live(self, tokens, texts, o):
+    def _decode_live(self, tokens, texts, o, extras=(None, None, None)):
         out: list[list[Translation]] = [[] for _ in tokens]
         ids = [self.pipeline.src_vocab.encode(t) for t in tokens]
+        vocab, (prefixes, constraints, on_token) = self.pipeline.tgt_vocab, extras
         for idx, src, mask in self._batches(ids, o.batch_size or self.defaults["batch_size"]):
             src, mask = self._sources(src, mask, [texts[i] for i in idx], o)
-            rows = search_rows(self.ops, self.model, src, mask, o, *self.output_limits(o))
+            prefix = None
+            if prefixes is not None:
+                rows = [vocab.encode(prefixes[i]) for i in idx]
+                padded = np.zeros((len(rows), max(1, *map(len, rows))), dtype=np.int64)
+                for r, p in enumerate(rows):
+                    padded[r, : len(p)] = p
+                prefix = (self.ops.tensor(padded.tolist(), "int", src),
+                          self.ops.tensor([len(p) for p in rows], "int", src))  # fmt: skip
+            cons = None
+            if constraints is not None:
+                cons = [[vocab.encode(p) for p in constraints[i]] for i in idx]
+            limits = self.output_limits(o)
+            step = None if on_token is None else self._streamer(idx, o, on_token)
+            rows = search_rows(self.ops, self.model, src, mask, o, *limits, prefix, cons, step)
             for row, hyps in enumerate(rows):
                 out[idx[row]] = [self._result(tokens[idx[row]], *h) for h in hyps]
+        return out
+
+    def _streamer(self, idx: list[int], o: DecodeOptions, on_token):
+        """The search's ``on_step`` for a batch (rows ``idx``): each row's text so far."""
+        per = o.nbest if o.sample else 1
+        made: dict[int, list[int]] = {}
+
+        def on_step(rows, tokens) -> None:
+            for r, tok in zip(rows.tolist(), tokens.tolist(), strict=True):
+                if tok == EOS_ID:
+                    continue
+                made.setdefault(r, []).append(tok)
+                out = self.pipeline.tgt_vocab.decode(made[r])
+                on_token(idx[r // per], r % per, self.pipeline.tgt_tok.decode(out))
+
+        return on_step
+
+    def _score_live(self, tokens, texts, targets, o):
+        out: list[PairScore] = [PairScore(None, [], []) for _ in tokens]
+        ids = [self.pipeline.src_vocab.encode(t) for t in tokens]
+        vocab = self.pipeline.tgt_vocab
+        for idx, src, mask in self._batches(ids, o.batch_size or self.defaults["batch_size"]):
+            src, mask = self._sources(src, mask, [texts[i] for i in idx], o)
+            gold = target_batch([vocab.encode(targets[i]) for i in idx], EOS_ID)
+            logp = teacher_forced(self.ops, self.model, src, mask,
+                                  self.ops.tensor(gold.tolist(), "int", src))  # fmt: skip
+            for row, i in enumerate(idx):
+                n = len(targets[i]) + 1
+                per = logp[row, :n].tolist()
+                out[i] = PairScore(float(sum(per)), [*targets[i], "</s>"], per)
         return out
 
     def _batches(self, ids: list[list[int]], size: int):

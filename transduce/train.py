@@ -104,8 +104,13 @@ def _train_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Conte
 
 
 # Files a run's text pipeline reads back (TextPipeline.save and the sentencepiece models).
-PIPELINE_FILES = ("vocab.src.json", "vocab.tgt.json", "spm.src.model", "spm.tgt.model",
-                  "spm.joint.model")  # fmt: skip
+PIPELINE_FILES = (
+    "vocab.src.json",
+    "vocab.tgt.json",
+    "spm.src.model",
+    "spm.tgt.model",
+    "spm.joint.model",
+)
 
 
 def _prepare_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Context):

@@ -7,6 +7,7 @@ import re
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,6 +19,7 @@ from transduce.decoding import DecodeOptions, Translation
 from transduce.device import resolve_device
 from transduce.metrics import bleu_chrf, bleu_lowercase, bleu_lowercase_moses, exact_match
 from transduce.nn.models import Seq2Seq, build_model
+from transduce.scoring import PairScore
 from transduce.search import OPS
 from transduce.textdecoder import SearchDecoder
 
@@ -63,11 +65,23 @@ class Translator(SearchDecoder):
 
     @torch.no_grad()
     def decode(
-        self, texts: list[str], options: DecodeOptions | None = None, first_line: int = 1
+        self,
+        texts: list[str],
+        options: DecodeOptions | None = None,
+        first_line: int = 1,
+        **targets: Any,
     ) -> list[list[Translation]]:
-        return super().decode(texts, options, first_line)
+        return super().decode(texts, options, first_line, **targets)
 
     decode.__doc__ = SearchDecoder.decode.__doc__
+
+    @torch.no_grad()
+    def score(
+        self, texts: list[str], targets: list[str], options: DecodeOptions | None = None
+    ) -> list[PairScore]:
+        return super().score(texts, targets, options)
+
+    score.__doc__ = SearchDecoder.score.__doc__
 
     def _batches(self, ids: list[list[int]], size: int):
         """Length-bucketed batches on the model's device: (positions, src, mask)."""

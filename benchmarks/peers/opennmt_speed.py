@@ -66,10 +66,14 @@ def write_pieces(cfg, folder: Path) -> int:
     pipeline = TextPipeline.build(cfg.data, texts.train_src, texts.train_tgt, folder)
     pipeline.save(folder)
     kept = filter_lengths(pipeline.encode(texts.train_src, texts.train_tgt), cfg.data, "train")
-    for side, seqs, vocab in (("src", kept.src, pipeline.src_vocab),
-                              ("tgt", kept.tgt, pipeline.tgt_vocab)):  # fmt: skip
-        lines = [" ".join(vocab.decode(seqs.data[start : start + n].tolist()))
-                 for start, n in zip(seqs.offsets, seqs.lengths, strict=True)]  # fmt: skip
+    for side, seqs, vocab in (
+        ("src", kept.src, pipeline.src_vocab),
+        ("tgt", kept.tgt, pipeline.tgt_vocab),
+    ):
+        lines = [
+            " ".join(vocab.decode(seqs.data[start : start + n].tolist()))
+            for start, n in zip(seqs.offsets, seqs.lengths, strict=True)
+        ]
         (folder / f"train.{side}").write_text("\n".join(lines) + "\n", encoding="utf-8")
         counts = collections.Counter(tok for line in lines for tok in line.split())
         pieces = "".join(f"{tok}\t{n}\n" for tok, n in counts.most_common())
@@ -101,8 +105,9 @@ def aggregate_reports(reports: list[tuple[int, int, int]], warmup: int) -> float
     return tokens / seconds
 
 
-def time_opennmt(onmt: str, folder: Path, warmup: int, steps: int, threads: int,
-                 workers: int) -> dict:  # fmt: skip
+def time_opennmt(
+    onmt: str, folder: Path, warmup: int, steps: int, threads: int, workers: int
+) -> dict:
     """Train OpenNMT-py for ``warmup + steps`` updates (reports every 10) and read its log."""
     total = warmup + steps
     corpus = {"path_src": str(folder / "train.src"), "path_tgt": str(folder / "train.tgt")}
@@ -140,8 +145,13 @@ def time_opennmt(onmt: str, folder: Path, warmup: int, steps: int, threads: int,
     (folder / "onmt.yaml").write_text(yaml.safe_dump(opts), encoding="utf-8")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
-    proc = subprocess.run([onmt, "-config", str(folder / "onmt.yaml")], env=env, text=True,
-                          capture_output=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [onmt, "-config", str(folder / "onmt.yaml")],
+        env=env,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
     wall = time.perf_counter() - start
     log = proc.stdout + proc.stderr
     if proc.returncode:
@@ -166,8 +176,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps (each toolkit)")
     parser.add_argument("--steps", type=int, default=100, help="timed steps (each toolkit)")
-    parser.add_argument("--onmt-workers", type=int, default=2,
-                        help="OpenNMT-py DataLoader workers (its default: 2)")  # fmt: skip
+    parser.add_argument(
+        "--onmt-workers", type=int, default=2, help="OpenNMT-py DataLoader workers (its default: 2)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternations A/B (default 2)")
     args = parser.parse_args()
     if args.warmup % 10 or args.steps % 10 or args.warmup < 10:
@@ -180,8 +191,11 @@ def main() -> None:
         pairs = write_pieces(cfg, folder)
         for _ in range(args.rounds):  # A, B, A, B: both toolkits see the same load drift
             ours.append(time_transduce(cfg, folder, args.warmup, args.steps))
-            peer.append(time_opennmt(args.onmt, folder, args.warmup, args.steps, args.threads,
-                                     args.onmt_workers))  # fmt: skip
+            peer.append(
+                time_opennmt(
+                    args.onmt, folder, args.warmup, args.steps, args.threads, args.onmt_workers
+                )
+            )
     a = statistics.mean(r["tgt_tok_s"] for r in ours)
     b = statistics.mean(r["tgt_tok_s"] for r in peer)
     record = {

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.loopback import LoopbackServer, closed_port
-from transduce.data import download
+from transduce.data import download, installing
 from transduce.data.catalogue import DataFile, Dataset
 from transduce.data.download import DownloadError, get, sha256_of
 
@@ -46,22 +46,41 @@ GZ = gzip.compress(TEXT, mtime=0)
 
 CATALOGUE = {
     "plain": Dataset(
-        "plain", "two plain files", "CC0", BASE, ("toy.yaml",),
+        "plain",
+        "two plain files",
+        "CC0",
+        BASE,
+        ("toy.yaml",),
         (
             DataFile("toy/train.txt.gz", f"{BASE}/data/train.txt.gz", sha(GZ), len(GZ)),
             DataFile("toy/series.csv", f"{BASE}/Dataset/series.csv", sha(CSV), len(CSV)),
         ),
     ),
     "zipped": Dataset(
-        "zipped", "a zip: text stored gzipped, and its about file", "CC-BY", BASE, (),
+        "zipped",
+        "a zip: text stored gzipped, and its about file",
+        "CC-BY",
+        BASE,
+        (),
         (
-            DataFile("tatoeba/toy.txt.gz", f"{BASE}/toy-eng.zip", sha(TEXT),
-                     member="toy-eng/toy.txt", gzip=True, archive_sha256=sha(ZIP)),
-            DataFile("tatoeba/toy-eng_about.txt", f"{BASE}/toy-eng.zip", sha(ABOUT),
-                     member="toy-eng/_about.txt", archive_sha256=sha(ZIP)),
+            DataFile(
+                "tatoeba/toy.txt.gz",
+                f"{BASE}/toy-eng.zip",
+                sha(TEXT),
+                member="toy-eng/toy.txt",
+                gzip=True,
+                archive_sha256=sha(ZIP),
+            ),
+            DataFile(
+                "tatoeba/toy-eng_about.txt",
+                f"{BASE}/toy-eng.zip",
+                sha(ABOUT),
+                member="toy-eng/_about.txt",
+                archive_sha256=sha(ZIP),
+            ),
         ),
     ),
-}  # fmt: skip
+}
 
 
 def files_under(root: Path) -> list[str]:
@@ -170,8 +189,10 @@ def test_http_errors_name_the_file_and_what_to_do(server, tmp_path):
 
 
 def test_unpinned_language_installs_and_reports_its_checksum(server, tmp_path):
-    server.add("https://www.manythings.org/anki/xyz-eng.zip",
-               zipped({"xyz.txt": TEXT, "_about.txt": ABOUT}))  # fmt: skip
+    server.add(
+        "https://www.manythings.org/anki/xyz-eng.zip",
+        zipped({"xyz.txt": TEXT, "_about.txt": ABOUT}),
+    )
     result = get(["tatoeba-xyz"], tmp_path, progress=False)
     assert (tmp_path / "tatoeba/xyz.txt").read_bytes() == TEXT
     assert result.unpinned == {
@@ -205,13 +226,23 @@ def test_from_local_file_and_folder_work_offline(monkeypatch, tmp_path):
 def test_from_mirror_url_laid_out_like_the_data_root(server, tmp_path):
     server.add("https://mirror.example/data/toy/train.txt.gz", GZ)
     server.add("https://mirror.example/data/toy/series.csv", CSV)
-    result = get(["plain"], tmp_path, source=f"{server.base}/mirror.example/data",
-                 catalogue=CATALOGUE, progress=False)  # fmt: skip
+    result = get(
+        ["plain"],
+        tmp_path,
+        source=f"{server.base}/mirror.example/data",
+        catalogue=CATALOGUE,
+        progress=False,
+    )
     assert sorted(result.installed) == ["toy/series.csv", "toy/train.txt.gz"]
     # a URL to one file: fetched, then unpacked like a local one
     server.add("https://mirror.example/toy-eng.zip", zipped({"toy.txt": TEXT, "_about.txt": ABOUT}))
-    result = get(["zipped"], tmp_path, source=f"{server.base}/mirror.example/toy-eng.zip",
-                 catalogue=CATALOGUE, progress=False)  # fmt: skip
+    result = get(
+        ["zipped"],
+        tmp_path,
+        source=f"{server.base}/mirror.example/toy-eng.zip",
+        catalogue=CATALOGUE,
+        progress=False,
+    )
     assert sorted(result.installed) == ["tatoeba/toy-eng_about.txt", "tatoeba/toy.txt.gz"]
     assert files_under(tmp_path) == sorted(
         [*result.installed, "toy/series.csv", "toy/train.txt.gz"]
@@ -231,7 +262,7 @@ class _FullDisk(io.FileIO):
 
 @pytest.mark.parametrize("offline", [False, True])
 def test_full_disk_is_one_line_and_leaves_nothing(server, tmp_path, monkeypatch, offline):
-    monkeypatch.setattr(download, "_open_write", lambda path: _FullDisk(path, "w"))
+    monkeypatch.setattr(installing, "_open_write", lambda path: _FullDisk(path, "w"))
     source = None
     if offline:
         (tmp_path / "toy-eng.zip").write_bytes(ZIP)
@@ -264,7 +295,7 @@ def test_ctrl_c_half_way_leaves_nothing(server, tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             return super().write(data)
 
-    monkeypatch.setattr(download, "_open_write", lambda path: Interrupted(path, "w"))
+    monkeypatch.setattr(installing, "_open_write", lambda path: Interrupted(path, "w"))
     with pytest.raises(KeyboardInterrupt):
         get(["plain"], tmp_path, catalogue=CATALOGUE, progress=False)
     assert files_under(tmp_path) == []
@@ -292,8 +323,7 @@ def test_an_unpinned_entry_has_a_cap():
 def test_a_member_declaring_more_than_the_cap_is_not_extracted(tmp_path):
     archive = tmp_path / "xyz-eng.zip"
     archive.write_bytes(zipped({"xyz.txt": b"a\tb\n" * 1000}))
-    f = DataFile("tatoeba/xyz.txt", "https://x/xyz-eng.zip", None, member="xyz.txt",
-                 max_bytes=1000)  # fmt: skip
+    f = DataFile("tatoeba/xyz.txt", "https://x/xyz-eng.zip", None, member="xyz.txt", max_bytes=1000)
     with pytest.raises(DownloadError, match="declares 4,000 bytes, over this entry's cap"):
         download.install(archive, f, tmp_path / "root")
     assert not (tmp_path / "root" / "tatoeba" / "xyz.txt").exists()

@@ -19,8 +19,9 @@ from transduce.train import prepare_run, train
 
 def _mixed(sizes: list[int], weights: list[float]) -> MixedData:
     n = sum(sizes)
-    data = ParallelData([[4 + i % 7] * (1 + i % 5) for i in range(n)],
-                        [[5] * (1 + i % 3) for i in range(n)])  # fmt: skip
+    data = ParallelData(
+        [[4 + i % 7] * (1 + i % 5) for i in range(n)], [[5] * (1 + i % 3) for i in range(n)]
+    )
     corpus = np.repeat(np.arange(len(sizes)), sizes)
     return MixedData(data, corpus, weights)
 
@@ -56,8 +57,11 @@ def test_a_run_on_weighted_corpora_resumes_exactly(tmp_path, monkeypatch):
     b = write_tsv(tmp_path / "b.tsv", reverse_pairs(40, seed=2))
     valid = write_tsv(tmp_path / "valid.tsv", reverse_pairs(20, seed=3))
     corpora = [{"path": str(a), "weight": 1.0}, {"path": str(b), "weight": 4.0}]
-    cfg = tiny_config(a, data={"train": corpora, "valid": str(valid)},
-                      train={"max_steps": 10, "valid_every": 5, "batch_size": 24})  # fmt: skip
+    cfg = tiny_config(
+        a,
+        data={"train": corpora, "valid": str(valid)},
+        train={"max_steps": 10, "valid_every": 5, "batch_size": 24},
+    )
     _, data, _, _ = prepare_run(cfg, tmp_path / "peek", resume=False)
     assert isinstance(data, MixedData) and len(data) == 240
     share = np.mean(np.concatenate([data.sample(1, e) for e in range(10)]) >= 200)

@@ -25,7 +25,12 @@ def test_the_wmt14_recipe_is_transformer_base():
     cfg = load_config(RECIPE)
     t = cfg.model.transformer
     assert (t.d_model, t.heads, t.ff_size, t.encoder_layers, t.decoder_layers) == (
-        512, 8, 2048, 6, 6)  # fmt: skip
+        512,
+        8,
+        2048,
+        6,
+        6,
+    )
     assert not t.pre_norm and cfg.train.label_smoothing == 0.1 and cfg.data.joint_vocab
     assert cfg.train.max_tokens * cfg.train.accumulate_steps >= 24_000
     assert cfg.data.prepared == "auto"
@@ -41,12 +46,22 @@ def test_prepare_then_train_the_wmt14_recipe_on_a_tiny_corpus(tmp_path, capsys):
     assert out.strip() == str(store)
     manifest = json.loads((store / "manifest.json").read_text())
     assert manifest["splits"]["train"]["corpora"][0]["read"] == 300 and "train: 300 pairs" in err
-    tiny = ["model.transformer.d_model=16", "model.transformer.heads=2",
-            "model.transformer.ff_size=32", "model.transformer.encoder_layers=1",
-            "model.transformer.decoder_layers=1", "train.max_steps=2", "train.max_tokens=300",
-            "train.accumulate_steps=1", "train.valid_every=2", "train.valid_max=4",
-            "train.precision=fp32", "train.progress=false", "decode.max_len=8",
-            f"data.prepared={store}"]  # fmt: skip
+    tiny = [
+        "model.transformer.d_model=16",
+        "model.transformer.heads=2",
+        "model.transformer.ff_size=32",
+        "model.transformer.encoder_layers=1",
+        "model.transformer.decoder_layers=1",
+        "train.max_steps=2",
+        "train.max_tokens=300",
+        "train.accumulate_steps=1",
+        "train.valid_every=2",
+        "train.valid_max=4",
+        "train.precision=fp32",
+        "train.progress=false",
+        "decode.max_len=8",
+        f"data.prepared={store}",
+    ]
     run = tmp_path / "run"
     sets = [f"--set={x}" for x in data + tiny]
     assert main(["train", str(RECIPE), "--out", str(run), *sets]) == 0
@@ -56,6 +71,17 @@ def test_prepare_then_train_the_wmt14_recipe_on_a_tiny_corpus(tmp_path, capsys):
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["split"] == "valid"] == [2, 4]
     # Other data settings with this store: one line naming the key, no traceback.
-    assert main(["train", str(RECIPE), "--out", str(tmp_path / "other"), *sets,
-                 "--set=data.vocab_size=50"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                str(RECIPE),
+                "--out",
+                str(tmp_path / "other"),
+                *sets,
+                "--set=data.vocab_size=50",
+            ]
+        )
+        == 2
+    )
     assert "data.vocab_size (store 40, config 50)" in capsys.readouterr().err

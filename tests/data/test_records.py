@@ -95,8 +95,10 @@ def test_chatterbot_pairs_turns_and_reports_the_malformed_entry_with_its_file(tm
     )
     data = read_chatterbot(tmp_path)
     assert list(zip(data.src, data.tgt, strict=True)) == [
-        ("Hi", "Hello"), ("Hello", "How are you?"), ("What?", "That."),
-    ]  # fmt: skip
+        ("Hi", "Hello"),
+        ("Hello", "How are you?"),
+        ("What?", "That."),
+    ]
     assert data.report.skipped == {"malformed conversation in b.yml": 1}
     assert data.report.examples[0][0] == 5  # the line of the bad entry
     assert "kept 2 of 3 conversations; skipped 1" in data.report.summary()
@@ -122,9 +124,17 @@ def test_pipeline_packs_fields_with_a_separator(tmp_path):
     path = jsonl(tmp_path / "t.jsonl", *(record(question=f"q{i}", answer="doc") for i in range(9)))
     cfg = from_dict(
         Config,
-        {"data": {"format": "jsonl", "train": str(path), "src_fields": list(FIELDS),
-                  "tgt_field": "answer", "src_tokenizer": "word", "tgt_tokenizer": "word"}},
-    )  # fmt: skip
+        {
+            "data": {
+                "format": "jsonl",
+                "train": str(path),
+                "src_fields": list(FIELDS),
+                "tgt_field": "answer",
+                "src_tokenizer": "word",
+                "tgt_tokenizer": "word",
+            }
+        },
+    )
     texts = load_texts(cfg.data)
     pipe = TextPipeline.build(cfg.data, texts.train_src, texts.train_tgt, tmp_path)
     assert pipe.fields == 2 and pipe.src_vocab.itos[SEP_ID] == SEP

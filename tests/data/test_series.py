@@ -1,4 +1,4 @@
-"""Series readers (M4 wide, long), windows, scaling and calendar features."""
+"""Series readers (M4 wide, long): layouts, bad lines, hostile timestamps."""
 
 from __future__ import annotations
 
@@ -6,14 +6,7 @@ import numpy as np
 import pytest
 
 from transduce.data.corpus import DataError
-from transduce.data.series import (
-    WindowSpec,
-    read_long,
-    read_m4_wide,
-    read_series,
-    training_windows,
-    unscale,
-)
+from transduce.data.series import read_long, read_m4_wide, read_series
 
 
 def _write(path, text):
@@ -31,9 +24,13 @@ def test_m4_wide_reads_ragged_rows(tmp_path):
 
 @pytest.mark.parametrize(
     ("row", "problem"),
-    [('"C","x","1",""', "not a number"), ('"C","1","","3"', "empty cell"),
-     ('"C","","",""', "no values"), ('"C","1","inf",""', "finite")],
-)  # fmt: skip
+    [
+        ('"C","x","1",""', "not a number"),
+        ('"C","1","","3"', "empty cell"),
+        ('"C","","",""', "no values"),
+        ('"C","1","inf",""', "finite"),
+    ],
+)
 def test_m4_wide_bad_lines_name_file_and_line(tmp_path, row, problem):
     p = _write(tmp_path / "w.csv", f'"V1","V2","V3","V4"\n"A","1","2","3"\n{row}\n')
     with pytest.raises(DataError, match=rf"w\.csv:3: .*{problem}"):
@@ -68,56 +65,23 @@ def test_long_format_bad_lines(tmp_path):
     np.testing.assert_array_equal(s.values[0], [1, 4])
 
 
-def test_training_windows_hold_out_the_end_and_unscale_exactly():
-    rng = np.random.default_rng(0)
-    series = [rng.uniform(5, 10, 100), rng.uniform(50, 90, 130)]
-    spec = WindowSpec(lookback=24, horizon=8, period=12, scaling="log", calendar=True)
-    train, valid = training_windows(series, spec, stride=4, holdout=8)
-    assert train.src.shape[1:] == (24, 3) and train.exog.shape[1:] == (8, 2)
-    assert valid.src.shape[0] == 2
-    # the validation targets are each series' last 8 values, recovered by unscale
-    for i, x in enumerate(series):
-        got = unscale(valid.target[i : i + 1, :, 0].astype(float), valid.level[i : i + 1], spec)
-        np.testing.assert_allclose(got[0], x[-8:], rtol=1e-5)
-    # no training target reaches into the held-out values: origins end 8 before the end
-    assert np.isclose(train.target[:, :, 0], valid.target[0, :, 0]).all(1).sum() == 0
-    # the calendar phase of the first validation target step is (-8 mod 12)
-    angle = 2 * np.pi * ((-8) % 12) / 12
-    np.testing.assert_allclose(valid.exog[0, 0], [np.sin(angle), np.cos(angle)], atol=1e-6)
-
-
-def test_covariates_ride_beside_the_encoder_values_and_the_decoder_features():
-    """Column 0 future-known (encoder and decoder), column 1 past-only (encoder alone);
-    each window sees exactly the rows of its own steps."""
-    n, L, H = 40, 6, 3
-    x = np.arange(1.0, n + 1)
-    cov = np.stack([np.arange(n) * 10.0, -np.arange(n) * 1.0], -1)  # [n, 2]: row = step
-    spec = WindowSpec(L, H, period=3, scaling="none", calendar=False, covariates=1,
-                      past_covariates=1)  # fmt: skip
-    assert (spec.features, spec.exog_features) == (3, 1)
-    train, valid = training_windows([x], spec, stride=5, holdout=H, covariates=[cov])
-    for w in (train, valid):
-        for i in range(len(w.src)):
-            first = int(w.src[i, 0, 0]) - 1  # values are 1..n, so the value names its step
-            np.testing.assert_array_equal(w.src[i, :, 1:], cov[first : first + L])
-            np.testing.assert_array_equal(w.exog[i, :, 0], cov[first + L : first + L + H, 0])
-    assert int(valid.src[0, 0, 0]) == n - H - L + 1
-
-
 # ----------------------------------------------------------------- hostile timestamps
 
 
 @pytest.mark.parametrize(
     ("rows", "problem"),
-    [("a,3,1\na,2,1\n", "numeric timestamps must increase"),
-     ("a,1,1\na,1.0,1\n", r"appears twice \(as 1\)"),
-     ("a,2020-01-01T00:00,1\na,2020-01-01T01:00+02:00,1\n", "after 2020-01-01T00:00"),
-     ("a,2020-01-01T02:00+02:00,1\na,2020-01-01T00:00Z,1\n", "appears twice"),
-     ("a,1,1\na,2020-01-01,1\n", "a time \\(no zone\\) timestamp"),
-     ("a,1,1e308\n", "beyond"), ("a,1,-1e16\n", "beyond"),
-     ("a,9999-12-31T23:30-01:00,1\n", "out of the range of dates"),
-     ("a,0001-01-01T00:10+01:00,1\n", "out of the range of dates")],
-)  # fmt: skip
+    [
+        ("a,3,1\na,2,1\n", "numeric timestamps must increase"),
+        ("a,1,1\na,1.0,1\n", r"appears twice \(as 1\)"),
+        ("a,2020-01-01T00:00,1\na,2020-01-01T01:00+02:00,1\n", "after 2020-01-01T00:00"),
+        ("a,2020-01-01T02:00+02:00,1\na,2020-01-01T00:00Z,1\n", "appears twice"),
+        ("a,1,1\na,2020-01-01,1\n", "a time \\(no zone\\) timestamp"),
+        ("a,1,1e308\n", "beyond"),
+        ("a,1,-1e16\n", "beyond"),
+        ("a,9999-12-31T23:30-01:00,1\n", "out of the range of dates"),
+        ("a,0001-01-01T00:10+01:00,1\n", "out of the range of dates"),
+    ],
+)
 def test_long_series_hostile_timestamps_and_values_name_the_series(tmp_path, rows, problem):
     p = _write(tmp_path / "l.csv", "id,timestamp,value\n" + rows)
     with pytest.raises(DataError, match=problem):
@@ -125,8 +89,11 @@ def test_long_series_hostile_timestamps_and_values_name_the_series(tmp_path, row
 
 
 def test_numeric_timestamps_sort_as_numbers_and_zones_as_instants(tmp_path):
-    p = _write(tmp_path / "l.csv", "id,timestamp,value\na,9,1\na,10,2\n"
-               "b,2020-03-29T01:00+01:00,1\nb,2020-03-29T03:00+02:00,2\n")  # fmt: skip
+    p = _write(
+        tmp_path / "l.csv",
+        "id,timestamp,value\na,9,1\na,10,2\n"
+        "b,2020-03-29T01:00+01:00,1\nb,2020-03-29T03:00+02:00,2\n",
+    )
     data = read_long(p)
     assert data.timestamps[0] == ["9", "10"] and list(data.values[0]) == [1.0, 2.0]
     assert len(data.timestamps[1]) == 2

@@ -41,8 +41,14 @@ def _tree(folder: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize(("tokenizer", "limit"), [("char", 5), ("bpe", 2)])
 def test_one_and_three_workers_write_byte_identical_stores(corpus, tmp_path, tokenizer, limit):
     train_tsv, valid_tsv = corpus
-    cfg = _data(train_tsv, valid=str(valid_tsv), src_tokenizer=tokenizer,
-                tgt_tokenizer=tokenizer, vocab_size=40, max_src_len=limit)  # fmt: skip
+    cfg = _data(
+        train_tsv,
+        valid=str(valid_tsv),
+        src_tokenizer=tokenizer,
+        tgt_tokenizer=tokenizer,
+        vocab_size=40,
+        max_src_len=limit,
+    )
     one = prepare(cfg, tmp_path / "one", workers=1, chunk=64, progress=False)
     three = prepare(cfg, tmp_path / "three", workers=3, chunk=64, progress=False)
     assert _tree(one.path) == _tree(three.path)
@@ -57,8 +63,9 @@ def test_a_store_built_with_other_settings_or_files_is_refused(corpus, tmp_path)
     train_tsv, valid_tsv = corpus
     cfg = _data(train_tsv, valid=str(valid_tsv))
     store = prepare(cfg, tmp_path / "store", progress=False)
-    other = _data(train_tsv, valid=str(valid_tsv), lowercase=True, max_src_len=9,
-                  prepared=str(store.path))  # fmt: skip
+    other = _data(
+        train_tsv, valid=str(valid_tsv), lowercase=True, max_src_len=9, prepared=str(store.path)
+    )
     with pytest.raises(StoreError, match=r"data.lowercase .*data.max_src_len"):
         open_store(other)
     with pytest.raises(StoreError, match=r"other data settings: data\.min_freq"):
@@ -99,8 +106,11 @@ def test_training_from_the_store_equals_training_in_memory(corpus, tmp_path):
 def test_kill_and_resume_on_the_store_is_bit_exact(corpus, tmp_path, monkeypatch):
     train_tsv, valid_tsv = corpus
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    cfg = tiny_config(train_tsv, data={"valid": str(valid_tsv), "prepared": "auto"},
-                      train={"max_steps": 12, "valid_every": 4, "batch_size": 32})  # fmt: skip
+    cfg = tiny_config(
+        train_tsv,
+        data={"valid": str(valid_tsv), "prepared": "auto"},
+        train={"max_steps": 12, "valid_every": 4, "batch_size": 32},
+    )
     train(cfg, tmp_path / "full")
     stores = list((tmp_path / "cache" / "transduce" / "prepared").iterdir())
     assert len(stores) == 1  # built on first use, in the cache
@@ -145,8 +155,11 @@ def test_malformed_lines_are_counted_per_reason_exactly_as_the_reader_does(tmp_p
 
 def test_a_damaged_store_is_one_line_naming_the_file(corpus, tmp_path):
     train_tsv, valid_tsv = corpus
-    store = prepare(tiny_config(train_tsv, data={"valid": str(valid_tsv)}).data,
-                    tmp_path / "store", progress=False)  # fmt: skip
+    store = prepare(
+        tiny_config(train_tsv, data={"valid": str(valid_tsv)}).data,
+        tmp_path / "store",
+        progress=False,
+    )
     ids = store.path / "train.src.ids"
     ids.chmod(0o644)
     ids.write_bytes(ids.read_bytes()[:-4])

@@ -30,14 +30,25 @@ STEPS = 4
 
 
 def _config(tsv, store):
-    opts = {"optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "batch_size": 8,
-            "max_steps": STEPS, "epochs": 50}  # fmt: skip
+    opts = {
+        "optimizer": "sgd",
+        "lr": 0.5,
+        "momentum": 0.9,
+        "batch_size": 8,
+        "max_steps": STEPS,
+        "epochs": 50,
+    }
     return tiny_config(tsv, data={"prepared": str(store)}, train=opts)
 
 
 def _entry(rank: int, world: int, port: int, tsv, store, tmp) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     with distributed.launch("cpu") as ctx:
         cfg = _config(tsv, store)

@@ -93,9 +93,11 @@ class Poison(Callback):
 # never read, so only the check before writing a checkpoint sees it.
 @pytest.mark.parametrize(
     ("which", "message"),
-    [(-1, r"the loss is nan at step 5; .* stays .*last"),
-     (0, r"the weights became non-finite by step 6; .* stays .*last")],
-)  # fmt: skip
+    [
+        (-1, r"the loss is nan at step 5; .* stays .*last"),
+        (0, r"the weights became non-finite by step 6; .* stays .*last"),
+    ],
+)
 def test_non_finite_values_stop_and_keep_the_last_good_checkpoint(tsv, tmp_path, which, message):
     cfg = tiny_config(tsv, train={"epochs": 3, "valid_every": 3, "keep_checkpoints": 2})
     run_dir = tmp_path / "run"

@@ -12,8 +12,9 @@ from transduce.nn.models import build_model
 
 def _model():
     torch.manual_seed(0)
-    cfg = ModelConfig(preset="luong", cell="gru", encoder=EncoderConfig(8, 16),
-                      decoder=DecoderConfig(8, 16))  # fmt: skip
+    cfg = ModelConfig(
+        preset="luong", cell="gru", encoder=EncoderConfig(8, 16), decoder=DecoderConfig(8, 16)
+    )
     return build_model(cfg, 10, 10)
 
 

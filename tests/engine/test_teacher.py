@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from transduce.config import DecoderConfig, EncoderConfig, ModelConfig
-from transduce.data.series import ValueBatch
+from transduce.data.windows import ValueBatch
 from transduce.engine.objective import Objective
 from transduce.engine.teacher import mix, unroll
 from transduce.nn.models import build_model, build_value_model
@@ -13,8 +13,9 @@ from transduce.search import rollout
 
 
 def _cfg(preset: str) -> ModelConfig:
-    return ModelConfig(preset=preset, cell="gru", encoder=EncoderConfig(8, 16),
-                       decoder=DecoderConfig(8, 16))  # fmt: skip
+    return ModelConfig(
+        preset=preset, cell="gru", encoder=EncoderConfig(8, 16), decoder=DecoderConfig(8, 16)
+    )
 
 
 @pytest.mark.parametrize("preset", ["luong", "bahdanau", "cho"])

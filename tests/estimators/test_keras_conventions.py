@@ -25,8 +25,15 @@ def _data(n: int = 96, seed: int = 0):
 
 
 def _model(**kwargs):
-    return Seq2Seq(input_dim=2, input_length=6, hidden_dim=8, output_length=3, output_dim=1,
-                   teacher_force=True, **kwargs)  # fmt: skip
+    return Seq2Seq(
+        input_dim=2,
+        input_length=6,
+        hidden_dim=8,
+        output_length=3,
+        output_dim=1,
+        teacher_force=True,
+        **kwargs,
+    )
 
 
 def test_fit_prints_one_keras_line_per_epoch(capsys):
@@ -38,15 +45,19 @@ def test_fit_prints_one_keras_line_per_epoch(capsys):
     assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/2", "Epoch 2/2"]
     for line in lines:
         assert [p.split(":")[0] for p in line.split(" - ")[2:]] == [
-            "loss", "mae", "val_loss", "val_mae"
-        ]  # fmt: skip
+            "loss",
+            "mae",
+            "val_loss",
+            "val_mae",
+        ]
     model.fit(X, Y, epochs=1, verbose=0)
     assert capsys.readouterr().out == ""
 
 
 def test_summary_and_count_params_agree_with_the_network(capsys):
-    model = AttentionSeq2Seq(input_dim=2, input_length=6, hidden_dim=8, output_length=3,
-                             output_dim=1)  # fmt: skip
+    model = AttentionSeq2Seq(
+        input_dim=2, input_length=6, hidden_dim=8, output_length=3, output_dim=1
+    )
     model.compile(loss="mse")
     text = model.summary()
     assert capsys.readouterr().out.strip() == text.strip()
@@ -60,8 +71,9 @@ def test_value_metrics_are_in_the_history_and_match_evaluate():
     X, Y = _data()
     model = _model()
     model.compile(loss="mse", optimizer="adam", metrics=["mae", "mse"])
-    hist = model.fit(X[:64], Y[:64], epochs=3, batch_size=16, validation_data=(X[64:], Y[64:]),
-                     verbose=0)  # fmt: skip
+    hist = model.fit(
+        X[:64], Y[:64], epochs=3, batch_size=16, validation_data=(X[64:], Y[64:]), verbose=0
+    )
     assert set(hist.history) == {"loss", "mae", "mse", "val_loss", "val_mae", "val_mse"}
     assert hist.epoch == [0, 1, 2] and all(len(v) == 3 for v in hist.history.values())
     loss, mae, mse = model.evaluate(X[64:], Y[64:])
@@ -74,8 +86,9 @@ def test_value_metrics_are_in_the_history_and_match_evaluate():
 def test_accuracy_for_classes_and_metric_errors():
     rng = np.random.default_rng(1)
     X = rng.integers(1, 5, (64, 4))
-    model = AttentionSeq2Seq(input_dim=5, input_length=4, hidden_dim=8, output_length=4,
-                             output_dim=5)  # fmt: skip
+    model = AttentionSeq2Seq(
+        input_dim=5, input_length=4, hidden_dim=8, output_length=4, output_dim=5
+    )
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     hist = model.fit(X, X[:, ::-1].copy(), epochs=2, validation_split=0.25, verbose=0)
     assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
@@ -142,5 +155,7 @@ def test_a_second_fit_continues_the_optimizer():
     for a, b in zip(once.net.parameters(), twice.net.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     restarted = run([1, 2], fresh=True)  # what the test guards against: a new Adam each fit
-    assert any(not torch.allclose(a, b, atol=1e-6) for a, b in
-               zip(once.net.parameters(), restarted.net.parameters(), strict=True))  # fmt: skip
+    assert any(
+        not torch.allclose(a, b, atol=1e-6)
+        for a, b in zip(once.net.parameters(), restarted.net.parameters(), strict=True)
+    )

@@ -15,8 +15,17 @@ from transduce.train import train
 from transduce.translate import DecodeOptions, Translator
 
 INPUTS = [s for s, _ in reverse_pairs(40, seed=11)]
-TRANSFORMER = {"preset": "transformer", "transformer": {"d_model": 32, "heads": 4, "ff_size": 64,
-               "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.0}}  # fmt: skip
+TRANSFORMER = {
+    "preset": "transformer",
+    "transformer": {
+        "d_model": 32,
+        "heads": 4,
+        "ff_size": 64,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "dropout": 0.0,
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +51,17 @@ def test_fp32_conversion_matches_pytorch_on_most_inputs(beam, runs, capsys):
 
 def test_int8_converts_and_translates(runs, capsys):
     out = runs / "c8"
-    args = ["-q", "export", "ct2", "--model", str(runs / "tf"), "--out", str(out),
-            "--quantization", "int8"]  # fmt: skip
+    args = [
+        "-q",
+        "export",
+        "ct2",
+        "--model",
+        str(runs / "tf"),
+        "--out",
+        str(out),
+        "--quantization",
+        "int8",
+    ]
     assert main(args) == 0
     capsys.readouterr()
     texts = CT2Translator.load(out, threads=1).translate(["abc", "", "fedcba"])

@@ -36,10 +36,13 @@ def _build(files: dict[str, str], fail: BaseException | None = None):
 
 @pytest.mark.parametrize(
     "fail",
-    [ModuleNotFoundError("No module named 'ctranslate2'", name="ctranslate2"),
-     OSError(errno.ENOSPC, "No space left on device"),
-     OSError(errno.EROFS, "Read-only file system"), ValueError("half way")],
-)  # fmt: skip
+    [
+        ModuleNotFoundError("No module named 'ctranslate2'", name="ctranslate2"),
+        OSError(errno.ENOSPC, "No space left on device"),
+        OSError(errno.EROFS, "Read-only file system"),
+        ValueError("half way"),
+    ],
+)
 def test_a_failed_export_leaves_no_folder_and_the_previous_one(run, tmp_path, fail):
     out = tmp_path / "exported"
     export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v1"}))

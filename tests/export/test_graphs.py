@@ -60,8 +60,9 @@ def test_multi_input_model_exports(preset, mode, tmp_path):
 @pytest.mark.parametrize("preset", ["luong", "cho"])
 def test_forecasting_rollout_equals_pytorch(preset, tmp_path):
     sizes = {"embed_size": 8, "hidden_size": 16}
-    cfg = ModelConfig(preset=preset, cell="gru", encoder=EncoderConfig(**sizes),
-                      decoder=DecoderConfig(**sizes))  # fmt: skip
+    cfg = ModelConfig(
+        preset=preset, cell="gru", encoder=EncoderConfig(**sizes), decoder=DecoderConfig(**sizes)
+    )
     torch.manual_seed(0)
     model = build_value_model(cfg, input_dim=3, output_dim=1, exog_dim=2).eval()
     src, mask = example_source(model, 3)

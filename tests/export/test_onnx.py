@@ -95,15 +95,25 @@ def test_beam_of_one_is_greedy_in_the_runtime(exported, task):
     assert [t[0] for t in b.tokens] == [g.tokens[i, : g.lengths[i]].tolist() for i in range(48)]
 
 
-@pytest.mark.parametrize("alpha,normalize,ngram,ratio", [(0.6, False, 2, None),
-                                                          (0.0, True, 0, 1.0)])  # fmt: skip
+@pytest.mark.parametrize(
+    "alpha,normalize,ngram,ratio", [(0.6, False, 2, None), (0.0, True, 0, 1.0)]
+)
 def test_beam_options_equal_pytorch(alpha, normalize, ngram, ratio, exported, task):
     model, onnx = exported("transformer")
-    ref = beam_search(model, task.src, task.src_mask, 4, 2, MAX_LEN, ratio, alpha, normalize,
-                      ngram)  # fmt: skip
-    hyp = core.beam_search(OPS, onnx, task.src.numpy(), task.src_mask.numpy(), MAX_LEN, ratio,
-                           beam=4, nbest=2, alpha=alpha, normalize=normalize,
-                           no_repeat_ngram=ngram)  # fmt: skip
+    ref = beam_search(model, task.src, task.src_mask, 4, 2, MAX_LEN, ratio, alpha, normalize, ngram)
+    hyp = core.beam_search(
+        OPS,
+        onnx,
+        task.src.numpy(),
+        task.src_mask.numpy(),
+        MAX_LEN,
+        ratio,
+        beam=4,
+        nbest=2,
+        alpha=alpha,
+        normalize=normalize,
+        no_repeat_ngram=ngram,
+    )
     assert hyp.tokens == ref.tokens
     np.testing.assert_allclose(hyp.scores, ref.scores, atol=1e-4)
 

@@ -33,15 +33,35 @@ def write_wide(path, rows) -> None:
 
 def tiny_series_config(train: str, **series) -> dict:
     return {
-        "series": {"format": "auto", "train": train, "horizon": H, "lookback": 18, "period": M,
-                   "stride": 2, **series},
-        "model": {"preset": "luong", "cell": "gru", "attention": {"input_feeding": False},
-                  "encoder": {"embed_size": 8, "hidden_size": 16},
-                  "decoder": {"embed_size": 8, "hidden_size": 16}},
-        "train": {"lr": 0.01, "batch_size": 32, "max_steps": 60, "epochs": 100,
-                  "valid_every": 30, "valid_exact": False, "log_every": 0, "progress": False,
-                  "threads": 1, "seed": 1},
-    }  # fmt: skip
+        "series": {
+            "format": "auto",
+            "train": train,
+            "horizon": H,
+            "lookback": 18,
+            "period": M,
+            "stride": 2,
+            **series,
+        },
+        "model": {
+            "preset": "luong",
+            "cell": "gru",
+            "attention": {"input_feeding": False},
+            "encoder": {"embed_size": 8, "hidden_size": 16},
+            "decoder": {"embed_size": 8, "hidden_size": 16},
+        },
+        "train": {
+            "lr": 0.01,
+            "batch_size": 32,
+            "max_steps": 60,
+            "epochs": 100,
+            "valid_every": 30,
+            "valid_exact": False,
+            "log_every": 0,
+            "progress": False,
+            "threads": 1,
+            "seed": 1,
+        },
+    }
 
 
 @pytest.fixture(scope="session")

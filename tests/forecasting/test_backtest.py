@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from transduce.cli import main
-from transduce.data.series import SeriesSet, WindowSpec
+from transduce.data.series import SeriesSet
+from transduce.data.windows import WindowSpec
 from transduce.forecasting.backtest import backtest, window_cuts
 from transduce.forecasting.metrics import smape
 
@@ -59,8 +60,20 @@ def test_backtest_equals_hand_computed_windows():
 def test_backtest_cli_on_a_trained_run(quantile_run, capsys):
     tmp, _ = quantile_run
     capsys.readouterr()
-    args = ["backtest", "--model", str(tmp / "run"), "--windows", "3", "--step", "4",
-            "--level", "80", "95", "--output", str(tmp / "bt.json")]  # fmt: skip
+    args = [
+        "backtest",
+        "--model",
+        str(tmp / "run"),
+        "--windows",
+        "3",
+        "--step",
+        "4",
+        "--level",
+        "80",
+        "95",
+        "--output",
+        str(tmp / "bt.json"),
+    ]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert [w["cut"] for w in result["windows"]] == [14, 10, 6]
@@ -73,8 +86,16 @@ def test_backtest_cli_on_a_trained_run(quantile_run, capsys):
 def test_refit_trains_each_window_on_its_own_history(quantile_run, tmp_path, capsys):
     tmp, hist = quantile_run
     capsys.readouterr()
-    args = ["backtest", "--model", str(tmp / "run"), "--windows", "1", "--refit",
-            "--out", str(tmp_path / "refit")]  # fmt: skip
+    args = [
+        "backtest",
+        "--model",
+        str(tmp / "run"),
+        "--windows",
+        "1",
+        "--refit",
+        "--out",
+        str(tmp_path / "refit"),
+    ]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["refit"] is True and np.isfinite(result["overall"]["owa"])

@@ -21,8 +21,13 @@ from transduce.forecasting.pipeline import Forecaster  # noqa: E402
 def _frame(values: np.ndarray, start="2024-01-01", **columns) -> pd.DataFrame:
     n, t = values.shape
     stamps = pd.date_range(start, periods=t, freq="h")
-    df = pd.DataFrame({"unique_id": np.repeat([f"s{i}" for i in range(n)], t),
-                       "ds": np.tile(stamps, n), "y": values.reshape(-1)})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "unique_id": np.repeat([f"s{i}" for i in range(n)], t),
+            "ds": np.tile(stamps, n),
+            "y": values.reshape(-1),
+        }
+    )
     for name, v in columns.items():
         df[name] = v.reshape(-1)
     return df
@@ -40,10 +45,12 @@ def test_frame_to_series_sorts_each_series_and_keeps_first_seen_ids():
 
 @pytest.mark.parametrize(
     "change,message",
-    [(lambda d: d.drop(columns="y"), "no column 'y'"),
-     (lambda d: d.assign(y=[1.0, np.nan, 3, 4, 5, 6]), "row 1: column 'y': 'nan'"),
-     (lambda d: pd.concat([d, d.iloc[[1]]]), "row 6: series 's0' at .* appears twice")],
-)  # fmt: skip
+    [
+        (lambda d: d.drop(columns="y"), "no column 'y'"),
+        (lambda d: d.assign(y=[1.0, np.nan, 3, 4, 5, 6]), "row 1: column 'y': 'nan'"),
+        (lambda d: pd.concat([d, d.iloc[[1]]]), "row 6: series 's0' at .* appears twice"),
+    ],
+)
 def test_a_bad_table_is_one_error_naming_the_row(change, message):
     with pytest.raises(DataError, match=message):
         frame_to_series(change(_frame(np.array([[1.0, 2, 3], [4, 5, 6]]))))
@@ -81,16 +88,24 @@ def test_csv_and_parquet_tables_through_the_cli(fitted, capsys):
     df.to_csv(tmp / "in.csv", index=False)
     for name in ("in.parquet", "in.csv"):
         out = tmp / f"out-{name}"
-        args = ["forecast", "--model", str(tmp / "run"), "--input", str(tmp / name),
-                "--output", str(out), "--level", "80"]  # fmt: skip
+        args = [
+            "forecast",
+            "--model",
+            str(tmp / "run"),
+            "--input",
+            str(tmp / name),
+            "--output",
+            str(out),
+            "--level",
+            "80",
+        ]
         assert main(args) == 0
         got = pd.read_parquet(out) if name.endswith("parquet") else pd.read_csv(out)
         ref = forecaster.predict(level=[80])
         assert list(got.columns) == list(ref.columns)
         assert got["unique_id"].tolist() == ref["unique_id"].tolist()
         np.testing.assert_allclose(got["y"].to_numpy(float), ref["y"].to_numpy(), rtol=1e-5)
-        np.testing.assert_allclose(got["hi-80"].to_numpy(float), ref["hi-80"].to_numpy(),
-                                   rtol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(got["hi-80"].to_numpy(float), ref["hi-80"].to_numpy(), rtol=1e-5)
 
 
 def test_future_known_covariates_move_the_forecasts(tmp_path):

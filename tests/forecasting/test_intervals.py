@@ -54,7 +54,8 @@ def test_official_naive_hourly_msis_and_acd_reproduced():
     train = read_m4_wide(data_root() / "m4/Hourly-train.csv")
     test = read_m4_wide(data_root() / "m4/Hourly-test.csv")
     bands = [naive_interval(x, 48) for x in train.values]
-    got = interval_scores(train.values, test.values, [b[0] for b in bands],
-                          [b[1] for b in bands], 24, 95.0)  # fmt: skip
+    got = interval_scores(
+        train.values, test.values, [b[0] for b in bands], [b[1] for b in bands], 24, 95.0
+    )
     assert round(got["msis"], 3) == 71.245  # RESULTS.md section D
     assert round(got["acd"], 3) == 0.011

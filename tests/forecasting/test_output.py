@@ -28,16 +28,32 @@ H, M = 4, 6
 @pytest.mark.parametrize(
     "stamps,step,name,after",
     [
-        (["2024-03-01 22:00", "2024-03-01 23:00"], timedelta(hours=1), "1h",
-         ["2024-03-02 00:00", "2024-03-02 01:00"]),
-        (["2024-02-27", "2024-02-28", "2024-03-01"], timedelta(days=1), "1d",
-         ["2024-03-02", "2024-03-03"]),  # one missing day: the most common step wins
-        (["2023-11-30T00:15:00", "2023-11-30T00:30:00"], timedelta(minutes=15), "15min",
-         ["2023-11-30T00:45:00", "2023-11-30T01:00:00"]),
-        (["2023-11-01", "2023-12-01", "2024-01-01"], "month", "month",
-         ["2024-02-01", "2024-03-01"]),
+        (
+            ["2024-03-01 22:00", "2024-03-01 23:00"],
+            timedelta(hours=1),
+            "1h",
+            ["2024-03-02 00:00", "2024-03-02 01:00"],
+        ),
+        (
+            ["2024-02-27", "2024-02-28", "2024-03-01"],
+            timedelta(days=1),
+            "1d",
+            ["2024-03-02", "2024-03-03"],
+        ),  # one missing day: the most common step wins
+        (
+            ["2023-11-30T00:15:00", "2023-11-30T00:30:00"],
+            timedelta(minutes=15),
+            "15min",
+            ["2023-11-30T00:45:00", "2023-11-30T01:00:00"],
+        ),
+        (
+            ["2023-11-01", "2023-12-01", "2024-01-01"],
+            "month",
+            "month",
+            ["2024-02-01", "2024-03-01"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_frequency_is_inferred_and_continued(stamps, step, name, after):
     assert infer_frequency(stamps) == step
     assert describe_frequency(step) == name
@@ -64,8 +80,10 @@ def test_long_writer_rows(tmp_path):
     freq = write_long_forecasts(tmp_path / "f.csv", s, np.array([[1.5, 2.25]]))
     assert freq == "1h"
     assert (tmp_path / "f.csv").read_text().splitlines() == [
-        "id,timestamp,value", "x,2024-01-01 02:00,1.5", "x,2024-01-01 03:00,2.25"
-    ]  # fmt: skip
+        "id,timestamp,value",
+        "x,2024-01-01 02:00,1.5",
+        "x,2024-01-01 03:00,2.25",
+    ]
 
 
 def _write_long(path, series: dict[str, np.ndarray]) -> None:
@@ -80,25 +98,50 @@ def _write_long(path, series: dict[str, np.ndarray]) -> None:
 def test_forecast_cli_long_in_long_out(tmp_path, capsys, caplog):
     rng = np.random.default_rng(0)
     t = np.arange(60)
-    data = {f"S{i}": 50 * (1.2 + np.sin(2 * np.pi * t / M)) * rng.uniform(0.97, 1.03, 60)
-            for i in range(3)}  # fmt: skip
+    data = {
+        f"S{i}": 50 * (1.2 + np.sin(2 * np.pi * t / M)) * rng.uniform(0.97, 1.03, 60)
+        for i in range(3)
+    }
     _write_long(tmp_path / "train.csv", data)
     cfg = {
-        "series": {"format": "long", "train": str(tmp_path / "train.csv"), "horizon": H,
-                   "lookback": 12, "period": M, "stride": 2},
-        "model": {"preset": "luong", "cell": "gru",
-                  "encoder": {"embed_size": 8, "hidden_size": 8},
-                  "decoder": {"embed_size": 8, "hidden_size": 8}},
-        "train": {"max_steps": 10, "epochs": 100, "valid_every": 10, "valid_exact": False,
-                  "log_every": 0, "progress": False, "threads": 1},
-    }  # fmt: skip
+        "series": {
+            "format": "long",
+            "train": str(tmp_path / "train.csv"),
+            "horizon": H,
+            "lookback": 12,
+            "period": M,
+            "stride": 2,
+        },
+        "model": {
+            "preset": "luong",
+            "cell": "gru",
+            "encoder": {"embed_size": 8, "hidden_size": 8},
+            "decoder": {"embed_size": 8, "hidden_size": 8},
+        },
+        "train": {
+            "max_steps": 10,
+            "epochs": 100,
+            "valid_every": 10,
+            "valid_exact": False,
+            "log_every": 0,
+            "progress": False,
+            "threads": 1,
+        },
+    }
     (tmp_path / "fc.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     assert main(["-q", "train", str(tmp_path / "fc.yaml"), "--out", str(tmp_path / "run")]) == 0
     _write_long(tmp_path / "hist.csv", {**data, "short": data["S0"][:5]})
     capsys.readouterr()
     out = tmp_path / "fc.csv"
-    args = ["forecast", "--model", str(tmp_path / "run"), "--input", str(tmp_path / "hist.csv"),
-            "--output", str(out)]  # fmt: skip
+    args = [
+        "forecast",
+        "--model",
+        str(tmp_path / "run"),
+        "--input",
+        str(tmp_path / "hist.csv"),
+        "--output",
+        str(out),
+    ]
     with caplog.at_level(logging.WARNING, logger="transduce.forecast"):
         assert main(args) == 0
     assert "1 of 4 series are shorter than the lookback of 12" in caplog.text

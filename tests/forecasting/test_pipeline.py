@@ -43,15 +43,34 @@ def run(tmp_path_factory):
     _write_wide(tmp / "hist.csv", hist)
     _write_wide(tmp / "test.csv", nxt)
     cfg = {
-        "series": {"format": "m4", "train": str(tmp / "train.csv"), "horizon": H,
-                   "lookback": 18, "period": M, "stride": 2},
-        "model": {"preset": "luong", "cell": "gru", "attention": {"input_feeding": False},
-                  "encoder": {"embed_size": 8, "hidden_size": 16},
-                  "decoder": {"embed_size": 8, "hidden_size": 16}},
-        "train": {"lr": 0.01, "batch_size": 16, "max_steps": 60, "epochs": 100,
-                  "valid_every": 20, "valid_exact": False, "log_every": 0, "progress": False,
-                  "threads": 1, "keep_checkpoints": 3},
-    }  # fmt: skip
+        "series": {
+            "format": "m4",
+            "train": str(tmp / "train.csv"),
+            "horizon": H,
+            "lookback": 18,
+            "period": M,
+            "stride": 2,
+        },
+        "model": {
+            "preset": "luong",
+            "cell": "gru",
+            "attention": {"input_feeding": False},
+            "encoder": {"embed_size": 8, "hidden_size": 16},
+            "decoder": {"embed_size": 8, "hidden_size": 16},
+        },
+        "train": {
+            "lr": 0.01,
+            "batch_size": 16,
+            "max_steps": 60,
+            "epochs": 100,
+            "valid_every": 20,
+            "valid_exact": False,
+            "log_every": 0,
+            "progress": False,
+            "threads": 1,
+            "keep_checkpoints": 3,
+        },
+    }
     (tmp / "fc.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     assert main(["-q", "train", str(tmp / "fc.yaml"), "--out", str(tmp / "run")]) == 0
     return tmp
@@ -67,8 +86,17 @@ def test_train_writes_a_model_directory(run):
 def test_forecast_cli_writes_csv_and_scores(run, capsys):
     capsys.readouterr()
     out = run / "fc.csv"
-    args = ["forecast", "--model", str(run / "run"), "--input", str(run / "hist.csv"),
-            "--output", str(out), "--actuals", str(run / "test.csv")]  # fmt: skip
+    args = [
+        "forecast",
+        "--model",
+        str(run / "run"),
+        "--input",
+        str(run / "hist.csv"),
+        "--output",
+        str(out),
+        "--actuals",
+        str(run / "test.csv"),
+    ]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
     rows = list(csv.reader(out.open()))
@@ -87,8 +115,18 @@ def test_forecast_with_averaged_checkpoints(run, tmp_path, capsys):
 
     def forecast(checkpoint: str) -> np.ndarray:
         out = tmp_path / f"{checkpoint}.csv"
-        args = ["-q", "forecast", "--model", str(run / "run"), "--input", str(run / "hist.csv"),
-                "--output", str(out), "--checkpoint", checkpoint]  # fmt: skip
+        args = [
+            "-q",
+            "forecast",
+            "--model",
+            str(run / "run"),
+            "--input",
+            str(run / "hist.csv"),
+            "--output",
+            str(out),
+            "--checkpoint",
+            checkpoint,
+        ]
         assert main(args) == 0
         return np.array([[float(v) for v in r[1:]] for r in list(csv.reader(out.open()))[1:]])
 
@@ -105,13 +143,27 @@ def test_resume_continues_exactly(run, tmp_path):
     from safetensors.torch import load_file
 
     shutil.copytree(run / "run", tmp_path / "resumed")
-    args = ["-q", "train", "--resume", "--out", str(tmp_path / "resumed"),
-            "--set", "train.max_steps=80"]  # fmt: skip
+    args = [
+        "-q",
+        "train",
+        "--resume",
+        "--out",
+        str(tmp_path / "resumed"),
+        "--set",
+        "train.max_steps=80",
+    ]
     assert main(args) == 0
     records = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").open()]
     assert [r["step"] for r in records if r["split"] == "valid"] == [20, 40, 60, 80]
-    args = ["-q", "train", str(run / "fc.yaml"), "--out", str(tmp_path / "straight"),
-            "--set", "train.max_steps=80"]  # fmt: skip
+    args = [
+        "-q",
+        "train",
+        str(run / "fc.yaml"),
+        "--out",
+        str(tmp_path / "straight"),
+        "--set",
+        "train.max_steps=80",
+    ]
     assert main(args) == 0
     a = load_file(str(tmp_path / "resumed" / "last" / "model.safetensors"))
     b = load_file(str(tmp_path / "straight" / "last" / "model.safetensors"))
@@ -120,9 +172,20 @@ def test_resume_continues_exactly(run, tmp_path):
 
 def test_plot_forecast(run):
     out = run / "fc.png"
-    args = ["plot", "forecast", "--model", str(run / "run"), "--input", str(run / "hist.csv"),
-            "--actuals", str(run / "test.csv"), "--series", "S1,S3",
-            "--output", str(out)]  # fmt: skip
+    args = [
+        "plot",
+        "forecast",
+        "--model",
+        str(run / "run"),
+        "--input",
+        str(run / "hist.csv"),
+        "--actuals",
+        str(run / "test.csv"),
+        "--series",
+        "S1,S3",
+        "--output",
+        str(out),
+    ]
     assert main(args) == 0 and out.stat().st_size > 1000
     assert main([*args[:-4], "--series", "nope", "--output", str(out)]) == 2
 
@@ -130,8 +193,15 @@ def test_plot_forecast(run):
 def test_forecast_errors_are_clear(run, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text('"V1","V2","V3"\n"A","1","x"\n', encoding="utf-8")
-    args = ["forecast", "--model", str(run / "run"), "--input", str(bad), "--output",
-            str(tmp_path / "o.csv")]  # fmt: skip
+    args = [
+        "forecast",
+        "--model",
+        str(run / "run"),
+        "--input",
+        str(bad),
+        "--output",
+        str(tmp_path / "o.csv"),
+    ]
     assert main(args) == 2
     assert "bad.csv:2" in capsys.readouterr().err
 

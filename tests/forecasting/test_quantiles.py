@@ -65,8 +65,19 @@ def test_every_validation_reports_interval_metrics_and_the_run_holds_its_calibra
 def test_forecast_level_writes_nested_bands_around_the_point(quantile_run, capsys):
     tmp, _ = quantile_run
     out = tmp / "bands.csv"
-    args = ["forecast", "--model", str(tmp / "run"), "--input", str(tmp / "train.csv"),
-            "--output", str(out), "--level", "80", "95", "50"]  # fmt: skip
+    args = [
+        "forecast",
+        "--model",
+        str(tmp / "run"),
+        "--input",
+        str(tmp / "train.csv"),
+        "--output",
+        str(out),
+        "--level",
+        "80",
+        "95",
+        "50",
+    ]
     assert main(args) == 0
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["id", "step", "value", "lo-80", "hi-80", "lo-95", "hi-95", "lo-50", "hi-50"]
@@ -79,8 +90,17 @@ def test_forecast_level_writes_nested_bands_around_the_point(quantile_run, capsy
 
 def test_a_level_the_run_did_not_calibrate_is_refused_in_one_line(quantile_run, capsys):
     tmp, _ = quantile_run
-    args = ["forecast", "--model", str(tmp / "run"), "--input", str(tmp / "train.csv"),
-            "--output", str(tmp / "x.csv"), "--level", "73"]  # fmt: skip
+    args = [
+        "forecast",
+        "--model",
+        str(tmp / "run"),
+        "--input",
+        str(tmp / "train.csv"),
+        "--output",
+        str(tmp / "x.csv"),
+        "--level",
+        "73",
+    ]
     assert main(args) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "level 73" in err[0] and "Traceback" not in err[0]
@@ -110,8 +130,17 @@ def test_onnx_export_carries_the_quantile_head(quantile_run):
 def test_forecast_never_overwrites_its_input(quantile_run, capsys):
     tmp, _ = quantile_run
     before = (tmp / "train.csv").read_bytes()
-    args = ["forecast", "--model", str(tmp / "run"), "--input", str(tmp / "train.csv"),
-            "--output", str(tmp / "." / "train.csv"), "--level", "80"]  # fmt: skip
+    args = [
+        "forecast",
+        "--model",
+        str(tmp / "run"),
+        "--input",
+        str(tmp / "train.csv"),
+        "--output",
+        str(tmp / "." / "train.csv"),
+        "--level",
+        "80",
+    ]
     assert main(args) != 0
     assert "is an input" in capsys.readouterr().err
     assert (tmp / "train.csv").read_bytes() == before

@@ -21,8 +21,9 @@ def test_hoisted_attention_first_unroll_has_the_step_loops_gradients(
     model = make_model("bahdanau", cell, decoder={"layers": layers}, seed=3).train()
     calls = []
     hoisted = type(model.decoder)._unroll_attention_first
-    monkeypatch.setattr(type(model.decoder), "_unroll_attention_first",
-                        lambda *a: calls.append(1) or hoisted(*a))  # fmt: skip
+    monkeypatch.setattr(
+        type(model.decoder), "_unroll_attention_first", lambda *a: calls.append(1) or hoisted(*a)
+    )
     target = task.tgt_out.flatten()
 
     def loss(logits):

@@ -25,8 +25,11 @@ QUESTIONS = list(range(13, 17))  # "what is at position k?"
 VOCAB = 17
 
 # (preset, fusion mode, steps): concat_state must squeeze the document into one vector.
-MODES = [("luong", "concat_time", 150), ("sutskever", "concat_state", 300),
-         ("bahdanau", "gated", 150)]  # fmt: skip
+MODES = [
+    ("luong", "concat_time", 150),
+    ("sutskever", "concat_state", 300),
+    ("bahdanau", "gated", 150),
+]
 
 
 def pointer_task(docs: int = 16, blank: str | None = None, seed: int = 0):
@@ -52,9 +55,13 @@ def pointer_task(docs: int = 16, blank: str | None = None, seed: int = 0):
 
 def make(preset: str, mode: str, shared: bool = False, cell: str = "gru", seed: int = 0):
     sizes = {"embed_size": 16, "hidden_size": 32}
-    cfg = ModelConfig(preset=preset, cell=cell, encoder=EncoderConfig(**sizes),
-                      decoder=DecoderConfig(**sizes),
-                      fusion=FusionConfig(mode=mode, shared_encoder=shared))  # fmt: skip
+    cfg = ModelConfig(
+        preset=preset,
+        cell=cell,
+        encoder=EncoderConfig(**sizes),
+        decoder=DecoderConfig(**sizes),
+        fusion=FusionConfig(mode=mode, shared_encoder=shared),
+    )
     torch.manual_seed(seed)
     return build_model(cfg, VOCAB, VOCAB, sources=2)
 
@@ -163,8 +170,10 @@ def test_unsupported_combinations_name_the_setting():
 
 def test_transformer_reads_packed_fields_through_the_same_search():
     tiny = {"d_model": 16, "heads": 2, "ff_size": 32, "encoder_layers": 1, "decoder_layers": 1}
-    cfg = from_dict(ModelConfig, {"preset": "transformer", "transformer": tiny,
-                                  "fusion": {"mode": "concat_time"}})  # fmt: skip
+    cfg = from_dict(
+        ModelConfig,
+        {"preset": "transformer", "transformer": tiny, "fusion": {"mode": "concat_time"}},
+    )
     torch.manual_seed(0)
     model = build_model(cfg, VOCAB, VOCAB, sources=2).eval()
     src, mask, *_ = pointer_task(docs=2)

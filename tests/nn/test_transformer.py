@@ -18,10 +18,16 @@ def tiny(pre_norm=True, positions="sinusoidal", tie=False, dropout=0.0):
         preset="transformer",
         tie_embeddings=tie,
         transformer=TransformerConfig(
-            d_model=32, heads=4, ff_size=64, encoder_layers=2, decoder_layers=2,
-            pre_norm=pre_norm, positions=positions, dropout=dropout,
+            d_model=32,
+            heads=4,
+            ff_size=64,
+            encoder_layers=2,
+            decoder_layers=2,
+            pre_norm=pre_norm,
+            positions=positions,
+            dropout=dropout,
         ),
-    )  # fmt: skip
+    )
     return build_model(cfg, 20, 14)
 
 
@@ -99,8 +105,16 @@ def test_overfits_the_reverse_task(tie):
 
 def test_trains_saves_and_loads_through_the_trainer(tmp_path):
     tsv = write_tsv(tmp_path / "rev.tsv", reverse_pairs(120))
-    model = {"preset": "transformer", "transformer": {"d_model": 32, "heads": 2, "ff_size": 64,
-             "encoder_layers": 1, "decoder_layers": 1}}  # fmt: skip
+    model = {
+        "preset": "transformer",
+        "transformer": {
+            "d_model": 32,
+            "heads": 2,
+            "ff_size": 64,
+            "encoder_layers": 1,
+            "decoder_layers": 1,
+        },
+    }
     result = train(tiny_config(tsv, model=model, train={"label_smoothing": 0.1}), tmp_path / "run")
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     t = Translator.load(tmp_path / "run")

@@ -15,11 +15,18 @@ from transduce.runtime.model import ExportError, read_manifest
 def _manifest(**changes) -> dict:
     side = {"tokenizer": "char", "lowercase": False, "vocab": "vocab.src.json"}
     manifest = {
-        "engine": "onnx", "kind": "text", "preset": "luong",
-        "decode": {"max_len": 20, "max_len_ratio": None, "batch_size": 8,
-                   "max_input_len": 100, "on_long_input": "truncate"},
+        "engine": "onnx",
+        "kind": "text",
+        "preset": "luong",
+        "decode": {
+            "max_len": 20,
+            "max_len_ratio": None,
+            "batch_size": 8,
+            "max_input_len": 100,
+            "on_long_input": "truncate",
+        },
         "text": {"src": dict(side), "tgt": {**side, "vocab": "vocab.tgt.json"}, "fields": 1},
-    }  # fmt: skip
+    }
     for dotted, value in changes.items():
         node = manifest
         *parents, last = dotted.split("__")
@@ -53,27 +60,31 @@ def test_a_good_manifest_reads(export):
 
 @pytest.mark.parametrize(
     ("changes", "problem"),
-    [({"text__src__vocab": "../outside.json"}, "points outside the export's folder"),
-     ({"text__src__vocab": "../../x"}, "points outside"),
-     ({"text__src__vocab": "/etc/passwd"}, "not a file name inside"),
-     ({"text__src__vocab": "."}, "is not a file"),
-     ({"text__src__vocab": 3}, "expected a file name"),
-     ({"text__tgt": KeyError}, "text.tgt: expected a mapping"),
-     ({"text": [1]}, "text: expected a mapping"),
-     ({"decode": KeyError}, "decode: expected a mapping"),
-     ({"decode__max_len": "20"}, "decode.max_len: expected an integer"),
-     ({"decode__max_len": True}, "decode.max_len: expected an integer"),
-     ({"decode__max_len": 0}, "decode.max_len: expected a positive integer"),
-     ({"decode__batch_size": 1.5}, "decode.batch_size"),
-     ({"text__src__tokenizer": "magic"}, "text.src.tokenizer: expected one of"),
-     ({"text__src__lowercase": "no"}, "text.src.lowercase: expected true/false"),
-     ({"text__src__tokenizer": "bpe", "text__src__sentencepiece": "vocab.src.json"},
-      "is not a sentencepiece model"),
-     ({"text__src__tokenizer": "bpe"}, "text.src.sentencepiece: expected a file name"),
-     ({"engine": "tflite"}, "engine: expected one of"),
-     ({"preset": ["x"]}, "preset: expected a string"),
-     ({"kind": "images"}, "kind: expected")],
-)  # fmt: skip
+    [
+        ({"text__src__vocab": "../outside.json"}, "points outside the export's folder"),
+        ({"text__src__vocab": "../../x"}, "points outside"),
+        ({"text__src__vocab": "/etc/passwd"}, "not a file name inside"),
+        ({"text__src__vocab": "."}, "is not a file"),
+        ({"text__src__vocab": 3}, "expected a file name"),
+        ({"text__tgt": KeyError}, "text.tgt: expected a mapping"),
+        ({"text": [1]}, "text: expected a mapping"),
+        ({"decode": KeyError}, "decode: expected a mapping"),
+        ({"decode__max_len": "20"}, "decode.max_len: expected an integer"),
+        ({"decode__max_len": True}, "decode.max_len: expected an integer"),
+        ({"decode__max_len": 0}, "decode.max_len: expected a positive integer"),
+        ({"decode__batch_size": 1.5}, "decode.batch_size"),
+        ({"text__src__tokenizer": "magic"}, "text.src.tokenizer: expected one of"),
+        ({"text__src__lowercase": "no"}, "text.src.lowercase: expected true/false"),
+        (
+            {"text__src__tokenizer": "bpe", "text__src__sentencepiece": "vocab.src.json"},
+            "is not a sentencepiece model",
+        ),
+        ({"text__src__tokenizer": "bpe"}, "text.src.sentencepiece: expected a file name"),
+        ({"engine": "tflite"}, "engine: expected one of"),
+        ({"preset": ["x"]}, "preset: expected a string"),
+        ({"kind": "images"}, "kind: expected"),
+    ],
+)
 def test_a_bad_manifest_is_one_line(export, changes, problem):
     with pytest.raises(ExportError, match=problem) as caught:
         _read(export, _manifest(**changes))
@@ -82,9 +93,13 @@ def test_a_bad_manifest_is_one_line(export, changes, problem):
 
 @pytest.mark.parametrize(
     ("name", "inputs", "outputs"),
-    [("encoder", ["features"], ["logits"]), ("head", ["src", "src_mask"], ["memory.h"]),
-     ("step", ["memory.h"], ["state.h"]), ("init_state", ["prev"], ["features"])],
-)  # fmt: skip
+    [
+        ("encoder", ["features"], ["logits"]),
+        ("head", ["src", "src_mask"], ["memory.h"]),
+        ("step", ["memory.h"], ["state.h"]),
+        ("init_state", ["prev"], ["features"]),
+    ],
+)
 def test_a_graph_swapped_for_another_is_refused(tmp_path, name, inputs, outputs):
     with pytest.raises(ExportError, match=f"not the {name} graph"):
         check_graph(tmp_path / f"{name}.onnx", name, inputs, outputs)

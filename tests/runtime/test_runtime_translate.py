@@ -55,8 +55,11 @@ def _cli(args: list[str], stdin: str, monkeypatch, capsys) -> tuple[int, str, st
     return code, out.out, out.err
 
 
-OPTIONS = [DecodeOptions(), DecodeOptions(beam=4, nbest=2),
-           DecodeOptions(beam=3, alpha=0.6, no_repeat_ngram=2)]  # fmt: skip
+OPTIONS = [
+    DecodeOptions(),
+    DecodeOptions(beam=4, nbest=2),
+    DecodeOptions(beam=3, alpha=0.6, no_repeat_ngram=2),
+]
 
 
 @pytest.mark.parametrize("options", OPTIONS)
@@ -73,42 +76,75 @@ def test_runtime_translates_like_pytorch(options, exported):
 
 def test_translate_and_evaluate_pick_the_engine_from_the_manifest(exported, monkeypatch, capsys):
     stdin = "".join(x + "\n" for x in INPUTS)
-    code, onnx_out, _ = _cli(["translate", "--model", str(exported / "x")], stdin, monkeypatch,
-                             capsys)  # fmt: skip
+    code, onnx_out, _ = _cli(
+        ["translate", "--model", str(exported / "x")], stdin, monkeypatch, capsys
+    )
     assert code == 0
-    code, torch_out, _ = _cli(["translate", "--model", str(exported / "run")], stdin,
-                              monkeypatch, capsys)  # fmt: skip
+    code, torch_out, _ = _cli(
+        ["translate", "--model", str(exported / "run")], stdin, monkeypatch, capsys
+    )
     assert onnx_out == torch_out and len(onnx_out.splitlines()) == len(INPUTS)
     (exported / "src.txt").write_text("abc\nfed\n")
     (exported / "ref.txt").write_text("cba\ndef\n")
     scores = []
     for model in ("x", "run"):
-        args = ["evaluate", "--model", str(exported / model), "--src", str(exported / "src.txt"),
-                "--ref", str(exported / "ref.txt"), "--beam", "3"]  # fmt: skip
+        args = [
+            "evaluate",
+            "--model",
+            str(exported / model),
+            "--src",
+            str(exported / "src.txt"),
+            "--ref",
+            str(exported / "ref.txt"),
+            "--beam",
+            "3",
+        ]
         code, out, _ = _cli(args, "", monkeypatch, capsys)
         assert code == 0
-        scores.append({k: v for k, v in json.loads(out).items() if "per_s" not in k and
-                       k != "seconds"})  # fmt: skip
+        scores.append(
+            {k: v for k, v in json.loads(out).items() if "per_s" not in k and k != "seconds"}
+        )
     assert scores[0] == scores[1]
 
 
 def test_wrong_engine_is_a_one_line_error(exported, monkeypatch, capsys):
-    code, _, err = _cli(["translate", "--model", str(exported / "run"), "--engine", "onnx"], "a\n",
-                        monkeypatch, capsys)  # fmt: skip
+    code, _, err = _cli(
+        ["translate", "--model", str(exported / "run"), "--engine", "onnx"],
+        "a\n",
+        monkeypatch,
+        capsys,
+    )
     assert code == 2 and "export it first" in err and len(err.splitlines()) == 1
-    code, _, err = _cli(["translate", "--model", str(exported / "x"), "--engine", "torch"], "a\n",
-                        monkeypatch, capsys)  # fmt: skip
+    code, _, err = _cli(
+        ["translate", "--model", str(exported / "x"), "--engine", "torch"],
+        "a\n",
+        monkeypatch,
+        capsys,
+    )
     assert code == 2 and "is a onnx export" in err
 
 
 def test_runtime_cli_runs_where_torch_cannot_be_imported(exported):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, "translate", "--model", str(exported / "x"),
-         "--beam", "3", "--threads", "1"],
-        input="".join(x + "\n" for x in INPUTS), capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            NO_TORCH,
+            "translate",
+            "--model",
+            str(exported / "x"),
+            "--beam",
+            "3",
+            "--threads",
+            "1",
+        ],
+        input="".join(x + "\n" for x in INPUTS),
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=env,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr
     ref = Translator.load(exported / "run").translate(INPUTS, DecodeOptions(beam=3))
     assert proc.stdout.splitlines() == ref
@@ -156,8 +192,17 @@ def test_runtime_options_and_flags_match_translate():
 
 def test_int8_export_translates_every_line(exported, tmp_path, capsys):
     out = tmp_path / "x8"
-    args = ["-q", "export", "onnx", "--model", str(exported / "run"), "--out", str(out),
-            "--quantize", "int8"]  # fmt: skip
+    args = [
+        "-q",
+        "export",
+        "onnx",
+        "--model",
+        str(exported / "run"),
+        "--out",
+        str(out),
+        "--quantize",
+        "int8",
+    ]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["quantize"] == "int8"
     texts = RuntimeTranslator.load(out, threads=1).translate(INPUTS, DecodeOptions(beam=2))

@@ -21,8 +21,17 @@ from transduce.config import Config, from_dict
 from transduce.train import train
 
 GREEK = "αβγδεζηθ"
-TRANSFORMER = {"preset": "transformer", "transformer": {"d_model": 32, "heads": 4, "ff_size": 64,
-               "encoder_layers": 1, "decoder_layers": 1, "dropout": 0.0}}  # fmt: skip
+TRANSFORMER = {
+    "preset": "transformer",
+    "transformer": {
+        "d_model": 32,
+        "heads": 4,
+        "ff_size": 64,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "dropout": 0.0,
+    },
+}
 
 
 def greek_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -52,14 +61,22 @@ def qa_run(tmp_path_factory):
             d = "".join(rng.choice("xyz") for _ in range(3))
             f.write(json.dumps({"question": q, "document": d, "answer": q[0] + d[0]}) + "\n")
     raw = {
-        "data": {"format": "jsonl", "train": str(tmp / "qa.jsonl"), "valid_fraction": 0.2,
-                 "src_fields": ["question", "document"], "tgt_field": "answer"},
-        "model": {"preset": "luong", "cell": "gru",
-                  "encoder": {"embed_size": 8, "hidden_size": 16},
-                  "decoder": {"embed_size": 8, "hidden_size": 16}},
+        "data": {
+            "format": "jsonl",
+            "train": str(tmp / "qa.jsonl"),
+            "valid_fraction": 0.2,
+            "src_fields": ["question", "document"],
+            "tgt_field": "answer",
+        },
+        "model": {
+            "preset": "luong",
+            "cell": "gru",
+            "encoder": {"embed_size": 8, "hidden_size": 16},
+            "decoder": {"embed_size": 8, "hidden_size": 16},
+        },
         "train": {"batch_size": 16, "epochs": 1, "lr": 0.01, "progress": False},
         "decode": {"max_len": 8},
-    }  # fmt: skip
+    }
     train(from_dict(Config, raw), tmp / "qa")
     return tmp / "qa"
 
@@ -75,14 +92,32 @@ def series_run(tmp_path_factory):
             x = rng.uniform(20, 200) * (1 + 0.4 * np.sin(2 * np.pi * t / 6))
             f.write(f"S{i}," + ",".join(f"{v:.3f}" for v in x) + "\n")
     raw = {
-        "series": {"format": "m4", "train": str(tmp / "train.csv"), "horizon": 6,
-                   "lookback": 18, "period": 6, "stride": 2},
-        "model": {"preset": "luong", "cell": "gru", "attention": {"input_feeding": False},
-                  "encoder": {"embed_size": 8, "hidden_size": 16},
-                  "decoder": {"embed_size": 8, "hidden_size": 16}},
-        "train": {"lr": 0.01, "batch_size": 16, "max_steps": 20, "epochs": 100,
-                  "valid_every": 10, "valid_exact": False, "log_every": 0, "progress": False},
-    }  # fmt: skip
+        "series": {
+            "format": "m4",
+            "train": str(tmp / "train.csv"),
+            "horizon": 6,
+            "lookback": 18,
+            "period": 6,
+            "stride": 2,
+        },
+        "model": {
+            "preset": "luong",
+            "cell": "gru",
+            "attention": {"input_feeding": False},
+            "encoder": {"embed_size": 8, "hidden_size": 16},
+            "decoder": {"embed_size": 8, "hidden_size": 16},
+        },
+        "train": {
+            "lr": 0.01,
+            "batch_size": 16,
+            "max_steps": 20,
+            "epochs": 100,
+            "valid_every": 10,
+            "valid_exact": False,
+            "log_every": 0,
+            "progress": False,
+        },
+    }
     train(from_dict(Config, raw), tmp / "fc")
     return tmp / "fc"
 

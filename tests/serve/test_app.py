@@ -101,11 +101,23 @@ def test_two_input_model_equals_cli(client, qa_run, tmp_path, capsys):
 def test_forecast_equals_cli(client, series_run, tmp_path, capsys):
     hist = [[50 + 10 * ((i + k) % 6) for i in range(30)] for k in range(3)]
     path = tmp_path / "hist.csv"
-    path.write_text("V1," + ",".join(f"V{i + 2}" for i in range(30)) + "\n" + "".join(
-        f"S{k}," + ",".join(str(v) for v in h) + "\n" for k, h in enumerate(hist)
-    ), encoding="utf-8")  # fmt: skip
-    args = ["-q", "forecast", "--model", str(series_run), "--input", str(path),
-            "--output", str(tmp_path / "fc.csv")]  # fmt: skip
+    path.write_text(
+        "V1,"
+        + ",".join(f"V{i + 2}" for i in range(30))
+        + "\n"
+        + "".join(f"S{k}," + ",".join(str(v) for v in h) + "\n" for k, h in enumerate(hist)),
+        encoding="utf-8",
+    )
+    args = [
+        "-q",
+        "forecast",
+        "--model",
+        str(series_run),
+        "--input",
+        str(path),
+        "--output",
+        str(tmp_path / "fc.csv"),
+    ]
     assert main(args) == 0
     rows = list(csv.reader(io.StringIO((tmp_path / "fc.csv").read_text())))[1:]
     stamps = [f"2024-03-01T{h:02d}:00" for h in range(24)] + [

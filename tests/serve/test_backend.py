@@ -109,15 +109,21 @@ def test_exported_models_are_described(export_client, exports):
         assert m["vocab"]["source"] > 6 and m["vocab"]["target"] > 6
         assert m["decoding_defaults"]["max_len"] == 12 and m["decoding_defaults"]["beam"] == 1
         assert m["export"]["source_run"] == str(exports["run"]) and m["parameters"] is None
-    assert info["ct2"]["unsupported_options"] == ["length_penalty", "return_attention"]
+    assert info["ct2"]["unsupported_options"] == [
+        "length_penalty",
+        "return_attention",
+        "constraints",
+    ]
     assert info["onnx"]["unsupported_options"] == []
 
 
 @pytest.mark.parametrize(
     ("option", "field"),
-    [({"beam": 2, "length_penalty": 0.6}, "length_penalty"), ({"return_attention": True},
-     "return_attention")],
-)  # fmt: skip
+    [
+        ({"beam": 2, "length_penalty": 0.6}, "length_penalty"),
+        ({"return_attention": True}, "return_attention"),
+    ],
+)
 def test_options_ct2_cannot_honour_get_a_4xx_naming_them(export_client, option, field):
     reply = export_client.post("/v1/translate", json={"model": "ct2", "texts": ["abc"], **option})
     assert reply.status_code == 422 and reply.json()["field"] == field

@@ -32,8 +32,13 @@ def test_api_answers_every_generated_request_without_5xx(api_schema):
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=25,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def check(case) -> None:
             case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
 

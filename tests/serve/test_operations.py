@@ -171,8 +171,9 @@ def test_a_million_bad_values_cost_little(client):
 
 
 def test_compute_budget_names_the_field(client):
-    got = client.post("/v1/translate", json={"texts": ["αβ"], "beam": 32, "max_len": 1000,
-                                              "nbest": 1})  # fmt: skip
+    got = client.post(
+        "/v1/translate", json={"texts": ["αβ"], "beam": 32, "max_len": 1000, "nbest": 1}
+    )
     assert got.status_code == 200  # 32,000 units: within the default 100,000
     big = {"texts": ["αβ"] * 8, "beam": 32, "max_len": 1000}
     got = client.post("/v1/translate", json=big)
@@ -191,8 +192,10 @@ def test_compute_budget_names_the_field(client):
 def test_models_survive_a_damaged_metrics_file(text_run, tmp_path):
     run = shutil.copytree(text_run, tmp_path / "greek")
     models = load_models([str(run)])
-    (run / "metrics.jsonl").write_text('[1]\n3\n{"step": "x", "split": "valid", "loss": "y"}\n'
-                                       '{"step": 5}\n\xff\n1' + "0" * 5000 + "\n")  # fmt: skip
+    (run / "metrics.jsonl").write_text(
+        '[1]\n3\n{"step": "x", "split": "valid", "loss": "y"}\n'
+        '{"step": 5}\n\xff\n1' + "0" * 5000 + "\n"
+    )
     with TestClient(create_app(models)) as c:
         got = c.get("/v1/models")
         assert got.status_code == 200 and got.json()["models"][0]["training"]["steps"] == 5
@@ -235,11 +238,16 @@ def test_batches_are_bounded_in_work():
         return items
 
     async def main() -> None:
-        b = MicroBatcher(decode, ThreadPoolExecutor(1), 64, 0, cost=lambda x, o: len(x),
-                         max_cost=10)  # fmt: skip
+        b = MicroBatcher(
+            decode, ThreadPoolExecutor(1), 64, 0, cost=lambda x, o: len(x), max_cost=10
+        )
         assert await b.submit(["x" * 8, "x" * 8, "x" * 30, "y", "y"], None) == [
-            "x" * 8, "x" * 8, "x" * 30, "y", "y"
-        ]  # fmt: skip
+            "x" * 8,
+            "x" * 8,
+            "x" * 30,
+            "y",
+            "y",
+        ]
 
     asyncio.run(main())
     assert sizes == [1, 1, 1, 2]
@@ -297,6 +305,8 @@ def test_the_server_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, transduce.serve.app, transduce.serve.command, transduce.serve.server; "
-            "assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    code = (
+        "import sys, transduce.serve.app, transduce.serve.command, transduce.serve.server; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

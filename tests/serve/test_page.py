@@ -27,10 +27,19 @@ def browser():
     profile = tempfile.mkdtemp(prefix="transduce-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-sync",
-                 "--disable-component-update", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}", "--window-size=1280,900"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-sync",
+        "--disable-component-update",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,900",
+    ):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
     driver.set_page_load_timeout(60)
@@ -153,3 +162,68 @@ def test_docs_render_offline(browser, server, text_run):
             "[...document.querySelectorAll('link[href]')].map(l => l.href))"
         )
         assert sources and all(s.startswith(url) for s in sources if s), sources
+
+
+# What the page records of each render while a reply streams: the texts shown, "*" marking
+# those still being decoded. (Function declarations of the page's script are globals.)
+RECORD_RENDERS = """
+window.__seen = [];
+const render = window.renderResults;
+window.renderResults = function () {
+  render();
+  window.__seen.push([...document.querySelectorAll('#results li .text')].map(
+    (e) => e.textContent + (e.closest('.streaming') ? '*' : '')));
+};
+"""
+
+
+def test_streamed_output_long_input_and_errors(browser, server, text_run, tmp_path):
+    """The output shows as it streams (partial texts, then the results the API gives); a
+    long input's heatmap scrolls inside its panel instead of widening the page; an error
+    clears the previous results."""
+    from selenium.webdriver.common.by import By
+
+    lines = ["αβγδε", "ζηθαβγ", "γδ"]
+    want = Translator.load(text_run).translate(lines)
+    with server("--model", str(text_run)) as url:
+        browser.get(url + "/")
+        wait_for(browser, "body[data-ready]")
+        assert browser.find_element(By.ID, "stream").is_selected()  # streaming by default
+        browser.find_element(By.ID, "in-text").send_keys("\n".join(lines))
+        browser.execute_script(RECORD_RENDERS)
+        browser.find_element(By.ID, "run").click()
+        wait_for(browser, "#heatmap td")
+        texts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results li .text")]
+        assert texts == want
+        seen = browser.execute_script("return window.__seen")
+        partial = [t[:-1] for shot in seen for t in shot if t.endswith("*")]
+        assert partial, f"nothing was shown while decoding: {seen}"
+        assert all(any(w.startswith(p) for w in want) for p in partial if p != "(empty)")
+        assert seen[-1] == want  # the last render: the results, none still streaming
+        browser.save_screenshot(os.environ.get("TRANSDUCE_STREAM_SCREENSHOT")
+                                or str(tmp_path / "stream.png"))  # fmt: skip
+
+        box = browser.find_element(By.ID, "in-text")
+        box.clear()
+        box.send_keys("αβγδεζηθ" * 12)  # 96 characters: a heatmap far wider than the panel
+        browser.find_element(By.ID, "run").click()
+        wait_for(browser, "#heatmap tbody tr")
+        sizes = browser.execute_script(
+            "const a = document.getElementById('attention'), o = document.getElementById('output');"
+            "return [a.scrollWidth, a.clientWidth, o.scrollWidth, o.clientWidth,"
+            " document.documentElement.scrollWidth, window.innerWidth];"
+        )
+        att_scroll, att_width, out_scroll, out_width, page, window_width = sizes
+        assert att_scroll > att_width  # the heatmap scrolls inside its box...
+        assert out_scroll <= out_width + 1 and page <= window_width  # ...and widens nothing
+        browser.save_screenshot(os.environ.get("TRANSDUCE_WIDE_SCREENSHOT")
+                                or str(tmp_path / "wide.png"))  # fmt: skip
+
+        browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=beam]").click()
+        beam = browser.find_element(By.ID, "beam")
+        beam.clear()
+        beam.send_keys("99")
+        browser.find_element(By.ID, "run").click()
+        assert "beam" in wait_for(browser, "#error:not(.hidden)").text
+        assert browser.find_elements(By.CSS_SELECTOR, "#results li") == []
+        assert "hidden" in browser.find_element(By.ID, "attention").get_attribute("class")

@@ -63,8 +63,11 @@ def test_sigterm_finishes_the_slow_request_and_exits_0(text_run):
 
 
 def test_slow_clients_are_dropped_and_access_lines_are_json(text_run):
-    env = {"TRANSDUCE_SERVE_READ_TIMEOUT_S": "1", "TRANSDUCE_SERVE_LOG_FORMAT": "json",
-           "TRANSDUCE_SERVE_MAX_TEXTS": "2"}  # fmt: skip
+    env = {
+        "TRANSDUCE_SERVE_READ_TIMEOUT_S": "1",
+        "TRANSDUCE_SERVE_LOG_FORMAT": "json",
+        "TRANSDUCE_SERVE_MAX_TEXTS": "2",
+    }
     proc, url = start("--model", str(text_run), "--max-texts", "3", env=env)
     try:
         host, port = url[len("http://") :].split(":")
@@ -72,16 +75,19 @@ def test_slow_clients_are_dropped_and_access_lines_are_json(text_run):
         trickle.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\n")  # never finishes
         silent = socket.create_connection((host, int(port)))
         stalled = socket.create_connection((host, int(port)))  # headers whole, body never
-        stalled.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                        b"application/json\r\nContent-Length: 100\r\n\r\n{\"texts\"")  # fmt: skip
+        stalled.sendall(
+            b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            b'application/json\r\nContent-Length: 100\r\n\r\n{"texts"'
+        )
         for s in (trickle, silent, stalled):
             s.settimeout(10)
         t0 = time.perf_counter()
         assert trickle.recv(100) == b"" and silent.recv(100) == b""  # closed by the server
         assert stalled.recv(100) == b""
         assert time.perf_counter() - t0 < 5
-        status, _, headers = post(url + "/v1/translate", {"texts": ["α"] * 3},
-                                     {"X-Request-ID": "drill-7"})  # fmt: skip
+        status, _, headers = post(
+            url + "/v1/translate", {"texts": ["α"] * 3}, {"X-Request-ID": "drill-7"}
+        )
         assert status == 200 and headers["x-request-id"] == "drill-7"  # flag beat the variable
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -98,8 +104,9 @@ def metric(url: str, name: str) -> float:
 
     with urllib.request.urlopen(url + "/metrics", timeout=30) as reply:
         text = reply.read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == name)  # fmt: skip
+    return sum(
+        s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name
+    )
 
 
 def test_a_short_request_is_served_while_the_largest_decodes_and_a_gone_client_stops(text_run):
@@ -111,8 +118,10 @@ def test_a_short_request_is_served_while_the_largest_decodes_and_a_gone_client_s
         host, port = url[len("http://") :].split(":")
         body = json.dumps({"texts": ["αβγδεζηθ" * 250] * 256, "max_len": 390}).encode()
         big = socket.create_connection((host, int(port)))
-        big.sendall(b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                    b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)  # fmt: skip
+        big.sendall(
+            b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
         while metric(url, "transduce_inputs_decoded_total") == 0:
             time.sleep(0.05)
         t0 = time.perf_counter()

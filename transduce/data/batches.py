@@ -139,10 +139,17 @@ class ParallelData:
         return self.plan(order, rng, batch_size, bucket, shuffle, rank, world, max_tokens, by)
 
     def plan(
-        self, order: np.ndarray, rng: np.random.Generator, batch_size: int, bucket: bool = True,
-        shuffle: bool = True, rank: int = 0, world: int = 1, max_tokens: int | None = None,
+        self,
+        order: np.ndarray,
+        rng: np.random.Generator,
+        batch_size: int,
+        bucket: bool = True,
+        shuffle: bool = True,
+        rank: int = 0,
+        world: int = 1,
+        max_tokens: int | None = None,
         by: str = "source",
-    ) -> list[np.ndarray]:  # fmt: skip
+    ) -> list[np.ndarray]:
         """:meth:`batch_order` from an epoch's example ``order`` (a weighted mix draws its
         own, :mod:`transduce.data.mixing`); ``rng`` shuffles the batches."""
         n = len(order)

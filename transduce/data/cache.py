@@ -15,7 +15,8 @@ from transduce.config import Config, DataConfig, data_path, default_data_dir
 from transduce.data.batches import ParallelData
 from transduce.data.mixing import MixedData
 from transduce.data.pipeline import TextPipeline
-from transduce.data.prepare import describe_inputs, prepare
+from transduce.data.prepare import prepare
+from transduce.data.sources import describe_inputs
 from transduce.data.store import MANIFEST, Store, StoreError, settings, store_key
 
 log = logging.getLogger("transduce.data")
@@ -52,8 +53,10 @@ def open_store(cfg: DataConfig, workers: int | None = None) -> Store:
         before = {item["role"]: item["sha256"] for item in store.manifest["inputs"]}
         for item in now:
             if before.get(item["role"]) != item["sha256"]:
-                raise StoreError(f"{item['path']}: not the file {store.path} was prepared from "
-                                 "(SHA-256 differs); prepare the store again")  # fmt: skip
+                raise StoreError(
+                    f"{item['path']}: not the file {store.path} was prepared from "
+                    "(SHA-256 differs); prepare the store again"
+                )
         return store
     folder = cache_dir()
     inputs = describe_inputs(cfg, known=_known_inputs(folder))
@@ -74,8 +77,10 @@ def run_data(
     if resume:
         for name in ("vocab.src.json", "vocab.tgt.json"):
             if not filecmp.cmp(run_dir / name, store.path / name, shallow=False):
-                raise StoreError(f"{run_dir / name}: differs from the store {store.path}'s; "
-                                 "this run was trained on other data")  # fmt: skip
+                raise StoreError(
+                    f"{run_dir / name}: differs from the store {store.path}'s; "
+                    "this run was trained on other data"
+                )
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in SPM_FILES:

@@ -29,8 +29,14 @@ WMT14 = "https://nlp.stanford.edu/projects/nmt/data/wmt14.en-de"
 # Entries whose checksums could not be verified here (no download possible): installed and
 # their SHA-256 printed, never checked; fill the checksums in from a verified download.
 UNVERIFIED = frozenset({"wmt14-en-de"})
-_WMT14_FILES = ("train.en", "train.de", "newstest2013.en", "newstest2013.de",
-                "newstest2014.en", "newstest2014.de")  # fmt: skip
+_WMT14_FILES = (
+    "train.en",
+    "train.de",
+    "newstest2013.en",
+    "newstest2013.de",
+    "newstest2014.en",
+    "newstest2014.de",
+)
 
 
 @dataclass(frozen=True)
@@ -160,15 +166,24 @@ def _anki(
         recipes=(),
         files=(
             DataFile(
-                f"tatoeba/{code}.txt.gz", zip_url, text[0], text[1],
-                member=f"{folder}/{code}.txt", gzip=True, archive_sha256=zip_sha,
+                f"tatoeba/{code}.txt.gz",
+                zip_url,
+                text[0],
+                text[1],
+                member=f"{folder}/{code}.txt",
+                gzip=True,
+                archive_sha256=zip_sha,
             ),
             DataFile(
-                f"tatoeba/{folder}_about.txt", zip_url, about, 1441,
-                member=f"{folder}/_about.txt", archive_sha256=zip_sha,
+                f"tatoeba/{folder}_about.txt",
+                zip_url,
+                about,
+                1441,
+                member=f"{folder}/_about.txt",
+                archive_sha256=zip_sha,
             ),
         ),
-    )  # fmt: skip
+    )
 
 
 _M30K_RECIPES = ("multi30k_*.yaml", "qa_multi30k.yaml", "headline_multi30k.yaml")

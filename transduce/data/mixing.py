@@ -39,17 +39,27 @@ class MixedData:
         parts = []
         for members, count in zip(self.members, counts, strict=True):
             passes = -(-int(count) // len(members))
-            picks = np.concatenate([rng.permutation(len(members)) for _ in range(passes)] or
-                                   [np.zeros(0, dtype=np.int64)])[:count]  # fmt: skip
+            picks = np.concatenate(
+                [rng.permutation(len(members)) for _ in range(passes)]
+                or [np.zeros(0, dtype=np.int64)]
+            )[:count]
             parts.append(members[picks])
         order = np.concatenate(parts).astype(np.int64)
         rng.shuffle(order)
         return order
 
     def batch_order(
-        self, batch_size: int, seed: int, epoch: int, bucket: bool = True, shuffle: bool = True,
-        rank: int = 0, world: int = 1, max_tokens: int | None = None, by: str = "source",
-    ) -> list[np.ndarray]:  # fmt: skip
+        self,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        bucket: bool = True,
+        shuffle: bool = True,
+        rank: int = 0,
+        world: int = 1,
+        max_tokens: int | None = None,
+        by: str = "source",
+    ) -> list[np.ndarray]:
         """:meth:`ParallelData.batch_order` over this epoch's mix."""
         rng = np.random.default_rng([seed, epoch])
         order = self.sample(seed, epoch)

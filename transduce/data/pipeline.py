@@ -68,13 +68,15 @@ def _read_named(cfg: DataConfig, path: str, limit: int | None) -> Parallel | Non
     if cfg.format == "pairs":
         raise ValueError("data.src_fields needs data.format jsonl or tsv (with a header line)")
     if not path:
-        raise ValueError(f"data: format {cfg.format!r} needs data.train (and optionally "
-                         "data.valid)")  # fmt: skip
+        raise ValueError(
+            f"data: format {cfg.format!r} needs data.train (and optionally data.valid)"
+        )
     if cfg.format == "chatterbot":
         return read_chatterbot(data_path(path), on_bad_line=cfg.on_bad_line, limit=limit)
     reader = read_jsonl if cfg.format == "jsonl" else read_named_tsv
-    return reader(data_path(path), cfg.src_fields, cfg.tgt_field, on_bad_line=cfg.on_bad_line,
-                  limit=limit)  # fmt: skip
+    return reader(
+        data_path(path), cfg.src_fields, cfg.tgt_field, on_bad_line=cfg.on_bad_line, limit=limit
+    )
 
 
 def read_split(cfg: DataConfig, path: str) -> Parallel:
@@ -87,32 +89,40 @@ def read_split(cfg: DataConfig, path: str) -> Parallel:
 def load_texts(cfg: DataConfig) -> TextSplits:
     """Read training (and validation) text; split off validation when no file is given."""
     if not isinstance(cfg.train, str):
-        raise ValueError("data.train lists corpora: they are read through a prepared store "
-                         "(data.prepared: auto, or transduce prepare)")  # fmt: skip
+        raise ValueError(
+            "data.train lists corpora: they are read through a prepared store "
+            "(data.prepared: auto, or transduce prepare)"
+        )
     train = _read(cfg, cfg.train, cfg.train_src, cfg.train_tgt, cfg.limit)
     has_valid = cfg.valid if cfg.format != "pairs" else (cfg.valid_src and cfg.valid_tgt)
     if has_valid:
         valid = _read(cfg, cfg.valid, cfg.valid_src, cfg.valid_tgt, None)
-        return TextSplits(train.src, train.tgt, valid.src, valid.tgt,
-                          (train.report, valid.report))  # fmt: skip
+        return TextSplits(train.src, train.tgt, valid.src, valid.tgt, (train.report, valid.report))
     if cfg.split == "tail":
         tr, va = split_tail(len(train.src), cfg.valid_fraction)
     else:
         tr, va = split_by_source(train.src, cfg.valid_fraction, cfg.split_seed)
     pick = lambda xs, idx: [xs[i] for i in idx]  # noqa: E731
     return TextSplits(
-        pick(train.src, tr), pick(train.tgt, tr), pick(train.src, va), pick(train.tgt, va),
+        pick(train.src, tr),
+        pick(train.tgt, tr),
+        pick(train.src, va),
+        pick(train.tgt, va),
         (train.report,),
-    )  # fmt: skip
+    )
 
 
 class TextPipeline:
     """Tokenizers + vocabularies for one run."""
 
     def __init__(
-        self, src_tok: Tokenizer, tgt_tok: Tokenizer, src_vocab: Vocab, tgt_vocab: Vocab,
+        self,
+        src_tok: Tokenizer,
+        tgt_tok: Tokenizer,
+        src_vocab: Vocab,
+        tgt_vocab: Vocab,
         fields: int = 1,
-    ):  # fmt: skip
+    ):
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.fields = fields  # > 1: sources are tab-joined fields, packed with <sep> ids
@@ -127,10 +137,21 @@ class TextPipeline:
             src_texts = [f for text in src_texts for f in split_fields(text, fields)]
         for side, kind, texts in _subword_sides(cfg, src_texts, tgt_texts):
             # Said before the silent part: a large corpus takes tens of seconds here.
-            log.info("training the %s sentencepiece model (%s) on %s sentences", side, kind,
-                     f"{min(len(texts), spm_sample(cfg, side)):,}")  # fmt: skip
-            train_sentencepiece(texts, kind, cfg.vocab_size, run_dir / f"spm.{side}.model",
-                                cfg.lowercase, spm_sample(cfg, side), cfg.split_seed)  # fmt: skip
+            log.info(
+                "training the %s sentencepiece model (%s) on %s sentences",
+                side,
+                kind,
+                f"{min(len(texts), spm_sample(cfg, side)):,}",
+            )
+            train_sentencepiece(
+                texts,
+                kind,
+                cfg.vocab_size,
+                run_dir / f"spm.{side}.model",
+                cfg.lowercase,
+                spm_sample(cfg, side),
+                cfg.split_seed,
+            )
         src_tok, tgt_tok = _tokenizers(cfg, run_dir)
         src_vocab = Vocab.build(map(src_tok.encode, src_texts), cfg.min_freq, cfg.max_vocab)
         tgt_vocab = Vocab.build(map(tgt_tok.encode, tgt_texts), cfg.min_freq, cfg.max_vocab)
@@ -220,9 +241,13 @@ def filter_lengths(data: ParallelData, cfg: DataConfig, name: str) -> ParallelDa
     if not dropped:
         return data
     log.warning(
-        "%s: dropped %d of %d pairs longer than data.max_src_len=%s / data.max_tgt_len=%s "
-        "tokens", name, dropped, len(data), cfg.max_src_len, cfg.max_tgt_len,
-    )  # fmt: skip
+        "%s: dropped %d of %d pairs longer than data.max_src_len=%s / data.max_tgt_len=%s tokens",
+        name,
+        dropped,
+        len(data),
+        cfg.max_src_len,
+        cfg.max_tgt_len,
+    )
     if dropped == len(data):
         limits = f"data.max_src_len={cfg.max_src_len} / data.max_tgt_len={cfg.max_tgt_len}"
         raise ValueError(f"{name}: every pair is longer than {limits} tokens")

@@ -21,25 +21,22 @@ import shutil
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from transduce.config import CorpusConfig, DataConfig, data_path
-from transduce.data.corpus import ReadReport
+from transduce.config import DataConfig
 from transduce.data.pipeline import (
     TextPipeline,
-    _read,
     _tokenizers,
-    load_texts,
     n_fields,
     spm_sample,
 )
 from transduce.data.records import split_fields, with_separator
+from transduce.data.sources import Corpus, describe_inputs, sources
 from transduce.data.store import (
     FORMAT,
     SplitWriter,
@@ -47,119 +44,13 @@ from transduce.data.store import (
     StoreError,
     finish,
     settings,
-    sha256_file,
     store_key,
 )
-from transduce.data.streams import stream_line_pairs, stream_tsv
 from transduce.data.tokenizers import SUBWORD_KINDS, train_sentencepiece
 from transduce.data.vocab import Vocab
 
 log = logging.getLogger("transduce.data")
 CHUNK = 20_000  # pairs per task: a few MB of text, enough to amortise the hand-over
-
-
-@dataclass
-class Corpus:
-    """One training corpus: a fresh stream of its pairs per pass, and the last pass's report."""
-
-    open: Callable[[ReadReport], Iterator[tuple[str, str]]]
-    name: str
-    weight: float = 1.0
-    report: ReadReport = field(default_factory=lambda: ReadReport(""))
-
-    def pairs(self) -> Iterator[tuple[str, str]]:
-        self.report = ReadReport(self.name)
-        return self.open(self.report)
-
-
-def _stream(cfg: DataConfig, path: str, src: str, tgt: str) -> Corpus:
-    """A corpus read as a stream (tsv and line pairs)."""
-    kw = {"on_bad_line": cfg.on_bad_line, "limit": cfg.limit}
-    if cfg.format == "tsv":
-        name = os.fspath(data_path(path))
-        return Corpus(lambda r: stream_tsv(data_path(path), cfg.src_col, cfg.tgt_col, **kw,
-                                           report=r), name)  # fmt: skip
-    name = f"{data_path(src)} + {data_path(tgt)}"
-    return Corpus(lambda r: stream_line_pairs(data_path(src), data_path(tgt), **kw, report=r), name)
-
-
-def _listed(src: list[str], tgt: list[str], report: ReadReport) -> Corpus:
-    def pairs(r: ReadReport) -> Iterator[tuple[str, str]]:
-        r.__dict__.update(report.__dict__)
-        return zip(src, tgt, strict=True)
-
-    return Corpus(pairs, report.path)
-
-
-def sources(cfg: DataConfig) -> tuple[list[Corpus], Corpus]:
-    """(training corpora, validation) of a data config, streamed where the format allows."""
-    has_valid = cfg.valid if cfg.format != "pairs" else (cfg.valid_src and cfg.valid_tgt)
-    if not isinstance(cfg.train, str):
-        if cfg.format not in ("tsv", "pairs") or cfg.src_fields:
-            raise ValueError("data.train as a list of corpora needs data.format tsv or pairs")
-        if not has_valid:
-            raise ValueError("data.train as a list of corpora needs a validation file "
-                             "(data.valid, or data.valid_src and data.valid_tgt)")  # fmt: skip
-        corpora = [_corpus(cfg, c) for c in cfg.train]
-    elif has_valid and cfg.format in ("tsv", "pairs") and not cfg.src_fields:
-        corpora = [_stream(cfg, cfg.train, cfg.train_src, cfg.train_tgt)]
-    else:  # read whole, as the in-memory path does (validation split off by source)
-        texts = load_texts(cfg)
-        train = _listed(texts.train_src, texts.train_tgt, texts.reports[0])
-        valid = _listed(texts.valid_src, texts.valid_tgt, texts.reports[-1])
-        return [train], valid
-    valid = _read(cfg, cfg.valid, cfg.valid_src, cfg.valid_tgt, None)
-    return corpora, _listed(valid.src, valid.tgt, valid.report)
-
-
-def _corpus(cfg: DataConfig, c: CorpusConfig) -> Corpus:
-    if c.weight <= 0:
-        raise ValueError(f"data.train: weight {c.weight} of {c.path or c.src} must be > 0")
-    if cfg.format == "tsv" and not c.path:
-        raise ValueError("data.train: with data.format tsv, each corpus needs a path")
-    if cfg.format == "pairs" and not (c.src and c.tgt):
-        raise ValueError("data.train: with data.format pairs, each corpus needs src and tgt")
-    corpus = _stream(cfg, c.path, c.src, c.tgt)
-    corpus.weight = c.weight
-    return corpus
-
-
-def input_files(cfg: DataConfig) -> list[tuple[str, Path]]:
-    """(role, path) of every file a store of ``cfg`` is built from (folders expanded)."""
-    roles: list[tuple[str, str]] = []
-    if isinstance(cfg.train, str):
-        roles += [("train", cfg.train), ("train_src", cfg.train_src), ("train_tgt", cfg.train_tgt)]
-    else:
-        for i, c in enumerate(cfg.train):
-            roles += [(f"train[{i}].path", c.path), (f"train[{i}].src", c.src),
-                      (f"train[{i}].tgt", c.tgt)]  # fmt: skip
-    roles += [("valid", cfg.valid), ("valid_src", cfg.valid_src), ("valid_tgt", cfg.valid_tgt)]
-    out = []
-    for role, raw in roles:
-        if not raw:
-            continue
-        path = data_path(raw)
-        if path.is_dir():  # chatterbot: a folder of YAML files
-            out += [(f"{role}/{p.name}", p) for p in sorted(path.glob("*.yml"))]
-        else:
-            out.append((role, path))
-    return out
-
-
-def describe_inputs(cfg: DataConfig, known: list[dict] | None = None) -> list[dict[str, Any]]:
-    """Size, mtime and SHA-256 of each input; a file whose size and mtime match ``known``
-    (a manifest's) is not hashed again, as make trusts timestamps."""
-    cache = {(k["path"], k["size"], k["mtime_ns"]): k["sha256"] for k in known or []}
-    out = []
-    for role, path in input_files(cfg):
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise StoreError(f"{path}: file not found (data.{role})") from None
-        sha = cache.get((os.fspath(path), st.st_size, st.st_mtime_ns)) or sha256_file(path)
-        out.append({"role": role, "path": os.fspath(path), "size": st.st_size,
-                    "mtime_ns": st.st_mtime_ns, "sha256": sha})  # fmt: skip
-    return out
 
 
 # ------------------------------------------------------------------ workers
@@ -180,18 +71,27 @@ def _count(chunk: tuple[int, list[str], list[str]]) -> tuple[Counter, Counter]:
     (src_tok, tgt_tok), fields = _WORKER["toks"], _WORKER["fields"]
     if fields > 1:
         src = [f for text in src for f in split_fields(text, fields)]
-    return (Counter(t for s in src for t in src_tok.encode(s)),
-            Counter(t for s in tgt for t in tgt_tok.encode(s)))  # fmt: skip
+    return (
+        Counter(t for s in src for t in src_tok.encode(s)),
+        Counter(t for s in tgt for t in tgt_tok.encode(s)),
+    )
 
 
 def _encode(chunk: tuple[int, list[str], list[str]]) -> tuple[int, tuple, tuple]:
     """A chunk as (corpus, (flat src ids, lengths), (flat tgt ids, lengths)), int32."""
     k, src, tgt = chunk
     data = _WORKER["pipeline"].encode(src, tgt)
-    return k, (data.src.data[: data.src.lengths.sum()].astype(np.int32),
-               data.src.lengths.astype(np.int32)), (
-        data.tgt.data[: data.tgt.lengths.sum()].astype(np.int32),
-        data.tgt.lengths.astype(np.int32))  # fmt: skip
+    return (
+        k,
+        (
+            data.src.data[: data.src.lengths.sum()].astype(np.int32),
+            data.src.lengths.astype(np.int32),
+        ),
+        (
+            data.tgt.data[: data.tgt.lengths.sum()].astype(np.int32),
+            data.tgt.lengths.astype(np.int32),
+        ),
+    )
 
 
 def _chunks(corpora: list[Corpus], size: int) -> Iterator[tuple[int, list[str], list[str]]]:
@@ -229,8 +129,9 @@ class Progress:
         now = time.perf_counter()
         if self.enabled and (force or now - self.last >= 2.0):
             count = f" {pairs:,} pairs" if pairs else ""
-            print(f"prepare: {stage}{count} ({now - self.start:.0f} s)", file=sys.stderr,
-                  flush=True)  # fmt: skip
+            print(
+                f"prepare: {stage}{count} ({now - self.start:.0f} s)", file=sys.stderr, flush=True
+            )
             self.last = now
 
 
@@ -238,9 +139,13 @@ class Progress:
 
 
 def prepare(
-    cfg: DataConfig, out: str | os.PathLike, workers: int = 1, chunk: int = CHUNK,
-    progress: bool = True, inputs: list[dict[str, Any]] | None = None,
-) -> Store:  # fmt: skip
+    cfg: DataConfig,
+    out: str | os.PathLike,
+    workers: int = 1,
+    chunk: int = CHUNK,
+    progress: bool = True,
+    inputs: list[dict[str, Any]] | None = None,
+) -> Store:
     """Build the store of ``cfg`` into the new folder ``out`` (written into a temporary
     sibling, then renamed). An existing store of the same inputs and settings is reused;
     any other existing ``out`` is refused, never overwritten. ``inputs``: what
@@ -311,20 +216,39 @@ def _train_subwords(cfg: DataConfig, corpora: list[Corpus], tmp: Path, say: Prog
             raise ValueError("data.joint_vocab needs the same subword tokenizer on both sides")
         plan = [("joint", kinds[0], lambda: chain(side(0), side(1)))]
     else:
-        plan = [(name, kind, lambda w=w: side(w))
-                for w, (name, kind) in enumerate(zip(("src", "tgt"), kinds, strict=True))
-                if kind in SUBWORD_KINDS]  # fmt: skip
+        plan = [
+            (name, kind, lambda w=w: side(w))
+            for w, (name, kind) in enumerate(zip(("src", "tgt"), kinds, strict=True))
+            if kind in SUBWORD_KINDS
+        ]
     for name, kind, texts in plan:
-        say.say(f"training the {name} sentencepiece model ({kind}, sample of "
-                f"{spm_sample(cfg, name):,} sentences)", force=True)  # fmt: skip
-        train_sentencepiece(texts(), kind, cfg.vocab_size, tmp / f"spm.{name}.model",
-                            cfg.lowercase, spm_sample(cfg, name), cfg.split_seed)  # fmt: skip
+        say.say(
+            f"training the {name} sentencepiece model ({kind}, sample of "
+            f"{spm_sample(cfg, name):,} sentences)",
+            force=True,
+        )
+        train_sentencepiece(
+            texts(),
+            kind,
+            cfg.vocab_size,
+            tmp / f"spm.{name}.model",
+            cfg.lowercase,
+            spm_sample(cfg, name),
+            cfg.split_seed,
+        )
 
 
 def _write_split(
-    cfg: DataConfig, tmp: Path, split: str, corpora: list[Corpus], workers: int, chunk: int,
-    init: tuple, say: Progress, refs: list[str] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    cfg: DataConfig,
+    tmp: Path,
+    split: str,
+    corpora: list[Corpus],
+    workers: int,
+    chunk: int,
+    init: tuple,
+    say: Progress,
+    refs: list[str] | None = None,
+) -> dict[str, Any]:
     """Encode and write one split; drop (and count) pairs over the length limits."""
     writer = SplitWriter(tmp, split, corpora=len(corpora) > 1)
     per_corpus, too_long, seen = [0] * len(corpora), 0, 0
@@ -361,19 +285,43 @@ def _kept(side: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> tuple:
     return ids[np.repeat(keep, lengths)], lengths[keep]
 
 
-def _split_stats(cfg: DataConfig, split: str, corpora: list[Corpus], writer: SplitWriter,
-                 per_corpus: list[int], too_long: int) -> dict[str, Any]:  # fmt: skip
+def _split_stats(
+    cfg: DataConfig,
+    split: str,
+    corpora: list[Corpus],
+    writer: SplitWriter,
+    per_corpus: list[int],
+    too_long: int,
+) -> dict[str, Any]:
     if too_long:
         log.warning(
             "%s: dropped %d of %d pairs longer than data.max_src_len=%s / data.max_tgt_len=%s "
-            "tokens", split, too_long, writer.pairs + too_long, cfg.max_src_len, cfg.max_tgt_len,
-        )  # fmt: skip
+            "tokens",
+            split,
+            too_long,
+            writer.pairs + too_long,
+            cfg.max_src_len,
+            cfg.max_tgt_len,
+        )
     if writer.pairs == 0:
         limits = f"data.max_src_len={cfg.max_src_len} / data.max_tgt_len={cfg.max_tgt_len}"
         raise ValueError(f"{split}: every pair is longer than {limits} tokens")
-    reads = [{"path": c.report.path, "unit": c.report.unit, "read": c.report.lines,
-              "kept": c.report.kept, "dropped": dict(sorted(c.report.skipped.items())),
-              "weight": c.weight, "pairs": n}
-             for c, n in zip(corpora, per_corpus, strict=True)]  # fmt: skip
-    return {"pairs": writer.pairs, "too_long": too_long, "src_tokens": writer.total["src"],
-            "tgt_tokens": writer.total["tgt"], "corpora": reads}  # fmt: skip
+    reads = [
+        {
+            "path": c.report.path,
+            "unit": c.report.unit,
+            "read": c.report.lines,
+            "kept": c.report.kept,
+            "dropped": dict(sorted(c.report.skipped.items())),
+            "weight": c.weight,
+            "pairs": n,
+        }
+        for c, n in zip(corpora, per_corpus, strict=True)
+    ]
+    return {
+        "pairs": writer.pairs,
+        "too_long": too_long,
+        "src_tokens": writer.total["src"],
+        "tgt_tokens": writer.total["tgt"],
+        "corpora": reads,
+    }

@@ -22,9 +22,12 @@ def prepare_command(args: argparse.Namespace) -> None:
     out = args.out or named or cache_dir() / store_key(settings(cfg), inputs)[:16]
     store = prepare(cfg, out, args.workers, progress=not args.no_progress, inputs=inputs)
     for split, info in store.manifest["splits"].items():
-        print(f"{split}: {info['pairs']:,} pairs, {info['src_tokens']:,} source and "
-              f"{info['tgt_tokens']:,} target tokens; {info['too_long']:,} too long; read "
-              f"{json.dumps(info['corpora'], ensure_ascii=False)}", file=sys.stderr)  # fmt: skip
+        print(
+            f"{split}: {info['pairs']:,} pairs, {info['src_tokens']:,} source and "
+            f"{info['tgt_tokens']:,} target tokens; {info['too_long']:,} too long; read "
+            f"{json.dumps(info['corpora'], ensure_ascii=False)}",
+            file=sys.stderr,
+        )
     print(store.path)
 
 
@@ -35,12 +38,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="read a config's corpora once into a memory-mapped store (data.prepared)",
     )
     p.add_argument("config", help="YAML config or recipe name")
-    p.add_argument("--out", help="the new store folder (default: the folder data.prepared "
-                   "names, else the data cache, where data.prepared: auto finds it); "
-                   "prints its path")  # fmt: skip
-    p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8),
-                   help="encoding processes (the store is the same for any number)")  # fmt: skip
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a data setting, e.g. data.vocab_size=16000")  # fmt: skip
+    p.add_argument(
+        "--out",
+        help="the new store folder (default: the folder data.prepared "
+        "names, else the data cache, where data.prepared: auto finds it); "
+        "prints its path",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(os.cpu_count() or 1, 8),
+        help="encoding processes (the store is the same for any number)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a data setting, e.g. data.vocab_size=16000",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=prepare_command)

@@ -19,22 +19,17 @@ from pathlib import Path
 
 import yaml
 
-from transduce.config import compose_yaml, load_yaml
 from transduce.data.corpus import (
     Parallel,
-    PathLike,
     ReadReport,
-    _BadLine,
     _check_options,
-    _decode,
     _finish,
-    _numbered_lines,
-    _open_bytes,
     _reject,
     collect_pairs,
-    read_capped,
 )
-from transduce.errors import DataError
+from transduce.data.lines import _BadLine, _decode, _numbered_lines, _open_bytes, read_capped
+from transduce.errors import DataError, PathLike
+from transduce.safeyaml import compose_yaml, load_yaml
 
 FIELD_SEP = "\t"
 
@@ -42,8 +37,9 @@ FIELD_SEP = "\t"
 def _clean(value: object, name: str) -> str:
     """A field's text on one line; numbers become text, anything else is a bad record."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _BadLine("wrong field type", f"field {name!r} is a {type(value).__name__}, "
-                       "expected text")  # fmt: skip
+        raise _BadLine(
+            "wrong field type", f"field {name!r} is a {type(value).__name__}, expected text"
+        )
     text = " ".join(str(value).split())  # tabs and newlines would break the packing
     if not text:
         raise _BadLine(f"empty {name}", f"field {name!r} is empty")
@@ -87,8 +83,9 @@ def read_jsonl(
         try:
             record = json.loads(_decode(raw, number))
         except json.JSONDecodeError as err:
-            raise _BadLine("invalid JSON", f"invalid JSON: {err.msg} at column "
-                           f"{err.colno}") from None  # fmt: skip
+            raise _BadLine(
+                "invalid JSON", f"invalid JSON: {err.msg} at column {err.colno}"
+            ) from None
         if not isinstance(record, dict):
             raise _BadLine("not an object", "expected a JSON object {...}")
         return _record_pair(record.__getitem__, src_fields, tgt_field)
@@ -119,8 +116,10 @@ def read_named_tsv(
         def parse(raw: bytes, number: int) -> tuple[str, str]:
             cells = _decode(raw, number).split("\t")
             if len(cells) != len(columns):
-                raise _BadLine("wrong column count", f"wrong column count: the header "
-                               f"has {len(columns)}, this line {len(cells)}")  # fmt: skip
+                raise _BadLine(
+                    "wrong column count",
+                    f"wrong column count: the header has {len(columns)}, this line {len(cells)}",
+                )
             record = {name: cells[i] for name, i in columns.items()}
             return _record_pair(record.__getitem__, src_fields, tgt_field)
 
@@ -138,8 +137,11 @@ def _header(path: PathLike, number: int, raw: bytes, needed: Sequence[str]) -> d
         raise DataError(path, number, f"header repeats column {', '.join(map(repr, repeated))}")
     missing = [n for n in needed if n not in columns]
     if missing:
-        raise DataError(path, number, f"header has no column {', '.join(map(repr, missing))} "
-                        f"(columns: {', '.join(names)})")  # fmt: skip
+        raise DataError(
+            path,
+            number,
+            f"header has no column {', '.join(map(repr, missing))} (columns: {', '.join(names)})",
+        )
     return columns
 
 
@@ -246,8 +248,9 @@ def split_fields(text: str, n: int) -> list[str]:
     """The ``n`` fields of a joined multi-input source (tab-separated)."""
     fields = text.split(FIELD_SEP)
     if len(fields) != n:
-        raise ValueError(f"expected {n} tab-separated input fields, got {len(fields)}: "
-                         f"{text[:60]!r}")  # fmt: skip
+        raise ValueError(
+            f"expected {n} tab-separated input fields, got {len(fields)}: {text[:60]!r}"
+        )
     return fields
 
 

@@ -86,13 +86,18 @@ class SplitWriter:
 
     def __init__(self, folder: Path, split: str, corpora: bool = False):
         self.folder, self.split, self.total = folder, split, {"src": 0, "tgt": 0}
-        names = [f"{split}.{side}.{part}" for side in ("src", "tgt") for part in
-                 ("ids", "off", "len")] + ([f"{split}.corpus"] if corpora else [])  # fmt: skip
+        names = [
+            f"{split}.{side}.{part}" for side in ("src", "tgt") for part in ("ids", "off", "len")
+        ] + ([f"{split}.corpus"] if corpora else [])
         self.files = {name: open(folder / name, "wb") for name in names}  # noqa: SIM115
         self.pairs = 0
 
-    def write(self, src: tuple[np.ndarray, np.ndarray], tgt: tuple[np.ndarray, np.ndarray],
-              corpus: int = 0) -> None:  # fmt: skip
+    def write(
+        self,
+        src: tuple[np.ndarray, np.ndarray],
+        tgt: tuple[np.ndarray, np.ndarray],
+        corpus: int = 0,
+    ) -> None:
         """One chunk: (flat ids, lengths) per side, already filtered."""
         for side, (ids, lengths) in (("src", src), ("tgt", tgt)):
             offsets = np.zeros(len(lengths), dtype=np.int64)
@@ -116,8 +121,9 @@ def finish(tmp: Path, out: Path, manifest: dict[str, Any]) -> None:
     temporary folder to ``out`` (atomic: a store is there whole or not at all)."""
     names = sorted(p.name for p in tmp.iterdir() if p.is_file())
     manifest["files"] = {name: sha256_file(tmp / name) for name in names}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n",
-                                encoding="utf-8")  # fmt: skip
+    (tmp / MANIFEST).write_text(
+        json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     for path in tmp.iterdir():
         path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     os.rename(tmp, out)
@@ -202,8 +208,12 @@ class Store:
                 raise DataError(path, None, "shorter than its offsets say (damaged?)")
             ids = seqs.data
             if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= size):
-                raise DataError(path, None, f"token ids outside the vocabulary of {size} "
-                                "(damaged, or not this store's file)")  # fmt: skip
+                raise DataError(
+                    path,
+                    None,
+                    f"token ids outside the vocabulary of {size} "
+                    "(damaged, or not this store's file)",
+                )
 
     def corpus_ids(self) -> np.ndarray | None:
         """The corpus of each training pair (None: one corpus)."""

@@ -25,9 +25,14 @@ from transduce.data.corpus import (
 
 
 def stream_tsv(
-    path: PathLike, src_col: int = 0, tgt_col: int = 1, *, on_bad_line: str = "error",
-    limit: int | None = None, report: ReadReport | None = None,
-) -> Iterator[tuple[str, str]]:  # fmt: skip
+    path: PathLike,
+    src_col: int = 0,
+    tgt_col: int = 1,
+    *,
+    on_bad_line: str = "error",
+    limit: int | None = None,
+    report: ReadReport | None = None,
+) -> Iterator[tuple[str, str]]:
     """:func:`read_tsv` as a stream of pairs; ``report`` is complete (and checked as
     :func:`read_tsv` checks it) once the stream is exhausted."""
     _check_options(on_bad_line, limit)
@@ -43,9 +48,13 @@ def stream_tsv(
 
 
 def stream_line_pairs(
-    src_path: PathLike, tgt_path: PathLike, *, on_bad_line: str = "error",
-    limit: int | None = None, report: ReadReport | None = None,
-) -> Iterator[tuple[str, str]]:  # fmt: skip
+    src_path: PathLike,
+    tgt_path: PathLike,
+    *,
+    on_bad_line: str = "error",
+    limit: int | None = None,
+    report: ReadReport | None = None,
+) -> Iterator[tuple[str, str]]:
     """:func:`read_line_pairs` as a stream of pairs (see :func:`stream_tsv`)."""
     _check_options(on_bad_line, limit)
     name = f"{os.fspath(src_path)} + {os.fspath(tgt_path)}"
@@ -55,8 +64,12 @@ def stream_line_pairs(
         return _decode_pair(*raws, number, src_path, tgt_path)
 
     with _open_bytes(src_path) as fs, _open_bytes(tgt_path) as ft:
-        pairs = _aligned(_numbered_lines(fs, src_path, limit),
-                         _numbered_lines(ft, tgt_path, limit), src_path, tgt_path)  # fmt: skip
+        pairs = _aligned(
+            _numbered_lines(fs, src_path, limit),
+            _numbered_lines(ft, tgt_path, limit),
+            src_path,
+            tgt_path,
+        )
         lines = ((number, (raw_src, raw_tgt)) for number, raw_src, raw_tgt in pairs)
         yield from iter_records(lines, parse, src_path, on_bad_line, report)
     _finish(report, report.path)

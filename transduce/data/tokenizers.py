@@ -85,9 +85,14 @@ SUBWORD_KINDS = ("bpe", "unigram")
 
 
 def train_sentencepiece(
-    texts: Iterable[str], kind: str, vocab_size: int, model_file: str | os.PathLike,
-    lowercase: bool = False, sample: int = 1_000_000, seed: int = 1234,
-) -> None:  # fmt: skip
+    texts: Iterable[str],
+    kind: str,
+    vocab_size: int,
+    model_file: str | os.PathLike,
+    lowercase: bool = False,
+    sample: int = 1_000_000,
+    seed: int = 1234,
+) -> None:
     """Train a sentencepiece model on ``texts`` and write ``model_file`` atomically.
 
     ``texts`` is read once, as a stream: sentencepiece keeps a seeded reservoir sample of

@@ -28,8 +28,7 @@ class Vocab:
         cls, sequences: Iterable[Sequence[str]], min_freq: int = 1, max_size: int | None = None
     ) -> Vocab:
         """Most frequent first (ties alphabetical, so the result is deterministic)."""
-        return cls.from_counts(Counter(tok for seq in sequences for tok in seq), min_freq,
-                               max_size)  # fmt: skip
+        return cls.from_counts(Counter(tok for seq in sequences for tok in seq), min_freq, max_size)
 
     @classmethod
     def from_counts(
@@ -76,7 +75,7 @@ class Vocab:
     def load(cls, path: str | os.PathLike) -> Vocab:
         """Read a saved vocabulary; a missing, truncated or foreign file is one DataError."""
         from transduce.config import cut
-        from transduce.data.corpus import read_capped
+        from transduce.data.lines import read_capped
         from transduce.errors import DataError
 
         raw = read_capped(path, what="vocabulary")  # bounded: /dev/zero stops at the cap

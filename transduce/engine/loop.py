@@ -154,8 +154,10 @@ class Loop:
         """Stop before a NaN/inf reaches the weights: the update is not applied, so the
         weights and the last checkpoint stay as they were."""
         if not math.isfinite(value):
-            raise NonFiniteError(f"the {what} is {value} at step {self.step + 1}; stopped "
-                                 f"before applying it, {kept(self.run_dir)}")  # fmt: skip
+            raise NonFiniteError(
+                f"the {what} is {value} at step {self.step + 1}; stopped "
+                f"before applying it, {kept(self.run_dir)}"
+            )
 
     def emit(self, event: str, *args: Any) -> None:
         """Call hook ``event`` of every callback, in order."""
@@ -175,9 +177,15 @@ class Loop:
             if self.history and self.history[-1].get("step") != self.step and not self.signal:
                 self._checkpoint()
             result = RunResult(
-                self.run_dir, self.best or {}, self.history[-1] if self.history else {},
-                self.step, self.elapsed, self.history, self.signal, ended,
-            )  # fmt: skip
+                self.run_dir,
+                self.best or {},
+                self.history[-1] if self.history else {},
+                self.step,
+                self.elapsed,
+                self.history,
+                self.signal,
+                ended,
+            )
         finally:
             self.emit("on_train_end", result)
         return result
@@ -267,8 +275,13 @@ class Loop:
             else:
                 self.stale += 1
             self.schedule.after_validation(better)
-            record = {"step": self.step, "epoch": epoch, "split": "valid", **metrics,
-                      "seconds": round(self.elapsed, 2)}  # fmt: skip
+            record = {
+                "step": self.step,
+                "epoch": epoch,
+                "split": "valid",
+                **metrics,
+                "seconds": round(self.elapsed, 2),
+            }
             self.history.append(record)
             self.emit("on_validation_end", record)
         self.emit("on_save", validate, better)

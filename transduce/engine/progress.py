@@ -117,8 +117,9 @@ class Progress(Callback):
     def on_train_begin(self, loop) -> None:
         self.begin(loop.tcfg, loop.rank, loop.steps_per_epoch, loop.step)
         if loop.ended_before:
-            self.note(f"this run already ended ({loop.ended_before}) at step {loop.step}: "
-                      "nothing to do")  # fmt: skip
+            self.note(
+                f"this run already ended ({loop.ended_before}) at step {loop.step}: nothing to do"
+            )
 
     def begin(self, tcfg: TrainConfig, rank: int, steps_per_epoch: int, step: int) -> None:
         self.tcfg, self.planned = tcfg, planned_steps(tcfg, steps_per_epoch)
@@ -126,8 +127,14 @@ class Progress(Callback):
         self.start_step, self.start, self.meter = step, time.perf_counter(), Meter()
         self.bar = None
         if self.on and sys.stderr.isatty():
-            self.bar = tqdm(total=self.planned, initial=step, unit="step", dynamic_ncols=True,
-                            desc="train", mininterval=0.5)  # fmt: skip
+            self.bar = tqdm(
+                total=self.planned,
+                initial=step,
+                unit="step",
+                dynamic_ncols=True,
+                desc="train",
+                mininterval=0.5,
+            )
 
     def total(self, step: int, elapsed: float) -> int:
         """The planned last step, ``max_seconds`` included (estimated from the pace)."""
@@ -144,14 +151,17 @@ class Progress(Callback):
         if self.bar is not None:
             self.bar.total = self.total(step, loop.elapsed)
             self.bar.update(1)
-            self.bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}",
-                                 refresh=False)  # fmt: skip
+            self.bar.set_postfix(
+                epoch=epoch, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False
+            )
         elif self.on and self.tcfg.log_every and step % self.tcfg.log_every == 0:
             total = self.total(step, loop.elapsed)
             pace = (time.perf_counter() - self.start) / max(step - self.start_step, 1)
             eta = timedelta(seconds=round(pace * max(total - step, 0)))
-            self.say(f"train step {step}/{total} epoch {epoch} loss {loss:.3f} "
-                     f"tok/s {rate:,.0f} eta {eta}")  # fmt: skip
+            self.say(
+                f"train step {step}/{total} epoch {epoch} loss {loss:.3f} "
+                f"tok/s {rate:,.0f} eta {eta}"
+            )
 
     def on_validation_end(self, loop, record: dict[str, Any]) -> None:
         shown = {"step": loop.step, "epoch": loop.current_epoch(), **record}
@@ -165,8 +175,9 @@ class Progress(Callback):
             self.bar.close()
         if result is not None and result.ended_by and result.best and not loop.ended_before:
             best = " ".join(f"{k}={short(v)}" for k, v in result.best.items() if k != "epoch")
-            self.note(f"stopped by {result.ended_by}; best checkpoint {loop.run_dir / 'best'}: "
-                      f"{best}")  # fmt: skip
+            self.note(
+                f"stopped by {result.ended_by}; best checkpoint {loop.run_dir / 'best'}: {best}"
+            )
 
     def say(self, line: str) -> None:
         """A whole line on stderr from rank 0 (above the bar, if there is one)."""

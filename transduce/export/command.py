@@ -34,8 +34,12 @@ def add_parser(sub) -> None:
         q = formats.add_parser(engine.name, help=engine.help)
         q.add_argument("--model", required=True, help="run directory")
         q.add_argument("--out", required=True, help="directory to write")
-        q.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
-                       help="which weights of the run to export")  # fmt: skip
+        q.add_argument(
+            "--checkpoint",
+            choices=["best", "last", "averaged"],
+            default="best",
+            help="which weights of the run to export",
+        )
         # One spelling for every engine; --quantization stays as ct2's old name for it.
         q.add_argument(
             "--quantize",

@@ -107,8 +107,10 @@ def export_ct2(
             "(it converts only Transformers); use `transduce export onnx` for this model"
         )
     if len(cfg.data.src_fields) > 1:
-        raise ValueError(f"{run_dir}: several source fields cannot go to CTranslate2; "
-                         "use `transduce export onnx`")  # fmt: skip
+        raise ValueError(
+            f"{run_dir}: several source fields cannot go to CTranslate2; "
+            "use `transduce export onnx`"
+        )
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"--quantization must be one of {', '.join(QUANTIZATIONS)}")
     translator = Translator.load(run_dir, checkpoint)

@@ -26,15 +26,18 @@ def check_out(out: Path, run_dir: Path) -> None:
     """``--out`` may not be the run, inside it, hold it, or be a foreign folder or file."""
     if _inside(out, run_dir) or (out.exists() and _inside(run_dir, out)):
         raise DataError(
-            out, None, f"is the run {run_dir} or inside it (or holds it): export to a folder "
-            "of its own, e.g. exported/NAME"
-        )  # fmt: skip
+            out,
+            None,
+            f"is the run {run_dir} or inside it (or holds it): export to a folder "
+            "of its own, e.g. exported/NAME",
+        )
     if out.exists() and not out.is_dir():
         raise DataError(out, None, "--out is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
         names = ", ".join(sorted(p.name for p in out.iterdir())[:5])
-        raise DataError(out, None, f"is not empty and not an export (it holds {names}); "
-                        "nothing was written")  # fmt: skip
+        raise DataError(
+            out, None, f"is not empty and not an export (it holds {names}); nothing was written"
+        )
 
 
 def export_into(out: Path, run_dir: Path, build: Callable[[Path], Path]) -> Path:

@@ -93,8 +93,12 @@ class ExportRNNEncoder(nn.Module):
         cell = self.cells[i]
         out, _ = cell(inp)  # [B, S, H]
         h_prev = torch.cat([torch.zeros_like(out[:, :1]), out[:, :-1]], 1)  # [B, S, H]
-        gates = (inp @ cell.weight_ih_l0.T + cell.bias_ih_l0
-                 + h_prev @ cell.weight_hh_l0.T + cell.bias_hh_l0)  # fmt: skip
+        gates = (
+            inp @ cell.weight_ih_l0.T
+            + cell.bias_ih_l0
+            + h_prev @ cell.weight_hh_l0.T
+            + cell.bias_hh_l0
+        )
         i_g, f_g, g_g, _ = gates.chunk(4, -1)  # [B, S, H] each
         ig = torch.sigmoid(i_g) * torch.tanh(g_g)
         logf = torch.nn.functional.logsigmoid(f_g).cumsum(1)  # [B, S, H] F_s

@@ -133,9 +133,15 @@ def _export(module, args: tuple, names_in, names_out, dynamic, path: Path, optim
     with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            module, args, dynamo=True, dynamic_shapes=dynamic, input_names=names_in,
-            output_names=names_out, verbose=False, optimize=optimize,
-        )  # fmt: skip
+            module,
+            args,
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            input_names=names_in,
+            output_names=names_out,
+            verbose=False,
+            optimize=optimize,
+        )
     program.save(str(path))
 
 
@@ -156,12 +162,7 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
     model = exportable(model)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("src_len")
     cache = torch.export.Dim("cache_len")
-    with torch.no_grad():
-        memory = model.encode(src, src_mask)
-        state = model.init_state(memory)
-        features, state1, attn = model.step(prev, state, memory)
-        for _ in range(EXAMPLE_STEPS - 1):  # a cache of several positions (transformer)
-            _, state1, _ = model.step(prev, state1, memory)
+    memory, state, features, state1, attn = _run_example(model, src, src_mask, prev)
     mem_names, mem = flat(memory)
     # A decoder without attention never reads the memory in a step: leave it out of the
     # step graph (an input nothing reads breaks the exporter's shape guards).
@@ -182,22 +183,60 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
         out / "encoder.onnx",
         optimize,
     )
-    _export(_Init(model, type(memory), mem_names), tuple(mem), m_io,
-            [f"state.{n}" for n in flat(state)[0]], (_dims(mem, batch, length),),
-            out / "init_state.onnx", optimize)  # fmt: skip
+    _export(
+        _Init(model, type(memory), mem_names),
+        tuple(mem),
+        m_io,
+        [f"state.{n}" for n in flat(state)[0]],
+        (_dims(mem, batch, length),),
+        out / "init_state.onnx",
+        optimize,
+    )
     # forward(prev, *tensors): the variadic tensors' shapes go in one tuple
-    dyn = ({0: batch}, (*_dims(st, batch, length, cache if is_cache else None),
-                        *_dims(step_mem, batch, length)))  # fmt: skip
-    _export(_Step(model, type(memory), step_names, type(state1), st_names),
-            (prev, *st, *step_mem), ["prev", *s_in, *[f"memory.{n}" for n in step_names]],
-            step_out, dyn, out / "step.onnx", optimize)  # fmt: skip
+    dyn = (
+        {0: batch},
+        (*_dims(st, batch, length, cache if is_cache else None), *_dims(step_mem, batch, length)),
+    )
+    _export(
+        _Step(model, type(memory), step_names, type(state1), st_names),
+        (prev, *st, *step_mem),
+        ["prev", *s_in, *[f"memory.{n}" for n in step_names]],
+        step_out,
+        dyn,
+        out / "step.onnx",
+        optimize,
+    )
+    _export_head(model, features, batch, out, optimize)
+    return {"memory": mem_names, "state": st_names, "attention": attn is not None}
+
+
+def _run_example(model: nn.Module, src, src_mask, prev) -> tuple:
+    """The example tensors the graphs are traced with: memory, the initial state, and the
+    features, state and attention after EXAMPLE_STEPS steps."""
+    with torch.no_grad():
+        memory = model.encode(src, src_mask)
+        state = model.init_state(memory)
+        features, state1, attn = model.step(prev, state, memory)
+        for _ in range(EXAMPLE_STEPS - 1):  # a cache of several positions (transformer)
+            _, state1, _ = model.step(prev, state1, memory)
+    return memory, state, features, state1, attn
+
+
+def _export_head(model: nn.Module, features, batch, out: Path, optimize: bool) -> None:
+    """head.onnx; for a vocabulary head also log-probabilities and the top-k graph."""
     vocab = isinstance(model.head, VocabHead)
     head_out = ["logits", "log_probs"] if vocab else ["logits"]
-    _export(_Head(model), (features,), ["features"], head_out, ({0: batch},),
-            out / "head.onnx", optimize)  # fmt: skip
+    _export(
+        _Head(model),
+        (features,),
+        ["features"],
+        head_out,
+        ({0: batch},),
+        out / "head.onnx",
+        optimize,
+    )
     if vocab:
         write_topk(out / "topk.onnx")
-    return {"memory": mem_names, "state": st_names, "attention": attn is not None}
 
 
 def write_topk(path: Path) -> None:

@@ -90,8 +90,15 @@ def backtest(
         extra = (512, cov, fut) if names else ()
         point, bands = model.forecast_intervals(hist, list(levels), *extra)
         row = score_window(hist, truth, point, bands, period)
-        rows.append({"window": k, "cut": cut, "series": len(keep),
-                     "skipped": len(series) - len(keep), **row})  # fmt: skip
+        rows.append(
+            {
+                "window": k,
+                "cut": cut,
+                "series": len(keep),
+                "skipped": len(series) - len(keep),
+                **row,
+            }
+        )
         pooled["hist"] += hist
         pooled["truth"] += truth
         pooled["point"] += list(point)
@@ -99,8 +106,9 @@ def backtest(
             pooled["bands"].setdefault(key, ([], []))
             pooled["bands"][key][0].extend(lo)
             pooled["bands"][key][1].extend(hi)
-    overall = score_window(pooled["hist"], pooled["truth"], pooled["point"], pooled["bands"],
-                           period)  # fmt: skip
+    overall = score_window(
+        pooled["hist"], pooled["truth"], pooled["point"], pooled["bands"], period
+    )
     return {"windows": rows, "overall": overall, "refit": refit_dir is not None}
 
 

@@ -52,8 +52,10 @@ def _covariates(forecaster, series, future_path: str | None) -> tuple:
     future = None
     if s.covariates:
         if not future_path:
-            raise ConfigError(f"this run takes future-known covariates {list(s.covariates)}: "
-                              "give --future FILE (unique_id, ds and those columns)")  # fmt: skip
+            raise ConfigError(
+                f"this run takes future-known covariates {list(s.covariates)}: "
+                "give --future FILE (unique_id, ds and those columns)"
+            )
         fut = load_series(future_path)
         if sorted(fut.ids) != sorted(series.ids):
             raise ConfigError(f"{future_path}: its unique_id differ from the input's")
@@ -123,9 +125,12 @@ def plot_forecast_command(args: argparse.Namespace) -> None:
         raise ConfigError(f"plot forecast: no series {missing[:5]} in {args.input}")
     rows = [series.ids.index(name) for name in wanted]
     out = plot_forecast(
-        wanted, [series.values[i] for i in rows], [forecasts[i] for i in rows], args.output,
+        wanted,
+        [series.values[i] for i in rows],
+        [forecasts[i] for i in rows],
+        args.output,
         actuals=None if actuals is None else [actuals.values[i] for i in rows],
-    )  # fmt: skip
+    )
     print(out)
 
 
@@ -134,37 +139,45 @@ def add_plot_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input", help="series file (M4 wide CSV or id,timestamp,value)")
     g.add_argument("--actuals", help="the values that followed (same layout), drawn dashed")
     g.add_argument("--series", help="comma-separated series ids (default: the first three)")
-    g.add_argument("--format", choices=["auto", "m4", "long"], default="auto",
-                   help="series layout (default: from the file's header)")  # fmt: skip
-    g.add_argument("--on-bad-line", choices=["error", "skip"], default="error",
-                   help="stop at a bad line (default) or skip and count it")  # fmt: skip
+    _add_layout_flags(g)
     p.set_defaults(checkpoint="best", device="cpu")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("forecast", help="forecast the steps after each series (and score them)")
-    p.add_argument("--model", required=True, action="append", metavar="DIR",
-                   help="run directory of a forecasting run; repeat for an ensemble")  # fmt: skip
-    p.add_argument("--combine", choices=["median", "mean"], default="median",
-                   help="how an ensemble combines forecasts (default median)")  # fmt: skip
+    p.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        metavar="DIR",
+        help="run directory of a forecasting run; repeat for an ensemble",
+    )
+    p.add_argument(
+        "--combine",
+        choices=["median", "mean"],
+        default="median",
+        help="how an ensemble combines forecasts (default median)",
+    )
     p.add_argument("--input", required=True, help="series file (M4 wide CSV or id,timestamp,value)")
-    p.add_argument("--output", required=True,
-                   help="CSV: id,F1..FH (id,timestamp,value for long input; unique_id,ds,y "
-                        "for a long table, Parquet for a .parquet name)")  # fmt: skip
+    p.add_argument(
+        "--output",
+        required=True,
+        help="CSV: id,F1..FH (id,timestamp,value for long input; unique_id,ds,y "
+        "for a long table, Parquet for a .parquet name)",
+    )
     p.add_argument("--actuals", help="the values that followed: print sMAPE/MASE/OWA too")
-    p.add_argument("--format", choices=["auto", "m4", "long"], default="auto",
-                   help="series layout (default: from the file's header)")  # fmt: skip
-    p.add_argument("--on-bad-line", choices=["error", "skip"], default="error",
-                   help="stop at a bad line (default) or skip and count it")  # fmt: skip
-    p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
-                   help="best validation weights (default), the last, or those written by "
-                        "`transduce average`")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--threads", type=opt.int_at_least(0, opt.MAX_THREADS), default=0,
-                   help="torch CPU threads (0: torch's default)")  # fmt: skip
-    p.add_argument("--level", type=level_type, nargs="+", default=[], metavar="PCT",
-                   help="conformal prediction intervals at these levels, e.g. 80 95: "
-                        "lo-80,hi-80,... columns")  # fmt: skip
+    _add_layout_flags(p)
+    _add_weights_flags(
+        p, "best validation weights (default), the last, or those written by `transduce average`"
+    )
+    p.add_argument(
+        "--level",
+        type=level_type,
+        nargs="+",
+        default=[],
+        metavar="PCT",
+        help="conformal prediction intervals at these levels, e.g. 80 95: lo-80,hi-80,... columns",
+    )
     p.add_argument(
         "--future",
         help="future-known covariates over the forecast steps (a "
@@ -196,8 +209,14 @@ def backtest_command(args: argparse.Namespace) -> None:
         joined = [np.r_[x, y] for x, y in zip(series.values, after.values, strict=True)]
         series = SeriesSet(series.ids, joined, series.report)
     require_positive(series, s.scaling)
-    result = backtest(forecaster, series, args.windows, args.step or s.horizon, args.level,
-                      args.out if args.refit else None)  # fmt: skip
+    result = backtest(
+        forecaster,
+        series,
+        args.windows,
+        args.step or s.horizon,
+        args.level,
+        args.out if args.refit else None,
+    )
     if args.output:
         from transduce import checkpoint as ckpt
 
@@ -211,20 +230,56 @@ def add_backtest_parser(sub) -> None:
     p.add_argument("--input", help="series file (default: the run's series.train)")
     p.add_argument("--actuals", help="the values that followed --input, appended to it")
     p.add_argument("--windows", type=opt.int_at_least(1), default=3, help="origins (default 3)")
-    p.add_argument("--step", type=opt.int_at_least(1), default=0,
-                   help="values between origins (default: the horizon)")  # fmt: skip
-    p.add_argument("--level", type=level_type, nargs="+", default=[], metavar="PCT",
-                   help="interval levels to score (MSIS / ACD / coverage), e.g. 80 95")  # fmt: skip
+    p.add_argument(
+        "--step",
+        type=opt.int_at_least(1),
+        default=0,
+        help="values between origins (default: the horizon)",
+    )
+    p.add_argument(
+        "--level",
+        type=level_type,
+        nargs="+",
+        default=[],
+        metavar="PCT",
+        help="interval levels to score (MSIS / ACD / coverage), e.g. 80 95",
+    )
     p.add_argument("--refit", action="store_true", help="train afresh per window (slow)")
     p.add_argument("--out", help="--refit: directory for the per-window runs")
     p.add_argument("--output", help="also write the full result as JSON here")
-    p.add_argument("--format", choices=["auto", "m4", "long"], default="auto",
-                   help="series layout (default: from the file's header)")  # fmt: skip
-    p.add_argument("--on-bad-line", choices=["error", "skip"], default="error",
-                   help="stop at a bad line (default) or skip and count it")  # fmt: skip
-    p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
-                   help="which weights forecast (default best, the calibrated ones)")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--threads", type=opt.int_at_least(0, opt.MAX_THREADS), default=0,
-                   help="torch CPU threads (0: torch's default)")  # fmt: skip
+    _add_layout_flags(p)
+    _add_weights_flags(p, "which weights forecast (default best, the calibrated ones)")
     p.set_defaults(func=backtest_command)
+
+
+def _add_layout_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How a series file is read: its layout and what a bad line does."""
+    p.add_argument(
+        "--format",
+        choices=["auto", "m4", "long"],
+        default="auto",
+        help="series layout (default: from the file's header)",
+    )
+    p.add_argument(
+        "--on-bad-line",
+        choices=["error", "skip"],
+        default="error",
+        help="stop at a bad line (default) or skip and count it",
+    )
+
+
+def _add_weights_flags(p: argparse.ArgumentParser, checkpoint_help: str) -> None:
+    """Which weights of the run, where and on how many CPU threads they run."""
+    p.add_argument(
+        "--checkpoint",
+        choices=["best", "last", "averaged"],
+        default="best",
+        help=checkpoint_help,
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument(
+        "--threads",
+        type=opt.int_at_least(0, opt.MAX_THREADS),
+        default=0,
+        help="torch CPU threads (0: torch's default)",
+    )

@@ -58,8 +58,9 @@ class ForecastEnsemble:
 
     def forecast(self, series: list[np.ndarray], batch_size: int = 512) -> np.ndarray:
         """``[N, horizon]``: the combination of every member's forecast."""
-        return combine_forecasts([m.forecast(series, batch_size) for m in self.members],
-                                 self.combine)  # fmt: skip
+        return combine_forecasts(
+            [m.forecast(series, batch_size) for m in self.members], self.combine
+        )
 
     def forecast_intervals(
         self, series: list[np.ndarray], levels: list[float], batch_size: int = 512
@@ -68,10 +69,11 @@ class ForecastEnsemble:
         outs = [m.forecast_intervals(series, levels, batch_size) for m in self.members]
         point = combine_forecasts([o[0] for o in outs], self.combine)
         bands = {
-            key: tuple(combine_forecasts([o[1][key][j] for o in outs], self.combine)
-                       for j in (0, 1))
+            key: tuple(
+                combine_forecasts([o[1][key][j] for o in outs], self.combine) for j in (0, 1)
+            )
             for key in outs[0][1]
-        }  # fmt: skip
+        }
         return point, bands
 
 

@@ -40,8 +40,10 @@ def msis(insample, actual, lo, hi, m: int, a: float = 0.05) -> float:
 
 def coverage(actuals: Sequence, lo: Sequence, hi: Sequence) -> float:
     """Share of all steps of all series whose actual lies in ``[lo, hi]`` (bounds count)."""
-    inside = [(np.asarray(y) >= lo_) & (np.asarray(y) <= hi_)
-              for y, lo_, hi_ in zip(actuals, lo, hi, strict=True)]  # fmt: skip
+    inside = [
+        (np.asarray(y) >= lo_) & (np.asarray(y) <= hi_)
+        for y, lo_, hi_ in zip(actuals, lo, hi, strict=True)
+    ]
     return float(np.mean(np.concatenate(inside)))
 
 
@@ -56,8 +58,10 @@ def interval_scores(
     """Mean MSIS over series, ACD and coverage of intervals at ``level`` percent."""
     a = 1 - level / 100
     with np.errstate(divide="ignore", invalid="ignore"):  # a flat history: scale 0
-        per = [msis(x, y, lo_, hi_, m, a) for x, y, lo_, hi_ in zip(insample, actuals, lo, hi,
-                                                                     strict=True)]  # fmt: skip
+        per = [
+            msis(x, y, lo_, hi_, m, a)
+            for x, y, lo_, hi_ in zip(insample, actuals, lo, hi, strict=True)
+        ]
     finite = [v for v in per if np.isfinite(v)]
     return {
         "msis": float(np.mean(finite)) if finite else float("nan"),

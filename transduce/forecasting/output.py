@@ -63,8 +63,10 @@ def future_stamps(stamps: list[str], horizon: int, step: timedelta | str) -> lis
             else:
                 when = last + k * step
         except (OverflowError, ValueError):
-            raise ValueError(f"the {horizon} steps after {stamps[-1][:40]} run past year "
-                             "9999, the last date this can write") from None  # fmt: skip
+            raise ValueError(
+                f"the {horizon} steps after {stamps[-1][:40]} run past year "
+                "9999, the last date this can write"
+            ) from None
         out.append(_like(when, stamps[-1]))
     return out
 
@@ -74,8 +76,10 @@ def check_finite(ids: list[str], forecasts: np.ndarray) -> None:
     rather than writing them as nulls."""
     bad = [name for name, row in zip(ids, forecasts, strict=True) if not np.isfinite(row).all()]
     if bad:
-        raise ValueError(f"series {', '.join(b[:40] for b in bad[:3])}: the forecast is not a "
-                         "finite number (values too large for this model?)")  # fmt: skip
+        raise ValueError(
+            f"series {', '.join(b[:40] for b in bad[:3])}: the forecast is not a "
+            "finite number (values too large for this model?)"
+        )
 
 
 def _like(when: datetime, example: str) -> str:
@@ -122,8 +126,13 @@ def warn_short_series(series: SeriesSet, lookback: int) -> int:
     short = [name for name, x in zip(series.ids, series.values, strict=True) if len(x) < lookback]
     if short:
         names = ", ".join(short[:5]) + (" ..." if len(short) > 5 else "")
-        log.warning("%d of %d series are shorter than the lookback of %d values and are "
-                    "left-padded: %s", len(short), len(series), lookback, names)  # fmt: skip
+        log.warning(
+            "%d of %d series are shorter than the lookback of %d values and are left-padded: %s",
+            len(short),
+            len(series),
+            lookback,
+            names,
+        )
     return len(short)
 
 
@@ -131,7 +140,10 @@ def interval_records(point: np.ndarray, bands: dict) -> list[dict[str, list[floa
     """Per series, ``{"lo-80": [...], "hi-80": [...], ...}`` from ``forecast_intervals``'
     bands: the ``intervals`` field of a ``/v1/forecast`` response (serve/schemas.py)."""
     return [
-        {f"{side}-{key}": b[j][i].tolist() for key, b in bands.items()
-         for j, side in enumerate(("lo", "hi"))}
+        {
+            f"{side}-{key}": b[j][i].tolist()
+            for key, b in bands.items()
+            for j, side in enumerate(("lo", "hi"))
+        }
         for i in range(len(point))
-    ]  # fmt: skip
+    ]

@@ -22,14 +22,13 @@ from transduce.config import (
     data_path,
     load_run_config,
 )
-from transduce.data.series import (
+from transduce.data.series import SeriesSet, require_positive
+from transduce.data.windows import (
     ArrayData,
-    SeriesSet,
     WindowArrays,
     WindowSpec,
     left_pad,
     make_windows,
-    require_positive,
     training_windows,
     unscale,
 )
@@ -49,10 +48,20 @@ log = logging.getLogger("transduce.forecast")
 def window_spec(s: SeriesConfig) -> WindowSpec:
     bad = [lv for lv in s.levels if not 0 < lv < 100]
     if bad or len(set(s.levels)) != len(s.levels):
-        raise ConfigError(f"series.levels: {list(s.levels)}: each a percentage strictly "
-                          "between 0 and 100, none twice")  # fmt: skip
-    return WindowSpec(s.lookback, s.horizon, s.period, s.scaling, s.calendar, s.seasonal,
-                      len(s.covariates), len(s.past_covariates))  # fmt: skip
+        raise ConfigError(
+            f"series.levels: {list(s.levels)}: each a percentage strictly "
+            "between 0 and 100, none twice"
+        )
+    return WindowSpec(
+        s.lookback,
+        s.horizon,
+        s.period,
+        s.scaling,
+        s.calendar,
+        s.seasonal,
+        len(s.covariates),
+        len(s.past_covariates),
+    )
 
 
 def series_model(cfg: Config) -> torch.nn.Module:
@@ -128,18 +137,25 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0
     require_positive(data, s.scaling)
     covariates = data.covariates(s.covariates + s.past_covariates)
     train_w, valid_w = training_windows(
-        data.values, window_spec(s), s.stride, s.holdout if s.holdout is not None else s.horizon,
+        data.values,
+        window_spec(s),
+        s.stride,
+        s.holdout if s.holdout is not None else s.horizon,
         covariates,
-    )  # fmt: skip
+    )
     model = series_model(cfg)
     if world > 1:
         torch.manual_seed(cfg.train.seed + 1009 * rank)  # each rank its own dropout masks
     holdout = s.holdout if s.holdout is not None else s.horizon
     task = SeriesTask(
-        cfg, model, ArrayData.from_windows(train_w), ArrayData.from_windows(valid_w),
-        loss=s.loss, scorer=holdout_scorer(data.values, valid_w, cfg.series, holdout),
+        cfg,
+        model,
+        ArrayData.from_windows(train_w),
+        ArrayData.from_windows(valid_w),
+        loss=s.loss,
+        scorer=holdout_scorer(data.values, valid_w, cfg.series, holdout),
         quantiles=quantile_levels(s.levels) if s.levels else None,
-    )  # fmt: skip
+    )
     trainer = Loop(cfg, task, run_dir, rank=rank, world=world)
     summary = (
         f"{len(data)} series: {len(train_w.src)} training windows, {len(valid_w.src)} "
@@ -156,8 +172,9 @@ def write_calibration(run_dir: str | os.PathLike, valid: WindowArrays) -> Path:
     step; :mod:`transduce.forecasting.conformal`), written into the run."""
     forecaster = Forecaster.load(run_dir)
     pred = forecaster.rollout_windows(valid)  # [N, H, D] scaled
-    calibration = conformal.calibrate(pred, valid.target[:, :, 0].astype(np.float64),
-                                      forecaster.cfg.series.levels)  # fmt: skip
+    calibration = conformal.calibrate(
+        pred, valid.target[:, :, 0].astype(np.float64), forecaster.cfg.series.levels
+    )
     return conformal.save(run_dir, calibration)
 
 
@@ -212,17 +229,24 @@ class Forecaster:
             return make_windows(hist, np.zeros(n, dtype=np.int64), spec, None)
         need = spec.covariates + spec.past_covariates
         if covariates is None or (spec.covariates and future is None):
-            raise ConfigError(f"this run was trained with covariates {self.covariate_names}: "
-                              "give their history (and future values of the future-known "
-                              "ones)")  # fmt: skip
-        past = np.stack([_pad_rows(np.asarray(c, float).reshape(len(c), need), spec.lookback)
-                         for c in covariates])  # fmt: skip
+            raise ConfigError(
+                f"this run was trained with covariates {self.covariate_names}: "
+                "give their history (and future values of the future-known "
+                "ones)"
+            )
+        past = np.stack(
+            [
+                _pad_rows(np.asarray(c, float).reshape(len(c), need), spec.lookback)
+                for c in covariates
+            ]
+        )
         fut = np.zeros((n, spec.horizon, spec.covariates))
         for i, f in enumerate(future if spec.covariates else []):
             f = np.asarray(f, float).reshape(len(f), -1)
             if len(f) < spec.horizon:
-                raise ConfigError(f"series {i}: {len(f)} future covariate rows, the horizon "
-                                  f"needs {spec.horizon}")  # fmt: skip
+                raise ConfigError(
+                    f"series {i}: {len(f)} future covariate rows, the horizon needs {spec.horizon}"
+                )
             fut[i] = f[: spec.horizon, : spec.covariates]
         return make_windows(hist, np.zeros(n, dtype=np.int64), spec, None, past, fut)
 
@@ -248,16 +272,20 @@ class Forecaster:
         """The point forecast ``[N, H]`` and, per level (``"80"``), the conformal interval
         ``(lo, hi)``, each ``[N, H]``, in the data's units."""
         if levels and self.calibration is None:
-            raise ConfigError("this run has no conformal calibration (conformal.json; runs "
-                              "trained before intervals existed): retrain it")  # fmt: skip
+            raise ConfigError(
+                "this run has no conformal calibration (conformal.json; runs "
+                "trained before intervals existed): retrain it"
+            )
         w = self.windows(series, covariates, future)
         pred = self.rollout_windows(w, batch_size)
         point = unscale(pred[:, :, 0], w.level, self.spec)
         bands = {}
         for level in levels:
             lo, hi = conformal.bands(pred, self.calibration, level)
-            bands[conformal.label(level)] = (unscale(lo, w.level, self.spec),
-                                             unscale(hi, w.level, self.spec))  # fmt: skip
+            bands[conformal.label(level)] = (
+                unscale(lo, w.level, self.spec),
+                unscale(hi, w.level, self.spec),
+            )
         return point, bands
 
     # ------------------------------------------------------------ DataFrames (long format)
@@ -289,8 +317,9 @@ class Forecaster:
         run_dir = Path(run_dir or tempfile.mkdtemp(prefix="transduce-fit-"))
         run_dir.mkdir(parents=True, exist_ok=True)
         write_table(df, run_dir / "series.csv")
-        series = dataclasses.replace(cfg.series, train=str(run_dir / "series.csv"),
-                                     format="auto", test="")  # fmt: skip
+        series = dataclasses.replace(
+            cfg.series, train=str(run_dir / "series.csv"), format="auto", test=""
+        )
         train(dataclasses.replace(cfg, series=series), run_dir)
         out = cls.load(run_dir)
         out.history = history
@@ -314,16 +343,17 @@ class Forecaster:
         future = None
         if self.cfg.series.covariates:
             if futr_df is None:
-                raise ConfigError(f"predict: futr_df with {list(self.cfg.series.covariates)} "
-                                  "over the forecast steps is needed")  # fmt: skip
+                raise ConfigError(
+                    f"predict: futr_df with {list(self.cfg.series.covariates)} "
+                    "over the forecast steps is needed"
+                )
             fut = frame_to_series(futr_df, "futr_df", need_y=False)
             if set(fut.ids) != set(history.ids):
                 raise ConfigError("predict: futr_df's unique_id differ from the history's")
             order = [fut.ids.index(name) for name in history.ids]
             rows = fut.covariates(tuple(self.cfg.series.covariates))
             future = [rows[i] for i in order]
-        point, bands = self.forecast_intervals(history.values, list(level), 512, covariates,
-                                               future)  # fmt: skip
+        point, bands = self.forecast_intervals(history.values, list(level), 512, covariates, future)
         cut = {k: (lo[:, :h], hi[:, :h]) for k, (lo, hi) in bands.items()}
         return forecasts_frame(history, point[:, :h], cut)
 

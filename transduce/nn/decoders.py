@@ -202,8 +202,13 @@ class RNNDecoder(nn.Module):
         out, hn = self.rnn(x, hx)
         return out, (hn.transpose(0, 1), None)
 
-    def _cell_step(self, x: torch.Tensor | None, h: torch.Tensor, c: torch.Tensor | None,
-                   first: tuple[torch.Tensor, torch.Tensor | None] | None = None):  # fmt: skip
+    def _cell_step(
+        self,
+        x: torch.Tensor | None,
+        h: torch.Tensor,
+        c: torch.Tensor | None,
+        first: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+    ):
         """One time step with the fused RNN's own weights through the cell kernels: for a
         single step this avoids the whole-sequence kernel's per-call set-up cost. ``first``:
         layer 0's new (h, c) ``[B, H]`` when the caller computed it (then ``x`` is unused)."""

@@ -19,10 +19,18 @@ from transduce.nn.presets import (
 from transduce.nn.seq2seq import Seq2Seq, Seq2SeqModel, reverse_padded
 
 __all__ = [
-    "BIDIRECTIONAL_BY_DEFAULT", "PRESETS", "RNN_VARIANTS", "Seq2Seq", "Seq2SeqModel",
-    "build_encoder", "build_model", "build_parts", "build_value_model", "encoder_is_bidirectional",
+    "BIDIRECTIONAL_BY_DEFAULT",
+    "PRESETS",
+    "RNN_VARIANTS",
+    "Seq2Seq",
+    "Seq2SeqModel",
+    "build_encoder",
+    "build_model",
+    "build_parts",
+    "build_value_model",
+    "encoder_is_bidirectional",
     "reverse_padded",
-]  # fmt: skip
+]
 
 
 def build_model(
@@ -56,7 +64,9 @@ def build_value_model(
     if src_embed is None:
         src_embed = ValueEmbedding(input_dim, cfg.encoder.embed_size, drop)
     return build_parts(
-        cfg, 0, 0,
+        cfg,
+        0,
+        0,
         src_embed=src_embed,
         tgt_embed=ValueEmbedding(output_dim + exog_dim, cfg.decoder.embed_size, drop),
         make_head=lambda size: (
@@ -64,4 +74,4 @@ def build_value_model(
             if quantile_levels
             else RegressionHead(size, output_dim, cfg.output_dropout)
         ),
-    )  # fmt: skip
+    )

@@ -138,14 +138,27 @@ def _rnn(
     elif bridge == "copy" and encoder.output_size != dec_cfg.hidden_size:
         bridge = "linear"  # sizes differ (e.g. a bidirectional encoder): learn the mapping
     decoder = decoder_cls(
-        tgt_vocab_size, encoder.output_size, cfg.cell, dec_cfg.embed_size,
-        dec_cfg.hidden_size, dec_cfg.layers, dec_cfg.dropout, scorer=scorer, window=window,
-        readout_size=dec_cfg.readout_size, bridge=bridge, encoder_layers=enc_cfg.layers,
-        embed_dropout=cfg.embed_dropout, spatial_dropout=cfg.spatial_dropout,
-        embed=tgt_embed, **opts, **decoder_extra,
-    )  # fmt: skip
-    return Seq2Seq(encoder, decoder, _head(cfg, decoder, tgt_vocab_size, make_head),
-                   cfg.reverse_source)  # fmt: skip
+        tgt_vocab_size,
+        encoder.output_size,
+        cfg.cell,
+        dec_cfg.embed_size,
+        dec_cfg.hidden_size,
+        dec_cfg.layers,
+        dec_cfg.dropout,
+        scorer=scorer,
+        window=window,
+        readout_size=dec_cfg.readout_size,
+        bridge=bridge,
+        encoder_layers=enc_cfg.layers,
+        embed_dropout=cfg.embed_dropout,
+        spatial_dropout=cfg.spatial_dropout,
+        embed=tgt_embed,
+        **opts,
+        **decoder_extra,
+    )
+    return Seq2Seq(
+        encoder, decoder, _head(cfg, decoder, tgt_vocab_size, make_head), cfg.reverse_source
+    )
 
 
 def _head(cfg: ModelConfig, decoder, tgt_vocab_size: int, make_head) -> nn.Module:

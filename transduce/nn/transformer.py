@@ -89,9 +89,12 @@ class MultiHeadAttention(nn.Module):
         shape = (b, self.heads, -1, self.head_size)
         q = self.q(query).view(b, t, self.heads, self.head_size).transpose(1, 2)  # [B, h, T, d/h]
         context = F.scaled_dot_product_attention(
-            q, keys.view(shape), values.view(shape), attn_mask=allowed[:, None],
+            q,
+            keys.view(shape),
+            values.view(shape),
+            attn_mask=allowed[:, None],
             dropout_p=self.dropout,
-        )  # fmt: skip
+        )
         return self.out(context.transpose(1, 2).reshape(b, t, -1))
 
 

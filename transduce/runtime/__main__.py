@@ -14,22 +14,19 @@ import sys
 
 from transduce.cli_options import add_decode_flags, flag_name, int_at_least, options_from_args
 from transduce.config import ConfigError
-from transduce.data.corpus import read_lines
 from transduce.errors import DataError
+from transduce.textio import add_stream_flags
 
 
 def translate(args: argparse.Namespace) -> None:
     """Translate the input lines, writing each batch's lines as they come (in order)."""
-    from transduce.decoding import write_translations
     from transduce.engines import load
+    from transduce.textio import stream_translate
 
     options = options_from_args(args)  # bad flags fail before the model loads
     translator = load(args.model, threads=args.threads)
     translator.check(options, flag_name)
-    inputs = read_lines("-" if args.input is None else args.input)
-    write_translations(
-        inputs, translator.iter_decode(inputs, options), args.output, args.format, options.nbest
-    )
+    stream_translate(translator, args, options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int_at_least(0), default=0, help="onnxruntime threads (0: default)"
     )
     add_decode_flags(p)
+    add_stream_flags(p)
     p.set_defaults(func=translate)
     return parser
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from transduce.decoding import DecodeOptions, Translation
 from transduce.runtime.model import ExportError, read_manifest
 from transduce.runtime.translate import Pipeline
-from transduce.searchcore import output_limits
+from transduce.scoring import PairScore
+from transduce.searchrules import output_limits
 from transduce.textdecoder import TextDecoder
 
 
@@ -57,14 +58,24 @@ class CT2Translator(TextDecoder):
                     length_penalty=1.0 if o.normalize else 0.0,
                     no_repeat_ngram_size=o.no_repeat_ngram)  # fmt: skip
 
-    def _decode_live(self, tokens, texts, o):
+    def _known(self, tokens: list[list[str]], vocab) -> list[list[str]]:
+        return [[t if t in vocab.stoi else "<unk>" for t in toks] for toks in tokens]
+
+    def _decode_live(self, tokens, texts, o, extras=(None, None, None)):
+        """CTranslate2's ``translate_batch``; a prefix is its ``target_prefix`` (its
+        constraints are refused in :mod:`transduce.engines`: it has none)."""
         results: list[list[Translation]] = [[] for _ in tokens]
+        prefixes = extras[0]
         limits = output_limits([len(t) for t in tokens], *self.output_limits(o))
-        vocab = self.pipeline.src_vocab
-        known = [[t if t in vocab.stoi else "<unk>" for t in toks] for toks in tokens]
+        if prefixes is not None:  # the output holds the prefix, as on the other engines
+            limits = [max(n, len(p)) for n, p in zip(limits, prefixes, strict=True)]
+            prefixes = self._known(prefixes, self.pipeline.tgt_vocab)
+        known = self._known(tokens, self.pipeline.src_vocab)
         kwargs = self._kwargs(o)
         for limit in sorted(set(limits)):  # CTranslate2 takes one length limit per call
             group = [k for k, n in enumerate(limits) if n == limit]
+            if prefixes is not None:
+                kwargs["target_prefix"] = [prefixes[k] or None for k in group]
             out = self.ct2.translate_batch(
                 [known[k] for k in group], max_batch_size=o.batch_size or 64,
                 max_decoding_length=limit, return_scores=True, **kwargs,
@@ -77,3 +88,17 @@ class CT2Translator(TextDecoder):
                     for hyp, score in zip(res.hypotheses, res.scores, strict=True)
                 ]
         return results
+
+    def _score_live(self, tokens, texts, targets, o):
+        """CTranslate2's ``score_batch``: the log-probability of every target token and
+        of ``</s>``, teacher forced."""
+        out = self.ct2.score_batch(
+            self._known(tokens, self.pipeline.src_vocab),
+            self._known(targets, self.pipeline.tgt_vocab),
+            max_batch_size=o.batch_size or 64,
+            max_input_length=0,
+        )
+        return [
+            PairScore(float(sum(r.log_probs)), [*tgt, "</s>"], [float(x) for x in r.log_probs])
+            for r, tgt in zip(out, targets, strict=True)
+        ]

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-ENGINES = ("onnx", "ct2")
 TOKENIZERS = ("char", "word", "bpe", "unigram")
 # The inputs each graph must take and the outputs it must give (a graph file swapped for
 # another one is refused at load, not in the middle of a search).
@@ -79,8 +78,13 @@ def _check_sentencepiece(path: Path, model: Path, where: str) -> None:
 def validate(manifest: Any, model_dir: Path, path: Path) -> dict:
     """``manifest`` if it is a well-formed export manifest, else one ExportError."""
     _typed(path, "the top level", manifest, dict, "a mapping")
-    if manifest.get("engine") not in ENGINES:
-        _fail(path, f"engine: expected one of {', '.join(ENGINES)}, got {manifest.get('engine')!r}")
+    from transduce.engines import ENGINES
+
+    engines = list(ENGINES)  # any registered engine (a new one is one registration)
+    if manifest.get("engine") not in engines:
+        _fail(path, f"engine: expected one of {', '.join(engines)}, got {manifest.get('engine')!r}")
+    if ENGINES[manifest["engine"]].export is None:
+        return manifest  # not written by a transduce exporter: its engine reads the rest
     kind = manifest.get("kind", "text")
     if kind not in ("text", "series", "tensors"):
         _fail(path, f"kind: expected text, series or tensors, got {kind!r}")

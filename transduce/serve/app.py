@@ -63,9 +63,15 @@ def create_app(
             loading.cancel()
         await state.close()
 
-    app = FastAPI(title="transduce", version=transduce.__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, default_response_class=SafeJSONResponse,
-                  responses={422: {"model": s.ErrorResponse}})  # fmt: skip
+    app = FastAPI(
+        title="transduce",
+        version=transduce.__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=SafeJSONResponse,
+        responses={422: {"model": s.ErrorResponse}},
+    )
     app.state.serve = state
     app.state.models, app.state.batchers = state.models, state.batchers  # for tests and tools
     app.state.limits = state.limits

@@ -17,9 +17,36 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from transduce.config import ConfigError, load_config
+from transduce.config import Config, ConfigError, load_config
 from transduce.decoding import DecodeOptions, Translation
 from transduce.errors import OptionError
+
+
+class TextItem(str):
+    """An input text that carries its target prefix and constraints through the batcher
+    (which measures and orders items as the strings they are)."""
+
+    prefix: str = ""
+    constraints: tuple[str, ...] = ()
+
+    def __new__(cls, text: str, prefix: str = "", constraints=()) -> TextItem:
+        item = super().__new__(cls, text)
+        item.prefix, item.constraints = prefix, tuple(constraints)
+        return item
+
+
+def decode_items(translator, items: list[str], options: DecodeOptions, on_token=None) -> list:
+    """``translator.decode`` of batcher items, with their prefixes and constraints."""
+    targets: dict[str, Any] = {}
+    prefixes = [getattr(i, "prefix", "") for i in items]
+    constraints = [list(getattr(i, "constraints", ())) for i in items]
+    if any(prefixes):
+        targets["prefixes"] = prefixes
+    if any(constraints):
+        targets["constraints"] = constraints
+    if on_token is not None:
+        targets["on_token"] = on_token
+    return translator.decode([str(i) for i in items], options, **targets)
 
 
 class ServedModel(Protocol):
@@ -55,8 +82,11 @@ def training_summary(run_dir: Path, early_stop_metric: str) -> dict[str, Any]:
     # a damaged file may hold any JSON: keep records (objects) with numbers where needed
     rows = [r for r in rows if isinstance(r, dict)]
     number = (int, float)
-    valid = [r for r in rows if r.get("split") == "valid"
-             and isinstance(r.get(early_stop_metric), number)]  # fmt: skip
+    valid = [
+        r
+        for r in rows
+        if r.get("split") == "valid" and isinstance(r.get(early_stop_metric), number)
+    ]
     steps = [r["step"] for r in rows if isinstance(r.get("step"), int)]
     summary: dict[str, Any] = {"steps": max(steps, default=0)}
     if valid:
@@ -108,23 +138,17 @@ class TextModel:
         check_options(self.translator, options)
 
     def decode(self, items: list[str], options: DecodeOptions) -> list[list[Translation]]:
-        return self.translator.decode(items, options)
+        return decode_items(self.translator, items, options)
 
     def describe(self) -> dict[str, Any]:
         cfg, pipe = self.translator.cfg, self.translator.pipeline
         params = sum(p.numel() for p in self.translator.model.parameters())
         return {
-            "name": self.name,
-            "kind": self.kind,
-            "engine": self.engine,
-            "preset": cfg.model.preset,
-            "cell": cfg.model.cell,
-            "parameters": params,
+            **_identity(self, cfg, params),
             "vocab": {"source": len(pipe.src_vocab), "target": len(pipe.tgt_vocab)},
             "tokenizers": {"source": cfg.data.src_tokenizer, "target": cfg.data.tgt_tokenizer},
             "input_fields": list(self.fields),
-            "members": [str(d) for d in self.members] if self.members else None,
-            "training": _training(self.run_dir, self.members, cfg.train.early_stop_metric),
+            **_provenance(self, cfg),
             "decoding_defaults": _defaults(asdict(cfg.decode)),
         }
 
@@ -182,15 +206,17 @@ class ExportedModel:
         from transduce.runtime.model import read_manifest
 
         if read_manifest(model_dir).get("kind") != "text":
-            raise ConfigError(f"--model {model_dir}: an exported forecasting model; serve its "
-                              "training run (the directory given to transduce export)")  # fmt: skip
+            raise ConfigError(
+                f"--model {model_dir}: an exported forecasting model; serve its "
+                "training run (the directory given to transduce export)"
+            )
         return cls(name, model_dir, load(str(model_dir), threads=threads))
 
     def check(self, options: DecodeOptions) -> None:
         check_options(self.translator, options)
 
     def decode(self, items: list[str], options: DecodeOptions) -> list[list[Any]]:
-        return self.translator.decode(items, options)
+        return decode_items(self.translator, items, options)
 
     def describe(self) -> dict[str, Any]:
         from transduce.engines import get as get_engine
@@ -249,10 +275,16 @@ class SeriesModel:
             return list(self.forecaster.forecast(items))
         point, bands = self.forecaster.forecast_intervals(items, list(options))
         return [
-            (point[i], {f"{side}-{k}": b[j][i] for k, b in bands.items()
-                        for j, side in enumerate(("lo", "hi"))})
+            (
+                point[i],
+                {
+                    f"{side}-{k}": b[j][i]
+                    for k, b in bands.items()
+                    for j, side in enumerate(("lo", "hi"))
+                },
+            )
             for i in range(len(items))
-        ]  # fmt: skip
+        ]
 
     def levels(self) -> list[str]:
         """The interval levels this run was calibrated for (``"80"``...; none: no intervals)."""
@@ -267,21 +299,35 @@ class SeriesModel:
         cfg, spec = forecasters[0].cfg, self.forecaster.spec
         params = sum(p.numel() for f in forecasters for p in f.model.parameters())
         return {
-            "name": self.name,
-            "kind": self.kind,
-            "engine": self.engine,
-            "preset": cfg.model.preset,
-            "cell": cfg.model.cell,
-            "parameters": params,
+            **_identity(self, cfg, params),
             "vocab": None,
             "input_fields": ["values"],
             "horizon": spec.horizon,
             "lookback": spec.lookback,
             "period": spec.period,
-            "members": [str(d) for d in self.members] if self.members else None,
-            "training": _training(self.run_dir, self.members, cfg.train.early_stop_metric),
+            **_provenance(self, cfg),
             "decoding_defaults": {"combine": "median"} if self.members else {},
         }
+
+
+def _identity(model: TextModel | SeriesModel, cfg: Config, params: int) -> dict[str, Any]:
+    """The first fields of a torch model's description: what it is and how large."""
+    return {
+        "name": model.name,
+        "kind": model.kind,
+        "engine": model.engine,
+        "preset": cfg.model.preset,
+        "cell": cfg.model.cell,
+        "parameters": params,
+    }
+
+
+def _provenance(model: TextModel | SeriesModel, cfg: Config) -> dict[str, Any]:
+    """Where a torch model's weights come from: its ensemble members and its training."""
+    return {
+        "members": [str(d) for d in model.members] if model.members else None,
+        "training": _training(model.run_dir, model.members, cfg.train.early_stop_metric),
+    }
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -299,8 +345,10 @@ def _spec_dirs(spec: str, path: str) -> list[Path]:
         if not str(d) or str(d) == ".":
             raise ConfigError(f"--model {spec}: an empty directory name around '+'")
         if not _is_model_dir(d):
-            raise ConfigError(f"--model {spec}: {d} is not a transduce run (no config.yaml) "
-                              "nor an export (no manifest.json)")  # fmt: skip
+            raise ConfigError(
+                f"--model {spec}: {d} is not a transduce run (no config.yaml) "
+                "nor an export (no manifest.json)"
+            )
     return dirs
 
 

@@ -11,12 +11,17 @@ import argparse
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
 from transduce import cli_options as opt
 from transduce.config import ConfigError
 from transduce.export.command import ENGINES
 from transduce.serve.limits import ServeLimits
+
+if TYPE_CHECKING:  # the server pulls in uvicorn; the parser is built without it
+    from transduce.serve.server import ServerSettings
 
 ENV_PREFIX = "TRANSDUCE_SERVE_"
 
@@ -53,7 +58,7 @@ def serve(settings) -> None:
         load_settings_models,
         run_workers,
         uvicorn_config,
-    )  # fmt: skip
+    )
 
     names = list(parse_model_specs(settings.model_specs))  # bad specs fail before binding
     configure_logging(settings)
@@ -65,8 +70,12 @@ def serve(settings) -> None:
     if settings.workers > 1:
         run_workers(settings, sock, banner)
         return
-    app = create_app(loader=lambda: load_settings_models(settings), limits=settings.limits,
-                     names=names, json_logs=settings.log_format == "json")  # fmt: skip
+    app = create_app(
+        loader=lambda: load_settings_models(settings),
+        limits=settings.limits,
+        names=names,
+        json_logs=settings.log_format == "json",
+    )
     server = Server(uvicorn_config(app, settings), app.state.serve, banner)
     server.run(sockets=[sock])
     if app.state.serve.failed:
@@ -92,13 +101,26 @@ def serve_command(args: argparse.Namespace) -> None:
     if args.threads < 0:
         raise ConfigError("--threads must be 0 (the engine's default) or more")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"transduce serve: warning: listening on {args.host}, beyond this machine",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"transduce serve: warning: listening on {args.host}, beyond this machine",
+            file=sys.stderr,
+        )
     settings = ServerSettings(
-        args.model, args.host, args.port, limits, args.checkpoint, args.device, args.engine,
-        args.threads, args.workers, args.log_level, args.log_format, args.keep_alive_s,
-        args.read_timeout_s, args.graceful_timeout_s,
-    )  # fmt: skip
+        args.model,
+        args.host,
+        args.port,
+        limits,
+        args.checkpoint,
+        args.device,
+        args.engine,
+        args.threads,
+        args.workers,
+        args.log_level,
+        args.log_format,
+        args.keep_alive_s,
+        args.read_timeout_s,
+        args.graceful_timeout_s,
+    )
     serve(settings)
 
 
@@ -112,8 +134,10 @@ def _env_defaults(p: argparse.ArgumentParser) -> None:
         if value is not None:
             if action.choices is not None and value not in action.choices:
                 # said when serve runs: a bad variable must not break the other commands
-                p.set_defaults(env_error=f"{ENV_PREFIX}{action.dest.upper()}={value[:80]!r}: "
-                               f"choose from {', '.join(map(str, action.choices))}")  # fmt: skip
+                p.set_defaults(
+                    env_error=f"{ENV_PREFIX}{action.dest.upper()}={value[:80]!r}: "
+                    f"choose from {', '.join(map(str, action.choices))}"
+                )
                 continue
             action.default = value
 
@@ -125,54 +149,103 @@ def add_parser(sub) -> argparse.ArgumentParser:
     d, s = ServeLimits(), ServerSettings([])
     p = sub.add_parser("serve", help="HTTP API and web page over trained models")
     add = p.add_argument
-    add("--model", action="append", metavar="[NAME=]DIR[+DIR...]",
+    add(
+        "--model",
+        action="append",
+        metavar="[NAME=]DIR[+DIR...]",
         help="run directory or exported directory (transduce export), repeatable; NAME: the "
         "folder's name. NAME=DIR1+DIR2 serves an ensemble of runs under NAME (text: "
-        "log-probabilities averaged; forecasts: their median)")  # fmt: skip
-    add("--engine", choices=ENGINES, default="auto",
+        "log-probabilities averaged; forecasts: their median)",
+    )
+    add(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
         help="auto: an exported directory's engine (manifest.json), else torch; another "
-        "value applies to every model and must match it")  # fmt: skip
+        "value applies to every model and must match it",
+    )
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     add("--port", type=int, default=8000, help="port (0: a free one)")
-    add("--workers", type=int, default=s.workers,
+    add(
+        "--workers",
+        type=int,
+        default=s.workers,
         help=f"server processes sharing the port, each with its own model copy (default "
-        f"{s.workers})")  # fmt: skip
-    add("--threads", type=opt.int_at_least(0, opt.MAX_THREADS), default=s.threads,
+        f"{s.workers})",
+    )
+    add(
+        "--threads",
+        type=opt.int_at_least(0, opt.MAX_THREADS),
+        default=s.threads,
         help=f"intra-op CPU threads per worker (torch, onnxruntime, CTranslate2; default "
-        f"{s.threads}; 0: the engine's default)")  # fmt: skip
-    limit_help = {
-        "max_batch_size": "inputs per batched decode (1: no batching)",
-        "max_wait_ms": "longest wait for a batch to fill",
-        "max_texts": "inputs or series per request",
-        "max_chars": "characters per input",
-        "max_values": "values per series",
-        "max_body_kb": "request body size in KiB",
-        "max_compute": "a translation's texts x beam x max_len",
-        "max_batch_work": "one batch's (and one input's) beam x (max_len + 8) x source characters",
-        "decode_timeout_s": "seconds before a request's decode is stopped (503)",
-        "max_errors": "validation problems listed in one 422 reply",
-        "max_keys": "JSON object keys in one request body",
-    }
+        f"{s.threads}; 0: the engine's default)",
+    )
+    _add_limit_flags(add, d, s)
+    add("--device", default="cpu", help="cpu or cuda")
+    add(
+        "--checkpoint",
+        choices=["best", "last", "averaged"],
+        default="best",
+        help="which weights: best validation (default), last, or averaged",
+    )
+    _add_log_flags(add)
+    _env_defaults(p)
+    p.set_defaults(func=serve_command)
+    return p
+
+
+# Help of each ServeLimits field's flag (the defaults come from the dataclass itself).
+_LIMIT_HELP = {
+    "max_batch_size": "inputs per batched decode (1: no batching)",
+    "max_wait_ms": "longest wait for a batch to fill",
+    "max_texts": "inputs or series per request",
+    "max_chars": "characters per input",
+    "max_values": "values per series",
+    "max_body_kb": "request body size in KiB",
+    "max_compute": "a translation's texts x beam x max_len",
+    "max_batch_work": "one batch's (and one input's) beam x (max_len + 8) x source characters",
+    "decode_timeout_s": "seconds before a request's decode is stopped (503)",
+    "max_errors": "validation problems listed in one 422 reply",
+    "max_keys": "JSON object keys in one request body",
+}
+
+
+def _add_limit_flags(add: Callable[..., Any], d: ServeLimits, s: ServerSettings) -> None:
+    """One flag per request limit (ServeLimits) and per server timeout (ServerSettings)."""
     for f in fields(ServeLimits):
         default = getattr(d, f.name)
-        add(f"--{f.name.replace('_', '-')}", type=type(default), default=default,
-            help=f"{limit_help[f.name]} (default {default:g})")  # fmt: skip
+        add(
+            f"--{f.name.replace('_', '-')}",
+            type=type(default),
+            default=default,
+            help=f"{_LIMIT_HELP[f.name]} (default {default:g})",
+        )
     for name, what in (
         ("keep_alive_s", "idle keep-alive connections are closed after this"),
         ("read_timeout_s", "a request's headers and body must arrive within this"),
         ("graceful_timeout_s", "on SIGTERM, in-flight requests get this long to finish"),
     ):
         default = getattr(s, name)
-        add(f"--{name.replace('_', '-')}", type=float, default=default,
-            help=f"seconds: {what} (default {default:g})")  # fmt: skip
-    add("--device", default="cpu", help="cpu or cuda")
-    add("--checkpoint", choices=["best", "last", "averaged"], default="best",
-        help="which weights: best validation (default), last, or averaged")  # fmt: skip
-    add("--log-level", default="warning", choices=["debug", "info", "warning"],
-        help="server log level (default warning; info: text access lines)")  # fmt: skip
-    add("--log-format", default="text", choices=["text", "json"],
+        add(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=default,
+            help=f"seconds: {what} (default {default:g})",
+        )
+
+
+def _add_log_flags(add: Callable[..., Any]) -> None:
+    """The server's log level and the access log's format."""
+    add(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning"],
+        help="server log level (default warning; info: text access lines)",
+    )
+    add(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
         help="access log: json writes one JSON line per request (request id, route, status, "
-        "latency) to stderr at any log level")  # fmt: skip
-    _env_defaults(p)
-    p.set_defaults(func=serve_command)
-    return p
+        "latency) to stderr at any log level",
+    )

@@ -43,19 +43,42 @@ class ServeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("transduce_requests", "HTTP requests answered",
-                                ["route", "method", "status"], registry=r)  # fmt: skip
-        self.latency = Histogram("transduce_request_seconds", "time to answer a request",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.batch_size = Histogram("transduce_batch_size", "inputs per batched decode",
-                                    ["model"], buckets=BATCH_BUCKETS, registry=r)  # fmt: skip
-        self.batch_seconds = Histogram("transduce_batch_seconds", "time of one batched decode",
-                                       ["model"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.inputs = Counter("transduce_inputs_decoded", "inputs (texts or series) decoded",
-                              ["model"], registry=r)  # fmt: skip
-        self.dropped = Counter("transduce_requests_cancelled", "requests whose decode was "
-                               "cancelled (client gone or timed out)", ["model", "reason"],
-                               registry=r)  # fmt: skip
+        self.requests = Counter(
+            "transduce_requests",
+            "HTTP requests answered",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "transduce_request_seconds",
+            "time to answer a request",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "transduce_batch_size",
+            "inputs per batched decode",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "transduce_batch_seconds",
+            "time of one batched decode",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inputs = Counter(
+            "transduce_inputs_decoded", "inputs (texts or series) decoded", ["model"], registry=r
+        )
+        self.dropped = Counter(
+            "transduce_requests_cancelled",
+            "requests whose decode was cancelled (client gone or timed out)",
+            ["model", "reason"],
+            registry=r,
+        )
 
     def watch(self, depth: Callable[[], dict[str, int]], ready: Callable[[], bool]) -> None:
         self.live = _Live(depth, ready)
@@ -73,9 +96,10 @@ class ServeMetrics:
     def observer(self, model: str) -> Callable[[int, float], None]:
         """What a model's batcher calls after each batched decode."""
         size, seconds, inputs = (
-            self.batch_size.labels(model), self.batch_seconds.labels(model),
+            self.batch_size.labels(model),
+            self.batch_seconds.labels(model),
             self.inputs.labels(model),
-        )  # fmt: skip
+        )
 
         def observe(items: int, elapsed: float) -> None:
             size.observe(items)

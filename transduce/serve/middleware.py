@@ -37,8 +37,9 @@ class Gate:
             length = b"0"
         if length is None or not length.isdigit() or int(length) > self.max_body:
             # h11 holds the body to its declared length; chunked bodies need one declared
-            response = error_response(413, "body", f"request body over {self.max_body} bytes "
-                                      "(or no Content-Length)")  # fmt: skip
+            response = error_response(
+                413, "body", f"request body over {self.max_body} bytes (or no Content-Length)"
+            )
             return await response(scope, receive, send)
         token = scope["transduce.arrival"] = Arrival(self.arrivals)
         try:
@@ -112,5 +113,6 @@ class RequestContext:
         if self.json_logs:
             access_log.info(json.dumps(line, ensure_ascii=True))
         else:
-            access_log.info("%s %s %s %d %.1f ms", rid, line["method"], line["path"],
-                            status, line["latency_ms"])  # fmt: skip
+            access_log.info(
+                "%s %s %s %d %.1f ms", rid, line["method"], line["path"], status, line["latency_ms"]
+            )

@@ -36,6 +36,21 @@ class _TranslateBody(_Body):
         '(e.g. {"question": ..., "document": ...}) for a multi-input model',
     )
     return_tokens: bool = Field(False, description="source and output tokens")
+    prefix: str | list[str] | None = Field(
+        None,
+        description='target prefix: one for every text, or one per text ("" for none); '
+        "the outputs start with it, and decoding continues after it",
+    )
+    constraints: list[list[str]] | None = Field(
+        None,
+        description="terminology constraints: per text, the target phrases every output "
+        "must contain (beam search with dynamic beam allocation; [] for none)",
+    )
+    stream: bool = Field(
+        False,
+        description="answer with server-sent events: 'token' events (the text so far, for "
+        "greedy decoding and sampling), one 'result' per text when done, then 'done'",
+    )
 
     def decode_options(self) -> DecodeOptions:
         """The request's :class:`DecodeOptions`; a bad combination is an OptionError
@@ -97,6 +112,28 @@ class Hypothesis(BaseModel):
     attention: list[list[float]] | None = Field(
         None, description="[output tokens][source tokens] attention weights"
     )
+
+
+class ScoreRequest(_Body):
+    """Given targets to score: ``targets[i]`` as a translation of ``texts[i]``."""
+
+    model: str | None = Field(None, description="model name (default: the first text model)")
+    texts: list[str] = Field(min_length=1, description="sources")
+    targets: list[str] = Field(min_length=1, description="one target per source")
+
+
+class PairScoreResult(BaseModel):
+    logprob: float | None = Field(description="log-probability of the target and </s> "
+                                  "(null: an empty source, skipped)")  # fmt: skip
+    normalized: float | None = Field(description="logprob per token (</s> counted)")
+    tokens: list[str] = Field(description="the target's tokens, then </s>")
+    per_token: list[float] = Field(description="the log-probability of each token")
+
+
+class ScoreResponse(BaseModel):
+    model: str
+    results: list[PairScoreResult] = Field(description="one per pair, in order")
+    decode_ms: float
 
 
 class TranslationResult(BaseModel):

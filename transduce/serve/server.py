@@ -100,12 +100,15 @@ class ReadTimeoutH11(H11Protocol):
 
 def uvicorn_config(app: Any, settings: ServerSettings, **extra: Any) -> uvicorn.Config:
     config = uvicorn.Config(
-        app, log_level=settings.log_level, access_log=False, http=ReadTimeoutH11,
+        app,
+        log_level=settings.log_level,
+        access_log=False,
+        http=ReadTimeoutH11,
         timeout_keep_alive=max(1, round(settings.keep_alive_s)),
         timeout_graceful_shutdown=max(1, round(settings.graceful_timeout_s)),
         h11_max_incomplete_event_size=16 * 1024,  # request line and headers: h11 refuses more
         **extra,
-    )  # fmt: skip
+    )
     config.transduce_read_timeout = settings.read_timeout_s  # type: ignore[attr-defined]
     return config
 
@@ -152,10 +155,12 @@ def worker_app():
     settings = ServerSettings.from_json(os.environ[WORKER_ENV])
     configure_logging(settings)
     app = create_app(
-        loader=lambda: load_settings_models(settings), limits=settings.limits,
+        loader=lambda: load_settings_models(settings),
+        limits=settings.limits,
         names=list(parse_model_specs(settings.model_specs)),
-        json_logs=settings.log_format == "json", load_first=True,
-    )  # fmt: skip
+        json_logs=settings.log_format == "json",
+        load_first=True,
+    )
     app.state.serve.report_failure = True
     return app
 
@@ -168,8 +173,13 @@ def load_settings_models(settings: ServerSettings):
             import torch
 
             torch.set_num_threads(settings.threads)
-    return load_models(settings.model_specs, settings.checkpoint, settings.device,
-                       settings.engine, settings.threads)  # fmt: skip
+    return load_models(
+        settings.model_specs,
+        settings.checkpoint,
+        settings.device,
+        settings.engine,
+        settings.threads,
+    )
 
 
 def configure_logging(settings: ServerSettings) -> None:
@@ -193,8 +203,9 @@ def run_workers(settings: ServerSettings, sock, banner: str) -> None:
     # the workers' counters, summed at every scrape (prometheus-client multiprocess mode)
     metrics_dir = tempfile.mkdtemp(prefix="transduce-serve-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    config = uvicorn_config("transduce.serve.server:worker_app", settings, factory=True,
-                            workers=settings.workers)  # fmt: skip
+    config = uvicorn_config(
+        "transduce.serve.server:worker_app", settings, factory=True, workers=settings.workers
+    )
     supervisor = Multiprocess(config, sockets=[sock])
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/health/ready"

@@ -42,9 +42,15 @@ class ServeState:
         for name, m in models.items():
             cost = _text_cost(m) if m.kind == "text" else None
             self.batchers[name] = MicroBatcher(
-                m.decode, self.executor, lim.max_batch_size, lim.max_wait_ms, self.arrivals,
-                cost=cost, max_cost=lim.max_batch_work, observe=self.metrics.observer(name),
-            )  # fmt: skip
+                m.decode,
+                self.executor,
+                lim.max_batch_size,
+                lim.max_wait_ms,
+                self.arrivals,
+                cost=cost,
+                max_cost=lim.max_batch_work,
+                observe=self.metrics.observer(name),
+            )
         self.models.update(models)  # in place: app.state.models is this same dict
         self.names = list(models)
         self.ready = True
@@ -73,8 +79,9 @@ def _text_cost(model: ServedModel) -> Callable[[Any], int]:
     default_len = getattr(model, "max_len", 100)
 
     def cost(text: str, options: Any) -> int:
-        return batch_work(len(text), options.beam, options.nbest, options.sample,
-                          options.max_len or default_len)  # fmt: skip
+        return batch_work(
+            len(text), options.beam, options.nbest, options.sample, options.max_len or default_len
+        )
 
     return cost
 

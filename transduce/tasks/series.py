@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from transduce.config import Config
-from transduce.data.series import ArrayData
+from transduce.data.windows import ArrayData
 from transduce.engine.objective import Objective, regression_loss
 
 

@@ -48,9 +48,15 @@ class TextTask:
         ``max_tokens``), shuffled by (seed, epoch)."""
         t = self.cfg.train
         return self.train_data.batch_order(
-            t.batch_size, t.seed, epoch, t.bucket, rank=rank, world=world,
-            max_tokens=t.max_tokens, by=t.bucket_by,
-        )  # fmt: skip
+            t.batch_size,
+            t.seed,
+            epoch,
+            t.bucket,
+            rank=rank,
+            world=world,
+            max_tokens=t.max_tokens,
+            by=t.bucket_by,
+        )
 
     def batch(self, index: np.ndarray):
         return self.train_data.batch(index)

@@ -79,8 +79,9 @@ async def decode_or_give_up(request: Request, state: ServeState, model: str, wor
     watch = asyncio.ensure_future(_client_gone(request))
     timeout = state.limits.decode_timeout_s
     try:
-        done, _ = await asyncio.wait({task, watch}, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        done, _ = await asyncio.wait(
+            {task, watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         watch.cancel()
     if task in done:
@@ -90,5 +91,9 @@ async def decode_or_give_up(request: Request, state: ServeState, model: str, wor
     state.metrics.dropped.labels(model, reason).inc()
     if reason == "disconnected":  # nobody reads this reply; 499 as in nginx's logs
         raise ApiError(499, "body", "the client closed the connection")
-    raise ApiError(503, "body", f"the decode took longer than {timeout:g} s and was stopped: "
-                   "send fewer or shorter texts, or lower beam or max_len")  # fmt: skip
+    raise ApiError(
+        503,
+        "body",
+        f"the decode took longer than {timeout:g} s and was stopped: "
+        "send fewer or shorter texts, or lower beam or max_len",
+    )

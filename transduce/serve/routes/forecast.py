@@ -20,7 +20,7 @@ from transduce.serve.routes.common import (
     arrived,
     decode_or_give_up,
     raw_json,
-)  # fmt: skip
+)
 from transduce.serve.routes.translate import pick
 from transduce.serve.state import ServeState
 
@@ -64,22 +64,32 @@ async def forecast(
     for i, (series, got) in enumerate(zip(body.series, preds, strict=True)):
         pred, bands = got if levels else (got, None)
         if not np.all(np.isfinite(pred)):  # values beyond what the model can scale
-            raise ApiError(422, f"series[{i}].values", "the forecast is not finite: the values "
-                           "are too large (or too varied) for this model")  # fmt: skip
+            raise ApiError(
+                422,
+                f"series[{i}].values",
+                "the forecast is not finite: the values "
+                "are too large (or too varied) for this model",
+            )
         for key, bound in (bands or {}).items():
             if not np.all(np.isfinite(bound)):  # too few calibration windows for the level
-                raise ApiError(422, "level", f"the run's calibration cannot bound a "
-                               f"{key[3:]}% interval (too few calibration windows): ask for a "
-                               "lower level")  # fmt: skip
+                raise ApiError(
+                    422,
+                    "level",
+                    f"the run's calibration cannot bound a "
+                    f"{key[3:]}% interval (too few calibration windows): ask for a "
+                    "lower level",
+                )
         stamps = None
         if series.timestamps is not None:
             stamps = continue_timestamps(series.timestamps, len(pred), f"series[{i}]")
         intervals = {k: v.tolist() for k, v in bands.items()} if bands is not None else None
-        out.append(s.SeriesForecast(id=series.id, values=pred.tolist(), timestamps=stamps,
-                                    intervals=intervals))  # fmt: skip
+        out.append(
+            s.SeriesForecast(
+                id=series.id, values=pred.tolist(), timestamps=stamps, intervals=intervals
+            )
+        )
     ms = round(ms, 3)
-    return s.ForecastResponse(model=name, horizon=len(out[0].values), forecasts=out,
-                              decode_ms=ms)  # fmt: skip
+    return s.ForecastResponse(model=name, horizon=len(out[0].values), forecasts=out, decode_ms=ms)
 
 
 def _levels(levels: list[float], model: Any) -> tuple[float, ...]:
@@ -89,12 +99,17 @@ def _levels(levels: list[float], model: Any) -> tuple[float, ...]:
         return ()
     have = model.levels() if hasattr(model, "levels") else []
     if not have:
-        raise ApiError(422, "level", "this model has no conformal calibration (runs trained "
-                       "before intervals existed): retrain it, or ask for no level")  # fmt: skip
+        raise ApiError(
+            422,
+            "level",
+            "this model has no conformal calibration (runs trained "
+            "before intervals existed): retrain it, or ask for no level",
+        )
     for k, level in enumerate(levels):
         if f"{float(level):g}" not in have:  # conformal.label's form, without torch
-            raise ApiError(422, f"level[{k}]", f"not calibrated in this run; calibrated: "
-                           f"{', '.join(have)}")  # fmt: skip
+            raise ApiError(
+                422, f"level[{k}]", f"not calibrated in this run; calibrated: {', '.join(have)}"
+            )
     return tuple(sorted(set(levels)))
 
 

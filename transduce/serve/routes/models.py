@@ -26,6 +26,12 @@ def _describe(model: Any) -> dict[str, Any]:
         return model.describe()
     except Exception as err:  # what a damaged run's files raise varies: TypeError, OSError...
         log.warning("describing %s: %s", model.name, err)
-        return {"name": model.name, "kind": model.kind, "engine": getattr(model, "engine", "torch"),
-                "preset": "unknown", "input_fields": list(getattr(model, "fields", ())),
-                "training": {}, "decoding_defaults": {}}  # fmt: skip
+        return {
+            "name": model.name,
+            "kind": model.kind,
+            "engine": getattr(model, "engine", "torch"),
+            "preset": "unknown",
+            "input_fields": list(getattr(model, "fields", ())),
+            "training": {},
+            "decoding_defaults": {},
+        }

@@ -14,14 +14,17 @@ from transduce.serve.backend import ServedModel, UnsupportedOption
 from transduce.serve.errors import ApiError
 from transduce.serve.limits import ServeLimits, batch_work, compute_cost
 from transduce.serve.routes.common import ERRORS, BoundedState, arrived, decode_or_give_up
+from transduce.serve.routes.streaming import streamed, targeted
 
 router = APIRouter(tags=["translate"])
 
 
-@router.post("/v1/translate", response_model=s.TranslateResponse, responses=ERRORS)
-async def translate(
-    body: s.TranslateRequest, request: Request, state: BoundedState
-) -> s.TranslateResponse:
+@router.post(
+    "/v1/translate",
+    response_model=s.TranslateResponse,
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+)
+async def translate(body: s.TranslateRequest, request: Request, state: BoundedState) -> Any:
     arrived(request)
     limits = state.limits
     name, model = pick(state.models, body.model, "text")
@@ -37,12 +40,16 @@ async def translate(
         model.check(options)  # before queueing: a refused option never joins a batch
     except UnsupportedOption as err:
         raise ApiError(422, err.field, err.message) from None
-    mergeable = not (body.sample and body.seed is not None)
+    items = targeted(texts, body, model, options, limits)
+    if body.stream:
+        return streamed(request, state, name, model, items, options, body)
+    # seeded draws depend on the batch; constrained search runs on its inputs alone
+    mergeable = not (body.sample and body.seed is not None) and not body.constraints
     start = time.perf_counter()
-    work = state.batchers[name].submit(texts, options, mergeable)
+    work = state.batchers[name].submit(items, options, mergeable)
     hyps = await decode_or_give_up(request, state, name, work)
     ms = (time.perf_counter() - start) * 1000
-    results = [_result(h, body) for h in hyps]
+    results = [result(h, body) for h in hyps]
     return s.TranslateResponse(model=name, results=results, decode_ms=round(ms, 3))
 
 
@@ -153,7 +160,7 @@ def _check_attention_size(texts: list[str], body: s.TranslateRequest, default_le
                        "texts, or lower nbest or max_len")  # fmt: skip
 
 
-def _result(hyps: list[Translation], body: s.TranslateRequest) -> s.TranslationResult:
+def result(hyps: list[Translation], body: s.TranslateRequest) -> s.TranslationResult:
     def one(h: Translation) -> s.Hypothesis:
         att = None
         if body.return_attention and h.attention is not None:

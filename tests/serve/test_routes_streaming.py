@@ -1,0 +1,94 @@
+"""``/v1/translate`` with ``prefix``, ``constraints`` and ``"stream": true``: the same outputs
+as the Python API, every output starts with its prefix and contains its phrases, refusals
+name the field, and a streamed reply's token events grow to the final text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from transduce.engines import load
+from transduce.serve.app import create_app
+from transduce.serve.backend import load_models
+from transduce.translate import DecodeOptions
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+TEXTS = ["abc", "fedcba", "cab", "ddef"]
+
+
+@pytest.fixture(scope="module")
+def client(exports):
+    specs = [f"torch={exports['run']}", f"ct2={exports['ct2']}"]
+    with TestClient(create_app(load_models(specs, threads=1))) as c:
+        yield c
+
+
+def _texts(reply) -> list[list[str]]:
+    assert reply.status_code == 200, reply.text
+    return [[h["text"] for h in r["hypotheses"]] for r in reply.json()["results"]]
+
+
+@pytest.mark.parametrize("engine", ["torch", "ct2"])
+def test_prefix_one_for_all_or_one_per_text(client, exports, engine):
+    body = {"model": engine, "texts": TEXTS, "beam": 3, "nbest": 2}
+    got = _texts(client.post("/v1/translate", json={**body, "prefix": "f"}))
+    assert all(t.startswith("f") for hyps in got for t in hyps)
+    per = ["a", "", "ba", "f"]
+    got = _texts(client.post("/v1/translate", json={**body, "prefix": per}))
+    translator = load(exports["run" if engine == "torch" else engine], engine)
+    want = translator.decode(TEXTS, DecodeOptions(beam=3, nbest=2), prefixes=per)
+    assert got == [[h.text for h in hyps] for hyps in want]
+    assert all(t.startswith(p) for hyps, p in zip(got, per, strict=True) for t in hyps)
+
+
+def test_constraints_are_met_and_refused_by_name(client):
+    constraints = [["ab"], [], ["f", "d"], ["e"]]
+    body = {"model": "torch", "texts": TEXTS, "beam": 4, "nbest": 2, "constraints": constraints}
+    got = _texts(client.post("/v1/translate", json=body))
+    assert all(p in t for hyps, ps in zip(got, constraints, strict=True) for t in hyps for p in ps)
+    for bad, field in (({"model": "ct2"}, "constraints"), ({"beam": 1, "sample": True,
+                       "nbest": 1}, "constraints"), ({"constraints": [["a"]]}, "constraints"),
+                       ({"prefix": ["a"]}, "prefix")):  # fmt: skip
+        reply = client.post("/v1/translate", json={**body, **bad})
+        assert reply.status_code == 422 and reply.json()["field"] == field, reply.text
+
+
+def _events(reply) -> list[tuple[str, dict]]:
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith(
+        "text/event-stream"
+    )
+    out = []
+    for block in reply.text.strip().split("\n\n"):
+        kind, data = block.split("\n")
+        out.append((kind.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return out
+
+
+@pytest.mark.parametrize("options", [{}, {"sample": True, "nbest": 2, "seed": 4}])
+def test_streamed_tokens_grow_into_the_results(client, options):
+    body = {"model": "torch", "texts": TEXTS, **options}
+    events = _events(client.post("/v1/translate", json={**body, "stream": True}))
+    plain = _texts(client.post("/v1/translate", json=body))
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "done" and kinds.count("result") == len(TEXTS)
+    assert kinds.index("result") > kinds.index("token")  # tokens first, as produced
+    last: dict[tuple[int, int], str] = {}
+    for kind, data in events:
+        if kind == "token":
+            key = (data["index"], data["hypothesis"])
+            assert data["text"].startswith(last.get(key, ""))  # each event extends the text
+            last[key] = data["text"]
+    results = [d for k, d in events if k == "result"]
+    assert [[h["text"] for h in r["hypotheses"]] for r in results] == plain
+    for (i, j), text in last.items():
+        assert plain[i][j] == text
+
+
+def test_streamed_beam_search_sends_the_hypotheses_when_done(client):
+    body = {"model": "torch", "texts": TEXTS, "beam": 3, "nbest": 3, "prefix": "c"}
+    events = _events(client.post("/v1/translate", json={**body, "stream": True}))
+    assert [k for k, _ in events] == ["result"] * len(TEXTS) + ["done"]
+    got = [[h["text"] for h in d["hypotheses"]] for k, d in events if k == "result"]
+    assert got == _texts(client.post("/v1/translate", json=body))

@@ -1,0 +1,128 @@
+"""What ``POST /v1/translate`` adds for target prefixes, terminology constraints and
+streamed replies.
+
+``targeted`` checks a request's ``prefix`` and ``constraints`` (their counts, sizes and
+the compute budget: constrained search costs about one more beam per phrase) and turns the
+texts into batcher items that carry them. ``streamed`` answers with server-sent events:
+``token`` events with each text's output so far as greedy decoding or sampling produces it,
+one ``result`` event per text (its hypotheses, as the JSON reply holds them; beam search
+has only these), then ``done`` -- or ``error``. A streamed request decodes on the server's
+one decode thread by itself, and stops when its client goes away or its time runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from transduce.decoding import DecodeOptions
+from transduce.errors import DataError, OptionError
+from transduce.serve.backend import TextItem, decode_items
+from transduce.serve.batcher import DecodeCancelled, _decode_batch
+from transduce.serve.errors import ApiError
+from transduce.serve.limits import ServeLimits, compute_cost
+from transduce.serve.state import ServeState
+
+MAX_PHRASES = 16  # constraint phrases per text
+
+
+def targeted(texts: list[str], body: Any, model: Any, options: DecodeOptions,
+             limits: ServeLimits) -> list[str]:  # fmt: skip
+    """The texts as batcher items with their prefix and constraints (422 naming the field
+    for a wrong count, an oversized phrase, an engine that cannot, or too much work)."""
+    n = len(texts)
+    prefixes = body.prefix if isinstance(body.prefix, list) else [body.prefix or ""] * n
+    if len(prefixes) != n:
+        raise ApiError(422, "prefix", f"{len(prefixes)} prefixes for {n} texts: give one "
+                       "string, or one per text")  # fmt: skip
+    constraints = body.constraints if body.constraints is not None else [[] for _ in texts]
+    if len(constraints) != n:
+        raise ApiError(422, "constraints", f"{len(constraints)} lists for {n} texts: give "
+                       "one list of phrases per text")  # fmt: skip
+    for i, (prefix, phrases) in enumerate(zip(prefixes, constraints, strict=True)):
+        if len(prefix) > limits.max_chars:
+            raise ApiError(422, f"prefix[{i}]", f"{len(prefix)} characters: at most "
+                           f"{limits.max_chars}")  # fmt: skip
+        if len(phrases) > MAX_PHRASES or sum(map(len, phrases)) > limits.max_chars:
+            raise ApiError(422, f"constraints[{i}]", f"at most {MAX_PHRASES} phrases of "
+                           f"{limits.max_chars} characters in all")  # fmt: skip
+    if any(constraints):
+        try:
+            model.translator.check_inputs(options, constraints)
+        except OptionError as err:
+            raise ApiError(422, err.field, err.message.removeprefix(f"{err.field}: ")) from None
+        most = max(len(p) for p in constraints)
+        max_len = (options.max_len or model.max_len) + max(map(len, prefixes))
+        cost = compute_cost(n, options.beam, options.nbest, False, max_len) * (1 + most)
+        if cost > limits.max_compute:
+            raise ApiError(422, "constraints", f"texts x beam x max_len x (1 + phrases) = "
+                           f"{cost:,} is over this server's budget of {limits.max_compute:,} "
+                           "(--max-compute): fewer texts or phrases, or a lower beam")  # fmt: skip
+    if not any(prefixes) and not any(constraints):
+        return texts
+    return [TextItem(t, p, c) for t, p, c in zip(texts, prefixes, constraints, strict=True)]
+
+
+def _event(kind: str, data: dict) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def streamed(request: Request, state: ServeState, name: str, model: Any, items: list[str],
+             options: DecodeOptions, body: Any) -> StreamingResponse:  # fmt: skip
+    """Server-sent events of one request's decode (see the module's docstring)."""
+    from transduce.serve.routes.translate import result
+
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+    gone = False
+    deadline = time.monotonic() + state.limits.decode_timeout_s
+
+    def stop() -> bool:
+        return gone or time.monotonic() > deadline
+
+    def on_token(i: int, j: int, text: str) -> None:
+        if stop():
+            raise DecodeCancelled
+        loop.call_soon_threadsafe(events.put_nowait, ("token", {"index": i, "hypothesis": j,
+                                                                "text": text}))  # fmt: skip
+
+    def run() -> list:
+        decode = lambda xs, o: decode_items(model.translator, xs, o, on_token)  # noqa: E731
+        return _decode_batch(decode, items, options, stop)
+
+    async def produce():
+        start = time.perf_counter()
+        work = loop.run_in_executor(state.executor, run)
+        work.add_done_callback(lambda _: events.put_nowait(None))
+        while (item := await events.get()) is not None:
+            yield _event(*item)
+        try:
+            found = work.result()
+        except DecodeCancelled:
+            limit = state.limits.decode_timeout_s
+            why = f"the decode took longer than {limit:g} s and was stopped"
+            yield _event("error", {"field": "body", "error": why})
+            return
+        except (DataError, OptionError, ValueError) as err:
+            yield _event("error", {"field": "texts", "error": str(err)})
+            return
+        for i, hyps in enumerate(found):
+            yield _event("result", {"index": i, **result(hyps, body).model_dump()})
+        ms = round((time.perf_counter() - start) * 1000, 3)
+        yield _event("done", {"model": name, "decode_ms": ms})
+
+    async def guarded():
+        nonlocal gone
+        try:
+            async for chunk in produce():
+                yield chunk
+        finally:  # the client went away (or all was sent): the decode stops at its next step
+            gone = True
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(guarded(), media_type="text/event-stream", headers=headers)
