@@ -92,7 +92,7 @@ def stdin_lines() -> Iterable[str]:
     if stream is None:  # a text stream without bytes underneath (tests, embedding)
         yield from iter(sys.stdin.readline, "")
         return
-    from transduce.data.corpus import MAX_LINE_BYTES
+    from transduce.data.lines import MAX_LINE_BYTES
 
     read = lambda: stream.readline(MAX_LINE_BYTES + 1)  # noqa: E731 (bounded: /dev/zero)
     for number, raw in enumerate(iter(read, b""), 1):
