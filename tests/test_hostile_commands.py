@@ -239,3 +239,25 @@ def test_ctrl_c_during_translate_is_one_line_and_keeps_the_output(runs, tmp_path
     assert proc.returncode == 130 and len(lines) == 1, lines
     assert "interrupted (" in lines[0] and "left as it was" in lines[0]
     assert out.read_text() == "yesterday\n" and not glob.glob(str(tmp_path / ".out.txt.*"))
+
+
+@pytest.fixture(scope="module")
+def exported(runs) -> Path:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    out = runs / "exported"
+    assert main(["-q", "export", "onnx", "--model", str(runs / "text"), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("target", ["input", "manifest.json"])
+def test_runtime_output_never_replaces_an_input_or_the_model(exported, runs, tmp_path, target):
+    from transduce.runtime.__main__ import main as runtime_main
+
+    src = tmp_path / "in.txt"
+    src.write_text("abc\ncab\n")
+    out = src if target == "input" else exported / "manifest.json"
+    before = out.read_bytes()
+    args = ["translate", "--model", str(exported), "--input", str(src), "--output", str(out)]
+    assert runtime_main(args) == 2
+    assert out.read_bytes() == before

@@ -11,7 +11,9 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
+from transduce.atomic import refuse_overwriting_inputs
 from transduce.cli_options import add_decode_flags, flag_name, int_at_least, options_from_args
 from transduce.config import ConfigError
 from transduce.errors import DataError
@@ -24,6 +26,14 @@ def translate(args: argparse.Namespace) -> None:
     from transduce.textio import stream_translate
 
     options = options_from_args(args)  # bad flags fail before the model loads
+    model = Path(args.model)  # an output never replaces an input or a file of the model
+    files = [str(f) for f in model.iterdir() if f.is_file()] if model.is_dir() else []
+    sides = [
+        args.input,
+        getattr(args, "prefix_file", None),
+        getattr(args, "constraints_file", None),
+    ]
+    refuse_overwriting_inputs(args.output, [*sides, *files])
     translator = load(args.model, threads=args.threads)
     translator.check(options, flag_name)
     stream_translate(translator, args, options)
@@ -41,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="output file (default stdout)")
     p.add_argument("--format", choices=["text", "jsonl"], default="text")
     p.add_argument(
-        "--threads", type=int_at_least(0), default=0, help="onnxruntime threads (0: default)"
+        "--threads", type=int_at_least(0, 1024), default=0, help="onnxruntime threads (0: default)"
     )
     add_decode_flags(p)
     add_stream_flags(p)
