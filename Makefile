@@ -9,8 +9,10 @@ PIP := $(BIN)/pip install -q -c constraints.txt
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The trainer's install: PyTorch and everything training needs (the `train` extra).
+# A serving host installs `.[runtime]` instead (no PyTorch; docs/guide/deploying.md).
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) -e .
+	$(PIP) -e '.[train]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
@@ -32,6 +34,8 @@ lint: $(VENV)/.installed-dev
 docs: $(VENV)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
+# Every test, the `slow` ones included (tests/test_runtime_install.py builds a torch-free
+# venv, ~1-2 min); locally: .venv/bin/python -m pytest -m 'not slow' to leave them out.
 test: lint docs
 	$(BIN)/python -m pytest -q -n 2 --durations=10
 

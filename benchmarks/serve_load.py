@@ -14,8 +14,12 @@ like the servers): batched throughput and the one-sentence time; ratios use thei
     python benchmarks/serve_load.py --clients 1,8 --seconds 5 --repeats 2
 
 ``--settings 1x1,1x2,2x1`` compares server processes instead (``WORKERSxTHREADS``: ``serve
---workers W --threads T``, batching on), alternated round by round; ``--inputs FILE`` takes
-the sentences from a text or TSV file (first column), e.g. the demo's data:
+--workers W --threads T``, batching on), alternated round by round, each against offline
+decoding with the same total threads (W x T; measured before and after, their mean in the
+ratios ``vs_offline_same_threads`` and, for one client, ``p95_vs_offline_one_sentence``).
+``--model`` may be an export (``transduce export onnx|ct2``): offline decoding then runs on
+its engine. ``--inputs FILE`` takes the sentences from a text or TSV file (first column),
+e.g. the demo's data:
 
     python benchmarks/serve_load.py --model runs/demo/run --inputs runs/demo/data/valid.tsv \
         --settings 1x1,1x2,2x1 --clients 32 --seconds 5 --repeats 2 --threads 1
@@ -37,12 +41,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from transduce.config import data_root, load_config
 from transduce.data.corpus import read_lines
-from transduce.train import train
-from transduce.translate import DecodeOptions, Translator
+from transduce.decoding import DecodeOptions
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "multi30k_de_en_word_rnn.yaml"
 HOST = "127.0.0.1"  # loopback only
@@ -156,8 +158,13 @@ def offline(model: str, threads: int, beam: int, singles: int, inputs: str = "")
 
 
 def offline_child(model: str, sentences: list[str], threads: int, beam: int, singles: int) -> dict:
-    torch.set_num_threads(threads)
-    tr = Translator.load(model)
+    from transduce.engines import load
+
+    if not (Path(model) / "manifest.json").is_file():  # a training run: the torch engine
+        import torch
+
+        torch.set_num_threads(threads)
+    tr = load(model, threads=threads)  # an export: its engine, with ``threads`` intra-op
     tr.decode(sentences[:64], DecodeOptions(beam=beam, batch_size=64))  # warm-up
     start = time.perf_counter()
     tr.decode(sentences, DecodeOptions(beam=beam, batch_size=64))
@@ -181,12 +188,36 @@ def _sentences(path: str) -> list[str]:
     return [line.split("\t")[0] for line in read_lines(Path(path)) if line.strip()]
 
 
+def offline_by_threads(args: argparse.Namespace, totals: list[int]) -> dict[int, dict]:
+    """Offline decoding at each total thread count, one fresh process each."""
+    return {t: offline(args.model, t, args.beam, args.singles, args.inputs) for t in totals}
+
+
+def _setting_row(c: int, w: int, t: int, got: list[tuple], ref: dict) -> dict:
+    """One setting's merged rounds, and its ratios to offline decoding ``ref``."""
+    merged = (
+        sum(g[0] for g in got),
+        sum(g[1] for g in got),
+        [x for g in got for x in g[2]],
+        sum(g[3] for g in got),
+    )
+    row = {"clients": c, "workers": w, "threads": t, **summary(*merged)}
+    row["vs_offline_same_threads"] = round(
+        row["sentences_per_s"] / ref["batch64_sentences_per_s"], 3
+    )
+    if c == 1:
+        row["p95_vs_offline_one_sentence"] = round(row["p95_ms"] / ref["one_sentence_p95_ms"], 3)
+    return row
+
+
 def compare_settings(args: argparse.Namespace, sentences: list[str], clients: list[int]) -> None:
     """Servers at each ``WORKERSxTHREADS`` setting, batching on, alternated round by round
-    (the machine's load drifts), against offline decoding at ``--threads``."""
+    (the machine's load drifts), against offline decoding with the same total threads
+    (``W x T``), measured before and after the servers run (their mean in the ratios)."""
     pairs = [tuple(int(x) for x in s.split("x")) for s in args.settings.split(",")]
+    totals = sorted({w * t for w, t in pairs})
     runs: dict[tuple, list[tuple]] = {}
-    before = offline(args.model, args.threads, args.beam, args.singles, args.inputs)
+    before = offline_by_threads(args, totals)
     with contextlib.ExitStack() as stack:
         ports = {(w, t): stack.enter_context(server(args.model, t, workers=w)) for w, t in pairs}
         for port in ports.values():  # warm-up: first requests pay for lazy initialisation
@@ -198,26 +229,19 @@ def compare_settings(args: argparse.Namespace, sentences: list[str], clients: li
                         load(port, c, sentences, args.seconds, args.max_requests, args.beam)
                     )
                     runs.setdefault((c, w, t), []).append(got)
-    settings = []
-    for (c, w, t), got in runs.items():
-        merged = (
-            sum(g[0] for g in got),
-            sum(g[1] for g in got),
-            [x for g in got for x in g[2]],
-            sum(g[3] for g in got),
-        )
-        settings.append({"clients": c, "workers": w, "threads": t, **summary(*merged)})
-    print(
-        json.dumps(
-            {
-                "model": args.model,
-                "beam": args.beam,
-                "offline_threads": args.threads,
-                "offline_before": before,
-                "settings": settings,
-            }
-        )
-    )
+    after = offline_by_threads(args, totals)
+    off = {n: {k: round((before[n][k] + after[n][k]) / 2, 2) for k in before[n]} for n in totals}
+    settings = [_setting_row(c, w, t, got, off[w * t]) for (c, w, t), got in runs.items()]
+    out = {
+        "model": args.model,
+        "beam": args.beam,
+        "sentences": len(sentences),
+        "offline": {f"{n}_threads": v for n, v in off.items()},
+        "offline_before": before,
+        "offline_after": after,
+        "settings": settings,
+    }
+    print(json.dumps(out))
 
 
 def main() -> None:
@@ -243,7 +267,10 @@ def main() -> None:
             json.dumps(offline_child(args.model, sentences, args.threads, args.beam, args.singles))
         )
         return
-    if not (Path(args.model) / "config.yaml").exists():
+    exported = (Path(args.model) / "manifest.json").exists()
+    if not exported and not (Path(args.model) / "config.yaml").exists():
+        from transduce.train import train
+
         over = [f"train.max_seconds={args.train_seconds}"]
         train(load_config(RECIPE, over), args.model)
     sentences = _sentences(args.inputs)

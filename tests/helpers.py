@@ -68,13 +68,73 @@ def metric_rows(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("seconds", "tok_s")} for r in rows]
 
 
-# A script prelude under which ``import torch`` fails (for code that must run without it).
-BLOCK_TORCH = """
+def runtime_distributions(extra: str = "runtime") -> set[str]:
+    """The distributions ``pip install 'transduce[EXTRA]'`` brings (pyproject.toml's base
+    and the extra, its transduce[...] extras followed, then each one's own requirements as
+    installed here), by canonical name."""
+    import contextlib
+    import re
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    def name(text: str) -> str:
+        return re.sub(r"[-_.]+", "-", text).lower()
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras, todo, found = {extra}, list(project["dependencies"]), set()
+    for e in sorted(extras):
+        for req in project["optional-dependencies"][e]:
+            r = Requirement(req)
+            if name(r.name) == "transduce":
+                todo += [x for sub in r.extras for x in project["optional-dependencies"][sub]]
+            else:
+                todo.append(req)
+    while todo:
+        r = Requirement(todo.pop())
+        if r.marker is not None and not r.marker.evaluate({"extra": ""}):
+            continue
+        if name(r.name) in found:
+            continue
+        found.add(name(r.name))
+        with contextlib.suppress(PackageNotFoundError):  # an optional one not installed here
+            todo += requires(r.name) or []
+    return found
+
+
+def blocked_modules(extra: str = "runtime") -> list[str]:
+    """Top-level modules of distributions installed here that ``transduce[EXTRA]`` does not
+    bring (torch, matplotlib, pytest, ...): importing one there would fail."""
+    from importlib.metadata import packages_distributions
+
+    allowed = runtime_distributions(extra)
+    blocked = {"torch"}
+    for module, dists in packages_distributions().items():
+        names = {d.replace("_", "-").replace(".", "-").lower() for d in dists}
+        if module.isidentifier() and not names & (allowed | {"transduce"}):
+            blocked.add(module)
+    return sorted(blocked)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def __getattr__(name: str) -> str:
+    """``BLOCK_TORCH``: a script prelude under which ``import torch`` fails, and so does every
+    module that the runtime extra does not install (for code that must run in
+    `pip install 'transduce[runtime]'`). Built on first use: it reads the installed metadata."""
+    if name != "BLOCK_TORCH":
+        raise AttributeError(name)
+    return f"""
 import sys
+BLOCKED = set({blocked_modules()!r})
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test")
+        if name.partition(".")[0] in BLOCKED:
+            # as a real absence: ModuleNotFoundError naming the module
+            raise ModuleNotFoundError(f"{{name}}: not in transduce[runtime], blocked here",
+                                      name=name)
 sys.meta_path.insert(0, Block())
 """
 

@@ -4,6 +4,7 @@ the real files (where ../shared/data is present) under their official paths."""
 from __future__ import annotations
 
 import filecmp
+import gzip
 import io
 import logging
 import os
@@ -71,7 +72,7 @@ def test_get_from_a_browser_downloaded_zip_verifies_its_members(capsys, offline,
     """manythings.org zips hold ``spa.txt`` at the top; the pinned text must match."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr("spa.txt", download.gzip.decompress((DATA / "tatoeba/spa.txt.gz").read_bytes()))
+        zf.writestr("spa.txt", gzip.decompress((DATA / "tatoeba/spa.txt.gz").read_bytes()))
         zf.write(DATA / "tatoeba/spa-eng_about.txt", "_about.txt")
     (tmp_path / "spa-eng.zip").write_bytes(buf.getvalue())
     rc = main(

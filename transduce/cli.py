@@ -17,7 +17,7 @@ from transduce.atomic import refuse_overwriting_inputs
 from transduce.config import ConfigError
 from transduce.data import prepare_command
 from transduce.data.corpus import read_lines
-from transduce.errors import DataError
+from transduce.errors import DataError, missing_extra
 from transduce.export.command import add_engine_flag
 from transduce.export.command import add_parser as add_export_parser
 from transduce.forecasting import command as forecast_command
@@ -130,8 +130,8 @@ def _naming_input(path: str | None):
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
+    from transduce.evaluation import evaluate, moses_language
     from transduce.export.command import load_translator
-    from transduce.translate import evaluate, moses_language
 
     options = _decode_options(args)
     refuse_overwriting_inputs(args.output, [args.src, args.ref, *_model_files(args)])
@@ -335,19 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Optional packages and the extra that installs them (pyproject.toml).
-EXTRAS = {"onnx": "export", "onnxruntime": "export", "onnxscript": "export",
-          "ctranslate2": "export", "tensorboard": "tensorboard"}  # fmt: skip
-
-
 def _environment_problem(err: BaseException) -> str | None:
-    """One line for a missing optional package or a full / read-only disk, else None."""
+    """One line for a package an extra installs (errors.EXTRA_OF: torch without `train`)
+    or a full / read-only disk, else None."""
     import errno
 
     if isinstance(err, ModuleNotFoundError):
-        name = (err.name or "").split(".")[0]
-        extra = EXTRAS.get(name)
-        return f"needs the package {name!r}: pip install 'transduce[{extra}]'" if extra else None
+        return missing_extra(err)
     if isinstance(err, MemoryError) or (
         isinstance(err, RuntimeError) and "allocat" in str(err) and "memory" in str(err)
     ):
@@ -365,14 +359,32 @@ def _environment_problem(err: BaseException) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "threads", 0):
+def _exports_only(args: argparse.Namespace) -> bool:
+    """Whether every model the command names is an export (``manifest.json``): then no
+    torch is needed, and importing it would cost a second or fail (the runtime install)."""
+    given = getattr(args, "model", None)
+    given = given if isinstance(given, list) else [given] if given else []
+    dirs = [d for m in given for d in (m if Path(m).is_dir() else m.partition("=")[2]).split("+")]
+    return bool(dirs) and all(Path(d, "manifest.json").is_file() for d in dirs)
+
+
+def _torch_threads(args: argparse.Namespace) -> None:
+    """``--threads N`` for torch, set before a model loads (exports' engines take theirs;
+    ``serve`` sets them in each worker as it loads, where its models may come from
+    TRANSDUCE_SERVE_MODEL)."""
+    if args.command == "serve":
+        return
+    if getattr(args, "threads", 0) and not _exports_only(args):
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     opt.configure_logging(args.quiet, args.verbose)
     try:
+        _torch_threads(args)  # inside: no torch installed is a one-line error
         args.func(args)
     except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as err:
         if os.environ.get("TRANSDUCE_DEBUG"):

@@ -30,3 +30,38 @@ class OptionError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field, self.message = field, message
+
+
+# What only an extra installs: a command that reaches one of these where the extra is not
+# installed (pip install 'transduce[runtime]' has no torch) says so in one line, not a traceback.
+EXTRA_OF = {
+    **dict.fromkeys(
+        ("torch", "safetensors", "matplotlib", "babel", "rouge_score", "pooch", "requests"), "train"
+    ),
+    **dict.fromkeys(("onnx", "onnxscript"), "export"),
+    **dict.fromkeys(("onnxruntime", "ctranslate2"), "runtime"),
+    **dict.fromkeys(
+        ("fastapi", "uvicorn", "pydantic", "prometheus_client", "fastapi_offline"), "serve"
+    ),
+    "tensorboard": "tensorboard",
+}
+
+
+def missing_extra(err: ModuleNotFoundError) -> str | None:
+    """The one-line advice for a module that an extra of transduce installs, or None."""
+    module = (err.name or "").partition(".")[0]
+    extra = EXTRA_OF.get(module)
+    if extra is None:
+        return None
+    if extra == "train":
+        return (
+            f"this needs {module}, which the PyTorch-free install leaves out: pip install "
+            "'transduce[train]', or decode an export of the run (transduce export "
+            "onnx|ct2)"
+        )
+    if extra == "runtime":  # the engines come with the runtime and with export
+        return (
+            f"this needs {module}: pip install 'transduce[runtime]' to decode exports "
+            "(pip install 'transduce[export]' beside PyTorch)"
+        )
+    return f"this needs {module}: pip install 'transduce[{extra}]'"

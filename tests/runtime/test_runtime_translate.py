@@ -207,3 +207,40 @@ def test_int8_export_translates_every_line(exported, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["quantize"] == "int8"
     texts = RuntimeTranslator.load(out, threads=1).translate(INPUTS, DecodeOptions(beam=2))
     assert len(texts) == len(INPUTS) and texts[INPUTS.index("")] == ""
+
+
+def _blocked(args: list[str], stdin: str = "") -> subprocess.CompletedProcess:
+    """``python -m transduce.runtime ARGS`` where torch and what the runtime extra does not
+    install cannot be imported."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_runtime_evaluate_scores_like_transduce_evaluate(exported, monkeypatch, capsys):
+    (exported / "src.txt").write_text("abc\nfed\nbbca\n")
+    (exported / "ref.txt").write_text("cba\ndef\nacbb\n")
+    files = ["--src", str(exported / "src.txt"), "--ref", str(exported / "ref.txt")]
+    code, out, _ = _cli(
+        ["evaluate", "--model", str(exported / "run"), *files], "", monkeypatch, capsys
+    )
+    assert code == 0
+    proc = _blocked(["evaluate", "--model", str(exported / "x"), *files, "--threads", "1"])
+    assert proc.returncode == 0, proc.stderr
+    speed = ("seconds", "sentences_per_s", "tokens_per_s")
+    ours, ref = json.loads(proc.stdout), json.loads(out)
+    assert {k: v for k, v in ours.items() if k not in speed} == {
+        k: v for k, v in ref.items() if k not in speed
+    }
+
+
+def test_a_training_run_without_torch_says_what_to_install(exported):
+    proc = _blocked(["translate", "--model", str(exported / "run")], "abc\n")
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "'transduce[train]'" in proc.stderr

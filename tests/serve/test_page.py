@@ -182,6 +182,7 @@ def test_streamed_output_long_input_and_errors(browser, server, text_run, tmp_pa
     long input's heatmap scrolls inside its panel instead of widening the page; an error
     clears the previous results."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     lines = ["αβγδε", "ζηθαβγ", "γδ"]
     want = Translator.load(text_run).translate(lines)
@@ -207,7 +208,14 @@ def test_streamed_output_long_input_and_errors(browser, server, text_run, tmp_pa
         box.clear()
         box.send_keys("αβγδεζηθ" * 12)  # 96 characters: a heatmap far wider than the panel
         browser.find_element(By.ID, "run").click()
-        wait_for(browser, "#heatmap tbody tr")
+        # the new heatmap (one column per source character), shown: not the previous one
+        WebDriverWait(browser, 60).until(
+            lambda d: d.execute_script(
+                "const r = document.querySelector('#heatmap tbody tr'),"
+                " a = document.getElementById('attention');"
+                "return r !== null && r.children.length > 90 && a.clientWidth > 0;"
+            )
+        )
         sizes = browser.execute_script(
             "const a = document.getElementById('attention'), o = document.getElementById('output');"
             "return [a.scrollWidth, a.clientWidth, o.scrollWidth, o.clientWidth,"

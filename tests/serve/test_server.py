@@ -155,3 +155,18 @@ def test_workers_share_the_port_and_stop_on_sigterm(text_run):
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     assert proc.returncode == 0
+
+
+def test_default_threads_never_splits_a_small_machine_per_process():
+    """The default intra-op threads (a pure function of the usable cores and --workers):
+    one per worker unless each worker has 4 cores of its own (2 threads in one process was
+    the slowest setting measured on 2 cores), never more than its share of the cores."""
+    from transduce.serve.server import default_threads, usable_cores
+
+    for cores in range(1, 65):
+        for workers in range(1, 17):
+            threads, share = default_threads(cores, workers), cores // workers
+            assert 1 <= threads <= min(4, max(1, share))  # within the worker's share, capped
+            assert (threads > 1) == (share >= 4)  # several only where each worker has 4+
+    assert default_threads(2, 1) == default_threads(2, 2) == 1  # this machine's cores
+    assert usable_cores() >= 1

@@ -8,10 +8,12 @@ cut from live in :mod:`transduce.data.series`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch only for the training batches below: forecasting windows need none
+    import torch
 
 
 def phase_features(positions: np.ndarray, period: int) -> np.ndarray:
@@ -192,6 +194,8 @@ class ValueBatch(NamedTuple):
 
     @property
     def src_mask(self) -> torch.Tensor:  # [B, S]; ids use 0 as padding (mask_zero)
+        import torch
+
         if self.src.dim() == 2:
             return self.src != 0
         return torch.ones(self.src.shape[:2], dtype=torch.bool, device=self.src.device)
@@ -210,6 +214,8 @@ class ArrayData:
     as [start, tgt[:-1]] (teacher forcing) with ``exog`` appended."""
 
     def __init__(self, src, start, exog, tgt):
+        import torch
+
         self.src = torch.as_tensor(src)
         self.start = torch.as_tensor(start)  # [N, D] values, or [N] ids
         self.exog = None if exog is None or exog.shape[-1] == 0 else torch.as_tensor(exog)
@@ -223,6 +229,8 @@ class ArrayData:
         return len(self.src)
 
     def batch(self, idx: np.ndarray) -> ValueBatch:
+        import torch
+
         idx_t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
         tgt = self.tgt[idx_t]
         prev = torch.cat([self.start[idx_t].unsqueeze(1), tgt[:, :-1]], 1)  # shift right

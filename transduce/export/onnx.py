@@ -343,6 +343,11 @@ def export_onnx(
         # a quantile head: outputs [median, (lo, hi) per level]; the conformal calibration
         # travels with the export so intervals need no torch (forecasting/conformal.py)
         manifest["series"] = {**spec.__dict__, "output_dim": 1, "levels": list(cfg.series.levels)}
+        # the covariate columns by name, future-known first (the runtime reads them by name)
+        manifest["series"]["covariate_names"] = [
+            *cfg.series.covariates,
+            *cfg.series.past_covariates,
+        ]
         if (run_dir / "conformal.json").is_file():
             shutil.copyfile(run_dir / "conformal.json", out / "conformal.json")
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -12,26 +13,35 @@ from transduce import cli_options as opt
 from transduce.config import ConfigError
 
 
-def _forecast_run(args: argparse.Namespace):
-    from transduce.data.series import require_positive
-    from transduce.forecasting.frames import load_series as read_series
-    from transduce.forecasting.output import warn_short_series
-    from transduce.forecasting.pipeline import Forecaster
-
-    if not args.input:
-        raise ConfigError(f"{args.command}: give --input SERIES_FILE")
+def load_forecaster(args: argparse.Namespace):
+    """A run on torch, an ensemble of runs, or an ONNX export on the runtime (no torch)."""
     models = args.model if isinstance(args.model, list) else [args.model]
     _refuse_output_over_input(args, models)
     if len(models) > 1:
         from transduce.forecasting.ensemble import ForecastEnsemble
 
-        forecaster = ForecastEnsemble.load(models, args.checkpoint, args.device, args.combine)
-    else:
-        forecaster = Forecaster.load(models[0], args.checkpoint, device=args.device)
+        return ForecastEnsemble.load(models, args.checkpoint, args.device, args.combine)
+    if Path(models[0], "manifest.json").is_file():  # an export: onnxruntime, no torch
+        from transduce.runtime.forecast import ExportedForecaster
+
+        return ExportedForecaster.load(models[0], threads=getattr(args, "threads", 0))
+    from transduce.forecasting.pipeline import Forecaster
+
+    return Forecaster.load(models[0], args.checkpoint, device=args.device)
+
+
+def _forecast_run(args: argparse.Namespace):
+    from transduce.data.series import require_positive
+    from transduce.forecasting.frames import load_series as read_series
+    from transduce.forecasting.output import warn_short_series
+
+    if not args.input:
+        raise ConfigError(f"{args.command}: give --input SERIES_FILE")
+    forecaster = load_forecaster(args)
     series = read_series(args.input, args.format, args.on_bad_line)
     members = getattr(forecaster, "members", [forecaster])
     for member in members:
-        require_positive(series, member.cfg.series.scaling)
+        require_positive(series, member.spec.scaling)
     actuals = read_series(args.actuals, args.format) if args.actuals else None
     warn_short_series(series, max(m.spec.lookback for m in members))
     extra = _covariates(forecaster, series, getattr(args, "future", None))
@@ -48,18 +58,18 @@ def _covariates(forecaster, series, future_path: str | None) -> tuple:
     names = getattr(forecaster, "covariate_names", ())
     if not names:
         return ()
-    s = forecaster.cfg.series
+    known = names[: forecaster.spec.covariates]  # the future-known ones come first
     future = None
-    if s.covariates:
+    if known:
         if not future_path:
             raise ConfigError(
-                f"this run takes future-known covariates {list(s.covariates)}: "
+                f"this run takes future-known covariates {list(known)}: "
                 "give --future FILE (unique_id, ds and those columns)"
             )
         fut = load_series(future_path)
         if sorted(fut.ids) != sorted(series.ids):
             raise ConfigError(f"{future_path}: its unique_id differ from the input's")
-        rows = fut.covariates(tuple(s.covariates))
+        rows = fut.covariates(tuple(known))
         future = [rows[fut.ids.index(name)] for name in series.ids]
     return 512, series.covariates(names), future
 
@@ -84,8 +94,6 @@ def refuse_overwrite(output: str | None, *inputs: str | None) -> None:
 
 def _refuse_output_over_input(args: argparse.Namespace, models: list[str]) -> None:
     """--output may not be --input, --actuals or a file of a model (same inode)."""
-    from pathlib import Path
-
     from transduce.atomic import refuse_overwriting_inputs
 
     files = [str(p) for m in models if Path(m).is_dir() for p in Path(m).iterdir()]
@@ -93,8 +101,12 @@ def _refuse_output_over_input(args: argparse.Namespace, models: list[str]) -> No
 
 
 def forecast_command(args: argparse.Namespace) -> None:
-    from transduce.forecasting.output import check_finite, write_long_forecasts
-    from transduce.forecasting.pipeline import evaluate_forecasts, write_forecasts
+    from transduce.forecasting.output import (
+        check_finite,
+        evaluate_forecasts,
+        write_forecasts,
+        write_long_forecasts,
+    )
 
     refuse_overwrite(args.output, args.input, args.actuals, args.future)
     forecaster, series, forecasts, actuals = _forecast_run(args)
@@ -143,21 +155,9 @@ def add_plot_flags(p: argparse.ArgumentParser) -> None:
     p.set_defaults(checkpoint="best", device="cpu")
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("forecast", help="forecast the steps after each series (and score them)")
-    p.add_argument(
-        "--model",
-        required=True,
-        action="append",
-        metavar="DIR",
-        help="run directory of a forecasting run; repeat for an ensemble",
-    )
-    p.add_argument(
-        "--combine",
-        choices=["median", "mean"],
-        default="median",
-        help="how an ensemble combines forecasts (default median)",
-    )
+def add_io_flags(p: argparse.ArgumentParser) -> None:
+    """The series in, forecasts out, intervals and covariates (``transduce forecast`` and
+    ``python -m transduce.runtime forecast``)."""
     p.add_argument("--input", required=True, help="series file (M4 wide CSV or id,timestamp,value)")
     p.add_argument(
         "--output",
@@ -167,9 +167,6 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--actuals", help="the values that followed: print sMAPE/MASE/OWA too")
     _add_layout_flags(p)
-    _add_weights_flags(
-        p, "best validation weights (default), the last, or those written by `transduce average`"
-    )
     p.add_argument(
         "--level",
         type=level_type,
@@ -182,6 +179,28 @@ def add_parser(sub) -> None:
         "--future",
         help="future-known covariates over the forecast steps (a "
         "long table: unique_id, ds and the columns the run was trained with)",
+    )
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("forecast", help="forecast the steps after each series (and score them)")
+    p.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        metavar="DIR",
+        help="a forecasting run's directory (repeat for an ensemble) or its ONNX export "
+        "(transduce export onnx; runs without torch)",
+    )
+    p.add_argument(
+        "--combine",
+        choices=["median", "mean"],
+        default="median",
+        help="how an ensemble combines forecasts (default median)",
+    )
+    add_io_flags(p)
+    _add_weights_flags(
+        p, "best validation weights (default), the last, or those written by `transduce average`"
     )
     p.set_defaults(func=forecast_command)
     add_backtest_parser(sub)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transduce import checkpoint as ckpt
+from transduce.atomic import atomic_write_text
 from transduce.errors import DataError
 
 CALIBRATION = "conformal.json"
@@ -78,7 +78,7 @@ def bands(pred: np.ndarray, calibration: dict, level: float) -> tuple[np.ndarray
 def save(run_dir: str | os.PathLike, calibration: dict) -> Path:
     path = Path(run_dir) / CALIBRATION
     text = json.dumps(calibration, allow_nan=True)  # inf: too few windows for that level
-    ckpt.atomic_write_text(path, text + "\n")
+    atomic_write_text(path, text + "\n")
     return path
 
 

@@ -12,7 +12,9 @@ from itertools import pairwise
 
 import numpy as np
 
+from transduce.atomic import atomic_output
 from transduce.data.series import SeriesSet
+from transduce.forecasting.metrics import baseline_scores, owa, score
 
 log = logging.getLogger("transduce.forecast")
 
@@ -113,8 +115,6 @@ def write_long_forecasts(
         for h, (stamp, value) in enumerate(zip(stamps, row, strict=True)):
             cells = "".join(f",{lo[i, h]:.6g},{hi[i, h]:.6g}" for lo, hi in bands.values())
             rows.append(f"{name},{stamp},{value:.6g}{cells}")
-    from transduce.atomic import atomic_output
-
     with atomic_output(path) as f:  # a FIFO is written through, a file replaced when done
         f.write("\n".join(rows) + "\n")
     return first or ""
@@ -147,3 +147,30 @@ def interval_records(point: np.ndarray, bands: dict) -> list[dict[str, list[floa
         }
         for i in range(len(point))
     ]
+
+
+def evaluate_forecasts(
+    history: SeriesSet, actuals: SeriesSet, forecasts: np.ndarray, period: int
+) -> dict[str, float | dict]:
+    """sMAPE, MASE and OWA of ``forecasts`` and of the Naive/sNaive/Naive2 baselines."""
+    if history.ids != actuals.ids:
+        raise ValueError("the actuals' series ids differ from the history's (same order needed)")
+    h = forecasts.shape[1]
+    truth = [a[:h] for a in actuals.values]
+    if any(len(a) < h for a in truth):
+        raise ValueError(f"every actual series needs {h} values")
+    base = baseline_scores(history.values, truth, period)
+    ours = score(history.values, truth, list(forecasts), period)
+    ours["owa"] = owa(ours, base["Naive2"])
+    return {**ours, "baselines": base}
+
+
+def write_forecasts(path: str | os.PathLike, ids: list[str], forecasts: np.ndarray) -> None:
+    """``id,F1..FH`` (the M4 submission layout), to ``path`` like ``translate --output``."""
+    header = "id," + ",".join(f"F{i + 1}" for i in range(forecasts.shape[1]))
+    rows = [
+        f"{name}," + ",".join(f"{v:.6g}" for v in row)
+        for name, row in zip(ids, forecasts, strict=True)
+    ]
+    with atomic_output(path) as f:  # a FIFO is written through, a file replaced when done
+        f.write("\n".join([header, *rows]) + "\n")

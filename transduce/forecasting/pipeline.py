@@ -27,8 +27,6 @@ from transduce.data.windows import (
     ArrayData,
     WindowArrays,
     WindowSpec,
-    left_pad,
-    make_windows,
     training_windows,
     unscale,
 )
@@ -37,6 +35,10 @@ from transduce.engine.run import run
 from transduce.forecasting import conformal
 from transduce.forecasting.frames import load_series
 from transduce.forecasting.metrics import baseline_scores, owa, score
+
+# torch-free, so in output.py (the runtime's forecast uses them); still importable here
+from transduce.forecasting.output import evaluate_forecasts, write_forecasts  # noqa: F401
+from transduce.forecasting.windowed import WindowForecaster
 from transduce.nn.heads import quantile_levels
 from transduce.nn.models import build_value_model
 from transduce.search import rollout
@@ -178,7 +180,7 @@ def write_calibration(run_dir: str | os.PathLike, valid: WindowArrays) -> Path:
     return conformal.save(run_dir, calibration)
 
 
-class Forecaster:
+class Forecaster(WindowForecaster):
     """A trained forecasting run: ``forecast(series) -> [N, horizon]`` in the data's units."""
 
     def __init__(self, cfg: Config, model: torch.nn.Module, device: str = "cpu", calibration=None):
@@ -219,74 +221,9 @@ class Forecaster:
             out.append(pred.float().cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 
-    def windows(self, series: list[np.ndarray], covariates=None, future=None) -> WindowArrays:
-        """The forecast windows: the last ``lookback`` values of each series, with its
-        covariates (``[n_i, Cf + Cp]`` per series) and the future-known ones of the
-        forecast steps (``[>= H, Cf]`` per series) when the run was trained with them."""
-        spec, n = self.spec, len(series)
-        hist = np.stack([left_pad(x, spec.lookback) for x in series])  # [N, L]
-        if not spec.covariates + spec.past_covariates:
-            return make_windows(hist, np.zeros(n, dtype=np.int64), spec, None)
-        need = spec.covariates + spec.past_covariates
-        if covariates is None or (spec.covariates and future is None):
-            raise ConfigError(
-                f"this run was trained with covariates {self.covariate_names}: "
-                "give their history (and future values of the future-known "
-                "ones)"
-            )
-        past = np.stack(
-            [
-                _pad_rows(np.asarray(c, float).reshape(len(c), need), spec.lookback)
-                for c in covariates
-            ]
-        )
-        fut = np.zeros((n, spec.horizon, spec.covariates))
-        for i, f in enumerate(future if spec.covariates else []):
-            f = np.asarray(f, float).reshape(len(f), -1)
-            if len(f) < spec.horizon:
-                raise ConfigError(
-                    f"series {i}: {len(f)} future covariate rows, the horizon needs {spec.horizon}"
-                )
-            fut[i] = f[: spec.horizon, : spec.covariates]
-        return make_windows(hist, np.zeros(n, dtype=np.int64), spec, None, past, fut)
-
     @property
     def covariate_names(self) -> tuple[str, ...]:
         return tuple(self.cfg.series.covariates) + tuple(self.cfg.series.past_covariates)
-
-    def forecast(
-        self, series: list[np.ndarray], batch_size: int = 512, covariates=None, future=None
-    ) -> np.ndarray:
-        """Forecast ``horizon`` values after the end of each series; ``[N, horizon]``."""
-        w = self.windows(series, covariates, future)
-        return unscale(self.rollout_windows(w, batch_size)[:, :, 0], w.level, self.spec)
-
-    def forecast_intervals(
-        self,
-        series: list[np.ndarray],
-        levels: list[float],
-        batch_size: int = 512,
-        covariates=None,
-        future=None,
-    ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
-        """The point forecast ``[N, H]`` and, per level (``"80"``), the conformal interval
-        ``(lo, hi)``, each ``[N, H]``, in the data's units."""
-        if levels and self.calibration is None:
-            raise ConfigError(
-                "this run has no conformal calibration (conformal.json; runs "
-                "trained before intervals existed): retrain it"
-            )
-        w = self.windows(series, covariates, future)
-        pred = self.rollout_windows(w, batch_size)
-        point = unscale(pred[:, :, 0], w.level, self.spec)
-        bands = {}
-        for level in levels:
-            lo, hi = conformal.bands(pred, self.calibration, level)
-            bands[conformal.label(level)] = (
-                unscale(lo, w.level, self.spec),
-                unscale(hi, w.level, self.spec),
-            )
-        return point, bands
 
     # ------------------------------------------------------------ DataFrames (long format)
 
@@ -356,39 +293,3 @@ class Forecaster:
         point, bands = self.forecast_intervals(history.values, list(level), 512, covariates, future)
         cut = {k: (lo[:, :h], hi[:, :h]) for k, (lo, hi) in bands.items()}
         return forecasts_frame(history, point[:, :h], cut)
-
-
-def _pad_rows(rows: np.ndarray, length: int) -> np.ndarray:
-    """The last ``length`` rows; a shorter history repeats its first row (as left_pad)."""
-    if len(rows) >= length:
-        return rows[-length:]
-    return np.concatenate([np.repeat(rows[:1], length - len(rows), 0), rows])
-
-
-def evaluate_forecasts(
-    history: SeriesSet, actuals: SeriesSet, forecasts: np.ndarray, period: int
-) -> dict[str, float | dict]:
-    """sMAPE, MASE and OWA of ``forecasts`` and of the Naive/sNaive/Naive2 baselines."""
-    if history.ids != actuals.ids:
-        raise ValueError("the actuals' series ids differ from the history's (same order needed)")
-    h = forecasts.shape[1]
-    truth = [a[:h] for a in actuals.values]
-    if any(len(a) < h for a in truth):
-        raise ValueError(f"every actual series needs {h} values")
-    base = baseline_scores(history.values, truth, period)
-    ours = score(history.values, truth, list(forecasts), period)
-    ours["owa"] = owa(ours, base["Naive2"])
-    return {**ours, "baselines": base}
-
-
-def write_forecasts(path: str | os.PathLike, ids: list[str], forecasts: np.ndarray) -> None:
-    """``id,F1..FH`` (the M4 submission layout), to ``path`` like ``translate --output``."""
-    header = "id," + ",".join(f"F{i + 1}" for i in range(forecasts.shape[1]))
-    rows = [
-        f"{name}," + ",".join(f"{v:.6g}" for v in row)
-        for name, row in zip(ids, forecasts, strict=True)
-    ]
-    from transduce.atomic import atomic_output
-
-    with atomic_output(path) as f:  # a FIFO is written through, a file replaced when done
-        f.write("\n".join([header, *rows]) + "\n")

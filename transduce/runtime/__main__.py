@@ -1,13 +1,15 @@
-"""``python -m transduce.runtime translate --model DIR``: stdin -> stdout without torch.
+"""``python -m transduce.runtime translate|evaluate|forecast --model DIR`` without torch.
 
-The same line guarantees as ``transduce translate``: one output line per input line, in
-order, an empty line for an empty one; bad input or a damaged export gives one line on
-stderr and exit code 2.
+The same guarantees as ``transduce translate`` / ``evaluate`` / ``forecast``: one output line
+per input line, in order, an empty line for an empty one; bad input or a damaged export
+gives one line on stderr and exit code 2. ``transduce`` itself runs the same code on an
+exported directory; this entry point only leaves out the commands that need PyTorch.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -16,46 +18,86 @@ from pathlib import Path
 from transduce.atomic import refuse_overwriting_inputs
 from transduce.cli_options import add_decode_flags, flag_name, int_at_least, options_from_args
 from transduce.config import ConfigError
-from transduce.errors import DataError
+from transduce.errors import DataError, missing_extra
 from transduce.textio import add_stream_flags
 
 
-def translate(args: argparse.Namespace) -> None:
-    """Translate the input lines, writing each batch's lines as they come (in order)."""
+def _translator(args: argparse.Namespace):
     from transduce.engines import load
-    from transduce.textio import stream_translate
 
     options = options_from_args(args)  # bad flags fail before the model loads
     model = Path(args.model)  # an output never replaces an input or a file of the model
     files = [str(f) for f in model.iterdir() if f.is_file()] if model.is_dir() else []
-    sides = [
-        args.input,
-        getattr(args, "prefix_file", None),
-        getattr(args, "constraints_file", None),
-    ]
+    names = ("input", "src", "ref", "prefix_file", "constraints_file")
+    sides = [getattr(args, name, None) for name in names]
     refuse_overwriting_inputs(args.output, [*sides, *files])
     translator = load(args.model, threads=args.threads)
     translator.check(options, flag_name)
+    return translator, options
+
+
+def translate(args: argparse.Namespace) -> None:
+    """Translate the input lines, writing each batch's lines as they come (in order)."""
+    from transduce.textio import stream_translate
+
+    translator, options = _translator(args)
     stream_translate(translator, args, options)
 
 
+def evaluate(args: argparse.Namespace) -> None:
+    """Scores against references, one JSON line (as ``transduce evaluate``)."""
+    from transduce.evaluation import evaluate_files
+
+    translator, options = _translator(args)
+    scores = evaluate_files(translator, args.src, args.ref, options, args.output, args.ref_lang)
+    print(json.dumps(scores, ensure_ascii=False))
+
+
+def forecast(args: argparse.Namespace) -> None:
+    """An exported forecasting run's forecasts (as ``transduce forecast``)."""
+    from transduce.forecasting.command import forecast_command
+
+    forecast_command(args)
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="directory written by transduce export")
+    p.add_argument(
+        "--threads",
+        type=int_at_least(0, 1024),
+        default=0,
+        help="onnxruntime / CTranslate2 threads (0: their default)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from transduce.forecasting.command import add_io_flags
+
     parser = argparse.ArgumentParser(
         prog="python -m transduce.runtime",
         description="PyTorch-free inference on an exported model",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("translate", help="translate lines (stdin -> stdout)")
-    p.add_argument("--model", required=True, help="directory written by transduce export")
+    _model_flags(p)
     p.add_argument("--input", help="input file (default stdin)")
     p.add_argument("--output", help="output file (default stdout)")
     p.add_argument("--format", choices=["text", "jsonl"], default="text")
-    p.add_argument(
-        "--threads", type=int_at_least(0, 1024), default=0, help="onnxruntime threads (0: default)"
-    )
     add_decode_flags(p)
     add_stream_flags(p)
     p.set_defaults(func=translate)
+    p = sub.add_parser("evaluate", help="BLEU, chrF, exact match against references")
+    _model_flags(p)
+    p.add_argument("--src", required=True, help="source lines (plain or .gz)")
+    p.add_argument("--ref", required=True, help="reference lines (plain or .gz)")
+    p.add_argument("--output", help="also write the hypotheses here, one per line")
+    p.add_argument("--ref-lang", help="the references' language for bleu_lc_moses")
+    add_decode_flags(p)
+    p.set_defaults(func=evaluate)
+    p = sub.add_parser("forecast", help="forecast the steps after each series (and score them)")
+    _model_flags(p)
+    add_io_flags(p)
+    p.set_defaults(func=forecast, checkpoint="best", device="cpu", combine="median")
     return parser
 
 
@@ -68,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("TRANSDUCE_DEBUG"):
             raise
         print(f"transduce.runtime {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:  # a training run given: it decodes on torch
+        if (advice := missing_extra(err)) is None or os.environ.get("TRANSDUCE_DEBUG"):
+            raise
+        print(f"transduce.runtime {args.command}: error: {advice}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

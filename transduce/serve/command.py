@@ -98,6 +98,10 @@ def serve_command(args: argparse.Namespace) -> None:
     for name in ("workers", "keep_alive_s", "read_timeout_s", "graceful_timeout_s"):
         if not 0 < getattr(args, name) < 1e9:  # inf: a worker or a timeout that never ends
             raise ConfigError(f"--{name.replace('_', '-')} must be positive and finite")
+    if args.threads is None:  # neither --threads nor TRANSDUCE_SERVE_THREADS
+        from transduce.serve.server import default_threads, usable_cores
+
+        args.threads = default_threads(usable_cores(), args.workers)
     if args.threads < 0:
         raise ConfigError("--threads must be 0 (the engine's default) or more")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -176,9 +180,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add(
         "--threads",
         type=opt.int_at_least(0, opt.MAX_THREADS),
-        default=s.threads,
-        help=f"intra-op CPU threads per worker (torch, onnxruntime, CTranslate2; default "
-        f"{s.threads}; 0: the engine's default)",
+        default=None,
+        help="intra-op CPU threads per worker (torch, onnxruntime, CTranslate2; default 1, "
+        "up to 4 where each worker has 4 cores or more; 0: the engine's default)",
     )
     _add_limit_flags(add, d, s)
     add("--device", default="cpu", help="cpu or cuda")
