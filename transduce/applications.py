@@ -84,14 +84,21 @@ def _prompted(lines: Iterable[str], prompt: Callable[[], None] | None):
 
 def stdin_lines() -> Iterable[str]:
     """Lines of standard input as they arrive (no read-ahead buffering of a pipe), strict
-    UTF-8 as ``translate`` reads them: a bad byte is a DataError naming ``<stdin>:LINE``."""
+    UTF-8 as ``translate`` reads them: a bad byte, or a line over the readers' cap, is a
+    DataError naming ``<stdin>:LINE``."""
     from transduce.errors import DataError
 
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:  # a text stream without bytes underneath (tests, embedding)
         yield from iter(sys.stdin.readline, "")
         return
-    for number, raw in enumerate(iter(stream.readline, b""), 1):
+    from transduce.data.lines import MAX_LINE_BYTES
+
+    read = lambda: stream.readline(MAX_LINE_BYTES + 1)  # noqa: E731 (bounded: /dev/zero)
+    for number, raw in enumerate(iter(read, b""), 1):
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raise DataError("<stdin>", number, f"a line over {MAX_LINE_BYTES:,} bytes (not "
+                            "text, or an endless stream such as /dev/zero)")  # fmt: skip
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as err:

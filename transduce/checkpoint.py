@@ -16,7 +16,6 @@ answers a damaged file with one :class:`~transduce.errors.DataError` naming it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -31,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
+from transduce import digests
 from transduce.atomic import (  # noqa: F401 (atomic_write_text: re-exported)
     atomic_write_bytes,
     atomic_write_text,
@@ -78,10 +78,12 @@ def _weights_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str]) -> None:
-    """Weights as safetensors, written atomically; tied parameters are stored once."""
+    """Weights as safetensors, written atomically, with their SHA-256 sidecar; tied
+    parameters are stored once."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
+    digests.forget(path)
     _step_fault(f"write {path.name}")
     try:
         _write_new(tmp, save(_weights_state(model), metadata=metadata))
@@ -89,6 +91,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    digests.record(path)
 
 
 def recorded_files(meta_path: Path) -> dict[str, dict[str, Any]]:
@@ -113,15 +116,16 @@ def recorded_files(meta_path: Path) -> dict[str, dict[str, Any]]:
 
 def verify_file(path: str | os.PathLike) -> None:
     """Check ``path`` against the size and SHA-256 that the meta.json beside it (links
-    followed) records, if it records the file: a bit flipped since the checkpoint was
-    written is one DataError naming the file. Hashing costs a read of the file, small
-    next to building tensors from it."""
+    followed) records, else against its sidecar (:mod:`transduce.digests`): a bit flipped
+    since the file was written is one DataError naming the file. Hashing costs a read of
+    the file, small next to building tensors from it."""
     real = Path(os.path.realpath(path))
     meta_path = real.parent / "meta.json"
-    if not meta_path.is_file() or not real.is_file():
-        return
-    want = recorded_files(meta_path).get(real.name)
-    if want is None:
+    if not real.is_file():
+        return  # the loader names a missing file
+    want = recorded_files(meta_path).get(real.name) if meta_path.is_file() else None
+    if want is None:  # weights outside a checkpoint unit: their sidecar NAME.sha256
+        digests.check(real)
         return
     if real.stat().st_size != want["bytes"] or _digest(real) != want["sha256"]:
         raise DataError(
@@ -216,11 +220,7 @@ def load_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return digests.digest(path)
 
 
 def point(link: Path, target: str) -> None:
@@ -395,6 +395,7 @@ def step_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
 
 def prune_steps(run_dir: str | os.PathLike, keep: int) -> None:
     for old in step_checkpoints(run_dir)[:-keep]:
+        digests.forget(old)  # the sidecar first: a kill leaves no digest without weights
         old.unlink(missing_ok=True)
 
 
@@ -421,10 +422,15 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
 def write_average(run_dir: str | os.PathLike, last: int) -> Path:
     """Average the last ``last`` kept checkpoints into ``averaged/model.safetensors``."""
     paths = step_checkpoints(run_dir)[-last:]
+    if not paths:
+        raise DataError(run_dir, None, "no kept checkpoints to average (checkpoints/step_*"
+                        ".safetensors; train with train.keep_checkpoints > 0)")  # fmt: skip
     state = average_checkpoints(paths)
     out = Path(run_dir, "averaged", "model.safetensors")
     if out.is_symlink():  # written in the run, never through a link (to a kept checkpoint)
         out.unlink()
     meta = {"averaged": ",".join(p.name for p in paths)}
+    digests.forget(out)
     atomic_write_bytes(out, save({k: v.contiguous() for k, v in state.items()}, metadata=meta))
+    digests.record(out)
     return out

@@ -246,9 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train and test on the built-in date task")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    p.add_argument("--n-train", type=opt.int_at_least(1), default=30000,
+    p.add_argument("--n-train", type=opt.int_at_least(1, 10_000_000), default=30000,
                    help="training pairs to generate (default 30000)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=opt.int_at_least(0, 2**32 - 1), default=0,
+                   help="random seed (default 0)")  # fmt: skip
     p.set_defaults(func=demo_command)
 
     p = sub.add_parser("train", help="train a model from a YAML config or a recipe name")
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument(
         "--threads",
-        type=opt.int_at_least(0),
+        type=opt.int_at_least(0, opt.MAX_THREADS),
         default=None,
         help="torch CPU threads (same as --set train.threads=N; 0: torch's default)",
     )
@@ -349,6 +350,12 @@ def _environment_problem(err: BaseException) -> str | None:
         from transduce.atomic import write_problem
 
         return str(write_problem(err.filename or "output", err))
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EISDIR):
+        import re  # a folder that refuses us (/sys, read-only): the target, not our temporary
+
+        where = os.fspath(err.filename2 or err.filename or "output")
+        name = re.sub(r"^\.(.+)\.\d+\.[0-9a-f]{8}\.tmp$", r"\1", os.path.basename(where))
+        return f"{os.path.join(os.path.dirname(where), name)}: {err.strerror}"
     return None
 
 
@@ -384,8 +391,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"transduce {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"transduce {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        note = f" ({err})" if str(err) else ""  # e.g. how many lines an --output had
+        print(f"transduce {args.command}: interrupted{note}", file=sys.stderr)
         return 130
     except (ModuleNotFoundError, OSError, MemoryError, RuntimeError) as err:
         line = _environment_problem(err)

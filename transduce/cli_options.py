@@ -25,8 +25,12 @@ Start with `transduce demo` (a date task in about a minute), or train a recipe:
 `transduce COMMAND --help` describes each command's flags."""
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer ``>= low``."""
+INT_MAX = 2**31 - 1  # a count above this overflows torch's and onnxruntime's integers
+MAX_THREADS = 1024  # torch would start that many threads at the first parallel op
+
+
+def int_at_least(low: int, high: int = INT_MAX) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``>= low`` and ``<= high``."""
 
     def parse(text: str) -> int:
         try:
@@ -35,6 +39,10 @@ def int_at_least(low: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer <= {high:,}, got {str(value)[:30]}"
+            )  # fmt: skip
         return value
 
     parse.__name__ = f"integer >= {low}"
@@ -111,8 +119,9 @@ def bounded(f: Field) -> Callable[[str], Any]:
     """An argparse ``type`` for a numeric option: its type and the bounds its metadata
     declares, refused with the flag's name (``argument --beam: must be ... >= 1, got 0``)."""
     meta = f.metadata
-    if str(f.type).startswith("int"):
-        return int_at_least(meta["ge"]) if "ge" in meta else int
+    if str(f.type).startswith("int"):  # the HTTP bounds where the CLI has none (--seed)
+        low = meta.get("ge", meta.get("http_ge", -(2**63)))
+        return int_at_least(low, meta.get("le", meta.get("http_lt", INT_MAX + 1) - 1))
 
     def parse(text: str) -> float:
         value = _float(text)
@@ -150,7 +159,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
                    help="which weights: best validation (default), last, or averaged")  # fmt: skip
-    p.add_argument("--threads", type=int_at_least(0), default=0,
+    p.add_argument("--threads", type=int_at_least(0, MAX_THREADS), default=0,
                    help="torch CPU threads (0: torch's default)")  # fmt: skip
     add_decode_flags(p)
 

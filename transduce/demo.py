@@ -130,6 +130,10 @@ def run_demo(
     print(f"demo: {n_train} training pairs, e.g. {src[0]!r} -> {tgt[0]}")
     new = out / f".run.{os.getpid()}.tmp"  # trained beside the old run, then swapped in
     result = train(cfg, new)
+    if result.interrupted:  # Ctrl-C / SIGTERM: never swap in a run stopped half way
+        shutil.rmtree(new, ignore_errors=True)
+        kept = "left as it was" if (out / "run").exists() else "not created"
+        raise KeyboardInterrupt(f"stopped while training; {out / 'run'} {kept}")
     _install_run(out, new)
 
     translator = Translator.load(out / "run")

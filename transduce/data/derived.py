@@ -33,6 +33,7 @@ from pathlib import Path
 from transduce.config import data_path
 from transduce.data.corpus import read_lines
 from transduce.data.tokenizers import WordTokenizer
+from transduce.errors import DataError
 
 log = logging.getLogger("transduce.data")
 
@@ -121,10 +122,20 @@ def _captions(split: str) -> list[str]:
 
 
 def _write(path: Path, lines: Iterator[str]) -> int:
+    """Write ``path`` whole; a file already there is replaced only when it holds what
+    this generator writes (a rerun), never a file of the user's or a run's."""
     from transduce.checkpoint import atomic_write_text
 
     text = list(lines)
-    atomic_write_text(path, "".join(line + "\n" for line in text))
+    data = "".join(line + "\n" for line in text)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DataError(path.parent, None, "--out is a file, not a folder")
+    if (path.parent / "config.yaml").exists():
+        raise DataError(path.parent, None, "is a transduce run: generate into a folder of its own")
+    if path.is_symlink() or path.is_dir() or (path.exists() and path.read_bytes() != data.encode()):
+        raise DataError(path, None, "exists and holds something else: nothing was replaced; "
+                        "remove it or choose another --out")  # fmt: skip
+    atomic_write_text(path, data)
     return len(text)
 
 

@@ -20,6 +20,7 @@ from transduce.config import Config, DecoderConfig, EncoderConfig, ModelConfig, 
 from transduce.data.series import ArrayData
 from transduce.engine.loop import Loop
 from transduce.engine.objective import regression_loss
+from transduce.errors import DataError
 from transduce.estimators.callbacks import Callback, History
 from transduce.estimators.training import METRICS, KerasReport, check_metrics
 from transduce.nn.embed import TokenEmbedding, ValueEmbedding
@@ -342,15 +343,25 @@ class Estimator:
     def load(cls, path: str | os.PathLike) -> Estimator:
         """Rebuild an estimator written by ``save`` (its class is named in estimator.json;
         the classes are this one's subclasses, which the package imports)."""
-        meta = json.loads(Path(path, "estimator.json").read_text(encoding="utf-8"))
+        where = Path(path, "estimator.json")
+        try:
+            meta = json.loads(where.read_bytes()[: 1 << 20].decode("utf-8"))
+        except FileNotFoundError:
+            raise DataError(where, None, "file not found (not a saved estimator)") from None
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise DataError(where, None, f"not an estimator description ({err})"[:160]) from None
         classes = {c.__name__: c for c in _subclasses(Estimator)}
-        if meta.get("class") not in classes:
-            raise ValueError(f"{path}: unknown estimator class {meta.get('class')!r}")
-        args = dict(meta["args"])
-        args["depth"] = tuple(args["depth"])
-        est = classes[meta["class"]](**args)
-        est.compiled = meta["compile"]
-        est.build(meta["tokens_in"])
+        if not isinstance(meta, dict) or meta.get("class") not in classes:
+            found = meta.get("class") if isinstance(meta, dict) else meta
+            raise DataError(where, None, f"unknown estimator class {str(found)[:60]!r}")
+        try:
+            args = dict(meta["args"])
+            args["depth"] = tuple(args["depth"])
+            est = classes[meta["class"]](**args)
+            est.compiled = meta["compile"]
+            est.build(meta["tokens_in"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(where, None, f"damaged estimator description ({err!s:.80})") from None
         ckpt.load_weights(est.net, Path(path, "model.safetensors"))
         return est
 

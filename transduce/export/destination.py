@@ -44,6 +44,8 @@ def export_into(out: Path, run_dir: Path, build: Callable[[Path], Path]) -> Path
     """Run ``build(tmp)`` in a hidden sibling of ``out``, then put it in ``out``'s place
     (a previous export there is replaced only then)."""
     check_out(out, run_dir)
+    if not (Path(run_dir) / "config.yaml").is_file():  # before a folder is made for it
+        raise DataError(run_dir, None, "not a transduce run (no config.yaml)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(out)
     try:

@@ -74,6 +74,14 @@ def _covariates(forecaster, series, future_path: str | None) -> tuple:
     return 512, series.covariates(names), future
 
 
+def level_type(text: str) -> float:
+    """An argparse ``type``: an interval level in percent, a finite number in (0, 100)."""
+    value = opt.positive_float(text)
+    if value >= 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage below 100, got {value:g}")
+    return value
+
+
 def refuse_overwrite(output: str | None, *inputs: str | None) -> None:
     """An output never overwrites an input: stop before reading anything."""
     import os
@@ -161,7 +169,7 @@ def add_io_flags(p: argparse.ArgumentParser) -> None:
     _add_layout_flags(p)
     p.add_argument(
         "--level",
-        type=float,
+        type=level_type,
         nargs="+",
         default=[],
         metavar="PCT",
@@ -208,6 +216,7 @@ def backtest_command(args: argparse.Namespace) -> None:
     if args.refit and not args.out:
         raise ConfigError("backtest --refit: give --out DIR for the per-window runs")
     refuse_overwrite(args.output, args.input, args.actuals)
+    _refuse_output_over_input(args, [args.model])  # nor a file of the run (conformal.json)
     forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
     s = forecaster.cfg.series
     path = args.input or data_path(s.train)
@@ -248,7 +257,7 @@ def add_backtest_parser(sub) -> None:
     )
     p.add_argument(
         "--level",
-        type=float,
+        type=level_type,
         nargs="+",
         default=[],
         metavar="PCT",
@@ -289,7 +298,7 @@ def _add_weights_flags(p: argparse.ArgumentParser, checkpoint_help: str) -> None
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument(
         "--threads",
-        type=opt.int_at_least(0),
+        type=opt.int_at_least(0, opt.MAX_THREADS),
         default=0,
         help="torch CPU threads (0: torch's default)",
     )

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from transduce.atomic import atomic_write_text
+from transduce.errors import DataError
 
 CALIBRATION = "conformal.json"
 GRID = (50.0, 80.0, 90.0, 95.0, 99.0)  # residual-calibrated levels every run offers
@@ -82,5 +83,17 @@ def save(run_dir: str | os.PathLike, calibration: dict) -> Path:
 
 
 def load(run_dir: str | os.PathLike) -> dict | None:
+    """The run's calibration, or None where it has none; a file of another shape (damaged,
+    or overwritten by something else) is one DataError naming it."""
     path = Path(run_dir) / CALIBRATION
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_bytes()[: 64 << 20].decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise DataError(path, None, "damaged calibration (not JSON)") from None
+    good = isinstance(data, dict) and isinstance(data.get("levels"), list)
+    good = good and all(isinstance(data.get(k), dict) for k in ("residual", "cqr"))
+    if not good:
+        raise DataError(path, None, "damaged calibration (expected levels, residual, cqr)")
+    return data

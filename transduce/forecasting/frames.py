@@ -8,6 +8,7 @@ long layout: ``unique_id, ds, y`` (the point forecast) and ``lo-80, hi-80, ...``
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections import Counter
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from transduce.data.corpus import DataError, ReadReport
-from transduce.data.series import SeriesSet
+from transduce.data.series import MAX_VALUE, SeriesSet
 
 KEYS = ("unique_id", "ds", "y")
 
@@ -34,28 +35,36 @@ def pandas():
 
 def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> SeriesSet:
     """A long DataFrame -> :class:`SeriesSet` (first-seen id order, each series sorted by
-    ``ds``); numeric columns other than the keys become ``columns`` (covariates). A missing
-    key column, a non-finite value or a repeated ``(unique_id, ds)`` raises one
-    :class:`DataError` naming the row."""
+    ``ds``); numeric columns other than the keys become ``columns`` (covariates). The checks
+    of the CSV readers (:mod:`transduce.data.series`) apply: a missing key column, an empty
+    table, an empty id, a value that is not a finite number or beyond ±1e15, a repeated
+    ``(unique_id, ds)``, numeric timestamps that decrease, dates and numbers mixed, zoned and
+    unzoned dates mixed in one series, dates past 9999: one :class:`DataError` naming the
+    row. Dates with zones are compared (and returned) as UTC instants."""
     pd = pandas()
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(where, None, f"expected a pandas DataFrame, got {type(df).__name__}")
     keys = KEYS if need_y else KEYS[:2]
     missing = [k for k in keys if k not in df.columns]
     if missing:
         raise DataError(where, None, f"no column {missing[0]!r} (need {', '.join(keys)}; "
-                        f"got {', '.join(map(str, df.columns))})")  # fmt: skip
+                        f"got {', '.join(map(str, df.columns))[:80]})")  # fmt: skip
+    if len(df) == 0:
+        raise DataError(where, None, "no observations (an empty table)")
+    df = df.reset_index(drop=True)
     extra = [c for c in df.columns if c not in KEYS]
     line = lambda row: row + 2 if where != "DataFrame" else None  # noqa: E731 (file: header)
+    empty = df["unique_id"].isna().to_numpy() | (df["unique_id"].astype(str).str.strip() == "")
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        raise DataError(where, line(row), f"row {row}: column 'unique_id' is empty")
     for col in ([KEYS[2]] if need_y else []) + extra:
-        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isfinite(values))
-        if len(bad):
-            row = int(bad[0])
-            raise DataError(where, line(row), f"row {row}: column {col!r}: "
-                            f"{str(df[col].iloc[row])[:30]!r} is not a finite number")  # fmt: skip
+        _check_numbers(df, col, where, line)
+    df["ds"] = _stamps(df, where, line)
     dup = df.duplicated(["unique_id", "ds"]).to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
-        raise DataError(where, line(row), f"row {row}: series {df['unique_id'].iloc[row]!r} "
+        raise DataError(where, line(row), f"row {row}: series {_id(df, row)} "
                         f"at {df['ds'].iloc[row]} appears twice")  # fmt: skip
     df = df.assign(_order=np.arange(len(df)))
     ids = list(dict.fromkeys(df["unique_id"].astype(str)))
@@ -70,6 +79,102 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
         for c in extra:
             out.columns[c].append(g[c].to_numpy(dtype=float))
     return out
+
+
+def _id(df: Any, row: int) -> str:
+    return repr(str(df["unique_id"].iloc[row])[:40])
+
+
+def _check_numbers(df: Any, col: str, where: str, line) -> None:
+    """Every value of ``col`` a finite number within ±MAX_VALUE (as the CSV readers)."""
+    pd = pandas()
+    if pd.api.types.is_bool_dtype(df[col]) and col == "y":
+        raise DataError(where, None, "column 'y' holds booleans, not numbers")
+    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > MAX_VALUE))
+    if len(bad):
+        row = int(bad[0])
+        text = str(df[col].iloc[row])[:30]
+        what = "beyond ±1e15" if np.isfinite(values[row]) else "not a finite number"
+        raise DataError(where, line(row), f"row {row}: column {str(col)[:40]!r}: {text!r} "
+                        f"is {what} (series {_id(df, row)})")  # fmt: skip
+
+
+def _first(mask: np.ndarray) -> int | None:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if len(hits) else None
+
+
+def _stamps(df: Any, where: str, line) -> Any:
+    """``ds`` as one comparable kind: finite numbers increasing down each series, or dates
+    (text parsed; zoned ones as UTC instants) within years 1 to 9999."""
+    pd = pandas()
+    ds, ids = df["ds"], df["unique_id"].astype(str)
+    if pd.api.types.is_bool_dtype(ds):
+        raise DataError(where, None, "column 'ds' holds booleans, not dates or numbers")
+    text = ds.dtype == object or pd.api.types.is_string_dtype(ds)
+    numbers = pd.to_numeric(ds, errors="coerce") if text else ds
+    if pd.api.types.is_numeric_dtype(ds) or (text and numbers.notna().all()):
+        values = np.asarray(numbers, dtype=float)
+        if (row := _first(~np.isfinite(values))) is not None:
+            raise DataError(where, line(row), f"row {row}: series {_id(df, row)}: column "
+                            f"'ds': {str(ds.iloc[row])[:30]!r} is not a finite number")  # fmt: skip
+        step = pd.Series(values).groupby(ids.to_numpy(), sort=False).diff().to_numpy()
+        if (row := _first(step < 0)) is not None:
+            raise DataError(where, line(row), f"row {row}: series {_id(df, row)}: ds "
+                            f"{values[row]:g} after {values[row] - step[row]:g}: numeric "
+                            "timestamps must increase")  # fmt: skip
+        return pd.Series(values if text else ds.to_numpy(), index=df.index)
+    if text and (row := _first(numbers.notna().to_numpy())) is not None:
+        raise DataError(where, line(row), f"row {row}: series {_id(df, row)}: ds "
+                        f"{str(ds.iloc[row])[:30]!r} is a number among dates")  # fmt: skip
+    parsed = ds if pd.api.types.is_datetime64_any_dtype(ds) else _dates(df, where, line)
+    if (row := _first(parsed.isna().to_numpy())) is not None:
+        raise DataError(where, line(row), f"row {row}: column 'ds': {str(ds.iloc[row])[:30]!r}"
+                        " is neither a date nor a number (or past the year 9999)")  # fmt: skip
+    years = parsed.dt.year.to_numpy()
+    if (row := _first((years < 1) | (years > 9999))) is not None:
+        raise DataError(where, line(row), f"row {row}: series {_id(df, row)}: "
+                        f"{str(ds.iloc[row])[:30]} is past the year 9999")  # fmt: skip
+    return parsed
+
+
+def _dates(df: Any, where: str, line) -> Any:
+    """Text or datetime objects -> datetime64; zones mixed across the table are converted to
+    UTC, zoned and unzoned dates in one series are refused."""
+    pd = pandas()
+    ds = df["ds"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            parsed = pd.to_datetime(ds, errors="coerce", format="mixed")
+            if not parsed.isna().any():
+                return parsed
+        except (ValueError, TypeError, OverflowError):
+            pass  # zones differ (or zoned and unzoned mixed): one element at a time
+    zoned = np.array([_zoned(x) for x in ds])
+    first = pd.Series(zoned).groupby(df["unique_id"].astype(str).to_numpy(), sort=False)
+    mixed = zoned != first.transform("first").to_numpy()
+    if (row := _first(mixed)) is not None:
+        kind = "with a zone" if zoned[row] else "without a zone"
+        raise DataError(where, line(row), f"row {row}: series {_id(df, row)}: "
+                        f"{str(ds.iloc[row])[:40]} is a date {kind} among dates "
+                        f"{'without' if zoned[row] else 'with'} one")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return pd.to_datetime(ds, errors="coerce", format="mixed", utc=True)
+        except (ValueError, TypeError, OverflowError) as err:
+            raise DataError(where, None, f"column 'ds': {str(err)[:80]}") from None
+
+
+def _zoned(value: Any) -> bool:
+    pd = pandas()
+    try:
+        return pd.Timestamp(value).tzinfo is not None
+    except (ValueError, TypeError, OverflowError):
+        return False
 
 
 def load_series(path: str | os.PathLike, fmt: str = "auto", on_bad_line: str = "error"):
@@ -94,6 +199,8 @@ def read_table(path: str | os.PathLike) -> SeriesSet:
     """A long CSV (header ``unique_id,ds,y,...``) or Parquet file -> :class:`SeriesSet`."""
     pd = pandas()
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a FIFO or a device: pandas would hang
+        raise DataError(path, None, "not a regular file")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(path)
@@ -103,14 +210,6 @@ def read_table(path: str | os.PathLike) -> SeriesSet:
         raise DataError(path, None, f"reading Parquet needs pyarrow: {err}") from None
     except (OSError, ValueError) as err:
         raise DataError(path, None, f"cannot read: {str(err).splitlines()[0][:200]}") from None
-    if "ds" in df.columns and not pd.api.types.is_numeric_dtype(df["ds"]):
-        parsed = pd.to_datetime(df["ds"], errors="coerce", format="mixed")  # CSV: text dates
-        if parsed.isna().any():
-            row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-            text = str(df["ds"].iloc[row])[:30]
-            raise DataError(path, row + 2, f"row {row}: column 'ds': {text!r} is neither a "
-                            "date nor a number")  # fmt: skip
-        df["ds"] = parsed
     return frame_to_series(df, os.fspath(path))
 
 
@@ -120,15 +219,24 @@ def future_ds(stamps: list, horizon: int) -> list:
     pd = pandas()
     if len(stamps) < 2:
         raise ValueError("a series needs two timestamps to continue them")
+    freq = None
     if isinstance(stamps[-1], pd.Timestamp | np.datetime64):
         index = pd.DatetimeIndex(stamps[-min(len(stamps), 50) :])
         with warnings.catch_warnings():  # pandas 3 warns that it will return an offset
             warnings.simplefilter("ignore")
             freq = pd.infer_freq(index) if len(index) >= 3 else None
+    try:
         if freq is not None:
-            return list(pd.date_range(index[-1], periods=horizon + 1, freq=freq)[1:])
-    step, _ = Counter(b - a for a, b in pairwise(stamps)).most_common(1)[0]
-    return [stamps[-1] + step * (k + 1) for k in range(horizon)]
+            out = list(pd.date_range(index[-1], periods=horizon + 1, freq=freq)[1:])
+        else:
+            step, _ = Counter(b - a for a, b in pairwise(stamps)).most_common(1)[0]
+            out = [stamps[-1] + step * (k + 1) for k in range(horizon)]
+        if isinstance(out[-1], pd.Timestamp) and out[-1].year > 9999:
+            raise OverflowError  # what the CSV readers and JSON dates cannot hold
+        return out
+    except (OverflowError, pd.errors.OutOfBoundsDatetime, ValueError):
+        raise DataError("forecast", None, f"{horizon} steps after {str(stamps[-1])[:40]} "
+                        "pass the last date that can be held") from None  # fmt: skip
 
 
 def forecasts_frame(series: SeriesSet, point: np.ndarray, bands: dict | None = None) -> Any:
@@ -147,11 +255,19 @@ def forecasts_frame(series: SeriesSet, point: np.ndarray, bands: dict | None = N
 
 def write_table(df: Any, path: str | os.PathLike) -> None:
     """CSV, or Parquet for a ``.parquet`` path (the caller refuses to overwrite an input)."""
+    from transduce.atomic import atomic_write_bytes, write_problem
+
     path = Path(path)
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            df.to_parquet(path, index=False)
+            buffer = io.BytesIO()
+            df.to_parquet(buffer, index=False)
+            data = buffer.getvalue()
         else:
-            df.to_csv(path, index=False)
-    except (OSError, ImportError) as err:
+            data = df.to_csv(index=False).encode("utf-8")
+    except ImportError as err:
         raise DataError(path, None, f"cannot write: {err}") from None
+    try:
+        atomic_write_bytes(path, data)  # a failure leaves any previous file untouched
+    except OSError as err:
+        raise write_problem(path, err) from None

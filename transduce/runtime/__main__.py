@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
+from transduce.atomic import refuse_overwriting_inputs
 from transduce.cli_options import add_decode_flags, flag_name, int_at_least, options_from_args
 from transduce.config import ConfigError
 from transduce.errors import DataError, missing_extra
@@ -24,6 +26,11 @@ def _translator(args: argparse.Namespace):
     from transduce.engines import load
 
     options = options_from_args(args)  # bad flags fail before the model loads
+    model = Path(args.model)  # an output never replaces an input or a file of the model
+    files = [str(f) for f in model.iterdir() if f.is_file()] if model.is_dir() else []
+    names = ("input", "src", "ref", "prefix_file", "constraints_file")
+    sides = [getattr(args, name, None) for name in names]
+    refuse_overwriting_inputs(args.output, [*sides, *files])
     translator = load(args.model, threads=args.threads)
     translator.check(options, flag_name)
     return translator, options
@@ -57,7 +64,7 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="directory written by transduce export")
     p.add_argument(
         "--threads",
-        type=int_at_least(0),
+        type=int_at_least(0, 1024),
         default=0,
         help="onnxruntime / CTranslate2 threads (0: their default)",
     )

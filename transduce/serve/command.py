@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+from transduce import cli_options as opt
 from transduce.config import ConfigError
 from transduce.export.command import ENGINES
 from transduce.serve.limits import ServeLimits
@@ -92,11 +93,11 @@ def serve_command(args: argparse.Namespace) -> None:
         raise ConfigError("serve: give at least one --model DIR (or TRANSDUCE_SERVE_MODEL)")
     limits = ServeLimits(**{f.name: getattr(args, f.name) for f in fields(ServeLimits)})
     for f in fields(ServeLimits):
-        if not getattr(limits, f.name) >= (0 if f.name == "max_wait_ms" else 1e-9):
-            raise ConfigError(f"--{f.name.replace('_', '-')} must be positive")
+        if not (0 if f.name == "max_wait_ms" else 1e-9) <= getattr(limits, f.name) < 1e18:
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be positive and finite")
     for name in ("workers", "keep_alive_s", "read_timeout_s", "graceful_timeout_s"):
-        if not getattr(args, name) > 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        if not 0 < getattr(args, name) < 1e9:  # inf: a worker or a timeout that never ends
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive and finite")
     if args.threads is None:  # neither --threads nor TRANSDUCE_SERVE_THREADS
         from transduce.serve.server import default_threads, usable_cores
 
@@ -178,7 +179,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     add(
         "--threads",
-        type=int,
+        type=opt.int_at_least(0, opt.MAX_THREADS),
         default=None,
         help="intra-op CPU threads per worker (torch, onnxruntime, CTranslate2; default 1, "
         "up to 4 where each worker has 4 cores or more; 0: the engine's default)",

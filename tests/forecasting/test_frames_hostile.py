@@ -1,0 +1,103 @@
+"""Long tables read through pandas get the checks of the CSV readers: each bad table is one
+DataError naming the row (and the file and line for a file), never a traceback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from transduce.errors import DataError
+
+pd = pytest.importorskip("pandas")
+
+from transduce.forecasting.frames import frame_to_series, future_ds, read_table  # noqa: E402
+
+
+def _df(ds, y=None, ids=None) -> pd.DataFrame:
+    n = len(ds)
+    return pd.DataFrame({"unique_id": ids or ["a"] * n, "ds": ds,
+                         "y": y if y is not None else np.arange(1.0, n + 1)})  # fmt: skip
+
+
+Z = pd.Timestamp
+BAD_FRAMES = {
+    "decreasing numbers": (_df([1, 3, 2]), r"row 2: series 'a': ds 2 after 3: numeric"),
+    "repeated numbers": (_df([1, 2, 2]), r"row 2: series 'a' at 2 appears twice"),
+    "repeated dates": (_df(["2024-01-01", "2024-01-02", "2024-01-01"]), "row 2: .* twice"),
+    "mixed zones in a series": (
+        _df([Z("2024-01-01", tz="UTC"), Z("2024-01-01 01:00"), Z("2024-01-01 02:00")]),
+        r"row 1: series 'a': 2024-01-01 01:00:00 is a date without a zone",
+    ),
+    "mixed zone text": (
+        _df(["2024-01-01T00:00+01:00", "2024-01-01T01:00", "2024-01-01T02:00+01:00"]),
+        "row 1: series 'a': .* without a zone",
+    ),
+    "numbers among dates": (_df(["2024-01-01", 5, "2024-01-03"]), "row 1: .* a number among"),
+    "value beyond 1e15": (_df([1, 2, 3], y=[1.0, 1e16, 2.0]), r"row 1: column 'y': .* ±1e15"),
+    "value 1e308": (_df([1, 2, 3], y=[1.0, 2.0, 1e308]), r"row 2: column 'y'.*±1e15"),
+    "nan": (_df([1, 2, 3], y=[1.0, np.nan, 2.0]), "row 1: column 'y': 'nan' is not a finite"),
+    "inf": (_df([1, 2, 3], y=[np.inf, 1, 2.0]), "row 0: column 'y': 'inf' is not a finite"),
+    "text values": (_df([1, 2, 3], y=["1", "x", "2"]), "row 1: column 'y': 'x'"),
+    "boolean values": (_df([1, 2, 3], y=[True, False, True]), "booleans"),
+    "nan timestamp": (_df([1.0, np.nan, 3.0]), "row 1: series 'a': column 'ds': 'nan'"),
+    "boolean timestamps": (_df([True, False, True]), "'ds' holds booleans"),
+    "empty table": (_df([]), "no observations"),
+    "missing ds": (_df([1, 2]).drop(columns="ds"), "no column 'ds'"),
+    "empty id": (_df([1, 2], ids=["a", None]), "row 1: column 'unique_id' is empty"),
+    "not a frame": ([1, 2, 3], "expected a pandas DataFrame, got list"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_FRAMES)
+def test_a_bad_frame_is_one_error_naming_the_row(name):
+    frame, message = BAD_FRAMES[name]
+    with pytest.raises(DataError, match=message) as err:
+        frame_to_series(frame)
+    assert "\n" not in str(err.value)
+
+
+def test_zoned_dates_in_different_zones_are_compared_as_instants():
+    s = frame_to_series(_df(["2024-01-01T02:00+02:00", "2024-01-01T01:00+00:00"]))
+    assert s.values[0].tolist() == [1.0, 2.0]  # 00:00 UTC, then 01:00 UTC
+    assert str(s.timestamps[0][0].tz) == "UTC"
+
+
+BAD_FILES = {
+    "year 10000": ("unique_id,ds,y\na,9999-12-31,1\na,10000-01-01,2\n", r"t.csv:3: row 1: .*9999"),
+    "decreasing": ("unique_id,ds,y\na,5,1\na,4,2\n", r"t.csv:3: row 1: series 'a': ds 4 after 5"),
+    "mixed zones": (
+        "unique_id,ds,y\na,2024-01-01T00:00+01:00,1\na,2024-01-01T01:00,2\n",
+        r"t.csv:3: row 1: series 'a'.* without a zone",
+    ),
+    "header only": ("unique_id,ds,y\n", r"t.csv: no observations"),
+    "huge value": ("unique_id,ds,y\na,1,1\na,2,1e300\n", r"t.csv:3: row 1: column 'y'"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_FILES)
+def test_a_bad_table_file_names_file_and_line(tmp_path, name):
+    text, message = BAD_FILES[name]
+    (tmp_path / "t.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        read_table(tmp_path / "t.csv")
+
+
+def test_a_folder_or_fifo_as_table_is_refused_without_reading(tmp_path):
+    (tmp_path / "d.csv").mkdir()
+    with pytest.raises(DataError, match="not a regular file"):
+        read_table(tmp_path / "d.csv")
+    import os
+
+    os.mkfifo(tmp_path / "f.csv")
+    with pytest.raises(DataError, match="not a regular file"):  # pandas would block forever
+        read_table(tmp_path / "f.csv")
+
+
+def test_forecasting_past_the_last_date_is_one_error():
+    stamps = list(pd.date_range("9999-12-20", periods=3, freq="D"))
+    with pytest.raises(DataError, match="pass the last date"):
+        future_ds(stamps, 48)
+
+
+def test_numeric_timestamps_continue_by_their_step():
+    assert future_ds([1.0, 3.0, 5.0], 2) == [7.0, 9.0]
