@@ -25,9 +25,9 @@ from pathlib import Path
 
 from transduce.config import data_root, load_config
 from transduce.data.corpus import read_lines
+from transduce.inference.translate import DecodeOptions, Translator
 from transduce.metrics import bleu_chrf
-from transduce.train import train
-from transduce.translate import DecodeOptions, Translator
+from transduce.tasks.train import train
 
 RECIPE = Path(__file__).resolve().parents[1] / "transduce" / "configs"
 SMALL = [  # the tiny transformer recipe, word-level and smaller, for a brief CPU run

@@ -103,7 +103,7 @@ def drive(run: str, report: str, sets: list[str]) -> None:
     """Inside the training process: ``transduce train`` with a probe on the updates."""
     from transduce.config import load_config
     from transduce.engine.loop import Loop
-    from transduce.train import train as train_run
+    from transduce.tasks.train import train as train_run
 
     start, update, seen = float(os.environ["DATA_SCALE_START"]), Loop.update, {}
 

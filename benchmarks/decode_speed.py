@@ -35,9 +35,9 @@ import torch
 
 from transduce.config import data_root, load_config
 from transduce.data.corpus import read_lines
+from transduce.inference.translate import DecodeOptions, Translator
 from transduce.metrics import bleu_chrf
-from transduce.train import train
-from transduce.translate import DecodeOptions, Translator
+from transduce.tasks.train import train
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "multi30k_de_en_word_rnn.yaml"
 SETTINGS = {"greedy_b1": (1, 1), "greedy_b64": (1, 64), "beam5_b1": (5, 1), "beam5_b64": (5, 64)}

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from safetensors.torch import load_file
 
-from transduce import checkpoint as ckpt
 from transduce.config import Config, from_dict
-from transduce.train import train
+from transduce.engine import checkpoint as ckpt
+from transduce.tasks.train import train
 
 
 def make_config(folder: Path, seed: int):

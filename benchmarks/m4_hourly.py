@@ -34,14 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transduce.checkpoint import write_average
 from transduce.config import data_path, load_config
 from transduce.data.series import read_series
+from transduce.engine.checkpoint import write_average
 from transduce.forecasting.backtest import backtest
 from transduce.forecasting.ensemble import ForecastEnsemble, combine_forecasts
 from transduce.forecasting.intervals import interval_scores, naive_interval
 from transduce.forecasting.pipeline import Forecaster, evaluate_forecasts
-from transduce.train import train
+from transduce.tasks.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,8 @@ import torch
 from transduce.config import data_path
 from transduce.data.pipeline import read_split
 from transduce.data.records import FIELD_SEP, split_fields
+from transduce.inference.translate import DecodeOptions, Translator
 from transduce.metrics import squad_scores
-from transduce.translate import DecodeOptions, Translator
 
 BLANK = "\u2205"  # not in any vocabulary: encodes as <unk>
 

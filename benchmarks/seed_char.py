@@ -28,8 +28,8 @@ import torch
 
 from transduce.config import load_config
 from transduce.data.pipeline import load_texts
-from transduce.train import train
-from transduce.translate import Translator
+from transduce.inference.translate import Translator
+from transduce.tasks.train import train
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tatoeba_char_ell.yaml"
 

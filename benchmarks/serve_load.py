@@ -44,7 +44,7 @@ import numpy as np
 
 from transduce.config import data_root, load_config
 from transduce.data.corpus import read_lines
-from transduce.decoding import DecodeOptions
+from transduce.inference.decoding import DecodeOptions
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "multi30k_de_en_word_rnn.yaml"
 HOST = "127.0.0.1"  # loopback only
@@ -269,7 +269,7 @@ def main() -> None:
         return
     exported = (Path(args.model) / "manifest.json").exists()
     if not exported and not (Path(args.model) / "config.yaml").exists():
-        from transduce.train import train
+        from transduce.tasks.train import train
 
         over = [f"train.max_seconds={args.train_seconds}"]
         train(load_config(RECIPE, over), args.model)

@@ -24,7 +24,7 @@ import sys
 import time
 
 from transduce.data.tasks import date_pairs
-from transduce.translate import Translator
+from transduce.inference.translate import Translator
 
 
 def streamed(model: str, lines: list[str]) -> tuple[float, float]:

@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transduce import distributed
 from transduce.config import load_config, to_dict
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
+from transduce.engine import distributed
 from transduce.engine.loop import Loop
 from transduce.nn.models import build_model
 from transduce.tasks.text import TextTask
-from transduce.train import seed_everything
+from transduce.tasks.train import seed_everything
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "multi30k_de_en_rnn_12m.yaml"
 

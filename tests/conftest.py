@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from transduce.config import AttentionConfig, DecoderConfig, EncoderConfig, ModelConfig
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from transduce.inference.search import greedy
 from transduce.nn.models import Seq2Seq, build_model
-from transduce.search import greedy
 
 SYMBOLS = 8
 VOCAB = 4 + SYMBOLS  # <pad> <s> </s> <unk>, then the task's symbols (ids 4..11)

@@ -141,7 +141,7 @@ sys.meta_path.insert(0, Block())
 
 def tiny_reverse_run(folder: Path) -> Path:
     """A trained tiny run on the reverse task in ``folder/run`` (a few seconds on a CPU)."""
-    from transduce.train import train
+    from transduce.tasks.train import train
 
     cfg = tiny_config(write_tsv(folder / "rev.tsv", reverse_pairs(64, seed=4)))
     train(cfg, folder / "run")
@@ -150,7 +150,7 @@ def tiny_reverse_run(folder: Path) -> Path:
 
 def one_line_error(capsys, args: list[str]) -> str:
     """Run the CLI on ``args``; it must exit 2 with one line on stderr and no traceback."""
-    from transduce.cli import main
+    from transduce.commands.cli import main
 
     assert main(args) == 2
     err = capsys.readouterr().err.strip()

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
-from transduce.applications import score_file
-from transduce.translate import DecodeOptions, Translator
+from transduce.commands.applications import score_file
+from transduce.inference.translate import DecodeOptions, Translator
 
 LETTERS = "abcdef"
 
@@ -31,7 +31,7 @@ def pointer_records(n: int, seed: int = 0) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def qa_run(tmp_path_factory):
-    from transduce.train import train
+    from transduce.tasks.train import train
 
     root = tmp_path_factory.mktemp("qa")
     for name, n, seed in (("train", 400, 0), ("valid", 40, 1)):
@@ -80,7 +80,7 @@ def run_cli(*args, stdin: str):
 
 @pytest.fixture(scope="module")
 def chat_run(tmp_path_factory):
-    from transduce.train import train
+    from transduce.tasks.train import train
 
     root = tmp_path_factory.mktemp("chat")
     cfg = tiny_config(write_tsv(root / "rev.tsv", reverse_pairs(160)), train={"epochs": 1})

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
-from transduce import checkpoint as ckpt
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.data.corpus import DataError
-from transduce.train import train
+from transduce.engine import checkpoint as ckpt
+from transduce.tasks.train import train
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_average_never_writes_through_a_link_to_an_input(tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from transduce.checkpoint import step_path, write_average
+    from transduce.engine.checkpoint import step_path, write_average
 
     for step, value in ((1, 1.0), (2, 3.0)):
         step_path(tmp_path, step).parent.mkdir(exist_ok=True)

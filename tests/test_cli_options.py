@@ -11,16 +11,16 @@ import yaml
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce import __version__
-from transduce.cli import build_parser, main
+from transduce.commands.cli import build_parser, main
 from transduce.config import data_root, load_config, to_dict
 from transduce.data.corpus import read_lines
+from transduce.inference.translate import reference_language
 from transduce.metrics import bleu_lowercase, bleu_lowercase_moses
-from transduce.translate import reference_language
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from transduce.train import train
+    from transduce.tasks.train import train
 
     root = tmp_path_factory.mktemp("opts")
     tsv = write_tsv(root / "rev.tsv", reverse_pairs(120))
@@ -209,7 +209,7 @@ def test_decode_options_reject_impossible_values_by_name():
 
 
 def test_round_floats_reaches_nested_values():
-    from transduce.cli_options import round_floats
+    from transduce.commands.options import round_floats
 
     out = round_floats({"a": 0.11649999767541885, "b": [1.23456789, {"c": 2}], "d": "x"}, 4)
     assert out == {"a": 0.1165, "b": [1.2346, {"c": 2}], "d": "x"}

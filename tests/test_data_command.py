@@ -15,7 +15,7 @@ import pytest
 
 from tests.loopback import LoopbackServer, closed_port
 from transduce import config
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.data import download
 from transduce.data.catalogue import CATALOGUE
 

@@ -1,4 +1,4 @@
-"""Tests for the decoding options of transduce.search beyond plain beam search: the length
+"""Tests for the decoding options of transduce.inference.search beyond plain beam search: the length
 penalty and per-token normalisation, n-gram blocking, and sampling (seed, temperature,
 top-k, top-p, several samples per sentence)."""
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from transduce.search import (
+from transduce.inference.search import (
     beam_search,
     block_repeated_ngrams,
     filter_logits,

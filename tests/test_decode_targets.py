@@ -16,15 +16,15 @@ import pytest
 import torch
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
-from transduce import searchcore as core
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.data.batches import ParallelData
 from transduce.engine.objective import Objective
 from transduce.engines import load
-from transduce.ensemble import EnsembleTranslator
 from transduce.errors import OptionError
-from transduce.train import train
-from transduce.translate import DecodeOptions, Translator
+from transduce.inference import searchcore as core
+from transduce.inference.ensemble import EnsembleTranslator
+from transduce.inference.translate import DecodeOptions, Translator
+from transduce.tasks.train import train
 
 PAIRS = reverse_pairs(24, seed=5)
 SOURCES = [s for s, _ in PAIRS]

@@ -11,9 +11,9 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from transduce.cli_options import add_decode_flags, check_decode_args, flag_name
+from transduce.commands.options import add_decode_flags, check_decode_args, flag_name
 from transduce.config import ConfigError
-from transduce.decoding import (
+from transduce.inference.decoding import (
     DecodeOptions,
     Translation,
     option_fields,
@@ -90,7 +90,7 @@ def test_python_cli_and_http_agree_on_every_rule(values, blamed):
 
 
 def test_search_receives_the_options_it_declares():
-    from transduce import searchcore as core
+    from transduce.inference import searchcore as core
 
     o = DecodeOptions(beam=4, nbest=2, alpha=0.3, no_repeat_ngram=2, attention=False)
     assert search_kwargs(core.beam_search, o) == {

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from transduce import demo
-from transduce.demo import run_demo
+from transduce.commands import demo
+from transduce.commands.demo import run_demo
 
 
 def test_demo_learns_dates_and_draws(tmp_path, capsys):

@@ -16,10 +16,10 @@ import pytest
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce import digests
-from transduce.checkpoint import read_weights, step_checkpoints
-from transduce.cli import main
+from transduce.commands.cli import main
+from transduce.engine.checkpoint import read_weights, step_checkpoints
 from transduce.errors import DataError
-from transduce.train import train
+from transduce.tasks.train import train
 
 
 @pytest.fixture(scope="module")

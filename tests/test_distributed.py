@@ -14,13 +14,12 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
-from transduce import distributed
 from transduce.config import Config, from_dict
-from transduce.engine import parallel
+from transduce.engine import distributed, parallel
 from transduce.engine.loop import Loop
 from transduce.nn.models import build_model
 from transduce.tasks.text import TextTask
-from transduce.train import prepare_run, seed_everything, train
+from transduce.tasks.train import prepare_run, seed_everything, train
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),

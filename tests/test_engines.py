@@ -15,9 +15,9 @@ import pytest
 from tests.helpers import BLOCK_TORCH, reverse_pairs, tiny_config, write_tsv
 from transduce import engines
 from transduce.config import ConfigError
-from transduce.decoding import DecodeOptions
 from transduce.errors import OptionError
-from transduce.textdecoder import TextDecoder
+from transduce.inference.decoding import DecodeOptions
+from transduce.inference.textdecoder import TextDecoder
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_TORCH = (
@@ -25,7 +25,7 @@ NO_TORCH = (
     + """
 import json
 from transduce import engines
-from transduce.decoding import DecodeOptions
+from transduce.inference.decoding import DecodeOptions
 translator = engines.load(sys.argv[1], threads=1)
 hyps = translator.decode(["abc", "", "fedcb"], DecodeOptions(beam=2, nbest=2))
 assert "torch" not in sys.modules, "torch was imported"
@@ -36,8 +36,8 @@ print(json.dumps([[h.text for h in row] for row in hyps]))
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
-    from transduce.cli import main
-    from transduce.train import train
+    from transduce.commands.cli import main
+    from transduce.tasks.train import train
 
     root = tmp_path_factory.mktemp("engines")
     cfg = tiny_config(write_tsv(root / "rev.tsv", reverse_pairs(60)), train={"epochs": 1})
@@ -119,7 +119,7 @@ def test_a_new_engine_is_one_registration(tmp_path, monkeypatch):
 
 
 def test_ct2_refusals_are_declared_once_and_spelt_per_surface():
-    from transduce.cli_options import flag_name
+    from transduce.commands.options import flag_name
     from transduce.serve.schemas import http_name
 
     refuses = engines.get("ct2").refuses

@@ -9,13 +9,13 @@ import torch
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce.data.vocab import Vocab
-from transduce.ensemble import (
+from transduce.inference.ensemble import (
     EnsembleTranslator,
     ForecastEnsemble,
     combine_forecasts,
 )
-from transduce.train import train
-from transduce.translate import DecodeOptions, Translator
+from transduce.inference.translate import DecodeOptions, Translator
+from transduce.tasks.train import train
 
 INPUTS = ["abc", "fedcba", "a", "", "cab", "dddeef", "bad", "face", "ef", "cabbed"]
 OPTIONS = [
@@ -133,7 +133,7 @@ def forecasters(tmp_path_factory):
     """Three tiny forecasting runs: lookbacks 12 and 18 (horizon 6), and horizon 4."""
     import yaml
 
-    from transduce.cli import main
+    from transduce.commands.cli import main
     from transduce.forecasting.pipeline import Forecaster
 
     tmp = tmp_path_factory.mktemp("fcens")
@@ -189,7 +189,7 @@ def test_forecast_ensemble_median_and_mean_of_real_members(forecasters):
 
 
 def test_cli_translate_and_evaluate_with_an_ensemble(runs, tmp_path, capsys):
-    from transduce.cli import main
+    from transduce.commands.cli import main
 
     src = tmp_path / "src.txt"
     src.write_text("abc\nfedcba\ncab\n", encoding="utf-8")
@@ -214,7 +214,7 @@ def test_cli_translate_and_evaluate_with_an_ensemble(runs, tmp_path, capsys):
 def test_cli_forecast_with_an_ensemble(forecasters, tmp_path, capsys):
     import json
 
-    from transduce.cli import main
+    from transduce.commands.cli import main
 
     _, series, fcens = forecasters
     hist = tmp_path / "hist.csv"
@@ -234,7 +234,7 @@ def test_cli_forecast_with_an_ensemble(forecasters, tmp_path, capsys):
 
 
 def test_a_run_of_the_other_kind_is_refused_in_one_line(runs, forecasters, tmp_path, capsys):
-    from transduce.cli import main
+    from transduce.commands.cli import main
 
     _, _, fcens = forecasters
     src = tmp_path / "src.txt"

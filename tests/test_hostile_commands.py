@@ -15,8 +15,8 @@ import yaml
 
 from tests.forecasting.conftest import tiny_series_config, toy_series, write_wide
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
-from transduce.cli import main
-from transduce.train import train
+from transduce.commands.cli import main
+from transduce.tasks.train import train
 
 UNWRITABLE = "/sys/transduce-test"  # a folder no one may create files in, root included
 

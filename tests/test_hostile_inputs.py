@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from tests.helpers import one_line_error, reverse_pairs, tiny_config, tiny_reverse_run, write_tsv
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.data.corpus import DataError
 from transduce.data.records import read_chatterbot
 from transduce.data.series import read_long, read_m4_wide
-from transduce.train import train
-from transduce.translate import DecodeOptions, Translator
+from transduce.inference.translate import DecodeOptions, Translator
+from transduce.tasks.train import train
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_output_streams_batch_by_batch_in_order(model, tmp_path, monkeypatch):
 def test_long_input_lines_are_truncated_skipped_or_refused(model, tmp_path, capsys, caplog):
     (tmp_path / "in.txt").write_text("abc\n" + "a" * 5000 + "\ncab\n")
     base = ["translate", "--model", str(model), "--input", str(tmp_path / "in.txt")]
-    with caplog.at_level(logging.WARNING, logger="transduce.translate"):
+    with caplog.at_level(logging.WARNING, logger="transduce.inference.translate"):
         assert main([*base, "--beam", "3"]) == 0
     assert "input line 2: 5,000 source tokens, truncated to 1024" in caplog.text
     assert len(capsys.readouterr().out.splitlines()) == 3

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import one_line_error, tiny_reverse_run
-from transduce.cli import main
+from transduce.commands.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +239,7 @@ def test_serve_port_out_of_range_is_one_line(model, capsys, port):
     ],
 )
 def test_environment_failures_are_one_line(monkeypatch, capsys, err, words):
-    import transduce.cli as cli
+    import transduce.commands.cli as cli
 
     def fail(args):
         raise err
@@ -260,7 +260,7 @@ def _with_func(parser, func):
 
 
 def test_an_unrelated_runtime_error_still_raises(monkeypatch):
-    import transduce.cli as cli
+    import transduce.commands.cli as cli
 
     def fail(args):
         raise RuntimeError("a bug")

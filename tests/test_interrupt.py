@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from transduce import interrupt
+from transduce.engine import interrupt
 
 
 def test_first_signal_asks_second_sigint_raises():

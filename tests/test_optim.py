@@ -3,7 +3,7 @@ import math
 import pytest
 
 from transduce.config import TrainConfig
-from transduce.optim import lr_factor
+from transduce.engine.optim import lr_factor
 
 
 def test_constant_and_warmup():

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from transduce.plots import plot_attention, plot_learning_curves, read_metrics, visible_token
+from transduce.commands.plots import (
+    plot_attention,
+    plot_learning_curves,
+    read_metrics,
+    visible_token,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -122,7 +127,7 @@ def test_read_metrics_rejects_non_objects_and_empty_runs(tmp_path):
 
 
 def test_source_labels_are_horizontal_and_the_field_tab_is_visible(tmp_path):
-    from transduce.plots import attention_figure
+    from transduce.commands.plots import attention_figure
 
     src = [*"Κυριακή", "<sep>", "what"]
     with warnings.catch_warnings():
@@ -136,7 +141,7 @@ def test_source_labels_are_horizontal_and_the_field_tab_is_visible(tmp_path):
 
 
 def test_a_single_training_point_is_drawn():
-    from transduce.plots import curves_figure
+    from transduce.commands.plots import curves_figure
 
     fig = curves_figure([{"step": 5, "split": "train", "loss": 2.0}])
     (line,) = fig.axes[0].get_lines()

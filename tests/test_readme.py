@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from transduce.cli import build_parser
-from transduce.cli_options import check_decode_args
+from transduce.commands.cli import build_parser
+from transduce.commands.options import check_decode_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from transduce.cli import main
+from transduce.commands.cli import main
+from transduce.commands.recipes import RECIPE_DIR, describe, list_recipes, recipe_path
 from transduce.config import ConfigError, load_config
-from transduce.recipes import RECIPE_DIR, describe, list_recipes, recipe_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
-from transduce import checkpoint as ckpt
-from transduce import interrupt
 from transduce.config import save_config
+from transduce.engine import checkpoint as ckpt
+from transduce.engine import interrupt
 from transduce.engine.loop import Loop
-from transduce.train import train
+from transduce.tasks.train import train
 
 
 class Crash(BaseException):
@@ -93,9 +93,9 @@ def test_sigkill_during_a_checkpoint_write(reference, tmp_path):
     save_config(cfg, tmp_path / "cfg.yaml")
     child = textwrap.dedent(f"""
         import os, signal, itertools
-        from transduce import checkpoint as ckpt
+        from transduce.engine import checkpoint as ckpt
         from transduce.config import load_config
-        from transduce.train import train
+        from transduce.tasks.train import train
         calls = itertools.count(1)
         def hook(what):
             if next(calls) == {k}:

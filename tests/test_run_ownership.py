@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
-from transduce import checkpoint as ckpt
-from transduce import rundir
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.data.corpus import DataError
-from transduce.train import train
+from transduce.engine import checkpoint as ckpt
+from transduce.engine import rundir
+from transduce.tasks.train import train
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_resume_of_a_job_killed_before_anything_starts_afresh(finished, tmp_path
     save_config(finished[0], config)
     out = tmp_path / "job"
     out.mkdir()
-    with caplog.at_level(logging.WARNING, logger="transduce.train"):
+    with caplog.at_level(logging.WARNING, logger="transduce.tasks.train"):
         assert main(["train", str(config), "--out", str(out), "--resume"]) == 0
     assert "no checkpoint to resume" in caplog.text and "starting afresh" in caplog.text
     assert rundir.has_checkpoint(out)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
-from transduce import rundir
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError
-from transduce.train import train
+from transduce.engine import rundir
+from transduce.tasks.train import train
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_leftovers_are_removed_at_resume(half):
 def test_cut_last_metrics_line_is_dropped_with_a_note(half, caplog):
     with open(half / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write('{"step": 9, "epoch": 2, "split": "val')  # a full disk cut this line
-    with caplog.at_level(logging.WARNING, logger="transduce.train"):
+    with caplog.at_level(logging.WARNING, logger="transduce.tasks.train"):
         train(out=half, resume=True, overrides=["train.epochs=3"])
     assert "dropped a cut last line" in caplog.text
     assert all(isinstance(r["step"], int) for r in metric_rows(half))
@@ -93,7 +93,7 @@ def test_resume_without_a_checkpoint_starts_afresh(runs, tmp_path, caplog):
     for name in ("last", "best", "model.safetensors"):
         (run / name).unlink()
     shutil.rmtree(run / "ckpt")
-    with caplog.at_level(logging.WARNING, logger="transduce.train"):
+    with caplog.at_level(logging.WARNING, logger="transduce.tasks.train"):
         train(out=run, resume=True)
     assert "starting the run afresh" in caplog.text
     assert same_last_weights(run, tmp / "full")

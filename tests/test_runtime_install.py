@@ -93,8 +93,8 @@ def venv(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> Path:
     """A tiny transformer run (this environment has torch) exported to ONNX and CT2."""
-    from transduce.cli import main
-    from transduce.train import train
+    from transduce.commands.cli import main
+    from transduce.tasks.train import train
 
     root = tmp_path_factory.mktemp("rtexp")
     tsv = write_tsv(root / "rev.tsv", reverse_pairs(120))

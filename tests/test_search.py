@@ -1,4 +1,5 @@
-"""Tests for transduce.search: batched greedy == a naive one-sentence-at-a-time greedy; beam
+"""Tests for transduce.inference.search: batched greedy == a naive one-sentence-at-a-time greedy;
+beam
 search against greedy, against itself one sentence at a time, and against teacher forcing."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from transduce.search import NBest, beam_search, greedy, length_limits
+from transduce.inference.search import NBest, beam_search, greedy, length_limits
 
 MAX_LEN = 8
 

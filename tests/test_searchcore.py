@@ -1,4 +1,5 @@
-"""transduce.searchcore: the numpy array interface does what the torch one does, so the one
+"""transduce.inference.searchcore: the numpy array interface does what the torch one does, so the
+one
 search gives the same results on both; the module imports no torch."""
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from transduce import searchcore as core
-from transduce import searchrules as rules
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from transduce.numpy_ops import NumpyOps
-from transduce.search import TorchOps
+from transduce.inference import searchcore as core
+from transduce.inference import searchrules as rules
+from transduce.inference.numpy_ops import NumpyOps
+from transduce.inference.search import TorchOps
 
 NP, TO = NumpyOps(), TorchOps()
 
@@ -68,5 +69,5 @@ def test_output_limits_rule():
 
 
 def test_searchcore_imports_no_torch():
-    code = "import sys, transduce.searchcore; assert 'torch' not in sys.modules"
+    code = "import sys, transduce.inference.searchcore; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

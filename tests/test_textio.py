@@ -16,10 +16,10 @@ import time
 import pytest
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
-from transduce.cli import main
-from transduce.textio import arriving_batches
-from transduce.train import train
-from transduce.translate import Translator
+from transduce.commands.cli import main
+from transduce.inference.textio import arriving_batches
+from transduce.inference.translate import Translator
+from transduce.tasks.train import train
 
 INPUTS = [s for s, _ in reverse_pairs(25, seed=3)] + ["", "abc"]
 

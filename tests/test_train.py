@@ -9,11 +9,11 @@ import torch
 from safetensors.torch import load_file
 
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
-from transduce.checkpoint import load_trainer_state
 from transduce.config import TrainConfig, load_config, save_config
 from transduce.data.corpus import DataError
+from transduce.engine.checkpoint import load_trainer_state
 from transduce.engine.teacher import teacher_forcing_ratio
-from transduce.train import train
+from transduce.tasks.train import train
 
 
 @pytest.fixture

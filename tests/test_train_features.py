@@ -12,11 +12,11 @@ import yaml
 from safetensors.torch import load_file
 
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
-from transduce.checkpoint import average_checkpoints, step_checkpoints, write_average
 from transduce.config import to_dict
 from transduce.data.batches import ParallelData
-from transduce.train import train
-from transduce.translate import Translator
+from transduce.engine.checkpoint import average_checkpoints, step_checkpoints, write_average
+from transduce.inference.translate import Translator
+from transduce.tasks.train import train
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import sys
 import pytest
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
-from transduce.train import train
-from transduce.translate import DecodeOptions, Translator, evaluate
+from transduce.inference.translate import DecodeOptions, Translator, evaluate
+from transduce.tasks.train import train
 
 PROBE = """
 import json, sys
-from transduce.translate import Translator
+from transduce.inference.translate import Translator
 t = Translator.load(sys.argv[1])
 out = t.translate_full(json.loads(sys.argv[2]))
 print(json.dumps([[o.text, o.score] for o in out]))

@@ -2,6 +2,6 @@
 
 import sys
 
-from transduce.cli import main
+from transduce.commands.cli import main
 
 sys.exit(main())

@@ -59,7 +59,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     Files get the user's umask (no ``mkstemp``, whose files are 0600). A symlink at
     ``path`` is replaced, not written through: a file the project owns (a run's
     config.yaml) never overwrites what a link of the user's points at."""
-    from transduce import checkpoint  # the fault hook of tests/test_resume_faults.py
+    from transduce.engine import checkpoint
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -316,7 +316,7 @@ def load_run_config(run_dir: str | os.PathLike) -> Config:
 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
-    from transduce.checkpoint import atomic_write_text
+    from transduce.engine.checkpoint import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
 

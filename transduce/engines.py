@@ -3,7 +3,7 @@ it, and which decoding options it cannot honour.
 
 ``transduce export``, ``transduce translate --engine``, ``python -m transduce.runtime`` and
 ``transduce serve`` look engines up here, so adding an engine is its module (an export
-function and a :class:`~transduce.textdecoder.TextDecoder`) plus one :func:`register` call
+function and a :class:`~transduce.inference.textdecoder.TextDecoder`) plus one :func:`register` call
 below (see CONTRIBUTING.md). Everything is named by import path and imported when used:
 importing this module imports no engine, and the onnx and ct2 engines load and decode
 without torch.
@@ -102,7 +102,9 @@ def load(
     return spec.decoder_class().open(str(model_dir), checkpoint, device, threads)
 
 
-register(Engine("torch", "transduce.translate:Translator", help="PyTorch, on a training run"))
+register(
+    Engine("torch", "transduce.inference.translate:Translator", help="PyTorch, on a training run")
+)
 register(
     Engine(
         "onnx",

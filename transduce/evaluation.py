@@ -10,9 +10,9 @@ import re
 import time
 
 from transduce.atomic import atomic_output
-from transduce.decoding import DecodeOptions
+from transduce.inference.decoding import DecodeOptions
+from transduce.inference.textdecoder import TextDecoder
 from transduce.metrics import bleu_chrf, bleu_lowercase, bleu_lowercase_moses, exact_match
-from transduce.textdecoder import TextDecoder
 
 log = logging.getLogger("transduce")
 

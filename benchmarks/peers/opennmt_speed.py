@@ -50,9 +50,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from train_speed import build_trainer, cpu_name, time_steps
 
-from transduce import distributed
 from transduce.config import load_config
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
+from transduce.engine import distributed
 
 CONFIG = Path(__file__).with_name("multi30k_gru_input_feed.yaml")
 REPORT = re.compile(r"Step (\d+)/\s*\d+;.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec")

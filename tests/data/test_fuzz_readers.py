@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from transduce import rundir
-from transduce.checkpoint import load_trainer_state, read_weights
 from transduce.config import ConfigError, load_config
 from transduce.data.corpus import DataError, read_line_pairs, read_lines, read_tsv
 from transduce.data.records import read_chatterbot, read_jsonl, read_named_tsv
 from transduce.data.series import read_long, read_m4_wide, read_series
 from transduce.data.vocab import Vocab
+from transduce.engine import rundir
+from transduce.engine.checkpoint import load_trainer_state, read_weights
 
 FRAGMENTS = [
     b"\t",

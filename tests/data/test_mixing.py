@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
-from transduce import interrupt
 from transduce.data.batches import ParallelData
 from transduce.data.mixing import MixedData
+from transduce.engine import interrupt
 from transduce.engine.loop import Loop
-from transduce.train import prepare_run, train
+from transduce.tasks.train import prepare_run, train
 
 
 def _mixed(sizes: list[int], weights: list[float]) -> MixedData:

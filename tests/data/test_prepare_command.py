@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tests.helpers import reverse_pairs
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
-from transduce import interrupt
 from transduce.config import DataConfig, from_dict
 from transduce.data.cache import open_store
 from transduce.data.corpus import read_tsv
 from transduce.data.prepare import prepare
 from transduce.data.store import Store, StoreError
+from transduce.engine import interrupt
 from transduce.engine.loop import Loop
-from transduce.train import prepare_run, train
+from transduce.tasks.train import prepare_run, train
 
 
 @pytest.fixture

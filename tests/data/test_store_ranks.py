@@ -15,12 +15,12 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
-from transduce import distributed
 from transduce.data.prepare import prepare
+from transduce.engine import distributed
 from transduce.engine.loop import Loop
 from transduce.nn.models import build_model
 from transduce.tasks.text import TextTask
-from transduce.train import prepare_run, seed_everything, train
+from transduce.tasks.train import prepare_run, seed_everything, train
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),

@@ -5,8 +5,8 @@ import pytest
 from tests.helpers import tiny_config, write_tsv
 from transduce.config import data_root
 from transduce.data.tokenizers import build_tokenizer, train_sentencepiece
-from transduce.train import train
-from transduce.translate import Translator
+from transduce.inference.translate import Translator
+from transduce.tasks.train import train
 
 TEXTS = [
     "Πού είναι ο σταθμός;",

@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce.config import TrainConfig
 from transduce.engine.progress import Progress, planned_steps
-from transduce.train import train
+from transduce.tasks.train import train
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from transduce.config import DecoderConfig, EncoderConfig, ModelConfig
 from transduce.data.windows import ValueBatch
 from transduce.engine.objective import Objective
 from transduce.engine.teacher import mix, unroll
+from transduce.inference.search import rollout
 from transduce.nn.models import build_model, build_value_model
-from transduce.search import rollout
 
 
 def _cfg(preset: str) -> ModelConfig:

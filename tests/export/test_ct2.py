@@ -9,10 +9,10 @@ import json
 import pytest
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
-from transduce.cli import main
+from transduce.commands.cli import main
+from transduce.inference.translate import DecodeOptions, Translator
 from transduce.runtime.ct2 import CT2Translator
-from transduce.train import train
-from transduce.translate import DecodeOptions, Translator
+from transduce.tasks.train import train
 
 INPUTS = [s for s, _ in reverse_pairs(40, seed=11)]
 TRANSFORMER = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError
 from transduce.export.destination import export_into

@@ -9,16 +9,16 @@ import torch
 
 from tests.nn.test_multisource import VOCAB as MS_VOCAB
 from tests.nn.test_multisource import make, pointer_task
-from transduce import searchcore as core
 from transduce.config import DecoderConfig, EncoderConfig, ModelConfig
 from transduce.export.graphs import ExportRNNEncoder
 from transduce.export.onnx import example_source, export_graphs, write_manifest
+from transduce.inference import searchcore as core
+from transduce.inference.search import beam_search, greedy
+from transduce.inference.search import rollout as torch_rollout
 from transduce.nn.encoders import RNNEncoder
 from transduce.nn.models import build_value_model
 from transduce.runtime import rollout
 from transduce.runtime.model import OPS, OnnxModel
-from transduce.search import beam_search, greedy
-from transduce.search import rollout as torch_rollout
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from transduce import searchcore as core
 from transduce.config import ModelConfig, TransformerConfig
 from transduce.export.onnx import example_source, export_graphs, write_manifest
+from transduce.inference import searchcore as core
+from transduce.inference.search import beam_search, greedy
 from transduce.nn.models import build_model
 from transduce.runtime.model import OPS, OnnxModel
-from transduce.search import beam_search, greedy
 
 MAX_LEN = 8
 # One export per preset variant (exports take seconds each): every preset, both cells,
@@ -150,7 +150,7 @@ def test_runtime_topk_graph_equals_numpy_topk(tmp_path):
     import onnxruntime as ort
 
     from transduce.export.onnx import write_topk
-    from transduce.numpy_ops import NumpyOps
+    from transduce.inference.numpy_ops import NumpyOps
 
     write_topk(tmp_path / "topk.onnx")
     graph = NumpyOps(ort.InferenceSession(str(tmp_path / "topk.onnx")))

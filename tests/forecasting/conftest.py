@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from transduce.cli import main
+from transduce.commands.cli import main
 
 H, M = 6, 6  # horizon and seasonal period
 

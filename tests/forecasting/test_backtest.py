@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.data.series import SeriesSet
 from transduce.data.windows import WindowSpec
 from transduce.forecasting.backtest import backtest, window_cuts

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.forecasting.conftest import H, tiny_series_config, toy_series
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.data.corpus import DataError
 
 pd = pytest.importorskip("pandas")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.data.series import SeriesSet
 from transduce.forecasting.output import (
     describe_frequency,

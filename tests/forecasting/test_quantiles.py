@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.forecasting.conftest import H
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.nn.heads import QuantileHead, quantile_levels
 from transduce.tasks.series import pinball_loss
 
@@ -108,9 +108,9 @@ def test_a_level_the_run_did_not_calibrate_is_refused_in_one_line(quantile_run, 
 
 def test_onnx_export_carries_the_quantile_head(quantile_run):
     pytest.importorskip("onnxruntime")
-    from transduce import searchcore as core
     from transduce.export.onnx import export_onnx
     from transduce.forecasting.pipeline import Forecaster
+    from transduce.inference import searchcore as core
     from transduce.runtime.model import OPS, OnnxModel
 
     tmp, hist = quantile_run

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from transduce.inference.search import greedy
 from transduce.nn.attention import DotScorer, GeneralScorer, attend, build_scorer
-from transduce.search import greedy
 
 
 def lengths_mask(lengths: list[int], width: int) -> torch.Tensor:

@@ -6,9 +6,9 @@ import torch.nn.functional as F
 
 from tests.helpers import padded_batch
 from transduce.config import AttentionConfig, DecoderConfig, EncoderConfig, ModelConfig
+from transduce.inference.search import beam_search, greedy
 from transduce.nn.attention import LocalWindow, attend
 from transduce.nn.models import build_model
-from transduce.search import beam_search, greedy
 
 
 def tiny(preset="luong", window="local-m", width=2, feed=True, cell="gru"):

@@ -16,9 +16,9 @@ from transduce.config import (
 )
 from transduce.data.records import SEP_ID
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from transduce.inference.search import beam_search, greedy
 from transduce.nn.models import build_model
 from transduce.nn.multisource import field_ids, unpack_field
-from transduce.search import beam_search, greedy
 
 SYMBOLS = list(range(5, 13))  # document symbols
 QUESTIONS = list(range(13, 17))  # "what is at position k?"

@@ -6,10 +6,10 @@ import torch.nn.functional as F
 
 from tests.helpers import padded_batch, reverse_pairs, tiny_config, write_tsv
 from transduce.config import ModelConfig, TransformerConfig
+from transduce.inference.search import beam_search, greedy
+from transduce.inference.translate import Translator
 from transduce.nn.models import build_model
-from transduce.search import beam_search, greedy
-from transduce.train import train
-from transduce.translate import Translator
+from transduce.tasks.train import train
 
 
 def tiny(pre_norm=True, positions="sinusoidal", tie=False, dropout=0.0):

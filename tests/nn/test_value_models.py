@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from transduce.config import DecoderConfig, EncoderConfig, ModelConfig
+from transduce.inference.search import rollout
 from transduce.nn.embed import ValueEmbedding
 from transduce.nn.heads import RegressionHead
 from transduce.nn.models import build_value_model
-from transduce.search import rollout
 
 PRESETS = ["simple", "sutskever", "cho", "bahdanau", "luong"]
 

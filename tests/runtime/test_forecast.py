@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.helpers import BLOCK_TORCH
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.data.series import read_series
 from transduce.forecasting.pipeline import Forecaster
 from transduce.runtime.forecast import ExportedForecaster

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import BLOCK_TORCH, reverse_pairs, tiny_config, write_tsv
-from transduce.cli import main
+from transduce.commands.cli import main
+from transduce.inference.translate import DecodeOptions, Translator
 from transduce.runtime import DecodeOptions as RuntimeOptions
 from transduce.runtime import Translator as RuntimeTranslator
-from transduce.train import train
-from transduce.translate import DecodeOptions, Translator
+from transduce.tasks.train import train
 
 INPUTS = [s for s, _ in reverse_pairs(30, seed=7)] + ["", "fab", "  ", "zzq"]  # unknown chars
 NO_TORCH = (
@@ -179,7 +179,7 @@ def test_runtime_options_and_flags_match_translate():
     ours = {f.name: f.default for f in dataclasses.fields(RuntimeOptions)}
     theirs = {f.name: f.default for f in dataclasses.fields(DecodeOptions)}
     assert ours.items() <= theirs.items()
-    from transduce.cli import build_parser
+    from transduce.commands.cli import build_parser
     from transduce.runtime.__main__ import build_parser as runtime_parser
 
     def flags(parser, command):

@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce.config import Config, from_dict
-from transduce.train import train
+from transduce.tasks.train import train
 
 GREEK = "αβγδεζηθ"
 TRANSFORMER = {

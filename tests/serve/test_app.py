@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from transduce.cli import main
+from transduce.commands.cli import main
 from transduce.serve.app import create_app
 from transduce.serve.backend import load_models
 from transduce.serve.limits import ServeLimits

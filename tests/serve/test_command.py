@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from transduce.cli import main
+from transduce.commands.cli import main
 
 
 def post(url: str, body: bytes) -> tuple[int, dict]:

@@ -256,8 +256,8 @@ def test_batches_are_bounded_in_work():
 def test_a_given_up_batch_stops_between_decoding_steps(models):
     """The served torch model checks before every step's output projection: once the
     batch's requests are all given up, the search stops there instead of at max_len."""
+    from transduce.inference.translate import DecodeOptions
     from transduce.serve.batcher import DecodeCancelled, _decode_batch
-    from transduce.translate import DecodeOptions
 
     model = models["greek"]
     checks = [0]

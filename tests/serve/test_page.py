@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from transduce.translate import DecodeOptions, Translator
+from transduce.inference.translate import DecodeOptions, Translator
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")

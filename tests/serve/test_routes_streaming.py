@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from transduce.engines import load
+from transduce.inference.translate import DecodeOptions
 from transduce.serve.app import create_app
 from transduce.serve.backend import load_models
-from transduce.translate import DecodeOptions
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 TEXTS = ["abc", "fedcba", "cab", "ddef"]

@@ -70,7 +70,7 @@ def open_store(cfg: DataConfig, workers: int | None = None) -> Store:
 def run_data(
     cfg: Config, run_dir: Path, resume: bool
 ) -> tuple[TextPipeline, ParallelData | MixedData, ParallelData, list[str]]:
-    """:func:`transduce.train.prepare_run` from a store: the pipeline (the store's for a new
+    """:func:`transduce.tasks.train.prepare_run` from a store: the pipeline (the store's for a new
     run, whose subword models are copied into ``run_dir``; the run's own on resume, which
     must be the store's), the mapped training data, validation and its references."""
     store = open_store(cfg.data)

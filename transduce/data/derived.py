@@ -124,7 +124,7 @@ def _captions(split: str) -> list[str]:
 def _write(path: Path, lines: Iterator[str]) -> int:
     """Write ``path`` whole; a file already there is replaced only when it holds what
     this generator writes (a rerun), never a file of the user's or a run's."""
-    from transduce.checkpoint import atomic_write_text
+    from transduce.engine.checkpoint import atomic_write_text
 
     text = list(lines)
     data = "".join(line + "\n" for line in text)

@@ -9,11 +9,11 @@ import sys
 
 
 def prepare_command(args: argparse.Namespace) -> None:
+    from transduce.commands.recipes import recipe_path
     from transduce.config import data_path, load_config
     from transduce.data.cache import cache_dir
     from transduce.data.prepare import describe_inputs, prepare
     from transduce.data.store import settings, store_key
-    from transduce.recipes import recipe_path
 
     cfg = load_config(recipe_path(args.config), args.overrides).data
     inputs = describe_inputs(cfg)

@@ -104,7 +104,7 @@ def train_sentencepiece(
     """
     import sentencepiece as spm
 
-    from transduce.checkpoint import atomic_write_bytes
+    from transduce.engine.checkpoint import atomic_write_bytes
 
     spm.set_random_generator_seed(seed)
     threads = min(os.cpu_count() or 1, 16) if kind == "bpe" else 1

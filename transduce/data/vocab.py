@@ -67,7 +67,7 @@ class Vocab:
         return json.dumps({"tokens": self.itos}, ensure_ascii=False, indent=0)
 
     def save(self, path: str | os.PathLike) -> None:
-        from transduce.checkpoint import atomic_write_text
+        from transduce.engine.checkpoint import atomic_write_text
 
         atomic_write_text(path, self.to_json())
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from transduce import checkpoint as ckpt
+from transduce.engine import checkpoint as ckpt
 
 if TYPE_CHECKING:  # the loop imports this module
     from transduce.engine.loop import Loop, RunResult

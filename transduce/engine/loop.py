@@ -27,17 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from transduce import distributed, interrupt
 from transduce.config import Config, ConfigError
 from transduce.device import cpu_has_bf16, resolve_device, resolve_precision
-from transduce.engine import parallel, state
+from transduce.engine import distributed, interrupt, parallel, state
 from transduce.engine.callbacks import Callback, Checkpointer, NonFiniteError, kept
+from transduce.engine.optim import Schedule, build_optimizer
 from transduce.engine.progress import MetricsLog, Progress, planned_steps
 from transduce.engine.task import Task
 from transduce.engine.teacher import teacher_forcing_ratio
-from transduce.optim import Schedule, build_optimizer
 
-log = logging.getLogger("transduce.train")
+log = logging.getLogger("transduce.tasks.train")
 
 
 @dataclass

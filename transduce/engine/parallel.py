@@ -24,12 +24,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from transduce import distributed
+from transduce.engine import distributed
 
 
 def wrap(objective: nn.Module, device: torch.device, world: int, find_unused: bool) -> nn.Module:
     """``objective`` itself in one process; else DDP around it (gloo on CPU, NCCL on CUDA,
-    as :func:`transduce.distributed.launch` chose). DDP copies rank 0's parameters and
+    as :func:`transduce.engine.distributed.launch` chose). DDP copies rank 0's parameters and
     buffers to every rank here, so every rank starts from the same weights.
     ``find_unused``: a parameter may get no gradient on some rank in some step (DDP then
     traverses the autograd graph after each forward to mark it ready)."""

@@ -1,6 +1,6 @@
 """Starting or resuming a run, the one place for every task: a new run writes its config
 (and the task's own files), a resumed one loads the verified last checkpoint
-(:func:`transduce.rundir.restore`); then the loop fits under the SIGINT/SIGTERM handler."""
+(:func:`transduce.engine.rundir.restore`); then the loop fits under the SIGINT/SIGTERM handler."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from transduce import interrupt, rundir
 from transduce.config import save_config
+from transduce.engine import interrupt, rundir
 from transduce.engine.loop import Loop, RunResult
 
-log = logging.getLogger("transduce.train")
+log = logging.getLogger("transduce.tasks.train")
 
 
 def run(

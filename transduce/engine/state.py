@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from transduce import distributed
+from transduce.engine import distributed
 
 
 def capture(loop) -> dict[str, Any]:

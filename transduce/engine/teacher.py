@@ -5,7 +5,7 @@ Teacher forcing feeds the gold previous output; scheduled sampling (Bengio et al
 example and step, the gold output with probability ``ratio`` and the model's own otherwise,
 with ``ratio`` decaying over training (section 2.4). Text (token ids) and series (real
 values followed by known exogenous features) both unroll through :func:`unroll`.
-Inference's roll-out (:func:`transduce.search.rollout`) is the ``ratio = 0`` case.
+Inference's roll-out (:func:`transduce.inference.search.rollout`) is the ``ratio = 0`` case.
 """
 
 from __future__ import annotations

@@ -15,18 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from transduce import checkpoint as ckpt
 from transduce.config import Config, DecoderConfig, EncoderConfig, ModelConfig, TrainConfig
 from transduce.data.series import ArrayData
+from transduce.engine import checkpoint as ckpt
 from transduce.engine.loop import Loop
 from transduce.engine.objective import regression_loss
 from transduce.errors import DataError
 from transduce.estimators.callbacks import Callback, History
 from transduce.estimators.training import METRICS, KerasReport, check_metrics
+from transduce.inference.search import rollout
 from transduce.nn.embed import TokenEmbedding, ValueEmbedding
 from transduce.nn.heads import VocabHead
 from transduce.nn.models import build_parts, build_value_model
-from transduce.search import rollout
 from transduce.tasks.series import SeriesTask
 
 LOSSES = {

@@ -70,7 +70,7 @@ def load_translator(args: argparse.Namespace):
     """The translator a decoding command uses, for the chosen engine; several ``--model``
     directories make an ensemble (torch engine: it averages the runs' log-probabilities).
     Options the engine cannot honour are refused here, naming their flags."""
-    from transduce.cli_options import flag_name, options_from_args
+    from transduce.commands.options import flag_name, options_from_args
     from transduce.config import ConfigError
 
     models = args.model if isinstance(args.model, list) else [args.model]
@@ -81,7 +81,7 @@ def load_translator(args: argparse.Namespace):
             "engine; exported directories decode one at a time"
         )
     if len(models) > 1:
-        from transduce.ensemble import EnsembleTranslator
+        from transduce.inference.ensemble import EnsembleTranslator
 
         translator = EnsembleTranslator.load(models, args.checkpoint, device=args.device)
     else:

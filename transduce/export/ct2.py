@@ -97,7 +97,7 @@ def export_ct2(
     from ctranslate2.converters.converter import Converter
 
     from transduce.config import load_run_config
-    from transduce.translate import Translator
+    from transduce.inference.translate import Translator
 
     run_dir, out = Path(run_dir), Path(out)
     cfg = load_run_config(run_dir)

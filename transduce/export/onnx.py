@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from transduce.checkpoint import atomic_write_text
 from transduce.config import Config
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from transduce.engine.checkpoint import atomic_write_text
 from transduce.export.graphs import exportable, flat, rebuild
 from transduce.nn.heads import VocabHead
 
@@ -351,7 +351,7 @@ def export_onnx(
         if (run_dir / "conformal.json").is_file():
             shutil.copyfile(run_dir / "conformal.json", out / "conformal.json")
     else:
-        from transduce.translate import Translator
+        from transduce.inference.translate import Translator
 
         translator = Translator.load(run_dir, checkpoint)
         model = translator.model

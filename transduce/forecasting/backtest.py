@@ -116,7 +116,7 @@ def _refit(forecaster, histories: list[np.ndarray], out: str | os.PathLike, k: i
     """Train the forecaster's config on ``histories`` (M4 wide CSV) in ``out/window-k``."""
     from transduce.config import ConfigError
     from transduce.forecasting.pipeline import Forecaster
-    from transduce.train import train
+    from transduce.tasks.train import train
 
     if not hasattr(forecaster, "cfg"):
         raise ConfigError("backtest --refit needs one run (not an ensemble)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transduce import cli_options as opt
+from transduce.commands import options as opt
 from transduce.config import ConfigError
 
 
@@ -128,7 +128,7 @@ def forecast_command(args: argparse.Namespace) -> None:
 
 
 def plot_forecast_command(args: argparse.Namespace) -> None:
-    from transduce.plots import plot_forecast
+    from transduce.commands.plots import plot_forecast
 
     _, series, forecasts, actuals = _forecast_run(args)
     wanted = args.series.split(",") if args.series else series.ids[:3]
@@ -237,7 +237,7 @@ def backtest_command(args: argparse.Namespace) -> None:
         args.out if args.refit else None,
     )
     if args.output:
-        from transduce import checkpoint as ckpt
+        from transduce.engine import checkpoint as ckpt
 
         ckpt.atomic_write_text(args.output, json.dumps(opt.round_floats(result, 6), indent=1))
     print(json.dumps(opt.round_floats(result, 4)))

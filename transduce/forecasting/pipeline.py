@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transduce import checkpoint as ckpt
 from transduce.config import (
     Config,
     ConfigError,
@@ -30,6 +29,7 @@ from transduce.data.windows import (
     training_windows,
     unscale,
 )
+from transduce.engine import checkpoint as ckpt
 from transduce.engine.loop import Loop
 from transduce.engine.run import run
 from transduce.forecasting import conformal
@@ -39,9 +39,9 @@ from transduce.forecasting.metrics import baseline_scores, owa, score
 # torch-free, so in output.py (the runtime's forecast uses them); still importable here
 from transduce.forecasting.output import evaluate_forecasts, write_forecasts  # noqa: F401
 from transduce.forecasting.windowed import WindowForecaster
+from transduce.inference.search import rollout
 from transduce.nn.heads import quantile_levels
 from transduce.nn.models import build_value_model
-from transduce.search import rollout
 from transduce.tasks.series import SeriesTask
 
 log = logging.getLogger("transduce.forecast")
@@ -129,7 +129,7 @@ def quantile_scores(history, truth, quantiles: np.ndarray, s: SeriesConfig) -> d
 
 
 def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0, world: int = 1):
-    """Train the forecasting run ``cfg`` into ``run_dir`` (called by ``transduce.train.train``
+    """Train the forecasting run ``cfg`` into ``run_dir`` (called by ``transduce.tasks.train.train``
     after it resolved the config, seeded and set threads); under torchrun each rank trains
     on its share of the windows' batches and validates all of them."""
     s = cfg.series
@@ -245,7 +245,7 @@ class Forecaster(WindowForecaster):
 
         from transduce.config import load_config
         from transduce.forecasting.frames import frame_to_series, write_table
-        from transduce.train import train
+        from transduce.tasks.train import train
 
         history = frame_to_series(df)  # refuse a bad table before training
         cfg = config if isinstance(config, Config) else load_config(config, list(overrides))

@@ -1,7 +1,7 @@
 """PyTorch-free inference over an ONNX export (``transduce export onnx``).
 
 onnxruntime runs the graphs, numpy does the rest, and the search is the one in
-:mod:`transduce.searchcore` that :mod:`transduce.search` runs on torch::
+:mod:`transduce.inference.searchcore` that :mod:`transduce.inference.search` runs on torch::
 
     from transduce.runtime import Translator
     Translator.load("exported/").translate(["ein Hund läuft."])

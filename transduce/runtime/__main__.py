@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 from transduce.atomic import refuse_overwriting_inputs
-from transduce.cli_options import add_decode_flags, flag_name, int_at_least, options_from_args
+from transduce.commands.options import add_decode_flags, flag_name, int_at_least, options_from_args
 from transduce.config import ConfigError
 from transduce.errors import DataError, missing_extra
-from transduce.textio import add_stream_flags
+from transduce.inference.textio import add_stream_flags
 
 
 def _translator(args: argparse.Namespace):
@@ -38,7 +38,7 @@ def _translator(args: argparse.Namespace):
 
 def translate(args: argparse.Namespace) -> None:
     """Translate the input lines, writing each batch's lines as they come (in order)."""
-    from transduce.textio import stream_translate
+    from transduce.inference.textio import stream_translate
 
     translator, options = _translator(args)
     stream_translate(translator, args, options)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from transduce.decoding import DecodeOptions, Translation
+from transduce.inference.decoding import DecodeOptions, Translation
+from transduce.inference.scoring import PairScore
+from transduce.inference.searchrules import output_limits
+from transduce.inference.textdecoder import TextDecoder
 from transduce.runtime.model import ExportError, read_manifest
 from transduce.runtime.translate import Pipeline
-from transduce.scoring import PairScore
-from transduce.searchrules import output_limits
-from transduce.textdecoder import TextDecoder
 
 
 class CT2Translator(TextDecoder):

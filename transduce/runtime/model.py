@@ -1,7 +1,7 @@
 """An exported model's graphs behind the step contract, on onnxruntime and numpy.
 
 :class:`OnnxModel` has the ``encode`` / ``init_state`` / ``step`` / ``head`` methods and
-the ``select``-able memory and state that :mod:`transduce.searchcore` needs, so the
+the ``select``-able memory and state that :mod:`transduce.inference.searchcore` needs, so the
 search that runs on torch runs here unchanged. No torch is imported.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transduce.numpy_ops import NumpyOps
+from transduce.inference.numpy_ops import NumpyOps
 
 OPS = NumpyOps()
 GRAPHS = ("encoder", "init_state", "step", "head")

@@ -1,7 +1,8 @@
-"""Text in, text out over an ONNX export, with the search of :mod:`transduce.searchcore`.
+"""Text in, text out over an ONNX export, with the search of :mod:`transduce.inference.searchcore`.
 
-``Translator.load(DIR2).translate([...])`` is :class:`transduce.translate.Translator`'s
-text path (:class:`transduce.textdecoder.SearchDecoder`, shared) over onnxruntime: the same
+``Translator.load(DIR2).translate([...])`` is :class:`transduce.inference.translate.Translator`'s
+text path (:class:`transduce.inference.textdecoder.SearchDecoder`, shared) over onnxruntime: the
+same
 options, search and results, and no torch.
 """
 
@@ -12,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from transduce import searchcore as core
 from transduce.data.records import pack_fields
 from transduce.data.tokenizers import build_tokenizer
 from transduce.data.vocab import Vocab
-from transduce.decoding import DecodeOptions, Translation
+from transduce.inference import searchcore as core
+from transduce.inference.decoding import DecodeOptions, Translation
+from transduce.inference.textdecoder import SearchDecoder
 from transduce.runtime.model import OPS, ExportError, OnnxModel
-from transduce.textdecoder import SearchDecoder
 
 __all__ = ["DecodeOptions", "Pipeline", "TextSide", "Translation", "Translator", "rollout"]
 
@@ -51,7 +52,7 @@ class Pipeline:
 
 class Translator(SearchDecoder):
     """An ONNX export ready to translate, without torch: the onnx engine,
-    :class:`~transduce.textdecoder.SearchDecoder` over numpy arrays and onnxruntime."""
+    :class:`~transduce.inference.textdecoder.SearchDecoder` over numpy arrays and onnxruntime."""
 
     engine = "onnx"
 

@@ -1,11 +1,11 @@
 """The models a server holds, behind one small interface: ``load -> decode(items, options)``.
 
-:class:`TextModel` wraps :class:`transduce.translate.Translator` and :class:`SeriesModel`
+:class:`TextModel` wraps :class:`transduce.inference.translate.Translator` and :class:`SeriesModel`
 wraps :class:`transduce.forecasting.pipeline.Forecaster`. The server and its batcher only
 call ``decode`` (a batch in, one result per item out, in order), ``describe`` and, for text,
 ``check`` (the decoding options it cannot honour). :class:`ExportedModel` serves a directory
 written by ``transduce export onnx|ct2`` through the torch-free :mod:`transduce.runtime`, and
-``NAME=DIR1+DIR2`` serves an ensemble (:mod:`transduce.ensemble`) of training runs.
+``NAME=DIR1+DIR2`` serves an ensemble (:mod:`transduce.inference.ensemble`) of training runs.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from transduce.config import Config, ConfigError, load_config
-from transduce.decoding import DecodeOptions, Translation
 from transduce.errors import OptionError
+from transduce.inference.decoding import DecodeOptions, Translation
 
 
 class TextItem(str):
@@ -128,8 +128,9 @@ class TextModel:
     def load_ensemble(
         cls, name: str, run_dirs: list[Path], checkpoint: str = "best", device: str = "cpu"
     ) -> TextModel:
-        """Members' log-probabilities averaged at every step (:mod:`transduce.ensemble`)."""
-        from transduce.ensemble import EnsembleTranslator
+        """Members' log-probabilities averaged at every step
+        (:mod:`transduce.inference.ensemble`)."""
+        from transduce.inference.ensemble import EnsembleTranslator
 
         translator = EnsembleTranslator.load(run_dirs, checkpoint, device=device)
         return cls(name, run_dirs[0], translator, list(run_dirs))
@@ -242,7 +243,7 @@ class ExportedModel:
 
 
 class SeriesModel:
-    """A forecasting run (or a :class:`transduce.ensemble.ForecastEnsemble`):
+    """A forecasting run (or a :class:`transduce.inference.ensemble.ForecastEnsemble`):
     ``decode(histories, None)`` -> one ``[horizon]`` array per series."""
 
     kind = "series"
@@ -263,7 +264,7 @@ class SeriesModel:
         cls, name: str, run_dirs: list[Path], checkpoint: str = "best", device: str = "cpu"
     ) -> SeriesModel:
         """The median of the members' forecasts."""
-        from transduce.ensemble import ForecastEnsemble
+        from transduce.inference.ensemble import ForecastEnsemble
 
         ensemble = ForecastEnsemble.load(run_dirs, checkpoint, device, combine="median")
         return cls(name, run_dirs[0], ensemble, list(run_dirs))

@@ -1,7 +1,8 @@
 """Request and response bodies of the HTTP API (pydantic): what ``/docs`` shows.
 
 The decoding options of :class:`TranslateRequest` are generated from
-:class:`transduce.decoding.DecodeOptions` (as ``transduce translate``'s flags are), with the
+:class:`transduce.inference.decoding.DecodeOptions` (as ``transduce translate``'s flags are), with
+the
 caps a server adds (``http_le`` in a field's metadata); unknown keys are rejected by name, so
 a misspelt option is an error rather than silently ignored.
 """
@@ -16,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from transduce.decoding import DecodeOptions, check_rules, option_fields
 from transduce.errors import OptionError
+from transduce.inference.decoding import DecodeOptions, check_rules, option_fields
 
 MAX_ATTENTION_CELLS = 4_000_000  # attention weights one reply may carry (about 30 MB of JSON)
 
@@ -54,7 +55,7 @@ class _TranslateBody(_Body):
 
     def decode_options(self) -> DecodeOptions:
         """The request's :class:`DecodeOptions`; a bad combination is an OptionError
-        naming the request field (:func:`transduce.decoding.check_rules`)."""
+        naming the request field (:func:`transduce.inference.decoding.check_rules`)."""
         values = {f.name: getattr(self, name) for f, name in HTTP_FIELDS}
         full = {f.name: values.get(f.name, f.default) for f in option_fields()}
         check_rules(full, http_name, lambda n: f"{http_name(n)}={full[n]!r}")

@@ -9,14 +9,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from transduce import distributed
 from transduce.config import Config
 from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import EOS_ID, PAD_ID
+from transduce.engine import distributed
 from transduce.engine.objective import Objective
+from transduce.inference.search import greedy
 from transduce.metrics import bleu_chrf, perplexity
-from transduce.search import greedy
 
 
 class TextTask:

@@ -1,6 +1,7 @@
 """``POST /v1/score``: the model's log-probability of given targets (teacher forced), for
 reranking and filtering: ``{"texts": [...], "targets": [...]}`` -> per pair ``logprob``,
-``normalized``, ``tokens`` and ``per_token`` (:meth:`transduce.textdecoder.TextDecoder.score`).
+``normalized``, ``tokens`` and ``per_token``
+(:meth:`transduce.inference.textdecoder.TextDecoder.score`).
 
 Scoring runs on the server's one decode thread, after the request's limits: as many texts
 and characters as a translation, and a compute budget counted as pairs x the longest target

@@ -20,8 +20,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from transduce.decoding import DecodeOptions
 from transduce.errors import DataError, OptionError
+from transduce.inference.decoding import DecodeOptions
 from transduce.serve.backend import TextItem, decode_items
 from transduce.serve.batcher import DecodeCancelled, _decode_batch
 from transduce.serve.errors import ApiError

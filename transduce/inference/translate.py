@@ -9,24 +9,24 @@ from typing import Any
 
 import torch
 
-from transduce import checkpoint as ckpt
 from transduce.config import Config, ConfigError, load_run_config
 from transduce.data.batches import ParallelData
 from transduce.data.pipeline import TextPipeline
-from transduce.decoding import DecodeOptions, Translation
 from transduce.device import resolve_device
+from transduce.engine import checkpoint as ckpt
 
 # scoring moved to transduce.evaluation (no torch there: the runtime evaluates with it)
 from transduce.evaluation import evaluate, moses_language, reference_language  # noqa: F401
+from transduce.inference.decoding import DecodeOptions, Translation
+from transduce.inference.scoring import PairScore
+from transduce.inference.search import OPS
+from transduce.inference.textdecoder import SearchDecoder
 from transduce.nn.models import Seq2Seq, build_model
-from transduce.scoring import PairScore
-from transduce.search import OPS
-from transduce.textdecoder import SearchDecoder
 
 
 class Translator(SearchDecoder):
     """A trained model ready to translate: ``Translator.load("runs/ell").translate([...])``.
-    The torch engine: :class:`~transduce.textdecoder.SearchDecoder` over torch tensors."""
+    The torch engine: :class:`~transduce.inference.textdecoder.SearchDecoder` over torch tensors."""
 
     engine = "torch"
     ops = OPS

@@ -11,8 +11,8 @@ from dataclasses import Field
 from typing import Any
 
 from transduce.config import ConfigError
-from transduce.decoding import DecodeOptions, check_rules, in_bounds, option_fields
 from transduce.errors import OptionError
+from transduce.inference.decoding import DecodeOptions, check_rules, in_bounds, option_fields
 
 DESCRIPTION = """\
 transduce trains sequence-to-sequence models (RNN, attention, transformer) on a CPU or
@@ -105,7 +105,7 @@ def round_floats(value, digits: int):
 
 
 def flag_of(f: Field) -> str | None:
-    """The command-line flag of a :class:`~transduce.decoding.DecodeOptions` field."""
+    """The command-line flag of a :class:`~transduce.inference.decoding.DecodeOptions` field."""
     return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
 
 
@@ -166,7 +166,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
 
 def add_decode_flags(p: argparse.ArgumentParser) -> None:
     """The decoding flags of translate, evaluate, score and chat: one per field of
-    :class:`~transduce.decoding.DecodeOptions` that has a flag, generated from it."""
+    :class:`~transduce.inference.decoding.DecodeOptions` that has a flag, generated from it."""
     g = p.add_argument_group("decoding (greedy unless --beam > 1 or --sample)")
     for f in option_fields():
         flag = flag_of(f)

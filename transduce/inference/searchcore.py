@@ -1,8 +1,9 @@
 """The search algorithms written once, against a tiny array interface (no torch here).
 
-:mod:`transduce.search` runs them on torch tensors (:class:`~transduce.search.TorchOps`),
+:mod:`transduce.inference.search` runs them on torch tensors
+(:class:`~transduce.inference.search.TorchOps`),
 :mod:`transduce.runtime` on numpy arrays over onnxruntime sessions
-(:class:`transduce.numpy_ops.NumpyOps`).
+(:class:`transduce.inference.numpy_ops.NumpyOps`).
 Both hand in a "model" with the step contract of ARCHITECTURE §2: ``encode``,
 ``init_state``, ``step``, ``head``, and ``select`` on its memory and state. Arrays are
 used through their shared operators (indexing, arithmetic, comparisons, ``reshape``,
@@ -15,8 +16,8 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple
 
-from transduce.rollout import rollout  # noqa: F401  (here too: the engines' one import)
-from transduce.searchrules import (  # the rules, importable from here as before
+from transduce.inference.rollout import rollout  # noqa: F401  (here too: the engines' one import)
+from transduce.inference.searchrules import (  # the rules, importable from here as before
     block_repeated_ngrams,
     filter_logits,
     force_prefix,
@@ -26,7 +27,7 @@ from transduce.searchrules import (  # the rules, importable from here as before
     rank_score,
 )
 
-log = logging.getLogger("transduce.translate")
+log = logging.getLogger("transduce.inference.translate")
 
 BOS_ID, EOS_ID, PAD_ID = 1, 2, 0  # as in transduce.data.vocab
 NEG_INF = float("-inf")
@@ -72,7 +73,7 @@ def decode(
     (their original indices ``[b]``), as they are produced (streaming).
 
     The keyword-only parameters here and in :func:`sample` and :func:`beam_search` are named
-    as :class:`transduce.decoding.DecodeOptions`' fields, which fill them by name."""
+    as :class:`transduce.inference.decoding.DecodeOptions`' fields, which fill them by name."""
     choose = choose or ops.argmax
     keep_attention = attention
     batch = src.shape[0]
@@ -282,7 +283,7 @@ def beam_search(
     attention: bool = True,
     prefix=None,
 ) -> NBest:
-    """Batched beam search of width ``beam`` (see ``transduce.search.beam_search``);
+    """Batched beam search of width ``beam`` (see ``transduce.inference.search.beam_search``);
     ``prefix`` as in :func:`decode`."""
     k, ratio, keep_attention = beam, max_len_ratio, attention
     if not 1 <= nbest <= k:

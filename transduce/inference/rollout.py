@@ -1,5 +1,5 @@
 """Autoregressive roll-out of a real-valued model: greedy decoding for values (forecasting),
-over the step contract and the array ops of :mod:`transduce.searchcore` (torch or numpy).
+over the step contract and the array ops of :mod:`transduce.inference.searchcore` (torch or numpy).
 No torch is imported here."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ first), a bank with too few candidates passing its slots on. ``</s>`` is allowed
 every constraint is met. Unlike grid beam search (Hokamp & Liu 2017) the beam does not grow
 with the number of constraints.
 
-It runs over the step contract and the array ops of :mod:`transduce.searchcore` (torch or
+It runs over the step contract and the array ops of :mod:`transduce.inference.searchcore` (torch or
 numpy): the model's steps and ``select`` stay on the engine's arrays, while the constraint
 bookkeeping, a few candidates per hypothesis, is host-side. No torch is imported here.
 """
@@ -20,9 +20,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from transduce.numpy_ops import NumpyOps
-from transduce.searchcore import BOS_ID, EOS_ID, NBest, log_probs
-from transduce.searchrules import (
+from transduce.inference.numpy_ops import NumpyOps
+from transduce.inference.searchcore import BOS_ID, EOS_ID, NBest, log_probs
+from transduce.inference.searchrules import (
     block_repeated_ngrams,
     length_limits,
     length_penalty,
@@ -142,7 +142,8 @@ def constrained_beam_search(
     """Beam search of width ``beam`` whose outputs contain every phrase of
     ``constraints[i]`` (token ids) for sentence ``i``, by dynamic beam allocation (Post &
     Vilar 2018). Ranking, ``nbest``, ``alpha``/``normalize`` and ``prefix`` as in
-    :func:`transduce.searchcore.beam_search`. A sentence none of whose hypotheses meets its
+    :func:`transduce.inference.searchcore.beam_search`. A sentence none of whose hypotheses meets
+    its
     constraints within its length limit gets its best incomplete ones."""
     k, batch = beam, src.shape[0]
     limits = prefix_limits(ops, length_limits(ops, src_mask, max_len, max_len_ratio), prefix)

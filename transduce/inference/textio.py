@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from transduce.data.corpus import _BadLine, _decode, _numbered_lines, _open_bytes, read_lines
-from transduce.decoding import DecodeOptions, write_translations
 from transduce.errors import DataError
+from transduce.inference.decoding import DecodeOptions, write_translations
 
 END = object()
 WAIT = 0.05  # seconds a batch waits for more lines after its first has arrived
@@ -137,7 +137,7 @@ def stream_translate(translator: Any, args: argparse.Namespace, options: DecodeO
     prefixes = read_lines(args.prefix_file) if getattr(args, "prefix_file", None) else None
     cons_path = getattr(args, "constraints_file", None)
     constraints = read_constraints(cons_path) if cons_path else None
-    from transduce.cli_options import flag_name
+    from transduce.commands.options import flag_name
 
     spell = lambda n: "--constraints-file" if n == "constraints" else flag_name(n)  # noqa: E731
     translator.check_inputs(options, constraints, spell)

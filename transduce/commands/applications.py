@@ -14,8 +14,8 @@ from typing import TextIO
 
 from transduce.config import data_path
 from transduce.data.pipeline import load_texts, read_split
+from transduce.inference.translate import DecodeOptions, Translator
 from transduce.metrics import bleu_chrf, rouge_scores, squad_scores
-from transduce.translate import DecodeOptions, Translator
 
 
 def _bleu(hyps: list[str], refs: list[str]) -> dict[str, float]:

@@ -4,7 +4,7 @@
 inputs, batching for streamed output, the options the engine refuses, and the ``translate``
 / ``translate_full`` / ``iter_decode`` API. An engine supplies its ``pipeline`` (text <->
 tokens), its decoding ``defaults`` and :meth:`TextDecoder._decode_live`. Engines whose search
-is :mod:`transduce.searchcore` (torch, onnx) share :class:`SearchDecoder` and supply only
+is :mod:`transduce.inference.searchcore` (torch, onnx) share :class:`SearchDecoder` and supply only
 their array ops, model and batching. No torch is imported here.
 """
 
@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from transduce.decoding import DecodeOptions, Translation, search_rows
 from transduce.errors import DataError, OptionError
-from transduce.scoring import PairScore, target_batch, teacher_forced
-from transduce.searchcore import BOS_ID, EOS_ID, PAD_ID
-from transduce.searchrules import limit_inputs
+from transduce.inference.decoding import DecodeOptions, Translation, search_rows
+from transduce.inference.scoring import PairScore, target_batch, teacher_forced
+from transduce.inference.searchcore import BOS_ID, EOS_ID, PAD_ID
+from transduce.inference.searchrules import limit_inputs
 
 Prefixes = list[str] | None  # per input: the target text its outputs start with ("" none)
 Constraints = list[list[str]] | None  # per input: target phrases its outputs contain
@@ -52,8 +52,8 @@ class TextDecoder:
         """Refuse, by name, an option this engine cannot honour (``Engine.refuses``). A
         ``best_effort`` option (attention) is refused only when asked for ``explicit``-ly
         (an HTTP ``return_attention``); otherwise the results just lack it."""
-        from transduce.decoding import option_fields
         from transduce.engines import get
+        from transduce.inference.decoding import option_fields
 
         soft = {f.name for f in option_fields() if f.metadata.get("best_effort")}
         for field, why in get(self.engine).refuses.items():
@@ -163,7 +163,7 @@ class TextDecoder:
         self, texts: list[str], targets: list[str], options: DecodeOptions | None = None
     ) -> list[PairScore]:
         """The model's log-probability of each ``targets[i]`` given ``texts[i]``, teacher
-        forced in batches (see :mod:`transduce.scoring`). A pair with an empty source is
+        forced in batches (see :mod:`transduce.inference.scoring`). A pair with an empty source is
         skipped: ``logprob`` None."""
         if len(texts) != len(targets):
             raise ValueError(f"{len(texts)} sources but {len(targets)} targets")
@@ -223,7 +223,7 @@ class TextDecoder:
 
 
 class SearchDecoder(TextDecoder):
-    """A :class:`TextDecoder` searching with :mod:`transduce.searchcore` over ``ops``
+    """A :class:`TextDecoder` searching with :mod:`transduce.inference.searchcore` over ``ops``
     (torch tensors or numpy arrays) and a ``model`` with the step contract."""
 
     ops: Any

@@ -1,5 +1,5 @@
 """The small pure rules every search shares, against the same array interface as
-:mod:`transduce.searchcore` (no torch here): the length penalty and ranking score, output
+:mod:`transduce.inference.searchcore` (no torch here): the length penalty and ranking score, output
 length limits, forced target prefixes, n-gram blocking and top-k / top-p filtering."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 
 from transduce.errors import DataError
 
-log = logging.getLogger("transduce.translate")
+log = logging.getLogger("transduce.inference.translate")
 
 NEG_INF = float("-inf")
 PAD_ID = 0  # as in transduce.data.vocab

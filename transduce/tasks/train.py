@@ -4,7 +4,7 @@
 model and hands it to the generic :class:`~transduce.engine.loop.Loop` on a
 :class:`~transduce.tasks.text.TextTask`, started or resumed by
 :func:`transduce.engine.run.run`. Under torchrun every process runs :func:`train`; only
-rank 0 writes (:mod:`transduce.distributed`). A config with a ``series`` section goes to
+rank 0 writes (:mod:`transduce.engine.distributed`). A config with a ``series`` section goes to
 the forecasting pipeline instead.
 """
 
@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transduce import distributed, rundir
 from transduce.config import Config
 from transduce.data.batches import ParallelData
 from transduce.data.cache import run_data, uses_store
 from transduce.data.pipeline import TextPipeline, filter_lengths, length_keep, load_texts
+from transduce.engine import distributed, rundir
 from transduce.engine.loop import Loop, RunResult
 from transduce.engine.run import run as engine_run
 from transduce.nn.models import build_model
 from transduce.tasks.text import TextTask
 
-log = logging.getLogger("transduce.train")
+log = logging.getLogger("transduce.tasks.train")
 
 # ---------------------------------------------------------------------- entry point
 

@@ -1,7 +1,7 @@
 """Decoding strategies. They know only the step contract (ARCHITECTURE §2):
 ``model.encode``, ``model.init_state``, ``model.step``, ``model.head`` and ``State.select``.
 
-The algorithms live in :mod:`transduce.searchcore`, written once against a small array
+The algorithms live in :mod:`transduce.inference.searchcore`, written once against a small array
 interface; this module runs them on torch tensors (:class:`TorchOps`), and
 :mod:`transduce.runtime` runs the same code on numpy arrays.
 """
@@ -12,10 +12,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from transduce import searchcore as core
-from transduce import searchrules as rules
-from transduce.searchcore import Hypotheses, NBest
-from transduce.searchrules import length_penalty
+from transduce.inference import searchcore as core
+from transduce.inference import searchrules as rules
+from transduce.inference.searchcore import Hypotheses, NBest
+from transduce.inference.searchrules import length_penalty
 
 __all__ = [
     "Hypotheses",
@@ -32,7 +32,7 @@ __all__ = [
 
 
 class TorchOps:
-    """The array interface of :mod:`transduce.searchcore` on torch tensors."""
+    """The array interface of :mod:`transduce.inference.searchcore` on torch tensors."""
 
     @staticmethod
     def full(shape, value, kind: str, like=None):
@@ -148,7 +148,7 @@ def beam_search(
     leave the batch once their ``nbest`` best finished hypotheses can no longer be beaten by
     a live one (``Beams.settled``), or at their length limit. Ranking: log-probability /
     GNMT length penalty (``alpha``), or / length (``normalize``). With ``beam_size=1`` this
-    is exactly :func:`greedy`. The algorithm is :func:`transduce.searchcore.beam_search`,
+    is exactly :func:`greedy`. The algorithm is :func:`transduce.inference.searchcore.beam_search`,
     shared with the PyTorch-free runtime.
     """
     options = dict(

@@ -5,11 +5,11 @@ the result (``Translation``), the search dispatch (``search_rows``) and the stre
 ``DecodeOptions`` is the one declaration of the decoding options: each field carries its
 help, bounds, command-line flag and HTTP name in its metadata, and the cross-option rules
 live in :meth:`DecodeOptions.check`. The command-line flags
-(:func:`transduce.cli_options.add_decode_flags`) and the HTTP request model
+(:func:`transduce.commands.options.add_decode_flags`) and the HTTP request model
 (:class:`transduce.serve.schemas.TranslateRequest`) are generated from it, as fairseq
 generates argparse flags from its dataclasses; so are the keyword arguments the search core
 receives (:func:`search_rows`). Adding an option is a field here and its use in
-:mod:`transduce.searchcore` (see CONTRIBUTING.md).
+:mod:`transduce.inference.searchcore` (see CONTRIBUTING.md).
 """
 
 from __future__ import annotations
@@ -213,7 +213,8 @@ def option_fields() -> tuple[Field, ...]:
 
 
 def search_kwargs(fn: Callable, o: DecodeOptions) -> dict[str, Any]:
-    """The options ``fn`` (a :mod:`transduce.searchcore` entry point) takes: its keyword-only
+    """The options ``fn`` (a :mod:`transduce.inference.searchcore` entry point) takes: its
+    keyword-only
     parameters named like a :class:`DecodeOptions` field. So an option reaches the search by
     being declared in both places, with no list of arguments to extend in between."""
     params = inspect.signature(fn).parameters.values()
@@ -235,18 +236,19 @@ def search_rows(
     constraints=None,
     on_step=None,
 ) -> list:
-    """Search as ``o`` says, over any engine's array ops (:mod:`transduce.searchcore`):
+    """Search as ``o`` says, over any engine's array ops (:mod:`transduce.inference.searchcore`):
     per source row, its (ids, score, logprob, attention) tuples, best first. ``prefix``:
     (ids ``[B, P]``, lengths ``[B]``) the outputs are forced through; ``constraints``: per
     row, token-id phrases every output must contain (beam search with dynamic beam
-    allocation, :mod:`transduce.constrained`); ``on_step(rows, tokens)``: each step's tokens
+    allocation, :mod:`transduce.inference.constrained`); ``on_step(rows, tokens)``: each step's
+    tokens
     as greedy decoding and sampling produce them (beam search has no final tokens before
     its end)."""
-    from transduce import searchcore as core
+    from transduce.inference import searchcore as core
 
     limits = {"max_len": max_len, "max_len_ratio": ratio, "prefix": prefix}
     if constraints is not None and any(constraints):
-        from transduce.constrained import constrained_beam_search as fn
+        from transduce.inference.constrained import constrained_beam_search as fn
 
         nb = fn(ops, model, src, src_mask, **limits, constraints=constraints,
                 **search_kwargs(fn, o))  # fmt: skip

@@ -19,11 +19,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from transduce import checkpoint as ckpt
 from transduce.config import Config, ConfigError, clip, cut, load_config, to_dict
+from transduce.engine import checkpoint as ckpt
 from transduce.errors import DataError
 
-log = logging.getLogger("transduce.train")
+log = logging.getLogger("transduce.tasks.train")
 
 # Train keys a resumed run may change: budgets, stopping and logging. Everything else fixes
 # the trajectory (optimizer, schedule, batches, seed) and would make the resume inexact.
@@ -83,7 +83,7 @@ _TMP_NAME = re.compile(r"\..+\.\d+\.[0-9a-f]{8}\.tmp")
 def clean(run_dir: Path) -> int:
     """Remove the temporary files of interrupted writes (named as :mod:`transduce.atomic`
     names them, nothing else), and checkpoint directories no pointer holds
-    (:func:`transduce.checkpoint.prune`); a pre-pointer ``last/`` directory becomes a
+    (:func:`transduce.engine.checkpoint.prune`); a pre-pointer ``last/`` directory becomes a
     checkpoint. Links are never followed out of the run."""
     if not run_dir.is_dir():
         return 0

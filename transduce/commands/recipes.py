@@ -15,7 +15,7 @@ from pathlib import Path
 
 from transduce.config import ConfigError
 
-RECIPE_DIR = Path(__file__).resolve().parent / "configs"
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def list_recipes() -> dict[str, Path]:

@@ -26,7 +26,7 @@ from torch import nn
 
 from transduce.data.batches import ParallelData
 from transduce.data.vocab import PAD_ID
-from transduce.translate import DecodeOptions, Translator
+from transduce.inference.translate import DecodeOptions, Translator
 
 
 class EnsembleMemory(NamedTuple):

@@ -1,6 +1,7 @@
-"""The array interface of :mod:`transduce.searchcore` on numpy arrays: what the PyTorch-free
+"""The array interface of :mod:`transduce.inference.searchcore` on numpy arrays: what the
+PyTorch-free
 runtime (:mod:`transduce.runtime`) searches with. The torch one is
-:class:`transduce.search.TorchOps`. This module must not import torch.
+:class:`transduce.inference.search.TorchOps`. This module must not import torch.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import numpy as np
 
 
 class NumpyOps:
-    """The array interface on numpy (the torch one is ``transduce.search.TorchOps``).
+    """The array interface on numpy (the torch one is ``transduce.inference.search.TorchOps``).
     ``topk``: an onnxruntime session of one TopK node (``x``, ``k`` -> values, indices),
     faster than numpy's partition on whole-vocabulary rows."""
 

@@ -11,9 +11,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from transduce import cli_options as opt
-from transduce import data_command
 from transduce.atomic import refuse_overwriting_inputs
+from transduce.commands import data as data_command
+from transduce.commands import options as opt
 from transduce.config import ConfigError
 from transduce.data import prepare_command
 from transduce.data.corpus import read_lines
@@ -21,22 +21,22 @@ from transduce.errors import DataError, missing_extra
 from transduce.export.command import add_engine_flag
 from transduce.export.command import add_parser as add_export_parser
 from transduce.forecasting import command as forecast_command
+from transduce.inference.textio import add_stream_flags
 from transduce.serve import command as serve_command
-from transduce.textio import add_stream_flags
 
 log = logging.getLogger("transduce")
 
 
 def demo_command(args: argparse.Namespace) -> None:
-    from transduce.demo import run_demo
+    from transduce.commands.demo import run_demo
 
     run_demo(args.out, n_train=args.n_train, seed=args.seed)
 
 
 def train_command(args: argparse.Namespace) -> None:
+    from transduce.commands.recipes import recipe_path
     from transduce.config import load_config
-    from transduce.recipes import recipe_path
-    from transduce.train import train
+    from transduce.tasks.train import train
 
     overrides = list(args.set)
     if args.threads is not None:
@@ -80,14 +80,14 @@ def _read_input(path: str | None) -> list[str]:
 
 
 def _decode_options(args: argparse.Namespace):
-    from transduce.cli_options import options_from_args
+    from transduce.commands.options import options_from_args
 
     return options_from_args(args)
 
 
 def translate_command(args: argparse.Namespace) -> None:
     from transduce.export.command import load_translator
-    from transduce.textio import stream_translate
+    from transduce.inference.textio import stream_translate
 
     options = _decode_options(args)  # bad flags fail before the model loads
     sides = [args.input, args.prefix_file, args.constraints_file, *_model_files(args)]
@@ -99,7 +99,7 @@ def translate_command(args: argparse.Namespace) -> None:
 
 def score_pairs_command(args: argparse.Namespace) -> None:
     from transduce.export.command import load_translator
-    from transduce.scoring import read_pairs, write_scores
+    from transduce.inference.scoring import read_pairs, write_scores
 
     options = _decode_options(args)
     refuse_overwriting_inputs(args.output, [args.src, args.tgt, *_model_files(args)])
@@ -146,14 +146,14 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
 
 def plot_command(args: argparse.Namespace) -> None:
-    from transduce import plots
+    from transduce.commands import plots
 
     if args.what == "forecast":
         return forecast_command.plot_forecast_command(args)
     if args.what == "curves":
         out = plots.plot_learning_curves(Path(args.model) / "metrics.jsonl", args.output)
     else:
-        from transduce.translate import Translator
+        from transduce.inference.translate import Translator
 
         if not args.text:
             raise ConfigError("plot attention: give --text 'a sentence'")
@@ -168,7 +168,7 @@ def plot_command(args: argparse.Namespace) -> None:
 
 
 def average_command(args: argparse.Namespace) -> None:
-    from transduce.checkpoint import step_checkpoints, write_average
+    from transduce.engine.checkpoint import step_checkpoints, write_average
 
     steps = [int(p.stem.removeprefix("step_")) for p in step_checkpoints(args.model)[-args.last :]]
     out = write_average(args.model, args.last)
@@ -185,7 +185,7 @@ def generate_command(args: argparse.Namespace) -> None:
 
 
 def score_command(args: argparse.Namespace) -> None:
-    from transduce.applications import score_file
+    from transduce.commands.applications import score_file
     from transduce.export.command import load_translator
 
     options = _decode_options(args)
@@ -194,7 +194,7 @@ def score_command(args: argparse.Namespace) -> None:
 
 
 def chat_command(args: argparse.Namespace) -> None:
-    from transduce.applications import chat, stdin_lines
+    from transduce.commands.applications import chat, stdin_lines
     from transduce.export.command import load_translator
 
     options = _decode_options(args)
@@ -234,7 +234,8 @@ def _add_application_commands(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from transduce import __version__, recipes
+    from transduce import __version__
+    from transduce.commands import recipes
 
     parser = argparse.ArgumentParser(
         prog="transduce", description=opt.DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 from transduce.atomic import atomic_write_text
+from transduce.commands.plots import plot_attention
 from transduce.config import Config, from_dict
 from transduce.data.tasks import date_pairs
-from transduce.plots import plot_attention
-from transduce.train import train
-from transduce.translate import Translator
+from transduce.inference.translate import Translator
+from transduce.tasks.train import train
 
 DEMO_CONFIG = {
     "data": {

@@ -1,7 +1,7 @@
 """Scoring given targets: the model's log-probability of a (source, target) pair, teacher
 forced, as fairseq's ``--score-reference``, Marian's ``marian-scorer`` and CTranslate2's
 ``score_batch`` compute it. Over the step contract and the array ops of
-:mod:`transduce.searchcore`, so the torch engine, the ONNX runtime and ensembles share it.
+:mod:`transduce.inference.searchcore`, so the torch engine, the ONNX runtime and ensembles share it.
 No torch is imported here.
 
 The score of a pair is the sum over the target's tokens and its ``</s>`` of
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from transduce.errors import DataError
-from transduce.searchcore import BOS_ID, PAD_ID, log_probs
+from transduce.inference.searchcore import BOS_ID, PAD_ID, log_probs
 
 log = logging.getLogger("transduce.score")
 
