@@ -36,7 +36,7 @@ import torch
 
 from transduce.config import data_path, load_config
 from transduce.data.series import read_series
-from transduce.engine.checkpoint import write_average
+from transduce.engine.averaging import write_average
 from transduce.forecasting.backtest import backtest
 from transduce.forecasting.ensemble import ForecastEnsemble, combine_forecasts
 from transduce.forecasting.intervals import interval_scores, naive_interval

@@ -12,6 +12,7 @@ import pytest
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce.commands.cli import main
 from transduce.data.corpus import DataError
+from transduce.engine import averaging
 from transduce.engine import checkpoint as ckpt
 from transduce.tasks.train import train
 
@@ -94,7 +95,7 @@ def test_mix_of_two_checkpoints_is_refused(copy, capsys):
     last = (copy / "last").resolve()
     (copy / "last").unlink()
     (copy / "last").mkdir()
-    shutil.copy(ckpt.step_path(copy, 4), copy / "last" / "model.safetensors")
+    shutil.copy(averaging.step_path(copy, 4), copy / "last" / "model.safetensors")
     shutil.copy(last / "trainer_state.pt", copy / "last" / "trainer_state.pt")
     err = _error(capsys, ["train", "--resume", "--out", str(copy), "--set", "train.epochs=3"])
     assert "a mix of checkpoints" in err and "step 4" in err and "step 8" in err
@@ -156,7 +157,7 @@ def test_average_never_writes_through_a_link_to_an_input(tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from transduce.engine.checkpoint import step_path, write_average
+    from transduce.engine.averaging import step_path, write_average
 
     for step, value in ((1, 1.0), (2, 3.0)):
         step_path(tmp_path, step).parent.mkdir(exist_ok=True)

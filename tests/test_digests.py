@@ -17,7 +17,8 @@ import pytest
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce import digests
 from transduce.commands.cli import main
-from transduce.engine.checkpoint import read_weights, step_checkpoints
+from transduce.engine.averaging import step_checkpoints
+from transduce.engine.checkpoint import read_weights
 from transduce.errors import DataError
 from transduce.tasks.train import train
 

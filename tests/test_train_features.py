@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
 from transduce.config import to_dict
 from transduce.data.batches import ParallelData
-from transduce.engine.checkpoint import average_checkpoints, step_checkpoints, write_average
+from transduce.engine.averaging import average_checkpoints, step_checkpoints, write_average
 from transduce.inference.translate import Translator
 from transduce.tasks.train import train
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -11,17 +10,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from transduce.atomic import refuse_overwriting_inputs
 from transduce.commands import data as data_command
+from transduce.commands import decode as decode_commands
 from transduce.commands import options as opt
 from transduce.config import ConfigError
 from transduce.data import prepare_command
-from transduce.data.corpus import read_lines
 from transduce.errors import DataError, missing_extra
-from transduce.export.command import add_engine_flag
 from transduce.export.command import add_parser as add_export_parser
 from transduce.forecasting import command as forecast_command
-from transduce.inference.textio import add_stream_flags
 from transduce.serve import command as serve_command
 
 log = logging.getLogger("transduce")
@@ -70,79 +66,11 @@ def _print_resume_command(args: argparse.Namespace, result) -> None:
     prog = f"torchrun --nproc_per_node {world} -m transduce" if world > 1 else "transduce"
     again = "".join(" " + shlex.quote(f"--set={item}") for item in args.set)
     out = shlex.quote(str(result.run_dir))
-    print(f"transduce train: interrupted at step {result.steps}; checkpoint written; resume "
-          f"with: {prog} train --resume --out {out}{again}", file=sys.stderr)  # fmt: skip
-
-
-def _read_input(path: str | None) -> list[str]:
-    """--input, or stdin under the same rules (strict UTF-8, errors name the line)."""
-    return read_lines("-" if path is None else path)
-
-
-def _decode_options(args: argparse.Namespace):
-    from transduce.commands.options import options_from_args
-
-    return options_from_args(args)
-
-
-def translate_command(args: argparse.Namespace) -> None:
-    from transduce.export.command import load_translator
-    from transduce.inference.textio import stream_translate
-
-    options = _decode_options(args)  # bad flags fail before the model loads
-    sides = [args.input, args.prefix_file, args.constraints_file, *_model_files(args)]
-    refuse_overwriting_inputs(args.output, sides)
-    translator = load_translator(args)
-    with _naming_input(args.input):
-        stream_translate(translator, args, options)
-
-
-def score_pairs_command(args: argparse.Namespace) -> None:
-    from transduce.export.command import load_translator
-    from transduce.inference.scoring import read_pairs, write_scores
-
-    options = _decode_options(args)
-    refuse_overwriting_inputs(args.output, [args.src, args.tgt, *_model_files(args)])
-    sources, targets = read_pairs(args.src, args.tgt)
-    translator = load_translator(args)
-    write_scores(translator.score(sources, targets, options), args.output)
-
-
-def _model_files(args: argparse.Namespace) -> list[str]:
-    """Files an output must not replace: the weights, config and vocabularies of --model."""
-    files = []
-    models = getattr(args, "model", None) or []
-    for model in models if isinstance(models, list) else [models]:
-        if model and Path(model).is_dir():
-            files += [str(p) for p in Path(model).iterdir() if p.is_file()]
-    return files
-
-
-@contextlib.contextmanager
-def _naming_input(path: str | None):
-    """Errors about an input line name the input file (the decoder knows only lines)."""
-    try:
-        yield
-    except DataError as err:
-        if err.path != "<input>":
-            raise
-        raise DataError(path or "<stdin>", err.line, err.problem) from None
-
-
-def evaluate_command(args: argparse.Namespace) -> None:
-    from transduce.evaluation import evaluate, moses_language
-    from transduce.export.command import load_translator
-
-    options = _decode_options(args)
-    refuse_overwriting_inputs(args.output, [args.src, args.ref, *_model_files(args)])
-    translator = load_translator(args)
-    sources, references = read_lines(args.src), read_lines(args.ref)
-    lang, how = moses_language(args.ref, args.ref_lang)
-    log.info("bleu_lc_moses: Moses tokenizer for %r, from %s (--ref-lang sets it)", lang, how)
-    with _naming_input(args.src):
-        scores = evaluate(translator, sources, references, options, args.output, lang)
-    scores["bleu_lc_moses_lang"] = f"{lang} (from {how})"
-    print(json.dumps(scores, ensure_ascii=False))
+    print(
+        f"transduce train: interrupted at step {result.steps}; checkpoint written; resume "
+        f"with: {prog} train --resume --out {out}{again}",
+        file=sys.stderr,
+    )
 
 
 def plot_command(args: argparse.Namespace) -> None:
@@ -161,14 +89,17 @@ def plot_command(args: argparse.Namespace) -> None:
         if result.attention is None:
             raise ConfigError(f"{args.model}: this model has no attention to draw")
         out = plots.plot_attention(
-            result.attention, result.src_tokens, result.out_tokens, args.output,
+            result.attention,
+            result.src_tokens,
+            result.out_tokens,
+            args.output,
             title=f"{args.text} → {result.text}",
-        )  # fmt: skip
+        )
     print(out)
 
 
 def average_command(args: argparse.Namespace) -> None:
-    from transduce.engine.checkpoint import step_checkpoints, write_average
+    from transduce.engine.averaging import step_checkpoints, write_average
 
     steps = [int(p.stem.removeprefix("step_")) for p in step_checkpoints(args.model)[-args.last :]]
     out = write_average(args.model, args.last)
@@ -188,7 +119,7 @@ def score_command(args: argparse.Namespace) -> None:
     from transduce.commands.applications import score_file
     from transduce.export.command import load_translator
 
-    options = _decode_options(args)
+    options = decode_commands.decode_options(args)
     translator = load_translator(args)
     print(json.dumps(score_file(translator, args.data, args.metric, options)))
 
@@ -197,7 +128,7 @@ def chat_command(args: argparse.Namespace) -> None:
     from transduce.commands.applications import chat, stdin_lines
     from transduce.export.command import load_translator
 
-    options = _decode_options(args)
+    options = decode_commands.decode_options(args)
     translator = load_translator(args)
     prompt = None
     if sys.stdin.isatty():
@@ -244,13 +175,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="other libraries' logs too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_training_commands(sub)
+    recipes.add_parser(sub)
+    decode_commands.add_parser(sub)
+    _add_run_tools(sub)
+    _add_application_commands(sub)
+    forecast_command.add_parser(sub)
+    data_command.add_parser(sub)
+    prepare_command.add_parser(sub)
+    serve_command.add_parser(sub)
+    add_export_parser(sub)
+    return parser
 
+
+def _add_training_commands(sub) -> None:
     p = sub.add_parser("demo", help="train and test on the built-in date task")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    p.add_argument("--n-train", type=opt.int_at_least(1, 10_000_000), default=30000,
-                   help="training pairs to generate (default 30000)")  # fmt: skip
-    p.add_argument("--seed", type=opt.int_at_least(0, 2**32 - 1), default=0,
-                   help="random seed (default 0)")  # fmt: skip
+    p.add_argument(
+        "--n-train",
+        type=opt.int_at_least(1, 10_000_000),
+        default=30000,
+        help="training pairs to generate (default 30000)",
+    )
+    p.add_argument(
+        "--seed", type=opt.int_at_least(0, 2**32 - 1), default=0, help="random seed (default 0)"
+    )
     p.set_defaults(func=demo_command)
 
     p = sub.add_parser("train", help="train a model from a YAML config or a recipe name")
@@ -259,8 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         help="YAML config file, or a recipe name (`transduce recipes` lists them)",
     )
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.lr=0.001")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=0.001",
+    )
     p.add_argument("--out", help="run directory (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument(
@@ -276,39 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to train (same as --set train.device=...; default: the config's)",
     )
     p.set_defaults(func=train_command)
-    recipes.add_parser(sub)
 
-    for name, func, helptext in (
-        ("translate", translate_command, "translate lines (stdin -> stdout)"),
-        ("evaluate", evaluate_command, "BLEU, chrF, exact match against references"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        opt.add_model_flags(p)
-        add_engine_flag(p)
-        if name == "translate":
-            p.add_argument("--input", help="input file, one sentence a line (default stdin)")
-            p.add_argument("--output", help="output file (default stdout)")
-            p.add_argument("--format", choices=["text", "jsonl"], default="text",
-                           help="jsonl: n-best hypotheses with scores and attention")  # fmt: skip
-            add_stream_flags(p)
-        else:
-            p.set_defaults(format="text")
-            p.add_argument("--src", required=True, help="source lines (plain or .gz)")
-            p.add_argument("--ref", required=True, help="reference lines (plain or .gz)")
-            p.add_argument("--output", help="also write the hypotheses here, one per line")
-            p.add_argument("--ref-lang", help="the references' language for the Moses "
-                           "tokenizer of bleu_lc_moses (default: from --ref's name, e.g. "
-                           "test.de.gz -> de; else en)")  # fmt: skip
-        p.set_defaults(func=func)
 
-    p = sub.add_parser("score-pairs", help="log-probability of given targets (teacher forced)")
-    opt.add_model_flags(p)
-    add_engine_flag(p)
-    p.add_argument("--src", help="source lines (with --tgt; default: SOURCE<TAB>TARGET on stdin)")
-    p.add_argument("--tgt", help="target lines, line-aligned with --src")
-    p.add_argument("--output", help="JSON lines, one per pair (default stdout)")
-    p.set_defaults(func=score_pairs_command, format="text")
-
+def _add_run_tools(sub) -> None:
     p = sub.add_parser("average", help="average the last N kept checkpoints of a run")
     p.add_argument("--model", required=True, help="run directory (train.keep_checkpoints > 0)")
     p.add_argument(
@@ -320,20 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=average_command)
 
     p = sub.add_parser("plot", help="attention heatmap or learning curves as PNG")
-    p.add_argument("what", choices=["attention", "curves", "forecast"],
-                   help="attention heatmap, learning curves, or forecasts")  # fmt: skip
+    p.add_argument(
+        "what",
+        choices=["attention", "curves", "forecast"],
+        help="attention heatmap, learning curves, or forecasts",
+    )
     p.add_argument("--model", required=True, help="run directory")
     p.add_argument("--text", help="sentence to translate and draw (attention)")
     p.add_argument("--output", required=True, help="PNG file to write")
     forecast_command.add_plot_flags(p)
     p.set_defaults(func=plot_command)
-    _add_application_commands(sub)
-    forecast_command.add_parser(sub)
-    data_command.add_parser(sub)
-    prepare_command.add_parser(sub)
-    serve_command.add_parser(sub)
-    add_export_parser(sub)
-    return parser
 
 
 def _environment_problem(err: BaseException) -> str | None:

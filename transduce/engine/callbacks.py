@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from transduce.engine import averaging
 from transduce.engine import checkpoint as ckpt
 
 if TYPE_CHECKING:  # the loop imports this module
@@ -87,6 +88,6 @@ class Checkpointer(Callback):
         meta = {"step": str(loop.step), "epoch": str(loop.current_epoch())}
         keep = loop.tcfg.keep_checkpoints
         if keep and validated:
-            ckpt.save_weights(loop.model, ckpt.step_path(loop.run_dir, loop.step), meta)
-            ckpt.prune_steps(loop.run_dir, keep)
+            ckpt.save_weights(loop.model, averaging.step_path(loop.run_dir, loop.step), meta)
+            averaging.prune_steps(loop.run_dir, keep)
         ckpt.write_checkpoint(loop.run_dir, loop.model, snapshot, meta, best=better)

@@ -1,0 +1,72 @@
+"""Kept weights for averaging: ``checkpoints/step_NNNNNNNNN.safetensors`` (weights only,
+each with its SHA-256 beside it), pruned to ``train.keep_checkpoints``, and their average
+written to ``averaged/model.safetensors`` (``transduce average``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save
+
+from transduce import digests
+from transduce.atomic import atomic_write_bytes
+from transduce.engine.checkpoint import read_weights
+from transduce.errors import DataError
+
+
+def step_path(run_dir: str | os.PathLike, step: int) -> Path:
+    return Path(run_dir, "checkpoints", f"step_{step:09d}.safetensors")
+
+
+def step_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The kept validation checkpoints, oldest first."""
+    return sorted(Path(run_dir, "checkpoints").glob("step_*.safetensors"))
+
+
+def prune_steps(run_dir: str | os.PathLike, keep: int) -> None:
+    for old in step_checkpoints(run_dir)[:-keep]:
+        digests.forget(old)  # the sidecar first: a kill leaves no digest without weights
+        old.unlink(missing_ok=True)
+
+
+def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the weights in ``paths`` (Vaswani et al. 2017 average the last
+    checkpoints of a run); computed in float64, returned in each tensor's own dtype."""
+    if not paths:
+        raise ValueError("no checkpoints to average (set train.keep_checkpoints)")
+    total: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for path in paths:
+        for name, tensor in read_weights(path).items():
+            if name in total and total[name].shape != tensor.shape:
+                raise DataError(
+                    path,
+                    None,
+                    f"{name} has shape {tuple(tensor.shape)}, not {tuple(total[name].shape)}",
+                )
+            total[name] = total.get(name, 0) + tensor.double()
+            dtypes.setdefault(name, tensor.dtype)
+    return {name: (t / len(paths)).to(dtypes[name]) for name, t in total.items()}
+
+
+def write_average(run_dir: str | os.PathLike, last: int) -> Path:
+    """Average the last ``last`` kept checkpoints into ``averaged/model.safetensors``."""
+    paths = step_checkpoints(run_dir)[-last:]
+    if not paths:
+        raise DataError(
+            run_dir,
+            None,
+            "no kept checkpoints to average (checkpoints/step_*"
+            ".safetensors; train with train.keep_checkpoints > 0)",
+        )
+    state = average_checkpoints(paths)
+    out = Path(run_dir, "averaged", "model.safetensors")
+    if out.is_symlink():  # written in the run, never through a link (to a kept checkpoint)
+        out.unlink()
+    meta = {"averaged": ",".join(p.name for p in paths)}
+    digests.forget(out)
+    atomic_write_bytes(out, save({k: v.contiguous() for k, v in state.items()}, metadata=meta))
+    digests.record(out)
+    return out
