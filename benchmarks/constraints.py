@@ -31,13 +31,23 @@ from transduce.tasks.train import train
 
 RECIPE = Path(__file__).resolve().parents[1] / "transduce" / "configs"
 SMALL = [  # the tiny transformer recipe, word-level and smaller, for a brief CPU run
-    "data.src_tokenizer=word", "data.tgt_tokenizer=word", "data.joint_vocab=false",
-    "data.min_freq=2", "model.transformer.d_model=128", "model.transformer.encoder_layers=2",
-    "model.transformer.decoder_layers=2", "model.transformer.dropout=0.1",
-    "train.warmup_steps=300", "train.max_tokens=1500", "train.lr=0.002",
-    "train.valid_bleu=false", "train.early_stop_metric=loss", "train.keep_checkpoints=0",
-    "train.threads=1", "decode.batch_size=64",
-]  # fmt: skip
+    "data.src_tokenizer=word",
+    "data.tgt_tokenizer=word",
+    "data.joint_vocab=false",
+    "data.min_freq=2",
+    "model.transformer.d_model=128",
+    "model.transformer.encoder_layers=2",
+    "model.transformer.decoder_layers=2",
+    "model.transformer.dropout=0.1",
+    "train.warmup_steps=300",
+    "train.max_tokens=1500",
+    "train.lr=0.002",
+    "train.valid_bleu=false",
+    "train.early_stop_metric=loss",
+    "train.keep_checkpoints=0",
+    "train.threads=1",
+    "decode.batch_size=64",
+]
 
 
 def ensure_model(model: Path, seconds: float) -> None:

@@ -65,15 +65,24 @@ def main() -> None:
         start = time.perf_counter()
         translator.translate(lines)
         batches.append(time.perf_counter() - start)
-    med = {k: statistics.median(v) for k, v in
-           (("first", firsts), ("stream", totals), ("batch", batches))}  # fmt: skip
-    print(json.dumps({
-        "model": args.model, "lines": args.lines, "rounds": args.rounds,
-        "first_output_s": round(med["first"], 3),
-        "stream_total_s": round(med["stream"], 2), "batch_total_s": round(med["batch"], 2),
-        "stream_over_batch": round(med["stream"] / med["batch"], 3),
-        "all": {"first": firsts, "stream": totals, "batch": batches},
-    }))  # fmt: skip
+    med = {
+        k: statistics.median(v)
+        for k, v in (("first", firsts), ("stream", totals), ("batch", batches))
+    }
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "lines": args.lines,
+                "rounds": args.rounds,
+                "first_output_s": round(med["first"], 3),
+                "stream_total_s": round(med["stream"], 2),
+                "batch_total_s": round(med["batch"], 2),
+                "stream_over_batch": round(med["stream"] / med["batch"], 3),
+                "all": {"first": firsts, "stream": totals, "batch": batches},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

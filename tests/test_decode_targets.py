@@ -29,8 +29,17 @@ from transduce.tasks.train import train
 PAIRS = reverse_pairs(24, seed=5)
 SOURCES = [s for s, _ in PAIRS]
 TARGETS = [t for _, t in PAIRS[:12]] + [s for s, _ in PAIRS[12:]]  # right and wrong ones
-TRANSFORMER = {"preset": "transformer", "transformer": {"d_model": 32, "heads": 4, "ff_size": 64,
-               "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.0}}  # fmt: skip
+TRANSFORMER = {
+    "preset": "transformer",
+    "transformer": {
+        "d_model": 32,
+        "heads": 4,
+        "ff_size": 64,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "dropout": 0.0,
+    },
+}
 ENGINES = ["torch", "onnx", "ct2"]
 
 
@@ -88,9 +97,12 @@ def test_empty_source_is_skipped(runs):
     assert scores[0].logprob is None and scores[1].logprob is not None
 
 
-PREFIX_OPTIONS = [DecodeOptions(), DecodeOptions(beam=4, nbest=3),
-                  DecodeOptions(beam=3, normalize=True),
-                  DecodeOptions(sample=True, nbest=2, seed=3, top_k=3)]  # fmt: skip
+PREFIX_OPTIONS = [
+    DecodeOptions(),
+    DecodeOptions(beam=4, nbest=3),
+    DecodeOptions(beam=3, normalize=True),
+    DecodeOptions(sample=True, nbest=2, seed=3, top_k=3),
+]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -123,8 +135,11 @@ def test_beam_one_with_a_prefix_is_greedy_with_it(engine, runs):
         assert greedy.tokens[r, : len(pre[r])].tolist() == pre[r]
 
 
-CONSTRAINED = [DecodeOptions(beam=4), DecodeOptions(beam=5, nbest=3, alpha=0.6),
-               DecodeOptions(beam=3, normalize=True, no_repeat_ngram=3)]  # fmt: skip
+CONSTRAINED = [
+    DecodeOptions(beam=4),
+    DecodeOptions(beam=5, nbest=3, alpha=0.6),
+    DecodeOptions(beam=3, normalize=True, no_repeat_ngram=3),
+]
 
 
 @pytest.mark.parametrize("engine", ["torch", "onnx", "ensemble"])
@@ -175,7 +190,19 @@ def test_score_pairs_command(runs, tmp_path, monkeypatch, capsys):
     assert main(["-q", "score-pairs", *model]) == 0
     assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == lines
     (tmp_path / "short").write_text("abc\n")
-    assert main(["-q", "score-pairs", *model, "--src", str(tmp_path / "short"),
-                 "--tgt", str(tmp_path / "tgt")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "score-pairs",
+                *model,
+                "--src",
+                str(tmp_path / "short"),
+                "--tgt",
+                str(tmp_path / "tgt"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "24 lines, but" in err and len(err.strip().splitlines()) == 1

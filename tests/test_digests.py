@@ -26,8 +26,10 @@ from transduce.tasks.train import train
 @pytest.fixture(scope="module")
 def kept_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("digests")
-    cfg = tiny_config(write_tsv(tmp / "rev.tsv", reverse_pairs(48, seed=3)),
-                      train={"keep_checkpoints": 2, "epochs": 3})  # fmt: skip
+    cfg = tiny_config(
+        write_tsv(tmp / "rev.tsv", reverse_pairs(48, seed=3)),
+        train={"keep_checkpoints": 2, "epochs": 3},
+    )
     train(cfg, tmp / "run")
     assert main(["average", "--model", str(tmp / "run"), "--last", "2"]) == 0
     return tmp / "run"
@@ -57,8 +59,9 @@ def test_each_weights_file_has_a_sidecar_that_sha256sum_accepts(kept_run):
     )
     for path in _weights(kept_run):
         if shutil.which("sha256sum"):
-            subprocess.run(["sha256sum", "-c", "--quiet", path.name + ".sha256"],
-                           cwd=path.parent, check=True)  # fmt: skip
+            subprocess.run(
+                ["sha256sum", "-c", "--quiet", path.name + ".sha256"], cwd=path.parent, check=True
+            )
         assert digests.check(path)
 
 

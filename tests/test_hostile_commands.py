@@ -101,10 +101,15 @@ def test_an_unwritable_output_is_one_line(runs, capsys, args):
 
 @pytest.mark.parametrize(
     "flag,value",
-    [("--beam", "99999999999999999999"), ("--threads", "99999999999999999999"),
-     ("--threads", "100000"), ("--batch-size", "3000000000"), ("--seed", str(2**64)),
-     ("--seed", "-1")],
-)  # fmt: skip
+    [
+        ("--beam", "99999999999999999999"),
+        ("--threads", "99999999999999999999"),
+        ("--threads", "100000"),
+        ("--batch-size", "3000000000"),
+        ("--seed", str(2**64)),
+        ("--seed", "-1"),
+    ],
+)
 def test_integers_too_large_for_torch_are_refused(runs, capsys, flag, value):
     extra = ["--sample"] if flag == "--seed" else []
     args = ["translate", "--model", str(runs / "text"), "--input", str(runs / "in.txt")]
@@ -171,9 +176,14 @@ def test_generate_never_replaces_a_file_it_did_not_write(runs, tmp_path):
 
 @pytest.mark.parametrize(
     "flag,value",
-    [("--max-wait-ms", "inf"), ("--decode-timeout-s", "inf"), ("--keep-alive-s", "inf"),
-     ("--threads", "-1"), ("--max-compute", "inf")],
-)  # fmt: skip
+    [
+        ("--max-wait-ms", "inf"),
+        ("--decode-timeout-s", "inf"),
+        ("--keep-alive-s", "inf"),
+        ("--threads", "-1"),
+        ("--max-compute", "inf"),
+    ],
+)
 def test_serve_limits_must_be_finite(runs, capsys, flag, value):
     err = _one_line(capsys, ["serve", "--model", str(runs / "text"), f"{flag}={value}"])
     assert flag in err
@@ -226,8 +236,18 @@ def test_ctrl_c_during_translate_is_one_line_and_keeps_the_output(runs, tmp_path
     src.write_text("abcab\n" * 300_000)
     out.write_text("yesterday\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [sys.executable, "-m", "transduce", "translate", "--model", str(runs / "text"),
-           "--input", str(src), "--output", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "transduce",
+        "translate",
+        "--model",
+        str(runs / "text"),
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not glob.glob(str(tmp_path / ".out.txt.*.tmp")) and time.monotonic() < deadline:

@@ -83,8 +83,9 @@ def _translate(args, stdin: str, monkeypatch, capsys):
 
 def test_streamed_output_equals_batch_decoding_in_order(run, monkeypatch, capsys):
     stdin = "".join(x + "\n" for x in INPUTS)
-    code, out, _ = _translate(["--model", str(run), "--buffer-size", "4"], stdin, monkeypatch,
-                              capsys)  # fmt: skip
+    code, out, _ = _translate(
+        ["--model", str(run), "--buffer-size", "4"], stdin, monkeypatch, capsys
+    )
     assert code == 0 and out.splitlines() == Translator.load(run).translate(INPUTS)
 
 
@@ -98,27 +99,41 @@ def test_prefixes_from_a_file_or_a_column(run, tmp_path, monkeypatch, capsys):
     triples = zip(by_file.splitlines(), prefixes, INPUTS, strict=True)
     assert all(out.startswith(p) or not src for out, p, src in triples)  # empty in: empty out
     column = "".join(f"{x}\t{p}\n" for x, p in zip(INPUTS, prefixes, strict=True))
-    code, by_column, _ = _translate(["--model", str(run), "--prefix-column", "--beam", "3"],
-                                    column, monkeypatch, capsys)  # fmt: skip
+    code, by_column, _ = _translate(
+        ["--model", str(run), "--prefix-column", "--beam", "3"], column, monkeypatch, capsys
+    )
     assert code == 0 and by_column == by_file
 
 
 def test_constraints_file_and_its_bad_lines(run, tmp_path, monkeypatch, capsys):
     good = tmp_path / "c.jsonl"
     good.write_text('["ab"]\n\n["c"]\n')
-    code, out, _ = _translate(["--model", str(run), "--constraints-file", str(good), "--beam",
-                               "3"], "fed\nabc\nxyz\n", monkeypatch, capsys)  # fmt: skip
+    code, out, _ = _translate(
+        ["--model", str(run), "--constraints-file", str(good), "--beam", "3"],
+        "fed\nabc\nxyz\n",
+        monkeypatch,
+        capsys,
+    )
     lines = out.splitlines()
     assert code == 0 and len(lines) == 3 and "ab" in lines[0] and "c" in lines[2]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('["ab"]\n{"x": 1}\n')
-    code, _, err = _translate(["--model", str(run), "--constraints-file", str(bad), "--beam",
-                               "3"], "fed\nabc\n", monkeypatch, capsys)  # fmt: skip
+    code, _, err = _translate(
+        ["--model", str(run), "--constraints-file", str(bad), "--beam", "3"],
+        "fed\nabc\n",
+        monkeypatch,
+        capsys,
+    )
     assert code == 2 and f"{bad}:2: expected a JSON list of strings" in err
     assert len(err.strip().splitlines()) == 1
-    code, _, err = _translate(["--model", str(run), "--constraints-file", str(good)],
-                              "a\nb\nc\nd\n", monkeypatch, capsys)  # fmt: skip
+    code, _, err = _translate(
+        ["--model", str(run), "--constraints-file", str(good)], "a\nb\nc\nd\n", monkeypatch, capsys
+    )
     assert code == 2 and "input line 4 needs one" in err
-    code, _, err = _translate(["--model", str(run), "--constraints-file", str(good), "--sample"],
-                              "a\n", monkeypatch, capsys)  # fmt: skip
+    code, _, err = _translate(
+        ["--model", str(run), "--constraints-file", str(good), "--sample"],
+        "a\n",
+        monkeypatch,
+        capsys,
+    )
     assert code == 2 and "--constraints-file" in err and "--sample" in err

@@ -58,8 +58,9 @@ def check(path: str | os.PathLike) -> bool:
     the file is loaded). A damaged sidecar or another digest is one DataError."""
     side = sidecar(path)
     if not side.is_file():
-        log.warning("%s: no checksum recorded (no %s beside it); loading it unverified",
-                    path, side.name)  # fmt: skip
+        log.warning(
+            "%s: no checksum recorded (no %s beside it); loading it unverified", path, side.name
+        )
         return False
     try:
         text = side.read_bytes()[:4096].decode("ascii")
@@ -70,7 +71,9 @@ def check(path: str | os.PathLike) -> bool:
         raise DataError(side, None, "damaged checksum file (expected 'SHA256  NAME')")
     if digest(path) != found.group(1):
         raise DataError(
-            path, None, f"does not match the SHA-256 recorded in {side}: truncated or "
-            "corrupted, or changed after it was written; refusing to load it"
-        )  # fmt: skip
+            path,
+            None,
+            f"does not match the SHA-256 recorded in {side}: truncated or "
+            "corrupted, or changed after it was written; refusing to load it",
+        )
     return True

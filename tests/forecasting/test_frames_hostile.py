@@ -15,8 +15,13 @@ from transduce.forecasting.frames import frame_to_series, future_ds, read_table 
 
 def _df(ds, y=None, ids=None) -> pd.DataFrame:
     n = len(ds)
-    return pd.DataFrame({"unique_id": ids or ["a"] * n, "ds": ds,
-                         "y": y if y is not None else np.arange(1.0, n + 1)})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "unique_id": ids or ["a"] * n,
+            "ds": ds,
+            "y": y if y is not None else np.arange(1.0, n + 1),
+        }
+    )
 
 
 Z = pd.Timestamp

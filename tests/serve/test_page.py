@@ -201,8 +201,9 @@ def test_streamed_output_long_input_and_errors(browser, server, text_run, tmp_pa
         assert partial, f"nothing was shown while decoding: {seen}"
         assert all(any(w.startswith(p) for w in want) for p in partial if p != "(empty)")
         assert seen[-1] == want  # the last render: the results, none still streaming
-        browser.save_screenshot(os.environ.get("TRANSDUCE_STREAM_SCREENSHOT")
-                                or str(tmp_path / "stream.png"))  # fmt: skip
+        browser.save_screenshot(
+            os.environ.get("TRANSDUCE_STREAM_SCREENSHOT") or str(tmp_path / "stream.png")
+        )
 
         box = browser.find_element(By.ID, "in-text")
         box.clear()
@@ -224,8 +225,9 @@ def test_streamed_output_long_input_and_errors(browser, server, text_run, tmp_pa
         att_scroll, att_width, out_scroll, out_width, page, window_width = sizes
         assert att_scroll > att_width  # the heatmap scrolls inside its box...
         assert out_scroll <= out_width + 1 and page <= window_width  # ...and widens nothing
-        browser.save_screenshot(os.environ.get("TRANSDUCE_WIDE_SCREENSHOT")
-                                or str(tmp_path / "wide.png"))  # fmt: skip
+        browser.save_screenshot(
+            os.environ.get("TRANSDUCE_WIDE_SCREENSHOT") or str(tmp_path / "wide.png")
+        )
 
         browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=beam]").click()
         beam = browser.find_element(By.ID, "beam")

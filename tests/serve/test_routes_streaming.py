@@ -48,9 +48,12 @@ def test_constraints_are_met_and_refused_by_name(client):
     body = {"model": "torch", "texts": TEXTS, "beam": 4, "nbest": 2, "constraints": constraints}
     got = _texts(client.post("/v1/translate", json=body))
     assert all(p in t for hyps, ps in zip(got, constraints, strict=True) for t in hyps for p in ps)
-    for bad, field in (({"model": "ct2"}, "constraints"), ({"beam": 1, "sample": True,
-                       "nbest": 1}, "constraints"), ({"constraints": [["a"]]}, "constraints"),
-                       ({"prefix": ["a"]}, "prefix")):  # fmt: skip
+    for bad, field in (
+        ({"model": "ct2"}, "constraints"),
+        ({"beam": 1, "sample": True, "nbest": 1}, "constraints"),
+        ({"constraints": [["a"]]}, "constraints"),
+        ({"prefix": ["a"]}, "prefix"),
+    ):
         reply = client.post("/v1/translate", json={**body, **bad})
         assert reply.status_code == 422 and reply.json()["field"] == field, reply.text
 

@@ -97,8 +97,12 @@ def stdin_lines() -> Iterable[str]:
     read = lambda: stream.readline(MAX_LINE_BYTES + 1)  # noqa: E731 (bounded: /dev/zero)
     for number, raw in enumerate(iter(read, b""), 1):
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            raise DataError("<stdin>", number, f"a line over {MAX_LINE_BYTES:,} bytes (not "
-                            "text, or an endless stream such as /dev/zero)")  # fmt: skip
+            raise DataError(
+                "<stdin>",
+                number,
+                f"a line over {MAX_LINE_BYTES:,} bytes (not "
+                "text, or an endless stream such as /dev/zero)",
+            )
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as err:

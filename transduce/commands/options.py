@@ -42,7 +42,7 @@ def int_at_least(low: int, high: int = INT_MAX) -> Callable[[str], int]:
         if value > high:
             raise argparse.ArgumentTypeError(
                 f"must be an integer <= {high:,}, got {str(value)[:30]}"
-            )  # fmt: skip
+            )
         return value
 
     parse.__name__ = f"integer >= {low}"
@@ -153,14 +153,27 @@ options_from_args = check_decode_args  # DecodeOptions from the flags of add_dec
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     """The flags of every command that loads a trained model and decodes with it."""
-    p.add_argument("--model", required=True, action="append", metavar="DIR",
-                   help="run directory (written by `transduce train`) or exported directory; "
-                   "repeat for an ensemble averaging the runs' log-probabilities")  # fmt: skip
+    p.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        metavar="DIR",
+        help="run directory (written by `transduce train`) or exported directory; "
+        "repeat for an ensemble averaging the runs' log-probabilities",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--checkpoint", choices=["best", "last", "averaged"], default="best",
-                   help="which weights: best validation (default), last, or averaged")  # fmt: skip
-    p.add_argument("--threads", type=int_at_least(0, MAX_THREADS), default=0,
-                   help="torch CPU threads (0: torch's default)")  # fmt: skip
+    p.add_argument(
+        "--checkpoint",
+        choices=["best", "last", "averaged"],
+        default="best",
+        help="which weights: best validation (default), last, or averaged",
+    )
+    p.add_argument(
+        "--threads",
+        type=int_at_least(0, MAX_THREADS),
+        default=0,
+        help="torch CPU threads (0: torch's default)",
+    )
     add_decode_flags(p)
 
 

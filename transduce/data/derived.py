@@ -133,8 +133,12 @@ def _write(path: Path, lines: Iterator[str]) -> int:
     if (path.parent / "config.yaml").exists():
         raise DataError(path.parent, None, "is a transduce run: generate into a folder of its own")
     if path.is_symlink() or path.is_dir() or (path.exists() and path.read_bytes() != data.encode()):
-        raise DataError(path, None, "exists and holds something else: nothing was replaced; "
-                        "remove it or choose another --out")  # fmt: skip
+        raise DataError(
+            path,
+            None,
+            "exists and holds something else: nothing was replaced; "
+            "remove it or choose another --out",
+        )
     atomic_write_text(path, data)
     return len(text)
 

@@ -108,9 +108,11 @@ def recorded_files(meta_path: Path) -> dict[str, dict[str, Any]]:
     )
     if not good:
         raise DataError(
-            meta_path, None, "damaged checkpoint description (files: expected "
-            '{"NAME": {"bytes": INT, "sha256": HEX}})'
-        )  # fmt: skip
+            meta_path,
+            None,
+            "damaged checkpoint description (files: expected "
+            '{"NAME": {"bytes": INT, "sha256": HEX}})',
+        )
     return files
 
 
@@ -129,9 +131,11 @@ def verify_file(path: str | os.PathLike) -> None:
         return
     if real.stat().st_size != want["bytes"] or _digest(real) != want["sha256"]:
         raise DataError(
-            path, None, f"does not match the SHA-256 recorded in {meta_path}: truncated or "
-            "corrupted, or changed after it was written; refusing to load it"
-        )  # fmt: skip
+            path,
+            None,
+            f"does not match the SHA-256 recorded in {meta_path}: truncated or "
+            "corrupted, or changed after it was written; refusing to load it",
+        )
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -237,9 +241,12 @@ def step_dir_name(step: int) -> str:
 
 
 def write_checkpoint(
-    run_dir: str | os.PathLike, model: nn.Module, state: dict[str, Any], meta: dict[str, str],
+    run_dir: str | os.PathLike,
+    model: nn.Module,
+    state: dict[str, Any],
+    meta: dict[str, str],
     best: bool,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write ``ckpt/step_N`` whole, then point ``last`` (and, if ``best``, ``best``) at it
     and delete the checkpoints no pointer holds. ``meta`` needs ``step``."""
     run_dir = Path(run_dir)

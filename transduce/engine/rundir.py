@@ -110,9 +110,11 @@ def refuse_symlinked_ckpt(run_dir: Path) -> None:
     root = run_dir / ckpt.CKPT
     if root.is_symlink():
         raise DataError(
-            root, None, f"is a symbolic link (to {cut(os.readlink(root))}); a run's "
-            "checkpoints must be a folder of its own: move them back or use another --out"
-        )  # fmt: skip
+            root,
+            None,
+            f"is a symbolic link (to {cut(os.readlink(root))}); a run's "
+            "checkpoints must be a folder of its own: move them back or use another --out",
+        )
 
 
 def refuse_foreign(run_dir: Path) -> None:
@@ -124,8 +126,11 @@ def refuse_foreign(run_dir: Path) -> None:
         raise FileExistsError(f"{run_dir}: --out is a file, not a folder")
     if (run_dir / "config.yaml").is_file():
         return  # a run killed before its first checkpoint: started afresh
-    names = sorted(p.name for p in run_dir.iterdir()
-                   if not _TMP_NAME.fullmatch(p.name) and p.name not in STARTUP_FILES)  # fmt: skip
+    names = sorted(
+        p.name
+        for p in run_dir.iterdir()
+        if not _TMP_NAME.fullmatch(p.name) and p.name not in STARTUP_FILES
+    )
     if names:
         shown = ", ".join(clip(n, 40) for n in names[:5]) + (", ..." if len(names) > 5 else "")
         raise FileExistsError(
@@ -186,8 +191,11 @@ def start(
             problem = f"points at {target}, which holds no complete checkpoint"
             raise DataError(last, None, f"{problem} (deleted or damaged); not starting afresh")
         if not has_checkpoint(run_dir):
-            log.warning("%s: no complete checkpoint yet (killed before the first); starting "
-                        "the run afresh from its config.yaml", run_dir)  # fmt: skip
+            log.warning(
+                "%s: no complete checkpoint yet (killed before the first); starting "
+                "the run afresh from its config.yaml",
+                run_dir,
+            )
             return cfg, False
         return cfg, True
     if cfg is None:
@@ -204,15 +212,22 @@ def _afresh(cfg: Config, run_dir: Path, rank0: bool) -> tuple[Config, bool]:
     refuse_foreign(run_dir)
     if rank0:
         clean(run_dir)
-    log.warning("%s: no checkpoint to resume (killed before the first); starting afresh",
-                run_dir)  # fmt: skip
+    log.warning("%s: no checkpoint to resume (killed before the first); starting afresh", run_dir)
     return cfg, False
 
 
 # What a run writes before its first checkpoint: removed again when its start fails.
-STARTUP_FILES = ("config.yaml", "metrics.jsonl", "vocab.src.json", "vocab.tgt.json",
-                 "spm.src.model", "spm.tgt.model", "spm.joint.model", "series.json",
-                 "series.csv")  # fmt: skip
+STARTUP_FILES = (
+    "config.yaml",
+    "metrics.jsonl",
+    "vocab.src.json",
+    "vocab.tgt.json",
+    "spm.src.model",
+    "spm.tgt.model",
+    "spm.joint.model",
+    "series.json",
+    "series.csv",
+)
 
 
 def undo_failed_start(run_dir: Path, created: bool) -> None:
@@ -281,8 +296,11 @@ def truncate_metrics(path: Path, step: int) -> None:
         try:
             record = _metric(tail, path, len(lines) + 1)
         except DataError:
-            log.warning("%s:%d: dropped a cut last line (a write interrupted by a crash or "
-                        "a full disk)", path, len(lines) + 1)  # fmt: skip
+            log.warning(
+                "%s:%d: dropped a cut last line (a write interrupted by a crash or a full disk)",
+                path,
+                len(lines) + 1,
+            )
             record = None
         if record is not None and record.get("step", 0) <= step:
             keep.append(tail.decode("utf-8"))

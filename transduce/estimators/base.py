@@ -22,7 +22,7 @@ from transduce.engine.loop import Loop
 from transduce.engine.objective import regression_loss
 from transduce.errors import DataError
 from transduce.estimators.callbacks import Callback, History
-from transduce.estimators.training import METRICS, KerasReport, check_metrics
+from transduce.estimators.training import METRICS, KerasReport, check_array, check_metrics
 from transduce.inference.search import rollout
 from transduce.nn.embed import TokenEmbedding, ValueEmbedding
 from transduce.nn.heads import VocabHead
@@ -30,33 +30,15 @@ from transduce.nn.models import build_parts, build_value_model
 from transduce.tasks.series import SeriesTask
 
 LOSSES = {
-    "mse": "mse", "mean_squared_error": "mse", "mae": "mae", "mean_absolute_error": "mae",
-    "huber": "huber", "categorical_crossentropy": "categorical",
+    "mse": "mse",
+    "mean_squared_error": "mse",
+    "mae": "mae",
+    "mean_absolute_error": "mae",
+    "huber": "huber",
+    "categorical_crossentropy": "categorical",
     "sparse_categorical_crossentropy": "sparse",
-}  # fmt: skip
+}
 DEFAULT_LR = {"adam": 1e-3, "rmsprop": 1e-3, "sgd": 1e-2}
-
-
-def _check(name: str, arr: Any, shape: tuple, integer: bool) -> np.ndarray:
-    """``arr`` as an array of ``shape`` (None = any size), finite, of the right dtype kind."""
-    a = np.asarray(arr)
-    want = "(" + ", ".join("samples" if i == 0 else str(s) for i, s in enumerate(shape)) + ")"
-    if a.ndim != len(shape) or any(
-        s is not None and s != n for s, n in zip(shape, a.shape, strict=True)
-    ):
-        raise ValueError(f"{name}: expected shape {want}, got {a.shape}")
-    if len(a) == 0:
-        raise ValueError(f"{name}: no samples (shape {a.shape})")
-    if integer and a.dtype.kind not in "iu":
-        raise ValueError(f"{name}: expected integer ids of shape {want}, got dtype {a.dtype}")
-    if not integer:
-        if a.dtype.kind not in "fiub":
-            raise ValueError(f"{name}: expected real numbers of shape {want}, got dtype {a.dtype}")
-        bad = ~np.isfinite(a.astype(np.float64))
-        if bad.any():
-            where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"{name}: NaN or inf at index {where} (shape {a.shape})")
-    return a
 
 
 class Estimator:
@@ -93,11 +75,19 @@ class Estimator:
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell: 'lstm' or 'gru', got {cell!r}")
         self.args = dict(
-            output_dim=output_dim, output_length=output_length,
-            hidden_dim=hidden_dim or output_dim, input_dim=input_dim, input_length=input_length,
-            depth=list(depth), cell=cell, dropout=dropout, bidirectional=bidirectional,
-            teacher_force=teacher_force, embed_dim=embed_dim, seed=seed,
-        )  # fmt: skip
+            output_dim=output_dim,
+            output_length=output_length,
+            hidden_dim=hidden_dim or output_dim,
+            input_dim=input_dim,
+            input_length=input_length,
+            depth=list(depth),
+            cell=cell,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            teacher_force=teacher_force,
+            embed_dim=embed_dim,
+            seed=seed,
+        )
         self.compiled: dict[str, Any] | None = None
         self.net: torch.nn.Module | None = None
         self.tokens_in: bool | None = None
@@ -111,10 +101,11 @@ class Estimator:
         hidden, embed = a["hidden_dim"], a["embed_dim"] or a["hidden_dim"]
         enc, dec = a["depth"]
         return ModelConfig(
-            preset=self._preset, cell=a["cell"],
+            preset=self._preset,
+            cell=a["cell"],
             encoder=EncoderConfig(embed, hidden, enc, a["bidirectional"], a["dropout"]),
             decoder=DecoderConfig(embed, hidden, dec, a["dropout"]),
-        )  # fmt: skip
+        )
 
     @property
     def tokens_out(self) -> bool:
@@ -138,9 +129,14 @@ class Estimator:
             raise ValueError(f"optimizer: one of {', '.join(DEFAULT_LR)}; got {optimizer!r}")
         metrics = check_metrics(metrics, LOSSES[loss] in ("categorical", "sparse"))
         kept = self.compiled is not None and self.compiled["loss"] == LOSSES[loss]
-        self.compiled = dict(loss=LOSSES[loss], loss_name=loss, optimizer=optimizer,
-                             lr=lr or DEFAULT_LR[optimizer], clip_norm=clip_norm,
-                             metrics=metrics)  # fmt: skip
+        self.compiled = dict(
+            loss=LOSSES[loss],
+            loss_name=loss,
+            optimizer=optimizer,
+            lr=lr or DEFAULT_LR[optimizer],
+            clip_norm=clip_norm,
+            metrics=metrics,
+        )
         self.optimizer_state = None
         if not kept:
             self.net = None  # the output kind changed: a new head
@@ -156,10 +152,12 @@ class Estimator:
         if self.tokens_out:
             # One extra target id starts the roll-out; the head predicts output_dim classes.
             net = build_parts(
-                cfg, a["input_dim"] if tokens_in else 0, a["output_dim"] + 1,
+                cfg,
+                a["input_dim"] if tokens_in else 0,
+                a["output_dim"] + 1,
                 src_embed=None if tokens_in else ValueEmbedding(a["input_dim"], embed),
                 make_head=lambda size: VocabHead(size, a["output_dim"]),
-            )  # fmt: skip
+            )
         else:
             src_embed = TokenEmbedding(a["input_dim"], embed) if tokens_in else None
             net = build_value_model(cfg, a["input_dim"], a["output_dim"], src_embed=src_embed)
@@ -174,10 +172,12 @@ class Estimator:
         if self.tokens_in is not None:
             tokens = self.tokens_in
         length, dim = self.args["input_length"], self.args["input_dim"]
-        a = _check(name, a, (None, length) if tokens else (None, length, dim), tokens)
+        a = check_array(name, a, (None, length) if tokens else (None, length, dim), tokens)
         if tokens and (a.min() < 0 or a.max() >= dim):
-            raise ValueError(f"{name}: token ids must lie in [0, input_dim={dim}), got "
-                             f"[{a.min()}, {a.max()}] (shape {a.shape})")  # fmt: skip
+            raise ValueError(
+                f"{name}: token ids must lie in [0, input_dim={dim}), got "
+                f"[{a.min()}, {a.max()}] (shape {a.shape})"
+            )
         if self.net is None:
             self.build(tokens)
         return a
@@ -186,12 +186,14 @@ class Estimator:
         T, D = self.args["output_length"], self.args["output_dim"]
         kind = self.compiled["loss"]
         if kind == "sparse":
-            y = _check(name, Y, (n, T), True)
+            y = check_array(name, Y, (n, T), True)
             if y.min() < 0 or y.max() >= D:
-                raise ValueError(f"{name}: class ids must lie in [0, output_dim={D}), got "
-                                 f"[{y.min()}, {y.max()}] (shape {y.shape})")  # fmt: skip
+                raise ValueError(
+                    f"{name}: class ids must lie in [0, output_dim={D}), got "
+                    f"[{y.min()}, {y.max()}] (shape {y.shape})"
+                )
             return y.astype(np.int64)
-        y = _check(name, Y, (n, T, D), False)
+        y = check_array(name, Y, (n, T, D), False)
         return y.argmax(-1).astype(np.int64) if kind == "categorical" else y.astype(np.float32)
 
     def _data(self, X: np.ndarray, Y: np.ndarray) -> ArrayData:
@@ -205,9 +207,17 @@ class Estimator:
 
     # ------------------------------------------------------------------ Keras verbs
 
-    def fit(self, X, Y, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
-            validation_data: tuple | None = None, verbose: int = 1,
-            callbacks: list[Callback] | None = None) -> History:  # fmt: skip
+    def fit(
+        self,
+        X,
+        Y,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_split: float = 0.0,
+        validation_data: tuple | None = None,
+        verbose: int = 1,
+        callbacks: list[Callback] | None = None,
+    ) -> History:
         """Train; ``validation_split`` holds out the last fraction of the samples (as Keras).
         ``verbose`` 1 or 2 prints one line per epoch (0: silent). Calling ``fit`` again goes
         on from the same weights and optimizer state."""
@@ -229,14 +239,29 @@ class Estimator:
         train = self._data(X, Y)
         return self._train(train, valid, probe, epochs, batch_size, verbose, callbacks or [])
 
-    def _train(self, train: ArrayData, valid: ArrayData | None, probe: ArrayData, epochs: int,
-               batch_size: int, verbose: int, callbacks: list[Callback]) -> History:  # fmt: skip
+    def _train(
+        self,
+        train: ArrayData,
+        valid: ArrayData | None,
+        probe: ArrayData,
+        epochs: int,
+        batch_size: int,
+        verbose: int,
+        callbacks: list[Callback],
+    ) -> History:
         c = self.compiled
         tcfg = TrainConfig(
-            optimizer=c["optimizer"], lr=c["lr"], batch_size=batch_size, epochs=epochs,
-            clip_norm=c["clip_norm"], teacher_forcing=1.0 if self.args["teacher_force"] else 0.0,
-            valid_exact=False, progress=False, log_every=0, seed=self.args["seed"],
-        )  # fmt: skip
+            optimizer=c["optimizer"],
+            lr=c["lr"],
+            batch_size=batch_size,
+            epochs=epochs,
+            clip_norm=c["clip_norm"],
+            teacher_forcing=1.0 if self.args["teacher_force"] else 0.0,
+            valid_exact=False,
+            progress=False,
+            log_every=0,
+            seed=self.args["seed"],
+        )
         cfg = Config(model=self.model_config(), train=tcfg)
         kind = "crossentropy" if self.tokens_out else c["loss"]
         history, self.stop_training = History(), False
@@ -244,8 +269,9 @@ class Estimator:
             callback.set_model(self)
             callback.on_train_begin()
         with tempfile.TemporaryDirectory() as run_dir:
-            report = KerasReport(self, c.get("metrics", []), callbacks, verbose,
-                                 valid is not None, history)  # fmt: skip
+            report = KerasReport(
+                self, c.get("metrics", []), callbacks, verbose, valid is not None, history
+            )
             task = SeriesTask(cfg, self.net, train, probe, loss=kind)
             trainer = Loop(cfg, task, run_dir, callbacks=[report])  # no files: a tmp run
             if self.optimizer_state is not None:
@@ -334,8 +360,12 @@ class Estimator:
         if self.net is None:
             raise RuntimeError("nothing to save: the model is not built (fit or predict first)")
         path = Path(path)
-        meta = {"class": type(self).__name__, "args": self.args, "compile": self.compiled,
-                "tokens_in": self.tokens_in}  # fmt: skip
+        meta = {
+            "class": type(self).__name__,
+            "args": self.args,
+            "compile": self.compiled,
+            "tokens_in": self.tokens_in,
+        }
         ckpt.save_weights(self.net, path / "model.safetensors", {"class": type(self).__name__})
         ckpt.atomic_write_text(path / "estimator.json", json.dumps(meta, indent=1) + "\n")
 

@@ -80,8 +80,14 @@ class EarlyStopping(_Monitor):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
     ``restore_best_weights`` puts back the best epoch's weights at the end."""
 
-    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
-                 mode: str = "auto", restore_best_weights: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 0,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best_weights: bool = False,
+    ):
         super().__init__(monitor, mode, min_delta)
         self.patience, self.restore_best_weights = patience, restore_best_weights
         self.wait, self.stopped_epoch, self.best_epoch, self._weights = 0, None, None, None
@@ -112,8 +118,13 @@ class ModelCheckpoint(_Monitor):
     ``save_best_only`` only when ``monitor`` improved. ``filepath`` may hold
     ``{epoch}`` and log names, e.g. ``"runs/ckpt_{epoch:02d}_{val_loss:.3f}"``."""
 
-    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss",
-                 save_best_only: bool = False, mode: str = "auto"):  # fmt: skip
+    def __init__(
+        self,
+        filepath: str | os.PathLike,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+    ):
         super().__init__(monitor, mode)
         self.filepath, self.save_best_only = os.fspath(filepath), save_best_only
         self.saved: list[str] = []

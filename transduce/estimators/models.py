@@ -21,8 +21,14 @@ class Seq2Seq(Estimator):
     vector enters every decoder step. ``teacher_force=False`` (the seeds' default) trains
     on the model's own previous outputs."""
 
-    def __init__(self, output_dim: int, output_length: int, peek: bool = False,
-                 teacher_force: bool = False, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        output_dim: int,
+        output_length: int,
+        peek: bool = False,
+        teacher_force: bool = False,
+        **kwargs,
+    ):
         self._preset = "cho" if peek else "sutskever"
         super().__init__(output_dim, output_length, teacher_force=teacher_force, **kwargs)
         self.args["peek"] = peek
@@ -33,8 +39,7 @@ class AttentionSeq2Seq(Estimator):
 
     _preset = "bahdanau"
 
-    def __init__(self, output_dim: int, output_length: int, bidirectional: bool = True,
-                 **kwargs):  # fmt: skip
+    def __init__(self, output_dim: int, output_length: int, bidirectional: bool = True, **kwargs):
         super().__init__(output_dim, output_length, bidirectional=bidirectional, **kwargs)
 
 

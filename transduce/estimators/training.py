@@ -1,13 +1,15 @@
 """How the array API trains: the project's loop on a series task, observed by one loop
 callback (:class:`KerasReport`) that gives what a Keras user expects of ``fit``: the
 compiled metrics on training and validation batches, one line per epoch, and Keras
-callbacks that may stop training. Nothing here overrides the loop."""
+callbacks that may stop training. Nothing here overrides the loop. And the checks of
+the arrays ``fit``, ``predict`` and ``evaluate`` take."""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
+import numpy as np
 import torch
 
 from transduce.data.series import ValueBatch
@@ -17,8 +19,14 @@ from transduce.estimators.callbacks import Callback as KerasCallback
 from transduce.estimators.callbacks import History
 
 # Metric names as Keras takes them -> what is computed.
-METRICS = {"accuracy": "acc", "acc": "acc", "mae": "mae", "mean_absolute_error": "mae",
-           "mse": "mse", "mean_squared_error": "mse"}  # fmt: skip
+METRICS = {
+    "accuracy": "acc",
+    "acc": "acc",
+    "mae": "mae",
+    "mean_absolute_error": "mae",
+    "mse": "mse",
+    "mean_squared_error": "mse",
+}
 TOKEN_METRICS, VALUE_METRICS = {"acc"}, {"mae", "mse"}
 
 
@@ -71,8 +79,15 @@ class KerasReport(Callback):
     to the ``History``, prints the Keras line (``verbose``) and runs the user's Keras
     callbacks, any of which may stop training (``estimator.stop_training``)."""
 
-    def __init__(self, estimator, metrics: list[str], callbacks: list[KerasCallback],
-                 verbose: int, has_valid: bool, history: History):  # fmt: skip
+    def __init__(
+        self,
+        estimator,
+        metrics: list[str],
+        callbacks: list[KerasCallback],
+        verbose: int,
+        has_valid: bool,
+        history: History,
+    ):
         self.estimator, self.callbacks, self.verbose = estimator, callbacks, verbose
         self.has_valid, self.history = has_valid, history
         self.sums = {"train": MetricSums(metrics), "valid": MetricSums(metrics)}
@@ -105,8 +120,33 @@ class KerasReport(Callback):
         if self.verbose:
             seconds, self.last_seconds = loop.elapsed - self.last_seconds, loop.elapsed
             shown = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-            print(f"Epoch {epoch + 1}/{loop.tcfg.epochs} - {seconds:.2f}s - {shown}",
-                  file=sys.stdout, flush=True)  # fmt: skip
+            print(
+                f"Epoch {epoch + 1}/{loop.tcfg.epochs} - {seconds:.2f}s - {shown}",
+                file=sys.stdout,
+                flush=True,
+            )
         for callback in self.callbacks:
             callback.on_epoch_end(epoch, logs)
         loop.stop_training = loop.stop_training or self.estimator.stop_training
+
+
+def check_array(name: str, arr: Any, shape: tuple, integer: bool) -> np.ndarray:
+    """``arr`` as an array of ``shape`` (None = any size), finite, of the right dtype kind."""
+    a = np.asarray(arr)
+    want = "(" + ", ".join("samples" if i == 0 else str(s) for i, s in enumerate(shape)) + ")"
+    if a.ndim != len(shape) or any(
+        s is not None and s != n for s, n in zip(shape, a.shape, strict=True)
+    ):
+        raise ValueError(f"{name}: expected shape {want}, got {a.shape}")
+    if len(a) == 0:
+        raise ValueError(f"{name}: no samples (shape {a.shape})")
+    if integer and a.dtype.kind not in "iu":
+        raise ValueError(f"{name}: expected integer ids of shape {want}, got dtype {a.dtype}")
+    if not integer:
+        if a.dtype.kind not in "fiub":
+            raise ValueError(f"{name}: expected real numbers of shape {want}, got dtype {a.dtype}")
+        bad = ~np.isfinite(a.astype(np.float64))
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{name}: NaN or inf at index {where} (shape {a.shape})")
+    return a

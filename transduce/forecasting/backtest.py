@@ -75,8 +75,10 @@ def backtest(
     first = horizon + (windows - 1) * step  # checked before the cuts are listed: 1e20 windows
     longest = max((len(v) for v in series.values), default=0)
     if first + max(2 * period, 2) > longest:
-        raise ValueError(f"--windows {windows} --step {step}: the first origin is {first} values "
-                         f"before the end, the longest series has {longest}")  # fmt: skip
+        raise ValueError(
+            f"--windows {windows} --step {step}: the first origin is {first} values "
+            f"before the end, the longest series has {longest}"
+        )
     for k, cut in enumerate(window_cuts(windows, step, horizon)):
         keep, hist, truth = split_window(series, cut, horizon, max(2 * period, 2))
         if not keep:

@@ -28,8 +28,9 @@ def pandas():
     try:
         import pandas as pd
     except ImportError:
-        raise DataError("DataFrame", None, "pandas is not installed: pip install "
-                        "'transduce[frames]'") from None  # fmt: skip
+        raise DataError(
+            "DataFrame", None, "pandas is not installed: pip install 'transduce[frames]'"
+        ) from None
     return pd
 
 
@@ -47,8 +48,12 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
     keys = KEYS if need_y else KEYS[:2]
     missing = [k for k in keys if k not in df.columns]
     if missing:
-        raise DataError(where, None, f"no column {missing[0]!r} (need {', '.join(keys)}; "
-                        f"got {', '.join(map(str, df.columns))[:80]})")  # fmt: skip
+        raise DataError(
+            where,
+            None,
+            f"no column {missing[0]!r} (need {', '.join(keys)}; "
+            f"got {', '.join(map(str, df.columns))[:80]})",
+        )
     if len(df) == 0:
         raise DataError(where, None, "no observations (an empty table)")
     df = df.reset_index(drop=True)
@@ -64,8 +69,11 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
     dup = df.duplicated(["unique_id", "ds"]).to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
-        raise DataError(where, line(row), f"row {row}: series {_id(df, row)} "
-                        f"at {df['ds'].iloc[row]} appears twice")  # fmt: skip
+        raise DataError(
+            where,
+            line(row),
+            f"row {row}: series {_id(df, row)} at {df['ds'].iloc[row]} appears twice",
+        )
     df = df.assign(_order=np.arange(len(df)))
     ids = list(dict.fromkeys(df["unique_id"].astype(str)))
     groups = {str(k): g.sort_values("ds") for k, g in df.groupby(df["unique_id"].astype(str))}
@@ -97,8 +105,11 @@ def _check_numbers(df: Any, col: str, where: str, line) -> None:
         row = int(bad[0])
         text = str(df[col].iloc[row])[:30]
         what = "beyond ±1e15" if np.isfinite(values[row]) else "not a finite number"
-        raise DataError(where, line(row), f"row {row}: column {str(col)[:40]!r}: {text!r} "
-                        f"is {what} (series {_id(df, row)})")  # fmt: skip
+        raise DataError(
+            where,
+            line(row),
+            f"row {row}: column {str(col)[:40]!r}: {text!r} is {what} (series {_id(df, row)})",
+        )
 
 
 def _first(mask: np.ndarray) -> int | None:
@@ -118,25 +129,44 @@ def _stamps(df: Any, where: str, line) -> Any:
     if pd.api.types.is_numeric_dtype(ds) or (text and numbers.notna().all()):
         values = np.asarray(numbers, dtype=float)
         if (row := _first(~np.isfinite(values))) is not None:
-            raise DataError(where, line(row), f"row {row}: series {_id(df, row)}: column "
-                            f"'ds': {str(ds.iloc[row])[:30]!r} is not a finite number")  # fmt: skip
+            raise DataError(
+                where,
+                line(row),
+                f"row {row}: series {_id(df, row)}: column "
+                f"'ds': {str(ds.iloc[row])[:30]!r} is not a finite number",
+            )
         step = pd.Series(values).groupby(ids.to_numpy(), sort=False).diff().to_numpy()
         if (row := _first(step < 0)) is not None:
-            raise DataError(where, line(row), f"row {row}: series {_id(df, row)}: ds "
-                            f"{values[row]:g} after {values[row] - step[row]:g}: numeric "
-                            "timestamps must increase")  # fmt: skip
+            raise DataError(
+                where,
+                line(row),
+                f"row {row}: series {_id(df, row)}: ds "
+                f"{values[row]:g} after {values[row] - step[row]:g}: numeric "
+                "timestamps must increase",
+            )
         return pd.Series(values if text else ds.to_numpy(), index=df.index)
     if text and (row := _first(numbers.notna().to_numpy())) is not None:
-        raise DataError(where, line(row), f"row {row}: series {_id(df, row)}: ds "
-                        f"{str(ds.iloc[row])[:30]!r} is a number among dates")  # fmt: skip
+        raise DataError(
+            where,
+            line(row),
+            f"row {row}: series {_id(df, row)}: ds "
+            f"{str(ds.iloc[row])[:30]!r} is a number among dates",
+        )
     parsed = ds if pd.api.types.is_datetime64_any_dtype(ds) else _dates(df, where, line)
     if (row := _first(parsed.isna().to_numpy())) is not None:
-        raise DataError(where, line(row), f"row {row}: column 'ds': {str(ds.iloc[row])[:30]!r}"
-                        " is neither a date nor a number (or past the year 9999)")  # fmt: skip
+        raise DataError(
+            where,
+            line(row),
+            f"row {row}: column 'ds': {str(ds.iloc[row])[:30]!r}"
+            " is neither a date nor a number (or past the year 9999)",
+        )
     years = parsed.dt.year.to_numpy()
     if (row := _first((years < 1) | (years > 9999))) is not None:
-        raise DataError(where, line(row), f"row {row}: series {_id(df, row)}: "
-                        f"{str(ds.iloc[row])[:30]} is past the year 9999")  # fmt: skip
+        raise DataError(
+            where,
+            line(row),
+            f"row {row}: series {_id(df, row)}: {str(ds.iloc[row])[:30]} is past the year 9999",
+        )
     return parsed
 
 
@@ -158,9 +188,13 @@ def _dates(df: Any, where: str, line) -> Any:
     mixed = zoned != first.transform("first").to_numpy()
     if (row := _first(mixed)) is not None:
         kind = "with a zone" if zoned[row] else "without a zone"
-        raise DataError(where, line(row), f"row {row}: series {_id(df, row)}: "
-                        f"{str(ds.iloc[row])[:40]} is a date {kind} among dates "
-                        f"{'without' if zoned[row] else 'with'} one")  # fmt: skip
+        raise DataError(
+            where,
+            line(row),
+            f"row {row}: series {_id(df, row)}: "
+            f"{str(ds.iloc[row])[:40]} is a date {kind} among dates "
+            f"{'without' if zoned[row] else 'with'} one",
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -235,8 +269,11 @@ def future_ds(stamps: list, horizon: int) -> list:
             raise OverflowError  # what the CSV readers and JSON dates cannot hold
         return out
     except (OverflowError, pd.errors.OutOfBoundsDatetime, ValueError):
-        raise DataError("forecast", None, f"{horizon} steps after {str(stamps[-1])[:40]} "
-                        "pass the last date that can be held") from None  # fmt: skip
+        raise DataError(
+            "forecast",
+            None,
+            f"{horizon} steps after {str(stamps[-1])[:40]} pass the last date that can be held",
+        ) from None
 
 
 def forecasts_frame(series: SeriesSet, point: np.ndarray, bands: dict | None = None) -> Any:

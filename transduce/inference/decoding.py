@@ -250,8 +250,9 @@ def search_rows(
     if constraints is not None and any(constraints):
         from transduce.inference.constrained import constrained_beam_search as fn
 
-        nb = fn(ops, model, src, src_mask, **limits, constraints=constraints,
-                **search_kwargs(fn, o))  # fmt: skip
+        nb = fn(
+            ops, model, src, src_mask, **limits, constraints=constraints, **search_kwargs(fn, o)
+        )
         return _nbest_rows(nb)
     if o.sample or (o.beam == 1 and o.nbest == 1):
         fn = core.sample if o.sample else core.decode
@@ -272,10 +273,17 @@ def search_rows(
 def _nbest_rows(nb) -> list:
     att = nb.attention
     return [
-        [(nb.tokens[i][j], nb.scores[i][j], nb.logprobs[i][j],
-          att[i][j] if att is not None else None) for j in range(len(nb.tokens[i]))]
+        [
+            (
+                nb.tokens[i][j],
+                nb.scores[i][j],
+                nb.logprobs[i][j],
+                att[i][j] if att is not None else None,
+            )
+            for j in range(len(nb.tokens[i]))
+        ]
         for i in range(len(nb.tokens))
-    ]  # fmt: skip
+    ]
 
 
 def _rounded(matrix, digits: int) -> list:

@@ -161,8 +161,9 @@ class EnsembleTranslator(Translator):
         names = names or [f"member {i}" for i in range(len(members))]
         _check_compatible(members, names)
         first = members[0]
-        super().__init__(first.cfg, first.pipeline, Ensemble([t.model for t in members]),
-                         first.device)  # fmt: skip
+        super().__init__(
+            first.cfg, first.pipeline, Ensemble([t.model for t in members]), first.device
+        )
         self.members, self.names = members, names
 
     @classmethod

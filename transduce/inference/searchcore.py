@@ -156,8 +156,17 @@ def sample(
         return ops.multinomial(probs, generator)
 
     limits = (max_len, max_len_ratio)
-    return decode(ops, model, src, src_mask, *limits, choose, attention=attention, prefix=prefix,
-                  on_step=on_step)  # fmt: skip
+    return decode(
+        ops,
+        model,
+        src,
+        src_mask,
+        *limits,
+        choose,
+        attention=attention,
+        prefix=prefix,
+        on_step=on_step,
+    )
 
 
 # ---------------------------------------------------------------------- beam search

@@ -52,8 +52,12 @@ def limit_inputs(
             )
         if n < 5:
             done = f"truncated to {max_len}" if policy == "truncate" else "skipped (empty output)"
-            log.warning("%s: %s source tokens, %s (decode.max_input_len; --max-input-len, "
-                        "--on-long-input)", where, f"{len(tokens[i]):,}", done)  # fmt: skip
+            log.warning(
+                "%s: %s source tokens, %s (decode.max_input_len; --max-input-len, --on-long-input)",
+                where,
+                f"{len(tokens[i]):,}",
+                done,
+            )
         tokens[i] = tokens[i][:max_len] if policy == "truncate" else []
     if len(long) > 5:
         log.warning("%d over-long input lines in all (%s)", len(long), policy)

@@ -133,8 +133,12 @@ class TextDecoder:
             for phrase in phrases:
                 unknown = [t for t in phrase if t not in vocab.stoi]
                 if unknown:
-                    raise DataError("<constraints>", first + i, f"{unknown[0]!r} is not in the "
-                                    "target vocabulary, so no output can contain it")  # fmt: skip
+                    raise DataError(
+                        "<constraints>",
+                        first + i,
+                        f"{unknown[0]!r} is not in the "
+                        "target vocabulary, so no output can contain it",
+                    )
             out.append(phrases)
         return pre, out
 
@@ -241,8 +245,10 @@ class SearchDecoder(TextDecoder):
                 padded = np.zeros((len(rows), max(1, *map(len, rows))), dtype=np.int64)
                 for r, p in enumerate(rows):
                     padded[r, : len(p)] = p
-                prefix = (self.ops.tensor(padded.tolist(), "int", src),
-                          self.ops.tensor([len(p) for p in rows], "int", src))  # fmt: skip
+                prefix = (
+                    self.ops.tensor(padded.tolist(), "int", src),
+                    self.ops.tensor([len(p) for p in rows], "int", src),
+                )
             cons = None
             if constraints is not None:
                 cons = [[vocab.encode(p) for p in constraints[i]] for i in idx]
@@ -275,8 +281,9 @@ class SearchDecoder(TextDecoder):
         for idx, src, mask in self._batches(ids, o.batch_size or self.defaults["batch_size"]):
             src, mask = self._sources(src, mask, [texts[i] for i in idx], o)
             gold = target_batch([vocab.encode(targets[i]) for i in idx], EOS_ID)
-            logp = teacher_forced(self.ops, self.model, src, mask,
-                                  self.ops.tensor(gold.tolist(), "int", src))  # fmt: skip
+            logp = teacher_forced(
+                self.ops, self.model, src, mask, self.ops.tensor(gold.tolist(), "int", src)
+            )
             for row, i in enumerate(idx):
                 n = len(targets[i]) + 1
                 per = logp[row, :n].tolist()

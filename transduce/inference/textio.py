@@ -48,9 +48,12 @@ def add_stream_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="each input line is SOURCE<TAB>PREFIX (the text after the last tab)",
     )
-    g.add_argument("--constraints-file", metavar="FILE",
-                   help="one JSON list of target phrases per input line, e.g. "
-                   '["Hund", "roten Ball"]: every output contains them (beam search)')  # fmt: skip
+    g.add_argument(
+        "--constraints-file",
+        metavar="FILE",
+        help="one JSON list of target phrases per input line, e.g. "
+        '["Hund", "roten Ball"]: every output contains them (beam search)',
+    )
 
 
 def _reader(f: IO[bytes] | str, path: str, out: queue.Queue) -> None:
@@ -127,8 +130,9 @@ def _side(values: list | None, path: str | None, start: int, n: int) -> list | N
     if values is None:
         return None
     if start + n > len(values):
-        raise DataError(path or "", None, f"{len(values)} lines, but input line "
-                        f"{len(values) + 1} needs one")  # fmt: skip
+        raise DataError(
+            path or "", None, f"{len(values)} lines, but input line {len(values) + 1} needs one"
+        )
     return values[start : start + n]
 
 

@@ -49,8 +49,11 @@ class Translator(SearchDecoder):
         model = build_model(
             cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab), sources=pipeline.fields
         )
-        names = {"best": "model.safetensors", "last": "last/model.safetensors",
-                 "averaged": "averaged/model.safetensors"}  # fmt: skip
+        names = {
+            "best": "model.safetensors",
+            "last": "last/model.safetensors",
+            "averaged": "averaged/model.safetensors",
+        }
         if checkpoint not in names:
             raise ValueError(f"checkpoint must be one of {', '.join(names)}, got {checkpoint!r}")
         weights = run_dir / names[checkpoint]

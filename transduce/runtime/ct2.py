@@ -52,11 +52,19 @@ class CT2Translator(TextDecoder):
 
             if o.seed is not None:
                 ctranslate2.set_random_seed(o.seed)
-            return dict(beam_size=1, num_hypotheses=o.nbest, sampling_topk=o.top_k,
-                        sampling_topp=o.top_p, sampling_temperature=o.temperature)  # fmt: skip
-        return dict(beam_size=o.beam, num_hypotheses=o.nbest,
-                    length_penalty=1.0 if o.normalize else 0.0,
-                    no_repeat_ngram_size=o.no_repeat_ngram)  # fmt: skip
+            return dict(
+                beam_size=1,
+                num_hypotheses=o.nbest,
+                sampling_topk=o.top_k,
+                sampling_topp=o.top_p,
+                sampling_temperature=o.temperature,
+            )
+        return dict(
+            beam_size=o.beam,
+            num_hypotheses=o.nbest,
+            length_penalty=1.0 if o.normalize else 0.0,
+            no_repeat_ngram_size=o.no_repeat_ngram,
+        )
 
     def _known(self, tokens: list[list[str]], vocab) -> list[list[str]]:
         return [[t if t in vocab.stoi else "<unk>" for t in toks] for toks in tokens]
@@ -77,11 +85,15 @@ class CT2Translator(TextDecoder):
             if prefixes is not None:
                 kwargs["target_prefix"] = [prefixes[k] or None for k in group]
             out = self.ct2.translate_batch(
-                [known[k] for k in group], max_batch_size=o.batch_size or 64,
-                max_decoding_length=limit, return_scores=True, **kwargs,
+                [known[k] for k in group],
+                max_batch_size=o.batch_size or 64,
+                max_decoding_length=limit,
+                return_scores=True,
+                **kwargs,
                 # ours may end at the first step; inputs were limited above already
-                min_decoding_length=0, max_input_length=0,
-            )  # fmt: skip
+                min_decoding_length=0,
+                max_input_length=0,
+            )
             for k, res in zip(group, out, strict=True):
                 results[k] = [
                     self._text(tokens[k], hyp, float(score), None, None)

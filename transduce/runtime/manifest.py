@@ -121,5 +121,8 @@ def check_graph(path: Path, name: str, inputs: list[str], outputs: list[str]) ->
     missing = [n for n in want_in if n not in inputs] + [n for n in want_out if n not in outputs]
     wrong = name == "init_state" and any(not n.startswith("memory.") for n in inputs)
     if missing or wrong:
-        _fail(path, f"not the {name} graph of an export (its inputs are {inputs[:4]}, outputs "
-              f"{outputs[:4]}); the file was replaced or damaged")  # fmt: skip
+        _fail(
+            path,
+            f"not the {name} graph of an export (its inputs are {inputs[:4]}, outputs "
+            f"{outputs[:4]}); the file was replaced or damaged",
+        )

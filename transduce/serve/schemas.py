@@ -124,8 +124,9 @@ class ScoreRequest(_Body):
 
 
 class PairScoreResult(BaseModel):
-    logprob: float | None = Field(description="log-probability of the target and </s> "
-                                  "(null: an empty source, skipped)")  # fmt: skip
+    logprob: float | None = Field(
+        description="log-probability of the target and </s> (null: an empty source, skipped)"
+    )
     normalized: float | None = Field(description="logprob per token (</s> counted)")
     tokens: list[str] = Field(description="the target's tokens, then </s>")
     per_token: list[float] = Field(description="the log-probability of each token")

@@ -3,5 +3,11 @@ health and metrics. They reach the shared state through :func:`transduce.serve.s
 
 from transduce.serve.routes import forecast, health, metrics, models, score, translate
 
-ROUTERS = [health.router, metrics.router, models.router, translate.router, score.router,
-           forecast.router]  # fmt: skip
+ROUTERS = [
+    health.router,
+    metrics.router,
+    models.router,
+    translate.router,
+    score.router,
+    forecast.router,
+]

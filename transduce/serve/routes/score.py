@@ -31,15 +31,22 @@ async def score(body: s.ScoreRequest, request: Request, state: BoundedState) -> 
     name, model = pick(state.models, body.model, "text")
     texts = check_texts(body.texts, ("text",), limits)
     if len(body.targets) != len(texts):
-        raise ApiError(422, "targets", f"{len(body.targets)} targets for {len(texts)} texts: "
-                       "give one target per text")  # fmt: skip
+        raise ApiError(
+            422,
+            "targets",
+            f"{len(body.targets)} targets for {len(texts)} texts: give one target per text",
+        )
     targets = check_texts(body.targets, ("text",), limits)
     steps = max(len(t) for t in targets) + 1  # a token is at most one character, then </s>
     cost = compute_cost(len(texts), 1, 1, False, steps)
     if cost > limits.max_compute:
-        raise ApiError(422, "targets", f"pairs x (longest target + 1) = {len(texts)} x {steps} "
-                       f"= {cost:,} is over this server's budget of {limits.max_compute:,} "
-                       "(--max-compute): split the request")  # fmt: skip
+        raise ApiError(
+            422,
+            "targets",
+            f"pairs x (longest target + 1) = {len(texts)} x {steps} "
+            f"= {cost:,} is over this server's budget of {limits.max_compute:,} "
+            "(--max-compute): split the request",
+        )
     start = time.perf_counter()
     work = asyncio.wrap_future(state.executor.submit(model.translator.score, texts, targets))
     found = await decode_or_give_up(request, state, name, work)

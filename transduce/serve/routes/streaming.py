@@ -31,26 +31,37 @@ from transduce.serve.state import ServeState
 MAX_PHRASES = 16  # constraint phrases per text
 
 
-def targeted(texts: list[str], body: Any, model: Any, options: DecodeOptions,
-             limits: ServeLimits) -> list[str]:  # fmt: skip
+def targeted(
+    texts: list[str], body: Any, model: Any, options: DecodeOptions, limits: ServeLimits
+) -> list[str]:
     """The texts as batcher items with their prefix and constraints (422 naming the field
     for a wrong count, an oversized phrase, an engine that cannot, or too much work)."""
     n = len(texts)
     prefixes = body.prefix if isinstance(body.prefix, list) else [body.prefix or ""] * n
     if len(prefixes) != n:
-        raise ApiError(422, "prefix", f"{len(prefixes)} prefixes for {n} texts: give one "
-                       "string, or one per text")  # fmt: skip
+        raise ApiError(
+            422,
+            "prefix",
+            f"{len(prefixes)} prefixes for {n} texts: give one string, or one per text",
+        )
     constraints = body.constraints if body.constraints is not None else [[] for _ in texts]
     if len(constraints) != n:
-        raise ApiError(422, "constraints", f"{len(constraints)} lists for {n} texts: give "
-                       "one list of phrases per text")  # fmt: skip
+        raise ApiError(
+            422,
+            "constraints",
+            f"{len(constraints)} lists for {n} texts: give one list of phrases per text",
+        )
     for i, (prefix, phrases) in enumerate(zip(prefixes, constraints, strict=True)):
         if len(prefix) > limits.max_chars:
-            raise ApiError(422, f"prefix[{i}]", f"{len(prefix)} characters: at most "
-                           f"{limits.max_chars}")  # fmt: skip
+            raise ApiError(
+                422, f"prefix[{i}]", f"{len(prefix)} characters: at most {limits.max_chars}"
+            )
         if len(phrases) > MAX_PHRASES or sum(map(len, phrases)) > limits.max_chars:
-            raise ApiError(422, f"constraints[{i}]", f"at most {MAX_PHRASES} phrases of "
-                           f"{limits.max_chars} characters in all")  # fmt: skip
+            raise ApiError(
+                422,
+                f"constraints[{i}]",
+                f"at most {MAX_PHRASES} phrases of {limits.max_chars} characters in all",
+            )
     if any(constraints):
         try:
             model.translator.check_inputs(options, constraints)
@@ -60,9 +71,13 @@ def targeted(texts: list[str], body: Any, model: Any, options: DecodeOptions,
         max_len = (options.max_len or model.max_len) + max(map(len, prefixes))
         cost = compute_cost(n, options.beam, options.nbest, False, max_len) * (1 + most)
         if cost > limits.max_compute:
-            raise ApiError(422, "constraints", f"texts x beam x max_len x (1 + phrases) = "
-                           f"{cost:,} is over this server's budget of {limits.max_compute:,} "
-                           "(--max-compute): fewer texts or phrases, or a lower beam")  # fmt: skip
+            raise ApiError(
+                422,
+                "constraints",
+                f"texts x beam x max_len x (1 + phrases) = "
+                f"{cost:,} is over this server's budget of {limits.max_compute:,} "
+                "(--max-compute): fewer texts or phrases, or a lower beam",
+            )
     if not any(prefixes) and not any(constraints):
         return texts
     return [TextItem(t, p, c) for t, p, c in zip(texts, prefixes, constraints, strict=True)]
@@ -72,8 +87,15 @@ def _event(kind: str, data: dict) -> str:
     return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def streamed(request: Request, state: ServeState, name: str, model: Any, items: list[str],
-             options: DecodeOptions, body: Any) -> StreamingResponse:  # fmt: skip
+def streamed(
+    request: Request,
+    state: ServeState,
+    name: str,
+    model: Any,
+    items: list[str],
+    options: DecodeOptions,
+    body: Any,
+) -> StreamingResponse:
     """Server-sent events of one request's decode (see the module's docstring)."""
     from transduce.serve.routes.translate import result
 
@@ -88,8 +110,9 @@ def streamed(request: Request, state: ServeState, name: str, model: Any, items: 
     def on_token(i: int, j: int, text: str) -> None:
         if stop():
             raise DecodeCancelled
-        loop.call_soon_threadsafe(events.put_nowait, ("token", {"index": i, "hypothesis": j,
-                                                                "text": text}))  # fmt: skip
+        loop.call_soon_threadsafe(
+            events.put_nowait, ("token", {"index": i, "hypothesis": j, "text": text})
+        )
 
     def run() -> list:
         decode = lambda xs, o: decode_items(model.translator, xs, o, on_token)  # noqa: E731

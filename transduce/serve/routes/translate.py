@@ -72,8 +72,9 @@ def _unicode(text: str, where: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
-        raise ApiError(422, where, f"not valid Unicode text (a lone surrogate at character "
-                       f"{err.start})") from None  # fmt: skip
+        raise ApiError(
+            422, where, f"not valid Unicode text (a lone surrogate at character {err.start})"
+        ) from None
     return text
 
 
@@ -126,13 +127,18 @@ def _check_compute(n: int, body: s.TranslateRequest, default_len: int, budget: i
         field = "max_len"
     if n > width and n > max_len:
         field = "texts"
-    raise ApiError(422, field, f"texts x {'nbest' if body.sample else 'beam'} x max_len = "
-                   f"{n} x {width} x {max_len} = {cost:,} is over this server's budget of "
-                   f"{budget:,} (--max-compute): lower {field} or split the request")  # fmt: skip
+    raise ApiError(
+        422,
+        field,
+        f"texts x {'nbest' if body.sample else 'beam'} x max_len = "
+        f"{n} x {width} x {max_len} = {cost:,} is over this server's budget of "
+        f"{budget:,} (--max-compute): lower {field} or split the request",
+    )
 
 
-def _check_input_work(texts: list[str], body: s.TranslateRequest, default_len: int,
-                      limit: int) -> None:  # fmt: skip
+def _check_input_work(
+    texts: list[str], body: s.TranslateRequest, default_len: int, limit: int
+) -> None:
     """One input's work (:func:`batch_work`): a batch cannot split an input, so this
     bounds how long any other request can wait behind one batch."""
     width = body.nbest if body.sample else body.beam
@@ -143,10 +149,14 @@ def _check_input_work(texts: list[str], body: s.TranslateRequest, default_len: i
     if work <= limit:
         return
     field = "beam" if width > 1 else ("max_len" if body.max_len else f"texts[{longest}]")
-    raise ApiError(422, field, f"texts[{longest}]: beam x (max_len + 8) x source characters "
-                   f"= {width} x {max_len + 8} x {chars} = {work:,} is over this server's "
-                   f"{limit:,} per input (--max-batch-work): lower beam or max_len, or send "
-                   "a shorter text")  # fmt: skip
+    raise ApiError(
+        422,
+        field,
+        f"texts[{longest}]: beam x (max_len + 8) x source characters "
+        f"= {width} x {max_len + 8} x {chars} = {work:,} is over this server's "
+        f"{limit:,} per input (--max-batch-work): lower beam or max_len, or send "
+        "a shorter text",
+    )
 
 
 def _check_attention_size(texts: list[str], body: s.TranslateRequest, default_len: int) -> None:
@@ -155,9 +165,13 @@ def _check_attention_size(texts: list[str], body: s.TranslateRequest, default_le
     rows = body.max_len or default_len
     cells = body.nbest * rows * sum(len(t) + 1 for t in texts)
     if cells > s.MAX_ATTENTION_CELLS:
-        raise ApiError(422, "return_attention", f"the attention matrices could reach {cells:,} "
-                       f"weights (at most {s.MAX_ATTENTION_CELLS:,}): send fewer or shorter "
-                       "texts, or lower nbest or max_len")  # fmt: skip
+        raise ApiError(
+            422,
+            "return_attention",
+            f"the attention matrices could reach {cells:,} "
+            f"weights (at most {s.MAX_ATTENTION_CELLS:,}): send fewer or shorter "
+            "texts, or lower nbest or max_len",
+        )
 
 
 def result(hyps: list[Translation], body: s.TranslateRequest) -> s.TranslationResult:
@@ -166,8 +180,9 @@ def result(hyps: list[Translation], body: s.TranslateRequest) -> s.TranslationRe
         if body.return_attention and h.attention is not None:
             att = np.round(h.attention.astype(np.float64), 4).tolist()
         tokens = h.out_tokens if body.return_tokens or body.return_attention else None
-        return s.Hypothesis(text=h.text, score=h.score, logprob=h.logprob, tokens=tokens,
-                            attention=att)  # fmt: skip
+        return s.Hypothesis(
+            text=h.text, score=h.score, logprob=h.logprob, tokens=tokens, attention=att
+        )
 
     src = hyps[0].src_tokens if body.return_tokens or body.return_attention else None
     return s.TranslationResult(src_tokens=src, hypotheses=[one(h) for h in hyps])
