@@ -281,3 +281,28 @@ def test_runtime_output_never_replaces_an_input_or_the_model(exported, runs, tmp
     args = ["translate", "--model", str(exported), "--input", str(src), "--output", str(out)]
     assert runtime_main(args) == 2
     assert out.read_bytes() == before
+
+
+def test_no_validation_split_is_refused_in_one_line(tmp_path):
+    """data.valid_fraction=0 without data.valid used to train and report a validation loss
+    of 0.0 (validation on nothing)."""
+    import subprocess
+    import sys
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"a{i}\tb{i}\n" for i in range(40)), encoding="utf-8")
+    from transduce.config import save_config
+
+    config = tmp_path / "c.yaml"
+    save_config(tiny_config(pairs, data={"valid_fraction": 0.0}), config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "transduce", "train", str(config), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and len(err) == 1, proc.stderr
+    assert "data.valid_fraction=0" in err[0] and "no validation pairs" in err[0]
+    assert not (tmp_path / "r").exists()  # a failed start leaves no run folder

@@ -102,6 +102,11 @@ def load_texts(cfg: DataConfig) -> TextSplits:
         tr, va = split_tail(len(train.src), cfg.valid_fraction)
     else:
         tr, va = split_by_source(train.src, cfg.valid_fraction, cfg.split_seed)
+    if not va:  # validation on nothing would report a loss of 0 and pick "best" from it
+        raise ValueError(
+            f"data.valid_fraction={cfg.valid_fraction} leaves no validation pairs out of "
+            f"{len(train.src)}; give data.valid (a file) or a fraction above 0"
+        )
     pick = lambda xs, idx: [xs[i] for i in idx]  # noqa: E731
     return TextSplits(
         pick(train.src, tr),
