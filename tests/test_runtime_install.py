@@ -118,7 +118,7 @@ def _get(url: str, body: dict | None = None) -> dict:
         return json.loads(reply.read())
 
 
-def test_the_runtime_venv_has_no_torch_and_fits_the_size_target(venv):
+def test_the_runtime_venv_has_no_torch_nor_a_torch_sized_package(venv):
     probe = (
         "import importlib.util as u, json, sys; print(json.dumps({m: u.find_spec(m) is not "
         "None for m in sys.argv[1:]}))"
