@@ -65,7 +65,7 @@ def test_run_trains_and_stores_subword_models(tmp_path, joint):
 
 
 def test_joint_vocab_needs_subwords_on_both_sides(tmp_path):
-    tsv = write_tsv(tmp_path / "d.tsv", [("ab", "ba")] * 20)
+    tsv = write_tsv(tmp_path / "d.tsv", [("ab", "ba"), ("cd", "dc")] * 10)  # splittable
     data = {"src_tokenizer": "bpe", "tgt_tokenizer": "char", "joint_vocab": True}
     with pytest.raises(ValueError, match="joint_vocab needs the same subword tokenizer"):
         train(tiny_config(tsv, data=data), tmp_path / "run")
