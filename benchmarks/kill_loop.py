@@ -3,7 +3,7 @@ each until it finishes, and check it ends bit-identical to an uninterrupted run.
 
 Every run is a forked child process (torch is imported once, here), killed with a real
 SIGKILL: phase 1 kills one fresh run at each write a checkpoint makes (the k-th write for
-every k, through ``checkpoint.fault_hook``), phase 2 kills runs at random times until
+every k, through ``atomic.fault_hook``), phase 2 kills runs at random times until
 ``--kills`` kills are reached, resuming each (and killing it again) until it completes. A
 finished run must hold the reference's last weights bit for bit, its validation metrics,
 the same best checkpoint, and no temporary file. Prints ONE JSON line.
@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from safetensors.torch import load_file
 
+from transduce import atomic
 from transduce.config import Config, from_dict
-from transduce.engine import checkpoint as ckpt
 from transduce.tasks.train import train
 
 
@@ -88,7 +88,7 @@ def run_step(cfg, run: Path, kill_at_write: int | None = None) -> None:
             if next(calls) == kill_at_write:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        ckpt.fault_hook = hook
+        atomic.fault_hook = hook
     if (run / "config.yaml").exists():
         train(out=run, resume=True)
     else:
@@ -145,9 +145,9 @@ def main() -> None:
         tmp = Path(tmp)
         cfg = make_config(tmp, args.seed)
         writes: list[str] = []
-        ckpt.fault_hook = writes.append
+        atomic.fault_hook = writes.append
         train(cfg, tmp / "ref")
-        ckpt.fault_hook = None
+        atomic.fault_hook = None
         t0 = time.perf_counter()  # a forked run's time (the first one paid for lazy imports)
         os.waitpid(in_child(lambda: train(cfg, tmp / "timed")), 0)
         ref_seconds = time.perf_counter() - t0

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
+from transduce import atomic
 from transduce.config import save_config
 from transduce.engine import checkpoint as ckpt
 from transduce.engine import interrupt
@@ -49,11 +50,11 @@ def reference(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
     cfg = _config(tmp)
     writes: list[str] = []
-    ckpt.fault_hook = writes.append
+    atomic.fault_hook = writes.append
     try:
         train(cfg, tmp / "full")
     finally:
-        ckpt.fault_hook = None
+        atomic.fault_hook = None
     return cfg, tmp / "full", writes
 
 
@@ -70,12 +71,12 @@ def test_crash_at_every_checkpoint_write_resumes_bit_identical(reference, tmp_pa
                 raise Crash(what)
 
         run = tmp_path / f"k{k}"
-        ckpt.fault_hook = hook
+        atomic.fault_hook = hook
         try:
             with pytest.raises(Crash):
                 train(cfg, run)
         finally:
-            ckpt.fault_hook = None
+            atomic.fault_hook = None
         if (run / "config.yaml").exists():
             train(out=run, resume=True)
         else:  # killed while writing its config: nothing to resume, and a new start is fine
@@ -93,14 +94,14 @@ def test_sigkill_during_a_checkpoint_write(reference, tmp_path):
     save_config(cfg, tmp_path / "cfg.yaml")
     child = textwrap.dedent(f"""
         import os, signal, itertools
-        from transduce.engine import checkpoint as ckpt
+        from transduce import atomic
         from transduce.config import load_config
         from transduce.tasks.train import train
         calls = itertools.count(1)
         def hook(what):
             if next(calls) == {k}:
                 os.kill(os.getpid(), signal.SIGKILL)
-        ckpt.fault_hook = hook
+        atomic.fault_hook = hook
         train(load_config({str(tmp_path / "cfg.yaml")!r}), {str(tmp_path / "run")!r})
     """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

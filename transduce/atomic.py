@@ -15,13 +15,23 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 from transduce.errors import DataError
 
 log = logging.getLogger("transduce")
+
+
+# Fault injection for the tests: called with a short name before every write a run makes
+# (tests/test_resume_faults.py and benchmarks/kill_loop.py raise or kill at the k-th call).
+fault_hook: Callable[[str], None] | None = None
+
+
+def step_fault(what: str) -> None:
+    if fault_hook is not None:
+        fault_hook(what)
 
 
 def tmp_name(path: Path) -> Path:
@@ -59,12 +69,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     Files get the user's umask (no ``mkstemp``, whose files are 0600). A symlink at
     ``path`` is replaced, not written through: a file the project owns (a run's
     config.yaml) never overwrites what a link of the user's points at."""
-    from transduce.engine import checkpoint
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(path)
-    checkpoint._step_fault(f"write {path.name}")
+    step_fault(f"write {path.name}")
     try:
         with open(tmp, "xb") as f:
             f.write(data)

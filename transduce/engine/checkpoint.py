@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +34,13 @@ from transduce.atomic import (  # noqa: F401 (atomic_write_text: re-exported)
     atomic_write_bytes,
     atomic_write_text,
     fsync_dir,
+    step_fault,
     tmp_name,
 )
 from transduce.errors import DataError
 
 CKPT = "ckpt"  # the checkpoint directories of a run
 FILES = ("model.safetensors", "trainer_state.pt")
-
-# Fault injection for the tests: called with a short name before every write a checkpoint
-# makes (tests/test_resume_faults.py raises from it at the k-th call).
-fault_hook: Callable[[str], None] | None = None
-
-
-def _step_fault(what: str) -> None:
-    if fault_hook is not None:
-        fault_hook(what)
-
-
-def _tmp_name(path: Path) -> Path:
-    return tmp_name(path)
 
 
 def _write_new(path: Path, data: bytes) -> None:
@@ -82,9 +69,9 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
     parameters are stored once."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
+    tmp = tmp_name(path)
     digests.forget(path)
-    _step_fault(f"write {path.name}")
+    step_fault(f"write {path.name}")
     try:
         _write_new(tmp, save(_weights_state(model), metadata=metadata))
         os.replace(tmp, path)
@@ -229,9 +216,9 @@ def _digest(path: Path) -> str:
 
 def point(link: Path, target: str) -> None:
     """Replace symlink ``link`` by one to ``target`` atomically."""
-    tmp = _tmp_name(link)
+    tmp = tmp_name(link)
     os.symlink(target, tmp)
-    _step_fault(f"switch {link.name}")
+    step_fault(f"switch {link.name}")
     os.replace(tmp, link)
     fsync_dir(link.parent)
 
@@ -255,15 +242,15 @@ def write_checkpoint(
     name = step_dir_name(int(meta["step"]))
     tmp = root / f".tmp-{name}.{os.getpid()}.{secrets.token_hex(4)}"
     tmp.mkdir()
-    _step_fault("weights")
+    step_fault("weights")
     _write_new(tmp / FILES[0], save(_weights_state(model), metadata=meta))
-    _step_fault("trainer state")
+    step_fault("trainer state")
     with open(tmp / FILES[1], "xb") as f:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
     files = {n: {"bytes": (tmp / n).stat().st_size, "sha256": _digest(tmp / n)} for n in FILES}
-    _step_fault("meta")
+    step_fault("meta")
     with open(tmp / "meta.json", "x", encoding="utf-8") as f:
         json.dump({**meta, "files": files}, f, indent=1)
         f.flush()
@@ -271,9 +258,9 @@ def write_checkpoint(
     fsync_dir(tmp)
     final = root / name
     if final.exists():  # a stale copy of this step from before a crash: set it aside
-        _step_fault("set aside")
+        step_fault("set aside")
         os.replace(final, root / f".old-{name}.{secrets.token_hex(4)}")
-    _step_fault("rename")
+    step_fault("rename")
     os.replace(tmp, final)
     fsync_dir(root)
     point(run_dir / "last", f"{CKPT}/{name}")
@@ -347,7 +334,7 @@ def prune(run_dir: Path) -> list[Path]:
             continue  # never made by us: a user's link or file
         if os.path.dirname(os.path.realpath(entry)) != real_root:
             continue
-        _step_fault("prune")
+        step_fault("prune")
         shutil.rmtree(entry)
         removed.append(entry)
     return removed
