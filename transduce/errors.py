@@ -32,6 +32,10 @@ class OptionError(ValueError):
         self.field, self.message = field, message
 
 
+class ExportError(ValueError):
+    """A missing or damaged exported directory (one line, naming the file)."""
+
+
 # What only an extra installs: a command that reaches one of these where the extra is not
 # installed (pip install 'transduce[runtime]' has no torch) says so in one line, not a traceback.
 EXTRA_OF = {

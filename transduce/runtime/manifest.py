@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from transduce.errors import ExportError
+
 TOKENIZERS = ("char", "word", "bpe", "unigram")
 # The inputs each graph must take and the outputs it must give (a graph file swapped for
 # another one is refused at load, not in the middle of a search).
@@ -20,8 +22,6 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 
 def _fail(path: Path, problem: str) -> None:
-    from transduce.runtime.model import ExportError
-
     raise ExportError(f"{path}: {problem}")
 
 

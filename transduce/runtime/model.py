@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from transduce.errors import ExportError
 from transduce.inference.numpy_ops import NumpyOps
+from transduce.runtime.manifest import check_graph, validate
 
 OPS = NumpyOps()
 GRAPHS = ("encoder", "init_state", "step", "head")
-
-
-class ExportError(ValueError):
-    """A missing or damaged exported directory (one line, naming the file)."""
 
 
 class Arrays:
@@ -46,8 +44,6 @@ def read_manifest(model_dir: str | os.PathLike, engine: str | None = None) -> di
         raise ExportError(f"{path}: not valid JSON ({str(err)[:80]})") from None
     if not isinstance(manifest, dict) or "engine" not in manifest:
         raise ExportError(f"{path}: not a transduce export manifest (no 'engine')")
-    from transduce.runtime.manifest import validate
-
     validate(manifest, Path(model_dir), path)
     if engine is not None and manifest["engine"] != engine:
         raise ExportError(f"{Path(model_dir)}: engine {manifest['engine']!r}, not {engine}")
@@ -78,8 +74,6 @@ class OnnxModel:
             self.sessions[name] = session
         self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self.sessions.items()}
         self.outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
-        from transduce.runtime.manifest import check_graph
-
         for name in GRAPHS:
             check_graph(self.dir / f"{name}.onnx", name, self.inputs[name], self.outputs[name])
         topk = self.dir / "topk.onnx"
