@@ -7,8 +7,10 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Depends, Request
 
+from transduce.inference.decoding import Translation
 from transduce.serve import schemas as s
 from transduce.serve.errors import ApiError
 from transduce.serve.state import ServeState, get_state, ready_state
@@ -97,3 +99,19 @@ async def decode_or_give_up(request: Request, state: ServeState, model: str, wor
         f"the decode took longer than {timeout:g} s and was stopped: "
         "send fewer or shorter texts, or lower beam or max_len",
     )
+
+
+def translation_result(hyps: list[Translation], body: s.TranslateRequest) -> s.TranslationResult:
+    """One input's n-best list as the response gives it (plain or streamed)."""
+
+    def one(h: Translation) -> s.Hypothesis:
+        att = None
+        if body.return_attention and h.attention is not None:
+            att = np.round(h.attention.astype(np.float64), 4).tolist()
+        tokens = h.out_tokens if body.return_tokens or body.return_attention else None
+        return s.Hypothesis(
+            text=h.text, score=h.score, logprob=h.logprob, tokens=tokens, attention=att
+        )
+
+    src = hyps[0].src_tokens if body.return_tokens or body.return_attention else None
+    return s.TranslationResult(src_tokens=src, hypotheses=[one(h) for h in hyps])

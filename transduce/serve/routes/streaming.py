@@ -26,6 +26,7 @@ from transduce.serve.backend import TextItem, decode_items
 from transduce.serve.batcher import DecodeCancelled, _decode_batch
 from transduce.serve.errors import ApiError
 from transduce.serve.limits import ServeLimits, compute_cost
+from transduce.serve.routes.common import translation_result
 from transduce.serve.state import ServeState
 
 MAX_PHRASES = 16  # constraint phrases per text
@@ -97,8 +98,6 @@ def streamed(
     body: Any,
 ) -> StreamingResponse:
     """Server-sent events of one request's decode (see the module's docstring)."""
-    from transduce.serve.routes.translate import result
-
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
     gone = False
@@ -135,7 +134,7 @@ def streamed(
             yield _event("error", {"field": "texts", "error": str(err)})
             return
         for i, hyps in enumerate(found):
-            yield _event("result", {"index": i, **result(hyps, body).model_dump()})
+            yield _event("result", {"index": i, **translation_result(hyps, body).model_dump()})
         ms = round((time.perf_counter() - start) * 1000, 3)
         yield _event("done", {"model": name, "decode_ms": ms})
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 
-from transduce.inference.decoding import Translation
 from transduce.serve import schemas as s
 from transduce.serve.backend import ServedModel, UnsupportedOption
 from transduce.serve.errors import ApiError
 from transduce.serve.limits import ServeLimits, batch_work, compute_cost
-from transduce.serve.routes.common import ERRORS, BoundedState, arrived, decode_or_give_up
+from transduce.serve.routes.common import (
+    ERRORS,
+    BoundedState,
+    arrived,
+    decode_or_give_up,
+    translation_result,
+)
 from transduce.serve.routes.streaming import streamed, targeted
 
 router = APIRouter(tags=["translate"])
@@ -49,7 +53,7 @@ async def translate(body: s.TranslateRequest, request: Request, state: BoundedSt
     work = state.batchers[name].submit(items, options, mergeable)
     hyps = await decode_or_give_up(request, state, name, work)
     ms = (time.perf_counter() - start) * 1000
-    results = [result(h, body) for h in hyps]
+    results = [translation_result(h, body) for h in hyps]
     return s.TranslateResponse(model=name, results=results, decode_ms=round(ms, 3))
 
 
@@ -172,17 +176,3 @@ def _check_attention_size(texts: list[str], body: s.TranslateRequest, default_le
             f"weights (at most {s.MAX_ATTENTION_CELLS:,}): send fewer or shorter "
             "texts, or lower nbest or max_len",
         )
-
-
-def result(hyps: list[Translation], body: s.TranslateRequest) -> s.TranslationResult:
-    def one(h: Translation) -> s.Hypothesis:
-        att = None
-        if body.return_attention and h.attention is not None:
-            att = np.round(h.attention.astype(np.float64), 4).tolist()
-        tokens = h.out_tokens if body.return_tokens or body.return_attention else None
-        return s.Hypothesis(
-            text=h.text, score=h.score, logprob=h.logprob, tokens=tokens, attention=att
-        )
-
-    src = hyps[0].src_tokens if body.return_tokens or body.return_attention else None
-    return s.TranslationResult(src_tokens=src, hypotheses=[one(h) for h in hyps])
