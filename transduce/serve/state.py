@@ -86,14 +86,15 @@ def _text_cost(model: ServedModel) -> Callable[[Any], int]:
     return cost
 
 
-def get_state(request: Request) -> ServeState:
-    """Dependency: the app's state."""
+async def get_state(request: Request) -> ServeState:
+    """Dependency: the app's state (async: FastAPI runs a plain function in a thread)."""
     return request.app.state.serve
 
 
-def ready_state(request: Request) -> ServeState:
-    """Dependency of the API routes: the state, or 503 while models are loading."""
-    state = get_state(request)
+async def ready_state(request: Request) -> ServeState:
+    """Dependency of the API routes: the state, or 503 while models are loading (async:
+    FastAPI would hand a plain function to a thread, a hop per request)."""
+    state = request.app.state.serve
     if not state.ready:
         why = f"loading failed: {state.failed}" if state.failed else "models are loading"
         raise ApiError(503, "model", f"not ready ({why}); see /health/ready")

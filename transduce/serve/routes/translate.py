@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from transduce.serve import schemas as s
 from transduce.serve.backend import ServedModel, UnsupportedOption
-from transduce.serve.errors import ApiError
+from transduce.serve.errors import ApiError, SafeJSONResponse
 from transduce.serve.limits import ServeLimits, batch_work, compute_cost
 from transduce.serve.routes.common import (
     ERRORS,
@@ -54,7 +54,8 @@ async def translate(body: s.TranslateRequest, request: Request, state: BoundedSt
     hyps = await decode_or_give_up(request, state, name, work)
     ms = (time.perf_counter() - start) * 1000
     results = [translation_result(h, body) for h in hyps]
-    return s.TranslateResponse(model=name, results=results, decode_ms=round(ms, 3))
+    # rendered as it stands (the shape of s.TranslateResponse, which /docs shows)
+    return SafeJSONResponse({"model": name, "results": results, "decode_ms": round(ms, 3)})
 
 
 def pick(models: dict[str, ServedModel], name: str | None, kind: str) -> tuple[str, Any]:
