@@ -78,12 +78,12 @@ def create_app(
     app.add_middleware(Gate, arrivals=state.arrivals, max_body=state.limits.max_body_kb * 1024)
     app.add_middleware(RequestContext, state=state, json_logs=json_logs)  # outermost: sees all
     add_error_handlers(app, state.limits.max_errors)
+    for router in ROUTERS:  # first: a request is matched against routes in order
+        app.include_router(router)
     add_docs(app)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(PAGE, media_type="text/html; charset=utf-8")
 
-    for router in ROUTERS:
-        app.include_router(router)
     return app
