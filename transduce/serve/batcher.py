@@ -4,8 +4,9 @@ batched decode on a worker thread, while the event loop keeps accepting requests
 Requests wait in groups keyed by their options. The worker takes the group whose turn it is
 and flushes it when it holds ``max_batch_size`` items or ``max_wait_ms`` have passed since its
 oldest request arrived -- and without waiting at all when nothing suggests company is coming
-(no request is being read and the previous batch served a single request), so one client on
-an idle server pays no batching delay. A batch takes one item from each waiting request in
+(no request is being read and as many requests wait as the previous batch served), so one
+client on an idle server pays no batching delay, and N clients in a closed loop are batched
+as soon as all N are back. A batch takes one item from each waiting request in
 turn, and groups take turns, so a large request is split into batches and holds the others
 back by one batch at most. Each request gets exactly its own results, in its order.
 A batch is also bounded in work (``max_cost``, e.g. beam x output length per item), so a
@@ -176,17 +177,21 @@ class MicroBatcher:
         spent += self.cost(item, options)
         return spent if spent <= self.max_cost or not batch else None
 
-    def _company_coming(self) -> bool:
-        """Whether more requests are likely to join: some are being read, or the previous
-        batch merged several (the server is under concurrent load)."""
-        return self._last_requests > 1 or (self.arrivals is None or self.arrivals.count > 0)
+    def _company_coming(self, key: Hashable) -> bool:
+        """Whether more requests are likely to join: some are being read, or fewer are
+        waiting than the previous batch served (under a steady load of N clients, each
+        sends its next request once answered: the batch is complete when N are back,
+        with no need to wait out ``max_wait``)."""
+        if self.arrivals is None or self.arrivals.count > 0:
+            return True
+        return len(self._groups.get(key, ())) < self._last_requests
 
     async def _gather(self, key: Hashable) -> None:
         """Wait until the group is full, its oldest request waited ``max_wait``, or no
         further request is on its way."""
         loop = asyncio.get_running_loop()
         deadline = self._groups[key][0].arrived + self.max_wait
-        while self._pending(key) < self.max_batch_size and self._company_coming():
+        while self._pending(key) < self.max_batch_size and self._company_coming(key):
             left = deadline - loop.time()
             if left <= 0:
                 return
