@@ -46,16 +46,20 @@ async def bounded_body(request: Request, state: ReadyState) -> ServeState:
     """Dependency run after the JSON is parsed and before it is validated: a body with more
     object keys than ``max_keys`` is refused at once (pydantic would list every unknown
     key, which costs seconds and megabytes for a few hundred thousand of them)."""
-    body = raw_json(request)
-    lists = {"texts": state.limits.max_texts, "series": state.limits.max_texts}
+    check_shape(raw_json(request), state.limits)
+    return state
+
+
+def check_shape(body: Any, limits: Any) -> None:
+    """Long lists and too many keys refused (ApiError) before validation walks them."""
+    lists = {"texts": limits.max_texts, "series": limits.max_texts}
     if isinstance(body, dict):  # long lists refused before anything walks every element
         for key, most in lists.items():
             if isinstance(body.get(key), list) and len(body[key]) > most:
                 raise ApiError(422, key, f"{len(body[key])} items: at most {most}")
-    limit = state.limits.max_keys
+    limit = limits.max_keys
     if body is not None and _count_keys(body, limit) > limit:
         raise ApiError(422, "body", f"more than {limit} keys in the body")
-    return state
 
 
 def raw_json(request: Request) -> Any:

@@ -19,6 +19,7 @@ from transduce.serve.routes.common import (
     translation_result,
 )
 from transduce.serve.routes.streaming import streamed, targeted
+from transduce.serve.state import ServeState
 
 router = APIRouter(tags=["translate"])
 
@@ -29,6 +30,12 @@ router = APIRouter(tags=["translate"])
     responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
 )
 async def translate(body: s.TranslateRequest, request: Request, state: BoundedState) -> Any:
+    return await answer(body, request, state)
+
+
+async def answer(body: s.TranslateRequest, request: Request, state: ServeState) -> Any:
+    """A validated translation request's reply (the route's, and the fast path's:
+    :mod:`transduce.serve.fastpath`)."""
     arrived(request)
     limits = state.limits
     name, model = pick(state.models, body.model, "text")
