@@ -104,6 +104,7 @@ class MicroBatcher:
         cost: Callable[[Any, Any], int] | None = None,
         max_cost: int | None = None,
         observe: Callable[[int, float], None] | None = None,
+        inline_cost: int = 0,
     ) -> None:
         if max_batch_size < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size must be >= 1 and max_wait_ms >= 0")
@@ -112,6 +113,11 @@ class MicroBatcher:
         self.arrivals = arrivals
         self.cost, self.max_cost = cost, max_cost  # cost(item, options): one item's work
         self.observe = observe  # called with (items, seconds) after each batched decode
+        # a batch of one item costing at most this decodes on the event loop's thread: a
+        # lone short request skips two thread hand-offs (to the decode thread and back),
+        # the part of its latency offline decoding does not pay; the loop is held for that
+        # one short decode only
+        self.inline_cost = inline_cost
         self.calls = self.items = self.dropped = 0
         self._groups: OrderedDict[Hashable, deque[_Request]] = OrderedDict()
         self._ids = itertools.count()
@@ -242,9 +248,12 @@ class MicroBatcher:
             return all(r.future.done() for r in waiting)
 
         try:
-            results = await loop.run_in_executor(
-                self.executor, _decode_batch, self.decode, items, options, stop
-            )
+            if self._inline(items, options):
+                results = _decode_batch(self.decode, items, options, stop)
+            else:
+                results = await loop.run_in_executor(
+                    self.executor, _decode_batch, self.decode, items, options, stop
+                )
         except Exception as err:  # fail the requests in this batch, keep serving the rest
             for request in requests.values():
                 self._drop(request)
@@ -259,6 +268,12 @@ class MicroBatcher:
             request.done += 1
             if request.done == len(request.items) and not request.future.done():
                 request.future.set_result(request.results)
+
+    def _inline(self, items: list[Any], options: Any) -> bool:
+        """Whether this batch is one short item (see ``inline_cost``)."""
+        if len(items) != 1 or self.cost is None or not self.inline_cost:
+            return False
+        return self.cost(items[0], options) <= self.inline_cost
 
     def _drop(self, request: _Request) -> None:
         for key, queue in list(self._groups.items()):
