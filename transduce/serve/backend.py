@@ -295,6 +295,20 @@ class SeriesModel:
         keys = {*cal.get("residual", {}), *cal.get("cqr", {})}
         return sorted(keys, key=float)
 
+    def finite_levels(self) -> list[str]:
+        """The levels whose calibration gives finite bounds at every step: a level needs
+        about 1 / (1 - level) validation windows (95%: 20), so a run on a few series has
+        its 50% and 80% bands and not its 95%."""
+        cal = getattr(self.forecaster, "calibration", None)
+        if not isinstance(cal, dict):
+            return []
+        ok = lambda q: q is not None and bool(np.all(np.isfinite(np.asarray(q, float))))  # noqa: E731
+        return [
+            k
+            for k in self.levels()
+            if ok(cal.get("cqr", {}).get(k)) or ok(cal.get("residual", {}).get(k))
+        ]
+
     def describe(self) -> dict[str, Any]:
         forecasters = getattr(self.forecaster, "members", [self.forecaster])
         cfg, spec = forecasters[0].cfg, self.forecaster.spec
@@ -306,6 +320,7 @@ class SeriesModel:
             "horizon": spec.horizon,
             "lookback": spec.lookback,
             "period": spec.period,
+            "levels": self.finite_levels(),
             **_provenance(self, cfg),
             "decoding_defaults": {"combine": "median"} if self.members else {},
         }
