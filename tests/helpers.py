@@ -83,12 +83,17 @@ def runtime_distributions(extra: str = "runtime") -> set[str]:
         return re.sub(r"[-_.]+", "-", text).lower()
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    extras, todo, found = {extra}, list(project["dependencies"]), set()
-    for e in sorted(extras):
+    todo, found = list(project["dependencies"]), set()
+    extras, seen = [extra], set()
+    while extras:  # an extra may name others (runtime = runtime-onnx + runtime-ct2 + serve)
+        e = extras.pop()
+        if e in seen:
+            continue
+        seen.add(e)
         for req in project["optional-dependencies"][e]:
             r = Requirement(req)
             if name(r.name) == "transduce":
-                todo += [x for sub in r.extras for x in project["optional-dependencies"][sub]]
+                extras += sorted(r.extras)
             else:
                 todo.append(req)
     while todo:
