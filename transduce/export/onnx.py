@@ -93,9 +93,19 @@ class _Head(nn.Module):
         return logits
 
 
-def _dims(tensors: list[torch.Tensor], batch, length, cache=None) -> tuple:
-    """Dynamic dimensions of every input: dim 0 is the batch; a dim equal to the example
-    source length is the source length; dim 2 of a transformer cache is its length."""
+def _dims(tensors: list[torch.Tensor], batch, length, cache=None, tuple_=None) -> tuple:
+    """Dynamic dimensions of every input: dim 0 is the batch; where the NamedTuple
+    ``tuple_`` the tensors come from declares its ``axes`` (field -> {axis: "src" or
+    "cache"}), those; else a dim 1 equal to the example source length is the source length,
+    and dim 2 of a 4-D tensor the cache length when ``cache`` is given."""
+    axes = getattr(tuple_, "axes", None)
+    if axes is not None:
+        names = flat(tuple_)[0]
+        kinds = {"src": length, "cache": cache}
+        return tuple(
+            {0: batch, **{axis: kinds[kind] for axis, kind in axes.get(name, {}).items()}}
+            for name in names
+        )
     specs = []
     for t in tensors:
         spec = {0: batch}
@@ -173,7 +183,8 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
     s_in = [f"state.{n}" for n in st_names]
     s_out = [f"new_state.{n}" for n in st_names]
     step_out = ["features", *s_out, *(["attention"] if attn is not None else [])]
-    is_cache = isinstance(state1, tuple) and type(state1).__name__ == "TransformerState"
+    is_cache = type(state1).__name__ == "TransformerState" or hasattr(state1, "axes")
+    step_axes = memory if attends else None
     _export(
         _Encoder(model),
         (src, src_mask),
@@ -188,14 +199,17 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
         tuple(mem),
         m_io,
         [f"state.{n}" for n in flat(state)[0]],
-        (_dims(mem, batch, length),),
+        (_dims(mem, batch, length, tuple_=memory),),
         out / "init_state.onnx",
         optimize,
     )
     # forward(prev, *tensors): the variadic tensors' shapes go in one tuple
     dyn = (
         {0: batch},
-        (*_dims(st, batch, length, cache if is_cache else None), *_dims(step_mem, batch, length)),
+        (
+            *_dims(st, batch, length, cache if is_cache else None, state1),
+            *_dims(step_mem, batch, length, tuple_=step_axes),
+        ),
     )
     _export(
         _Step(model, type(memory), step_names, type(state1), st_names),
