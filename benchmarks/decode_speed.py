@@ -10,8 +10,10 @@ process, so ``peak_rss_mib`` is that process's ``ru_maxrss`` (model and data inc
 Engines: ``--engines torch,onnx,ct2`` with ``--export onnx=DIR,ct2=DIR`` (directories
 written by ``transduce export``) decodes with each engine in turn, ``--rounds`` times
 alternated (A/B/A/B), and adds per engine the median seconds, the speed-up over torch and
-the share of sentences whose output is identical to torch's. ``--cold-start DIR`` times
-the PyTorch-free runtime instead (import, load, first sentence, in fresh processes).
+the share of sentences whose output is identical to torch's; the same from each process's
+CPU time (``cpu_*``), which a busy machine disturbs less than the wall clock.
+``--cold-start DIR`` times the PyTorch-free runtime instead (import, load, first sentence,
+in fresh processes).
 
     python benchmarks/decode_speed.py                          # runs/multi30k_word
     python benchmarks/decode_speed.py --model runs/other --threads 1
@@ -95,15 +97,16 @@ def measure(
     options = DecodeOptions(beam=beam, batch_size=batch_size, attention=False)
     with autocast:
         translator.translate_full(src[:WARMUP], options)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         outputs = translator.translate_full(src, options)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     tokens = sum(len(o.out_tokens) for o in outputs)
     scores = bleu_chrf([o.text for o in outputs], ref)
     return {
         "sentences_per_s": round(len(src) / seconds, 1),
         "tokens_per_s": round(tokens / seconds, 1),
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),  # this process's CPU time: steadier on a busy machine
         "out_tokens": tokens,
         "bleu": scores["bleu"],
         "chrf": scores["chrf"],
@@ -159,6 +162,7 @@ def compare_engines(args, chosen: list[str], engines: list[str]) -> dict:
         for name in chosen:
             rs = runs[e][name]
             secs = sorted(r["seconds"] for r in rs)
+            cpu = sorted(r["cpu_seconds"] for r in rs)
             ref = runs["torch"][name][0]["outputs"] if "torch" in runs else None
             same = None
             if ref is not None:
@@ -166,6 +170,7 @@ def compare_engines(args, chosen: list[str], engines: list[str]) -> dict:
             out.setdefault(e, {})[name] = {
                 "seconds_median": secs[len(secs) // 2],
                 "seconds_all": secs,
+                "cpu_seconds_median": cpu[len(cpu) // 2],
                 "sentences_per_s": round(len(rs[0]["outputs"]) / secs[len(secs) // 2], 1),
                 "bleu": rs[0]["bleu"],
                 "chrf": rs[0]["chrf"],
@@ -176,6 +181,8 @@ def compare_engines(args, chosen: list[str], engines: list[str]) -> dict:
             if "torch" in out and e != "torch":
                 base = out["torch"][name]["seconds_median"]
                 out[e][name]["speedup_over_torch"] = round(base / secs[len(secs) // 2], 2)
+                base_cpu = out["torch"][name]["cpu_seconds_median"]
+                out[e][name]["cpu_speedup_over_torch"] = round(base_cpu / cpu[len(cpu) // 2], 2)
     return {
         "engines": out,
         "exports": dirs,

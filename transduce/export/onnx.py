@@ -93,15 +93,15 @@ class _Head(nn.Module):
         return logits
 
 
-def _dims(tensors: list[torch.Tensor], batch, length, cache=None, tuple_=None) -> tuple:
+def _dims(tensors: list[torch.Tensor], batch, length, cache=None, tuple_=None, group=None) -> tuple:
     """Dynamic dimensions of every input: dim 0 is the batch; where the NamedTuple
-    ``tuple_`` the tensors come from declares its ``axes`` (field -> {axis: "src" or
-    "cache"}), those; else a dim 1 equal to the example source length is the source length,
-    and dim 2 of a 4-D tensor the cache length when ``cache`` is given."""
+    ``tuple_`` the tensors come from declares its ``axes`` (field -> {axis: "src",
+    "cache" or "group"}), those; else a dim 1 equal to the example source length is the
+    source length, and dim 2 of a 4-D tensor the cache length when ``cache`` is given."""
     axes = getattr(tuple_, "axes", None)
     if axes is not None:
         names = flat(tuple_)[0]
-        kinds = {"src": length, "cache": cache}
+        kinds = {"src": length, "cache": cache, "group": group}
         return tuple(
             {0: batch, **{axis: kinds[kind] for axis, kind in axes.get(name, {}).items()}}
             for name in names
@@ -171,7 +171,10 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
     ``optimize``: run the exporter's graph optimiser (slower to export)."""
     model = exportable(model)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("src_len")
-    cache = torch.export.Dim("cache_len")
+    cache, group = torch.export.Dim("cache_len"), torch.export.Dim("group")
+    grouped = getattr(model.decoder, "grouped", False)
+    if grouped:  # traced with 2 rows per source (see export/transformer.py)
+        prev = prev[:, None].expand(-1, 2)
     memory, state, features, state1, attn = _run_example(model, src, src_mask, prev)
     mem_names, mem = flat(memory)
     # A decoder without attention never reads the memory in a step: leave it out of the
@@ -205,9 +208,9 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
     )
     # forward(prev, *tensors): the variadic tensors' shapes go in one tuple
     dyn = (
-        {0: batch},
+        {0: batch, 1: group} if grouped else {0: batch},
         (
-            *_dims(st, batch, length, cache if is_cache else None, state1),
+            *_dims(st, batch, length, cache if is_cache else None, state1, group),
             *_dims(step_mem, batch, length, tuple_=step_axes),
         ),
     )
@@ -220,8 +223,9 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
         out / "step.onnx",
         optimize,
     )
-    _export_head(model, features, batch, out, optimize)
-    return {"memory": mem_names, "state": st_names, "attention": attn is not None}
+    _export_head(model, features.reshape(-1, features.shape[-1]), batch, out, optimize)
+    graphs = {"memory": mem_names, "state": st_names, "attention": attn is not None}
+    return {**graphs, "grouped": True} if grouped else graphs
 
 
 def _run_example(model: nn.Module, src, src_mask, prev) -> tuple:
@@ -230,6 +234,8 @@ def _run_example(model: nn.Module, src, src_mask, prev) -> tuple:
     with torch.no_grad():
         memory = model.encode(src, src_mask)
         state = model.init_state(memory)
+        if prev.dim() == 2:  # grouped: each source's state repeated for its rows
+            state = type(state)(*(t.expand(-1, prev.shape[1], *t.shape[2:]) for t in state))
         features, state1, attn = model.step(prev, state, memory)
         for _ in range(EXAMPLE_STEPS - 1):  # a cache of several positions (transformer)
             _, state1, _ = model.step(prev, state1, memory)

@@ -38,7 +38,11 @@ def _fields(name: str, fields: list[str], axes: dict[str, dict[int, str]]):
 
 class ExportTransformerDecoder(nn.Module):
     """The step contract of ``decoder`` (shared weights) with per-layer, head-split memory
-    and cache (see the module docstring); outputs equal the original's to float rounding."""
+    and cache (see the module docstring), grouped by source: a step reads ``f`` rows per
+    source row (``f`` beam hypotheses), so the memory is never copied per hypothesis.
+    Outputs equal the original's to float rounding."""
+
+    grouped = True  # the runtime feeds prev [b, f] and state [b, f, ...] (runtime/model.py)
 
     def __init__(self, decoder: TransformerDecoder):
         super().__init__()
@@ -56,7 +60,9 @@ class ExportTransformerDecoder(nn.Module):
         self.State = _fields(
             "CacheState",
             ["step", *(f"k{i}" for i in n), *(f"v{i}" for i in n)],
-            {f"k{i}": {3: "cache"} for i in n} | {f"v{i}": {2: "cache"} for i in n},
+            {"step": {1: "group"}}
+            | {f"k{i}": {1: "group", 4: "cache"} for i in n}
+            | {f"v{i}": {1: "group", 3: "cache"} for i in n},
         )
 
     def prepare(self, memory: Memory):
@@ -71,58 +77,60 @@ class ExportTransformerDecoder(nn.Module):
         return self.Memory(memory.mask, *keys, *values)
 
     def init_state(self, memory):
-        """An empty cache per layer: keys ``[B, h, d/h, 0]``, values ``[B, h, 0, d/h]``."""
+        """One hypothesis per source, empty caches: keys ``[B, 1, h, d/h, 0]``, values
+        ``[B, 1, h, 0, d/h]``, step ``[B, 1]``."""
         b = memory.mask.shape[0]
-        k = memory.k0.new_zeros(b, self.heads, self.head_size, 0)
-        v = memory.k0.new_zeros(b, self.heads, 0, self.head_size)
-        step = torch.zeros(b, dtype=torch.long, device=memory.mask.device)
+        k = memory.k0.new_zeros(b, 1, self.heads, self.head_size, 0)
+        v = memory.k0.new_zeros(b, 1, self.heads, 0, self.head_size)
+        step = torch.zeros(b, 1, dtype=torch.long, device=memory.mask.device)
         return self.State(step, *([k] * self.layers), *([v] * self.layers))
 
-    def _attend(self, a, q, keys, values, mask):
-        """Multi-head attention of one position: ``q [B, d]`` (projected), keys
-        ``[B, h, d/h, t]``, values ``[B, h, t, d/h]``, ``mask [B, 1, 1, t]`` or None ->
-        output ``[B, d]``, weights ``[B, h, 1, t]``."""
-        b = q.shape[0]
-        q = q.reshape(b, self.heads, 1, self.head_size) / math.sqrt(self.head_size)
-        scores = torch.matmul(q, keys)  # [B, h, 1, t]
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [b, f, d] -> [b, f, h, 1, d/h]
+        return x.reshape(x.shape[0], x.shape[1], self.heads, 1, self.head_size)
+
+    def _self_attn(self, a, h, past_k, past_v, keys: list, values: list) -> torch.Tensor:
+        """Self-attention of this position over the cache and itself: ``h [b, f, d]``,
+        past keys ``[b, f, h, d/h, t - 1]``, values ``[b, f, h, t - 1, d/h]`` -> ``[b, f, d]``;
+        appends the grown cache to ``keys`` / ``values``."""
+        k = torch.cat([past_k, self._heads(a.k(h)).transpose(3, 4)], 4)  # [b, f, h, d/h, t]
+        v = torch.cat([past_v, self._heads(a.v(h))], 3)  # [b, f, h, t, d/h]
+        keys.append(k)
+        values.append(v)
+        q = self._heads(a.q(h)) / math.sqrt(self.head_size)  # [b, f, h, 1, d/h]
+        weights = torch.softmax(torch.matmul(q, k).float(), dim=-1).to(v.dtype)  # all allowed
+        return a.out(torch.matmul(weights, v).reshape(h.shape))  # [b, f, d]
+
+    def _cross_attn(self, a, h, keys, values, mask):
+        """Attention of the ``f`` rows of each source over it: ``h [b, f, d]``, keys
+        ``[b, h, d/h, S]``, values ``[b, h, S, d/h]``, ``mask [b, 1, 1, S]`` -> output
+        ``[b, f, d]``, weights ``[b, h, f, S]``."""
+        q = self._heads(a.q(h))[:, :, :, 0].transpose(1, 2) / math.sqrt(self.head_size)
+        scores = torch.matmul(q, keys).masked_fill(~mask, float("-inf"))  # [b, h, f, S]
         weights = torch.softmax(scores.float(), dim=-1).to(values.dtype)
-        context = torch.matmul(weights, values).reshape(b, self.size)  # [B, d]
-        return a.out(context), weights
+        context = torch.matmul(weights, values).transpose(1, 2)  # [b, f, h, d/h]
+        return a.out(context.reshape(h.shape)), weights
 
     def step(self, prev: torch.Tensor, state, memory):
-        """``prev [B]`` -> features ``[B, d]``, state with this position cached, attn ``[B, S]``
-        (cross-attention weights of the last layer, averaged over heads)."""
-        inner, b = self.inner, prev.shape[0]
-        x = inner.embed_at(prev[:, None], state.step[:, None])[:, 0]  # [B, d]
-        cross_mask = memory.mask[:, None, None, :]  # [B, 1, 1, S]
+        """``prev [b, f]`` (``f`` rows per source row) -> features ``[b, f, d]``, state with
+        this position cached, attention ``[b, f, S]`` (the last layer's, mean over heads)."""
+        inner = self.inner
+        x = inner.embed_at(prev, state.step)  # [b, f, d]
+        mask = memory.mask[:, None, None, :]  # [b, 1, 1, S]
         keys, values, weights = [], [], None
         for i, layer in enumerate(inner.layers):
-            a = layer.self_attn
-            past_k, past_v = getattr(state, f"k{i}"), getattr(state, f"v{i}")
-
-            def self_attn(h, a=a, past_k=past_k, past_v=past_v):
-                shape = (b, self.heads, self.head_size, 1)
-                k = torch.cat([past_k, a.k(h).reshape(shape)], 3)  # [B, h, d/h, t]
-                v = torch.cat([past_v, a.v(h).reshape(b, self.heads, 1, -1)], 2)
-                keys.append(k)
-                values.append(v)
-                return self._attend(a, a.q(h), k, v, None)[0]  # every cached position allowed
-
-            def cross_attn(h, a=layer.cross_attn, i=i):
-                k, v = getattr(memory, f"k{i}"), getattr(memory, f"v{i}")
-                return self._attend(a, a.q(h), k, v, cross_mask)
-
-            x = self._residual(layer, x, 0, self_attn)
-            x, weights = self._residual(layer, x, 1, cross_attn, True)
+            past = getattr(state, f"k{i}"), getattr(state, f"v{i}")
+            sa = lambda h, a=layer.self_attn, p=past: self._self_attn(a, h, *p, keys, values)  # noqa: E731
+            mem = getattr(memory, f"k{i}"), getattr(memory, f"v{i}")
+            ca = lambda h, a=layer.cross_attn, m=mem: self._cross_attn(a, h, *m, mask)  # noqa: E731
+            x = self._residual(layer, x, 0, sa)
+            x, weights = self._residual(layer, x, 1, ca, True)
             x = self._residual(layer, x, 2, lambda h, f=layer.ff: f(h))
         new = self.State(state.step + 1, *keys, *values)
-        return inner.final_norm(x), new, weights.mean(1)[:, 0]
+        return inner.final_norm(x), new, weights.mean(1)
 
     @staticmethod
     def _residual(layer, x, i: int, fn, with_weights: bool = False):
-        """``Block.residual`` on ``[B, d]``: pre-norm or post-norm around ``fn``."""
+        """``Block.residual``: pre-norm or post-norm around ``fn``."""
         out = fn(layer.norms[i](x) if layer.pre_norm else x)
         y, weights = out if with_weights else (out, None)
         x = x + y
