@@ -175,7 +175,7 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
     grouped = getattr(model.decoder, "grouped", False)
     if grouped:  # traced with 2 rows per source (see export/transformer.py)
         prev = prev[:, None].expand(-1, 2)
-    memory, state, features, state1, attn = _run_example(model, src, src_mask, prev)
+    memory, state, features, state1, attn = _run_example(model, src, src_mask, prev, grouped)
     mem_names, mem = flat(memory)
     # A decoder without attention never reads the memory in a step: leave it out of the
     # step graph (an input nothing reads breaks the exporter's shape guards).
@@ -228,13 +228,13 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
     return {**graphs, "grouped": True} if grouped else graphs
 
 
-def _run_example(model: nn.Module, src, src_mask, prev) -> tuple:
+def _run_example(model: nn.Module, src, src_mask, prev, grouped: bool = False) -> tuple:
     """The example tensors the graphs are traced with: memory, the initial state, and the
     features, state and attention after EXAMPLE_STEPS steps."""
     with torch.no_grad():
         memory = model.encode(src, src_mask)
         state = model.init_state(memory)
-        if prev.dim() == 2:  # grouped: each source's state repeated for its rows
+        if grouped:  # each source's state repeated for its rows
             state = type(state)(*(t.expand(-1, prev.shape[1], *t.shape[2:]) for t in state))
         features, state1, attn = model.step(prev, state, memory)
         for _ in range(EXAMPLE_STEPS - 1):  # a cache of several positions (transformer)

@@ -85,48 +85,54 @@ class ExportTransformerDecoder(nn.Module):
         step = torch.zeros(b, 1, dtype=torch.long, device=memory.mask.device)
         return self.State(step, *([k] * self.layers), *([v] * self.layers))
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [b, f, d] -> [b, f, h, 1, d/h]
-        return x.reshape(x.shape[0], x.shape[1], self.heads, 1, self.head_size)
+    def _heads(self, x: torch.Tensor, b: int, f: int) -> torch.Tensor:
+        return x.reshape(b, f, self.heads, 1, self.head_size)  # [b * f, d] -> [b, f, h, 1, d/h]
 
-    def _self_attn(self, a, h, past_k, past_v, keys: list, values: list) -> torch.Tensor:
-        """Self-attention of this position over the cache and itself: ``h [b, f, d]``,
-        past keys ``[b, f, h, d/h, t - 1]``, values ``[b, f, h, t - 1, d/h]`` -> ``[b, f, d]``;
-        appends the grown cache to ``keys`` / ``values``."""
-        k = torch.cat([past_k, self._heads(a.k(h)).transpose(3, 4)], 4)  # [b, f, h, d/h, t]
-        v = torch.cat([past_v, self._heads(a.v(h))], 3)  # [b, f, h, t, d/h]
+    def _self_attn(self, a, h, past_k, past_v, b, f, keys: list, values: list):
+        """Self-attention of this position over the cache and itself: ``h [b * f, d]``,
+        past keys ``[b, f, h, d/h, t - 1]``, values ``[b, f, h, t - 1, d/h]`` ->
+        ``[b * f, d]``; appends the grown cache to ``keys`` / ``values``."""
+        k = torch.cat([past_k, self._heads(a.k(h), b, f).transpose(3, 4)], 4)  # [b, f, h, d/h, t]
+        v = torch.cat([past_v, self._heads(a.v(h), b, f)], 3)  # [b, f, h, t, d/h]
         keys.append(k)
         values.append(v)
-        q = self._heads(a.q(h)) / math.sqrt(self.head_size)  # [b, f, h, 1, d/h]
+        q = self._heads(a.q(h), b, f) / math.sqrt(self.head_size)  # [b, f, h, 1, d/h]
         weights = torch.softmax(torch.matmul(q, k).float(), dim=-1).to(v.dtype)  # all allowed
-        return a.out(torch.matmul(weights, v).reshape(h.shape))  # [b, f, d]
+        return a.out(torch.matmul(weights, v).reshape(h.shape))  # [b * f, d]
 
-    def _cross_attn(self, a, h, keys, values, mask):
-        """Attention of the ``f`` rows of each source over it: ``h [b, f, d]``, keys
+    def _cross_attn(self, a, h, keys, values, mask, b, f):
+        """Attention of the ``f`` rows of each source over it: ``h [b * f, d]``, keys
         ``[b, h, d/h, S]``, values ``[b, h, S, d/h]``, ``mask [b, 1, 1, S]`` -> output
-        ``[b, f, d]``, weights ``[b, h, f, S]``."""
-        q = self._heads(a.q(h))[:, :, :, 0].transpose(1, 2) / math.sqrt(self.head_size)
-        scores = torch.matmul(q, keys).masked_fill(~mask, float("-inf"))  # [b, h, f, S]
-        weights = torch.softmax(scores.float(), dim=-1).to(values.dtype)
-        context = torch.matmul(weights, values).transpose(1, 2)  # [b, f, h, d/h]
+        ``[b * f, d]``, weights ``[b, h, f, S]``."""
+        q = a.q(h).reshape(b, f, self.heads, self.head_size).transpose(1, 2)  # [b, h, f, d/h]
+        scores = torch.matmul(q / math.sqrt(self.head_size), keys)  # [b, h, f, S]
+        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")).float(), dim=-1)
+        context = torch.matmul(weights.to(values.dtype), values).transpose(1, 2)  # [b, f, h, d/h]
         return a.out(context.reshape(h.shape)), weights
 
     def step(self, prev: torch.Tensor, state, memory):
         """``prev [b, f]`` (``f`` rows per source row) -> features ``[b, f, d]``, state with
-        this position cached, attention ``[b, f, S]`` (the last layer's, mean over heads)."""
-        inner = self.inner
-        x = inner.embed_at(prev, state.step)  # [b, f, d]
+        this position cached, attention ``[b, f, S]`` (the last layer's, mean over heads).
+        Rows are flattened to ``[b * f, d]`` between attentions (2-D linear layers: Gemm)."""
+        inner, (b, f) = self.inner, prev.shape
+        x = inner.embed_at(prev, state.step).reshape(b * f, self.size)  # [b * f, d]
         mask = memory.mask[:, None, None, :]  # [b, 1, 1, S]
         keys, values, weights = [], [], None
         for i, layer in enumerate(inner.layers):
             past = getattr(state, f"k{i}"), getattr(state, f"v{i}")
-            sa = lambda h, a=layer.self_attn, p=past: self._self_attn(a, h, *p, keys, values)  # noqa: E731
             mem = getattr(memory, f"k{i}"), getattr(memory, f"v{i}")
-            ca = lambda h, a=layer.cross_attn, m=mem: self._cross_attn(a, h, *m, mask)  # noqa: E731
+
+            def sa(h, a=layer.self_attn, p=past):
+                return self._self_attn(a, h, *p, b, f, keys, values)
+
+            def ca(h, a=layer.cross_attn, m=mem):
+                return self._cross_attn(a, h, *m, mask, b, f)
+
             x = self._residual(layer, x, 0, sa)
             x, weights = self._residual(layer, x, 1, ca, True)
-            x = self._residual(layer, x, 2, lambda h, f=layer.ff: f(h))
+            x = self._residual(layer, x, 2, lambda h, ff=layer.ff: ff(h))
         new = self.State(state.step + 1, *keys, *values)
-        return inner.final_norm(x), new, weights.mean(1)
+        return inner.final_norm(x).reshape(b, f, self.size), new, weights.mean(1)
 
     @staticmethod
     def _residual(layer, x, i: int, fn, with_weights: bool = False):
