@@ -10,10 +10,16 @@ exported step (beam 5, batch 64, the tiny Multi30k transformer) found ``Split`` 
 :class:`ExportTransformerDecoder` computes the same function from the same weights with
 every per-layer tensor a separate graph input, already split into heads, keys stored
 transposed: cross-attention keys ``[B, h, d/h, S]`` and values ``[B, h, S, d/h]`` computed
-once per source, the cache as ``[B, h, d/h, t]`` keys and ``[B, h, t, d/h]`` values. A step
-then reads them in place (``MatMul`` on 4-D tensors), and the only copy left is the one
-``Concat`` that appends this position to the cache, as in any KV-cached decoder (the
-layout of Ott et al. 2019's fairseq incremental state, by layer).
+once per source, the cache as ``[b, f, h, d/h, t]`` keys and ``[b, f, h, t, d/h]`` values.
+A step then reads them in place (``MatMul`` on 4-D and 5-D tensors), and the only copy
+left is the one ``Concat`` that appends this position to the cache, as in any KV-cached
+decoder (the layout of Ott et al. 2019's fairseq incremental state, by layer).
+
+Its rows are grouped by source: ``prev [b, f]`` holds ``f`` hypotheses of each of ``b``
+sources, so beam search never repeats the memory per hypothesis (the runtime's
+``SharedArrays``), and each source's cross-attention is one matrix product for all its
+hypotheses. Between the attentions rows are flat ``[b * f, d]`` (every linear layer one
+``Gemm``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from transduce.nn.transformer import TransformerDecoder
 
 def _fields(name: str, fields: list[str], axes: dict[str, dict[int, str]]):
     """A NamedTuple class whose ``axes`` say, per field, which axes beyond the batch are
-    dynamic (``"src"``: the source length, ``"cache"``: the cache length)."""
+    dynamic (``"src"``: the source length, ``"cache"``: the cache length, ``"group"``: the
+    rows per source)."""
     cls = namedtuple(name, fields)
     cls.axes = axes
     return cls
