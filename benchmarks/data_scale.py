@@ -15,6 +15,7 @@ JSON line per N:
     python benchmarks/data_scale.py --pairs 29000 1000000
     python benchmarks/data_scale.py --pairs 29000 --no-torchrun --keep /tmp/corpora
     python benchmarks/data_scale.py --pairs 10000000 --workers 2   # the 10M targets only
+    python benchmarks/data_scale.py --pairs 29000 --workers 1 --rounds 4   # store vs memory
 
 The machine it runs on is part of the result: see docs/guide/large-corpora.md for lscpu.
 """
@@ -154,7 +155,13 @@ def _rss_anon_mb() -> float:
 
 
 def one_size(
-    n: int, tmp: Path, data: Path, torchrun: bool, in_memory: bool, workers_list=(1, 2)
+    n: int,
+    tmp: Path,
+    data: Path,
+    torchrun: bool,
+    in_memory: bool,
+    workers_list=(1, 2),
+    rounds_n: int = 1,
 ) -> dict:
     folder = tmp / f"n{n}"
     folder.mkdir()
@@ -170,7 +177,17 @@ def one_size(
     store = [f"data.prepared={stores[0]}"]
     row["store"] = train([*sets, *store], folder / "run_store")[0]
     if in_memory:
-        row["in_memory"] = train([*sets, "data.prepared="], folder / "run_mem")[0]
+        # store and in-memory alternated (A, B, A, B, ...): a change of the machine's load
+        # falls on both; the ratio is that of the two means
+        rounds = [(row["store"], train([*sets, "data.prepared="], folder / "run_mem"))]
+        for r in range(1, rounds_n):
+            a = train([*sets, *store], folder / f"run_store{r}")[0]
+            rounds.append((a, train([*sets, "data.prepared="], folder / f"run_mem{r}")))
+        row["in_memory"] = rounds[0][1][0]
+        store_rate = [a["tok_s"] for a, _ in rounds]
+        mem_rate = [b[0]["tok_s"] for _, b in rounds]
+        row["rounds_tok_s"] = {"store": store_rate, "in_memory": mem_rate}
+        row["store_vs_in_memory"] = round(sum(store_rate) / sum(mem_rate), 3)
     if torchrun:
         row["store_torchrun2"] = train([*sets, *store], folder / "run_ddp", ranks=2)
     for extra in stores[1:]:
@@ -195,6 +212,12 @@ def main() -> None:
         help="prepare with each of these worker counts (default 1 2; the first store trains)",
     )
     p.add_argument("--keep", help="build the corpora in this folder and keep them")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="train on the store and in memory this many times, alternated (first size)",
+    )
     p.add_argument("--drive", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.drive:
@@ -212,6 +235,7 @@ def main() -> None:
                 not args.no_torchrun,
                 i == 0 and n <= 1_000_000,
                 tuple(args.workers),
+                args.rounds,
             )
             print(json.dumps(row), flush=True)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import resource
 import sys
 import tempfile
 import time
@@ -149,18 +150,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process, all threads (the budget is CPU time, not wall)."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
 def _train_members(args, members: list[list[str]], base: list[str], root: Path):
     """Train each member; returns (run directories, seconds of training, steps per run)."""
     runs, train_s, steps = [], 0.0, []
     for i, extra in enumerate(members):
         cfg = load_config(args.config, [*base, *extra])
         out = root / ("run" if len(members) == 1 else f"member{i}")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         result = train(cfg, out)
         train_s += time.perf_counter() - start
+        steps_cpu = round(_cpu_seconds() - cpu, 1)
         if result.interrupted:  # SIGINT/SIGTERM: stop here, not with the next member
             sys.exit(f"m4_hourly: interrupted in {out} at step {result.steps}")
-        steps.append({"steps": result.steps, "best_step": result.best.get("step")})
+        steps.append(
+            {"steps": result.steps, "best_step": result.best.get("step"), "cpu_s": steps_cpu}
+        )
         if args.average:
             write_average(out, args.average)
         runs.append(out)
@@ -229,6 +239,7 @@ def main() -> None:
         "owa": scores["owa"],
         **{name: r(v) for name, v in scores["baselines"].items()},
         "train_seconds": round(train_s, 1),
+        "train_cpu_seconds": round(sum(m["cpu_s"] for m in steps), 1),
         "forecast_seconds": round(forecast_s, 2),
         **steps[0],
         "threads": args.threads,

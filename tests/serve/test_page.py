@@ -48,6 +48,13 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def series_levels(run) -> list[str]:
+    """The levels the series run was calibrated for, as /v1/models lists them."""
+    from transduce.serve.backend import SeriesModel
+
+    return SeriesModel.load("series", run).levels(finite=True)
+
+
 def wait_for(driver, css: str, timeout: float = 60):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -115,7 +122,17 @@ def test_translate_with_beam_and_heatmap(browser, server, text_run, qa_run, seri
         browser.find_element(By.ID, "values").send_keys("10 20 30 20 10 20 30 20 10 20 30 20")
         browser.find_element(By.ID, "forecast").click()
         wait_for(browser, "#forecast-line")
-        assert "forecast of 6 steps" in browser.find_element(By.ID, "status").text
+        status = browser.find_element(By.ID, "status").text
+        assert "forecast of 6 steps" in status
+        # the run is calibrated for intervals: the page asks for every level and shades each
+        levels = series_levels(series_run)
+        assert levels, "the series run has no finite interval levels"
+        shown = [k for k in levels if k in ("80", "95")] or levels[-2:]
+        assert f"{shown[0]}%" in status
+        for level in shown:
+            band = browser.find_element(By.ID, f"band-{level}")
+            assert band.get_attribute("d").endswith("Z")
+        browser.save_screenshot(str(tmp_path / "forecast.png"))
 
 
 def test_ct2_export_from_the_page_drops_what_it_cannot_do(browser, server, exports):

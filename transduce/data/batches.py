@@ -153,21 +153,23 @@ class ParallelData:
         """:meth:`batch_order` from an epoch's example ``order`` (a weighted mix draws its
         own, :mod:`transduce.data.mixing`); ``rng`` shuffles the batches."""
         n = len(order)
+        # int32 indices when they fit: at 10M pairs the epoch's order is 40 MB, not 80
+        order = order.astype(np.int32 if n < 2**31 else np.int64, copy=False)
         if bucket:
             # One side's length, then the other's; equal lengths stay in shuffled order.
             # Source first suits an LSTM encoder on CPU (one fused call per distinct source
             # length); target first cuts the decoder's padding, the larger cost when the
             # encoder skips padding anyway (packed sequences).
-            src_len = self.src.lengths.astype(np.int64, copy=False)
+            src_len = self.src.lengths
             tgt_len = self.tgt.lengths if self.tgt is not None else np.zeros_like(src_len)
-            tgt_len = tgt_len.astype(np.int64, copy=False)
             first, then = (tgt_len, src_len) if by == "target" else (src_len, tgt_len)
-            key = (first * (int(then.max(initial=0)) + 1) + then)[order]
+            scale = int(then.max(initial=0)) + 1
             pool = batch_size * 50
-            sorted_pools = [
-                order[i : i + pool][np.argsort(key[i : i + pool], kind="stable")]
-                for i in range(0, n, pool)
-            ]
+            sorted_pools = []
+            for i in range(0, n, pool):  # keys a pool at a time: no corpus-sized temporaries
+                idx = order[i : i + pool]
+                key = first[idx].astype(np.int64) * scale + then[idx]
+                sorted_pools.append(idx[np.argsort(key, kind="stable")])
             order = np.concatenate(sorted_pools) if sorted_pools else order
         if max_tokens:
             batches = self._token_batches(order, max_tokens)
@@ -176,9 +178,10 @@ class ParallelData:
         if shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         if world > 1:
-            # Drop the remainder so every rank takes the same number of steps.
+            # Drop the remainder so every rank takes the same number of steps; copies, so
+            # a rank holds its share of the epoch's indices, not views into all of them.
             usable = len(batches) - len(batches) % world
-            batches = batches[rank:usable:world]
+            batches = [b.copy() for b in batches[rank:usable:world]]
         return batches
 
     def _token_batches(self, order: np.ndarray, max_tokens: int) -> list[np.ndarray]:

@@ -91,6 +91,7 @@ class Loop:
                 "emulated here and slower than fp32"
             )
         self.optimizer = build_optimizer(self.tcfg, self.model.parameters())
+        self._plan: tuple[int, list[np.ndarray]] | None = None  # (epoch, batches): see plan()
         self.steps_per_epoch = -(-len(self.plan(0)) // self.tcfg.accumulate_steps)
         total = planned_steps(self.tcfg, self.steps_per_epoch)
         self.schedule = Schedule(self.tcfg, self.optimizer, total)
@@ -253,8 +254,13 @@ class Loop:
         return end_of_epoch
 
     def plan(self, epoch: int) -> list[np.ndarray]:
-        """This rank's batches of ``epoch`` (index arrays, the task's cut)."""
-        return self.task.plan(epoch, self.rank, self.world)
+        """This rank's batches of ``epoch`` (index arrays, the task's cut). The last plan is
+        kept: the start counts epoch 0's batches and then trains on them (at 10M pairs a
+        plan takes seconds), and a plan is a pure function of the epoch."""
+        if self._plan is None or self._plan[0] != epoch:
+            self._plan = None  # let the old plan go before the new one is built
+            self._plan = (epoch, self.task.plan(epoch, self.rank, self.world))
+        return self._plan[1]
 
     def _checkpoint(self, validate: bool = True) -> bool:
         """Validate, then save (the callbacks write metrics and the checkpoint); True when

@@ -287,13 +287,12 @@ class SeriesModel:
             for i in range(len(items))
         ]
 
-    def levels(self) -> list[str]:
-        """The interval levels this run was calibrated for (``"80"``...; none: no intervals)."""
-        cal = getattr(self.forecaster, "calibration", None)
-        if not isinstance(cal, dict):
-            return []
-        keys = {*cal.get("residual", {}), *cal.get("cqr", {})}
-        return sorted(keys, key=float)
+    def levels(self, finite: bool = False) -> list[str]:
+        """The interval levels this run was calibrated for (``"80"``...; none: no intervals);
+        ``finite``: those it gives finite bounds for (:func:`conformal.levels_of`)."""
+        from transduce.forecasting.conformal import levels_of
+
+        return levels_of(getattr(self.forecaster, "calibration", None), finite)
 
     def describe(self) -> dict[str, Any]:
         forecasters = getattr(self.forecaster, "members", [self.forecaster])
@@ -306,6 +305,7 @@ class SeriesModel:
             "horizon": spec.horizon,
             "lookback": spec.lookback,
             "period": spec.period,
+            "levels": self.levels(finite=True),
             **_provenance(self, cfg),
             "decoding_defaults": {"combine": "median"} if self.members else {},
         }

@@ -201,6 +201,11 @@ class ModelInfo(BaseModel):
     horizon: int | None = None
     lookback: int | None = None
     period: int | None = None
+    levels: list[str] | None = Field(
+        None,
+        description="interval levels (percent) the run's calibration gives finite "
+        "bounds for: what /v1/forecast's level answers",
+    )
     members: list[str] | None = Field(None, description="an ensemble's run directories")
     unsupported_options: list[str] = Field(
         [], description="request options this model's engine refuses (422)"
