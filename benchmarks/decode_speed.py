@@ -10,8 +10,10 @@ process, so ``peak_rss_mib`` is that process's ``ru_maxrss`` (model and data inc
 Engines: ``--engines torch,onnx,ct2`` with ``--export onnx=DIR,ct2=DIR`` (directories
 written by ``transduce export``) decodes with each engine in turn, ``--rounds`` times
 alternated (A/B/A/B), and adds per engine the median seconds, the speed-up over torch and
-the share of sentences whose output is identical to torch's. ``--cold-start DIR`` times
-the PyTorch-free runtime instead (import, load, first sentence, in fresh processes).
+the share of sentences whose output is identical to torch's; the same from each process's
+CPU time (``cpu_*``), which a busy machine disturbs less than the wall clock.
+``--cold-start DIR`` times the PyTorch-free runtime instead (import, load, first sentence,
+in fresh processes).
 
     python benchmarks/decode_speed.py                          # runs/multi30k_word
     python benchmarks/decode_speed.py --model runs/other --threads 1
@@ -49,10 +51,20 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def test_set() -> tuple[list[str], list[str]]:
+def direction(model_dir: str) -> str:
+    """``de-en`` or ``en-de``: the run's own direction, read from its training source file
+    (``train.en.gz`` -> en-de); ``de-en`` where that is not a Multi30k run."""
+    config = Path(model_dir, "config.yaml")
+    if config.is_file() and load_config(config).data.train_src.endswith(".en.gz"):
+        return "en-de"
+    return "de-en"
+
+
+def test_set(pair: str = "de-en") -> tuple[list[str], list[str]]:
     folder = data_root() / "multi30k"
-    src = read_lines(folder / "test_2016_flickr.de.gz")
-    ref = read_lines(folder / "test_2016_flickr.en.gz")
+    src_lang, tgt_lang = pair.split("-")
+    src = read_lines(folder / f"test_2016_flickr.{src_lang}.gz")
+    ref = read_lines(folder / f"test_2016_flickr.{tgt_lang}.gz")
     return src, ref
 
 
@@ -60,13 +72,18 @@ def load(model_dir: str, engine: str, threads: int):
     """The translator of one engine: a run directory for torch, an export for the others."""
     if engine == "torch":
         return Translator.load(model_dir)
-    from transduce.runtime.__main__ import load as load_exported
+    from transduce.engines import load as load_exported
 
-    return load_exported(model_dir, threads)
+    return load_exported(model_dir, threads=threads)
 
 
 def measure(
-    model_dir: str, setting: str, threads: int, precision: str = "fp32", engine: str = "torch"
+    model_dir: str,
+    setting: str,
+    threads: int,
+    precision: str = "fp32",
+    engine: str = "torch",
+    pair: str = "de-en",
 ) -> dict:
     """Decode the test set with one setting; runs in a fresh process (see ``--child``)."""
     if threads:
@@ -75,20 +92,21 @@ def measure(
     autocast = torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext()
     beam, batch_size = SETTINGS[setting]
     translator = load(model_dir, engine, threads)
-    src, ref = test_set()
+    src, ref = test_set(pair)
     baseline = rss_mib()
     options = DecodeOptions(beam=beam, batch_size=batch_size, attention=False)
     with autocast:
         translator.translate_full(src[:WARMUP], options)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         outputs = translator.translate_full(src, options)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     tokens = sum(len(o.out_tokens) for o in outputs)
     scores = bleu_chrf([o.text for o in outputs], ref)
     return {
         "sentences_per_s": round(len(src) / seconds, 1),
         "tokens_per_s": round(tokens / seconds, 1),
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),  # this process's CPU time: steadier on a busy machine
         "out_tokens": tokens,
         "bleu": scores["bleu"],
         "chrf": scores["chrf"],
@@ -101,7 +119,12 @@ def measure(
 
 
 def run_child(
-    model_dir: str, setting: str, threads: int, precision: str, engine: str = "torch"
+    model_dir: str,
+    setting: str,
+    threads: int,
+    precision: str,
+    engine: str = "torch",
+    pair: str = "de-en",
 ) -> dict:
     command = [
         sys.executable,
@@ -114,6 +137,8 @@ def run_child(
         precision,
         "--engine-child",
         engine,
+        "--pair",
+        pair,
     ]
     done = subprocess.run([*command, "--child", setting], capture_output=True, text=True)
     if done.returncode != 0:
@@ -131,12 +156,13 @@ def compare_engines(args, chosen: list[str], engines: list[str]) -> dict:
     for _ in range(args.rounds):
         for name in chosen:
             for e in engines:
-                runs[e][name].append(run_child(dirs[e], name, args.threads, "fp32", e))
+                runs[e][name].append(run_child(dirs[e], name, args.threads, "fp32", e, args.pair))
     out: dict = {}
     for e in engines:
         for name in chosen:
             rs = runs[e][name]
             secs = sorted(r["seconds"] for r in rs)
+            cpu = sorted(r["cpu_seconds"] for r in rs)
             ref = runs["torch"][name][0]["outputs"] if "torch" in runs else None
             same = None
             if ref is not None:
@@ -144,6 +170,7 @@ def compare_engines(args, chosen: list[str], engines: list[str]) -> dict:
             out.setdefault(e, {})[name] = {
                 "seconds_median": secs[len(secs) // 2],
                 "seconds_all": secs,
+                "cpu_seconds_median": cpu[len(cpu) // 2],
                 "sentences_per_s": round(len(rs[0]["outputs"]) / secs[len(secs) // 2], 1),
                 "bleu": rs[0]["bleu"],
                 "chrf": rs[0]["chrf"],
@@ -154,6 +181,8 @@ def compare_engines(args, chosen: list[str], engines: list[str]) -> dict:
             if "torch" in out and e != "torch":
                 base = out["torch"][name]["seconds_median"]
                 out[e][name]["speedup_over_torch"] = round(base / secs[len(secs) // 2], 2)
+                base_cpu = out["torch"][name]["cpu_seconds_median"]
+                out[e][name]["cpu_speedup_over_torch"] = round(base_cpu / cpu[len(cpu) // 2], 2)
     return {
         "engines": out,
         "exports": dirs,
@@ -165,8 +194,8 @@ def compare_engines(args, chosen: list[str], engines: list[str]) -> dict:
 COLD = """
 import time; t0 = time.perf_counter()
 import sys
-from transduce.runtime.__main__ import load
-t = load(sys.argv[1], 1)
+from transduce.engines import load
+t = load(sys.argv[1], threads=1)
 t.translate(["Ein Mann fährt Fahrrad."])
 print(time.perf_counter() - t0, "torch" in sys.modules)
 """
@@ -221,13 +250,25 @@ def main() -> None:
     parser.add_argument("--export", default="", help="onnx=DIR,ct2=DIR: exported models")
     parser.add_argument("--rounds", type=int, default=1, help="alternated repeats per engine")
     parser.add_argument("--cold-start", metavar="DIR", help="time the runtime on export DIR")
+    parser.add_argument(
+        "--pair", default="auto", help="de-en or en-de test set (auto: the run's direction)"
+    )
     parser.add_argument("--child", choices=sorted(SETTINGS), help=argparse.SUPPRESS)
     parser.add_argument("--engine-child", default="torch", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.pair == "auto":
+        args.pair = direction(args.model)
     if args.child:
         print(
             json.dumps(
-                measure(args.model, args.child, args.threads, args.precision, args.engine_child)
+                measure(
+                    args.model,
+                    args.child,
+                    args.threads,
+                    args.precision,
+                    args.engine_child,
+                    args.pair,
+                )
             )
         )
         return
@@ -247,14 +288,17 @@ def main() -> None:
     if engines != ["torch"]:
         record = {
             "model": args.model,
-            "test": "multi30k test_2016_flickr",
+            "test": f"multi30k test_2016_flickr {args.pair}",
             **compare_engines(args, chosen, engines),
             "threads": args.threads,
             "torch": torch.__version__,
         }
         print(json.dumps(record))
         return
-    results = {name: run_child(args.model, name, args.threads, args.precision) for name in chosen}
+    results = {
+        name: run_child(args.model, name, args.threads, args.precision, "torch", args.pair)
+        for name in chosen
+    }
     signature = results[chosen[0]].pop("bleu_signature")
     threads = results[chosen[0]]["threads"]
     for r in results.values():
@@ -266,8 +310,8 @@ def main() -> None:
         ratio = round(results["beam5_b64"]["seconds"] / results["greedy_b64"]["seconds"], 2)
     record = {
         "model": args.model,
-        "test": "multi30k test_2016_flickr de->en",
-        "n": len(test_set()[0]),
+        "test": f"multi30k test_2016_flickr {args.pair}",
+        "n": len(test_set(args.pair)[0]),
         **results,
         "beam5_over_greedy_seconds_b64": ratio,
         "memory": "peak_rss_mib: ru_maxrss of a fresh process per setting; "

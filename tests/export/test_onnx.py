@@ -134,9 +134,21 @@ def test_sampling_at_temperature_zero_is_greedy_and_seeded_sampling_repeats(expo
 
 
 def test_transformer_cache_is_an_explicit_input_and_output(exported):
+    """Per layer, split into heads: the step graph reads the cache and the cross-attention
+    keys in place, and returns the cache one position longer."""
     _, onnx = exported("transformer")
-    assert {"state.keys", "state.values"} <= set(onnx.inputs["step"])
-    assert {"new_state.keys", "new_state.values"} <= set(onnx.outputs["step"])
+    cache = {f"state.{kv}{i}" for kv in "kv" for i in range(2)}  # 2 decoder layers
+    assert cache <= set(onnx.inputs["step"])
+    assert {f"new_{name}" for name in cache} <= set(onnx.outputs["step"])
+    assert {"memory.k0", "memory.v1", "memory.mask"} <= set(onnx.inputs["step"])
+    src, mask = np.ones((2, 5), dtype=np.int64), np.ones((2, 5), dtype=bool)
+    memory = onnx.encode(src, mask)
+    state = onnx.init_state(memory)
+    for t in range(3):
+        _, state, _ = onnx.step(np.full(2, 1), state, memory)
+        keys, values = state.arrays["state.k0"], state.arrays["state.v0"]
+        assert keys.shape[-1] == values.shape[-2] == t + 1  # [B, h, d/h, t], [B, h, t, d/h]
+    assert memory.arrays["memory.k0"].shape[-1] == memory.arrays["memory.v0"].shape[-2] == 5
 
 
 def test_plain_rnn_cell_is_refused_by_name(make_model, tmp_path):

@@ -22,6 +22,7 @@ from torch import nn
 
 from transduce.nn.encoders import RNN_CLASSES, Memory, RNNEncoder
 from transduce.nn.models import reverse_padded
+from transduce.nn.transformer import TransformerDecoder
 
 
 def flat(t) -> tuple[list[str], list[torch.Tensor]]:
@@ -111,8 +112,14 @@ class ExportRNNEncoder(nn.Module):
 
 def exportable(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose encoder(s) export: RNN encoders become
-    :class:`ExportRNNEncoder`; everything else is shared code."""
+    :class:`ExportRNNEncoder`, a transformer decoder
+    :class:`~transduce.export.transformer.ExportTransformerDecoder` (a faster graph
+    layout); everything else is shared code."""
+    from transduce.export.transformer import ExportTransformerDecoder
+
     model = copy.deepcopy(model).eval()
+    if isinstance(model.decoder, TransformerDecoder):
+        model.decoder = ExportTransformerDecoder(model.decoder)
     if isinstance(model.encoder, RNNEncoder):
         model.encoder = ExportRNNEncoder(model.encoder)
     elif hasattr(model.encoder, "encoders"):  # multi-source

@@ -93,9 +93,19 @@ class _Head(nn.Module):
         return logits
 
 
-def _dims(tensors: list[torch.Tensor], batch, length, cache=None) -> tuple:
-    """Dynamic dimensions of every input: dim 0 is the batch; a dim equal to the example
-    source length is the source length; dim 2 of a transformer cache is its length."""
+def _dims(tensors: list[torch.Tensor], batch, length, cache=None, tuple_=None, group=None) -> tuple:
+    """Dynamic dimensions of every input: dim 0 is the batch; where the NamedTuple
+    ``tuple_`` the tensors come from declares its ``axes`` (field -> {axis: "src",
+    "cache" or "group"}), those; else a dim 1 equal to the example source length is the
+    source length, and dim 2 of a 4-D tensor the cache length when ``cache`` is given."""
+    axes = getattr(tuple_, "axes", None)
+    if axes is not None:
+        names = flat(tuple_)[0]
+        kinds = {"src": length, "cache": cache, "group": group}
+        return tuple(
+            {0: batch, **{axis: kinds[kind] for axis, kind in axes.get(name, {}).items()}}
+            for name in names
+        )
     specs = []
     for t in tensors:
         spec = {0: batch}
@@ -161,8 +171,11 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
     ``optimize``: run the exporter's graph optimiser (slower to export)."""
     model = exportable(model)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("src_len")
-    cache = torch.export.Dim("cache_len")
-    memory, state, features, state1, attn = _run_example(model, src, src_mask, prev)
+    cache, group = torch.export.Dim("cache_len"), torch.export.Dim("group")
+    grouped = getattr(model.decoder, "grouped", False)
+    if grouped:  # traced with 2 rows per source (see export/transformer.py)
+        prev = prev[:, None].expand(-1, 2)
+    memory, state, features, state1, attn = _run_example(model, src, src_mask, prev, grouped)
     mem_names, mem = flat(memory)
     # A decoder without attention never reads the memory in a step: leave it out of the
     # step graph (an input nothing reads breaks the exporter's shape guards).
@@ -173,7 +186,8 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
     s_in = [f"state.{n}" for n in st_names]
     s_out = [f"new_state.{n}" for n in st_names]
     step_out = ["features", *s_out, *(["attention"] if attn is not None else [])]
-    is_cache = isinstance(state1, tuple) and type(state1).__name__ == "TransformerState"
+    is_cache = type(state1).__name__ == "TransformerState" or hasattr(state1, "axes")
+    step_axes = memory if attends else None
     _export(
         _Encoder(model),
         (src, src_mask),
@@ -188,14 +202,17 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
         tuple(mem),
         m_io,
         [f"state.{n}" for n in flat(state)[0]],
-        (_dims(mem, batch, length),),
+        (_dims(mem, batch, length, tuple_=memory),),
         out / "init_state.onnx",
         optimize,
     )
     # forward(prev, *tensors): the variadic tensors' shapes go in one tuple
     dyn = (
-        {0: batch},
-        (*_dims(st, batch, length, cache if is_cache else None), *_dims(step_mem, batch, length)),
+        {0: batch, 1: group} if grouped else {0: batch},
+        (
+            *_dims(st, batch, length, cache if is_cache else None, state1, group),
+            *_dims(step_mem, batch, length, tuple_=step_axes),
+        ),
     )
     _export(
         _Step(model, type(memory), step_names, type(state1), st_names),
@@ -206,16 +223,19 @@ def export_graphs(model: nn.Module, out: Path, src, src_mask, prev, optimize: bo
         out / "step.onnx",
         optimize,
     )
-    _export_head(model, features, batch, out, optimize)
-    return {"memory": mem_names, "state": st_names, "attention": attn is not None}
+    _export_head(model, features.reshape(-1, features.shape[-1]), batch, out, optimize)
+    graphs = {"memory": mem_names, "state": st_names, "attention": attn is not None}
+    return {**graphs, "grouped": True} if grouped else graphs
 
 
-def _run_example(model: nn.Module, src, src_mask, prev) -> tuple:
+def _run_example(model: nn.Module, src, src_mask, prev, grouped: bool = False) -> tuple:
     """The example tensors the graphs are traced with: memory, the initial state, and the
     features, state and attention after EXAMPLE_STEPS steps."""
     with torch.no_grad():
         memory = model.encode(src, src_mask)
         state = model.init_state(memory)
+        if grouped:  # each source's state repeated for its rows
+            state = type(state)(*(t.expand(-1, prev.shape[1], *t.shape[2:]) for t in state))
         features, state1, attn = model.step(prev, state, memory)
         for _ in range(EXAMPLE_STEPS - 1):  # a cache of several positions (transformer)
             _, state1, _ = model.step(prev, state1, memory)

@@ -33,6 +33,33 @@ class Arrays:
         return Arrays({k: v[index] for k, v in self.arrays.items()})
 
 
+class SharedArrays(Arrays):
+    """A memory shared by consecutive rows: row ``r`` of the search reads row
+    ``r // rows_per`` of ``arrays``. Beam search repeats each source ``k`` times and later
+    keeps whole sentences, so this memory is never copied per hypothesis: ``select`` keeps
+    it shared where the selected rows come in equal runs of one source row (and copies only
+    the source rows kept), and copies row by row otherwise."""
+
+    __slots__ = ("rows_per",)
+
+    def __init__(self, arrays: dict[str, np.ndarray], rows_per: int = 1):
+        super().__init__(arrays)
+        self.rows_per = rows_per
+
+    def select(self, index: np.ndarray) -> SharedArrays:
+        source = np.asarray(index) // self.rows_per  # [n] the source row of each row
+        n = len(source)
+        runs = 1 + int(np.count_nonzero(source[1:] != source[:-1]))
+        per = n // runs if n and n % runs == 0 else 1
+        if per > 1 and not (source.reshape(-1, per) == source[::per, None]).all():
+            per = 1
+        first = source[::per]  # the source row of each group of `per` rows
+        size = len(next(iter(self.arrays.values())))
+        if len(first) == size and (first == np.arange(size)).all():
+            return SharedArrays(self.arrays, per)  # the same source rows, in order: no copy
+        return SharedArrays({k: v[first] for k, v in self.arrays.items()}, per)
+
+
 def read_manifest(model_dir: str | os.PathLike, engine: str | None = None) -> dict:
     """An export's ``manifest.json``; ``engine``: also require that engine."""
     path = Path(model_dir, "manifest.json")
@@ -80,6 +107,8 @@ class OnnxModel:
         self.ops = NumpyOps(ort.InferenceSession(str(topk), opts) if topk.is_file() else None)
         if "log_probs" not in self.outputs["head"]:
             self.log_probs = None  # a regression head: the search never asks
+        # a step graph that takes its rows grouped by source (export/transformer.py)
+        self.grouped = bool(self.manifest.get("graphs", {}).get("grouped"))
 
     def _run(self, name: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         wanted = {k: feed[k] for k in self.inputs[name]}
@@ -88,14 +117,26 @@ class OnnxModel:
 
     def encode(self, src: np.ndarray, src_mask: np.ndarray) -> Arrays:
         """``src [B, S]`` ids (or ``[B, S, F]`` values), ``src_mask [B, S]`` -> memory."""
-        return Arrays(self._run("encoder", {"src": src, "src_mask": src_mask}))
+        out = self._run("encoder", {"src": src, "src_mask": src_mask})
+        return SharedArrays(out) if self.grouped else Arrays(out)
 
     def init_state(self, memory: Arrays) -> Arrays:
-        return Arrays(self._run("init_state", memory.arrays))
+        out = self._run("init_state", memory.arrays)
+        if self.grouped:  # [B, 1, ...] -> one row per source, [B, ...]
+            out = {k: v.reshape(v.shape[0] * v.shape[1], *v.shape[2:]) for k, v in out.items()}
+        return Arrays(out)
 
     def step(self, prev: np.ndarray, state: Arrays, memory: Arrays):
-        """``prev [B]`` -> features ``[B, F]``, new state, attention ``[B, S]`` or None."""
-        out = self._run("step", {"prev": prev, **state.arrays, **memory.arrays})
+        """``prev [B]`` -> features ``[B, F]``, new state, attention ``[B, S]`` or None.
+        A grouped graph reads the ``B`` rows as ``[b, B / b]``, ``b`` the memory's rows:
+        each row's state is a view, never a copy."""
+        feed, rows = {"prev": prev, **state.arrays}, len(prev)
+        if self.grouped:
+            groups = rows // memory.rows_per
+            feed = {k: v.reshape(groups, memory.rows_per, *v.shape[1:]) for k, v in feed.items()}
+        out = self._run("step", {**feed, **memory.arrays})
+        if self.grouped:  # [b, f, ...] -> [B, ...]
+            out = {k: v.reshape(rows, *v.shape[2:]) for k, v in out.items()}
         new = Arrays({k[4:]: v for k, v in out.items() if k.startswith("new_state.")})
         return out["features"], new, out.get("attention")
 
