@@ -56,12 +56,14 @@ stage() {
 }
 
 # --- the venv: the host interpreter's packages (CUDA torch) plus the carried wheels
-"$PY" -m venv "$WORK/venv" || { echo '{"error": "python3 -m venv failed"}'; exit 1; }
+# (no pip inside: the host's pip installs into it, so ensurepip is not needed either)
+"$PY" -m venv --without-pip "$WORK/venv" || { echo '{"error": "python3 -m venv failed"}'; exit 1; }
 V=$WORK/venv/bin/python
 site=$("$V" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 "$PY" -c 'import site, sysconfig; print("\n".join(dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"]])))' >"$site/host.pth"
 if compgen -G ".gpu_check/wheels/*.whl" >/dev/null; then
-  "$V" -m pip install -q --no-index --no-deps --no-compile .gpu_check/wheels/*.whl 2>"$WORK/wheels.err" ||
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$site" \
+    .gpu_check/wheels/*.whl 2>"$WORK/wheels.err" ||
     echo "gpu_check: wheels not installed: $(tail -n 1 "$WORK/wheels.err")" >&2
 fi
 
@@ -170,7 +172,12 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
     if isinstance(value, dict):
         value.pop("resolved_config", None)  # the recipes are in configs/
     record[path.stem] = value
-record["skipped"] = {k: v["skipped"] for k, v in record.items()
-                     if isinstance(v, dict) and "skipped" in v}
+skipped = {}  # whole stages, and the engines a stage could not run
+for name, value in list(record.items()):
+    if isinstance(value, dict) and set(value) == {"skipped"}:
+        skipped[name] = value["skipped"]
+    elif isinstance(value, dict) and isinstance(value.get("skipped"), dict):
+        skipped.update({f"{name}.{k}": v for k, v in value["skipped"].items()})
+record["skipped"] = skipped
 print(json.dumps(record))
 EOF

@@ -112,8 +112,9 @@ def main() -> None:
     for engine, folder in folders.items():
         try:
             engines[engine] = measure(engine, folder, args.device, args.limit)
-        except RuntimeError as error:  # an engine without this device: say why, go on
-            skipped[engine] = str(error).splitlines()[0]
+        except Exception as error:  # an engine that cannot run here: say why, go on
+            first = (str(error).splitlines() or [""])[0]
+            skipped[engine] = f"{type(error).__name__}: {first[:300]}"
     base = engines.get("torch", {})
     for engine, settings in engines.items():
         for name, r in settings.items():
