@@ -31,7 +31,7 @@ def test_the_dry_run_measures_every_stage_on_the_cpu(tmp_path):
         TRANSDUCE_DATA=str(data),
     )
     done = subprocess.run(
-        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600, check=False
+        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=2400, check=False
     )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.strip().splitlines()

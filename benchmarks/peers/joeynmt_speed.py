@@ -250,6 +250,10 @@ def main() -> None:
         "transduce_tgt_tok_s": round(a),
         "joeynmt_tgt_tok_s": round(b),
         "ratio": round(a / b, 2),
+        # each A/B pair's own ratio: on a loaded machine their spread shows the noise
+        "round_ratios": [
+            round(x["tgt_tok_s"] / y["tgt_tok_s"], 2) for x, y in zip(ours, peer, strict=True)
+        ],
         "rounds": [{"transduce": x, "joeynmt": y} for x, y in zip(ours, peer, strict=True)],
         "cpu": cpu_name(),
         "torch": torch.__version__,
