@@ -1,5 +1,5 @@
 """Check a Containerfile where no container can run: build a Debian rootfs with
-``debootstrap --variant=minbase``, replay the file's FROM/RUN/COPY/ENV/USER/WORKDIR steps in
+``debootstrap --variant=minbase``, replay the file's FROM/ARG/RUN/COPY/ENV/USER/WORKDIR steps in
 it with ``chroot``, start its CMD from the chroot on loopback with an exported model in
 ``/models/model``, and check ``/health/ready`` (through the file's own HEALTHCHECK command)
 and one translation. Prints one JSON line: sizes, cold start, the translation.
@@ -123,7 +123,7 @@ def replay(rootfs: Rootfs, steps: list[tuple[str, str]], context: Path) -> dict[
             rootfs.run(arg)
         elif word == "COPY":
             rootfs.copy(arg, context)
-        elif word == "ENV":
+        elif word in ("ENV", "ARG"):  # ARG: its default, seen by the RUN steps after it
             rootfs.env = parse_env(arg, rootfs.env)
         elif word == "USER":
             rootfs.user = arg

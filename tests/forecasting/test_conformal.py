@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from transduce.forecasting import conformal
 from transduce.forecasting.conformal import bands, calibrate, conformal_quantile
 
 H = 4
@@ -63,3 +64,15 @@ def test_an_uncalibrated_level_is_refused_with_the_calibrated_ones():
     calib = calibrate(mean[:, :, None], truth, ())
     with pytest.raises(ValueError, match=r"level 73 is not calibrated.*50, 80, 90, 95, 99"):
         bands(mean[:, :, None], calib, 73)
+
+
+def test_levels_of_lists_finite_levels_only_where_enough_windows_exist():
+    rng = np.random.default_rng(0)
+    pred, target = rng.normal(size=(6, 4, 1)), rng.normal(size=(6, 4))  # 6 windows, 4 steps
+    cal = conformal.calibrate(pred, target, ())
+    assert conformal.levels_of(cal) == ["50", "80", "90", "95", "99"]
+    # 6 windows give ceil(7 * 0.8) = 6th order statistic for 80%, none for 90% and above
+    assert conformal.levels_of(cal, finite=True) == ["50", "80"]
+    many = conformal.calibrate(rng.normal(size=(400, 4, 1)), rng.normal(size=(400, 4)), ())
+    assert conformal.levels_of(many, finite=True) == conformal.levels_of(many)
+    assert conformal.levels_of(None) == []

@@ -52,7 +52,7 @@ def series_levels(run) -> list[str]:
     """The levels the series run was calibrated for, as /v1/models lists them."""
     from transduce.serve.backend import SeriesModel
 
-    return SeriesModel.load("series", run).finite_levels()
+    return SeriesModel.load("series", run).levels(finite=True)
 
 
 def wait_for(driver, css: str, timeout: float = 60):

@@ -45,6 +45,20 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float("inf") if k > n else float(np.sort(scores)[k - 1])
 
 
+def levels_of(calibration: dict | None, finite: bool = False) -> list[str]:
+    """The levels (``"80"``...) a calibration holds, ascending; with ``finite``, only those
+    whose bounds are finite at every step: a level needs about 1 / (1 - level) windows
+    (95%: 20), so a run on a few series has its 50% and 80% bands and not its 95%."""
+    if not isinstance(calibration, dict):
+        return []
+    kinds = [calibration.get("cqr", {}), calibration.get("residual", {})]
+    keys = sorted({k for kind in kinds for k in kind}, key=float)
+    if not finite:
+        return keys
+    ok = lambda q: q is not None and bool(np.isfinite(np.asarray(q, float)).all())  # noqa: E731
+    return [k for k in keys if any(ok(kind.get(k)) for kind in kinds)]
+
+
 def calibrate(pred: np.ndarray, target: np.ndarray, levels: tuple[float, ...]) -> dict:
     """``pred [N, H, D]`` (median first, then ``(lo, hi)`` per trained level, narrowest
     first) and ``target [N, H]``, both scaled -> the per-step corrections of every level."""

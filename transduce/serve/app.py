@@ -24,6 +24,7 @@ from transduce.serve import schemas as s
 from transduce.serve.backend import ServedModel
 from transduce.serve.docs import add_docs
 from transduce.serve.errors import SafeJSONResponse, add_error_handlers
+from transduce.serve.fastpath import FastTranslate
 from transduce.serve.limits import ServeLimits
 from transduce.serve.middleware import Gate, RequestContext
 from transduce.serve.routes import ROUTERS
@@ -75,15 +76,16 @@ def create_app(
     app.state.serve = state
     app.state.models, app.state.batchers = state.models, state.batchers  # for tests and tools
     app.state.limits = state.limits
+    app.add_middleware(FastTranslate, state=state)  # innermost: after the gate
     app.add_middleware(Gate, arrivals=state.arrivals, max_body=state.limits.max_body_kb * 1024)
     app.add_middleware(RequestContext, state=state, json_logs=json_logs)  # outermost: sees all
     add_error_handlers(app, state.limits.max_errors)
+    for router in ROUTERS:  # first: a request is matched against routes in order
+        app.include_router(router)
     add_docs(app)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(PAGE, media_type="text/html; charset=utf-8")
 
-    for router in ROUTERS:
-        app.include_router(router)
     return app

@@ -287,27 +287,12 @@ class SeriesModel:
             for i in range(len(items))
         ]
 
-    def levels(self) -> list[str]:
-        """The interval levels this run was calibrated for (``"80"``...; none: no intervals)."""
-        cal = getattr(self.forecaster, "calibration", None)
-        if not isinstance(cal, dict):
-            return []
-        keys = {*cal.get("residual", {}), *cal.get("cqr", {})}
-        return sorted(keys, key=float)
+    def levels(self, finite: bool = False) -> list[str]:
+        """The interval levels this run was calibrated for (``"80"``...; none: no intervals);
+        ``finite``: those it gives finite bounds for (:func:`conformal.levels_of`)."""
+        from transduce.forecasting.conformal import levels_of
 
-    def finite_levels(self) -> list[str]:
-        """The levels whose calibration gives finite bounds at every step: a level needs
-        about 1 / (1 - level) validation windows (95%: 20), so a run on a few series has
-        its 50% and 80% bands and not its 95%."""
-        cal = getattr(self.forecaster, "calibration", None)
-        if not isinstance(cal, dict):
-            return []
-        ok = lambda q: q is not None and bool(np.all(np.isfinite(np.asarray(q, float))))  # noqa: E731
-        return [
-            k
-            for k in self.levels()
-            if ok(cal.get("cqr", {}).get(k)) or ok(cal.get("residual", {}).get(k))
-        ]
+        return levels_of(getattr(self.forecaster, "calibration", None), finite)
 
     def describe(self) -> dict[str, Any]:
         forecasters = getattr(self.forecaster, "members", [self.forecaster])
@@ -320,7 +305,7 @@ class SeriesModel:
             "horizon": spec.horizon,
             "lookback": spec.lookback,
             "period": spec.period,
-            "levels": self.finite_levels(),
+            "levels": self.levels(finite=True),
             **_provenance(self, cfg),
             "decoding_defaults": {"combine": "median"} if self.members else {},
         }

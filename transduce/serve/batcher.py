@@ -4,8 +4,9 @@ batched decode on a worker thread, while the event loop keeps accepting requests
 Requests wait in groups keyed by their options. The worker takes the group whose turn it is
 and flushes it when it holds ``max_batch_size`` items or ``max_wait_ms`` have passed since its
 oldest request arrived -- and without waiting at all when nothing suggests company is coming
-(no request is being read and the previous batch served a single request), so one client on
-an idle server pays no batching delay. A batch takes one item from each waiting request in
+(no request is being read and as many requests wait as the previous batch served), so one
+client on an idle server pays no batching delay, and N clients in a closed loop are batched
+as soon as all N are back. A batch takes one item from each waiting request in
 turn, and groups take turns, so a large request is split into batches and holds the others
 back by one batch at most. Each request gets exactly its own results, in its order.
 A batch is also bounded in work (``max_cost``, e.g. beam x output length per item), so a
@@ -103,6 +104,7 @@ class MicroBatcher:
         cost: Callable[[Any, Any], int] | None = None,
         max_cost: int | None = None,
         observe: Callable[[int, float], None] | None = None,
+        inline_cost: int = 0,
     ) -> None:
         if max_batch_size < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size must be >= 1 and max_wait_ms >= 0")
@@ -111,6 +113,11 @@ class MicroBatcher:
         self.arrivals = arrivals
         self.cost, self.max_cost = cost, max_cost  # cost(item, options): one item's work
         self.observe = observe  # called with (items, seconds) after each batched decode
+        # a batch of one item costing at most this decodes on the event loop's thread: a
+        # lone short request skips two thread hand-offs (to the decode thread and back),
+        # the part of its latency offline decoding does not pay; the loop is held for that
+        # one short decode only
+        self.inline_cost = inline_cost
         self.calls = self.items = self.dropped = 0
         self._groups: OrderedDict[Hashable, deque[_Request]] = OrderedDict()
         self._ids = itertools.count()
@@ -176,17 +183,21 @@ class MicroBatcher:
         spent += self.cost(item, options)
         return spent if spent <= self.max_cost or not batch else None
 
-    def _company_coming(self) -> bool:
-        """Whether more requests are likely to join: some are being read, or the previous
-        batch merged several (the server is under concurrent load)."""
-        return self._last_requests > 1 or (self.arrivals is None or self.arrivals.count > 0)
+    def _company_coming(self, key: Hashable) -> bool:
+        """Whether more requests are likely to join: some are being read, or fewer are
+        waiting than the previous batch served (under a steady load of N clients, each
+        sends its next request once answered: the batch is complete when N are back,
+        with no need to wait out ``max_wait``)."""
+        if self.arrivals is None or self.arrivals.count > 0:
+            return True
+        return len(self._groups.get(key, ())) < self._last_requests
 
     async def _gather(self, key: Hashable) -> None:
         """Wait until the group is full, its oldest request waited ``max_wait``, or no
         further request is on its way."""
         loop = asyncio.get_running_loop()
         deadline = self._groups[key][0].arrived + self.max_wait
-        while self._pending(key) < self.max_batch_size and self._company_coming():
+        while self._pending(key) < self.max_batch_size and self._company_coming(key):
             left = deadline - loop.time()
             if left <= 0:
                 return
@@ -237,9 +248,12 @@ class MicroBatcher:
             return all(r.future.done() for r in waiting)
 
         try:
-            results = await loop.run_in_executor(
-                self.executor, _decode_batch, self.decode, items, options, stop
-            )
+            if self._inline(items, options):
+                results = _decode_batch(self.decode, items, options, stop)
+            else:
+                results = await loop.run_in_executor(
+                    self.executor, _decode_batch, self.decode, items, options, stop
+                )
         except Exception as err:  # fail the requests in this batch, keep serving the rest
             for request in requests.values():
                 self._drop(request)
@@ -254,6 +268,12 @@ class MicroBatcher:
             request.done += 1
             if request.done == len(request.items) and not request.future.done():
                 request.future.set_result(request.results)
+
+    def _inline(self, items: list[Any], options: Any) -> bool:
+        """Whether this batch is one short item (see ``inline_cost``)."""
+        if len(items) != 1 or self.cost is None or not self.inline_cost:
+            return False
+        return self.cost(items[0], options) <= self.inline_cost
 
     def _drop(self, request: _Request) -> None:
         for key, queue in list(self._groups.items()):

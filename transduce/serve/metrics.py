@@ -42,6 +42,7 @@ class ServeMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple, tuple] = {}
         r = self.registry
         self.requests = Counter(
             "transduce_requests",
@@ -109,5 +110,15 @@ class ServeMetrics:
         return observe
 
     def request(self, route: str, method: str, status: int, elapsed: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(elapsed)
+        # the labelled children, looked up once per (route, method, status): labels() takes
+        # a lock and builds a key on every call
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)

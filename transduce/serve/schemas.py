@@ -10,6 +10,7 @@ a misspelt option is an error rather than silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import typing
 from typing import Any
@@ -55,11 +56,13 @@ class _TranslateBody(_Body):
 
     def decode_options(self) -> DecodeOptions:
         """The request's :class:`DecodeOptions`; a bad combination is an OptionError
-        naming the request field (:func:`transduce.inference.decoding.check_rules`)."""
-        values = {f.name: getattr(self, name) for f, name in HTTP_FIELDS}
-        full = {f.name: values.get(f.name, f.default) for f in option_fields()}
-        check_rules(full, http_name, lambda n: f"{http_name(n)}={full[n]!r}")
-        return DecodeOptions(**values)
+        naming the request field (:func:`transduce.inference.decoding.check_rules`).
+        Checked and built once per combination of values: most requests repeat a few."""
+        values = tuple(getattr(self, name) for _, name in HTTP_FIELDS)
+        try:
+            return _options(values)
+        except TypeError:  # an unhashable value: checked and built uncached
+            return _options.__wrapped__(values)
 
     @model_validator(mode="after")
     def _rules(self) -> _TranslateBody:
@@ -70,6 +73,16 @@ class _TranslateBody(_Body):
             detail = InitErrorDetails(type=error, loc=(err.field,), input=getattr(self, err.field))
             raise ValidationError.from_exception_data(type(self).__name__, [detail]) from None
         return self
+
+
+@functools.lru_cache(maxsize=1024)
+def _options(values: tuple) -> DecodeOptions:
+    """DecodeOptions of a request's option values (in HTTP_FIELDS order), checked by rule
+    (frozen: one instance serves every request with these values)."""
+    given = {f.name: v for (f, _), v in zip(HTTP_FIELDS, values, strict=True)}
+    full = {f.name: given.get(f.name, f.default) for f in option_fields()}
+    check_rules(full, http_name, lambda n: f"{http_name(n)}={full[n]!r}")
+    return DecodeOptions(**given)
 
 
 def _request_field(f: dataclasses.Field, kind: Any) -> tuple[Any, Any]:

@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import Multiprocess
 
 from transduce.serve.limits import ServeLimits
+from transduce.serve.protocols import MAX_HEAD_BYTES, http_protocol
 
 WORKER_ENV = "TRANSDUCE_SERVE_WORKER"
 log = logging.getLogger("transduce.serve")
@@ -81,53 +81,16 @@ class ServerSettings:
         return cls(**{**raw, "limits": ServeLimits(**raw["limits"])})
 
 
-class ReadTimeoutH11(H11Protocol):
-    """h11 with a deadline on reading each request: a client that trickles its headers or
-    body (slowloris) or opens a connection and sends nothing is disconnected after
-    ``read_timeout_s``; uvicorn's keep-alive timeout covers idle time between requests."""
-
-    read_timeout = 10.0
-    _deadline: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def data_received(self, data: bytes) -> None:
-        if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
-            self._arm()  # a new request starts on a kept-alive connection
-        super().data_received(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        self._disarm()
-        timeout = getattr(self.config, "transduce_read_timeout", self.read_timeout)
-        self._deadline = self.loop.call_later(timeout, self._expired)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expired(self) -> None:
-        self._deadline = None
-        reading = self.cycle is None or self.cycle.response_complete or self.cycle.more_body
-        if reading and not self.transport.is_closing():
-            self.transport.close()
-
-
 def uvicorn_config(app: Any, settings: ServerSettings, **extra: Any) -> uvicorn.Config:
     config = uvicorn.Config(
         app,
         log_level=settings.log_level,
         access_log=False,
-        http=ReadTimeoutH11,
+        http=http_protocol(),
+        loop="auto",  # uvloop when installed (the serve extra brings it)
         timeout_keep_alive=max(1, round(settings.keep_alive_s)),
         timeout_graceful_shutdown=max(1, round(settings.graceful_timeout_s)),
-        h11_max_incomplete_event_size=16 * 1024,  # request line and headers: h11 refuses more
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,  # request line and headers (h11)
         **extra,
     )
     config.transduce_read_timeout = settings.read_timeout_s  # type: ignore[attr-defined]
@@ -187,9 +150,12 @@ def worker_app():
 
 
 def load_settings_models(settings: ServerSettings):
-    from transduce.serve.backend import load_models
+    from transduce.serve.backend import load_models, parse_model_specs
 
-    if settings.threads > 0:
+    specs = parse_model_specs(settings.model_specs)
+    # exports only: torch is never imported (a second of start-up, and memory, for nothing)
+    runs = any(not (d / "manifest.json").is_file() for dirs in specs.values() for d in dirs)
+    if settings.threads > 0 and runs:
         with contextlib.suppress(ImportError):  # a torch-free install serves exports only
             import torch
 

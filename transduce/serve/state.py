@@ -18,6 +18,10 @@ from transduce.serve.limits import ServeLimits, batch_work
 from transduce.serve.metrics import ServeMetrics
 
 log = logging.getLogger("transduce.serve")
+# a lone text whose batch_work (beam x (max_len + 8) x characters) is at most this decodes
+# on the event loop's thread (MicroBatcher.inline_cost): a greedy sentence of ~60 characters
+# at max_len 100, a few milliseconds at most on the engines here
+INLINE_COST = 6_500
 
 
 class ServeState:
@@ -50,6 +54,7 @@ class ServeState:
                 cost=cost,
                 max_cost=lim.max_batch_work,
                 observe=self.metrics.observer(name),
+                inline_cost=INLINE_COST if cost is not None else 0,
             )
         self.models.update(models)  # in place: app.state.models is this same dict
         self.names = list(models)
@@ -86,14 +91,15 @@ def _text_cost(model: ServedModel) -> Callable[[Any], int]:
     return cost
 
 
-def get_state(request: Request) -> ServeState:
-    """Dependency: the app's state."""
+async def get_state(request: Request) -> ServeState:
+    """Dependency: the app's state (async: FastAPI runs a plain function in a thread)."""
     return request.app.state.serve
 
 
-def ready_state(request: Request) -> ServeState:
-    """Dependency of the API routes: the state, or 503 while models are loading."""
-    state = get_state(request)
+async def ready_state(request: Request) -> ServeState:
+    """Dependency of the API routes: the state, or 503 while models are loading (async:
+    FastAPI would hand a plain function to a thread, a hop per request)."""
+    state = request.app.state.serve
     if not state.ready:
         why = f"loading failed: {state.failed}" if state.failed else "models are loading"
         raise ApiError(503, "model", f"not ready ({why}); see /health/ready")

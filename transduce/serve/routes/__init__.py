@@ -3,11 +3,12 @@ health and metrics. They reach the shared state through :func:`transduce.serve.s
 
 from transduce.serve.routes import forecast, health, metrics, models, score, translate
 
+# the busiest first: FastAPI matches a request against each router in turn
 ROUTERS = [
+    translate.router,
+    forecast.router,
+    score.router,
     health.router,
     metrics.router,
     models.router,
-    translate.router,
-    score.router,
-    forecast.router,
 ]

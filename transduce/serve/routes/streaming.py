@@ -134,7 +134,7 @@ def streamed(
             yield _event("error", {"field": "texts", "error": str(err)})
             return
         for i, hyps in enumerate(found):
-            yield _event("result", {"index": i, **translation_result(hyps, body).model_dump()})
+            yield _event("result", {"index": i, **translation_result(hyps, body)})
         ms = round((time.perf_counter() - start) * 1000, 3)
         yield _event("done", {"model": name, "decode_ms": ms})
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from transduce.serve import schemas as s
 from transduce.serve.backend import ServedModel, UnsupportedOption
-from transduce.serve.errors import ApiError
+from transduce.serve.errors import ApiError, SafeJSONResponse
 from transduce.serve.limits import ServeLimits, batch_work, compute_cost
 from transduce.serve.routes.common import (
     ERRORS,
@@ -19,6 +19,7 @@ from transduce.serve.routes.common import (
     translation_result,
 )
 from transduce.serve.routes.streaming import streamed, targeted
+from transduce.serve.state import ServeState
 
 router = APIRouter(tags=["translate"])
 
@@ -29,6 +30,12 @@ router = APIRouter(tags=["translate"])
     responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
 )
 async def translate(body: s.TranslateRequest, request: Request, state: BoundedState) -> Any:
+    return await answer(body, request, state)
+
+
+async def answer(body: s.TranslateRequest, request: Request, state: ServeState) -> Any:
+    """A validated translation request's reply (the route's, and the fast path's:
+    :mod:`transduce.serve.fastpath`)."""
     arrived(request)
     limits = state.limits
     name, model = pick(state.models, body.model, "text")
@@ -54,7 +61,8 @@ async def translate(body: s.TranslateRequest, request: Request, state: BoundedSt
     hyps = await decode_or_give_up(request, state, name, work)
     ms = (time.perf_counter() - start) * 1000
     results = [translation_result(h, body) for h in hyps]
-    return s.TranslateResponse(model=name, results=results, decode_ms=round(ms, 3))
+    # rendered as it stands (the shape of s.TranslateResponse, which /docs shows)
+    return SafeJSONResponse({"model": name, "results": results, "decode_ms": round(ms, 3)})
 
 
 def pick(models: dict[str, ServedModel], name: str | None, kind: str) -> tuple[str, Any]:
