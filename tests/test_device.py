@@ -23,7 +23,7 @@ def test_auto_precision_follows_the_hardware(device, flags, cuda_bf16, expected)
     assert chosen == expected and why
 
 
-@pytest.mark.parametrize("asked", ["fp32", "bf16"])
+@pytest.mark.parametrize("asked", ["fp32", "bf16", "fp16"])
 def test_an_explicit_precision_is_kept_whatever_the_hardware(asked):
     for device, flags, cuda in [
         ("cpu", {"amx_bf16"}, False),

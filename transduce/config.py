@@ -169,7 +169,8 @@ class TrainConfig:
     lr_min: float = 0.0
     plateau_factor: float = 0.5
     plateau_patience: int = 1  # validations without improvement before the lr drops
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: device.choose_precision
+    # auto: device.choose_precision; fp16: autocast with a gradient scaler (CUDA)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     keep_checkpoints: int = 0  # keep the last N validation checkpoints (for averaging)
     clip_norm: float | None = 1.0
     label_smoothing: float = 0.0

@@ -90,6 +90,12 @@ class Loop:
                 "train.precision=bf16 on a CPU without AVX512-BF16 or AMX: bf16 matmuls are "
                 "emulated here and slower than fp32"
             )
+        if self.precision == "fp16" and self.device.type == "cpu" and rank == 0:
+            log.warning("train.precision=fp16 on a CPU: emulated and slow (meant for CUDA)")
+        # fp16's narrow range: the loss is scaled up before backward and the gradients
+        # unscaled before clipping; a step whose gradients overflowed is skipped and the
+        # scale lowered (Micikevicius et al., 2018, "Mixed Precision Training").
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.optimizer = build_optimizer(self.tcfg, self.model.parameters())
         self._plan: tuple[int, list[np.ndarray]] | None = None  # (epoch, batches): see plan()
         self.steps_per_epoch = -(-len(self.plan(0)) // self.tcfg.accumulate_steps)
@@ -110,9 +116,10 @@ class Loop:
         return self.objective.coins
 
     def autocast(self):
-        """bf16 autocast when configured (matmuls in bf16, the loss in fp32)."""
-        enabled = self.precision == "bf16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        """bf16 or fp16 autocast when configured (matmuls in 16 bits, the loss in fp32)."""
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        enabled = self.precision in ("bf16", "fp16")
+        return torch.autocast(self.device.type, dtype=dtype, enabled=enabled)
 
     # ------------------------------------------------------------------ one update
 
@@ -124,12 +131,17 @@ class Loop:
         self.schedule.before_step(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         ratio = teacher_forcing_ratio(self.tcfg, self.step)
-        mean, ntokens = parallel.backward_step(self.net, batches, ratio, self.world, self.autocast)
+        mean, ntokens = parallel.backward_step(
+            self.net, batches, ratio, self.world, self.autocast, self.scaler
+        )
         self._check_finite(mean, "loss")  # global: every rank stops at the same step
+        self.scaler.unscale_(self.optimizer)  # (a no-op unless fp16)
         if self.tcfg.clip_norm:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.clip_norm)
-            self._check_finite(float(norm), "gradient norm")
-        self.optimizer.step()
+            if not self.scaler.is_enabled():  # fp16: the scaler skips an overflowed step
+                self._check_finite(float(norm), "gradient norm")
+        self.scaler.step(self.optimizer)  # optimizer.step(), unless fp16 gradients overflowed
+        self.scaler.update()
         self.step += 1
         self.train_losses.append(mean)
         return mean, ntokens

@@ -49,11 +49,17 @@ def wrap(objective: nn.Module, device: torch.device, world: int, find_unused: bo
 
 
 def backward_step(
-    net: nn.Module, batches: Sequence, ratio: float, world: int, autocast=nullcontext
+    net: nn.Module,
+    batches: Sequence,
+    ratio: float,
+    world: int,
+    autocast=nullcontext,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[float, int]:
     """Forward and backward of one update over ``batches`` (this rank's micro-batches,
     already on the device); gradients end up divided by the global number of target
-    tokens. Returns (global per-token loss, global target tokens)."""
+    tokens (times ``scaler``'s loss scale under fp16, until it unscales them). Returns
+    (global per-token loss, global target tokens)."""
     local = sum(b.ntokens for b in batches)
     total = round(distributed.all_sum([local])[0]) if world > 1 else local
     scale = world / max(total, 1)
@@ -64,7 +70,8 @@ def backward_step(
         with sync:
             with autocast():
                 loss, _ = net(batch, ratio)
-            (loss * scale).backward()
+            scaled = loss * scale
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
         loss_sum += float(loss.detach())
     if world > 1:
         loss_sum = distributed.all_sum([loss_sum])[0]

@@ -26,6 +26,8 @@ def capture(loop) -> dict[str, Any]:
         "python_rng": json.dumps(random.getstate()),
         "schedule": loop.schedule.state(),
     }
+    if loop.scaler.is_enabled():  # fp16: the loss scale and its growth counter
+        state["scaler"] = loop.scaler.state_dict()
     task_state = getattr(loop.task, "state_dict", None)  # e.g. a data reader's position
     if task_state is not None:
         state["task"] = task_state()
@@ -55,6 +57,8 @@ def restore(loop, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch_rng"])
     loop.coins.set_state(state["coins_rng"])
     loop.schedule.load(state["schedule"])
+    if "scaler" in state and loop.scaler.is_enabled():
+        loop.scaler.load_state_dict(state["scaler"])
     if "task" in state and hasattr(loop.task, "load_state_dict"):
         loop.task.load_state_dict(state["task"])
     version, internal, gauss = json.loads(state["python_rng"])

@@ -1,0 +1,133 @@
+"""Decoding speed on one device for the torch, ONNX and CTranslate2 engines (gpu_check.sh's
+decode stage): Multi30k test_2016_flickr en->de, greedy and beam 5 at batch 64, one JSON line.
+
+The runtime (``transduce.runtime``) opens its onnxruntime sessions on the CPU provider and its
+CTranslate2 translator on the CPU; for ``--device cuda`` this benchmark opens them on the GPU
+instead (CUDAExecutionProvider first; ``device="cuda"``) by wrapping the two constructors for
+the length of the run, so the numpy search is the runtime's own. An engine that cannot run on
+the device here (no CUDA provider in this onnxruntime build, a CTranslate2 without CUDA) is
+listed under ``skipped`` with the reason. ``benchmarks/decode_speed.py`` remains the CPU
+benchmark.
+
+    python benchmarks/gpu_decode.py --model RUN --export onnx=DIR,ct2=DIR --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import sys
+import time
+
+import torch
+
+from transduce import engines
+from transduce.config import data_root
+from transduce.data.corpus import read_lines
+from transduce.inference.decoding import DecodeOptions
+from transduce.metrics import bleu_chrf
+
+SETTINGS = {"greedy_b64": (1, 64), "beam5_b64": (5, 64)}
+
+
+@contextlib.contextmanager
+def on_device(engine: str, device: str):
+    """Open ``engine``'s sessions on ``device``; raises RuntimeError when it cannot."""
+    if device == "cpu" or engine == "torch":
+        yield
+        return
+    if engine == "onnx":
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise RuntimeError(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider")
+        original = ort.InferenceSession
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        ort.InferenceSession = functools.partial(_session, original, providers)
+        try:
+            yield
+        finally:
+            ort.InferenceSession = original
+        return
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() < 1:
+        raise RuntimeError(f"ctranslate2 {ctranslate2.__version__} sees no CUDA device")
+    original = ctranslate2.Translator
+    ctranslate2.Translator = functools.partial(_ct2, original)
+    try:
+        yield
+    finally:
+        ctranslate2.Translator = original
+
+
+def _session(original, providers, path, opts=None, **kwargs):
+    kwargs["providers"] = providers
+    return original(path, opts, **kwargs)
+
+
+def _ct2(original, path, **kwargs):
+    kwargs.update(device="cuda", inter_threads=1)
+    return original(path, **kwargs)
+
+
+def measure(engine: str, folder: str, device: str, limit: int) -> dict:
+    root = data_root() / "multi30k"
+    src = read_lines(root / "test_2016_flickr.en.gz")[:limit]
+    ref = read_lines(root / "test_2016_flickr.de.gz")[:limit]
+    with on_device(engine, device):
+        translator = engines.load(folder, engine, device=device, threads=1)
+        out = {}
+        for name, (beam, batch) in SETTINGS.items():
+            options = DecodeOptions(beam=beam, batch_size=batch, attention=False)
+            translator.translate_full(src[:32], options)  # warm-up (kernels, allocator)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            outputs = translator.translate_full(src, options)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            texts = [o.text for o in outputs]
+            out[name] = {
+                "seconds": round(seconds, 3),
+                "sentences_per_s": round(len(src) / seconds, 1),
+                "bleu": bleu_chrf(texts, ref)["bleu"],
+                "outputs": texts,
+            }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="run directory (torch)")
+    parser.add_argument("--export", default="", help="onnx=DIR,ct2=DIR")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--limit", type=int, default=1000, help="test sentences (max 1,000)")
+    args = parser.parse_args()
+    folders = {"torch": args.model, **dict(p.split("=", 1) for p in args.export.split(",") if p)}
+    engines, skipped = {}, {}
+    for engine, folder in folders.items():
+        try:
+            engines[engine] = measure(engine, folder, args.device, args.limit)
+        except Exception as error:  # an engine that cannot run here: say why, go on
+            first = (str(error).splitlines() or [""])[0]
+            skipped[engine] = f"{type(error).__name__}: {first[:300]}"
+    base = engines.get("torch", {})
+    for engine, settings in engines.items():
+        for name, r in settings.items():
+            if engine != "torch" and name in base:
+                r["speedup_over_torch"] = round(base[name]["seconds"] / r["seconds"], 2)
+                same = zip(r["outputs"], base[name]["outputs"], strict=True)
+                r["identical_to_torch"] = sum(a == b for a, b in same)
+    for settings in engines.values():
+        for r in settings.values():
+            r.pop("outputs")
+    record = {"benchmark": "gpu_decode", "device": args.device, "sentences": args.limit}
+    print(json.dumps({**record, "engines": engines, "skipped": skipped}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
