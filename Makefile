@@ -26,8 +26,8 @@ demo: $(VENV)/.installed
 	$(BIN)/transduce demo
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check transduce tests benchmarks
-	$(BIN)/ruff format --check transduce tests benchmarks
+	$(BIN)/ruff check transduce tests benchmarks deploy
+	$(BIN)/ruff format --check transduce tests benchmarks deploy
 
 # The documentation site; --strict fails on any warning (a broken link, a missing page, a
 # docstring that does not render). Output in site/ (ignored by git).

@@ -208,11 +208,16 @@ def main() -> None:
         torch = subprocess.run(rootfs.command("python3 -c 'import torch'"), capture_output=True)
         checked = serve_and_check(rootfs, runtime, args.text)
         rootfs.unmount()
-        report = {"containerfile": str(args.containerfile.relative_to(ROOT)), "suite": suite,
-                  "torch_importable": torch.returncode == 0, "build_s": round(build_s, 1),
-                  "base_rootfs_mb": round(base_size / 2**20, 1),
-                  "image_rootfs_mb": round(du(rootfs.path) / 2**20, 1),
-                  "venv_mb": round(du(rootfs.path / "opt/transduce") / 2**20, 1), **checked}  # fmt: skip
+        report = {
+            "containerfile": str(args.containerfile.relative_to(ROOT)),
+            "suite": suite,
+            "torch_importable": torch.returncode == 0,
+            "build_s": round(build_s, 1),
+            "base_rootfs_mb": round(base_size / 2**20, 1),
+            "image_rootfs_mb": round(du(rootfs.path) / 2**20, 1),
+            "venv_mb": round(du(rootfs.path / "opt/transduce") / 2**20, 1),
+            **checked,
+        }
         print(json.dumps(report))
     finally:
         rootfs.unmount()
