@@ -151,3 +151,14 @@ def test_no_function_over_the_limit():
     over = {k: v for k, v in functions.items() if v > MAX_FUNCTION_LINES}
     assert set(over) - FUNCTION_ALLOWANCE == set(), over
     assert FUNCTION_ALLOWANCE - set(over) == set(), "allowance no longer needed: empty it"
+
+
+def test_no_two_test_files_share_a_name():
+    """Test folders are not packages, so pytest imports a test file by its base name: two
+    files of one name in different folders stop the whole collection ("import file
+    mismatch")."""
+    names: dict[str, list[str]] = {}
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "tests").rglob("test_*.py")):
+        names.setdefault(path.name, []).append(str(path.relative_to(root)))
+    assert {k: v for k, v in names.items() if len(v) > 1} == {}
