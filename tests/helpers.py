@@ -161,3 +161,40 @@ def one_line_error(capsys, args: list[str]) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     return err
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for a process group's rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def as_torchrun_rank(rank: int, world: int, port: int) -> None:
+    """Set what torchrun sets for each process it starts (rendezvous on loopback ``port``)."""
+    import os
+
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+
+
+def text_loop(cfg, run_dir, rank: int = 0, world: int = 1):
+    """A training :class:`~transduce.engine.loop.Loop` on ``cfg``'s text data, seeded as
+    ``transduce train`` seeds it, for tests that step it by hand (rank ``rank`` of ``world``)."""
+    from transduce.engine.loop import Loop
+    from transduce.nn.models import build_model
+    from transduce.tasks.text import TextTask
+    from transduce.tasks.train import prepare_run, seed_everything
+
+    seed_everything(cfg.train.seed)
+    pipeline, train_data, valid_data, refs = prepare_run(cfg, run_dir, resume=False)
+    model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
+    task = TextTask(cfg, model, pipeline, train_data, valid_data, refs)
+    return Loop(cfg, task, run_dir, rank, world)

@@ -3,8 +3,6 @@
 rank-0-only writes and exact resume."""
 
 import json
-import os
-import socket
 from typing import NamedTuple
 
 import numpy as np
@@ -13,13 +11,19 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
+from tests.helpers import (
+    as_torchrun_rank,
+    free_port,
+    metric_rows,
+    reverse_pairs,
+    same_last_weights,
+    text_loop,
+    tiny_config,
+    write_tsv,
+)
 from transduce.config import Config, from_dict
 from transduce.engine import distributed, parallel
-from transduce.engine.loop import Loop
-from transduce.nn.models import build_model
-from transduce.tasks.text import TextTask
-from transduce.tasks.train import prepare_run, seed_everything, train
+from transduce.tasks.train import train
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -28,27 +32,14 @@ pytestmark = pytest.mark.skipif(
 STEPS = 4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _entry(rank: int, world: int, port: int, fn, args) -> None:
-    # What torchrun sets for each process it starts.
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    as_torchrun_rank(rank, world, port)
     torch.set_num_threads(1)
     fn(rank, *args)
 
 
 def _spawn(fn, *args, world: int = 2) -> None:
-    mp.spawn(_entry, args=(world, _free_port(), fn, args), nprocs=world, join=True)
+    mp.spawn(_entry, args=(world, free_port(), fn, args), nprocs=world, join=True)
 
 
 def _config(tsv, model: dict | None = None, **train):
@@ -58,32 +49,24 @@ def _config(tsv, model: dict | None = None, **train):
     return tiny_config(tsv, model={"preset": "bahdanau", **(model or {})}, train=opts)
 
 
-def _trainer(cfg, run_dir, rank: int, world: int) -> Loop:
-    seed_everything(cfg.train.seed)
-    pipeline, train_data, valid_data, refs = prepare_run(cfg, run_dir, resume=False)
-    model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
-    task = TextTask(cfg, model, pipeline, train_data, valid_data, refs)
-    return Loop(cfg, task, run_dir, rank, world)
-
-
 def _flat(model) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
 def _steps_child(rank: int, tsv, tmp) -> None:
     with distributed.launch("cpu") as ctx:
-        trainer = _trainer(_config(tsv), tmp / f"rank{rank}", ctx.rank, ctx.world)
+        trainer = text_loop(_config(tsv), tmp / f"rank{rank}", ctx.rank, ctx.world)
         plan, snaps = trainer.plan(0), {}
         for k in range(STEPS):
             trainer.update(trainer.task.batch(plan[k]))
             snaps[f"step{k}"] = distributed.gather_states(_flat(trainer.model))  # [2, P]
         # Accumulation: two micro-batches a step on each rank (no_sync on the first).
-        acc = _trainer(_config(tsv, accumulate_steps=2), tmp / f"acc{rank}", ctx.rank, ctx.world)
+        acc = text_loop(_config(tsv, accumulate_steps=2), tmp / f"acc{rank}", ctx.rank, ctx.world)
         for k in range(STEPS // 2):
             acc.update(*(acc.task.batch(plan[2 * k + j]) for j in (0, 1)))
             snaps[f"acc{k}"] = distributed.gather_states(_flat(acc.model))
         # Scheduled sampling: each rank its own coins, the weights still the same.
-        sampled = _trainer(_config(tsv, teacher_forcing=0.5), tmp / f"ss{rank}", rank, 2)
+        sampled = text_loop(_config(tsv, teacher_forcing=0.5), tmp / f"ss{rank}", rank, 2)
         for k in range(2):
             sampled.update(sampled.task.batch(plan[k]))
         snaps["sampled"] = distributed.gather_states(_flat(sampled.model))
@@ -117,7 +100,7 @@ def test_two_ranks_step_like_one_process_on_the_concatenated_batch(two_ranks, tm
     tsv, ranks = two_ranks
     snaps = load_file(str(ranks / "ranks.safetensors"))
     cfg = _config(tsv)
-    one = _trainer(cfg, tmp_path / "one", 0, 1)
+    one = text_loop(cfg, tmp_path / "one", 0, 1)
     t, data = cfg.train, one.task.train_data
     plans = [data.batch_order(t.batch_size, t.seed, 0, t.bucket, rank=r, world=2) for r in (0, 1)]
     # Ranks hold different token counts: a mean of per-rank means would not match.
@@ -135,7 +118,7 @@ def test_accumulation_on_two_ranks_is_one_step_on_all_four_batches(two_ranks, tm
     tsv, ranks = two_ranks
     snaps = load_file(str(ranks / "ranks.safetensors"))
     cfg = _config(tsv)
-    one = _trainer(cfg, tmp_path / "one", 0, 1)
+    one = text_loop(cfg, tmp_path / "one", 0, 1)
     t, data = cfg.train, one.task.train_data
     plans = [data.batch_order(t.batch_size, t.seed, 0, t.bucket, rank=r, world=2) for r in (0, 1)]
     for k in range(STEPS // 2):
@@ -147,8 +130,8 @@ def test_accumulation_on_two_ranks_is_one_step_on_all_four_batches(two_ranks, tm
 
 
 def test_accumulation_in_one_process_is_one_step_on_the_concatenated_batches(tsv_small, tmp_path):
-    acc = _trainer(_config(tsv_small, accumulate_steps=3), tmp_path / "acc", 0, 1)
-    one = _trainer(_config(tsv_small), tmp_path / "one", 0, 1)
+    acc = text_loop(_config(tsv_small, accumulate_steps=3), tmp_path / "acc", 0, 1)
+    one = text_loop(_config(tsv_small), tmp_path / "one", 0, 1)
     plan = acc.plan(0)
     assert len({acc.task.batch(b).ntokens for b in plan[:3]}) > 1  # unequal batches
     for k in range(2):

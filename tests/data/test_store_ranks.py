@@ -5,8 +5,6 @@ its own share of the batches, and the steps equal one process on the concatenate
 from __future__ import annotations
 
 import json
-import os
-import socket
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from tests.helpers import as_torchrun_rank, free_port, reverse_pairs, tiny_config, write_tsv
 from transduce.data.prepare import prepare
 from transduce.engine import distributed
 from transduce.engine.loop import Loop
@@ -42,13 +40,7 @@ def _config(tsv, store):
 
 
 def _entry(rank: int, world: int, port: int, tsv, store, tmp) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    as_torchrun_rank(rank, world, port)
     torch.set_num_threads(1)
     with distributed.launch("cpu") as ctx:
         cfg = _config(tsv, store)
@@ -60,16 +52,10 @@ def _entry(rank: int, world: int, port: int, tsv, store, tmp) -> None:
         train(cfg, tmp / f"run{rank}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_ranks_on_the_store_equal_one_process(tmp_path):
     tsv = write_tsv(tmp_path / "rev.tsv", reverse_pairs(160))
     store = prepare(tiny_config(tsv).data, tmp_path / "store", progress=False).path
-    mp.spawn(_entry, args=(2, _free_port(), tsv, store, tmp_path), nprocs=2, join=True)
+    mp.spawn(_entry, args=(2, free_port(), tsv, store, tmp_path), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["mapped"] == ranks[1]["mapped"] == str(store / "train.src.ids")
     shares = [{i for b in r["plan"] for i in b} for r in ranks]

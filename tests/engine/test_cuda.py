@@ -4,20 +4,21 @@ and DDP over NCCL steps like one process on the concatenated batch.
 
 Run by ``benchmarks/gpu_check.sh``; the CPU side of fp16 is tests/engine/test_precision.py."""
 
-import os
-import socket
-
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from tests.helpers import (
+    as_torchrun_rank,
+    free_port,
+    reverse_pairs,
+    text_loop,
+    tiny_config,
+    write_tsv,
+)
 from transduce.engine import distributed
 from transduce.engine.loop import Loop
-from transduce.nn.models import build_model
-from transduce.tasks.text import TextTask
-from transduce.tasks.train import prepare_run, seed_everything
 
 pytestmark = [
     pytest.mark.cuda,
@@ -48,14 +49,6 @@ def _config(tsv, preset: str, **train):
     return tiny_config(tsv, model=model, train=opts)
 
 
-def _loop(cfg, run_dir, rank: int = 0, world: int = 1) -> Loop:
-    seed_everything(cfg.train.seed)
-    pipeline, train_data, valid_data, refs = prepare_run(cfg, run_dir, resume=False)
-    model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
-    task = TextTask(cfg, model, pipeline, train_data, valid_data, refs)
-    return Loop(cfg, task, run_dir, rank, world)
-
-
 def _flat(model) -> torch.Tensor:
     return torch.cat([p.detach().float().cpu().reshape(-1) for p in model.parameters()])
 
@@ -67,8 +60,8 @@ def _losses(loop: Loop, steps: int) -> list[float]:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_training_steps_on_cuda_equal_the_cpus(tsv, tmp_path, preset):
-    cpu = _loop(_config(tsv, preset, device="cpu", precision="fp32"), tmp_path / "cpu")
-    gpu = _loop(_config(tsv, preset, device="cuda", precision="fp32"), tmp_path / "gpu")
+    cpu = text_loop(_config(tsv, preset, device="cpu", precision="fp32"), tmp_path / "cpu")
+    gpu = text_loop(_config(tsv, preset, device="cuda", precision="fp32"), tmp_path / "gpu")
     assert gpu.device.type == "cuda" and torch.equal(_flat(cpu.model), _flat(gpu.model))
     before = _flat(cpu.model)
     for a, b in zip(_losses(cpu, 4), _losses(gpu, 4), strict=True):
@@ -80,7 +73,7 @@ def test_training_steps_on_cuda_equal_the_cpus(tsv, tmp_path, preset):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("preset", PRESETS)
 def test_16_bit_autocast_trains_on_cuda(tsv, tmp_path, preset, precision):
-    loop = _loop(_config(tsv, preset, device="cuda", precision=precision), tmp_path / "run")
+    loop = text_loop(_config(tsv, preset, device="cuda", precision=precision), tmp_path / "run")
     assert loop.scaler.is_enabled() == (precision == "fp16")
     losses = _losses(loop, 30)
     assert all(np.isfinite(losses))
@@ -88,30 +81,20 @@ def test_16_bit_autocast_trains_on_cuda(tsv, tmp_path, preset, precision):
 
 
 def test_an_overflowed_fp16_step_on_cuda_is_skipped(tsv, tmp_path):
-    loop = _loop(_config(tsv, "transformer", device="cuda", precision="fp16"), tmp_path / "r")
+    loop = text_loop(_config(tsv, "transformer", device="cuda", precision="fp16"), tmp_path / "r")
     loop.scaler = torch.amp.GradScaler("cuda", init_scale=2.0**100)
     before = _flat(loop.model)
     loop.update(loop.task.batch(loop.plan(0)[0]))
     assert torch.equal(before, _flat(loop.model)) and loop.scaler.get_scale() == 2.0**99
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _nccl_child(rank: int, world: int, port: int, tsv, tmp) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    as_torchrun_rank(rank, world, port)
     with distributed.launch("cuda") as ctx:
         assert ctx.backend == "nccl"
-        loop = _loop(_config(tsv, "bahdanau", device="cuda"), tmp / f"r{rank}", ctx.rank, ctx.world)
+        loop = text_loop(
+            _config(tsv, "bahdanau", device="cuda"), tmp / f"r{rank}", ctx.rank, ctx.world
+        )
         plan = loop.plan(0)
         for k in range(3):
             loop.update(loop.task.batch(plan[k]))
@@ -127,6 +110,6 @@ def _nccl_child(rank: int, world: int, port: int, tsv, tmp) -> None:
 )
 def test_ddp_over_nccl_keeps_every_rank_equal(tsv, tmp_path):
     world = 2
-    mp.spawn(_nccl_child, args=(world, _free_port(), tsv, tmp_path), nprocs=world, join=True)
+    mp.spawn(_nccl_child, args=(world, free_port(), tsv, tmp_path), nprocs=world, join=True)
     weights = torch.load(tmp_path / "ranks.pt", weights_only=True)
     assert torch.equal(weights[0], weights[1]), "the ranks' weights differ after 3 steps"
