@@ -72,7 +72,7 @@ def load(model_dir: str, engine: str, threads: int):
     """The translator of one engine: a run directory for torch, an export for the others."""
     if engine == "torch":
         return Translator.load(model_dir)
-    from transduce.engines import load as load_exported
+    from transduce.loading import load as load_exported
 
     return load_exported(model_dir, threads=threads)
 
@@ -194,7 +194,7 @@ def compare_engines(args, chosen: list[str], engines: list[str]) -> dict:
 COLD = """
 import time; t0 = time.perf_counter()
 import sys
-from transduce.engines import load
+from transduce.loading import load
 t = load(sys.argv[1], threads=1)
 t.translate(["Ein Mann fährt Fahrrad."])
 print(time.perf_counter() - t0, "torch" in sys.modules)

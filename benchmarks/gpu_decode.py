@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from transduce import engines
+from transduce import loading
 from transduce.config import data_root
 from transduce.data.corpus import read_lines
 from transduce.inference.decoding import DecodeOptions
@@ -78,7 +78,7 @@ def measure(engine: str, folder: str, device: str, limit: int) -> dict:
     src = read_lines(root / "test_2016_flickr.en.gz")[:limit]
     ref = read_lines(root / "test_2016_flickr.de.gz")[:limit]
     with on_device(engine, device):
-        translator = engines.load(folder, engine, device=device, threads=1)
+        translator = loading.load(folder, engine, device=device, threads=1)
         out = {}
         for name, (beam, batch) in SETTINGS.items():
             options = DecodeOptions(beam=beam, batch_size=batch, attention=False)

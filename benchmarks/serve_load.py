@@ -177,7 +177,7 @@ def offline(model: str, threads: int, beam: int, singles: int, inputs: str = "")
 
 
 def offline_child(model: str, sentences: list[str], threads: int, beam: int, singles: int) -> dict:
-    from transduce.engines import load
+    from transduce.loading import load
 
     if not (Path(model) / "manifest.json").is_file():  # a training run: the torch engine
         import torch

@@ -19,11 +19,11 @@ from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce.commands.cli import main
 from transduce.data.batches import ParallelData
 from transduce.engine.objective import Objective
-from transduce.engines import load
 from transduce.errors import OptionError
 from transduce.inference import searchcore as core
 from transduce.inference.ensemble import EnsembleTranslator
 from transduce.inference.translate import DecodeOptions, Translator
+from transduce.loading import load
 from transduce.tasks.train import train
 
 PAIRS = reverse_pairs(24, seed=5)

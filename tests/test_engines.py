@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import BLOCK_TORCH, reverse_pairs, tiny_config, write_tsv
-from transduce import engines
+from transduce import engines, loading
 from transduce.config import ConfigError
 from transduce.errors import OptionError
 from transduce.inference.decoding import DecodeOptions
@@ -24,9 +24,9 @@ NO_TORCH = (
     BLOCK_TORCH
     + """
 import json
-from transduce import engines
+from transduce import loading
 from transduce.inference.decoding import DecodeOptions
-translator = engines.load(sys.argv[1], threads=1)
+translator = loading.load(sys.argv[1], threads=1)
 hyps = translator.decode(["abc", "", "fedcb"], DecodeOptions(beam=2, nbest=2))
 assert "torch" not in sys.modules, "torch was imported"
 print(json.dumps([[h.text for h in row] for row in hyps]))
@@ -59,7 +59,7 @@ def test_onnx_export_loads_and_decodes_through_the_registry_without_torch(export
     )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
-    direct = engines.load(export / "x", threads=1).decode(
+    direct = loading.load(export / "x", threads=1).decode(
         ["abc", "", "fedcb"], DecodeOptions(beam=2, nbest=2)
     )
     assert rows == [[h.text for h in row] for row in direct]
@@ -67,13 +67,13 @@ def test_onnx_export_loads_and_decodes_through_the_registry_without_torch(export
 
 
 def test_every_engine_resolves_and_exports_from_its_registration(export):
-    assert engines.resolve(export / "run").name == "torch"
-    assert engines.resolve(export / "x").name == "onnx"
+    assert loading.resolve(export / "run").name == "torch"
+    assert loading.resolve(export / "x").name == "onnx"
     assert {e.name for e in engines.exporters()} == {"onnx", "ct2"}
     for engine in engines.ENGINES.values():
         assert issubclass(engine.decoder_class(), TextDecoder)
     with pytest.raises(ConfigError, match="training run; export it first"):
-        engines.resolve(export / "run", "onnx")
+        loading.resolve(export / "run", "onnx")
     with pytest.raises(ConfigError, match="nothing to export"):
         engines.get("torch").export_function()
 
@@ -109,7 +109,7 @@ def test_a_new_engine_is_one_registration(tmp_path, monkeypatch):
     engine = engines.Engine("upper", f"{__name__}:Upper", refuses=refuses)
     monkeypatch.setitem(engines.ENGINES, "upper", engine)
     (tmp_path / "manifest.json").write_text(json.dumps({"engine": "upper"}))
-    translator = engines.load(tmp_path)
+    translator = loading.load(tmp_path)
     assert translator.translate(["ab", "", "c"]) == ["AB", "", "C"]
     assert [len(part) for part in translator.iter_decode(["a", "b", "c"])] == [2, 1]
     with pytest.raises(OptionError, match="sample: the upper engine has no randomness"):

@@ -4,7 +4,8 @@ it, and which decoding options it cannot honour.
 ``transduce export``, ``transduce translate --engine``, ``python -m transduce.runtime`` and
 ``transduce serve`` look engines up here, so adding an engine is its module (an export
 function and a :class:`~transduce.inference.textdecoder.TextDecoder`) plus one :func:`register` call
-below (see CONTRIBUTING.md). Everything is named by import path and imported when used:
+below (see CONTRIBUTING.md); :mod:`transduce.loading` opens a model directory with the
+engine its manifest names. Everything is named by import path and imported when used:
 importing this module imports no engine, and the onnx and ct2 engines load and decode
 without torch.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from transduce.config import ConfigError
@@ -69,37 +69,6 @@ def exporters() -> list[Engine]:
 def _attribute(path: str) -> Any:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def resolve(model_dir: str | Path, engine: str = "auto") -> Engine:
-    """The engine for ``model_dir``: its manifest's for an export, torch for a training run;
-    ``engine`` (not ``auto``) must agree."""
-    from transduce.runtime.model import read_manifest
-
-    exported = Path(model_dir, "manifest.json").is_file()
-    found = read_manifest(model_dir)["engine"] if exported else "torch"
-    if engine in ("auto", found):
-        return get(found)
-    if exported:
-        raise ConfigError(f"--engine {engine}: {model_dir} is a {found} export")
-    raise ConfigError(
-        f"--engine {engine}: {model_dir} is a training run; export it first "
-        f"(transduce export {engine} --model {model_dir} --out DIR)"
-    )
-
-
-def load(
-    model_dir: str | Path,
-    engine: str = "auto",
-    checkpoint: str = "best",
-    device: str = "cpu",
-    threads: int = 0,
-) -> Any:
-    """The text decoder for ``model_dir`` on its engine (see :func:`resolve`).
-    ``checkpoint`` and ``device`` choose a training run's weights and device; ``threads``
-    an exported model's runtime threads."""
-    spec = resolve(model_dir, engine)
-    return spec.decoder_class().open(str(model_dir), checkpoint, device, threads)
 
 
 register(

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from transduce.config import ConfigError
-from transduce.engines import load as load_runtime
 from transduce.inference.translate import DecodeOptions
+from transduce.loading import load as load_runtime
 from transduce.serve.app import create_app
 from transduce.serve.backend import TextModel, load_models, parse_model_specs, training_summary
 

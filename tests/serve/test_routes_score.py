@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from transduce.engines import load
+from transduce.loading import load
 from transduce.serve.app import create_app
 from transduce.serve.backend import load_models
 from transduce.serve.limits import ServeLimits

@@ -9,8 +9,8 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from transduce.engines import load
 from transduce.inference.translate import DecodeOptions
+from transduce.loading import load
 from transduce.serve.app import create_app
 from transduce.serve.backend import load_models
 

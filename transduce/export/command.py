@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from transduce import engines
+from transduce import engines, loading
 
 ENGINES = ("auto", *engines.ENGINES)  # the choices of --engine
 
@@ -62,8 +62,8 @@ def add_engine_flag(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_engine(model_dir: str, engine: str = "auto") -> str:
-    """The engine's name for ``model_dir`` (:func:`transduce.engines.resolve`)."""
-    return engines.resolve(model_dir, engine).name
+    """The engine's name for ``model_dir`` (:func:`transduce.loading.resolve`)."""
+    return loading.resolve(model_dir, engine).name
 
 
 def load_translator(args: argparse.Namespace):
@@ -85,7 +85,7 @@ def load_translator(args: argparse.Namespace):
 
         translator = EnsembleTranslator.load(models, args.checkpoint, device=args.device)
     else:
-        translator = engines.load(
+        translator = loading.load(
             models[0], found.pop(), args.checkpoint, args.device, getattr(args, "threads", 0)
         )
     if hasattr(args, "sample"):  # a command with the decoding flags

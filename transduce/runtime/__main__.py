@@ -23,7 +23,7 @@ from transduce.inference.textio import add_stream_flags
 
 
 def _translator(args: argparse.Namespace):
-    from transduce.engines import load
+    from transduce.loading import load
 
     options = options_from_args(args)  # bad flags fail before the model loads
     model = Path(args.model)  # an output never replaces an input or a file of the model

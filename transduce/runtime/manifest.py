@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from transduce.engines import ENGINES
 from transduce.errors import ExportError
 
 TOKENIZERS = ("char", "word", "bpe", "unigram")
@@ -78,8 +79,6 @@ def _check_sentencepiece(path: Path, model: Path, where: str) -> None:
 def validate(manifest: Any, model_dir: Path, path: Path) -> dict:
     """``manifest`` if it is a well-formed export manifest, else one ExportError."""
     _typed(path, "the top level", manifest, dict, "a mapping")
-    from transduce.engines import ENGINES
-
     engines = list(ENGINES)  # any registered engine (a new one is one registration)
     if manifest.get("engine") not in engines:
         _fail(path, f"engine: expected one of {', '.join(engines)}, got {manifest.get('engine')!r}")

@@ -120,7 +120,7 @@ class TextModel:
 
     @classmethod
     def load(cls, name: str, run_dir: Path, checkpoint: str = "best", device: str = "cpu"):
-        from transduce.engines import load
+        from transduce.loading import load
 
         return cls(name, run_dir, load(run_dir, "torch", checkpoint, device))
 
@@ -203,7 +203,7 @@ class ExportedModel:
 
     @classmethod
     def load(cls, name: str, model_dir: Path, threads: int = 0) -> ExportedModel:
-        from transduce.engines import load
+        from transduce.loading import load
         from transduce.runtime.model import read_manifest
 
         if read_manifest(model_dir).get("kind") != "text":
@@ -383,7 +383,7 @@ def load_model(
 ) -> ServedModel:
     """One ``--model``: a run on torch (a ``series`` section: forecasting), an export on its
     runtime engine (``engine``: auto, or the one every directory must have), or an ensemble."""
-    from transduce.engines import resolve
+    from transduce.loading import resolve
 
     engines = [resolve(d, engine).name for d in dirs]
     if len(dirs) == 1 and engines[0] != "torch":
