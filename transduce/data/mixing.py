@@ -44,7 +44,7 @@ class MixedData:
                 or [np.zeros(0, dtype=np.int64)]
             )[:count]
             parts.append(members[picks])
-        order = np.concatenate(parts).astype(np.int64)
+        order = np.concatenate(parts)  # the members' index type (plan() takes either)
         rng.shuffle(order)
         return order
 
