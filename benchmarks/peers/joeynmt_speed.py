@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,7 +57,8 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train_speed import build_trainer, cpu_name, time_steps
+from peer_common import alternate, record, time_transduce
+from train_speed import build_trainer
 
 from transduce.config import load_config
 from transduce.data.pipeline import TextPipeline, load_texts
@@ -197,18 +197,6 @@ def joey_config(cfg, joey: Path) -> dict:
     }
 
 
-def time_transduce(cfg, folder: Path, warmup: int, steps: int) -> dict:
-    with distributed.launch("cpu") as ctx:
-        trainer = build_trainer(cfg, folder, str(folder), ctx)
-        seconds, tokens = time_steps(trainer, warmup, steps)
-    return {
-        "params_m": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 2),
-        "tgt_tok_s": round(sum(tokens) / sum(seconds)),
-        "steps": steps,
-        "tokens_per_step": round(sum(tokens) / len(tokens)),
-    }
-
-
 def time_joey(python: str, folder: Path, warmup: int, steps: int, threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env.pop("PYTHONPATH", None)  # Joey's interpreter sees its own packages only
@@ -231,34 +219,25 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, ["train.progress=false"])
-    ours, peer = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pairs = write_joey_data(cfg, folder, args.warmup + args.steps)
-        for _ in range(args.rounds):  # A, B, A, B: both toolkits see the same load drift
-            ours.append(time_transduce(cfg, folder, args.warmup, args.steps))
-            peer.append(time_joey(args.joey, folder, args.warmup, args.steps, args.threads))
-    a = statistics.mean(r["tgt_tok_s"] for r in ours)
-    b = statistics.mean(r["tgt_tok_s"] for r in peer)
-    record = {
-        "benchmark": "joeynmt_speed",
-        "config": os.path.relpath(args.config),
-        "pairs": pairs,
-        "threads": args.threads,
-        "warmup": args.warmup,
-        "statistic": "aggregate target tokens/s over the same timed steps, mean of rounds",
-        "transduce_tgt_tok_s": round(a),
-        "joeynmt_tgt_tok_s": round(b),
-        "ratio": round(a / b, 2),
-        # each A/B pair's own ratio: on a loaded machine their spread shows the noise
-        "round_ratios": [
-            round(x["tgt_tok_s"] / y["tgt_tok_s"], 2) for x, y in zip(ours, peer, strict=True)
-        ],
-        "rounds": [{"transduce": x, "joeynmt": y} for x, y in zip(ours, peer, strict=True)],
-        "cpu": cpu_name(),
-        "torch": torch.__version__,
-    }
-    print(json.dumps(record))
+        ours, peer = alternate(
+            args.rounds,
+            lambda: time_transduce(cfg, folder, args.warmup, args.steps),
+            lambda: time_joey(args.joey, folder, args.warmup, args.steps, args.threads),
+        )
+    line = record(
+        "joeynmt_speed",
+        "joeynmt",
+        args.config,
+        ours,
+        peer,
+        pairs=pairs,
+        threads=args.threads,
+        warmup=args.warmup,
+    )
+    print(json.dumps(line))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ import itertools
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,11 +47,10 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train_speed import build_trainer, cpu_name, time_steps
+from peer_common import alternate, record, time_transduce
 
 from transduce.config import load_config
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
-from transduce.engine import distributed
 
 CONFIG = Path(__file__).with_name("multi30k_gru_input_feed.yaml")
 REPORT = re.compile(r"Step (\d+)/\s*\d+;.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec")
@@ -79,17 +77,6 @@ def write_pieces(cfg, folder: Path) -> int:
         pieces = "".join(f"{tok}\t{n}\n" for tok, n in counts.most_common())
         (folder / f"onmt_vocab.{side}").write_text(pieces, encoding="utf-8")
     return len(kept.src)
-
-
-def time_transduce(cfg, folder: Path, warmup: int, steps: int) -> dict:
-    with distributed.launch("cpu") as ctx:
-        trainer = build_trainer(cfg, folder, str(folder), ctx)
-        seconds, tokens = time_steps(trainer, warmup, steps)
-    return {
-        "params_m": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 2),
-        "tgt_tok_s": round(sum(tokens) / sum(seconds)),  # aggregate over the timed steps
-        "steps": steps,
-    }
 
 
 def aggregate_reports(reports: list[tuple[int, int, int]], warmup: int) -> float:
@@ -185,33 +172,20 @@ def main() -> None:
         parser.error("--warmup and --steps: multiples of 10, warmup >= 10 (OpenNMT-py reports)")
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, ["train.progress=false"])
-    ours, peer = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pairs = write_pieces(cfg, folder)
-        for _ in range(args.rounds):  # A, B, A, B: both toolkits see the same load drift
-            ours.append(time_transduce(cfg, folder, args.warmup, args.steps))
-            peer.append(
-                time_opennmt(
-                    args.onmt, folder, args.warmup, args.steps, args.threads, args.onmt_workers
-                )
-            )
-    a = statistics.mean(r["tgt_tok_s"] for r in ours)
-    b = statistics.mean(r["tgt_tok_s"] for r in peer)
-    record = {
-        "benchmark": "opennmt_speed",
-        "config": os.path.relpath(args.config),
-        "pairs": pairs,
-        "threads": args.threads,
-        "statistic": "aggregate target tokens/s over the same timed steps, mean of rounds",
-        "transduce_tgt_tok_s": round(a),
-        "opennmt_py_tgt_tok_s": round(b),
-        "ratio": round(a / b, 2),
-        "rounds": [{"transduce": x, "opennmt_py": y} for x, y in zip(ours, peer, strict=True)],
-        "cpu": cpu_name(),
-        "torch": torch.__version__,
-    }
-    print(json.dumps(record))
+        ours, peer = alternate(
+            args.rounds,
+            lambda: time_transduce(cfg, folder, args.warmup, args.steps),
+            lambda: time_opennmt(
+                args.onmt, folder, args.warmup, args.steps, args.threads, args.onmt_workers
+            ),
+        )
+    line = record(
+        "opennmt_speed", "opennmt_py", args.config, ours, peer, pairs=pairs, threads=args.threads
+    )
+    print(json.dumps(line))
 
 
 if __name__ == "__main__":
