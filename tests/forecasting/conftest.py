@@ -31,7 +31,9 @@ def write_wide(path, rows) -> None:
             w.writerow([f"S{i}", *(f"{v:.4f}" for v in r)] + [""] * (width - 1 - len(r)))
 
 
-def tiny_series_config(train: str, **series) -> dict:
+def tiny_series_config(train: str, train_options: dict | None = None, **series) -> dict:
+    """A tiny Luong-GRU forecasting config on the series file ``train``; ``series`` and
+    ``train_options`` override keys of its ``series`` and ``train`` sections."""
     return {
         "series": {
             "format": "auto",
@@ -60,6 +62,7 @@ def tiny_series_config(train: str, **series) -> dict:
             "progress": False,
             "threads": 1,
             "seed": 1,
+            **(train_options or {}),
         },
     }
 

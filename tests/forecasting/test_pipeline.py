@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.forecasting.conftest import tiny_series_config, write_wide
 from transduce.commands.cli import main
 
 H, M = 6, 6  # horizon and seasonal period of the toy series
@@ -26,51 +27,15 @@ def _series(n_series: int = 6, length: int = 60) -> tuple[np.ndarray, np.ndarray
     return x[:, :length], x[:, length:]
 
 
-def _write_wide(path, rows) -> None:
-    width = max(len(r) for r in rows) + 1
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, quoting=csv.QUOTE_ALL)
-        w.writerow([f"V{i + 1}" for i in range(width)])
-        for i, r in enumerate(rows):
-            w.writerow([f"S{i}", *(f"{v:.4f}" for v in r)] + [""] * (width - 1 - len(r)))
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fc")
     hist, nxt = _series()
-    _write_wide(tmp / "train.csv", [h[: 50 + 2 * i] for i, h in enumerate(hist)])  # ragged
-    _write_wide(tmp / "hist.csv", hist)
-    _write_wide(tmp / "test.csv", nxt)
-    cfg = {
-        "series": {
-            "format": "m4",
-            "train": str(tmp / "train.csv"),
-            "horizon": H,
-            "lookback": 18,
-            "period": M,
-            "stride": 2,
-        },
-        "model": {
-            "preset": "luong",
-            "cell": "gru",
-            "attention": {"input_feeding": False},
-            "encoder": {"embed_size": 8, "hidden_size": 16},
-            "decoder": {"embed_size": 8, "hidden_size": 16},
-        },
-        "train": {
-            "lr": 0.01,
-            "batch_size": 16,
-            "max_steps": 60,
-            "epochs": 100,
-            "valid_every": 20,
-            "valid_exact": False,
-            "log_every": 0,
-            "progress": False,
-            "threads": 1,
-            "keep_checkpoints": 3,
-        },
-    }
+    write_wide(tmp / "train.csv", [h[: 50 + 2 * i] for i, h in enumerate(hist)])  # ragged
+    write_wide(tmp / "hist.csv", hist)
+    write_wide(tmp / "test.csv", nxt)
+    options = {"batch_size": 16, "valid_every": 20, "keep_checkpoints": 3}
+    cfg = tiny_series_config(str(tmp / "train.csv"), options, format="m4")
     (tmp / "fc.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     assert main(["-q", "train", str(tmp / "fc.yaml"), "--out", str(tmp / "run")]) == 0
     return tmp
