@@ -42,7 +42,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (train.threads)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    overrides = ["train.valid_exact=false", "train.progress=false", "train.log_every=0", *args.set]
+    # fp32 like Keras' default policy (--set train.precision=auto: bf16 where it pays)
+    fixed = ["train.valid_exact=false", "train.progress=false", "train.log_every=0"]
+    overrides = [*fixed, "train.precision=fp32", *args.set]
     if args.threads is not None:
         overrides.append(f"train.threads={args.threads}")
     if args.epochs:

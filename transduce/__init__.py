@@ -20,8 +20,17 @@ where PyTorch is not installed.
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from typing import Any
+
+# PyTorch's CPU allocator backs tensors of 2 MB and more with transparent huge pages when
+# THP_MEM_ALLOC_ENABLE=1 (read at its first such allocation). Without it every large
+# temporary (logits, their gradients, attention scores) is fresh memory that faults in
+# 4 KB pages: on the machine here an exp() over 4,085 x 5,477 logits took 107 ms without
+# and 42 ms with, and training the tiny transformer ran 13-20 % faster. Set unless the
+# user has set it; it only matters where the kernel's THP mode is "madvise".
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 __version__ = "0.1.0"
 _WHERE = {

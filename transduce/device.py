@@ -36,15 +36,35 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+BF16_MIN_WIDTH = 256  # the narrowest model width at which AVX512-BF16 (no AMX) pays
+
+
+def matmul_width(model: torch.nn.Module) -> int:
+    """The width a model's matrix products mostly have: the parameter-weighted median of
+    the smaller dimension of its weight matrices (a 512-unit GRU's 1536x512 matrices give
+    512, a transformer of width 128 gives 128 whatever its vocabulary). 0 for a model
+    without matrices."""
+    sizes = sorted(
+        (min(p.shape[0], p.shape[1]), p.numel()) for p in model.parameters() if p.dim() >= 2
+    )
+    half, seen = sum(n for _, n in sizes) / 2, 0
+    for width, n in sizes:
+        seen += n
+        if seen >= half:
+            return int(width)
+    return 0
+
+
 def choose_precision(
-    requested: str, device_type: str, flags: set[str], cuda_bf16: bool
+    requested: str, device_type: str, flags: set[str], cuda_bf16: bool, width: int = 0
 ) -> tuple[str, str]:
-    """The arithmetic for ``train.precision`` and why: ``fp32``/``bf16`` as asked;
-    ``auto`` is bf16 autocast on a CUDA device that supports bf16 and on a CPU with AMX,
-    fp32 elsewhere. A CPU with AVX512-BF16 but no AMX stays fp32: measured on one
-    (AMD EPYC, one thread), bf16 trained a 64-wide GRU model at 0.6-0.7x fp32's tokens/s
-    (a 256-wide one at 1.3-1.9x), and the project's small models are the common case;
-    ask for ``bf16`` explicitly for wide models there."""
+    """The arithmetic for ``train.precision`` and why: ``fp32``/``bf16``/``fp16`` as asked;
+    ``auto`` is bf16 autocast on a CUDA device that supports bf16 and on a CPU with AMX;
+    on a CPU with AVX512-BF16 but no AMX it is bf16 for models whose matrices are at least
+    :data:`BF16_MIN_WIDTH` wide (``width``, see :func:`matmul_width`) and fp32 for narrower
+    ones; fp32 elsewhere. Measured on an AMD EPYC with AVX512-BF16 (one thread): bf16 trained
+    a 64-wide GRU model at 0.6-0.7x fp32's tokens/s, a 128-wide transformer at 0.95x,
+    256-wide GRU models at 1.3-1.9x and the 512-wide OpenNMT-py comparison model at 2.2x."""
     if requested != "auto":
         return requested, "as configured"
     if device_type == "cuda":
@@ -54,12 +74,23 @@ def choose_precision(
     if "amx_bf16" in flags:
         return "bf16", "a CPU with AMX"
     if "avx512_bf16" in flags:
-        return "fp32", "a CPU with AVX512-BF16 but no AMX (bf16 is slower there for small models)"
+        if width >= BF16_MIN_WIDTH:
+            return "bf16", (
+                f"a CPU with AVX512-BF16 and a model {width} wide "
+                f"(bf16 pays from {BF16_MIN_WIDTH} there)"
+            )
+        return "fp32", (
+            f"a CPU with AVX512-BF16 but no AMX and a model {width} wide "
+            f"(bf16 is slower there below {BF16_MIN_WIDTH})"
+        )
     return "fp32", "a CPU without native bf16"
 
 
-def resolve_precision(requested: str, device: torch.device) -> tuple[str, str]:
-    """:func:`choose_precision` for this machine."""
+def resolve_precision(
+    requested: str, device: torch.device, model: torch.nn.Module | None = None
+) -> tuple[str, str]:
+    """:func:`choose_precision` for this machine (and ``model``'s width)."""
     cuda = device.type == "cuda" and torch.cuda.is_bf16_supported()
     flags = cpu_flags() if device.type == "cpu" else set()
-    return choose_precision(requested, device.type, flags, cuda)
+    width = matmul_width(model) if model is not None else 0
+    return choose_precision(requested, device.type, flags, cuda, width)

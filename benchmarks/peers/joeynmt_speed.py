@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -57,7 +56,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peer_common import alternate, record, time_transduce
+from peer_common import alternate, peer_env, record, time_transduce
 from train_speed import build_trainer
 
 from transduce.config import load_config
@@ -197,8 +196,10 @@ def joey_config(cfg, joey: Path) -> dict:
     }
 
 
-def time_joey(python: str, folder: Path, warmup: int, steps: int, threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+def time_joey(
+    python: str, folder: Path, warmup: int, steps: int, threads: int, thp: bool = False
+) -> dict:
+    env = peer_env(threads, thp)
     env.pop("PYTHONPATH", None)  # Joey's interpreter sees its own packages only
     config = str(folder / "joey" / "config.yaml")
     command = [python, "-c", DRIVER, config, str(warmup), str(steps), str(threads)]
@@ -216,6 +217,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps (each toolkit)")
     parser.add_argument("--steps", type=int, default=40, help="timed steps (each toolkit)")
     parser.add_argument("--rounds", type=int, default=2, help="alternations A/B (default 2)")
+    parser.add_argument("--peer-thp", action="store_true", help="THP_MEM_ALLOC_ENABLE=1 for Joey")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, ["train.progress=false"])
@@ -225,7 +227,9 @@ def main() -> None:
         ours, peer = alternate(
             args.rounds,
             lambda: time_transduce(cfg, folder, args.warmup, args.steps),
-            lambda: time_joey(args.joey, folder, args.warmup, args.steps, args.threads),
+            lambda: time_joey(
+                args.joey, folder, args.warmup, args.steps, args.threads, args.peer_thp
+            ),
         )
     line = record(
         "joeynmt_speed",
@@ -236,6 +240,7 @@ def main() -> None:
         pairs=pairs,
         threads=args.threads,
         warmup=args.warmup,
+        peer_thp=args.peer_thp,
     )
     print(json.dumps(line))
 

@@ -35,7 +35,6 @@ import argparse
 import collections
 import itertools
 import json
-import os
 import re
 import subprocess
 import sys
@@ -47,7 +46,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peer_common import alternate, record, time_transduce
+from peer_common import alternate, peer_env, record, time_transduce
 
 from transduce.config import load_config
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
@@ -93,7 +92,7 @@ def aggregate_reports(reports: list[tuple[int, int, int]], warmup: int) -> float
 
 
 def time_opennmt(
-    onmt: str, folder: Path, warmup: int, steps: int, threads: int, workers: int
+    onmt: str, folder: Path, warmup: int, steps: int, threads: int, workers: int, thp: bool
 ) -> dict:
     """Train OpenNMT-py for ``warmup + steps`` updates (reports every 10) and read its log."""
     total = warmup + steps
@@ -130,7 +129,7 @@ def time_opennmt(
         "seed": 1,
     }
     (folder / "onmt.yaml").write_text(yaml.safe_dump(opts), encoding="utf-8")
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = peer_env(threads, thp)
     start = time.perf_counter()
     proc = subprocess.run(
         [onmt, "-config", str(folder / "onmt.yaml")],
@@ -167,11 +166,21 @@ def main() -> None:
         "--onmt-workers", type=int, default=2, help="OpenNMT-py DataLoader workers (its default: 2)"
     )
     parser.add_argument("--rounds", type=int, default=2, help="alternations A/B (default 2)")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="fp32",
+        help="transduce's train.precision (OpenNMT-py trains in fp32: it has no CPU bf16); "
+        "auto: bf16 where transduce/device.py chooses it (this model is 512 wide)",
+    )
+    parser.add_argument(
+        "--peer-thp", action="store_true", help="THP_MEM_ALLOC_ENABLE=1 for OpenNMT-py"
+    )
     args = parser.parse_args()
     if args.warmup % 10 or args.steps % 10 or args.warmup < 10:
         parser.error("--warmup and --steps: multiples of 10, warmup >= 10 (OpenNMT-py reports)")
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, ["train.progress=false"])
+    cfg = load_config(args.config, ["train.progress=false", f"train.precision={args.precision}"])
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pairs = write_pieces(cfg, folder)
@@ -179,11 +188,24 @@ def main() -> None:
             args.rounds,
             lambda: time_transduce(cfg, folder, args.warmup, args.steps),
             lambda: time_opennmt(
-                args.onmt, folder, args.warmup, args.steps, args.threads, args.onmt_workers
+                args.onmt,
+                folder,
+                args.warmup,
+                args.steps,
+                args.threads,
+                args.onmt_workers,
+                args.peer_thp,
             ),
         )
     line = record(
-        "opennmt_speed", "opennmt_py", args.config, ours, peer, pairs=pairs, threads=args.threads
+        "opennmt_speed",
+        "opennmt_py",
+        args.config,
+        ours,
+        peer,
+        pairs=pairs,
+        threads=args.threads,
+        peer_thp=args.peer_thp,
     )
     print(json.dumps(line))
 

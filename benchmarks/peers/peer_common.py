@@ -31,7 +31,21 @@ def time_transduce(cfg, folder: Path, warmup: int, steps: int) -> dict:
         "tgt_tok_s": round(sum(tokens) / sum(seconds)),
         "steps": steps,
         "tokens_per_step": round(sum(tokens) / len(tokens)),
+        "precision": trainer.precision,
     }
+
+
+def peer_env(threads: int, thp: bool) -> dict[str, str]:
+    """The peer's environment: this one with ``threads`` OpenMP/MKL threads, and without
+    ``THP_MEM_ALLOC_ENABLE`` (which importing transduce sets, ``transduce/__init__.py``) unless
+    ``thp``: the peer's own recipe does not set it, so by default it runs as its users run it;
+    ``--peer-thp`` gives it transduce's allocator setting too."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if thp:
+        env["THP_MEM_ALLOC_ENABLE"] = "1"
+    else:
+        env.pop("THP_MEM_ALLOC_ENABLE", None)
+    return env
 
 
 def alternate(rounds: int, ours: Callable[[], dict], peer: Callable[[], dict]):
@@ -61,4 +75,5 @@ def record(benchmark: str, peer_name: str, config, ours: list, peer: list, **ext
         "rounds": [{"transduce": x, peer_name: y} for x, y in pairs],
         "cpu": cpu_name(),
         "torch": torch.__version__,
+        "transduce_thp": os.environ.get("THP_MEM_ALLOC_ENABLE", "0"),
     }

@@ -82,7 +82,7 @@ class Loop:
         self.net = parallel.wrap(self.objective, self.device, world, unused)
         if self.tcfg.compile:  # validation and decoding stay eager
             self.net = torch.compile(self.net)
-        self.precision, why = resolve_precision(self.tcfg.precision, self.device)
+        self.precision, why = resolve_precision(self.tcfg.precision, self.device, self.model)
         if self.tcfg.precision == "auto" and rank == 0:
             log.info("train.precision=auto: %s on %s", self.precision, why)
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():

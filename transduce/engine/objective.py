@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transduce.data.vocab import PAD_ID
+from transduce.engine.losses import token_cross_entropy
 from transduce.engine.teacher import unroll
 
 Loss = Literal["tokens", "crossentropy", "mse", "mae", "huber"]
@@ -75,15 +76,14 @@ class Objective(nn.Module):
             if self.observe is not None:
                 self.observe(batch, out, None)
             return regression_loss(out, batch.tgt_out, self.kind), None
-        flat = out.reshape(-1, out.shape[-1]).float()
+        flat = out.reshape(-1, out.shape[-1])
         target = batch.tgt_out.reshape(-1)
         text = self.kind == "tokens"
-        loss = F.cross_entropy(
+        loss = token_cross_entropy(
             flat,
             target,
+            self.label_smoothing if (self.training and text) else 0.0,
             ignore_index=PAD_ID if text else -100,
-            label_smoothing=self.label_smoothing if (self.training and text) else 0.0,
-            reduction="sum",
         )
         if self.training and text:
             return loss, None

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from transduce.data.vocab import PAD_ID
+from transduce.nn.dropout import Dropout
 
 
 class ChannelDropout(nn.Module):
@@ -33,7 +34,7 @@ class TokenEmbedding(nn.Module):
     def __init__(self, vocab_size: int, size: int, dropout: float = 0.0, spatial: bool = False):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, size, padding_idx=PAD_ID)
-        self.dropout = ChannelDropout(dropout) if spatial else nn.Dropout(dropout)
+        self.dropout = ChannelDropout(dropout) if spatial else Dropout(dropout)
         self.size = size
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,7 @@ class ValueEmbedding(nn.Module):
     def __init__(self, features: int, size: int, dropout: float = 0.0):
         super().__init__()
         self.proj = nn.Linear(features, size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.features, self.size = features, size
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from transduce.nn.dropout import Dropout
+
 
 class VocabHead(nn.Module):
     """Dropout then a linear projection ``[..., F] -> [..., V]``; optionally tied weights.
@@ -15,7 +17,7 @@ class VocabHead(nn.Module):
 
     def __init__(self, in_size: int, vocab_size: int, dropout: float = 0.0):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.proj = nn.Linear(in_size, vocab_size)
 
     def tie(self, embedding: nn.Embedding) -> None:
@@ -35,7 +37,7 @@ class RegressionHead(nn.Module):
 
     def __init__(self, in_size: int, out_dim: int, dropout: float = 0.0):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.proj = nn.Linear(in_size, out_dim)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -60,7 +62,7 @@ class QuantileHead(nn.Module):
 
     def __init__(self, in_size: int, n_levels: int, dropout: float = 0.0):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.proj = nn.Linear(in_size, 1 + 2 * n_levels)
         self.n_levels = n_levels
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transduce.nn.attention import attend
+from transduce.nn.dropout import Dropout
 from transduce.nn.embed import TokenEmbedding
 from transduce.nn.encoders import Memory, _select
 
@@ -108,10 +109,10 @@ class Block(nn.Module):
         self.self_attn = MultiHeadAttention(size, heads, attn_dropout)
         self.cross_attn = MultiHeadAttention(size, heads, attn_dropout) if cross else None
         self.ff = nn.Sequential(
-            nn.Linear(size, ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff, size)
+            nn.Linear(size, ff), nn.ReLU(), Dropout(dropout), nn.Linear(ff, size)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(size) for _ in range(3 if cross else 2))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def residual(self, x: torch.Tensor, i: int, fn) -> tuple[torch.Tensor, torch.Tensor | None]:
         y, attn = fn(self.norms[i](x) if self.pre_norm else x)
@@ -141,7 +142,7 @@ class _Stack(nn.Module):
         with torch.no_grad():
             self.embed.embed.weight[self.embed.embed.padding_idx].zero_()
         self.positions = Positions(cfg.positions, d, cfg.max_positions)
-        self.drop = nn.Dropout(max(cfg.dropout, embed_dropout))
+        self.drop = Dropout(max(cfg.dropout, embed_dropout))
         self.layers = nn.ModuleList(
             Block(
                 d, cfg.heads, cfg.ff_size, cfg.dropout, cfg.attention_dropout, cfg.pre_norm, cross

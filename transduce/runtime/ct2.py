@@ -18,6 +18,29 @@ from transduce.inference.textdecoder import TextDecoder
 from transduce.runtime.model import ExportError, read_manifest
 from transduce.runtime.translate import Pipeline
 
+AVX512 = {"avx512f", "avx512bw", "avx512vl"}
+
+
+def prefer_avx512(environ: os._Environ | dict = os.environ, cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Let CTranslate2 use its AVX-512 kernels on every CPU that has them.
+
+    CTranslate2 picks AVX-512 only on Intel CPUs and AVX2 elsewhere; on the AMD EPYC here
+    (AVX-512 with 256-bit units) forcing AVX-512 decoded the tiny transformer with beam 5 in
+    about 15 % less time, int8 and fp32 alike (docs/guide/export.md). Sets
+    ``CT2_FORCE_CPU_ISA=AVX512`` unless the user has set it; CTranslate2 reads it when it
+    first looks at the CPU, so this runs before the first model loads. True when set here."""
+    if "CT2_FORCE_CPU_ISA" in environ:
+        return False
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            line = next((x for x in f if x.startswith("flags")), "")
+    except OSError:
+        return False
+    if not set(line.partition(":")[2].split()) >= AVX512:
+        return False
+    environ["CT2_FORCE_CPU_ISA"] = "AVX512"
+    return True
+
 
 class CT2Translator(TextDecoder):
     """``CT2Translator.load(DIR).translate([...])``, like the other engines' translators."""
@@ -25,6 +48,7 @@ class CT2Translator(TextDecoder):
     engine = "ct2"
 
     def __init__(self, model_dir: str | os.PathLike, threads: int = 0):
+        prefer_avx512()
         import ctranslate2
 
         self.dir = Path(model_dir)
