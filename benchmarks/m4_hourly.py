@@ -13,6 +13,9 @@ top of ``--set``), scores every member and their median (``--combine mean`` for 
 Intervals: ``--level 95 80`` (default 95) forecasts the recipe's conformal intervals and
 scores them with the M4 interval metrics (MSIS, ACD, coverage) beside the Naive benchmark's
 random-walk interval (official Hourly MSIS 71.245 / ACD 0.011, reproduced here).
+``--interval-method normalized`` scales each series' band by the model's errors on its
+last ``--scale-windows`` horizons (:mod:`transduce.forecasting.normalized`);
+``--score-only --out DIR`` scores members trained before into DIR without training again.
 ``--backtest K`` also times ``transduce backtest`` with K windows (one model, no refit).
 ``--weekly-covariates`` trains on M4 Hourly as a long table whose future-known covariates
 are the phase in the week (sin, cos of the hour mod 168, counted from the series end, as
@@ -41,6 +44,7 @@ from transduce.engine.averaging import write_average
 from transduce.forecasting.backtest import backtest
 from transduce.forecasting.ensemble import ForecastEnsemble, combine_forecasts
 from transduce.forecasting.intervals import interval_scores, naive_interval
+from transduce.forecasting.normalized import normalized_intervals
 from transduce.forecasting.pipeline import Forecaster, evaluate_forecasts
 from transduce.tasks.train import train
 
@@ -145,8 +149,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add the week phase as future-known covariates",
     )
+    parser.add_argument(
+        "--interval-method",
+        choices=["conformal", "normalized"],
+        default="conformal",
+        help="the runs' calibration, or each series' band scaled by its backtest errors",
+    )
+    parser.add_argument("--scale-windows", type=int, default=12, metavar="K")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="folder for the run directories (default: temporary)")
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help="score the runs already in --out (member0.. or run) without training",
+    )
     return parser
 
 
@@ -162,6 +178,10 @@ def _train_members(args, members: list[list[str]], base: list[str], root: Path):
     for i, extra in enumerate(members):
         cfg = load_config(args.config, [*base, *extra])
         out = root / ("run" if len(members) == 1 else f"member{i}")
+        if args.score_only:  # trained before: nothing to time
+            runs.append(out)
+            steps.append({"steps": None, "best_step": None, "cpu_s": 0.0})
+            continue
         start, cpu = time.perf_counter(), _cpu_seconds()
         result = train(cfg, out)
         train_s += time.perf_counter() - start
@@ -189,6 +209,12 @@ def _forecast(args, runs: list[Path], history, extra_in: tuple, horizon: int):
         _, bands = ForecastEnsemble(models, args.combine).forecast_intervals(
             history.values, args.level
         )
+    if args.interval_method == "normalized" and args.level:
+        whole = ForecastEnsemble(models, args.combine) if len(models) > 1 else models[0]
+        point = lambda s: whole.forecast_intervals(s, [])[0]  # noqa: E731
+        _, bands = normalized_intervals(
+            point, history.values, horizon, args.level, args.scale_windows
+        )
     timing = {}
     if args.backtest and not extra_in:
         start = time.perf_counter()
@@ -202,6 +228,8 @@ def _forecast(args, runs: list[Path], history, extra_in: tuple, horizon: int):
 
 def main() -> None:
     args = _parser().parse_args()
+    if args.score_only and not args.out:
+        sys.exit("m4_hourly: --score-only scores the runs in --out: give --out")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     members = [[kv for kv in m.split(";") if kv.strip()] for m in args.member] or [[]]
@@ -249,7 +277,12 @@ def main() -> None:
         "intervals": _interval_scores(history, actuals, bands, period),
         **timing,
         "weekly_covariates": args.weekly_covariates,
+        "interval_method": args.interval_method,
     }
+    if args.interval_method == "normalized":
+        record["scale_windows"] = args.scale_windows
+    if args.score_only:
+        record["score_only"] = str(args.out)
     if len(members) > 1:
         record["combine"] = args.combine
         record["members"] = [

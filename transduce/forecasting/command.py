@@ -46,9 +46,26 @@ def _forecast_run(args: argparse.Namespace):
     warn_short_series(series, max(m.spec.lookback for m in members))
     extra = _covariates(forecaster, series, getattr(args, "future", None))
     levels = getattr(args, "level", None) or []
-    forecasts, bands = forecaster.forecast_intervals(series.values, levels, *extra)
+    if levels and getattr(args, "interval_method", "conformal") == "normalized":
+        forecasts, bands = _normalized(args, forecaster, series, levels, extra)
+    else:
+        forecasts, bands = forecaster.forecast_intervals(series.values, levels, *extra)
     args.bands = bands
     return forecaster, series, forecasts, actuals
+
+
+def _normalized(args, forecaster, series, levels, extra):
+    """``--interval-method normalized`` (:mod:`transduce.forecasting.normalized`)."""
+    from transduce.forecasting.normalized import normalized_intervals
+
+    if extra:
+        raise ConfigError(
+            "--interval-method normalized: not for runs with covariates (its backtests "
+            "would need the covariates at every past origin); use conformal"
+        )
+    point = lambda s: forecaster.forecast_intervals(s, [])[0]  # noqa: E731
+    horizon = forecaster.spec.horizon
+    return normalized_intervals(point, series.values, horizon, levels, args.scale_windows)
 
 
 def _covariates(forecaster, series, future_path: str | None) -> tuple:
@@ -174,6 +191,21 @@ def add_io_flags(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="PCT",
         help="conformal prediction intervals at these levels, e.g. 80 95: lo-80,hi-80,... columns",
+    )
+    p.add_argument(
+        "--interval-method",
+        choices=["conformal", "normalized"],
+        default="conformal",
+        help="conformal: the run's calibration (one band for every series, default); "
+        "normalized: each series' band scaled by the model's recent errors on it "
+        "(--scale-windows backtests; narrower where the model does well)",
+    )
+    p.add_argument(
+        "--scale-windows",
+        type=opt.int_at_least(1, 1000),
+        default=12,
+        metavar="K",
+        help="--interval-method normalized: past horizons that set each series' scale (12)",
     )
     p.add_argument(
         "--future",

@@ -1,0 +1,80 @@
+"""Normalized conformal intervals: each series' band scaled by the forecaster's recent
+errors on it, the scale of a calibration quotient."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from tests.forecasting.conftest import H
+from transduce.commands.cli import main
+from transduce.forecasting.normalized import normalized_intervals
+
+
+def naive(series):
+    """The last value, repeated for 3 steps."""
+    return np.array([np.full(3, x[-1]) for x in series])
+
+
+def test_a_hand_computed_example():
+    # horizon 2, one scale window. Series a: [1, 2, 4, 4, 5, 9]; the calibration origin
+    # after [1, 2, 4, 4] forecasts 4, 4 against 5, 9: errors 1, 5. Its scale there: the
+    # window before, [1, 2] -> 2, 2 against 4, 4: RMS error 2. The forecast origin's scale
+    # is the calibration window's RMS error, sqrt((1 + 25) / 2).
+    a = np.array([1.0, 2, 4, 4, 5, 9])
+    b = np.array([10.0, 10, 10, 12, 12, 11])  # calibration errors 0, 1; its window's 0, 2
+    point, bands = normalized_intervals(naive, [a, b], 2, [50], windows=1)
+    assert point.tolist() == [[9, 9], [11, 11]]
+    # quotients per step: a (1/2, 5/2), b (0, 1/sqrt(2)); the 50% conformal quantile of two
+    # scores is the ceil(3 * 0.5) = 2nd smallest: step 1 -> 0.5, step 2 -> 2.5
+    lo, hi = bands["50"]
+    scale_a, scale_b = np.sqrt(13), np.sqrt(0.5)
+    assert np.allclose(hi - point, [[0.5 * scale_a, 2.5 * scale_a], [0.5 * scale_b, 2.5 * scale_b]])
+    assert np.allclose(point - lo, hi - point)
+
+
+def test_coverage_is_nominal_and_width_follows_each_series_noise():
+    rng = np.random.default_rng(0)
+    n, horizon = 600, 4
+    sigma = rng.uniform(0.1, 5.0, n)
+    history = [10 + s * rng.standard_normal(60) for s in sigma]
+    future = np.array([10 + s * rng.standard_normal(horizon) for s in sigma])
+
+    def mean_forecast(series):
+        return np.array([np.full(horizon, np.mean(x[-20:])) for x in series])
+
+    _, bands = normalized_intervals(mean_forecast, history, horizon, [90], windows=8)
+    lo, hi = bands["90"]
+    covered = ((future >= lo) & (future <= hi)).mean()
+    assert abs(covered - 0.90) < 0.03
+    width = (hi - lo)[:, 0]
+    assert np.corrcoef(width, sigma)[0, 1] > 0.9  # one band for all would correlate 0
+
+
+def test_short_series_take_a_typical_scale_and_all_short_is_refused():
+    long = [np.arange(40, dtype=float) % 5 + 10 for _ in range(30)]
+    short = np.array([10.0, 11, 12])  # not even two horizons: no window of its own
+    point, bands = normalized_intervals(naive, [*long, short], 3, [80], windows=4)
+    lo, hi = bands["80"]
+    assert np.isfinite(lo).all() and np.isfinite(hi).all()
+    assert np.allclose(hi[-1] - point[-1], np.median(hi[:-1] - point[:-1], axis=0))
+    with pytest.raises(ValueError, match="shorter than two horizons"):
+        normalized_intervals(naive, [short], 3, [80])
+    with pytest.raises(ValueError, match="windows"):
+        normalized_intervals(naive, long, 3, [80], windows=0)
+
+
+def test_forecast_interval_method_normalized(quantile_run, tmp_path):
+    tmp, _ = quantile_run
+    out = tmp_path / "n.csv"
+    args = ["forecast", "--model", str(tmp / "run"), "--input", str(tmp / "train.csv")]
+    args += ["--output", str(out), "--level", "80", "95", "--interval-method", "normalized"]
+    assert main([*args, "--scale-windows", "3"]) == 0
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["id", "step", "value", "lo-80", "hi-80", "lo-95", "hi-95"]
+    v = np.array([[float(c) for c in r[2:]] for r in rows[1:]])
+    assert len(v) == 24 * H
+    assert (v[:, 3] <= v[:, 1]).all() and (v[:, 1] <= v[:, 0]).all()
+    assert (v[:, 0] <= v[:, 2]).all() and (v[:, 2] <= v[:, 4]).all()
