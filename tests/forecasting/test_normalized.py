@@ -62,6 +62,8 @@ def test_short_series_take_a_typical_scale_and_all_short_is_refused():
     assert np.allclose(hi[-1] - point[-1], np.median(hi[:-1] - point[:-1], axis=0))
     with pytest.raises(ValueError, match="shorter than two horizons"):
         normalized_intervals(naive, [short], 3, [80])
+    with pytest.raises(ValueError, match="needs at least 19 series"):
+        normalized_intervals(naive, long[:5], 3, [95])
     with pytest.raises(ValueError, match="windows"):
         normalized_intervals(naive, long, 3, [80], windows=0)
 

@@ -95,6 +95,15 @@ def normalized_intervals(
     past = _errors(forecast, series, horizon, range(1, windows + 1))  # [windows, N]
     last = np.full(len(series), np.nan)
     last[usable] = np.mean(calib**2, axis=1)
+    for level in levels:
+        if conformal_quantile(np.zeros(len(usable)), level) == np.inf:
+            need = next(
+                n for n in range(1, 100_000) if np.isfinite(conformal_quantile(np.zeros(n), level))
+            )
+            raise ValueError(
+                f"interval level {level:g}: normalized calibration needs at least {need} "
+                f"series with two horizons of history; the input has {len(usable)}"
+            )
     scores = _quotients(calib, _scale(past)[usable])  # the calibration origin's scale
     scale = _scale(np.vstack([last[None], past[: windows - 1]]))  # the forecast origin's
     bands = {}
