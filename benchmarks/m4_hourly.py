@@ -204,17 +204,15 @@ def _forecast(args, runs: list[Path], history, extra_in: tuple, horizon: int):
     models = [Forecaster.load(out, weights) for out in runs]
     outs = [m.forecast_intervals(history.values, args.level, *extra_in) for m in models]
     forecast_s = time.perf_counter() - start
-    bands = outs[0][1]
-    if len(models) > 1:
-        _, bands = ForecastEnsemble(models, args.combine).forecast_intervals(
-            history.values, args.level
-        )
+    whole = ForecastEnsemble(models, args.combine) if len(models) > 1 else models[0]
     if args.interval_method == "normalized" and args.level:
-        whole = ForecastEnsemble(models, args.combine) if len(models) > 1 else models[0]
-        point = lambda s: whole.forecast_intervals(s, [])[0]  # noqa: E731
         _, bands = normalized_intervals(
-            point, history.values, horizon, args.level, args.scale_windows
+            whole.forecast, history.values, horizon, args.level, args.scale_windows
         )
+    elif len(models) > 1:
+        _, bands = whole.forecast_intervals(history.values, args.level)
+    else:
+        bands = outs[0][1]
     timing = {}
     if args.backtest and not extra_in:
         start = time.perf_counter()

@@ -1,19 +1,24 @@
 """Where a model runs: the device a config names and whether its arithmetic may be bf16.
 
 Shared by training and inference (translate, serve), so neither imports the other for it.
+Importing it imports no torch (the functions that need torch import it), so the torch-free
+runtime reads the CPU's flags here too.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from transduce.config import ConfigError
 
+if TYPE_CHECKING:
+    import torch
 
-def cpu_flags() -> set[str]:
-    """This CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """This CPU's feature flags from ``cpuinfo`` (empty where there is none)."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
+        with open(cpuinfo, encoding="utf-8") as f:
             line = next((line for line in f if line.startswith("flags")), "")
     except OSError:
         return set()
@@ -29,6 +34,8 @@ def cpu_has_bf16(flags: set[str] | None = None) -> bool:
 def resolve_device(name: str) -> torch.device:
     """``auto`` is CUDA where there is a device, else the CPU; ``cuda`` without one is
     refused in one line rather than failing at the first tensor."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -90,6 +97,8 @@ def resolve_precision(
     requested: str, device: torch.device, model: torch.nn.Module | None = None
 ) -> tuple[str, str]:
     """:func:`choose_precision` for this machine (and ``model``'s width)."""
+    import torch
+
     cuda = device.type == "cuda" and torch.cuda.is_bf16_supported()
     flags = cpu_flags() if device.type == "cpu" else set()
     width = matmul_width(model) if model is not None else 0

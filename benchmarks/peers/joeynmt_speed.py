@@ -45,7 +45,6 @@ with ``--no-deps`` beside the torch of this repository's constraints::
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -56,7 +55,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peer_common import alternate, peer_env, record, time_transduce
+from peer_common import alternate, peer_env, peer_parser, record, time_transduce
 from train_speed import build_trainer
 
 from transduce.config import load_config
@@ -210,14 +209,8 @@ def time_joey(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = peer_parser(__doc__, "Joey", CONFIG, threads=1, warmup=10, steps=40)
     parser.add_argument("--joey", required=True, help="python of Joey NMT's environment")
-    parser.add_argument("--config", default=str(CONFIG))
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps (each toolkit)")
-    parser.add_argument("--steps", type=int, default=40, help="timed steps (each toolkit)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternations A/B (default 2)")
-    parser.add_argument("--peer-thp", action="store_true", help="THP_MEM_ALLOC_ENABLE=1 for Joey")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, ["train.progress=false"])

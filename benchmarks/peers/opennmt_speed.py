@@ -31,7 +31,6 @@ torch<2.3; it trains with newer torch, which spares the multi-GB CUDA wheels her
 
 from __future__ import annotations
 
-import argparse
 import collections
 import itertools
 import json
@@ -46,7 +45,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peer_common import alternate, peer_env, record, time_transduce
+from peer_common import alternate, peer_env, peer_parser, record, time_transduce
 
 from transduce.config import load_config
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
@@ -156,25 +155,17 @@ def time_opennmt(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = peer_parser(__doc__, "OpenNMT-py", CONFIG, threads=2, warmup=20, steps=100)
     parser.add_argument("--onmt", required=True, help="path to OpenNMT-py's onmt_train")
-    parser.add_argument("--config", default=str(CONFIG))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=20, help="untimed steps (each toolkit)")
-    parser.add_argument("--steps", type=int, default=100, help="timed steps (each toolkit)")
     parser.add_argument(
         "--onmt-workers", type=int, default=2, help="OpenNMT-py DataLoader workers (its default: 2)"
     )
-    parser.add_argument("--rounds", type=int, default=2, help="alternations A/B (default 2)")
     parser.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
         default="fp32",
         help="transduce's train.precision (OpenNMT-py trains in fp32: it has no CPU bf16); "
         "auto: bf16 where transduce/device.py chooses it (this model is 512 wide)",
-    )
-    parser.add_argument(
-        "--peer-thp", action="store_true", help="THP_MEM_ALLOC_ENABLE=1 for OpenNMT-py"
     )
     args = parser.parse_args()
     if args.warmup % 10 or args.steps % 10 or args.warmup < 10:

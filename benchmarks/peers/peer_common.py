@@ -4,6 +4,7 @@ line both print."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -18,6 +19,23 @@ from train_speed import build_trainer, cpu_name, time_steps
 from transduce.engine import distributed
 
 STATISTIC = "aggregate target tokens/s over the same timed steps, mean of rounds"
+
+
+def peer_parser(
+    doc: str, peer: str, config: Path, threads: int, warmup: int, steps: int
+) -> argparse.ArgumentParser:
+    """The flags both comparisons take (each script adds its peer's own): the config, the
+    threads, the warm-up and timed steps of each toolkit, the rounds, ``--peer-thp``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--config", default=str(config))
+    parser.add_argument("--threads", type=int, default=threads)
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed steps (each toolkit)")
+    parser.add_argument("--steps", type=int, default=steps, help="timed steps (each toolkit)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations A/B (default 2)")
+    parser.add_argument(
+        "--peer-thp", action="store_true", help=f"THP_MEM_ALLOC_ENABLE=1 for {peer}"
+    )
+    return parser
 
 
 def time_transduce(cfg, folder: Path, warmup: int, steps: int) -> dict:

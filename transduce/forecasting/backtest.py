@@ -35,12 +35,13 @@ def window_cuts(windows: int, step: int, horizon: int) -> list[int]:
     return [horizon + (windows - 1 - k) * step for k in range(windows)]
 
 
-def split_window(series: SeriesSet, cut: int, horizon: int, min_history: int):
-    """(kept indices, histories, actuals) of one window; series whose history would be
+def split_window(values: list[np.ndarray], cut: int, horizon: int, min_history: int):
+    """(kept indices, histories, actuals) of one window of the series ``values``: each
+    history ends ``cut`` values before its series' end; series whose history would be
     shorter than ``min_history`` are left out (and counted by the caller)."""
-    keep = [i for i, x in enumerate(series.values) if len(x) - cut >= min_history]
-    hist = [series.values[i][: len(series.values[i]) - cut] for i in keep]
-    truth = [series.values[i][len(series.values[i]) - cut :][:horizon] for i in keep]
+    keep = [i for i, x in enumerate(values) if len(x) - cut >= min_history]
+    hist = [values[i][: len(values[i]) - cut] for i in keep]
+    truth = [values[i][len(values[i]) - cut :][:horizon] for i in keep]
     return keep, hist, truth
 
 
@@ -80,7 +81,7 @@ def backtest(
             f"before the end, the longest series has {longest}"
         )
     for k, cut in enumerate(window_cuts(windows, step, horizon)):
-        keep, hist, truth = split_window(series, cut, horizon, max(2 * period, 2))
+        keep, hist, truth = split_window(series.values, cut, horizon, max(2 * period, 2))
         if not keep:
             raise ValueError(f"window {k}: no series is longer than {cut} + {2 * period} values")
         model = forecaster if refit_dir is None else _refit(forecaster, hist, refit_dir, k)

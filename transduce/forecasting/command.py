@@ -63,9 +63,10 @@ def _normalized(args, forecaster, series, levels, extra):
             "--interval-method normalized: not for runs with covariates (its backtests "
             "would need the covariates at every past origin); use conformal"
         )
-    point = lambda s: forecaster.forecast_intervals(s, [])[0]  # noqa: E731
     horizon = forecaster.spec.horizon
-    return normalized_intervals(point, series.values, horizon, levels, args.scale_windows)
+    return normalized_intervals(
+        forecaster.forecast, series.values, horizon, levels, args.scale_windows
+    )
 
 
 def _covariates(forecaster, series, future_path: str | None) -> tuple:

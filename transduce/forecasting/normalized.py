@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from transduce.forecasting.backtest import split_window
 from transduce.forecasting.conformal import conformal_quantile, label
 
 Forecast = Callable[[list[np.ndarray]], np.ndarray]  # series -> point forecasts [N, H]
@@ -39,14 +40,10 @@ def _errors(forecast: Forecast, series: list[np.ndarray], horizon: int, ends: ra
     where less than one horizon of history precedes it."""
     out = np.full((len(ends), len(series)), np.nan)
     for row, j in enumerate(ends):
-        stop = [len(x) - j * horizon for x in series]
-        ok = [i for i, n in enumerate(stop) if n - horizon >= horizon]
-        if not ok:
-            continue
-        cut = [series[i][: stop[i] - horizon] for i in ok]
-        truth = np.array([series[i][stop[i] - horizon : stop[i]] for i in ok])
-        pred = np.asarray(forecast(cut), float)[:, :horizon]
-        out[row, ok] = np.mean((truth - pred) ** 2, axis=1)
+        keep, hist, truth = split_window(series, (j + 1) * horizon, horizon, horizon)
+        if keep:
+            pred = np.asarray(forecast(hist), float)[:, :horizon]
+            out[row, keep] = np.mean((np.array(truth) - pred) ** 2, axis=1)
     return out
 
 
@@ -85,17 +82,10 @@ def normalized_intervals(
     if windows < 1:
         raise ValueError(f"windows: {windows} (need >= 1)")
     series = [np.asarray(x, float) for x in series]
-    point = np.asarray(forecast(series), float)[:, :horizon]
-    usable = [i for i, x in enumerate(series) if len(x) >= 2 * horizon]
+    usable, hist, truth = split_window(series, horizon, horizon, horizon)
     if not usable:
         raise ValueError(f"every series is shorter than two horizons ({2 * horizon} values)")
-    cut = [series[i][:-horizon] for i in usable]
-    truth = np.array([series[i][-horizon:] for i in usable])
-    calib = np.abs(truth - np.asarray(forecast(cut), float)[:, :horizon])  # [U, H]
-    past = _errors(forecast, series, horizon, range(1, windows + 1))  # [windows, N]
-    last = np.full(len(series), np.nan)
-    last[usable] = np.mean(calib**2, axis=1)
-    for level in levels:
+    for level in levels:  # refused before any forecast
         if conformal_quantile(np.zeros(len(usable)), level) == np.inf:
             need = next(
                 n for n in range(1, 100_000) if np.isfinite(conformal_quantile(np.zeros(n), level))
@@ -104,6 +94,11 @@ def normalized_intervals(
                 f"interval level {level:g}: normalized calibration needs at least {need} "
                 f"series with two horizons of history; the input has {len(usable)}"
             )
+    point = np.asarray(forecast(series), float)[:, :horizon]
+    calib = np.abs(np.array(truth) - np.asarray(forecast(hist), float)[:, :horizon])  # [U, H]
+    past = _errors(forecast, series, horizon, range(1, windows + 1))  # [windows, N]
+    last = np.full(len(series), np.nan)
+    last[usable] = np.mean(calib**2, axis=1)
     scores = _quotients(calib, _scale(past)[usable])  # the calibration origin's scale
     scale = _scale(np.vstack([last[None], past[: windows - 1]]))  # the forecast origin's
     bands = {}

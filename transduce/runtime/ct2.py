@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from transduce.device import cpu_flags
 from transduce.inference.decoding import DecodeOptions, Translation
 from transduce.inference.scoring import PairScore
 from transduce.inference.searchrules import output_limits
@@ -29,14 +30,7 @@ def prefer_avx512(environ: os._Environ | dict = os.environ, cpuinfo: str = "/pro
     about 15 % less time, int8 and fp32 alike (docs/guide/export.md). Sets
     ``CT2_FORCE_CPU_ISA=AVX512`` unless the user has set it; CTranslate2 reads it when it
     first looks at the CPU, so this runs before the first model loads. True when set here."""
-    if "CT2_FORCE_CPU_ISA" in environ:
-        return False
-    try:
-        with open(cpuinfo, encoding="utf-8") as f:
-            line = next((x for x in f if x.startswith("flags")), "")
-    except OSError:
-        return False
-    if not set(line.partition(":")[2].split()) >= AVX512:
+    if "CT2_FORCE_CPU_ISA" in environ or not cpu_flags(cpuinfo) >= AVX512:
         return False
     environ["CT2_FORCE_CPU_ISA"] = "AVX512"
     return True
