@@ -1,18 +1,60 @@
-"""Starting or resuming a run, the one place for every task: a new run writes its config
-(and the task's own files), a resumed one loads the verified last checkpoint
-(:func:`transduce.engine.rundir.restore`); then the loop fits under the SIGINT/SIGTERM handler."""
+"""Starting or resuming a run, the one place for every task. :func:`start_run` resolves the
+run directory and the config, enters torchrun's process group where there is one, seeds and
+sets threads, and calls the task's body once per process (undoing a start that failed before
+its first checkpoint); :func:`run` then writes a new run's config (and the task's own files)
+or loads a resumed one's verified last checkpoint (:func:`transduce.engine.rundir.restore`),
+and fits the loop under the SIGINT/SIGTERM handler."""
 
 from __future__ import annotations
 
 import logging
+import os
+import random
 from collections.abc import Callable
 from pathlib import Path
 
-from transduce.config import save_config
-from transduce.engine import interrupt, rundir
+import numpy as np
+import torch
+
+from transduce.config import Config, save_config
+from transduce.engine import distributed, interrupt, rundir
 from transduce.engine.loop import Loop, RunResult
 
 log = logging.getLogger("transduce.tasks.train")
+
+# a task's training for one process: (config, run directory, resume, process context)
+Body = Callable[[Config, Path, bool, distributed.Context], RunResult]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def start_run(
+    cfg: Config | None, out: str | os.PathLike, resume: bool, overrides: list[str], body: Body
+) -> RunResult:
+    """Train ``cfg`` into run directory ``out`` through ``body``; with ``resume``, continue
+    the run saved there (its own config.yaml, plus ``overrides``). Under torchrun every
+    process calls this; rank 0 alone writes and reports."""
+    run_dir = Path(out)
+    created = not run_dir.exists()
+    cfg, resume = rundir.start(cfg, run_dir, resume, list(overrides))
+    try:
+        with distributed.launch(cfg.train.device) as ctx:  # a no-op outside torchrun
+            seed_everything(cfg.train.seed)
+            if cfg.train.threads:
+                torch.set_num_threads(cfg.train.threads)
+            if ctx.rank == 0:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            else:
+                logging.getLogger("transduce").setLevel(logging.WARNING)  # rank 0 reports
+            return body(cfg, run_dir, resume, ctx)
+    except BaseException:
+        if os.environ.get("RANK", "0") == "0":
+            rundir.undo_failed_start(run_dir, created)  # only before a first checkpoint
+        raise
 
 
 def run(

@@ -31,7 +31,7 @@ from transduce.data.windows import (
 )
 from transduce.engine import checkpoint as ckpt
 from transduce.engine.loop import Loop
-from transduce.engine.run import run
+from transduce.engine.run import run, start_run
 from transduce.forecasting import conformal
 from transduce.forecasting.frames import load_series
 from transduce.forecasting.metrics import baseline_scores, owa, score
@@ -245,7 +245,6 @@ class Forecaster(WindowForecaster):
 
         from transduce.config import load_config
         from transduce.forecasting.frames import frame_to_series, write_table
-        from transduce.tasks.train import train
 
         history = frame_to_series(df)  # refuse a bad table before training
         cfg = config if isinstance(config, Config) else load_config(config, list(overrides))
@@ -257,7 +256,13 @@ class Forecaster(WindowForecaster):
         series = dataclasses.replace(
             cfg.series, train=str(run_dir / "series.csv"), format="auto", test=""
         )
-        train(dataclasses.replace(cfg, series=series), run_dir)
+        start_run(
+            dataclasses.replace(cfg, series=series),
+            run_dir,
+            False,
+            [],
+            lambda cfg, run_dir, resume, ctx: train_series(cfg, run_dir, resume),
+        )
         out = cls.load(run_dir)
         out.history = history
         return out

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from transduce.config import Config
 from transduce.data.batches import ParallelData
 from transduce.data.cache import run_data, uses_store
 from transduce.data.pipeline import TextPipeline, filter_lengths, length_keep, load_texts
-from transduce.engine import distributed, rundir
+from transduce.engine import distributed
 from transduce.engine.loop import Loop, RunResult
 from transduce.engine.run import run as engine_run
+from transduce.engine.run import seed_everything, start_run  # noqa: F401 (seed_everything: re-exported)
 from transduce.nn.models import build_model
 from transduce.tasks.text import TextTask
 
@@ -62,27 +61,13 @@ def train(
 ) -> RunResult:
     """Train ``cfg`` into run directory ``out``; with ``resume``, continue the run saved
     there (its own config.yaml, plus ``overrides``) from its last checkpoint."""
-    run_dir = Path(out)
-    created = not run_dir.exists()
-    cfg, resume = rundir.start(cfg, run_dir, resume, list(overrides))
-    try:
-        with distributed.launch(cfg.train.device) as ctx:  # a no-op outside torchrun
-            return _train_rank(cfg, run_dir, resume, ctx)
-    except BaseException:
-        if os.environ.get("RANK", "0") == "0":
-            rundir.undo_failed_start(run_dir, created)  # only before a first checkpoint
-        raise
+    return start_run(cfg, out, resume, list(overrides), _train_rank)
 
 
 def _train_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Context) -> RunResult:
-    """The body of :func:`train` for one process (rank ``ctx.rank`` of ``ctx.world``)."""
-    seed_everything(cfg.train.seed)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    if ctx.rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        logging.getLogger("transduce").setLevel(logging.WARNING)  # rank 0 reports
+    """The body of :func:`train` for one process (rank ``ctx.rank`` of ``ctx.world``),
+    seeded, with its threads set and its run directory made by
+    :func:`~transduce.engine.run.start_run`."""
     if cfg.series is not None:  # real-valued series: windows instead of text
         from transduce.forecasting.pipeline import train_series
 
@@ -129,9 +114,3 @@ def _prepare_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Con
         for name, data in files.items():
             Path(tmp, name).write_bytes(data)
         return prepare_run(cfg, Path(tmp), resume=True)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
