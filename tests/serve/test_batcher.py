@@ -118,6 +118,37 @@ def test_an_idle_server_does_not_wait_for_company():
     assert out == ["SOLO/o"] and seconds < 2.5  # far below the 5 s wait bound
 
 
+def test_a_batch_predicted_short_decodes_on_the_loop_and_a_long_one_on_the_thread():
+    """With ``inline_seconds``, the seconds per unit of work of the batches seen so far
+    predict the next batch's time: within the bound it decodes on the event loop's thread,
+    beyond it on the decode thread; before any batch was seen, on the decode thread."""
+    where: list[str] = []
+
+    def decode(items: list[str], options: object) -> list[str]:
+        where.append(threading.current_thread().name)
+        threading.Event().wait(0.002 * sum(len(x) for x in items))  # 2 ms per character
+        return [x.upper() for x in items]
+
+    async def main():
+        b = MicroBatcher(
+            decode,
+            ThreadPoolExecutor(1, thread_name_prefix="decode"),
+            arrivals=Arrivals(),
+            cost=lambda item, options: len(item),
+            inline_seconds=0.05,
+        )
+        first = await b.submit(["abcde"], "o")  # unseen rate: the decode thread
+        short = await b.submit(["abc", "de"], "o")  # ~10 ms predicted: the loop
+        long = await b.submit(["x" * 60], "o")  # ~120 ms predicted: the decode thread
+        await b.close()
+        return first, short, long
+
+    first, short, long = run(main())
+    assert (first, short, long) == (["ABCDE"], ["ABC", "DE"], ["X" * 60])
+    loop_thread = threading.current_thread().name
+    assert where[0] != loop_thread and where[1] == loop_thread and where[2] != loop_thread
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError):
         MicroBatcher(Recorder(), ThreadPoolExecutor(1), max_batch_size=0)

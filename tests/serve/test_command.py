@@ -70,7 +70,7 @@ def test_accepted_connections_send_small_replies_without_delay():
     import asyncio
     import socket
 
-    from transduce.serve.command import listening_socket
+    from transduce.serve.sockets import listening_socket
 
     async def main() -> int:
         seen: list[int] = []

@@ -157,6 +157,72 @@ def test_workers_share_the_port_and_stop_on_sigterm(text_run):
     assert proc.returncode == 0
 
 
+def _sockets_on(port: int) -> dict[str, list[str]]:
+    """This machine's TCP sockets on local ``port`` from /proc/net/tcp{,6}: state (hex,
+    0A = listening, 01 = established) -> socket inodes."""
+    found: dict[str, list[str]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                found.setdefault(cols[3], []).append(cols[9])
+    return found
+
+
+def _owner(inodes: list[str], pids: list[str]) -> dict[str, int]:
+    """How many of ``inodes`` each process of ``pids`` holds."""
+    held = dict.fromkeys(pids, 0)
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                held[pid] += 1
+    return held
+
+
+def test_workers_listen_on_sockets_of_their_own_and_share_a_burst_of_clients(text_run):
+    """``--workers 2`` on Linux: each worker listens on an SO_REUSEPORT socket of its own
+    (the parent's only holds the port), so 32 keep-alive connections opened at once are
+    spread over both workers instead of landing on whichever woke first; a second server
+    on the same port is refused in one line."""
+    proc, url = start("--model", str(text_run), "--workers", "2")
+    port = int(url.rsplit(":", 1)[1])
+    conns = []
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        listening = _sockets_on(port).get("0A", [])
+        workers = [pid for pid, n in _owner(listening, children).items() if n == 1]
+        assert len(listening) == 2 and len(workers) == 2  # one each, none in the parent
+        conns = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(32)]
+        body = json.dumps({"texts": ["αβγ"]}).encode()
+        head = "POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        for c in conns:
+            c.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        for c in conns:
+            assert c.recv(4096).startswith(b"HTTP/1.1 200")
+        held = _owner(_sockets_on(port).get("01", []), workers)
+        assert sum(held.values()) == 32
+        assert min(held.values()) >= 4, held  # each a share (P(< 4 of 32) ~ 1e-6 by hash)
+        again = ["serve", "--model", str(text_run), "--port", str(port), "--workers", "2"]
+        second = subprocess.run(
+            [sys.executable, "-m", "transduce", *again],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode != 0 and "cannot listen on" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        for c in conns:
+            c.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+
+
 def test_default_threads_never_splits_a_small_machine_per_process():
     """The default intra-op threads (a pure function of the usable cores and --workers):
     one per worker unless each worker has 4 cores of its own (2 threads in one process was

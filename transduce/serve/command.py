@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import fields
@@ -19,30 +18,12 @@ from transduce.commands import options as opt
 from transduce.config import ConfigError
 from transduce.export.command import ENGINES
 from transduce.serve.limits import ServeLimits
+from transduce.serve.sockets import REUSE_PORT, listening_socket
 
 if TYPE_CHECKING:  # the server pulls in uvicorn; the parser is built without it
     from transduce.serve.server import ServerSettings
 
 ENV_PREFIX = "TRANSDUCE_SERVE_"
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A bound TCP socket for uvicorn; port 0 picks a free one."""
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"--port {port}: give 0 (any free port) to 65535")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for those;
-    # without it every small reply waits out the client's delayed ACK (~40 ms)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except (OSError, OverflowError) as err:
-        sock.close()
-        why = getattr(err, "strerror", None) or str(err)
-        raise ConfigError(f"cannot listen on {host}:{port}: {why}") from None
-    return sock
 
 
 def serve(settings) -> None:
@@ -62,7 +43,8 @@ def serve(settings) -> None:
 
     names = list(parse_model_specs(settings.model_specs))  # bad specs fail before binding
     configure_logging(settings)
-    sock = listening_socket(settings.host, settings.port)
+    own_sockets = settings.workers > 1 and REUSE_PORT  # sockets.py: one per worker
+    sock = listening_socket(settings.host, settings.port, reuse_port=own_sockets)
     bound = sock.getsockname()[1]
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     banner = f"transduce serve: listening on http://{shown}:{bound} (models: {', '.join(names)}"

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -27,8 +28,10 @@ from uvicorn.supervisors import Multiprocess
 
 from transduce.serve.limits import ServeLimits
 from transduce.serve.protocols import MAX_HEAD_BYTES, http_protocol
+from transduce.serve.sockets import REUSE_PORT, own_listener
 
 WORKER_ENV = "TRANSDUCE_SERVE_WORKER"
+LISTEN_ENV = "TRANSDUCE_SERVE_LISTEN"  # the address each worker listens on by itself
 log = logging.getLogger("transduce.serve")
 
 
@@ -138,6 +141,8 @@ def worker_app():
 
     settings = ServerSettings.from_json(os.environ[WORKER_ENV])
     configure_logging(settings)
+    if LISTEN_ENV in os.environ:  # a listening socket of this worker's own (sockets.py)
+        own_listener(tuple(json.loads(os.environ[LISTEN_ENV])))
     app = create_app(
         loader=lambda: load_settings_models(settings),
         limits=settings.limits,
@@ -187,6 +192,8 @@ def run_workers(settings: ServerSettings, sock, banner: str) -> None:
     """``settings.workers`` processes on ``sock`` under uvicorn's process manager; prints
     ``banner`` once one answers ready."""
     os.environ[WORKER_ENV] = settings.to_json()
+    if REUSE_PORT and sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
+        os.environ[LISTEN_ENV] = json.dumps(sock.getsockname()[:2])
     # the workers' counters, summed at every scrape (prometheus-client multiprocess mode)
     metrics_dir = tempfile.mkdtemp(prefix="transduce-serve-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

@@ -22,6 +22,9 @@ log = logging.getLogger("transduce.serve")
 # on the event loop's thread (MicroBatcher.inline_cost): a greedy sentence of ~60 characters
 # at max_len 100, a few milliseconds at most on the engines here
 INLINE_COST = 6_500
+# a batch predicted (from the model's recent batches) to decode within this many seconds
+# decodes on the event loop's thread too (MicroBatcher.inline_seconds)
+INLINE_SECONDS = 0.02
 
 
 class ServeState:
@@ -55,6 +58,7 @@ class ServeState:
                 max_cost=lim.max_batch_work,
                 observe=self.metrics.observer(name),
                 inline_cost=INLINE_COST if cost is not None else 0,
+                inline_seconds=INLINE_SECONDS,
             )
         self.models.update(models)  # in place: app.state.models is this same dict
         self.names = list(models)
