@@ -179,6 +179,11 @@ def _train_members(args, members: list[list[str]], base: list[str], root: Path):
         cfg = load_config(args.config, [*base, *extra])
         out = root / ("run" if len(members) == 1 else f"member{i}")
         if args.score_only:  # trained before: nothing to time
+            if not (out / "config.yaml").is_file():
+                sys.exit(
+                    f"m4_hourly: --score-only: {out} is not a trained run (give as many "
+                    f"--member flags as {root} holds member* runs, or one run in {root}/run)"
+                )
             runs.append(out)
             steps.append({"steps": None, "best_step": None, "cpu_s": 0.0})
             continue
