@@ -193,6 +193,9 @@ def test_workers_listen_on_sockets_of_their_own_and_share_a_burst_of_clients(tex
     conns = []
     try:
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        deadline = time.monotonic() + 120  # the banner comes once the first worker is ready
+        while len(_sockets_on(port).get("0A", [])) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         listening = _sockets_on(port).get("0A", [])
         workers = [pid for pid, n in _owner(listening, children).items() if n == 1]
         assert len(listening) == 2 and len(workers) == 2  # one each, none in the parent

@@ -15,7 +15,7 @@ log = logging.getLogger("transduce.serve")
 
 
 @router.get("/v1/models", response_model=s.ModelsResponse, responses=ERRORS)
-def list_models(state: ReadyState) -> s.ModelsResponse:
+async def list_models(state: ReadyState) -> s.ModelsResponse:
     return s.ModelsResponse(models=[s.ModelInfo(**_describe(m)) for m in state.models.values()])
 
 
