@@ -14,7 +14,8 @@ Intervals: ``--level 95 80`` (default 95) forecasts the recipe's conformal inter
 scores them with the M4 interval metrics (MSIS, ACD, coverage) beside the Naive benchmark's
 random-walk interval (official Hourly MSIS 71.245 / ACD 0.011, reproduced here).
 ``--interval-method normalized`` scales each series' band by the model's errors on its
-last ``--scale-windows`` horizons (:mod:`transduce.forecasting.normalized`);
+last ``--scale-windows`` horizons, per step over ``--scale-steps`` neighbouring steps
+(:mod:`transduce.forecasting.normalized`);
 ``--score-only --out DIR`` scores members trained before into DIR without training again.
 ``--backtest K`` also times ``transduce backtest`` with K windows (one model, no refit).
 ``--weekly-covariates`` trains on M4 Hourly as a long table whose future-known covariates
@@ -156,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the runs' calibration, or each series' band scaled by its backtest errors",
     )
     parser.add_argument("--scale-windows", type=int, default=12, metavar="K")
+    parser.add_argument("--scale-steps", type=int, default=3, metavar="W", help="0: per series")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="folder for the run directories (default: temporary)")
     parser.add_argument(
@@ -211,8 +213,9 @@ def _forecast(args, runs: list[Path], history, extra_in: tuple, horizon: int):
     forecast_s = time.perf_counter() - start
     whole = ForecastEnsemble(models, args.combine) if len(models) > 1 else models[0]
     if args.interval_method == "normalized" and args.level:
+        windows, steps = args.scale_windows, args.scale_steps
         _, bands = normalized_intervals(
-            whole.forecast, history.values, horizon, args.level, args.scale_windows
+            whole.forecast, history.values, horizon, args.level, windows, steps
         )
     elif len(models) > 1:
         _, bands = whole.forecast_intervals(history.values, args.level)
@@ -284,6 +287,7 @@ def main() -> None:
     }
     if args.interval_method == "normalized":
         record["scale_windows"] = args.scale_windows
+        record["scale_steps"] = args.scale_steps
     if args.score_only:
         record["score_only"] = str(args.out)
     if len(members) > 1:

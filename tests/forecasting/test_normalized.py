@@ -25,7 +25,7 @@ def test_a_hand_computed_example():
     # is the calibration window's RMS error, sqrt((1 + 25) / 2).
     a = np.array([1.0, 2, 4, 4, 5, 9])
     b = np.array([10.0, 10, 10, 12, 12, 11])  # calibration errors 0, 1; its window's 0, 2
-    point, bands = normalized_intervals(naive, [a, b], 2, [50], windows=1)
+    point, bands = normalized_intervals(naive, [a, b], 2, [50], windows=1, steps=0)
     assert point.tolist() == [[9, 9], [11, 11]]
     # quotients per step: a (1/2, 5/2), b (0, 1/sqrt(2)); the 50% conformal quantile of two
     # scores is the ceil(3 * 0.5) = 2nd smallest: step 1 -> 0.5, step 2 -> 2.5
@@ -33,6 +33,58 @@ def test_a_hand_computed_example():
     scale_a, scale_b = np.sqrt(13), np.sqrt(0.5)
     assert np.allclose(hi - point, [[0.5 * scale_a, 2.5 * scale_a], [0.5 * scale_b, 2.5 * scale_b]])
     assert np.allclose(point - lo, hi - point)
+
+
+def test_a_hand_computed_example_with_a_scale_per_step():
+    # the series above, a scale per horizon step. a: the calibration errors 1, 5 against
+    # the window before's 2, 2; b: 0, 1 against 0, 2. Quotients a (1/2, 5/2), b (0, 1/2):
+    # q = (0.5, 2.5). The forecast origin's scales: a (1, 5), b (0, 1).
+    a = np.array([1.0, 2, 4, 4, 5, 9])
+    b = np.array([10.0, 10, 10, 12, 12, 11])
+    point, bands = normalized_intervals(naive, [a, b], 2, [50], windows=1, steps=1)
+    hi = bands["50"][1]
+    assert np.allclose(hi - point, [[0.5 * 1, 2.5 * 5], [0.5 * 0, 2.5 * 1]])
+    # steps=3 (the default): squared errors averaged over 3 neighbouring steps, the edges
+    # repeated. Calibration scales a: (4, 4, 4, 4) -> 2, 2; b: (0, 0, 4, 4) -> sqrt(4/3),
+    # sqrt(8/3); quotients a (1/2, 5/2), b (0, 1/sqrt(8/3)): q = (0.5, 2.5) again. Forecast
+    # origin: a (1, 1, 25, 25) -> sqrt(9), sqrt(17); b (0, 0, 1, 1) -> sqrt(1/3), sqrt(2/3).
+    point, bands = normalized_intervals(naive, [a, b], 2, [50], windows=1)
+    hi = bands["50"][1]
+    expected = [[0.5 * 3, 2.5 * np.sqrt(17)], [0.5 * np.sqrt(1 / 3), 2.5 * np.sqrt(2 / 3)]]
+    assert np.allclose(hi - point, expected)
+
+
+def test_a_band_widens_where_a_series_errors_grow_with_the_lead_time():
+    """Two kinds of series, equally noisy over the horizon on average: errors flat in
+    the lead time, and errors growing with it. Per-step scales give each kind its own
+    shape, and cover each kind near the nominal level at the first and last steps."""
+    rng = np.random.default_rng(1)
+    n, horizon, length = 400, 6, 200
+    growth = np.linspace(0.2, 1.8, horizon)  # mean square ~ 1.2 of the flat kind's 1.1
+    kinds = np.arange(n) % 2
+
+    def path(kind):  # a series whose k-step-ahead error has spread sigma_k
+        sigma = growth if kind else np.full(horizon, 1.1)
+        return np.concatenate(
+            [rng.standard_normal(horizon) * sigma for _ in range(length // horizon)]
+        )
+
+    history = [10 + path(k) for k in kinds]
+    future = np.array([10 + path(k)[:horizon] for k in kinds])
+
+    def zero_mean(series):
+        return np.full((len(series), horizon), 10.0)
+
+    _, bands = normalized_intervals(zero_mean, history, horizon, [90], windows=20, steps=1)
+    lo, hi = bands["90"]
+    width = hi - lo
+    grow = kinds == 1
+    assert width[grow, -1].mean() > 3 * width[grow, 0].mean()  # widens with the lead time
+    assert abs(width[~grow, -1].mean() / width[~grow, 0].mean() - 1) < 0.35  # stays flat
+    inside = (future >= lo) & (future <= hi)
+    for kind in (grow, ~grow):
+        for step in (0, horizon - 1):
+            assert abs(inside[kind, step].mean() - 0.90) < 0.06
 
 
 def test_coverage_is_nominal_and_width_follows_each_series_noise():
@@ -66,6 +118,8 @@ def test_short_series_take_a_typical_scale_and_all_short_is_refused():
         normalized_intervals(naive, long[:5], 3, [95])
     with pytest.raises(ValueError, match="windows"):
         normalized_intervals(naive, long, 3, [80], windows=0)
+    with pytest.raises(ValueError, match="steps"):
+        normalized_intervals(naive, long, 3, [80], steps=-1)
 
 
 def test_forecast_interval_method_normalized(quantile_run, tmp_path):

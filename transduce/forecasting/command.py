@@ -65,7 +65,7 @@ def _normalized(args, forecaster, series, levels, extra):
         )
     horizon = forecaster.spec.horizon
     return normalized_intervals(
-        forecaster.forecast, series.values, horizon, levels, args.scale_windows
+        forecaster.forecast, series.values, horizon, levels, args.scale_windows, args.scale_steps
     )
 
 
@@ -207,6 +207,14 @@ def add_io_flags(p: argparse.ArgumentParser) -> None:
         default=12,
         metavar="K",
         help="--interval-method normalized: past horizons that set each series' scale (12)",
+    )
+    p.add_argument(
+        "--scale-steps",
+        type=opt.int_at_least(0, 10_000),
+        default=3,
+        metavar="W",
+        help="--interval-method normalized: a scale per horizon step, over W neighbouring "
+        "steps (3; 0: one scale per series)",
     )
     p.add_argument(
         "--future",
