@@ -134,3 +134,74 @@ def test_forecast_interval_method_normalized(quantile_run, tmp_path):
     assert len(v) == 24 * H
     assert (v[:, 3] <= v[:, 1]).all() and (v[:, 1] <= v[:, 0]).all()
     assert (v[:, 0] <= v[:, 2]).all() and (v[:, 2] <= v[:, 4]).all()
+
+
+def _noisy(n=60, horizon=4, seed=0):
+    rng = np.random.default_rng(seed)
+    sigma = rng.uniform(0.1, 5.0, n)
+    history = [10 + s * rng.standard_normal(60) for s in sigma]
+
+    def mean_forecast(series):
+        return np.array([np.full(horizon, np.mean(x[-20:])) for x in series])
+
+    return history, mean_forecast
+
+
+def test_a_stored_calibration_gives_one_series_the_band_it_gets_among_all(tmp_path):
+    """calibrate + apply is normalized_intervals; apply needs only the series asked about
+    (what a server does with a run's stored calibration); save/load round trip."""
+    from transduce.errors import DataError
+    from transduce.forecasting.normalized import apply, calibrate, load, save
+
+    history, f = _noisy()
+    point, bands = normalized_intervals(f, history, 4, [80, 90], windows=6)
+    cal = calibrate(f, history, 4, [80, 90], windows=6)
+    save(tmp_path, cal)
+    assert load(tmp_path) == cal and load(tmp_path / "nothing") is None
+    p2, b2 = apply(f, history, load(tmp_path), [90, 80])
+    assert np.allclose(p2, point) and all(np.allclose(b2[k], bands[k]) for k in bands)
+    p3, b3 = apply(f, [history[7]], cal, [90])
+    assert np.allclose(p3[0], point[7]) and np.allclose(b3["90"][1][0], bands["90"][1][7])
+    with pytest.raises(ValueError, match="two horizons"):
+        apply(f, [history[0][:5]], cal, [90])
+    with pytest.raises(ValueError, match="not calibrated"):
+        apply(f, history, cal, [95])
+    (tmp_path / "normalized.json").write_text('{"levels": {"90": [1]}, "horizon": 4}')
+    with pytest.raises(DataError, match="damaged normalized calibration"):
+        load(tmp_path)
+
+
+def test_a_run_with_levels_stores_it_and_its_forecaster_export_and_server_use_it(
+    quantile_run, tmp_path
+):
+    from fastapi.testclient import TestClient
+
+    from transduce.export.onnx import export_onnx
+    from transduce.forecasting.pipeline import Forecaster
+    from transduce.runtime.forecast import ExportedForecaster
+    from transduce.serve.app import create_app
+    from transduce.serve.backend import SeriesModel
+
+    tmp, hist = quantile_run
+    run = tmp / "run"
+    assert (run / "normalized.json").is_file()
+    one = [np.asarray(hist[3], float)]
+    point, bands = Forecaster.load(run).forecast_intervals(one, [80, 95], method="normalized")
+    (lo80, hi80), (lo95, hi95) = bands["80"], bands["95"]
+    assert np.isfinite(lo95).all() and (lo95 <= lo80).all() and (lo80 <= point).all()
+    assert (point <= hi80).all() and (hi80 <= hi95).all()
+    assert not np.allclose(hi95 - lo95, (hi95 - lo95)[:, :1])  # a width per step
+    out = export_onnx(run, tmp_path / "onnx")
+    assert (out / "normalized.json").is_file()
+    p2, b2 = ExportedForecaster.load(out).forecast_intervals(one, [95], method="normalized")
+    assert np.allclose(p2, point, rtol=1e-4) and np.allclose(b2["95"][1], hi95, rtol=1e-4)
+    with TestClient(create_app({"q": SeriesModel.load("q", run)})) as client:
+        body = {"series": [{"id": "a", "values": hist[3].tolist()}], "level": [95]}
+        got = client.post("/v1/forecast", json={**body, "interval_method": "normalized"})
+        assert got.status_code == 200, got.text
+        assert got.json()["forecasts"][0]["intervals"]["hi-95"] == pytest.approx(hi95[0])
+        short = {"series": [{"id": "a", "values": hist[3][:10].tolist()}], "level": [95]}
+        got = client.post("/v1/forecast", json={**short, "interval_method": "normalized"})
+        assert got.status_code == 422 and got.json()["field"] == "series[0].values"
+        got = client.post("/v1/forecast", json={**body, "interval_method": "nope"})
+        assert got.status_code == 422

@@ -280,6 +280,11 @@ def test_forecast_intervals_bracket_the_point_forecast(client, series_run):
         "series": [{"id": "a", "values": [50.0 + (i % 6) * 10 for i in range(30)]}],
     }
     got = client.post("/v1/forecast", json={**body, "level": [50, 80]})
+    if not (series_run / "normalized.json").exists():  # trained without interval levels
+        norm = client.post(
+            "/v1/forecast", json={**body, "level": [80], "interval_method": "normalized"}
+        )
+        assert norm.status_code == 422 and norm.json()["field"] == "interval_method"
     if not (series_run / "conformal.json").exists():  # a run without calibration
         assert got.status_code == 422 and got.json()["field"] == "level"
         return

@@ -368,8 +368,9 @@ def export_onnx(
             *cfg.series.covariates,
             *cfg.series.past_covariates,
         ]
-        if (run_dir / "conformal.json").is_file():
-            shutil.copyfile(run_dir / "conformal.json", out / "conformal.json")
+        for name in ("conformal.json", "normalized.json"):
+            if (run_dir / name).is_file():
+                shutil.copyfile(run_dir / name, out / name)
     else:
         from transduce.inference.translate import Translator
 

@@ -63,10 +63,17 @@ class ForecastEnsemble:
         )
 
     def forecast_intervals(
-        self, series: list[np.ndarray], levels: list[float], batch_size: int = 512
+        self,
+        series: list[np.ndarray],
+        levels: list[float],
+        batch_size: int = 512,
+        method: str = "conformal",
     ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
-        """The combined point forecast and each level's bounds combined bound by bound."""
-        outs = [m.forecast_intervals(series, levels, batch_size) for m in self.members]
+        """The combined point forecast and each level's bounds combined bound by bound
+        (each member's from its own calibration, ``method`` as a member's)."""
+        outs = [
+            m.forecast_intervals(series, levels, batch_size, method=method) for m in self.members
+        ]
         point = combine_forecasts([o[0] for o in outs], self.combine)
         bands = {
             key: tuple(

@@ -14,11 +14,12 @@ error of the forecaster's own forecasts over the ``windows`` horizons before tha
 steps ``h - steps // 2 .. h + steps // 2`` (``steps = 0``: one scale over all steps), and
 the calibration set is every series' last horizon, forecast from what precedes it (the
 validation windows of a training run: not trained on). Per horizon step ``h``, ``q_h`` is
-the conformal quantile of ``|y - point| / scale`` over the series. The interval then covers
-the next horizon with the nominal probability where series are exchangeable, and its width
-follows how well the model did on that series lately, step by step: a series whose errors
-grow quickly with the lead time gets a band that widens quickly. Costs ``windows + 2``
-forecasts of the whole set.
+the conformal quantile of ``|y - point| / scale`` over the series (:func:`calibrate`; a
+training run stores it as ``normalized.json``, so that a server can give one series its
+band: :func:`apply`). The interval then covers the next horizon with the nominal
+probability where series are exchangeable, and its width follows how well the model did on
+that series lately, step by step: a series whose errors grow quickly with the lead time
+gets a band that widens quickly. Costs ``windows + 2`` forecasts of the whole set.
 
 Measured on M4 Hourly with two five-member ensembles (docs/guide/forecasting.md), 95%
 intervals: MSIS 13.0 with the run's calibration; 6.53 and 6.69 with one scale per series;
@@ -30,12 +31,19 @@ better there than the mean absolute error and the median.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from transduce.atomic import atomic_write_text
+from transduce.errors import DataError
 from transduce.forecasting.backtest import split_window
 from transduce.forecasting.conformal import conformal_quantile, label
+
+CALIBRATION = "normalized.json"  # a run's (and its export's) normalized calibration
 
 Forecast = Callable[[list[np.ndarray]], np.ndarray]  # series -> point forecasts [N, H]
 
@@ -81,26 +89,17 @@ def _quotients(errors: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.where(errors == 0, 0.0, np.where(np.isnan(q), np.inf, q))
 
 
-def normalized_intervals(
-    forecast: Forecast,
-    series: Sequence[np.ndarray],
-    horizon: int,
-    levels: Sequence[float],
-    windows: int = 12,
-    steps: int = 3,
-) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Point forecasts ``[N, horizon]`` after each series and ``{"95": (lo, hi), ...}``.
-
-    ``forecast(list of series) -> [N, >= horizon]`` is any point forecaster (a
-    :class:`~transduce.forecasting.pipeline.Forecaster`'s ``forecast``, an ensemble's, an
-    export's). Each series' last ``horizon`` values calibrate (scored where at least one
-    horizon precedes them); the ``windows`` horizons before an origin set a series' scale
-    there, per step over ``steps`` neighbouring steps (0: one scale for all steps)."""
+def _check(windows: int, steps: int) -> None:
     if windows < 1:
         raise ValueError(f"windows: {windows} (need >= 1)")
     if steps < 0:
         raise ValueError(f"steps: {steps} (need >= 0)")
-    series = [np.asarray(x, float) for x in series]
+
+
+def _calibrate(forecast, series, horizon, levels, windows, steps):
+    """(the calibration, the squared errors of each series' last ``windows`` horizons
+    ``[windows, N, H]``, which also set the scales at the series' end)."""
+    _check(windows, steps)
     usable, hist, truth = split_window(series, horizon, horizon, horizon)
     if not usable:
         raise ValueError(f"every series is shorter than two horizons ({2 * horizon} values)")
@@ -113,16 +112,110 @@ def normalized_intervals(
                 f"interval level {level:g}: normalized calibration needs at least {need} "
                 f"series with two horizons of history; the input has {len(usable)}"
             )
-    point = np.asarray(forecast(series), float)[:, :horizon]
     calib = np.abs(np.array(truth) - np.asarray(forecast(hist), float)[:, :horizon])  # [U, H]
     past = _errors(forecast, series, horizon, range(1, windows + 1))  # [windows, N, H]
+    scores = _quotients(calib, _scale(past, steps)[usable])  # the calibration origin's scale
+    q = {
+        label(level): [float(conformal_quantile(scores[:, h], level)) for h in range(horizon)]
+        for level in sorted(levels)
+    }
     last = np.full((1, len(series), horizon), np.nan)
     last[0, usable] = calib**2
-    scores = _quotients(calib, _scale(past, steps)[usable])  # the calibration origin's scale
-    scale = _scale(np.concatenate([last, past[: windows - 1]]), steps)  # the forecast origin's
+    recent = np.concatenate([last, past[: windows - 1]])
+    calibration = {"horizon": horizon, "windows": windows, "steps": steps, "levels": q}
+    return calibration, recent
+
+
+def calibrate(
+    forecast: Forecast,
+    series: Sequence[np.ndarray],
+    horizon: int,
+    levels: Sequence[float],
+    windows: int = 12,
+    steps: int = 3,
+) -> dict:
+    """The normalized calibration of ``forecast`` on ``series`` (each one's last horizon,
+    scaled by its ``windows`` horizons before): ``q_h`` per level, with the settings that
+    :func:`apply` uses again. Costs ``windows + 1`` forecasts of the set."""
+    series = [np.asarray(x, float) for x in series]
+    return _calibrate(forecast, series, horizon, levels, windows, steps)[0]
+
+
+def _bands(point, scale, calibration, levels) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     bands = {}
-    for level in sorted(levels):
-        q = np.array([conformal_quantile(scores[:, h], level) for h in range(horizon)])
-        width = q[None, :] * scale
-        bands[label(level)] = (point - width, point + width)
-    return point, bands
+    for level in sorted(levels, key=float):
+        key = label(float(level))
+        if key not in calibration["levels"]:
+            have = ", ".join(calibration["levels"])
+            raise ValueError(f"level {key} is not calibrated for normalized intervals ({have})")
+        width = np.asarray(calibration["levels"][key])[None, : point.shape[1]] * scale
+        bands[key] = (point - width, point + width)
+    return bands
+
+
+def apply(
+    forecast: Forecast, series: Sequence[np.ndarray], calibration: dict, levels: Sequence[float]
+) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Point forecasts after each series and their normalized bands at ``levels`` with a
+    stored ``calibration`` (:func:`calibrate`): each series' scale from its own last
+    ``windows`` horizons, so one series is enough; a series too short for any of them gets
+    the median scale of the others, and if none has one, ValueError."""
+    series = [np.asarray(x, float) for x in series]
+    horizon, windows = int(calibration["horizon"]), int(calibration["windows"])
+    recent = _errors(forecast, series, horizon, range(windows))  # [windows, N, H]
+    if np.isnan(recent[:, :, 0]).all():
+        raise ValueError(
+            f"normalized intervals need a series of at least two horizons ({2 * horizon} "
+            "values): each band is scaled by the model's errors on its series' past"
+        )
+    point = np.asarray(forecast(series), float)[:, :horizon]
+    return point, _bands(point, _scale(recent, int(calibration["steps"])), calibration, levels)
+
+
+def normalized_intervals(
+    forecast: Forecast,
+    series: Sequence[np.ndarray],
+    horizon: int,
+    levels: Sequence[float],
+    windows: int = 12,
+    steps: int = 3,
+) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Point forecasts ``[N, horizon]`` after each series and ``{"95": (lo, hi), ...}``,
+    calibrated on ``series`` themselves (:func:`calibrate` then :func:`apply`, sharing their
+    forecasts: ``windows + 2`` of the set).
+
+    ``forecast(list of series) -> [N, >= horizon]`` is any point forecaster (a
+    :class:`~transduce.forecasting.pipeline.Forecaster`'s ``forecast``, an ensemble's, an
+    export's). Each series' last ``horizon`` values calibrate (scored where at least one
+    horizon precedes them); the ``windows`` horizons before an origin set a series' scale
+    there, per step over ``steps`` neighbouring steps (0: one scale for all steps)."""
+    series = [np.asarray(x, float) for x in series]
+    calibration, recent = _calibrate(forecast, series, horizon, levels, windows, steps)
+    point = np.asarray(forecast(series), float)[:, :horizon]
+    return point, _bands(point, _scale(recent, steps), calibration, levels)
+
+
+def save(run_dir: str | os.PathLike, calibration: dict) -> Path:
+    path = Path(run_dir) / CALIBRATION
+    atomic_write_text(path, json.dumps(calibration, allow_nan=True) + "\n")
+    return path
+
+
+def load(run_dir: str | os.PathLike) -> dict | None:
+    """The run's normalized calibration, or None where it has none; a damaged file is one
+    DataError naming it."""
+    path = Path(run_dir) / CALIBRATION
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_bytes()[: 16 << 20].decode("utf-8"))
+        good = isinstance(data, dict) and isinstance(data.get("levels"), dict)
+        good = good and all(isinstance(data.get(k), int) for k in ("horizon", "windows", "steps"))
+        good = good and all(
+            isinstance(v, list) and len(v) == data["horizon"] for v in data["levels"].values()
+        )
+    except (OSError, UnicodeDecodeError, ValueError):
+        good = False
+    if not good or data["horizon"] < 1 or data["windows"] < 1 or data["steps"] < 0:
+        raise DataError(path, None, "damaged normalized calibration")
+    return data

@@ -32,7 +32,7 @@ from transduce.data.windows import (
 from transduce.engine import checkpoint as ckpt
 from transduce.engine.loop import Loop
 from transduce.engine.run import run, start_run
-from transduce.forecasting import conformal
+from transduce.forecasting import conformal, normalized
 from transduce.forecasting.frames import load_series
 from transduce.forecasting.metrics import baseline_scores, owa, score
 
@@ -165,18 +165,29 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0
     )
     result = run(trainer, resume, summary=summary)
     if rank == 0 and holdout and (Path(run_dir) / "model.safetensors").exists():
-        write_calibration(run_dir, valid_w)
+        # normalized bands need backtests at past origins: not with covariates
+        write_calibration(run_dir, valid_w, None if covariates else data.values)
     return result
 
 
-def write_calibration(run_dir: str | os.PathLike, valid: WindowArrays) -> Path:
+def write_calibration(
+    run_dir: str | os.PathLike, valid: WindowArrays, series: list[np.ndarray] | None = None
+) -> Path:
     """Conformal calibration of the best weights on the validation windows (per horizon
-    step; :mod:`transduce.forecasting.conformal`), written into the run."""
+    step; :mod:`transduce.forecasting.conformal`), written into the run; with ``series``
+    (the training series) and interval levels, also their normalized calibration
+    (:mod:`transduce.forecasting.normalized`: ``windows + 1`` forecasts of the series)."""
     forecaster = Forecaster.load(run_dir)
     pred = forecaster.rollout_windows(valid)  # [N, H, D] scaled
-    calibration = conformal.calibrate(
-        pred, valid.target[:, :, 0].astype(np.float64), forecaster.cfg.series.levels
-    )
+    levels = forecaster.cfg.series.levels
+    calibration = conformal.calibrate(pred, valid.target[:, :, 0].astype(np.float64), levels)
+    if series is not None and levels:
+        try:
+            horizon = forecaster.spec.horizon
+            norm = normalized.calibrate(forecaster.forecast, series, horizon, levels)
+            normalized.save(run_dir, norm)
+        except ValueError as err:  # too few series for a level: the run keeps conformal only
+            log.warning("no normalized intervals: %s", err)
     return conformal.save(run_dir, calibration)
 
 
@@ -204,7 +215,9 @@ class Forecaster(WindowForecaster):
         if checkpoint != "best":
             weights = run_dir / checkpoint / "model.safetensors"
         ckpt.load_weights(model, weights)
-        return cls(cfg, model, device, conformal.load(run_dir))
+        out = cls(cfg, model, device, conformal.load(run_dir))
+        out.normalized = normalized.load(run_dir)
+        return out
 
     @torch.no_grad()
     def rollout_windows(self, w: WindowArrays, batch_size: int = 512) -> np.ndarray:

@@ -19,6 +19,7 @@ class WindowForecaster:
 
     spec: WindowSpec
     calibration: dict | None = None  # conformal.json of the run, or None
+    normalized: dict | None = None  # normalized.json of the run, or None
     covariate_names: tuple[str, ...] = ()
 
     def rollout_windows(self, w: WindowArrays, batch_size: int = 512) -> np.ndarray:
@@ -69,9 +70,14 @@ class WindowForecaster:
         batch_size: int = 512,
         covariates=None,
         future=None,
+        method: str = "conformal",
     ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The point forecast ``[N, H]`` and, per level (``"80"``), the conformal interval
-        ``(lo, hi)``, each ``[N, H]``, in the data's units."""
+        ``(lo, hi)``, each ``[N, H]``, in the data's units; ``method="normalized"``: each
+        series' band scaled by the model's recent errors on it, with the run's stored
+        normalized calibration (:func:`transduce.forecasting.normalized.apply`)."""
+        if method == "normalized" and levels:
+            return self._normalized(series, levels, batch_size, covariates)
         if levels and self.calibration is None:
             raise ConfigError(
                 "this run has no conformal calibration (conformal.json; runs "
@@ -88,6 +94,23 @@ class WindowForecaster:
                 unscale(hi, w.level, self.spec),
             )
         return point, bands
+
+    def _normalized(self, series, levels, batch_size, covariates):
+        from transduce.forecasting import normalized
+
+        if self.normalized is None:
+            raise ConfigError(
+                "this run has no normalized calibration (normalized.json: written by runs "
+                "trained with interval levels and no covariates); use conformal intervals"
+            )
+        if covariates is not None:
+            raise ConfigError("normalized intervals: not for runs with covariates")
+        try:
+            return normalized.apply(
+                lambda s: self.forecast(s, batch_size), series, self.normalized, levels
+            )
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def _pad_rows(rows: np.ndarray, length: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from transduce.data.windows import WindowArrays, WindowSpec
-from transduce.forecasting import conformal
+from transduce.forecasting import conformal, normalized
 from transduce.forecasting.windowed import WindowForecaster
 from transduce.runtime.model import ExportError, OnnxModel
 from transduce.runtime.translate import rollout
@@ -38,6 +38,7 @@ class ExportedForecaster(WindowForecaster):
             raise ExportError(f"{model.dir / 'manifest.json'}: series: {err}") from None
         self.model, self.manifest, self.spec = model, manifest, spec
         self.calibration = conformal.load(model.dir)  # copied from the run by the export
+        self.normalized = normalized.load(model.dir)  # likewise, where the run has one
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, threads: int = 0) -> ExportedForecaster:

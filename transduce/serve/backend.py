@@ -270,28 +270,27 @@ class SeriesModel:
         return cls(name, run_dirs[0], ensemble, list(run_dirs))
 
     def decode(self, items: list[np.ndarray], options: Any = None) -> list[Any]:
-        """``options``: the interval levels (a tuple, maybe empty); with levels, each item's
-        result is ``(point, {"lo-80": ..., "hi-80": ...})``."""
+        """``options``: () or (the interval levels, the interval method); with levels, each
+        item's result is ``(point, {"lo-80": ..., "hi-80": ...})``."""
         if not options:
             return list(self.forecaster.forecast(items))
-        point, bands = self.forecaster.forecast_intervals(items, list(options))
+        levels, method = options
+        point, bands = self.forecaster.forecast_intervals(items, list(levels), method=method)
+        sides = {f"{s}-{k}": b[j] for k, b in bands.items() for j, s in enumerate(("lo", "hi"))}
         return [
-            (
-                point[i],
-                {
-                    f"{side}-{k}": b[j][i]
-                    for k, b in bands.items()
-                    for j, side in enumerate(("lo", "hi"))
-                },
-            )
-            for i in range(len(items))
+            (point[i], {key: bound[i] for key, bound in sides.items()}) for i in range(len(items))
         ]
 
-    def levels(self, finite: bool = False) -> list[str]:
-        """The interval levels this run was calibrated for (``"80"``...; none: no intervals);
-        ``finite``: those it gives finite bounds for (:func:`conformal.levels_of`)."""
+    def levels(self, finite: bool = False, method: str = "conformal") -> list[str]:
+        """The interval levels this run was calibrated for by ``method`` (``"80"``...; none:
+        no intervals); ``finite``: those it gives finite bounds for (:func:`conformal.
+        levels_of`); ``normalized``: those of every member's normalized calibration."""
         from transduce.forecasting.conformal import levels_of
 
+        if method == "normalized":
+            members = getattr(self.forecaster, "members", [self.forecaster])
+            found = [getattr(m, "normalized", None) or {"levels": {}} for m in members]
+            return sorted(set.intersection(*(set(n["levels"]) for n in found)), key=float)
         return levels_of(getattr(self.forecaster, "calibration", None), finite)
 
     def describe(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import re
 import typing
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -180,6 +180,13 @@ class ForecastRequest(_Body):
         max_length=8,
         description="prediction-interval levels in percent (e.g. [80, 95]): conformal "
         "intervals calibrated in the run (Forecaster.forecast_intervals)",
+    )
+    interval_method: Literal["conformal", "normalized"] = Field(
+        "conformal",
+        description="conformal: the run's calibration, one band per step for every series; "
+        "normalized: each series' band scaled by the model's errors on its own last "
+        "horizons (the series needs two horizons of history at least; runs trained "
+        "with levels and no covariates)",
     )
 
 

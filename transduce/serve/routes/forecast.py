@@ -54,10 +54,13 @@ async def forecast(
     arrived(request)
     name, model = pick(state.models, body.model, "series")
     check_series(body.series, state.limits)
-    levels = _levels(body.level, model)
+    levels = _levels(body.level, model, body.interval_method)
+    if levels and body.interval_method == "normalized":
+        _long_enough(body.series, model.forecaster.spec.horizon)
     histories = [np.asarray(x.values, dtype=np.float64) for x in body.series]
     start = time.perf_counter()
-    work = state.batchers[name].submit(histories, levels)
+    options = (levels, body.interval_method) if levels else ()
+    work = state.batchers[name].submit(histories, options)
     preds = await decode_or_give_up(request, state, name, work)
     ms = (time.perf_counter() - start) * 1000
     out = []
@@ -92,12 +95,22 @@ async def forecast(
     return s.ForecastResponse(model=name, horizon=len(out[0].values), forecasts=out, decode_ms=ms)
 
 
-def _levels(levels: list[float], model: Any) -> tuple[float, ...]:
+def _levels(levels: list[float], model: Any, method: str = "conformal") -> tuple[float, ...]:
     """The requested interval levels, checked: each strictly between 0 and 100, and a
-    model calibrated for intervals (its batcher groups requests by these)."""
+    model calibrated for intervals by ``method`` (its batcher groups requests by these)."""
     if not levels:
         return ()
-    have = model.levels() if hasattr(model, "levels") else []
+    if method == "normalized":
+        have = model.levels(method="normalized") if hasattr(model, "levels") else []
+        if not have:
+            raise ApiError(
+                422,
+                "interval_method",
+                "this model has no normalized calibration (runs trained with interval "
+                "levels and no covariates have one): ask for conformal",
+            )
+    else:
+        have = model.levels() if hasattr(model, "levels") else []
     if not have:
         raise ApiError(
             422,
@@ -111,6 +124,20 @@ def _levels(levels: list[float], model: Any) -> tuple[float, ...]:
                 422, f"level[{k}]", f"not calibrated in this run; calibrated: {', '.join(have)}"
             )
     return tuple(sorted(set(levels)))
+
+
+def _long_enough(series: list[s.SeriesInput], horizon: int) -> None:
+    """Normalized bands scale each series by the model's errors on its own past: every
+    series needs two horizons (so that one request's bands never depend on another's
+    series in the same batch)."""
+    for i, x in enumerate(series):
+        if len(x.values) < 2 * horizon:
+            raise ApiError(
+                422,
+                f"series[{i}].values",
+                f"{len(x.values)} values: normalized intervals need at least {2 * horizon} "
+                "(two horizons), or ask for conformal",
+            )
 
 
 def check_series(series: list[s.SeriesInput], limits: ServeLimits) -> None:
