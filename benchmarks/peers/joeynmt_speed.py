@@ -211,13 +211,6 @@ def time_joey(
 def main() -> None:
     parser = peer_parser(__doc__, "Joey", CONFIG, threads=1, warmup=10, steps=40)
     parser.add_argument("--joey", required=True, help="python of Joey NMT's environment")
-    parser.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16"],
-        default="fp32",
-        help="transduce's train.precision (Joey NMT trains this model in fp32 on a CPU); "
-        "auto: what transduce/device.py chooses (fp32 for this 128-wide model below AMX)",
-    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, ["train.progress=false", f"train.precision={args.precision}"])

@@ -160,13 +160,6 @@ def main() -> None:
     parser.add_argument(
         "--onmt-workers", type=int, default=2, help="OpenNMT-py DataLoader workers (its default: 2)"
     )
-    parser.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16"],
-        default="fp32",
-        help="transduce's train.precision (OpenNMT-py trains in fp32: it has no CPU bf16); "
-        "auto: bf16 where transduce/device.py chooses it (this model is 512 wide)",
-    )
     args = parser.parse_args()
     if args.warmup % 10 or args.steps % 10 or args.warmup < 10:
         parser.error("--warmup and --steps: multiples of 10, warmup >= 10 (OpenNMT-py reports)")

@@ -25,7 +25,8 @@ def peer_parser(
     doc: str, peer: str, config: Path, threads: int, warmup: int, steps: int
 ) -> argparse.ArgumentParser:
     """The flags both comparisons take (each script adds its peer's own): the config, the
-    threads, the warm-up and timed steps of each toolkit, the rounds, ``--peer-thp``."""
+    threads, the warm-up and timed steps of each toolkit, the rounds, ``--peer-thp`` and
+    transduce's ``--precision`` (fp32 by default, as the peers train)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--config", default=str(config))
     parser.add_argument("--threads", type=int, default=threads)
@@ -34,6 +35,13 @@ def peer_parser(
     parser.add_argument("--rounds", type=int, default=2, help="alternations A/B (default 2)")
     parser.add_argument(
         "--peer-thp", action="store_true", help=f"THP_MEM_ALLOC_ENABLE=1 for {peer}"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="fp32",
+        help=f"transduce's train.precision ({peer} trains in fp32 on a CPU: it has no CPU "
+        "bf16); auto: what transduce/device.py chooses for the model and this CPU",
     )
     return parser
 
