@@ -4,6 +4,7 @@ errors on it, the scale of a calibration quotient."""
 from __future__ import annotations
 
 import csv
+import logging
 
 import numpy as np
 import pytest
@@ -205,3 +206,34 @@ def test_a_run_with_levels_stores_it_and_its_forecaster_export_and_server_use_it
         assert got.status_code == 422 and got.json()["field"] == "series[0].values"
         got = client.post("/v1/forecast", json={**body, "interval_method": "nope"})
         assert got.status_code == 422
+
+
+def test_too_few_series_for_a_level_use_the_runs_stored_calibration(
+    quantile_run, tmp_path, capsys, caplog
+):
+    """Three series cannot calibrate a 95% band (19 are needed): the command says so in a
+    warning and uses the run's normalized.json, which gives each series the band the
+    Python API gives it; a run without that file is refused in one line."""
+    import shutil
+
+    from tests.forecasting.conftest import write_wide
+    from transduce.forecasting.pipeline import Forecaster
+
+    tmp, hist = quantile_run
+    write_wide(tmp_path / "three.csv", hist[:3])
+    out = tmp_path / "three_out.csv"
+    args = ["forecast", "--input", str(tmp_path / "three.csv"), "--output", str(out)]
+    args += ["--level", "95", "--interval-method", "normalized"]
+    with caplog.at_level(logging.WARNING, logger="transduce.forecast"):
+        assert main([*args, "--model", str(tmp / "run")]) == 0
+    assert "needs at least 19" in caplog.text and "stored normalized calibration" in caplog.text
+    rows = list(csv.reader(out.open()))[1:]
+    series = [np.asarray(x, float) for x in hist[:3]]
+    _, bands = Forecaster.load(tmp / "run").forecast_intervals(series, [95], method="normalized")
+    assert np.allclose([float(r[4]) for r in rows], bands["95"][1].ravel(), rtol=1e-4)
+    bare = tmp_path / "bare"
+    shutil.copytree(tmp / "run", bare)
+    (bare / "normalized.json").unlink()
+    assert main([*args, "--model", str(bare)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "needs at least 19" in err[-1] and "Traceback" not in "".join(err)

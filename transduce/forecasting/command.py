@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from transduce.commands import options as opt
 from transduce.config import ConfigError
+
+log = logging.getLogger("transduce.forecast")
 
 
 def load_forecaster(args: argparse.Namespace):
@@ -56,7 +59,7 @@ def _forecast_run(args: argparse.Namespace):
 
 def _normalized(args, forecaster, series, levels, extra):
     """``--interval-method normalized`` (:mod:`transduce.forecasting.normalized`)."""
-    from transduce.forecasting.normalized import normalized_intervals
+    from transduce.forecasting.normalized import TooFewSeries, normalized_intervals
 
     if extra:
         raise ConfigError(
@@ -64,9 +67,16 @@ def _normalized(args, forecaster, series, levels, extra):
             "would need the covariates at every past origin); use conformal"
         )
     horizon = forecaster.spec.horizon
-    return normalized_intervals(
-        forecaster.forecast, series.values, horizon, levels, args.scale_windows, args.scale_steps
-    )
+    windows, steps = args.scale_windows, args.scale_steps
+    try:
+        values = series.values
+        return normalized_intervals(forecaster.forecast, values, horizon, levels, windows, steps)
+    except TooFewSeries as err:  # the run's own calibration (normalized.json) can serve
+        members = getattr(forecaster, "members", [forecaster])
+        if any(getattr(m, "normalized", None) is None for m in members):
+            raise
+        log.warning("%s: using the run's stored normalized calibration", err)
+    return forecaster.forecast_intervals(series.values, levels, method="normalized")
 
 
 def _covariates(forecaster, series, future_path: str | None) -> tuple:

@@ -48,6 +48,10 @@ CALIBRATION = "normalized.json"  # a run's (and its export's) normalized calibra
 Forecast = Callable[[list[np.ndarray]], np.ndarray]  # series -> point forecasts [N, H]
 
 
+class TooFewSeries(ValueError):
+    """Too few series to calibrate a level on (a stored calibration can serve instead)."""
+
+
 def _errors(forecast: Forecast, series: list[np.ndarray], horizon: int, ends: range) -> np.ndarray:
     """``[len(ends), N, horizon]``: squared errors of the forecast of the horizon that ends
     ``j`` horizons before each series' end (``j`` in ``ends``) from what precedes it; NaN
@@ -108,7 +112,7 @@ def _calibrate(forecast, series, horizon, levels, windows, steps):
             need = next(
                 n for n in range(1, 100_000) if np.isfinite(conformal_quantile(np.zeros(n), level))
             )
-            raise ValueError(
+            raise TooFewSeries(
                 f"interval level {level:g}: normalized calibration needs at least {need} "
                 f"series with two horizons of history; the input has {len(usable)}"
             )
