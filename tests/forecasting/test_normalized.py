@@ -197,6 +197,8 @@ def test_a_run_with_levels_stores_it_and_its_forecaster_export_and_server_use_it
     p2, b2 = ExportedForecaster.load(out).forecast_intervals(one, [95], method="normalized")
     assert np.allclose(p2, point, rtol=1e-4) and np.allclose(b2["95"][1], hi95, rtol=1e-4)
     with TestClient(create_app({"q": SeriesModel.load("q", run)})) as client:
+        (info,) = client.get("/v1/models").json()["models"]
+        assert info["normalized_levels"] == ["80", "95"]
         body = {"series": [{"id": "a", "values": hist[3].tolist()}], "level": [95]}
         got = client.post("/v1/forecast", json={**body, "interval_method": "normalized"})
         assert got.status_code == 200, got.text

@@ -254,3 +254,40 @@ def test_streamed_output_long_input_and_errors(browser, server, text_run, tmp_pa
         assert "beam" in wait_for(browser, "#error:not(.hidden)").text
         assert browser.find_elements(By.CSS_SELECTOR, "#results li") == []
         assert "hidden" in browser.find_element(By.ID, "attention").get_attribute("class")
+
+
+def test_forecast_bands_scaled_to_the_series(browser, server, tmp_path_factory, tmp_path):
+    """A run trained with interval levels stores its normalized calibration: for an input
+    of two horizons or more the page asks for bands scaled to that series and says so; a
+    shorter input gets the run's common bands."""
+    import yaml
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from tests.forecasting.conftest import tiny_series_config, toy_series, write_wide
+    from transduce.commands.cli import main
+
+    tmp = tmp_path_factory.mktemp("page_norm")
+    hist = toy_series()
+    write_wide(tmp / "train.csv", hist)
+    cfg = tiny_series_config(str(tmp / "train.csv"), levels=[80, 95])
+    (tmp / "q.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["-q", "train", str(tmp / "q.yaml"), "--out", str(tmp / "run")]) == 0
+    assert (tmp / "run" / "normalized.json").is_file()
+    with server("--model", f"q={tmp / 'run'}") as url:
+        browser.get(url + "/")
+        wait_for(browser, "body[data-ready]")
+        Select(browser.find_element(By.ID, "model")).select_by_value("q")
+        for values, scaled in ((hist[0][:30], True), (hist[0][:8], False)):
+            browser.execute_script("document.getElementById('forecast-line')?.remove()")
+            box = browser.find_element(By.ID, "values")
+            box.clear()
+            box.send_keys(" ".join(f"{v:.2f}" for v in values))
+            browser.find_element(By.ID, "forecast").click()
+            wait_for(browser, "#forecast-line")
+            status = browser.find_element(By.ID, "status").text
+            assert "80% / 95% intervals" in status, status
+            assert ("scaled to this series" in status) == scaled, status
+            for level in ("80", "95"):
+                assert browser.find_element(By.ID, f"band-{level}").get_attribute("d").endswith("Z")
+            browser.save_screenshot(str(tmp_path / f"scaled-{scaled}.png"))

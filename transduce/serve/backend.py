@@ -305,6 +305,7 @@ class SeriesModel:
             "lookback": spec.lookback,
             "period": spec.period,
             "levels": self.levels(finite=True),
+            "normalized_levels": self.levels(method="normalized"),
             **_provenance(self, cfg),
             "decoding_defaults": {"combine": "median"} if self.members else {},
         }

@@ -226,6 +226,11 @@ class ModelInfo(BaseModel):
         description="interval levels (percent) the run's calibration gives finite "
         "bounds for: what /v1/forecast's level answers",
     )
+    normalized_levels: list[str] | None = Field(
+        None,
+        description="levels of the run's normalized calibration: /v1/forecast with "
+        '"interval_method": "normalized" (bands scaled to each series)',
+    )
     members: list[str] | None = Field(None, description="an ensemble's run directories")
     unsupported_options: list[str] = Field(
         [], description="request options this model's engine refuses (422)"
