@@ -169,3 +169,29 @@ def test_forecast_ensemble_is_the_median_of_its_members(series_run):
     for a, b in zip(single, ens, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     assert models["ens"].describe()["decoding_defaults"] == {"combine": "median"}
+
+
+def test_a_given_up_batch_stops_between_an_onnx_exports_steps(exports):
+    """An ONNX export's search checks before each decoder step (as a torch run does before
+    each output projection): once every request of the batch is given up, it stops there."""
+    from transduce.serve.backend import ExportedModel
+    from transduce.serve.batcher import DecodeCancelled, _decode_batch
+
+    model = ExportedModel.load("onnx", exports["onnx"], threads=1)
+    ExportedModel("again", exports["onnx"], model.translator)  # wrapping twice: one check
+    checks = [0]
+
+    def stop() -> bool:
+        checks[0] += 1
+        return checks[0] > 1
+
+    options = DecodeOptions(beam=1, max_len=40)  # greedy: one step a token (and </s>)
+    with pytest.raises(DecodeCancelled):
+        _decode_batch(model.decode, ["abcdef"], options, stop)
+    assert checks[0] == 2  # one step ran, the second was refused
+    checks[0] = -(10**6)  # never stops: the same decode completes like the runtime's own
+    full = _decode_batch(model.decode, ["abcdef"], options, stop)
+    direct = load_runtime(str(exports["onnx"]), threads=1).decode(["abcdef"], options)
+    assert full[0][0].text == direct[0][0].text
+    n = len(full[0][0].out_tokens)
+    assert checks[0] + 10**6 in (n, n + 1)  # one check a step, wrapped once

@@ -20,6 +20,7 @@ import numpy as np
 from transduce.config import Config, ConfigError, load_config
 from transduce.errors import OptionError
 from transduce.inference.decoding import DecodeOptions, Translation
+from transduce.serve.stopping import interruptible
 
 
 class TextItem(str):
@@ -116,7 +117,7 @@ class TextModel:
         self.members = members  # the runs of an ensemble; None for a single run
         self.fields: tuple[str, ...] = tuple(translator.cfg.data.src_fields) or ("text",)
         self.max_len: int = translator.cfg.decode.max_len  # output cap when a request sets none
-        _interruptible(translator)
+        interruptible(translator)
 
     @classmethod
     def load(cls, name: str, run_dir: Path, checkpoint: str = "best", device: str = "cpu"):
@@ -154,17 +155,6 @@ class TextModel:
         }
 
 
-def _interruptible(translator) -> None:
-    """Check for a given-up batch before every output projection, i.e. once per decoding
-    step (a forward pre-hook on each model's ``head``): the server can stop a long search."""
-    from transduce.serve.batcher import check_cancelled
-
-    for t in getattr(translator, "members", None) or [translator]:
-        head = getattr(t.model, "head", None)
-        if hasattr(head, "register_forward_pre_hook"):
-            head.register_forward_pre_hook(lambda module, args: check_cancelled())
-
-
 def _training(run_dir: Path, members: list[Path] | None, metric: str) -> dict[str, Any]:
     if not members:
         return training_summary(run_dir, metric)
@@ -200,6 +190,7 @@ class ExportedModel:
         text = self.manifest["text"]
         self.fields: tuple[str, ...] = tuple(text.get("input_fields") or ()) or ("text",)
         self.max_len: int = self.manifest["decode"]["max_len"]
+        interruptible(translator)
 
     @classmethod
     def load(cls, name: str, model_dir: Path, threads: int = 0) -> ExportedModel:
