@@ -38,9 +38,9 @@ from transduce.config import load_config, to_dict
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
 from transduce.engine import distributed
 from transduce.engine.loop import Loop
+from transduce.engine.run import seed_everything
 from transduce.nn.models import build_model
 from transduce.tasks.text import TextTask
-from transduce.tasks.train import seed_everything
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "multi30k_de_en_rnn_12m.yaml"
 

@@ -189,9 +189,10 @@ def text_loop(cfg, run_dir, rank: int = 0, world: int = 1):
     """A training :class:`~transduce.engine.loop.Loop` on ``cfg``'s text data, seeded as
     ``transduce train`` seeds it, for tests that step it by hand (rank ``rank`` of ``world``)."""
     from transduce.engine.loop import Loop
+    from transduce.engine.run import seed_everything
     from transduce.nn.models import build_model
     from transduce.tasks.text import TextTask
-    from transduce.tasks.train import prepare_run, seed_everything
+    from transduce.tasks.train import prepare_run
 
     seed_everything(cfg.train.seed)
     pipeline, train_data, valid_data, refs = prepare_run(cfg, run_dir, resume=False)

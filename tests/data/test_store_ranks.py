@@ -16,9 +16,10 @@ from tests.helpers import as_torchrun_rank, free_port, reverse_pairs, tiny_confi
 from transduce.data.prepare import prepare
 from transduce.engine import distributed
 from transduce.engine.loop import Loop
+from transduce.engine.run import seed_everything
 from transduce.nn.models import build_model
 from transduce.tasks.text import TextTask
-from transduce.tasks.train import prepare_run, seed_everything, train
+from transduce.tasks.train import prepare_run, train
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),

@@ -13,10 +13,10 @@ from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce.engine.callbacks import Callback, NonFiniteError
 from transduce.engine.checkpoint import load_trainer_state
 from transduce.engine.loop import Loop, default_callbacks
-from transduce.engine.run import run
+from transduce.engine.run import run, seed_everything
 from transduce.nn.models import build_model
 from transduce.tasks.text import TextTask
-from transduce.tasks.train import prepare_run, seed_everything, train
+from transduce.tasks.train import prepare_run, train
 
 
 @pytest.fixture

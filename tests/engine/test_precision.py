@@ -6,9 +6,10 @@ import torch
 
 from tests.helpers import reverse_pairs, same_last_weights, tiny_config, write_tsv
 from transduce.engine.loop import Loop
+from transduce.engine.run import seed_everything
 from transduce.nn.models import build_model
 from transduce.tasks.text import TextTask
-from transduce.tasks.train import prepare_run, seed_everything, train
+from transduce.tasks.train import prepare_run, train
 
 
 @pytest.fixture

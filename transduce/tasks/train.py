@@ -24,7 +24,7 @@ from transduce.data.pipeline import TextPipeline, filter_lengths, length_keep, l
 from transduce.engine import distributed
 from transduce.engine.loop import Loop, RunResult
 from transduce.engine.run import run as engine_run
-from transduce.engine.run import seed_everything, start_run  # noqa: F401 (seed_everything: re-exported)
+from transduce.engine.run import start_run
 from transduce.nn.models import build_model
 from transduce.tasks.text import TextTask
 
