@@ -71,7 +71,11 @@ def tiny_series_config(train: str, train_options: dict | None = None, **series) 
 def quantile_run(tmp_path_factory):
     """(directory, history [24, 72]) of a run trained with ``levels: [80, 95]`` (24
     validation windows: enough for a finite 95% conformal band, which needs 19)."""
-    tmp = tmp_path_factory.mktemp("qrun")
+    return train_quantile_run(tmp_path_factory.mktemp("qrun"))
+
+
+def train_quantile_run(tmp):
+    """Train the toy series with ``levels: [80, 95]`` into ``tmp / "run"``; (tmp, history)."""
     hist = toy_series()
     write_wide(tmp / "train.csv", hist)
     cfg = tiny_series_config(str(tmp / "train.csv"), levels=[80, 95])

@@ -260,19 +260,12 @@ def test_forecast_bands_scaled_to_the_series(browser, server, tmp_path_factory, 
     """A run trained with interval levels stores its normalized calibration: for an input
     of two horizons or more the page asks for bands scaled to that series and says so; a
     shorter input gets the run's common bands."""
-    import yaml
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    from tests.forecasting.conftest import tiny_series_config, toy_series, write_wide
-    from transduce.commands.cli import main
+    from tests.forecasting.conftest import train_quantile_run
 
-    tmp = tmp_path_factory.mktemp("page_norm")
-    hist = toy_series()
-    write_wide(tmp / "train.csv", hist)
-    cfg = tiny_series_config(str(tmp / "train.csv"), levels=[80, 95])
-    (tmp / "q.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    assert main(["-q", "train", str(tmp / "q.yaml"), "--out", str(tmp / "run")]) == 0
+    tmp, hist = train_quantile_run(tmp_path_factory.mktemp("page_norm"))
     assert (tmp / "run" / "normalized.json").is_file()
     with server("--model", f"q={tmp / 'run'}") as url:
         browser.get(url + "/")
