@@ -4,6 +4,7 @@ errors on it, the scale of a calibration quotient."""
 from __future__ import annotations
 
 import csv
+import json
 import logging
 
 import numpy as np
@@ -239,3 +240,35 @@ def test_too_few_series_for_a_level_use_the_runs_stored_calibration(
     assert main([*args, "--model", str(bare)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert "needs at least 19" in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_a_served_normalized_batch_is_bounded_in_forecasts_not_series(quantile_run):
+    """A normalized band costs ``windows + 1`` forecasts of a series: the server's batches
+    hold ``max_batch_size / (windows + 1)`` such series (every model shares one decode
+    thread), plain forecasts still ``max_batch_size``, and each series gets the band it
+    gets alone."""
+    from fastapi.testclient import TestClient
+
+    from transduce.forecasting.pipeline import Forecaster
+    from transduce.serve.app import create_app
+    from transduce.serve.backend import SeriesModel
+    from transduce.serve.limits import ServeLimits
+
+    tmp, hist = quantile_run
+    run = tmp / "run"
+    windows = json.loads((run / "normalized.json").read_text())["windows"]
+    limits = ServeLimits(max_batch_size=2 * (windows + 1))
+    series = [{"id": str(i), "values": hist[i].tolist()} for i in range(5)]
+    body = {"series": series, "level": [95]}
+    with TestClient(create_app({"q": SeriesModel.load("q", run)}, limits)) as client:
+        batcher = client.app.state.serve.batchers["q"]
+        got = client.post("/v1/forecast", json={**body, "interval_method": "normalized"})
+        assert got.status_code == 200, got.text
+        assert (batcher.calls, batcher.items) == (3, 5)  # 2 + 2 + 1 series
+        got2 = client.post("/v1/forecast", json=body)
+        assert got2.status_code == 200 and batcher.calls == 4
+    forecaster = Forecaster.load(run)
+    for i, f in enumerate(got.json()["forecasts"]):
+        one = [np.asarray(hist[i], float)]
+        _, bands = forecaster.forecast_intervals(one, [95], method="normalized")
+        assert f["intervals"]["hi-95"] == pytest.approx(bands["95"][1][0].tolist(), rel=1e-4)
