@@ -246,3 +246,28 @@ def test_default_threads_never_splits_a_small_machine_per_process():
             assert (threads > 1) == (share >= 4)  # several only where each worker has 4+
     assert default_threads(2, 1) == default_threads(2, 2) == 1  # this machine's cores
     assert usable_cores() >= 1
+
+
+def test_a_busy_keep_alive_client_outlives_the_read_deadline(text_run):
+    """Sequential requests on one kept-alive connection for 3.5 read deadlines: none is cut
+    off (the deadline once ran from the connection's start and fired between requests)."""
+    import http.client
+
+    proc, url = start("--model", str(text_run), "--read-timeout-s", "1")
+    try:
+        host, port = url[len("http://") :].split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        body = json.dumps({"texts": ["α"]})
+        sent, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 3.5:
+            conn.request("POST", "/v1/translate", body, {"Content-Type": "application/json"})
+            reply = conn.getresponse()
+            assert reply.status == 200, reply.read()
+            reply.read()
+            sent += 1
+            time.sleep(0.05)
+        assert sent > 20
+        conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)

@@ -25,7 +25,8 @@ class _ReadDeadline:
     """A deadline on reading each request, for either of uvicorn's HTTP protocols: a client
     that trickles its headers or body (slowloris) or opens a connection and sends nothing is
     disconnected after ``read_timeout_s``; uvicorn's keep-alive timeout covers idle time
-    between requests."""
+    between requests. The deadline runs from a request's first byte until it is read
+    whole, so a busy keep-alive client is never cut off between two requests."""
 
     read_timeout = 10.0
     _deadline: asyncio.TimerHandle | None = None
@@ -38,6 +39,11 @@ class _ReadDeadline:
         if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
             self._arm()  # a new request starts on a kept-alive connection
         super().data_received(data)  # type: ignore[misc]
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.more_body:
+            # read whole: the deadline was for reading it (a deadline left running would
+            # fire later between two requests of a busy keep-alive client and cut it off)
+            self._disarm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
