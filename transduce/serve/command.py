@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # the server pulls in uvicorn; the parser is built without it
     from transduce.serve.server import ServerSettings
 
 ENV_PREFIX = "TRANSDUCE_SERVE_"
+# more workers than this per usable core only multiply the models in memory (each worker
+# decodes on one core at a time); 100,000 had filled the machine's memory
+MAX_WORKERS_PER_CORE = 4
 
 
 def serve(settings) -> None:
@@ -80,9 +83,20 @@ def serve_command(args: argparse.Namespace) -> None:
     for name in ("workers", "keep_alive_s", "read_timeout_s", "graceful_timeout_s"):
         if not 0 < getattr(args, name) < 1e9:  # inf: a worker or a timeout that never ends
             raise ConfigError(f"--{name.replace('_', '-')} must be positive and finite")
-    if args.threads is None:  # neither --threads nor TRANSDUCE_SERVE_THREADS
-        from transduce.serve.server import default_threads, usable_cores
+    for name in ("keep_alive_s", "read_timeout_s"):
+        if getattr(args, name) < 0.01:  # a deadline no request can meet
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 0.01 seconds")
+    from transduce.serve.server import default_threads, usable_cores
 
+    most = MAX_WORKERS_PER_CORE * usable_cores()
+    if args.workers > most:  # each worker holds a copy of every model
+        raise ConfigError(
+            f"--workers {args.workers}: at most {most} here ({MAX_WORKERS_PER_CORE} per usable "
+            "core; each worker loads its own copy of the models)"
+        )
+    if not args.host.strip():  # an empty host would bind every interface
+        raise ConfigError("--host: give an address (127.0.0.1 by default; 0.0.0.0 for all)")
+    if args.threads is None:  # neither --threads nor TRANSDUCE_SERVE_THREADS
         args.threads = default_threads(usable_cores(), args.workers)
     if args.threads < 0:
         raise ConfigError("--threads must be 0 (the engine's default) or more")
