@@ -271,3 +271,22 @@ def test_a_busy_keep_alive_client_outlives_the_read_deadline(text_run):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
+
+
+def test_workers_whose_model_cannot_load_stop_the_server_with_one_line(text_run, tmp_path):
+    """With --workers 2 a worker that cannot load exits as a start-up failure: the server
+    stops with the reason in one line and exit 2, as one process does (it had stayed up,
+    live and never ready, with uvicorn restarting the worker forever)."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(text_run, bad)
+    (bad / "model.safetensors").write_bytes(b"\0" * 100)
+    cmd = [sys.executable, "-m", "transduce", "-q", "serve", "--port", "0"]
+    cmd += ["--model", str(bad), "--workers", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    said = [x for x in done.stderr.splitlines() if "error" in x or "failed" in x]
+    assert done.returncode == 2 and len(said) == 1, done.stderr
+    assert said[0].startswith("transduce serve: error: ") and "model.safetensors" in said[0]
+    assert "Traceback" not in done.stderr

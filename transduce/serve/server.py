@@ -24,14 +24,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from transduce.configcheck import ConfigError
 from transduce.serve.limits import ServeLimits
 from transduce.serve.protocols import MAX_HEAD_BYTES, http_protocol
 from transduce.serve.sockets import REUSE_PORT, own_listener
 
 WORKER_ENV = "TRANSDUCE_SERVE_WORKER"
 LISTEN_ENV = "TRANSDUCE_SERVE_LISTEN"  # the address each worker listens on by itself
+FAILURE_ENV = "TRANSDUCE_SERVE_FAILURE"  # where a worker whose models cannot load says why
 log = logging.getLogger("transduce.serve")
 
 
@@ -150,8 +153,22 @@ def worker_app():
         json_logs=settings.log_format == "json",
         load_first=True,
     )
-    app.state.serve.report_failure = True
+    app.state.serve.on_failure = _worker_failed
     return app
+
+
+def _worker_failed(reason: str) -> None:
+    """A worker whose models cannot load: the reason for the parent to say in one line,
+    and the exit code uvicorn's process manager reads as a start-up failure, which stops
+    every worker (the others would fail alike) instead of restarting this one forever."""
+    path = os.environ.get(FAILURE_ENV)
+    if path is None:  # no parent to tell
+        log.error("transduce serve: loading failed: %s", reason)
+    mode = "x" if path else "w"  # "x": the first worker to fail says it
+    with contextlib.suppress(FileExistsError), open(path or os.devnull, mode) as out:
+        out.write(reason)
+    logging.shutdown()
+    os._exit(STARTUP_FAILURE)
 
 
 def load_settings_models(settings: ServerSettings):
@@ -200,14 +217,32 @@ def run_workers(settings: ServerSettings, sock, banner: str) -> None:
     config = uvicorn_config(
         "transduce.serve.server:worker_app", settings, factory=True, workers=settings.workers
     )
+    failure = os.path.join(metrics_dir, "failed.txt")  # not a metrics file: never read as one
+    os.environ[FAILURE_ENV] = failure
+    logging.getLogger("uvicorn.error").addFilter(_StartupFailure(failure))
     supervisor = Multiprocess(config, sockets=[sock])
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/health/ready"
     threading.Thread(target=_announce_when_ready, args=(url, banner), daemon=True).start()
     try:
         supervisor.run()
+        if os.path.exists(failure):
+            with open(failure, encoding="utf-8") as said:
+                raise ConfigError(said.read() or "a worker could not load the models")
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)  # made above, for this run only
+
+
+class _StartupFailure(logging.Filter):
+    """Drops uvicorn's own line about a worker that failed to start when the worker has
+    said why (the parent says it once, as one server process would)."""
+
+    def __init__(self, failure: str) -> None:
+        super().__init__()
+        self.failure = failure
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not ("failed to start" in record.getMessage() and os.path.exists(self.failure))
 
 
 def _announce_when_ready(url: str, banner: str) -> None:

@@ -37,7 +37,8 @@ class ServeState:
         self.arrivals = Arrivals()
         self.ready = False
         self.failed: str | None = None
-        self.report_failure = False
+        # called with the reason when the models cannot load (a worker of several exits)
+        self.on_failure: Callable[[str], None] | None = None
         self.metrics = ServeMetrics()
         self.metrics.watch(self.depth, lambda: self.ready)
         # one decode at a time: a second thread would only slow both on the same cores
@@ -71,8 +72,8 @@ class ServeState:
             models = await asyncio.to_thread(loader)
         except Exception as err:  # a model that cannot load: not ready, said in the log
             self.failed = str(err).splitlines()[0] if str(err) else type(err).__name__
-            if self.report_failure:  # a worker process: nobody else will say it
-                log.error("transduce serve: loading failed: %s", self.failed)
+            if self.on_failure is not None:
+                self.on_failure(self.failed)
             return
         self.install(models)
 
