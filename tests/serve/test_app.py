@@ -142,6 +142,14 @@ BAD = [
     ({"texts": ["αβ"], "top_p": 2}, 422, "top_p"),
     ({"texts": ["αβ"], "max_len": -1}, 422, "max_len"),
     ({"texts": ["αβ"], "temperature": 0}, 422, "temperature"),
+    ({"texts": ["αβ"], "sample": True, "temperature": 1e-38}, 422, "temperature"),  # overflows
+    ({"texts": ["αβ"], "sample": True, "top_p": 1e-46}, 422, "top_p"),  # 0 in float32
+    ({"texts": ["αβ"], "beam": 2, "constraints": [["中"]]}, 422, "constraints[0]"),
+    (
+        {"texts": ["αβ", "γ"], "beam": 2, "constraints": [[], ["α", "中"]]},
+        422,
+        "constraints[1]",
+    ),
     ({"texts": ["αβ"], "beam": 2, "nbest": 3}, 422, "nbest"),
     ({"texts": ["αβ"], "beem": 2}, 422, "beem"),
     ({"texts": ["αβ"], "model": "nope"}, 404, "model"),
@@ -152,6 +160,12 @@ BAD = [
     ({"model": "qa", "texts": [{"question": "a", "document": 1}]}, 422, "texts[0].document"),
     ({"model": "qa", "texts": [{"question": "a", "document": "b", "x": ""}]}, 422, "texts[0].x"),
 ]
+
+
+def test_a_lone_surrogate_constraint_is_refused_by_name(client):
+    body = '{"texts": ["αβ"], "beam": 2, "constraints": [["\\ud800"]]}'.encode()
+    got = client.post("/v1/translate", content=body, headers={"Content-Type": "application/json"})
+    assert got.status_code == 422 and got.json()["field"] == "constraints[0]", got.text
 
 
 @pytest.mark.parametrize(("body", "status", "field"), BAD, ids=[str(i) for i in range(len(BAD))])

@@ -86,8 +86,9 @@ class DecodeOptions:
     sample: bool = option(False, "sample instead of searching")
     temperature: float = option(
         1.0,
-        "with --sample: divide logits by T (default 1)",
-        gt=0,
+        "with --sample: divide logits by T (default 1; at least 0.001: lower is greedy "
+        "decoding, and overflows the logits)",
+        ge=0.001,
         metavar="T",
         needs="sample",
         http_le=100,
@@ -97,8 +98,8 @@ class DecodeOptions:
     )
     top_p: float = option(
         1.0,
-        "with --sample: nucleus of probability mass P in (0, 1] (default 1)",
-        gt=0,
+        "with --sample: nucleus of probability mass P in [1e-6, 1] (default 1)",
+        ge=1e-6,
         le=1,
         metavar="P",
         needs="sample",

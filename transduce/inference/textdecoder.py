@@ -123,24 +123,28 @@ class TextDecoder:
         """Target tokens of the live inputs' prefixes and constraint phrases: (prefixes,
         constraints), each None when not given. A phrase with a token outside the target
         vocabulary could never be produced: refused, naming its input line."""
-        tok, vocab = self.pipeline.tgt_tok, self.pipeline.tgt_vocab
+        tok = self.pipeline.tgt_tok
         pre = None if prefixes is None else [tok.encode(prefixes[i] or "") for i in live]
         if constraints is None:
             return pre, None
         out = []
         for i in live:
-            phrases = [tok.encode(p) for p in constraints[i] if p.strip()]
-            for phrase in phrases:
-                unknown = [t for t in phrase if t not in vocab.stoi]
-                if unknown:
+            for phrase in filter(str.strip, constraints[i]):
+                unknown = self.unproducible(phrase)
+                if unknown is not None:
                     raise DataError(
                         "<constraints>",
                         first + i,
-                        f"{unknown[0]!r} is not in the "
-                        "target vocabulary, so no output can contain it",
+                        f"{unknown!r} is not in the target vocabulary, so no output can contain it",
                     )
-            out.append(phrases)
+            out.append([tok.encode(p) for p in constraints[i] if p.strip()])
         return pre, out
+
+    def unproducible(self, phrase: str) -> str | None:
+        """The first token of a target ``phrase`` outside the target vocabulary (no output
+        can contain the phrase), or None."""
+        stoi = self.pipeline.tgt_vocab.stoi
+        return next((t for t in self.pipeline.tgt_tok.encode(phrase) if t not in stoi), None)
 
     def iter_decode(
         self,

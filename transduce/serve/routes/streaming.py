@@ -68,6 +68,16 @@ def targeted(
             model.translator.check_inputs(options, constraints)
         except OptionError as err:
             raise ApiError(422, err.field, err.message.removeprefix(f"{err.field}: ")) from None
+        for i, phrases in enumerate(constraints):  # before queueing: not a failed batch
+            for phrase in filter(str.strip, phrases):
+                unknown = model.translator.unproducible(phrase)
+                if unknown is not None:
+                    shown = unknown[:40].encode("ascii", "backslashreplace").decode()
+                    raise ApiError(
+                        422,
+                        f"constraints[{i}]",
+                        f"{shown!r} is not in the target vocabulary: no output can contain it",
+                    )
         most = max(len(p) for p in constraints)
         max_len = (options.max_len or model.max_len) + max(map(len, prefixes))
         cost = compute_cost(n, options.beam, options.nbest, False, max_len) * (1 + most)
