@@ -149,6 +149,32 @@ def test_a_batch_predicted_short_decodes_on_the_loop_and_a_long_one_on_the_threa
     assert where[0] != loop_thread and where[1] == loop_thread and where[2] != loop_thread
 
 
+def test_options_that_raise_the_worst_case_decode_on_the_decode_thread():
+    """A lone short item whose options raise the worst case (a long ``max_len``) decodes on
+    the decode thread even though its cost is within ``inline_cost``."""
+    where: list[str] = []
+
+    def decode(items: list[str], options: object) -> list[str]:
+        where.append(threading.current_thread().name)
+        return [x.upper() for x in items]
+
+    async def main():
+        b = MicroBatcher(
+            decode,
+            ThreadPoolExecutor(1, thread_name_prefix="decode"),
+            arrivals=Arrivals(),
+            cost=lambda item, options: len(item),
+            inline_cost=100,
+            inline_options=lambda options: options != "long",
+        )
+        out = [await b.submit(["ab"], "short"), await b.submit(["ab"], "long")]
+        await b.close()
+        return out
+
+    assert run(main()) == [["AB"], ["AB"]]
+    assert where[0] == threading.current_thread().name and where[1].startswith("decode")
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError):
         MicroBatcher(Recorder(), ThreadPoolExecutor(1), max_batch_size=0)

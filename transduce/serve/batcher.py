@@ -113,6 +113,7 @@ class MicroBatcher:
         observe: Callable[[int, float], None] | None = None,
         inline_cost: int = 0,
         inline_seconds: float = 0.0,
+        inline_options: Callable[[Any], bool] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size must be >= 1 and max_wait_ms >= 0")
@@ -127,6 +128,10 @@ class MicroBatcher:
         # one short decode only
         self.inline_cost = inline_cost
         self.inline_seconds = inline_seconds
+        # options whose batches may decode there at all: the costs above count on outputs
+        # ending as the recent batches' did, and a request may raise the worst case (an
+        # output that never ends runs to its max_len) past what the loop can be held for
+        self.inline_options = inline_options
         self._rate: float | None = None  # seconds per unit of work, recent batches' average
         self.calls = self.items = self.dropped = 0
         self._groups: OrderedDict[Hashable, deque[_Request]] = OrderedDict()
@@ -259,7 +264,7 @@ class MicroBatcher:
             return all(r.future.done() for r in waiting)
 
         try:
-            if self._inline(items, work):
+            if self._inline(items, work, options):
                 results = _decode_batch(self.decode, items, options, stop)
             else:
                 results = await loop.run_in_executor(
@@ -284,10 +289,13 @@ class MicroBatcher:
             if request.done == len(request.items) and not request.future.done():
                 request.future.set_result(request.results)
 
-    def _inline(self, items: list[Any], work: int) -> bool:
+    def _inline(self, items: list[Any], work: int, options: Any) -> bool:
         """Whether to decode this batch on the event loop's thread: one short item (see
-        ``inline_cost``), or a batch predicted to take at most ``inline_seconds``."""
+        ``inline_cost``), or a batch predicted to take at most ``inline_seconds``, with
+        options ``inline_options`` allows."""
         if self.cost is None:
+            return False
+        if self.inline_options is not None and not self.inline_options(options):
             return False
         if len(items) == 1 and work <= self.inline_cost:
             return True

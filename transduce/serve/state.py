@@ -61,6 +61,7 @@ class ServeState:
                 observe=self.metrics.observer(name),
                 inline_cost=INLINE_COST if text else 0,
                 inline_seconds=INLINE_SECONDS,
+                inline_options=_within_defaults(m) if text else None,
             )
         self.models.update(models)  # in place: app.state.models is this same dict
         self.names = list(models)
@@ -95,6 +96,18 @@ def _text_cost(model: ServedModel) -> Callable[[Any], int]:
         )
 
     return cost
+
+
+def _within_defaults(model: ServedModel) -> Callable[[Any], bool]:
+    """Options whose decode may run on the event loop's thread: outputs no longer than the
+    model's own ``decode.max_len`` (a text that never ends runs to it; asked for 1,000
+    steps, one six-character text held the loop for 244 ms)."""
+    default_len = getattr(model, "max_len", 100)
+
+    def within(options: Any) -> bool:
+        return options.max_len is None or options.max_len <= default_len
+
+    return within
 
 
 def _series_cost(model: ServedModel) -> Callable[[Any, Any], int]:
