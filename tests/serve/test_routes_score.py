@@ -60,3 +60,27 @@ def test_the_compute_budget_applies(exports):
         assert reply.status_code == 422 and reply.json()["field"] == "targets"
         assert "--max-compute" in reply.json()["error"]
         assert c.post("/v1/score", json={"texts": ["abc"], "targets": ["cba"]}).status_code == 200
+
+
+def test_scoring_runs_in_bounded_chunks_with_the_same_scores(exports):
+    """Chunks of at most --max-batch-size pairs and --max-batch-work, one executor job each
+    (other requests' batches take turns between them), give the scores of one call; a pair
+    over the per-batch work by itself is refused by name."""
+    want = load(exports["run"], "torch").score(TEXTS, TARGETS)
+    limits = ServeLimits(max_batch_size=2, max_batch_work=60)  # "fedcba"/"abcdef": 15 x 6
+    with TestClient(create_app(load_models([str(exports["run"])]), limits)) as c:
+        reply = c.post("/v1/score", json={"texts": TEXTS, "targets": TARGETS})
+        assert reply.status_code == 422 and reply.json()["field"] == "texts[1]", reply.text
+        jobs = []
+        executor = c.app.state.serve.executor
+        submit = executor.submit
+        executor.submit = lambda *a, **k: jobs.append(len(a[1])) or submit(*a, **k)
+        texts, targets = TEXTS[::2] + TEXTS[3:], TARGETS[::2] + TARGETS[3:]
+        reply = c.post("/v1/score", json={"texts": texts, "targets": targets})
+        assert reply.status_code == 200, reply.text
+    assert jobs == [2, 1]  # "abc"/"cba" 12 x 3 = 36, "" / "x", then "cab"/"abc" 36
+    wanted = [want[0], want[2], want[3]]
+    for g, w in zip(reply.json()["results"], wanted, strict=True):
+        assert (g["logprob"] is None) == (w.logprob is None)
+        if w.logprob is not None:
+            assert g["logprob"] == pytest.approx(w.logprob, abs=1e-5)

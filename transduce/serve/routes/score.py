@@ -5,7 +5,12 @@ reranking and filtering: ``{"texts": [...], "targets": [...]}`` -> per pair ``lo
 
 Scoring runs on the server's one decode thread, after the request's limits: as many texts
 and characters as a translation, and a compute budget counted as pairs x the longest target
-(one hypothesis per step, as greedy decoding of that length would cost).
+(one hypothesis per step, as greedy decoding of that length would cost). Like a translation
+it runs in chunks bounded by ``--max-batch-size`` and ``--max-batch-work`` (a pair's work
+counted as a greedy decode of its target's length, :func:`batch_work`), one chunk on the
+decode thread at a time, so other requests' batches take turns with it and a client that
+leaves stops it after the running chunk (as one call, 255 long pairs had held the thread a
+minute, past their client, and ~1.2 GB).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from fastapi import APIRouter, Request
 
 from transduce.serve import schemas as s
 from transduce.serve.errors import ApiError
-from transduce.serve.limits import compute_cost
+from transduce.serve.limits import batch_work, compute_cost
 from transduce.serve.routes.common import ERRORS, BoundedState, arrived, decode_or_give_up
 from transduce.serve.routes.translate import check_texts, pick
 
@@ -47,9 +52,41 @@ async def score(body: s.ScoreRequest, request: Request, state: BoundedState) -> 
             f"= {cost:,} is over this server's budget of {limits.max_compute:,} "
             "(--max-compute): split the request",
         )
+    chunks = _chunks(texts, targets, limits.max_batch_size, limits.max_batch_work)
     start = time.perf_counter()
-    work = asyncio.wrap_future(state.executor.submit(model.translator.score, texts, targets))
+    work = _score_chunks(state, model.translator.score, texts, targets, chunks)
     found = await decode_or_give_up(request, state, name, work)
     ms = (time.perf_counter() - start) * 1000
     results = [s.PairScoreResult(**p.as_dict()) for p in found]
     return s.ScoreResponse(model=name, results=results, decode_ms=round(ms, 3))
+
+
+def _chunks(texts: list[str], targets: list[str], most: int, limit: int) -> list[range]:
+    """Consecutive pairs, at most ``most`` of them and ``limit`` work in each chunk; a pair
+    over ``limit`` by itself is refused (a chunk cannot split a pair)."""
+    out, first, spent = [], 0, 0
+    for i, (text, target) in enumerate(zip(texts, targets, strict=True)):
+        work = batch_work(len(text), 1, 1, False, len(target) + 1)
+        if work > limit:
+            raise ApiError(
+                422,
+                f"texts[{i}]",
+                f"(target characters + 9) x source characters = {len(target) + 9} x "
+                f"{len(text)} = {work:,} is over this server's {limit:,} per pair "
+                "(--max-batch-work): send a shorter text or target",
+            )
+        if i > first and (spent + work > limit or i - first == most):
+            out.append(range(first, i))
+            first, spent = i, 0
+        spent += work
+    out.append(range(first, len(texts)))
+    return out
+
+
+async def _score_chunks(state, score, texts, targets, chunks: list[range]) -> list:
+    """Each chunk on the decode thread in turn; cancelled between chunks."""
+    found: list = []
+    for r in chunks:
+        job = state.executor.submit(score, texts[r.start : r.stop], targets[r.start : r.stop])
+        found += await asyncio.wrap_future(job)
+    return found
