@@ -95,3 +95,28 @@ def test_streamed_beam_search_sends_the_hypotheses_when_done(client):
     assert [k for k, _ in events] == ["result"] * len(TEXTS) + ["done"]
     got = [[h["text"] for h in d["hypotheses"]] for k, d in events if k == "result"]
     assert got == _texts(client.post("/v1/translate", json=body))
+
+
+def test_a_streamed_request_decodes_in_bounded_jobs_and_is_counted(exports):
+    """With --max-batch-size 3 the four texts stream as two decode-thread jobs (other
+    requests take turns between them) with the plain reply's outputs and token indices of
+    the whole request; the metrics count the streamed inputs and batches."""
+    from transduce.serve.limits import ServeLimits
+
+    app = create_app(
+        load_models([f"torch={exports['run']}"], threads=1), ServeLimits(max_batch_size=3)
+    )
+    with TestClient(app) as c:
+        executor = c.app.state.serve.executor
+        jobs, submit = [], executor.submit
+        executor.submit = lambda *a, **k: jobs.append(a[1:]) or submit(*a, **k)
+        body = {"texts": TEXTS, "sample": True, "seed": 3}
+        events = _events(c.post("/v1/translate", json={**body, "stream": True}))
+        assert [len(span) for (span,) in jobs] == [3, 1]
+        plain = _texts(c.post("/v1/translate", json=body))
+        metrics = c.get("/metrics").text
+    got = [[h["text"] for h in d["hypotheses"]] for k, d in events if k == "result"]
+    assert got == plain
+    last = {d["index"]: d["text"] for k, d in events if k == "token"}
+    assert last == {i: p[0] for i, p in enumerate(plain)}
+    assert 'transduce_inputs_decoded_total{model="torch"} 8.0' in metrics  # 4 streamed + 4

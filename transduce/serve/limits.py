@@ -41,3 +41,18 @@ def batch_work(chars: int, beam: int, nbest: int, sample: bool, max_len: int) ->
     of up to ``max_len`` steps, plus a few steps' worth for encoding it and copying its
     memory to every hypothesis."""
     return (nbest if sample else beam) * (max_len + 8) * max(chars, 1)
+
+
+def spans(costs: list[int], most: int, limit: int | None) -> list[range]:
+    """Consecutive items in chunks of at most ``most`` items and ``limit`` summed work (an
+    item over it alone has a chunk to itself), as the micro-batcher cuts its batches: what
+    a streamed or scored request decodes as one job on the decode thread."""
+    out, first, spent = [], 0, 0
+    for i, work in enumerate(costs):
+        over = limit is not None and spent + work > limit
+        if i > first and (over or i - first == most):
+            out.append(range(first, i))
+            first, spent = i, 0
+        spent += work
+    out.append(range(first, len(costs)))
+    return out

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 
 from transduce.serve import schemas as s
 from transduce.serve.errors import ApiError
-from transduce.serve.limits import batch_work, compute_cost
+from transduce.serve.limits import batch_work, compute_cost, spans
 from transduce.serve.routes.common import ERRORS, BoundedState, arrived, decode_or_give_up
 from transduce.serve.routes.translate import check_texts, pick
 
@@ -62,9 +62,9 @@ async def score(body: s.ScoreRequest, request: Request, state: BoundedState) -> 
 
 
 def _chunks(texts: list[str], targets: list[str], most: int, limit: int) -> list[range]:
-    """Consecutive pairs, at most ``most`` of them and ``limit`` work in each chunk; a pair
-    over ``limit`` by itself is refused (a chunk cannot split a pair)."""
-    out, first, spent = [], 0, 0
+    """Pairs in chunks of at most ``most`` and ``limit`` work; a pair over ``limit`` by
+    itself is refused (a chunk cannot split a pair)."""
+    costs = []
     for i, (text, target) in enumerate(zip(texts, targets, strict=True)):
         work = batch_work(len(text), 1, 1, False, len(target) + 1)
         if work > limit:
@@ -75,12 +75,8 @@ def _chunks(texts: list[str], targets: list[str], most: int, limit: int) -> list
                 f"{len(text)} = {work:,} is over this server's {limit:,} per pair "
                 "(--max-batch-work): send a shorter text or target",
             )
-        if i > first and (spent + work > limit or i - first == most):
-            out.append(range(first, i))
-            first, spent = i, 0
-        spent += work
-    out.append(range(first, len(texts)))
-    return out
+        costs.append(work)
+    return spans(costs, most, limit)
 
 
 async def _score_chunks(state, score, texts, targets, chunks: list[range]) -> list:

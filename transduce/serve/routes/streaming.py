@@ -7,7 +7,9 @@ texts into batcher items that carry them. ``streamed`` answers with server-sent 
 ``token`` events with each text's output so far as greedy decoding or sampling produces it,
 one ``result`` event per text (its hypotheses, as the JSON reply holds them; beam search
 has only these), then ``done`` -- or ``error``. A streamed request decodes on the server's
-one decode thread by itself, and stops when its client goes away or its time runs out.
+one decode thread by itself, in chunks bounded as the micro-batcher bounds a batch (other
+requests' batches take turns between them: as one job, 32 long texts had held the thread
+12 s), and stops when its client goes away or its time runs out.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from transduce.inference.decoding import DecodeOptions
 from transduce.serve.backend import TextItem, decode_items
 from transduce.serve.batcher import DecodeCancelled, _decode_batch
 from transduce.serve.errors import ApiError
-from transduce.serve.limits import ServeLimits, compute_cost
+from transduce.serve.limits import ServeLimits, compute_cost, spans
 from transduce.serve.routes.common import translation_result
 from transduce.serve.state import ServeState
 
@@ -112,37 +114,47 @@ def streamed(
     events: asyncio.Queue = asyncio.Queue()
     gone = False
     deadline = time.monotonic() + state.limits.decode_timeout_s
+    limit = state.limits.decode_timeout_s
+    late = f"the decode took longer than {limit:g} s and was stopped"
 
     def stop() -> bool:
         return gone or time.monotonic() > deadline
 
-    def on_token(i: int, j: int, text: str) -> None:
-        if stop():
-            raise DecodeCancelled
-        loop.call_soon_threadsafe(
-            events.put_nowait, ("token", {"index": i, "hypothesis": j, "text": text})
-        )
+    def run(span: range) -> list:
+        def on_token(i: int, j: int, text: str) -> None:
+            if stop():
+                raise DecodeCancelled
+            data = {"index": span.start + i, "hypothesis": j, "text": text}
+            loop.call_soon_threadsafe(events.put_nowait, ("token", data))
 
-    def run() -> list:
         decode = lambda xs, o: decode_items(model.translator, xs, o, on_token)  # noqa: E731
-        return _decode_batch(decode, items, options, stop)
+        return _decode_batch(decode, items[span.start : span.stop], options, stop)
 
     async def produce():
-        start = time.perf_counter()
-        work = loop.run_in_executor(state.executor, run)
-        work.add_done_callback(lambda _: events.put_nowait(None))
-        while (item := await events.get()) is not None:
-            yield _event(*item)
-        try:
-            found = work.result()
-        except DecodeCancelled:
-            limit = state.limits.decode_timeout_s
-            why = f"the decode took longer than {limit:g} s and was stopped"
-            yield _event("error", {"field": "body", "error": why})
-            return
-        except (DataError, OptionError, ValueError) as err:
-            yield _event("error", {"field": "texts", "error": str(err)})
-            return
+        start, found = time.perf_counter(), []
+        observe = state.metrics.observer(name)
+        batcher = state.batchers[name]
+        costs = [batcher.cost(x, options) if batcher.cost else 0 for x in items]
+        for span in spans(costs, batcher.max_batch_size, batcher.max_cost):
+            if stop():
+                state.metrics.dropped.labels(name, "timeout").inc()
+                yield _event("error", {"field": "body", "error": late})
+                return
+            began = time.perf_counter()
+            work = loop.run_in_executor(state.executor, run, span)
+            work.add_done_callback(lambda _: events.put_nowait(None))
+            while (item := await events.get()) is not None:
+                yield _event(*item)
+            try:
+                found += work.result()
+            except DecodeCancelled:
+                state.metrics.dropped.labels(name, "timeout").inc()
+                yield _event("error", {"field": "body", "error": late})
+                return
+            except (DataError, OptionError, ValueError) as err:
+                yield _event("error", {"field": "texts", "error": str(err)})
+                return
+            observe(len(span), time.perf_counter() - began)
         for i, hyps in enumerate(found):
             yield _event("result", {"index": i, **translation_result(hyps, body)})
         ms = round((time.perf_counter() - start) * 1000, 3)
@@ -150,11 +162,15 @@ def streamed(
 
     async def guarded():
         nonlocal gone
+        ended = False
         try:
             async for chunk in produce():
                 yield chunk
+            ended = True
         finally:  # the client went away (or all was sent): the decode stops at its next step
             gone = True
+            if not ended:
+                state.metrics.dropped.labels(name, "disconnected").inc()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(guarded(), media_type="text/event-stream", headers=headers)
