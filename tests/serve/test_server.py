@@ -290,3 +290,36 @@ def test_workers_whose_model_cannot_load_stop_the_server_with_one_line(text_run,
     assert done.returncode == 2 and len(said) == 1, done.stderr
     assert said[0].startswith("transduce serve: error: ") and "model.safetensors" in said[0]
     assert "Traceback" not in done.stderr
+
+
+def test_a_request_cut_by_the_graceful_timeout_gets_a_json_503(text_run):
+    """SIGTERM with --graceful-timeout-s 1 during a decode of several seconds: the client
+    gets a 503 in the API's JSON (it got uvicorn's plain-text 500), the server exits 0."""
+    import urllib.error
+
+    big = "1000000000"
+    flags = ["--max-batch-work", big, "--max-compute", big, "--graceful-timeout-s", "1"]
+    proc, url = start("--model", str(text_run), *flags)
+    try:
+        slow = {"texts": ["αβγδεζηθ" * 250] * 256, "max_len": 390, "beam": 8}
+        got: dict = {}
+
+        def call() -> None:
+            try:
+                got["r"] = post(url + "/v1/translate", slow)
+            except urllib.error.HTTPError as err:
+                got["r"] = (err.code, json.loads(err.read()), dict(err.headers))
+
+        worker = threading.Thread(target=call)
+        worker.start()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        worker.join(120)
+        status, body, _ = got["r"]
+        assert status == 503 and "shutting down" in body["error"], body
+        assert proc.wait(120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in proc.stderr.read()

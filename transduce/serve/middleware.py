@@ -3,6 +3,7 @@ batchers) and the request context (``X-Request-ID``, access log line, metrics)."
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -96,14 +97,25 @@ class RequestContext:
         rid = scope["transduce.request_id"] = request_id(scope)
         start, status = time.perf_counter(), [500]
 
+        started = [False]
+
         async def send_with_id(message) -> None:
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                status[0], started[0] = message["status"], True
                 MutableHeaders(scope=message).append("x-request-id", rid)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels what is still running once --graceful-timeout-s has passed
+            # after SIGTERM: the client gets a 503 that says so, not a plain-text 500
+            if started[0]:
+                raise
+            response = error_response(
+                503, "body", "the server stopped before answering (shutting down: retry)"
+            )
+            await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"
