@@ -323,3 +323,23 @@ def test_a_request_cut_by_the_graceful_timeout_gets_a_json_503(text_run):
             proc.kill()
             proc.wait()
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_methods_without_a_body_get_405_not_413(text_run):
+    """OPTIONS, PUT and DELETE on an API route without a Content-Length get the route's
+    405 (the body-size gate had answered 413 for a body that was not there)."""
+    proc, url = start("--model", str(text_run))
+    try:
+        host, port = url[len("http://") :].split(":")
+        for method in (b"OPTIONS", b"PUT", b"DELETE"):
+            with socket.create_connection((host, int(port)), timeout=30) as s:
+                s.sendall(
+                    method + b" /v1/translate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                reply = b""
+                while chunk := s.recv(65536):
+                    reply += chunk
+            assert reply.startswith(b"HTTP/1.1 405"), reply[:200]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
