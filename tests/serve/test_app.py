@@ -162,10 +162,18 @@ BAD = [
 ]
 
 
-def test_a_lone_surrogate_constraint_is_refused_by_name(client):
-    body = '{"texts": ["αβ"], "beam": 2, "constraints": [["\\ud800"]]}'.encode()
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ('"beam": 2, "constraints": [["\\ud800"], []]', "constraints[0]"),
+        ('"prefix": "\\ud800"', "prefix"),
+        ('"prefix": ["", "a\\ud800"]', "prefix[1]"),
+    ],
+)
+def test_a_lone_surrogate_constraint_or_prefix_is_refused_by_name(client, extra, field):
+    body = ('{"texts": ["αβ", "γ"], ' + extra + "}").encode()
     got = client.post("/v1/translate", content=body, headers={"Content-Type": "application/json"})
-    assert got.status_code == 422 and got.json()["field"] == "constraints[0]", got.text
+    assert got.status_code == 422 and got.json()["field"] == field, got.text
 
 
 @pytest.mark.parametrize(("body", "status", "field"), BAD, ids=[str(i) for i in range(len(BAD))])

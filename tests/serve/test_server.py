@@ -327,7 +327,8 @@ def test_a_request_cut_by_the_graceful_timeout_gets_a_json_503(text_run):
 
 def test_methods_without_a_body_get_405_not_413(text_run):
     """OPTIONS, PUT and DELETE on an API route without a Content-Length get the route's
-    405 (the body-size gate had answered 413 for a body that was not there)."""
+    405 (the body-size gate had answered 413 for a body that was not there); an HTTP/1.0
+    client asking for a stream gets a 422 (events need a chunked reply, which 1.0 lacks)."""
     proc, url = start("--model", str(text_run))
     try:
         host, port = url[len("http://") :].split(":")
@@ -340,6 +341,16 @@ def test_methods_without_a_body_get_405_not_413(text_run):
                 while chunk := s.recv(65536):
                     reply += chunk
             assert reply.startswith(b"HTTP/1.1 405"), reply[:200]
+        body = b'{"texts": ["a"], "stream": true}'
+        with socket.create_connection((host, int(port)), timeout=30) as s:  # no chunks in 1.0
+            s.sendall(
+                b"POST /v1/translate HTTP/1.0\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        assert b" 422 " in reply.split(b"\r\n")[0] and b'"field":"stream"' in reply, reply
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)

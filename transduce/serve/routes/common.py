@@ -125,3 +125,14 @@ def translation_result(hyps: list[Translation], body: s.TranslateRequest) -> dic
 
     src = list(hyps[0].src_tokens) if tokens else None
     return {"src_tokens": src, "hypotheses": [one(h) for h in hyps]}
+
+
+def unicode_text(text: str, where: str) -> str:
+    """A lone surrogate (``\\ud800`` in the JSON) is no text: refused, not decoded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ApiError(
+            422, where, f"not valid Unicode text (a lone surrogate at character {err.start})"
+        ) from None
+    return text

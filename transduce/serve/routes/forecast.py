@@ -74,6 +74,13 @@ async def forecast(
                 "are too large (or too varied) for this model",
             )
         for key, bound in (bands or {}).items():
+            if not np.all(np.isfinite(bound)) and body.interval_method == "normalized":
+                raise ApiError(  # the series' own errors, which scale its band, overflow
+                    422,
+                    f"series[{i}].values",
+                    "the interval is not finite: the values are too large (or too varied) "
+                    "for this model",
+                )
             if not np.all(np.isfinite(bound)):  # too few calibration windows for the level
                 raise ApiError(
                     422,

@@ -28,7 +28,7 @@ from transduce.serve.backend import TextItem, decode_items
 from transduce.serve.batcher import DecodeCancelled, _decode_batch
 from transduce.serve.errors import ApiError
 from transduce.serve.limits import ServeLimits, compute_cost, spans
-from transduce.serve.routes.common import translation_result
+from transduce.serve.routes.common import translation_result, unicode_text
 from transduce.serve.state import ServeState
 
 MAX_PHRASES = 16  # constraint phrases per text
@@ -55,6 +55,7 @@ def targeted(
             f"{len(constraints)} lists for {n} texts: give one list of phrases per text",
         )
     for i, (prefix, phrases) in enumerate(zip(prefixes, constraints, strict=True)):
+        unicode_text(prefix, "prefix" if isinstance(body.prefix, str) else f"prefix[{i}]")
         if len(prefix) > limits.max_chars:
             raise ApiError(
                 422, f"prefix[{i}]", f"{len(prefix)} characters: at most {limits.max_chars}"
@@ -110,6 +111,8 @@ def streamed(
     body: Any,
 ) -> StreamingResponse:
     """Server-sent events of one request's decode (see the module's docstring)."""
+    if request.scope.get("http_version") == "1.0":  # its events need chunked replies
+        raise ApiError(422, "stream", "a streamed reply needs HTTP/1.1: send without stream")
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
     gone = False

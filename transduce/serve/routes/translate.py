@@ -17,6 +17,7 @@ from transduce.serve.routes.common import (
     arrived,
     decode_or_give_up,
     translation_result,
+    unicode_text,
 )
 from transduce.serve.routes.streaming import streamed, targeted
 from transduce.serve.state import ServeState
@@ -79,17 +80,6 @@ def pick(models: dict[str, ServedModel], name: str | None, kind: str) -> tuple[s
     return name, model
 
 
-def _unicode(text: str, where: str) -> str:
-    """A lone surrogate (``\\ud800`` in the JSON) is no text: refused, not decoded."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise ApiError(
-            422, where, f"not valid Unicode text (a lone surrogate at character {err.start})"
-        ) from None
-    return text
-
-
 def check_texts(texts: list[Any], fields: tuple[str, ...], limits: ServeLimits) -> list[str]:
     """The inputs as the translator reads them (several fields: tab-joined, in order)."""
     if len(texts) > limits.max_texts:
@@ -100,7 +90,7 @@ def check_texts(texts: list[Any], fields: tuple[str, ...], limits: ServeLimits) 
         if len(fields) == 1:
             if not isinstance(item, str):
                 raise ApiError(422, where, "must be a string")
-            text = _unicode(item, where)
+            text = unicode_text(item, where)
         else:
             text = _joined_fields(item, fields, where)
         if len(text) > limits.max_chars:
@@ -121,7 +111,7 @@ def _joined_fields(item: Any, fields: tuple[str, ...], where: str) -> str:
             raise ApiError(422, f"{where}.{f}", "missing field")
         if not isinstance(item[f], str):
             raise ApiError(422, f"{where}.{f}", "must be a string")
-        _unicode(item[f], f"{where}.{f}")
+        unicode_text(item[f], f"{where}.{f}")
     # as the training records were packed: each field on one line, tab-joined
     return "\t".join(" ".join(item[f].split()) for f in fields)
 
