@@ -77,7 +77,12 @@ def create_app(
     app.state.models, app.state.batchers = state.models, state.batchers  # for tests and tools
     app.state.limits = state.limits
     app.add_middleware(FastTranslate, state=state)  # innermost: after the gate
-    app.add_middleware(Gate, arrivals=state.arrivals, max_body=state.limits.max_body_kb * 1024)
+    app.add_middleware(
+        Gate,
+        arrivals=state.arrivals,
+        max_body=state.limits.max_body_kb * 1024,
+        max_inflight=state.limits.max_inflight_kb * 1024,
+    )
     app.add_middleware(RequestContext, state=state, json_logs=json_logs)  # outermost: sees all
     add_error_handlers(app, state.limits.max_errors)
     for router in ROUTERS:  # first: a request is matched against routes in order

@@ -202,6 +202,7 @@ _LIMIT_HELP = {
     "max_chars": "characters per input",
     "max_values": "values per series",
     "max_body_kb": "request body size in KiB",
+    "max_inflight_kb": "KiB of request bodies handled at once; beyond, 503 with Retry-After",
     "max_compute": "a translation's texts x beam x max_len",
     "max_batch_work": "one batch's (and one input's) beam x (max_len + 8) x source characters",
     "decode_timeout_s": "seconds before a request's decode is stopped (503)",

@@ -21,6 +21,7 @@ class ServeLimits:
     max_chars: int = 2000  # characters per input (all fields together)
     max_values: int = 10000  # values per series
     max_body_kb: int = 4096  # request body size
+    max_inflight_kb: int = 16384  # bodies handled at once (503 with Retry-After beyond)
     max_batch_size: int = 64  # inputs per batched decode
     max_wait_ms: float = 5.0  # how long a batch waits to fill
     max_compute: int = 100_000  # texts x beam x max_len per request
