@@ -133,6 +133,11 @@ def streamed(
         decode = lambda xs, o: decode_items(model.translator, xs, o, on_token)  # noqa: E731
         return _decode_batch(decode, items[span.start : span.stop], options, stop)
 
+    def ended(work: asyncio.Future) -> None:
+        if not work.cancelled():
+            work.exception()  # seen: a decode stopped after its client left is no error to log
+        events.put_nowait(None)
+
     async def produce():
         start, found = time.perf_counter(), []
         observe = state.metrics.observer(name)
@@ -145,7 +150,7 @@ def streamed(
                 return
             began = time.perf_counter()
             work = loop.run_in_executor(state.executor, run, span)
-            work.add_done_callback(lambda _: events.put_nowait(None))
+            work.add_done_callback(ended)
             while (item := await events.get()) is not None:
                 yield _event(*item)
             try:
