@@ -121,11 +121,12 @@ def refuse_overwrite(output: str | None, *inputs: str | None) -> None:
 
 
 def _refuse_output_over_input(args: argparse.Namespace, models: list[str]) -> None:
-    """--output may not be --input, --actuals or a file of a model (same inode)."""
-    from transduce.atomic import refuse_overwriting_inputs
+    """--output may not be --input, --actuals, a file of a model or a new name in one of
+    its folders (its checkpoints, conformal.json: the run would no longer load)."""
+    from transduce.atomic import refuse_overwriting_inputs, refuse_writing_into_models
 
-    files = [str(p) for m in models if Path(m).is_dir() for p in Path(m).iterdir()]
-    refuse_overwriting_inputs(args.output, [args.input, args.actuals, *files])
+    refuse_overwriting_inputs(args.output, [args.input, args.actuals])
+    refuse_writing_into_models(args.output, models)
 
 
 def forecast_command(args: argparse.Namespace) -> None:
