@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from tests.helpers import one_line_error, reverse_pairs, tiny_config, write_tsv
 from transduce.commands.cli import main
 from transduce.data.corpus import DataError
 from transduce.engine import checkpoint as ckpt
@@ -162,3 +162,27 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, capsys, monkeypatch):
     out.mkdir()  # a folder the user made stays
     assert main(["train", "multi30k_de_en_rnn", "--out", str(out)]) == 2
     assert out.is_dir()
+
+
+@pytest.fixture(scope="module")
+def keeping(tmp_path_factory) -> Path:
+    """A finished run that keeps its last two validation weights (checkpoints/)."""
+    tmp = tmp_path_factory.mktemp("keeping")
+    tsv = write_tsv(tmp / "rev.tsv", reverse_pairs(48, seed=3))
+    train(tiny_config(tsv, train={"epochs": 2, "keep_checkpoints": 2}), tmp / "run")
+    return tmp / "run"
+
+
+def test_kept_checkpoints_in_a_linked_folder_are_never_trimmed(keeping, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(keeping, run, symlinks=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "step_000000003.safetensors").write_text("a user's file")
+    shutil.rmtree(run / "checkpoints")
+    os.symlink(mine, run / "checkpoints")
+    with pytest.raises(DataError, match=r"checkpoints: is a symbolic link"):
+        train(out=run, resume=True, overrides=["train.epochs=4"])
+    assert (mine / "step_000000003.safetensors").read_text() == "a user's file"
+    assert sorted(p.name for p in mine.iterdir()) == ["step_000000003.safetensors"]
+

@@ -105,16 +105,24 @@ def clean(run_dir: Path) -> int:
     return removed
 
 
-def refuse_symlinked_ckpt(run_dir: Path) -> None:
-    """A ``ckpt`` that is a link would make the run write and prune outside itself."""
-    root = run_dir / ckpt.CKPT
+def refuse_linked_folder(run_dir: Path, name: str) -> None:
+    """A folder of the run that is a link would make the run write and delete outside
+    itself (``ckpt``, the kept ``checkpoints``, ``averaged``): refused in one line."""
+    root = run_dir / name
     if root.is_symlink():
         raise DataError(
             root,
             None,
-            f"is a symbolic link (to {cut(os.readlink(root))}); a run's "
-            "checkpoints must be a folder of its own: move them back or use another --out",
+            f"is a symbolic link (to {cut(os.readlink(root))}); a run's {name}/ must be "
+            "a folder of its own: move its files back or use another --out",
         )
+
+
+def refuse_symlinked_ckpt(run_dir: Path) -> None:
+    """``ckpt`` and ``checkpoints`` (kept weights, trimmed as training goes) are the
+    run's own folders, never links."""
+    for name in (ckpt.CKPT, "checkpoints"):
+        refuse_linked_folder(run_dir, name)
 
 
 def refuse_foreign(run_dir: Path) -> None:
