@@ -186,3 +186,18 @@ def test_kept_checkpoints_in_a_linked_folder_are_never_trimmed(keeping, tmp_path
     assert (mine / "step_000000003.safetensors").read_text() == "a user's file"
     assert sorted(p.name for p in mine.iterdir()) == ["step_000000003.safetensors"]
 
+
+def test_average_never_writes_through_a_linked_averaged_folder(keeping, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(keeping, run, symlinks=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.safetensors").write_text("a user's file")
+    os.symlink(mine, run / "averaged")
+    err = one_line_error(capsys, ["average", "--model", str(run), "--last", "2"])
+    assert "averaged: is a symbolic link" in err
+    assert sorted(p.name for p in mine.iterdir()) == ["model.safetensors"]
+    assert (mine / "model.safetensors").read_text() == "a user's file"
+    os.unlink(run / "averaged")  # the run's own folder is written as before
+    assert main(["average", "--model", str(run), "--last", "2"]) == 0
+    assert (run / "averaged" / "model.safetensors").is_file()
