@@ -115,3 +115,14 @@ def test_an_export_without_a_file_list_keeps_what_the_new_one_does_not_write(run
     (out / "NOTES.md").write_text("mine")
     export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
     assert (out / "a.onnx").read_text() == "v2" and (out / "NOTES.md").read_text() == "mine"
+
+
+def test_a_linked_out_is_refused_and_left_as_it_was(run, tmp_path):
+    real = tmp_path / "real"
+    export_into(real, run, _build({"manifest.json": "{}", "a.onnx": "v1"}))
+    link = tmp_path / "cur"
+    link.symlink_to(real)
+    with pytest.raises(DataError, match="cur: is a symbolic link"):
+        export_into(link, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
+    assert link.is_symlink() and (real / "a.onnx").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cur", "real", "run"]

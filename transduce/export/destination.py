@@ -30,7 +30,15 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def check_out(out: Path, run_dir: Path) -> None:
-    """``--out`` may not be the run, inside it, hold it, or be a foreign folder or file."""
+    """``--out`` may not be the run, inside it, hold it, a link, or be a foreign folder
+    or file."""
+    if out.is_symlink():  # the swap would replace the link, not the folder it names
+        raise DataError(
+            out,
+            None,
+            f"is a symbolic link (to {os.readlink(out)}): give the folder itself or a new "
+            "name; nothing was written",
+        )
     if _inside(out, run_dir) or (out.exists() and _inside(run_dir, out)):
         raise DataError(
             out,
