@@ -81,3 +81,28 @@ def test_forecast_output_may_not_be_inside_the_run(runs, tmp_path, capsys, comma
     err = one_line_error(capsys, [*args, "--output", str(out)])
     assert str(out) in err and "of the model" in err
     assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize("which", ["input", "users"])
+def test_backtest_refit_never_writes_into_a_folder_it_did_not_create(runs, tmp_path, capsys, which):
+    out = tmp_path / "refit"
+    (out / "window-0").mkdir(parents=True)
+    mine = out / "window-0" / "series.csv"
+    shutil.copyfile(runs / "s.csv", mine)
+    before = mine.read_bytes()
+    given = mine if which == "input" else runs / "s.csv"
+    args = ["backtest", "--model", str(runs / "series"), "--input", str(given), "--refit"]
+    err = one_line_error(capsys, [*args, "--out", str(out), "--windows", "1"])
+    assert f"{out}: is not empty (it holds window-0)" in err
+    assert mine.read_bytes() == before and sorted(out.rglob("*")) == [out / "window-0", mine]
+
+
+def test_backtest_refit_out_may_not_be_a_link_or_in_the_run(runs, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
+    args = ["backtest", "--model", str(runs / "series"), "--refit", "--windows", "1"]
+    err = one_line_error(capsys, [*args, "--out", str(tmp_path / "link")])
+    assert "link: is a symbolic link" in err and not any((tmp_path / "empty").iterdir())
+    err = one_line_error(capsys, [*args, "--out", str(runs / "series" / "ckpt" / "refit")])
+    assert "is inside a folder of the model" in err
+    assert not (runs / "series" / "ckpt" / "refit").exists()

@@ -269,6 +269,12 @@ def backtest_command(args: argparse.Namespace) -> None:
         raise ConfigError("backtest --refit: give --out DIR for the per-window runs")
     refuse_overwrite(args.output, args.input, args.actuals)
     _refuse_output_over_input(args, [args.model])  # nor a file of the run (conformal.json)
+    if args.refit:  # before the model loads: a new or empty folder, not in the run
+        from transduce.atomic import refuse_writing_into_models
+        from transduce.forecasting.backtest import check_refit_dir
+
+        refuse_writing_into_models(args.out, [args.model])
+        check_refit_dir(args.out)
     forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
     s = forecaster.cfg.series
     path = args.input or data_path(s.train)
