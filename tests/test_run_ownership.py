@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import one_line_error, reverse_pairs, tiny_config, write_tsv
+from tests.helpers import (
+    metric_rows,
+    one_line_error,
+    reverse_pairs,
+    same_last_weights,
+    tiny_config,
+    write_tsv,
+)
 from transduce.commands.cli import main
 from transduce.data.corpus import DataError
 from transduce.engine import checkpoint as ckpt
@@ -201,3 +208,33 @@ def test_average_never_writes_through_a_linked_averaged_folder(keeping, tmp_path
     os.unlink(run / "averaged")  # the run's own folder is written as before
     assert main(["average", "--model", str(run), "--last", "2"]) == 0
     assert (run / "averaged" / "model.safetensors").is_file()
+
+
+def test_a_run_that_lost_its_links_resumes_from_its_newest_checkpoint(finished, tmp_path, caplog):
+    """A copy that skipped symlinks (no last, best, model.safetensors) resumed afresh and
+    deleted its complete checkpoint as a leftover."""
+    intact, bare = tmp_path / "intact", tmp_path / "bare"
+    for copy in (intact, bare):
+        shutil.copytree(finished[1], copy, symlinks=True)
+    for name in ("last", "best", "model.safetensors"):
+        (bare / name).unlink()
+    with caplog.at_level(logging.INFO, logger="transduce.tasks.train"):
+        result = train(out=bare, resume=True, overrides=["train.epochs=2"])
+    assert "afresh" not in caplog.text and "leftover" not in caplog.text
+    assert "`last` was missing" in caplog.text
+    train(out=intact, resume=True, overrides=["train.epochs=2"])
+    assert same_last_weights(intact, bare) and metric_rows(intact) == metric_rows(bare)
+    assert result.steps > 0 and (bare / "model.safetensors").is_file()
+
+
+def test_lost_links_and_no_complete_checkpoint_delete_nothing(finished, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished[1], run, symlinks=True)
+    step = _target(run, "last")
+    for name in ("last", "best", "model.safetensors"):
+        (run / name).unlink()
+    (step / "trainer_state.pt").write_bytes(b"cut short")
+    with pytest.raises(DataError, match="last: is missing and no checkpoint"):
+        train(out=run, resume=True, overrides=["train.epochs=2"])
+    assert (step / "trainer_state.pt").read_bytes() == b"cut short"
+    assert (step / "model.safetensors").is_file()
