@@ -353,7 +353,7 @@ def _add_weights_flags(p: argparse.ArgumentParser, checkpoint_help: str) -> None
         default="best",
         help=checkpoint_help,
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    opt.add_device_flag(p)
     p.add_argument(
         "--threads",
         type=opt.int_at_least(0, opt.MAX_THREADS),
