@@ -344,3 +344,10 @@ def test_forecast_runs_on_device_auto(runs, tmp_path, capsys):
     args = ["forecast", "--model", str(runs / "series"), "--input", str(runs / "s.csv")]
     assert main([*args, "--output", str(tmp_path / "f.csv"), "--device", "auto"]) == 0
     assert (tmp_path / "f.csv").is_file()
+
+
+@pytest.mark.parametrize("value", ["1e308", "101"])
+def test_an_absurd_max_len_ratio_is_refused_as_the_api_refuses_it(runs, capsys, value):
+    args = ["translate", "--model", str(runs / "text"), "--input", str(runs / "in.txt")]
+    err = _one_line(capsys, [*args, "--max-len-ratio", value])
+    assert "argument --max-len-ratio: must be in (0, 100]" in err
