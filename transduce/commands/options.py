@@ -146,8 +146,9 @@ def bounded(f: Field) -> Callable[[str], Any]:
     def parse(text: str) -> float:
         value = _float(text)
         if not in_bounds(value, meta):
-            low = f"> {meta['gt']:g}" if "gt" in meta else f">= {meta['ge']:g}"
-            span = f"in ({meta['gt']:g}, {meta['le']:g}]" if "le" in meta else low
+            bound, edge = (meta["gt"], "(") if "gt" in meta else (meta["ge"], "[")
+            low = f"> {bound:g}" if edge == "(" else f">= {bound:g}"
+            span = f"in {edge}{bound:g}, {meta['le']:g}]" if "le" in meta else low
             raise argparse.ArgumentTypeError(f"must be {span}, got {value:g}")
         return value
 
