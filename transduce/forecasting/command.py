@@ -36,12 +36,13 @@ def load_forecaster(args: argparse.Namespace):
 def _forecast_run(args: argparse.Namespace):
     from transduce.data.series import require_positive
     from transduce.forecasting.frames import load_series as read_series
-    from transduce.forecasting.output import warn_short_series
+    from transduce.forecasting.output import check_timestamps, warn_short_series
 
     if not args.input:
         raise ConfigError(f"{args.command}: give --input SERIES_FILE")
     forecaster = load_forecaster(args)
     series = read_series(args.input, args.format, args.on_bad_line)
+    check_timestamps(args.input, series)  # the future stamps are written after the model
     members = getattr(forecaster, "members", [forecaster])
     for member in members:
         require_positive(series, member.spec.scaling)
