@@ -50,3 +50,16 @@ def test_this_machine_gets_a_precision_and_a_cpu():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("name", ["foo", "cuda:", "CPU", "cuda:99999"])
+def test_an_unknown_device_is_a_config_error(name):
+    with pytest.raises(ConfigError, match="device"):
+        resolve_device(name)
+
+
+def test_cuda_n_without_that_device_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="there are 1 CUDA device"):
+        resolve_device("cuda:3")

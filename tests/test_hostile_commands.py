@@ -306,3 +306,48 @@ def test_no_validation_split_is_refused_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr and len(err) == 1, proc.stderr
     assert "data.valid_fraction=0" in err[0] and "no validation pairs" in err[0]
     assert not (tmp_path / "r").exists()  # a failed start leaves no run folder
+
+
+@pytest.mark.parametrize(
+    "command", ["translate", "evaluate", "score-pairs", "chat", "forecast", "backtest"]
+)
+@pytest.mark.parametrize("device", ["foo", "cuda:x", "cpu:0:1"])
+def test_an_unknown_device_is_one_line_naming_the_flag(runs, tmp_path, capsys, command, device):
+    text, series = str(runs / "text"), str(runs / "series")
+    args = {
+        "translate": ["--model", text, "--input", str(runs / "in.txt")],
+        "evaluate": ["--model", text, "--src", str(runs / "in.txt"), "--ref", str(runs / "in.txt")],
+        "score-pairs": [
+            "--model",
+            text,
+            "--src",
+            str(runs / "in.txt"),
+            "--tgt",
+            str(runs / "in.txt"),
+        ],
+        "chat": ["--model", text],
+        "forecast": [
+            "--model",
+            series,
+            "--input",
+            str(runs / "s.csv"),
+            "--output",
+            str(tmp_path / "f"),
+        ],
+        "backtest": ["--model", series, "--input", str(runs / "s.csv")],
+    }[command]
+    err = _one_line(capsys, [command, *args, f"--device={device}"])
+    assert "argument --device: expected cpu, cuda, cuda:N, auto or mps" in err
+
+
+def test_forecast_runs_on_device_auto(runs, tmp_path, capsys):
+    args = ["forecast", "--model", str(runs / "series"), "--input", str(runs / "s.csv")]
+    assert main([*args, "--output", str(tmp_path / "f.csv"), "--device", "auto"]) == 0
+    assert (tmp_path / "f.csv").is_file()
+
+
+@pytest.mark.parametrize("value", ["1e308", "101"])
+def test_an_absurd_max_len_ratio_is_refused_as_the_api_refuses_it(runs, capsys, value):
+    args = ["translate", "--model", str(runs / "text"), "--input", str(runs / "in.txt")]
+    err = _one_line(capsys, [*args, "--max-len-ratio", value])
+    assert "argument --max-len-ratio: must be in (0, 100]" in err

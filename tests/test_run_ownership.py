@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from tests.helpers import (
+    metric_rows,
+    one_line_error,
+    reverse_pairs,
+    same_last_weights,
+    tiny_config,
+    write_tsv,
+)
 from transduce.commands.cli import main
 from transduce.data.corpus import DataError
 from transduce.engine import checkpoint as ckpt
@@ -162,3 +169,72 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, capsys, monkeypatch):
     out.mkdir()  # a folder the user made stays
     assert main(["train", "multi30k_de_en_rnn", "--out", str(out)]) == 2
     assert out.is_dir()
+
+
+@pytest.fixture(scope="module")
+def keeping(tmp_path_factory) -> Path:
+    """A finished run that keeps its last two validation weights (checkpoints/)."""
+    tmp = tmp_path_factory.mktemp("keeping")
+    tsv = write_tsv(tmp / "rev.tsv", reverse_pairs(48, seed=3))
+    train(tiny_config(tsv, train={"epochs": 2, "keep_checkpoints": 2}), tmp / "run")
+    return tmp / "run"
+
+
+def test_kept_checkpoints_in_a_linked_folder_are_never_trimmed(keeping, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(keeping, run, symlinks=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "step_000000003.safetensors").write_text("a user's file")
+    shutil.rmtree(run / "checkpoints")
+    os.symlink(mine, run / "checkpoints")
+    with pytest.raises(DataError, match=r"checkpoints: is a symbolic link"):
+        train(out=run, resume=True, overrides=["train.epochs=4"])
+    assert (mine / "step_000000003.safetensors").read_text() == "a user's file"
+    assert sorted(p.name for p in mine.iterdir()) == ["step_000000003.safetensors"]
+
+
+def test_average_never_writes_through_a_linked_averaged_folder(keeping, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(keeping, run, symlinks=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.safetensors").write_text("a user's file")
+    os.symlink(mine, run / "averaged")
+    err = one_line_error(capsys, ["average", "--model", str(run), "--last", "2"])
+    assert "averaged: is a symbolic link" in err
+    assert sorted(p.name for p in mine.iterdir()) == ["model.safetensors"]
+    assert (mine / "model.safetensors").read_text() == "a user's file"
+    os.unlink(run / "averaged")  # the run's own folder is written as before
+    assert main(["average", "--model", str(run), "--last", "2"]) == 0
+    assert (run / "averaged" / "model.safetensors").is_file()
+
+
+def test_a_run_that_lost_its_links_resumes_from_its_newest_checkpoint(finished, tmp_path, caplog):
+    """A copy that skipped symlinks (no last, best, model.safetensors) resumed afresh and
+    deleted its complete checkpoint as a leftover."""
+    intact, bare = tmp_path / "intact", tmp_path / "bare"
+    for copy in (intact, bare):
+        shutil.copytree(finished[1], copy, symlinks=True)
+    for name in ("last", "best", "model.safetensors"):
+        (bare / name).unlink()
+    with caplog.at_level(logging.INFO, logger="transduce.tasks.train"):
+        result = train(out=bare, resume=True, overrides=["train.epochs=2"])
+    assert "afresh" not in caplog.text and "leftover" not in caplog.text
+    assert "`last` was missing" in caplog.text
+    train(out=intact, resume=True, overrides=["train.epochs=2"])
+    assert same_last_weights(intact, bare) and metric_rows(intact) == metric_rows(bare)
+    assert result.steps > 0 and (bare / "model.safetensors").is_file()
+
+
+def test_lost_links_and_no_complete_checkpoint_delete_nothing(finished, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished[1], run, symlinks=True)
+    step = _target(run, "last")
+    for name in ("last", "best", "model.safetensors"):
+        (run / name).unlink()
+    (step / "trainer_state.pt").write_bytes(b"cut short")
+    with pytest.raises(DataError, match="last: is missing and no checkpoint"):
+        train(out=run, resume=True, overrides=["train.epochs=2"])
+    assert (step / "trainer_state.pt").read_bytes() == b"cut short"
+    assert (step / "model.safetensors").is_file()

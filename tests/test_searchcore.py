@@ -68,6 +68,11 @@ def test_output_limits_rule():
     assert rules.output_limits([100], 50, 1.2) == [50] and rules.output_limits([3], 9, None) == [9]
 
 
+def test_an_absurd_ratio_is_the_absolute_limit():
+    """A config's max_len_ratio of 1e308 overflowed to inf (OverflowError in ceil)."""
+    assert rules.output_limits([0, 1, 7], 200, 1e308) == [5, 200, 200]
+
+
 def test_searchcore_imports_no_torch():
     code = "import sys, transduce.inference.searchcore; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -105,6 +105,14 @@ def test_prefixes_from_a_file_or_a_column(run, tmp_path, monkeypatch, capsys):
     assert code == 0 and by_column == by_file
 
 
+@pytest.mark.parametrize("lines", [0, 1])
+def test_a_prefix_file_too_short_is_named(run, tmp_path, monkeypatch, capsys, lines):
+    (tmp_path / "p.txt").write_text("f\n" * lines)  # empty: the error named no file
+    args = ["--model", str(run), "--prefix-file", str(tmp_path / "p.txt"), "--beam", "2"]
+    code, _, err = _translate(args, "abc\ncab\n", monkeypatch, capsys)
+    assert code == 2 and f"{tmp_path / 'p.txt'}: {lines} lines, but input line" in err
+
+
 def test_constraints_file_and_its_bad_lines(run, tmp_path, monkeypatch, capsys):
     good = tmp_path / "c.jsonl"
     good.write_text('["ab"]\n\n["c"]\n')

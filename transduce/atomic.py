@@ -179,3 +179,68 @@ def refuse_overwriting_inputs(
                 f"is the input {os.fspath(source)}: the output would destroy it; "
                 "write to another file",
             )
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _model_folders(model: str) -> list[str]:
+    """The resolved folders a model is read from: its own and those its links name
+    (``last``, ``best`` or a checkpoint re-pointed out of the run)."""
+    folders = [os.path.realpath(model)]
+    with contextlib.suppress(OSError), os.scandir(model) as entries:
+        for entry in entries:
+            if entry.is_symlink() and os.path.isdir(entry.path):
+                folders.append(os.path.realpath(entry.path))
+    return folders
+
+
+def _file_of(output: str, folders: list[str]) -> str | None:
+    """The file under ``folders`` that ``output`` already is (same inode, through links
+    and hard links), or None. Linked folders inside are not walked (no cycles)."""
+    try:
+        seen = os.stat(output)
+    except OSError:
+        return None
+    if not stat.S_ISREG(seen.st_mode):
+        return None
+    for root in folders:
+        for folder, _, files in os.walk(root):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    st = os.stat(os.path.join(folder, name))
+                    if (st.st_dev, st.st_ino) == (seen.st_dev, seen.st_ino):
+                        return os.path.join(folder, name)
+    return None
+
+
+def refuse_writing_into_models(
+    output: str | os.PathLike | None, models: Iterable[str | os.PathLike | None]
+) -> None:
+    """Refuse an ``output`` that would replace or add to what a model being read holds
+    (a run or an export): any existing file of its tree (its checkpoints, meta.json,
+    trainer state, kept weights; through links and hard links too), or a new name in
+    one of its folders. A new file beside the run's top-level files (``RUN/curves.png``)
+    is allowed: it replaces nothing the model is read from."""
+    if not output or os.fspath(output) == "-" or _is_special(Path(output)):
+        return
+    output = os.fspath(output)
+    out = os.path.realpath(output)
+    for model in models:
+        if not model:
+            continue
+        model = os.fspath(model)
+        if not os.path.isdir(model):
+            refuse_overwriting_inputs(output, [model])
+            continue
+        top, *linked = folders = _model_folders(model)
+        if (hit := _file_of(output, folders)) is not None:
+            problem = f"is {hit}, a file of the model being read"
+        elif any(_within(out, f) for f in linked) or (
+            _within(out, top) and os.path.dirname(out) != top
+        ):
+            problem = f"is inside a folder of the model {model} being read"
+        else:
+            continue
+        raise DataError(output, None, f"{problem}: the output would damage it; write elsewhere")

@@ -7,6 +7,7 @@ runtime reads the CPU's flags here too.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from transduce.config import ConfigError
@@ -31,15 +32,35 @@ def cpu_has_bf16(flags: set[str] | None = None) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+DEVICE_NAME = re.compile(r"cpu|auto|mps|cuda(:\d{1,4})?")  # what --device takes
+
+
+def device_problem(name: str) -> str | None:
+    """Why ``name`` is not a device a command runs on (cpu, cuda, cuda:N, auto, mps),
+    else None; checked without torch, before a model loads."""
+    if DEVICE_NAME.fullmatch(name):
+        return None
+    return f"expected cpu, cuda, cuda:N, auto or mps, got {name[:40]!r}"
+
+
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA where there is a device, else the CPU; ``cuda`` without one is
-    refused in one line rather than failing at the first tensor."""
+    """``auto`` is CUDA where there is a device, else the CPU; an unknown name and
+    ``cuda`` (or ``cuda:N``) without that device are refused in one line rather than
+    failing at the first tensor."""
     import torch
 
+    if (problem := device_problem(name)) is not None:
+        raise ConfigError(f"device: {problem}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda: no CUDA device is available here (use cpu or auto)")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name}: no CUDA device is available here (use cpu or auto)")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {name}: there are {torch.cuda.device_count()} CUDA device(s) here"
+            )
     return torch.device(name)
 
 

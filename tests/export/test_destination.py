@@ -79,3 +79,50 @@ def test_the_cli_refuses_exporting_into_the_run(run, capsys):
     assert main(["export", "onnx", "--model", str(run), "--out", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is the run" in err
+
+
+def test_re_exporting_keeps_the_files_it_did_not_write(run, tmp_path):
+    out = tmp_path / "exported"
+    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v1", "old.onnx": "v1"}))
+    (out / "NOTES.md").write_text("mine")
+    (out / "d").mkdir()
+    (out / "d" / "x.txt").write_text("mine too")
+    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
+    assert (out / "a.onnx").read_text() == "v2" and not (out / "old.onnx").exists()
+    assert (out / "NOTES.md").read_text() == "mine" and (
+        out / "d" / "x.txt"
+    ).read_text() == "mine too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "run"]
+    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v3"}))  # and again
+    assert (out / "NOTES.md").read_text() == "mine" and (out / "a.onnx").read_text() == "v3"
+
+
+def test_a_users_file_under_a_name_the_export_writes_is_refused(run, tmp_path):
+    out = tmp_path / "exported"
+    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v1"}))
+    (out / "b.onnx").write_text("mine")
+    with pytest.raises(DataError, match=r"b\.onnx: was not written by the export"):
+        export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v2", "b.onnx": "x"}))
+    assert (out / "b.onnx").read_text() == "mine" and (out / "a.onnx").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "run"]
+
+
+def test_an_export_without_a_file_list_keeps_what_the_new_one_does_not_write(run, tmp_path):
+    out = tmp_path / "exported"  # as an export written before manifests listed their files
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    (out / "a.onnx").write_text("v1")
+    (out / "NOTES.md").write_text("mine")
+    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
+    assert (out / "a.onnx").read_text() == "v2" and (out / "NOTES.md").read_text() == "mine"
+
+
+def test_a_linked_out_is_refused_and_left_as_it_was(run, tmp_path):
+    real = tmp_path / "real"
+    export_into(real, run, _build({"manifest.json": "{}", "a.onnx": "v1"}))
+    link = tmp_path / "cur"
+    link.symlink_to(real)
+    with pytest.raises(DataError, match="cur: is a symbolic link"):
+        export_into(link, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
+    assert link.is_symlink() and (real / "a.onnx").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cur", "real", "run"]

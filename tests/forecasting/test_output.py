@@ -52,6 +52,8 @@ H, M = 4, 6
             "month",
             ["2024-02-01", "2024-03-01"],
         ),
+        (["0", "1", "2"], 1, "1", ["3", "4"]),  # integer time steps continue as numbers
+        (["10", "20", "40", "50"], 10, "10", ["60", "70"]),
     ],
 )
 def test_frequency_is_inferred_and_continued(stamps, step, name, after):
@@ -65,6 +67,16 @@ def test_frequency_errors():
         infer_frequency(["2024-01-01"])
     with pytest.raises(ValueError, match="not an ISO 8601"):
         infer_frequency(["yesterday", "today"])
+
+
+@pytest.mark.parametrize("stamps", [["7"], ["3", "2", "1"], ["yesterday", "today"]])
+def test_timestamps_that_do_not_continue_name_the_file_before_the_model_runs(stamps):
+    from transduce.errors import DataError
+    from transduce.forecasting.output import check_timestamps
+
+    s = SeriesSet(["ok", "x"], [np.ones(2), np.ones(len(stamps))], None, [["0", "1"], stamps])
+    with pytest.raises(DataError, match=r"^in\.csv: series x: "):
+        check_timestamps("in.csv", s)
 
 
 def test_short_series_are_named_in_a_warning(caplog):
@@ -153,6 +165,13 @@ def test_forecast_cli_long_in_long_out(tmp_path, capsys, caplog):
     assert [r[1] for r in rows[1 : 1 + H]] == [f"2024-01-03 {h}:00" for h in (12, 13, 14, 15)]
     assert next(r[1] for r in rows if r[0] == "short") == "2024-01-01 05:00"
     assert all(np.isfinite(float(r[2])) for r in rows[1:])
+    numeric = tmp_path / "steps.csv"  # integer time steps, as the long reader accepts them
+    numeric.write_text(
+        "id,timestamp,value\n" + "".join(f"S0,{t},{v:.4f}\n" for t, v in enumerate(data["S0"]))
+    )
+    assert main([*args[:4], str(numeric), "--output", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["frequency"] == "1"
+    assert [r[1] for r in csv.reader(out.open())][1:] == ["60", "61", "62", "63"]
 
 
 def test_future_stamps_past_year_9999_are_one_line():

@@ -74,8 +74,10 @@ def _print_resume_command(args: argparse.Namespace, result) -> None:
 
 
 def plot_command(args: argparse.Namespace) -> None:
+    from transduce.atomic import refuse_writing_into_models
     from transduce.commands import plots
 
+    refuse_writing_into_models(args.output, [args.model])  # RUN/curves.png may be new
     if args.what == "forecast":
         return forecast_command.plot_forecast_command(args)
     if args.what == "curves":

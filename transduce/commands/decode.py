@@ -8,9 +8,8 @@ import argparse
 import contextlib
 import json
 import logging
-from pathlib import Path
 
-from transduce.atomic import refuse_overwriting_inputs
+from transduce.atomic import refuse_overwriting_inputs, refuse_writing_into_models
 from transduce.commands import options as opt
 from transduce.data.corpus import read_lines
 from transduce.errors import DataError
@@ -36,8 +35,8 @@ def translate_command(args: argparse.Namespace) -> None:
     from transduce.inference.textio import stream_translate
 
     options = decode_options(args)  # bad flags fail before the model loads
-    sides = [args.input, args.prefix_file, args.constraints_file, *_model_files(args)]
-    refuse_overwriting_inputs(args.output, sides)
+    refuse_overwriting_inputs(args.output, [args.input, args.prefix_file, args.constraints_file])
+    refuse_writing_into_models(args.output, _models(args))
     translator = load_translator(args)
     with _naming_input(args.input):
         stream_translate(translator, args, options)
@@ -48,20 +47,18 @@ def score_pairs_command(args: argparse.Namespace) -> None:
     from transduce.inference.scoring import read_pairs, write_scores
 
     options = decode_options(args)
-    refuse_overwriting_inputs(args.output, [args.src, args.tgt, *_model_files(args)])
+    refuse_overwriting_inputs(args.output, [args.src, args.tgt])
+    refuse_writing_into_models(args.output, _models(args))
     sources, targets = read_pairs(args.src, args.tgt)
     translator = load_translator(args)
     write_scores(translator.score(sources, targets, options), args.output)
 
 
-def _model_files(args: argparse.Namespace) -> list[str]:
-    """Files an output must not replace: the weights, config and vocabularies of --model."""
-    files = []
+def _models(args: argparse.Namespace) -> list[str]:
+    """The --model folders an output may not write into (their checkpoints, config,
+    vocabularies, weights: :func:`~transduce.atomic.refuse_writing_into_models`)."""
     models = getattr(args, "model", None) or []
-    for model in models if isinstance(models, list) else [models]:
-        if model and Path(model).is_dir():
-            files += [str(p) for p in Path(model).iterdir() if p.is_file()]
-    return files
+    return models if isinstance(models, list) else [models]
 
 
 @contextlib.contextmanager
@@ -80,7 +77,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
     from transduce.export.command import load_translator
 
     options = decode_options(args)
-    refuse_overwriting_inputs(args.output, [args.src, args.ref, *_model_files(args)])
+    refuse_overwriting_inputs(args.output, [args.src, args.ref])
+    refuse_writing_into_models(args.output, _models(args))
     translator = load_translator(args)
     sources, references = read_lines(args.src), read_lines(args.ref)
     lang, how = moses_language(args.ref, args.ref_lang)

@@ -83,6 +83,26 @@ def probability(text: str) -> float:
     return value
 
 
+def device_name(text: str) -> str:
+    """An argparse ``type``: a device (cpu, cuda, cuda:N, auto or mps), checked before
+    torch loads (:func:`transduce.device.device_problem`)."""
+    from transduce.device import device_problem
+
+    if (problem := device_problem(text)) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def add_device_flag(p: argparse.ArgumentParser) -> None:
+    """``--device`` of every command that runs a model on torch."""
+    p.add_argument(
+        "--device",
+        type=device_name,
+        default="cpu",
+        help="cpu, cuda, cuda:N or auto (default cpu)",
+    )
+
+
 def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
     """Progress of ``transduce`` at INFO on stderr (WARNING with ``quiet``); every other
     library's loggers at WARNING unless ``verbose`` (torch.onnx's exporter alone logs some
@@ -126,8 +146,9 @@ def bounded(f: Field) -> Callable[[str], Any]:
     def parse(text: str) -> float:
         value = _float(text)
         if not in_bounds(value, meta):
-            low = f"> {meta['gt']:g}" if "gt" in meta else f">= {meta['ge']:g}"
-            span = f"in ({meta['gt']:g}, {meta['le']:g}]" if "le" in meta else low
+            bound, edge = (meta["gt"], "(") if "gt" in meta else (meta["ge"], "[")
+            low = f"> {bound:g}" if edge == "(" else f">= {bound:g}"
+            span = f"in {edge}{bound:g}, {meta['le']:g}]" if "le" in meta else low
             raise argparse.ArgumentTypeError(f"must be {span}, got {value:g}")
         return value
 
@@ -161,7 +182,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
         help="run directory (written by `transduce train`) or exported directory; "
         "repeat for an ensemble averaging the runs' log-probabilities",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    add_device_flag(p)
     p.add_argument(
         "--checkpoint",
         choices=["best", "last", "averaged"],

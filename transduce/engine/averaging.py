@@ -13,6 +13,7 @@ from safetensors.torch import save
 from transduce import digests
 from transduce.atomic import atomic_write_bytes
 from transduce.engine.checkpoint import read_weights
+from transduce.engine.rundir import refuse_linked_folder
 from transduce.errors import DataError
 
 
@@ -61,6 +62,7 @@ def write_average(run_dir: str | os.PathLike, last: int) -> Path:
             "no kept checkpoints to average (checkpoints/step_*"
             ".safetensors; train with train.keep_checkpoints > 0)",
         )
+    refuse_linked_folder(Path(run_dir), "averaged")  # written in the run, never through it
     state = average_checkpoints(paths)
     out = Path(run_dir, "averaged", "model.safetensors")
     if out.is_symlink():  # written in the run, never through a link (to a kept checkpoint)

@@ -105,16 +105,24 @@ def clean(run_dir: Path) -> int:
     return removed
 
 
-def refuse_symlinked_ckpt(run_dir: Path) -> None:
-    """A ``ckpt`` that is a link would make the run write and prune outside itself."""
-    root = run_dir / ckpt.CKPT
+def refuse_linked_folder(run_dir: Path, name: str) -> None:
+    """A folder of the run that is a link would make the run write and delete outside
+    itself (``ckpt``, the kept ``checkpoints``, ``averaged``): refused in one line."""
+    root = run_dir / name
     if root.is_symlink():
         raise DataError(
             root,
             None,
-            f"is a symbolic link (to {cut(os.readlink(root))}); a run's "
-            "checkpoints must be a folder of its own: move them back or use another --out",
+            f"is a symbolic link (to {cut(os.readlink(root))}); a run's {name}/ must be "
+            "a folder of its own: move its files back or use another --out",
         )
+
+
+def refuse_symlinked_ckpt(run_dir: Path) -> None:
+    """``ckpt`` and ``checkpoints`` (kept weights, trimmed as training goes) are the
+    run's own folders, never links."""
+    for name in (ckpt.CKPT, "checkpoints"):
+        refuse_linked_folder(run_dir, name)
 
 
 def refuse_foreign(run_dir: Path) -> None:
@@ -184,6 +192,7 @@ def start(
         cfg = load_config(run_dir / "config.yaml", overrides)
         check_compatible(saved, cfg, run_dir)
         if rank0:
+            relink_lost_pointers(run_dir)  # before clean: it prunes what no pointer holds
             clean(run_dir)
         last = run_dir / "last"
         if not has_checkpoint(run_dir) and (last.is_symlink() or last.exists()):
@@ -206,6 +215,65 @@ def start(
     if rank0:
         clean(run_dir)
     return cfg, False
+
+
+def _complete(step_dir: Path) -> bool:
+    """Whether ``ckpt/step_N`` holds its weights and trainer state with the sizes and
+    SHA-256 its meta.json records."""
+    from transduce import digests
+
+    try:
+        files = ckpt.recorded_files(step_dir / "meta.json")
+        return all(
+            name in files
+            and (step_dir / name).stat().st_size == files[name]["bytes"]
+            and digests.digest(step_dir / name) == files[name]["sha256"]
+            for name in ckpt.FILES
+        )
+    except (DataError, OSError):
+        return False
+
+
+def relink_lost_pointers(run_dir: Path) -> None:
+    """A run that lost ``last`` / ``best`` (copied without its links): ``last`` points at
+    the newest complete checkpoint again and ``best`` where its trainer state says, so
+    that the resume continues from it and :func:`clean` prunes none of them. Checkpoints
+    with none complete among them are refused in one line, never deleted."""
+    root, last, best = run_dir / ckpt.CKPT, run_dir / "last", run_dir / "best"
+    if root.is_symlink() or not root.is_dir():
+        return
+    if not (last.is_symlink() or last.exists()):
+        steps = sorted(
+            (p for p in root.iterdir() if ckpt.STEP_NAME.fullmatch(p.name) and p.is_dir()),
+            reverse=True,
+        )
+        newest = next((p for p in steps if not p.is_symlink() and _complete(p)), None)
+        if newest is None:
+            if steps:
+                raise DataError(
+                    last,
+                    None,
+                    f"is missing and no checkpoint in {root} is complete ("
+                    f"{', '.join(p.name for p in steps[:3])}); not starting afresh over them",
+                )
+            return
+        ckpt.point(last, f"{ckpt.CKPT}/{newest.name}")
+        log.warning(
+            "%s: `last` was missing (a copy without its links?); it points at %s/%s, the "
+            "newest complete checkpoint, again",
+            run_dir,
+            ckpt.CKPT,
+            newest.name,
+        )
+    target = ckpt.pointed(run_dir, "last")
+    if best.is_symlink() or best.exists() or target is None:
+        return
+    with contextlib.suppress(DataError, KeyError, TypeError, ValueError):
+        step = json.loads(ckpt.load_trainer_state(target / ckpt.FILES[1])["best"])["step"]
+        found = root / ckpt.step_dir_name(int(step))
+        if found.is_dir() and not found.is_symlink() and _complete(found):
+            ckpt.point(best, f"{ckpt.CKPT}/{found.name}")
+            ckpt.ensure_best_link(run_dir)
 
 
 def _afresh(cfg: Config, run_dir: Path, rank0: bool) -> tuple[Config, bool]:

@@ -1,10 +1,17 @@
 """Where an export is written: a temporary sibling of ``--out``, renamed into place only
 when complete, so a failed export (a missing package, a full disk, an error half way)
-leaves no half-written folder and any previous export as it was."""
+leaves no half-written folder and any previous export as it was.
+
+An export lists the entries it wrote in its manifest (``files``). Re-exporting into it
+replaces only those: anything else a user put there (notes, folders) is carried into the
+new export by hard links before the swap, so it survives and nothing is copied; a name
+of the user's that the new export would write is refused in one line, before the swap.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -23,7 +30,15 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def check_out(out: Path, run_dir: Path) -> None:
-    """``--out`` may not be the run, inside it, hold it, or be a foreign folder or file."""
+    """``--out`` may not be the run, inside it, hold it, a link, or be a foreign folder
+    or file."""
+    if out.is_symlink():  # the swap would replace the link, not the folder it names
+        raise DataError(
+            out,
+            None,
+            f"is a symbolic link (to {os.readlink(out)}): give the folder itself or a new "
+            "name; nothing was written",
+        )
     if _inside(out, run_dir) or (out.exists() and _inside(run_dir, out)):
         raise DataError(
             out,
@@ -50,7 +65,9 @@ def export_into(out: Path, run_dir: Path, build: Callable[[Path], Path]) -> Path
     tmp = tmp_name(out)
     try:
         build(tmp)
+        _record_files(tmp)
         if out.exists():
+            _carry_over(out, tmp)
             old = tmp_name(out)
             os.replace(out, old)
             os.replace(tmp, out)
@@ -67,3 +84,61 @@ def export_into(out: Path, run_dir: Path, build: Callable[[Path], Path]) -> Path
             if tmp.exists():
                 shutil.rmtree(tmp)
     return out
+
+
+def _record_files(tmp: Path) -> None:
+    """List the entries the export wrote in its manifest (``files``): what a later export
+    into the same folder may replace."""
+    path = tmp / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(manifest, dict):
+        manifest["files"] = sorted(p.name for p in tmp.iterdir())
+        path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+
+
+def _own_files(out: Path) -> set[str] | None:
+    """The entries the export in ``out`` wrote (its manifest's ``files``); None for an
+    export written before they were listed."""
+    with contextlib.suppress(OSError, ValueError):
+        files = json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("files")
+        if isinstance(files, list) and all(isinstance(f, str) for f in files):
+            return set(files)
+    return None
+
+
+def _carry_over(out: Path, tmp: Path) -> None:
+    """Hard-link the entries of ``out`` that its export did not write into the new
+    export ``tmp`` (an older export without a list: what the new one does not write)."""
+    own = _own_files(out)
+    new = {p.name for p in tmp.iterdir()}
+    for entry in sorted(out.iterdir()):
+        if entry.name in (own if own is not None else new):
+            continue
+        if entry.name in new:
+            raise DataError(
+                entry,
+                None,
+                "was not written by the export, which would replace it: move it away "
+                "and export again; nothing was written",
+            )
+        try:
+            _link_tree(entry, tmp / entry.name)
+        except OSError as err:
+            raise DataError(
+                entry, None, f"cannot be kept in the new export ({err.strerror}): move it away"
+            ) from None
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """``dst`` a tree of hard links to ``src``'s files (links copied, not followed)."""
+    if src.is_symlink():
+        os.symlink(os.readlink(src), dst)
+    elif src.is_dir():
+        dst.mkdir()
+        for entry in src.iterdir():
+            _link_tree(entry, dst / entry.name)
+        shutil.copystat(src, dst)
+    elif src.is_file():
+        os.link(src, dst)
+    else:
+        raise DataError(src, None, "is not a file or a folder: move it away and export again")

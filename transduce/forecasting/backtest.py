@@ -69,6 +69,8 @@ def backtest(
     """Per-window and overall scores of ``forecaster`` (a :class:`Forecaster` or an
     ensemble) from ``windows`` rolling origins ``step`` values apart. ``refit_dir``: train
     the forecaster's config afresh per window there (``window-K/``) instead."""
+    if refit_dir is not None:
+        check_refit_dir(refit_dir)
     spec = forecaster.spec
     horizon, period = spec.horizon, spec.period
     names = getattr(forecaster, "covariate_names", ())
@@ -115,6 +117,27 @@ def backtest(
     return {"windows": rows, "overall": overall, "refit": refit_dir is not None}
 
 
+def check_refit_dir(out: str | os.PathLike) -> None:
+    """``--refit --out``: a new or empty folder (not a link) that the per-window runs
+    fill; a rerun or a folder of the user's (its files, an --input there) is refused
+    before anything is written."""
+    from transduce.errors import DataError
+
+    out = Path(out)
+    if out.is_symlink():
+        raise DataError(out, None, "is a symbolic link: give --out a new folder of its own")
+    if out.exists() and not out.is_dir():
+        raise DataError(out, None, "is a file, not a folder: give --out a new folder")
+    if out.is_dir() and (names := sorted(p.name for p in out.iterdir())):
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise DataError(
+            out,
+            None,
+            f"is not empty (it holds {shown}): backtest --refit writes its per-window "
+            "runs into a new or empty folder; nothing was written",
+        )
+
+
 def _refit(forecaster, histories: list[np.ndarray], out: str | os.PathLike, k: int):
     """Train the forecaster's config on ``histories`` (M4 wide CSV) in ``out/window-k``."""
     from transduce.config import ConfigError
@@ -126,13 +149,14 @@ def _refit(forecaster, histories: list[np.ndarray], out: str | os.PathLike, k: i
     if getattr(forecaster, "covariate_names", ()):
         raise ConfigError("backtest --refit does not take covariates yet")
     root = Path(out) / f"window-{k}"
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True)  # --out was new or empty (check_refit_dir): never a user's
     width = max(len(x) for x in histories) + 1
     lines = [",".join(f'"V{i + 1}"' for i in range(width))]
     for i, x in enumerate(histories):
         cells = [f'"S{i}"', *(f"{v:.10g}" for v in x)] + [""] * (width - 1 - len(x))
         lines.append(",".join(cells))
-    (root / "series.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with open(root / "series.csv", "x", encoding="utf-8") as f:  # never over a file
+        f.write("\n".join(lines) + "\n")
     cfg = forecaster.cfg
     series = dataclasses.replace(cfg.series, train=str(root / "series.csv"), format="m4", test="")
     with contextlib.redirect_stdout(sys.stderr):  # stdout stays the backtest's JSON line

@@ -36,12 +36,13 @@ def load_forecaster(args: argparse.Namespace):
 def _forecast_run(args: argparse.Namespace):
     from transduce.data.series import require_positive
     from transduce.forecasting.frames import load_series as read_series
-    from transduce.forecasting.output import warn_short_series
+    from transduce.forecasting.output import check_timestamps, warn_short_series
 
     if not args.input:
         raise ConfigError(f"{args.command}: give --input SERIES_FILE")
     forecaster = load_forecaster(args)
     series = read_series(args.input, args.format, args.on_bad_line)
+    check_timestamps(args.input, series)  # the future stamps are written after the model
     members = getattr(forecaster, "members", [forecaster])
     for member in members:
         require_positive(series, member.spec.scaling)
@@ -121,11 +122,12 @@ def refuse_overwrite(output: str | None, *inputs: str | None) -> None:
 
 
 def _refuse_output_over_input(args: argparse.Namespace, models: list[str]) -> None:
-    """--output may not be --input, --actuals or a file of a model (same inode)."""
-    from transduce.atomic import refuse_overwriting_inputs
+    """--output may not be --input, --actuals, a file of a model or a new name in one of
+    its folders (its checkpoints, conformal.json: the run would no longer load)."""
+    from transduce.atomic import refuse_overwriting_inputs, refuse_writing_into_models
 
-    files = [str(p) for m in models if Path(m).is_dir() for p in Path(m).iterdir()]
-    refuse_overwriting_inputs(args.output, [args.input, args.actuals, *files])
+    refuse_overwriting_inputs(args.output, [args.input, args.actuals])
+    refuse_writing_into_models(args.output, models)
 
 
 def forecast_command(args: argparse.Namespace) -> None:
@@ -268,6 +270,12 @@ def backtest_command(args: argparse.Namespace) -> None:
         raise ConfigError("backtest --refit: give --out DIR for the per-window runs")
     refuse_overwrite(args.output, args.input, args.actuals)
     _refuse_output_over_input(args, [args.model])  # nor a file of the run (conformal.json)
+    if args.refit:  # before the model loads: a new or empty folder, not in the run
+        from transduce.atomic import refuse_writing_into_models
+        from transduce.forecasting.backtest import check_refit_dir
+
+        refuse_writing_into_models(args.out, [args.model])
+        check_refit_dir(args.out)
     forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
     s = forecaster.cfg.series
     path = args.input or data_path(s.train)
@@ -346,7 +354,7 @@ def _add_weights_flags(p: argparse.ArgumentParser, checkpoint_help: str) -> None
         default="best",
         help=checkpoint_help,
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    opt.add_device_flag(p)
     p.add_argument(
         "--threads",
         type=opt.int_at_least(0, opt.MAX_THREADS),

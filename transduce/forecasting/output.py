@@ -27,12 +27,24 @@ def parse_stamp(text: str) -> datetime:
         raise ValueError(f"timestamp {text!r} is not an ISO 8601 date or date-time") from None
 
 
-def infer_frequency(stamps: list[str]) -> timedelta | str:
-    """The step between consecutive timestamps: the most common difference, or ``"month"``
-    when the stamps fall on the same day of successive months. Needs two stamps."""
+def _numeric(stamps: list[str]) -> bool:
+    """Time steps written as integers (``0, 1, 2``), which the long reader accepts."""
+    return all(s.strip().lstrip("-").isdigit() for s in stamps)
+
+
+def infer_frequency(stamps: list[str]) -> timedelta | str | int:
+    """The step between consecutive timestamps: the most common difference (an integer for
+    integer time steps), or ``"month"`` when the stamps fall on the same day of
+    successive months. Needs two stamps."""
+    if len(stamps) < 2:
+        raise ValueError(f"cannot infer a frequency from {len(stamps)} timestamp(s)")
+    if _numeric(stamps):
+        steps = [int(b) - int(a) for a, b in pairwise(stamps)]
+        step = Counter(steps).most_common(1)[0][0]
+        if step <= 0:
+            raise ValueError(f"time steps do not increase ({stamps[0][:40]} ...)")
+        return step
     times = [parse_stamp(t) for t in stamps]
-    if len(times) < 2:
-        raise ValueError(f"cannot infer a frequency from {len(times)} timestamp(s)")
     months = [(b.year - a.year) * 12 + b.month - a.month for a, b in pairwise(times)]
     if all(m == 1 for m in months) and len({t.day for t in times}) == 1:
         return "month"
@@ -42,10 +54,13 @@ def infer_frequency(stamps: list[str]) -> timedelta | str:
     return step
 
 
-def describe_frequency(step: timedelta | str) -> str:
-    """``1h``, ``15min``, ``1d``, ``month``, ... for the JSON summary."""
+def describe_frequency(step: timedelta | str | int) -> str:
+    """``1h``, ``15min``, ``1d``, ``month``, ``1`` (integer time steps), ... for the JSON
+    summary."""
     if isinstance(step, str):
         return step
+    if isinstance(step, int):
+        return str(step)
     seconds = int(step.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds % size == 0:
@@ -53,8 +68,11 @@ def describe_frequency(step: timedelta | str) -> str:
     return f"{seconds}s"
 
 
-def future_stamps(stamps: list[str], horizon: int, step: timedelta | str) -> list[str]:
-    """``horizon`` timestamps after the last one, written like the input's."""
+def future_stamps(stamps: list[str], horizon: int, step: timedelta | str | int) -> list[str]:
+    """``horizon`` timestamps after the last one, written like the input's (integer time
+    steps continue as integers)."""
+    if isinstance(step, int):
+        return [str(int(stamps[-1]) + k * step) for k in range(1, horizon + 1)]
     last = parse_stamp(stamps[-1])
     out = []
     for k in range(1, horizon + 1):
@@ -71,6 +89,20 @@ def future_stamps(stamps: list[str], horizon: int, step: timedelta | str) -> lis
             ) from None
         out.append(_like(when, stamps[-1]))
     return out
+
+
+def check_timestamps(path: str | os.PathLike, series: SeriesSet) -> None:
+    """Before the model runs: each series' timestamps continue (a frequency, ISO 8601
+    dates or integer steps), else one line naming the file and the series."""
+    from transduce.errors import DataError
+
+    for name, stamps in zip(series.ids, series.timestamps or [], strict=False):
+        if not stamps or not isinstance(stamps[0], str):
+            return  # a pandas table: its own dates
+        try:
+            future_stamps(stamps, 1, infer_frequency(stamps))
+        except ValueError as err:
+            raise DataError(path, None, f"series {name[:40]}: {err}") from None
 
 
 def check_finite(ids: list[str], forecasts: np.ndarray) -> None:

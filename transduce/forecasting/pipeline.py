@@ -29,6 +29,7 @@ from transduce.data.windows import (
     training_windows,
     unscale,
 )
+from transduce.device import resolve_device
 from transduce.engine import checkpoint as ckpt
 from transduce.engine.loop import Loop
 from transduce.engine.run import run, start_run
@@ -221,7 +222,8 @@ class Forecaster(WindowForecaster):
         if checkpoint != "best":
             weights = run_dir / checkpoint / "model.safetensors"
         ckpt.load_weights(model, weights)
-        out = cls(cfg, model, device, conformal.load(run_dir))
+        dev = resolve_device(device)  # auto, an unknown name or no CUDA: one line
+        out = cls(cfg, model, dev, conformal.load(run_dir))
         out.normalized = normalized.load(run_dir)
         return out
 

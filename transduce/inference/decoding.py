@@ -119,7 +119,7 @@ class DecodeOptions:
         http_le=1000,
     )
     max_len_ratio: float | None = option(
-        None, "limit = ceil(R * source length) + 5", gt=0, metavar="R", http_le=100
+        None, "limit = ceil(R * source length) + 5 (R at most 100)", gt=0, le=100, metavar="R"
     )
     batch_size: int | None = option(
         None,

@@ -31,8 +31,13 @@ def output_limits(lengths: list[int], max_len: int, max_len_ratio: float | None)
     """Per-sentence output limit: ``max_len``, or ``ceil(ratio * |src|) + 5`` capped."""
     if max_len_ratio is None:
         return [max_len] * len(lengths)
-    # A tiny tolerance, so exact products (1.2 * 25 = 30) do not round up.
-    return [min(max_len, math.ceil(n * max_len_ratio - 1e-9) + 5) for n in lengths]
+    # A tiny tolerance, so exact products (1.2 * 25 = 30) do not round up; a product
+    # beyond max_len (a config's ratio of 1e308 overflows to inf) is max_len.
+    out = []
+    for n in lengths:
+        want = n * max_len_ratio - 1e-9
+        out.append(max_len if want >= max_len else min(max_len, math.ceil(want) + 5))
+    return out
 
 
 def limit_inputs(

@@ -154,7 +154,7 @@ def stream_translate(translator: Any, args: argparse.Namespace, options: DecodeO
         f = sys.stdin.buffer if args.input is None else args.input
         for lines in arriving_batches(f, path, size):
             start = len(inputs)
-            pre = _side(prefixes, args.prefix_file if prefixes else None, start, len(lines))
+            pre = _side(prefixes, getattr(args, "prefix_file", None), start, len(lines))
             if getattr(args, "prefix_column", False):
                 split = [line.rsplit("\t", 1) for line in lines]
                 pre = [s[1].strip() if len(s) > 1 else "" for s in split]

@@ -13,9 +13,8 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
-from transduce.atomic import refuse_overwriting_inputs
+from transduce.atomic import refuse_overwriting_inputs, refuse_writing_into_models
 from transduce.commands.options import add_decode_flags, flag_name, int_at_least, options_from_args
 from transduce.config import ConfigError
 from transduce.errors import DataError, missing_extra
@@ -26,11 +25,10 @@ def _translator(args: argparse.Namespace):
     from transduce.loading import load
 
     options = options_from_args(args)  # bad flags fail before the model loads
-    model = Path(args.model)  # an output never replaces an input or a file of the model
-    files = [str(f) for f in model.iterdir() if f.is_file()] if model.is_dir() else []
     names = ("input", "src", "ref", "prefix_file", "constraints_file")
-    sides = [getattr(args, name, None) for name in names]
-    refuse_overwriting_inputs(args.output, [*sides, *files])
+    sides = [getattr(args, name, None) for name in names]  # an output never replaces them
+    refuse_overwriting_inputs(args.output, sides)
+    refuse_writing_into_models(args.output, [args.model])  # nor writes into the export
     translator = load(args.model, threads=args.threads)
     translator.check(options, flag_name)
     return translator, options
