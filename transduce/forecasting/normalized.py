@@ -61,7 +61,8 @@ def _errors(forecast: Forecast, series: list[np.ndarray], horizon: int, ends: ra
         keep, hist, truth = split_window(series, (j + 1) * horizon, horizon, horizon)
         if keep:
             pred = np.asarray(forecast(hist), float)[:, :horizon]
-            out[row, keep] = (np.array(truth) - pred) ** 2
+            with np.errstate(over="ignore"):  # values too large for the model: inf, refused later
+                out[row, keep] = (np.array(truth) - pred) ** 2
     return out
 
 

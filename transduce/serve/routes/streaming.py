@@ -113,72 +113,85 @@ def streamed(
     """Server-sent events of one request's decode (see the module's docstring)."""
     if request.scope.get("http_version") == "1.0":  # its events need chunked replies
         raise ApiError(422, "stream", "a streamed reply needs HTTP/1.1: send without stream")
-    loop = asyncio.get_running_loop()
-    events: asyncio.Queue = asyncio.Queue()
-    gone = False
-    deadline = time.monotonic() + state.limits.decode_timeout_s
-    limit = state.limits.decode_timeout_s
-    late = f"the decode took longer than {limit:g} s and was stopped"
+    stream = _Stream(state, name, model, items, options, body)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream.guarded(), media_type="text/event-stream", headers=headers)
 
-    def stop() -> bool:
-        return gone or time.monotonic() > deadline
 
-    def run(span: range) -> list:
+class _Stream:
+    """One streamed request: its chunks decoded on the decode thread one after another,
+    each token passed to the event loop as it comes, stopped when the client leaves or
+    ``decode_timeout_s`` passes."""
+
+    def __init__(self, state: ServeState, name: str, model: Any, items: list, options, body):
+        self.state, self.name, self.model = state, name, model
+        self.items, self.options, self.body = items, options, body
+        self.loop = asyncio.get_running_loop()
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.gone = False
+        limit = state.limits.decode_timeout_s
+        self.deadline = time.monotonic() + limit
+        self.late = f"the decode took longer than {limit:g} s and was stopped"
+
+    def stop(self) -> bool:
+        return self.gone or time.monotonic() > self.deadline
+
+    def run(self, span: range) -> list:
+        """One chunk, on the decode thread."""
+
         def on_token(i: int, j: int, text: str) -> None:
-            if stop():
+            if self.stop():
                 raise DecodeCancelled
             data = {"index": span.start + i, "hypothesis": j, "text": text}
-            loop.call_soon_threadsafe(events.put_nowait, ("token", data))
+            self.loop.call_soon_threadsafe(self.events.put_nowait, ("token", data))
 
-        decode = lambda xs, o: decode_items(model.translator, xs, o, on_token)  # noqa: E731
-        return _decode_batch(decode, items[span.start : span.stop], options, stop)
+        decode = lambda xs, o: decode_items(self.model.translator, xs, o, on_token)  # noqa: E731
+        return _decode_batch(decode, self.items[span.start : span.stop], self.options, self.stop)
 
-    def ended(work: asyncio.Future) -> None:
+    def ended(self, work: asyncio.Future) -> None:
         if not work.cancelled():
             work.exception()  # seen: a decode stopped after its client left is no error to log
-        events.put_nowait(None)
+        self.events.put_nowait(None)
 
-    async def produce():
+    def _timed_out(self) -> str:
+        self.state.metrics.dropped.labels(self.name, "timeout").inc()
+        return _event("error", {"field": "body", "error": self.late})
+
+    async def produce(self):
         start, found = time.perf_counter(), []
-        observe = state.metrics.observer(name)
-        batcher = state.batchers[name]
-        costs = [batcher.cost(x, options) if batcher.cost else 0 for x in items]
+        observe = self.state.metrics.observer(self.name)
+        batcher = self.state.batchers[self.name]
+        costs = [batcher.cost(x, self.options) if batcher.cost else 0 for x in self.items]
         for span in spans(costs, batcher.max_batch_size, batcher.max_cost):
-            if stop():
-                state.metrics.dropped.labels(name, "timeout").inc()
-                yield _event("error", {"field": "body", "error": late})
+            if self.stop():
+                yield self._timed_out()
                 return
             began = time.perf_counter()
-            work = loop.run_in_executor(state.executor, run, span)
-            work.add_done_callback(ended)
-            while (item := await events.get()) is not None:
+            work = self.loop.run_in_executor(self.state.executor, self.run, span)
+            work.add_done_callback(self.ended)
+            while (item := await self.events.get()) is not None:
                 yield _event(*item)
             try:
                 found += work.result()
             except DecodeCancelled:
-                state.metrics.dropped.labels(name, "timeout").inc()
-                yield _event("error", {"field": "body", "error": late})
+                yield self._timed_out()
                 return
             except (DataError, OptionError, ValueError) as err:
                 yield _event("error", {"field": "texts", "error": str(err)})
                 return
             observe(len(span), time.perf_counter() - began)
         for i, hyps in enumerate(found):
-            yield _event("result", {"index": i, **translation_result(hyps, body)})
+            yield _event("result", {"index": i, **translation_result(hyps, self.body)})
         ms = round((time.perf_counter() - start) * 1000, 3)
-        yield _event("done", {"model": name, "decode_ms": ms})
+        yield _event("done", {"model": self.name, "decode_ms": ms})
 
-    async def guarded():
-        nonlocal gone
-        ended = False
+    async def guarded(self):
+        complete = False
         try:
-            async for chunk in produce():
+            async for chunk in self.produce():
                 yield chunk
-            ended = True
+            complete = True
         finally:  # the client went away (or all was sent): the decode stops at its next step
-            gone = True
-            if not ended:
-                state.metrics.dropped.labels(name, "disconnected").inc()
-
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(guarded(), media_type="text/event-stream", headers=headers)
+            self.gone = True
+            if not complete:
+                self.state.metrics.dropped.labels(self.name, "disconnected").inc()
