@@ -81,7 +81,7 @@ def test_bad_values_fail_naming_the_flag(capsys, argv, flag):
 @pytest.mark.parametrize(
     "argv,words",
     [
-        (["--top-p", "0.9"], "--top-p only apply with --sample"),
+        (["--top-p", "0.9"], "--top-p only applies with --sample"),
         (["--temperature", "0.5", "--seed", "1"], "--temperature, --seed only apply"),
         (["--nbest", "3"], "--nbest 3 needs --beam >= 3"),
         (["--sample", "--beam", "4"], "--beam 4 and --sample"),

@@ -135,6 +135,7 @@ def run_demo(
         kept = "left as it was" if (out / "run").exists() else "not created"
         raise KeyboardInterrupt(f"stopped while training; {out / 'run'} {kept}")
     _install_run(out, new)
+    print(f"demo: the run (trained in {new.name}, then moved) is {out / 'run'}")
 
     translator = Translator.load(out / "run")
     outputs = translator.translate_full([s for s, _ in held])

@@ -36,8 +36,9 @@ def describe(path: Path) -> str:
             break
         prose.append(body.strip())
     text = re.sub(r"\s*\(issue:[^)]*\)", "", " ".join(prose))
-    # a sentence ends at . ! or ? followed by a space or the end ("11.3M", "0.005" do not)
-    first = re.match(r".*?[.!?](?=\s|$)", text)
+    # a sentence ends at . ! or ? followed by a space or the end ("11.3M", "0.005" do not;
+    # nor "et al.", "e.g.", "i.e.")
+    first = re.match(r".*?(?<!\bal)(?<!\be\.g)(?<!\bi\.e)[.!?](?=\s|$)", text)
     return first.group(0) if first else text
 
 

@@ -187,8 +187,9 @@ def check_rules(v: dict[str, Any], name: Callable[[str], str], given: Callable[[
         ]
         if idle and not v[needed]:
             spelt = ", ".join(name(n) for n in idle)
+            verb = "applies" if len(idle) == 1 else "apply"
             raise OptionError(
-                name(idle[0]), f"{spelt} only apply with {name(needed)} (add {name(needed)})"
+                name(idle[0]), f"{spelt} only {verb} with {name(needed)} (add {name(needed)})"
             )
     if not v["sample"] and v["nbest"] > v["beam"]:
         raise OptionError(
