@@ -118,25 +118,28 @@ def test_an_idle_server_does_not_wait_for_company():
     assert out == ["SOLO/o"] and seconds < 2.5  # far below the 5 s wait bound
 
 
+def _threaded(where: list[str], per_char: float = 0.0, **settings) -> MicroBatcher:
+    """A batcher whose decode records the thread it ran on and takes ``per_char`` seconds
+    per character of its batch; an item's cost is its length."""
+
+    def decode(items: list[str], options: object) -> list[str]:
+        where.append(threading.current_thread().name)
+        threading.Event().wait(per_char * sum(len(x) for x in items))
+        return [x.upper() for x in items]
+
+    executor = ThreadPoolExecutor(1, thread_name_prefix="decode")
+    cost = lambda item, options: len(item)  # noqa: E731
+    return MicroBatcher(decode, executor, arrivals=Arrivals(), cost=cost, **settings)
+
+
 def test_a_batch_predicted_short_decodes_on_the_loop_and_a_long_one_on_the_thread():
     """With ``inline_seconds``, the seconds per unit of work of the batches seen so far
     predict the next batch's time: within the bound it decodes on the event loop's thread,
     beyond it on the decode thread; before any batch was seen, on the decode thread."""
     where: list[str] = []
 
-    def decode(items: list[str], options: object) -> list[str]:
-        where.append(threading.current_thread().name)
-        threading.Event().wait(0.002 * sum(len(x) for x in items))  # 2 ms per character
-        return [x.upper() for x in items]
-
     async def main():
-        b = MicroBatcher(
-            decode,
-            ThreadPoolExecutor(1, thread_name_prefix="decode"),
-            arrivals=Arrivals(),
-            cost=lambda item, options: len(item),
-            inline_seconds=0.05,
-        )
+        b = _threaded(where, 0.002, inline_seconds=0.05)  # 2 ms per character
         first = await b.submit(["abcde"], "o")  # unseen rate: the decode thread
         short = await b.submit(["abc", "de"], "o")  # ~10 ms predicted: the loop
         long = await b.submit(["x" * 60], "o")  # ~120 ms predicted: the decode thread
@@ -154,19 +157,8 @@ def test_options_that_raise_the_worst_case_decode_on_the_decode_thread():
     the decode thread even though its cost is within ``inline_cost``."""
     where: list[str] = []
 
-    def decode(items: list[str], options: object) -> list[str]:
-        where.append(threading.current_thread().name)
-        return [x.upper() for x in items]
-
     async def main():
-        b = MicroBatcher(
-            decode,
-            ThreadPoolExecutor(1, thread_name_prefix="decode"),
-            arrivals=Arrivals(),
-            cost=lambda item, options: len(item),
-            inline_cost=100,
-            inline_options=lambda options: options != "long",
-        )
+        b = _threaded(where, inline_cost=100, inline_options=lambda o: o != "long")
         out = [await b.submit(["ab"], "short"), await b.submit(["ab"], "long")]
         await b.close()
         return out
