@@ -46,6 +46,19 @@ def test_resume_refuses_model_data_and_trajectory_changes(half, override, key):
         train(out=half, resume=True, overrides=[override])
 
 
+def test_resume_refuses_a_config_yaml_edited_since_the_last_checkpoint(half):
+    """The last checkpoint records the config it was trained with: a config.yaml edited by
+    hand in a key that fixes the run is refused by name; a listed train key may change."""
+    text = (half / "config.yaml").read_text()
+    edited = text.replace("lr: ", "lr: 0.5  # was ", 1)
+    assert edited != text
+    (half / "config.yaml").write_text(edited)
+    with pytest.raises(ConfigError, match=r"config.yaml: train.lr .* changed since the last"):
+        train(out=half, resume=True)
+    (half / "config.yaml").write_text(text.replace("epochs: 2", "epochs: 3", 1))
+    assert train(out=half, resume=True).steps == 12
+
+
 def test_resume_accepts_the_listed_train_keys(half):
     result = train(
         out=half,

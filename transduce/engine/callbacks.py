@@ -21,11 +21,13 @@ every validation and on interruption);
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from transduce.config import to_dict
 from transduce.engine import averaging
 from transduce.engine import checkpoint as ckpt
 
@@ -86,6 +88,8 @@ class Checkpointer(Callback):
         if loop.rank != 0:
             return
         meta = {"step": str(loop.step), "epoch": str(loop.current_epoch())}
+        # the config trained with: a resume refuses a config.yaml edited since (compat.py)
+        meta["config"] = json.dumps(to_dict(loop.cfg), sort_keys=True)
         keep = loop.tcfg.keep_checkpoints
         if keep and validated:
             ckpt.save_weights(loop.model, averaging.step_path(loop.run_dir, loop.step), meta)

@@ -19,57 +19,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from transduce.config import Config, ConfigError, clip, cut, load_config, to_dict
+from transduce.config import Config, clip, cut, load_config
 from transduce.engine import checkpoint as ckpt
+from transduce.engine.compat import check_compatible, check_recorded
 from transduce.errors import DataError
 
 log = logging.getLogger("transduce.tasks.train")
-
-# Train keys a resumed run may change: budgets, stopping and logging. Everything else fixes
-# the trajectory (optimizer, schedule, batches, seed) and would make the resume inexact.
-RESUMABLE_TRAIN_KEYS = (
-    "epochs",
-    "max_steps",
-    "max_seconds",
-    "patience",
-    "log_every",
-    "progress",
-    "device",
-    "threads",
-    "keep_checkpoints",
-)
-
-
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {prefix: data}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else key))
-    return out
-
-
-def changed_keys(saved: Config, new: Config) -> list[str]:
-    """Dotted keys whose value a resume may not change (see RESUMABLE_TRAIN_KEYS)."""
-    old, cur = _flat(to_dict(saved)), _flat(to_dict(new))
-    keys = sorted(k for k in old.keys() | cur.keys() if old.get(k) != cur.get(k))
-    frozen = [k for k in keys if k.split(".")[0] in ("model", "data", "series")]
-    frozen += [
-        k for k in keys if k.startswith("train.") and k.split(".")[1] not in RESUMABLE_TRAIN_KEYS
-    ]
-    return frozen
-
-
-def check_compatible(saved: Config, new: Config, run_dir: Path) -> None:
-    frozen = changed_keys(saved, new)
-    if frozen:
-        old, cur = _flat(to_dict(saved)), _flat(to_dict(new))
-        shown = ", ".join(f"{k} ({old.get(k)!r} -> {cur.get(k)!r})" for k in frozen[:6])
-        raise ConfigError(
-            f"{run_dir}: --resume cannot change {shown}: they fix the model, its data or its "
-            f"trajectory; start a new run instead (train keys that may change on resume: "
-            f"{', '.join(RESUMABLE_TRAIN_KEYS)})"
-        )
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -191,6 +146,7 @@ def start(
         saved = load_config(run_dir / "config.yaml")
         cfg = load_config(run_dir / "config.yaml", overrides)
         check_compatible(saved, cfg, run_dir)
+        check_recorded(cfg, run_dir)
         if rank0:
             relink_lost_pointers(run_dir)  # before clean: it prunes what no pointer holds
             clean(run_dir)

@@ -1,0 +1,88 @@
+"""Whether a resumed run may train with a config: the keys that fix a run's model, data
+and trajectory may not change (:data:`RESUMABLE_TRAIN_KEYS` may), whether through ``--set``
+on resume or by editing the run's config.yaml between a kill and the resume (the last
+checkpoint records the config it was trained with; older checkpoints without it are not
+checked)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from transduce.config import Config, ConfigError, to_dict
+
+# Train keys a resumed run may change: budgets, stopping and logging. Everything else fixes
+# the trajectory (optimizer, schedule, batches, seed) and would make the resume inexact.
+RESUMABLE_TRAIN_KEYS = (
+    "epochs",
+    "max_steps",
+    "max_seconds",
+    "patience",
+    "log_every",
+    "progress",
+    "device",
+    "threads",
+    "keep_checkpoints",
+)
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def changed_keys(saved: Config | dict, new: Config, common: bool = False) -> list[str]:
+    """Dotted keys whose value a resume may not change (see RESUMABLE_TRAIN_KEYS);
+    ``common``: only keys both configs have (one recorded by an older version)."""
+    old = _flat(saved if isinstance(saved, dict) else to_dict(saved))
+    cur = _flat(to_dict(new))
+    keys = old.keys() & cur.keys() if common else old.keys() | cur.keys()
+    keys = sorted(k for k in keys if old.get(k) != cur.get(k))
+    frozen = [k for k in keys if k.split(".")[0] in ("model", "data", "series")]
+    frozen += [
+        k for k in keys if k.startswith("train.") and k.split(".")[1] not in RESUMABLE_TRAIN_KEYS
+    ]
+    return frozen
+
+
+def check_compatible(saved: Config, new: Config, run_dir: Path) -> None:
+    frozen = changed_keys(saved, new)
+    if frozen:
+        old, cur = _flat(to_dict(saved)), _flat(to_dict(new))
+        shown = ", ".join(f"{k} ({old.get(k)!r} -> {cur.get(k)!r})" for k in frozen[:6])
+        raise ConfigError(
+            f"{run_dir}: --resume cannot change {shown}: they fix the model, its data or its "
+            f"trajectory; start a new run instead (train keys that may change on resume: "
+            f"{', '.join(RESUMABLE_TRAIN_KEYS)})"
+        )
+
+
+def recorded_config(run_dir: Path) -> dict | None:
+    """The config the run's last checkpoint was trained with (None: not recorded)."""
+    try:
+        meta = json.loads((run_dir / "last" / "meta.json").read_text(encoding="utf-8"))
+        return json.loads(meta["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no checkpoint, or an older one: restore() verifies what it loads
+
+
+def check_recorded(cfg: Config, run_dir: Path) -> None:
+    """Refuse to resume with a config.yaml changed (by hand) since the last checkpoint in
+    keys that fix the run: the resume would not continue the run it claims to."""
+    recorded = recorded_config(run_dir)
+    if recorded is None:
+        return
+    frozen = changed_keys(recorded, cfg, common=True)
+    if frozen:
+        old, cur = _flat(recorded), _flat(to_dict(cfg))
+        shown = ", ".join(f"{k} ({old.get(k)!r} -> {cur.get(k)!r})" for k in frozen[:6])
+        raise ConfigError(
+            f"{run_dir / 'config.yaml'}: {shown} changed since the last checkpoint was "
+            "saved: they fix the model, its data or its trajectory, so --resume would not "
+            "continue this run; put them back, or start a new run"
+        )
