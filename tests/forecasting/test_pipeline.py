@@ -187,3 +187,24 @@ def test_validation_reports_smape_mase_owa_of_the_held_out_values(run):
     scores = evaluate_forecasts(history, actuals, forecasts, M)
     for key in ("smape", "mase", "owa"):
         assert last[key] == pytest.approx(scores[key], rel=1e-4), key
+
+
+def test_actuals_longer_than_the_horizon_are_scored_on_it_with_a_warning(caplog):
+    """The history passed as --actuals by mistake would score: the first H values are
+    scored, and a warning counts the series that had more."""
+    import logging
+
+    from transduce.data.series import SeriesSet
+    from transduce.forecasting.output import evaluate_forecasts
+
+    rng = np.random.default_rng(0)
+    history = SeriesSet(["a", "b"], [rng.random(60) + 1, rng.random(60) + 1])
+    actuals = SeriesSet(["a", "b"], [rng.random(4) + 1, rng.random(9) + 1])
+    forecasts = np.ones((2, 4))
+    with caplog.at_level(logging.WARNING, logger="transduce.forecast"):
+        got = evaluate_forecasts(history, actuals, forecasts, 12)
+    exact = evaluate_forecasts(
+        history, SeriesSet(["a", "b"], [a[:4] for a in actuals.values]), forecasts, 12
+    )
+    assert got["smape"] == exact["smape"]
+    assert "1 of 2 actual series have more than the horizon's 4 values" in caplog.text

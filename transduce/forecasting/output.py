@@ -188,6 +188,16 @@ def evaluate_forecasts(
     if history.ids != actuals.ids:
         raise ValueError("the actuals' series ids differ from the history's (same order needed)")
     h = forecasts.shape[1]
+    longer = sum(len(a) > h for a in actuals.values)
+    if longer:  # not silently: the history itself passed as --actuals would score too
+        logging.getLogger("transduce.forecast").warning(
+            "%d of %d actual series have more than the horizon's %d values: scored on their "
+            "first %d (were the actuals meant to be the values that followed?)",
+            longer,
+            len(actuals.values),
+            h,
+            h,
+        )
     truth = [a[:h] for a in actuals.values]
     if any(len(a) < h for a in truth):
         raise ValueError(f"every actual series needs {h} values")
