@@ -83,11 +83,24 @@ def test_slow_clients_are_dropped_and_access_lines_are_json(text_run):
             b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
             b'application/json\r\nContent-Length: 100\r\n\r\n{"texts"'
         )
-        for s in (trickle, silent, stalled):
+        piped = socket.create_connection((host, int(port)))  # a whole request, then a stall
+        first = b'{"texts": ["a"]}'
+        piped.sendall(
+            b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s"
+            % (len(first), first)
+            + b"POST /v1/translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            b'application/json\r\nContent-Length: 100\r\n\r\n{"texts"'
+        )
+        for s in (trickle, silent, stalled, piped):
             s.settimeout(10)
         t0 = time.perf_counter()
         assert trickle.recv(100) == b"" and silent.recv(100) == b""  # closed by the server
         assert stalled.recv(100) == b""
+        replies = b""
+        while chunk := piped.recv(65536):  # the first answered, then closed
+            replies += chunk
+        assert replies.startswith(b"HTTP/1.1 200") and replies.count(b"HTTP/1.1") == 1
         assert time.perf_counter() - t0 < 5
         status, _, headers = post(
             url + "/v1/translate", {"texts": ["α"] * 3}, {"X-Request-ID": "drill-7"}

@@ -40,10 +40,13 @@ class _ReadDeadline:
             self._arm()  # a new request starts on a kept-alive connection
         super().data_received(data)  # type: ignore[misc]
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete and not cycle.more_body:
-            # read whole: the deadline was for reading it (a deadline left running would
-            # fire later between two requests of a busy keep-alive client and cut it off)
-            self._disarm()
+        if cycle is not None and not cycle.response_complete:
+            if not cycle.more_body:
+                # read whole: the deadline was for reading it (a deadline left running would
+                # fire later between two requests of a busy keep-alive client and cut it off)
+                self._disarm()
+            elif self._deadline is None:  # a pipelined request's body is still coming
+                self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
