@@ -5,11 +5,13 @@ top-k, top-p, several samples per sentence)."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 
 from transduce.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from transduce.inference.decoding import DecodeOptions
 from transduce.inference.search import (
     beam_search,
     block_repeated_ngrams,
@@ -256,3 +258,23 @@ def test_sample_scores_are_model_log_probs_before_filtering(options, make_model,
             logits, _ = model(src[rows[r : r + 1]], mask[rows[r : r + 1]], tgt_in)
         allowed = filter_logits(logits[0].float(), top_k, top_p).isfinite()  # [T, V]
         assert all(allowed[t, tok] for t, tok in enumerate(targets)), (r, targets)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"beam": 10**6}, "beam: invalid value"),
+        ({"max_len": 10**12}, "max_len: invalid value"),
+        ({"sample": True, "nbest": 10**6}, "nbest: invalid value"),
+        ({"alpha": float("inf")}, "alpha: inf is not float"),
+        ({"beam": 2.5}, "beam: 2.5 is not int"),
+        ({"beam": "5"}, "beam: '5' is not int"),
+        ({"beam": True}, "beam: True is not int"),
+        ({"sample": True, "seed": 2**80}, "seed: invalid value"),
+    ],
+)
+def test_decode_options_of_the_wrong_kind_or_size_are_refused_by_name(kwargs, problem):
+    """The Python API bounds what the HTTP API caps lower (a beam of a million had hung,
+    a max_len of 10**12 asked for 8 TB) and refuses values of the wrong type."""
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        DecodeOptions(**kwargs)

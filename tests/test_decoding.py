@@ -126,3 +126,12 @@ def test_nbest_text_output_is_one_numbered_line_per_hypothesis(monkeypatch):
     out.seek(0), out.truncate()
     write_translations(["x", "", "z"], [[r[:1] for r in results]], None, "text")
     assert out.getvalue() == "a1\n\nc1\n"  # one line per input, as without --nbest
+
+
+@pytest.mark.parametrize("texts", ["26.5.2018", [b"26.5"], [None], None, {"a": 1}])
+def test_texts_that_are_not_a_list_of_strings_are_refused(texts):
+    """A bare string had been decoded character by character, bytes item by item."""
+    from transduce.inference.textdecoder import check_texts
+
+    with pytest.raises(TypeError, match=r"texts(\[0\])?: a (list of )?string"):
+        check_texts(texts)

@@ -117,3 +117,41 @@ def test_wrong_inputs_raise_errors_naming_the_argument():
         Seq2Seq(input_dim=3, output_length=2, output_dim=1, depth=(0, 2))
     with pytest.raises(ValueError, match="loss"):
         model.compile(loss="hinge")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"hidden_dim": -3}, "hidden_dim"),
+        ({"hidden_dim": 8.5}, "hidden_dim"),
+        ({"output_length": 0}, "output_length"),
+        ({"output_dim": 0}, "output_dim"),
+        ({"input_dim": "5"}, "input_dim"),
+        ({"embed_dim": -1}, "embed_dim"),
+        ({"dropout": 2.0}, "dropout"),
+        ({"bidirectional": "no"}, "bidirectional"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**70}, "seed"),
+    ],
+)
+def test_bad_constructor_arguments_are_refused_by_name(kwargs, name):
+    args = {"input_dim": 3, "input_length": 6, "output_length": 2, "output_dim": 1, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        SimpleSeq2Seq(**args)
+
+
+def test_fit_and_predict_refuse_batch_sizes_epochs_and_empty_splits_by_name():
+    model = SimpleSeq2Seq(input_dim=3, input_length=6, hidden_dim=4, output_length=2, output_dim=1)
+    model.compile(loss="mse", optimizer="adam")
+    X, Y = np.zeros((8, 6, 3), np.float32), np.zeros((8, 2, 1), np.float32)
+    for kwargs in ({"batch_size": -1}, {"batch_size": 0}, {"batch_size": 2.5}):
+        with pytest.raises(ValueError, match="batch_size"):
+            model.fit(X, Y, **kwargs)
+    with pytest.raises(ValueError, match="epochs"):
+        model.fit(X, Y, epochs=-1)
+    with pytest.raises(ValueError, match="leaves none to train on"):
+        model.fit(X[:1], Y[:1], validation_split=0.5)
+    with pytest.raises(ValueError, match="validation_data: a pair"):
+        model.fit(X, Y, validation_data=(X,))
+    with pytest.raises(ValueError, match="batch_size"):
+        model.predict(X, batch_size=0)

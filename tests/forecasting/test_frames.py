@@ -10,6 +10,7 @@ import yaml
 
 from tests.forecasting.conftest import H, tiny_series_config, toy_series
 from transduce.commands.cli import main
+from transduce.configcheck import ConfigError
 from transduce.data.corpus import DataError
 
 pd = pytest.importorskip("pandas")
@@ -134,3 +135,18 @@ def test_a_table_file_with_a_bad_date_names_its_line(tmp_path):
     (tmp_path / "t.csv").write_text("unique_id,ds,y\na,2024-01-01,1\na,notadate,2\n")
     with pytest.raises(DataError, match=r"t.csv:3: row 1: column 'ds': 'notadate'"):
         read_table(tmp_path / "t.csv")
+
+
+def test_ids_written_two_ways_are_refused_not_merged():
+    """0 and "0" name one series once read as text: refused, not interleaved into one."""
+    ds = pd.date_range("2024-01-01", periods=3, freq="h")
+    df = pd.DataFrame({"unique_id": [0] * 3 + ["0"] * 3, "ds": list(ds) * 2, "y": range(6)})
+    with pytest.raises(DataError, match="written two ways"):
+        frame_to_series(df)
+
+
+def test_predict_refuses_h_and_level_of_the_wrong_kind(fitted):
+    forecaster = fitted[2]
+    for kwargs in ({"h": 0}, {"h": 2.5}, {"h": "3"}, {"level": 80}, {"level": ["80"]}):
+        with pytest.raises(ConfigError, match=r"predict: (h|level)="):
+            forecaster.predict(**kwargs)

@@ -22,6 +22,7 @@ from transduce.engine.loop import Loop
 from transduce.engine.objective import regression_loss
 from transduce.errors import DataError
 from transduce.estimators.callbacks import Callback, History
+from transduce.estimators.checks import check_args, check_flags, count
 from transduce.estimators.training import METRICS, KerasReport, check_array, check_metrics
 from transduce.inference.search import rollout
 from transduce.nn.embed import TokenEmbedding, ValueEmbedding
@@ -67,8 +68,10 @@ class Estimator:
             input_shape = tuple(batch_input_shape)[1:]
         if input_shape is not None:
             input_length, input_dim = (*tuple(input_shape), None)[:2]
-        if not input_dim or input_dim < 1:
-            raise ValueError(f"input_dim: a positive integer is needed, got {input_dim!r}")
+        check_args(
+            input_dim, output_dim, output_length, input_length, hidden_dim, embed_dim, dropout
+        )
+        check_flags(bidirectional, teacher_force, seed)
         depth = (depth, depth) if isinstance(depth, int) else tuple(depth)
         if len(depth) != 2 or min(depth) < 1:
             raise ValueError(f"depth: an int or (encoder, decoder) layers >= 1, got {depth!r}")
@@ -223,16 +226,25 @@ class Estimator:
         on from the same weights and optimizer state."""
         if self.compiled is None:
             raise RuntimeError("call compile(loss=..., optimizer=...) before fit")
+        count("batch_size", batch_size, 1)
+        count("epochs", epochs, 0)
         X = self._inputs(X)
         Y = self._targets(Y, len(X))
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split: a fraction in [0, 1), got {validation_split}")
         valid = None
         if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data: a pair (X, Y)")
             vx = self._inputs(validation_data[0], "validation_data[0]")
             valid = self._data(vx, self._targets(validation_data[1], len(vx), "validation_data[1]"))
         elif validation_split:
             cut = len(X) - max(round(len(X) * validation_split), 1)
+            if cut < 1:
+                raise ValueError(
+                    f"validation_split {validation_split} of {len(X)} samples leaves none "
+                    "to train on"
+                )
             valid = self._data(X[cut:], Y[cut:])
             X, Y = X[:cut], Y[:cut]
         probe = valid or self._data(X[:256], Y[:256])  # validation's 'loss' is not shown then
@@ -286,6 +298,7 @@ class Estimator:
     @torch.no_grad()
     def predict(self, X, batch_size: int = 256) -> np.ndarray:
         """Roll-out outputs ``[samples, output_length, output_dim]`` (probabilities for tokens)."""
+        count("batch_size", batch_size, 1)
         X = self._inputs(X)
         self.net.eval()
         outs = []

@@ -66,6 +66,17 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
     for col in ([KEYS[2]] if need_y else []) + extra:
         _check_numbers(df, col, where, line)
     df["ds"] = _stamps(df, where, line)
+    raw = df["unique_id"]
+    df["unique_id"] = raw.astype(str)  # the series' names: 0 and "0" would merge as one
+    if raw.nunique() != df["unique_id"].nunique():  # (the per-row search only then)
+        clash = df.assign(_raw=raw.map(repr)).groupby("unique_id")["_raw"].nunique()
+        name = str(clash[clash > 1].index[0])
+        raise DataError(
+            where,
+            None,
+            f"unique_id {name[:40]!r} is written two ways (e.g. 0 and '0'): the series "
+            "would merge; give each series one id",
+        )
     dup = df.duplicated(["unique_id", "ds"]).to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])

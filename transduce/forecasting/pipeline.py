@@ -298,9 +298,17 @@ class Forecaster(WindowForecaster):
         history = frame_to_series(df) if df is not None else self.history
         if history is None:
             raise ConfigError("predict: give df (this Forecaster was loaded, not fitted)")
-        h = h or self.spec.horizon
-        if not 0 < h <= self.spec.horizon:
-            raise ConfigError(f"predict: h={h}, this run forecasts 1..{self.spec.horizon}")
+        h = self.spec.horizon if h is None else h
+        if (
+            isinstance(h, bool)
+            or not isinstance(h, (int, np.integer))
+            or not 0 < h <= self.spec.horizon
+        ):
+            raise ConfigError(f"predict: h={h!r}, this run forecasts 1..{self.spec.horizon}")
+        if isinstance(level, (int, float, str)) or not all(
+            isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in level
+        ):
+            raise ConfigError(f"predict: level={level!r}: give a list of levels, e.g. [80, 95]")
         names = self.covariate_names
         covariates = history.covariates(names) if names else None
         future = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import math
 import operator
 import sys
 from collections.abc import Callable, Iterable
@@ -55,12 +56,15 @@ def option(default: Any, help: str, **meta: Any) -> Any:
 class DecodeOptions:
     """How to decode: greedy (default), beam search, or sampling."""
 
-    beam: int = option(1, "beam size (1: greedy; default 1)", ge=1, metavar="K", http_le=32)
+    beam: int = option(
+        1, "beam size (1: greedy; default 1)", ge=1, le=1000, metavar="K", http_le=32
+    )
     nbest: int = option(
         1,
         "hypotheses per input (<= --beam), or samples with --sample; text output then "
         "has one LINE<TAB>TEXT line per hypothesis",
         ge=1,
+        le=1000,
         metavar="N",
         http_le=32,
     )
@@ -68,6 +72,7 @@ class DecodeOptions:
         0.0,
         "GNMT length penalty alpha for beam search (0: none)",
         ge=0,
+        le=100,
         flag="--length-penalty",
         metavar="ALPHA",
         http="length_penalty",
@@ -108,13 +113,14 @@ class DecodeOptions:
         None,
         "with --sample: random seed (reproducible samples)",
         needs="sample",
-        http_ge=0,
-        http_lt=2**63,
+        ge=0,
+        lt=2**63,
     )
     max_len: int | None = option(
         None,
         "absolute output length limit (default: the run's decode.max_len)",
         ge=1,
+        le=100_000,
         metavar="N",
         http_le=1000,
     )
@@ -155,6 +161,10 @@ class DecodeOptions:
         impossible combinations (:meth:`check`)."""
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is not None and not _of_type(value, str(f.type)):
+                raise ValueError(
+                    f"DecodeOptions.{f.name}: {value!r} is not {str(f.type).split(' |')[0]}"
+                )
             if value is not None and not in_bounds(value, f.metadata):
                 raise ValueError(f"DecodeOptions.{f.name}: invalid value {value!r}")
         self.check(lambda name: name, lambda name: f"{name}={getattr(self, name)!r}")
@@ -198,6 +208,22 @@ def check_rules(v: dict[str, Any], name: Callable[[str], str], given: Callable[[
             f"{v['nbest']} (or {name('sample')} for {v['nbest']} samples); "
             f"got {given('beam')}",
         )
+
+
+def _of_type(value: Any, annotation: str) -> bool:
+    """Whether ``value`` is what a field annotated ``annotation`` holds (an int is a float
+    too; a bool is no number; a float must be finite)."""
+    kind = annotation.split(" |")[0]
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number and math.isfinite(value)
+    if kind == "str":
+        return isinstance(value, str)
+    return True
 
 
 def in_bounds(value: Any, meta: Any, prefix: str = "") -> bool:

@@ -95,6 +95,7 @@ class TextDecoder:
         phrases every output contains (beam search with dynamic beam allocation);
         ``on_token(input, hypothesis, text so far)``: called as greedy decoding and sampling
         produce each token (on the engines that run our search), for streaming."""
+        texts = check_texts(texts)
         o = options or DecodeOptions()
         self.check(o)
         self.check_inputs(o, constraints)
@@ -316,3 +317,16 @@ class SearchDecoder(TextDecoder):
             kept = [i for i, t in enumerate(ids[: len(att)]) if t not in (PAD_ID, BOS_ID)]
             att = self.ops.to_numpy(att)[kept][: len(out_tokens), : len(src_tokens)]
         return self._text(src_tokens, out_tokens, score, logprob, att)
+
+
+def check_texts(texts: Any) -> list[str]:
+    """The inputs as a list of strings; anything else is refused by name (a bare string
+    would be decoded character by character, bytes item by item)."""
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
+        raise TypeError(
+            f"texts: a list of strings, got {type(texts).__name__} (wrap one text as [text])"
+        )
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}]: a string, got {type(t).__name__}")
+    return list(texts)
