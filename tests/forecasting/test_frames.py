@@ -150,3 +150,16 @@ def test_predict_refuses_h_and_level_of_the_wrong_kind(fitted):
     for kwargs in ({"h": 0}, {"h": 2.5}, {"h": "3"}, {"level": 80}, {"level": ["80"]}):
         with pytest.raises(ConfigError, match=r"predict: (h|level)="):
             forecaster.predict(**kwargs)
+
+
+def test_a_one_row_series_is_named_and_an_unused_futr_df_is_said(fitted, caplog):
+    import logging
+
+    _, df, forecaster = fitted
+    first = df["unique_id"].iloc[0]
+    short = pd.concat([df, df[df["unique_id"] == first].iloc[:1].assign(unique_id="lone")])
+    with pytest.raises(ValueError, match="series 'lone': a series needs two timestamps"):
+        forecaster.predict(df=short)
+    with caplog.at_level(logging.WARNING, logger="transduce.forecast"):
+        forecaster.predict(futr_df=df)
+    assert "futr_df is not used" in caplog.text

@@ -294,7 +294,10 @@ def forecasts_frame(series: SeriesSet, point: np.ndarray, bands: dict | None = N
     cols: dict[str, list] = {"unique_id": [], "ds": []}
     for name, stamps in zip(series.ids, series.timestamps, strict=True):
         cols["unique_id"] += [name] * h
-        cols["ds"] += future_ds(stamps, h)
+        try:
+            cols["ds"] += future_ds(stamps, h)
+        except ValueError as err:  # which series, of many
+            raise ValueError(f"series {str(name)[:40]!r}: {err}") from None
     cols["y"] = list(point.reshape(-1))
     for key, (lo, hi) in (bands or {}).items():
         cols[f"lo-{key}"], cols[f"hi-{key}"] = list(lo.reshape(-1)), list(hi.reshape(-1))

@@ -312,6 +312,8 @@ class Forecaster(WindowForecaster):
         names = self.covariate_names
         covariates = history.covariates(names) if names else None
         future = None
+        if futr_df is not None and not self.cfg.series.covariates:
+            log.warning("predict: futr_df is not used (this model has no future covariates)")
         if self.cfg.series.covariates:
             if futr_df is None:
                 raise ConfigError(
