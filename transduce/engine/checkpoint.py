@@ -340,29 +340,33 @@ def prune(run_dir: Path) -> list[Path]:
     return removed
 
 
+def verify_unit(step_dir: Path) -> dict[str, Any]:
+    """The meta.json of checkpoint ``step_dir``, once its weights and trainer state are
+    there with the size and digest it records (a DataError naming the file otherwise)."""
+    meta_path = step_dir / "meta.json"
+    files = recorded_files(meta_path)
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if any(n not in files for n in FILES):
+        raise DataError(meta_path, None, f"damaged checkpoint description (no {FILES})")
+    for name in FILES:
+        path, want = step_dir / name, files[name]
+        if not path.exists():
+            raise DataError(path, None, "missing from the checkpoint")
+        if path.stat().st_size != want["bytes"] or _digest(path) != want["sha256"]:
+            raise DataError(
+                path,
+                None,
+                "does not match the checkpoint's meta.json "
+                "(truncated or changed after it was written)",
+            )
+    return meta
+
+
 def read_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     """The ``last`` checkpoint's directory and trainer state, verified: each file has the
     size and digest meta.json records, and weights, state and meta.json name one step."""
     last = Path(run_dir) / "last"
-    meta_path = last / "meta.json"
-    meta = None
-    if meta_path.exists():
-        files = recorded_files(meta_path)
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if any(n not in files for n in FILES):
-            raise DataError(meta_path, None, f"damaged checkpoint description (no {FILES})")
-        recorded = {n: files[n] for n in FILES}
-        for name, want in recorded.items():
-            path = last / name
-            if not path.exists():
-                raise DataError(path, None, "missing from the checkpoint")
-            if path.stat().st_size != want["bytes"] or _digest(path) != want["sha256"]:
-                raise DataError(
-                    path,
-                    None,
-                    "does not match the checkpoint's meta.json "
-                    "(truncated or changed after it was written)",
-                )
+    meta = verify_unit(last) if (last / "meta.json").exists() else None
     weights_step = weights_metadata(last / FILES[0]).get("step")
     state = load_trainer_state(last / FILES[1])
     state_step = int(state["counters"][0])

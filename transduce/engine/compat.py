@@ -36,25 +36,23 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def changed_keys(saved: Config | dict, new: Config, common: bool = False) -> list[str]:
-    """Dotted keys whose value a resume may not change (see RESUMABLE_TRAIN_KEYS);
-    ``common``: only keys both configs have (one recorded by an older version)."""
-    old = _flat(saved if isinstance(saved, dict) else to_dict(saved))
-    cur = _flat(to_dict(new))
+def frozen_changes(saved: dict, new: dict, common: bool = False) -> str:
+    """The keys whose value a resume may not change (see RESUMABLE_TRAIN_KEYS) that differ
+    between two configs' dicts, shown with both values ("" when none); ``common``: only
+    keys both have (a config recorded by an older version lacks newer ones)."""
+    old, cur = _flat(saved), _flat(new)
     keys = old.keys() & cur.keys() if common else old.keys() | cur.keys()
     keys = sorted(k for k in keys if old.get(k) != cur.get(k))
     frozen = [k for k in keys if k.split(".")[0] in ("model", "data", "series")]
     frozen += [
         k for k in keys if k.startswith("train.") and k.split(".")[1] not in RESUMABLE_TRAIN_KEYS
     ]
-    return frozen
+    return ", ".join(f"{k} ({old.get(k)!r} -> {cur.get(k)!r})" for k in frozen[:6])
 
 
 def check_compatible(saved: Config, new: Config, run_dir: Path) -> None:
-    frozen = changed_keys(saved, new)
-    if frozen:
-        old, cur = _flat(to_dict(saved)), _flat(to_dict(new))
-        shown = ", ".join(f"{k} ({old.get(k)!r} -> {cur.get(k)!r})" for k in frozen[:6])
+    shown = frozen_changes(to_dict(saved), to_dict(new))
+    if shown:
         raise ConfigError(
             f"{run_dir}: --resume cannot change {shown}: they fix the model, its data or its "
             f"trajectory; start a new run instead (train keys that may change on resume: "
@@ -77,10 +75,8 @@ def check_recorded(cfg: Config, run_dir: Path) -> None:
     recorded = recorded_config(run_dir)
     if recorded is None:
         return
-    frozen = changed_keys(recorded, cfg, common=True)
-    if frozen:
-        old, cur = _flat(recorded), _flat(to_dict(cfg))
-        shown = ", ".join(f"{k} ({old.get(k)!r} -> {cur.get(k)!r})" for k in frozen[:6])
+    shown = frozen_changes(recorded, to_dict(cfg), common=True)
+    if shown:
         raise ConfigError(
             f"{run_dir / 'config.yaml'}: {shown} changed since the last checkpoint was "
             "saved: they fix the model, its data or its trajectory, so --resume would not "

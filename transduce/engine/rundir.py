@@ -176,17 +176,10 @@ def start(
 def _complete(step_dir: Path) -> bool:
     """Whether ``ckpt/step_N`` holds its weights and trainer state with the sizes and
     SHA-256 its meta.json records."""
-    from transduce import digests
-
     try:
-        files = ckpt.recorded_files(step_dir / "meta.json")
-        return all(
-            name in files
-            and (step_dir / name).stat().st_size == files[name]["bytes"]
-            and digests.digest(step_dir / name) == files[name]["sha256"]
-            for name in ckpt.FILES
-        )
-    except (DataError, OSError):
+        ckpt.verify_unit(step_dir)
+        return True
+    except (DataError, OSError, ValueError):
         return False
 
 

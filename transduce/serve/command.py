@@ -181,7 +181,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "up to 4 where each worker has 4 cores or more; 0: the engine's default)",
     )
     _add_limit_flags(add, d, s)
-    add("--device", default="cpu", help="cpu or cuda")
+    add("--device", type=opt.device_name, default="cpu", help="cpu, cuda, cuda:N or auto")
     add(
         "--checkpoint",
         choices=["best", "last", "averaged"],

@@ -32,9 +32,9 @@ class Gate:
     the budget a request gets a 503 with ``Retry-After`` at once instead of memory. A lone
     body is always admitted."""
 
-    def __init__(self, app, arrivals: Arrivals, max_body: int, max_inflight: int = 0) -> None:
+    def __init__(self, app, arrivals: Arrivals, max_body: int, max_inflight: int) -> None:
         self.app, self.arrivals, self.max_body = app, arrivals, max_body
-        self.max_inflight = max_inflight or 4 * max_body
+        self.max_inflight = max_inflight
         self.inflight = 0  # declared body bytes of the API requests being handled
 
     async def __call__(self, scope, receive, send) -> None:

@@ -164,9 +164,9 @@ def _worker_failed(reason: str) -> None:
     path = os.environ.get(FAILURE_ENV)
     if path is None:  # no parent to tell
         log.error("transduce serve: loading failed: %s", reason)
-    mode = "x" if path else "w"  # "x": the first worker to fail says it
-    with contextlib.suppress(FileExistsError), open(path or os.devnull, mode) as out:
-        out.write(reason)
+    else:  # "x": the first worker to fail says it
+        with contextlib.suppress(FileExistsError), open(path, "x", encoding="utf-8") as out:
+            out.write(reason)
     logging.shutdown()
     os._exit(STARTUP_FAILURE)
 
