@@ -244,3 +244,19 @@ def test_evaluate_with_beam_reports_speed_and_scores(trained, tmp_path):
     assert scores["n"] == 20
     assert scores["sentences_per_s"] > 0 and scores["tokens_per_s"] > 0
     assert 0 <= scores["bleu"] <= 100 and 0 <= scores["chrf"] <= 100
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`transduce recipes | head -1`: writes after the reader left end quietly (141, as a
+    shell reports a command SIGPIPE stopped), not in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transduce", "recipes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the first write: always a broken pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141 and "Traceback" not in err, err

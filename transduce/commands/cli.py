@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _torch_threads(args)  # inside: no torch installed is a one-line error
         args.func(args)
+    except BrokenPipeError:  # stdout's reader left (`| head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+        return 141  # 128 + SIGPIPE, what a shell reports for a command that pipe killed
     except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as err:
         if os.environ.get("TRANSDUCE_DEBUG"):
             raise
