@@ -24,6 +24,7 @@ import numpy as np
 from transduce.data.series import SeriesSet
 from transduce.forecasting.intervals import interval_scores
 from transduce.forecasting.metrics import baseline_scores, owa, score
+from transduce.forecasting.origins import split_window
 
 log = logging.getLogger("transduce.forecast")
 
@@ -33,16 +34,6 @@ def window_cuts(windows: int, step: int, horizon: int) -> list[int]:
     if windows < 1 or step < 1:
         raise ValueError(f"backtest needs windows >= 1 and step >= 1, got {windows}, {step}")
     return [horizon + (windows - 1 - k) * step for k in range(windows)]
-
-
-def split_window(values: list[np.ndarray], cut: int, horizon: int, min_history: int):
-    """(kept indices, histories, actuals) of one window of the series ``values``: each
-    history ends ``cut`` values before its series' end; series whose history would be
-    shorter than ``min_history`` are left out (and counted by the caller)."""
-    keep = [i for i, x in enumerate(values) if len(x) - cut >= min_history]
-    hist = [values[i][: len(values[i]) - cut] for i in keep]
-    truth = [values[i][len(values[i]) - cut :][:horizon] for i in keep]
-    return keep, hist, truth
 
 
 def score_window(hist, truth, point, bands, period: int) -> dict:

@@ -40,8 +40,8 @@ import numpy as np
 
 from transduce.atomic import atomic_write_text
 from transduce.errors import DataError
-from transduce.forecasting.backtest import split_window
 from transduce.forecasting.conformal import conformal_quantile, label
+from transduce.forecasting.origins import split_window
 
 CALIBRATION = "normalized.json"  # a run's (and its export's) normalized calibration
 
