@@ -1,12 +1,11 @@
 """Decoding speed on one device for the torch, ONNX and CTranslate2 engines (gpu_check.sh's
 decode stage): Multi30k test_2016_flickr en->de, greedy and beam 5 at batch 64, one JSON line.
 
-The runtime (``transduce.runtime``) opens its onnxruntime sessions on the CPU provider and its
-CTranslate2 translator on the CPU; for ``--device cuda`` this benchmark opens them on the GPU
-instead (CUDAExecutionProvider first; ``device="cuda"``) by wrapping the two constructors for
-the length of the run, so the numpy search is the runtime's own. An engine that cannot run on
-the device here (no CUDA provider in this onnxruntime build, a CTranslate2 without CUDA) is
-listed under ``skipped`` with the reason. ``benchmarks/decode_speed.py`` remains the CPU
+Every engine opens the model on ``--device`` as ``transduce translate --device`` does
+(onnxruntime's CUDA execution provider under the runtime's numpy search; CTranslate2's own
+GPU search). An engine that cannot run on the device here (no CUDA provider in this
+onnxruntime build, a CTranslate2 that sees no GPU) is listed under ``skipped`` with the
+one-line reason the commands give. ``benchmarks/decode_speed.py`` remains the CPU
 benchmark.
 
     python benchmarks/gpu_decode.py --model RUN --export onnx=DIR,ct2=DIR --device cuda
@@ -15,8 +14,6 @@ benchmark.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import json
 import sys
 import time
@@ -32,71 +29,29 @@ from transduce.metrics import bleu_chrf
 SETTINGS = {"greedy_b64": (1, 64), "beam5_b64": (5, 64)}
 
 
-@contextlib.contextmanager
-def on_device(engine: str, device: str):
-    """Open ``engine``'s sessions on ``device``; raises RuntimeError when it cannot."""
-    if device == "cpu" or engine == "torch":
-        yield
-        return
-    if engine == "onnx":
-        import onnxruntime as ort
-
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise RuntimeError(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider")
-        original = ort.InferenceSession
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        ort.InferenceSession = functools.partial(_session, original, providers)
-        try:
-            yield
-        finally:
-            ort.InferenceSession = original
-        return
-    import ctranslate2
-
-    if ctranslate2.get_cuda_device_count() < 1:
-        raise RuntimeError(f"ctranslate2 {ctranslate2.__version__} sees no CUDA device")
-    original = ctranslate2.Translator
-    ctranslate2.Translator = functools.partial(_ct2, original)
-    try:
-        yield
-    finally:
-        ctranslate2.Translator = original
-
-
-def _session(original, providers, path, opts=None, **kwargs):
-    kwargs["providers"] = providers
-    return original(path, opts, **kwargs)
-
-
-def _ct2(original, path, **kwargs):
-    kwargs.update(device="cuda", inter_threads=1)
-    return original(path, **kwargs)
-
-
 def measure(engine: str, folder: str, device: str, limit: int) -> dict:
     root = data_root() / "multi30k"
     src = read_lines(root / "test_2016_flickr.en.gz")[:limit]
     ref = read_lines(root / "test_2016_flickr.de.gz")[:limit]
-    with on_device(engine, device):
-        translator = loading.load(folder, engine, device=device, threads=1)
-        out = {}
-        for name, (beam, batch) in SETTINGS.items():
-            options = DecodeOptions(beam=beam, batch_size=batch, attention=False)
-            translator.translate_full(src[:32], options)  # warm-up (kernels, allocator)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            outputs = translator.translate_full(src, options)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-            texts = [o.text for o in outputs]
-            out[name] = {
-                "seconds": round(seconds, 3),
-                "sentences_per_s": round(len(src) / seconds, 1),
-                "bleu": bleu_chrf(texts, ref)["bleu"],
-                "outputs": texts,
-            }
+    translator = loading.load(folder, engine, device=device, threads=1)
+    out = {}
+    for name, (beam, batch) in SETTINGS.items():
+        options = DecodeOptions(beam=beam, batch_size=batch, attention=False)
+        translator.translate_full(src[:32], options)  # warm-up (kernels, allocator)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        outputs = translator.translate_full(src, options)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        texts = [o.text for o in outputs]
+        out[name] = {
+            "seconds": round(seconds, 3),
+            "sentences_per_s": round(len(src) / seconds, 1),
+            "bleu": bleu_chrf(texts, ref)["bleu"],
+            "outputs": texts,
+        }
     return out
 
 

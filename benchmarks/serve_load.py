@@ -16,7 +16,8 @@ like the servers): batched throughput and the one-sentence time; ratios use thei
 ``--settings 1x1,1x2,2x1`` compares server processes instead (``WORKERSxTHREADS``: ``serve
 --workers W --threads T``, batching on), alternated round by round, each against offline
 decoding with the same total threads (W x T; measured before and after, their mean in the
-ratios ``vs_offline_same_threads`` and, for one client, ``p95_vs_offline_one_sentence``).
+ratios ``vs_offline_same_threads`` and, for one client, ``p95_vs_offline_one_sentence``,
+beside the HTTP floor: one client's ``GET /health/live`` round trip on the same server).
 ``--model`` may be an export (``transduce export onnx|ct2``): offline decoding then runs on
 its engine. ``--inputs FILE`` takes the sentences from a text or TSV file (first column),
 e.g. the demo's data:
@@ -132,6 +133,22 @@ async def load(port: int, clients: int, sentences: list[str], seconds: float, ca
     return len(latencies), elapsed, latencies, errors[0]
 
 
+async def http_floor(port: int, requests: int = 2000) -> dict:
+    """One client's round trip to ``GET /health/live`` (no body, no model): what the HTTP
+    path, the event loop and the loopback cost a request whatever it asks, the floor under
+    a one-client translation's latency."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    request = f"GET /health/live HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    times = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        await _request(reader, writer, request)
+        times.append(time.perf_counter() - start)
+    writer.close()
+    ms = np.array(times) * 1000
+    return {f"http_floor_p{q}_ms": round(float(np.percentile(ms, q)), 3) for q in (50, 95)}
+
+
 def run(coro):
     """``asyncio.run`` on uvloop where installed (a cheaper client loop), else asyncio's."""
     try:
@@ -149,7 +166,7 @@ def summary(done: int, elapsed: float, latencies: list[float], errors: int) -> d
         "errors": errors,
         "seconds": round(elapsed, 2),
         "sentences_per_s": round(done / elapsed, 2),
-        **{f"p{q}_ms": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)},
+        **{f"p{q}_ms": round(float(np.percentile(ms, q)), 3) for q in (50, 95, 99)},
     }
 
 
@@ -196,8 +213,8 @@ def offline_child(model: str, sentences: list[str], threads: int, beam: int, sin
     ms = np.array(times) * 1000
     return {
         "batch64_sentences_per_s": round(len(sentences) / batched, 2),
-        "one_sentence_p50_ms": round(float(np.percentile(ms, 50)), 1),
-        "one_sentence_p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "one_sentence_p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "one_sentence_p95_ms": round(float(np.percentile(ms, 95)), 3),
     }
 
 
@@ -212,7 +229,9 @@ def offline_by_threads(args: argparse.Namespace, totals: list[int]) -> dict[int,
     return {t: offline(args.model, t, args.beam, args.singles, args.inputs) for t in totals}
 
 
-def _setting_row(c: int, w: int, t: int, got: list[tuple], ref: dict, best: dict) -> dict:
+def _setting_row(
+    c: int, w: int, t: int, got: list[tuple], ref: dict, best: dict, floor: dict
+) -> dict:
     """One setting's merged rounds, and its ratios to offline decoding ``ref`` (the same
     total threads) and ``best`` (the fastest offline thread count measured: with 2 threads
     in one process some engines decode several times slower than with 1)."""
@@ -228,6 +247,7 @@ def _setting_row(c: int, w: int, t: int, got: list[tuple], ref: dict, best: dict
     )
     row["vs_offline_best"] = round(row["sentences_per_s"] / best["batch64_sentences_per_s"], 3)
     if c == 1:
+        row.update(floor)
         row["p95_vs_offline_one_sentence"] = round(row["p95_ms"] / ref["one_sentence_p95_ms"], 3)
         row["p95_vs_offline_best_one_sentence"] = round(
             row["p95_ms"] / best["one_sentence_p95_ms"], 3
@@ -247,6 +267,7 @@ def compare_settings(args: argparse.Namespace, sentences: list[str], clients: li
         ports = {(w, t): stack.enter_context(server(args.model, t, workers=w)) for w, t in pairs}
         for port in ports.values():  # warm-up: first requests pay for lazy initialisation
             run(load(port, 4, sentences, 2.0, 40, args.beam))
+        floors = {setting: run(http_floor(port)) for setting, port in ports.items()}
         for c in clients:
             for _ in range(args.repeats):
                 for (w, t), port in ports.items():
@@ -255,7 +276,10 @@ def compare_settings(args: argparse.Namespace, sentences: list[str], clients: li
     after = offline_by_threads(args, totals)
     off = {n: {k: round((before[n][k] + after[n][k]) / 2, 2) for k in before[n]} for n in totals}
     best = max(off.values(), key=lambda o: o["batch64_sentences_per_s"])
-    settings = [_setting_row(c, w, t, got, off[w * t], best) for (c, w, t), got in runs.items()]
+    settings = [
+        _setting_row(c, w, t, got, off[w * t], best, floors[w, t])
+        for (c, w, t), got in runs.items()
+    ]
     out = {
         "model": args.model,
         "beam": args.beam,

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny reverse task, tiny presets, and the presets trained on it once.
+"""Shared fixtures: a tiny reverse task, tiny presets, and the presets trained on it once;
+a tiny transformer run exported to ONNX and CTranslate2 (``exports``).
 
 Tests that take a ``case`` argument run for every preset (``CASES``); ``attention_case`` runs
 for the presets with attention only. Helpers reach the tests as fixtures (``make_model``,
@@ -212,3 +213,23 @@ def _sequence_logprob(
 @pytest.fixture(scope="session")
 def sequence_logprob():
     return _sequence_logprob
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    """A tiny transformer run and its ONNX and CTranslate2 exports (~15 s, once a session)."""
+    from tests.helpers import TINY_TRANSFORMER, reverse_pairs, tiny_config, write_tsv
+    from transduce.export.ct2 import export_ct2
+    from transduce.export.onnx import export_onnx
+    from transduce.tasks.train import train as train_run
+
+    root = tmp_path_factory.mktemp("serve_exports")
+    tsv = write_tsv(root / "rev.tsv", reverse_pairs(200))
+    train_run(
+        tiny_config(tsv, model=TINY_TRANSFORMER, train={"epochs": 4, "lr": 0.003}), root / "run"
+    )
+    return {
+        "run": root / "run",
+        "onnx": export_onnx(root / "run", root / "onnx"),
+        "ct2": export_ct2(root / "run", root / "ct2"),
+    }

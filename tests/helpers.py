@@ -199,3 +199,17 @@ def text_loop(cfg, run_dir, rank: int = 0, world: int = 1):
     model = build_model(cfg.model, len(pipeline.src_vocab), len(pipeline.tgt_vocab))
     task = TextTask(cfg, model, pipeline, train_data, valid_data, refs)
     return Loop(cfg, task, run_dir, rank, world)
+
+
+# a transformer small enough to train in seconds (exports, serving)
+TINY_TRANSFORMER = {
+    "preset": "transformer",
+    "transformer": {
+        "d_model": 32,
+        "heads": 4,
+        "ff_size": 64,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "dropout": 0.0,
+    },
+}

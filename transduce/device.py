@@ -124,3 +124,55 @@ def resolve_precision(
     flags = cpu_flags() if device.type == "cpu" else set()
     width = matmul_width(model) if model is not None else 0
     return choose_precision(requested, device.type, flags, cuda, width)
+
+
+# ---------------------------------------------------------------------- exported models
+
+
+def _export_device(name: str) -> tuple[str, int]:
+    """``(kind, index)`` of a device an export may run on: ``cpu``, ``auto`` or ``cuda[:N]``."""
+    if (problem := device_problem(name)) is not None:
+        raise ConfigError(f"device: {problem}")
+    if name == "mps":
+        raise ConfigError("device mps: exported models run on cpu or cuda (mps is torch's)")
+    kind, _, index = name.partition(":")
+    return kind, int(index or 0)
+
+
+def onnx_providers(name: str) -> list:
+    """onnxruntime's execution providers for ``--device name``: the CPU's for ``cpu``; the
+    CUDA provider (on device N), then the CPU's for the operators it lacks, for ``cuda[:N]``,
+    refused in one line where this onnxruntime has none (the ``onnxruntime`` wheel is
+    CPU-only; ``onnxruntime-gpu`` has it); ``auto`` is CUDA where the build has it."""
+    kind, index = _export_device(name)
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        if kind == "auto":
+            return ["CPUExecutionProvider"]
+        raise ConfigError(
+            f"device {name}: this onnxruntime ({ort.__version__}) has no CUDA execution "
+            "provider (install onnxruntime-gpu in place of onnxruntime, or use --device cpu)"
+        )
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
+def ct2_device(name: str) -> tuple[str, int]:
+    """CTranslate2's ``(device, device_index)`` for ``--device name``; ``cuda[:N]`` is refused
+    in one line where CTranslate2 sees no such GPU, ``auto`` is the first GPU where it sees
+    one, else the CPU."""
+    kind, index = _export_device(name)
+    if kind == "cpu":
+        return "cpu", 0
+    import ctranslate2
+
+    count = ctranslate2.get_cuda_device_count()
+    if kind == "auto":
+        return ("cuda", 0) if count else ("cpu", 0)
+    if index >= count:
+        raise ConfigError(
+            f"device {name}: CTranslate2 sees {count} CUDA device(s) here (use --device cpu)"
+        )
+    return "cuda", index

@@ -1,6 +1,6 @@
 """Tiny trained runs for the server tests (trained once per session, in seconds): a Greek
-reversal model with attention, a two-input model, a forecasting model, and a transformer
-exported to ONNX and CTranslate2."""
+reversal model with attention, a two-input model and a forecasting model (the exported
+transformer, ``exports``, is tests/conftest.py's)."""
 
 from __future__ import annotations
 
@@ -16,22 +16,11 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from tests.helpers import tiny_config, write_tsv
 from transduce.config import Config, from_dict
 from transduce.tasks.train import train
 
 GREEK = "αβγδεζηθ"
-TRANSFORMER = {
-    "preset": "transformer",
-    "transformer": {
-        "d_model": 32,
-        "heads": 4,
-        "ff_size": 64,
-        "encoder_layers": 1,
-        "decoder_layers": 1,
-        "dropout": 0.0,
-    },
-}
 
 
 def greek_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -120,22 +109,6 @@ def series_run(tmp_path_factory):
     }
     train(from_dict(Config, raw), tmp / "fc")
     return tmp / "fc"
-
-
-@pytest.fixture(scope="session")
-def exports(tmp_path_factory):
-    """A tiny transformer run and its ONNX and CTranslate2 exports (~15 s, once a session)."""
-    from transduce.export.ct2 import export_ct2
-    from transduce.export.onnx import export_onnx
-
-    root = tmp_path_factory.mktemp("serve_exports")
-    tsv = write_tsv(root / "rev.tsv", reverse_pairs(200))
-    train(tiny_config(tsv, model=TRANSFORMER, train={"epochs": 4, "lr": 0.003}), root / "run")
-    return {
-        "run": root / "run",
-        "onnx": export_onnx(root / "run", root / "onnx"),
-        "ct2": export_ct2(root / "run", root / "ct2"),
-    }
 
 
 @contextlib.contextmanager

@@ -94,12 +94,13 @@ def device_name(text: str) -> str:
 
 
 def add_device_flag(p: argparse.ArgumentParser) -> None:
-    """``--device`` of every command that runs a model on torch."""
+    """``--device`` of every command that runs a model: torch for a training run,
+    onnxruntime's CUDA provider or CTranslate2's GPU for an export."""
     p.add_argument(
         "--device",
         type=device_name,
         default="cpu",
-        help="cpu, cuda, cuda:N or auto (default cpu)",
+        help="cpu, cuda, cuda:N or auto (default cpu); exports: cpu, cuda[:N] or auto",
     )
 
 

@@ -27,7 +27,7 @@ def load_forecaster(args: argparse.Namespace):
     if Path(models[0], "manifest.json").is_file():  # an export: onnxruntime, no torch
         from transduce.runtime.forecast import ExportedForecaster
 
-        return ExportedForecaster.load(models[0], threads=getattr(args, "threads", 0))
+        return ExportedForecaster.load(models[0], getattr(args, "threads", 0), args.device)
     from transduce.forecasting.pipeline import Forecaster
 
     return Forecaster.load(models[0], args.checkpoint, device=args.device)

@@ -15,7 +15,13 @@ import os
 import sys
 
 from transduce.atomic import refuse_overwriting_inputs, refuse_writing_into_models
-from transduce.commands.options import add_decode_flags, flag_name, int_at_least, options_from_args
+from transduce.commands.options import (
+    add_decode_flags,
+    add_device_flag,
+    flag_name,
+    int_at_least,
+    options_from_args,
+)
 from transduce.config import ConfigError
 from transduce.errors import DataError, missing_extra
 from transduce.inference.textio import add_stream_flags
@@ -29,7 +35,7 @@ def _translator(args: argparse.Namespace):
     sides = [getattr(args, name, None) for name in names]  # an output never replaces them
     refuse_overwriting_inputs(args.output, sides)
     refuse_writing_into_models(args.output, [args.model])  # nor writes into the export
-    translator = load(args.model, threads=args.threads)
+    translator = load(args.model, device=args.device, threads=args.threads)
     translator.check(options, flag_name)
     return translator, options
 
@@ -66,6 +72,7 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
         default=0,
         help="onnxruntime / CTranslate2 threads (0: their default)",
     )
+    add_device_flag(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("forecast", help="forecast the steps after each series (and score them)")
     _model_flags(p)
     add_io_flags(p)
-    p.set_defaults(func=forecast, checkpoint="best", device="cpu", combine="median")
+    p.set_defaults(func=forecast, checkpoint="best", combine="median")
     return parser
 
 

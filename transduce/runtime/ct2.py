@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from transduce.device import cpu_flags
+from transduce.device import cpu_flags, ct2_device
 from transduce.inference.decoding import DecodeOptions, Translation
 from transduce.inference.scoring import PairScore
 from transduce.inference.searchrules import output_limits
@@ -41,7 +41,7 @@ class CT2Translator(TextDecoder):
 
     engine = "ct2"
 
-    def __init__(self, model_dir: str | os.PathLike, threads: int = 0):
+    def __init__(self, model_dir: str | os.PathLike, threads: int = 0, device: str = "cpu"):
         prefer_avx512()
         import ctranslate2
 
@@ -51,18 +51,31 @@ class CT2Translator(TextDecoder):
             raise ExportError(f"{self.dir / 'model.bin'}: no such file (incomplete export)")
         self.pipeline = Pipeline(self.dir, self.manifest["text"])
         self.defaults = self.manifest["decode"]
-        self.ct2 = ctranslate2.Translator(
-            str(self.dir), device="cpu", inter_threads=1, intra_threads=threads
-        )
+        kind, index = ct2_device(device)  # before loading: a missing GPU is one line
+        self.device = kind if kind == "cpu" else f"cuda:{index}"
+        try:
+            self.ct2 = ctranslate2.Translator(
+                str(self.dir),
+                device=kind,
+                device_index=index,
+                inter_threads=1,
+                intra_threads=threads,
+            )
+        except (RuntimeError, ValueError) as err:  # its own messages: a bad model.bin, CUDA
+            raise ExportError(
+                f"{self.dir}: CTranslate2 cannot load it on {self.device}: {err}"
+            ) from None
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, threads: int = 0) -> CT2Translator:
-        return cls(model_dir, threads)
+    def load(
+        cls, model_dir: str | os.PathLike, threads: int = 0, device: str = "cpu"
+    ) -> CT2Translator:
+        return cls(model_dir, threads, device)
 
     @classmethod
     def open(cls, model_dir: str, checkpoint: str, device: str, threads: int) -> CT2Translator:
-        """The engine registry's loader (an export has one set of weights, on the CPU)."""
-        return cls(model_dir, threads)
+        """The engine registry's loader (an export has one set of weights)."""
+        return cls(model_dir, threads, device)
 
     def _kwargs(self, o: DecodeOptions) -> dict:
         if o.sample:

@@ -41,8 +41,10 @@ class ExportedForecaster(WindowForecaster):
         self.normalized = normalized.load(model.dir)  # likewise, where the run has one
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, threads: int = 0) -> ExportedForecaster:
-        return cls(OnnxModel(model_dir, threads))
+    def load(
+        cls, model_dir: str | os.PathLike, threads: int = 0, device: str = "cpu"
+    ) -> ExportedForecaster:
+        return cls(OnnxModel(model_dir, threads, device))
 
     def rollout_windows(self, w: WindowArrays, batch_size: int = 512) -> np.ndarray:
         """The model's outputs on windows ``w``, scaled: ``[N, H, D]`` (D = 1, or the

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from transduce.config import ConfigError
+from transduce.device import onnx_providers
 from transduce.errors import ExportError
 from transduce.inference.numpy_ops import NumpyOps
 from transduce.runtime.manifest import check_graph, validate
@@ -78,13 +80,16 @@ def read_manifest(model_dir: str | os.PathLike, engine: str | None = None) -> di
 
 
 class OnnxModel:
-    """The four graphs of an ONNX export as one model (``threads``: intra-op threads)."""
+    """The four graphs of an ONNX export as one model (``threads``: intra-op threads;
+    ``device``: cpu, cuda, cuda:N or auto, see :func:`transduce.device.onnx_providers`).
+    On a GPU the search stays in numpy: each step's inputs go to the device and back."""
 
-    def __init__(self, model_dir: str | os.PathLike, threads: int = 0):
+    def __init__(self, model_dir: str | os.PathLike, threads: int = 0, device: str = "cpu"):
         import onnxruntime as ort
 
         self.dir = Path(model_dir)
         self.manifest = read_manifest(self.dir, engine="onnx")
+        providers = onnx_providers(device)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -95,16 +100,26 @@ class OnnxModel:
             if not path.is_file():
                 raise ExportError(f"{path}: no such file (incomplete export)")
             try:
-                session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(str(path), opts, providers=providers)
             except Exception as err:  # onnxruntime raises its own exception types
                 raise ExportError(f"{path}: cannot be loaded: {str(err)[:200]}") from None
+            if device.startswith("cuda") and "CUDAExecutionProvider" not in session.get_providers():
+                # onnxruntime falls back to the CPU when CUDA cannot start (no driver, no
+                # cuDNN): asked for a GPU, say so rather than run on the CPU unnoticed
+                raise ConfigError(
+                    f"device {device}: onnxruntime could not start its CUDA provider for "
+                    f"{path.name} (see its log; check the CUDA and cuDNN libraries)"
+                )
             self.sessions[name] = session
         self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self.sessions.items()}
         self.outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
         for name in GRAPHS:
             check_graph(self.dir / f"{name}.onnx", name, self.inputs[name], self.outputs[name])
         topk = self.dir / "topk.onnx"
-        self.ops = NumpyOps(ort.InferenceSession(str(topk), opts) if topk.is_file() else None)
+        self.ops = NumpyOps(
+            ort.InferenceSession(str(topk), opts, providers=providers) if topk.is_file() else None
+        )
+        self.providers: list[str] = self.sessions["encoder"].get_providers()
         if "log_probs" not in self.outputs["head"]:
             self.log_probs = None  # a regression head: the search never asks
         # a step graph that takes its rows grouped by source (export/transformer.py)

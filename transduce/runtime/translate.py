@@ -64,13 +64,15 @@ class Translator(SearchDecoder):
         self.defaults = self.manifest["decode"]
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, threads: int = 0) -> Translator:
-        return cls(OnnxModel(model_dir, threads))
+    def load(
+        cls, model_dir: str | os.PathLike, threads: int = 0, device: str = "cpu"
+    ) -> Translator:
+        return cls(OnnxModel(model_dir, threads, device))
 
     @classmethod
     def open(cls, model_dir: str, checkpoint: str, device: str, threads: int) -> Translator:
-        """The engine registry's loader (an export has one set of weights, on the CPU)."""
-        return cls.load(model_dir, threads)
+        """The engine registry's loader (an export has one set of weights)."""
+        return cls.load(model_dir, threads, device)
 
 
 def rollout(model: OnnxModel, src: np.ndarray, tgt_in: np.ndarray, out_dim: int = 1):

@@ -193,7 +193,9 @@ class ExportedModel:
         interruptible(translator)
 
     @classmethod
-    def load(cls, name: str, model_dir: Path, threads: int = 0) -> ExportedModel:
+    def load(
+        cls, name: str, model_dir: Path, threads: int = 0, device: str = "cpu"
+    ) -> ExportedModel:
         from transduce.loading import load
         from transduce.runtime.model import read_manifest
 
@@ -202,7 +204,7 @@ class ExportedModel:
                 f"--model {model_dir}: an exported forecasting model; serve its "
                 "training run (the directory given to transduce export)"
             )
-        return cls(name, model_dir, load(str(model_dir), threads=threads))
+        return cls(name, model_dir, load(str(model_dir), device=device, threads=threads))
 
     def check(self, options: DecodeOptions) -> None:
         check_options(self.translator, options)
@@ -378,7 +380,7 @@ def load_model(
 
     engines = [resolve(d, engine).name for d in dirs]
     if len(dirs) == 1 and engines[0] != "torch":
-        return ExportedModel.load(name, dirs[0], threads)
+        return ExportedModel.load(name, dirs[0], threads, device)
     if any(e != "torch" for e in engines):
         raise ConfigError(f"--model {name}: ensembles are of training runs, not exports")
     kinds = {load_config(d / "config.yaml").series is not None for d in dirs}
