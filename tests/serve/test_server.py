@@ -4,6 +4,7 @@ flags come from TRANSDUCE_SERVE_* variables."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -168,6 +169,27 @@ def test_workers_share_the_port_and_stop_on_sigterm(text_run):
         # whichever worker answers the scrape reports both workers' counts
         assert metric(url, "transduce_inputs_decoded_total") == 20
         assert metric(url, "transduce_batch_size_count") >= 10
+        # and the server's readiness and queue depth, not the answering worker's: both
+        # workers publish them (one gauge file each), the scrape combines them
+        deadline = time.monotonic() + 60  # 1 once the second worker has loaded too
+        while metric(url, "transduce_ready") != 1:
+            assert time.monotonic() < deadline, "the workers never all became ready"
+            time.sleep(0.1)
+        assert metric(url, "transduce_queue_depth") == 0
+        workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2  # not multiprocessing's resource tracker
+        environ = Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
+        shared = next(e for e in environ if e.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
+        folder = Path(shared.partition(b"=")[2].decode())
+        assert {f"gauge_livemin_{pid}.db" for pid in workers} <= {p.name for p in folder.iterdir()}
+        # a worker killed outright leaves its gauges behind; the next scrape forgets them
+        os.kill(int(workers[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while (folder / f"gauge_livemin_{workers[0]}.db").exists():
+            assert time.monotonic() < deadline, "a dead worker's gauges are still read"
+            with contextlib.suppress(OSError):  # the dead worker's socket may refuse
+                assert metric(url, "transduce_ready") in (0, 1)
+            time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)

@@ -3,18 +3,23 @@
 Each app has its own registry, so several apps in one process (tests) count apart. With
 ``--workers N`` the counters and histograms go through prometheus-client's multiprocess
 mode (``PROMETHEUS_MULTIPROC_DIR``, set by the parent before it starts the workers), so a
-scrape that reaches any worker reports the whole server; the queue depth and readiness
-are those of the worker that answered.
+scrape that reaches any worker reports the whole server. So do the queue depth (summed over
+the live workers) and readiness (1 only while every live worker is ready): each worker
+publishes them to multiprocess gauges after every batch and when it becomes ready, and a
+scrape first forgets the gauges of workers that have died (``kill -9``; uvicorn starts
+another).
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -81,17 +86,45 @@ class ServeMetrics:
             registry=r,
         )
 
+        self.shared = _shared_dir()
+        if self.shared:  # the workers' live values, as gauges the scrape combines
+            self.depth_gauge = Gauge(
+                "transduce_queue_depth",
+                "inputs waiting for a batched decode",
+                ["model"],
+                multiprocess_mode="livesum",
+                registry=r,
+            )
+            self.ready_gauge = Gauge(
+                "transduce_ready",
+                "1 once every model is loaded",
+                multiprocess_mode="livemin",
+                registry=r,
+            )
+
     def watch(self, depth: Callable[[], dict[str, int]], ready: Callable[[], bool]) -> None:
-        self.live = _Live(depth, ready)
-        self.registry.register(self.live)
+        self.depth, self.ready = depth, ready
+        if not self.shared:  # one process: read at scrape time
+            self.registry.register(_Live(depth, ready))
+        else:
+            self.publish()
+
+    def publish(self) -> None:
+        """Multiprocess mode: this worker's queue depths and readiness, for the others'
+        scrapes (a no-op in one process, whose scrape reads them itself)."""
+        if self.shared:
+            for model, n in self.depth().items():
+                self.depth_gauge.labels(model).set(n)
+            self.ready_gauge.set(1 if self.ready() else 0)
 
     def exposition(self) -> bytes:
         """The text format: this process's metrics, or every worker's in multiprocess mode."""
-        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if not self.shared:
             return generate_latest(self.registry)
+        self.publish()
+        forget_dead_workers(self.shared)
         merged = CollectorRegistry()
         MultiProcessCollector(merged)
-        merged.register(self.live)
         return generate_latest(merged)
 
     def observer(self, model: str) -> Callable[[int, float], None]:
@@ -106,6 +139,7 @@ class ServeMetrics:
             size.observe(items)
             seconds.observe(elapsed)
             inputs.inc(items)
+            self.publish()
 
         return observe
 
@@ -122,3 +156,34 @@ class ServeMetrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(elapsed)
+
+
+def _shared_dir() -> str:
+    """The multiprocess metrics folder, or "" in one process."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+_LIVE_FILE = re.compile(r"gauge_live\w*_(\d+)\.db")
+
+
+def forget_dead_workers(folder: str) -> list[int]:
+    """Drop the live gauges of worker processes that no longer exist (a killed worker's
+    last queue depth and readiness would count forever); returns their pids."""
+    dead = set()
+    for path in glob.glob(os.path.join(folder, "gauge_live*_*.db")):
+        match = _LIVE_FILE.fullmatch(os.path.basename(path))
+        if match and not _alive(int(match.group(1))):
+            dead.add(int(match.group(1)))
+    for pid in dead:
+        mark_process_dead(pid, folder)
+    return sorted(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process of that pid: not ours, but alive
+        return True
+    return True

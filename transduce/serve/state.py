@@ -66,6 +66,7 @@ class ServeState:
         self.models.update(models)  # in place: app.state.models is this same dict
         self.names = list(models)
         self.ready = True
+        self.metrics.publish()  # several workers: the others' scrapes see this one ready
 
     async def load(self, loader: Callable[[], dict[str, ServedModel]]) -> None:
         """Load in a worker thread (the server answers liveness meanwhile)."""
