@@ -142,9 +142,11 @@ async def http_floor(port: int, requests: int = 2000) -> dict:
     times = []
     for _ in range(requests):
         start = time.perf_counter()
-        await _request(reader, writer, request)
+        if (status := await _request(reader, writer, request)) != 200:
+            raise RuntimeError(f"GET /health/live answered {status}: no floor to measure")
         times.append(time.perf_counter() - start)
     writer.close()
+    await writer.wait_closed()
     ms = np.array(times) * 1000
     return {f"http_floor_p{q}_ms": round(float(np.percentile(ms, q)), 3) for q in (50, 95)}
 
@@ -274,7 +276,7 @@ def compare_settings(args: argparse.Namespace, sentences: list[str], clients: li
                     got = run(load(port, c, sentences, args.seconds, args.max_requests, args.beam))
                     runs.setdefault((c, w, t), []).append(got)
     after = offline_by_threads(args, totals)
-    off = {n: {k: round((before[n][k] + after[n][k]) / 2, 2) for k in before[n]} for n in totals}
+    off = {n: {k: round((before[n][k] + after[n][k]) / 2, 3) for k in before[n]} for n in totals}
     best = max(off.values(), key=lambda o: o["batch64_sentences_per_s"])
     settings = [
         _setting_row(c, w, t, got, off[w * t], best, floors[w, t])
@@ -350,7 +352,7 @@ def main() -> None:
         settings.append({"clients": c, "batching": batching, **summary(*merged)})
     after = offline(args.model, args.threads, args.beam, args.singles)
     # the machine's load drifts: compare against the mean of offline runs before and after
-    off = {k: round((before[k] + after[k]) / 2, 2) for k in before}
+    off = {k: round((before[k] + after[k]) / 2, 3) for k in before}
     rate = {(s["clients"], s["batching"]): s for s in settings}
     top = max(clients)
     checks = {

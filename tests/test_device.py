@@ -63,3 +63,9 @@ def test_cuda_n_without_that_device_is_a_config_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ConfigError, match="there are 1 CUDA device"):
         resolve_device("cuda:3")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="an MPS device is here")
+def test_mps_without_an_mps_device_is_a_config_error():
+    with pytest.raises(ConfigError, match="device mps"):
+        resolve_device("mps")

@@ -53,6 +53,8 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"device: {problem}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device mps: this PyTorch has no MPS device here (use cpu or auto)")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"device {name}: no CUDA device is available here (use cpu or auto)")

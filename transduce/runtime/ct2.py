@@ -62,8 +62,9 @@ class CT2Translator(TextDecoder):
                 intra_threads=threads,
             )
         except (RuntimeError, ValueError) as err:  # its own messages: a bad model.bin, CUDA
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise ExportError(
-                f"{self.dir}: CTranslate2 cannot load it on {self.device}: {err}"
+                f"{self.dir}: CTranslate2 cannot load it on {self.device}: {first}"
             ) from None
 
     @classmethod

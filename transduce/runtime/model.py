@@ -102,7 +102,8 @@ class OnnxModel:
             try:
                 session = ort.InferenceSession(str(path), opts, providers=providers)
             except Exception as err:  # onnxruntime raises its own exception types
-                raise ExportError(f"{path}: cannot be loaded: {str(err)[:200]}") from None
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise ExportError(f"{path}: cannot be loaded: {first[:200]}") from None
             if device.startswith("cuda") and "CUDAExecutionProvider" not in session.get_providers():
                 # onnxruntime falls back to the CPU when CUDA cannot start (no driver, no
                 # cuDNN): asked for a GPU, say so rather than run on the CPU unnoticed

@@ -114,6 +114,7 @@ class MicroBatcher:
         inline_cost: int = 0,
         inline_seconds: float = 0.0,
         inline_options: Callable[[Any], bool] | None = None,
+        queued: Callable[[], None] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size must be >= 1 and max_wait_ms >= 0")
@@ -122,6 +123,7 @@ class MicroBatcher:
         self.arrivals = arrivals
         self.cost, self.max_cost = cost, max_cost  # cost(item, options): one item's work
         self.observe = observe  # called with (items, seconds) after each batched decode
+        self.queued = queued  # called after a request joins the queue
         # a batch of one item costing at most this decodes on the event loop's thread: a
         # lone short request skips two thread hand-offs (to the decode thread and back),
         # the part of its latency offline decoding does not pay; the loop is held for that
@@ -152,6 +154,8 @@ class MicroBatcher:
         request = _Request(list(items), loop.create_future(), loop.time(), [None] * len(items))
         self._groups.setdefault(key, deque()).append(request)
         self._wake.set()
+        if self.queued is not None:
+            self.queued()
         return await request.future
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:

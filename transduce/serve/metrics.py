@@ -5,13 +5,16 @@ Each app has its own registry, so several apps in one process (tests) count apar
 mode (``PROMETHEUS_MULTIPROC_DIR``, set by the parent before it starts the workers), so a
 scrape that reaches any worker reports the whole server. So do the queue depth (summed over
 the live workers) and readiness (1 only while every live worker is ready): each worker
-publishes them to multiprocess gauges after every batch and when it becomes ready, and a
-scrape first forgets the gauges of workers that have died (``kill -9``; uvicorn starts
-another).
+publishes them to multiprocess gauges when a request joins its queue, after every batch and
+when it becomes ready, and a scrape first forgets the gauges of workers that have died
+(``kill -9``; uvicorn starts another). A folder the user names in
+``PROMETHEUS_MULTIPROC_DIR`` for a one-process server is not shared this way: that server
+reports its own values.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -19,8 +22,10 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from transduce.config import ConfigError
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -158,32 +163,61 @@ class ServeMetrics:
         children[1].observe(elapsed)
 
 
+# set by ``transduce serve --workers N`` (transduce.serve.server.run_workers) to the
+# multiprocess folder it made for its workers
+SHARED_ENV = "TRANSDUCE_SERVE_METRICS_DIR"
+
+
 def _shared_dir() -> str:
-    """The multiprocess metrics folder, or "" in one process."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    """The workers' shared metrics folder, or "" in one process. A user's own
+    ``PROMETHEUS_MULTIPROC_DIR`` must exist (prometheus-client writes there)."""
+    user = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if user and not os.path.isdir(user):
+        raise ConfigError(
+            f"PROMETHEUS_MULTIPROC_DIR={user[:200]}: no such folder "
+            "(prometheus-client's multiprocess mode writes its metrics there)"
+        )
+    return os.environ.get(SHARED_ENV, "")
 
 
 _LIVE_FILE = re.compile(r"gauge_live\w*_(\d+)\.db")
 
 
-def forget_dead_workers(folder: str) -> list[int]:
-    """Drop the live gauges of worker processes that no longer exist (a killed worker's
-    last queue depth and readiness would count forever); returns their pids."""
-    dead = set()
+def forget_dead_workers(folder: str, supervisor: int | None = None) -> list[int]:
+    """Drop the live gauges of the workers that are gone (a killed worker's last queue
+    depth and readiness would count forever); returns their pids. A worker is a child of
+    ``supervisor`` (default: this process's parent, the process manager of a worker); a
+    pid now held by another process is gone too. Safe when several workers scrape at once
+    (a file another one removed first is skipped)."""
+    supervisor = os.getppid() if supervisor is None else supervisor
+    dead: dict[int, list[str]] = {}
     for path in glob.glob(os.path.join(folder, "gauge_live*_*.db")):
         match = _LIVE_FILE.fullmatch(os.path.basename(path))
-        if match and not _alive(int(match.group(1))):
-            dead.add(int(match.group(1)))
-    for pid in dead:
-        mark_process_dead(pid, folder)
+        if match and not _worker_of(int(match.group(1)), supervisor):
+            dead.setdefault(int(match.group(1)), []).append(path)
+    for paths in dead.values():
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
     return sorted(dead)
 
 
-def _alive(pid: int) -> bool:
+def _worker_of(pid: int, supervisor: int) -> bool:
+    """Whether ``pid`` is a live child of ``supervisor`` (on Linux, from ``/proc``; where
+    there is no ``/proc``, whether the pid exists at all)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
         return False
-    except PermissionError:  # another user's process of that pid: not ours, but alive
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    # pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ")"
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return len(fields) > 1 and int(fields[1]) == supervisor

@@ -29,6 +29,7 @@ from uvicorn.supervisors import Multiprocess
 
 from transduce.configcheck import ConfigError
 from transduce.serve.limits import ServeLimits
+from transduce.serve.metrics import SHARED_ENV
 from transduce.serve.protocols import MAX_HEAD_BYTES, http_protocol
 from transduce.serve.sockets import REUSE_PORT, own_listener
 
@@ -214,6 +215,7 @@ def run_workers(settings: ServerSettings, sock, banner: str) -> None:
     # the workers' counters, summed at every scrape (prometheus-client multiprocess mode)
     metrics_dir = tempfile.mkdtemp(prefix="transduce-serve-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ[SHARED_ENV] = metrics_dir  # the workers share it (transduce.serve.metrics)
     config = uvicorn_config(
         "transduce.serve.server:worker_app", settings, factory=True, workers=settings.workers
     )

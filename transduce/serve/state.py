@@ -62,6 +62,7 @@ class ServeState:
                 inline_cost=INLINE_COST if text else 0,
                 inline_seconds=INLINE_SECONDS,
                 inline_options=_within_defaults(m) if text else None,
+                queued=self.metrics.publish if self.metrics.shared else None,
             )
         self.models.update(models)  # in place: app.state.models is this same dict
         self.names = list(models)
