@@ -19,6 +19,7 @@ import glob
 import os
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -52,7 +53,7 @@ class ServeMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._children: dict[tuple, tuple] = {}
+        self._children: dict[tuple, Any] = {}
         r = self.registry
         self.requests = Counter(
             "transduce_requests",
@@ -117,9 +118,12 @@ class ServeMetrics:
     def publish(self) -> None:
         """Multiprocess mode: this worker's queue depths and readiness, for the others'
         scrapes (a no-op in one process, whose scrape reads them itself)."""
-        if self.shared:
+        if self.shared:  # called per request: the labelled children looked up once
             for model, n in self.depth().items():
-                self.depth_gauge.labels(model).set(n)
+                child = self._children.get(("depth", model))
+                if child is None:
+                    child = self._children[("depth", model)] = self.depth_gauge.labels(model)
+                child.set(n)
             self.ready_gauge.set(1 if self.ready() else 0)
 
     def exposition(self) -> bytes:
