@@ -20,20 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import reverse_pairs, tiny_config, write_tsv
+from tests.helpers import TINY_TRANSFORMER, reverse_pairs, tiny_config, write_tsv
 
 ROOT = Path(__file__).resolve().parents[1]
-TRANSFORMER = {
-    "preset": "transformer",
-    "transformer": {
-        "d_model": 32,
-        "heads": 4,
-        "ff_size": 64,
-        "encoder_layers": 1,
-        "decoder_layers": 1,
-        "dropout": 0.0,
-    },
-}
+TRANSFORMER = TINY_TRANSFORMER
 # Issue 30's target for the serving environment is 200 MB: met by one engine's install as
 # the serving image makes it (runtime-onnx 171 MB, runtime-ct2 190 MB: stripped, no
 # __pycache__); this venv holds both engines as pip installs them (~363 MiB;
