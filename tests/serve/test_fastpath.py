@@ -35,7 +35,7 @@ LATE = [{"texts": ["αβ"], "model": "nope"}, {"texts": ["α" * 5000]}, {"texts"
 
 
 def fast_path(app) -> FastTranslate:
-    node = app.middleware_stack
+    node = app.front  # the server's layers, in front of FastAPI's
     while not isinstance(node, FastTranslate):
         node = node.app
     return node
