@@ -83,3 +83,32 @@ def test_fast_path_counts_and_tags_like_the_route(client):
         and 'status="200"' in x
     ]
     assert counted and counted[0] >= 2
+
+
+def test_a_model_failure_is_the_same_json_500_on_both_paths(text_run):
+    """The fast path runs in front of FastAPI's error handling: a model that fails still
+    gets the route's JSON 500 (not uvicorn's plain text), counted as a 500."""
+    models = load_models([str(text_run)])
+
+    def broken(items, options):
+        raise RuntimeError("the engine fell over")
+
+    for model in models.values():
+        model.decode = broken  # before create_app: the batcher holds the method
+    with TestClient(create_app(models), raise_server_exceptions=False) as c:
+        fast = fast_path(c.app)
+        replies = []
+        for content_type in ("application/json", "application/json; charset=utf-8"):
+            before = fast.answered
+            got = c.post(
+                "/v1/translate",
+                content=json.dumps({"texts": ["αβ"]}),
+                headers={"content-type": content_type},
+            )
+            replies.append((fast.answered - before, got.status_code, got.json()))
+        assert [r[0] for r in replies] == [1, 0]  # the first went the fast way
+        assert replies[0][1:] == replies[1][1:]
+        status, body = replies[0][1:]
+        assert status == 500 and body["field"] == "body" and "RuntimeError" in str(body)
+        metrics = c.get("/metrics").text
+        assert 'route="/v1/translate",status="500"} 2.0' in metrics

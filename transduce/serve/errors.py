@@ -79,10 +79,16 @@ def add_error_handlers(app: FastAPI, max_errors: int) -> None:
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request %s failed", request.scope.get("transduce.request_id", "-"))
-        why = f"the model failed on this request: {type(exc).__name__}"
-        return error_response(500, "body", why)
+        return failure_response(request.scope, exc)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.field, exc.message)
+
+
+def failure_response(scope, exc: Exception) -> JSONResponse:
+    """The 500 for the server's own failure on a request, logged with the request's id and
+    the traceback (call it while handling ``exc``): the FastAPI routes' exception handler
+    and the server's layers in front of FastAPI (the translate fast path) answer alike."""
+    log.exception("request %s failed", scope.get("transduce.request_id", "-"))
+    return error_response(500, "body", f"the model failed on this request: {type(exc).__name__}")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from starlette.datastructures import MutableHeaders
 
 from transduce.serve.batcher import Arrivals
-from transduce.serve.errors import error_response
+from transduce.serve.errors import error_response, failure_response
 from transduce.serve.state import ServeState
 
 API_PREFIX = "/v1/"
@@ -134,6 +134,10 @@ class RequestContext:
                 503, "body", "the server stopped before answering (shutting down: retry)"
             )
             await response(scope, receive, send_with_id)
+        except Exception as exc:  # the fast path's own failure (FastAPI's routes have theirs)
+            if started[0]:
+                raise
+            await failure_response(scope, exc)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"
