@@ -70,13 +70,10 @@ def decode(
     steps run on unfinished rows only. ``attention``: keep the weights ``[B, T, S]``.
     ``prefix``: (ids ``[B, P]``, lengths ``[B]``) forced first (:func:`force_prefix`).
     ``on_step(rows, tokens)``: told each step's chosen tokens ``[b]`` of the live rows
-    (their original indices ``[b]``), as they are produced (streaming).
-
-    The keyword-only parameters here and in :func:`sample` and :func:`beam_search` are named
-    as :class:`transduce.inference.decoding.DecodeOptions`' fields, which fill them by name."""
-    choose = choose or ops.argmax
-    keep_attention = attention
-    batch = src.shape[0]
+    (their original indices ``[b]``), as they are produced (streaming). The keyword-only
+    parameters here and in :func:`sample` and :func:`beam_search` are named as
+    :class:`transduce.inference.decoding.DecodeOptions`' fields, which fill them by name."""
+    choose, keep_attention, batch = choose or ops.argmax, attention, src.shape[0]
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
     limits = prefix_limits(ops, length_limits(ops, src_mask, max_len, max_len_ratio), prefix)
@@ -88,9 +85,7 @@ def decode(
     active = ops.arange(batch, src)  # original row of each live row
     prev = ops.full((batch,), BOS_ID, "int", src)
     own = getattr(model, "log_probs", None)  # an export's head graph computes them itself
-    # every row still live (no row has left): whole-array updates instead of indexed ones,
-    # a few operations fewer per step, which is most of a small batch's step
-    whole, live_limits = True, limits
+    rows, live_limits = slice(None), limits  # all rows live: plain slices, not index_put
     for t in range(steps):
         features, state, attn = model.step(prev, state, memory)
         if own is None:
@@ -103,28 +98,22 @@ def decode(
         prev = choose(logits)
         if on_step is not None:
             on_step(active, prev)
-        chosen = ops.gather(logp, prev[:, None])[:, 0]
-        if whole:
-            scores += chosen
-            tokens[:, t] = prev
-        else:
-            scores[active] += chosen
-            tokens[active, t] = prev
+        scores[rows] += ops.gather(logp, prev[:, None])[:, 0]
+        tokens[rows, t] = prev
         if attn is not None and keep_attention:
             if attention is None:
                 attention = ops.full((batch, steps, src.shape[1]), 0.0, "float", src)
             attention[active, t] = ops.to_float(attn)
         ended = prev == EOS_ID
         done = ended | (t + 1 >= live_limits)
-        if not bool(done.any()):
-            continue
-        lengths[active[done]] = t + 1 - ops.to_int(ended[done])
-        if bool(done.all()):
-            break
-        keep = ops.nonzero(~done)
-        active, prev = active[keep], prev[keep]
-        state, memory = state.select(keep), memory.select(keep)
-        whole, live_limits = False, limits[active]
+        if bool(done.any()):  # (most steps end no row: no bookkeeping then)
+            lengths[active[done]] = t + 1 - ops.to_int(ended[done])
+            if bool(done.all()):
+                break
+            keep = ops.nonzero(~done)
+            active, prev = active[keep], prev[keep]
+            state, memory = state.select(keep), memory.select(keep)
+            rows, live_limits = active, limits[active]
     width = int(lengths.max()) if batch else 0
     tokens = tokens[:, :width]
     valid = ops.arange(width, src)[None, :] < lengths[:, None]
