@@ -17,7 +17,7 @@ like the servers): batched throughput and the one-sentence time; ratios use thei
 --workers W --threads T``, batching on), alternated round by round, each against offline
 decoding with the same total threads (W x T; measured before and after, their mean in the
 ratios ``vs_offline_same_threads`` and, for one client, ``p95_vs_offline_one_sentence``,
-beside the HTTP floor: one client's ``GET /health/live`` round trip on the same server).
+beside the server's floor: one client's ``GET /health/live`` round trip on the same server).
 ``--model`` may be an export (``transduce export onnx|ct2``): offline decoding then runs on
 its engine. ``--inputs FILE`` takes the sentences from a text or TSV file (first column),
 e.g. the demo's data:
@@ -134,9 +134,10 @@ async def load(port: int, clients: int, sentences: list[str], seconds: float, ca
 
 
 async def http_floor(port: int, requests: int = 2000) -> dict:
-    """One client's round trip to ``GET /health/live`` (no body, no model): what the HTTP
-    path, the event loop and the loopback cost a request whatever it asks, the floor under
-    a one-client translation's latency."""
+    """One client's round trip to ``GET /health/live`` (no body, no model): what the server's
+    stack (HTTP, event loop, middleware, FastAPI) and the loopback cost a request whatever it
+    asks, the floor under a one-client translation's latency on this server (bare uvicorn's
+    is lower: docs/guide/deploying.md)."""
     reader, writer = await asyncio.open_connection(HOST, port)
     request = f"GET /health/live HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
     times = []

@@ -40,8 +40,9 @@ class ServeAPI(FastAPI):
     requests the fast path passes on go through. FastAPI's layers were ~0.05 ms of a
     request (a minimal FastAPI app answered a health check in 0.092 ms, bare uvicorn in
     0.041; docs/guide/deploying.md), the largest cost of a one-sentence translation
-    outside its decode after the translation's own work. An exception in these layers
-    reaches uvicorn, which answers 500 as FastAPI's error middleware did."""
+    outside its decode after the translation's own work. A failure in these layers gets
+    the routes' JSON 500 from the request context (:func:`errors.failure_response`), as
+    FastAPI's error middleware gave it before."""
 
     front = None  # the layers' chain, ending in the framework (set by create_app)
 
