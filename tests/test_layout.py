@@ -47,7 +47,9 @@ def _resolve(module: str, node: ast.ImportFrom, is_package: bool) -> str:
 def _module_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
     """Package modules ``name`` imports when it is imported: statements at module level
     (also inside ``if``/``try`` there), not those inside functions, which run later and
-    are the usual way to break a cycle; ``if TYPE_CHECKING:`` blocks do not run."""
+    are the usual way to break a cycle. ``if TYPE_CHECKING:`` blocks count too: they do
+    not run, but a cycle a type checker (and a reader) follows is still a cycle; the
+    engine's was broken by a protocol (:mod:`transduce.engine.view`), not hidden."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     targets: set[str] = set()
 
@@ -61,9 +63,7 @@ def _module_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
                 # ``from pkg import mod`` imports the submodule pkg.mod
                 targets.update(f"{base}.{alias.name}" for alias in node.names)
             elif isinstance(node, ast.If):
-                test = ast.unparse(node.test)
-                if "TYPE_CHECKING" not in test:
-                    visit(node.body)
+                visit(node.body)
                 visit(node.orelse)
             elif isinstance(node, ast.Try):
                 visit(node.body)

@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from transduce.config import to_dict
 from transduce.engine import averaging
 from transduce.engine import checkpoint as ckpt
-
-if TYPE_CHECKING:  # the loop imports this module
-    from transduce.engine.loop import Loop, RunResult
+from transduce.engine.view import LoopView, RunResult
 
 
 class NonFiniteError(ValueError):
@@ -48,29 +46,30 @@ def kept(run_dir: Path) -> str:
 
 
 class Callback:
-    """Override the hooks you need; each receives the running :class:`Loop`."""
+    """Override the hooks you need; each receives the running loop
+    (:class:`~transduce.engine.view.LoopView`: what a callback may read of it)."""
 
-    def on_train_begin(self, loop: Loop) -> None:
+    def on_train_begin(self, loop: LoopView) -> None:
         """Before the first step of this session (after a resume's restore)."""
 
-    def on_step_end(self, loop: Loop, loss: float, ntokens: int) -> None:
+    def on_step_end(self, loop: LoopView, loss: float, ntokens: int) -> None:
         """After each optimizer update: its global per-token ``loss`` and target tokens."""
 
-    def on_epoch_end(self, loop: Loop) -> None:
+    def on_epoch_end(self, loop: LoopView) -> None:
         """After the last step of an epoch (``loop.epoch`` already counts it)."""
 
-    def on_validation_begin(self, loop: Loop) -> None:
+    def on_validation_begin(self, loop: LoopView) -> None:
         """Before the task validates."""
 
-    def on_validation_end(self, loop: Loop, record: dict[str, Any]) -> None:
+    def on_validation_end(self, loop: LoopView, record: dict[str, Any]) -> None:
         """After a validation: ``record`` is the metrics.jsonl row (``step``, ``epoch``,
         ``split="valid"``, the task's metrics, ``seconds``); ``loop.best`` is updated."""
 
-    def on_save(self, loop: Loop, validated: bool, better: bool) -> None:
+    def on_save(self, loop: LoopView, validated: bool, better: bool) -> None:
         """The run's state is due to be saved: after each validation (``validated``;
         ``better`` when it is the best so far) and, unvalidated, when interrupted."""
 
-    def on_train_end(self, loop: Loop, result: RunResult | None) -> None:
+    def on_train_end(self, loop: LoopView, result: RunResult | None) -> None:
         """At the end of the session; ``result`` is None when it ended with an error."""
 
 
@@ -79,7 +78,7 @@ class Checkpointer(Callback):
     better) and, with ``train.keep_checkpoints``, the kept weights of each validation.
     Non-finite weights are never written: the run stops and the checkpoint before stays."""
 
-    def on_save(self, loop: Loop, validated: bool, better: bool) -> None:
+    def on_save(self, loop: LoopView, validated: bool, better: bool) -> None:
         if not all(bool(torch.isfinite(p).all()) for p in loop.model.parameters()):
             raise NonFiniteError(
                 f"the weights became non-finite by step {loop.step}; stopped, " + kept(loop.run_dir)

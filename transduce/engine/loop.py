@@ -20,7 +20,6 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +34,11 @@ from transduce.engine.optim import Schedule, build_optimizer
 from transduce.engine.progress import MetricsLog, Progress, planned_steps
 from transduce.engine.task import Task
 from transduce.engine.teacher import teacher_forcing_ratio
+from transduce.engine.view import RunResult
+
+__all__ = ["Loop", "RunResult", "default_callbacks"]
 
 log = logging.getLogger("transduce.tasks.train")
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    best: dict[str, Any]
-    last: dict[str, Any]
-    steps: int
-    seconds: float
-    history: list[dict[str, Any]] = field(default_factory=list)
-    interrupted: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM)
-    ended_by: str | None = None  # what ended it: max_steps, max_seconds, epochs, early stopping
 
 
 def default_callbacks() -> list[Callback]:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from transduce.config import ConfigError, TrainConfig
 from transduce.engine.callbacks import Callback
+from transduce.engine.view import LoopView, RunResult
 
 
 def _tensorboard(run_dir: Path):
@@ -48,13 +49,13 @@ class MetricsLog(Callback):
     ``train/loss``, ``train/lr``, ``train/tok_s``, ``valid/<metric>``). ``epoch`` counts
     from 1, as the progress lines and the final summary do. Rank 0 only."""
 
-    def on_train_begin(self, loop) -> None:
+    def on_train_begin(self, loop: LoopView) -> None:
         self.path, self.on = loop.run_dir / "metrics.jsonl", loop.rank == 0
         tb = loop.tcfg.tensorboard and self.on
         self.board = _tensorboard(loop.run_dir) if tb else None
         self.meter = Meter()
 
-    def on_step_end(self, loop, loss: float, ntokens: int) -> None:
+    def on_step_end(self, loop: LoopView, loss: float, ntokens: int) -> None:
         self.meter.add(loss, ntokens)
         every = loop.tcfg.log_every
         if every and loop.step % every == 0 and self.meter.losses:
@@ -63,13 +64,13 @@ class MetricsLog(Callback):
             self.meter.losses = []
             self.write(loop, {"split": "train", "loss": loss, "tok_s": self.meter.rate(), "lr": lr})
 
-    def on_validation_end(self, loop, record: dict[str, Any]) -> None:
+    def on_validation_end(self, loop: LoopView, record: dict[str, Any]) -> None:
         self.write(loop, record)
 
-    def on_save(self, loop, validated: bool, better: bool) -> None:
+    def on_save(self, loop: LoopView, validated: bool, better: bool) -> None:
         self.meter.reset()
 
-    def write(self, loop, record: dict[str, Any]) -> None:
+    def write(self, loop: LoopView, record: dict[str, Any]) -> None:
         if not self.on:
             return
         record = {"step": loop.step, "epoch": loop.current_epoch(), **record}
@@ -81,7 +82,7 @@ class MetricsLog(Callback):
                     self.board.add_scalar(f"{record['split']}/{key}", value, record["step"])
             self.board.flush()
 
-    def on_train_end(self, loop, result) -> None:
+    def on_train_end(self, loop: LoopView, result: RunResult | None) -> None:
         if self.board is not None:
             self.board.close()
 
@@ -114,7 +115,7 @@ class Progress(Callback):
     """The bar (TTY) or the progress lines (no TTY) of rank 0, its validation lines and
     how the run ended, all on stderr: stdout is left to the command's result."""
 
-    def on_train_begin(self, loop) -> None:
+    def on_train_begin(self, loop: LoopView) -> None:
         self.begin(loop.tcfg, loop.rank, loop.steps_per_epoch, loop.step)
         if loop.ended_before:
             self.note(
@@ -145,7 +146,7 @@ class Progress(Callback):
         pace = (time.perf_counter() - self.start) / done  # seconds a step, this session
         return min(self.planned, step + max(0, int((t.max_seconds - elapsed) / max(pace, 1e-9))))
 
-    def on_step_end(self, loop, loss: float, ntokens: int) -> None:
+    def on_step_end(self, loop: LoopView, loss: float, ntokens: int) -> None:
         self.meter.tokens += ntokens
         step, epoch, rate = loop.step, loop.current_epoch(), self.meter.rate()
         if self.bar is not None:
@@ -163,14 +164,14 @@ class Progress(Callback):
                 f"tok/s {rate:,.0f} eta {eta}"
             )
 
-    def on_validation_end(self, loop, record: dict[str, Any]) -> None:
+    def on_validation_end(self, loop: LoopView, record: dict[str, Any]) -> None:
         shown = {"step": loop.step, "epoch": loop.current_epoch(), **record}
         self.say(" ".join(f"{k}={short(v)}" for k, v in shown.items() if k != "split"))
 
-    def on_save(self, loop, validated: bool, better: bool) -> None:
+    def on_save(self, loop: LoopView, validated: bool, better: bool) -> None:
         self.meter.reset()
 
-    def on_train_end(self, loop, result) -> None:
+    def on_train_end(self, loop: LoopView, result: RunResult | None) -> None:
         if self.bar is not None:
             self.bar.close()
         if result is not None and result.ended_by and result.best and not loop.ended_before:

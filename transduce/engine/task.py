@@ -10,14 +10,13 @@ and hands it back on resume.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from transduce.engine.loop import Loop
-    from transduce.engine.objective import Objective
+from transduce.engine.objective import Objective
+from transduce.engine.view import LoopView
 
 
 class Batch(Protocol):
@@ -39,6 +38,6 @@ class Task(Protocol):
         """The training batch of the examples ``index``."""
         ...
 
-    def validate(self, loop: Loop) -> dict[str, Any]:
+    def validate(self, loop: LoopView) -> dict[str, Any]:
         """Metrics of the current model (``loss`` at least), the same on every rank."""
         ...

@@ -14,7 +14,7 @@ import torch
 
 from transduce.data.series import ValueBatch
 from transduce.engine.callbacks import Callback
-from transduce.engine.loop import Loop
+from transduce.engine.view import LoopView
 from transduce.estimators.callbacks import Callback as KerasCallback
 from transduce.estimators.callbacks import History
 
@@ -93,7 +93,7 @@ class KerasReport(Callback):
         self.sums = {"train": MetricSums(metrics), "valid": MetricSums(metrics)}
         self.last_seconds = 0.0
 
-    def on_train_begin(self, loop: Loop) -> None:
+    def on_train_begin(self, loop: LoopView) -> None:
         objective = loop.objective
 
         def observe(batch: ValueBatch, outputs: torch.Tensor, correct) -> None:
@@ -106,10 +106,10 @@ class KerasReport(Callback):
 
         objective.observe = observe  # every forward, training and validation
 
-    def on_validation_begin(self, loop: Loop) -> None:
+    def on_validation_begin(self, loop: LoopView) -> None:
         self.sums["valid"].reset()
 
-    def on_validation_end(self, loop: Loop, record: dict[str, Any]) -> None:
+    def on_validation_end(self, loop: LoopView, record: dict[str, Any]) -> None:
         logs = {"loss": record.get("train_loss", float("nan")), **self.sums["train"].means()}
         if self.has_valid:
             logs["val_loss"] = record["loss"]

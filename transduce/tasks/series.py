@@ -25,6 +25,7 @@ import torch
 from transduce.config import Config
 from transduce.data.windows import ArrayData
 from transduce.engine.objective import Objective, regression_loss
+from transduce.engine.view import LoopView
 
 
 def pinball_loss(pred: torch.Tensor, gold: torch.Tensor, quantiles: list[float]) -> torch.Tensor:
@@ -79,7 +80,7 @@ class SeriesTask:
     def batch(self, index: np.ndarray):
         return self.train_data.batch(index)
 
-    def validate(self, loop) -> dict[str, Any]:
+    def validate(self, loop: LoopView) -> dict[str, Any]:
         total, correct, count, outputs = 0.0, 0, 0, []
         ratio = 1.0 if self.kind == "crossentropy" else 0.0  # values: the free roll-out
         for batch in self.valid_data.iter_batches(self.cfg.train.batch_size):

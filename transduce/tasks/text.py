@@ -15,6 +15,7 @@ from transduce.data.pipeline import TextPipeline
 from transduce.data.vocab import EOS_ID, PAD_ID
 from transduce.engine import distributed
 from transduce.engine.objective import Objective
+from transduce.engine.view import LoopView
 from transduce.inference.search import greedy
 from transduce.metrics import bleu_chrf, perplexity
 
@@ -61,7 +62,7 @@ class TextTask:
     def batch(self, index: np.ndarray):
         return self.train_data.batch(index)
 
-    def validate(self, loop) -> dict[str, Any]:
+    def validate(self, loop: LoopView) -> dict[str, Any]:
         """Teacher-forced loss / accuracy / perplexity; each rank scores its share of the
         batches and the sums are added over ranks."""
         loss_sum, correct, total = 0.0, 0, 0
