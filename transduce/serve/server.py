@@ -36,6 +36,7 @@ from transduce.serve.sockets import REUSE_PORT, own_listener
 WORKER_ENV = "TRANSDUCE_SERVE_WORKER"
 LISTEN_ENV = "TRANSDUCE_SERVE_LISTEN"  # the address each worker listens on by itself
 FAILURE_ENV = "TRANSDUCE_SERVE_FAILURE"  # where a worker whose models cannot load says why
+SUPERVISOR_ENV = "TRANSDUCE_SERVE_SUPERVISOR"  # the pid of the process managing the workers
 log = logging.getLogger("transduce.serve")
 
 
@@ -145,6 +146,8 @@ def worker_app():
 
     settings = ServerSettings.from_json(os.environ[WORKER_ENV])
     configure_logging(settings)
+    if SUPERVISOR_ENV in os.environ:
+        follow_supervisor(int(os.environ[SUPERVISOR_ENV]))
     if LISTEN_ENV in os.environ:  # a listening socket of this worker's own (sockets.py)
         own_listener(tuple(json.loads(os.environ[LISTEN_ENV])))
     app = create_app(
@@ -156,6 +159,38 @@ def worker_app():
     )
     app.state.serve.on_failure = _worker_failed
     return app
+
+
+def follow_supervisor(supervisor: int, every_s: float = 0.25) -> threading.Thread:
+    """A worker stops as on SIGTERM (in-flight requests finish) once the process managing
+    it is gone. A supervisor killed outright (SIGKILL, the OOM killer) cannot stop its
+    workers, and orphans would go on answering on the shared port with the old model, beside
+    or instead of the server restarted in its place (gunicorn's workers watch their parent
+    alike). On its way out the orphan removes its own metrics files, and the folder once
+    empty (the last worker's removal finds it so): nobody else is left to."""
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(every_s)
+        log.warning("transduce serve: the supervisor (pid %d) is gone; stopping", supervisor)
+        folder = os.environ.get(SHARED_ENV)
+        if folder:  # now: uvicorn ends a worker by its own SIGTERM, so no exit hook runs
+            _remove_own_files(folder, os.getpid())  # (still open: writes go nowhere)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=watch, name="transduce-supervisor", daemon=True)
+    watcher.start()
+    return watcher
+
+
+def _remove_own_files(folder: str, pid: int) -> None:
+    """This worker's prometheus-client files (``*_PID.db``), then the folder if empty."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            if name.endswith(f"_{pid}.db"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)  # fails while another worker's files (or failed.txt) remain
 
 
 def _worker_failed(reason: str) -> None:
@@ -221,6 +256,7 @@ def run_workers(settings: ServerSettings, sock, banner: str) -> None:
     )
     failure = os.path.join(metrics_dir, "failed.txt")  # not a metrics file: never read as one
     os.environ[FAILURE_ENV] = failure
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # the workers stop when it is gone
     logging.getLogger("uvicorn.error").addFilter(_StartupFailure(failure))
     supervisor = Multiprocess(config, sockets=[sock])
     host, port = sock.getsockname()[:2]
