@@ -17,6 +17,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import re
 import shutil
 import sys
 import time
@@ -162,6 +163,7 @@ def prepare(
         log.info("%s: already prepared (same inputs and settings)", out)
         return store
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     tmp.mkdir()
     try:
@@ -172,6 +174,36 @@ def prepare(
         shutil.rmtree(tmp, ignore_errors=True)  # ours: made just above
         raise
     return Store.open(out)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale(out: Path) -> list[Path]:
+    """The temporary folders beside ``out`` (``.NAME.tmp-PID``) of a prepare killed outright,
+    whose process no longer runs: this command's own, by their name, left where a kill
+    gave no chance to remove them (a corpus' worth of ids each). A real folder only, never a
+    link; one whose process runs (another prepare at work, or a reused pid) stays."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.tmp-(\d+)")
+    removed = []
+    for entry in out.parent.iterdir():
+        match = pattern.fullmatch(entry.name)
+        if not match or entry.is_symlink() or not entry.is_dir():
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and _running(pid):  # ours by pid is stale: not made yet
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        log.info("%s: removed the leftover of an interrupted prepare", entry)
+        removed.append(entry)
+    return removed
 
 
 def _build(cfg: DataConfig, tmp: Path, workers: int, chunk: int, say: Progress) -> dict:

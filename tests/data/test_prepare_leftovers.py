@@ -1,0 +1,49 @@
+"""A prepare killed outright (SIGKILL just before its store is renamed into place) leaves its
+temporary folder; the next prepare of that store removes it, and only what is its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import reverse_pairs, write_tsv
+from transduce.config import DataConfig, from_dict
+from transduce.data.prepare import prepare
+
+KILLED = """
+import os, signal, sys
+import transduce.data.prepare as p
+from transduce.config import DataConfig, from_dict
+p.finish = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # every file written, not renamed
+p.prepare(from_dict(DataConfig, {"train": sys.argv[1]}), sys.argv[2], progress=False)
+"""
+
+
+def test_the_next_prepare_removes_what_a_killed_one_left_and_nothing_else(tmp_path):
+    train_tsv = write_tsv(tmp_path / "train.tsv", reverse_pairs(300, seed=2))
+    out = tmp_path / "stores" / "store"
+    done = subprocess.Popen([sys.executable, "-c", KILLED, str(train_tsv), str(out)])
+    assert done.wait(120) == -9
+    left = out.parent / f".store.tmp-{done.pid}"
+    assert left.is_dir() and any(left.iterdir()) and not out.exists()
+    live = out.parent / ".store.tmp-1"  # pid 1 runs: another prepare's, for all we know
+    live.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not ours")
+    link = out.parent / f".store.tmp-{done.pid + 1000000}"  # named like ours, but a link
+    link.symlink_to(elsewhere, target_is_directory=True)
+    other = out.parent / f".other.tmp-{done.pid}"  # another store's
+    other.mkdir()
+
+    store = prepare(from_dict(DataConfig, {"train": str(train_tsv)}), out, progress=False)
+    assert store.path == out and (out / "manifest.json").is_file()
+    assert not left.exists()
+    assert live.is_dir() and link.is_symlink() and other.is_dir()
+    assert (elsewhere / "keep.txt").read_text() == "not ours"
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(
+        ["store", live.name, link.name, other.name]
+    )
+    assert os.path.realpath(link) == str(Path(elsewhere).resolve())
