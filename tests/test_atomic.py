@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -84,3 +87,31 @@ def test_atomic_write_replaces_whole_and_never_through_a_link(tmp_path):
     atomic_write_text(tmp_path / "a" / "config.yaml", "resolved")
     assert mine.read_text() == "a user's config"
     assert (tmp_path / "a" / "config.yaml").read_text() == "resolved"
+
+
+KILLED_OUTPUT = """
+import os, signal, sys
+from transduce.atomic import atomic_output
+with atomic_output(sys.argv[1]) as out:
+    out.write("half of it\\n")
+    out.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_next_write_removes_what_a_killed_one_left_and_nothing_else(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("before\n")
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_OUTPUT, str(target)])
+    assert killed.wait(60) == -signal.SIGKILL
+    (left,) = tmp_path.glob(f".out.txt.{killed.pid}.*.tmp")
+    assert left.read_text() == "half of it\n" and target.read_text() == "before\n"
+    live = tmp_path / ".out.txt.1.0123abcd.tmp"  # pid 1 runs: a writer at work, for all we know
+    live.write_text("someone's")
+    other = tmp_path / f".other.txt.{killed.pid}.0123abcd.tmp"  # another output's
+    other.write_text("theirs")
+    with atomic_output(target) as out:
+        out.write("after\n")
+    assert target.read_text() == "after\n" and not left.exists()
+    assert live.read_text() == "someone's" and other.read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.txt", live.name, other.name])

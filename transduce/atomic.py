@@ -5,6 +5,8 @@ A reader never sees a half-written file and a failure leaves any previous file u
 writes straight through what cannot be replaced by a rename (a FIFO, a terminal,
 ``/dev/stdout``). :func:`refuse_overwriting_inputs` stops an output that is one of the
 command's inputs (same inode, also through links) before anything is opened.
+What a write killed outright leaves (its temporary sibling) is removed by the next write
+of the same output (:func:`remove_leftovers`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import secrets
+import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -37,6 +41,40 @@ def step_fault(what: str) -> None:
 def tmp_name(path: Path) -> Path:
     """A hidden sibling of ``path`` no other writer picks: ``.NAME.PID.HEX.tmp``."""
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def running(pid: int) -> bool:
+    """Whether a process ``pid`` runs (someone else's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """What writes of ``path`` killed outright left beside it (:func:`tmp_name`'s
+    ``.NAME.PID.HEX.tmp``, a file or a folder) while no process of that PID runs: this
+    module's own by their name, never removed by anyone else. A link is removed, never
+    followed; an entry whose process runs (a writer at work, or a reused pid) stays."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+    removed = []
+    with contextlib.suppress(OSError):  # a folder we cannot list holds nothing of ours
+        for entry in path.parent.iterdir():
+            match = pattern.fullmatch(entry.name)
+            if not match or running(int(match.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed.append(entry)
+    if removed:
+        log.info("removed %d leftover(s) of an interrupted write beside %s", len(removed), path)
+    return removed
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -129,6 +167,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[_Counted]:
     target = _target(path)
     if target.is_dir():
         raise DataError(path, None, "is a directory, not a file")
+    remove_leftovers(target)
     tmp = tmp_name(target)
     try:
         f = open(tmp, "x", encoding="utf-8")  # noqa: SIM115 (closed below)

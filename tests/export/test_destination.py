@@ -4,6 +4,9 @@ run itself (or inside it), or a foreign folder, refused; a missing package one l
 from __future__ import annotations
 
 import errno
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +129,35 @@ def test_a_linked_out_is_refused_and_left_as_it_was(run, tmp_path):
         export_into(link, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
     assert link.is_symlink() and (real / "a.onnx").read_text() == "v1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cur", "real", "run"]
+
+
+KILLED_EXPORT = """
+import os, signal, sys
+from pathlib import Path
+from transduce.export.destination import export_into
+
+def build(tmp):
+    tmp.mkdir()
+    (tmp / "manifest.json").write_text("{}")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+export_into(Path(sys.argv[1]), Path(sys.argv[2]), build)
+"""
+
+
+def test_the_next_export_removes_what_a_killed_one_left(run, tmp_path):
+    out = tmp_path / "exported"
+    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v1"}))
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(out), str(run)])
+    assert killed.wait(60) == -signal.SIGKILL
+    (left,) = tmp_path.glob(f".exported.{killed.pid}.*.tmp")
+    assert (left / "manifest.json").is_file() and (out / "a.onnx").read_text() == "v1"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not ours")
+    link = tmp_path / f".exported.{killed.pid}.0123abcd.tmp"  # named as ours, but a link
+    link.symlink_to(elsewhere, target_is_directory=True)
+    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
+    assert (out / "a.onnx").read_text() == "v2" and not left.exists()
+    assert not link.is_symlink() and (elsewhere / "keep.txt").read_text() == "not ours"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "exported", "run"]

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from transduce.atomic import running
 from transduce.config import DataConfig
 from transduce.data.pipeline import (
     TextPipeline,
@@ -176,16 +177,6 @@ def prepare(
     return Store.open(out)
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def remove_stale(out: Path) -> list[Path]:
     """The temporary folders beside ``out`` (``.NAME.tmp-PID``) of a prepare killed outright,
     whose process no longer runs: this command's own, by their name, left where a kill
@@ -198,7 +189,7 @@ def remove_stale(out: Path) -> list[Path]:
         if not match or entry.is_symlink() or not entry.is_dir():
             continue
         pid = int(match.group(1))
-        if pid != os.getpid() and _running(pid):  # ours by pid is stale: not made yet
+        if pid != os.getpid() and running(pid):  # ours by pid is stale: not made yet
             continue
         shutil.rmtree(entry, ignore_errors=True)
         log.info("%s: removed the leftover of an interrupted prepare", entry)

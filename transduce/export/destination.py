@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from transduce.atomic import tmp_name, write_problem
+from transduce.atomic import remove_leftovers, tmp_name, write_problem
 from transduce.config import ConfigError
 from transduce.errors import DataError
 
@@ -62,6 +62,7 @@ def export_into(out: Path, run_dir: Path, build: Callable[[Path], Path]) -> Path
     if not (Path(run_dir) / "config.yaml").is_file():  # before a folder is made for it
         raise DataError(run_dir, None, "not a transduce run (no config.yaml)")
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)  # of an export to ``out`` killed outright
     tmp = tmp_name(out)
     try:
         build(tmp)
