@@ -4,6 +4,8 @@ target moving the forecasts."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import yaml
@@ -153,7 +155,6 @@ def test_predict_refuses_h_and_level_of_the_wrong_kind(fitted):
 
 
 def test_a_one_row_series_is_named_and_an_unused_futr_df_is_said(fitted, caplog):
-    import logging
 
     _, df, forecaster = fitted
     first = df["unique_id"].iloc[0]
@@ -163,3 +164,19 @@ def test_a_one_row_series_is_named_and_an_unused_futr_df_is_said(fitted, caplog)
     with caplog.at_level(logging.WARNING, logger="transduce.forecast"):
         forecaster.predict(futr_df=df)
     assert "futr_df is not used" in caplog.text
+
+
+def test_the_cli_names_ignored_columns_and_refuses_a_gap(fitted, capsys, caplog):
+    tmp, df, _ = fitted
+    df.assign(promo=1.0).to_csv(tmp / "extra.csv", index=False)
+    args = ["forecast", "--model", str(tmp / "run"), "--output", str(tmp / "o.csv")]
+    with caplog.at_level(logging.WARNING, logger="transduce.forecast"):
+        assert main([*args, "--input", str(tmp / "extra.csv")]) == 0
+    said = "extra.csv: column(s) 'promo' ignored: the model takes no covariates"
+    assert said in caplog.text
+    capsys.readouterr()
+    df.drop(index=30).to_csv(tmp / "gap.csv", index=False)  # one hour of s0 missing
+    assert main([*args, "--input", str(tmp / "gap.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gap.csv:32: row 30: series 's0'" in err  # the row after the gap and "a gap" in err
+    assert "\n" not in err

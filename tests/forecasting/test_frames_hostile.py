@@ -50,6 +50,27 @@ BAD_FRAMES = {
     "missing ds": (_df([1, 2]).drop(columns="ds"), "no column 'ds'"),
     "empty id": (_df([1, 2], ids=["a", None]), "row 1: column 'unique_id' is empty"),
     "not a frame": ([1, 2, 3], "expected a pandas DataFrame, got list"),
+    "a missing hour": (
+        _df(["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 03:00", "2024-01-01 04:00"]),
+        r"row 2: series 'a': ds 2024-01-01 03:00:00 comes 0 days 02:00:00 after the one "
+        r"before, where its step is 0 days 01:00:00: a gap",
+    ),
+    "a missing number": (_df([10, 20, 30, 50, 60]), r"row 3: series 'a': ds 50 comes 20 after"),
+    "an irregular step": (_df([0, 2, 3, 4, 5]), r"row 1: series 'a': ds 2 comes 2 after"),
+    "a missing month": (
+        _df(list(pd.date_range("2024-01-01", periods=6, freq="MS").delete(3))),
+        r"row 3: series 'a': ds 2024-05-01 00:00:00 comes 2 month\(s\) after the one before, "
+        r"where its step is 1 month\(s\)",
+    ),
+    "a missing business day": (
+        _df(list(pd.date_range("2024-01-01", periods=12, freq="B").delete(7))),
+        r"row 7: series 'a': ds 2024-01-11 00:00:00 comes 2 business day\(s\) after the one "
+        r"before, where its step is 1 business day\(s\)",
+    ),
+    "a gap in the second series": (
+        _df([1, 2, 3, 1, 2, 4, 5], ids=["a"] * 3 + ["b"] * 4),
+        r"row 5: series 'b': ds 4 comes 2 after .* step is 1",
+    ),
 }
 
 
@@ -106,3 +127,30 @@ def test_forecasting_past_the_last_date_is_one_error():
 
 def test_numeric_timestamps_continue_by_their_step():
     assert future_ds([1.0, 3.0, 5.0], 2) == [7.0, 9.0]
+
+
+REGULAR = {
+    "hours": pd.date_range("2024-01-01", periods=50, freq="h"),
+    "month starts": pd.date_range("2024-01-01", periods=30, freq="MS"),
+    "month ends": pd.date_range("2024-01-31", periods=30, freq="ME"),
+    "business days": pd.date_range("2024-01-01", periods=40, freq="B"),
+    "quarters": pd.date_range("2020-01-01", periods=12, freq="QS"),
+    "zoned hours across a DST change": pd.date_range(
+        "2024-03-30", periods=72, freq="h", tz="Europe/Berlin"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", REGULAR)
+def test_calendar_frequencies_are_regular_steps(name):
+    """A step that varies with the calendar (months, business days) is still one step."""
+    stamps = list(REGULAR[name])
+    frame = pd.DataFrame(
+        {"unique_id": ["a"] * len(stamps) + ["b"] * 2, "ds": stamps + stamps[:2], "y": 1.0}
+    )
+    s = frame_to_series(frame)
+    assert [len(v) for v in s.values] == [len(stamps), 2]  # two values: no step to check
+
+
+def test_decimal_steps_are_regular():
+    assert len(frame_to_series(_df([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])).values[0]) == 6

@@ -58,6 +58,18 @@ class SeriesSet:
             )
         return [np.stack([self.columns[n][i] for n in names], -1) for i in range(len(self))]
 
+    def note_unused(self, names: tuple[str, ...], log: logging.Logger) -> list[str]:
+        """Warn once about the extra columns a model does not take (they are ignored, and a
+        misspelt covariate would be too); returns them."""
+        unused = [c for c in self.columns if c not in names]
+        if unused:
+            where = self.report.path if self.report else "the series"
+            takes = f"takes the covariates {list(names)}" if names else "takes no covariates"
+            log.warning(
+                "%s: column(s) %s ignored: the model %s", where, ", ".join(map(repr, unused)), takes
+            )
+        return unused
+
     def __len__(self) -> int:
         return len(self.ids)
 

@@ -85,6 +85,7 @@ def _covariates(forecaster, series, future_path: str | None) -> tuple:
     from transduce.forecasting.frames import load_series
 
     names = getattr(forecaster, "covariate_names", ())
+    series.note_unused(tuple(names), log)
     if not names:
         return ()
     known = names[: forecaster.spec.covariates]  # the future-known ones come first

@@ -20,6 +20,7 @@ import numpy as np
 
 from transduce.data.corpus import DataError, ReadReport
 from transduce.data.series import MAX_VALUE, SeriesSet
+from transduce.forecasting.regular import check_regular
 
 KEYS = ("unique_id", "ds", "y")
 
@@ -85,6 +86,7 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
             line(row),
             f"row {row}: series {_id(df, row)} at {df['ds'].iloc[row]} appears twice",
         )
+    check_regular(df, where, line)
     df = df.assign(_order=np.arange(len(df)))
     ids = list(dict.fromkeys(df["unique_id"].astype(str)))
     groups = {str(k): g.sort_values("ds") for k, g in df.groupby(df["unique_id"].astype(str))}

@@ -142,6 +142,7 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0
     data = load_series(data_path(s.train), s.format, s.on_bad_line)
     require_positive(data, s.scaling)
     covariates = data.covariates(s.covariates + s.past_covariates)
+    data.note_unused(s.covariates + s.past_covariates, log)
     train_w, valid_w = training_windows(
         data.values,
         window_spec(s),
