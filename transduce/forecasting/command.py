@@ -281,6 +281,7 @@ def backtest_command(args: argparse.Namespace) -> None:
     s = forecaster.cfg.series
     path = args.input or data_path(s.train)
     series = load_series(path, args.format, args.on_bad_line)
+    series.note_unused(tuple(getattr(forecaster, "covariate_names", ())), log)
     if args.actuals:  # the values that followed: appended, so the last window is the test
         after = load_series(args.actuals, args.format, args.on_bad_line)
         if after.ids != series.ids:
