@@ -35,6 +35,7 @@ def _config(tmp_path: Path, **train_keys):
 def leftovers(run: Path) -> list[Path]:
     """Temporary files and directories of interrupted writes, and unreferenced checkpoints."""
     names = [p for p in run.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")]
+    names = [p for p in names if p != run / ".lock"]  # the run's lock file stays (rundir.py)
     ckpts = {p.name for p in (run / "ckpt").iterdir()} if (run / "ckpt").is_dir() else set()
     held = {os.readlink(run / x).split("/")[-1] for x in ("last", "best")}
     return names + sorted(run / "ckpt" / n for n in ckpts - held)

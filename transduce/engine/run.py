@@ -40,21 +40,23 @@ def start_run(
     process calls this; rank 0 alone writes and reports."""
     run_dir = Path(out)
     created = not run_dir.exists()
-    cfg, resume = rundir.start(cfg, run_dir, resume, list(overrides))
-    try:
-        with distributed.launch(cfg.train.device) as ctx:  # a no-op outside torchrun
-            seed_everything(cfg.train.seed)
-            if cfg.train.threads:
-                torch.set_num_threads(cfg.train.threads)
-            if ctx.rank == 0:
-                run_dir.mkdir(parents=True, exist_ok=True)
-            else:
-                logging.getLogger("transduce").setLevel(logging.WARNING)  # rank 0 reports
-            return body(cfg, run_dir, resume, ctx)
-    except BaseException:
-        if os.environ.get("RANK", "0") == "0":
-            rundir.undo_failed_start(run_dir, created)  # only before a first checkpoint
-        raise
+    rank0 = os.environ.get("RANK", "0") == "0"
+    with rundir.locked(run_dir, rank0):  # one process trains into a run at a time
+        cfg, resume = rundir.start(cfg, run_dir, resume, list(overrides))
+        try:
+            with distributed.launch(cfg.train.device) as ctx:  # a no-op outside torchrun
+                seed_everything(cfg.train.seed)
+                if cfg.train.threads:
+                    torch.set_num_threads(cfg.train.threads)
+                if ctx.rank == 0:
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                else:
+                    logging.getLogger("transduce").setLevel(logging.WARNING)  # rank 0 reports
+                return body(cfg, run_dir, resume, ctx)
+        except BaseException:
+            if rank0:
+                rundir.undo_failed_start(run_dir, created)  # only before a first checkpoint
+            raise
 
 
 def run(

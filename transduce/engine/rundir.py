@@ -19,12 +19,63 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: no run lock there
+    fcntl = None  # type: ignore[assignment]
+
 from transduce.config import Config, clip, cut, load_config
 from transduce.engine import checkpoint as ckpt
 from transduce.engine.compat import check_compatible, check_recorded
 from transduce.errors import DataError
 
 log = logging.getLogger("transduce.tasks.train")
+
+
+LOCK = ".lock"  # held by the process training into the run (rank 0 under torchrun)
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path, rank0: bool = True):
+    """Rank 0 holds an exclusive lock on ``RUN/.lock`` while it starts and trains: a second
+    ``transduce train`` (or ``--resume``) into the same run is refused in one line, where
+    it would interleave checkpoints with the first and clean away its temporary files. The
+    kernel drops the lock when the process ends, ``kill -9`` included, so nothing is
+    stale. A lock file (and an empty folder) this start made is removed again when the
+    start fails."""
+    if not rank0 or fcntl is None or (run_dir.exists() and not run_dir.is_dir()):
+        yield  # other ranks; no flock here; a file as --out (start() refuses it)
+        return
+    made_dir = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    made = not path.exists()
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        raise DataError(path, None, f"cannot open the run's lock: {err.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            made = False  # the other process's
+            raise FileExistsError(
+                f"{run_dir}: another transduce process (pid {holder}) is training into "
+                "this run; wait for it to end or stop it, or train into another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    except BaseException:
+        if made and not has_checkpoint(run_dir):
+            path.unlink(missing_ok=True)  # made by this start, which failed
+            if made_dir:
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()  # only when empty
+        raise
+    finally:
+        os.close(fd)
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -235,6 +286,7 @@ def _afresh(cfg: Config, run_dir: Path, rank0: bool) -> tuple[Config, bool]:
 
 # What a run writes before its first checkpoint: removed again when its start fails.
 STARTUP_FILES = (
+    LOCK,
     "config.yaml",
     "metrics.jsonl",
     "vocab.src.json",
