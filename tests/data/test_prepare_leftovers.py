@@ -1,5 +1,6 @@
 """A prepare killed outright (SIGKILL just before its store is renamed into place) leaves its
-temporary folder; the next prepare of that store removes it, and only what is its own."""
+temporary folder; the next prepare of that store removes it, and only what is its own. Two
+prepares of one store at once: the second to finish uses the first one's store."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ def test_the_next_prepare_removes_what_a_killed_one_left_and_nothing_else(tmp_pa
     out = tmp_path / "stores" / "store"
     done = subprocess.Popen([sys.executable, "-c", KILLED, str(train_tsv), str(out)])
     assert done.wait(120) == -9
-    left = out.parent / f".store.tmp-{done.pid}"
+    (left,) = out.parent.glob(f".store.tmp-{done.pid}.*")
     assert left.is_dir() and any(left.iterdir()) and not out.exists()
+    older = out.parent / f".store.tmp-{done.pid}"  # the name before the random part
+    older.mkdir()
     live = out.parent / ".store.tmp-1"  # pid 1 runs: another prepare's, for all we know
     live.mkdir()
     elsewhere = tmp_path / "elsewhere"
@@ -40,10 +43,29 @@ def test_the_next_prepare_removes_what_a_killed_one_left_and_nothing_else(tmp_pa
 
     store = prepare(from_dict(DataConfig, {"train": str(train_tsv)}), out, progress=False)
     assert store.path == out and (out / "manifest.json").is_file()
-    assert not left.exists()
+    assert not left.exists() and not older.exists()
     assert live.is_dir() and link.is_symlink() and other.is_dir()
     assert (elsewhere / "keep.txt").read_text() == "not ours"
     assert sorted(p.name for p in out.parent.iterdir()) == sorted(
         ["store", live.name, link.name, other.name]
     )
     assert os.path.realpath(link) == str(Path(elsewhere).resolve())
+
+
+def test_a_store_prepared_meanwhile_by_another_process_is_used(tmp_path, monkeypatch):
+    import transduce.data.prepare as p
+
+    cfg = from_dict(DataConfig, {"train": str(write_tsv(tmp_path / "t.tsv", reverse_pairs(80)))})
+    out = tmp_path / "store"
+    finish = p.finish
+
+    def racing(tmp, where, manifest):  # the other prepare renames its store first
+        monkeypatch.setattr(p, "finish", finish)
+        first = prepare(cfg, where, progress=False)
+        assert first.path == where and tmp.is_dir()  # ours, in progress, left alone
+        finish(tmp, where, manifest)  # then ours: the folder is there, not empty
+
+    monkeypatch.setattr(p, "finish", racing)
+    store = prepare(cfg, out, progress=False)
+    assert store.path == out and (out / "manifest.json").is_file()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["store", "t.tsv"]  # no tmp left

@@ -13,11 +13,13 @@ A training file read whole is the exception: splitting validation off by unique 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import multiprocessing as mp
 import os
 import re
+import secrets
 import shutil
 import sys
 import time
@@ -157,39 +159,47 @@ def prepare(
     data = settings(cfg)
     key = store_key(data, inputs)
     if out.exists():
-        store = Store.open(out)
-        if store.manifest.get("key") != key:
-            store.check(cfg)
-            raise StoreError(f"{out}: holds a store of other input files; choose another --out")
-        log.info("%s: already prepared (same inputs and settings)", out)
-        return store
+        return _existing(out, cfg, key)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}.{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
         manifest = {"format": FORMAT, "key": key, "data": data, "inputs": inputs}
         manifest["splits"] = _build(cfg, tmp, max(1, workers), chunk, Progress(progress))
         finish(tmp, out, manifest)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # ours: made just above
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not out.is_dir():
+            raise
+        log.info("%s: prepared meanwhile by another process", out)  # the rename lost a race
+        return _existing(out, cfg, key)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # ours: made just above
         raise
     return Store.open(out)
 
 
+def _existing(out: Path, cfg: DataConfig, key: str) -> Store:
+    """The store already at ``out``, when it is one of the same inputs and settings."""
+    store = Store.open(out)
+    if store.manifest.get("key") != key:
+        store.check(cfg)
+        raise StoreError(f"{out}: holds a store of other input files; choose another --out")
+    log.info("%s: already prepared (same inputs and settings)", out)
+    return store
+
+
 def remove_stale(out: Path) -> list[Path]:
-    """The temporary folders beside ``out`` (``.NAME.tmp-PID``) of a prepare killed outright,
-    whose process no longer runs: this command's own, by their name, left where a kill
-    gave no chance to remove them (a corpus' worth of ids each). A real folder only, never a
-    link; one whose process runs (another prepare at work, or a reused pid) stays."""
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.tmp-(\d+)")
+    """The temporary folders beside ``out`` (``.NAME.tmp-PID.HEX``) of a prepare killed
+    outright, whose process no longer runs: this command's own, by their name, left where a
+    kill gave no chance to remove them (a corpus' worth of ids each). A real folder only,
+    never a link; one whose process runs (another prepare at work, or a reused pid) stays."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.tmp-(\d+)(\.[0-9a-f]{{8}})?")
     removed = []
     for entry in out.parent.iterdir():
         match = pattern.fullmatch(entry.name)
-        if not match or entry.is_symlink() or not entry.is_dir():
-            continue
-        pid = int(match.group(1))
-        if pid != os.getpid() and running(pid):  # ours by pid is stale: not made yet
+        if not match or entry.is_symlink() or not entry.is_dir() or running(int(match[1])):
             continue
         shutil.rmtree(entry, ignore_errors=True)
         log.info("%s: removed the leftover of an interrupted prepare", entry)
