@@ -180,3 +180,20 @@ def test_the_cli_names_ignored_columns_and_refuses_a_gap(fitted, capsys, caplog)
     err = capsys.readouterr().err.strip()
     assert "gap.csv:32: row 30: series 's0'" in err  # the row after the gap and "a gap" in err
     assert "\n" not in err
+
+
+def test_fit_without_a_run_dir_leaves_nothing_and_never_writes_into_a_run(
+    fitted, tmp_path, monkeypatch
+):
+    import tempfile
+
+    tmp, df, _ = fitted
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the temporary run goes
+    small = df[df["unique_id"].isin(["s0", "s1"])]
+    again = Forecaster.fit(small, tmp / "c.yaml", overrides=["train.max_steps=2"])
+    assert len(again.predict(h=2)) == 4
+    assert list(tmp_path.iterdir()) == []  # the temporary run went once loaded
+    before = (tmp / "run" / "series.csv").read_bytes()
+    with pytest.raises(FileExistsError, match="a new or empty folder"):
+        Forecaster.fit(small, tmp / "c.yaml", tmp / "run")
+    assert (tmp / "run" / "series.csv").read_bytes() == before  # its input, untouched

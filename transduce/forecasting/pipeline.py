@@ -258,12 +258,27 @@ class Forecaster(WindowForecaster):
         overrides: list[str] = (),
     ) -> Forecaster:
         """Train ``config`` (a YAML path or :class:`Config` with a ``series`` section) on
-        the long DataFrame ``df`` (``unique_id, ds, y[, covariates]``) into ``run_dir`` (a
-        new temporary directory by default); the table is written into the run as
-        ``series.csv`` (so the run's config names its data), and is the history
-        :meth:`predict` continues."""
-        import dataclasses
+        the long DataFrame ``df`` (``unique_id, ds, y[, covariates]``) into ``run_dir``, a
+        new or empty folder (refused otherwise, before anything is written); the table is
+        written into the run as ``series.csv`` (so the run's config names its data), and
+        is the history :meth:`predict` continues. Without ``run_dir`` the run is a
+        temporary folder, removed once the model is loaded (give ``run_dir`` to keep,
+        export or resume it)."""
         import tempfile
+
+        if run_dir is None:
+            with tempfile.TemporaryDirectory(prefix="transduce-fit-") as tmp:
+                return cls.fit(df, config, Path(tmp) / "run", overrides)
+        run_dir = Path(run_dir)
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise FileExistsError(
+                f"{run_dir}: Forecaster.fit trains a new run: give a new or empty folder"
+            )
+        return cls._fit(df, config, run_dir, overrides)
+
+    @classmethod
+    def _fit(cls, df, config, run_dir: Path, overrides) -> Forecaster:
+        import dataclasses
 
         from transduce.config import load_config
         from transduce.forecasting.frames import frame_to_series, write_table
@@ -272,7 +287,6 @@ class Forecaster(WindowForecaster):
         cfg = config if isinstance(config, Config) else load_config(config, list(overrides))
         if cfg.series is None:
             raise ConfigError("Forecaster.fit: the config has no series section")
-        run_dir = Path(run_dir or tempfile.mkdtemp(prefix="transduce-fit-"))
         run_dir.mkdir(parents=True, exist_ok=True)
         write_table(df, run_dir / "series.csv")
         series = dataclasses.replace(
