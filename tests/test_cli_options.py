@@ -184,11 +184,16 @@ def test_reference_language_from_the_file_name(name, lang):
 
 
 def test_average_names_the_steps(run_dir, capsys):
+    # what an average killed while writing left (pid 2**22 + 1: past Linux's pid_max)
+    left = run_dir / "averaged" / f".model.safetensors.{2**22 + 1}.0123abcd.tmp"
+    left.parent.mkdir(exist_ok=True)
+    left.write_bytes(b"half")
     assert main(["average", "--model", str(run_dir), "--last", "5"]) == 0
     captured = capsys.readouterr()
     assert "averaged 2 checkpoints (--last 5, but only 2 kept): steps " in captured.err
     assert captured.out.strip().endswith("averaged/model.safetensors")
     assert (run_dir / "averaged" / "model.safetensors").exists()
+    assert not left.exists()
 
 
 def test_decode_options_reject_impossible_values_by_name():

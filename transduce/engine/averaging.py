@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save
 
 from transduce import digests
-from transduce.atomic import atomic_write_bytes
+from transduce.atomic import atomic_write_bytes, remove_leftovers
 from transduce.engine.checkpoint import read_weights
 from transduce.engine.rundir import refuse_linked_folder
 from transduce.errors import DataError
@@ -68,6 +68,9 @@ def write_average(run_dir: str | os.PathLike, last: int) -> Path:
     if out.is_symlink():  # written in the run, never through a link (to a kept checkpoint)
         out.unlink()
     meta = {"averaged": ",".join(p.name for p in paths)}
+    out.parent.mkdir(exist_ok=True)
+    for name in (out, digests.sidecar(out)):  # of an average killed while writing
+        remove_leftovers(name)
     digests.forget(out)
     atomic_write_bytes(out, save({k: v.contiguous() for k, v in state.items()}, metadata=meta))
     digests.record(out)
