@@ -53,3 +53,29 @@ def test_workers_stop_when_the_supervisor_is_killed(text_run):
             os.kill(pid, signal.SIGKILL)
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_next_server_removes_the_metrics_of_one_killed_whole(text_run):
+    proc, _ = start("--model", str(text_run), "--workers", "2")
+    workers = _workers(proc.pid)
+    environ = Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
+    shared = next(e for e in environ if e.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
+    folder = Path(shared.partition(b"=")[2].decode())
+    assert folder.name.startswith(f"transduce-serve-metrics-{proc.pid}-")
+    for pid in [proc.pid, *workers]:  # the whole group at once: nobody left to clean up
+        os.kill(pid, signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert folder.is_dir()
+    mine = folder.with_name("transduce-serve-metrics-notes")  # not named as ours: stays
+    mine.mkdir(exist_ok=True)
+    again, _ = start("--model", str(text_run), "--workers", "2")
+    try:
+        assert not folder.exists() and mine.is_dir()
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.communicate(timeout=60)
+        mine.rmdir()

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +28,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from transduce.atomic import running
 from transduce.configcheck import ConfigError
 from transduce.serve.limits import ServeLimits
 from transduce.serve.metrics import SHARED_ENV
@@ -183,6 +185,25 @@ def follow_supervisor(supervisor: int, every_s: float = 0.25) -> threading.Threa
     return watcher
 
 
+METRICS_PREFIX = "transduce-serve-metrics-"  # + the supervisor's pid, -, mkdtemp's part
+
+
+def _remove_dead_servers_metrics() -> None:
+    """The metrics folders of servers whose supervisor and workers were all killed outright
+    (``kill -9`` of the process group): this command's own by their name and owner, in
+    the temporary directory, once no process of that pid runs."""
+    pattern = re.compile(rf"{METRICS_PREFIX}(\d+)-\w+")
+    root = tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            match = pattern.fullmatch(name)
+            path = os.path.join(root, name)
+            if not match or running(int(match[1])) or os.path.islink(path):
+                continue
+            if os.path.isdir(path) and os.stat(path).st_uid == os.getuid():
+                shutil.rmtree(path, ignore_errors=True)
+
+
 def _remove_own_files(folder: str, pid: int) -> None:
     """This worker's prometheus-client files (``*_PID.db``), then the folder if empty."""
     with contextlib.suppress(OSError):
@@ -248,7 +269,8 @@ def run_workers(settings: ServerSettings, sock, banner: str) -> None:
     if REUSE_PORT and sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
         os.environ[LISTEN_ENV] = json.dumps(sock.getsockname()[:2])
     # the workers' counters, summed at every scrape (prometheus-client multiprocess mode)
-    metrics_dir = tempfile.mkdtemp(prefix="transduce-serve-metrics-")
+    _remove_dead_servers_metrics()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[SHARED_ENV] = metrics_dir  # the workers share it (transduce.serve.metrics)
     config = uvicorn_config(
