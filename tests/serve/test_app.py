@@ -202,6 +202,11 @@ def test_unreadable_bodies_are_400(client, raw, status):
         ({"series": []}, "series"),
         ({"series": [{"id": "a", "values": []}]}, "series[0].values"),
         ({"series": [{"id": "a", "values": [1, "x"]}]}, "series[0].values[1]"),
+        ({"series": [{"id": "a", "values": [5, 0, 7]}]}, "series[0].values"),  # log scaling
+        (
+            {"series": [{"id": "a", "values": [5, 6]}, {"id": "b", "values": [-2]}]},
+            "series[1].values",
+        ),
         ({"series": [{"id": "a", "values": [1, 2], "timestamps": [1]}]}, "series[0].timestamps"),
         ({"series": [{"values": [1, 2]}]}, "series[0].id"),
         ({"model": "greek", "series": [{"id": "a", "values": [1, 2]}]}, "model"),

@@ -54,6 +54,7 @@ async def forecast(
     arrived(request)
     name, model = pick(state.models, body.model, "series")
     check_series(body.series, state.limits)
+    _positive_for_log(body.series, model)
     levels = _levels(body.level, model, body.interval_method)
     if levels and body.interval_method == "normalized":
         _long_enough(body.series, model.forecaster.spec.horizon)
@@ -131,6 +132,23 @@ def _levels(levels: list[float], model: Any, method: str = "conformal") -> tuple
                 422, f"level[{k}]", f"not calibrated in this run; calibrated: {', '.join(have)}"
             )
     return tuple(sorted(set(levels)))
+
+
+def _positive_for_log(series: list[s.SeriesInput], model: Any) -> None:
+    """A model trained with ``series.scaling: log`` forecasts log ratios: a series with a
+    value <= 0 has none, and would come back as positive nonsense (as ``transduce forecast``
+    refuses it: :func:`transduce.data.series.require_positive`)."""
+    spec = getattr(getattr(model, "forecaster", None), "spec", None)
+    if getattr(spec, "scaling", None) != "log":
+        return
+    for i, x in enumerate(series):
+        if x.values and (low := min(x.values)) <= 0:
+            raise ApiError(
+                422,
+                f"series[{i}].values",
+                f"a value <= 0 (min {low:g}): this model forecasts log ratios "
+                "(series.scaling: log) and needs positive values",
+            )
 
 
 def _long_enough(series: list[s.SeriesInput], horizon: int) -> None:
