@@ -124,15 +124,36 @@ FORECAST_BAD = [
     ([1.0, "2024-01-01"], "mixes"),
     ([1e308, 1.7e308], "overflow"),
     ([3.0, 3.0], "increase"),
+    (["2024-01-01T00:00", "2024-01-01T01:00", "2024-01-01T03:00"], "comes 2:00:00 after"),
+    (["2024-01-01", "2024-02-01", "2024-04-01"], "comes 2 month(s) after the one before"),
+    ([1, 2, 4], "a gap or an irregular step"),
 ]
 
 
 @pytest.mark.parametrize(("stamps", "why"), FORECAST_BAD)
 def test_forecast_timestamps_are_4xx(client, stamps, why):
-    body = {"series": [{"id": "a", "values": [5.0, 6.0], "timestamps": stamps}]}
+    body = {"series": [{"id": "a", "values": [5.0] * len(stamps), "timestamps": stamps}]}
     got = client.post("/v1/forecast", json=body)
     assert got.status_code == 422 and got.json()["field"] == "series[0].timestamps", got.text
     assert why in got.json()["error"]
+
+
+CONTINUED = [
+    (["2024-01-01", "2024-02-01"], ["2024-03-01T00:00:00", "2024-04-01T00:00:00"]),
+    (["2024-01-31", "2024-02-29"], ["2024-03-31T00:00:00", "2024-04-30T00:00:00"]),
+    (["2024-01-04", "2024-01-05", "2024-01-08"], ["2024-01-09T00:00:00", "2024-01-10T00:00:00"]),
+    (["2024-01-11T09:00", "2024-01-12T09:00"], ["2024-01-13T09:00:00", "2024-01-14T09:00:00"]),
+    ([0.5, 1.0, 1.5], [2.0, 2.5]),
+]
+
+
+@pytest.mark.parametrize(("stamps", "after"), CONTINUED)
+def test_forecast_timestamps_continue_by_the_calendar(client, stamps, after):
+    """Months by months (the 31st by month ends), business days over the weekend."""
+    body = {"series": [{"id": "a", "values": [5.0] * len(stamps), "timestamps": stamps}]}
+    got = client.post("/v1/forecast", json=body)
+    assert got.status_code == 200, got.text
+    assert got.json()["forecasts"][0]["timestamps"][:2] == after
 
 
 def test_lone_surrogates_are_4xx(client):
