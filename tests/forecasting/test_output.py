@@ -52,6 +52,19 @@ H, M = 4, 6
             "month",
             ["2024-02-01", "2024-03-01"],
         ),
+        (
+            ["2023-11-30", "2023-12-31", "2024-01-31"],
+            "month",
+            "month",
+            ["2024-02-29", "2024-03-31"],
+        ),
+        (
+            ["2023-07-01", "2023-10-01", "2024-01-01"],
+            "3month",
+            "3month",
+            ["2024-04-01", "2024-07-01"],
+        ),
+        (["2024-01-04", "2024-01-05", "2024-01-08"], "bday", "bday", ["2024-01-09", "2024-01-10"]),
         (["0", "1", "2"], 1, "1", ["3", "4"]),  # integer time steps continue as numbers
         (["10", "20", "40", "50"], 10, "10", ["60", "70"]),
     ],
@@ -69,7 +82,17 @@ def test_frequency_errors():
         infer_frequency(["yesterday", "today"])
 
 
-@pytest.mark.parametrize("stamps", [["7"], ["3", "2", "1"], ["yesterday", "today"]])
+GAPS = [
+    ["7"],
+    ["3", "2", "1"],
+    ["yesterday", "today"],
+    ["10", "20", "40", "50"],  # a missing step: the values before it would shift
+    ["2024-02-27", "2024-02-28", "2024-03-01"],  # 2024-02-29 missing
+    ["2024-01-01", "2024-02-01", "2024-04-01"],  # a missing month
+]
+
+
+@pytest.mark.parametrize("stamps", GAPS)
 def test_timestamps_that_do_not_continue_name_the_file_before_the_model_runs(stamps):
     from transduce.errors import DataError
     from transduce.forecasting.output import check_timestamps

@@ -4,6 +4,7 @@ the series' own frequency."""
 
 from __future__ import annotations
 
+import calendar
 import logging
 import os
 from collections import Counter
@@ -45,13 +46,49 @@ def infer_frequency(stamps: list[str]) -> timedelta | str | int:
             raise ValueError(f"time steps do not increase ({stamps[0][:40]} ...)")
         return step
     times = [parse_stamp(t) for t in stamps]
-    months = [(b.year - a.year) * 12 + b.month - a.month for a, b in pairwise(times)]
-    if all(m == 1 for m in months) and len({t.day for t in times}) == 1:
-        return "month"
+    months = {(b.year - a.year) * 12 + b.month - a.month for a, b in pairwise(times)}
+    one_day = len({t.day for t in times}) == 1 or all(_month_end(t) for t in times)
+    if one_day and len(months) == 1 and min(months) >= 1 and len({t.time() for t in times}) == 1:
+        return "month" if months == {1} else f"{months.pop()}month"
     step, _ = Counter(b - a for a, b in pairwise(times)).most_common(1)[0]
     if step <= timedelta(0):
         raise ValueError(f"timestamps do not increase ({stamps[0]} ...)")
+    if step == timedelta(days=1) and _business_days(times):
+        return "bday"
     return step
+
+
+def _month_end(t: datetime) -> bool:
+    return t.day == calendar.monthrange(t.year, t.month)[1]
+
+
+def _business_days(times: list[datetime]) -> bool:
+    """Weekdays only, one business day apart, and over a weekend at least once."""
+    if any(t.weekday() >= 5 for t in times):
+        return False
+    days = np.array([t.date() for t in times], dtype="datetime64[D]")
+    gaps = days[1:] - days[:-1]
+    return bool((np.busday_count(days[:-1], days[1:]) == 1).all() and (gaps > 1).any())
+
+
+def irregular(stamps: list[str], step: timedelta | str | int) -> str | None:
+    """Where ``stamps`` leave their ``step`` (:func:`infer_frequency`'s): the first stamp
+    after a gap or an irregular step, described; None when every step is the one."""
+    if isinstance(step, str):  # months and business days: checked as they were inferred
+        return None
+    if isinstance(step, int):
+        steps = [int(b) - int(a) for a, b in pairwise(stamps)]
+    else:
+        steps = [b - a for a, b in pairwise(parse_stamp(t) for t in stamps)]
+    for k, gap in enumerate(steps):
+        if gap != step:
+            return (
+                f"{stamps[k + 1][:40]} comes {describe_frequency(gap)} after the one before, "
+                f"where the step is {describe_frequency(step)}: a gap or an irregular step "
+                "would shift the values before it against the calendar; fill or resample "
+                "the series to one step first"
+            )
+    return None
 
 
 def describe_frequency(step: timedelta | str | int) -> str:
@@ -77,9 +114,15 @@ def future_stamps(stamps: list[str], horizon: int, step: timedelta | str | int) 
     out = []
     for k in range(1, horizon + 1):
         try:
-            if step == "month":
-                month = last.month - 1 + k
-                when = last.replace(year=last.year + month // 12, month=month % 12 + 1)
+            if step == "bday":
+                day = np.busday_offset(np.datetime64(last.date(), "D"), k, roll="forward")
+                when = datetime.combine(day.astype(object), last.timetz())
+            elif isinstance(step, str):  # "month", "3month": on the day (or the month end)
+                month = last.month - 1 + k * int(step[: -len("month")] or 1)
+                year, month = last.year + month // 12, month % 12 + 1
+                end = calendar.monthrange(year, month)[1]
+                day = end if _month_end(last) else min(last.day, end)
+                when = last.replace(year=year, month=month, day=day)
             else:
                 when = last + k * step
         except (OverflowError, ValueError):
@@ -100,9 +143,12 @@ def check_timestamps(path: str | os.PathLike, series: SeriesSet) -> None:
         if not stamps or not isinstance(stamps[0], str):
             return  # a pandas table: its own dates
         try:
-            future_stamps(stamps, 1, infer_frequency(stamps))
+            step = infer_frequency(stamps)
+            future_stamps(stamps, 1, step)
         except ValueError as err:
             raise DataError(path, None, f"series {name[:40]}: {err}") from None
+        if (gap := irregular(stamps, step)) is not None:
+            raise DataError(path, None, f"series {name[:40]}: {gap}")
 
 
 def check_finite(ids: list[str], forecasts: np.ndarray) -> None:
