@@ -129,6 +129,42 @@ def test_future_known_covariates_move_the_forecasts(tmp_path):
     assert 15 < (on - off).mean() < 45
     with pytest.raises(Exception, match="futr_df"):
         forecaster.predict()
+    # rows of the history's span in futr_df are ignored: its rows are matched by ds
+    both = pd.concat([df[["unique_id", "ds", "promo"]], future.assign(promo=1.0)])
+    assert np.allclose(forecaster.predict(futr_df=both)["y"].to_numpy(), on)
+    later = future.assign(promo=1.0, ds=future["ds"] + pd.Timedelta(hours=2))
+    with pytest.raises(DataError, match=r"series 's0': future ds .* where the forecast step"):
+        forecaster.predict(futr_df=later)
+
+
+def test_the_cli_reads_future_covariates_by_ds(tmp_path, capsys):
+    """``forecast --future FILE`` (unique_id, ds and the covariates: no y) equals
+    ``predict(futr_df=...)``; a future table off the history's steps is one line."""
+    rng = np.random.default_rng(1)
+    promo = (rng.random((4, 60)) < 0.3).astype(float)
+    df = _frame(50 + 30 * promo + rng.normal(0, 0.5, (4, 60)), promo=promo)
+    cfg = tiny_series_config("unused", covariates=["promo"], scaling="level", stride=1)
+    cfg["train"]["max_steps"] = 10
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    forecaster = Forecaster.fit(df, tmp_path / "c.yaml", tmp_path / "run")
+    future = forecasts_frame(forecaster.history, np.zeros((4, H)))[["unique_id", "ds"]]
+    future = future.assign(promo=1.0)
+    df.to_csv(tmp_path / "hist.csv", index=False)
+    future.to_csv(tmp_path / "fut.csv", index=False)
+    args = ["forecast", "--model", str(tmp_path / "run"), "--input", str(tmp_path / "hist.csv")]
+    assert (
+        main([*args, "--future", str(tmp_path / "fut.csv"), "--output", str(tmp_path / "o.csv")])
+        == 0
+    )
+    got = pd.read_csv(tmp_path / "o.csv")["y"].to_numpy()
+    assert np.allclose(got, forecaster.predict(futr_df=future)["y"].to_numpy(), rtol=1e-5)
+    future[future["unique_id"] != "s2"].to_csv(tmp_path / "fut3.csv", index=False)
+    capsys.readouterr()
+    assert (
+        main([*args, "--future", str(tmp_path / "fut3.csv"), "--output", str(tmp_path / "p.csv")])
+        == 2
+    )
+    assert "fut3.csv: no future rows for series 's2'" in capsys.readouterr().err
 
 
 def test_a_table_file_with_a_bad_date_names_its_line(tmp_path):

@@ -82,7 +82,7 @@ def _normalized(args, forecaster, series, levels, extra):
 
 def _covariates(forecaster, series, future_path: str | None) -> tuple:
     """``(batch_size, covariates, future)`` for a run trained with covariates, else ()."""
-    from transduce.forecasting.frames import load_series
+    from transduce.forecasting.frames import future_rows, load_series
 
     names = getattr(forecaster, "covariate_names", ())
     series.note_unused(tuple(names), log)
@@ -96,11 +96,11 @@ def _covariates(forecaster, series, future_path: str | None) -> tuple:
                 f"this run takes future-known covariates {list(known)}: "
                 "give --future FILE (unique_id, ds and those columns)"
             )
-        fut = load_series(future_path)
-        if sorted(fut.ids) != sorted(series.ids):
-            raise ConfigError(f"{future_path}: its unique_id differ from the input's")
-        rows = fut.covariates(tuple(known))
-        future = [rows[fut.ids.index(name)] for name in series.ids]
+        fut = load_series(future_path, need_y=False)
+        if series.timestamps is None or not series.columns:
+            raise ConfigError("future covariates need the history as a long table too")
+        horizon = forecaster.spec.horizon
+        future = future_rows(series, fut, tuple(known), horizon, str(future_path))
     return 512, series.covariates(names), future
 
 

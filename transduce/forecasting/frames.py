@@ -224,13 +224,16 @@ def _zoned(value: Any) -> bool:
         return False
 
 
-def load_series(path: str | os.PathLike, fmt: str = "auto", on_bad_line: str = "error"):
+def load_series(
+    path: str | os.PathLike, fmt: str = "auto", on_bad_line: str = "error", need_y: bool = True
+):
     """Any series file: a long table (``.parquet``, or a CSV whose header starts with
-    ``unique_id``) through pandas, else the M4 wide or ``id,timestamp,value`` readers."""
+    ``unique_id``) through pandas, else the M4 wide or ``id,timestamp,value`` readers.
+    ``need_y=False``: a table of future covariates (``unique_id, ds`` and the columns)."""
     from transduce.data.series import read_series
 
     if fmt == "auto" and Path(path).suffix.lower() in (".parquet", ".pq"):
-        return read_table(path)
+        return read_table(path, need_y)
     if fmt == "auto":
         try:
             with open(path, "rb") as f:
@@ -238,11 +241,13 @@ def load_series(path: str | os.PathLike, fmt: str = "auto", on_bad_line: str = "
         except OSError:
             head = ""  # read_series names the problem
         if head.replace('"', "").lower().startswith("unique_id,"):
-            return read_table(path)
+            return read_table(path, need_y)
+    if not need_y:
+        raise DataError(path, None, "future covariates: give a long table (unique_id, ds, ...)")
     return read_series(path, fmt, on_bad_line)
 
 
-def read_table(path: str | os.PathLike) -> SeriesSet:
+def read_table(path: str | os.PathLike, need_y: bool = True) -> SeriesSet:
     """A long CSV (header ``unique_id,ds,y,...``) or Parquet file -> :class:`SeriesSet`."""
     pd = pandas()
     path = Path(path)
@@ -257,7 +262,7 @@ def read_table(path: str | os.PathLike) -> SeriesSet:
         raise DataError(path, None, f"reading Parquet needs pyarrow: {err}") from None
     except (OSError, ValueError) as err:
         raise DataError(path, None, f"cannot read: {str(err).splitlines()[0][:200]}") from None
-    return frame_to_series(df, os.fspath(path))
+    return frame_to_series(df, os.fspath(path), need_y)
 
 
 def future_ds(stamps: list, horizon: int) -> list:
@@ -287,6 +292,43 @@ def future_ds(stamps: list, horizon: int) -> list:
             None,
             f"{horizon} steps after {str(stamps[-1])[:40]} pass the last date that can be held",
         ) from None
+
+
+def future_rows(
+    history: SeriesSet, fut: SeriesSet, names: tuple[str, ...], horizon: int, where: str
+) -> list[np.ndarray]:
+    """Each history series' future-known covariates ``names`` over its next ``horizon``
+    steps, aligned by ``ds`` as Nixtla's ``futr_df`` is: the future table's rows after the
+    series' last stamp, which must be the next ``horizon`` stamps (rows before them, of
+    the history's span, are ignored). A series missing, short or off its step is one
+    DataError naming it."""
+    rows = fut.covariates(names)
+    out = []
+    for name, stamps in zip(history.ids, history.timestamps or [], strict=True):
+        if name not in fut.ids:
+            raise DataError(where, None, f"no future rows for series {name[:40]!r}")
+        k = fut.ids.index(name)
+        later = [j for j, t in enumerate(fut.timestamps[k]) if t > stamps[-1]][:horizon]
+        if len(later) < horizon:
+            raise DataError(
+                where,
+                None,
+                f"series {name[:40]!r}: {len(later)} future row(s) after its last ds "
+                f"{str(stamps[-1])[:30]}, the horizon needs {horizon}",
+            )
+        expected = future_ds(stamps, horizon)
+        for j, want in zip(later, expected, strict=True):
+            got = fut.timestamps[k][j]
+            same = np.isclose(got, want) if isinstance(want, float) else got == want
+            if not same:
+                raise DataError(
+                    where,
+                    None,
+                    f"series {name[:40]!r}: future ds {str(got)[:30]} where the forecast "
+                    f"step is {str(want)[:30]} (its ds continue the history's, one step each)",
+                )
+        out.append(rows[k][later])
+    return out
 
 
 def forecasts_frame(series: SeriesSet, point: np.ndarray, bands: dict | None = None) -> Any:

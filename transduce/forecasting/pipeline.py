@@ -308,7 +308,7 @@ class Forecaster(WindowForecaster):
         default the table :meth:`fit` saw) as a long DataFrame: ``unique_id, ds, y`` and
         ``lo-L, hi-L`` per level; ``futr_df`` (``unique_id, ds`` and the future-known
         covariates) gives those covariates over the forecast steps."""
-        from transduce.forecasting.frames import forecasts_frame, frame_to_series
+        from transduce.forecasting.frames import forecasts_frame, frame_to_series, future_rows
 
         history = frame_to_series(df) if df is not None else self.history
         if history is None:
@@ -336,11 +336,8 @@ class Forecaster(WindowForecaster):
                     "over the forecast steps is needed"
                 )
             fut = frame_to_series(futr_df, "futr_df", need_y=False)
-            if set(fut.ids) != set(history.ids):
-                raise ConfigError("predict: futr_df's unique_id differ from the history's")
-            order = [fut.ids.index(name) for name in history.ids]
-            rows = fut.covariates(tuple(self.cfg.series.covariates))
-            future = [rows[i] for i in order]
+            known = tuple(self.cfg.series.covariates)
+            future = future_rows(history, fut, known, self.spec.horizon, "futr_df")
         point, bands = self.forecast_intervals(history.values, list(level), 512, covariates, future)
         cut = {k: (lo[:, :h], hi[:, :h]) for k, (lo, hi) in bands.items()}
         return forecasts_frame(history, point[:, :h], cut)

@@ -20,6 +20,7 @@ import numpy as np
 from transduce.config import Config, ConfigError, load_config
 from transduce.errors import OptionError
 from transduce.inference.decoding import DecodeOptions, Translation
+from transduce.serve.series_items import split_items
 from transduce.serve.stopping import interruptible
 
 
@@ -265,10 +266,13 @@ class SeriesModel:
     def decode(self, items: list[np.ndarray], options: Any = None) -> list[Any]:
         """``options``: () or (the interval levels, the interval method); with levels, each
         item's result is ``(point, {"lo-80": ..., "hi-80": ...})``."""
+        series, extra = split_items(items)  # and the covariates of a model with them
         if not options:
-            return list(self.forecaster.forecast(items))
+            return list(self.forecaster.forecast(series, 512, **extra))
         levels, method = options
-        point, bands = self.forecaster.forecast_intervals(items, list(levels), method=method)
+        point, bands = self.forecaster.forecast_intervals(
+            series, list(levels), 512, method=method, **extra
+        )
         sides = {f"{s}-{k}": b[j] for k, b in bands.items() for j, s in enumerate(("lo", "hi"))}
         return [
             (point[i], {key: bound[i] for key, bound in sides.items()}) for i in range(len(items))
@@ -290,6 +294,7 @@ class SeriesModel:
         forecasters = getattr(self.forecaster, "members", [self.forecaster])
         cfg, spec = forecasters[0].cfg, self.forecaster.spec
         params = sum(p.numel() for f in forecasters for p in f.model.parameters())
+        names = list(getattr(self.forecaster, "covariate_names", ()))
         return {
             **_identity(self, cfg, params),
             "vocab": None,
@@ -299,6 +304,8 @@ class SeriesModel:
             "period": spec.period,
             "levels": self.levels(finite=True),
             "normalized_levels": self.levels(method="normalized"),
+            "covariates": names,
+            "future_covariates": names[: spec.covariates],
             **_provenance(self, cfg),
             "decoding_defaults": {"combine": "median"} if self.members else {},
         }

@@ -174,6 +174,16 @@ class SeriesInput(_Body):
         description="one per value (ISO 8601 or numbers, evenly spaced); the forecast "
         "steps continue them",
     )
+    covariates: dict[str, list[float]] | None = Field(
+        None,
+        description="for a model trained with covariates (GET /v1/models: covariates): "
+        "each one over the history by name, one value per history value",
+    )
+    future: dict[str, list[float]] | None = Field(
+        None,
+        description="the future-known covariates (GET /v1/models: future_covariates) over "
+        "the forecast steps, at least horizon values each",
+    )
 
 
 class ForecastRequest(_Body):
@@ -234,6 +244,12 @@ class ModelInfo(BaseModel):
         None,
         description="levels of the run's normalized calibration: /v1/forecast with "
         '"interval_method": "normalized" (bands scaled to each series)',
+    )
+    covariates: list[str] | None = Field(
+        None, description="a series model's covariates: each series gives them over its history"
+    )
+    future_covariates: list[str] | None = Field(
+        None, description="those also needed over the forecast steps (a series' future)"
     )
     members: list[str] | None = Field(None, description="an ensemble's run directories")
     unsupported_options: list[str] = Field(

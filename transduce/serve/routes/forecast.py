@@ -23,6 +23,7 @@ from transduce.serve.routes.common import (
     raw_json,
 )
 from transduce.serve.routes.translate import pick
+from transduce.serve.series_items import series_items
 from transduce.serve.state import ServeState
 
 router = APIRouter(tags=["forecast"])
@@ -59,10 +60,10 @@ async def forecast(
     levels = _levels(body.level, model, body.interval_method)
     if levels and body.interval_method == "normalized":
         _long_enough(body.series, model.forecaster.spec.horizon)
-    histories = [np.asarray(x.values, dtype=np.float64) for x in body.series]
+    items = series_items(body.series, model.forecaster)  # with covariates, where it has them
     start = time.perf_counter()
     options = (levels, body.interval_method) if levels else ()
-    work = state.batchers[name].submit(histories, options)
+    work = state.batchers[name].submit(items, options)
     preds = await decode_or_give_up(request, state, name, work)
     ms = (time.perf_counter() - start) * 1000
     out = []
