@@ -4,6 +4,7 @@ target moving the forecasts."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -165,6 +166,17 @@ def test_the_cli_reads_future_covariates_by_ds(tmp_path, capsys):
         == 2
     )
     assert "fut3.csv: no future rows for series 's2'" in capsys.readouterr().err
+    # backtest --actuals on a long table keeps its covariates: split equals whole
+    cut = df["ds"].min() + pd.Timedelta(hours=50)
+    df[df["ds"] < cut].to_csv(tmp_path / "a.csv", index=False)
+    df[df["ds"] >= cut].to_csv(tmp_path / "b.csv", index=False)
+    back = ["backtest", "--model", str(tmp_path / "run"), "--windows", "2"]
+    assert main([*back, "--input", str(tmp_path / "hist.csv")]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert (
+        main([*back, "--input", str(tmp_path / "a.csv"), "--actuals", str(tmp_path / "b.csv")]) == 0
+    )
+    assert json.loads(capsys.readouterr().out) == whole
 
 
 def test_a_table_file_with_a_bad_date_names_its_line(tmp_path):

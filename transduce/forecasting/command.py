@@ -260,9 +260,28 @@ def add_parser(sub) -> None:
     add_backtest_parser(sub)
 
 
+def _joined(series, after, where: str):
+    """``series`` with ``after`` appended: the values, and a long table's timestamps and
+    covariate columns (the actuals must hold the same columns)."""
+    from transduce.data.series import SeriesSet
+
+    joined = [np.r_[x, y] for x, y in zip(series.values, after.values, strict=True)]
+    out = SeriesSet(series.ids, joined, series.report)
+    if set(after.columns) != set(series.columns):
+        raise ConfigError(f"{where}: its columns differ from the input's {list(series.columns)}")
+    out.columns = {
+        c: [np.r_[a, b] for a, b in zip(v, after.columns[c], strict=True)]
+        for c, v in series.columns.items()
+    }
+    if series.timestamps is not None and after.timestamps is not None:
+        pairs = zip(series.timestamps, after.timestamps, strict=True)
+        out.timestamps = [list(a) + list(b) for a, b in pairs]
+    return out
+
+
 def backtest_command(args: argparse.Namespace) -> None:
     from transduce.config import data_path
-    from transduce.data.series import SeriesSet, require_positive
+    from transduce.data.series import require_positive
     from transduce.forecasting.backtest import backtest
     from transduce.forecasting.frames import load_series
     from transduce.forecasting.pipeline import Forecaster
@@ -286,8 +305,7 @@ def backtest_command(args: argparse.Namespace) -> None:
         after = load_series(args.actuals, args.format, args.on_bad_line)
         if after.ids != series.ids:
             raise ConfigError(f"{args.actuals}: series ids differ from {path} (same order needed)")
-        joined = [np.r_[x, y] for x, y in zip(series.values, after.values, strict=True)]
-        series = SeriesSet(series.ids, joined, series.report)
+        series = _joined(series, after, str(args.actuals))
     require_positive(series, s.scaling)
     result = backtest(
         forecaster,
