@@ -11,6 +11,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from tests.forecasting.conftest import H, tiny_series_config
+from transduce.forecasting.ensemble import ForecastEnsemble
 from transduce.forecasting.pipeline import Forecaster
 from transduce.serve.app import create_app
 from transduce.serve.backend import load_models
@@ -37,7 +38,8 @@ def served(tmp_path_factory, series_run):
     cfg["train"]["max_steps"] = 20
     (tmp / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     forecaster = Forecaster.fit(df, tmp / "c.yaml", tmp / "run")
-    models = load_models([f"cov={tmp / 'run'}", f"plain={series_run}"])
+    run = tmp / "run"
+    models = load_models([f"cov={run}", f"plain={series_run}", f"both={run}+{run}"])
     with TestClient(create_app(models)) as client:
         yield client, forecaster, df
 
@@ -70,6 +72,8 @@ def test_the_served_forecast_equals_predict_with_futr_df(served):
     lower = client.post("/v1/forecast", json=off).json()["forecasts"][0]
     assert np.mean(lower["values"]) < np.mean(got.json()["forecasts"][0]["values"])
     assert set(lower["intervals"]) == {"lo-80", "hi-80"}
+    both = client.post("/v1/forecast", json={**body, "model": "both"})  # an ensemble
+    assert both.json()["forecasts"] == got.json()["forecasts"]
     info = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
     assert info["cov"]["covariates"] == ["promo"] == info["cov"]["future_covariates"]
     assert info["plain"]["covariates"] == []
@@ -103,3 +107,10 @@ def test_a_model_without_covariates_refuses_them(served):
     series = {"id": "a", "values": [5.0, 6.0, 7.0], "covariates": {"promo": [1.0, 0.0, 1.0]}}
     got = client.post("/v1/forecast", json={"model": "plain", "series": [series]})
     assert got.status_code == 422 and got.json()["field"] == "series[0].covariates", got.text
+
+
+def test_an_ensemble_of_members_with_other_covariates_is_refused(served, series_run):
+    _, forecaster, _ = served
+    plain = Forecaster.load(series_run)
+    with pytest.raises(ValueError, match=r"takes the covariates \[\] \(0 future-known\)"):
+        ForecastEnsemble([forecaster, plain], names=["cov", "plain"])

@@ -40,8 +40,16 @@ class ForecastEnsemble:
                     f"ensemble: {name} forecasts horizon {m.spec.horizon} with period "
                     f"{m.spec.period}, {names[0]} horizon {first.horizon} period {first.period}"
                 )
+            theirs = (tuple(getattr(m, "covariate_names", ())), m.spec.covariates)
+            ours = (tuple(getattr(members[0], "covariate_names", ())), first.covariates)
+            if theirs != ours:
+                raise ValueError(
+                    f"ensemble: {name} takes the covariates {list(theirs[0])} "
+                    f"({theirs[1]} future-known), {names[0]} {list(ours[0])} ({ours[1]})"
+                )
         combine_forecasts([np.zeros((1, 1))], combine)  # validate the rule early
         self.members, self.combine, self.spec = members, combine, first
+        self.covariate_names = tuple(getattr(members[0], "covariate_names", ()))
 
     @classmethod
     def load(
@@ -56,23 +64,29 @@ class ForecastEnsemble:
         members = [Forecaster.load(d, checkpoint, device=device) for d in run_dirs]
         return cls(members, combine, [str(d) for d in run_dirs])
 
-    def forecast(self, series: list[np.ndarray], batch_size: int = 512) -> np.ndarray:
-        """``[N, horizon]``: the combination of every member's forecast."""
-        return combine_forecasts(
-            [m.forecast(series, batch_size) for m in self.members], self.combine
-        )
+    def forecast(
+        self, series: list[np.ndarray], batch_size: int = 512, covariates=None, future=None
+    ) -> np.ndarray:
+        """``[N, horizon]``: the combination of every member's forecast (covariates and
+        future as a member's :meth:`~transduce.forecasting.windowed.WindowForecaster.
+        forecast` takes them)."""
+        outs = [m.forecast(series, batch_size, covariates, future) for m in self.members]
+        return combine_forecasts(outs, self.combine)
 
     def forecast_intervals(
         self,
         series: list[np.ndarray],
         levels: list[float],
         batch_size: int = 512,
+        covariates=None,
+        future=None,
         method: str = "conformal",
     ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The combined point forecast and each level's bounds combined bound by bound
         (each member's from its own calibration, ``method`` as a member's)."""
         outs = [
-            m.forecast_intervals(series, levels, batch_size, method=method) for m in self.members
+            m.forecast_intervals(series, levels, batch_size, covariates, future, method=method)
+            for m in self.members
         ]
         point = combine_forecasts([o[0] for o in outs], self.combine)
         bands = {

@@ -28,14 +28,8 @@ class SeriesItem(NamedTuple):
 
 
 def covariate_names(forecaster: Any) -> tuple[tuple[str, ...], int]:
-    """The model's covariates (future-known first) and how many are future-known."""
-    members = getattr(forecaster, "members", None)
-    if members is not None:  # an ensemble: served without covariates
-        if any(getattr(m, "covariate_names", ()) for m in members):
-            raise ApiError(
-                422, "model", "an ensemble of models with covariates is not served: serve one"
-            )
-        return (), 0
+    """The model's covariates (future-known first) and how many are future-known (an
+    ensemble's members share them)."""
     names = tuple(getattr(forecaster, "covariate_names", ()))
     return names, forecaster.spec.covariates if names else 0
 
