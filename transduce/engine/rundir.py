@@ -64,6 +64,8 @@ def locked(run_dir: Path, rank0: bool = True):
                 f"{run_dir}: another transduce process (pid {holder}) is training into "
                 "this run; wait for it to end or stop it, or train into another --out"
             ) from None
+        except OSError as err:  # a file system without locks (some network mounts)
+            log.warning("%s: not locked (%s): nothing stops a second trainer", path, err.strerror)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
