@@ -106,3 +106,37 @@ def test_refit_trains_each_window_on_its_own_history(quantile_run, tmp_path, cap
     assert [len(x) for x in seen.values] == [hist.shape[1] - 6] * len(hist)
     np.testing.assert_allclose(seen.values[0], hist[0, :-6], rtol=1e-4)
     assert (tmp_path / "refit" / "window-0" / "run" / "conformal.json").is_file()
+
+
+KILLED_REFIT = """
+import os, signal, sys
+from transduce import atomic
+from transduce.commands.cli import main
+
+def hook(what):  # SIGKILL at window 1's first checkpoint write
+    if what == "trainer state" and os.path.isdir(sys.argv[2] + "/window-1/run"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+atomic.fault_hook = hook
+main(["-q", "backtest", "--model", sys.argv[1], "--windows", "2", "--refit", "--out", sys.argv[2]])
+"""
+
+
+def test_a_killed_refit_resumes_where_it_stopped_and_equals_an_uninterrupted_one(
+    quantile_run, tmp_path, capsys
+):
+    import subprocess
+    import sys
+
+    tmp, _ = quantile_run
+    args = ["backtest", "--model", str(tmp / "run"), "--windows", "2", "--refit"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    out = tmp_path / "killed"
+    child = subprocess.run([sys.executable, "-c", KILLED_REFIT, str(tmp / "run"), str(out)])
+    assert child.returncode == -9 and (out / "window-0" / "run" / "best").exists()
+    assert main([*args, "--out", str(out)]) == 0  # the same command again: resumes
+    assert json.loads(capsys.readouterr().out) == whole
+    other = ["backtest", "--model", str(tmp / "run"), "--windows", "1", "--refit"]
+    assert main([*other, "--out", str(out)]) == 2
+    assert "holds the runs of another backtest --refit" in capsys.readouterr().err

@@ -61,7 +61,7 @@ def backtest(
     ensemble) from ``windows`` rolling origins ``step`` values apart. ``refit_dir``: train
     the forecaster's config afresh per window there (``window-K/``) instead."""
     if refit_dir is not None:
-        check_refit_dir(refit_dir)
+        _claim_refit_dir(Path(refit_dir), _refit_key(forecaster, series, windows, step))
     spec = forecaster.spec
     horizon, period = spec.horizon, spec.period
     names = getattr(forecaster, "covariate_names", ())
@@ -108,10 +108,14 @@ def backtest(
     return {"windows": rows, "overall": overall, "refit": refit_dir is not None}
 
 
+MARK = "refit.json"  # what a --refit folder holds besides its window-K runs
+
+
 def check_refit_dir(out: str | os.PathLike) -> None:
     """``--refit --out``: a new or empty folder (not a link) that the per-window runs
-    fill; a rerun or a folder of the user's (its files, an --input there) is refused
-    before anything is written."""
+    fill, or one a ``--refit`` began (its ``refit.json``: the same backtest resumes there,
+    window by window, :func:`_claim_refit_dir`); a folder of the user's (its files, an
+    --input there) is refused before anything is written."""
     from transduce.errors import DataError
 
     out = Path(out)
@@ -119,7 +123,8 @@ def check_refit_dir(out: str | os.PathLike) -> None:
         raise DataError(out, None, "is a symbolic link: give --out a new folder of its own")
     if out.exists() and not out.is_dir():
         raise DataError(out, None, "is a file, not a folder: give --out a new folder")
-    if out.is_dir() and (names := sorted(p.name for p in out.iterdir())):
+    names = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if names and MARK not in names:
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise DataError(
             out,
@@ -129,8 +134,47 @@ def check_refit_dir(out: str | os.PathLike) -> None:
         )
 
 
+def _refit_key(forecaster, series: SeriesSet, windows: int, step: int) -> str:
+    """What makes a --refit the same one: the run's config, the windows and the series."""
+    import hashlib
+    import json
+
+    from transduce.config import to_dict
+
+    h = hashlib.sha256(json.dumps([to_dict(forecaster.cfg), windows, step]).encode())
+    for name, values in zip(series.ids, series.values, strict=True):
+        h.update(name.encode("utf-8", "surrogatepass") + b"\0")
+        h.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _claim_refit_dir(out: Path, key: str) -> None:
+    """Mark ``out`` as this backtest's (``refit.json``), or check that it is: a rerun of
+    the same backtest after a kill resumes its window runs; another backtest's is refused."""
+    import json
+
+    from transduce.atomic import atomic_write_text
+    from transduce.errors import DataError
+
+    check_refit_dir(out)
+    mark = out / MARK
+    if mark.is_file():
+        if json.loads(mark.read_text(encoding="utf-8")).get("key") != key:
+            raise DataError(
+                out,
+                None,
+                "holds the runs of another backtest --refit (other config, windows, step or "
+                "series): give a new --out",
+            )
+        log.info("%s: resuming the backtest --refit begun there", out)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(mark, json.dumps({"key": key}) + "\n")
+
+
 def _refit(forecaster, histories: list[np.ndarray], out: str | os.PathLike, k: int):
     """Train the forecaster's config on ``histories`` (M4 wide CSV) in ``out/window-k``."""
+    from transduce.atomic import atomic_write_text
     from transduce.config import ConfigError
     from transduce.forecasting.pipeline import Forecaster
     from transduce.tasks.train import train
@@ -140,17 +184,20 @@ def _refit(forecaster, histories: list[np.ndarray], out: str | os.PathLike, k: i
     if getattr(forecaster, "covariate_names", ()):
         raise ConfigError("backtest --refit does not take covariates yet")
     root = Path(out) / f"window-{k}"
-    root.mkdir(parents=True)  # --out was new or empty (check_refit_dir): never a user's
+    root.mkdir(exist_ok=True)  # in --out, ours (refit.json): new, or a resumed backtest's
     width = max(len(x) for x in histories) + 1
     lines = [",".join(f'"V{i + 1}"' for i in range(width))]
     for i, x in enumerate(histories):
         cells = [f'"S{i}"', *(f"{v:.10g}" for v in x)] + [""] * (width - 1 - len(x))
         lines.append(",".join(cells))
-    with open(root / "series.csv", "x", encoding="utf-8") as f:  # never over a file
-        f.write("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    csv = root / "series.csv"
+    if not csv.is_file() or csv.is_symlink() or csv.read_text(encoding="utf-8") != text:
+        atomic_write_text(csv, text)  # the same bytes for the same backtest: resumable
     cfg = forecaster.cfg
-    series = dataclasses.replace(cfg.series, train=str(root / "series.csv"), format="m4", test="")
+    series = dataclasses.replace(cfg.series, train=str(csv), format="m4", test="")
+    resume = (root / "run" / "config.yaml").is_file()  # a window a kill interrupted, or done
     with contextlib.redirect_stdout(sys.stderr):  # stdout stays the backtest's JSON line
-        train(dataclasses.replace(cfg, series=series), root / "run")
+        train(dataclasses.replace(cfg, series=series), root / "run", resume=resume)
     log.info("backtest window %d: refitted into %s", k, root / "run")
     return Forecaster.load(root / "run")
