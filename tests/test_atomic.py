@@ -108,10 +108,13 @@ def test_the_next_write_removes_what_a_killed_one_left_and_nothing_else(tmp_path
     assert left.read_text() == "half of it\n" and target.read_text() == "before\n"
     live = tmp_path / ".out.txt.1.0123abcd.tmp"  # pid 1 runs: a writer at work, for all we know
     live.write_text("someone's")
+    crafted = tmp_path / f".out.txt.{10**20}.0123abcd.tmp"  # no pid is that large: kept
+    crafted.write_text("?")
     other = tmp_path / f".other.txt.{killed.pid}.0123abcd.tmp"  # another output's
     other.write_text("theirs")
     with atomic_output(target) as out:
         out.write("after\n")
     assert target.read_text() == "after\n" and not left.exists()
     assert live.read_text() == "someone's" and other.read_text() == "theirs"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.txt", live.name, other.name])
+    names = ["out.txt", live.name, other.name, crafted.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)

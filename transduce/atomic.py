@@ -44,12 +44,15 @@ def tmp_name(path: Path) -> Path:
 
 
 def running(pid: int) -> bool:
-    """Whether a process ``pid`` runs (someone else's counts)."""
+    """Whether a process ``pid`` runs (someone else's counts). A number no pid can be
+    (0, negative, past 2**31 - 1: a crafted name) counts as running, so its entry stays."""
+    if not 0 < pid < 2**31:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     return True
 

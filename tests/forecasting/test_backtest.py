@@ -140,3 +140,7 @@ def test_a_killed_refit_resumes_where_it_stopped_and_equals_an_uninterrupted_one
     other = ["backtest", "--model", str(tmp / "run"), "--windows", "1", "--refit"]
     assert main([*other, "--out", str(out)]) == 2
     assert "holds the runs of another backtest --refit" in capsys.readouterr().err
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "refit.json").write_text("[1]")  # not ours after all: one line
+    assert main([*args, "--out", str(tmp_path / "odd")]) == 2
+    assert "holds the runs of another backtest" in capsys.readouterr().err

@@ -166,6 +166,14 @@ def test_the_cli_reads_future_covariates_by_ds(tmp_path, capsys):
         == 2
     )
     assert "fut3.csv: no future rows for series 's2'" in capsys.readouterr().err
+    future.assign(ds=future["ds"].dt.tz_localize("UTC")).to_csv(tmp_path / "z.csv", index=False)
+    assert (
+        main([*args, "--future", str(tmp_path / "z.csv"), "--output", str(tmp_path / "q.csv")]) == 2
+    )
+    assert (
+        "z.csv: its ds are dates with a zone, the history's dates without"
+        in capsys.readouterr().err
+    )
     # backtest --actuals on a long table keeps its covariates: split equals whole
     cut = df["ds"].min() + pd.Timedelta(hours=50)
     df[df["ds"] < cut].to_csv(tmp_path / "a.csv", index=False)

@@ -52,20 +52,20 @@ BAD_FRAMES = {
     "not a frame": ([1, 2, 3], "expected a pandas DataFrame, got list"),
     "a missing hour": (
         _df(["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 03:00", "2024-01-01 04:00"]),
-        r"row 2: series 'a': ds 2024-01-01 03:00:00 comes 0 days 02:00:00 after the one "
-        r"before, where its step is 0 days 01:00:00: a gap",
+        r"row 2: series 'a': ds 2024-01-01T03:00:00 comes 2:00:00 after the one "
+        r"before, where the step is 1:00:00: a gap",
     ),
     "a missing number": (_df([10, 20, 30, 50, 60]), r"row 3: series 'a': ds 50 comes 20 after"),
     "an irregular step": (_df([0, 2, 3, 4, 5]), r"row 1: series 'a': ds 2 comes 2 after"),
     "a missing month": (
         _df(list(pd.date_range("2024-01-01", periods=6, freq="MS").delete(3))),
-        r"row 3: series 'a': ds 2024-05-01 00:00:00 comes 2 month\(s\) after the one before, "
-        r"where its step is 1 month\(s\)",
+        r"row 3: series 'a': ds 2024-05-01T00:00:00 comes 2 month\(s\) after the one before, "
+        r"where the step is 1 month\(s\)",
     ),
     "a missing business day": (
         _df(list(pd.date_range("2024-01-01", periods=12, freq="B").delete(7))),
-        r"row 7: series 'a': ds 2024-01-11 00:00:00 comes 2 business day\(s\) after the one "
-        r"before, where its step is 1 business day\(s\)",
+        r"row 7: series 'a': ds 2024-01-11T00:00:00 comes 2 business day\(s\) after the one "
+        r"before, where the step is 1 business day\(s\)",
     ),
     "a gap in the second series": (
         _df([1, 2, 3, 1, 2, 4, 5], ids=["a"] * 3 + ["b"] * 4),
@@ -137,6 +137,15 @@ REGULAR = {
     "quarters": pd.date_range("2020-01-01", periods=12, freq="QS"),
     "zoned hours across a DST change": pd.date_range(
         "2024-03-30", periods=72, freq="h", tz="Europe/Berlin"
+    ),
+    "zoned days across a DST change": pd.date_range(
+        "2024-03-25", periods=14, freq="D", tz="Europe/Berlin"
+    ),
+    "the 28th, February's included": pd.date_range(
+        "2022-11-28", periods=8, freq=pd.DateOffset(months=1)
+    ),
+    "the 30th, February's last day included": pd.to_datetime(
+        ["2022-11-30", "2022-12-30", "2023-01-30", "2023-02-28", "2023-03-30", "2023-04-30"]
     ),
 }
 

@@ -66,6 +66,9 @@ def locked(run_dir: Path, rank0: bool = True):
             ) from None
         except OSError as err:  # a file system without locks (some network mounts)
             log.warning("%s: not locked (%s): nothing stops a second trainer", path, err.strerror)
+        if os.fstat(fd).st_ino != os.stat(path, follow_symlinks=False).st_ino:
+            made = False  # the file was replaced while we locked it: another start's now
+            raise FileExistsError(f"{run_dir}: another transduce process is starting in it")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -159,7 +159,11 @@ def _claim_refit_dir(out: Path, key: str) -> None:
     check_refit_dir(out)
     mark = out / MARK
     if mark.is_file():
-        if json.loads(mark.read_text(encoding="utf-8")).get("key") != key:
+        try:
+            theirs = json.loads(mark.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            theirs = None
+        if not isinstance(theirs, dict) or theirs.get("key") != key:
             raise DataError(
                 out,
                 None,

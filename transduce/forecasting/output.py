@@ -4,7 +4,6 @@ the series' own frequency."""
 
 from __future__ import annotations
 
-import calendar
 import logging
 import os
 from collections import Counter
@@ -15,6 +14,7 @@ import numpy as np
 
 from transduce.atomic import atomic_output
 from transduce.data.series import SeriesSet
+from transduce.forecasting.calendar_steps import Step, calendar_step, continue_dates, month_anchor
 from transduce.forecasting.metrics import baseline_scores, owa, score
 
 log = logging.getLogger("transduce.forecast")
@@ -34,9 +34,11 @@ def _numeric(stamps: list[str]) -> bool:
 
 
 def infer_frequency(stamps: list[str]) -> timedelta | str | int:
-    """The step between consecutive timestamps: the most common difference (an integer for
-    integer time steps), or ``"month"`` when the stamps fall on the same day of
-    successive months. Needs two stamps."""
+    """The step between consecutive timestamps: an integer for integer time steps;
+    ``"month"`` (``"3month"``) for dates on one day of the month (or month ends) whole
+    months apart, ``"bday"`` for business days, else a fixed step
+    (:func:`transduce.forecasting.calendar_steps.calendar_step`); for an irregular series,
+    its most common difference (:func:`irregular` says where it leaves it). Needs two."""
     if len(stamps) < 2:
         raise ValueError(f"cannot infer a frequency from {len(stamps)} timestamp(s)")
     if _numeric(stamps):
@@ -46,47 +48,30 @@ def infer_frequency(stamps: list[str]) -> timedelta | str | int:
             raise ValueError(f"time steps do not increase ({stamps[0][:40]} ...)")
         return step
     times = [parse_stamp(t) for t in stamps]
-    months = {(b.year - a.year) * 12 + b.month - a.month for a, b in pairwise(times)}
-    one_day = len({t.day for t in times}) == 1 or all(_month_end(t) for t in times)
-    if one_day and len(months) == 1 and min(months) >= 1 and len({t.time() for t in times}) == 1:
-        return "month" if months == {1} else f"{months.pop()}month"
-    step, _ = Counter(b - a for a, b in pairwise(times)).most_common(1)[0]
-    if step <= timedelta(0):
-        raise ValueError(f"timestamps do not increase ({stamps[0]} ...)")
-    if step == timedelta(days=1) and _business_days(times):
-        return "bday"
-    return step
-
-
-def _month_end(t: datetime) -> bool:
-    return t.day == calendar.monthrange(t.year, t.month)[1]
-
-
-def _business_days(times: list[datetime]) -> bool:
-    """Weekdays only, one business day apart, and over a weekend at least once."""
-    if any(t.weekday() >= 5 for t in times):
-        return False
-    days = np.array([t.date() for t in times], dtype="datetime64[D]")
-    gaps = days[1:] - days[:-1]
-    return bool((np.busday_count(days[:-1], days[1:]) == 1).all() and (gaps > 1).any())
+    if len({t.utcoffset() is None for t in times}) > 1:
+        raise ValueError(f"timestamps with and without a time zone ({stamps[0][:40]} ...)")
+    if any(b <= a for a, b in pairwise(times)):
+        raise ValueError(f"timestamps do not increase ({stamps[0][:40]} ...)")
+    found, _ = calendar_step(times)
+    if found is None:
+        return Counter(b - a for a, b in pairwise(times)).most_common(1)[0][0]
+    if found.kind == "month":
+        return "month" if found.size == 1 else f"{found.size}month"
+    return "bday" if found.kind == "bday" else found.size
 
 
 def irregular(stamps: list[str], step: timedelta | str | int) -> str | None:
-    """Where ``stamps`` leave their ``step`` (:func:`infer_frequency`'s): the first stamp
-    after a gap or an irregular step, described; None when every step is the one."""
-    if isinstance(step, str):  # months and business days: checked as they were inferred
-        return None
-    if isinstance(step, int):
-        steps = [int(b) - int(a) for a, b in pairwise(stamps)]
-    else:
-        steps = [b - a for a, b in pairwise(parse_stamp(t) for t in stamps)]
+    """Where ``stamps`` leave their step: the first stamp after a gap or an irregular
+    step, described; None when regular (``step``: :func:`infer_frequency`'s)."""
+    if not isinstance(step, int):
+        return calendar_step([parse_stamp(t) for t in stamps])[1]
+    steps = [int(b) - int(a) for a, b in pairwise(stamps)]
     for k, gap in enumerate(steps):
         if gap != step:
             return (
-                f"{stamps[k + 1][:40]} comes {describe_frequency(gap)} after the one before, "
-                f"where the step is {describe_frequency(step)}: a gap or an irregular step "
-                "would shift the values before it against the calendar; fill or resample "
-                "the series to one step first"
+                f"{stamps[k + 1][:40]} comes {gap} after the one before, where the step is "
+                f"{step}: a gap or an irregular step would shift the values before it "
+                "against the calendar; fill or resample the series to one step first"
             )
     return None
 
@@ -110,28 +95,21 @@ def future_stamps(stamps: list[str], horizon: int, step: timedelta | str | int) 
     steps continue as integers)."""
     if isinstance(step, int):
         return [str(int(stamps[-1]) + k * step) for k in range(1, horizon + 1)]
-    last = parse_stamp(stamps[-1])
-    out = []
-    for k in range(1, horizon + 1):
-        try:
-            if step == "bday":
-                day = np.busday_offset(np.datetime64(last.date(), "D"), k, roll="forward")
-                when = datetime.combine(day.astype(object), last.timetz())
-            elif isinstance(step, str):  # "month", "3month": on the day (or the month end)
-                month = last.month - 1 + k * int(step[: -len("month")] or 1)
-                year, month = last.year + month // 12, month % 12 + 1
-                end = calendar.monthrange(year, month)[1]
-                day = end if _month_end(last) else min(last.day, end)
-                when = last.replace(year=year, month=month, day=day)
-            else:
-                when = last + k * step
-        except (OverflowError, ValueError):
-            raise ValueError(
-                f"the {horizon} steps after {stamps[-1][:40]} run past year "
-                "9999, the last date this can write"
-            ) from None
-        out.append(_like(when, stamps[-1]))
-    return out
+    times = [parse_stamp(t) for t in stamps]
+    if step == "bday":
+        found = Step("bday", 1)
+    elif isinstance(step, str):  # "month", "3month": on the series' day of the month
+        anchor = month_anchor(times) or times[-1].day
+        found = Step("month", int(step[: -len("month")] or 1), anchor)
+    else:
+        found = Step("fixed", step)
+    try:
+        return [_like(when, stamps[-1]) for when in continue_dates(times, found, horizon)]
+    except (OverflowError, ValueError):
+        raise ValueError(
+            f"the {horizon} steps after {stamps[-1][:40]} run past year "
+            "9999, the last date this can write"
+        ) from None
 
 
 def check_timestamps(path: str | os.PathLike, series: SeriesSet) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from transduce.data.corpus import DataError
+from transduce.forecasting.calendar_steps import analyse
 
 DAY_US = 86_400_000_000
 
@@ -23,18 +24,22 @@ DAY_US = 86_400_000_000
 def check_regular(df: Any, where: str, line) -> None:
     """Each series' ``ds`` (numbers, or dates as pandas parsed them) on one regular step,
     else a DataError naming the table's first irregular row. The step is each series' most
-    common one; dates whose step varies with the calendar pass: whole months (quarters,
-    years) on one day of the month or on month ends, and whatever else pandas infers a
-    frequency for (business days, ...). Series of fewer than three values have no step to
-    check."""
+    common one in elapsed time; dates also pass on a calendar step
+    (:mod:`transduce.forecasting.calendar_steps`: whole months on one day of the month,
+    business days, a fixed wall-clock step across a change of UTC offset) or wherever
+    pandas infers a frequency. Series of fewer than three values have no step to check."""
     import pandas as pd
 
     ds = df["ds"]
     dated = pd.api.types.is_datetime64_any_dtype(ds)
+    wall = ds
     if dated and ds.dt.tz is not None:
-        ds = ds.dt.tz_convert("UTC").dt.tz_localize(None)  # instants: no DST jumps
-    key = ds.to_numpy().astype("datetime64[us]").astype(np.int64) if dated else ds.to_numpy(float)
+        wall = ds.dt.tz_localize(None)  # the local wall clock
+        ds = ds.dt.tz_convert("UTC").dt.tz_localize(None)  # instants
+    key = _micros(ds) if dated else ds.to_numpy(float)
     t = pd.DataFrame({"id": df["unique_id"].to_numpy(), "key": key, "row": np.arange(len(df))})
+    if dated:
+        t["wall"] = _micros(wall)
     t = t.sort_values(["id", "key"], kind="stable")
     t["step"] = t.groupby("id", sort=False)["key"].diff()
     steps = t.dropna(subset=["step"])
@@ -47,75 +52,65 @@ def check_regular(df: Any, where: str, line) -> None:
     expected = steps["id"].map(usual)
     off = expected.notna() & ~np.isclose(steps["step"], expected.fillna(0), rtol=1e-6, atol=0)
     firsts = steps[off].groupby("id", sort=False).head(1).sort_values("row")
-    if dated and len(firsts):  # a calendar frequency (months, business days) is one step
+    if dated and len(firsts):  # a calendar step (months, business days) is one step
         firsts = firsts[~firsts["id"].isin(_calendar_regular(t[t["id"].isin(firsts["id"])]))]
     if firsts.empty:
         return
-    first = firsts.iloc[0]  # the table's first irregular row
-    row, step, usual_step = int(first["row"]), first["step"], usual[first["id"]]
-    if not dated:
-        step, usual_step = f"{step:g}", f"{usual_step:g}"
-    elif (by_calendar := _calendar_gap(t[t["id"] == first["id"]])) is not None:
-        row, step, unit, usual_step = by_calendar  # e.g. months: 28-31 days are one step
-        step, usual_step = f"{step} {unit}", f"{usual_step} {unit}"
+    first = firsts.iloc[0]  # the table's first irregular series
+    row, said = int(first["row"]), None
+    if dated:  # described by the calendar: months, business days, or a fixed step
+        series = t[t["id"] == first["id"]]
+        times = list(pd.to_datetime(df["ds"].iloc[series["row"].to_numpy()]).dt.to_pydatetime())
+        _, at, said = analyse(times)
+        row = int(series["row"].iloc[at]) if at is not None else row
     else:
-        step, usual_step = pd.Timedelta(int(step), "us"), pd.Timedelta(int(usual_step), "us")
+        said = (
+            f"{str(df['ds'].iloc[row])[:30]} comes {first['step']:g} after the one before, "
+            f"where the step is {usual[first['id']]:g}: a gap or an irregular step would "
+            "shift the values before it against the calendar; fill or resample the "
+            "series to one step first"
+        )
     name = repr(str(df["unique_id"].iloc[row])[:40])
-    raise DataError(
-        where,
-        line(row),
-        f"row {row}: series {name}: ds {str(df['ds'].iloc[row])[:30]} comes {step} "
-        f"after the one before, where its step is {usual_step}: a gap or an irregular step "
-        "would shift the values before it against the calendar; fill or resample the "
-        "series to one step first",
-    )
+    raise DataError(where, line(row), f"row {row}: series {name}: ds {said}")
+
+
+def _micros(ds: Any) -> np.ndarray:
+    return ds.to_numpy().astype("datetime64[us]").astype(np.int64)
 
 
 def _calendar_regular(t: Any) -> set:
-    """The series of ``t`` (``id``, ``key`` in microseconds, sorted) on a calendar step:
-    whole months on one day of the month (or on month ends) at one time of day, checked
-    for all at once; else where pandas infers a frequency, one series at a time."""
+    """The series of ``t`` (``id``, ``wall``: local wall-clock microseconds, sorted) on a
+    calendar step, checked for all at once: whole months on one day of the month D (on the
+    month's last day where it is shorter) at one time of day, or one fixed wall-clock step
+    (daily data across a change of UTC offset); else where pandas infers a frequency
+    (business days, ...), one series at a time."""
     import pandas as pd
 
-    when = pd.to_datetime(t["key"].to_numpy(), unit="us")
-    months = pd.DataFrame(
+    when = pd.to_datetime(t["wall"].to_numpy(), unit="us")
+    cal = pd.DataFrame(
         {
             "id": t["id"].to_numpy(),
             "m": when.year * 12 + when.month,
-            "day": np.where(when.is_month_end, 0, when.day),
-            "time": t["key"].to_numpy() % DAY_US,
+            "day": when.day,
+            "dim": when.days_in_month,
+            "time": t["wall"].to_numpy() % DAY_US,
+            "wall": t["wall"].to_numpy(),
         }
     )
-    months["step"] = months.groupby("id", sort=False)["m"].diff()
-    g = months.groupby("id", sort=False)
-    same = (g["step"].nunique() == 1) & (g["step"].min() > 0)
-    same &= (g["day"].nunique() == 1) & (g["time"].nunique() == 1)
-    regular = set(same[same].index)
+    g = cal.groupby("id", sort=False)
+    anchor = g["day"].transform("max")
+    cal["fits"] = cal["day"] == np.minimum(anchor, cal["dim"])
+    cal["step"] = g["m"].diff()
+    cal["wstep"] = g["wall"].diff()
+    g = cal.groupby("id", sort=False)
+    months = (g["step"].nunique() == 1) & (g["step"].min() > 0) & g["fits"].all()
+    months &= g["time"].nunique() == 1
+    fixed = g["wstep"].nunique() == 1
+    regular = set(months[months | fixed].index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # infer_freq's return type is to change: truth only
-        for name, keys in t[~t["id"].isin(regular)].groupby("id", sort=False)["key"]:
+        for name, keys in t[~t["id"].isin(regular)].groupby("id", sort=False)["wall"]:
             index = pd.DatetimeIndex(keys.to_numpy().astype("datetime64[us]"))
             if pd.infer_freq(index) is not None:
                 regular.add(name)
     return regular
-
-
-def _calendar_gap(t: Any) -> tuple[int, int, str, int] | None:
-    """For a series of dates at one time of day, on one day of the month or on weekdays
-    only: the row of its first step of other than its usual number of months (business
-    days), that step, the unit and the usual step; None for other series."""
-    import pandas as pd
-
-    when = pd.to_datetime(t["key"].to_numpy(), unit="us")
-    if len(set(t["key"].to_numpy() % DAY_US)) > 1:
-        return None
-    if len(set(np.where(when.is_month_end, 0, when.day))) == 1:
-        steps, unit = np.diff(np.asarray(when.year * 12 + when.month)), "month(s)"
-    elif (when.day_of_week < 5).all():
-        days = when.to_numpy().astype("datetime64[D]")
-        steps, unit = np.busday_count(days[:-1], days[1:]), "business day(s)"
-    else:
-        return None
-    usual = int(np.bincount(steps).argmax()) if len(steps) and steps.min() >= 0 else 0
-    off = np.flatnonzero(steps != usual) if usual else []
-    return (int(t["row"].iloc[off[0] + 1]), int(steps[off[0]]), unit, usual) if len(off) else None

@@ -198,10 +198,10 @@ def _remove_dead_servers_metrics() -> None:
         for name in os.listdir(root):
             match = pattern.fullmatch(name)
             path = os.path.join(root, name)
-            if not match or running(int(match[1])) or os.path.islink(path):
+            if not match or os.path.islink(path) or not os.path.isdir(path):
                 continue
-            if os.path.isdir(path) and os.stat(path).st_uid == os.getuid():
-                shutil.rmtree(path, ignore_errors=True)
+            if os.stat(path).st_uid == os.getuid() and not running(int(match[1])):
+                shutil.rmtree(path, ignore_errors=True)  # ours by owner, name and dead pid
 
 
 def _remove_own_files(folder: str, pid: int) -> None:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import calendar
 import itertools
 import math
 import time
+from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
+from transduce.forecasting.calendar_steps import calendar_step, continue_dates
 from transduce.serve import schemas as s
 from transduce.serve.errors import ApiError
 from transduce.serve.limits import ServeLimits
@@ -140,8 +141,9 @@ def _positive_for_log(series: list[s.SeriesInput], model: Any) -> None:
     """A model trained with ``series.scaling: log`` forecasts log ratios: a series with a
     value <= 0 has none, and would come back as positive nonsense (as ``transduce forecast``
     refuses it: :func:`transduce.data.series.require_positive`)."""
-    spec = getattr(getattr(model, "forecaster", None), "spec", None)
-    if getattr(spec, "scaling", None) != "log":
+    forecaster = getattr(model, "forecaster", None)
+    members = getattr(forecaster, "members", [forecaster])  # an ensemble: any member's
+    if not any(getattr(getattr(m, "spec", None), "scaling", None) == "log" for m in members):
         return
     for i, x in enumerate(series):
         if x.values and (low := min(x.values)) <= 0:
@@ -183,11 +185,11 @@ def check_series(series: list[s.SeriesInput], limits: ServeLimits) -> None:
 
 
 def continue_timestamps(stamps: list[str | float], horizon: int, where: str) -> list[str | float]:
-    """The ``horizon`` timestamps after ``stamps`` at their step (ISO 8601 or numbers):
-    one fixed step, whole months on one day of the month (or month ends), or business
-    days. Every mistake -- mixed kinds or time zones, no increase, a gap or an irregular
-    step (which would shift the values against the calendar, as ``transduce forecast``
-    refuses it), a date past year 9999 -- is a 422 naming the field."""
+    """The ``horizon`` timestamps after ``stamps`` at their step (ISO 8601 or numbers): a
+    fixed step, whole months, or business days (:mod:`transduce.forecasting.
+    calendar_steps`). Every mistake -- mixed kinds or time zones, no increase, a gap or an
+    irregular step (which would shift the values against the calendar, as ``transduce
+    forecast`` refuses it), a date past year 9999 -- is a 422 naming the field."""
     field = f"{where}.timestamps"
     if len(stamps) < 2:
         raise ApiError(422, field, "need at least two timestamps to continue them")
@@ -202,70 +204,29 @@ def continue_timestamps(stamps: list[str | float], horizon: int, where: str) -> 
         raise ApiError(422, field, "timestamps must be ISO 8601 strings or numbers") from None
     if len({t.utcoffset() is None for t in times}) > 1:
         raise ApiError(422, field, "mixes timestamps with and without a time zone")
+    if any(b <= a for a, b in itertools.pairwise(times)):
+        raise ApiError(422, field, "timestamps must increase")
+    step, why = calendar_step(times)
+    if step is None:
+        raise ApiError(422, field, why)
     try:
-        steps = [b - a for a, b in itertools.pairwise(times)]
-        if any(d.total_seconds() <= 0 for d in steps):
-            raise ApiError(422, field, "timestamps must increase")
-        if (months := _month_steps(times)) is not None:  # on one day of the month
-            _one_step(months, [str(t) for t in stamps], field, " month(s)")
-            return [_add_months(times[-1], months[0] * (k + 1)).isoformat() for k in range(horizon)]
-        if len(set(steps)) > 1 and _business_days(times):
-            return [d.isoformat() for d in _after_business_days(times[-1], horizon)]
-        _one_step(steps, [str(t) for t in stamps], field)
-        return [(times[-1] + steps[0] * (k + 1)).isoformat() for k in range(horizon)]
+        return [t.isoformat() for t in continue_dates(times, step, horizon)]
     except (OverflowError, ValueError):
         raise ApiError(422, field, "the forecast's timestamps would pass year 9999") from None
 
 
-def _one_step(steps: list, stamps: list[str], field: str, unit: str = "") -> None:
-    """Every step the first one (numbers: within rounding), else a 422 naming the gap."""
-    first = steps[0]
+def _one_step(steps: list[float], stamps: list[str], field: str) -> None:
+    """Every step the most common one (within rounding), else a 422 naming the gap."""
+    usual = Counter(round(d, 9) for d in steps).most_common(1)[0][0]
     for k, step in enumerate(steps):
-        same = math.isclose(step, first, rel_tol=1e-9) if isinstance(step, float) else step == first
-        if not same:
+        if not math.isclose(step, usual, rel_tol=1e-9, abs_tol=1e-12):
             raise ApiError(
                 422,
                 field,
-                f"{stamps[k + 1][:30]} comes {step}{unit} after the one before, where the step "
-                f"is {first}{unit}: a gap or an irregular step would shift the values against "
+                f"{stamps[k + 1][:30]} comes {step:g} after the one before, where the step "
+                f"is {usual:g}: a gap or an irregular step would shift the values against "
                 "the calendar; fill or resample the series to one step first",
             )
-
-
-def _month_end(t: datetime) -> bool:
-    return t.day == calendar.monthrange(t.year, t.month)[1]
-
-
-def _month_steps(times: list[datetime]) -> list[int] | None:
-    """Months between consecutive dates when all fall on one day of the month (or all on
-    month ends) at one time of day, each step at least one month; else None."""
-    if len({t.timetz() for t in times}) > 1:
-        return None
-    if len({t.day for t in times}) > 1 and not all(_month_end(t) for t in times):
-        return None
-    months = [(b.year - a.year) * 12 + b.month - a.month for a, b in itertools.pairwise(times)]
-    return months if min(months) > 0 else None
-
-
-def _add_months(t: datetime, months: int) -> datetime:
-    year, month = divmod(t.month - 1 + months, 12)
-    year += t.year
-    last = calendar.monthrange(year, month + 1)[1]
-    return t.replace(year=year, month=month + 1, day=last if _month_end(t) else min(t.day, last))
-
-
-def _business_days(times: list[datetime]) -> bool:
-    """Whether every date is a weekday at one time of day, one business day apart."""
-    if len({t.timetz() for t in times}) > 1 or any(t.weekday() >= 5 for t in times):
-        return False
-    days = np.array([t.date() for t in times], dtype="datetime64[D]")
-    return bool((np.busday_count(days[:-1], days[1:]) == 1).all())
-
-
-def _after_business_days(last: datetime, horizon: int) -> list[datetime]:
-    day = np.datetime64(last.date(), "D")
-    out = np.busday_offset(day, np.arange(1, horizon + 1), roll="forward")
-    return [datetime.combine(d.astype(object), last.timetz()) for d in out]
 
 
 def _continue_numbers(stamps: list[float], horizon: int, field: str) -> list[float]:
