@@ -54,24 +54,24 @@ def check_regular(df: Any, where: str, line) -> None:
     firsts = steps[off].groupby("id", sort=False).head(1).sort_values("row")
     if dated and len(firsts):  # a calendar step (months, business days) is one step
         firsts = firsts[~firsts["id"].isin(_calendar_regular(t[t["id"].isin(firsts["id"])]))]
-    if firsts.empty:
-        return
-    first = firsts.iloc[0]  # the table's first irregular series
-    row, said = int(first["row"]), None
-    if dated:  # described by the calendar: months, business days, or a fixed step
-        series = t[t["id"] == first["id"]]
-        times = list(pd.to_datetime(df["ds"].iloc[series["row"].to_numpy()]).dt.to_pydatetime())
-        _, at, said = analyse(times)
-        row = int(series["row"].iloc[at]) if at is not None else row
-    else:
-        said = (
-            f"{str(df['ds'].iloc[row])[:30]} comes {first['step']:g} after the one before, "
-            f"where the step is {usual[first['id']]:g}: a gap or an irregular step would "
-            "shift the values before it against the calendar; fill or resample the "
-            "series to one step first"
-        )
-    name = repr(str(df["unique_id"].iloc[row])[:40])
-    raise DataError(where, line(row), f"row {row}: series {name}: ds {said}")
+    for _, first in firsts.iterrows():  # the table's first irregular series first
+        row, said = int(first["row"]), None
+        if dated:  # described by the calendar: months, business days, or a fixed step
+            series = t[t["id"] == first["id"]]
+            stamps = pd.to_datetime(df["ds"].iloc[series["row"].to_numpy()])
+            step, at, said = analyse(list(stamps.dt.to_pydatetime()))
+            if step is not None:
+                continue  # regular by the calendar after all
+            row = int(series["row"].iloc[at])
+        else:
+            said = (
+                f"{str(df['ds'].iloc[row])[:30]} comes {first['step']:g} after the one "
+                f"before, where the step is {usual[first['id']]:g}: a gap or an irregular "
+                "step would shift the values before it against the calendar; fill or "
+                "resample the series to one step first"
+            )
+        name = repr(str(df["unique_id"].iloc[row])[:40])
+        raise DataError(where, line(row), f"row {row}: series {name}: ds {said}")
 
 
 def _micros(ds: Any) -> np.ndarray:
