@@ -43,7 +43,7 @@ def test_workers_stop_when_the_supervisor_is_killed(text_run):
         while any(_alive(pid) for pid in workers):
             assert time.monotonic() < deadline, "orphaned workers are still running"
             time.sleep(0.1)
-        assert not folder.exists()  # the last worker out removed it
+        assert not folder.exists(), sorted(p.name for p in folder.iterdir())  # the last out
         host, port = urlsplit(url).hostname, urlsplit(url).port
         with socket.socket() as probe:  # nothing answers on the port any more
             assert probe.connect_ex((host, port)) != 0
@@ -70,7 +70,7 @@ def test_the_next_server_removes_the_metrics_of_one_killed_whole(text_run):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert folder.is_dir()
-    mine = folder.with_name("transduce-serve-metrics-notes")  # not named as ours: stays
+    mine = folder.with_name(f"transduce-serve-metrics-notes-{os.getpid()}")  # not ours: stays
     mine.mkdir(exist_ok=True)
     again, _ = start("--model", str(text_run), "--workers", "2")
     try:

@@ -160,6 +160,11 @@ def worker_app():
         load_first=True,
     )
     app.state.serve.on_failure = _worker_failed
+    if SUPERVISOR_ENV in os.environ and os.environ.get(SHARED_ENV):  # gone: clean up last
+        supervisor, folder = int(os.environ[SUPERVISOR_ENV]), os.environ[SHARED_ENV]
+        app.state.serve.after_close = lambda: (
+            os.getppid() != supervisor and _remove_own_files(folder, os.getpid())
+        )
     return app
 
 
@@ -169,7 +174,8 @@ def follow_supervisor(supervisor: int, every_s: float = 0.25) -> threading.Threa
     workers, and orphans would go on answering on the shared port with the old model, beside
     or instead of the server restarted in its place (gunicorn's workers watch their parent
     alike). On its way out the orphan removes its own metrics files, and the folder once
-    empty (the last worker's removal finds it so): nobody else is left to."""
+    empty (the last worker's removal finds it so): nobody else is left to. It does so
+    again as the app's last act (``after_close``), after whatever shutdown wrote."""
 
     def watch() -> None:
         while os.getppid() == supervisor:

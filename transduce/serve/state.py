@@ -39,6 +39,7 @@ class ServeState:
         self.failed: str | None = None
         # called with the reason when the models cannot load (a worker of several exits)
         self.on_failure: Callable[[str], None] | None = None
+        self.after_close: Callable[[], None] | None = None  # the app's last act (server.py)
         self.metrics = ServeMetrics()
         self.metrics.watch(self.depth, lambda: self.ready)
         # one decode at a time: a second thread would only slow both on the same cores
@@ -87,6 +88,8 @@ class ServeState:
         for b in self.batchers.values():
             await b.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.after_close is not None:
+            self.after_close()
 
 
 def _text_cost(model: ServedModel) -> Callable[[Any], int]:
