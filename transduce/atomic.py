@@ -57,27 +57,46 @@ def running(pid: int) -> bool:
     return True
 
 
-def remove_leftovers(path: Path) -> list[Path]:
-    """What writes of ``path`` killed outright left beside it (:func:`tmp_name`'s
-    ``.NAME.PID.HEX.tmp``, a file or a folder) while no process of that PID runs: this
-    module's own by their name, never removed by anyone else. A link is removed, never
-    followed; an entry whose process runs (a writer at work, or a reused pid) stays."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+def remove_dead(
+    folder: str | os.PathLike,
+    pattern: re.Pattern,
+    *,
+    folders_only: bool = False,
+    mine: bool = False,
+) -> list[Path]:
+    """The entries of ``folder`` that ``pattern`` matches in full, its first group the pid
+    of the process that made them, while no process of that pid runs: what a process killed
+    outright left, recognised by the name its own code gives (never anyone else's). A link
+    is removed, never followed; ``folders_only``: real folders only (no file, no link);
+    ``mine``: owned by this user (a shared folder such as the temporary directory). An
+    entry whose process runs (a writer at work, or a reused pid) stays."""
     removed = []
     with contextlib.suppress(OSError):  # a folder we cannot list holds nothing of ours
-        for entry in path.parent.iterdir():
+        for entry in Path(folder).iterdir():
             match = pattern.fullmatch(entry.name)
-            if not match or running(int(match.group(1))):
+            if not match or (folders_only and (entry.is_symlink() or not entry.is_dir())):
                 continue
             with contextlib.suppress(OSError):
+                if mine and entry.lstat().st_uid != os.getuid():
+                    continue
+                if running(int(match[1])):
+                    continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
                 else:
                     entry.unlink()
                 removed.append(entry)
     if removed:
-        log.info("removed %d leftover(s) of an interrupted write beside %s", len(removed), path)
+        log.info("removed %d leftover(s) of interrupted work in %s", len(removed), folder)
     return removed
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """What writes of ``path`` killed outright left beside it (:func:`tmp_name`'s
+    ``.NAME.PID.HEX.tmp``, a file or a folder), by :func:`remove_dead`."""
+    return remove_dead(
+        path.parent, re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+    )
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

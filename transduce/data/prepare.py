@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from transduce.atomic import running
+from transduce.atomic import remove_dead
 from transduce.config import DataConfig
 from transduce.data.pipeline import (
     TextPipeline,
@@ -192,19 +192,10 @@ def _existing(out: Path, cfg: DataConfig, key: str) -> Store:
 
 def remove_stale(out: Path) -> list[Path]:
     """The temporary folders beside ``out`` (``.NAME.tmp-PID.HEX``) of a prepare killed
-    outright, whose process no longer runs: this command's own, by their name, left where a
-    kill gave no chance to remove them (a corpus' worth of ids each). A real folder only,
-    never a link; one whose process runs (another prepare at work, or a reused pid) stays."""
+    outright (a corpus' worth of ids each): real folders only, by
+    :func:`transduce.atomic.remove_dead`."""
     pattern = re.compile(rf"\.{re.escape(out.name)}\.tmp-(\d+)(\.[0-9a-f]{{8}})?")
-    removed = []
-    for entry in out.parent.iterdir():
-        match = pattern.fullmatch(entry.name)
-        if not match or entry.is_symlink() or not entry.is_dir() or running(int(match[1])):
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
-        log.info("%s: removed the leftover of an interrupted prepare", entry)
-        removed.append(entry)
-    return removed
+    return remove_dead(out.parent, pattern, folders_only=True)
 
 
 def _build(cfg: DataConfig, tmp: Path, workers: int, chunk: int, say: Progress) -> dict:

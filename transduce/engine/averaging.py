@@ -68,7 +68,6 @@ def write_average(run_dir: str | os.PathLike, last: int) -> Path:
     if out.is_symlink():  # written in the run, never through a link (to a kept checkpoint)
         out.unlink()
     meta = {"averaged": ",".join(p.name for p in paths)}
-    out.parent.mkdir(exist_ok=True)
     for name in (out, digests.sidecar(out)):  # of an average killed while writing
         remove_leftovers(name)
     digests.forget(out)

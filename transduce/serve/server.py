@@ -28,7 +28,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from transduce.atomic import running
+from transduce.atomic import remove_dead
 from transduce.configcheck import ConfigError
 from transduce.serve.limits import ServeLimits
 from transduce.serve.metrics import SHARED_ENV
@@ -199,15 +199,7 @@ def _remove_dead_servers_metrics() -> None:
     (``kill -9`` of the process group): this command's own by their name and owner, in
     the temporary directory, once no process of that pid runs."""
     pattern = re.compile(rf"{METRICS_PREFIX}(\d+)-\w+")
-    root = tempfile.gettempdir()
-    with contextlib.suppress(OSError):
-        for name in os.listdir(root):
-            match = pattern.fullmatch(name)
-            path = os.path.join(root, name)
-            if not match or os.path.islink(path) or not os.path.isdir(path):
-                continue
-            if os.stat(path).st_uid == os.getuid() and not running(int(match[1])):
-                shutil.rmtree(path, ignore_errors=True)  # ours by owner, name and dead pid
+    remove_dead(tempfile.gettempdir(), pattern, folders_only=True, mine=True)
 
 
 def _remove_own_files(folder: str, pid: int) -> None:
