@@ -14,6 +14,7 @@ for dates whose UTC offset changes (daylight saving), as wall-clock time.
 from __future__ import annotations
 
 import calendar
+import math
 from collections import Counter
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -87,15 +88,32 @@ def analyse(times: list[datetime]) -> tuple[Step | None, int | None, str | None]
         unit, steps = " business day(s)", bdays
     usual, k = _usual(steps)
     k = 0 if k is None else k
+    return None, k + 1, gap_message(times[k + 1].isoformat(), steps[k], usual, unit)
+
+
+def gap_message(stamp: str, step: object, usual: object, unit: str = "") -> str:
+    """The one description of a gap, for every reader of series and the server."""
     return (
-        None,
-        k + 1,
-        (
-            f"{times[k + 1].isoformat()} comes {steps[k]}{unit} after the one before, where the "
-            f"step is {usual}{unit}: a gap or an irregular step would shift the values before it "
-            "against the calendar; fill or resample the series to one step first"
-        ),
+        f"{stamp} comes {step}{unit} after the one before, where the step is {usual}{unit}: "
+        "a gap or an irregular step would shift the values before it against the calendar; "
+        "fill or resample the series to one step first"
     )
+
+
+def number_gap(values: list[float], shown: list[str]) -> tuple[int, str] | None:
+    """For increasing numeric stamps (``shown`` as written): the index of the first one
+    after a step other than the most common (within rounding), and its description; None
+    when every step is the one."""
+    steps = [b - a for a, b in pairwise(values)]
+    usual = Counter(round(d, 9) for d in steps).most_common(1)[0][0]
+    for k, step in enumerate(steps):
+        if not math.isclose(step, usual, rel_tol=1e-9, abs_tol=1e-12):
+            return k + 1, gap_message(shown[k + 1][:40], _number(step), _number(usual))
+    return None
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def continue_dates(times: list[datetime], step: Step, horizon: int) -> list[datetime]:

@@ -14,7 +14,13 @@ import numpy as np
 
 from transduce.atomic import atomic_output
 from transduce.data.series import SeriesSet
-from transduce.forecasting.calendar_steps import Step, calendar_step, continue_dates, month_anchor
+from transduce.forecasting.calendar_steps import (
+    Step,
+    calendar_step,
+    continue_dates,
+    month_anchor,
+    number_gap,
+)
 from transduce.forecasting.metrics import baseline_scores, owa, score
 
 log = logging.getLogger("transduce.forecast")
@@ -38,42 +44,32 @@ def infer_frequency(stamps: list[str]) -> timedelta | str | int:
     ``"month"`` (``"3month"``) for dates on one day of the month (or month ends) whole
     months apart, ``"bday"`` for business days, else a fixed step
     (:func:`transduce.forecasting.calendar_steps.calendar_step`); for an irregular series,
-    its most common difference (:func:`irregular` says where it leaves it). Needs two."""
+    its most common difference. Needs two."""
+    return _frequency(stamps)[0]
+
+
+def _frequency(stamps: list[str]) -> tuple[timedelta | str | int, str | None]:
+    """:func:`infer_frequency`, and where the stamps leave that step (a gap), described."""
     if len(stamps) < 2:
         raise ValueError(f"cannot infer a frequency from {len(stamps)} timestamp(s)")
     if _numeric(stamps):
-        steps = [int(b) - int(a) for a, b in pairwise(stamps)]
-        step = Counter(steps).most_common(1)[0][0]
+        values = [int(t) for t in stamps]
+        step = Counter(b - a for a, b in pairwise(values)).most_common(1)[0][0]
         if step <= 0:
             raise ValueError(f"time steps do not increase ({stamps[0][:40]} ...)")
-        return step
+        gap = number_gap(values, stamps)
+        return step, gap and gap[1]
     times = [parse_stamp(t) for t in stamps]
     if len({t.utcoffset() is None for t in times}) > 1:
         raise ValueError(f"timestamps with and without a time zone ({stamps[0][:40]} ...)")
     if any(b <= a for a, b in pairwise(times)):
         raise ValueError(f"timestamps do not increase ({stamps[0][:40]} ...)")
-    found, _ = calendar_step(times)
+    found, why = calendar_step(times)
     if found is None:
-        return Counter(b - a for a, b in pairwise(times)).most_common(1)[0][0]
+        return Counter(b - a for a, b in pairwise(times)).most_common(1)[0][0], why
     if found.kind == "month":
-        return "month" if found.size == 1 else f"{found.size}month"
-    return "bday" if found.kind == "bday" else found.size
-
-
-def irregular(stamps: list[str], step: timedelta | str | int) -> str | None:
-    """Where ``stamps`` leave their step: the first stamp after a gap or an irregular
-    step, described; None when regular (``step``: :func:`infer_frequency`'s)."""
-    if not isinstance(step, int):
-        return calendar_step([parse_stamp(t) for t in stamps])[1]
-    steps = [int(b) - int(a) for a, b in pairwise(stamps)]
-    for k, gap in enumerate(steps):
-        if gap != step:
-            return (
-                f"{stamps[k + 1][:40]} comes {gap} after the one before, where the step is "
-                f"{step}: a gap or an irregular step would shift the values before it "
-                "against the calendar; fill or resample the series to one step first"
-            )
-    return None
+        return ("month" if found.size == 1 else f"{found.size}month"), None
+    return ("bday" if found.kind == "bday" else found.size), None
 
 
 def describe_frequency(step: timedelta | str | int) -> str:
@@ -121,11 +117,11 @@ def check_timestamps(path: str | os.PathLike, series: SeriesSet) -> None:
         if not stamps or not isinstance(stamps[0], str):
             return  # a pandas table: its own dates
         try:
-            step = infer_frequency(stamps)
+            step, gap = _frequency(stamps)
             future_stamps(stamps, 1, step)
         except ValueError as err:
             raise DataError(path, None, f"series {name[:40]}: {err}") from None
-        if (gap := irregular(stamps, step)) is not None:
+        if gap is not None:
             raise DataError(path, None, f"series {name[:40]}: {gap}")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from transduce.data.corpus import DataError
-from transduce.forecasting.calendar_steps import analyse
+from transduce.forecasting.calendar_steps import analyse, gap_message
 
 DAY_US = 86_400_000_000
 
@@ -64,12 +64,8 @@ def check_regular(df: Any, where: str, line) -> None:
                 continue  # regular by the calendar after all
             row = int(series["row"].iloc[at])
         else:
-            said = (
-                f"{str(df['ds'].iloc[row])[:30]} comes {first['step']:g} after the one "
-                f"before, where the step is {usual[first['id']]:g}: a gap or an irregular "
-                "step would shift the values before it against the calendar; fill or "
-                "resample the series to one step first"
-            )
+            shown = str(df["ds"].iloc[row])[:30]
+            said = gap_message(shown, f"{first['step']:g}", f"{usual[first['id']]:g}")
         name = repr(str(df["unique_id"].iloc[row])[:40])
         raise DataError(where, line(row), f"row {row}: series {name}: ds {said}")
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from transduce.forecasting.calendar_steps import calendar_step, continue_dates
+from transduce.forecasting.calendar_steps import calendar_step, continue_dates, number_gap
 from transduce.serve import schemas as s
 from transduce.serve.errors import ApiError
 from transduce.serve.limits import ServeLimits
@@ -215,27 +214,14 @@ def continue_timestamps(stamps: list[str | float], horizon: int, where: str) -> 
         raise ApiError(422, field, "the forecast's timestamps would pass year 9999") from None
 
 
-def _one_step(steps: list[float], stamps: list[str], field: str) -> None:
-    """Every step the most common one (within rounding), else a 422 naming the gap."""
-    usual = Counter(round(d, 9) for d in steps).most_common(1)[0][0]
-    for k, step in enumerate(steps):
-        if not math.isclose(step, usual, rel_tol=1e-9, abs_tol=1e-12):
-            raise ApiError(
-                422,
-                field,
-                f"{stamps[k + 1][:30]} comes {step:g} after the one before, where the step "
-                f"is {usual:g}: a gap or an irregular step would shift the values against "
-                "the calendar; fill or resample the series to one step first",
-            )
-
-
 def _continue_numbers(stamps: list[float], horizon: int, field: str) -> list[float]:
     if any(b <= a for a, b in itertools.pairwise(stamps)):
         raise ApiError(422, field, "timestamps must increase")
     steps = [b - a for a, b in itertools.pairwise(stamps)]
     if not all(math.isfinite(d) for d in steps):
         raise ApiError(422, field, "the forecast's timestamps would overflow")
-    _one_step(steps, [f"{t:g}" for t in stamps], field)
+    if (gap := number_gap(stamps, [f"{t:g}" for t in stamps])) is not None:
+        raise ApiError(422, field, gap[1])
     step = steps[-1]
     out = [stamps[-1] + step * (k + 1) for k in range(horizon)]
     if not all(math.isfinite(t) for t in out) or not math.isfinite(step):
