@@ -168,15 +168,13 @@ def prepare(
         manifest = {"format": FORMAT, "key": key, "data": data, "inputs": inputs}
         manifest["splits"] = _build(cfg, tmp, max(1, workers), chunk, Progress(progress))
         finish(tmp, out, manifest)
-    except OSError as err:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)  # ours: made just above
-        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not out.is_dir():
+        raced = isinstance(err, OSError) and err.errno in (errno.ENOTEMPTY, errno.EEXIST)
+        if not (raced and out.is_dir()):
             raise
         log.info("%s: prepared meanwhile by another process", out)  # the rename lost a race
         return _existing(out, cfg, key)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # ours: made just above
-        raise
     return Store.open(out)
 
 

@@ -34,6 +34,7 @@ class ForecastEnsemble:
     def __init__(self, members: list, combine: str = "median", names: list[str] | None = None):
         names = names or [f"member {i}" for i in range(len(members))]
         first = members[0].spec
+        covariates = tuple(getattr(members[0], "covariate_names", ()))
         for m, name in zip(members[1:], names[1:], strict=True):
             if (m.spec.horizon, m.spec.period) != (first.horizon, first.period):
                 raise ValueError(
@@ -41,7 +42,7 @@ class ForecastEnsemble:
                     f"{m.spec.period}, {names[0]} horizon {first.horizon} period {first.period}"
                 )
             theirs = (tuple(getattr(m, "covariate_names", ())), m.spec.covariates)
-            ours = (tuple(getattr(members[0], "covariate_names", ())), first.covariates)
+            ours = (covariates, first.covariates)
             if theirs != ours:
                 raise ValueError(
                     f"ensemble: {name} takes the covariates {list(theirs[0])} "
@@ -49,7 +50,7 @@ class ForecastEnsemble:
                 )
         combine_forecasts([np.zeros((1, 1))], combine)  # validate the rule early
         self.members, self.combine, self.spec = members, combine, first
-        self.covariate_names = tuple(getattr(members[0], "covariate_names", ()))
+        self.covariate_names = covariates
 
     @classmethod
     def load(

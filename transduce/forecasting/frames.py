@@ -330,8 +330,9 @@ def future_rows(
                 f"{str(stamps[-1])[:30]}, the horizon needs {horizon}",
             )
         key = tuple(stamps[-50:])  # what future_ds reads of a regular series
-        expected = steps[key] if key in steps else steps.setdefault(key, future_ds(stamps, horizon))
-        for j, want in zip(later, expected, strict=True):
+        if key not in steps:
+            steps[key] = future_ds(stamps, horizon)
+        for j, want in zip(later, steps[key], strict=True):
             got = fut.timestamps[k][j]
             same = np.isclose(got, want) if isinstance(want, float) else got == want
             if not same:

@@ -20,7 +20,7 @@ import numpy as np
 from transduce.config import Config, ConfigError, load_config
 from transduce.errors import OptionError
 from transduce.inference.decoding import DecodeOptions, Translation
-from transduce.serve.series_items import split_items
+from transduce.serve.series_items import covariate_names, split_items
 from transduce.serve.stopping import interruptible
 
 
@@ -294,7 +294,7 @@ class SeriesModel:
         forecasters = getattr(self.forecaster, "members", [self.forecaster])
         cfg, spec = forecasters[0].cfg, self.forecaster.spec
         params = sum(p.numel() for f in forecasters for p in f.model.parameters())
-        names = list(getattr(self.forecaster, "covariate_names", ()))
+        names, known = covariate_names(self.forecaster)
         return {
             **_identity(self, cfg, params),
             "vocab": None,
@@ -304,8 +304,8 @@ class SeriesModel:
             "period": spec.period,
             "levels": self.levels(finite=True),
             "normalized_levels": self.levels(method="normalized"),
-            "covariates": names,
-            "future_covariates": names[: spec.covariates],
+            "covariates": list(names),
+            "future_covariates": list(names[:known]),
             **_provenance(self, cfg),
             "decoding_defaults": {"combine": "median"} if self.members else {},
         }

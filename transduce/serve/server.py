@@ -148,8 +148,10 @@ def worker_app():
 
     settings = ServerSettings.from_json(os.environ[WORKER_ENV])
     configure_logging(settings)
-    if SUPERVISOR_ENV in os.environ:
-        follow_supervisor(int(os.environ[SUPERVISOR_ENV]))
+    supervisor = int(os.environ[SUPERVISOR_ENV]) if SUPERVISOR_ENV in os.environ else None
+    folder = os.environ.get(SHARED_ENV)  # the workers' metrics files
+    if supervisor is not None:
+        follow_supervisor(supervisor, folder)
     if LISTEN_ENV in os.environ:  # a listening socket of this worker's own (sockets.py)
         own_listener(tuple(json.loads(os.environ[LISTEN_ENV])))
     app = create_app(
@@ -160,15 +162,16 @@ def worker_app():
         load_first=True,
     )
     app.state.serve.on_failure = _worker_failed
-    if SUPERVISOR_ENV in os.environ and os.environ.get(SHARED_ENV):  # gone: clean up last
-        supervisor, folder = int(os.environ[SUPERVISOR_ENV]), os.environ[SHARED_ENV]
+    if supervisor is not None and folder:  # the supervisor gone: clean up last too
         app.state.serve.after_close = lambda: (
             os.getppid() != supervisor and _remove_own_files(folder, os.getpid())
         )
     return app
 
 
-def follow_supervisor(supervisor: int, every_s: float = 0.25) -> threading.Thread:
+def follow_supervisor(
+    supervisor: int, folder: str | None = None, every_s: float = 0.25
+) -> threading.Thread:
     """A worker stops as on SIGTERM (in-flight requests finish) once the process managing
     it is gone. A supervisor killed outright (SIGKILL, the OOM killer) cannot stop its
     workers, and orphans would go on answering on the shared port with the old model, beside
@@ -181,7 +184,6 @@ def follow_supervisor(supervisor: int, every_s: float = 0.25) -> threading.Threa
         while os.getppid() == supervisor:
             time.sleep(every_s)
         log.warning("transduce serve: the supervisor (pid %d) is gone; stopping", supervisor)
-        folder = os.environ.get(SHARED_ENV)
         if folder:  # now: uvicorn ends a worker by its own SIGTERM, so no exit hook runs
             _remove_own_files(folder, os.getpid())  # (still open: writes go nowhere)
         os.kill(os.getpid(), signal.SIGTERM)
