@@ -90,6 +90,14 @@ BAD = [
     ),
     (lambda s: s["future"].update(promo=[1.0]), "series[0].future.promo", f"at least {H}"),
     (lambda s: s.pop("future"), "series[0].future", "needs the covariates"),
+    # bounded and typed before validation, as the values are: a million-long future list
+    # or a string among them is one 422, not a pydantic list of every item
+    (lambda s: s["future"].update(promo=[1.0] * 10_001), "series[0].future.promo", "at most"),
+    (
+        lambda s: s["covariates"]["promo"].__setitem__(3, "1"),
+        "series[0].covariates.promo[3]",
+        "number",
+    ),
 ]
 
 

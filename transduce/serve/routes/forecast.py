@@ -30,21 +30,31 @@ router = APIRouter(tags=["forecast"])
 
 
 def numbers_first(request: Request, state: BoundedState) -> ServeState:
-    """Dependency: every series' values are numbers and within ``max_values``, checked in
-    one cheap pass before validation (pydantic would list each of a million bad values,
-    which costs seconds)."""
+    """Dependency: every series' values -- and its ``covariates`` and ``future`` lists --
+    are numbers and within ``max_values``, checked in one cheap pass before validation
+    (pydantic would list each of a million bad values, which costs seconds)."""
     body = raw_json(request)
     series = body.get("series") if isinstance(body, dict) else None
     for i, x in enumerate(series if isinstance(series, list) else ()):
-        values = x.get("values") if isinstance(x, dict) else None
-        if not isinstance(values, list):
+        if not isinstance(x, dict):
             continue  # pydantic says what is wrong
-        if len(values) > state.limits.max_values:
-            raise ApiError(422, f"series[{i}].values", f"at most {state.limits.max_values} values")
-        for j, v in enumerate(values):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ApiError(422, f"series[{i}].values[{j}]", "must be a number")
+        _numbers(x.get("values"), f"series[{i}].values", state.limits.max_values)
+        for key in ("covariates", "future"):
+            given = x.get(key)
+            for name, values in given.items() if isinstance(given, dict) else ():
+                _numbers(values, f"series[{i}].{key}.{name}", state.limits.max_values)
     return state
+
+
+def _numbers(values: Any, where: str, most: int) -> None:
+    """A list of at most ``most`` numbers (JSON numbers, not strings or booleans)."""
+    if not isinstance(values, list):
+        return  # pydantic says what is wrong
+    if len(values) > most:
+        raise ApiError(422, where, f"at most {most} values")
+    for j, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ApiError(422, f"{where}[{j}]", "must be a number")
 
 
 @router.post("/v1/forecast", response_model=s.ForecastResponse, responses=ERRORS)
