@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -245,10 +247,20 @@ def test_fit_without_a_run_dir_leaves_nothing_and_never_writes_into_a_run(
 
     tmp, df, _ = fitted
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the temporary run goes
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = tmp_path / f"transduce-fit-{int(gone.stdout)}-abc123"  # a fit killed outright
+    (dead / "run").mkdir(parents=True)
+    live = tmp_path / "transduce-fit-1-abc123"  # pid 1 runs: a fit at work, for all we know
+    live.mkdir()
     small = df[df["unique_id"].isin(["s0", "s1"])]
     again = Forecaster.fit(small, tmp / "c.yaml", overrides=["train.max_steps=2"])
     assert len(again.predict(h=2)) == 4
-    assert list(tmp_path.iterdir()) == []  # the temporary run went once loaded
+    assert list(tmp_path.iterdir()) == [live]  # the temporary run went once loaded
     before = (tmp / "run" / "series.csv").read_bytes()
     with pytest.raises(FileExistsError, match="a new or empty folder"):
         Forecaster.fit(small, tmp / "c.yaml", tmp / "run")

@@ -199,6 +199,10 @@ def write_calibration(
     return conformal.save(run_dir, calibration)
 
 
+# Forecaster.fit without a run folder trains in TMP/transduce-fit-PID-RANDOM
+FIT_PREFIX = "transduce-fit-"
+
+
 class Forecaster(WindowForecaster):
     """A trained forecasting run: ``forecast(series) -> [N, horizon]`` in the data's units."""
 
@@ -263,11 +267,16 @@ class Forecaster(WindowForecaster):
         written into the run as ``series.csv`` (so the run's config names its data), and
         is the history :meth:`predict` continues. Without ``run_dir`` the run is a
         temporary folder, removed once the model is loaded (give ``run_dir`` to keep,
-        export or resume it)."""
+        export or resume it); one that a ``kill -9`` left is removed by the next such fit."""
+        import re
         import tempfile
 
+        from transduce.atomic import remove_dead
+
         if run_dir is None:
-            with tempfile.TemporaryDirectory(prefix="transduce-fit-") as tmp:
+            top = tempfile.gettempdir()
+            remove_dead(top, re.compile(rf"{FIT_PREFIX}(\d+)-\w+"), folders_only=True, mine=True)
+            with tempfile.TemporaryDirectory(prefix=f"{FIT_PREFIX}{os.getpid()}-") as tmp:
                 return cls.fit(df, config, Path(tmp) / "run", overrides)
         run_dir = Path(run_dir)
         if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
