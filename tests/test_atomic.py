@@ -10,7 +10,12 @@ import sys
 
 import pytest
 
-from transduce.atomic import atomic_output, atomic_write_text, refuse_overwriting_inputs
+from transduce.atomic import (
+    atomic_output,
+    atomic_write_text,
+    pid_space,
+    refuse_overwriting_inputs,
+)
 from transduce.data.corpus import DataError
 
 
@@ -104,17 +109,34 @@ def test_the_next_write_removes_what_a_killed_one_left_and_nothing_else(tmp_path
     target.write_text("before\n")
     killed = subprocess.Popen([sys.executable, "-c", KILLED_OUTPUT, str(target)])
     assert killed.wait(60) == -signal.SIGKILL
-    (left,) = tmp_path.glob(f".out.txt.{killed.pid}.*.tmp")
+    here = pid_space()
+    (left,) = tmp_path.glob(f".out.txt.{killed.pid}@{here}.*.tmp")
     assert left.read_text() == "half of it\n" and target.read_text() == "before\n"
-    live = tmp_path / ".out.txt.1.0123abcd.tmp"  # pid 1 runs: a writer at work, for all we know
+    live = tmp_path / f".out.txt.1@{here}.0123abcd.tmp"  # pid 1 runs: a writer at work
     live.write_text("someone's")
-    crafted = tmp_path / f".out.txt.{10**20}.0123abcd.tmp"  # no pid is that large: kept
+    crafted = tmp_path / f".out.txt.{10**20}@{here}.0123abcd.tmp"  # no pid is that large
     crafted.write_text("?")
-    other = tmp_path / f".other.txt.{killed.pid}.0123abcd.tmp"  # another output's
+    other = tmp_path / f".other.txt.{killed.pid}@{here}.0123abcd.tmp"  # another output's
     other.write_text("theirs")
+    # the same dead pid, written from another host or container on a shared folder: its
+    # writer may be at work there, whatever runs here
+    there = "0" * 8 if here != "0" * 8 else "1" * 8
+    elsewhere = tmp_path / f".out.txt.{killed.pid}@{there}.0123abcd.tmp"
+    elsewhere.write_text("another host's")
     with atomic_output(target) as out:
         out.write("after\n")
     assert target.read_text() == "after\n" and not left.exists()
     assert live.read_text() == "someone's" and other.read_text() == "theirs"
-    names = ["out.txt", live.name, other.name, crafted.name]
+    assert elsewhere.read_text() == "another host's"
+    names = ["out.txt", live.name, other.name, crafted.name, elsewhere.name]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+
+
+def test_every_process_of_this_host_and_pid_namespace_names_the_same_pid_space():
+    child = subprocess.run(
+        [sys.executable, "-c", "from transduce.atomic import pid_space; print(pid_space())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert child.stdout.strip() == pid_space() and len(pid_space()) == 8

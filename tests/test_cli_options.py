@@ -11,6 +11,7 @@ import yaml
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce import __version__
+from transduce.atomic import pid_space
 from transduce.commands.cli import build_parser, main
 from transduce.config import data_root, load_config, to_dict
 from transduce.data.corpus import read_lines
@@ -185,7 +186,7 @@ def test_reference_language_from_the_file_name(name, lang):
 
 def test_average_names_the_steps(run_dir, capsys):
     # what an average killed while writing left (pid 2**22 + 1: past Linux's pid_max)
-    left = run_dir / "averaged" / f".model.safetensors.{2**22 + 1}.0123abcd.tmp"
+    left = run_dir / "averaged" / f".model.safetensors.{2**22 + 1}@{pid_space()}.0123abcd.tmp"
     left.parent.mkdir(exist_ok=True)
     left.write_bytes(b"half")
     assert main(["average", "--model", str(run_dir), "--last", "5"]) == 0

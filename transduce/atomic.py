@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import hashlib
 import logging
 import os
 import re
 import secrets
 import shutil
+import socket
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -39,8 +42,33 @@ def step_fault(what: str) -> None:
 
 
 def tmp_name(path: Path) -> Path:
-    """A hidden sibling of ``path`` no other writer picks: ``.NAME.PID.HEX.tmp``."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    """A hidden sibling of ``path`` no other writer picks: ``.NAME.OWNER.HEX.tmp``
+    (:func:`owner`)."""
+    return path.with_name(f".{path.name}.{owner()}.{secrets.token_hex(4)}.tmp")
+
+
+@functools.cache
+def pid_space() -> str:
+    """8 hex digits naming the space this process's pid is a number in: this boot of this
+    host (the kernel's random boot id) and this pid namespace (a container's own). Two
+    processes whose tags differ -- on two hosts sharing a network folder, in two
+    containers sharing a volume -- cannot tell from a pid whether the other runs."""
+    parts = [socket.gethostname()]  # where /proc tells nothing (not Linux)
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))  # the namespace's inode
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:8]
+
+
+def owner() -> str:
+    """``PID@SPACE``: what the names of temporary files and folders carry, so that what a
+    process killed outright left can be told from a live writer's (:func:`remove_dead`)."""
+    return f"{os.getpid()}@{pid_space()}"
+
+
+# The owner in a name, for remove_dead's patterns: groups "pid" and "space"
+OWNER = r"(?P<pid>\d+)@(?P<space>[0-9a-f]{8})"
 
 
 def running(pid: int) -> bool:
@@ -64,22 +92,26 @@ def remove_dead(
     folders_only: bool = False,
     mine: bool = False,
 ) -> list[Path]:
-    """The entries of ``folder`` that ``pattern`` matches in full, its first group the pid
-    of the process that made them, while no process of that pid runs: what a process killed
-    outright left, recognised by the name its own code gives (never anyone else's). A link
-    is removed, never followed; ``folders_only``: real folders only (no file, no link);
-    ``mine``: owned by this user (a shared folder such as the temporary directory). An
-    entry whose process runs (a writer at work, or a reused pid) stays."""
+    """The entries of ``folder`` that ``pattern`` matches in full, its :data:`OWNER`
+    groups naming the process that made them, while no process of that pid runs: what a
+    process killed outright left, recognised by the name its own code gives (never anyone
+    else's). Only entries of this pid space (:func:`pid_space`): another host's or
+    container's writer may be at work. A link is removed, never followed;
+    ``folders_only``: real folders only (no file, no link); ``mine``: owned by this user (a
+    shared folder such as the temporary directory). An entry whose process runs (a writer
+    at work, or a reused pid) stays."""
     removed = []
     with contextlib.suppress(OSError):  # a folder we cannot list holds nothing of ours
         for entry in Path(folder).iterdir():
             match = pattern.fullmatch(entry.name)
-            if not match or (folders_only and (entry.is_symlink() or not entry.is_dir())):
+            if not match or match["space"] != pid_space():
+                continue
+            if folders_only and (entry.is_symlink() or not entry.is_dir()):
                 continue
             with contextlib.suppress(OSError):
                 if mine and entry.lstat().st_uid != os.getuid():
                     continue
-                if running(int(match[1])):
+                if running(int(match["pid"])):
                     continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
@@ -93,9 +125,9 @@ def remove_dead(
 
 def remove_leftovers(path: Path) -> list[Path]:
     """What writes of ``path`` killed outright left beside it (:func:`tmp_name`'s
-    ``.NAME.PID.HEX.tmp``, a file or a folder), by :func:`remove_dead`."""
+    ``.NAME.OWNER.HEX.tmp``, a file or a folder), by :func:`remove_dead`."""
     return remove_dead(
-        path.parent, re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+        path.parent, re.compile(rf"\.{re.escape(path.name)}\.{OWNER}\.[0-9a-f]{{8}}\.tmp")
     )
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.helpers import reverse_pairs, write_tsv
+from transduce.atomic import pid_space
 from transduce.config import DataConfig, from_dict
 from transduce.data.prepare import prepare
 
@@ -27,27 +28,30 @@ def test_the_next_prepare_removes_what_a_killed_one_left_and_nothing_else(tmp_pa
     out = tmp_path / "stores" / "store"
     done = subprocess.Popen([sys.executable, "-c", KILLED, str(train_tsv), str(out)])
     assert done.wait(120) == -9
-    (left,) = out.parent.glob(f".store.tmp-{done.pid}.*")
+    here = pid_space()
+    (left,) = out.parent.glob(f".store.tmp-{done.pid}@{here}.*")
     assert left.is_dir() and any(left.iterdir()) and not out.exists()
-    older = out.parent / f".store.tmp-{done.pid}"  # the name before the random part
-    older.mkdir()
-    live = out.parent / ".store.tmp-1"  # pid 1 runs: another prepare's, for all we know
+    there = "0" * 8 if here != "0" * 8 else "1" * 8  # another host's or container's
+    elsewhere_pid = out.parent / f".store.tmp-{done.pid}@{there}.0123abcd"
+    elsewhere_pid.mkdir()
+    live = out.parent / f".store.tmp-1@{here}.0123abcd"  # pid 1 runs: another prepare's
     live.mkdir()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "keep.txt").write_text("not ours")
-    link = out.parent / f".store.tmp-{done.pid + 1000000}"  # named like ours, but a link
+    # named like ours, but a link
+    link = out.parent / f".store.tmp-{done.pid + 1000000}@{here}.0123abcd"
     link.symlink_to(elsewhere, target_is_directory=True)
-    other = out.parent / f".other.tmp-{done.pid}"  # another store's
+    other = out.parent / f".other.tmp-{done.pid}@{here}.0123abcd"  # another store's
     other.mkdir()
 
     store = prepare(from_dict(DataConfig, {"train": str(train_tsv)}), out, progress=False)
     assert store.path == out and (out / "manifest.json").is_file()
-    assert not left.exists() and not older.exists()
+    assert not left.exists() and elsewhere_pid.is_dir()
     assert live.is_dir() and link.is_symlink() and other.is_dir()
     assert (elsewhere / "keep.txt").read_text() == "not ours"
     assert sorted(p.name for p in out.parent.iterdir()) == sorted(
-        ["store", live.name, link.name, other.name]
+        ["store", live.name, link.name, other.name, elsewhere_pid.name]
     )
     assert os.path.realpath(link) == str(Path(elsewhere).resolve())
 

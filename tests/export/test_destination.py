@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from transduce.atomic import pid_space
 from transduce.commands.cli import main
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError
@@ -150,12 +151,13 @@ def test_the_next_export_removes_what_a_killed_one_left(run, tmp_path):
     export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v1"}))
     killed = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(out), str(run)])
     assert killed.wait(60) == -signal.SIGKILL
-    (left,) = tmp_path.glob(f".exported.{killed.pid}.*.tmp")
+    (left,) = tmp_path.glob(f".exported.{killed.pid}@{pid_space()}.*.tmp")
     assert (left / "manifest.json").is_file() and (out / "a.onnx").read_text() == "v1"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "keep.txt").write_text("not ours")
-    link = tmp_path / f".exported.{killed.pid}.0123abcd.tmp"  # named as ours, but a link
+    # named as ours, but a link
+    link = tmp_path / f".exported.{killed.pid}@{pid_space()}.0123abcd.tmp"
     link.symlink_to(elsewhere, target_is_directory=True)
     export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
     assert (out / "a.onnx").read_text() == "v2" and not left.exists()

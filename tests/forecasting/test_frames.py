@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.forecasting.conftest import H, tiny_series_config, toy_series
+from transduce.atomic import pid_space
 from transduce.commands.cli import main
 from transduce.configcheck import ConfigError
 from transduce.data.corpus import DataError
@@ -253,9 +254,13 @@ def test_fit_without_a_run_dir_leaves_nothing_and_never_writes_into_a_run(
         capture_output=True,
         text=True,
     )
-    dead = tmp_path / f"transduce-fit-{int(gone.stdout)}-abc123"  # a fit killed outright
+    dead = (
+        tmp_path / f"transduce-fit-{int(gone.stdout)}@{pid_space()}-abc123"
+    )  # a fit killed outright
     (dead / "run").mkdir(parents=True)
-    live = tmp_path / "transduce-fit-1-abc123"  # pid 1 runs: a fit at work, for all we know
+    live = (
+        tmp_path / f"transduce-fit-1@{pid_space()}-abc123"
+    )  # pid 1 runs: a fit at work, for all we know
     live.mkdir()
     small = df[df["unique_id"].isin(["s0", "s1"])]
     again = Forecaster.fit(small, tmp / "c.yaml", overrides=["train.max_steps=2"])

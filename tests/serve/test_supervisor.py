@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tests.serve.test_server import post, start
+from transduce.atomic import pid_space
 
 
 def _workers(pid: int) -> list[int]:
@@ -61,7 +62,7 @@ def test_the_next_server_removes_the_metrics_of_one_killed_whole(text_run):
     environ = Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
     shared = next(e for e in environ if e.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
     folder = Path(shared.partition(b"=")[2].decode())
-    assert folder.name.startswith(f"transduce-serve-metrics-{proc.pid}-")
+    assert folder.name.startswith(f"transduce-serve-metrics-{proc.pid}@{pid_space()}-")
     for pid in [proc.pid, *workers]:  # the whole group at once: nobody left to clean up
         os.kill(pid, signal.SIGKILL)
     proc.wait(10)

@@ -277,7 +277,8 @@ def _environment_problem(err: BaseException) -> str | None:
         import re  # a folder that refuses us (/sys, read-only): the target, not our temporary
 
         where = os.fspath(err.filename2 or err.filename or "output")
-        name = re.sub(r"^\.(.+)\.\d+\.[0-9a-f]{8}\.tmp$", r"\1", os.path.basename(where))
+        ours = r"^\.(.+)\.\d+(@[0-9a-f]{8})?\.[0-9a-f]{8}\.tmp$"  # atomic.tmp_name
+        name = re.sub(ours, r"\1", os.path.basename(where))
         return f"{os.path.join(os.path.dirname(where), name)}: {err.strerror}"
     return None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +19,8 @@ import numpy as np
 from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from transduce.atomic import remove_leftovers, tmp_name
 
 # DejaVu Sans ships with matplotlib and covers Latin, Greek and Cyrillic; the others, when
 # installed, fill in other scripts through matplotlib's per-glyph font fallback.
@@ -67,7 +68,8 @@ def _save_atomic(fig: Figure, path: str | os.PathLike[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
     # Not mkstemp: its 0600 mode would outlive the rename; open(..., "xb") honours the umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    remove_leftovers(path)  # what a plot killed outright left
+    tmp = tmp_name(path)
     try:
         with open(tmp, "xb") as handle:
             FigureCanvasAgg(fig).print_figure(handle, format=fmt, bbox_inches="tight", dpi=120)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from transduce.atomic import remove_dead
+from transduce.atomic import OWNER, owner, remove_dead
 from transduce.config import DataConfig
 from transduce.data.pipeline import (
     TextPipeline,
@@ -162,7 +162,7 @@ def prepare(
         return _existing(out, cfg, key)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}.{secrets.token_hex(4)}"
+    tmp = out.parent / f".{out.name}.tmp-{owner()}.{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
         manifest = {"format": FORMAT, "key": key, "data": data, "inputs": inputs}
@@ -189,10 +189,10 @@ def _existing(out: Path, cfg: DataConfig, key: str) -> Store:
 
 
 def remove_stale(out: Path) -> list[Path]:
-    """The temporary folders beside ``out`` (``.NAME.tmp-PID.HEX``) of a prepare killed
+    """The temporary folders beside ``out`` (``.NAME.tmp-OWNER.HEX``) of a prepare killed
     outright (a corpus' worth of ids each): real folders only, by
     :func:`transduce.atomic.remove_dead`."""
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.tmp-(\d+)(\.[0-9a-f]{{8}})?")
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.tmp-{OWNER}\.[0-9a-f]{{8}}")
     return remove_dead(out.parent, pattern, folders_only=True)
 
 

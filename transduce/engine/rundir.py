@@ -87,8 +87,9 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (run_dir / "last" / ckpt.FILES[1]).exists()
 
 
-# What an interrupted atomic write leaves (transduce.atomic.tmp_name): ``.NAME.PID.HEX.tmp``.
-_TMP_NAME = re.compile(r"\..+\.\d+\.[0-9a-f]{8}\.tmp")
+# What an interrupted atomic write leaves (transduce.atomic.tmp_name):
+# ``.NAME.PID@SPACE.HEX.tmp`` (an older version's ``.NAME.PID.HEX.tmp`` too)
+_TMP_NAME = re.compile(r"\..+\.\d+(@[0-9a-f]{8})?\.[0-9a-f]{8}\.tmp")
 
 
 def clean(run_dir: Path) -> int:

@@ -199,7 +199,7 @@ def write_calibration(
     return conformal.save(run_dir, calibration)
 
 
-# Forecaster.fit without a run folder trains in TMP/transduce-fit-PID-RANDOM
+# Forecaster.fit without a run folder trains in TMP/transduce-fit-PID@SPACE-RANDOM
 FIT_PREFIX = "transduce-fit-"
 
 
@@ -271,12 +271,12 @@ class Forecaster(WindowForecaster):
         import re
         import tempfile
 
-        from transduce.atomic import remove_dead
+        from transduce.atomic import OWNER, owner, remove_dead
 
         if run_dir is None:
             top = tempfile.gettempdir()
-            remove_dead(top, re.compile(rf"{FIT_PREFIX}(\d+)-\w+"), folders_only=True, mine=True)
-            with tempfile.TemporaryDirectory(prefix=f"{FIT_PREFIX}{os.getpid()}-") as tmp:
+            remove_dead(top, re.compile(rf"{FIT_PREFIX}{OWNER}-\w+"), folders_only=True, mine=True)
+            with tempfile.TemporaryDirectory(prefix=f"{FIT_PREFIX}{owner()}-") as tmp:
                 return cls.fit(df, config, Path(tmp) / "run", overrides)
         run_dir = Path(run_dir)
         if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):

@@ -28,7 +28,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from transduce.atomic import remove_dead
+from transduce.atomic import OWNER, owner, remove_dead
 from transduce.configcheck import ConfigError
 from transduce.serve.limits import ServeLimits
 from transduce.serve.metrics import SHARED_ENV
@@ -193,14 +193,14 @@ def follow_supervisor(
     return watcher
 
 
-METRICS_PREFIX = "transduce-serve-metrics-"  # + the supervisor's pid, -, mkdtemp's part
+METRICS_PREFIX = "transduce-serve-metrics-"  # + the supervisor's PID@SPACE, -, mkdtemp's part
 
 
 def _remove_dead_servers_metrics() -> None:
     """The metrics folders of servers whose supervisor and workers were all killed outright
     (``kill -9`` of the process group): this command's own by their name and owner, in
     the temporary directory, once no process of that pid runs."""
-    pattern = re.compile(rf"{METRICS_PREFIX}(\d+)-\w+")
+    pattern = re.compile(rf"{METRICS_PREFIX}{OWNER}-\w+")
     remove_dead(tempfile.gettempdir(), pattern, folders_only=True, mine=True)
 
 
@@ -270,7 +270,7 @@ def run_workers(settings: ServerSettings, sock, banner: str) -> None:
         os.environ[LISTEN_ENV] = json.dumps(sock.getsockname()[:2])
     # the workers' counters, summed at every scrape (prometheus-client multiprocess mode)
     _remove_dead_servers_metrics()
-    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{owner()}-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[SHARED_ENV] = metrics_dir  # the workers share it (transduce.serve.metrics)
     config = uvicorn_config(
