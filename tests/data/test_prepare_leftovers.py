@@ -58,7 +58,9 @@ def test_the_next_prepare_removes_what_a_killed_one_left_and_nothing_else(tmp_pa
 
 def test_a_store_prepared_meanwhile_by_another_process_is_used(tmp_path, monkeypatch):
     import transduce.data.prepare as p
+    import transduce.locks
 
+    monkeypatch.setattr(transduce.locks, "fcntl", None)  # no locks here (some network mounts)
     cfg = from_dict(DataConfig, {"train": str(write_tsv(tmp_path / "t.tsv", reverse_pairs(80)))})
     out = tmp_path / "store"
     finish = p.finish

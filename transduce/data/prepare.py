@@ -52,6 +52,7 @@ from transduce.data.store import (
 )
 from transduce.data.tokenizers import SUBWORD_KINDS, train_sentencepiece
 from transduce.data.vocab import Vocab
+from transduce.locks import exclusive
 
 log = logging.getLogger("transduce.data")
 CHUNK = 20_000  # pairs per task: a few MB of text, enough to amortise the hand-over
@@ -161,6 +162,17 @@ def prepare(
     if out.exists():
         return _existing(out, cfg, key)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # One build at a time: a sweep's jobs starting together with data.prepared: auto would
+    # each build the same store, a corpus' worth of CPU and disk each; the others wait,
+    # then use it. (Without locks on the file system each builds; the last to finish
+    # uses the first one's, below.)
+    with exclusive(out.parent / f".{out.name}.lock", f"prepare: {out}: building it"):
+        if out.exists():  # built by the prepare this one waited for
+            return _existing(out, cfg, key)
+        return _build_into(out, cfg, key, data, inputs, workers, chunk, progress)
+
+
+def _build_into(out: Path, cfg: DataConfig, key: str, data, inputs, workers, chunk, progress):
     remove_stale(out)
     tmp = out.parent / f".{out.name}.tmp-{owner()}.{secrets.token_hex(4)}"
     tmp.mkdir()
