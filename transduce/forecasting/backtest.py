@@ -84,7 +84,11 @@ def backtest(
             cov = [full[i][: len(series.values[i]) - cut] for i in keep]
             fut = [full[i][len(series.values[i]) - cut :] for i in keep]
         extra = (512, cov, fut) if names else ()
-        point, bands = model.forecast_intervals(hist, list(levels), *extra)
+        # the phase input counts from the end of the series the model was trained on: the
+        # input's end for the run (this history ends `cut` before it), the history's own
+        # end for a model refitted on it
+        origin = 0 if refit_dir is not None else -cut
+        point, bands = model.forecast_intervals(hist, list(levels), *extra, origin=origin)
         row = score_window(hist, truth, point, bands, period)
         rows.append(
             {

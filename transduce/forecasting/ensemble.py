@@ -66,12 +66,17 @@ class ForecastEnsemble:
         return cls(members, combine, [str(d) for d in run_dirs])
 
     def forecast(
-        self, series: list[np.ndarray], batch_size: int = 512, covariates=None, future=None
+        self,
+        series: list[np.ndarray],
+        batch_size: int = 512,
+        covariates=None,
+        future=None,
+        origin: int = 0,
     ) -> np.ndarray:
-        """``[N, horizon]``: the combination of every member's forecast (covariates and
-        future as a member's :meth:`~transduce.forecasting.windowed.WindowForecaster.
+        """``[N, horizon]``: the combination of every member's forecast (covariates, future
+        and origin as a member's :meth:`~transduce.forecasting.windowed.WindowForecaster.
         forecast` takes them)."""
-        outs = [m.forecast(series, batch_size, covariates, future) for m in self.members]
+        outs = [m.forecast(series, batch_size, covariates, future, origin) for m in self.members]
         return combine_forecasts(outs, self.combine)
 
     def forecast_intervals(
@@ -82,11 +87,14 @@ class ForecastEnsemble:
         covariates=None,
         future=None,
         method: str = "conformal",
+        origin: int = 0,
     ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The combined point forecast and each level's bounds combined bound by bound
-        (each member's from its own calibration, ``method`` as a member's)."""
+        (each member's from its own calibration, ``method`` and ``origin`` as a member's)."""
         outs = [
-            m.forecast_intervals(series, levels, batch_size, covariates, future, method=method)
+            m.forecast_intervals(
+                series, levels, batch_size, covariates, future, method=method, origin=origin
+            )
             for m in self.members
         ]
         point = combine_forecasts([o[0] for o in outs], self.combine)

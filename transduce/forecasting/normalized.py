@@ -31,6 +31,7 @@ better there than the mean absolute error and the median.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -45,22 +46,39 @@ from transduce.forecasting.origins import split_window
 
 CALIBRATION = "normalized.json"  # a run's (and its export's) normalized calibration
 
-Forecast = Callable[[list[np.ndarray]], np.ndarray]  # series -> point forecasts [N, H]
+Forecast = Callable[..., np.ndarray]  # series -> point forecasts [N, H]
+
+
+def _at(forecast: Forecast, hist: list[np.ndarray], origin: int) -> np.ndarray:
+    """``forecast(hist)`` of histories that end ``-origin`` values before where the series
+    end: told so (``origin=``) where the forecaster takes it -- a model whose phase input
+    counts from its series' end (:meth:`~transduce.forecasting.windowed.WindowForecaster.
+    windows`); any other forecaster is called on the histories alone."""
+    try:
+        takes = "origin" in inspect.signature(forecast).parameters
+    except (TypeError, ValueError):  # a callable without a signature
+        takes = False
+    out = forecast(hist, origin=origin) if takes and origin else forecast(hist)
+    return np.asarray(out, float)
 
 
 class TooFewSeries(ValueError):
     """Too few series to calibrate a level on (a stored calibration can serve instead)."""
 
 
-def _errors(forecast: Forecast, series: list[np.ndarray], horizon: int, ends: range) -> np.ndarray:
+def _errors(
+    forecast: Forecast, series: list[np.ndarray], horizon: int, ends: range, origin: int = 0
+) -> np.ndarray:
     """``[len(ends), N, horizon]``: squared errors of the forecast of the horizon that ends
     ``j`` horizons before each series' end (``j`` in ``ends``) from what precedes it; NaN
-    where less than one horizon of history precedes it."""
+    where less than one horizon of history precedes it. ``origin``: where the series end
+    relative to the phase's origin (:func:`_at`)."""
     out = np.full((len(ends), len(series), horizon), np.nan)
     for row, j in enumerate(ends):
-        keep, hist, truth = split_window(series, (j + 1) * horizon, horizon, horizon)
+        cut = (j + 1) * horizon
+        keep, hist, truth = split_window(series, cut, horizon, horizon)
         if keep:
-            pred = np.asarray(forecast(hist), float)[:, :horizon]
+            pred = _at(forecast, hist, origin - cut)[:, :horizon]
             with np.errstate(over="ignore"):  # values too large for the model: inf, refused later
                 out[row, keep] = (np.array(truth) - pred) ** 2
     return out
@@ -117,7 +135,7 @@ def _calibrate(forecast, series, horizon, levels, windows, steps):
                 f"interval level {level:g}: normalized calibration needs at least {need} "
                 f"series with two horizons of history; the input has {len(usable)}"
             )
-    calib = np.abs(np.array(truth) - np.asarray(forecast(hist), float)[:, :horizon])  # [U, H]
+    calib = np.abs(np.array(truth) - _at(forecast, hist, -horizon)[:, :horizon])  # [U, H]
     past = _errors(forecast, series, horizon, range(1, windows + 1))  # [windows, N, H]
     scores = _quotients(calib, _scale(past, steps)[usable])  # the calibration origin's scale
     q = {
@@ -159,21 +177,26 @@ def _bands(point, scale, calibration, levels) -> dict[str, tuple[np.ndarray, np.
 
 
 def apply(
-    forecast: Forecast, series: Sequence[np.ndarray], calibration: dict, levels: Sequence[float]
+    forecast: Forecast,
+    series: Sequence[np.ndarray],
+    calibration: dict,
+    levels: Sequence[float],
+    origin: int = 0,
 ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Point forecasts after each series and their normalized bands at ``levels`` with a
     stored ``calibration`` (:func:`calibrate`): each series' scale from its own last
     ``windows`` horizons, so one series is enough; a series too short for any of them gets
-    the median scale of the others, and if none has one, ValueError."""
+    the median scale of the others, and if none has one, ValueError. ``origin``: where
+    the series end relative to the phase's origin (a backtest's ``-cut``; :func:`_at`)."""
     series = [np.asarray(x, float) for x in series]
     horizon, windows = int(calibration["horizon"]), int(calibration["windows"])
-    recent = _errors(forecast, series, horizon, range(windows))  # [windows, N, H]
+    recent = _errors(forecast, series, horizon, range(windows), origin)  # [windows, N, H]
     if np.isnan(recent[:, :, 0]).all():
         raise ValueError(
             f"normalized intervals need a series of at least two horizons ({2 * horizon} "
             "values): each band is scaled by the model's errors on its series' past"
         )
-    point = np.asarray(forecast(series), float)[:, :horizon]
+    point = _at(forecast, series, origin)[:, :horizon]
     return point, _bands(point, _scale(recent, int(calibration["steps"])), calibration, levels)
 
 

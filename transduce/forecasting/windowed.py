@@ -6,6 +6,8 @@ supplies ``spec``, ``calibration``, ``covariate_names`` and ``rollout_windows`` 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from transduce.config import ConfigError
@@ -25,14 +27,20 @@ class WindowForecaster:
     def rollout_windows(self, w: WindowArrays, batch_size: int = 512) -> np.ndarray:
         raise NotImplementedError
 
-    def windows(self, series: list[np.ndarray], covariates=None, future=None) -> WindowArrays:
+    def windows(
+        self, series: list[np.ndarray], covariates=None, future=None, origin: int = 0
+    ) -> WindowArrays:
         """The forecast windows: the last ``lookback`` values of each series, with its
         covariates (``[n_i, Cf + Cp]`` per series) and the future-known ones of the
-        forecast steps (``[>= H, Cf]`` per series) when the run was trained with them."""
+        forecast steps (``[>= H, Cf]`` per series) when the run was trained with them.
+        ``origin``: where the histories end relative to the end the phase input counts
+        from (a backtest's history ``cut`` values before its series' end: ``-cut``); 0,
+        their own end, for a forecast after the series."""
         spec, n = self.spec, len(series)
         hist = np.stack([left_pad(x, spec.lookback) for x in series])  # [N, L]
+        origins = np.full(n, origin, dtype=np.int64)
         if not spec.covariates + spec.past_covariates:
-            return make_windows(hist, np.zeros(n, dtype=np.int64), spec, None)
+            return make_windows(hist, origins, spec, None)
         need = spec.covariates + spec.past_covariates
         if covariates is None or (spec.covariates and future is None):
             raise ConfigError(
@@ -54,13 +62,19 @@ class WindowForecaster:
                     f"series {i}: {len(f)} future covariate rows, the horizon needs {spec.horizon}"
                 )
             fut[i] = f[: spec.horizon, : spec.covariates]
-        return make_windows(hist, np.zeros(n, dtype=np.int64), spec, None, past, fut)
+        return make_windows(hist, origins, spec, None, past, fut)
 
     def forecast(
-        self, series: list[np.ndarray], batch_size: int = 512, covariates=None, future=None
+        self,
+        series: list[np.ndarray],
+        batch_size: int = 512,
+        covariates=None,
+        future=None,
+        origin: int = 0,
     ) -> np.ndarray:
-        """Forecast ``horizon`` values after the end of each series; ``[N, horizon]``."""
-        w = self.windows(series, covariates, future)
+        """Forecast ``horizon`` values after the end of each series; ``[N, horizon]``
+        (``origin`` as :meth:`windows`)."""
+        w = self.windows(series, covariates, future, origin)
         return unscale(self.rollout_windows(w, batch_size)[:, :, 0], w.level, self.spec)
 
     def forecast_intervals(
@@ -71,19 +85,21 @@ class WindowForecaster:
         covariates=None,
         future=None,
         method: str = "conformal",
+        origin: int = 0,
     ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The point forecast ``[N, H]`` and, per level (``"80"``), the conformal interval
         ``(lo, hi)``, each ``[N, H]``, in the data's units; ``method="normalized"``: each
         series' band scaled by the model's recent errors on it, with the run's stored
-        normalized calibration (:func:`transduce.forecasting.normalized.apply`)."""
+        normalized calibration (:func:`transduce.forecasting.normalized.apply`).
+        ``origin`` as :meth:`windows`."""
         if method == "normalized" and levels:
-            return self._normalized(series, levels, batch_size, covariates)
+            return self._normalized(series, levels, batch_size, covariates, origin)
         if levels and self.calibration is None:
             raise ConfigError(
                 "this run has no conformal calibration (conformal.json; runs "
                 "trained before intervals existed): retrain it"
             )
-        w = self.windows(series, covariates, future)
+        w = self.windows(series, covariates, future, origin)
         pred = self.rollout_windows(w, batch_size)
         point = unscale(pred[:, :, 0], w.level, self.spec)
         bands = {}
@@ -95,7 +111,7 @@ class WindowForecaster:
             )
         return point, bands
 
-    def _normalized(self, series, levels, batch_size, covariates):
+    def _normalized(self, series, levels, batch_size, covariates, origin=0):
         from transduce.forecasting import normalized
 
         if self.normalized is None:
@@ -106,9 +122,8 @@ class WindowForecaster:
         if covariates is not None:
             raise ConfigError("normalized intervals: not for runs with covariates")
         try:
-            return normalized.apply(
-                lambda s: self.forecast(s, batch_size), series, self.normalized, levels
-            )
+            forecast = functools.partial(self.forecast, batch_size=batch_size)
+            return normalized.apply(forecast, series, self.normalized, levels, origin)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 
