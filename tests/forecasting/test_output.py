@@ -19,6 +19,7 @@ from transduce.forecasting.output import (
     future_stamps,
     infer_frequency,
     warn_short_series,
+    write_forecasts,
     write_long_forecasts,
 )
 
@@ -133,6 +134,20 @@ def test_long_writer_rows(tmp_path):
     ]
 
 
+def test_ids_with_commas_quotes_and_line_breaks_read_back_as_written(tmp_path):
+    names = ["a,b", 'q"uote', "new\nline", "plain"]
+    stamps = [["2024-01-01 00:00", "2024-01-01 01:00"]] * 4
+    s = SeriesSet(names, [np.ones(2)] * 4, None, stamps)
+    write_long_forecasts(tmp_path / "long.csv", s, np.ones((4, 2)), {"80": (np.zeros((4, 2)),) * 2})
+    with open(tmp_path / "long.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert [r[0] for r in rows[1::2]] == names and {len(r) for r in rows} == {5}
+    write_forecasts(tmp_path / "m4.csv", names, np.ones((4, 3)))
+    with open(tmp_path / "m4.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert [r[0] for r in rows[1:]] == names and {len(r) for r in rows} == {4}
+
+
 def _write_long(path, series: dict[str, np.ndarray]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -207,6 +222,10 @@ def test_forecast_cli_long_in_long_out(tmp_path, capsys, caplog):
     assert main([*args[:4], str(numeric), "--output", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["frequency"] == "1"
     assert [r[1] for r in csv.reader(out.open())][1:] == ["60", "61", "62", "63"]
+    # Parquet is written for long tables (unique_id, ds, y); here it would be CSV inside
+    assert main([*args[:6], str(tmp_path / "fc.parquet")]) == 2
+    assert "give --output a .csv name" in capsys.readouterr().err
+    assert not (tmp_path / "fc.parquet").exists()
 
 
 def test_future_stamps_past_year_9999_are_one_line():

@@ -12,6 +12,7 @@ import numpy as np
 
 from transduce.commands import options as opt
 from transduce.config import ConfigError
+from transduce.errors import DataError
 
 log = logging.getLogger("transduce.forecast")
 
@@ -147,6 +148,13 @@ def forecast_command(args: argparse.Namespace) -> None:
         from transduce.forecasting.frames import forecasts_frame, write_table
 
         write_table(forecasts_frame(series, forecasts, args.bands), args.output)
+    elif Path(args.output).suffix.lower() in (".parquet", ".pq"):
+        raise DataError(
+            args.output,
+            None,
+            "Parquet output is written for long-table input (unique_id, ds, y); this "
+            "input's forecasts are CSV: give --output a .csv name",
+        )
     elif series.timestamps is not None:  # long input: long output with future timestamps
         result["frequency"] = write_long_forecasts(args.output, series, forecasts, args.bands)
     elif args.bands:

@@ -4,6 +4,7 @@ the series' own frequency."""
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from collections import Counter
@@ -152,8 +153,8 @@ def write_long_forecasts(
     ``bands`` (``{"80": (lo [N, H], hi [N, H])}``); returns the frequency (of the first
     series; each series steps at its own)."""
     bands = bands or {}
-    head = "id,timestamp,value" if series.timestamps is not None else "id,step,value"
-    rows = [head + "".join(f",lo-{k},hi-{k}" for k in bands)]
+    head = ["id", "timestamp" if series.timestamps is not None else "step", "value"]
+    rows = [head + [f"{side}-{k}" for k in bands for side in ("lo", "hi")]]
     first = None
     for i, (name, row) in enumerate(zip(series.ids, forecasts, strict=True)):
         stamps = [str(k) for k in range(1, len(row) + 1)]
@@ -165,11 +166,18 @@ def write_long_forecasts(
             first = first or describe_frequency(step)
             stamps = future_stamps(series.timestamps[i], len(row), step)
         for h, (stamp, value) in enumerate(zip(stamps, row, strict=True)):
-            cells = "".join(f",{lo[i, h]:.6g},{hi[i, h]:.6g}" for lo, hi in bands.values())
-            rows.append(f"{name},{stamp},{value:.6g}{cells}")
-    with atomic_output(path) as f:  # a FIFO is written through, a file replaced when done
-        f.write("\n".join(rows) + "\n")
+            cells = [f"{x[i, h]:.6g}" for lo, hi in bands.values() for x in (lo, hi)]
+            rows.append([name, stamp, f"{value:.6g}", *cells])
+    _write_rows(path, rows)
     return first or ""
+
+
+def _write_rows(path: str | os.PathLike, rows: list[list[str]]) -> None:
+    """CSV rows to ``path`` like ``translate --output`` (a FIFO written through, a file
+    replaced when done); a cell with a comma, quote or line break is quoted (RFC 4180), so
+    any series id reads back as written."""
+    with atomic_output(path) as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
 
 
 def warn_short_series(series: SeriesSet, lookback: int) -> int:
@@ -229,10 +237,6 @@ def evaluate_forecasts(
 
 def write_forecasts(path: str | os.PathLike, ids: list[str], forecasts: np.ndarray) -> None:
     """``id,F1..FH`` (the M4 submission layout), to ``path`` like ``translate --output``."""
-    header = "id," + ",".join(f"F{i + 1}" for i in range(forecasts.shape[1]))
-    rows = [
-        f"{name}," + ",".join(f"{v:.6g}" for v in row)
-        for name, row in zip(ids, forecasts, strict=True)
-    ]
-    with atomic_output(path) as f:  # a FIFO is written through, a file replaced when done
-        f.write("\n".join([header, *rows]) + "\n")
+    header = ["id", *(f"F{i + 1}" for i in range(forecasts.shape[1]))]
+    rows = [[name, *(f"{v:.6g}" for v in row)] for name, row in zip(ids, forecasts, strict=True)]
+    _write_rows(path, [header, *rows])
