@@ -88,6 +88,24 @@ def test_backtest_cli_on_a_trained_run(quantile_run, capsys):
     assert max(smapes) < 2 * smapes[-1], smapes
 
 
+def test_backtest_actuals_of_unequal_lengths_are_one_line(quantile_run, tmp_path, capsys):
+    from tests.forecasting.conftest import write_wide
+
+    tmp, hist = quantile_run
+    write_wide(tmp_path / "in.csv", hist[:, :66])
+    after = [row[66:] for row in hist]
+    after[5] = after[5][:3]  # one series' actuals short: its windows would shift
+    write_wide(tmp_path / "act.csv", after)
+    args = ["backtest", "--model", str(tmp / "run"), "--input", str(tmp_path / "in.csv")]
+    assert main([*args, "--actuals", str(tmp_path / "act.csv"), "--windows", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "act.csv: series S5: 3 values, series S0: 6" in err and "\n" not in err.strip()
+    after[5] = hist[5][66:]
+    write_wide(tmp_path / "act.csv", after)
+    assert main([*args, "--actuals", str(tmp_path / "act.csv"), "--windows", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["windows"][0]["cut"] == 6
+
+
 def test_refit_trains_each_window_on_its_own_history(quantile_run, tmp_path, capsys):
     tmp, hist = quantile_run
     capsys.readouterr()

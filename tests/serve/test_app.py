@@ -237,6 +237,18 @@ def test_limits_are_enforced(models):
         assert c.post("/v1/translate", json={"texts": ["αβγ"]}).status_code == 200
 
 
+def test_a_text_longer_than_the_model_reads_is_refused_not_truncated(client):
+    # the model reads 1,024 source tokens (decode.max_input_len); the CLI truncates with a
+    # warning, a server would answer for a part of the text as if for all of it
+    long = "αβγ" * 350  # 1,050 characters, 1,050 tokens: within max_chars (2,000)
+    got = client.post("/v1/translate", json={"texts": ["αβγ", long]})
+    assert got.status_code == 422 and got.json()["field"] == "texts[1]", got.text
+    assert "1,050 source tokens: this model reads at most 1,024" in got.json()["error"]
+    scored = client.post("/v1/score", json={"texts": [long], "targets": ["x"]})
+    assert scored.status_code == 422 and scored.json()["field"] == "texts[0]", scored.text
+    assert client.post("/v1/translate", json={"texts": ["αβγ" * 341]}).status_code == 200
+
+
 def test_concurrent_requests_share_batched_decodes(models):
     """N clients at once: fewer decode calls than N, each client gets its own answer."""
     app = create_app(models, ServeLimits(max_wait_ms=50))

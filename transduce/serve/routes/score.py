@@ -24,7 +24,7 @@ from transduce.serve import schemas as s
 from transduce.serve.errors import ApiError
 from transduce.serve.limits import batch_work, compute_cost, spans
 from transduce.serve.routes.common import ERRORS, BoundedState, arrived, decode_or_give_up
-from transduce.serve.routes.translate import check_texts, pick
+from transduce.serve.routes.translate import check_input_tokens, check_texts, pick
 
 router = APIRouter(tags=["score"])
 
@@ -35,6 +35,7 @@ async def score(body: s.ScoreRequest, request: Request, state: BoundedState) -> 
     limits = state.limits
     name, model = pick(state.models, body.model, "text")
     texts = check_texts(body.texts, ("text",), limits)
+    check_input_tokens(texts, model)
     if len(body.targets) != len(texts):
         raise ApiError(
             422,

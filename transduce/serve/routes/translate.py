@@ -47,6 +47,7 @@ async def answer(body: s.TranslateRequest, request: Request, state: ServeState) 
         _check_attention_size(texts, body, model.max_len)
     _check_compute(len(texts), body, model.max_len, limits.max_compute)
     _check_input_work(texts, body, model.max_len, limits.max_batch_work)
+    check_input_tokens(texts, model)  # last: the one check that tokenizes
     options = body.decode_options()  # its cross-option rules ran in validation (422)
     try:
         model.check(options)  # before queueing: a refused option never joins a batch
@@ -97,6 +98,29 @@ def check_texts(texts: list[Any], fields: tuple[str, ...], limits: ServeLimits) 
             raise ApiError(422, where, f"{len(text)} characters: at most {limits.max_chars}")
         out.append(text)
     return out
+
+
+def check_input_tokens(texts: list[str], model: Any) -> None:
+    """A text longer than the model reads (``decode.max_input_len`` source tokens) is a
+    422 naming it: ``transduce translate`` truncates it with a warning, but a server's
+    warning reaches no client, which would get the translation of a part as if whole. Only
+    texts that could be that long are tokenized (no tokenizer makes more than four tokens
+    of a character: byte fallback)."""
+    translator = getattr(model, "translator", None)
+    limit = (getattr(translator, "defaults", None) or {}).get("max_input_len")
+    if not limit:
+        return
+    for i, text in enumerate(texts):
+        if 4 * len(text) + 2 <= limit or not text.strip():
+            continue
+        n = len(translator.pipeline.src_tokens(text))
+        if n > limit:
+            raise ApiError(
+                422,
+                f"texts[{i}]",
+                f"{n:,} source tokens: this model reads at most {limit:,} "
+                "(decode.max_input_len); split the text",
+            )
 
 
 def _joined_fields(item: Any, fields: tuple[str, ...], where: str) -> str:
