@@ -140,3 +140,32 @@ def test_every_process_of_this_host_and_pid_namespace_names_the_same_pid_space()
         check=True,
     )
     assert child.stdout.strip() == pid_space() and len(pid_space()) == 8
+
+
+STDIN_CHECK = """
+import sys
+from transduce.atomic import refuse_overwriting_inputs
+from transduce.errors import DataError
+try:
+    refuse_overwriting_inputs(sys.argv[1], [None])
+except DataError as err:
+    print(err)
+"""
+
+
+def test_an_output_that_is_the_file_on_standard_input_is_refused(tmp_path):
+    # `transduce translate --output F < F` read F while it replaced it: the lines were lost
+    source = tmp_path / "in.txt"
+    source.write_text("the only copy\n")
+    (tmp_path / "hard").hardlink_to(source)
+    for output, refused in ((source, True), (tmp_path / "hard", True), (tmp_path / "o", False)):
+        with open(source, "rb") as stdin:
+            got = subprocess.run(
+                [sys.executable, "-c", STDIN_CHECK, str(output)],
+                stdin=stdin,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        assert ("is the file the standard input reads" in got.stdout) is refused, got.stdout
+    assert source.read_text() == "the only copy\n"

@@ -22,6 +22,7 @@ import secrets
 import shutil
 import socket
 import stat
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -261,9 +262,17 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 def refuse_overwriting_inputs(
     output: str | os.PathLike | None, inputs: Iterable[str | os.PathLike | None]
 ) -> None:
-    """Refuse an ``output`` that is one of the ``inputs`` (same inode, links followed)."""
+    """Refuse an ``output`` that is one of the ``inputs`` (same inode, links followed), or
+    the file the standard input reads (``translate --output F < F``)."""
     if not output or os.fspath(output) == "-":
         return
+    if _is_stdin(output):
+        raise DataError(
+            output,
+            None,
+            "is the file the standard input reads: the output would destroy it; "
+            "write to another file",
+        )
     for source in inputs:
         if source and os.fspath(source) != "-" and same_file(output, source):
             raise DataError(
@@ -272,6 +281,16 @@ def refuse_overwriting_inputs(
                 f"is the input {os.fspath(source)}: the output would destroy it; "
                 "write to another file",
             )
+
+
+def _is_stdin(output: str | os.PathLike) -> bool:
+    """Whether ``output`` is the regular file the standard input reads (same inode)."""
+    try:
+        given, seen = os.stat(output), os.fstat(sys.stdin.fileno())
+    except (OSError, ValueError, AttributeError):  # no such output; no stdin, or closed
+        return False
+    same = (given.st_dev, given.st_ino) == (seen.st_dev, seen.st_ino)
+    return same and stat.S_ISREG(seen.st_mode)
 
 
 def _within(path: str, folder: str) -> bool:

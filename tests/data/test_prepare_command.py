@@ -85,3 +85,27 @@ def test_prepare_then_train_the_wmt14_recipe_on_a_tiny_corpus(tmp_path, capsys):
         == 2
     )
     assert "data.vocab_size (store 40, config 50)" in capsys.readouterr().err
+
+
+def test_prepare_refuses_streams_and_a_missing_train_in_one_line(tmp_path):
+    # a store hashes each input, then reads it: /dev/zero was hashed for ever and a FIFO
+    # drained by the hash (the read then blocked)
+    import os
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "fifo")
+    for train, said in (
+        ("/dev/zero", "/dev/zero: not a regular file (data.train)"),
+        (str(tmp_path / "fifo"), "fifo: not a regular file (data.train)"),
+        (None, "data.train: not set"),
+    ):
+        config = "data:\n  format: tsv\n" + (f"  train: {train}\n" if train else "")
+        (tmp_path / "c.yaml").write_text(config + f"  valid: {tmp_path / 'v.tsv'}\n")
+        cmd = [sys.executable, "-m", "transduce", "prepare", str(tmp_path / "c.yaml")]
+        got = subprocess.run(
+            [*cmd, "--out", str(tmp_path / "store")], capture_output=True, text=True, timeout=60
+        )
+        assert got.returncode == 2 and said in got.stderr, got.stderr
+        assert len(got.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "fifo"]

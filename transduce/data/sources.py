@@ -9,6 +9,7 @@ manifest to know whether the store is still current.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,12 +120,20 @@ def describe_inputs(cfg: DataConfig, known: list[dict] | None = None) -> list[di
     """Size, mtime and SHA-256 of each input; a file whose size and mtime match ``known``
     (a manifest's) is not hashed again, as make trusts timestamps."""
     cache = {(k["path"], k["size"], k["mtime_ns"]): k["sha256"] for k in known or []}
+    files = input_files(cfg)
+    if not any(role.startswith("train") for role, _ in files):
+        raise StoreError("data.train: not set: a store is built from the training corpus")
     out = []
-    for role, path in input_files(cfg):
+    for role, path in files:
         try:
             st = path.stat()
         except FileNotFoundError:
             raise StoreError(f"{path}: file not found (data.{role})") from None
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero would be hashed for ever, a FIFO drained
+            raise StoreError(
+                f"{path}: not a regular file (data.{role}): a store hashes each input, then "
+                "reads it; give a file (training without data.prepared reads a stream once)"
+            )
         sha = cache.get((os.fspath(path), st.st_size, st.st_mtime_ns)) or sha256_file(path)
         out.append(
             {
