@@ -351,3 +351,26 @@ def test_an_absurd_max_len_ratio_is_refused_as_the_api_refuses_it(runs, capsys, 
     args = ["translate", "--model", str(runs / "text"), "--input", str(runs / "in.txt")]
     err = _one_line(capsys, [*args, "--max-len-ratio", value])
     assert "argument --max-len-ratio: must be in (0, 100]" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "redirect", "said"),
+    [
+        ("translate --model {text}", "<&-", "<stdin>: the standard input is closed"),
+        ("translate --model {text}", "<{src} >&-", "<stdout>: the standard output is closed"),
+        ("chat --model {text}", "<&-", "<stdin>: the standard input is closed"),
+        ("evaluate --model {text} --src {src} --ref {src}", ">&-", "<stdout>: the standard"),
+    ],
+)
+def test_a_closed_standard_stream_is_one_line(runs, tmp_path, command, redirect, said):
+    # the shell's <&- / >&- leave Python None for the stream: an AttributeError traceback,
+    # or (a bare print) the scores silently lost with exit status 0
+    import subprocess
+
+    src = tmp_path / "src.txt"
+    src.write_text("abc\n")
+    names = {"text": runs / "text", "src": src}
+    line = f"{sys.executable} -m transduce {command.format(**names)} {redirect.format(**names)}"
+    got = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=120)
+    assert got.returncode == 2 and said in got.stderr, got.stderr
+    assert "Traceback" not in got.stderr

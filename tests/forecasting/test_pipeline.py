@@ -153,6 +153,13 @@ def test_plot_forecast(run):
     ]
     assert main(args) == 0 and out.stat().st_size > 1000
     assert main([*args[:-4], "--series", "nope", "--output", str(out)]) == 2
+    # actuals of other series are refused, not drawn as these series' (they paired by row)
+    lines = (run / "test.csv").read_text().splitlines()
+    (run / "other.csv").write_text(
+        "\n".join([lines[0], *(x.replace("S", "X", 1) for x in lines[1:])])
+    )
+    swapped = [*args[:6], "--actuals", str(run / "other.csv"), *args[8:]]
+    assert main(swapped) == 2
 
 
 def test_forecast_errors_are_clear(run, tmp_path, capsys):

@@ -304,7 +304,32 @@ def _torch_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+class ClosedStream:
+    """Stands in for a standard stream the shell closed (``<&-``, ``>&-``), which Python
+    leaves as None: reading or writing it is one line naming it, not an AttributeError
+    traceback (or, for a bare ``print``, results silently lost)."""
+
+    def __init__(self, which: str):
+        self.which = which
+
+    def _refuse(self, *args: object, **kwargs: object):
+        name = "input" if self.which == "stdin" else "output"
+        raise DataError(f"<{self.which}>", None, f"the standard {name} is closed")
+
+    read = readline = readlines = write = writelines = fileno = __iter__ = _refuse
+    buffer = property(_refuse)
+
+    def isatty(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    for which in ("stdin", "stdout"):
+        if getattr(sys, which) is None:  # closed by the shell: Python gives None
+            setattr(sys, which, ClosedStream(which))
     args = build_parser().parse_args(argv)
     opt.configure_logging(args.quiet, args.verbose)
     try:

@@ -175,6 +175,10 @@ def plot_forecast_command(args: argparse.Namespace) -> None:
     if missing:
         raise ConfigError(f"plot forecast: no series {missing[:5]} in {args.input}")
     rows = [series.ids.index(name) for name in wanted]
+    if actuals is not None and actuals.ids != series.ids:  # drawn by row: the same series
+        raise DataError(
+            args.actuals, None, f"series ids differ from {args.input}'s (same order needed)"
+        )
     out = plot_forecast(
         wanted,
         [series.values[i] for i in rows],
