@@ -158,6 +158,13 @@ def test_damaged_exports_give_one_line_naming_the_file(exported, tmp_path):
             (broken / f.name).write_bytes(f.read_bytes())
     code, err = _runtime_main(["translate", "--model", str(broken)])
     assert code == 2 and "step.onnx: no such file" in err
+    (broken / "step.onnx").write_bytes((exported / "x" / "step.onnx").read_bytes())
+    for graph in ("head.onnx", "topk.onnx"):  # topk was loaded apart: a traceback
+        good = (broken / graph).read_bytes()
+        (broken / graph).write_bytes(b"")
+        code, err = _runtime_main(["translate", "--model", str(broken)])
+        assert code == 2 and f"{graph}: cannot be loaded" in err and len(err.splitlines()) == 1
+        (broken / graph).write_bytes(good)
     (broken / "manifest.json").write_text("{not json")
     code, err = _runtime_main(["translate", "--model", str(broken)])
     assert code == 2 and "manifest.json: not valid JSON" in err and len(err.splitlines()) == 1

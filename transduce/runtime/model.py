@@ -99,11 +99,7 @@ class OnnxModel:
             path = self.dir / f"{name}.onnx"
             if not path.is_file():
                 raise ExportError(f"{path}: no such file (incomplete export)")
-            try:
-                session = ort.InferenceSession(str(path), opts, providers=providers)
-            except Exception as err:  # onnxruntime raises its own exception types
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-                raise ExportError(f"{path}: cannot be loaded: {first[:200]}") from None
+            session = _session(ort, path, opts, providers)
             if device.startswith("cuda") and "CUDAExecutionProvider" not in session.get_providers():
                 # onnxruntime falls back to the CPU when CUDA cannot start (no driver, no
                 # cuDNN): asked for a GPU, say so rather than run on the CPU unnoticed
@@ -117,9 +113,7 @@ class OnnxModel:
         for name in GRAPHS:
             check_graph(self.dir / f"{name}.onnx", name, self.inputs[name], self.outputs[name])
         topk = self.dir / "topk.onnx"
-        self.ops = NumpyOps(
-            ort.InferenceSession(str(topk), opts, providers=providers) if topk.is_file() else None
-        )
+        self.ops = NumpyOps(_session(ort, topk, opts, providers) if topk.is_file() else None)
         self.providers: list[str] = self.sessions["encoder"].get_providers()
         if "log_probs" not in self.outputs["head"]:
             self.log_probs = None  # a regression head: the search never asks
@@ -162,3 +156,12 @@ class OnnxModel:
     def log_probs(self, features: np.ndarray) -> np.ndarray:
         """Next-token log-probabilities ``[B, V]`` (the head graph's log-softmax)."""
         return self.sessions["head"].run(["log_probs"], {"features": features})[0]
+
+
+def _session(ort, path: Path, opts, providers: list[str]):
+    """An onnxruntime session of the graph at ``path``; a damaged file is one line."""
+    try:
+        return ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as err:  # onnxruntime raises its own exception types
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ExportError(f"{path}: cannot be loaded: {first[:200]}") from None
