@@ -3,6 +3,8 @@ it (exit code 2), a mix of two checkpoints is refused, and the best model is nev
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -167,3 +169,31 @@ def test_average_never_writes_through_a_link_to_an_input(tmp_path):
     out = write_average(tmp_path, 2)
     assert load_file(str(step_path(tmp_path, 1)))["w"].tolist() == [1.0, 1.0]
     assert load_file(str(out))["w"].tolist() == [2.0, 2.0] and not out.is_symlink()
+
+
+def test_weights_that_diverged_to_nan_are_one_line_for_decoding_and_averaging(copy, capsys):
+    # NaN weights raised deep in beam search and sampling; greedy wrote empty lines with
+    # NaN scores (not JSON); averaging one such checkpoint made the whole average NaN
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from transduce import digests
+
+    weights = (copy / "best" / "model.safetensors").resolve()
+    with safe_open(weights, "pt") as f:
+        meta = f.metadata()
+    state = load_file(weights)
+    save_file({k: v.fill_(float("nan")) for k, v in state.items()}, weights, metadata=meta)
+    digests.record(weights)
+    unit = json.loads((weights.parent / "meta.json").read_text())  # as a diverged run wrote it
+    data = weights.read_bytes()
+    unit["files"][weights.name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (weights.parent / "meta.json").write_text(json.dumps(unit))
+    for flags in ([], ["--beam", "2"], ["--sample"]):
+        err = _error(capsys, [*_translate(copy), "--checkpoint", "best", *flags])
+        assert "hold NaN or infinite values" in err
+    kept = averaging.step_checkpoints(copy)[-1]  # the weights `average` reads
+    save_file({k: v.fill_(float("nan")) for k, v in load_file(kept).items()}, kept)
+    digests.record(kept)
+    assert "hold NaN or infinite values" in _error(capsys, ["average", "--model", str(copy)])
+    assert not (copy / "averaged").exists()

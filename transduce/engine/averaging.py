@@ -12,7 +12,7 @@ from safetensors.torch import save
 
 from transduce import digests
 from transduce.atomic import atomic_write_bytes, remove_leftovers
-from transduce.engine.checkpoint import read_weights
+from transduce.engine.checkpoint import check_finite, read_weights
 from transduce.engine.rundir import refuse_linked_folder
 from transduce.errors import DataError
 
@@ -40,7 +40,9 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
     total: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
     for path in paths:
-        for name, tensor in read_weights(path).items():
+        state = read_weights(path)
+        check_finite(state, path)  # one diverged checkpoint would make the average NaN
+        for name, tensor in state.items():
             if name in total and total[name].shape != tensor.shape:
                 raise DataError(
                     path,

@@ -142,8 +142,24 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
 
 
+def check_finite(state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Refuse weights holding NaN or infinity (a run that diverged): decoding them raised
+    deep in beam search and sampling, and greedy output was empty with NaN scores."""
+    bad = [
+        n for n, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    if bad:
+        raise DataError(
+            path,
+            None,
+            f"{len(bad)} weight tensor(s) hold NaN or infinite values ({bad[0]}): the run "
+            "diverged before these weights; use an earlier checkpoint or retrain",
+        )
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     state = read_weights(path)
+    check_finite(state, path)
     own = model.state_dict()
     wrong = [
         f"{name} {tuple(t.shape)} vs {tuple(own[name].shape)}"
