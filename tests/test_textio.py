@@ -113,6 +113,25 @@ def test_a_prefix_file_too_short_is_named(run, tmp_path, monkeypatch, capsys, li
     assert code == 2 and f"{tmp_path / 'p.txt'}: {lines} lines, but input line" in err
 
 
+def test_side_files_longer_than_the_input_or_outside_the_vocabulary_are_named(
+    run, tmp_path, monkeypatch, capsys
+):
+    # extra lines were dropped unseen (misaligned side files pass otherwise), and a prefix
+    # with characters the model never writes began the output with <unk>
+    (tmp_path / "p.txt").write_text("f\nf\nf\n")
+    args = ["--model", str(run), "--prefix-file", str(tmp_path / "p.txt")]
+    code, _, err = _translate(args, "abc\ncab\n", monkeypatch, capsys)
+    assert code == 2 and f"{tmp_path / 'p.txt'}:3: 3 lines, but the input has 2" in err
+    (tmp_path / "c.jsonl").write_text('["a"]\n[]\n["b"]\n')
+    args = ["--model", str(run), "--constraints-file", str(tmp_path / "c.jsonl"), "--beam", "2"]
+    code, _, err = _translate(args, "abc\ncab\n", monkeypatch, capsys)
+    assert code == 2 and f"{tmp_path / 'c.jsonl'}:3: 3 lines, but the input has 2" in err
+    (tmp_path / "p.txt").write_text("f\n€\n")
+    args = ["--model", str(run), "--prefix-file", str(tmp_path / "p.txt")]
+    code, _, err = _translate(args, "abc\ncab\n", monkeypatch, capsys)
+    assert code == 2 and f"{tmp_path / 'p.txt'}:2: '€' is not in the target vocabulary" in err
+
+
 def test_constraints_file_and_its_bad_lines(run, tmp_path, monkeypatch, capsys):
     good = tmp_path / "c.jsonl"
     good.write_text('["ab"]\n\n["c"]\n')

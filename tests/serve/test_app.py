@@ -249,6 +249,14 @@ def test_a_text_longer_than_the_model_reads_is_refused_not_truncated(client):
     assert client.post("/v1/translate", json={"texts": ["αβγ" * 341]}).status_code == 200
 
 
+def test_a_prefix_outside_the_target_vocabulary_is_refused(client):
+    got = client.post("/v1/translate", json={"texts": ["αβ", "γ"], "prefix": ["α", "€"]})
+    assert got.status_code == 422 and got.json()["field"] == "prefix[1]", got.text
+    assert "not in the target vocabulary" in got.json()["error"]
+    one = client.post("/v1/translate", json={"texts": ["αβ"], "prefix": "€"})
+    assert one.status_code == 422 and one.json()["field"] == "prefix", one.text
+
+
 def test_concurrent_requests_share_batched_decodes(models):
     """N clients at once: fewer decode calls than N, each client gets its own answer."""
     app = create_app(models, ServeLimits(max_wait_ms=50))

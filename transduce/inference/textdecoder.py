@@ -122,10 +122,20 @@ class TextDecoder:
 
     def _targets(self, live: list[int], prefixes: Prefixes, constraints: Constraints, first: int):
         """Target tokens of the live inputs' prefixes and constraint phrases: (prefixes,
-        constraints), each None when not given. A phrase with a token outside the target
-        vocabulary could never be produced: refused, naming its input line."""
+        constraints), each None when not given. A prefix or phrase with a token outside the
+        target vocabulary (never produced; forced, ``<unk>``) is refused, naming its input
+        line."""
         tok = self.pipeline.tgt_tok
         pre = None if prefixes is None else [tok.encode(prefixes[i] or "") for i in live]
+        for i in live if prefixes is not None else ():
+            unknown = self.unproducible(prefixes[i] or "")
+            if unknown is not None:
+                raise DataError(
+                    "<prefixes>",
+                    first + i,
+                    f"{unknown!r} is not in the target vocabulary: the output would begin "
+                    "with <unk> there",
+                )
         if constraints is None:
             return pre, None
         out = []

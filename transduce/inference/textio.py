@@ -138,7 +138,8 @@ def _side(values: list | None, path: str | None, start: int, n: int) -> list | N
 
 def stream_translate(translator: Any, args: argparse.Namespace, options: DecodeOptions) -> None:
     """``translate``: input lines (``--input`` or stdin) as they arrive -> ``--output``."""
-    prefixes = read_lines(args.prefix_file) if getattr(args, "prefix_file", None) else None
+    prefix_path = getattr(args, "prefix_file", None)
+    prefixes = read_lines(prefix_path) if prefix_path else None
     cons_path = getattr(args, "constraints_file", None)
     constraints = read_constraints(cons_path) if cons_path else None
     from transduce.commands.options import flag_name
@@ -154,7 +155,7 @@ def stream_translate(translator: Any, args: argparse.Namespace, options: DecodeO
         f = sys.stdin.buffer if args.input is None else args.input
         for lines in arriving_batches(f, path, size):
             start = len(inputs)
-            pre = _side(prefixes, getattr(args, "prefix_file", None), start, len(lines))
+            pre = _side(prefixes, prefix_path, start, len(lines))
             if getattr(args, "prefix_column", False):
                 split = [line.rsplit("\t", 1) for line in lines]
                 pre = [s[1].strip() if len(s) > 1 else "" for s in split]
@@ -167,8 +168,20 @@ def stream_translate(translator: Any, args: argparse.Namespace, options: DecodeO
                 given = {k: v for k, v in targets.items() if v is not None}
                 yield translator.decode(lines, options, start + 1, **given)
             except DataError as err:  # a phrase's problem is its constraints file's line
-                if err.path != "<constraints>":
+                sides = {"<constraints>": cons_path, "<prefixes>": prefix_path}
+                if err.path not in sides:
                     raise
-                raise DataError(cons_path or "", err.line, err.problem) from None
+                raise DataError(sides[err.path] or "", err.line, err.problem) from None
+        for values, where in (
+            (prefixes, getattr(args, "prefix_file", None)),
+            (constraints, cons_path),
+        ):
+            if values is not None and len(values) > len(inputs):  # before the output is kept
+                raise DataError(
+                    where or "",
+                    len(inputs) + 1,
+                    f"{len(values)} lines, but the input has {len(inputs)}: this line and "
+                    "those after it belong to no input",
+                )
 
     write_translations(inputs, batches(), args.output, args.format, options.nbest)

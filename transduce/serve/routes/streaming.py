@@ -55,11 +55,14 @@ def targeted(
             f"{len(constraints)} lists for {n} texts: give one list of phrases per text",
         )
     for i, (prefix, phrases) in enumerate(zip(prefixes, constraints, strict=True)):
-        unicode_text(prefix, "prefix" if isinstance(body.prefix, str) else f"prefix[{i}]")
+        where = "prefix" if isinstance(body.prefix, str) else f"prefix[{i}]"
+        unicode_text(prefix, where)
         if len(prefix) > limits.max_chars:
-            raise ApiError(
-                422, f"prefix[{i}]", f"{len(prefix)} characters: at most {limits.max_chars}"
-            )
+            raise ApiError(422, where, f"{len(prefix)} characters: at most {limits.max_chars}")
+        unknown = model.translator.unproducible(prefix) if prefix else None
+        if unknown is not None:  # forced, it would begin the output with <unk>
+            shown = unknown[:40].encode("ascii", "backslashreplace").decode()
+            raise ApiError(422, where, f"{shown!r} is not in the target vocabulary")
         if len(phrases) > MAX_PHRASES or sum(map(len, phrases)) > limits.max_chars:
             raise ApiError(
                 422,
