@@ -10,6 +10,7 @@ trainer instead of waiting.)
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -39,8 +40,10 @@ def exclusive(path: Path, doing: str) -> Iterator[None]:
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as err:
-            raise DataError(path, None, f"cannot open the lock: {err.strerror}") from None
+        except OSError as err:  # named by its folder: the lock is ours, the folder theirs
+            if err.errno == errno.ELOOP:
+                raise DataError(path, None, "is a link: refusing to lock through it") from None
+            raise DataError(path.parent, None, f"cannot write here: {err.strerror}") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -122,6 +122,9 @@ def test_wrong_engine_is_a_one_line_error(exported, monkeypatch, capsys):
         capsys,
     )
     assert code == 2 and "is a onnx export" in err
+    for command in (["chat"], ["score", "--valid", "--metric", "bleu"]):  # named an --engine
+        code, _, err = _cli([*command, "--model", str(exported / "x")], "a\n", monkeypatch, capsys)
+        assert code == 2 and "an exported model" in err and "decodes training runs" in err
 
 
 def test_runtime_cli_runs_where_torch_cannot_be_imported(exported):

@@ -139,6 +139,22 @@ def chat_command(args: argparse.Namespace) -> None:
     chat(translator, stdin_lines(), sys.stdout, options, prompt)
 
 
+def _runs_only(func):
+    """``func`` for commands that decode training runs only (score, chat): an exported
+    model is one line saying so (their default --engine torch named a flag they lack)."""
+
+    def checked(args: argparse.Namespace) -> None:
+        for model in args.model:
+            if os.path.isfile(os.path.join(model, "manifest.json")):
+                raise ConfigError(
+                    f"{model}: an exported model; `transduce {args.command}` decodes "
+                    "training runs (translate, evaluate and serve take exports)"
+                )
+        func(args)
+
+    return checked
+
+
 def _add_application_commands(sub) -> None:
     """``generate``, ``score`` and ``chat``: the QA, dialogue and summarisation recipes."""
     p = sub.add_parser("generate", help="write a derived task's data (qa, headlines)")
@@ -150,8 +166,8 @@ def _add_application_commands(sub) -> None:
         ("chat", chat_command, "answer lines from stdin until EOF or /quit"),
     ):
         p = sub.add_parser(name, help=helptext)
-        opt.add_model_flags(p)
-        p.set_defaults(func=func, format="text", engine="torch")
+        opt.add_model_flags(p, exports=False)
+        p.set_defaults(func=_runs_only(func), format="text", engine="torch")
         if name == "score":
             where = p.add_mutually_exclusive_group(required=True)
             where.add_argument("--data", help="file in the run's data format")
@@ -272,15 +288,21 @@ def _environment_problem(err: BaseException) -> str | None:
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
         from transduce.atomic import write_problem
 
-        return str(write_problem(err.filename or "output", err))
+        return str(write_problem(_target(err.filename or "output"), err))
     if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EISDIR):
-        import re  # a folder that refuses us (/sys, read-only): the target, not our temporary
-
-        where = os.fspath(err.filename2 or err.filename or "output")
-        ours = r"^\.(.+)\.\d+(@[0-9a-f]{8})?\.[0-9a-f]{8}\.tmp$"  # atomic.tmp_name
-        name = re.sub(ours, r"\1", os.path.basename(where))
-        return f"{os.path.join(os.path.dirname(where), name)}: {err.strerror}"
+        # a folder that refuses us (/sys, read-only)
+        return f"{_target(err.filename2 or err.filename or 'output')}: {err.strerror}"
     return None
+
+
+def _target(where: str | os.PathLike) -> str:
+    """The file a write was for: the target, not our temporary sibling of it."""
+    import re
+
+    where = os.fspath(where)
+    ours = r"^\.(.+)\.\d+(@[0-9a-f]{8})?\.[0-9a-f]{8}\.tmp$"  # atomic.tmp_name
+    name = re.sub(ours, r"\1", os.path.basename(where))
+    return os.path.join(os.path.dirname(where), name)
 
 
 def _exports_only(args: argparse.Namespace) -> bool:

@@ -173,15 +173,17 @@ def check_decode_args(args: argparse.Namespace) -> DecodeOptions:
 options_from_args = check_decode_args  # DecodeOptions from the flags of add_decode_flags
 
 
-def add_model_flags(p: argparse.ArgumentParser) -> None:
-    """The flags of every command that loads a trained model and decodes with it."""
+def add_model_flags(p: argparse.ArgumentParser, exports: bool = True) -> None:
+    """The flags of every command that loads a trained model and decodes with it
+    (``exports``: it also takes an exported directory)."""
     p.add_argument(
         "--model",
         required=True,
         action="append",
         metavar="DIR",
-        help="run directory (written by `transduce train`) or exported directory; "
-        "repeat for an ensemble averaging the runs' log-probabilities",
+        help="run directory (written by `transduce train`)"
+        + (" or exported directory" if exports else "")
+        + "; repeat for an ensemble averaging the runs' log-probabilities",
     )
     add_device_flag(p)
     p.add_argument(
