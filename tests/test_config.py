@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from transduce.config import Config, ConfigError, load_config, save_config
@@ -52,3 +54,15 @@ def test_configs_in_repo_load():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_bad_value_in_a_config_file_names_the_file_an_override_its_flag(tmp_path):
+    bad = tmp_path / "run" / "config.yaml"  # e.g. a run's config, edited by hand
+    bad.parent.mkdir()
+    bad.write_text("model:\n  encoder:\n    hidden_size: abc\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad))}: model.encoder.hidden_size"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("model:\n  encoder:\n    hidden_size: 8\n")
+    with pytest.raises(ConfigError, match=r"^model.encoder.hidden_size: expected an integer"):
+        load_config(good, ["model.encoder.hidden_size=abc"])

@@ -123,6 +123,20 @@ def test_read_metrics_rejects_non_objects_and_empty_runs(tmp_path):
         plot_learning_curves(empty, tmp_path / "c.png")
 
 
+def test_unreadable_or_missing_metrics_and_unknown_formats_name_the_file(tmp_path):
+    from transduce.errors import DataError
+
+    binary = tmp_path / "metrics.jsonl"
+    binary.write_bytes(b'{"step": 1}\n\x8c\xff\n')
+    with pytest.raises(DataError, match=r"metrics\.jsonl:2: invalid UTF-8"):
+        read_metrics(binary)  # it said only "'utf-8' codec can't decode byte 0x8c"
+    with pytest.raises(DataError, match=r"none\.jsonl: file not found"):
+        read_metrics(tmp_path / "none.jsonl")
+    with pytest.raises(DataError, match=r"out/a\.txt: a \.txt image cannot be written: use"):
+        plot_attention(np.ones((2, 2)), ["a", "b"], ["c", "d"], tmp_path / "out" / "a.txt")
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------- readable labels
 
 

@@ -286,7 +286,21 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
             raise ConfigError(f"{path}: not valid YAML: {one_line(err)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
-    return from_dict(Config, apply_overrides(data, list(overrides)))
+    try:
+        return from_dict(Config, apply_overrides(data, list(overrides)))
+    except ConfigError as err:
+        if path is None or not _file_says(data):
+            raise  # a --set override's mistake: it names its flag
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _file_says(data: dict[str, Any]) -> bool:
+    """Whether the config file alone (no overrides) is refused: its mistake, to name it."""
+    try:
+        from_dict(Config, data)
+    except ConfigError:
+        return True
+    return False
 
 
 def _read_config_text(path: str | os.PathLike) -> str:

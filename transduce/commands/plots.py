@@ -21,6 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from transduce.atomic import remove_leftovers, tmp_name
+from transduce.data.corpus import read_lines
+from transduce.errors import DataError
 
 # DejaVu Sans ships with matplotlib and covers Latin, Greek and Cyrillic; the others, when
 # installed, fill in other scripts through matplotlib's per-glyph font fallback.
@@ -65,8 +67,11 @@ def visible_text(text: str) -> str:
 def _save_atomic(fig: Figure, path: str | os.PathLike[str]) -> Path:
     """Render ``fig`` next to ``path`` then rename it into place, so no reader sees half."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
+    known = FigureCanvasAgg(fig).get_supported_filetypes()
+    if fmt not in known:  # before anything is written
+        raise DataError(path, None, f"a .{fmt} image cannot be written: use {', '.join(known)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     # Not mkstemp: its 0600 mode would outlive the rename; open(..., "xb") honours the umask.
     remove_leftovers(path)  # what a plot killed outright left
     tmp = tmp_name(path)
@@ -136,17 +141,17 @@ def attention_figure(
 def read_metrics(metrics_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Records of a metrics.jsonl file; blank lines skipped, anything else not JSON raises."""
     records = []
-    with open(metrics_path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{metrics_path}:{lineno}: not valid JSON ({err})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{metrics_path}:{lineno}: expected a JSON object")
-            records.append(record)
+    lines = read_lines(metrics_path)  # bounded lines; missing, bad UTF-8: FILE(:LINE)
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(metrics_path, lineno, f"not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(metrics_path, lineno, "expected a JSON object")
+        records.append(record)
     return records
 
 

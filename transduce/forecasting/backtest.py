@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transduce.config import ConfigError
 from transduce.data.series import SeriesSet
 from transduce.forecasting.intervals import interval_scores
 from transduce.forecasting.metrics import baseline_scores, owa, score
@@ -209,3 +210,61 @@ def _refit(forecaster, histories: list[np.ndarray], out: str | os.PathLike, k: i
         train(dataclasses.replace(cfg, series=series), root / "run", resume=resume)
     log.info("backtest window %d: refitted into %s", k, root / "run")
     return Forecaster.load(root / "run")
+
+
+def with_actuals(series: SeriesSet, after: SeriesSet, path, spec) -> SeriesSet:
+    """``backtest --actuals``: ``series`` with ``after`` (the values that followed, same
+    ids) appended, checked (:func:`_check_actuals`; timestamps that continue the input's)."""
+    _check_actuals(path, after, spec.horizon, spec.period)
+    joined = _joined(series, after, str(path))
+    if joined.timestamps is not None:  # they continue the input: no overlap, no gap
+        from transduce.forecasting.output import check_timestamps
+
+        check_timestamps(path, joined)
+    return joined
+
+
+def _check_actuals(path, after, horizon: int, period: int) -> None:
+    """``backtest --actuals``: as many values after every series (else one line naming the
+    file and the first series that differs: its windows would sit elsewhere in the calendar
+    than the others'), and a warning when that count is not whole seasons (the model's
+    phase input counts from the series' end, where training ended)."""
+    from transduce.errors import DataError
+
+    counts = [len(v) for v in after.values]
+    bad = [i for i, n in enumerate(counts) if n != counts[0]]
+    if bad:
+        raise DataError(
+            path,
+            None,
+            f"series {after.ids[bad[0]][:40]}: {counts[bad[0]]} values, series "
+            f"{after.ids[0][:40]}: {counts[0]}; --actuals holds as many values after every "
+            f"series (the test set: {horizon}, the horizon)",
+        )
+    if counts and counts[0] % period:
+        log.warning(
+            "%s: %d values after each series, not whole seasons of %d: the model's phase "
+            "input counts from the series' end, so its windows read the calendar %d steps "
+            "off from where training ended",
+            path,
+            counts[0],
+            period,
+            counts[0] % period,
+        )
+
+
+def _joined(series, after, where: str):
+    """``series`` with ``after`` appended: the values, and a long table's timestamps and
+    covariate columns (the actuals must hold the same columns)."""
+    joined = [np.r_[x, y] for x, y in zip(series.values, after.values, strict=True)]
+    out = SeriesSet(series.ids, joined, series.report)
+    if set(after.columns) != set(series.columns):
+        raise ConfigError(f"{where}: its columns differ from the input's {list(series.columns)}")
+    out.columns = {
+        c: [np.r_[a, b] for a, b in zip(v, after.columns[c], strict=True)]
+        for c, v in series.columns.items()
+    }
+    if series.timestamps is not None and after.timestamps is not None:
+        pairs = zip(series.timestamps, after.timestamps, strict=True)
+        out.timestamps = [list(a) + list(b) for a, b in pairs]
+    return out

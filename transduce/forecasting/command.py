@@ -8,8 +8,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from transduce.commands import options as opt
 from transduce.config import ConfigError
 from transduce.errors import DataError
@@ -272,58 +270,10 @@ def add_parser(sub) -> None:
     add_backtest_parser(sub)
 
 
-def _check_actuals(path, after, horizon: int, period: int) -> None:
-    """``backtest --actuals``: as many values after every series (else one line naming the
-    file and the first series that differs: its windows would sit elsewhere in the calendar
-    than the others'), and a warning when that count is not whole seasons (the model's
-    phase input counts from the series' end, where training ended)."""
-    from transduce.errors import DataError
-
-    counts = [len(v) for v in after.values]
-    bad = [i for i, n in enumerate(counts) if n != counts[0]]
-    if bad:
-        raise DataError(
-            path,
-            None,
-            f"series {after.ids[bad[0]][:40]}: {counts[bad[0]]} values, series "
-            f"{after.ids[0][:40]}: {counts[0]}; --actuals holds as many values after every "
-            f"series (the test set: {horizon}, the horizon)",
-        )
-    if counts and counts[0] % period:
-        log.warning(
-            "%s: %d values after each series, not whole seasons of %d: the model's phase "
-            "input counts from the series' end, so its windows read the calendar %d steps "
-            "off from where training ended",
-            path,
-            counts[0],
-            period,
-            counts[0] % period,
-        )
-
-
-def _joined(series, after, where: str):
-    """``series`` with ``after`` appended: the values, and a long table's timestamps and
-    covariate columns (the actuals must hold the same columns)."""
-    from transduce.data.series import SeriesSet
-
-    joined = [np.r_[x, y] for x, y in zip(series.values, after.values, strict=True)]
-    out = SeriesSet(series.ids, joined, series.report)
-    if set(after.columns) != set(series.columns):
-        raise ConfigError(f"{where}: its columns differ from the input's {list(series.columns)}")
-    out.columns = {
-        c: [np.r_[a, b] for a, b in zip(v, after.columns[c], strict=True)]
-        for c, v in series.columns.items()
-    }
-    if series.timestamps is not None and after.timestamps is not None:
-        pairs = zip(series.timestamps, after.timestamps, strict=True)
-        out.timestamps = [list(a) + list(b) for a, b in pairs]
-    return out
-
-
 def backtest_command(args: argparse.Namespace) -> None:
     from transduce.config import data_path
     from transduce.data.series import require_positive
-    from transduce.forecasting.backtest import backtest
+    from transduce.forecasting.backtest import backtest, with_actuals
     from transduce.forecasting.frames import load_series
     from transduce.forecasting.pipeline import Forecaster
 
@@ -346,12 +296,7 @@ def backtest_command(args: argparse.Namespace) -> None:
         after = load_series(args.actuals, args.format, args.on_bad_line)
         if after.ids != series.ids:
             raise ConfigError(f"{args.actuals}: series ids differ from {path} (same order needed)")
-        _check_actuals(args.actuals, after, forecaster.spec.horizon, forecaster.spec.period)
-        series = _joined(series, after, str(args.actuals))
-        if series.timestamps is not None:  # they continue the input: no overlap, no gap
-            from transduce.forecasting.output import check_timestamps
-
-            check_timestamps(args.actuals, series)
+        series = with_actuals(series, after, args.actuals, forecaster.spec)
     require_positive(series, s.scaling)
     result = backtest(
         forecaster,
