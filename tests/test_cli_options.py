@@ -219,3 +219,20 @@ def test_round_floats_reaches_nested_values():
 
     out = round_floats({"a": 0.11649999767541885, "b": [1.23456789, {"c": 2}], "d": "x"}, 4)
     assert out == {"a": 0.1165, "b": [1.2346, {"c": 2}], "d": "x"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["translate", "--model", "m", "--buffer-size", "-5"],
+        ["translate", "--model", "m", "--buffer-size", "99999999999999999999"],
+        ["prepare", "c.yaml", "--workers", "0"],
+        ["prepare", "c.yaml", "--workers", "100000"],
+        ["evaluate", "--model", "m", "--src", "s", "--ref", "r", "--ref-lang", "../../etc"],
+    ],
+)
+def test_flags_that_took_anything_are_checked(argv, capsys):
+    # they ran with rc 0 (a negative buffer, 100,000 workers, a path as a language code)
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(argv)
+    assert stop.value.code == 2 and "error: argument" in capsys.readouterr().err

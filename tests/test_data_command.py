@@ -122,3 +122,9 @@ def test_data_root_falls_back_to_the_per_user_cache(monkeypatch, tmp_path):
     assert config.data_root() == tmp_path / ".cache" / "transduce" / "data"
     (tmp_path / "shared" / "data").mkdir(parents=True)
     assert config.data_root() == Path("..", "shared", "data")
+
+
+def test_a_long_unknown_name_is_echoed_cut(capsys):
+    assert main(["data", "get", "x" * 300]) == 2
+    err = capsys.readouterr().err
+    assert "no dataset 'xxx" in err and "x" * 81 not in err and len(err) < 400

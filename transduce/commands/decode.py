@@ -114,6 +114,7 @@ def add_parser(sub) -> None:
             p.add_argument("--output", help="also write the hypotheses here, one per line")
             p.add_argument(
                 "--ref-lang",
+                type=_language_code,
                 help="the references' language for the Moses "
                 "tokenizer of bleu_lc_moses (default: from --ref's name, e.g. "
                 "test.de.gz -> de; else en)",
@@ -127,3 +128,13 @@ def add_parser(sub) -> None:
     p.add_argument("--tgt", help="target lines, line-aligned with --src")
     p.add_argument("--output", help="JSON lines, one per pair (default stdout)")
     p.set_defaults(func=score_pairs_command, format="text")
+
+
+def _language_code(text: str) -> str:
+    """``--ref-lang``: a language code (``de``, ``pt-BR``, ``zh_Hant``), not a path."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,2}", text):
+        shown = text[:40].encode("ascii", "backslashreplace").decode()
+        raise argparse.ArgumentTypeError(f"{shown!r} is not a language code (e.g. de, pt-BR)")
+    return text

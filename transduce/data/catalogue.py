@@ -306,7 +306,8 @@ def lookup(name: str, catalogue: dict[str, Dataset] | None = None) -> Dataset:
     match = re.fullmatch(r"tatoeba-([a-z]{3})", name)
     if match is None:
         known = ", ".join([*catalogue, "tatoeba-<code>"])
-        raise KeyError(f"no dataset {name!r}; known: {known}")
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise KeyError(f"no dataset {shown!r}; known: {known}")
     code = match.group(1)
     url = f"{MANYTHINGS}/{code}-eng.zip"
     return Dataset(

@@ -127,7 +127,9 @@ def get(
     try:
         datasets = [lookup(name, catalogue) for name in names]
     except KeyError as err:
-        raise DownloadError(names[0] if len(names) == 1 else "data get", str(err.args[0])) from None
+        what = names[0] if len(names) == 1 else "data get"
+        what = what if len(what) <= 80 else what[:77] + "..."  # a pasted paragraph
+        raise DownloadError(what, str(err.args[0])) from None
     result = GetResult(root)
     with _guard(str(root), None, root, ""):
         root.mkdir(parents=True, exist_ok=True)

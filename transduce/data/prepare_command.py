@@ -32,6 +32,8 @@ def prepare_command(args: argparse.Namespace) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from transduce.commands.options import int_at_least
+
     """Register ``transduce prepare``."""
     p = sub.add_parser(
         "prepare",
@@ -46,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=int_at_least(1, 1024),
         default=min(os.cpu_count() or 1, 8),
         help="encoding processes (the store is the same for any number)",
     )

@@ -29,10 +29,12 @@ FIRST = 8  # lines in the first batch (then doubling up to the buffer size)
 
 def add_stream_flags(p: argparse.ArgumentParser) -> None:
     """``translate``'s flags for streaming, prefixes and constraints."""
+    from transduce.commands.options import int_at_least
+
     g = p.add_argument_group("streaming, target prefixes and terminology constraints")
     g.add_argument(
         "--buffer-size",
-        type=int,
+        type=int_at_least(1, 1_000_000),
         default=None,
         metavar="N",
         help="decode at most N lines at a time as they arrive (default: the "
