@@ -76,8 +76,26 @@ H, M = 4, 6
             ["2024-03-30T00:00+01:00", "2024-03-31T00:00+01:00", "2024-04-01T00:00+02:00"],
             timedelta(days=1),
             "1d",
-            ["2024-04-02T00:00:00+02:00", "2024-04-03T00:00:00+02:00"],
-        ),  # daily across a change of UTC offset: one wall-clock day
+            ["2024-04-02T00:00+02:00", "2024-04-03T00:00+02:00"],
+        ),  # daily across a change of UTC offset: one wall-clock day, written as given
+        (
+            ["2024-01-01T00:00:30+02:00", "2024-01-01T01:00:30+02:00"],
+            timedelta(hours=1),
+            "1h",
+            ["2024-01-01T02:00:30+02:00", "2024-01-01T03:00:30+02:00"],
+        ),  # a zone's colons hid the seconds: they were dropped
+        (
+            ["2024-01-01T00:00:00.000", "2024-01-01T00:00:00.500"],
+            timedelta(milliseconds=500),
+            "500ms",
+            ["2024-01-01T00:00:01.000", "2024-01-01T00:00:01.500"],
+        ),  # half seconds: "0d", and every stamp written twice
+        (
+            ["2024-01-01T00:00Z", "2024-01-01T01:00Z"],
+            timedelta(hours=1),
+            "1h",
+            ["2024-01-01T02:00Z", "2024-01-01T03:00Z"],
+        ),
         (["0", "1", "2"], 1, "1", ["3", "4"]),  # integer time steps continue as numbers
         (["10", "20", "40", "50"], 10, "10", ["60", "70"]),
     ],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 from collections import Counter
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -80,7 +81,10 @@ def describe_frequency(step: timedelta | str | int) -> str:
         return step
     if isinstance(step, int):
         return str(step)
-    seconds = int(step.total_seconds())
+    micro = step // timedelta(microseconds=1)
+    if micro % 1_000_000:  # under a second, or not whole seconds (0.5 s said "0d")
+        return f"{micro // 1000}ms" if micro % 1000 == 0 else f"{micro}us"
+    seconds = micro // 1_000_000
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
@@ -138,11 +142,23 @@ def check_finite(ids: list[str], forecasts: np.ndarray) -> None:
 
 
 def _like(when: datetime, example: str) -> str:
+    """``when`` written as ``example`` is: a date, or date and time to the minute, the
+    second or a fraction of it, with the example's separator and its zone written the same
+    way (``Z`` stays ``Z``)."""
     if len(example) == 10:  # a date
         return when.date().isoformat()
     sep = "T" if "T" in example else " "
-    spec = "seconds" if example.count(":") == 2 else "minutes"
-    return when.isoformat(sep=sep, timespec=spec)
+    clock = example.split(sep, 1)[-1]
+    zone = re.search(r"(Z|[+-]\d\d:?\d\d)$", clock)
+    clock = clock[: zone.start()] if zone else clock
+    if "." in clock:  # 00:00:00.5 and 00:00:00.500 keep their fraction (0.5 s steps)
+        spec = "milliseconds" if len(clock.split(".", 1)[1]) <= 3 else "microseconds"
+    else:
+        spec = "seconds" if clock.count(":") == 2 else "minutes"
+    out = when.isoformat(sep=sep, timespec=spec)
+    if zone and zone.group(1) == "Z" and out.endswith("+00:00"):
+        out = out[: -len("+00:00")] + "Z"
+    return out
 
 
 def write_long_forecasts(
