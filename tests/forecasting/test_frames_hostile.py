@@ -71,7 +71,26 @@ BAD_FRAMES = {
         _df([1, 2, 3, 1, 2, 4, 5], ids=["a"] * 3 + ["b"] * 4),
         r"row 5: series 'b': ds 4 comes 2 after .* step is 1",
     ),
+    # each was a TypeError traceback, or a cast: y's real part, durations as nanoseconds
+    "a column twice": (pd.concat([_df([1, 2, 3]), _df([1, 2, 3])[["y"]]], axis=1), "'y' appears"),
+    "lists as ids": (_df([1, 2, 3], ids=[[1], [1], [1]]), "'unique_id' holds lists, not ids"),
+    "complex values": (_df([1, 2, 3], y=np.array([1, 2, 3]) + 1j), "'y' holds complex numbers"),
+    "durations as values": (
+        _df([1, 2, 3], y=pd.to_timedelta([1, 2, 3], unit="s")),
+        "'y' holds durations",
+    ),
+    "text among a column's numbers": (
+        _df([1, 2, 3]).assign(price=["1.5", "x", "2"]),
+        r"row 1: column 'price': 'x' is not a finite number",
+    ),
 }
+
+
+def test_a_column_of_text_is_not_a_covariate_and_is_ignored_with_a_warning(caplog):
+    frame = _df([1, 2, 3]).assign(city=["Oslo", "Oslo", "Oslo"], kind=pd.Categorical(["x"] * 3))
+    series = frame_to_series(frame)  # it was refused: 'Oslo' is not a finite number
+    assert list(series.columns) == [] and list(series.values[0]) == [1.0, 2.0, 3.0]
+    assert "column 'city' holds text" in caplog.text and "column 'kind'" in caplog.text
 
 
 @pytest.mark.parametrize("name", BAD_FRAMES)

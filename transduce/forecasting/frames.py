@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from transduce.data.corpus import DataError, ReadReport
-from transduce.data.series import MAX_VALUE, SeriesSet
+from transduce.data.series import SeriesSet
+from transduce.forecasting.columns import check_numbers, name_of, text_column
 from transduce.forecasting.regular import check_regular
 
 KEYS = ("unique_id", "ds", "y")
@@ -57,34 +58,27 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
         )
     if len(df) == 0:
         raise DataError(where, None, "no observations (an empty table)")
+    twice = [str(c) for c in df.columns[df.columns.duplicated()]]
+    if twice:
+        raise DataError(where, None, f"column {twice[0][:40]!r} appears twice")
     df = df.reset_index(drop=True)
-    extra = [c for c in df.columns if c not in KEYS]
+    extra = [c for c in df.columns if c not in KEYS and not text_column(df, c, where)]
     line = lambda row: row + 2 if where != "DataFrame" else None  # noqa: E731 (file: header)
     empty = df["unique_id"].isna().to_numpy() | (df["unique_id"].astype(str).str.strip() == "")
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
         raise DataError(where, line(row), f"row {row}: column 'unique_id' is empty")
     for col in ([KEYS[2]] if need_y else []) + extra:
-        _check_numbers(df, col, where, line)
+        check_numbers(df, col, where, line)
     df["ds"] = _stamps(df, where, line)
-    raw = df["unique_id"]
-    df["unique_id"] = raw.astype(str)  # the series' names: 0 and "0" would merge as one
-    if raw.nunique() != df["unique_id"].nunique():  # (the per-row search only then)
-        clash = df.assign(_raw=raw.map(repr)).groupby("unique_id")["_raw"].nunique()
-        name = str(clash[clash > 1].index[0])
-        raise DataError(
-            where,
-            None,
-            f"unique_id {name[:40]!r} is written two ways (e.g. 0 and '0'): the series "
-            "would merge; give each series one id",
-        )
+    df["unique_id"] = _names(df["unique_id"], where)
     dup = df.duplicated(["unique_id", "ds"]).to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
         raise DataError(
             where,
             line(row),
-            f"row {row}: series {_id(df, row)} at {df['ds'].iloc[row]} appears twice",
+            f"row {row}: series {name_of(df, row)} at {df['ds'].iloc[row]} appears twice",
         )
     check_regular(df, where, line)
     df = df.assign(_order=np.arange(len(df)))
@@ -102,32 +96,29 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
     return out
 
 
-def _id(df: Any, row: int) -> str:
-    return repr(str(df["unique_id"].iloc[row])[:40])
-
-
-def _check_numbers(df: Any, col: str, where: str, line) -> None:
-    """Every value of ``col`` a finite number within ±MAX_VALUE (as the CSV readers)."""
-    pd = pandas()
-    if pd.api.types.is_bool_dtype(df[col]) and col == "y":
-        raise DataError(where, None, "column 'y' holds booleans, not numbers")
-    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-    with np.errstate(invalid="ignore"):
-        bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > MAX_VALUE))
-    if len(bad):
-        row = int(bad[0])
-        text = str(df[col].iloc[row])[:30]
-        what = "beyond ±1e15" if np.isfinite(values[row]) else "not a finite number"
-        raise DataError(
-            where,
-            line(row),
-            f"row {row}: column {str(col)[:40]!r}: {text!r} is {what} (series {_id(df, row)})",
-        )
-
-
 def _first(mask: np.ndarray) -> int | None:
     hits = np.flatnonzero(mask)
     return int(hits[0]) if len(hits) else None
+
+
+def _names(raw: Any, where: str) -> Any:
+    """The ids as text, the series' names -- refused where two ids would merge as one (0
+    and "0") or a cell holds a list."""
+    names = raw.astype(str)
+    try:
+        distinct = raw.nunique()
+    except TypeError:  # lists, dicts: no id
+        raise DataError(where, None, "column 'unique_id' holds lists, not ids") from None
+    if distinct != names.nunique():  # (the per-row search only then)
+        clash = raw.map(repr).groupby(names).nunique()
+        name = str(clash[clash > 1].index[0])
+        raise DataError(
+            where,
+            None,
+            f"unique_id {name[:40]!r} is written two ways (e.g. 0 and '0'): the series "
+            "would merge; give each series one id",
+        )
+    return names
 
 
 def _stamps(df: Any, where: str, line) -> Any:
@@ -145,7 +136,7 @@ def _stamps(df: Any, where: str, line) -> Any:
             raise DataError(
                 where,
                 line(row),
-                f"row {row}: series {_id(df, row)}: column "
+                f"row {row}: series {name_of(df, row)}: column "
                 f"'ds': {str(ds.iloc[row])[:30]!r} is not a finite number",
             )
         step = pd.Series(values).groupby(ids.to_numpy(), sort=False).diff().to_numpy()
@@ -153,7 +144,7 @@ def _stamps(df: Any, where: str, line) -> Any:
             raise DataError(
                 where,
                 line(row),
-                f"row {row}: series {_id(df, row)}: ds "
+                f"row {row}: series {name_of(df, row)}: ds "
                 f"{values[row]:g} after {values[row] - step[row]:g}: numeric "
                 "timestamps must increase",
             )
@@ -162,7 +153,7 @@ def _stamps(df: Any, where: str, line) -> Any:
         raise DataError(
             where,
             line(row),
-            f"row {row}: series {_id(df, row)}: ds "
+            f"row {row}: series {name_of(df, row)}: ds "
             f"{str(ds.iloc[row])[:30]!r} is a number among dates",
         )
     parsed = ds if pd.api.types.is_datetime64_any_dtype(ds) else _dates(df, where, line)
@@ -178,7 +169,7 @@ def _stamps(df: Any, where: str, line) -> Any:
         raise DataError(
             where,
             line(row),
-            f"row {row}: series {_id(df, row)}: {str(ds.iloc[row])[:30]} is past the year 9999",
+            f"row {row}: series {name_of(df, row)}: {str(ds.iloc[row])[:30]} is past the year 9999",
         )
     return parsed
 
@@ -204,7 +195,7 @@ def _dates(df: Any, where: str, line) -> Any:
         raise DataError(
             where,
             line(row),
-            f"row {row}: series {_id(df, row)}: "
+            f"row {row}: series {name_of(df, row)}: "
             f"{str(ds.iloc[row])[:40]} is a date {kind} among dates "
             f"{'without' if zoned[row] else 'with'} one",
         )
