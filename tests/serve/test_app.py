@@ -210,6 +210,9 @@ def test_unreadable_bodies_are_400(client, raw, status):
         ({"series": [{"id": "a", "values": [1, 2], "timestamps": [1]}]}, "series[0].timestamps"),
         ({"series": [{"values": [1, 2]}]}, "series[0].id"),
         ({"model": "greek", "series": [{"id": "a", "values": [1, 2]}]}, "model"),
+        # the CLI refuses both: a value its scaling overflows, a level written as text
+        ({"series": [{"id": "a", "values": [5, 1e300, 7]}]}, "series[0].values[1]"),
+        ({"series": [{"id": "a", "values": [5, 6, 7]}], "level": ["80"]}, "level[0]"),
     ],
 )
 def test_bad_forecast_requests_name_the_field(client, body, field):

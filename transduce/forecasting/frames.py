@@ -234,6 +234,8 @@ def load_series(
         if head.replace('"', "").lower().startswith("unique_id,"):
             return read_table(path, need_y)
     if not need_y:
+        if not os.path.exists(path):
+            raise DataError(path, None, "file not found")
         raise DataError(path, None, "future covariates: give a long table (unique_id, ds, ...)")
     return read_series(path, fmt, on_bad_line)
 

@@ -107,9 +107,9 @@ def future_stamps(stamps: list[str], horizon: int, step: timedelta | str | int) 
     try:
         return [_like(when, stamps[-1]) for when in continue_dates(times, found, horizon)]
     except (OverflowError, ValueError):
+        steps = "step runs" if horizon == 1 else f"{horizon} steps run"
         raise ValueError(
-            f"the {horizon} steps after {stamps[-1][:40]} run past year "
-            "9999, the last date this can write"
+            f"the {steps} after {stamps[-1][:40]} past year 9999, the last date this can write"
         ) from None
 
 

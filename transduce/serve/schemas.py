@@ -16,7 +16,15 @@ import re
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from transduce.errors import OptionError
@@ -189,7 +197,7 @@ class SeriesInput(_Body):
 class ForecastRequest(_Body):
     model: str | None = None
     series: list[SeriesInput] = Field(min_length=1)
-    level: list[float] = Field(
+    level: list[StrictFloat] = Field(  # "80" is not a level (the CLI refuses it)
         default_factory=list,
         max_length=8,
         description="prediction-interval levels in percent (e.g. [80, 95]): conformal "

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
+from transduce.data.series import MAX_VALUE
 from transduce.forecasting.calendar_steps import calendar_step, continue_dates, number_gap
 from transduce.serve import schemas as s
 from transduce.serve.errors import ApiError
@@ -55,6 +56,8 @@ def _numbers(values: Any, where: str, most: int) -> None:
     for j, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ApiError(422, f"{where}[{j}]", "must be a number")
+        if not -MAX_VALUE <= v <= MAX_VALUE:  # as the CLI's readers: the scaling overflows
+            raise ApiError(422, f"{where}[{j}]", "beyond ±1e15")
 
 
 @router.post("/v1/forecast", response_model=s.ForecastResponse, responses=ERRORS)
