@@ -43,11 +43,11 @@ class Gate:
         length = dict(scope["headers"]).get(b"content-length")
         if length is None and scope["method"] != "POST":  # no body to bound: the app
             length = b"0"  # answers (405 for a method the route does not take)
-        if length is None or not length.isdigit() or int(length) > self.max_body:
-            # h11 holds the body to its declared length; chunked bodies need one declared
-            response = error_response(
-                413, "body", f"request body over {self.max_body} bytes (or no Content-Length)"
-            )
+        if length is None:  # chunked: bodies are bounded by their declared length
+            response = error_response(411, "body", "a request body needs a Content-Length")
+            return await response(scope, receive, send)
+        if not length.isdigit() or int(length) > self.max_body:
+            response = error_response(413, "body", f"request body over {self.max_body} bytes")
             return await response(scope, receive, send)
         size = int(length)
         if self.inflight and self.inflight + size > self.max_inflight:

@@ -18,7 +18,7 @@ from transduce.serve.state import ServeState, get_state, ready_state
 State = Annotated[ServeState, Depends(get_state)]
 ReadyState = Annotated[ServeState, Depends(ready_state)]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": s.ErrorResponse} for code in (400, 404, 413, 422, 503)
+    code: {"model": s.ErrorResponse} for code in (400, 404, 411, 413, 422, 503)
 }
 
 
