@@ -270,3 +270,40 @@ def test_fit_without_a_run_dir_leaves_nothing_and_never_writes_into_a_run(
     with pytest.raises(FileExistsError, match="a new or empty folder"):
         Forecaster.fit(small, tmp / "c.yaml", tmp / "run")
     assert (tmp / "run" / "series.csv").read_bytes() == before  # its input, untouched
+
+
+def test_a_history_ending_before_or_after_the_training_end_keeps_its_phase(fitted):
+    # the phase input counts from each training series' end (series_ends.json): a history
+    # cut 2 hours short (or 2 hours longer, new values appended) used to count from its own
+    # end, reading the hour-of-cycle 2 steps off (period 6): sMAPE ~40 instead of ~4
+    from fastapi.testclient import TestClient
+
+    from transduce.forecasting.metrics import smape
+    from transduce.serve.app import create_app
+    from transduce.serve.backend import load_models
+
+    tmp, df, forecaster = fitted
+    assert (tmp / "run" / "series_ends.json").is_file()
+    short = df.groupby("unique_id").head(70)  # every series ends 2 hours before training's
+    truth = df.groupby("unique_id").nth([70, 71])["y"].to_numpy().reshape(24, 2)
+    got = forecaster.predict(df=short)["y"].to_numpy().reshape(24, H)[:, :2]
+    ends = forecaster.ends
+    forecaster.ends = None  # as before: each history's own end
+    try:
+        blind = forecaster.predict(df=short)["y"].to_numpy().reshape(24, H)[:, :2]
+    finally:
+        forecaster.ends = ends
+    kept = np.mean([smape(t, p) for t, p in zip(truth, got, strict=True)])
+    shifted = np.mean([smape(t, p) for t, p in zip(truth, blind, strict=True)])
+    assert kept < 10 and shifted > 2 * kept, (kept, shifted)
+    # the server, told the history's timestamps, forecasts the same
+    rows = short[short.unique_id == "s3"]
+    series = {"id": "s3", "values": rows["y"].tolist()}
+    stamps = [t.isoformat() for t in rows["ds"]]
+    with TestClient(create_app(load_models([str(tmp / "run")]))) as client:
+        told = client.post("/v1/forecast", json={"series": [{**series, "timestamps": stamps}]})
+        untold = client.post("/v1/forecast", json={"series": [series]})
+    want = forecaster.predict(df=short)
+    want = want[want.unique_id == "s3"]["y"].tolist()
+    assert told.json()["forecasts"][0]["values"] == pytest.approx(want, rel=1e-5)
+    assert untold.json()["forecasts"][0]["values"] != pytest.approx(want, rel=1e-3)

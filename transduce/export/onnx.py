@@ -368,7 +368,7 @@ def export_onnx(
             *cfg.series.covariates,
             *cfg.series.past_covariates,
         ]
-        for name in ("conformal.json", "normalized.json"):
+        for name in ("conformal.json", "normalized.json", "series_ends.json"):
             if (run_dir / name).is_file():
                 shutil.copyfile(run_dir / name, out / name)
     else:

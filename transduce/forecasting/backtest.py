@@ -67,6 +67,8 @@ def backtest(
     horizon, period = spec.horizon, spec.period
     names = getattr(forecaster, "covariate_names", ())
     rows, pooled = [], {"hist": [], "truth": [], "point": [], "bands": {}}
+    ends = getattr(forecaster, "origins", None)  # the input's ends after the training's
+    base = ends(series.ids, series.timestamps) if ends else np.zeros(len(series), np.int64)
     first = horizon + (windows - 1) * step  # checked before the cuts are listed: 1e20 windows
     longest = max((len(v) for v in series.values), default=0)
     if first + max(2 * period, 2) > longest:
@@ -86,9 +88,9 @@ def backtest(
             fut = [full[i][len(series.values[i]) - cut :] for i in keep]
         extra = (512, cov, fut) if names else ()
         # the phase input counts from the end of the series the model was trained on: the
-        # input's end for the run (this history ends `cut` before it), the history's own
-        # end for a model refitted on it
-        origin = 0 if refit_dir is not None else -cut
+        # input's end (or where the input ends after it, `base`) for the run, this history
+        # ending `cut` before it; the history's own end for a model refitted on it
+        origin = 0 if refit_dir is not None else base[keep] - cut
         point, bands = model.forecast_intervals(hist, list(levels), *extra, origin=origin)
         row = score_window(hist, truth, point, bands, period)
         rows.append(

@@ -135,3 +135,19 @@ def continue_dates(times: list[datetime], step: Step, horizon: int) -> list[date
             raise OverflowError("past year 9999")
         return [datetime.combine(d.astype(object), last.timetz()) for d in days]
     return [last + step.size * k for k in range(1, horizon + 1)]
+
+
+def steps_between(first: datetime, last: datetime, step: Step) -> int | None:
+    """How many steps ``last`` is after ``first`` (negative: before), or None when it
+    is not a whole number of them (or one date has a zone and the other not)."""
+    if (first.utcoffset() is None) != (last.utcoffset() is None):
+        return None
+    if step.kind == "month":
+        months = (last.year - first.year) * 12 + last.month - first.month
+        return months // step.size if months % step.size == 0 else None
+    if step.kind == "bday":
+        return int(np.busday_count(first.date(), last.date()))
+    for a, b in ((first, last), (_wall(first), _wall(last))):  # elapsed, else wall-clock
+        if (b - a) % step.size == timedelta(0):
+            return (b - a) // step.size
+    return None

@@ -49,15 +49,18 @@ def _forecast_run(args: argparse.Namespace):
     warn_short_series(series, max(m.spec.lookback for m in members))
     extra = _covariates(forecaster, series, getattr(args, "future", None))
     levels = getattr(args, "level", None) or []
+    origin = forecaster.origins(series.ids, series.timestamps)  # histories ending later
     if levels and getattr(args, "interval_method", "conformal") == "normalized":
-        forecasts, bands = _normalized(args, forecaster, series, levels, extra)
+        forecasts, bands = _normalized(args, forecaster, series, levels, extra, origin)
     else:
-        forecasts, bands = forecaster.forecast_intervals(series.values, levels, *extra)
+        forecasts, bands = forecaster.forecast_intervals(
+            series.values, levels, *extra, origin=origin
+        )
     args.bands = bands
     return forecaster, series, forecasts, actuals
 
 
-def _normalized(args, forecaster, series, levels, extra):
+def _normalized(args, forecaster, series, levels, extra, origin):
     """``--interval-method normalized`` (:mod:`transduce.forecasting.normalized`)."""
     from transduce.forecasting.normalized import TooFewSeries, normalized_intervals
 
@@ -70,13 +73,15 @@ def _normalized(args, forecaster, series, levels, extra):
     windows, steps = args.scale_windows, args.scale_steps
     try:
         values = series.values
-        return normalized_intervals(forecaster.forecast, values, horizon, levels, windows, steps)
+        return normalized_intervals(
+            forecaster.forecast, values, horizon, levels, windows, steps, origin
+        )
     except TooFewSeries as err:  # the run's own calibration (normalized.json) can serve
         members = getattr(forecaster, "members", [forecaster])
         if any(getattr(m, "normalized", None) is None for m in members):
             raise
         log.warning("%s: using the run's stored normalized calibration", err)
-    return forecaster.forecast_intervals(series.values, levels, method="normalized")
+    return forecaster.forecast_intervals(series.values, levels, method="normalized", origin=origin)
 
 
 def _covariates(forecaster, series, future_path: str | None) -> tuple:

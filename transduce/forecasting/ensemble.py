@@ -65,13 +65,21 @@ class ForecastEnsemble:
         members = [Forecaster.load(d, checkpoint, device=device) for d in run_dirs]
         return cls(members, combine, [str(d) for d in run_dirs])
 
+    @property
+    def ends(self) -> dict | None:
+        """The first member's training series' ends (the members share their data)."""
+        return self.members[0].ends
+
+    def origins(self, ids: list[str], timestamps: list[list] | None) -> np.ndarray:
+        return self.members[0].origins(ids, timestamps)
+
     def forecast(
         self,
         series: list[np.ndarray],
         batch_size: int = 512,
         covariates=None,
         future=None,
-        origin: int = 0,
+        origin: int | np.ndarray = 0,
     ) -> np.ndarray:
         """``[N, horizon]``: the combination of every member's forecast (covariates, future
         and origin as a member's :meth:`~transduce.forecasting.windowed.WindowForecaster.
@@ -87,7 +95,7 @@ class ForecastEnsemble:
         covariates=None,
         future=None,
         method: str = "conformal",
-        origin: int = 0,
+        origin: int | np.ndarray = 0,
     ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The combined point forecast and each level's bounds combined bound by bound
         (each member's from its own calibration, ``method`` and ``origin`` as a member's)."""

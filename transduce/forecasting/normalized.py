@@ -58,7 +58,7 @@ def _at(forecast: Forecast, hist: list[np.ndarray], origin: int) -> np.ndarray:
         takes = "origin" in inspect.signature(forecast).parameters
     except (TypeError, ValueError):  # a callable without a signature
         takes = False
-    out = forecast(hist, origin=origin) if takes and origin else forecast(hist)
+    out = forecast(hist, origin=origin) if takes and np.any(origin) else forecast(hist)
     return np.asarray(out, float)
 
 
@@ -67,7 +67,11 @@ class TooFewSeries(ValueError):
 
 
 def _errors(
-    forecast: Forecast, series: list[np.ndarray], horizon: int, ends: range, origin: int = 0
+    forecast: Forecast,
+    series: list[np.ndarray],
+    horizon: int,
+    ends: range,
+    origin: int | np.ndarray = 0,
 ) -> np.ndarray:
     """``[len(ends), N, horizon]``: squared errors of the forecast of the horizon that ends
     ``j`` horizons before each series' end (``j`` in ``ends``) from what precedes it; NaN
@@ -78,7 +82,8 @@ def _errors(
         cut = (j + 1) * horizon
         keep, hist, truth = split_window(series, cut, horizon, horizon)
         if keep:
-            pred = _at(forecast, hist, origin - cut)[:, :horizon]
+            shift = np.asarray(origin)
+            pred = _at(forecast, hist, (shift[keep] if shift.ndim else shift) - cut)[:, :horizon]
             with np.errstate(over="ignore"):  # values too large for the model: inf, refused later
                 out[row, keep] = (np.array(truth) - pred) ** 2
     return out
@@ -119,7 +124,7 @@ def _check(windows: int, steps: int) -> None:
         raise ValueError(f"steps: {steps} (need >= 0)")
 
 
-def _calibrate(forecast, series, horizon, levels, windows, steps):
+def _calibrate(forecast, series, horizon, levels, windows, steps, origin=0):
     """(the calibration, the squared errors of each series' last ``windows`` horizons
     ``[windows, N, H]``, which also set the scales at the series' end)."""
     _check(windows, steps)
@@ -135,8 +140,10 @@ def _calibrate(forecast, series, horizon, levels, windows, steps):
                 f"interval level {level:g}: normalized calibration needs at least {need} "
                 f"series with two horizons of history; the input has {len(usable)}"
             )
-    calib = np.abs(np.array(truth) - _at(forecast, hist, -horizon)[:, :horizon])  # [U, H]
-    past = _errors(forecast, series, horizon, range(1, windows + 1))  # [windows, N, H]
+    shift = np.asarray(origin)
+    at = (shift[usable] if shift.ndim else shift) - horizon
+    calib = np.abs(np.array(truth) - _at(forecast, hist, at)[:, :horizon])  # [U, H]
+    past = _errors(forecast, series, horizon, range(1, windows + 1), origin)  # [windows, N, H]
     scores = _quotients(calib, _scale(past, steps)[usable])  # the calibration origin's scale
     q = {
         label(level): [float(conformal_quantile(scores[:, h], level)) for h in range(horizon)]
@@ -181,7 +188,7 @@ def apply(
     series: Sequence[np.ndarray],
     calibration: dict,
     levels: Sequence[float],
-    origin: int = 0,
+    origin: int | np.ndarray = 0,
 ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Point forecasts after each series and their normalized bands at ``levels`` with a
     stored ``calibration`` (:func:`calibrate`): each series' scale from its own last
@@ -207,6 +214,7 @@ def normalized_intervals(
     levels: Sequence[float],
     windows: int = 12,
     steps: int = 3,
+    origin: int | np.ndarray = 0,
 ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Point forecasts ``[N, horizon]`` after each series and ``{"95": (lo, hi), ...}``,
     calibrated on ``series`` themselves (:func:`calibrate` then :func:`apply`, sharing their
@@ -218,8 +226,8 @@ def normalized_intervals(
     horizon precedes them); the ``windows`` horizons before an origin set a series' scale
     there, per step over ``steps`` neighbouring steps (0: one scale for all steps)."""
     series = [np.asarray(x, float) for x in series]
-    calibration, recent = _calibrate(forecast, series, horizon, levels, windows, steps)
-    point = np.asarray(forecast(series), float)[:, :horizon]
+    calibration, recent = _calibrate(forecast, series, horizon, levels, windows, steps, origin)
+    point = _at(forecast, series, origin)[:, :horizon]
     return point, _bands(point, _scale(recent, steps), calibration, levels)
 
 

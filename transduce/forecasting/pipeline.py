@@ -33,7 +33,7 @@ from transduce.device import resolve_device
 from transduce.engine import checkpoint as ckpt
 from transduce.engine.loop import Loop
 from transduce.engine.run import run, start_run
-from transduce.forecasting import conformal, normalized
+from transduce.forecasting import conformal, normalized, phase
 from transduce.forecasting.frames import load_series
 from transduce.forecasting.metrics import baseline_scores, owa, score
 
@@ -169,6 +169,9 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0
         f"validation; {cfg.model.preset} {cfg.model.cell}"
     )
     result = run(trainer, resume, summary=summary)
+    if rank == 0 and (Path(run_dir) / "model.safetensors").exists():
+        # each series' last timestamp: where the phase of a later history counts from
+        phase.save_ends(run_dir, data.ids, data.timestamps)
     if rank == 0 and holdout and (Path(run_dir) / "model.safetensors").exists():
         # normalized bands need backtests at past origins: not with covariates
         write_calibration(run_dir, valid_w, None if covariates else data.values)
@@ -230,6 +233,7 @@ class Forecaster(WindowForecaster):
         dev = resolve_device(device)  # auto, an unknown name or no CUDA: one line
         out = cls(cfg, model, dev, conformal.load(run_dir))
         out.normalized = normalized.load(run_dir)
+        out.ends = phase.load_ends(run_dir)  # where the phase input counts from
         return out
 
     @torch.no_grad()
@@ -347,6 +351,9 @@ class Forecaster(WindowForecaster):
             fut = frame_to_series(futr_df, "futr_df", need_y=False)
             known = tuple(self.cfg.series.covariates)
             future = future_rows(history, fut, known, self.spec.horizon, "futr_df")
-        point, bands = self.forecast_intervals(history.values, list(level), 512, covariates, future)
+        origin = self.origins(history.ids, history.timestamps)  # later than training's end?
+        point, bands = self.forecast_intervals(
+            history.values, list(level), 512, covariates, future, origin=origin
+        )
         cut = {k: (lo[:, :h], hi[:, :h]) for k, (lo, hi) in bands.items()}
         return forecasts_frame(history, point[:, :h], cut)

@@ -23,22 +23,23 @@ class WindowForecaster:
     calibration: dict | None = None  # conformal.json of the run, or None
     normalized: dict | None = None  # normalized.json of the run, or None
     covariate_names: tuple[str, ...] = ()
+    ends: dict | None = None  # series_ends.json of the run: where the phase counts from
 
     def rollout_windows(self, w: WindowArrays, batch_size: int = 512) -> np.ndarray:
         raise NotImplementedError
 
     def windows(
-        self, series: list[np.ndarray], covariates=None, future=None, origin: int = 0
+        self, series: list[np.ndarray], covariates=None, future=None, origin: int | np.ndarray = 0
     ) -> WindowArrays:
         """The forecast windows: the last ``lookback`` values of each series, with its
         covariates (``[n_i, Cf + Cp]`` per series) and the future-known ones of the
         forecast steps (``[>= H, Cf]`` per series) when the run was trained with them.
-        ``origin``: where the histories end relative to the end the phase input counts
-        from (a backtest's history ``cut`` values before its series' end: ``-cut``); 0,
-        their own end, for a forecast after the series."""
+        ``origin`` (one, or one per series): where the histories end relative to the end
+        the phase input counts from (:mod:`transduce.forecasting.phase`; a backtest's
+        history ``cut`` values before its series' end: ``-cut``); 0, their own end."""
         spec, n = self.spec, len(series)
         hist = np.stack([left_pad(x, spec.lookback) for x in series])  # [N, L]
-        origins = np.full(n, origin, dtype=np.int64)
+        origins = np.broadcast_to(np.asarray(origin, dtype=np.int64), (n,)).copy()
         if not spec.covariates + spec.past_covariates:
             return make_windows(hist, origins, spec, None)
         need = spec.covariates + spec.past_covariates
@@ -70,7 +71,7 @@ class WindowForecaster:
         batch_size: int = 512,
         covariates=None,
         future=None,
-        origin: int = 0,
+        origin: int | np.ndarray = 0,
     ) -> np.ndarray:
         """Forecast ``horizon`` values after the end of each series; ``[N, horizon]``
         (``origin`` as :meth:`windows`)."""
@@ -85,7 +86,7 @@ class WindowForecaster:
         covariates=None,
         future=None,
         method: str = "conformal",
-        origin: int = 0,
+        origin: int | np.ndarray = 0,
     ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The point forecast ``[N, H]`` and, per level (``"80"``), the conformal interval
         ``(lo, hi)``, each ``[N, H]``, in the data's units; ``method="normalized"``: each
@@ -110,6 +111,13 @@ class WindowForecaster:
                 unscale(hi, w.level, self.spec),
             )
         return point, bands
+
+    def origins(self, ids: list[str], timestamps: list[list] | None) -> np.ndarray:
+        """Per series, the steps its history ends after the run's training series ended
+        (:func:`transduce.forecasting.phase.origins`): the ``origin`` to forecast with."""
+        from transduce.forecasting.phase import origins
+
+        return origins(self.ends, ids, timestamps)
 
     def _normalized(self, series, levels, batch_size, covariates, origin=0):
         from transduce.forecasting import normalized

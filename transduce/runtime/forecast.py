@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from transduce.data.windows import WindowArrays, WindowSpec
-from transduce.forecasting import conformal, normalized
+from transduce.forecasting import conformal, normalized, phase
 from transduce.forecasting.windowed import WindowForecaster
 from transduce.runtime.model import ExportError, OnnxModel
 from transduce.runtime.translate import rollout
@@ -39,6 +39,7 @@ class ExportedForecaster(WindowForecaster):
         self.model, self.manifest, self.spec = model, manifest, spec
         self.calibration = conformal.load(model.dir)  # copied from the run by the export
         self.normalized = normalized.load(model.dir)  # likewise, where the run has one
+        self.ends = phase.load_ends(model.dir)  # likewise: where the phase counts from
 
     @classmethod
     def load(

@@ -19,12 +19,15 @@ from transduce.serve.errors import ApiError
 
 
 class SeriesItem(NamedTuple):
-    """One series of a covariate model: history ``[n]``, covariates ``[n, C]`` (future-known
-    first), future-known values over the forecast steps ``[H, Ck]``."""
+    """One series: history ``[n]``; for a covariate model its covariates ``[n, C]``
+    (future-known first) and the future-known values over the forecast steps ``[H, Ck]``;
+    ``origin``: the steps its history ends after the run's training series ended (its
+    timestamps told; :mod:`transduce.forecasting.phase`)."""
 
     values: np.ndarray
-    covariates: np.ndarray
-    future: np.ndarray
+    covariates: np.ndarray | None
+    future: np.ndarray | None
+    origin: int = 0
 
 
 def covariate_names(forecaster: Any) -> tuple[tuple[str, ...], int]:
@@ -39,6 +42,8 @@ def series_items(series: list[Any], forecaster: Any) -> list[Any]:
     :class:`SeriesItem` for a model with covariates; a missing, unknown or short
     covariate is a 422 naming ``series[i].covariates.NAME`` (or ``.future.NAME``)."""
     names, known = covariate_names(forecaster)
+    ids, stamps = [str(x.id) for x in series], [x.timestamps or [] for x in series]
+    origins = forecaster.origins(ids, stamps)  # histories that end after training's end
     out = []
     for i, x in enumerate(series):
         values = np.asarray(x.values, dtype=np.float64)
@@ -46,12 +51,13 @@ def series_items(series: list[Any], forecaster: Any) -> list[Any]:
             for key in ("covariates", "future"):
                 if getattr(x, key) is not None:
                     raise ApiError(422, f"series[{i}].{key}", "this model takes no covariates")
-            out.append(values)
+            origin = int(origins[i])
+            out.append(SeriesItem(values, None, None, origin) if origin else values)
             continue
         past = _columns(x.covariates, names, len(values), f"series[{i}].covariates", "==")
         horizon = forecaster.spec.horizon
         ahead = _columns(x.future, names[:known], horizon, f"series[{i}].future", ">=")
-        out.append(SeriesItem(values, past, ahead))
+        out.append(SeriesItem(values, past, ahead, int(origins[i])))
     return out
 
 
@@ -81,9 +87,12 @@ def _columns(
 
 
 def split_items(items: list[Any]) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """The batch's histories, and ``covariates`` / ``future`` for the forecaster when its
-    items are :class:`SeriesItem` (nothing for a model without covariates)."""
-    if not items or not isinstance(items[0], SeriesItem):
-        return list(items), {}
-    extra = {"covariates": [x.covariates for x in items], "future": [x.future for x in items]}
-    return [x.values for x in items], extra
+    """The batch's histories, and the forecaster's keywords: ``covariates`` / ``future``
+    for a covariate model, ``origin`` per series where a history ends after training's."""
+    full = [x if isinstance(x, SeriesItem) else SeriesItem(x, None, None) for x in items]
+    extra: dict[str, Any] = {}
+    if any(x.origin for x in full):  # the batch merges requests: one origin per series
+        extra["origin"] = np.array([x.origin for x in full], dtype=np.int64)
+    if full and full[0].covariates is not None:
+        extra.update(covariates=[x.covariates for x in full], future=[x.future for x in full])
+    return [x.values for x in full], extra
