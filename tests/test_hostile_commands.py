@@ -374,3 +374,17 @@ def test_a_closed_standard_stream_is_one_line(runs, tmp_path, command, redirect,
     got = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=120)
     assert got.returncode == 2 and said in got.stderr, got.stderr
     assert "Traceback" not in got.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_full_device_as_output_is_named(runs, capsys):
+    # it said "output: cannot write", and a closed file's last flush escaped as a traceback
+    args = ["translate", "--model", str(runs / "text"), "--input", str(runs / "in.txt")]
+    assert main([*args, "--output", "/dev/full"]) == 2
+    assert "/dev/full: cannot write: no space left on the device" in capsys.readouterr().err
+
+
+def test_an_export_whose_folder_cannot_be_made_is_one_line(runs, capsys):
+    assert main(["export", "onnx", "--model", str(runs / "text"), "--out", "/proc/x/y"]) == 2
+    err = capsys.readouterr().err
+    assert "/proc/x/y: cannot make its folder" in err and "Errno" not in err

@@ -216,8 +216,13 @@ def atomic_output(path: str | os.PathLike) -> Iterator[_Counted]:
             f = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
         except OSError as err:
             raise write_problem(path, err) from None
-        with f:
-            yield _Counted(f)
+        try:
+            with f:  # (its close writes what is buffered: inside)
+                yield _Counted(f)
+        except OSError as err:  # /dev/full: the path, not the word "output"
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+                raise
+            raise write_problem(path, err) from None
         return
     target = _target(path)
     if target.is_dir():

@@ -61,7 +61,10 @@ def export_into(out: Path, run_dir: Path, build: Callable[[Path], Path]) -> Path
     check_out(out, run_dir)
     if not (Path(run_dir) / "config.yaml").is_file():  # before a folder is made for it
         raise DataError(run_dir, None, "not a transduce run (no config.yaml)")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # /proc/x/y, a file on the way, a read-only mount
+        raise DataError(out, None, f"cannot make its folder: {err.strerror}") from None
     remove_leftovers(out)  # of an export to ``out`` killed outright
     tmp = tmp_name(out)
     try:
