@@ -388,3 +388,8 @@ def test_an_export_whose_folder_cannot_be_made_is_one_line(runs, capsys):
     assert main(["export", "onnx", "--model", str(runs / "text"), "--out", "/proc/x/y"]) == 2
     err = capsys.readouterr().err
     assert "/proc/x/y: cannot make its folder" in err and "Errno" not in err
+
+
+def test_chat_refuses_an_nbest_it_cannot_show(runs, capsys):
+    args = ["chat", "--model", str(runs / "text"), "--beam", "3", "--nbest", "3"]
+    assert main(args) == 2 and "one reply" in capsys.readouterr().err

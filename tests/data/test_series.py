@@ -29,6 +29,7 @@ def test_m4_wide_reads_ragged_rows(tmp_path):
         ('"C","1","","3"', "empty cell"),
         ('"C","","",""', "no values"),
         ('"C","1","inf",""', "finite"),
+        ('"C","1_000","2",""', "not a number"),  # Python's float() took it for 1000
     ],
 )
 def test_m4_wide_bad_lines_name_file_and_line(tmp_path, row, problem):

@@ -131,6 +131,8 @@ def chat_command(args: argparse.Namespace) -> None:
     from transduce.export.command import load_translator
 
     options = decode_commands.decode_options(args)
+    if options.nbest > 1:  # it printed the best one only
+        raise ConfigError("chat answers each line with one reply: --nbest is for translate")
     translator = load_translator(args)
     prompt = None
     if sys.stdin.isatty():

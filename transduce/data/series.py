@@ -76,6 +76,8 @@ class SeriesSet:
 
 def _number(text: str, column: int) -> float:
     try:
+        if "_" in text:  # Python reads 1_000 as 1000; a CSV writes no such number
+            raise ValueError(text)
         value = float(text)
     except ValueError:
         raise _BadLine("not a number", f"column {column}: {text[:30]!r} is not a number") from None
