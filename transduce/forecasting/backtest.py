@@ -217,7 +217,9 @@ def _refit(forecaster, histories: list[np.ndarray], out: str | os.PathLike, k: i
 def with_actuals(series: SeriesSet, after: SeriesSet, path, spec) -> SeriesSet:
     """``backtest --actuals``: ``series`` with ``after`` (the values that followed, same
     ids) appended, checked (:func:`_check_actuals`; timestamps that continue the input's)."""
-    _check_actuals(path, after, spec.horizon, spec.period)
+    # timestamps tell the phase where the joined series end; without them, whole seasons
+    period = spec.period if series.timestamps is None else 0
+    _check_actuals(path, after, spec.horizon, period)
     joined = _joined(series, after, str(path))
     if joined.timestamps is not None:  # they continue the input: no overlap, no gap
         from transduce.forecasting.output import check_timestamps
@@ -229,8 +231,8 @@ def with_actuals(series: SeriesSet, after: SeriesSet, path, spec) -> SeriesSet:
 def _check_actuals(path, after, horizon: int, period: int) -> None:
     """``backtest --actuals``: as many values after every series (else one line naming the
     file and the first series that differs: its windows would sit elsewhere in the calendar
-    than the others'), and a warning when that count is not whole seasons (the model's
-    phase input counts from the series' end, where training ended)."""
+    than the others'), and a warning when that count is not whole seasons of ``period``
+    (0: none, timestamps tell the phase; else it counts from the series' end)."""
     from transduce.errors import DataError
 
     counts = [len(v) for v in after.values]
@@ -243,7 +245,7 @@ def _check_actuals(path, after, horizon: int, period: int) -> None:
             f"{after.ids[0][:40]}: {counts[0]}; --actuals holds as many values after every "
             f"series (the test set: {horizon}, the horizon)",
         )
-    if counts and counts[0] % period:
+    if counts and period and counts[0] % period:
         log.warning(
             "%s: %d values after each series, not whole seasons of %d: the model's phase "
             "input counts from the series' end, so its windows read the calendar %d steps "
