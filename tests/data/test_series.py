@@ -40,6 +40,16 @@ def test_m4_wide_bad_lines_name_file_and_line(tmp_path, row, problem):
     assert skipped.ids == ["A"] and skipped.report.n_skipped == 1
 
 
+def test_an_id_with_a_line_break_is_two_bad_lines_not_a_new_series(tmp_path):
+    # RFC 4180 allows it, a one-record-per-line reader cannot: its second half read as a
+    # series of its own ('D"'), kept under --on-bad-line skip
+    p = _write(tmp_path / "w.csv", '"V1","V2","V3","V4"\n"A","1","2","3"\n"C\nD","1","2",""\n')
+    with pytest.raises(DataError, match=r"w\.csv:3: .*unbalanced quote"):
+        read_m4_wide(p)
+    skipped = read_m4_wide(p, on_bad_line="skip")
+    assert skipped.ids == ["A"] and skipped.report.n_skipped == 2
+
+
 def test_m4_wide_needs_the_header(tmp_path):
     with pytest.raises(DataError, match=r"w\.csv:1"):
         read_m4_wide(_write(tmp_path / "w.csv", '"A","1","2"\n'))

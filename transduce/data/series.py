@@ -113,8 +113,14 @@ def _wide_row(row: list[str]) -> tuple[str, np.ndarray]:
 def _cells(raw: bytes, number: int) -> list[str]:
     """One CSV line's cells; the line is decoded on its own, so invalid UTF-8 or an
     oversized cell names its line (and can be skipped) instead of failing the file."""
+    text = _decode(raw, number)
+    if text.count('"') % 2:  # a quoted field with a line break: half a record per line
+        raise _BadLine(
+            "not CSV",
+            "an unbalanced quote (a quoted field with a line break? one record per line)",
+        )
     try:
-        return next(csv.reader([_decode(raw, number)]), [])
+        return next(csv.reader([text]), [])
     except csv.Error as err:
         raise _BadLine("not CSV", f"not a CSV line: {err}") from None
 
