@@ -85,8 +85,15 @@ def load_translator(args: argparse.Namespace):
 
         translator = EnsembleTranslator.load(models, args.checkpoint, device=args.device)
     else:
+        engine = found.pop()
+        if engine != "torch" and getattr(args, "checkpoint", "best") != "best":
+            # an export holds one set of weights (the ones exported): say so, not ignore it
+            raise ConfigError(
+                f"--checkpoint {args.checkpoint}: {models[0]} is an export of one checkpoint; "
+                "export that checkpoint (transduce export ... --checkpoint) to decode it"
+            )
         translator = loading.load(
-            models[0], found.pop(), args.checkpoint, args.device, getattr(args, "threads", 0)
+            models[0], engine, args.checkpoint, args.device, getattr(args, "threads", 0)
         )
     if hasattr(args, "sample"):  # a command with the decoding flags
         translator.check(options_from_args(args), flag_name)
