@@ -115,21 +115,14 @@ def test_wrong_engine_is_a_one_line_error(exported, monkeypatch, capsys):
         capsys,
     )
     assert code == 2 and "export it first" in err and len(err.splitlines()) == 1
-    code, _, err = _cli(
-        ["translate", "--model", str(exported / "x"), "--engine", "torch"],
-        "a\n",
-        monkeypatch,
-        capsys,
-    )
-    assert code == 2 and "is a onnx export" in err
-    # an export holds the weights it was made from: another checkpoint was ignored silently
-    code, _, err = _cli(
-        ["translate", "--model", str(exported / "x"), "--checkpoint", "last"],
-        "a\n",
-        monkeypatch,
-        capsys,
-    )
-    assert code == 2 and "is an export of one checkpoint" in err
+    for flags, said in (
+        (["--engine", "torch"], "is a onnx export"),
+        # an export holds the weights it was made from: another one was ignored silently
+        (["--checkpoint", "last"], "is an export of one checkpoint"),
+    ):
+        args = ["translate", "--model", str(exported / "x"), *flags]
+        code, _, err = _cli(args, "a\n", monkeypatch, capsys)
+        assert code == 2 and said in err
     for command in (["chat"], ["score", "--valid", "--metric", "bleu"]):  # named an --engine
         code, _, err = _cli([*command, "--model", str(exported / "x")], "a\n", monkeypatch, capsys)
         assert code == 2 and "an exported model" in err and "decodes training runs" in err
