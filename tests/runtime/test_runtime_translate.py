@@ -255,3 +255,20 @@ def test_a_training_run_without_torch_says_what_to_install(exported):
     proc = _blocked(["translate", "--model", str(exported / "run")], "abc\n")
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert "'transduce[train]'" in proc.stderr
+
+
+def test_a_reader_that_leaves_early_is_no_traceback(exported):
+    # `python -m transduce.runtime translate ... | head -3` (deploying.md) ended in a
+    # BrokenPipeError traceback, status 1; transduce translate stops quietly with 141
+    import subprocess
+
+    cmd = [sys.executable, "-m", "transduce.runtime", "translate", "--model", str(exported / "x")]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdin.write(b"abc\n" * 20000)
+    proc.stdin.close()
+    proc.stdout.readline()
+    proc.stdout.close()  # as head does after its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(120) == 141 and "Traceback" not in err, err

@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
+    except BrokenPipeError:  # stdout's reader left (`| head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+        return 141  # 128 + SIGPIPE, as transduce itself and a shell report it
     except (ConfigError, DataError, FileNotFoundError, ValueError) as err:
         if os.environ.get("TRANSDUCE_DEBUG"):
             raise
