@@ -197,3 +197,27 @@ def test_weights_that_diverged_to_nan_are_one_line_for_decoding_and_averaging(co
     digests.record(kept)
     assert "hold NaN or infinite values" in _error(capsys, ["average", "--model", str(copy)])
     assert not (copy / "averaged").exists()
+
+
+WRITE_WEIGHTS = """
+import hashlib, torch
+from transduce.engine.checkpoint import weights_bytes
+state = {f"t{i}": torch.full((3,), float(i)) for i in range(20)}
+meta = {k: str(i) for i, k in enumerate(["step", "epoch", "config", "x", "y", "z"])}
+print(hashlib.sha256(weights_bytes(state, meta)).hexdigest())
+"""
+
+
+def test_the_same_weights_are_the_same_bytes_in_every_process():
+    # safetensors writes its header in a hash map's order, which changes per process: two
+    # identical runs (or a resumed and an uninterrupted one) had different file digests
+    import subprocess
+    import sys
+
+    digests_seen = {
+        subprocess.run(
+            [sys.executable, "-c", WRITE_WEIGHTS], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(3)
+    }
+    assert len(digests_seen) == 1

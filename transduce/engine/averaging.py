@@ -8,11 +8,10 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save
 
 from transduce import digests
 from transduce.atomic import atomic_write_bytes, remove_leftovers
-from transduce.engine.checkpoint import check_finite, read_weights
+from transduce.engine.checkpoint import check_finite, read_weights, weights_bytes
 from transduce.engine.rundir import refuse_linked_folder
 from transduce.errors import DataError
 
@@ -73,6 +72,6 @@ def write_average(run_dir: str | os.PathLike, last: int) -> Path:
     for name in (out, digests.sidecar(out)):  # of an average killed while writing
         remove_leftovers(name)
     digests.forget(out)
-    atomic_write_bytes(out, save({k: v.contiguous() for k, v in state.items()}, metadata=meta))
+    atomic_write_bytes(out, weights_bytes({k: v.contiguous() for k, v in state.items()}, meta))
     digests.record(out)
     return out

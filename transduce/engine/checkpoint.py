@@ -64,6 +64,18 @@ def _weights_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def weights_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file of ``state``, the same bytes for the same weights: safetensors
+    writes its header's keys (the metadata's among them) in a hash map's order, which
+    changes from process to process; the header is written again with its keys sorted
+    (offsets are relative to the data after it, so only its length may change)."""
+    data = save(state, metadata=metadata)
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + size]), separators=(",", ":"), sort_keys=True)
+    header += " " * (-len(header) % 8)  # the format aligns the tensor data to 8 bytes
+    return len(header).to_bytes(8, "little") + header.encode() + data[8 + size :]
+
+
 def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str]) -> None:
     """Weights as safetensors, written atomically, with their SHA-256 sidecar; tied
     parameters are stored once."""
@@ -73,7 +85,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
     digests.forget(path)
     step_fault(f"write {path.name}")
     try:
-        _write_new(tmp, save(_weights_state(model), metadata=metadata))
+        _write_new(tmp, weights_bytes(_weights_state(model), metadata))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -259,7 +271,7 @@ def write_checkpoint(
     tmp = root / f".tmp-{name}.{os.getpid()}.{secrets.token_hex(4)}"
     tmp.mkdir()
     step_fault("weights")
-    _write_new(tmp / FILES[0], save(_weights_state(model), metadata=meta))
+    _write_new(tmp / FILES[0], weights_bytes(_weights_state(model), meta))
     step_fault("trainer state")
     with open(tmp / FILES[1], "xb") as f:
         torch.save(state, f)
