@@ -221,3 +221,18 @@ def test_the_same_weights_are_the_same_bytes_in_every_process():
         for _ in range(3)
     }
     assert len(digests_seen) == 1
+
+
+def test_only_the_trainers_kept_weights_are_pruned_and_averaged(copy, capsys):
+    # a user's step_1.safetensors took a kept slot, evicted the real newest weights, was
+    # averaged in; a step_-backup.safetensors was deleted by the pruning
+    kept = averaging.step_checkpoints(copy)
+    theirs = copy / "checkpoints"
+    for name in ("step_1.safetensors", "step_-backup.safetensors", "step_00000001.safetensors"):
+        (theirs / name).write_bytes(kept[-1].read_bytes())
+    assert averaging.step_checkpoints(copy) == kept
+    averaging.prune_steps(copy, 1)
+    assert averaging.step_checkpoints(copy) == kept[-1:]
+    assert {"step_1.safetensors", "step_-backup.safetensors"} <= {p.name for p in theirs.iterdir()}
+    assert main(["average", "--model", str(copy), "--last", "2"]) == 0
+    assert "only 1 kept" in capsys.readouterr().err

@@ -5,6 +5,7 @@ written to ``averaged/model.safetensors`` (``transduce average``)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -20,9 +21,18 @@ def step_path(run_dir: str | os.PathLike, step: int) -> Path:
     return Path(run_dir, "checkpoints", f"step_{step:09d}.safetensors")
 
 
+# The kept weights' names, exactly as the trainer writes them: anything else in the folder
+# (a user's step_1.safetensors, a backup) is neither pruned nor averaged
+KEPT = re.compile(r"step_(\d{9,})\.safetensors")
+
+
 def step_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """The kept validation checkpoints, oldest first."""
-    return sorted(Path(run_dir, "checkpoints").glob("step_*.safetensors"))
+    """The kept validation checkpoints, oldest first (regular files of the trainer's names;
+    a link is not ours)."""
+    folder = Path(run_dir, "checkpoints")
+    found = [p for p in folder.glob("step_*.safetensors") if KEPT.fullmatch(p.name)]
+    mine = [p for p in found if p.is_file() and not p.is_symlink()]
+    return sorted(mine, key=lambda p: int(KEPT.fullmatch(p.name)[1]))
 
 
 def prune_steps(run_dir: str | os.PathLike, keep: int) -> None:
