@@ -66,3 +66,18 @@ def test_a_bad_value_in_a_config_file_names_the_file_an_override_its_flag(tmp_pa
     good.write_text("model:\n  encoder:\n    hidden_size: 8\n")
     with pytest.raises(ConfigError, match=r"^model.encoder.hidden_size: expected an integer"):
         load_config(good, ["model.encoder.hidden_size=abc"])
+
+
+def test_threads_and_seed_are_bounded_and_exponents_read_as_numbers(tmp_path):
+    # threads 100,000 crashed torch (exit 139); a bad seed named no key; lr: 1e-3 is text
+    # to YAML 1.1 and was refused as "expected a number"
+    with pytest.raises(ConfigError, match=r"train.threads: 100000 is out of range \[0, 1,024\]"):
+        load_config(None, ["train.threads=100000"])
+    with pytest.raises(ConfigError, match=r"train.seed: -5 is out of range"):
+        load_config(None, ["train.seed=-5"])
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 1e-3\n  clip_norm: 5E+0\n")
+    cfg = load_config(path, ["train.max_seconds=2e1"])
+    assert (cfg.train.lr, cfg.train.clip_norm, cfg.train.max_seconds) == (0.001, 5.0, 20.0)
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config(None, ["train.lr=1_0e-3"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from typing import Any, Literal
@@ -88,6 +89,8 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {cut(value)}")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT.fullmatch(value):
+            return float(value)  # 1e-3: YAML 1.1 (PyYAML) reads it as text, users as a number
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {cut(value)}")
         return float(value)
@@ -112,6 +115,8 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
 # Ranges by field name (a name means one thing in every section): (low, high, low_open).
 # Sizes have a ceiling so that an impossible model fails here, in one line, and not in
 # the allocator; every float must be finite (train.lr=.inf trained to NaN).
@@ -128,7 +133,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
                      "lookback", "period", "accumulate_steps", "width", "max_positions",
                      "valid_max", "max_steps"), _COUNT),
     **dict.fromkeys(("epochs", "warmup_steps", "keep_checkpoints", "valid_every", "log_every",
-                     "threads", "patience", "plateau_patience", "src_col", "tgt_col", "limit",
+                     "patience", "plateau_patience", "src_col", "tgt_col", "limit",
                      "weight_decay", "lr_min"), _NONNEG),
     **dict.fromkeys(("dropout", "attention_dropout", "embed_dropout", "output_dropout",
                      "teacher_forcing", "teacher_forcing_min", "label_smoothing",
@@ -136,6 +141,8 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     **dict.fromkeys(("lr", "max_seconds", "teacher_forcing_k", "max_len_ratio"),
                     (0.0, math.inf, True)),
     "clip_norm": (0.0, math.inf, False),  # 0 (or null): no clipping
+    "threads": (0, 1024, False),  # 0: torch's default; 100,000 crashed torch (a segfault)
+    "seed": (0, (1 << 32) - 1, False),  # numpy's seeds; it said so without naming the key
 }  # fmt: skip
 
 
