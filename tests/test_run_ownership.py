@@ -134,6 +134,39 @@ def test_fresh_train_in_a_folder_with_foreign_ckpt_and_tmp_deletes_nothing(finis
     assert (out / ".x.tmp").is_file()
 
 
+def test_a_config_yaml_that_is_not_a_runs_is_never_overwritten(finished, tmp_path, capsys):
+    # a folder holding another tool's config.yaml (or the CONFIG itself) was taken for a run
+    # killed before its first checkpoint: the file was replaced by the resolved config
+    other = tmp_path / "proj"
+    other.mkdir()
+    (other / "config.yaml").write_text("some_other_tool:\n  setting: 1\n")
+    (other / "important.csv").write_text("data\n")
+    with pytest.raises(FileExistsError, match=r"its config\.yaml is not one a run writes"):
+        train(finished[0], other)
+    assert (other / "config.yaml").read_text() == "some_other_tool:\n  setting: 1\n"
+    from transduce.config import save_config
+
+    own = tmp_path / "exp"
+    own.mkdir()
+    save_config(finished[0], own / "config.yaml")  # the CONFIG, kept in its run's folder
+    before = (own / "config.yaml").read_bytes()
+    assert main(["train", str(own / "config.yaml"), "--out", str(own)]) == 2
+    assert "the output would destroy it" in capsys.readouterr().err
+    assert (own / "config.yaml").read_bytes() == before and sorted(os.listdir(own)) == [
+        "config.yaml"
+    ]
+
+
+def test_resume_says_so_when_a_config_given_is_not_used(run, tmp_path, caplog):
+    from transduce.config import load_config, save_config
+
+    cfg = load_config(run / "config.yaml", ["train.lr=0.05", "train.epochs=1"])
+    save_config(cfg, tmp_path / "other.yaml")
+    with caplog.at_level(logging.WARNING, logger="transduce"):
+        assert main(["train", str(tmp_path / "other.yaml"), "--out", str(run), "--resume"]) == 0
+    assert "resumes with its own config.yaml" in caplog.text and "train.lr" in caplog.text
+
+
 def test_clean_leaves_tmp_names_it_did_not_make(run):
     foreign = [run / ".notes.tmp", run / ".config.yaml.tmp", run / ".a.b.c.tmp"]
     for path in foreign:
@@ -238,3 +271,18 @@ def test_lost_links_and_no_complete_checkpoint_delete_nothing(finished, tmp_path
         train(out=run, resume=True, overrides=["train.epochs=2"])
     assert (step / "trainer_state.pt").read_bytes() == b"cut short"
     assert (step / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("lose", ["last", "meta.json"])
+def test_an_edited_config_is_refused_even_with_last_or_its_meta_lost(run, lose, capsys):
+    # the check read `last/meta.json` before `last` was linked again (or with meta.json
+    # gone found nothing): the resume trained on with the edited learning rate
+    text = (run / "config.yaml").read_text()
+    lr = next(line for line in text.splitlines() if line.strip().startswith("lr:"))
+    (run / "config.yaml").write_text(text.replace(lr, "  lr: 0.123"))
+    if lose == "last":
+        (run / "last").unlink()
+    else:
+        (run / "last" / "meta.json").unlink()
+    assert main(["train", "--out", str(run), "--resume", "--set", "train.epochs=3"]) == 2
+    assert "train.lr" in capsys.readouterr().err

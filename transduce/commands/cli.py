@@ -30,6 +30,7 @@ def demo_command(args: argparse.Namespace) -> None:
 
 
 def train_command(args: argparse.Namespace) -> None:
+    from transduce.atomic import refuse_overwriting_inputs
     from transduce.commands.recipes import recipe_path
     from transduce.config import load_config
     from transduce.tasks.train import train
@@ -48,6 +49,8 @@ def train_command(args: argparse.Namespace) -> None:
             raise ConfigError("train: give a CONFIG file or recipe name (or --resume --out DIR)")
         cfg = load_config(recipe_path(args.config), overrides)
         out = args.out or str(Path("runs") / Path(args.config).stem)
+        # the run writes its resolved config.yaml: never over the CONFIG it was given
+        refuse_overwriting_inputs(Path(out) / "config.yaml", [recipe_path(args.config)])
         result = train(cfg, out)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line (rank 0's)
         print(

@@ -7,10 +7,13 @@ checked)."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from transduce.config import Config, ConfigError, to_dict
+
+log = logging.getLogger("transduce")
 
 # Train keys a resumed run may change: budgets, stopping and logging. Everything else fixes
 # the trajectory (optimizer, schedule, batches, seed) and would make the resume inexact.
@@ -61,12 +64,24 @@ def check_compatible(saved: Config, new: Config, run_dir: Path) -> None:
 
 
 def recorded_config(run_dir: Path) -> dict | None:
-    """The config the run's last checkpoint was trained with (None: not recorded)."""
-    try:
-        meta = json.loads((run_dir / "last" / "meta.json").read_text(encoding="utf-8"))
-        return json.loads(meta["config"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # no checkpoint, or an older one: restore() verifies what it loads
+    """The config the run's last checkpoint was trained with: its meta.json's, else its
+    weights' metadata (a meta.json deleted skipped the check); None: not recorded."""
+    for read in (_from_meta, _from_weights):
+        try:
+            return json.loads(read(run_dir / "last"))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no checkpoint, or an older one: restore() verifies what it loads
+    return None
+
+
+def _from_meta(last: Path) -> str:
+    return json.loads((last / "meta.json").read_text(encoding="utf-8"))["config"]
+
+
+def _from_weights(last: Path) -> str:
+    from transduce.engine.checkpoint import FILES, weights_metadata
+
+    return weights_metadata(last / FILES[0])["config"]
 
 
 def check_recorded(cfg: Config, run_dir: Path) -> None:
@@ -81,4 +96,25 @@ def check_recorded(cfg: Config, run_dir: Path) -> None:
             f"{run_dir / 'config.yaml'}: {shown} changed since the last checkpoint was "
             "saved: they fix the model, its data or its trajectory, so --resume would not "
             "continue this run; put them back, or start a new run"
+        )
+
+
+def say_ignored(given: Config | None, cfg: Config, run_dir: Path, started: bool) -> None:
+    """``train CONFIG --out RUN --resume`` of a started run trains on with RUN's own
+    config.yaml: where CONFIG says otherwise, say so (it was ignored without a word)."""
+    if given is None or not started:
+        return
+    new, old = to_dict(given), to_dict(cfg)
+    keys = [
+        f"{section}.{key}"
+        for section in new
+        for key in (new[section] or {})
+        if (old.get(section) or {}).get(key) != new[section][key]
+    ]
+    if keys:
+        log.warning(
+            "%s: resumes with its own config.yaml; the CONFIG given differs in %s and is "
+            "not used (change what may change with --set)",
+            run_dir,
+            ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else ""),
         )

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,14 @@ try:
 except ImportError:  # not on Windows: no run lock there
     fcntl = None  # type: ignore[assignment]
 
-from transduce.config import Config, clip, cut, load_config
+import yaml
+
+from transduce.config import Config, clip, cut, from_dict, load_config
 from transduce.engine import checkpoint as ckpt
-from transduce.engine.compat import check_compatible, check_recorded
+from transduce.engine import pointers
+from transduce.engine.compat import check_compatible, check_recorded, say_ignored
 from transduce.errors import DataError
+from transduce.safeyaml import load_yaml
 
 log = logging.getLogger("transduce.tasks.train")
 
@@ -110,7 +113,7 @@ def clean(run_dir: Path) -> int:
             if _TMP_NAME.fullmatch(tmp.name) and (tmp.is_symlink() or tmp.is_file()):
                 tmp.unlink(missing_ok=True)  # the entry itself: a link is not followed
                 removed += 1
-    _migrate_pointers(run_dir)
+    pointers.migrate_pointers(run_dir)
     removed += len(ckpt.prune(run_dir))
     if removed:
         log.info("%s: removed %d leftover(s) of an interrupted write", run_dir, removed)
@@ -144,8 +147,15 @@ def refuse_foreign(run_dir: Path) -> None:
         return
     if not run_dir.is_dir():
         raise FileExistsError(f"{run_dir}: --out is a file, not a folder")
-    if (run_dir / "config.yaml").is_file():
-        return  # a run killed before its first checkpoint: started afresh
+    # A run killed before its first checkpoint (started afresh) holds only what a start
+    # writes, its config.yaml a whole transduce config; anything else is someone's folder
+    # (a config.yaml of another tool there was overwritten)
+    config = run_dir / "config.yaml"
+    if config.exists() and not _ours(config):
+        raise FileExistsError(
+            f"{run_dir} is not a transduce run: its config.yaml is not one a run writes "
+            "(all of data, model, train, decode); train into a new or empty --out"
+        )
     names = sorted(
         p.name
         for p in run_dir.iterdir()
@@ -159,28 +169,16 @@ def refuse_foreign(run_dir: Path) -> None:
         )
 
 
-def _migrate_pointers(run_dir: Path) -> None:
-    """``last/`` and ``best/`` as plain directories (a run written before checkpoint
-    directories, or copied without its symlinks) become checkpoint directories again."""
-    for pointer in ("last", "best"):
-        plain = run_dir / pointer
-        if not plain.is_dir() or plain.is_symlink():
-            continue
-        step = ckpt.weights_metadata(plain / ckpt.FILES[0]).get("step")
-        if step is None or not step.isdigit():
-            raise DataError(plain / ckpt.FILES[0], None, "no step in the weights' metadata")
-        name = ckpt.step_dir_name(int(step))
-        target = run_dir / ckpt.CKPT / name
-        target.parent.mkdir(exist_ok=True)
-        if target.exists() or not (plain / ckpt.FILES[1]).exists():
-            target.mkdir(exist_ok=True)
-            for file in plain.iterdir():  # a copy: keep what the checkpoint dir lacks
-                if not (target / file.name).exists():
-                    os.replace(file, target / file.name)
-            shutil.rmtree(plain)
-        else:
-            os.replace(plain, target)
-        os.symlink(f"{ckpt.CKPT}/{name}", plain)
+def _ours(config: Path) -> bool:
+    """Whether ``config`` reads as the config.yaml a run writes: every section, valid."""
+    try:
+        data = load_yaml(config.read_text(encoding="utf-8")[: 1 << 20], os.fspath(config))
+        if not isinstance(data, dict) or not {"data", "model", "train", "decode"} <= set(data):
+            return False
+        from_dict(Config, data)
+    except (OSError, ValueError, yaml.YAMLError):  # ConfigError is a ValueError
+        return False
+    return True
 
 
 def start(
@@ -200,13 +198,16 @@ def start(
                     "it with transduce train CONFIG --out DIR (--resume may stay)"
                 )
             return _afresh(cfg, run_dir, rank0)
+        given = cfg  # CONFIG of `train CONFIG --resume`: for a run not started yet only
         saved = load_config(run_dir / "config.yaml")
         cfg = load_config(run_dir / "config.yaml", overrides)
         check_compatible(saved, cfg, run_dir)
+        if rank0:  # first: the edit check reads the config `last` recorded
+            pointers.relink_lost_pointers(run_dir)  # before clean: it prunes what no pointer holds
         check_recorded(cfg, run_dir)
         if rank0:
-            relink_lost_pointers(run_dir)  # before clean: it prunes what no pointer holds
             clean(run_dir)
+            say_ignored(given, cfg, run_dir, has_checkpoint(run_dir))
         last = run_dir / "last"
         if not has_checkpoint(run_dir) and (last.is_symlink() or last.exists()):
             target = cut(os.readlink(last)) if last.is_symlink() else "a folder"
@@ -228,58 +229,6 @@ def start(
     if rank0:
         clean(run_dir)
     return cfg, False
-
-
-def _complete(step_dir: Path) -> bool:
-    """Whether ``ckpt/step_N`` holds its weights and trainer state with the sizes and
-    SHA-256 its meta.json records."""
-    try:
-        ckpt.verify_unit(step_dir)
-        return True
-    except (DataError, OSError, ValueError):
-        return False
-
-
-def relink_lost_pointers(run_dir: Path) -> None:
-    """A run that lost ``last`` / ``best`` (copied without its links): ``last`` points at
-    the newest complete checkpoint again and ``best`` where its trainer state says, so
-    that the resume continues from it and :func:`clean` prunes none of them. Checkpoints
-    with none complete among them are refused in one line, never deleted."""
-    root, last, best = run_dir / ckpt.CKPT, run_dir / "last", run_dir / "best"
-    if root.is_symlink() or not root.is_dir():
-        return
-    if not (last.is_symlink() or last.exists()):
-        steps = sorted(
-            (p for p in root.iterdir() if ckpt.STEP_NAME.fullmatch(p.name) and p.is_dir()),
-            reverse=True,
-        )
-        newest = next((p for p in steps if not p.is_symlink() and _complete(p)), None)
-        if newest is None:
-            if steps:
-                raise DataError(
-                    last,
-                    None,
-                    f"is missing and no checkpoint in {root} is complete ("
-                    f"{', '.join(p.name for p in steps[:3])}); not starting afresh over them",
-                )
-            return
-        ckpt.point(last, f"{ckpt.CKPT}/{newest.name}")
-        log.warning(
-            "%s: `last` was missing (a copy without its links?); it points at %s/%s, the "
-            "newest complete checkpoint, again",
-            run_dir,
-            ckpt.CKPT,
-            newest.name,
-        )
-    target = ckpt.pointed(run_dir, "last")
-    if best.is_symlink() or best.exists() or target is None:
-        return
-    with contextlib.suppress(DataError, KeyError, TypeError, ValueError):
-        step = json.loads(ckpt.load_trainer_state(target / ckpt.FILES[1])["best"])["step"]
-        found = root / ckpt.step_dir_name(int(step))
-        if found.is_dir() and not found.is_symlink() and _complete(found):
-            ckpt.point(best, f"{ckpt.CKPT}/{found.name}")
-            ckpt.ensure_best_link(run_dir)
 
 
 def _afresh(cfg: Config, run_dir: Path, rank0: bool) -> tuple[Config, bool]:
