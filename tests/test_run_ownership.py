@@ -171,10 +171,34 @@ def test_clean_leaves_tmp_names_it_did_not_make(run):
     foreign = [run / ".notes.tmp", run / ".config.yaml.tmp", run / ".a.b.c.tmp"]
     for path in foreign:
         path.write_text("mine")
-    ours = run / ".config.yaml.12.0123abcd.tmp"
-    ours.write_text("half")
-    rundir.clean(run)
-    assert all(p.is_file() for p in foreign) and not ours.exists()
+    import subprocess
+    import sys
+
+    from transduce.atomic import pid_space
+
+    gone = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    ours = run / f".config.yaml.{gone}@{pid_space()}.0123abcd.tmp"  # a killed write's
+    older = run / f".config.yaml.{gone}.0123abcd.tmp"  # named before pid spaces
+    # a live writer's (`transduce average` while a resume starts: it holds no run lock)
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = run / "averaged" / f".model.safetensors.{writer.pid}@{pid_space()}.0123abcd.tmp"
+        live.parent.mkdir(exist_ok=True)
+        for path in (ours, older, live):
+            path.write_text("half")
+        rundir.clean(run)
+        assert all(p.is_file() for p in foreign) and not ours.exists() and not older.exists()
+        assert live.read_text() == "half"
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 def test_resume_of_a_job_killed_before_anything_starts_afresh(finished, tmp_path, caplog):

@@ -69,12 +69,23 @@ def test_resume_accepts_the_listed_train_keys(half):
 
 
 def test_leftovers_are_removed_at_resume(half):
-    (half / ".config.yaml.123.abcd0123.tmp").write_bytes(b"half a conf")
+    import subprocess
+    import sys
+
+    gone = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    (half / f".config.yaml.{gone}.abcd0123.tmp").write_bytes(b"half a conf")  # writer dead
     (half / "ckpt" / ".tmp-step_000000009.1.ab12cd34").mkdir()
     (half / "ckpt" / ".tmp-step_000000009.1.ab12cd34" / "model.safetensors").write_bytes(b"x")
     (half / "ckpt" / "step_000000002").mkdir()  # a complete checkpoint no pointer holds
     (half / "checkpoints").mkdir(exist_ok=True)
-    (half / "checkpoints" / ".step_000000009.safetensors.1.ab12cd34.tmp").write_bytes(b"x")
+    (half / "checkpoints" / f".step_000000009.safetensors.{gone}.ab12cd34.tmp").write_bytes(b"x")
     train(out=half, resume=True, overrides=["train.epochs=3"])
     names = [p.name for p in half.rglob("*")]
     assert [n for n in names if n.startswith(".")] == [".lock"]  # the run's lock (rundir.py)

@@ -25,6 +25,7 @@ except ImportError:  # not on Windows: no run lock there
 
 import yaml
 
+from transduce.atomic import pid_space, running
 from transduce.config import Config, clip, cut, from_dict, load_config
 from transduce.engine import checkpoint as ckpt
 from transduce.engine import pointers
@@ -92,7 +93,18 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 # What an interrupted atomic write leaves (transduce.atomic.tmp_name):
 # ``.NAME.PID@SPACE.HEX.tmp`` (an older version's ``.NAME.PID.HEX.tmp`` too)
-_TMP_NAME = re.compile(r"\..+\.\d+(@[0-9a-f]{8})?\.[0-9a-f]{8}\.tmp")
+_TMP_NAME = re.compile(r"\..+\.(\d+)(?:@([0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp")
+
+
+def _left_by_the_dead(name: str) -> bool:
+    """Whether an atomic write's temporary ``name`` is a leftover: its writer -- of this
+    pid space -- no longer runs. A live one (``transduce average`` writing while a resume
+    starts: the run lock is the trainer's alone) keeps its file."""
+    match = _TMP_NAME.fullmatch(name)
+    if match is None or (match[2] is not None and match[2] != pid_space()):
+        return False
+    pid = int(match[1])
+    return pid == os.getpid() or not running(pid)  # ours: a write that failed before now
 
 
 def clean(run_dir: Path) -> int:
@@ -110,7 +122,7 @@ def clean(run_dir: Path) -> int:
         if os.path.commonpath([os.path.realpath(folder), real_run]) != real_run:
             continue
         for tmp in folder.iterdir():
-            if _TMP_NAME.fullmatch(tmp.name) and (tmp.is_symlink() or tmp.is_file()):
+            if _left_by_the_dead(tmp.name) and (tmp.is_symlink() or tmp.is_file()):
                 tmp.unlink(missing_ok=True)  # the entry itself: a link is not followed
                 removed += 1
     pointers.migrate_pointers(run_dir)
