@@ -24,6 +24,9 @@ def test_defaults_round_trip(tmp_path):
         ("train:\n  progress: 1\n", "train.progress: expected true/false"),
         ("model: 3\n", "model: expected a mapping"),
         ("- a\n", "top level must be a mapping"),
+        # PyYAML keeps the last of two, and the first section was gone without a word
+        ("train:\n  lr: 0.1\ntrain:\n  epochs: 2\n", "the key 'train' appears twice at line 3"),
+        ("train:\n  lr: 0.1\n  lr: 0.2\n", "the key 'lr' appears twice at line 3"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, yaml_text, message):

@@ -53,6 +53,7 @@ def _expanded_items(node: yaml.Node) -> int:
         children = n.value if isinstance(n, yaml.SequenceNode) else []
         if isinstance(n, yaml.MappingNode):
             children = [c for pair in n.value for c in pair]
+            _refuse_duplicate_keys(n)
         for child in children:
             total += size(child)
             if total > MAX_YAML_ITEMS:
@@ -61,6 +62,19 @@ def _expanded_items(node: yaml.Node) -> int:
         return total
 
     return size(node)
+
+
+def _refuse_duplicate_keys(mapping: yaml.MappingNode) -> None:
+    """A key given twice in one mapping (``train:`` ... ``train:``): PyYAML keeps the last
+    without a word, and half a config is silently gone."""
+    seen: set[str] = set()
+    for key, _ in mapping.value:
+        if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+            if key.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key.value[:40]!r} appears twice", key.start_mark
+                )
+            seen.add(key.value)
 
 
 def compose_yaml(text: str) -> yaml.Node | None:
