@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except BrokenPipeError:  # stdout's reader left (`| head`): stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
-        return 141  # 128 + SIGPIPE, as transduce itself and a shell report it
+        sys.stderr.flush()  # then no interpreter shutdown: the input's reader thread may
+        os._exit(141)  # hold stdin's lock (a fatal error at exit); 141: 128 + SIGPIPE
     except (ConfigError, DataError, FileNotFoundError, ValueError) as err:
         if os.environ.get("TRANSDUCE_DEBUG"):
             raise
