@@ -48,3 +48,13 @@ def test_ends_are_saved_as_text_and_numbers_and_read_back(tmp_path):
     assert load_ends(tmp_path) == {"a": "2024-01-02", "b": "2024-01-01T05:00:00", "c": 3.0}
     save_ends(tmp_path / "none", ["a"], None)  # a series file without timestamps
     assert load_ends(tmp_path / "none") is None and np.all(origins(None, ["a"], None) == 0)
+
+
+def test_damaged_ends_are_one_line_naming_the_file(tmp_path):
+    import pytest
+
+    from transduce.errors import DataError
+
+    (tmp_path / "series_ends.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match=r"series_ends\.json: not the series ends"):
+        load_ends(tmp_path)

@@ -42,12 +42,18 @@ def save_ends(run_dir: str | os.PathLike, ids: list[str], timestamps: list[list]
 def load_ends(folder: str | os.PathLike) -> dict[str, Any] | None:
     """The ends a run (or its export) recorded, or None (a run without timestamps, or
     trained before they were kept)."""
+    from transduce.errors import DataError
+
     path = Path(folder) / ENDS
-    try:
-        ends = json.loads(path.read_text(encoding="utf-8"))["ends"]
-    except (OSError, ValueError, KeyError, TypeError):
+    if not path.is_file():
         return None
-    return ends if isinstance(ends, dict) else None
+    try:
+        ends = json.loads(path.read_text(encoding="utf-8")[: 1 << 26])["ends"]
+    except (OSError, ValueError, KeyError, TypeError):
+        ends = None
+    if not isinstance(ends, dict):  # damaged: said, not a silent fall back to own ends
+        raise DataError(path, None, 'not the series ends a run writes ({"ends": {...}})')
+    return ends
 
 
 def origins(ends: dict[str, Any] | None, ids: list[str], timestamps: list[list] | None):
