@@ -84,3 +84,9 @@ def test_threads_and_seed_are_bounded_and_exponents_read_as_numbers(tmp_path):
     assert (cfg.train.lr, cfg.train.clip_norm, cfg.train.max_seconds) == (0.001, 5.0, 20.0)
     with pytest.raises(ConfigError, match="expected a number"):
         load_config(None, ["train.lr=1_0e-3"])
+
+
+def test_a_set_over_a_section_names_the_section_it_made_a_value():
+    # it said "train is not a section", naming the later key and not the value set before
+    with pytest.raises(ConfigError, match=r"train\.max_steps: train is 5, not a section"):
+        load_config(None, ["train=5", "train.max_steps=2"])

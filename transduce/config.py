@@ -262,7 +262,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {clip(key)}: {clip(part)} is not a section")
+                raise ConfigError(
+                f"--set {clip(key)}: {clip(part)} is {cut(node)}, not a section (an earlier "
+                "--set or the file gave it a value)"
+            )
         try:
             node[parts[-1]] = load_yaml(raw, "--set value") if raw.strip() else ""
         except yaml.YAMLError as err:
