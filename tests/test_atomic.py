@@ -169,3 +169,19 @@ def test_an_output_that_is_the_file_on_standard_input_is_refused(tmp_path):
             )
         assert ("is the file the standard input reads" in got.stdout) is refused, got.stdout
     assert source.read_text() == "the only copy\n"
+
+
+def test_a_whole_file_write_removes_what_a_killed_one_left(tmp_path):
+    # only streamed outputs did: a table forecast, a backtest's JSON kept them for ever
+    from transduce.atomic import atomic_write_bytes
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    left = tmp_path / f".bt.json.{int(gone.stdout)}@{pid_space()}.0123abcd.tmp"
+    left.write_text("half")
+    atomic_write_bytes(tmp_path / "bt.json", b"{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bt.json"]

@@ -64,6 +64,22 @@ def test_a_killed_holder_frees_the_lock_and_a_link_is_refused(tmp_path):
     assert target.read_text() == "theirs" and path.is_symlink()
 
 
+def test_a_fifo_or_a_folder_at_the_locks_name_is_one_line(tmp_path):
+    # a FIFO there was a traceback (ftruncate: Invalid argument); a folder blamed the parent
+    os.mkfifo(tmp_path / ".a.lock")
+    with (
+        pytest.raises(DataError, match="is not a regular file"),
+        exclusive(tmp_path / ".a.lock", "fifo"),
+    ):
+        pass
+    (tmp_path / ".b.lock").mkdir()
+    with (
+        pytest.raises(DataError, match=r"\.b\.lock: is a folder"),
+        exclusive(tmp_path / ".b.lock", "folder"),
+    ):
+        pass
+
+
 CONFIG = """
 data:
   format: tsv

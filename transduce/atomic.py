@@ -164,6 +164,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     config.yaml) never overwrites what a link of the user's points at."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)  # of a write of ``path`` killed outright (a table, a JSON)
     tmp = tmp_name(path)
     step_fault(f"write {path.name}")
     try:

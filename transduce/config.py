@@ -263,9 +263,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(
-                f"--set {clip(key)}: {clip(part)} is {cut(node)}, not a section (an earlier "
-                "--set or the file gave it a value)"
-            )
+                    f"--set {clip(key)}: {clip(part)} is {cut(node)}, not a section (an earlier "
+                    "--set or the file gave it a value)"
+                )
         try:
             node[parts[-1]] = load_yaml(raw, "--set value") if raw.strip() else ""
         except yaml.YAMLError as err:

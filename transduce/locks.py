@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,11 +40,16 @@ def exclusive(path: Path, doing: str) -> Iterator[None]:
         return
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as err:  # named by its folder: the lock is ours, the folder theirs
             if err.errno == errno.ELOOP:
                 raise DataError(path, None, "is a link: refusing to lock through it") from None
+            if err.errno == errno.EISDIR:
+                raise DataError(path, None, "is a folder, not a lock file: remove it") from None
             raise DataError(path.parent, None, f"cannot write here: {err.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device at the lock's name
+            os.close(fd)
+            raise DataError(path, None, "is not a regular file (a lock file goes here)")
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

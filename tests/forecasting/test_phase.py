@@ -5,7 +5,9 @@ where it cannot be told (an unknown series, no timestamps, off the step)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from transduce.errors import DataError
 from transduce.forecasting.phase import load_ends, origins, save_ends
 
 ENDS = {
@@ -51,10 +53,48 @@ def test_ends_are_saved_as_text_and_numbers_and_read_back(tmp_path):
 
 
 def test_damaged_ends_are_one_line_naming_the_file(tmp_path):
-    import pytest
-
-    from transduce.errors import DataError
-
     (tmp_path / "series_ends.json").write_text("[1, 2]")
     with pytest.raises(DataError, match=r"series_ends\.json: not the series ends"):
         load_ends(tmp_path)
+
+
+def test_ends_written_as_text_numbers_tenths_and_short_business_day_histories():
+    # a long file's numeric stamps are text ("479"): the origin was always 0; tenths
+    # missed by float rounding; three business days after a Friday were counted as 5 days
+    assert origins({"a": "479"}, ["a"], [["481", "482", "483"]]).tolist() == [4]
+    tenths = [f"{47.0 + 0.1 * i:.1f}" for i in range(20)]
+    assert origins({"a": 47.9}, ["a"], [tenths]).tolist() == [10]
+    week = ["2024-01-08", "2024-01-09", "2024-01-10"]  # Mon-Wed after Fri 5th
+    assert origins({"a": "2024-01-05"}, ["a"], [week]).tolist() == [3]
+
+
+@pytest.mark.parametrize("end", [None, [1], "garbage", float("nan"), 1e300, True])
+def test_a_damaged_end_is_one_line_not_a_silent_zero(tmp_path, end):
+    import json
+
+    (tmp_path / "series_ends.json").write_text(json.dumps({"ends": {"S0": end}}))
+    with pytest.raises(DataError, match=r"series 'S0': .* is not a timestamp"):
+        load_ends(tmp_path)
+
+
+class _Member:
+    def __init__(self, ends):
+        from transduce.data.windows import WindowSpec
+
+        self.spec, self.ends = WindowSpec(lookback=6, horizon=2, period=3), ends
+
+    def origins(self, ids, timestamps):
+        return origins(self.ends, ids, timestamps)
+
+
+def test_an_ensemble_of_runs_whose_series_ended_apart_is_refused():
+    # it took the first member's origins for all: the others read the calendar off
+    # (member order changed the forecasts)
+    from transduce.forecasting.ensemble import ForecastEnsemble
+
+    stamps = [_hours(5, 8)]
+    same = ForecastEnsemble([_Member(ENDS), _Member(ENDS)], names=["a", "b"])
+    assert same.origins(["h"], stamps).tolist() == [2]
+    apart = ForecastEnsemble([_Member(ENDS), _Member({"h": "2024-01-01T09:00"})], names=["a", "b"])
+    with pytest.raises(ValueError, match="ensemble: b and a were trained on series that end"):
+        apart.origins(["h"], stamps)

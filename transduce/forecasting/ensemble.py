@@ -50,7 +50,7 @@ class ForecastEnsemble:
                 )
         combine_forecasts([np.zeros((1, 1))], combine)  # validate the rule early
         self.members, self.combine, self.spec = members, combine, first
-        self.covariate_names = covariates
+        self.covariate_names, self.names = covariates, names
 
     @classmethod
     def load(
@@ -67,11 +67,22 @@ class ForecastEnsemble:
 
     @property
     def ends(self) -> dict | None:
-        """The first member's training series' ends (the members share their data)."""
+        """The first member's training series' ends (:meth:`origins` checks the others)."""
         return self.members[0].ends
 
     def origins(self, ids: list[str], timestamps: list[list] | None) -> np.ndarray:
-        return self.members[0].origins(ids, timestamps)
+        """The members' one origin per series; members whose training series ended at
+        different times would each need their own (the first one's made the others read
+        the calendar off): refused, naming the runs."""
+        found = [m.origins(ids, timestamps) for m in self.members]
+        for name, other in zip(self.names[1:], found[1:], strict=True):
+            if not np.array_equal(found[0], other):
+                raise ValueError(
+                    f"ensemble: {name} and {self.names[0]} were trained on series that "
+                    "end at different times, so their calendar phases differ here; "
+                    "ensemble runs trained on the same series"
+                )
+        return found[0]
 
     def forecast(
         self,

@@ -13,7 +13,9 @@ see, or histories without timestamps, count from their own end, as before.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 from collections import Counter
 from datetime import datetime
@@ -53,7 +55,26 @@ def load_ends(folder: str | os.PathLike) -> dict[str, Any] | None:
         ends = None
     if not isinstance(ends, dict):  # damaged: said, not a silent fall back to own ends
         raise DataError(path, None, 'not the series ends a run writes ({"ends": {...}})')
+    for name, end in ends.items():
+        if not _valid(end):
+            shown = repr(end)[:40]
+            raise DataError(path, None, f"series {name[:40]!r}: {shown} is not a timestamp")
     return ends
+
+
+def _valid(end: Any) -> bool:
+    """An end as :func:`save_ends` writes it: ISO 8601 text or a finite number."""
+    if isinstance(end, bool):
+        return False
+    if isinstance(end, int | float):
+        return math.isfinite(end) and abs(end) <= 1e15
+    if isinstance(end, str):
+        try:
+            datetime.fromisoformat(end)
+            return True
+        except ValueError:
+            return _number(end) and abs(float(end)) <= 1e15
+    return False
 
 
 def origins(ends: dict[str, Any] | None, ids: list[str], timestamps: list[list] | None):
@@ -78,18 +99,24 @@ def _plain(stamp: Any) -> str | float:
 
 def _steps(end: Any, recent: list) -> int:
     """Steps from ``end`` to the last of ``recent`` (the history's last few stamps) at their
-    step; 0 where that is not a whole number of steps or the kinds differ."""
-    if isinstance(end, float) and all(_number(t) for t in recent):
+    step; 0 where that is not a whole number of steps or the kinds differ. The step is read
+    from the stamps with the end among them where they continue it (three business days
+    after a Friday look daily alone), else from the stamps alone."""
+    if _number(end) and all(_number(t) for t in recent):  # "479" too: a long file's text
         values = [float(t) for t in recent]
-        step = Counter(b - a for a, b in pairwise(values)).most_common(1)[0][0]
-        k = (values[-1] - end) / step if step > 0 else 0.5
-        return int(k) if k == int(k) else 0
+        step = Counter(round(b - a, 9) for a, b in pairwise(values)).most_common(1)[0][0]
+        k = (values[-1] - float(end)) / step if step > 0 else 0.5
+        return round(k) if abs(k - round(k)) < 1e-6 else 0  # 0.1 steps: rounding
     try:
         times = [_when(t) for t in recent]
         first = _when(end)
     except (TypeError, ValueError):
         return 0
-    step, _ = calendar_step(times)
+    step = None
+    with contextlib.suppress(TypeError):  # a zone on one side only: no common timeline
+        joined = sorted({first, *times})
+        step = calendar_step(joined)[0] if first not in times else None
+    step = step or calendar_step(times)[0]
     k = steps_between(first, times[-1], step) if step is not None else None
     return k or 0
 

@@ -43,7 +43,10 @@ def series_items(series: list[Any], forecaster: Any) -> list[Any]:
     covariate is a 422 naming ``series[i].covariates.NAME`` (or ``.future.NAME``)."""
     names, known = covariate_names(forecaster)
     ids, stamps = [str(x.id) for x in series], [x.timestamps or [] for x in series]
-    origins = forecaster.origins(ids, stamps)  # histories that end after training's end
+    try:  # histories that end after training's end
+        origins = forecaster.origins(ids, stamps)
+    except ValueError as err:  # an ensemble of runs whose series ended apart
+        raise ApiError(422, "model", str(err)) from None
     out = []
     for i, x in enumerate(series):
         values = np.asarray(x.values, dtype=np.float64)
