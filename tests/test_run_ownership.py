@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import (
+    dead_pid,
     metric_rows,
     one_line_error,
     reverse_pairs,
@@ -176,14 +177,7 @@ def test_clean_leaves_tmp_names_it_did_not_make(run):
 
     from transduce.atomic import pid_space
 
-    gone = int(
-        subprocess.run(
-            [sys.executable, "-c", "import os; print(os.getpid())"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    gone = dead_pid()
     ours = run / f".config.yaml.{gone}@{pid_space()}.0123abcd.tmp"  # a killed write's
     older = run / f".config.yaml.{gone}.0123abcd.tmp"  # named before pid spaces
     # a live writer's (`transduce average` while a resume starts: it holds no run lock)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import metric_rows, reverse_pairs, same_last_weights, tiny_config, write_tsv
+from tests.helpers import (
+    dead_pid,
+    metric_rows,
+    reverse_pairs,
+    same_last_weights,
+    tiny_config,
+    write_tsv,
+)
 from transduce.config import ConfigError
 from transduce.data.corpus import DataError
 from transduce.engine import rundir
@@ -69,17 +76,7 @@ def test_resume_accepts_the_listed_train_keys(half):
 
 
 def test_leftovers_are_removed_at_resume(half):
-    import subprocess
-    import sys
-
-    gone = int(
-        subprocess.run(
-            [sys.executable, "-c", "import os; print(os.getpid())"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    gone = dead_pid()
     (half / f".config.yaml.{gone}.abcd0123.tmp").write_bytes(b"half a conf")  # writer dead
     (half / "ckpt" / ".tmp-step_000000009.1.ab12cd34").mkdir()
     (half / "ckpt" / ".tmp-step_000000009.1.ab12cd34" / "model.safetensors").write_bytes(b"x")
