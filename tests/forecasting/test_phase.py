@@ -98,3 +98,10 @@ def test_an_ensemble_of_runs_whose_series_ended_apart_is_refused():
     apart = ForecastEnsemble([_Member(ENDS), _Member({"h": "2024-01-01T09:00"})], names=["a", "b"])
     with pytest.raises(ValueError, match="ensemble: b and a were trained on series that end"):
         apart.origins(["h"], stamps)
+
+
+def test_a_zone_on_one_side_only_compares_wall_clocks():
+    # a client sending "+00:00" stamps to a run trained on unzoned ones got origin 0
+    zoned = ["2024-01-01T11:00:00+00:00", "2024-01-01T12:00:00+00:00"]
+    assert origins({"h": "2024-01-01T10:00"}, ["h"], [zoned]).tolist() == [2]
+    assert origins({"z": "2024-01-01T10:00+02:00"}, ["z"], [_hours(5, 8)]).tolist() == [2]

@@ -112,6 +112,8 @@ def _steps(end: Any, recent: list) -> int:
         first = _when(end)
     except (TypeError, ValueError):
         return 0
+    if len({t.utcoffset() is None for t in [first, *times]}) > 1:  # zoned on one side only:
+        first, times = _wall(first), [_wall(t) for t in times]  # compare the wall clocks
     step = None
     with contextlib.suppress(TypeError):  # a zone on one side only: no common timeline
         joined = sorted({first, *times})
@@ -125,6 +127,10 @@ def _number(t: Any) -> bool:
     if isinstance(t, str):
         return t.strip().lstrip("-").replace(".", "", 1).isdigit()
     return isinstance(t, int | float | np.integer | np.floating)
+
+
+def _wall(t: datetime) -> datetime:
+    return t.replace(tzinfo=None)
 
 
 def _when(t: Any) -> datetime:
