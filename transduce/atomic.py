@@ -71,6 +71,10 @@ def owner() -> str:
 # The owner in a name, for remove_dead's patterns: groups "pid" and "space"
 OWNER = r"(?P<pid>\d+)@(?P<space>[0-9a-f]{8})"
 
+# Any name tmp_name gives (and, without the space, an older version gave): groups "name"
+# (the target's), "pid" and "space" (None for the older names)
+TMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)(?:@(?P<space>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp")
+
 
 def running(pid: int) -> bool:
     """Whether a process ``pid`` runs (someone else's counts). A number no pid can be
@@ -84,6 +88,13 @@ def running(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True
     return True
+
+
+def writer_gone(pid: int, space: str | None) -> bool:
+    """Whether the writer a temporary name records -- its pid and pid space (None: a name
+    from before spaces, taken as this one) -- no longer runs. Another space's writer may
+    be at work on its host or in its container: never gone by a pid here."""
+    return (space is None or space == pid_space()) and not running(pid)
 
 
 def remove_dead(
@@ -105,14 +116,12 @@ def remove_dead(
     with contextlib.suppress(OSError):  # a folder we cannot list holds nothing of ours
         for entry in Path(folder).iterdir():
             match = pattern.fullmatch(entry.name)
-            if not match or match["space"] != pid_space():
-                continue
-            if folders_only and (entry.is_symlink() or not entry.is_dir()):
+            if not match or (folders_only and (entry.is_symlink() or not entry.is_dir())):
                 continue
             with contextlib.suppress(OSError):
                 if mine and entry.lstat().st_uid != os.getuid():
                     continue
-                if running(int(match["pid"])):
+                if not writer_gone(int(match["pid"]), match["space"]):
                     continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)

@@ -276,19 +276,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def read_config_data(path: str | os.PathLike) -> dict[str, Any]:
+    """A config file's mapping, unchecked (within 1 MiB, bounded YAML): a missing, empty,
+    non-YAML or non-mapping file is a ConfigError naming it."""
+    text = _read_config_text(path)
+    if not text.strip():
+        raise ConfigError(f"{path}: empty config file")
+    try:
+        data = load_yaml(text, os.fspath(path)) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {one_line(err)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
     """Read a YAML config (or start from defaults) and apply ``--set`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        text = _read_config_text(path)
-        if not text.strip():
-            raise ConfigError(f"{path}: empty config file")
-        try:
-            data = load_yaml(text, os.fspath(path)) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {one_line(err)}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
+    data = read_config_data(path) if path is not None else {}
     try:
         return from_dict(Config, apply_overrides(data, list(overrides)))
     except ConfigError as err:

@@ -3,8 +3,9 @@
 :func:`exclusive` holds ``flock`` on a lock file for the duration of a ``with`` block; a
 second process waits (saying whose lock it waits for), then goes on, typically to find the
 work done. The kernel drops the lock of a process killed outright, so nothing is ever
-stale. (The run directory's lock, :func:`transduce.engine.rundir.locked`, refuses a second
-trainer instead of waiting.)
+stale. (The run directory's lock, :func:`transduce.engine.rundir.locked`, built of the same
+pieces -- :func:`open_lock`, :func:`holder`, :func:`still_at`, :func:`claim` -- refuses a
+second trainer instead of waiting.)
 """
 
 from __future__ import annotations
@@ -39,34 +40,18 @@ def exclusive(path: Path, doing: str) -> Iterator[None]:
         yield
         return
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
-        except OSError as err:  # named by its folder: the lock is ours, the folder theirs
-            if err.errno == errno.ELOOP:
-                raise DataError(path, None, "is a link: refusing to lock through it") from None
-            if err.errno == errno.EISDIR:
-                raise DataError(path, None, "is a folder, not a lock file: remove it") from None
-            raise DataError(path.parent, None, f"cannot write here: {err.strerror}") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device at the lock's name
-            os.close(fd)
-            raise DataError(path, None, "is not a regular file (a lock file goes here)")
+        fd = open_lock(path)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-                print(f"{doing}: waiting for pid {holder}", file=sys.stderr, flush=True)
+                print(f"{doing}: waiting for pid {holder(fd)}", file=sys.stderr, flush=True)
                 fcntl.flock(fd, fcntl.LOCK_EX)
             except OSError as err:
                 log.warning("%s: not locked (%s)", path, err.strerror)
-            try:
-                same = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:  # the holder we waited for removed it: open the path again
+            if not still_at(fd, path):  # the holder we waited for removed it: open it again
                 continue
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            claim(fd)
             try:
                 yield
             finally:
@@ -74,3 +59,41 @@ def exclusive(path: Path, doing: str) -> Iterator[None]:
             return
         finally:
             os.close(fd)
+
+
+def open_lock(path: Path) -> int:
+    """A descriptor of the lock file ``path`` (made if missing), read-write. A link there
+    is refused, never followed; a folder, a FIFO or a device at that name is one line; a
+    folder that refuses the file is named."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as err:  # named by its folder: the lock is ours, the folder theirs
+        if err.errno == errno.ELOOP:
+            raise DataError(path, None, "is a link: refusing to lock through it") from None
+        if err.errno == errno.EISDIR:
+            raise DataError(path, None, "is a folder, not a lock file: remove it") from None
+        raise DataError(path.parent, None, f"cannot write here: {err.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device at the lock's name
+        os.close(fd)
+        raise DataError(path, None, "is not a regular file (a lock file goes here)")
+    return fd
+
+
+def holder(fd: int) -> str:
+    """The pid the lock's holder wrote into it ("?" before it did)."""
+    return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+
+
+def still_at(fd: int, path: Path) -> bool:
+    """Whether the locked file is still the one at ``path`` (not removed or replaced by
+    the holder before us while we waited)."""
+    try:
+        return os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def claim(fd: int) -> None:
+    """Write this process's pid into the lock it holds, for the next one to name."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -302,12 +302,11 @@ def _environment_problem(err: BaseException) -> str | None:
 
 def _target(where: str | os.PathLike) -> str:
     """The file a write was for: the target, not our temporary sibling of it."""
-    import re
+    from transduce.atomic import TMP_NAME
 
     where = os.fspath(where)
-    ours = r"^\.(.+)\.\d+(@[0-9a-f]{8})?\.[0-9a-f]{8}\.tmp$"  # atomic.tmp_name
-    name = re.sub(ours, r"\1", os.path.basename(where))
-    return os.path.join(os.path.dirname(where), name)
+    ours = TMP_NAME.fullmatch(os.path.basename(where))
+    return os.path.join(os.path.dirname(where), ours["name"]) if ours else where
 
 
 def _exports_only(args: argparse.Namespace) -> bool:

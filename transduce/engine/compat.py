@@ -104,13 +104,8 @@ def say_ignored(given: Config | None, cfg: Config, run_dir: Path, started: bool)
     config.yaml: where CONFIG says otherwise, say so (it was ignored without a word)."""
     if given is None or not started:
         return
-    new, old = to_dict(given), to_dict(cfg)
-    keys = [
-        f"{section}.{key}"
-        for section in new
-        for key in (new[section] or {})
-        if (old.get(section) or {}).get(key) != new[section][key]
-    ]
+    new, old = _flat(to_dict(given)), _flat(to_dict(cfg))
+    keys = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k))
     if keys:
         log.warning(
             "%s: resumes with its own config.yaml; the CONFIG given differs in %s and is "

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,21 @@ try:
 except ImportError:  # not on Windows: no run lock there
     fcntl = None  # type: ignore[assignment]
 
-import yaml
-
-from transduce.atomic import pid_space, running
-from transduce.config import Config, clip, cut, from_dict, load_config
+from transduce import locks
+from transduce.atomic import TMP_NAME, pid_space, writer_gone
+from transduce.config import (
+    Config,
+    ConfigError,
+    clip,
+    cut,
+    from_dict,
+    load_config,
+    read_config_data,
+)
 from transduce.engine import checkpoint as ckpt
 from transduce.engine import pointers
 from transduce.engine.compat import check_compatible, check_recorded, say_ignored
 from transduce.errors import DataError
-from transduce.safeyaml import load_yaml
 
 log = logging.getLogger("transduce.tasks.train")
 
@@ -54,27 +59,22 @@ def locked(run_dir: Path, rank0: bool = True):
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
     made = not path.exists()
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as err:
-        raise DataError(path, None, f"cannot open the run's lock: {err.strerror}") from None
+    fd = locks.open_lock(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             made = False  # the other process's
             raise FileExistsError(
-                f"{run_dir}: another transduce process (pid {holder}) is training into "
-                "this run; wait for it to end or stop it, or train into another --out"
+                f"{run_dir}: another transduce process (pid {locks.holder(fd)}) is training "
+                "into this run; wait for it to end or stop it, or train into another --out"
             ) from None
         except OSError as err:  # a file system without locks (some network mounts)
             log.warning("%s: not locked (%s): nothing stops a second trainer", path, err.strerror)
-        if os.fstat(fd).st_ino != os.stat(path, follow_symlinks=False).st_ino:
+        if not locks.still_at(fd, path):
             made = False  # the file was replaced while we locked it: another start's now
             raise FileExistsError(f"{run_dir}: another transduce process is starting in it")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        locks.claim(fd)
         yield
     except BaseException:
         if made and not has_checkpoint(run_dir):
@@ -91,20 +91,17 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (run_dir / "last" / ckpt.FILES[1]).exists()
 
 
-# What an interrupted atomic write leaves (transduce.atomic.tmp_name):
-# ``.NAME.PID@SPACE.HEX.tmp`` (an older version's ``.NAME.PID.HEX.tmp`` too)
-_TMP_NAME = re.compile(r"\..+\.(\d+)(?:@([0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp")
-
-
 def _left_by_the_dead(name: str) -> bool:
     """Whether an atomic write's temporary ``name`` is a leftover: its writer -- of this
     pid space -- no longer runs. A live one (``transduce average`` writing while a resume
     starts: the run lock is the trainer's alone) keeps its file."""
-    match = _TMP_NAME.fullmatch(name)
-    if match is None or (match[2] is not None and match[2] != pid_space()):
+    match = TMP_NAME.fullmatch(name)  # what an interrupted atomic write leaves
+    if match is None:
         return False
-    pid = int(match[1])
-    return pid == os.getpid() or not running(pid)  # ours: a write that failed before now
+    pid, space = int(match["pid"]), match["space"]
+    if pid == os.getpid() and space in (None, pid_space()):
+        return True  # ours: a write that failed before now
+    return writer_gone(pid, space)
 
 
 def clean(run_dir: Path) -> int:
@@ -171,7 +168,7 @@ def refuse_foreign(run_dir: Path) -> None:
     names = sorted(
         p.name
         for p in run_dir.iterdir()
-        if not _TMP_NAME.fullmatch(p.name) and p.name not in STARTUP_FILES
+        if not TMP_NAME.fullmatch(p.name) and p.name not in STARTUP_FILES
     )
     if names:
         shown = ", ".join(clip(n, 40) for n in names[:5]) + (", ..." if len(names) > 5 else "")
@@ -184,11 +181,11 @@ def refuse_foreign(run_dir: Path) -> None:
 def _ours(config: Path) -> bool:
     """Whether ``config`` reads as the config.yaml a run writes: every section, valid."""
     try:
-        data = load_yaml(config.read_text(encoding="utf-8")[: 1 << 20], os.fspath(config))
-        if not isinstance(data, dict) or not {"data", "model", "train", "decode"} <= set(data):
+        data = read_config_data(config)
+        if not {"data", "model", "train", "decode"} <= set(data):
             return False
         from_dict(Config, data)
-    except (OSError, ValueError, yaml.YAMLError):  # ConfigError is a ValueError
+    except ConfigError:
         return False
     return True
 

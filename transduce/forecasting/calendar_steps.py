@@ -29,13 +29,14 @@ class Step(NamedTuple):
     anchor: int = 0  # "month": the day of the month D the dates keep
 
 
-def _wall(t: datetime) -> datetime:
+def wall_clock(t: datetime) -> datetime:
+    """``t`` as its clock on the wall reads, without its zone."""
     return t.replace(tzinfo=None)
 
 
 def month_anchor(times: list[datetime]) -> int | None:
     """D when every date is on day min(D, days in its month) at one wall time, else None."""
-    if len({_wall(t).time() for t in times}) > 1:
+    if len({wall_clock(t).time() for t in times}) > 1:
         return None
     day = max(t.day for t in times)
     fits = all(t.day == min(day, calendar.monthrange(t.year, t.month)[1]) for t in times)
@@ -50,7 +51,7 @@ def _months(times: list[datetime]) -> list[int] | None:
 
 
 def _business_days(times: list[datetime]) -> list[int] | None:
-    if any(t.weekday() >= 5 for t in times) or len({_wall(t).time() for t in times}) > 1:
+    if any(t.weekday() >= 5 for t in times) or len({wall_clock(t).time() for t in times}) > 1:
         return None
     days = np.array([t.date() for t in times], dtype="datetime64[D]")
     return np.busday_count(days[:-1], days[1:]).tolist()
@@ -73,7 +74,7 @@ def analyse(times: list[datetime]) -> tuple[Step | None, int | None, str | None]
     """:func:`calendar_step`, with the index in ``times`` of the date after the gap."""
     months, bdays = _months(times), _business_days(times)
     instant = [b - a for a, b in pairwise(times)]
-    wall = [_wall(b) - _wall(a) for a, b in pairwise(times)]
+    wall = [wall_clock(b) - wall_clock(a) for a, b in pairwise(times)]
     if months is not None and len(set(months)) == 1:
         return Step("month", months[0], month_anchor(times)), None, None
     if bdays is not None and set(bdays) == {1} and max(wall) > timedelta(days=1):
@@ -147,7 +148,7 @@ def steps_between(first: datetime, last: datetime, step: Step) -> int | None:
         return months // step.size if months % step.size == 0 else None
     if step.kind == "bday":
         return int(np.busday_count(first.date(), last.date()))
-    for a, b in ((first, last), (_wall(first), _wall(last))):  # elapsed, else wall-clock
+    for a, b in ((first, last), (wall_clock(first), wall_clock(last))):  # elapsed, else wall-clock
         if (b - a) % step.size == timedelta(0):
             return (b - a) // step.size
     return None

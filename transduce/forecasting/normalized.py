@@ -62,6 +62,13 @@ def _at(forecast: Forecast, hist: list[np.ndarray], origin: int) -> np.ndarray:
     return np.asarray(out, float)
 
 
+def _cut(origin: int | np.ndarray, keep: list[int], cut: int) -> int | np.ndarray:
+    """The origin of the ``keep`` series' histories cut ``cut`` values short (one origin
+    for all, or one per series of the whole set)."""
+    shift = np.asarray(origin)
+    return (shift[keep] if shift.ndim else shift) - cut
+
+
 class TooFewSeries(ValueError):
     """Too few series to calibrate a level on (a stored calibration can serve instead)."""
 
@@ -82,8 +89,7 @@ def _errors(
         cut = (j + 1) * horizon
         keep, hist, truth = split_window(series, cut, horizon, horizon)
         if keep:
-            shift = np.asarray(origin)
-            pred = _at(forecast, hist, (shift[keep] if shift.ndim else shift) - cut)[:, :horizon]
+            pred = _at(forecast, hist, _cut(origin, keep, cut))[:, :horizon]
             with np.errstate(over="ignore"):  # values too large for the model: inf, refused later
                 out[row, keep] = (np.array(truth) - pred) ** 2
     return out
@@ -140,9 +146,8 @@ def _calibrate(forecast, series, horizon, levels, windows, steps, origin=0):
                 f"interval level {level:g}: normalized calibration needs at least {need} "
                 f"series with two horizons of history; the input has {len(usable)}"
             )
-    shift = np.asarray(origin)
-    at = (shift[usable] if shift.ndim else shift) - horizon
-    calib = np.abs(np.array(truth) - _at(forecast, hist, at)[:, :horizon])  # [U, H]
+    pred = _at(forecast, hist, _cut(origin, usable, horizon))[:, :horizon]
+    calib = np.abs(np.array(truth) - pred)  # [U, H]
     past = _errors(forecast, series, horizon, range(1, windows + 1), origin)  # [windows, N, H]
     scores = _quotients(calib, _scale(past, steps)[usable])  # the calibration origin's scale
     q = {

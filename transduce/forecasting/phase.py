@@ -13,7 +13,6 @@ see, or histories without timestamps, count from their own end, as before.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -25,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from transduce.forecasting.calendar_steps import calendar_step, steps_between
+from transduce.data.series import MAX_VALUE
+from transduce.forecasting.calendar_steps import calendar_step, steps_between, wall_clock
 
 ENDS = "series_ends.json"
 
@@ -67,13 +67,13 @@ def _valid(end: Any) -> bool:
     if isinstance(end, bool):
         return False
     if isinstance(end, int | float):
-        return math.isfinite(end) and abs(end) <= 1e15
+        return math.isfinite(end) and abs(end) <= MAX_VALUE
     if isinstance(end, str):
         try:
             datetime.fromisoformat(end)
             return True
         except ValueError:
-            return _number(end) and abs(float(end)) <= 1e15
+            return _number(end) and abs(float(end)) <= MAX_VALUE
     return False
 
 
@@ -113,11 +113,8 @@ def _steps(end: Any, recent: list) -> int:
     except (TypeError, ValueError):
         return 0
     if len({t.utcoffset() is None for t in [first, *times]}) > 1:  # zoned on one side only:
-        first, times = _wall(first), [_wall(t) for t in times]  # compare the wall clocks
-    step = None
-    with contextlib.suppress(TypeError):  # a zone on one side only: no common timeline
-        joined = sorted({first, *times})
-        step = calendar_step(joined)[0] if first not in times else None
+        first, times = wall_clock(first), [wall_clock(t) for t in times]  # compare those
+    step = calendar_step(sorted({first, *times}))[0] if first not in times else None
     step = step or calendar_step(times)[0]
     k = steps_between(first, times[-1], step) if step is not None else None
     return k or 0
@@ -127,10 +124,6 @@ def _number(t: Any) -> bool:
     if isinstance(t, str):
         return t.strip().lstrip("-").replace(".", "", 1).isdigit()
     return isinstance(t, int | float | np.integer | np.floating)
-
-
-def _wall(t: datetime) -> datetime:
-    return t.replace(tzinfo=None)
 
 
 def _when(t: Any) -> datetime:

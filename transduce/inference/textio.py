@@ -174,10 +174,7 @@ def stream_translate(translator: Any, args: argparse.Namespace, options: DecodeO
                 if err.path not in sides:
                     raise
                 raise DataError(sides[err.path] or "", err.line, err.problem) from None
-        for values, where in (
-            (prefixes, getattr(args, "prefix_file", None)),
-            (constraints, cons_path),
-        ):
+        for values, where in ((prefixes, prefix_path), (constraints, cons_path)):
             if values is not None and len(values) > len(inputs):  # before the output is kept
                 raise DataError(
                     where or "",
