@@ -131,3 +131,30 @@ def test_a_dangling_last_is_refused_not_restarted(half):
     shutil.rmtree(target)
     with pytest.raises(DataError, match="holds no complete checkpoint"):
         train(out=half, resume=True)
+
+
+@pytest.mark.parametrize("damage", ["flip", "remove"])
+def test_a_damaged_best_behind_last_is_forgotten_loudly_at_resume(tmp_path, caplog, damage):
+    """lr 1.0 diverges: best stays at step 8 while last moves to 12. A best damaged since
+    (bit rot) or removed by hand would have ended the run on weights no command loads."""
+    cfg = tiny_config(
+        write_tsv(tmp_path / "rev.tsv", reverse_pairs(64, seed=4)), train={"epochs": 3, "lr": 1.0}
+    )
+    run = tmp_path / "run"
+    train(cfg, run)
+    best, last = (Path(os.path.realpath(run / p)) for p in ("best", "last"))
+    assert best != last
+    if damage == "flip":
+        weights = best / "model.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[-3] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    else:
+        shutil.rmtree(best)
+    with caplog.at_level(logging.WARNING, logger="transduce.tasks.train"):
+        train(out=run, resume=True, overrides=["train.epochs=4"])
+    assert f"best checkpoint (step {int(best.name[5:])}) is forgotten" in caplog.text
+    new_best = Path(os.path.realpath(run / "best"))
+    assert new_best.name == "step_000000016" and not best.exists()  # the 4th validation's
+    rundir.ckpt.verify_unit(new_best)
+    rundir.ckpt.read_weights(run / "model.safetensors")

@@ -293,9 +293,37 @@ def restore(trainer, run_dir: Path, write: bool = True) -> None:
         if isinstance(err, ValueError) and "process" in str(err):
             raise
         raise DataError(last / ckpt.FILES[1], None, f"damaged trainer state ({err!r})") from None
+    _forget_damaged_best(trainer, run_dir, last, write)
     if write:
         _reconcile_best(run_dir, trainer.best)
         truncate_metrics(run_dir / "metrics.jsonl", trainer.step)
+
+
+def _forget_damaged_best(trainer, run_dir: Path, last: Path, write: bool) -> None:
+    """A ``best`` checkpoint other than ``last`` that is damaged or gone (bit rot, a hand
+    edit) is forgotten, loudly: ``best`` (and model.safetensors) point at ``last`` and the
+    next validation names a new best, instead of the run ending on weights no command loads."""
+    if not trainer.best:
+        return
+    step_dir = run_dir / ckpt.CKPT / ckpt.step_dir_name(int(trainer.best["step"]))
+    if step_dir.name == os.path.basename(os.path.realpath(last)):
+        return  # verified as ``last``
+    try:
+        if not step_dir.is_dir():
+            raise DataError(step_dir, None, "missing")
+        if (step_dir / "meta.json").exists():  # runs before meta.json are not verifiable
+            ckpt.verify_unit(step_dir)
+    except DataError as err:
+        log.warning(
+            "%s: the best checkpoint (step %s) is forgotten; 'best' points at the last until "
+            "the next validation names a new one",
+            err,
+            trainer.best["step"],
+        )
+        trainer.best = None
+        if write:
+            ckpt.point(run_dir / "best", f"{ckpt.CKPT}/{os.path.basename(os.path.realpath(last))}")
+            ckpt.ensure_best_link(run_dir)
 
 
 def _reconcile_best(run_dir: Path, best: dict[str, Any] | None) -> None:
