@@ -1,7 +1,5 @@
 """``python -m transduce`` (also what ``torchrun -m transduce`` runs)."""
 
-import sys
+from transduce.commands.cli import entry
 
-from transduce.commands.cli import main
-
-sys.exit(main())
+entry()

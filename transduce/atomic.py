@@ -260,8 +260,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[_Counted]:
             raise DataError(path, None, f"{write_problem(path, err).problem}; {note}") from None
         if isinstance(err, DataError):
             raise DataError(err.path, err.line, f"{err.problem}; {note}") from None
-        if isinstance(err, KeyboardInterrupt):  # Ctrl-C: the CLI's one line carries the note
-            raise KeyboardInterrupt(note) from None
+        if isinstance(err, KeyboardInterrupt):  # Ctrl-C, SIGTERM: the CLI's line has the note
+            raise type(err)(note) from None
         log.warning("%s: stopped (%s); %s", path, type(err).__name__, note)
         raise
 

@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from transduce.commands import data as data_command
@@ -352,7 +354,35 @@ class ClosedStream:
         pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler, ``docker stop``) outside training's own handling:
+    raised like Ctrl-C, so every clean-up an interrupt runs (temporary files, a half-made
+    run, the run lock) runs too, instead of the process vanishing without a word."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def entry() -> None:
+    """The ``transduce`` command and ``python -m transduce``: :func:`main`, then exit."""
+    from transduce.inference.textio import exit_process
+
+    exit_process(main())
+
+
 def main(argv: list[str] | None = None) -> int:
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     for which in ("stdin", "stdout"):
         if getattr(sys, which) is None:  # closed by the shell: Python gives None
             setattr(sys, which, ClosedStream(which))
@@ -372,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as err:
         note = f" ({err})" if str(err) else ""  # e.g. how many lines an --output had
+        if isinstance(err, Terminated):  # 143 = 128 + SIGTERM, as a shell reports it
+            print(f"transduce {args.command}: terminated by SIGTERM{note}", file=sys.stderr)
+            return 143
         print(f"transduce {args.command}: interrupted{note}", file=sys.stderr)
         return 130
     except (ModuleNotFoundError, OSError, MemoryError, RuntimeError) as err:
@@ -384,4 +417,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

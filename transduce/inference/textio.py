@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import queue
 import sys
 import threading
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from transduce.data.corpus import _BadLine, _decode, _numbered_lines, _open_bytes, read_lines
 from transduce.errors import DataError
@@ -25,6 +26,21 @@ from transduce.inference.decoding import DecodeOptions, write_translations
 END = object()
 WAIT = 0.05  # seconds a batch waits for more lines after its first has arrived
 FIRST = 8  # lines in the first batch (then doubling up to the buffer size)
+_READERS: list[threading.Thread] = []  # the input threads started, for exit_process
+
+
+def exit_process(code: int) -> NoReturn:
+    """Exit with ``code`` (the entry points' last step). While an input thread still blocks
+    on a pipe or terminal (Ctrl-C, SIGTERM or an error came before the input's end), the
+    interpreter's shutdown aborts on the standard input's lock ("Fatal Python error:
+    _enter_buffered_busy", SIGABRT): then the streams are flushed and the process ends at
+    once, with ``code``."""
+    if any(t.is_alive() for t in _READERS):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def add_stream_flags(p: argparse.ArgumentParser) -> None:
@@ -87,7 +103,9 @@ def arriving_batches(
     decoding rather than a whole batch's, and the later batches are full. A bad line ends
     the stream with its DataError, after the lines before it."""
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_reader, args=(f, path, lines), daemon=True).start()
+    reader = threading.Thread(target=_reader, args=(f, path, lines), daemon=True)
+    _READERS[:] = [t for t in _READERS if t.is_alive()] + [reader]
+    reader.start()
     cap = min(size, FIRST)
     while True:
         batch: list[str] = []

@@ -125,10 +125,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"transduce.runtime {args.command}: error: {advice}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        note = f" ({err})" if str(err) else ""  # e.g. how many lines an --output had
+        print(f"transduce.runtime {args.command}: interrupted{note}", file=sys.stderr)
         return 130
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from transduce.inference.textio import exit_process
+
+    exit_process(main())
