@@ -93,3 +93,10 @@ def test_accepted_connections_send_small_replies_without_delay():
         return seen[0]
 
     assert asyncio.run(main()) != 0
+
+
+def test_a_checkpoint_choice_for_an_export_is_refused_not_ignored(exports, capsys):
+    """An export holds the weights exported: ``--checkpoint last`` served them silently."""
+    assert main(["serve", "--model", f"m={exports['onnx']}", "--checkpoint", "last"]) == 2
+    err = capsys.readouterr().err
+    assert "model 'm' is an export of one checkpoint" in err and err.count("\n") == 1

@@ -44,7 +44,15 @@ def serve(settings) -> None:
         uvicorn_config,
     )
 
-    names = list(parse_model_specs(settings.model_specs))  # bad specs fail before binding
+    specs = parse_model_specs(settings.model_specs)  # bad specs fail before binding
+    names = list(specs)
+    if settings.checkpoint != "best":  # an export holds the one set of weights exported
+        for name, dirs in specs.items():
+            if any((d / "manifest.json").is_file() for d in dirs):
+                raise ConfigError(
+                    f"--checkpoint {settings.checkpoint}: model {name!r} is an export of one "
+                    "checkpoint; export that checkpoint (transduce export ... --checkpoint)"
+                )
     configure_logging(settings)
     own_sockets = settings.workers > 1 and REUSE_PORT  # sockets.py: one per worker
     sock = listening_socket(settings.host, settings.port, reuse_port=own_sockets)
