@@ -182,3 +182,47 @@ def test_calendar_frequencies_are_regular_steps(name):
 
 def test_decimal_steps_are_regular():
     assert len(frame_to_series(_df([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])).values[0]) == 6
+
+
+def _written(times) -> list[str]:
+    return [t.isoformat() for t in times]  # text: each date with its own offset, as a CSV has
+
+
+@pytest.mark.parametrize(
+    ("freq", "start", "periods"),
+    [("D", "2024-03-01", 40), ("ME", "2023-12-31", 12), ("h", "2024-03-30", 72)],
+)
+def test_dates_written_with_daylight_saving_offsets_keep_their_calendar(freq, start, periods):
+    """A CSV of New York days or month ends (``-05:00`` in winter, ``-04:00`` in summer): as
+    UTC instants a day was 23 hours, so the table was refused as irregular; now the wall
+    clock is read and the forecast's dates go on in the last offset written."""
+    zone = "America/New_York"
+    stamps = pd.date_range(start, periods=periods, freq=freq, tz=zone)
+    s = frame_to_series(_df(_written(stamps)))
+    assert len(s.values[0]) == periods
+    assert [t.isoformat() for t in s.timestamps[0]] == _written(stamps)
+    ahead = pd.date_range(stamps[-1], periods=4, freq=freq, tz=zone)[1:]
+    assert [t.isoformat() for t in future_ds(s.timestamps[0], 3)] == _written(ahead)
+
+
+def test_a_gap_in_dates_with_daylight_saving_offsets_is_still_found():
+    stamps = list(pd.date_range("2024-03-01", periods=20, freq="D", tz="America/New_York"))
+    with pytest.raises(DataError, match="row 12: series 'a'"):
+        frame_to_series(_df(_written(stamps[:12] + stamps[13:])))
+
+
+@pytest.mark.parametrize("day", [15, 28, 30])
+def test_months_on_one_day_continue_on_that_day(day):
+    """No pandas frequency fits the 15th or the 28th of each month: the most common step
+    (31 days) was taken, and the forecast's dates drifted (10-16, 11-16, ..., 07-22)."""
+    stamps = [Z(2022 + (m - 1) // 12, (m - 1) % 12 + 1, 1) for m in range(1, 31)]
+    days = [t.replace(day=min(day, t.days_in_month)) for t in stamps]
+    ahead = [
+        t.replace(day=min(day, t.days_in_month))
+        for t in pd.date_range(stamps[-1], periods=13, freq="MS")[1:]
+    ]
+    assert future_ds(days, 12) == ahead
+
+
+def test_decimal_steps_continue_without_float_noise():
+    assert future_ds([4.7, 4.8, 4.9, 5.0], 3) == [5.1, 5.2, 5.3]

@@ -63,6 +63,11 @@ def _usual(steps: list) -> tuple[object, int | None]:
     return usual, next((k for k, s in enumerate(steps) if s != usual), None)
 
 
+def _misfits(steps: list) -> int:
+    usual = Counter(steps).most_common(1)[0][0]
+    return sum(s != usual for s in steps)
+
+
 def calendar_step(times: list[datetime]) -> tuple[Step | None, str | None]:
     """``(step, None)`` for a regular series (two dates at least, increasing), or
     ``(None, why)``: the first date after a gap or an irregular step, described."""
@@ -82,7 +87,7 @@ def analyse(times: list[datetime]) -> tuple[Step | None, int | None, str | None]
     for steps in (instant, wall):  # elapsed time, else wall-clock time (an offset changed)
         if len(set(steps)) == 1:
             return Step("fixed", steps[0]), None, None
-    unit, steps = "", instant
+    unit, steps = "", min(instant, wall, key=_misfits)  # the clock the series keeps best
     if months is not None:
         unit, steps = " month(s)", months
     elif bdays is not None:

@@ -20,8 +20,9 @@ import numpy as np
 
 from transduce.data.corpus import DataError, ReadReport
 from transduce.data.series import SeriesSet
+from transduce.forecasting.calendar_steps import calendar_step, continue_dates
 from transduce.forecasting.columns import check_numbers, name_of, text_column
-from transduce.forecasting.regular import check_regular
+from transduce.forecasting.regular import check_regular, local_times, written_offsets
 
 KEYS = ("unique_id", "ds", "y")
 
@@ -70,7 +71,10 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
         raise DataError(where, line(row), f"row {row}: column 'unique_id' is empty")
     for col in ([KEYS[2]] if need_y else []) + extra:
         check_numbers(df, col, where, line)
+    raw_ds = df["ds"]
     df["ds"] = _stamps(df, where, line)
+    dated = "datetime" in str(df["ds"].dtype)
+    offsets = written_offsets(raw_ds, df["ds"], df["unique_id"]) if dated else None
     df["unique_id"] = _names(df["unique_id"], where)
     dup = df.duplicated(["unique_id", "ds"]).to_numpy()
     if dup.any():
@@ -80,8 +84,10 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
             line(row),
             f"row {row}: series {name_of(df, row)} at {df['ds'].iloc[row]} appears twice",
         )
-    check_regular(df, where, line)
+    check_regular(df, where, line, offsets)
     df = df.assign(_order=np.arange(len(df)))
+    if offsets is not None:  # the dates go on as written: on their own UTC offsets
+        df["ds"] = pandas().Series(local_times(df["ds"], offsets), index=df.index, dtype=object)
     ids = list(dict.fromkeys(df["unique_id"].astype(str)))
     groups = {str(k): g.sort_values("ds") for k, g in df.groupby(df["unique_id"].astype(str))}
     out = SeriesSet(ids, [], ReadReport(where), [])
@@ -260,22 +266,36 @@ def read_table(path: str | os.PathLike, need_y: bool = True) -> SeriesSet:
 
 def future_ds(stamps: list, horizon: int) -> list:
     """``horizon`` stamps after ``stamps``: pandas' inferred frequency for dates (so months
-    stay months), else the most common step (numbers, irregular dates)."""
+    stay months, days stay days across daylight saving), else the calendar's step (months
+    on one day of the month, business days, a wall-clock step for dates written on several
+    UTC offsets: :mod:`transduce.forecasting.calendar_steps`), else the most common step
+    (numbers, to nine decimals, as the gap check reads them)."""
     pd = pandas()
     if len(stamps) < 2:
         raise ValueError("a series needs two timestamps to continue them")
-    freq = None
+    recent, freq, step = stamps[-min(len(stamps), 50) :], None, None
     if isinstance(stamps[-1], pd.Timestamp | np.datetime64):
-        index = pd.DatetimeIndex(stamps[-min(len(stamps), 50) :])
         with warnings.catch_warnings():  # pandas 3 warns that it will return an offset
             warnings.simplefilter("ignore")
-            freq = pd.infer_freq(index) if len(index) >= 3 else None
+            try:
+                index = pd.DatetimeIndex(recent)
+                freq = pd.infer_freq(index) if len(index) >= 3 else None
+            except ValueError:  # dates on several UTC offsets: no pandas frequency
+                pass
+        if freq is None:
+            step = calendar_step([pd.Timestamp(t).to_pydatetime() for t in recent])[0]
     try:
         if freq is not None:
             out = list(pd.date_range(index[-1], periods=horizon + 1, freq=freq)[1:])
+        elif step is not None:
+            last = pd.Timestamp(stamps[-1]).to_pydatetime()
+            out = [pd.Timestamp(t) for t in continue_dates([last], step, horizon)]
+        elif isinstance(stamps[-1], pd.Timestamp | np.datetime64):
+            gap, _ = Counter(b - a for a, b in pairwise(stamps)).most_common(1)[0]
+            out = [stamps[-1] + gap * (k + 1) for k in range(horizon)]
         else:
-            step, _ = Counter(b - a for a, b in pairwise(stamps)).most_common(1)[0]
-            out = [stamps[-1] + step * (k + 1) for k in range(horizon)]
+            gap, _ = Counter(round(b - a, 9) for a, b in pairwise(stamps)).most_common(1)[0]
+            out = [round(stamps[-1] + gap * (k + 1), 9) for k in range(horizon)]
         if isinstance(out[-1], pd.Timestamp) and out[-1].year > 9999:
             raise OverflowError  # what the CSV readers and JSON dates cannot hold
         return out

@@ -11,6 +11,7 @@ refuses a series whose frequency it cannot infer. Called by
 from __future__ import annotations
 
 import warnings
+from datetime import timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -21,13 +22,74 @@ from transduce.forecasting.calendar_steps import analyse, gap_message
 DAY_US = 86_400_000_000
 
 
-def check_regular(df: Any, where: str, line) -> None:
+def written_offsets(raw: Any, parsed: Any, ids: Any) -> np.ndarray | None:
+    """Per row, the UTC offset (microseconds) each date of ``raw`` was written with, where
+    they differ across the table and pandas therefore gave UTC instants (``parsed``): a zone
+    with daylight saving written as text (``-05:00`` in winter, ``-04:00`` in summer). The
+    calendar (a daily step, month ends) is read on the wall clock they give back, as the
+    ``id,timestamp,value`` reader does. None where the wall clock is at hand already, or
+    where it would not advance with the instants in some series (dates from several
+    zones: then the instants are the series' time)."""
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(raw) or str(getattr(parsed.dt, "tz", "")) != "UTC":
+        return None
+    offsets = np.zeros(len(raw), dtype=np.int64)
+    text = raw.astype(str)
+    ends = text.str[-6:]  # "+01:00", "-0500": one parse per way the dates end, in bulk
+    groups = ends.groupby(ends.to_numpy(), sort=False).indices
+    if len(groups) > 64:  # many endings (no zone, seconds): one date at a time
+        groups = {None: np.arange(len(raw))}
+    for end, rows in groups.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                part = pd.to_datetime(text.iloc[rows], format="mixed")
+            except (ValueError, TypeError):
+                part = None
+        if part is not None and part.dt.tz is not None:
+            offsets[rows] = part.iloc[0].utcoffset() // pd.Timedelta(microseconds=1)
+        elif part is None or end is None:
+            offsets[rows] = [_offset_us(x) for x in raw.iloc[rows]]
+    if len(np.unique(offsets)) == 1:
+        return None
+    t = pd.DataFrame({"id": np.asarray(ids), "utc": _micros(parsed.dt.tz_localize(None))})
+    t["wall"] = t["utc"] + offsets
+    t = t.sort_values(["id", "utc"], kind="stable")
+    forward = (t.groupby("id", sort=False)["wall"].diff().dropna() > 0).all()
+    return offsets if forward else None
+
+
+def _offset_us(value: Any) -> int:
+    import pandas as pd
+
+    offset = pd.Timestamp(value).utcoffset()
+    return 0 if offset is None else offset // pd.Timedelta(microseconds=1)
+
+
+def local_times(stamps: Any, offsets: np.ndarray | None) -> list:
+    """UTC instants as datetimes on the offsets they were written with (as they are without)."""
+    import pandas as pd
+
+    if offsets is None:
+        return list(stamps)
+    instants = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True))
+    out = np.empty(len(offsets), dtype=object)
+    for o in np.unique(offsets):
+        rows = np.flatnonzero(offsets == o)
+        zone = timezone(timedelta(microseconds=int(o)))
+        out[rows] = list(instants[rows].tz_convert(zone))
+    return list(out)
+
+
+def check_regular(df: Any, where: str, line, offsets: np.ndarray | None = None) -> None:
     """Each series' ``ds`` (numbers, or dates as pandas parsed them) on one regular step,
     else a DataError naming the table's first irregular row. The step is each series' most
     common one in elapsed time; dates also pass on a calendar step
     (:mod:`transduce.forecasting.calendar_steps`: whole months on one day of the month,
     business days, a fixed wall-clock step across a change of UTC offset) or wherever
-    pandas infers a frequency. Series of fewer than three values have no step to check."""
+    pandas infers a frequency. Series of fewer than three values have no step to check.
+    ``offsets``: the UTC offsets the dates were written with (:func:`written_offsets`)."""
     import pandas as pd
 
     ds = df["ds"]
@@ -39,7 +101,7 @@ def check_regular(df: Any, where: str, line) -> None:
     key = _micros(ds) if dated else ds.to_numpy(float)
     t = pd.DataFrame({"id": df["unique_id"].to_numpy(), "key": key, "row": np.arange(len(df))})
     if dated:
-        t["wall"] = _micros(wall)
+        t["wall"] = _micros(wall) + (0 if offsets is None else offsets)
     t = t.sort_values(["id", "key"], kind="stable")
     t["step"] = t.groupby("id", sort=False)["key"].diff()
     steps = t.dropna(subset=["step"])
@@ -58,8 +120,10 @@ def check_regular(df: Any, where: str, line) -> None:
         row, said = int(first["row"]), None
         if dated:  # described by the calendar: months, business days, or a fixed step
             series = t[t["id"] == first["id"]]
-            stamps = pd.to_datetime(df["ds"].iloc[series["row"].to_numpy()])
-            step, at, said = analyse(list(stamps.dt.to_pydatetime()))
+            rows = series["row"].to_numpy()
+            stamps = pd.to_datetime(df["ds"].iloc[rows])
+            written = None if offsets is None else offsets[rows]
+            step, at, said = analyse(local_times(stamps.dt.to_pydatetime(), written))
             if step is not None:
                 continue  # regular by the calendar after all
             row = int(series["row"].iloc[at])
