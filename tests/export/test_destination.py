@@ -26,6 +26,9 @@ def run(tmp_path) -> Path:
     return run
 
 
+OURS = '{"format": "transduce-onnx"}'  # the manifest of an export, as far as the folder goes
+
+
 def _build(files: dict[str, str], fail: BaseException | None = None):
     def build(tmp: Path) -> Path:
         tmp.mkdir()
@@ -49,9 +52,9 @@ def _build(files: dict[str, str], fail: BaseException | None = None):
 )
 def test_a_failed_export_leaves_no_folder_and_the_previous_one(run, tmp_path, fail):
     out = tmp_path / "exported"
-    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v1"}))
+    export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v1"}))
     with pytest.raises((ConfigError, DataError, ValueError)) as caught:
-        export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "half"}, fail))
+        export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "half"}, fail))
     assert (out / "a.onnx").read_text() == "v1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "run"]
     message = str(caught.value)
@@ -67,7 +70,7 @@ def test_export_out_the_run_or_around_it_is_refused(run, where):
     out = {"run": run, "inside": run / "onnx", "parent": run.parent}[where]
     before = sorted(p.name for p in run.iterdir())
     with pytest.raises(DataError, match="is the run"):
-        export_into(out, run, _build({"manifest.json": "{}"}))
+        export_into(out, run, _build({"manifest.json": OURS}))
     assert sorted(p.name for p in run.iterdir()) == before
 
 
@@ -75,7 +78,7 @@ def test_export_out_a_foreign_folder_is_refused(run, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     with pytest.raises(DataError, match="not empty and not an export"):
-        export_into(tmp_path / "mine", run, _build({"manifest.json": "{}"}))
+        export_into(tmp_path / "mine", run, _build({"manifest.json": OURS}))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
@@ -87,26 +90,26 @@ def test_the_cli_refuses_exporting_into_the_run(run, capsys):
 
 def test_re_exporting_keeps_the_files_it_did_not_write(run, tmp_path):
     out = tmp_path / "exported"
-    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v1", "old.onnx": "v1"}))
+    export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v1", "old.onnx": "v1"}))
     (out / "NOTES.md").write_text("mine")
     (out / "d").mkdir()
     (out / "d" / "x.txt").write_text("mine too")
-    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
+    export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v2"}))
     assert (out / "a.onnx").read_text() == "v2" and not (out / "old.onnx").exists()
     assert (out / "NOTES.md").read_text() == "mine" and (
         out / "d" / "x.txt"
     ).read_text() == "mine too"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "run"]
-    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v3"}))  # and again
+    export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v3"}))  # and again
     assert (out / "NOTES.md").read_text() == "mine" and (out / "a.onnx").read_text() == "v3"
 
 
 def test_a_users_file_under_a_name_the_export_writes_is_refused(run, tmp_path):
     out = tmp_path / "exported"
-    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v1"}))
+    export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v1"}))
     (out / "b.onnx").write_text("mine")
     with pytest.raises(DataError, match=r"b\.onnx: was not written by the export"):
-        export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v2", "b.onnx": "x"}))
+        export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v2", "b.onnx": "x"}))
     assert (out / "b.onnx").read_text() == "mine" and (out / "a.onnx").read_text() == "v1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "run"]
 
@@ -114,20 +117,20 @@ def test_a_users_file_under_a_name_the_export_writes_is_refused(run, tmp_path):
 def test_an_export_without_a_file_list_keeps_what_the_new_one_does_not_write(run, tmp_path):
     out = tmp_path / "exported"  # as an export written before manifests listed their files
     out.mkdir()
-    (out / "manifest.json").write_text("{}")
+    (out / "manifest.json").write_text(OURS)
     (out / "a.onnx").write_text("v1")
     (out / "NOTES.md").write_text("mine")
-    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
+    export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v2"}))
     assert (out / "a.onnx").read_text() == "v2" and (out / "NOTES.md").read_text() == "mine"
 
 
 def test_a_linked_out_is_refused_and_left_as_it_was(run, tmp_path):
     real = tmp_path / "real"
-    export_into(real, run, _build({"manifest.json": "{}", "a.onnx": "v1"}))
+    export_into(real, run, _build({"manifest.json": OURS, "a.onnx": "v1"}))
     link = tmp_path / "cur"
     link.symlink_to(real)
     with pytest.raises(DataError, match="cur: is a symbolic link"):
-        export_into(link, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
+        export_into(link, run, _build({"manifest.json": OURS, "a.onnx": "v2"}))
     assert link.is_symlink() and (real / "a.onnx").read_text() == "v1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cur", "real", "run"]
 
@@ -148,7 +151,7 @@ export_into(Path(sys.argv[1]), Path(sys.argv[2]), build)
 
 def test_the_next_export_removes_what_a_killed_one_left(run, tmp_path):
     out = tmp_path / "exported"
-    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v1"}))
+    export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v1"}))
     killed = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(out), str(run)])
     assert killed.wait(60) == -signal.SIGKILL
     (left,) = tmp_path.glob(f".exported.{killed.pid}@{pid_space()}.*.tmp")
@@ -159,7 +162,21 @@ def test_the_next_export_removes_what_a_killed_one_left(run, tmp_path):
     # named as ours, but a link
     link = tmp_path / f".exported.{killed.pid}@{pid_space()}.0123abcd.tmp"
     link.symlink_to(elsewhere, target_is_directory=True)
-    export_into(out, run, _build({"manifest.json": "{}", "a.onnx": "v2"}))
+    export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v2"}))
     assert (out / "a.onnx").read_text() == "v2" and not left.exists()
     assert not link.is_symlink() and (elsewhere / "keep.txt").read_text() == "not ours"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "exported", "run"]
+
+
+@pytest.mark.parametrize("text", ['{"name": "my web app", "start_url": "/"}', "not json", "[]"])
+def test_a_folder_with_someone_elses_manifest_json_is_refused(run, tmp_path, text):
+    """A web app's or a dataset's manifest.json made the folder pass as an older export,
+    whose files a new export replaces: the user's manifest.json was overwritten."""
+    mine = tmp_path / "site"
+    mine.mkdir()
+    (mine / "manifest.json").write_text(text)
+    (mine / "index.html").write_text("<html>app</html>")
+    with pytest.raises(DataError, match="not empty and not an export"):
+        export_into(mine, run, _build({"manifest.json": OURS, "index.html": "x"}))
+    assert (mine / "manifest.json").read_text() == text
+    assert (mine / "index.html").read_text() == "<html>app</html>"

@@ -48,11 +48,24 @@ def check_out(out: Path, run_dir: Path) -> None:
         )
     if out.exists() and not out.is_dir():
         raise DataError(out, None, "--out is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+    if out.is_dir() and any(out.iterdir()) and not _is_export(out):
         names = ", ".join(sorted(p.name for p in out.iterdir())[:5])
         raise DataError(
             out, None, f"is not empty and not an export (it holds {names}); nothing was written"
         )
+
+
+EXPORT_FORMATS = ("transduce-onnx", "transduce-ct2")
+
+
+def _is_export(out: Path) -> bool:
+    """Whether ``out`` holds an export: a manifest.json of ours, not merely a file of that
+    name (a web app's, a dataset's), whose folder an export would otherwise overwrite."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") in EXPORT_FORMATS
 
 
 def export_into(out: Path, run_dir: Path, build: Callable[[Path], Path]) -> Path:
