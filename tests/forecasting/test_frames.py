@@ -307,3 +307,43 @@ def test_a_history_ending_before_or_after_the_training_end_keeps_its_phase(fitte
     want = want[want.unique_id == "s3"]["y"].tolist()
     assert told.json()["forecasts"][0]["values"] == pytest.approx(want, rel=1e-5)
     assert untold.json()["forecasts"][0]["values"] != pytest.approx(want, rel=1e-3)
+
+
+def test_predict_refuses_a_history_log_scaling_cannot_read(fitted):
+    """A log-scaled model given a negative history forecast positive values (the sign was
+    lost in the scale's clamp) without a word; fit refused such data already."""
+    _, df, forecaster = fitted
+    with pytest.raises(DataError, match="DataFrame: series 's0' has a value <= 0"):
+        forecaster.predict(df=df.assign(y=-df["y"]))
+
+
+def test_a_failed_fit_leaves_no_run_behind_to_block_a_retry(fitted, tmp_path):
+    tmp, df, _ = fitted
+    short = df.groupby("unique_id").head(5)  # too short for lookback + horizon
+    for run in (tmp_path / "new", tmp_path / "empty"):
+        if run.name == "empty":
+            run.mkdir()
+        with pytest.raises(ValueError):
+            Forecaster.fit(short, tmp / "c.yaml", run)
+        assert not run.exists() or not any(run.iterdir())
+    assert (tmp_path / "empty").is_dir()  # the user's empty folder stays
+    small = df[df["unique_id"].isin(["s0", "s1"])]
+    Forecaster.fit(small, tmp / "c.yaml", tmp_path / "new", overrides=["train.max_steps=2"])
+
+
+def test_ids_come_back_of_the_kind_given(fitted):
+    """Integer ids came back as text: merging the forecasts on unique_id failed."""
+    _, df, forecaster = fitted
+    numbered = df.assign(unique_id=df["unique_id"].str[1:].astype("int64"))
+    out = forecaster.predict(df=numbered, h=2)
+    assert out["unique_id"].dtype == np.int64 and out["unique_id"].iloc[0] == 0
+    assert len(numbered.merge(out, on=["unique_id"])) > 0
+    kinds = df.assign(unique_id=df["unique_id"].astype("category"))
+    assert isinstance(forecaster.predict(df=kinds, h=2)["unique_id"].dtype, pd.CategoricalDtype)
+
+
+def test_a_table_of_one_row_series_is_one_error():
+    one = pd.DataFrame({"unique_id": ["a", "b"], "ds": pd.date_range("2024-01-01", periods=2)})
+    series = frame_to_series(one.assign(y=[1.0, 2.0]))  # it crashed inside numpy
+    with pytest.raises(ValueError, match="series 'a': a series needs two timestamps"):
+        forecasts_frame(series, np.zeros((2, 3)))

@@ -22,6 +22,7 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,9 @@ class SeriesSet:
     timestamps: list[list[str]] | None = field(default=None, repr=False)  # long format only
     # extra columns of a long table (DataFrame, CSV, Parquet): name -> one array per series
     columns: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    # a DataFrame's ids as given (ints, categories), and their dtype: what forecasts carry
+    id_values: list | None = field(default=None, repr=False)
+    id_dtype: Any = field(default=None, repr=False)
 
     def covariates(self, names: tuple[str, ...]) -> list[np.ndarray] | None:
         """``[n_i, C]`` per series: the named columns side by side (None for no names)."""

@@ -75,7 +75,8 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
     df["ds"] = _stamps(df, where, line)
     dated = "datetime" in str(df["ds"].dtype)
     offsets = written_offsets(raw_ds, df["ds"], df["unique_id"]) if dated else None
-    df["unique_id"] = _names(df["unique_id"], where)
+    raw_ids = df["unique_id"]
+    df["unique_id"] = _names(raw_ids, where)
     dup = df.duplicated(["unique_id", "ds"]).to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
@@ -93,6 +94,9 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
     out = SeriesSet(ids, [], ReadReport(where), [])
     out.report.lines = out.report.kept = len(df)
     out.columns = {c: [] for c in extra}
+    given = pandas().DataFrame({"name": df["unique_id"], "id": raw_ids}).drop_duplicates("name")
+    as_given = dict(zip(given["name"], given["id"], strict=True))
+    out.id_values, out.id_dtype = [as_given[name] for name in ids], raw_ids.dtype
     for name in ids:
         g = groups[name]
         out.values.append(g["y"].to_numpy(dtype=float) if need_y else np.zeros(len(g)))
@@ -371,8 +375,9 @@ def forecasts_frame(series: SeriesSet, point: np.ndarray, bands: dict | None = N
     pd = pandas()
     h = point.shape[1]
     cols: dict[str, list] = {"unique_id": [], "ds": []}
-    for name, stamps in zip(series.ids, series.timestamps, strict=True):
-        cols["unique_id"] += [name] * h
+    given = series.id_values or series.ids  # a DataFrame's ids come back as they were given
+    for name, stamps, as_given in zip(series.ids, series.timestamps, given, strict=True):
+        cols["unique_id"] += [as_given] * h
         try:
             cols["ds"] += future_ds(stamps, h)
         except ValueError as err:  # which series, of many
@@ -380,7 +385,10 @@ def forecasts_frame(series: SeriesSet, point: np.ndarray, bands: dict | None = N
     cols["y"] = list(point.reshape(-1))
     for key, (lo, hi) in (bands or {}).items():
         cols[f"lo-{key}"], cols[f"hi-{key}"] = list(lo.reshape(-1)), list(hi.reshape(-1))
-    return pd.DataFrame(cols)
+    out = pd.DataFrame(cols)
+    if series.id_values is not None and isinstance(series.id_dtype, pd.CategoricalDtype):
+        out["unique_id"] = out["unique_id"].astype(series.id_dtype)
+    return out
 
 
 def write_table(df: Any, path: str | os.PathLike) -> None:

@@ -33,6 +33,7 @@ from transduce.device import resolve_device
 from transduce.engine import checkpoint as ckpt
 from transduce.engine.loop import Loop
 from transduce.engine.run import run, start_run
+from transduce.engine.rundir import undo_failed_start
 from transduce.forecasting import conformal, normalized, phase
 from transduce.forecasting.frames import load_series
 from transduce.forecasting.metrics import baseline_scores, owa, score
@@ -300,18 +301,25 @@ class Forecaster(WindowForecaster):
         cfg = config if isinstance(config, Config) else load_config(config, list(overrides))
         if cfg.series is None:
             raise ConfigError("Forecaster.fit: the config has no series section")
+        created = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_table(df, run_dir / "series.csv")
         series = dataclasses.replace(
             cfg.series, train=str(run_dir / "series.csv"), format="auto", test=""
         )
-        start_run(
-            dataclasses.replace(cfg, series=series),
-            run_dir,
-            False,
-            [],
-            lambda cfg, run_dir, resume, ctx: train_series(cfg, run_dir, resume),
-        )
+        try:
+            write_table(df, run_dir / "series.csv")
+            start_run(
+                dataclasses.replace(cfg, series=series),
+                run_dir,
+                False,
+                [],
+                lambda cfg, run_dir, resume, ctx: train_series(cfg, run_dir, resume),
+            )
+        except BaseException:  # refused before a checkpoint: no run left to block a retry
+            undo_failed_start(run_dir, created=True)
+            if not created:
+                run_dir.mkdir(exist_ok=True)  # the empty folder given stays
+            raise
         out = cls.load(run_dir)
         out.history = history
         return out
@@ -326,6 +334,7 @@ class Forecaster(WindowForecaster):
         history = frame_to_series(df) if df is not None else self.history
         if history is None:
             raise ConfigError("predict: give df (this Forecaster was loaded, not fitted)")
+        require_positive(history, self.spec.scaling)  # log ratios: none for a value <= 0
         h = self.spec.horizon if h is None else h
         if (
             isinstance(h, bool)
