@@ -11,6 +11,8 @@ onnx, ct2) and on ensembles, with a tiny transformer trained on the reverse task
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -160,6 +162,19 @@ def test_every_output_contains_every_phrase(engine, options, runs):
 
 def _contains(tokens: list[str], phrase: list[str]) -> bool:
     return any(tokens[i : i + len(phrase)] == phrase for i in range(len(tokens) + 1))
+
+
+def test_constraints_no_output_can_meet_in_the_length_limit_are_said(runs, caplog):
+    """The search returns the best incomplete hypothesis then (as documented): it did so
+    without a word, so an output missing a required term passed unseen."""
+    decoder = _decoder(runs, "torch")
+    too_long = ["ab" * 10]  # 20 tokens, over decode.max_len (12)
+    with caplog.at_level(logging.WARNING, logger="transduce.translate"):
+        found = decoder.decode(
+            ["abc", "bca"], DecodeOptions(beam=3), constraints=[["ab"], too_long]
+        )
+    assert "constraints: 1 output(s) miss a phrase (input 2)" in caplog.text
+    assert not _contains(found[1][0].out_tokens, list(too_long[0]))
 
 
 def test_constraints_are_refused_by_name_where_they_cannot_apply(runs):

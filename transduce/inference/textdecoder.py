@@ -10,6 +10,7 @@ their array ops, model and batching. No torch is imported here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -20,6 +21,8 @@ from transduce.inference.decoding import DecodeOptions, Translation, search_rows
 from transduce.inference.scoring import PairScore, target_batch, teacher_forced
 from transduce.inference.searchcore import BOS_ID, EOS_ID, PAD_ID
 from transduce.inference.searchrules import limit_inputs
+
+log = logging.getLogger("transduce.translate")
 
 Prefixes = list[str] | None  # per input: the target text its outputs start with ("" none)
 Constraints = list[list[str]] | None  # per input: target phrases its outputs contain
@@ -118,6 +121,10 @@ class TextDecoder:
         found = self._decode_live(*args)
         for i, hyps in zip(live, found, strict=True):
             results[i] = hyps
+        if constraints is not None:
+            tok = self.pipeline.tgt_tok
+            wanted = [[tok.encode(p) for p in c if p.strip()] for c in constraints]
+            say_unmet(results, wanted, first_line)
         return results
 
     def _targets(self, live: list[int], prefixes: Prefixes, constraints: Constraints, first: int):
@@ -340,3 +347,27 @@ def check_texts(texts: Any) -> list[str]:
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}]: a string, got {type(t).__name__}")
     return list(texts)
+
+
+def _contains(tokens: list[str], phrase: list[str]) -> bool:
+    n = len(phrase)
+    return any(tokens[k : k + n] == phrase for k in range(len(tokens) - n + 1))
+
+
+def say_unmet(results: list[list[Translation]], phrases: list[list[list[str]]], first: int):
+    """A warning naming the inputs whose best output misses one of its ``phrases``
+    (tokens): when no hypothesis met them all within the length limit, the search returns
+    the best incomplete one."""
+    unmet = [
+        first + i
+        for i, (hyps, wanted) in enumerate(zip(results, phrases, strict=True))
+        if hyps and any(not _contains(hyps[0].out_tokens, p) for p in wanted)
+    ]
+    if unmet:
+        shown = ", ".join(map(str, unmet[:5])) + (", ..." if len(unmet) > 5 else "")
+        log.warning(
+            "constraints: %d output(s) miss a phrase (input %s): no hypothesis met them all "
+            "within the length limit; a larger --max-len or --beam may",
+            len(unmet),
+            shown,
+        )
