@@ -221,3 +221,23 @@ def test_score_pairs_command(runs, tmp_path, monkeypatch, capsys):
     )
     err = capsys.readouterr().err
     assert "24 lines, but" in err and len(err.strip().splitlines()) == 1
+
+
+def test_arguments_of_the_wrong_kind_are_refused_by_name(runs):
+    decoder = _decoder(runs, "torch")
+    cases = [
+        ({"options": {"beam": 2}}, "options: a DecodeOptions, got dict"),
+        ({"prefixes": [5]}, r"prefixes\[0\]: a string"),
+        ({"prefixes": "ab"}, "prefixes: a list with one entry per input"),
+        ({"constraints": ["ab"]}, r"constraints\[0\]: a list of phrases"),
+        ({"constraints": [[None]]}, r"constraints\[0\]\[0\]: a string"),
+    ]
+    for kwargs, words in cases:
+        with pytest.raises(TypeError, match=words):
+            decoder.decode(["abc"], **kwargs)
+    with pytest.raises(TypeError, match=r"targets\[0\]: a string, got NoneType"):
+        decoder.score(["abc"], [None])
+    with pytest.raises(TypeError, match=r"EnsembleTranslator\.load: a list of run folders"):
+        EnsembleTranslator.load(str(runs / "tf"))
+    with pytest.raises(ValueError, match="give at least one run folder"):
+        EnsembleTranslator.load([])

@@ -69,3 +69,14 @@ def missing_extra(err: ModuleNotFoundError) -> str | None:
             "(pip install 'transduce[export]' beside PyTorch)"
         )
     return f"this needs {module}: pip install 'transduce[{extra}]'"
+
+
+def run_dir_list(run_dirs: object, who: str) -> list:
+    """The member folders of an ensemble, as a list of one or more paths: a bare path (whose
+    characters were taken for members) or an empty list is refused, naming ``who``."""
+    if isinstance(run_dirs, (str, bytes, os.PathLike)) or not hasattr(run_dirs, "__iter__"):
+        raise TypeError(f"{who}: a list of run folders, got {type(run_dirs).__name__}")
+    out = list(run_dirs)
+    if not out:
+        raise ValueError(f"{who}: give at least one run folder")
+    return out

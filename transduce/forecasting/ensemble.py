@@ -60,8 +60,10 @@ class ForecastEnsemble:
         device: str = "cpu",
         combine: str = "median",
     ) -> ForecastEnsemble:
+        from transduce.errors import run_dir_list
         from transduce.forecasting.pipeline import Forecaster
 
+        run_dirs = run_dir_list(run_dirs, "ForecastEnsemble.load")
         members = [Forecaster.load(d, checkpoint, device=device) for d in run_dirs]
         return cls(members, combine, [str(d) for d in run_dirs])
 

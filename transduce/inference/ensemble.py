@@ -26,6 +26,7 @@ from torch import nn
 
 from transduce.data.batches import ParallelData
 from transduce.data.vocab import PAD_ID
+from transduce.errors import run_dir_list
 from transduce.inference.translate import DecodeOptions, Translator
 
 
@@ -173,6 +174,7 @@ class EnsembleTranslator(Translator):
         checkpoint: str = "best",
         device: str = "cpu",
     ) -> EnsembleTranslator:
+        run_dirs = run_dir_list(run_dirs, "EnsembleTranslator.load")
         members = [Translator.load(d, checkpoint, device=device) for d in run_dirs]
         return cls(members, [str(d) for d in run_dirs])
 

@@ -99,12 +99,10 @@ class TextDecoder:
         ``on_token(input, hypothesis, text so far)``: called as greedy decoding and sampling
         produce each token (on the engines that run our search), for streaming."""
         texts = check_texts(texts)
-        o = options or DecodeOptions()
+        o = check_options(options)
         self.check(o)
         self.check_inputs(o, constraints)
-        for name, given in (("prefixes", prefixes), ("constraints", constraints)):
-            if given is not None and len(given) != len(texts):
-                raise ValueError(f"{len(texts)} inputs but {len(given)} {name}")
+        check_targets(len(texts), prefixes, constraints)
         tokens = limit_inputs(
             [self.pipeline.src_tokens(t) if t.strip() else [] for t in texts],
             o.max_input_len or self.defaults.get("max_input_len"),
@@ -191,9 +189,11 @@ class TextDecoder:
         """The model's log-probability of each ``targets[i]`` given ``texts[i]``, teacher
         forced in batches (see :mod:`transduce.inference.scoring`). A pair with an empty source is
         skipped: ``logprob`` None."""
+        texts = check_texts(texts)
+        targets = check_texts(targets, "targets")
         if len(texts) != len(targets):
             raise ValueError(f"{len(texts)} sources but {len(targets)} targets")
-        o = options or DecodeOptions()
+        o = check_options(options)
         tokens = limit_inputs(
             [self.pipeline.src_tokens(t) if t.strip() else [] for t in texts],
             o.max_input_len or self.defaults.get("max_input_len"),
@@ -336,17 +336,50 @@ class SearchDecoder(TextDecoder):
         return self._text(src_tokens, out_tokens, score, logprob, att)
 
 
-def check_texts(texts: Any) -> list[str]:
+def check_texts(texts: Any, name: str = "texts") -> list[str]:
     """The inputs as a list of strings; anything else is refused by name (a bare string
     would be decoded character by character, bytes item by item)."""
     if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
         raise TypeError(
-            f"texts: a list of strings, got {type(texts).__name__} (wrap one text as [text])"
+            f"{name}: a list of strings, got {type(texts).__name__} (wrap one text as [text])"
         )
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise TypeError(f"texts[{i}]: a string, got {type(t).__name__}")
+            raise TypeError(f"{name}[{i}]: a string, got {type(t).__name__}")
     return list(texts)
+
+
+def check_options(options: Any) -> DecodeOptions:
+    """``options`` as DecodeOptions (None: the defaults); a dict or anything else is
+    refused by name (it failed later on a missing attribute)."""
+    if options is None:
+        return DecodeOptions()
+    if not isinstance(options, DecodeOptions):
+        raise TypeError(
+            f"options: a DecodeOptions, got {type(options).__name__} "
+            "(e.g. DecodeOptions(beam=2), or DecodeOptions(**d) for a dict d)"
+        )
+    return options
+
+
+def check_targets(n: int, prefixes: Any, constraints: Any) -> None:
+    """One prefix (a string) and one list of phrases (strings) per input, or None."""
+    for name, given in (("prefixes", prefixes), ("constraints", constraints)):
+        if given is None:
+            continue
+        if isinstance(given, (str, bytes)) or not isinstance(given, (list, tuple)):
+            raise TypeError(f"{name}: a list with one entry per input, got {type(given).__name__}")
+        if len(given) != n:
+            raise ValueError(f"{n} inputs but {len(given)} {name}")
+    for i, p in enumerate(prefixes or ()):
+        if p is not None and not isinstance(p, str):
+            raise TypeError(f"prefixes[{i}]: a string (or None), got {type(p).__name__}")
+    for i, phrases in enumerate(constraints or ()):
+        if isinstance(phrases, str) or not isinstance(phrases, (list, tuple)):
+            raise TypeError(f"constraints[{i}]: a list of phrases, got {type(phrases).__name__}")
+        for j, phrase in enumerate(phrases):
+            if not isinstance(phrase, str):
+                raise TypeError(f"constraints[{i}][{j}]: a string, got {type(phrase).__name__}")
 
 
 def _contains(tokens: list[str], phrase: list[str]) -> bool:
