@@ -342,3 +342,16 @@ def test_the_server_imports_no_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_long_prefix_counts_in_an_inputs_work(client):
+    """A 1,800-character prefix at beam 32 on a one-character text was counted as that
+    text alone: decoded on the event loop, it held every client for 69 s."""
+    said = client.post("/v1/translate", json={"texts": ["αβγ"]}).json()
+    piece = said["results"][0]["hypotheses"][0]["text"].replace(" ", "") or "α"
+    prefix = (piece * 2000)[:1800]
+    got = client.post("/v1/translate", json={"texts": ["α"], "beam": 32, "prefix": prefix})
+    assert got.status_code == 422 and got.json()["field"] == "prefix", got.json()
+    assert "1800-character prefix" in got.json()["error"]
+    short = client.post("/v1/translate", json={"texts": ["α"], "beam": 2, "prefix": piece[:3]})
+    assert short.status_code == 200

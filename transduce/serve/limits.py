@@ -44,6 +44,23 @@ def batch_work(chars: int, beam: int, nbest: int, sample: bool, max_len: int) ->
     return (nbest if sample else beam) * (max_len + 8) * max(chars, 1)
 
 
+def item_work(
+    chars: int,
+    beam: int,
+    nbest: int,
+    sample: bool,
+    max_len: int,
+    prefix: int = 0,
+    phrases: int = 0,
+) -> int:
+    """:func:`batch_work` of an input with a target ``prefix`` of that many characters and
+    that many constraint ``phrases``: the forced prefix adds its steps, and each step then
+    attends over it too (a 1,800-character prefix at beam 32 had held a server for 69 s
+    while counted as a one-character input); constrained search weighs each phrase's
+    candidates at every step."""
+    return batch_work(chars + prefix, beam, nbest, sample, max_len + prefix) * (1 + phrases)
+
+
 def spans(costs: list[int], most: int, limit: int | None) -> list[range]:
     """Consecutive items in chunks of at most ``most`` items and ``limit`` summed work (an
     item over it alone has a chunk to itself), as the micro-batcher cuts its batches: what

@@ -14,11 +14,11 @@ from fastapi import Request
 from transduce.serve.backend import ServedModel
 from transduce.serve.batcher import Arrivals, MicroBatcher
 from transduce.serve.errors import ApiError
-from transduce.serve.limits import ServeLimits, batch_work
+from transduce.serve.limits import ServeLimits, item_work
 from transduce.serve.metrics import ServeMetrics
 
 log = logging.getLogger("transduce.serve")
-# a lone text whose batch_work (beam x (max_len + 8) x characters) is at most this decodes
+# a lone text whose item_work (beam x (max_len + 8) x characters) is at most this decodes
 # on the event loop's thread (MicroBatcher.inline_cost): a greedy sentence of ~60 characters
 # at max_len 100, a few milliseconds at most on the engines here
 INLINE_COST = 6_500
@@ -96,8 +96,14 @@ def _text_cost(model: ServedModel) -> Callable[[Any], int]:
     default_len = getattr(model, "max_len", 100)
 
     def cost(text: str, options: Any) -> int:
-        return batch_work(
-            len(text), options.beam, options.nbest, options.sample, options.max_len or default_len
+        return item_work(
+            len(text),
+            options.beam,
+            options.nbest,
+            options.sample,
+            options.max_len or default_len,
+            len(getattr(text, "prefix", "")),  # a TextItem's (backend.py)
+            len(getattr(text, "constraints", ())),
         )
 
     return cost

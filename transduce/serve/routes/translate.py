@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from transduce.serve import schemas as s
 from transduce.serve.backend import ServedModel, UnsupportedOption
 from transduce.serve.errors import ApiError, SafeJSONResponse
-from transduce.serve.limits import ServeLimits, batch_work, compute_cost
+from transduce.serve.limits import ServeLimits, compute_cost, item_work
 from transduce.serve.routes.common import (
     ERRORS,
     BoundedState,
@@ -46,14 +46,14 @@ async def answer(body: s.TranslateRequest, request: Request, state: ServeState) 
     if body.return_attention:
         _check_attention_size(texts, body, model.max_len)
     _check_compute(len(texts), body, model.max_len, limits.max_compute)
-    _check_input_work(texts, body, model.max_len, limits.max_batch_work)
-    check_input_tokens(texts, model)  # last: the one check that tokenizes
     options = body.decode_options()  # its cross-option rules ran in validation (422)
     try:
         model.check(options)  # before queueing: a refused option never joins a batch
     except UnsupportedOption as err:
         raise ApiError(422, err.field, err.message) from None
     items = targeted(texts, body, model, options, limits)
+    _check_input_work(items, body, model.max_len, limits.max_batch_work)
+    check_input_tokens(texts, model)  # last: the one check that tokenizes
     if body.stream:
         return streamed(request, state, name, model, items, options, body)
     # seeded draws depend on the batch; constrained search runs on its inputs alone
@@ -162,26 +162,35 @@ def _check_compute(n: int, body: s.TranslateRequest, default_len: int, budget: i
     )
 
 
-def _check_input_work(
-    texts: list[str], body: s.TranslateRequest, default_len: int, limit: int
-) -> None:
-    """One input's work (:func:`batch_work`): a batch cannot split an input, so this
-    bounds how long any other request can wait behind one batch."""
+def _check_input_work(items: list[str], body: s.TranslateRequest, default_len: int, limit: int):
+    """One input's work (:func:`item_work`, its prefix and constraints counted): a batch
+    cannot split an input, so this bounds how long any other request can wait behind one
+    batch."""
     width = body.nbest if body.sample else body.beam
     max_len = body.max_len or default_len
-    longest = max(range(len(texts)), key=lambda i: len(texts[i]))
-    chars = len(texts[longest])
-    work = batch_work(chars, body.beam, body.nbest, body.sample, max_len)
-    if work <= limit:
+
+    def work(x: str) -> int:
+        prefix, phrases = len(getattr(x, "prefix", "")), len(getattr(x, "constraints", ()))
+        return item_work(len(x), body.beam, body.nbest, body.sample, max_len, prefix, phrases)
+
+    heaviest = max(range(len(items)), key=lambda i: work(items[i]))
+    item = items[heaviest]
+    if (spent := work(item)) <= limit:
         return
-    field = "beam" if width > 1 else ("max_len" if body.max_len else f"texts[{longest}]")
+    prefix, phrases = getattr(item, "prefix", ""), getattr(item, "constraints", ())
+    if prefix and work(str(item)) <= limit:
+        field = "prefix" if isinstance(body.prefix, str) else f"prefix[{heaviest}]"
+        detail = f"with its {len(prefix)}-character prefix"
+    elif phrases and work(str(item)) <= limit:
+        field, detail = f"constraints[{heaviest}]", f"with its {len(phrases)} phrase(s)"
+    else:
+        field = "beam" if width > 1 else ("max_len" if body.max_len else f"texts[{heaviest}]")
+        detail = f"beam x (max_len + 8) x source characters = {width} x {max_len + 8} x {len(item)}"
     raise ApiError(
         422,
         field,
-        f"texts[{longest}]: beam x (max_len + 8) x source characters "
-        f"= {width} x {max_len + 8} x {chars} = {work:,} is over this server's "
-        f"{limit:,} per input (--max-batch-work): lower beam or max_len, or send "
-        "a shorter text",
+        f"texts[{heaviest}] {detail}: {spent:,} is over this server's {limit:,} per input "
+        "(--max-batch-work): lower beam or max_len, or send a shorter text or prefix",
     )
 
 
