@@ -35,6 +35,22 @@ def test_attend_zero_weight_at_masked_positions_and_normalised():
     torch.testing.assert_close(attend(scores, full, values)[1], torch.softmax(scores, -1))
 
 
+def test_attend_with_no_allowed_position_gives_zero_not_nan():
+    """A source all padding attends nowhere: zero weights, zero context, finite gradients;
+    the other rows are untouched."""
+    torch.manual_seed(0)
+    mask = lengths_mask([4, 0, 2], 4)
+    scores = torch.randn(3, 2, 4, requires_grad=True)
+    values = torch.randn(3, 4, 5, requires_grad=True)
+    context, weights = attend(scores, mask, values)
+    assert torch.equal(weights[1], torch.zeros(2, 4)) and torch.equal(context[1], torch.zeros(2, 5))
+    rows = [0, 2]
+    again = attend(scores[rows], mask[rows], values[rows])
+    assert torch.equal(context[rows], again[0]) and torch.equal(weights[rows], again[1])
+    (context.sum() + weights.pow(2).sum()).backward()
+    assert torch.isfinite(scores.grad).all() and torch.isfinite(values.grad).all()
+
+
 def test_general_with_identity_equals_dot():
     torch.manual_seed(0)
     general = GeneralScorer(8, 8)

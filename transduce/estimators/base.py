@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
+import transduce.estimators.checks as checks
 from transduce.config import Config, DecoderConfig, EncoderConfig, ModelConfig, TrainConfig
 from transduce.data.series import ArrayData
 from transduce.engine import checkpoint as ckpt
 from transduce.engine.loop import Loop
 from transduce.engine.objective import regression_loss
 from transduce.errors import DataError
-from transduce.estimators.callbacks import Callback, History
-from transduce.estimators.checks import check_args, check_flags, count
-from transduce.estimators.training import METRICS, KerasReport, check_array, check_metrics
+from transduce.estimators.callbacks import Callback, History, check_callbacks
+from transduce.estimators.training import METRICS, KerasReport, check_metrics
 from transduce.inference.search import rollout
 from transduce.nn.embed import TokenEmbedding, ValueEmbedding
 from transduce.nn.heads import VocabHead
@@ -68,13 +68,11 @@ class Estimator:
             input_shape = tuple(batch_input_shape)[1:]
         if input_shape is not None:
             input_length, input_dim = (*tuple(input_shape), None)[:2]
-        check_args(
+        checks.check_args(
             input_dim, output_dim, output_length, input_length, hidden_dim, embed_dim, dropout
         )
-        check_flags(bidirectional, teacher_force, seed)
-        depth = (depth, depth) if isinstance(depth, int) else tuple(depth)
-        if len(depth) != 2 or min(depth) < 1:
-            raise ValueError(f"depth: an int or (encoder, decoder) layers >= 1, got {depth!r}")
+        checks.check_flags(bidirectional, teacher_force, seed)
+        depth = checks.check_depth(depth)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell: 'lstm' or 'gru', got {cell!r}")
         self.args = dict(
@@ -120,23 +118,26 @@ class Estimator:
         optimizer: str = "rmsprop",
         lr: float | None = None,
         clip_norm: float | None = 1.0,
-        metrics: list[str] | None = None,
+        metrics: str | list[str] | None = None,
     ) -> None:
         """Choose the loss (``mse``, ``mae``, ``huber``, ``categorical_crossentropy``,
         ``sparse_categorical_crossentropy``), the optimizer (``rmsprop``, ``adam``, ``sgd``)
         and ``metrics`` reported per epoch (``accuracy`` for classes; ``mae``, ``mse`` for
-        values). A new compile starts a fresh optimizer, as in Keras."""
+        values). ``lr`` None: the optimizer's default; ``clip_norm`` None: no clipping.
+        A new compile starts a fresh optimizer, as in Keras."""
         if loss not in LOSSES:
             raise ValueError(f"loss: one of {', '.join(LOSSES)}; got {loss!r}")
         if optimizer not in DEFAULT_LR:
             raise ValueError(f"optimizer: one of {', '.join(DEFAULT_LR)}; got {optimizer!r}")
         metrics = check_metrics(metrics, LOSSES[loss] in ("categorical", "sparse"))
+        lr = DEFAULT_LR[optimizer] if lr is None else checks.positive("lr", lr)
+        clip_norm = None if clip_norm is None else checks.positive("clip_norm", clip_norm)
         kept = self.compiled is not None and self.compiled["loss"] == LOSSES[loss]
         self.compiled = dict(
             loss=LOSSES[loss],
             loss_name=loss,
             optimizer=optimizer,
-            lr=lr or DEFAULT_LR[optimizer],
+            lr=lr,
             clip_norm=clip_norm,
             metrics=metrics,
         )
@@ -174,30 +175,14 @@ class Estimator:
         tokens = a.ndim == 2 and a.dtype.kind in "iu"
         if self.tokens_in is not None:
             tokens = self.tokens_in
-        length, dim = self.args["input_length"], self.args["input_dim"]
-        a = check_array(name, a, (None, length) if tokens else (None, length, dim), tokens)
-        if tokens and (a.min() < 0 or a.max() >= dim):
-            raise ValueError(
-                f"{name}: token ids must lie in [0, input_dim={dim}), got "
-                f"[{a.min()}, {a.max()}] (shape {a.shape})"
-            )
+        a = checks.check_inputs(name, a, self.args["input_length"], self.args["input_dim"], tokens)
         if self.net is None:
             self.build(tokens)
         return a
 
     def _targets(self, Y: Any, n: int, name: str = "Y") -> np.ndarray:
-        T, D = self.args["output_length"], self.args["output_dim"]
-        kind = self.compiled["loss"]
-        if kind == "sparse":
-            y = check_array(name, Y, (n, T), True)
-            if y.min() < 0 or y.max() >= D:
-                raise ValueError(
-                    f"{name}: class ids must lie in [0, output_dim={D}), got "
-                    f"[{y.min()}, {y.max()}] (shape {y.shape})"
-                )
-            return y.astype(np.int64)
-        y = check_array(name, Y, (n, T, D), False)
-        return y.argmax(-1).astype(np.int64) if kind == "categorical" else y.astype(np.float32)
+        shape = (n, self.args["output_length"], self.args["output_dim"])
+        return checks.check_targets(name, Y, shape, self.compiled["loss"])
 
     def _data(self, X: np.ndarray, Y: np.ndarray) -> ArrayData:
         n = len(X)
@@ -226,12 +211,12 @@ class Estimator:
         on from the same weights and optimizer state."""
         if self.compiled is None:
             raise RuntimeError("call compile(loss=..., optimizer=...) before fit")
-        count("batch_size", batch_size, 1)
-        count("epochs", epochs, 0)
+        checks.count("batch_size", batch_size, 1)
+        checks.count("epochs", epochs, 0)
+        checks.check_fit(validation_split, verbose)
+        callbacks = check_callbacks(callbacks)
         X = self._inputs(X)
         Y = self._targets(Y, len(X))
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"validation_split: a fraction in [0, 1), got {validation_split}")
         valid = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -249,7 +234,7 @@ class Estimator:
             X, Y = X[:cut], Y[:cut]
         probe = valid or self._data(X[:256], Y[:256])  # validation's 'loss' is not shown then
         train = self._data(X, Y)
-        return self._train(train, valid, probe, epochs, batch_size, verbose, callbacks or [])
+        return self._train(train, valid, probe, epochs, batch_size, verbose, callbacks)
 
     def _train(
         self,
@@ -298,7 +283,7 @@ class Estimator:
     @torch.no_grad()
     def predict(self, X, batch_size: int = 256) -> np.ndarray:
         """Roll-out outputs ``[samples, output_length, output_dim]`` (probabilities for tokens)."""
-        count("batch_size", batch_size, 1)
+        checks.count("batch_size", batch_size, 1)
         X = self._inputs(X)
         self.net.eval()
         outs = []
@@ -373,6 +358,8 @@ class Estimator:
         if self.net is None:
             raise RuntimeError("nothing to save: the model is not built (fit or predict first)")
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"save: {path} is a file; save writes a folder there")
         meta = {
             "class": type(self).__name__,
             "args": self.args,
@@ -385,7 +372,8 @@ class Estimator:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Estimator:
         """Rebuild an estimator written by ``save`` (its class is named in estimator.json;
-        the classes are this one's subclasses, which the package imports)."""
+        the classes are this one's subclasses, which the package imports). Called on one
+        class (``SimpleSeq2Seq.load``), a saved estimator of another class is refused."""
         where = Path(path, "estimator.json")
         try:
             meta = json.loads(where.read_bytes()[: 1 << 20].decode("utf-8"))
@@ -397,6 +385,10 @@ class Estimator:
         if not isinstance(meta, dict) or meta.get("class") not in classes:
             found = meta.get("class") if isinstance(meta, dict) else meta
             raise DataError(where, None, f"unknown estimator class {str(found)[:60]!r}")
+        if not issubclass(classes[meta["class"]], cls):  # Estimator.load takes any of them
+            name = meta["class"]
+            problem = f"a saved {name}, not a {cls.__name__} (load_model reads any class)"
+            raise DataError(where, None, problem)
         try:
             args = dict(meta["args"])
             args["depth"] = tuple(args["depth"])

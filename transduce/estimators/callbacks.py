@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from transduce.estimators.checks import count
+
 
 @dataclass
 class History:
@@ -54,6 +56,11 @@ class _Monitor(Callback):
     accuracy."""
 
     def __init__(self, monitor: str, mode: str, min_delta: float = 0.0):
+        if not isinstance(monitor, str):
+            raise ValueError(f"monitor: the name of a log entry ('val_loss', ...), got {monitor!r}")
+        real = isinstance(min_delta, (int, float)) and not isinstance(min_delta, bool)
+        if not real or not math.isfinite(min_delta):
+            raise ValueError(f"min_delta: a finite number, got {min_delta!r}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode: 'auto', 'min' or 'max', got {mode!r}")
         if mode == "auto":
@@ -89,6 +96,7 @@ class EarlyStopping(_Monitor):
         restore_best_weights: bool = False,
     ):
         super().__init__(monitor, mode, min_delta)
+        count("patience", patience, 0)
         self.patience, self.restore_best_weights = patience, restore_best_weights
         self.wait, self.stopped_epoch, self.best_epoch, self._weights = 0, None, None, None
 
@@ -138,3 +146,16 @@ class ModelCheckpoint(_Monitor):
         path = self.filepath.format(epoch=epoch + 1, **logs)
         self.model.save(path)
         self.saved.append(path)
+
+
+def check_callbacks(callbacks: Any) -> list[Callback]:
+    """``fit``'s callbacks: None, or a list of :class:`Callback` instances."""
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)) or not all(
+        isinstance(c, Callback) for c in callbacks
+    ):
+        raise ValueError(
+            f"callbacks: a list of transduce.estimators.Callback instances, got {callbacks!r:.80}"
+        )
+    return list(callbacks)

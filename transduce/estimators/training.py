@@ -1,15 +1,14 @@
 """How the array API trains: the project's loop on a series task, observed by one loop
 callback (:class:`KerasReport`) that gives what a Keras user expects of ``fit``: the
 compiled metrics on training and validation batches, one line per epoch, and Keras
-callbacks that may stop training. Nothing here overrides the loop. And the checks of
-the arrays ``fit``, ``predict`` and ``evaluate`` take."""
+callbacks that may stop training. Nothing here overrides the loop. And the check of the
+compiled metric names."""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
-import numpy as np
 import torch
 
 from transduce.data.series import ValueBatch
@@ -30,13 +29,17 @@ METRICS = {
 TOKEN_METRICS, VALUE_METRICS = {"acc"}, {"mae", "mse"}
 
 
-def check_metrics(metrics: list[str] | None, tokens_out: bool) -> list[str]:
-    """The metric names, checked against the kind of output (accuracy for classes,
-    mae/mse for values)."""
+def check_metrics(metrics: str | list[str] | None, tokens_out: bool) -> list[str]:
+    """The metric names (one name alone is one metric, as in Keras), checked against the
+    kind of output (accuracy for classes, mae/mse for values)."""
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if metrics is not None and not isinstance(metrics, (list, tuple)):
+        raise ValueError(f"metrics: a list of names such as ['mae'], got {metrics!r:.80}")
     names = list(metrics or [])
     allowed = TOKEN_METRICS if tokens_out else VALUE_METRICS
     for name in names:
-        if METRICS.get(name) not in allowed:
+        if not isinstance(name, str) or METRICS.get(name) not in allowed:
             kind = "class outputs" if tokens_out else "real-valued outputs"
             options = [k for k, v in METRICS.items() if v in allowed]
             raise ValueError(
@@ -128,25 +131,3 @@ class KerasReport(Callback):
         for callback in self.callbacks:
             callback.on_epoch_end(epoch, logs)
         loop.stop_training = loop.stop_training or self.estimator.stop_training
-
-
-def check_array(name: str, arr: Any, shape: tuple, integer: bool) -> np.ndarray:
-    """``arr`` as an array of ``shape`` (None = any size), finite, of the right dtype kind."""
-    a = np.asarray(arr)
-    want = "(" + ", ".join("samples" if i == 0 else str(s) for i, s in enumerate(shape)) + ")"
-    if a.ndim != len(shape) or any(
-        s is not None and s != n for s, n in zip(shape, a.shape, strict=True)
-    ):
-        raise ValueError(f"{name}: expected shape {want}, got {a.shape}")
-    if len(a) == 0:
-        raise ValueError(f"{name}: no samples (shape {a.shape})")
-    if integer and a.dtype.kind not in "iu":
-        raise ValueError(f"{name}: expected integer ids of shape {want}, got dtype {a.dtype}")
-    if not integer:
-        if a.dtype.kind not in "fiub":
-            raise ValueError(f"{name}: expected real numbers of shape {want}, got dtype {a.dtype}")
-        bad = ~np.isfinite(a.astype(np.float64))
-        if bad.any():
-            where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"{name}: NaN or inf at index {where} (shape {a.shape})")
-    return a

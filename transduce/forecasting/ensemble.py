@@ -129,5 +129,25 @@ class ForecastEnsemble:
 
 
 def predict_ensemble(estimators: Sequence[Any], x: Any, combine: str = "median") -> np.ndarray:
-    """The array API's ensemble: combine ``predict(x)`` of fitted value estimators."""
-    return combine_forecasts([np.asarray(e.predict(x)) for e in estimators], combine)
+    """The array API's ensemble: combine ``predict(x)`` of fitted estimators that predict
+    the same kind of output (values, or class probabilities); a mix is refused by name, as
+    the shapes alone did not tell a forecast from probabilities."""
+    members = list(estimators)
+    if not members:
+        raise ValueError("predict_ensemble: give at least one member (estimators is empty)")
+    kinds = [_output_kind(e) for e in members]
+    for i, kind in enumerate(kinds[1:], 1):
+        if kind[1] != kinds[0][1]:
+            raise ValueError(
+                f"predict_ensemble: member {i} ({kind[0]}) predicts {kind[1]}, member 0 "
+                f"({kinds[0][0]}) {kinds[0][1]}; combine members of one kind"
+            )
+    return combine_forecasts([np.asarray(e.predict(x)) for e in members], combine)
+
+
+def _output_kind(estimator: Any) -> tuple[str, str]:
+    """An estimator's class and compiled loss, and what it predicts."""
+    compiled = getattr(estimator, "compiled", None) or {}
+    name = f"{type(estimator).__name__}, loss {compiled.get('loss_name', '?')}"
+    classes = compiled.get("loss") in ("categorical", "sparse")
+    return name, "class probabilities" if classes else "values"

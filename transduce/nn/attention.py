@@ -18,11 +18,13 @@ def attend(
 
     scores ``[B, T, S]``, mask ``[B, S]`` or ``[B, T, S]`` (True = may attend),
     values ``[B, S, H]`` -> context ``[B, T, H]``, weights ``[B, T, S]`` (exactly 0 where
-    masked).
+    masked). A row with no allowed position (a source all padding) attends nowhere: zero
+    weights and a zero context, where the softmax of only ``-inf`` gave NaN.
     """
     allowed = mask[:, None, :] if mask.dim() == 2 else mask
     scores = scores.masked_fill(~allowed, float("-inf"))
-    weights = torch.softmax(scores.float(), dim=-1).to(values.dtype)
+    weights = torch.softmax(scores.float(), dim=-1).masked_fill(~allowed, 0.0)
+    weights = weights.to(values.dtype)
     return torch.bmm(weights, values), weights
 
 
