@@ -119,7 +119,6 @@ def test_categorical_targets_must_be_one_hot(row, match):
         {"lr": float("inf")},
         {"lr": "x"},
         {"clip_norm": -1},
-        {"clip_norm": 0},
         {"clip_norm": float("nan")},
         {"clip_norm": "x"},
     ],
@@ -136,6 +135,8 @@ def test_compile_lr_zero_is_refused_not_the_default():
         model.compile(loss="mse", optimizer="sgd", lr=0.0)  # it became sgd's 1e-2
     model.compile(loss="mse", optimizer="sgd", lr=None, clip_norm=None)
     assert model.compiled["lr"] == 1e-2 and model.compiled["clip_norm"] is None
+    model.compile(loss="mse", clip_norm=0)  # no clipping, as train.clip_norm: 0 is
+    assert model.compiled["clip_norm"] is None
     model.compile(loss="mse", lr=3e-4)
     assert model.compiled["lr"] == 3e-4
 

@@ -123,7 +123,7 @@ class Estimator:
         """Choose the loss (``mse``, ``mae``, ``huber``, ``categorical_crossentropy``,
         ``sparse_categorical_crossentropy``), the optimizer (``rmsprop``, ``adam``, ``sgd``)
         and ``metrics`` reported per epoch (``accuracy`` for classes; ``mae``, ``mse`` for
-        values). ``lr`` None: the optimizer's default; ``clip_norm`` None: no clipping.
+        values). ``lr`` None: the optimizer's default; ``clip_norm`` None or 0: no clipping.
         A new compile starts a fresh optimizer, as in Keras."""
         if loss not in LOSSES:
             raise ValueError(f"loss: one of {', '.join(LOSSES)}; got {loss!r}")
@@ -131,7 +131,8 @@ class Estimator:
             raise ValueError(f"optimizer: one of {', '.join(DEFAULT_LR)}; got {optimizer!r}")
         metrics = check_metrics(metrics, LOSSES[loss] in ("categorical", "sparse"))
         lr = DEFAULT_LR[optimizer] if lr is None else checks.positive("lr", lr)
-        clip_norm = None if clip_norm is None else checks.positive("clip_norm", clip_norm)
+        no_clip = clip_norm is None or (isinstance(clip_norm, (int, float)) and clip_norm == 0)
+        clip_norm = None if no_clip else checks.positive("clip_norm", clip_norm)  # 0: as config
         kept = self.compiled is not None and self.compiled["loss"] == LOSSES[loss]
         self.compiled = dict(
             loss=LOSSES[loss],
