@@ -76,3 +76,38 @@ def test_rnn_preset_is_refused_with_a_pointer_to_onnx(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "no recurrent decoder" in err and "export onnx" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "c").exists()
+
+
+def test_a_seeded_sample_repeats_within_one_process(runs):
+    """CTranslate2 seeds a worker thread's sampler once, as the thread starts: a seed given
+    to a later call changed nothing, so a server answered each seeded request differently."""
+    from transduce.export.ct2 import export_ct2
+
+    out = runs / "seeded"
+    if not out.exists():
+        export_ct2(runs / "tf", out)
+    ct2 = CT2Translator.load(out, threads=1)
+    seeded = DecodeOptions(sample=True, seed=7, temperature=3.0)
+    draws = [ct2.translate(INPUTS[:8], seeded) for _ in range(3)]
+    assert draws[0] == draws[1] == draws[2]
+    other = ct2.translate(INPUTS[:8], DecodeOptions(sample=True, seed=8, temperature=3.0))
+    assert other != draws[0]  # the seed matters (at temperature 3 the draws spread)
+
+
+def test_a_prefix_past_the_position_table_is_one_line(runs, tmp_path, capsys):
+    """CTranslate2 raised (a traceback; a 500 from the server) on a decoder position past
+    the exported table (1,024 rows here)."""
+    from transduce.export.ct2 import export_ct2
+
+    out = runs / "seeded"
+    if not out.exists():
+        export_ct2(runs / "tf", out)
+    (tmp_path / "in.txt").write_text("abc\nabc\n")
+    (tmp_path / "p.txt").write_text("a\n" + "a" * 1100 + "\n")
+    args = ["translate", "--model", str(out), "--input", str(tmp_path / "in.txt")]
+    assert main([*args, "--prefix-file", str(tmp_path / "p.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "p.txt:2: 1,100 target tokens: this model's decoder holds at most 1,022" in err
+    assert err.count("\n") == 1
+    (tmp_path / "p.txt").write_text("a\n" + "a" * 1022 + "\n")  # the most it holds
+    assert main([*args, "--prefix-file", str(tmp_path / "p.txt")]) == 0

@@ -195,3 +195,21 @@ def test_a_given_up_batch_stops_between_an_onnx_exports_steps(exports):
     assert full[0][0].text == direct[0][0].text
     n = len(full[0][0].out_tokens)
     assert checks[0] + 10**6 in (n, n + 1)  # one check a step, wrapped once
+
+
+def test_a_prefix_past_ct2s_position_table_is_a_422_and_seeds_repeat(export_client):
+    """A 1,030-character prefix was a 500 (CTranslate2 raised past its 1,024 positions),
+    and a seeded sample differed at every request on CTranslate2."""
+    long = export_client.post(
+        "/v1/translate", json={"model": "ct2", "texts": ["abc"], "prefix": "a" * 1030}
+    )
+    assert long.status_code == 422 and long.json()["field"] == "prefix"
+    assert "decoder holds at most 1,022" in long.json()["error"]
+    onnx = export_client.post(
+        "/v1/translate", json={"model": "onnx", "texts": ["abc"], "prefix": "a" * 1030}
+    )
+    assert onnx.status_code in (200, 422) and onnx.json().get("field") != "prefix"
+    seeded = {"model": "ct2", "texts": ["abcabc", "cab"], "sample": True, "seed": 3}
+    seeded["temperature"] = 3.0
+    replies = [export_client.post("/v1/translate", json=seeded).json() for _ in range(3)]
+    assert replies[0]["results"] == replies[1]["results"] == replies[2]["results"]

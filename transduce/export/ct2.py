@@ -69,6 +69,12 @@ def _stack(spec, stack, positions: int, cross: bool) -> None:
         _block(layer_spec, block, cross)
 
 
+def ct2_positions(t) -> int:
+    """Rows of the position table an export holds (a sinusoid's at least 1,024): CTranslate2
+    fails on a decoder position past them, so the manifest records it (``positions``)."""
+    return t.max_positions if t.positions == "learned" else max(t.max_positions, 1024)
+
+
 def build_spec(model: torch.nn.Module, cfg, src_tokens: list[str], tgt_tokens: list[str]):
     """The CTranslate2 ``TransformerSpec`` of a transduce transformer."""
     import ctranslate2
@@ -78,7 +84,7 @@ def build_spec(model: torch.nn.Module, cfg, src_tokens: list[str], tgt_tokens: l
         (t.encoder_layers, t.decoder_layers), t.heads, pre_norm=t.pre_norm
     )
     spec.config.layer_norm_epsilon = 1e-5  # torch.nn.LayerNorm's
-    positions = t.max_positions if t.positions == "learned" else max(t.max_positions, 1024)
+    positions = ct2_positions(t)
     _stack(spec.encoder, model.encoder, positions, cross=False)
     _stack(spec.decoder, model.decoder, positions, cross=True)
     _linear(spec.decoder.projection, model.head.proj)
@@ -124,5 +130,6 @@ def export_ct2(
     _SpecConverter().convert(str(out), quantization=quantization, force=True)
     manifest = base_manifest(cfg, "ct2", run_dir, checkpoint)
     manifest.update(kind="text", text=copy_text_files(cfg, run_dir, out), quantize=quantization)
+    manifest["positions"] = ct2_positions(cfg.model.transformer)
     write_manifest(out, manifest)
     return out

@@ -133,6 +133,8 @@ class TextDecoder:
         tok = self.pipeline.tgt_tok
         pre = None if prefixes is None else [tok.encode(prefixes[i] or "") for i in live]
         for i in live if prefixes is not None else ():
+            if (too_long := self.prefix_overflow(prefixes[i] or "")) is not None:
+                raise DataError("<prefixes>", first + i, too_long)
             unknown = self.unproducible(prefixes[i] or "")
             if unknown is not None:
                 raise DataError(
@@ -155,6 +157,17 @@ class TextDecoder:
                     )
             out.append([tok.encode(p) for p in constraints[i] if p.strip()])
         return pre, out
+
+    max_prefix: int | None = None  # target tokens a prefix may hold (None: no bound)
+
+    def prefix_overflow(self, prefix: str) -> str | None:
+        """Why ``prefix`` is too long for this engine (CTranslate2's position table), or None."""
+        if self.max_prefix is None:
+            return None
+        n = len(self.pipeline.tgt_tok.encode(prefix))
+        if n <= self.max_prefix:
+            return None
+        return f"{n:,} target tokens: this model's decoder holds at most {self.max_prefix:,}"
 
     def unproducible(self, phrase: str) -> str | None:
         """The first token of a target ``phrase`` outside the target vocabulary (no output

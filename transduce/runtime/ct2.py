@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from transduce.device import cpu_flags, ct2_device
 from transduce.inference.decoding import DecodeOptions, Translation
@@ -51,16 +52,14 @@ class CT2Translator(TextDecoder):
             raise ExportError(f"{self.dir / 'model.bin'}: no such file (incomplete export)")
         self.pipeline = Pipeline(self.dir, self.manifest["text"])
         self.defaults = self.manifest["decode"]
+        # decoder positions: <s>, then the output (a prefix past them raised in CTranslate2)
+        self.positions = int(self.manifest.get("positions", 1024))
+        self.max_prefix = self.positions - 2
         kind, index = ct2_device(device)  # before loading: a missing GPU is one line
         self.device = kind if kind == "cpu" else f"cuda:{index}"
+        self._args = dict(device=kind, device_index=index, inter_threads=1, intra_threads=threads)
         try:
-            self.ct2 = ctranslate2.Translator(
-                str(self.dir),
-                device=kind,
-                device_index=index,
-                inter_threads=1,
-                intra_threads=threads,
-            )
+            self.ct2 = ctranslate2.Translator(str(self.dir), **self._args)
         except (RuntimeError, ValueError) as err:  # its own messages: a bad model.bin, CUDA
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise ExportError(
@@ -78,12 +77,20 @@ class CT2Translator(TextDecoder):
         """The engine registry's loader (an export has one set of weights)."""
         return cls(model_dir, threads, device)
 
+    def _seeded(self, o: DecodeOptions) -> Any:
+        """The translator a decode runs on. CTranslate2 seeds each worker thread's sampler
+        from :func:`ctranslate2.set_random_seed` once, when the thread starts, so a seed
+        given later changed nothing (a served seeded sample differed at every request): a
+        seeded sample runs on a fresh translator, its threads started after the seed."""
+        if not (o.sample and o.seed is not None):
+            return self.ct2
+        import ctranslate2
+
+        ctranslate2.set_random_seed(o.seed)
+        return ctranslate2.Translator(str(self.dir), **self._args)
+
     def _kwargs(self, o: DecodeOptions) -> dict:
         if o.sample:
-            import ctranslate2
-
-            if o.seed is not None:
-                ctranslate2.set_random_seed(o.seed)
             return dict(
                 beam_size=1,
                 num_hypotheses=o.nbest,
@@ -110,13 +117,14 @@ class CT2Translator(TextDecoder):
         if prefixes is not None:  # the output holds the prefix, as on the other engines
             limits = [max(n, len(p)) for n, p in zip(limits, prefixes, strict=True)]
             prefixes = self._known(prefixes, self.pipeline.tgt_vocab)
+        limits = [min(n, self.positions - 1) for n in limits]
         known = self._known(tokens, self.pipeline.src_vocab)
-        kwargs = self._kwargs(o)
+        kwargs, translator = self._kwargs(o), self._seeded(o)
         for limit in sorted(set(limits)):  # CTranslate2 takes one length limit per call
             group = [k for k, n in enumerate(limits) if n == limit]
             if prefixes is not None:
                 kwargs["target_prefix"] = [prefixes[k] or None for k in group]
-            out = self.ct2.translate_batch(
+            out = translator.translate_batch(
                 [known[k] for k in group],
                 max_batch_size=o.batch_size or 64,
                 max_decoding_length=limit,

@@ -59,6 +59,9 @@ def targeted(
         unicode_text(prefix, where)
         if len(prefix) > limits.max_chars:
             raise ApiError(422, where, f"{len(prefix)} characters: at most {limits.max_chars}")
+        too_long = model.translator.prefix_overflow(prefix) if prefix else None
+        if too_long is not None:  # CTranslate2's position table: it raised, a 500
+            raise ApiError(422, where, too_long)
         unknown = model.translator.unproducible(prefix) if prefix else None
         if unknown is not None:  # forced, it would begin the output with <unk>
             shown = unknown[:40].encode("ascii", "backslashreplace").decode()
