@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import threading
 import time
@@ -355,3 +356,19 @@ def test_a_long_prefix_counts_in_an_inputs_work(client):
     assert "1800-character prefix" in got.json()["error"]
     short = client.post("/v1/translate", json={"texts": ["α"], "beam": 2, "prefix": piece[:3]})
     assert short.status_code == 200
+
+
+def test_paths_cannot_write_log_lines_and_docs_are_labelled(models, caplog):
+    """A %0a in the path wrote a forged access-log line; /openapi.json counted as
+    "unmatched"; /v1/score blamed texts[0] for a bad target."""
+    forged = "/v1/models%0a7a943dc4 POST /v1/translate 200 3.1 ms"
+    with TestClient(create_app(models)) as c, caplog.at_level(logging.INFO, "transduce.serve"):
+        assert c.get(forged).status_code == 404
+        assert c.get("/openapi.json").status_code == 200
+        lines = [r.getMessage() for r in caplog.records if r.name == "transduce.serve.access"]
+        assert len(lines) == 2 and "\\x0a7a943dc4" in lines[0] and "\n" not in lines[0]
+        m = samples(c)
+        json_route = ("route", "/openapi.json")
+        assert m[("transduce_requests_total", (("method", "GET"), json_route, ("status", "200")))]
+        bad = c.post("/v1/score", json={"texts": ["αβ"], "targets": ["α" * 2001]})
+        assert bad.status_code == 422 and bad.json()["field"] == "targets[0]"

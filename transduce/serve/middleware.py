@@ -140,7 +140,7 @@ class RequestContext:
             await failure_response(scope, exc)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = getattr(scope.get("route"), "path", None) or _unrouted(scope, status[0])
             self.state.metrics.request(route, scope["method"], status[0], elapsed)
             self._log(scope, rid, route, status[0], elapsed)
 
@@ -161,6 +161,16 @@ class RequestContext:
         if self.json_logs:
             access_log.info(json.dumps(line, ensure_ascii=True))
         else:
-            access_log.info(
-                "%s %s %s %d %.1f ms", rid, line["method"], line["path"], status, line["latency_ms"]
+            path = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line["path"])
+            access_log.info(  # a decoded %0a in the path had written a line of its own
+                "%s %s %s %d %.1f ms", rid, line["method"], path, status, line["latency_ms"]
             )
+
+
+def _unrouted(scope, status: int) -> str:
+    """The metrics label of a request no API route took: the first part of its path where
+    it was answered (/openapi.json, /docs, /docs-assets: a few, as the app has them), else
+    "unmatched" (any path a client makes up would be a label of its own)."""
+    if status >= 400:
+        return "unmatched"
+    return "/" + scope["path"].lstrip("/").split("/", 1)[0]

@@ -42,7 +42,7 @@ async def score(body: s.ScoreRequest, request: Request, state: BoundedState) -> 
             "targets",
             f"{len(body.targets)} targets for {len(texts)} texts: give one target per text",
         )
-    targets = check_texts(body.targets, ("text",), limits)
+    targets = check_texts(body.targets, ("text",), limits, "targets")
     steps = max(len(t) for t in targets) + 1  # a token is at most one character, then </s>
     cost = compute_cost(len(texts), 1, 1, False, steps)
     if cost > limits.max_compute:

@@ -81,13 +81,16 @@ def pick(models: dict[str, ServedModel], name: str | None, kind: str) -> tuple[s
     return name, model
 
 
-def check_texts(texts: list[Any], fields: tuple[str, ...], limits: ServeLimits) -> list[str]:
-    """The inputs as the translator reads them (several fields: tab-joined, in order)."""
+def check_texts(
+    texts: list[Any], fields: tuple[str, ...], limits: ServeLimits, name: str = "texts"
+) -> list[str]:
+    """The inputs as the translator reads them (several fields: tab-joined, in order);
+    ``name``: the request's field (``targets`` for /v1/score's)."""
     if len(texts) > limits.max_texts:
-        raise ApiError(422, "texts", f"{len(texts)} texts: at most {limits.max_texts}")
+        raise ApiError(422, name, f"{len(texts)} {name}: at most {limits.max_texts}")
     out = []
     for i, item in enumerate(texts):
-        where = f"texts[{i}]"
+        where = f"{name}[{i}]"
         if len(fields) == 1:
             if not isinstance(item, str):
                 raise ApiError(422, where, "must be a string")
