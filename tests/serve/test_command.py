@@ -100,3 +100,19 @@ def test_a_checkpoint_choice_for_an_export_is_refused_not_ignored(exports, capsy
     assert main(["serve", "--model", f"m={exports['onnx']}", "--checkpoint", "last"]) == 2
     err = capsys.readouterr().err
     assert "model 'm' is an export of one checkpoint" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("MAX_TEXTS", "abc", "TRANSDUCE_SERVE_MAX_TEXTS='abc': not a valid int (--max-texts)"),
+        ("THREADS", "-3", "TRANSDUCE_SERVE_THREADS='-3': must be an integer >= 0"),
+        ("LOG_FORMAT", "xml", "TRANSDUCE_SERVE_LOG_FORMAT='xml': choose from text, json"),
+    ],
+)
+def test_a_bad_environment_value_is_one_line_naming_it(monkeypatch, capsys, variable, value, words):
+    """A bad number printed argparse's whole usage and blamed a flag never given."""
+    monkeypatch.setenv(f"TRANSDUCE_SERVE_{variable}", value)
+    assert main(["serve", "--model", "no/such/dir"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1

@@ -133,21 +133,32 @@ def serve_command(args: argparse.Namespace) -> None:
 
 
 def _env_defaults(p: argparse.ArgumentParser) -> None:
-    """Defaults from ``TRANSDUCE_SERVE_*`` (argparse converts string defaults with the
-    flag's type, so a bad value fails as a bad flag would)."""
+    """Defaults from ``TRANSDUCE_SERVE_*``, converted with the flag's type here: a bad
+    value is one line naming the variable when serve runs (argparse had printed its usage
+    and blamed the flag, which the user never gave), and breaks no other command."""
     for action in p._actions:
         if not action.option_strings or action.dest in ("help", "model"):
             continue
-        value = os.environ.get(ENV_PREFIX + action.dest.upper())
-        if value is not None:
-            if action.choices is not None and value not in action.choices:
-                # said when serve runs: a bad variable must not break the other commands
-                p.set_defaults(
-                    env_error=f"{ENV_PREFIX}{action.dest.upper()}={value[:80]!r}: "
-                    f"choose from {', '.join(map(str, action.choices))}"
-                )
-                continue
-            action.default = value
+        name = ENV_PREFIX + action.dest.upper()
+        value = os.environ.get(name)
+        if value is None:
+            continue
+        problem = None
+        if action.choices is not None and value not in action.choices:
+            problem = f"choose from {', '.join(map(str, action.choices))}"
+        elif callable(action.type):
+            try:
+                value = action.type(value)
+            except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
+                kind = getattr(action.type, "__name__", "value")
+                problem = str(err) if isinstance(err, argparse.ArgumentTypeError) else kind
+                problem = f"not a valid {problem}" if problem == kind else problem
+        if problem is not None:
+            p.set_defaults(
+                env_error=f"{name}={value[:80]!r}: {problem} ({action.option_strings[0]})"
+            )
+            continue
+        action.default = value
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
