@@ -314,6 +314,26 @@ def test_a_busy_keep_alive_client_outlives_the_read_deadline(text_run):
         proc.communicate(timeout=60)
 
 
+def test_a_fractional_keep_alive_is_honoured(text_run):
+    """--keep-alive-s 0.3 was rounded to 1 s (and 2.5 to 2): an idle kept-alive connection
+    now closes after the 0.3 s given."""
+    import socket
+
+    proc, url = start("--model", str(text_run), "--keep-alive-s", "0.3")
+    try:
+        host, port = url[len("http://") :].split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            t0, got = time.perf_counter(), b""
+            while chunk := sock.recv(65536):  # the reply, then the server's close
+                got += chunk
+            idle = time.perf_counter() - t0
+        assert got.startswith(b"HTTP/1.1 200") and idle < 0.9, idle
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
 def test_workers_whose_model_cannot_load_stop_the_server_with_one_line(text_run, tmp_path):
     """With --workers 2 a worker that cannot load exits as a start-up failure: the server
     stops with the reason in one line and exit 2, as one process does (it had stayed up,

@@ -98,8 +98,10 @@ def uvicorn_config(app: Any, settings: ServerSettings, **extra: Any) -> uvicorn.
         access_log=False,
         http=http_protocol(),
         loop="auto",  # uvloop when installed (the serve extra brings it)
-        timeout_keep_alive=max(1, round(settings.keep_alive_s)),
-        timeout_graceful_shutdown=max(1, round(settings.graceful_timeout_s)),
+        # as given: uvicorn's timers take fractions (rounded, 0.3 s had kept idle
+        # connections a whole second, 2.5 s two)
+        timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=settings.graceful_timeout_s,  # type: ignore[arg-type]
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,  # request line and headers (h11)
         **extra,
     )
