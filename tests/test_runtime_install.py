@@ -93,6 +93,22 @@ def exports(tmp_path_factory) -> Path:
     for engine in ("onnx", "ct2"):
         args = ["-q", "export", engine, "--model", str(root / "run"), "--out", str(root / engine)]
         assert main(args) == 0
+    rows = [[f"S{i}", *(f"{50 + 10 * (t % 4) + i:.1f}" for t in range(40))] for i in range(5)]
+    (root / "hist.csv").write_text(
+        "\n".join(",".join(r) for r in [[f"V{i + 1}" for i in range(41)], *rows]) + "\n"
+    )
+    series = {"format": "m4", "train": str(root / "hist.csv"), "horizon": 4, "lookback": 12}
+    cfg = {
+        "series": {**series, "period": 4, "stride": 2},
+        "model": {"preset": "luong", "encoder": {"hidden_size": 8}, "decoder": {"hidden_size": 8}},
+        "train": {"max_steps": 4, "valid_every": 2, "progress": False, "threads": 1},
+    }
+    (root / "fc.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+    assert main(["-q", "train", str(root / "fc.yaml"), "--out", str(root / "fc_run")]) == 0
+    assert (
+        main(["-q", "export", "onnx", "--model", str(root / "fc_run"), "--out", str(root / "fc")])
+        == 0
+    )
     return root
 
 
@@ -156,10 +172,11 @@ def test_runtime_commands_translate_an_export(venv, exports):
 
 
 def test_transduce_serve_serves_both_exports_without_torch(venv, exports):
-    """As the serving image runs it: ``transduce serve`` configured by TRANSDUCE_SERVE_*."""
+    """As the serving image runs it: ``transduce serve`` configured by TRANSDUCE_SERVE_*:
+    text exports of both engines and a forecasting export."""
     env = {
         **_clean_env(venv),
-        "TRANSDUCE_SERVE_MODEL": f"o={exports / 'onnx'} c={exports / 'ct2'}",
+        "TRANSDUCE_SERVE_MODEL": f"o={exports / 'onnx'} c={exports / 'ct2'} f={exports / 'fc'}",
         "TRANSDUCE_SERVE_HOST": "127.0.0.1",
         "TRANSDUCE_SERVE_PORT": "0",
     }
@@ -184,6 +201,9 @@ def test_transduce_serve_serves_both_exports_without_torch(venv, exports):
             reply = _get(f"{base}/v1/translate", {"texts": ["abc", ""], "model": name})
             texts = [r["hypotheses"][0]["text"] for r in reply["results"]]
             assert len(texts) == 2 and texts[1] == ""
+        history = [{"id": "S0", "values": [50.0 + 10 * (t % 4) for t in range(24)]}]
+        forecast = _get(f"{base}/v1/forecast", {"series": history, "model": "f"})
+        assert len(forecast["forecasts"][0]["values"]) == 4  # a forecasting export, no torch
         with urllib.request.urlopen(base + "/metrics", timeout=10) as reply:
             assert b"transduce" in reply.read()  # prometheus-client is in the runtime too
     finally:

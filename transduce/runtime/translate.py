@@ -59,7 +59,10 @@ class Translator(SearchDecoder):
     def __init__(self, model: OnnxModel):
         self.model, self.manifest, self.ops = model, model.manifest, model.ops
         if self.manifest.get("kind") != "text":
-            raise ExportError(f"{model.dir}: a forecasting export; use transduce.runtime.rollout")
+            raise ExportError(
+                f"{model.dir}: a forecasting export: forecast it (python -m transduce.runtime "
+                "forecast, or transduce forecast) or serve it (transduce serve)"
+            )
         self.pipeline = Pipeline(model.dir, self.manifest["text"])
         self.defaults = self.manifest["decode"]
 

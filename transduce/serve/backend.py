@@ -194,17 +194,14 @@ class ExportedModel:
         interruptible(translator)
 
     @classmethod
-    def load(
-        cls, name: str, model_dir: Path, threads: int = 0, device: str = "cpu"
-    ) -> ExportedModel:
+    def load(cls, name: str, model_dir: Path, threads: int = 0, device: str = "cpu") -> ServedModel:
         from transduce.loading import load
         from transduce.runtime.model import read_manifest
 
-        if read_manifest(model_dir).get("kind") != "text":
-            raise ConfigError(
-                f"--model {model_dir}: an exported forecasting model; serve its "
-                "training run (the directory given to transduce export)"
-            )
+        if read_manifest(model_dir).get("kind") == "series":  # forecasts, torch-free too
+            from transduce.serve.exported_series import ExportedSeriesModel
+
+            return ExportedSeriesModel.load(name, model_dir, threads, device)
         return cls(name, model_dir, load(str(model_dir), device=device, threads=threads))
 
     def check(self, options: DecodeOptions) -> None:

@@ -1,0 +1,52 @@
+"""A forecasting run exported by ``transduce export onnx``, served on onnxruntime and numpy
+(:class:`transduce.runtime.forecast.ExportedForecaster`): ``/v1/forecast`` without torch,
+as ``python -m transduce.runtime forecast`` forecasts offline. Its requests, intervals,
+covariates and phase are the training run's (both forecasters are a
+:class:`~transduce.forecasting.windowed.WindowForecaster`); only the description differs,
+read from the export's manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transduce.serve.backend import SeriesModel
+from transduce.serve.series_items import covariate_names
+
+
+class ExportedSeriesModel(SeriesModel):
+    """``decode(histories, options)`` as :class:`SeriesModel`'s, on the export's engine."""
+
+    engine = "onnx"
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls, name: str, model_dir: Path, threads: int = 0, device: str = "cpu"
+    ) -> ExportedSeriesModel:
+        from transduce.runtime.forecast import ExportedForecaster
+
+        return cls(name, model_dir, ExportedForecaster.load(model_dir, threads, device))
+
+    def describe(self) -> dict[str, Any]:
+        m, spec = self.forecaster.manifest, self.forecaster.spec
+        names, known = covariate_names(self.forecaster)
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "engine": self.engine,
+            "preset": m.get("preset"),
+            "cell": m.get("cell"),
+            "parameters": m.get("parameters"),  # exports do not record it (yet)
+            "vocab": None,
+            "input_fields": ["values"],
+            "horizon": spec.horizon,
+            "lookback": spec.lookback,
+            "period": spec.period,
+            "levels": self.levels(finite=True),
+            "normalized_levels": self.levels(method="normalized"),
+            "covariates": list(names),
+            "future_covariates": list(names[:known]),
+            "export": {k: m.get(k) for k in ("source_run", "checkpoint", "quantize")},
+            "training": {},
+            "decoding_defaults": {},
+        }
