@@ -334,6 +334,38 @@ def test_a_fractional_keep_alive_is_honoured(text_run):
         proc.communicate(timeout=60)
 
 
+def test_requests_pipelined_far_ahead_of_their_replies_are_bounded(text_run):
+    """A client writing pipelined requests it never reads had the server parse and queue
+    all of them (8 such clients: +1 GB); past 1,024 waiting the connection now gets a 400
+    and closes, while a client that pipelines 500 and reads gets 500 replies."""
+    import socket
+
+    proc, url = start("--model", str(text_run))
+    try:
+        host, port = url[len("http://") :].split(":")
+        one = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+        for count, whole in ((500, True), (5000, False)):
+            got, cut = b"", False
+            with socket.create_connection((host, int(port)), timeout=30) as sock:
+                try:
+                    sock.sendall(one * count)
+                    while got.count(b"HTTP/1.1 ") < count:
+                        if not (chunk := sock.recv(1 << 20)):
+                            cut = True  # the server closed the connection
+                            break
+                        got += chunk
+                except ConnectionError:  # closed while we still wrote
+                    cut = True
+            replies = got.count(b"HTTP/1.1 200")
+            assert (replies == count and not cut) if whole else (cut and replies < count)
+        with urllib.request.urlopen(url + "/health/live", timeout=30) as reply:
+            assert reply.status == 200  # and the server goes on
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err
+
+
 def test_workers_whose_model_cannot_load_stop_the_server_with_one_line(text_run, tmp_path):
     """With --workers 2 a worker that cannot load exits as a start-up failure: the server
     stops with the reason in one line and exit 2, as one process does (it had stayed up,

@@ -19,6 +19,25 @@ except ImportError:  # httptools not installed: h11 only
     HttpToolsProtocol = None
 
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers (h11_max_incomplete_event_size)
+# requests a connection may send ahead of their replies (httptools parses a whole read of
+# them at once): 8 clients pipelining requests they never read had grown a server by 1 GB
+MAX_PIPELINED = 1024
+
+
+class _QuietTransport:
+    """A connection's transport as uvicorn uses it, except that a write after it closed (a
+    client that reset while replies were due) does nothing, as asyncio's transports do:
+    uvloop's raised RuntimeError, logged as an "Exception in ASGI application"."""
+
+    def __init__(self, transport) -> None:
+        self._transport = transport
+
+    def write(self, data) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
 
 
 class _ReadDeadline:
@@ -32,7 +51,7 @@ class _ReadDeadline:
     _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)  # type: ignore[misc]
+        super().connection_made(_QuietTransport(transport))  # type: ignore[misc]
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -76,16 +95,22 @@ class ReadTimeoutH11(_ReadDeadline, H11Protocol):
 if HttpToolsProtocol is not None:
 
     class ReadTimeoutHttpTools(_ReadDeadline, HttpToolsProtocol):
-        """httptools with the read deadline and a 16 KiB head: a request whose line and
-        headers run past it gets a 400 and the connection closes (as with h11), rather
-        than the server buffering headers without bound (llhttp sets no limit). An error
-        raised in a parser callback reaches uvicorn as ``HttpParserError``: its 400."""
+        """httptools with the read deadline, a 16 KiB head and at most ``MAX_PIPELINED``
+        requests waiting for their replies: past either bound the request gets a 400 and the
+        connection closes (as with h11), rather than the server buffering without bound
+        (llhttp sets no limit). An error raised in a parser callback reaches uvicorn as
+        ``HttpParserError``: its 400."""
 
         _head_bytes = 0
 
         def on_message_begin(self) -> None:
             self._head_bytes = 0
             super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            if len(self.pipeline) > MAX_PIPELINED:  # a 400, and the connection closes
+                raise ValueError(f"over {MAX_PIPELINED} requests sent ahead of their replies")
 
         def _count(self, n: int) -> None:
             self._head_bytes += n
