@@ -358,17 +358,45 @@ def test_a_long_prefix_counts_in_an_inputs_work(client):
     assert short.status_code == 200
 
 
-def test_paths_cannot_write_log_lines_and_docs_are_labelled(models, caplog):
+def test_paths_cannot_write_log_lines_and_docs_are_labelled(models):
     """A %0a in the path wrote a forged access-log line; /openapi.json counted as
     "unmatched"; /v1/score blamed texts[0] for a bad target."""
     forged = "/v1/models%0a7a943dc4 POST /v1/translate 200 3.1 ms"
-    with TestClient(create_app(models)) as c, caplog.at_level(logging.INFO, "transduce.serve"):
-        assert c.get(forged).status_code == 404
-        assert c.get("/openapi.json").status_code == 200
-        lines = [r.getMessage() for r in caplog.records if r.name == "transduce.serve.access"]
-        assert len(lines) == 2 and "\\x0a7a943dc4" in lines[0] and "\n" not in lines[0]
+    access, records = logging.getLogger("transduce.serve.access"), []
+    handler, level = logging.Handler(), access.level
+    handler.emit = records.append  # the server's own set-up may stop propagation
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        with TestClient(create_app(models)) as c:
+            assert c.get(forged).status_code == 404
+            assert c.get("/openapi.json").status_code == 200
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    lines = [r.getMessage() for r in records]
+    assert len(lines) == 2 and "\\x0a7a943dc4" in lines[0] and "\n" not in lines[0]
+    with TestClient(create_app(models)) as c:
+        c.get("/openapi.json")
         m = samples(c)
         json_route = ("route", "/openapi.json")
         assert m[("transduce_requests_total", (("method", "GET"), json_route, ("status", "200")))]
         bad = c.post("/v1/score", json={"texts": ["αβ"], "targets": ["α" * 2001]})
         assert bad.status_code == 422 and bad.json()["field"] == "targets[0]"
+
+
+def test_405s_say_allow_heads_are_answered_and_defaults_round_trip(models):
+    """405 replies lacked the Allow header (RFC 9110), HEAD probes got 405, and the
+    decoding defaults /v1/models shows (``alpha``) were a 422 when sent back."""
+    with TestClient(create_app(models)) as c:
+        wrong = c.delete("/health")
+        allowed = set(wrong.headers["allow"].split(", "))
+        assert wrong.status_code == 405 and allowed == {"GET", "HEAD"}
+        assert c.get("/v1/translate").headers["allow"] == "POST"
+        assert c.head("/health/live").status_code == 200
+        described = {m["name"]: m for m in c.get("/v1/models").json()["models"]}
+        shown = described["greek"]["decoding_defaults"]
+        assert "alpha" not in shown and shown["return_attention"] is False
+        sent = {k: v for k, v in shown.items() if v is not None}
+        again = c.post("/v1/translate", json={"model": "greek", "texts": ["αβ"], **sent})
+        assert again.status_code == 200, again.text

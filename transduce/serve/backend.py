@@ -99,11 +99,12 @@ def training_summary(run_dir: Path, early_stop_metric: str) -> dict[str, Any]:
 
 
 def _defaults(base: dict[str, Any]) -> dict[str, Any]:
-    """The decoding defaults a model shows: ``DecodeOptions``' fields over ``base``."""
-    out = {**asdict(DecodeOptions()), **base}
-    for key in ("batch_size", "attention", "max_input_len", "on_long_input"):
-        out.pop(key, None)
-    return out
+    """The decoding defaults a model shows, by the request's names (``length_penalty``,
+    not ``alpha``: sent back, they were a 422): ``DecodeOptions``' fields over ``base``."""
+    from transduce.serve.schemas import HTTP_FIELDS
+
+    out = {**asdict(DecodeOptions()), **base}  # then a request's own default where it has one
+    return {n: f.metadata.get("http_default", out[f.name]) for f, n in HTTP_FIELDS if f.name in out}
 
 
 class TextModel:
@@ -221,7 +222,7 @@ class ExportedModel:
             "kind": self.kind,
             "engine": self.engine,
             "preset": m["preset"],
-            "cell": m.get("cell"),
+            "cell": None if m["preset"] == "transformer" else m.get("cell"),
             "parameters": m.get("parameters"),  # exports do not record it (yet)
             "vocab": {"source": len(pipe.src.vocab), "target": len(pipe.tgt_vocab)},
             "tokenizers": {side: sides[key]["tokenizer"] for side, key in SIDES},
@@ -315,7 +316,7 @@ def _identity(model: TextModel | SeriesModel, cfg: Config, params: int) -> dict[
         "kind": model.kind,
         "engine": model.engine,
         "preset": cfg.model.preset,
-        "cell": cfg.model.cell,
+        "cell": None if cfg.model.preset == "transformer" else cfg.model.cell,
         "parameters": params,
     }
 

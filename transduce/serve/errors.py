@@ -35,9 +35,9 @@ class SafeJSONResponse(JSONResponse):
             return json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
 
 
-def error_response(status: int, field: str, message: str, errors: list | None = None):
+def error_response(status: int, field: str, message: str, errors: list | None = None, headers=None):
     body = {"field": field, "error": message, **({"errors": errors} if errors else {})}
-    return SafeJSONResponse(body, status_code=status)
+    return SafeJSONResponse(body, status_code=status, headers=headers)
 
 
 def field_name(loc: tuple | list) -> str:
@@ -75,7 +75,7 @@ def add_error_handlers(app: FastAPI, max_errors: int) -> None:
         message = str(exc.detail)
         if exc.status_code == 400 and "parsing the body" in message:  # FastAPI's wording
             message = "the body could not be read: send JSON in UTF-8"
-        return error_response(exc.status_code, field, message)
+        return error_response(exc.status_code, field, message, headers=exc.headers)  # Allow
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:

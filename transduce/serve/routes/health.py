@@ -17,7 +17,7 @@ router = APIRouter(tags=["health"])
 NOT_READY = {503: {"model": s.HealthResponse, "description": "models still loading (or failed)"}}
 
 
-@router.get("/health/live", response_model=s.LiveResponse)
+@router.api_route("/health/live", methods=["GET", "HEAD"], response_model=s.LiveResponse)
 async def live() -> s.LiveResponse:
     return s.LiveResponse(status="alive")
 
@@ -31,11 +31,15 @@ def _health(state: ServeState):
     return JSONResponse(body.model_dump(), status_code=503)
 
 
-@router.get("/health/ready", response_model=s.HealthResponse, responses=NOT_READY)
+@router.api_route(
+    "/health/ready", methods=["GET", "HEAD"], response_model=s.HealthResponse, responses=NOT_READY
+)
 async def ready(state: State):
     return _health(state)
 
 
-@router.get("/health", response_model=s.HealthResponse, responses=NOT_READY)
+@router.api_route(
+    "/health", methods=["GET", "HEAD"], response_model=s.HealthResponse, responses=NOT_READY
+)
 async def health(state: State):
     return _health(state)
