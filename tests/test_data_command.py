@@ -110,6 +110,25 @@ def test_default_folder_is_the_per_user_cache(capsys, offline, monkeypatch, tmp_
     assert (expected / "m4" / "Hourly-test.csv").is_file()
 
 
+@pytest.mark.skipif(not (REPO.parent / "shared" / "data").exists(), reason="no ../shared/data")
+def test_get_without_a_folder_names_the_one_the_commands_read(
+    capsys, offline, monkeypatch, tmp_path
+):
+    """``export TRANSDUCE_DATA=$(transduce data get m4-hourly)`` beside ../shared/data went
+    to the network for files at hand (offline: an error and an empty variable, so every
+    later $TRANSDUCE_DATA/m4/... path was /m4/...); now it prints that folder, writing
+    nothing anywhere."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(REPO)
+    assert main(["data", "get", "m4-hourly", "multi30k", "--no-progress"]) == 0
+    shared = (REPO.parent / "shared" / "data").resolve()
+    assert capsys.readouterr().out == f"{shared}\n"
+    assert not (tmp_path / "cache").exists()
+    assert main(["data", "list"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if "[in " in line]
+    assert any(line.startswith("m4-hourly") for line in listed)
+
+
 def test_data_root_falls_back_to_the_per_user_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("TRANSDUCE_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -15,10 +16,10 @@ def _size(n: int) -> str:
 
 
 def list_command(args: argparse.Namespace) -> None:
+    from transduce.config import data_root
     from transduce.data.catalogue import CATALOGUE, MANYTHINGS
-    from transduce.data.download import default_dir
 
-    root = Path(args.dir) if args.dir else default_dir()
+    root = Path(args.dir) if args.dir else data_root()  # where the commands read them
     for d in CATALOGUE.values():
         here = all((root / f.dest).is_file() for f in d.files)
         print(
@@ -43,6 +44,8 @@ def get_command(args: argparse.Namespace) -> None:
     from transduce.data.download import get
 
     names = list(CATALOGUE) if args.names == ["all"] else args.names
+    if _already_read(names, args):
+        return
     result = get(names, args.dir, args.source, progress=not args.no_progress)
     log.info(
         "%s: %d files verified in %s (%d installed now, %d already there)",
@@ -60,11 +63,41 @@ def get_command(args: argparse.Namespace) -> None:
     sys.stdout.flush()
 
 
+def _already_read(names: list[str], args: argparse.Namespace) -> bool:
+    """Without --dir, --from or $TRANSDUCE_DATA, the folder the commands read by default
+    (``../shared/data``, :func:`transduce.config.data_root`) when it already holds every
+    file of ``names`` with its checksum: printed, and nothing downloaded or written there.
+    (``export TRANSDUCE_DATA=$(transduce data get NAME)`` had gone to the network for
+    corpora at hand and, offline, left the variable empty.)"""
+    from transduce.config import data_root, default_data_dir
+    from transduce.data.catalogue import lookup
+    from transduce.data.download import is_installed
+
+    if args.dir or args.source or os.environ.get("TRANSDUCE_DATA"):
+        return False
+    root = data_root()
+    if root.resolve() == default_data_dir().resolve():
+        return False
+    try:
+        files = [f for name in names for f in lookup(name).files]
+    except KeyError:
+        return False  # get names it in one line
+    if not all(is_installed(root, f) for f in files):
+        return False
+    log.info("%s: %d files verified in %s (already there)", ", ".join(names), len(files), root)
+    print(root.resolve())  # absolute: the variable holds wherever the shell goes next
+    sys.stdout.flush()
+    return True
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``transduce data {list,get}``."""
     p = sub.add_parser("data", help="list the corpora the recipes use; download and verify one")
     dsub = p.add_subparsers(dest="data_command", required=True)
-    where = "folder (default: $TRANSDUCE_DATA if set, else ~/.cache/transduce/data)"
+    where = (
+        "folder (default: $TRANSDUCE_DATA if set; else ../shared/data where it holds them "
+        "already, as the commands read it; else ~/.cache/transduce/data)"
+    )
     q = dsub.add_parser("list", help="name, size, license, source and recipes of each corpus")
     q.add_argument("--dir", help=f"mark the corpora installed in this {where}")
     q.set_defaults(func=list_command)
