@@ -107,6 +107,7 @@ def finished_like(run: Path, ref: Path) -> dict[str, bool]:
     ]
     held = {os.readlink(run / "last"), os.readlink(run / "best")}
     extra = [p for p in run.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+    extra = [p for p in extra if p != run / ".lock"]  # the run's lock file stays (rundir.py)
     extra += [p for p in (run / "ckpt").iterdir() if f"ckpt/{p.name}" not in held]
     return {
         "weights": a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a),
