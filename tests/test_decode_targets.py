@@ -241,3 +241,17 @@ def test_arguments_of_the_wrong_kind_are_refused_by_name(runs):
         EnsembleTranslator.load(str(runs / "tf"))
     with pytest.raises(ValueError, match="give at least one run folder"):
         EnsembleTranslator.load([])
+
+
+def test_score_pairs_on_stdin_skips_an_empty_source_as_files_do(runs, monkeypatch, capsys):
+    """A "\\t2021-03-03" line was refused ("expected SOURCE<TAB>TARGET": the line was stripped of
+    its leading tab before the split)."""
+    import io
+    import json
+    import sys
+
+    stdin = io.BytesIO(b"\tcba\n  \tab\nabc\tcba\n")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
+    assert main(["-q", "score-pairs", "--model", str(runs / "onnx")]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["logprob"] is None for x in lines] == [True, True, False]

@@ -303,22 +303,24 @@ def read_line_pairs(
         return collect_pairs(lines, parse, src_path, on_bad_line, name)
 
 
-def read_lines(path: PathLike) -> list[str]:
+def read_lines(path: PathLike, strip: bool = True) -> list[str]:
     """One stripped text per line, for translate/evaluate input; empty lines are kept as "".
-    ``-`` reads standard input under the same rules (strict UTF-8, errors name the line)."""
+    ``-`` reads standard input under the same rules (strict UTF-8, errors name the line).
+    ``strip=False``: only the line end goes (a leading tab may be a column)."""
     if os.fspath(path) == "-":
         import sys
 
-        return _text_lines(sys.stdin.buffer, "<stdin>")
+        return _text_lines(sys.stdin.buffer, "<stdin>", strip)
     with _open_bytes(path) as f:
-        return _text_lines(f, path)
+        return _text_lines(f, path, strip)
 
 
-def _text_lines(f: BinaryIO, path: PathLike) -> list[str]:
+def _text_lines(f: BinaryIO, path: PathLike, strip: bool = True) -> list[str]:
     texts: list[str] = []
     for number, raw in _numbered_lines(f, path):
         try:
-            texts.append(_decode(raw, number).strip())
+            text = _decode(raw, number)
+            texts.append(text.strip() if strip else text.rstrip("\r\n"))
         except _BadLine as bad:
             raise DataError(path, number, bad.message) from None
     return texts

@@ -110,7 +110,7 @@ def read_pairs(src: str | None, tgt: str | None) -> tuple[list[str], list[str]]:
             raise DataError(tgt, None, f"{len(targets)} lines, but {src} has {len(sources)}")
         return sources, targets
     sources, targets = [], []
-    for number, line in enumerate(read_lines("-"), 1):
+    for number, line in enumerate(read_lines("-", strip=False), 1):  # "\tTARGET": no source
         if "\t" not in line:
             raise DataError("<stdin>", number, "expected SOURCE<TAB>TARGET")
         source, target = line.rsplit("\t", 1)
