@@ -118,9 +118,8 @@ class Progress(Callback):
     def on_train_begin(self, loop: LoopView) -> None:
         self.begin(loop.tcfg, loop.rank, loop.steps_per_epoch, loop.step)
         if loop.ended_before:
-            self.note(
-                f"this run already ended ({loop.ended_before}) at step {loop.step}: nothing to do"
-            )
+            ended = f"this run already ended ({loop.ended_before}) at step {loop.step}"
+            self.note(f"{ended}: nothing to train")
 
     def begin(self, tcfg: TrainConfig, rank: int, steps_per_epoch: int, step: int) -> None:
         self.tcfg, self.planned = tcfg, planned_steps(tcfg, steps_per_epoch)
