@@ -24,7 +24,8 @@ def resolve(model_dir: str | Path, engine: str = "auto") -> Engine:
     if engine in ("auto", found):
         return get(found)
     if exported:
-        raise ConfigError(f"--engine {engine}: {model_dir} is a {found} export")
+        article = "an" if found[0] in "aeio" else "a"
+        raise ConfigError(f"--engine {engine}: {model_dir} is {article} {found} export")
     raise ConfigError(
         f"--engine {engine}: {model_dir} is a training run; export it first "
         f"(transduce export {engine} --model {model_dir} --out DIR)"

@@ -116,7 +116,7 @@ def test_wrong_engine_is_a_one_line_error(exported, monkeypatch, capsys):
     )
     assert code == 2 and "export it first" in err and len(err.splitlines()) == 1
     for flags, said in (
-        (["--engine", "torch"], "is a onnx export"),
+        (["--engine", "torch"], "is an onnx export"),
         # an export holds the weights it was made from: another one was ignored silently
         (["--checkpoint", "last"], "is an export of one checkpoint"),
     ):

@@ -135,7 +135,7 @@ def test_options_ct2_cannot_honour_get_a_4xx_naming_them(export_client, option, 
 
 
 def test_engine_flag_must_match_every_model(exports):
-    with pytest.raises(ConfigError, match="is a onnx export"):
+    with pytest.raises(ConfigError, match="is an onnx export"):
         load_models([str(exports["onnx"])], engine="torch")
     with pytest.raises(ConfigError, match="training run; export it first"):
         load_models([str(exports["run"])], engine="ct2")

@@ -83,7 +83,7 @@ def _train_rank(cfg: Config, run_dir: Path, resume: bool, ctx: distributed.Conte
     summary = (
         f"train {len(train_data)} pairs, valid {len(valid_data)}; vocab src "
         f"{len(pipeline.src_vocab)} tgt {len(pipeline.tgt_vocab)}; {cfg.model.preset} "
-        f"{'' if cfg.model.preset == 'transformer' else cfg.model.cell} model"
+        f"{'' if cfg.model.preset == 'transformer' else cfg.model.cell + ' '}model"
     )
     return engine_run(loop, resume, save=pipeline.save, summary=summary)
 
