@@ -400,3 +400,10 @@ def test_405s_say_allow_heads_are_answered_and_defaults_round_trip(models):
         sent = {k: v for k, v in shown.items() if v is not None}
         again = c.post("/v1/translate", json={"model": "greek", "texts": ["αβ"], **sent})
         assert again.status_code == 200, again.text
+
+
+def test_a_nan_value_is_named_as_such(client):
+    body = '{"model": "fc", "series": [{"id": "a", "values": [1.0, NaN, 3.0]}]}'
+    got = client.post("/v1/forecast", content=body, headers={"Content-Type": "application/json"})
+    assert got.status_code == 422 and got.json()["field"] == "series[0].values[1]"
+    assert "NaN" in got.json()["error"]  # it said "beyond ±1e15"

@@ -56,6 +56,8 @@ def _numbers(values: Any, where: str, most: int) -> None:
     for j, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ApiError(422, f"{where}[{j}]", "must be a number")
+        if v != v:  # NaN (sent as NaN, which Python's JSON reads)
+            raise ApiError(422, f"{where}[{j}]", "not a number (NaN): give a finite value")
         if not -MAX_VALUE <= v <= MAX_VALUE:  # as the CLI's readers: the scaling overflows
             raise ApiError(422, f"{where}[{j}]", "beyond ±1e15")
 
