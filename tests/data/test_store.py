@@ -180,3 +180,16 @@ def test_a_damaged_store_is_one_line_naming_the_file(corpus, tmp_path):
 
 def _valid(run) -> list[dict]:
     return [row for row in metric_rows(run) if row["split"] == "valid"]
+
+
+def test_prepare_into_someone_elses_folder_says_so(corpus, tmp_path):
+    """It said "not a prepared store (no manifest.json; run transduce prepare)" to a user
+    running transduce prepare."""
+    train_tsv, valid_tsv = corpus
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    cfg = tiny_config(train_tsv, data={"valid": str(valid_tsv)}).data
+    with pytest.raises(StoreError, match="mine: exists and is not a prepared store; choose"):
+        prepare(cfg, mine, progress=False)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

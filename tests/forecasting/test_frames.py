@@ -139,6 +139,12 @@ def test_future_known_covariates_move_the_forecasts(tmp_path):
     later = future.assign(promo=1.0, ds=future["ds"] + pd.Timedelta(hours=2))
     with pytest.raises(DataError, match=r"series 's0': future ds .* where the forecast step"):
         forecaster.predict(futr_df=later)
+    # h steps need h future rows, not the whole horizon's (the decoder cannot look ahead)
+    first = future.assign(promo=1.0).groupby("unique_id").head(2)
+    short = forecaster.predict(h=2, futr_df=first)["y"].to_numpy()
+    assert np.allclose(short, on.reshape(12, -1)[:, :2].reshape(-1), atol=1e-5)
+    with pytest.raises(DataError, match=r"^futr_df: series 's0': 1 future row.*needs 2$"):
+        forecaster.predict(h=2, futr_df=first.groupby("unique_id").head(1))
 
 
 def test_the_cli_reads_future_covariates_by_ds(tmp_path, capsys):

@@ -191,7 +191,10 @@ def _build_into(out: Path, cfg: DataConfig, key: str, data, inputs, workers, chu
 
 
 def _existing(out: Path, cfg: DataConfig, key: str) -> Store:
-    """The store already at ``out``, when it is one of the same inputs and settings."""
+    """The store already at ``out``, when it is one of the same inputs and settings; any
+    other folder or file there is refused as not this command's to replace."""
+    if not (out / "manifest.json").is_file():
+        raise StoreError(f"{out}: exists and is not a prepared store; choose another --out")
     store = Store.open(out)
     if store.manifest.get("key") != key:
         store.check(cfg)

@@ -64,7 +64,7 @@ def frame_to_series(df: Any, where: str = "DataFrame", need_y: bool = True) -> S
         raise DataError(where, None, f"column {twice[0][:40]!r} appears twice")
     df = df.reset_index(drop=True)
     extra = [c for c in df.columns if c not in KEYS and not text_column(df, c, where)]
-    line = lambda row: row + 2 if where != "DataFrame" else None  # noqa: E731 (file: header)
+    line = lambda row: row + 2 if where not in ("DataFrame", "futr_df") else None  # noqa: E731
     empty = df["unique_id"].isna().to_numpy() | (df["unique_id"].astype(str).str.strip() == "")
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
@@ -312,13 +312,20 @@ def future_ds(stamps: list, horizon: int) -> list:
 
 
 def future_rows(
-    history: SeriesSet, fut: SeriesSet, names: tuple[str, ...], horizon: int, where: str
+    history: SeriesSet,
+    fut: SeriesSet,
+    names: tuple[str, ...],
+    horizon: int,
+    where: str,
+    needed: int | None = None,
 ) -> list[np.ndarray]:
     """Each history series' future-known covariates ``names`` over its next ``horizon``
     steps, aligned by ``ds`` as Nixtla's ``futr_df`` is: the future table's rows after the
-    series' last stamp, which must be the next ``horizon`` stamps (rows before them, of
-    the history's span, are ignored). A series missing, short or off its step is one
-    DataError naming it."""
+    series' last stamp, which must be the next stamps (rows before them, of the history's
+    span, are ignored). ``needed`` (default ``horizon``): the steps to be reported; the
+    model's later steps, which cannot reach back to them (its decoder is causal), repeat
+    the last row given. A series missing, short or off its step is one DataError naming it."""
+    needed = horizon if needed is None else needed
     rows = fut.covariates(names)
     index = {name: k for k, name in enumerate(fut.ids)}
     if (
@@ -339,17 +346,17 @@ def future_rows(
             raise DataError(where, None, f"no future rows for series {name[:40]!r}")
         k = index[name]
         later = [j for j, t in enumerate(fut.timestamps[k]) if t > stamps[-1]][:horizon]
-        if len(later) < horizon:
+        if len(later) < needed:
             raise DataError(
                 where,
                 None,
                 f"series {name[:40]!r}: {len(later)} future row(s) after its last ds "
-                f"{str(stamps[-1])[:30]}, the horizon needs {horizon}",
+                f"{str(stamps[-1])[:30]}, the forecast needs {needed}",
             )
         key = tuple(stamps[-50:])  # what future_ds reads of a regular series
         if key not in steps:
             steps[key] = future_ds(stamps, horizon)
-        for j, want in zip(later, steps[key], strict=True):
+        for j, want in zip(later, steps[key][: len(later)], strict=True):
             got = fut.timestamps[k][j]
             same = np.isclose(got, want) if isinstance(want, float) else got == want
             if not same:
@@ -359,7 +366,8 @@ def future_rows(
                     f"series {name[:40]!r}: future ds {str(got)[:30]} where the forecast "
                     f"step is {str(want)[:30]} (its ds continue the history's, one step each)",
                 )
-        out.append(rows[k][later])
+        given = rows[k][later]
+        out.append(np.concatenate([given, np.repeat(given[-1:], horizon - len(later), 0)]))
     return out
 
 

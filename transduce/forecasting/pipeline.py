@@ -278,6 +278,9 @@ class Forecaster(WindowForecaster):
 
         from transduce.atomic import OWNER, owner, remove_dead
 
+        if isinstance(overrides, (str, bytes)):  # its characters were taken for overrides
+            raise TypeError("overrides: a list of KEY=VALUE strings, e.g. ['train.max_steps=100']")
+
         if run_dir is None:
             top = tempfile.gettempdir()
             remove_dead(top, re.compile(rf"{FIT_PREFIX}{OWNER}-\w+"), folders_only=True, mine=True)
@@ -359,7 +362,7 @@ class Forecaster(WindowForecaster):
                 )
             fut = frame_to_series(futr_df, "futr_df", need_y=False)
             known = tuple(self.cfg.series.covariates)
-            future = future_rows(history, fut, known, self.spec.horizon, "futr_df")
+            future = future_rows(history, fut, known, self.spec.horizon, "futr_df", needed=h)
         origin = self.origins(history.ids, history.timestamps)  # later than training's end?
         point, bands = self.forecast_intervals(
             history.values, list(level), 512, covariates, future, origin=origin
