@@ -62,3 +62,21 @@ def test_a_signal_while_translate_reads_a_pipe_ends_it_cleanly(tmp_path, sig, wo
     assert err.strip().splitlines()[-1].startswith(f"transduce translate: {words}"), err
     assert "Traceback" not in err and "Fatal" not in err
     assert not [p for p in tmp_path.iterdir() if "out.txt" in p.name]  # no temp, no target
+
+
+POOL = """
+import multiprocessing as mp, os, signal
+import transduce.commands.cli as cli
+cli._HANDLER_PID = os.getpid()  # as main() installs it
+signal.signal(signal.SIGTERM, cli._terminate)
+for _ in range(5):
+    with mp.get_context("fork").Pool(3) as pool:  # its exit SIGTERMs the idle workers
+        assert pool.map(abs, range(-6, 0)) == [6, 5, 4, 3, 2, 1]
+"""
+
+
+def test_forked_pool_workers_end_quietly_under_the_clis_sigterm_handler():
+    """The handler raised in the pool workers ``prepare`` forks: every prepare with
+    --workers 2 printed a traceback per worker as the pool ended them."""
+    done = subprocess.run([sys.executable, "-c", POOL], capture_output=True, text=True)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]

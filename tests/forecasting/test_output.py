@@ -268,3 +268,22 @@ def test_non_finite_forecasts_are_refused_not_written_as_nulls():
     check_finite(["a"], np.ones((1, 3)))
     with pytest.raises(ValueError, match="series b: the forecast is not a finite number"):
         check_finite(["a", "b"], np.array([[1.0, 2.0], [np.inf, np.nan]]))
+
+
+@pytest.mark.parametrize(
+    ("rows", "line"),
+    [
+        ("a,2024-01-01 00:00,1\nb,1,5\na,2024-01-01 01:00,2\na,2024-01-01 03:00,3\n", 5),
+        ("a,1,1\nb,1,5\na,2,2\nb,2,6\na,4,3\nb,3,7\n", 6),
+    ],
+)
+def test_a_gap_in_an_id_timestamp_value_file_names_its_line(tmp_path, rows, line):
+    """It named the series and the stamp, not the line to go to in the file."""
+    from transduce.data.series import read_long
+    from transduce.errors import DataError
+    from transduce.forecasting.output import check_timestamps
+
+    (tmp_path / "g.csv").write_text("id,timestamp,value\n" + rows)
+    series = read_long(tmp_path / "g.csv")
+    with pytest.raises(DataError, match=rf"g\.csv:{line}: series a: .* comes 2"):
+        check_timestamps(tmp_path / "g.csv", series)

@@ -360,7 +360,14 @@ class Terminated(KeyboardInterrupt):
     run, the run lock) runs too, instead of the process vanishing without a word."""
 
 
+_HANDLER_PID = 0  # the process main() installed _terminate in
+
+
 def _terminate(signum: int, frame: object) -> None:
+    if os.getpid() != _HANDLER_PID:  # a forked child (a pool's worker) inherited it: the
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pool ends its workers by SIGTERM,
+        os.kill(os.getpid(), signal.SIGTERM)  # quietly, as before: no traceback each
+        return
     raise Terminated
 
 
@@ -372,8 +379,10 @@ def entry() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _HANDLER_PID
     previous = None
     if threading.current_thread() is threading.main_thread():
+        _HANDLER_PID = os.getpid()
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _main(argv)

@@ -46,6 +46,8 @@ class SeriesSet:
     # a DataFrame's ids as given (ints, categories), and their dtype: what forecasts carry
     id_values: list | None = field(default=None, repr=False)
     id_dtype: Any = field(default=None, repr=False)
+    # an id,timestamp,value file's line of each value (errors name it)
+    lines: list[list[int]] | None = field(default=None, repr=False)
 
     def covariates(self, names: tuple[str, ...]) -> list[np.ndarray] | None:
         """``[n_i, C]`` per series: the named columns side by side (None for no names)."""
@@ -189,18 +191,19 @@ def read_long(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesSet:
             except _BadLine as bad:
                 _reject(bad, path, number, report, on_bad_line)
                 continue
-            points.setdefault(name, {})[key] = (stamp, value)
+            points.setdefault(name, {})[key] = (stamp, value, number)
             report.kept += 1
     if not points:
         raise DataError(path, None, "no observations")
     _finish(report, path)
-    rows = [[p[k] for k in sorted(p)] for p in points.values()]  # (stamp, value) in time order
-    values = [np.asarray([v for _, v in r], dtype=np.float64) for r in rows]
-    stamps = [[t for t, _ in r] for r in rows]
-    return SeriesSet(list(points), values, report, stamps)
+    rows = [[p[k] for k in sorted(p)] for p in points.values()]  # in time order
+    values = [np.asarray([r[1] for r in row], dtype=np.float64) for row in rows]
+    out = SeriesSet(list(points), values, report, [[r[0] for r in row] for row in rows])
+    out.lines = [[r[2] for r in row] for row in rows]
+    return out
 
 
-def _stamp_key(name: str, stamp: str, seen: dict[tuple, tuple[str, float]]) -> tuple:
+def _stamp_key(name: str, stamp: str, seen: dict[tuple, tuple]) -> tuple:
     """The sort key of one series' timestamp: a number (which must increase down the file),
     an ISO date-time (sorted as times; one time zone per series), else the text. A repeat
     of an earlier time, or a change of kind or time zone, is a _BadLine naming both."""

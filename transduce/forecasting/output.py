@@ -18,7 +18,7 @@ from transduce.atomic import atomic_output
 from transduce.data.series import SeriesSet
 from transduce.forecasting.calendar_steps import (
     Step,
-    calendar_step,
+    analyse,
     continue_dates,
     month_anchor,
     number_gap,
@@ -52,6 +52,12 @@ def infer_frequency(stamps: list[str]) -> timedelta | str | int:
 
 def _frequency(stamps: list[str]) -> tuple[timedelta | str | int, str | None]:
     """:func:`infer_frequency`, and where the stamps leave that step (a gap), described."""
+    step, gap, _ = _frequency_at(stamps)
+    return step, gap
+
+
+def _frequency_at(stamps: list[str]) -> tuple[timedelta | str | int, str | None, int | None]:
+    """:func:`_frequency`, and the index of the stamp after the gap (None: no gap)."""
     if len(stamps) < 2:
         raise ValueError(f"cannot infer a frequency from {len(stamps)} timestamp(s)")
     if _numeric(stamps):
@@ -60,18 +66,18 @@ def _frequency(stamps: list[str]) -> tuple[timedelta | str | int, str | None]:
         if step <= 0:
             raise ValueError(f"time steps do not increase ({stamps[0][:40]} ...)")
         gap = number_gap(values, stamps)
-        return step, gap and gap[1]
+        return (step, gap[1], gap[0]) if gap else (step, None, None)
     times = [parse_stamp(t) for t in stamps]
     if len({t.utcoffset() is None for t in times}) > 1:
         raise ValueError(f"timestamps with and without a time zone ({stamps[0][:40]} ...)")
     if any(b <= a for a, b in pairwise(times)):
         raise ValueError(f"timestamps do not increase ({stamps[0][:40]} ...)")
-    found, why = calendar_step(times)
+    found, at, why = analyse(times)
     if found is None:
-        return Counter(b - a for a, b in pairwise(times)).most_common(1)[0][0], why
+        return Counter(b - a for a, b in pairwise(times)).most_common(1)[0][0], why, at
     if found.kind == "month":
-        return ("month" if found.size == 1 else f"{found.size}month"), None
-    return ("bday" if found.kind == "bday" else found.size), None
+        return ("month" if found.size == 1 else f"{found.size}month"), None, None
+    return ("bday" if found.kind == "bday" else found.size), None, None
 
 
 def describe_frequency(step: timedelta | str | int) -> str:
@@ -122,12 +128,14 @@ def check_timestamps(path: str | os.PathLike, series: SeriesSet) -> None:
         if not stamps or not isinstance(stamps[0], str):
             return  # a pandas table: its own dates
         try:
-            step, gap = _frequency(stamps)
+            step, gap, at = _frequency_at(stamps)
             future_stamps(stamps, 1, step)
         except ValueError as err:
             raise DataError(path, None, f"series {name[:40]}: {err}") from None
         if gap is not None:
-            raise DataError(path, None, f"series {name[:40]}: {gap}")
+            lines = series.lines[series.ids.index(name)] if series.lines else None
+            line = lines[at] if lines and at is not None else None  # the row after the gap
+            raise DataError(path, line, f"series {name[:40]}: {gap}")
 
 
 def check_finite(ids: list[str], forecasts: np.ndarray) -> None:
