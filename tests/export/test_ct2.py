@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import reverse_pairs, tiny_config, write_tsv
 from transduce.commands.cli import main
+from transduce.errors import DataError, OptionError
 from transduce.inference.translate import DecodeOptions, Translator
 from transduce.runtime.ct2 import CT2Translator
 from transduce.tasks.train import train
@@ -111,3 +112,9 @@ def test_a_prefix_past_the_position_table_is_one_line(runs, tmp_path, capsys):
     assert err.count("\n") == 1
     (tmp_path / "p.txt").write_text("a\n" + "a" * 1022 + "\n")  # the most it holds
     assert main([*args, "--prefix-file", str(tmp_path / "p.txt")]) == 0
+    ct2 = CT2Translator.load(out, threads=1)  # sources and scored targets: the same table
+    with pytest.raises(OptionError, match=r"max_input_len: 2000: .* at most 1024 source"):
+        ct2.translate(["abc"], DecodeOptions(max_input_len=2000))
+    assert ct2.score(["abc"], ["a" * 1023])[0].logprob is not None
+    with pytest.raises(DataError, match="<targets>:2: 1,024 target tokens"):
+        ct2.score(["abc", "abc"], ["a", "a" * 1024])

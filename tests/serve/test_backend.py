@@ -213,3 +213,9 @@ def test_a_prefix_past_ct2s_position_table_is_a_422_and_seeds_repeat(export_clie
     seeded["temperature"] = 3.0
     replies = [export_client.post("/v1/translate", json=seeded).json() for _ in range(3)]
     assert replies[0]["results"] == replies[1]["results"] == replies[2]["results"]
+
+
+def test_a_score_target_past_ct2s_position_table_is_a_422(export_client):
+    body = {"model": "ct2", "texts": ["abc", "abc"], "targets": ["a", "a" * 1030]}
+    got = export_client.post("/v1/score", json=body)
+    assert got.status_code == 422 and got.json()["field"] == "targets[1]", got.text

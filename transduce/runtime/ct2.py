@@ -9,10 +9,12 @@ its registration in :mod:`transduce.engines`. No torch is imported.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from transduce.device import cpu_flags, ct2_device
+from transduce.errors import DataError, OptionError
 from transduce.inference.decoding import DecodeOptions, Translation
 from transduce.inference.scoring import PairScore
 from transduce.inference.searchrules import output_limits
@@ -37,6 +39,9 @@ def prefer_avx512(environ: os._Environ | dict = os.environ, cpuinfo: str = "/pro
     return True
 
 
+_SEEDING = threading.Lock()  # set_random_seed, then the translator whose threads take it
+
+
 class CT2Translator(TextDecoder):
     """``CT2Translator.load(DIR).translate([...])``, like the other engines' translators."""
 
@@ -55,6 +60,9 @@ class CT2Translator(TextDecoder):
         # decoder positions: <s>, then the output (a prefix past them raised in CTranslate2)
         self.positions = int(self.manifest.get("positions", 1024))
         self.max_prefix = self.positions - 2
+        # sources past the table raised too: the default limit stays within it
+        most = self.defaults.get("max_input_len") or self.positions
+        self.defaults = {**self.defaults, "max_input_len": min(most, self.positions)}
         kind, index = ct2_device(device)  # before loading: a missing GPU is one line
         self.device = kind if kind == "cpu" else f"cuda:{index}"
         self._args = dict(device=kind, device_index=index, inter_threads=1, intra_threads=threads)
@@ -81,13 +89,44 @@ class CT2Translator(TextDecoder):
         """The translator a decode runs on. CTranslate2 seeds each worker thread's sampler
         from :func:`ctranslate2.set_random_seed` once, when the thread starts, so a seed
         given later changed nothing (a served seeded sample differed at every request): a
-        seeded sample runs on a fresh translator, its threads started after the seed."""
+        seeded sample runs on a fresh translator, its threads started after the seed. That
+        loads the model again (~80 ms for a 180 MB export on one core; on a GPU a second copy
+        while it decodes), which the server keeps off its event loop (serve/state.py).
+        The seed is process-wide: one such start at a time."""
         if not (o.sample and o.seed is not None):
             return self.ct2
         import ctranslate2
 
-        ctranslate2.set_random_seed(o.seed)
-        return ctranslate2.Translator(str(self.dir), **self._args)
+        with _SEEDING:
+            ctranslate2.set_random_seed(o.seed)
+            return ctranslate2.Translator(str(self.dir), **self._args)
+
+    def target_overflow(self, target: str) -> str | None:
+        """Why ``target`` is too long to score here (<s>, then its tokens, past the position
+        table, where CTranslate2 raised), or None."""
+        n = len(self.pipeline.tgt_tok.encode(target))
+        if n <= self.positions - 1:
+            return None
+        return f"{n:,} target tokens: this model's decoder holds at most {self.positions - 1:,}"
+
+    def score(self, texts: list[str], targets: list[str], options: DecodeOptions | None = None):
+        """:meth:`TextDecoder.score`, a target past the position table one error naming it."""
+        for i, target in enumerate(targets if isinstance(targets, list) else ()):
+            if isinstance(target, str) and (why := self.target_overflow(target)) is not None:
+                raise DataError("<targets>", i + 1, why)
+        return super().score(texts, targets, options)
+
+    def check(self, options: DecodeOptions, name=str, explicit: bool = False) -> None:
+        """The engine's refusals, and a source limit past the position table (CTranslate2
+        raised on the 1,025th source token of a 1,024-row table)."""
+        super().check(options, name, explicit)
+        if options.max_input_len and options.max_input_len > self.positions:
+            field = name("max_input_len")
+            raise OptionError(
+                field,
+                f"{field}: {options.max_input_len}: this CTranslate2 model reads at most "
+                f"{self.positions} source tokens (its position table)",
+            )
 
     def _kwargs(self, o: DecodeOptions) -> dict:
         if o.sample:

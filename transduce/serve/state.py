@@ -110,12 +110,16 @@ def _text_cost(model: ServedModel) -> Callable[[Any], int]:
 
 
 def _within_defaults(model: ServedModel) -> Callable[[Any], bool]:
-    """Options whose decode may run on the event loop's thread: outputs no longer than the
-    model's own ``decode.max_len`` (a text that never ends runs to it; asked for 1,000
-    steps, one six-character text held the loop for 244 ms)."""
+    """Options whose decode may run on the event loop's thread: not a CTranslate2 seeded
+    sample, and outputs no longer than the model's own ``decode.max_len`` (a text that
+    never ends runs to it; asked for 1,000 steps, one six-character text held the loop
+    for 244 ms)."""
     default_len = getattr(model, "max_len", 100)
+    reloads = getattr(model, "engine", "") == "ct2"  # a seeded sample loads a translator
 
     def within(options: Any) -> bool:
+        if reloads and options.sample and options.seed is not None:
+            return False  # a model load (runtime/ct2.py): never on the event loop
         return options.max_len is None or options.max_len <= default_len
 
     return within

@@ -43,6 +43,10 @@ async def score(body: s.ScoreRequest, request: Request, state: BoundedState) -> 
             f"{len(body.targets)} targets for {len(texts)} texts: give one target per text",
         )
     targets = check_texts(body.targets, ("text",), limits, "targets")
+    overflow = getattr(model.translator, "target_overflow", None)  # CTranslate2's table
+    for i, target in enumerate(targets if overflow else ()):
+        if (why := overflow(target)) is not None:
+            raise ApiError(422, f"targets[{i}]", why)
     steps = max(len(t) for t in targets) + 1  # a token is at most one character, then </s>
     cost = compute_cost(len(texts), 1, 1, False, steps)
     if cost > limits.max_compute:
