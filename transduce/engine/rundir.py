@@ -313,7 +313,7 @@ def _forget_damaged_best(trainer, run_dir: Path, last: Path, write: bool) -> Non
             raise DataError(step_dir, None, "missing")
         if (step_dir / "meta.json").exists():  # runs before meta.json are not verifiable
             ckpt.verify_unit(step_dir)
-    except DataError as err:
+    except (DataError, OSError, ValueError) as err:  # damaged, unreadable (EIO), garbled
         log.warning(
             "%s: the best checkpoint (step %s) is forgotten; 'best' points at the last until "
             "the next validation names a new one",

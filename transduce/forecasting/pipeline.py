@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -305,19 +306,18 @@ class Forecaster(WindowForecaster):
         if cfg.series is None:
             raise ConfigError("Forecaster.fit: the config has no series section")
         created = not run_dir.exists()
-        run_dir.mkdir(parents=True, exist_ok=True)
         series = dataclasses.replace(
             cfg.series, train=str(run_dir / "series.csv"), format="auto", test=""
         )
+
+        def body(cfg: Config, run_dir: Path, resume: bool, ctx) -> Any:
+            write_table(df, run_dir / "series.csv")  # under the run's lock
+            return train_series(cfg, run_dir, resume)
+
         try:
-            write_table(df, run_dir / "series.csv")
-            start_run(
-                dataclasses.replace(cfg, series=series),
-                run_dir,
-                False,
-                [],
-                lambda cfg, run_dir, resume, ctx: train_series(cfg, run_dir, resume),
-            )
+            start_run(dataclasses.replace(cfg, series=series), run_dir, False, [], body)
+        except FileExistsError:
+            raise  # another process trains there: its files are not this fit's to undo
         except BaseException:  # refused before a checkpoint: no run left to block a retry
             undo_failed_start(run_dir, created=True)
             if not created:

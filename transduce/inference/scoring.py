@@ -111,6 +111,7 @@ def read_pairs(src: str | None, tgt: str | None) -> tuple[list[str], list[str]]:
         return sources, targets
     sources, targets = [], []
     for number, line in enumerate(read_lines("-", strip=False), 1):  # "\tTARGET": no source
+        line = line.rstrip()  # a trailing tab or space is no empty target column
         if "\t" not in line:
             raise DataError("<stdin>", number, "expected SOURCE<TAB>TARGET")
         source, target = line.rsplit("\t", 1)

@@ -35,7 +35,7 @@ class ExportedSeriesModel(SeriesModel):
             "kind": self.kind,
             "engine": self.engine,
             "preset": m.get("preset"),
-            "cell": m.get("cell"),
+            "cell": None if m.get("preset") == "transformer" else m.get("cell"),
             "parameters": m.get("parameters"),  # exports do not record it (yet)
             "vocab": None,
             "input_fields": ["values"],

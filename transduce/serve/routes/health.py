@@ -17,7 +17,7 @@ router = APIRouter(tags=["health"])
 NOT_READY = {503: {"model": s.HealthResponse, "description": "models still loading (or failed)"}}
 
 
-@router.api_route("/health/live", methods=["GET", "HEAD"], response_model=s.LiveResponse)
+@router.get("/health/live", response_model=s.LiveResponse)
 async def live() -> s.LiveResponse:
     return s.LiveResponse(status="alive")
 
@@ -31,15 +31,18 @@ def _health(state: ServeState):
     return JSONResponse(body.model_dump(), status_code=503)
 
 
-@router.api_route(
-    "/health/ready", methods=["GET", "HEAD"], response_model=s.HealthResponse, responses=NOT_READY
-)
+@router.get("/health/ready", response_model=s.HealthResponse, responses=NOT_READY)
 async def ready(state: State):
     return _health(state)
 
 
-@router.api_route(
-    "/health", methods=["GET", "HEAD"], response_model=s.HealthResponse, responses=NOT_READY
-)
+@router.get("/health", response_model=s.HealthResponse, responses=NOT_READY)
 async def health(state: State):
     return _health(state)
+
+
+# HEAD probes (load balancers, some orchestrators) get the GET's status, without a body;
+# outside the schema, where a second operation of the same id would make it invalid
+router.head("/health/live", include_in_schema=False)(live)
+router.head("/health/ready", include_in_schema=False)(ready)
+router.head("/health", include_in_schema=False)(health)

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from transduce.serve import schemas as s
-from transduce.serve.backend import ServedModel, UnsupportedOption
+from transduce.serve.backend import ServedModel, TextItem, UnsupportedOption
 from transduce.serve.errors import ApiError, SafeJSONResponse
 from transduce.serve.limits import ServeLimits, compute_cost, item_work
 from transduce.serve.routes.common import (
@@ -181,10 +181,10 @@ def _check_input_work(items: list[str], body: s.TranslateRequest, default_len: i
     if (spent := work(item)) <= limit:
         return
     prefix, phrases = getattr(item, "prefix", ""), getattr(item, "constraints", ())
-    if prefix and work(str(item)) <= limit:
+    if prefix and work(TextItem(str(item), "", phrases)) <= limit:
         field = "prefix" if isinstance(body.prefix, str) else f"prefix[{heaviest}]"
         detail = f"with its {len(prefix)}-character prefix"
-    elif phrases and work(str(item)) <= limit:
+    elif phrases and work(TextItem(str(item), prefix, ())) <= limit:
         field, detail = f"constraints[{heaviest}]", f"with its {len(phrases)} phrase(s)"
     else:
         field = "beam" if width > 1 else ("max_len" if body.max_len else f"texts[{heaviest}]")
