@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def test_a_signal_while_translate_reads_a_pipe_ends_it_cleanly(tmp_path, sig, wo
         while not list(tmp_path.glob(".out.txt*")) and time.monotonic() < deadline:
             time.sleep(0.05)
     else:
+        assert select.select([proc.stdout], [], [], 60)[0], "no translation in 60 s"
         assert proc.stdout.readline().strip()  # the first translation is out
     time.sleep(0.3)
     proc.send_signal(sig)
@@ -66,9 +68,9 @@ def test_a_signal_while_translate_reads_a_pipe_ends_it_cleanly(tmp_path, sig, wo
 
 POOL = """
 import multiprocessing as mp, os, signal
-import transduce.commands.cli as cli
-cli._HANDLER_PID = os.getpid()  # as main() installs it
-signal.signal(signal.SIGTERM, cli._terminate)
+import transduce.signals as sig
+sig._PID = os.getpid()  # as terminating() installs it
+signal.signal(signal.SIGTERM, sig._terminate)
 for _ in range(5):
     with mp.get_context("fork").Pool(3) as pool:  # its exit SIGTERMs the idle workers
         assert pool.map(abs, range(-6, 0)) == [6, 5, 4, 3, 2, 1]

@@ -7,9 +7,7 @@ import json
 import logging
 import os
 import shlex
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from transduce.commands import data as data_command
@@ -21,6 +19,7 @@ from transduce.errors import DataError, missing_extra
 from transduce.export.command import add_parser as add_export_parser
 from transduce.forecasting import command as forecast_command
 from transduce.serve import command as serve_command
+from transduce.signals import Terminated, terminating
 
 log = logging.getLogger("transduce")
 
@@ -354,23 +353,6 @@ class ClosedStream:
         pass
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a scheduler, ``docker stop``) outside training's own handling:
-    raised like Ctrl-C, so every clean-up an interrupt runs (temporary files, a half-made
-    run, the run lock) runs too, instead of the process vanishing without a word."""
-
-
-_HANDLER_PID = 0  # the process main() installed _terminate in
-
-
-def _terminate(signum: int, frame: object) -> None:
-    if os.getpid() != _HANDLER_PID:  # a forked child (a pool's worker) inherited it: the
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pool ends its workers by SIGTERM,
-        os.kill(os.getpid(), signal.SIGTERM)  # quietly, as before: no traceback each
-        return
-    raise Terminated
-
-
 def entry() -> None:
     """The ``transduce`` command and ``python -m transduce``: :func:`main`, then exit."""
     from transduce.inference.textio import exit_process
@@ -379,16 +361,8 @@ def entry() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _HANDLER_PID
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        _HANDLER_PID = os.getpid()
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
+    with terminating():  # SIGTERM: Terminated, handled as an interrupt (transduce/signals.py)
         return _main(argv)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -25,6 +25,7 @@ from transduce.commands.options import (
 from transduce.config import ConfigError
 from transduce.errors import DataError, missing_extra
 from transduce.inference.textio import add_stream_flags
+from transduce.signals import Terminated, terminating
 
 
 def _translator(args: argparse.Namespace):
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with terminating():  # SIGTERM: Terminated, handled as an interrupt (transduce/signals.py)
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -127,8 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as err:
         note = f" ({err})" if str(err) else ""  # e.g. how many lines an --output had
-        print(f"transduce.runtime {args.command}: interrupted{note}", file=sys.stderr)
-        return 130
+        said, code = (
+            ("terminated by SIGTERM", 143) if isinstance(err, Terminated) else ("interrupted", 130)
+        )
+        print(f"transduce.runtime {args.command}: {said}{note}", file=sys.stderr)
+        return code
     return 0
 
 
