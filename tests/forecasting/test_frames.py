@@ -353,3 +353,11 @@ def test_a_table_of_one_row_series_is_one_error():
     series = frame_to_series(one.assign(y=[1.0, 2.0]))  # it crashed inside numpy
     with pytest.raises(ValueError, match="series 'a': a series needs two timestamps"):
         forecasts_frame(series, np.zeros((2, 3)))
+
+
+def test_fit_into_a_link_is_refused_in_one_line(fitted, tmp_path):
+    _, df, _ = fitted
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")  # dangling: mkdir said "File exists"
+    with pytest.raises(FileExistsError, match=r"link: a symbolic link .*nowhere"):
+        Forecaster.fit(df, fitted[0] / "c.yaml", tmp_path / "link")
+    assert not (tmp_path / "nowhere").exists()

@@ -288,6 +288,10 @@ class Forecaster(WindowForecaster):
             with tempfile.TemporaryDirectory(prefix=f"{FIT_PREFIX}{owner()}-") as tmp:
                 return cls.fit(df, config, Path(tmp) / "run", overrides)
         run_dir = Path(run_dir)
+        if run_dir.is_symlink():  # a run never goes through a link (a dangling one: mkdir)
+            raise FileExistsError(
+                f"{run_dir}: a symbolic link (to {os.readlink(run_dir)}): give a folder of its own"
+            )
         if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
             raise FileExistsError(
                 f"{run_dir}: Forecaster.fit trains a new run: give a new or empty folder"
