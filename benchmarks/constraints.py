@@ -23,6 +23,8 @@ import statistics
 import time
 from pathlib import Path
 
+from bench_cli import run
+
 from transduce.config import data_root, load_config
 from transduce.data.corpus import read_lines
 from transduce.inference.translate import DecodeOptions, Translator
@@ -72,7 +74,7 @@ def contains(tokens: list[str], phrase: list[str]) -> bool:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="runs/m30k_en_de_terms")
     p.add_argument("--train-seconds", type=float, default=280)
     p.add_argument("--limit", type=int, default=500, help="test sentences (of 1,000)")
@@ -116,4 +118,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,4 +1,4 @@
-"""Decoding speed of a word-level model: greedy vs beam 5, one sentence at a time vs 64.
+r"""Decoding speed of a word-level model: greedy vs beam 5, one sentence at a time vs 64.
 
 Decodes Multi30k test_2016_flickr (1,000 German sentences) with the model in ``--model``
 (trained first from ``configs/multi30k_de_en_word_rnn.yaml`` when that directory does not
@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 
 import torch
+from bench_cli import int_at_least, run
+from bench_cli import parser as make_parser
 
 from transduce.config import data_root, load_config
 from transduce.data.corpus import read_lines
@@ -43,6 +45,7 @@ from transduce.tasks.train import train
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "multi30k_de_en_word_rnn.yaml"
 SETTINGS = {"greedy_b1": (1, 1), "greedy_b64": (1, 64), "beam5_b1": (5, 1), "beam5_b64": (5, 64)}
+ENGINES = ("torch", "onnx", "ct2")
 WARMUP = 32  # sentences decoded with the same options before the clock starts
 
 
@@ -147,10 +150,31 @@ def run_child(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare_engines(args, chosen: list[str], engines: list[str]) -> dict:
+def check_engines(parser: argparse.ArgumentParser, engines: list[str], export: str) -> dict:
+    """``--export``'s ``ENGINE=DIR`` pairs, checked against ``--engines`` before any work:
+    a known engine each, and an existing export for every engine but torch."""
+    pairs = [pair for pair in export.split(",") if pair]
+    if bad := [pair for pair in pairs if "=" not in pair]:
+        parser.error(f"--export: expected ENGINE=DIR pairs (onnx=DIR,ct2=DIR), got {bad[0]!r}")
+    exports = dict(pair.split("=", 1) for pair in pairs)
+    if not engines or (unknown := sorted(set(engines) - set(ENGINES))):
+        parser.error(f"--engines: unknown engine(s) {unknown}; choose from {', '.join(ENGINES)}")
+    for engine in engines:
+        if engine == "torch":
+            continue
+        if engine not in exports:
+            parser.error(
+                f"--engines {engine} needs --export {engine}=DIR "
+                f"(a directory written by `transduce export {engine}`)"
+            )
+        if not Path(exports[engine]).is_dir():
+            parser.error(f"--export {engine}={exports[engine]}: no such directory")
+    return exports
+
+
+def compare_engines(args, chosen: list[str], engines: list[str], exports: dict) -> dict:
     """Each setting with each engine, ``args.rounds`` times alternated (A/B/A/B in one
     sitting): median seconds, speed-up over torch, BLEU and outputs identical to torch's."""
-    exports = dict(pair.split("=", 1) for pair in args.export.split(",") if pair)
     dirs = {e: args.model if e == "torch" else exports[e] for e in engines}
     runs: dict = {e: {name: [] for name in chosen} for e in engines}
     for _ in range(args.rounds):
@@ -233,10 +257,12 @@ def cold_start(export_dir: str, runs: int = 5) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--model", default="runs/multi30k_word", help="run directory")
     parser.add_argument("--config", default=str(RECIPE), help="recipe to train when missing")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--threads", type=int_at_least(0), default=0, help="torch threads (0: default)"
+    )
     parser.add_argument(
         "--only", default=",".join(SETTINGS), help="comma-separated settings to run (default: all)"
     )
@@ -248,10 +274,15 @@ def main() -> None:
     )
     parser.add_argument("--engines", default="torch", help="e.g. torch,onnx,ct2")
     parser.add_argument("--export", default="", help="onnx=DIR,ct2=DIR: exported models")
-    parser.add_argument("--rounds", type=int, default=1, help="alternated repeats per engine")
+    parser.add_argument(
+        "--rounds", type=int_at_least(1), default=1, help="alternated repeats per engine"
+    )
     parser.add_argument("--cold-start", metavar="DIR", help="time the runtime on export DIR")
     parser.add_argument(
-        "--pair", default="auto", help="de-en or en-de test set (auto: the run's direction)"
+        "--pair",
+        choices=["auto", "de-en", "en-de"],
+        default="auto",
+        help="de-en or en-de test set (auto: the run's direction)",
     )
     parser.add_argument("--child", choices=sorted(SETTINGS), help=argparse.SUPPRESS)
     parser.add_argument("--engine-child", default="torch", help=argparse.SUPPRESS)
@@ -279,17 +310,18 @@ def main() -> None:
     unknown = sorted(set(chosen) - set(SETTINGS))
     if unknown or not chosen:
         parser.error(f"--only: unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    exports = check_engines(parser, engines, args.export)
     if not (Path(args.model) / "config.yaml").exists():
         print(
             f"decode_speed: {args.model} not found; training it from {args.config}", file=sys.stderr
         )
         train(load_config(args.config), args.model)
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if engines != ["torch"]:
         record = {
             "model": args.model,
             "test": f"multi30k test_2016_flickr {args.pair}",
-            **compare_engines(args, chosen, engines),
+            **compare_engines(args, chosen, engines, exports),
             "threads": args.threads,
             "torch": torch.__version__,
         }
@@ -325,4 +357,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

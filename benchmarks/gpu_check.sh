@@ -13,8 +13,13 @@
 # in its work folder that sees that interpreter's packages (a .pth file) and installs into it,
 # without the network, the wheels that --prepare put in .gpu_check/wheels (ctranslate2,
 # sacremoses). Data: .gpu_check/data when present, else $TRANSDUCE_DATA.
-# Settings: GPU_CHECK_PYTHON (python3), GPU_CHECK_WORK (a new temporary folder).
+# Settings: GPU_CHECK_PYTHON (python3), GPU_CHECK_WORK (a new temporary folder, removed at
+# exit; a folder you name is kept).
 set -uo pipefail
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then # the header above, without its '#'
+  sed -n '2,/^set -uo/{/^#/s/^# \{0,1\}//p}' "$0"
+  exit 0
+fi
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DRY=${GPU_CHECK_DRY:-0}
@@ -34,7 +39,12 @@ if [[ ${1:-} == --prepare ]]; then
   exit 0
 fi
 
-WORK=${GPU_CHECK_WORK:-$(mktemp -d)}
+if [[ -n ${GPU_CHECK_WORK:-} ]]; then
+  WORK=$GPU_CHECK_WORK
+else # a folder of our own (its venv, logs, runs): gone when the script ends
+  WORK=$(mktemp -d) || exit 1
+  trap 'rm -rf -- "$WORK"' EXIT
+fi
 OUTDIR=$WORK/results
 mkdir -p "$OUTDIR"
 export TRANSDUCE_DATA=${TRANSDUCE_DATA:-}
@@ -108,7 +118,13 @@ else
   mapfile -t TESTS < <(grep -rl --include='test_*.py' 'mark.cuda' tests)
 fi
 
-stage env 60 "$V" - <<'EOF'
+no_run=""
+if ! "$V" -c 'import torch' 2>/dev/null; then
+  no_run="no torch in $PY"
+  echo "gpu_check: $no_run (GPU_CHECK_PYTHON names another python)" >&2
+  skip env "$no_run"
+else
+  stage env 60 "$V" - <<'EOF'
 import json, torch
 info = {"torch": torch.__version__, "cuda": torch.cuda.is_available()}
 if torch.cuda.is_available():
@@ -126,11 +142,16 @@ for name in ("onnxruntime", "ctranslate2", "onnx", "onnxscript"):
         info[name] = f"unavailable: {type(error).__name__}: {error}"
 print(json.dumps(info))
 EOF
+fi
 
-if [[ $DEVICE == cuda ]] && ! "$V" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
-  echo "gpu_check: torch sees no CUDA device; set GPU_CHECK_DRY=1 for the CPU rehearsal" >&2
+if [[ -z $no_run && $DEVICE == cuda ]] &&
+  ! "$V" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
+  no_run="torch sees no CUDA device"
+  echo "gpu_check: $no_run; set GPU_CHECK_DRY=1 for the CPU rehearsal" >&2
+fi
+if [[ -n $no_run ]]; then
   for s in tests train_rnn train_transformer train_run export_onnx export_ct2 decode; do
-    skip $s "torch sees no CUDA device"
+    skip $s "$no_run"
   done
 else
   # the CUDA-marked tests (and, dry, the CPU side of fp16); junit XML gives the counts

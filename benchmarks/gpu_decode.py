@@ -1,5 +1,6 @@
 """Decoding speed on one device for the torch, ONNX and CTranslate2 engines (gpu_check.sh's
-decode stage): Multi30k test_2016_flickr en->de, greedy and beam 5 at batch 64, one JSON line.
+decode stage): Multi30k test_2016_flickr in the run's direction (en->de or de->en, read from
+its config as ``decode_speed.py`` reads it), greedy and beam 5 at batch 64, one JSON line.
 
 Every engine opens the model on ``--device`` as ``transduce translate --device`` does
 (onnxruntime's CUDA execution provider under the runtime's numpy search; CTranslate2's own
@@ -13,26 +14,23 @@ benchmark.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 
 import torch
+from bench_cli import int_at_least, run
+from bench_cli import parser as make_parser
+from decode_speed import direction, test_set
 
 from transduce import loading
-from transduce.config import data_root
-from transduce.data.corpus import read_lines
 from transduce.inference.decoding import DecodeOptions
 from transduce.metrics import bleu_chrf
 
 SETTINGS = {"greedy_b64": (1, 64), "beam5_b64": (5, 64)}
 
 
-def measure(engine: str, folder: str, device: str, limit: int) -> dict:
-    root = data_root() / "multi30k"
-    src = read_lines(root / "test_2016_flickr.en.gz")[:limit]
-    ref = read_lines(root / "test_2016_flickr.de.gz")[:limit]
+def measure(engine: str, folder: str, device: str, limit: int, pair: str) -> dict:
+    src, ref = (side[:limit] for side in test_set(pair))
     translator = loading.load(folder, engine, device=device, threads=1)
     out = {}
     for name, (beam, batch) in SETTINGS.items():
@@ -56,17 +54,20 @@ def measure(engine: str, folder: str, device: str, limit: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--model", required=True, help="run directory (torch)")
     parser.add_argument("--export", default="", help="onnx=DIR,ct2=DIR")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    parser.add_argument("--limit", type=int, default=1000, help="test sentences (max 1,000)")
+    parser.add_argument(
+        "--limit", type=int_at_least(1), default=1000, help="test sentences (max 1,000)"
+    )
     args = parser.parse_args()
+    pair = direction(args.model)  # the run's own languages: de-en or en-de
     folders = {"torch": args.model, **dict(p.split("=", 1) for p in args.export.split(",") if p)}
     engines, skipped = {}, {}
     for engine, folder in folders.items():
         try:
-            engines[engine] = measure(engine, folder, args.device, args.limit)
+            engines[engine] = measure(engine, folder, args.device, args.limit, pair)
         except Exception as error:  # an engine that cannot run here: say why, go on
             first = (str(error).splitlines() or [""])[0]
             skipped[engine] = f"{type(error).__name__}: {first[:300]}"
@@ -80,9 +81,14 @@ def main() -> None:
     for settings in engines.values():
         for r in settings.values():
             r.pop("outputs")
-    record = {"benchmark": "gpu_decode", "device": args.device, "sentences": args.limit}
+    record = {
+        "benchmark": "gpu_decode",
+        "device": args.device,
+        "test": f"multi30k test_2016_flickr {pair}",
+        "sentences": args.limit,
+    }
     print(json.dumps({**record, "engines": engines, "skipped": skipped}))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -13,7 +13,6 @@ the same best checkpoint, and no temporary file. Prints ONE JSON line.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -28,6 +27,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from bench_cli import int_at_least
+from bench_cli import parser as make_parser
 from safetensors.torch import load_file
 
 from transduce import atomic
@@ -135,8 +136,8 @@ def until_done(cfg, run: Path, kill_after: float | None, stats: dict) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--kills", type=int, default=120, help="total SIGKILLs (at least)")
+    p = make_parser(__doc__)
+    p.add_argument("--kills", type=int_at_least(1), default=120, help="total SIGKILLs (at least)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     random.seed(args.seed)

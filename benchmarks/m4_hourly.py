@@ -1,4 +1,4 @@
-"""M4 Hourly: train the configs/m4_hourly.yaml recipe, forecast 48 steps, score against the
+r"""M4 Hourly: train the configs/m4_hourly.yaml recipe, forecast 48 steps, score against the
 test file with the M4 metrics, and print one JSON line (the seq2seq scores, the Naive2 /
 sNaive / Naive figures computed in the same run, and the training time).
 
@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_cli import int_at_least, run
+from bench_cli import parser as make_parser
 
 from transduce.config import data_path, load_config
 from transduce.data.series import read_series
@@ -111,8 +113,19 @@ def weekly_inputs(history, horizon: int) -> tuple:
     return 512, past, [_week(np.arange(horizon))] * len(history)
 
 
+def _level(text: str) -> float:
+    """``--level``'s type: a coverage percentage strictly between 0 and 100."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
+    if not 0 < value < 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage in (0, 100), got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--config", default=str(ROOT / "configs" / "m4_hourly.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
@@ -125,14 +138,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--combine", choices=["median", "mean"], default="median")
     parser.add_argument(
         "--average",
-        type=int,
+        type=int_at_least(0),
         default=0,
         metavar="N",
         help="forecast with the mean weights of each member's last N validation checkpoints",
     )
     parser.add_argument(
         "--level",
-        type=float,
+        type=_level,
         nargs="*",
         default=[95.0],
         metavar="PCT",
@@ -140,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--backtest",
-        type=int,
+        type=int_at_least(0),
         default=0,
         metavar="K",
         help="also time a K-window backtest of the first model",
@@ -156,9 +169,11 @@ def _parser() -> argparse.ArgumentParser:
         default="conformal",
         help="the runs' calibration, or each series' band scaled by its backtest errors",
     )
-    parser.add_argument("--scale-windows", type=int, default=12, metavar="K")
-    parser.add_argument("--scale-steps", type=int, default=3, metavar="W", help="0: per series")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--scale-windows", type=int_at_least(1), default=12, metavar="K")
+    parser.add_argument(
+        "--scale-steps", type=int_at_least(0), default=3, metavar="W", help="0: per series"
+    )
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
     parser.add_argument("--out", help="folder for the run directories (default: temporary)")
     parser.add_argument(
         "--score-only",
@@ -308,4 +323,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -18,7 +18,6 @@ difference two fp32 seeds make. Prints ONE JSON line.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -26,6 +25,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_cli import int_at_least
+from bench_cli import parser as make_parser
+from bench_cli import run as run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "benchmarks" / "peers" / "multi30k_gru_input_feed.yaml"
@@ -41,6 +44,14 @@ def train(config: str, out: Path, precision: str, updates: int, seed: int, core:
         cmd = ["taskset", "-c", str(core), *cmd]
     log = (out.parent / f"{out.name}.log").open("w")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def failed(precision: str, run: Path) -> str:
+    """A failed training's message with the tail of its log (the log is in a temporary
+    folder that is gone once the script ends)."""
+    log = run.parent / f"{run.name}.log"
+    tail = log.read_text(errors="replace")[-2000:] if log.is_file() else "(no log)"
+    return f"precision_guard: training {precision} failed; the end of its log:\n{tail}"
 
 
 def score(run: Path, src: Path, ref: Path) -> dict:
@@ -67,14 +78,19 @@ def last_valid_loss(run: Path) -> float | None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--config", default=str(CONFIG))
-    parser.add_argument("--updates", type=int, default=1500)
+    parser.add_argument("--updates", type=int_at_least(1), default=1500)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--src", default="multi30k/test_2016_flickr.de.gz", help="under the data")
     parser.add_argument("--ref", default="multi30k/test_2016_flickr.en.gz", help="under the data")
     parser.add_argument("--sequential", action="store_true", help="one training at a time")
     args = parser.parse_args()
+    for flag, path in (("--config", ROOT / args.config), ("--src", DATA / args.src)):
+        if not path.is_file():
+            parser.error(f"{flag}: {path}: no such file")
+    if not (DATA / args.ref).is_file():
+        parser.error(f"--ref: {DATA / args.ref}: no such file")
     side = not args.sequential and (os.cpu_count() or 1) >= 2
     results = []
     with tempfile.TemporaryDirectory(prefix="precision_guard.") as tmp:
@@ -91,13 +107,12 @@ def main() -> int:
                     seed,
                     core if side else None,
                 )
-                if not side and proc.wait():
-                    raise SystemExit(f"training {precision} failed: see {runs[precision]}.log")
+                if not side and proc.wait():  # its log goes with the temporary folder
+                    raise SystemExit(failed(precision, runs[precision]))
                 procs.append((precision, proc))
             for precision, proc in procs:
                 if proc.wait():
-                    log = (Path(tmp) / f"{precision}_seed{seed}.log").read_text()[-2000:]
-                    raise SystemExit(f"training {precision} failed:\n{log}")
+                    raise SystemExit(failed(precision, runs[precision]))
             row = {"seed": seed, "train_wall_s": round(time.perf_counter() - start, 1)}
             for precision, run in runs.items():
                 scored = score(run, DATA / args.src, DATA / args.ref)
@@ -121,4 +136,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -9,10 +9,11 @@ shape and only the information goes. Prints one JSON line.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import torch
+from bench_cli import int_at_least, run
+from bench_cli import parser as make_parser
 
 from transduce.config import data_path
 from transduce.data.pipeline import read_split
@@ -33,11 +34,11 @@ def blank(sources: list[str], field: int, n: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--model", default="runs/qa")
     parser.add_argument("--data", default="runs/qa-data/test.jsonl")
-    parser.add_argument("--beam", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--beam", type=int_at_least(1), default=1)
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model)
@@ -58,4 +59,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -19,12 +19,12 @@ import argparse
 import itertools
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from bench_cli import run
 
 from transduce.config import load_config
 from transduce.data.pipeline import load_texts
@@ -35,7 +35,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tatoeba_char_ell.yam
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(RECIPE))
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--keras-split", action="store_true", help="validation = last 20%%")
@@ -91,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -1,4 +1,4 @@
-"""Load on ``transduce serve``: one-sentence requests from 1, 8 and 32 concurrent loopback
+r"""Load on ``transduce serve``: one-sentence requests from 1, 8 and 32 concurrent loopback
 clients, with dynamic batching on and off, against offline batched decoding.
 
 Starts two servers on 127.0.0.1 over the same model -- batching on (``--max-batch-size 64``)
@@ -42,6 +42,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_cli import int_at_least, int_list, positive_float
+from bench_cli import parser as make_parser
+from bench_cli import run as run_script
 
 from transduce.config import data_root, load_config
 from transduce.data.corpus import read_lines
@@ -262,7 +265,7 @@ def compare_settings(args: argparse.Namespace, sentences: list[str], clients: li
     """Servers at each ``WORKERSxTHREADS`` setting, batching on, alternated round by round
     (the machine's load drifts), against offline decoding with the same total threads
     (``W x T``), measured before and after the servers run (their mean in the ratios)."""
-    pairs = [tuple(int(x) for x in s.split("x")) for s in args.settings.split(",")]
+    pairs = args.settings
     totals = sorted({w * t for w, t in pairs})
     runs: dict[tuple, list[tuple]] = {}
     before = offline_by_threads(args, totals)
@@ -295,21 +298,42 @@ def compare_settings(args: argparse.Namespace, sentences: list[str], clients: li
     print(json.dumps(out))
 
 
+def worker_settings(text: str) -> list[tuple[int, int]]:
+    """``--settings``' type: ``WORKERSxTHREADS`` pairs (``1x1,1x2,2x1``), each >= 1."""
+    pairs = []
+    for item in (x.strip() for x in text.split(",")):
+        w, _, t = item.partition("x")
+        if not (w.isdigit() and t.isdigit() and int(w) >= 1 and int(t) >= 1):
+            raise argparse.ArgumentTypeError(
+                f"expected WORKERSxTHREADS pairs of integers >= 1 (e.g. 1x1,1x2,2x1), got {item!r}"
+            )
+        pairs.append((int(w), int(t)))
+    return pairs
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = make_parser(__doc__)
     p.add_argument("--model", default="runs/m30k_word")
-    p.add_argument("--train-seconds", type=float, default=540, help="budget if training")
-    p.add_argument("--clients", default="1,8,32")
-    p.add_argument("--seconds", type=float, default=8.0, help="per setting and round")
-    p.add_argument("--max-requests", type=int, default=3000, help="per setting and round")
-    p.add_argument("--repeats", type=int, default=1, help="on/off alternation rounds")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--beam", type=int, default=1)
-    p.add_argument("--singles", type=int, default=100, help="sentences timed one at a time")
-    p.add_argument("--settings", default="", help="WxT,...: compare workers x threads")
+    p.add_argument("--train-seconds", type=positive_float, default=540, help="budget if training")
+    p.add_argument("--clients", type=int_list, default=[1, 8, 32], metavar="N,N,...")
+    p.add_argument("--seconds", type=positive_float, default=8.0, help="per setting and round")
+    p.add_argument(
+        "--max-requests", type=int_at_least(1), default=3000, help="per setting and round"
+    )
+    p.add_argument("--repeats", type=int_at_least(1), default=1, help="on/off alternation rounds")
+    p.add_argument("--threads", type=int_at_least(1), default=2)
+    p.add_argument("--beam", type=int_at_least(1), default=1)
+    p.add_argument(
+        "--singles", type=int_at_least(1), default=100, help="sentences timed one at a time"
+    )
+    p.add_argument(
+        "--settings", type=worker_settings, default=[], help="WxT,...: compare workers x threads"
+    )
     p.add_argument("--inputs", default="", help="sentences: a text or TSV file (first column)")
     p.add_argument("--offline-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.inputs and not Path(args.inputs).is_file():
+        p.error(f"--inputs {args.inputs}: no such file")
     # a terminated benchmark still stops its servers (the with-blocks' cleanup runs)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.offline_child:
@@ -325,7 +349,7 @@ def main() -> None:
         over = [f"train.max_seconds={args.train_seconds}"]
         train(load_config(RECIPE, over), args.model)
     sentences = _sentences(args.inputs)
-    clients = [int(c) for c in args.clients.split(",")]
+    clients = args.clients
     if args.settings:
         return compare_settings(args, sentences, clients)
     runs: dict[tuple[int, bool], list[tuple]] = {}
@@ -386,4 +410,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

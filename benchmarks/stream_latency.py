@@ -15,13 +15,16 @@ machine is shared: medians).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+from bench_cli import int_at_least, run
+from bench_cli import parser as make_parser
 
 from transduce.data.tasks import date_pairs
 from transduce.inference.translate import Translator
@@ -34,7 +37,9 @@ def streamed(model: str, lines: list[str]) -> tuple[float, float]:
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     proc.stdin.write(b"1 January 2000\n")
     proc.stdin.flush()
-    proc.stdout.readline()  # loaded and decoding
+    if not proc.stdout.readline():  # loaded and decoding, or it ended (its stderr says why)
+        proc.wait()
+        raise SystemExit(f"stream_latency: transduce translate exited ({proc.returncode})")
     start = time.perf_counter()
     proc.stdin.write("".join(x + "\n" for x in lines).encode())
     proc.stdin.flush()
@@ -49,11 +54,13 @@ def streamed(model: str, lines: list[str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = make_parser(__doc__)
     p.add_argument("--model", default="runs/demo/run")
-    p.add_argument("--lines", type=int, default=1000)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--lines", type=int_at_least(1), default=1000)
+    p.add_argument("--rounds", type=int_at_least(1), default=3)
     args = p.parse_args()
+    if not (Path(args.model) / "config.yaml").is_file():
+        p.error(f"--model {args.model}: not a trained run (`transduce demo` makes runs/demo/run)")
     lines = date_pairs(args.lines, seed=5)[0]
     translator = Translator.load(args.model)
     translator.translate(lines[:8])  # warm-up, as the streamed process had its line
@@ -86,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

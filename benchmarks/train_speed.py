@@ -20,7 +20,6 @@ rate, whose ratio is the tokens/s no implementation of that model can beat here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_cli import int_at_least, run
+from bench_cli import parser as make_parser
 
 from transduce.config import load_config, to_dict
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
@@ -136,7 +137,7 @@ def matmul_gflops(threads: int, size: int = 1024, repeats: int = 20) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--config", default=str(RECIPE), help="training recipe (YAML)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
@@ -145,11 +146,15 @@ def main() -> None:
         default=None,
         help="override train.precision (bf16 autocast)",
     )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=60, help="timed steps")
+    parser.add_argument(
+        "--threads", type=int_at_least(0), default=0, help="torch threads (0: default)"
+    )
+    parser.add_argument("--warmup", type=int_at_least(0), default=10)
+    parser.add_argument("--steps", type=int_at_least(1), default=60, help="timed steps")
     parser.add_argument("--pipeline", help="run directory to take vocabularies/BPE models from")
-    parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N steps")
+    parser.add_argument(
+        "--profile", type=int_at_least(0), default=0, metavar="N", help="profile N steps"
+    )
     parser.add_argument(
         "--flops",
         action="store_true",
@@ -207,4 +212,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

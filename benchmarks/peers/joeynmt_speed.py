@@ -55,6 +55,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_cli import executable, run
 from peer_common import alternate, peer_env, peer_parser, record, time_transduce
 from train_speed import build_trainer
 
@@ -63,6 +64,11 @@ from transduce.data.pipeline import TextPipeline, load_texts
 from transduce.engine import distributed
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "multi30k_en_de_transformer_tiny.yaml"
+JOEY_HINT = (
+    "give the python of a Joey NMT environment, made as this script's docstring shows "
+    "(python3 -m venv /tmp/joey, then its pip installs, last "
+    "`/tmp/joey/bin/pip install --no-deps joeynmt==2.3.0 subword-nmt wrapt`)"
+)
 
 # Runs under Joey's interpreter: argv = config, warmup, steps, threads. The loop body is
 # Joey 2.3's TrainManager.train_and_validate without logging, validation and checkpoints.
@@ -210,7 +216,12 @@ def time_joey(
 
 def main() -> None:
     parser = peer_parser(__doc__, "Joey", CONFIG, threads=1, warmup=10, steps=40)
-    parser.add_argument("--joey", required=True, help="python of Joey NMT's environment")
+    parser.add_argument(
+        "--joey",
+        required=True,
+        type=executable(JOEY_HINT),
+        help="python of Joey NMT's environment",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, ["train.progress=false", f"train.precision={args.precision}"])
@@ -239,4 +250,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

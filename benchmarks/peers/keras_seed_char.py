@@ -26,7 +26,7 @@ The backend is taken from ``KERAS_BACKEND`` (default ``tensorflow``).
 
 from __future__ import annotations
 
-import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -35,7 +35,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # after Keras's own packages
+from bench_cli import int_at_least
+from bench_cli import parser as make_parser
+
+try:
+    import numpy as np
+except ModuleNotFoundError:  # main() says what to install
+    np = None
 
 LATENT = 256
 BATCH = 64
@@ -108,17 +115,44 @@ def thread_count(backend: str) -> int:
     return cores
 
 
+INSTALL = "../kerasenv/bin/pip install tensorflow-cpu==2.21.0 keras==3.15.1"
+BACKEND_PACKAGES = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "torch": ("torch", "torch")}
+
+
+def missing_package(backend: str) -> str | None:
+    """What this interpreter lacks to run the peer (numpy, the backend, keras), in one
+    line with the install command of the docstring; None when all is there."""
+    module, package = BACKEND_PACKAGES.get(backend, (backend, backend))
+    for name, pip_name in (("numpy", "numpy"), (module, package), ("keras", "keras")):
+        if importlib.util.find_spec(name) is None:
+            return (
+                f"{pip_name} is not installed in {sys.executable} (KERAS_BACKEND={backend}): "
+                f"run this script from Keras's own environment, made as its docstring shows: "
+                f"python3 -m venv ../kerasenv; {INSTALL}"
+            )
+    return None
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--data", type=Path, default=default_data())
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--lines", type=int, default=10000)
+    parser.add_argument("--epochs", type=int_at_least(1), default=10)
+    parser.add_argument("--lines", type=int_at_least(2), default=10000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="0: the backend's default")
-    parser.add_argument("--decode", type=int, default=100, help="training inputs to decode")
+    parser.add_argument(
+        "--threads", type=int_at_least(0), default=0, help="0: the backend's default"
+    )
+    parser.add_argument(
+        "--decode", type=int_at_least(0), default=100, help="training inputs to decode"
+    )
     args = parser.parse_args()
+    if not args.data.is_file():
+        parser.error(f"--data {args.data}: no such file (Tatoeba's ell.txt; TRANSDUCE_DATA)")
 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if problem := missing_package(os.environ["KERAS_BACKEND"]):
+        print(f"{parser.prog}: error: {problem}", file=sys.stderr)
+        sys.exit(2)
     configure_threads(os.environ["KERAS_BACKEND"], args.threads)
     import keras
 

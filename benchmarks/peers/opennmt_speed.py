@@ -45,12 +45,18 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_cli import executable, int_at_least, run
 from peer_common import alternate, peer_env, peer_parser, record, time_transduce
 
 from transduce.config import load_config
 from transduce.data.pipeline import TextPipeline, filter_lengths, load_texts
 
 CONFIG = Path(__file__).with_name("multi30k_gru_input_feed.yaml")
+ONMT_HINT = (
+    "give the onmt_train of an OpenNMT-py environment, made as this script's docstring "
+    "shows (python3 -m venv /tmp/onmt, then its pip installs, last "
+    "`/tmp/onmt/bin/pip install --no-deps opennmt-py==3.5.1`: /tmp/onmt/bin/onmt_train)"
+)
 REPORT = re.compile(r"Step (\d+)/\s*\d+;.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec")
 
 
@@ -156,9 +162,17 @@ def time_opennmt(
 
 def main() -> None:
     parser = peer_parser(__doc__, "OpenNMT-py", CONFIG, threads=2, warmup=20, steps=100)
-    parser.add_argument("--onmt", required=True, help="path to OpenNMT-py's onmt_train")
     parser.add_argument(
-        "--onmt-workers", type=int, default=2, help="OpenNMT-py DataLoader workers (its default: 2)"
+        "--onmt",
+        required=True,
+        type=executable(ONMT_HINT),
+        help="path to OpenNMT-py's onmt_train",
+    )
+    parser.add_argument(
+        "--onmt-workers",
+        type=int_at_least(0),
+        default=2,
+        help="OpenNMT-py DataLoader workers (its default: 2)",
     )
     args = parser.parse_args()
     if args.warmup % 10 or args.steps % 10 or args.warmup < 10:
@@ -195,4 +209,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_cli import int_at_least
+from bench_cli import parser as make_parser
 from train_speed import build_trainer, cpu_name, time_steps
 
 from transduce.engine import distributed
@@ -27,12 +29,18 @@ def peer_parser(
     """The flags both comparisons take (each script adds its peer's own): the config, the
     threads, the warm-up and timed steps of each toolkit, the rounds, ``--peer-thp`` and
     transduce's ``--precision`` (fp32 by default, as the peers train)."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = make_parser(doc)
     parser.add_argument("--config", default=str(config))
-    parser.add_argument("--threads", type=int, default=threads)
-    parser.add_argument("--warmup", type=int, default=warmup, help="untimed steps (each toolkit)")
-    parser.add_argument("--steps", type=int, default=steps, help="timed steps (each toolkit)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternations A/B (default 2)")
+    parser.add_argument("--threads", type=int_at_least(1), default=threads)
+    parser.add_argument(
+        "--warmup", type=int_at_least(0), default=warmup, help="untimed steps (each toolkit)"
+    )
+    parser.add_argument(
+        "--steps", type=int_at_least(1), default=steps, help="timed steps (each toolkit)"
+    )
+    parser.add_argument(
+        "--rounds", type=int_at_least(1), default=2, help="alternations A/B (default 2)"
+    )
     parser.add_argument(
         "--peer-thp", action="store_true", help=f"THP_MEM_ALLOC_ENABLE=1 for {peer}"
     )
