@@ -83,12 +83,8 @@ def training_summary(run_dir: Path, early_stop_metric: str) -> dict[str, Any]:
             continue  # a line cut short by a crash says nothing about the best record
     # a damaged file may hold any JSON: keep records (objects) with numbers where needed
     rows = [r for r in rows if isinstance(r, dict)]
-    number = (int, float)
-    valid = [
-        r
-        for r in rows
-        if r.get("split") == "valid" and isinstance(r.get(early_stop_metric), number)
-    ]
+    valid = [r for r in rows if r.get("split") == "valid"]
+    valid = [r for r in valid if isinstance(r.get(early_stop_metric), (int, float))]
     steps = [r["step"] for r in rows if isinstance(r.get("step"), int)]
     summary: dict[str, Any] = {"steps": max(steps, default=0)}
     if valid:
@@ -290,11 +286,19 @@ class SeriesModel:
 
     def describe(self) -> dict[str, Any]:
         forecasters = getattr(self.forecaster, "members", [self.forecaster])
-        cfg, spec = forecasters[0].cfg, self.forecaster.spec
+        cfg = forecasters[0].cfg
         params = sum(p.numel() for f in forecasters for p in f.model.parameters())
-        names, known = covariate_names(self.forecaster)
         return {
             **_identity(self, cfg, params),
+            **self.series_fields(),
+            **_provenance(self, cfg),
+            "decoding_defaults": {"combine": "median"} if self.members else {},
+        }
+
+    def series_fields(self) -> dict[str, Any]:
+        """A description's windows, intervals and covariates (runs and exports alike)."""
+        spec, (names, known) = self.forecaster.spec, covariate_names(self.forecaster)
+        return {
             "vocab": None,
             "input_fields": ["values"],
             "horizon": spec.horizon,
@@ -304,8 +308,6 @@ class SeriesModel:
             "normalized_levels": self.levels(method="normalized"),
             "covariates": list(names),
             "future_covariates": list(names[:known]),
-            **_provenance(self, cfg),
-            "decoding_defaults": {"combine": "median"} if self.members else {},
         }
 
 

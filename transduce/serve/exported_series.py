@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from transduce.serve.backend import SeriesModel
-from transduce.serve.series_items import covariate_names
 
 
 class ExportedSeriesModel(SeriesModel):
@@ -28,8 +27,7 @@ class ExportedSeriesModel(SeriesModel):
         return cls(name, model_dir, ExportedForecaster.load(model_dir, threads, device))
 
     def describe(self) -> dict[str, Any]:
-        m, spec = self.forecaster.manifest, self.forecaster.spec
-        names, known = covariate_names(self.forecaster)
+        m = self.forecaster.manifest
         return {
             "name": self.name,
             "kind": self.kind,
@@ -37,15 +35,7 @@ class ExportedSeriesModel(SeriesModel):
             "preset": m.get("preset"),
             "cell": None if m.get("preset") == "transformer" else m.get("cell"),
             "parameters": m.get("parameters"),  # exports do not record it (yet)
-            "vocab": None,
-            "input_fields": ["values"],
-            "horizon": spec.horizon,
-            "lookback": spec.lookback,
-            "period": spec.period,
-            "levels": self.levels(finite=True),
-            "normalized_levels": self.levels(method="normalized"),
-            "covariates": list(names),
-            "future_covariates": list(names[:known]),
+            **self.series_fields(),
             "export": {k: m.get(k) for k in ("source_run", "checkpoint", "quantize")},
             "training": {},
             "decoding_defaults": {},
