@@ -74,11 +74,12 @@ signal.signal(signal.SIGTERM, sig._terminate)
 for _ in range(5):
     with mp.get_context("fork").Pool(3) as pool:  # its exit SIGTERMs the idle workers
         assert pool.map(abs, range(-6, 0)) == [6, 5, 4, 3, 2, 1]
+        assert set(pool.map(signal.getsignal, [signal.SIGTERM] * 3)) == {signal.SIG_DFL}
 """
 
 
 def test_forked_pool_workers_end_quietly_under_the_clis_sigterm_handler():
     """The handler raised in the pool workers ``prepare`` forks: every prepare with
     --workers 2 printed a traceback per worker as the pool ended them."""
-    done = subprocess.run([sys.executable, "-c", POOL], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", POOL], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]

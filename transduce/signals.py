@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 
 class Terminated(KeyboardInterrupt):
@@ -27,6 +27,18 @@ def _terminate(signum: int, frame: object) -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # quietly, as before: no traceback each
         return
     raise Terminated
+
+
+def _default_in_child() -> None:
+    """A forked child (a pool's worker) starts with SIGTERM's default action: a handler
+    there ran only between bytecodes, so a worker stuck in a lock (a fork taken while
+    another thread held it) ignored the pool's SIGTERM and the pool waited for ever."""
+    if signal.getsignal(signal.SIGTERM) is _terminate:
+        with suppress(ValueError):  # not the main thread: the pid check in _terminate stays
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_in_child)
 
 
 @contextmanager
