@@ -127,6 +127,10 @@ def test_get_without_a_folder_names_the_one_the_commands_read(
     assert main(["data", "list"]) == 0
     listed = [line for line in capsys.readouterr().out.splitlines() if "[in " in line]
     assert any(line.startswith("m4-hourly") for line in listed)
+    if not all(name in [x.split()[0] for x in listed] for name in CATALOGUE):
+        # some here, some not: one line saying which (it downloaded the ones at hand)
+        assert main(["data", "get", "all", "--no-progress"]) == 2
+        assert "but not " in capsys.readouterr().err
 
 
 def test_data_root_falls_back_to_the_per_user_cache(monkeypatch, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 
 from tests.helpers import tiny_reverse_run
 from transduce.engine import interrupt
+from transduce.signals import Terminated
 
 
 def test_first_signal_asks_second_sigint_raises():
@@ -83,3 +84,21 @@ def test_forked_pool_workers_end_quietly_under_the_clis_sigterm_handler():
     --workers 2 printed a traceback per worker as the pool ended them."""
     done = subprocess.run([sys.executable, "-c", POOL], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "said"),
+    [(KeyboardInterrupt, 130, "interrupted"), (Terminated, 143, "terminated by SIGTERM")],
+)
+def test_an_interrupt_while_the_parser_is_built_is_one_line(
+    monkeypatch, capsys, raised, code, said
+):
+    """Ctrl-C in the first ~0.2 s (the parser's imports) printed a page of traceback."""
+    from transduce.commands import cli
+
+    def interrupted():
+        raise raised
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["translate"]) == code
+    assert capsys.readouterr().err == f"transduce: {said}\n"

@@ -1,5 +1,5 @@
 """``python -m transduce`` (also what ``torchrun -m transduce`` runs)."""
 
-from transduce.commands.cli import entry
+from transduce.commands.launch import entry
 
 entry()

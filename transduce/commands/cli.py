@@ -362,7 +362,19 @@ def entry() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     with terminating():  # SIGTERM: Terminated, handled as an interrupt (transduce/signals.py)
-        return _main(argv)
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as err:  # before the command began (its parser's imports)
+            said, code = (
+                ("terminated by SIGTERM", 143)
+                if isinstance(err, Terminated)
+                else (
+                    "interrupted",
+                    130,
+                )
+            )
+            print(f"transduce: {said}", file=sys.stderr)
+            return code
 
 
 def _main(argv: list[str] | None) -> int:

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from transduce.errors import DataError
+
 log = logging.getLogger("transduce")
 
 
@@ -79,12 +81,22 @@ def _already_read(names: list[str], args: argparse.Namespace) -> bool:
     if root.resolve() == default_data_dir().resolve():
         return False
     try:
-        files = [f for name in names for f in lookup(name).files]
+        files = {name: lookup(name).files for name in names}
     except KeyError:
         return False  # get names it in one line
-    if not all(is_installed(root, f) for f in files):
+    here = [n for n in names if all(is_installed(root, f) for f in files[n])]
+    if not here:
         return False
-    log.info("%s: %d files verified in %s (already there)", ", ".join(names), len(files), root)
+    if len(here) < len(names):  # one TRANSDUCE_DATA cannot name two folders
+        missing = ", ".join(n for n in names if n not in here)
+        raise DataError(
+            root.resolve(),
+            None,
+            f"holds {', '.join(here)} but not {missing}: get {missing} on its own, "
+            "or all of them into one folder with --dir",
+        )
+    count = sum(len(f) for f in files.values())
+    log.info("%s: %d files verified in %s (already there)", ", ".join(names), count, root.resolve())
     print(root.resolve())  # absolute: the variable holds wherever the shell goes next
     sys.stdout.flush()
     return True
