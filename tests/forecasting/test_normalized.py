@@ -182,7 +182,7 @@ def test_a_run_with_levels_stores_it_and_its_forecaster_export_and_server_use_it
     from transduce.forecasting.pipeline import Forecaster
     from transduce.runtime.forecast import ExportedForecaster
     from transduce.serve.app import create_app
-    from transduce.serve.backend import SeriesModel
+    from transduce.serve.series_model import SeriesModel
 
     tmp, hist = quantile_run
     run = tmp / "run"
@@ -256,8 +256,8 @@ def test_a_served_normalized_batch_is_bounded_in_forecasts_not_series(quantile_r
 
     from transduce.forecasting.pipeline import Forecaster
     from transduce.serve.app import create_app
-    from transduce.serve.backend import SeriesModel
     from transduce.serve.limits import ServeLimits
+    from transduce.serve.series_model import SeriesModel
 
     tmp, hist = quantile_run
     run = tmp / "run"

@@ -14,7 +14,8 @@ from transduce.config import ConfigError
 from transduce.inference.translate import DecodeOptions
 from transduce.loading import load as load_runtime
 from transduce.serve.app import create_app
-from transduce.serve.backend import TextModel, load_models, parse_model_specs, training_summary
+from transduce.serve.backend import TextModel, load_models, parse_model_specs
+from transduce.serve.describe import training_summary
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -50,7 +50,7 @@ def browser():
 
 def series_levels(run) -> list[str]:
     """The levels the series run was calibrated for, as /v1/models lists them."""
-    from transduce.serve.backend import SeriesModel
+    from transduce.serve.series_model import SeriesModel
 
     return SeriesModel.load("series", run).levels(finite=True)
 

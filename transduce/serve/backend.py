@@ -1,8 +1,8 @@
 """The models a server holds, behind one small interface: ``load -> decode(items, options)``.
 
-:class:`TextModel` wraps :class:`transduce.inference.translate.Translator` and :class:`SeriesModel`
-wraps :class:`transduce.forecasting.pipeline.Forecaster`. The server and its batcher only
-call ``decode`` (a batch in, one result per item out, in order), ``describe`` and, for text,
+:class:`TextModel` wraps :class:`transduce.inference.translate.Translator`; the forecasting
+models are in :mod:`transduce.serve.series_model`. The server and its batcher only call
+``decode`` (a batch in, one result per item out, in order), ``describe`` and, for text,
 ``check`` (the decoding options it cannot honour). :class:`ExportedModel` serves a directory
 written by ``transduce export onnx|ct2`` through the torch-free :mod:`transduce.runtime`, and
 ``NAME=DIR1+DIR2`` serves an ensemble (:mod:`transduce.inference.ensemble`) of training runs.
@@ -10,17 +10,15 @@ written by ``transduce export onnx|ct2`` through the torch-free :mod:`transduce.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
-from transduce.config import Config, ConfigError, load_config
+from transduce.config import ConfigError, load_config
 from transduce.errors import OptionError
 from transduce.inference.decoding import DecodeOptions, Translation
-from transduce.serve.series_items import covariate_names, split_items
+from transduce.serve.describe import identity, provenance
+from transduce.serve.series_model import SeriesModel
 from transduce.serve.stopping import interruptible
 
 
@@ -68,30 +66,6 @@ class UnsupportedOption(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
-
-
-def training_summary(run_dir: Path, early_stop_metric: str) -> dict[str, Any]:
-    """Steps trained and the best validation record of ``metrics.jsonl`` (empty if none)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return {}
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:  # JSONDecodeError, or a number too long to read
-            continue  # a line cut short by a crash says nothing about the best record
-    # a damaged file may hold any JSON: keep records (objects) with numbers where needed
-    rows = [r for r in rows if isinstance(r, dict)]
-    valid = [r for r in rows if r.get("split") == "valid"]
-    valid = [r for r in valid if isinstance(r.get(early_stop_metric), (int, float))]
-    steps = [r["step"] for r in rows if isinstance(r.get("step"), int)]
-    summary: dict[str, Any] = {"steps": max(steps, default=0)}
-    if valid:
-        sign = 1 if early_stop_metric == "loss" else -1
-        best = min(valid, key=lambda r: sign * r[early_stop_metric])
-        summary["best"] = {k: v for k, v in best.items() if k not in ("split", "seconds")}
-    return summary
 
 
 def _defaults(base: dict[str, Any]) -> dict[str, Any]:
@@ -144,19 +118,13 @@ class TextModel:
         cfg, pipe = self.translator.cfg, self.translator.pipeline
         params = sum(p.numel() for p in self.translator.model.parameters())
         return {
-            **_identity(self, cfg, params),
+            **identity(self, cfg, params),
             "vocab": {"source": len(pipe.src_vocab), "target": len(pipe.tgt_vocab)},
             "tokenizers": {"source": cfg.data.src_tokenizer, "target": cfg.data.tgt_tokenizer},
             "input_fields": list(self.fields),
-            **_provenance(self, cfg),
+            **provenance(self, cfg),
             "decoding_defaults": _defaults(asdict(cfg.decode)),
         }
-
-
-def _training(run_dir: Path, members: list[Path] | None, metric: str) -> dict[str, Any]:
-    if not members:
-        return training_summary(run_dir, metric)
-    return {"members": [training_summary(d, metric) for d in members]}
 
 
 SIDES = (("source", "src"), ("target", "tgt"))
@@ -196,7 +164,7 @@ class ExportedModel:
         from transduce.runtime.model import read_manifest
 
         if read_manifest(model_dir).get("kind") == "series":  # forecasts, torch-free too
-            from transduce.serve.exported_series import ExportedSeriesModel
+            from transduce.serve.series_model import ExportedSeriesModel
 
             return ExportedSeriesModel.load(name, model_dir, threads, device)
         return cls(name, model_dir, load(str(model_dir), device=device, threads=threads))
@@ -228,107 +196,6 @@ class ExportedModel:
             "training": {},
             "decoding_defaults": _defaults(m["decode"]),
         }
-
-
-class SeriesModel:
-    """A forecasting run (or a :class:`transduce.inference.ensemble.ForecastEnsemble`):
-    ``decode(histories, None)`` -> one ``[horizon]`` array per series."""
-
-    kind = "series"
-    engine = "torch"
-
-    def __init__(self, name: str, run_dir: Path, forecaster, members: list[Path] | None = None):
-        self.name, self.run_dir, self.forecaster = name, run_dir, forecaster
-        self.members = members
-
-    @classmethod
-    def load(cls, name: str, run_dir: Path, checkpoint: str = "best", device: str = "cpu"):
-        from transduce.forecasting.pipeline import Forecaster
-
-        return cls(name, run_dir, Forecaster.load(run_dir, checkpoint, device=device))
-
-    @classmethod
-    def load_ensemble(
-        cls, name: str, run_dirs: list[Path], checkpoint: str = "best", device: str = "cpu"
-    ) -> SeriesModel:
-        """The median of the members' forecasts."""
-        from transduce.inference.ensemble import ForecastEnsemble
-
-        ensemble = ForecastEnsemble.load(run_dirs, checkpoint, device, combine="median")
-        return cls(name, run_dirs[0], ensemble, list(run_dirs))
-
-    def decode(self, items: list[np.ndarray], options: Any = None) -> list[Any]:
-        """``options``: () or (the interval levels, the interval method); with levels, each
-        item's result is ``(point, {"lo-80": ..., "hi-80": ...})``."""
-        series, extra = split_items(items)  # and the covariates of a model with them
-        if not options:
-            return list(self.forecaster.forecast(series, 512, **extra))
-        levels, method = options
-        point, bands = self.forecaster.forecast_intervals(
-            series, list(levels), 512, method=method, **extra
-        )
-        sides = {f"{s}-{k}": b[j] for k, b in bands.items() for j, s in enumerate(("lo", "hi"))}
-        return [
-            (point[i], {key: bound[i] for key, bound in sides.items()}) for i in range(len(items))
-        ]
-
-    def levels(self, finite: bool = False, method: str = "conformal") -> list[str]:
-        """The interval levels this run was calibrated for by ``method`` (``"80"``...; none:
-        no intervals); ``finite``: those it gives finite bounds for (:func:`conformal.
-        levels_of`); ``normalized``: those of every member's normalized calibration."""
-        from transduce.forecasting.conformal import levels_of
-
-        if method == "normalized":
-            members = getattr(self.forecaster, "members", [self.forecaster])
-            found = [getattr(m, "normalized", None) or {"levels": {}} for m in members]
-            return sorted(set.intersection(*(set(n["levels"]) for n in found)), key=float)
-        return levels_of(getattr(self.forecaster, "calibration", None), finite)
-
-    def describe(self) -> dict[str, Any]:
-        forecasters = getattr(self.forecaster, "members", [self.forecaster])
-        cfg = forecasters[0].cfg
-        params = sum(p.numel() for f in forecasters for p in f.model.parameters())
-        return {
-            **_identity(self, cfg, params),
-            **self.series_fields(),
-            **_provenance(self, cfg),
-            "decoding_defaults": {"combine": "median"} if self.members else {},
-        }
-
-    def series_fields(self) -> dict[str, Any]:
-        """A description's windows, intervals and covariates (runs and exports alike)."""
-        spec, (names, known) = self.forecaster.spec, covariate_names(self.forecaster)
-        return {
-            "vocab": None,
-            "input_fields": ["values"],
-            "horizon": spec.horizon,
-            "lookback": spec.lookback,
-            "period": spec.period,
-            "levels": self.levels(finite=True),
-            "normalized_levels": self.levels(method="normalized"),
-            "covariates": list(names),
-            "future_covariates": list(names[:known]),
-        }
-
-
-def _identity(model: TextModel | SeriesModel, cfg: Config, params: int) -> dict[str, Any]:
-    """The first fields of a torch model's description: what it is and how large."""
-    return {
-        "name": model.name,
-        "kind": model.kind,
-        "engine": model.engine,
-        "preset": cfg.model.preset,
-        "cell": None if cfg.model.preset == "transformer" else cfg.model.cell,
-        "parameters": params,
-    }
-
-
-def _provenance(model: TextModel | SeriesModel, cfg: Config) -> dict[str, Any]:
-    """Where a torch model's weights come from: its ensemble members and its training."""
-    return {
-        "members": [str(d) for d in model.members] if model.members else None,
-        "training": _training(model.run_dir, model.members, cfg.train.early_stop_metric),
-    }
 
 
 def _is_model_dir(path: Path) -> bool:
