@@ -10,19 +10,17 @@ their array ops, model and batching. No torch is imported here.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
 
 from transduce.errors import DataError, OptionError
+from transduce.inference.calls import check_options, check_targets, check_texts, say_unmet
 from transduce.inference.decoding import DecodeOptions, Translation, search_rows
 from transduce.inference.scoring import PairScore, target_batch, teacher_forced
 from transduce.inference.searchcore import BOS_ID, EOS_ID, PAD_ID
 from transduce.inference.searchrules import limit_inputs
-
-log = logging.getLogger("transduce.translate")
 
 Prefixes = list[str] | None  # per input: the target text its outputs start with ("" none)
 Constraints = list[list[str]] | None  # per input: target phrases its outputs contain
@@ -158,16 +156,29 @@ class TextDecoder:
             out.append([tok.encode(p) for p in constraints[i] if p.strip()])
         return pre, out
 
-    max_prefix: int | None = None  # target tokens a prefix may hold (None: no bound)
+    # target tokens a prefix, and a scored target, may hold (None: no bound; CTranslate2:
+    # its position table, past which it raised)
+    max_prefix: int | None = None
+    max_target: int | None = None
 
     def prefix_overflow(self, prefix: str) -> str | None:
-        """Why ``prefix`` is too long for this engine (CTranslate2's position table), or None."""
-        if self.max_prefix is None:
+        """Why ``prefix`` is too long for this engine, or None."""
+        return self._too_long(prefix, self.max_prefix)
+
+    def target_overflow(self, target: str) -> str | None:
+        """Why ``target`` is too long to score on this engine, or None."""
+        return self._too_long(target, self.max_target)
+
+    def _too_long(self, text: str | list[str], most: int | None) -> str | None:
+        """Why ``text`` (or its target tokens) runs past ``most`` target tokens, or None."""
+        if most is None:
             return None
-        n = len(self.pipeline.tgt_tok.encode(prefix))
-        if n <= self.max_prefix:
-            return None
-        return f"{n:,} target tokens: this model's decoder holds at most {self.max_prefix:,}"
+        n = len(text if isinstance(text, list) else self.pipeline.tgt_tok.encode(text))
+        return (
+            None
+            if n <= most
+            else f"{n:,} target tokens: this model's decoder holds at most {most:,}"
+        )
 
     def unproducible(self, phrase: str) -> str | None:
         """The first token of a target ``phrase`` outside the target vocabulary (no output
@@ -215,6 +226,9 @@ class TextDecoder:
         out = [PairScore(None, [], []) for _ in texts]
         live = [i for i, t in enumerate(tokens) if t]
         tgt = [self.pipeline.tgt_tok.encode(targets[i]) for i in live]
+        for i, t in zip(live, tgt, strict=True):
+            if (why := self._too_long(t, self.max_target)) is not None:
+                raise DataError("<targets>", i + 1, why)
         found = self._score_live([tokens[i] for i in live], [texts[i] for i in live], tgt, o)
         for i, res in zip(live, found, strict=True):
             out[i] = res
@@ -347,73 +361,3 @@ class SearchDecoder(TextDecoder):
             kept = [i for i, t in enumerate(ids[: len(att)]) if t not in (PAD_ID, BOS_ID)]
             att = self.ops.to_numpy(att)[kept][: len(out_tokens), : len(src_tokens)]
         return self._text(src_tokens, out_tokens, score, logprob, att)
-
-
-def check_texts(texts: Any, name: str = "texts") -> list[str]:
-    """The inputs as a list of strings; anything else is refused by name (a bare string
-    would be decoded character by character, bytes item by item)."""
-    if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
-        raise TypeError(
-            f"{name}: a list of strings, got {type(texts).__name__} (wrap one text as [text])"
-        )
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"{name}[{i}]: a string, got {type(t).__name__}")
-    return list(texts)
-
-
-def check_options(options: Any) -> DecodeOptions:
-    """``options`` as DecodeOptions (None: the defaults); a dict or anything else is
-    refused by name (it failed later on a missing attribute)."""
-    if options is None:
-        return DecodeOptions()
-    if not isinstance(options, DecodeOptions):
-        raise TypeError(
-            f"options: a DecodeOptions, got {type(options).__name__} "
-            "(e.g. DecodeOptions(beam=2), or DecodeOptions(**d) for a dict d)"
-        )
-    return options
-
-
-def check_targets(n: int, prefixes: Any, constraints: Any) -> None:
-    """One prefix (a string) and one list of phrases (strings) per input, or None."""
-    for name, given in (("prefixes", prefixes), ("constraints", constraints)):
-        if given is None:
-            continue
-        if isinstance(given, (str, bytes)) or not isinstance(given, (list, tuple)):
-            raise TypeError(f"{name}: a list with one entry per input, got {type(given).__name__}")
-        if len(given) != n:
-            raise ValueError(f"{n} inputs but {len(given)} {name}")
-    for i, p in enumerate(prefixes or ()):
-        if p is not None and not isinstance(p, str):
-            raise TypeError(f"prefixes[{i}]: a string (or None), got {type(p).__name__}")
-    for i, phrases in enumerate(constraints or ()):
-        if isinstance(phrases, str) or not isinstance(phrases, (list, tuple)):
-            raise TypeError(f"constraints[{i}]: a list of phrases, got {type(phrases).__name__}")
-        for j, phrase in enumerate(phrases):
-            if not isinstance(phrase, str):
-                raise TypeError(f"constraints[{i}][{j}]: a string, got {type(phrase).__name__}")
-
-
-def _contains(tokens: list[str], phrase: list[str]) -> bool:
-    n = len(phrase)
-    return any(tokens[k : k + n] == phrase for k in range(len(tokens) - n + 1))
-
-
-def say_unmet(results: list[list[Translation]], phrases: list[list[list[str]]], first: int):
-    """A warning naming the inputs whose best output misses one of its ``phrases``
-    (tokens): when no hypothesis met them all within the length limit, the search returns
-    the best incomplete one."""
-    unmet = [
-        first + i
-        for i, (hyps, wanted) in enumerate(zip(results, phrases, strict=True))
-        if hyps and any(not _contains(hyps[0].out_tokens, p) for p in wanted)
-    ]
-    if unmet:
-        shown = ", ".join(map(str, unmet[:5])) + (", ..." if len(unmet) > 5 else "")
-        log.warning(
-            "constraints: %d output(s) miss a phrase (input %s): no hypothesis met them all "
-            "within the length limit; a larger --max-len or --beam may",
-            len(unmet),
-            shown,
-        )

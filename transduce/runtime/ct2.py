@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from transduce.device import cpu_flags, ct2_device
-from transduce.errors import DataError, OptionError
+from transduce.errors import OptionError
 from transduce.inference.decoding import DecodeOptions, Translation
 from transduce.inference.scoring import PairScore
 from transduce.inference.searchrules import output_limits
@@ -59,7 +59,7 @@ class CT2Translator(TextDecoder):
         self.defaults = self.manifest["decode"]
         # decoder positions: <s>, then the output (a prefix past them raised in CTranslate2)
         self.positions = int(self.manifest.get("positions", 1024))
-        self.max_prefix = self.positions - 2
+        self.max_prefix, self.max_target = self.positions - 2, self.positions - 1
         # sources past the table raised too: the default limit stays within it
         most = self.defaults.get("max_input_len") or self.positions
         self.defaults = {**self.defaults, "max_input_len": min(most, self.positions)}
@@ -100,21 +100,6 @@ class CT2Translator(TextDecoder):
         with _SEEDING:
             ctranslate2.set_random_seed(o.seed)
             return ctranslate2.Translator(str(self.dir), **self._args)
-
-    def target_overflow(self, target: str) -> str | None:
-        """Why ``target`` is too long to score here (<s>, then its tokens, past the position
-        table, where CTranslate2 raised), or None."""
-        n = len(self.pipeline.tgt_tok.encode(target))
-        if n <= self.positions - 1:
-            return None
-        return f"{n:,} target tokens: this model's decoder holds at most {self.positions - 1:,}"
-
-    def score(self, texts: list[str], targets: list[str], options: DecodeOptions | None = None):
-        """:meth:`TextDecoder.score`, a target past the position table one error naming it."""
-        for i, target in enumerate(targets if isinstance(targets, list) else ()):
-            if isinstance(target, str) and (why := self.target_overflow(target)) is not None:
-                raise DataError("<targets>", i + 1, why)
-        return super().score(texts, targets, options)
 
     def check(self, options: DecodeOptions, name=str, explicit: bool = False) -> None:
         """The engine's refusals, and a source limit past the position table (CTranslate2
