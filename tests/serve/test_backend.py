@@ -220,3 +220,15 @@ def test_a_score_target_past_ct2s_position_table_is_a_422(export_client):
     body = {"model": "ct2", "texts": ["abc", "abc"], "targets": ["a", "a" * 1030]}
     got = export_client.post("/v1/score", json=body)
     assert got.status_code == 422 and got.json()["field"] == "targets[1]", got.text
+
+
+def test_a_seeded_ct2_sample_never_decodes_on_the_event_loop(exports):
+    """It loads a translator first (runtime/ct2.py): inline, it stalled every client."""
+    from transduce.inference.decoding import DecodeOptions
+    from transduce.serve.state import _within_defaults
+
+    models = load_models([f"c={exports['ct2']}", f"o={exports['onnx']}"], threads=1)
+    seeded = DecodeOptions(sample=True, seed=3)
+    assert not _within_defaults(models["c"])(seeded)
+    assert _within_defaults(models["c"])(DecodeOptions(sample=True))
+    assert _within_defaults(models["o"])(seeded)

@@ -306,7 +306,8 @@ def _forget_damaged_best(trainer, run_dir: Path, last: Path, write: bool) -> Non
     if not trainer.best:
         return
     step_dir = run_dir / ckpt.CKPT / ckpt.step_dir_name(int(trainer.best["step"]))
-    if step_dir.name == os.path.basename(os.path.realpath(last)):
+    last_name = os.path.basename(os.path.realpath(last))
+    if step_dir.name == last_name:
         return  # verified as ``last``
     try:
         if not step_dir.is_dir():
@@ -322,7 +323,7 @@ def _forget_damaged_best(trainer, run_dir: Path, last: Path, write: bool) -> Non
         )
         trainer.best = None
         if write:
-            ckpt.point(run_dir / "best", f"{ckpt.CKPT}/{os.path.basename(os.path.realpath(last))}")
+            ckpt.point(run_dir / "best", f"{ckpt.CKPT}/{last_name}")
             ckpt.ensure_best_link(run_dir)
 
 

@@ -50,14 +50,9 @@ def infer_frequency(stamps: list[str]) -> timedelta | str | int:
     return _frequency(stamps)[0]
 
 
-def _frequency(stamps: list[str]) -> tuple[timedelta | str | int, str | None]:
-    """:func:`infer_frequency`, and where the stamps leave that step (a gap), described."""
-    step, gap, _ = _frequency_at(stamps)
-    return step, gap
-
-
-def _frequency_at(stamps: list[str]) -> tuple[timedelta | str | int, str | None, int | None]:
-    """:func:`_frequency`, and the index of the stamp after the gap (None: no gap)."""
+def _frequency(stamps: list[str]) -> tuple[timedelta | str | int, str | None, int | None]:
+    """:func:`infer_frequency`, where the stamps leave that step (a gap) described, and
+    the index of the stamp after the gap (None, None: no gap)."""
     if len(stamps) < 2:
         raise ValueError(f"cannot infer a frequency from {len(stamps)} timestamp(s)")
     if _numeric(stamps):
@@ -128,7 +123,7 @@ def check_timestamps(path: str | os.PathLike, series: SeriesSet) -> None:
         if not stamps or not isinstance(stamps[0], str):
             return  # a pandas table: its own dates
         try:
-            step, gap, at = _frequency_at(stamps)
+            step, gap, at = _frequency(stamps)
             future_stamps(stamps, 1, step)
         except ValueError as err:
             raise DataError(path, None, f"series {name[:40]}: {err}") from None

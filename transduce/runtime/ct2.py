@@ -46,6 +46,7 @@ class CT2Translator(TextDecoder):
     """``CT2Translator.load(DIR).translate([...])``, like the other engines' translators."""
 
     engine = "ct2"
+    seed_loads_model = True  # see _seeded: the server keeps such decodes off its event loop
 
     def __init__(self, model_dir: str | os.PathLike, threads: int = 0, device: str = "cpu"):
         prefer_avx512()

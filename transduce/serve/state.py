@@ -115,7 +115,8 @@ def _within_defaults(model: ServedModel) -> Callable[[Any], bool]:
     never ends runs to it; asked for 1,000 steps, one six-character text held the loop
     for 244 ms)."""
     default_len = getattr(model, "max_len", 100)
-    reloads = getattr(model, "engine", "") == "ct2"  # a seeded sample loads a translator
+    # a seeded sample loads a translator first (CTranslate2: runtime/ct2.py)
+    reloads = getattr(getattr(model, "translator", None), "seed_loads_model", False)
 
     def within(options: Any) -> bool:
         if reloads and options.sample and options.seed is not None:
