@@ -147,6 +147,26 @@ def test_beam_with_no_repeat_ngram_never_repeats_one(n, make_model):
         assert all(len(t) == 12 and not repeats(t, n) for t in hyps)
 
 
+def test_no_repeat_ngram_applies_at_beam_1_too(make_model):
+    """Greedy decoding takes no n-gram blocking: with it, --beam 1 runs a width-1 beam
+    search (the CLI, the server and the ONNX runtime all go through search_rows); it
+    was silently ignored."""
+    from transduce.inference.decoding import search_rows
+    from transduce.inference.search import OPS
+
+    model = make_model("luong", "lstm", "dot").eval()
+    with torch.no_grad():
+        model.head.proj.bias[EOS_ID] = -1e4  # long outputs: an untrained model loops
+    src, mask = random_sources()
+    with torch.no_grad():
+        free = search_rows(OPS, model, src, mask, DecodeOptions(), 12, None)
+        blocked = search_rows(OPS, model, src, mask, DecodeOptions(no_repeat_ngram=2), 12, None)
+        width1 = beam_search(model, src, mask, 1, 1, max_len=12, no_repeat_ngram=2)
+    assert any(repeats(list(rows[0][0]), 2) for rows in free)  # the test can fail
+    for rows, wanted in zip(blocked, width1.tokens, strict=True):
+        assert list(rows[0][0]) == wanted[0] and not repeats(wanted[0], 2)
+
+
 # ---------------------------------------------------------------------- sampling
 
 

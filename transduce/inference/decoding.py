@@ -47,8 +47,10 @@ def option(default: Any, help: str, **meta: Any) -> Any:
     in requests); ``http_default``: a request's default where it differs;
     ``http_le``/``http_ge``/``http_lt``: caps a server adds; ``needs``: the option without
     which this one means nothing (refused when set without it); ``beam_only``: refused with
-    ``sample``; ``best_effort``: an engine without it returns none rather than refusing
-    (unless it is asked for explicitly, as over HTTP)."""
+    ``sample``; ``steers``: it changes which token each step may take (not only how finished
+    hypotheses rank), so at ``beam`` 1 it runs beam search of width 1 rather than greedy
+    decoding, which takes no such option; ``best_effort``: an engine without it returns
+    none rather than refusing (unless it is asked for explicitly, as over HTTP)."""
     return field(default=default, metadata={"help": help, **meta})
 
 
@@ -82,11 +84,12 @@ class DecodeOptions:
     normalize: bool = option(False, "rank beams by log-prob per token", beam_only=True)
     no_repeat_ngram: int = option(
         0,
-        "beam search never repeats an n-gram of this size (0: off)",
+        "no output repeats an n-gram of this size (0: off; at --beam 1 a width-1 beam search)",
         ge=0,
         metavar="N",
         http_le=100,
         beam_only=True,
+        steers=True,  # also at --beam 1 (then a width-1 beam search)
     )
     sample: bool = option(False, "sample instead of searching")
     temperature: float = option(
@@ -252,6 +255,15 @@ def search_kwargs(fn: Callable, o: DecodeOptions) -> dict[str, Any]:
     }
 
 
+def steered(o: DecodeOptions) -> bool:
+    """Whether an option that constrains each search step (``steers``) is set: greedy
+    decoding does not take those, beam search of width 1 does (and equals greedy without
+    them)."""
+    return any(
+        f.metadata.get("steers") and getattr(o, f.name) != f.default for f in option_fields()
+    )
+
+
 def search_rows(
     ops,
     model,
@@ -282,7 +294,7 @@ def search_rows(
             ops, model, src, src_mask, **limits, constraints=constraints, **search_kwargs(fn, o)
         )
         return _nbest_rows(nb)
-    if o.sample or (o.beam == 1 and o.nbest == 1):
+    if o.sample or (o.beam == 1 and o.nbest == 1 and not steered(o)):
         fn = core.sample if o.sample else core.decode
         hyp = fn(ops, model, src, src_mask, **limits, on_step=on_step, **search_kwargs(fn, o))
         rows = []
