@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import dead_pid
+from transduce import folderswap
 from transduce.commands import demo
 from transduce.commands.demo import run_demo
 
@@ -76,9 +78,52 @@ def test_an_interrupted_swap_puts_the_old_run_back(tmp_path):
     out = tmp_path / "demo"
     _old_demo(out)
     (out / demo.MARKER).write_text("")  # a folder this demo version made
-    os.replace(out / "run", out / ".run.123.tmp")  # killed mid-training: a half run
-    (out / ".run.old.77.tmp").mkdir()
-    (out / ".run.old.77.tmp" / "model.safetensors").write_text("old weights")
+    a, b = dead_pid(), dead_pid()
+    os.replace(out / "run", out / f".run.{a}.tmp")  # killed mid-training: a half run
+    (out / f".run.old.{b}.tmp").mkdir()
+    (out / f".run.old.{b}.tmp" / "model.safetensors").write_text("old weights")
     demo.prepare_out(out)
     assert (out / "run" / "model.safetensors").read_text() == "old weights"
-    assert not (out / ".run.123.tmp").exists()
+    assert not (out / f".run.{a}.tmp").exists()
+
+
+def test_a_live_demos_run_is_left_alone(tmp_path):
+    """A second demo into the same folder removed the run the first was training."""
+    out = tmp_path / "demo"
+    _old_demo(out)
+    (out / demo.MARKER).write_text("")
+    live = out / f".run.{os.getppid()}.tmp"  # a process that runs
+    live.mkdir()
+    demo.prepare_out(out)
+    assert live.is_dir()
+
+
+def test_a_kill_between_the_fallback_renames_keeps_the_old_run(tmp_path, monkeypatch):
+    """Where names cannot be exchanged in one step, the old run is set aside, then the new
+    one renamed in: a kill between the two leaves no run, and the next demo puts the old
+    one back."""
+    out = tmp_path / "demo"
+    _old_demo(out)
+    (out / demo.MARKER).write_text("")
+    new = out / f".run.{os.getpid()}.tmp"
+    new.mkdir()
+    monkeypatch.setattr(folderswap, "exchange", lambda a, b: False)
+    real = os.replace
+    calls = []
+
+    def killed_at_the_second(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if killed here
+        real(src, dst)
+
+    monkeypatch.setattr(folderswap.os, "replace", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        demo._install_run(out, new)
+    monkeypatch.setattr(folderswap.os, "replace", real)
+    assert not (out / "run").exists()
+    aside = calls[0]
+    os.rename(aside, aside.with_name(aside.name.replace(f".{os.getpid()}@", f".{dead_pid()}@")))
+    demo.prepare_out(out)
+    assert (out / "run" / "model.safetensors").read_text() == "run/model.safetensors"
+    assert not [p for p in out.iterdir() if p.name.startswith(".run.previous")]

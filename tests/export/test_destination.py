@@ -180,3 +180,60 @@ def test_a_folder_with_someone_elses_manifest_json_is_refused(run, tmp_path, tex
         export_into(mine, run, _build({"manifest.json": OURS, "index.html": "x"}))
     assert (mine / "manifest.json").read_text() == text
     assert (mine / "index.html").read_text() == "<html>app</html>"
+
+
+KILLED_AT_RENAME = """
+import os, signal, sys
+from pathlib import Path
+from transduce import folderswap
+from transduce.export.destination import export_into
+
+if sys.argv[4] == "fallback":  # a system or file system that cannot exchange names
+    folderswap.exchange = lambda a, b: False
+real, count = os.replace, [0]
+
+def replace(src, dst):
+    count[0] += 1
+    if count[0] == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst)
+
+folderswap.os.replace = replace
+
+def build(tmp):
+    tmp.mkdir()
+    (tmp / "manifest.json").write_text('{"format": "transduce-onnx"}')
+    (tmp / "a.onnx").write_text("v2")
+    return tmp
+
+export_into(Path(sys.argv[1]), Path(sys.argv[2]), build)
+"""
+
+
+@pytest.mark.parametrize("way", ["exchange", "fallback"])
+@pytest.mark.parametrize("at", [1, 2])
+def test_a_kill_at_any_rename_of_the_swap_loses_no_export(run, tmp_path, way, at):
+    """Killed between setting the old export aside and renaming the new one in, the
+    folder was gone, and the next export deleted the set-aside one, the only copy left."""
+    out = tmp_path / "exported"
+    export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v1"}))
+    args = [sys.executable, "-c", KILLED_AT_RENAME, str(out), str(run), str(at), way]
+    subprocess.run(args, timeout=120)  # killed (or, exchanging: no second rename)
+    if (out / "a.onnx").exists():
+        assert (out / "a.onnx").read_text() in ("v1", "v2")
+    else:
+        assert way == "fallback" and at == 2  # between the two renames
+    with pytest.raises(ValueError):
+        export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v3"}, ValueError("x")))
+    assert (out / "a.onnx").read_text() in ("v1", "v2")  # failed: the export before it
+    export_into(out, run, _build({"manifest.json": OURS, "a.onnx": "v3"}))
+    assert (out / "a.onnx").read_text() == "v3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "run"]
+
+
+def test_a_missing_model_or_an_export_as_model_is_named(run, tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        export_into(tmp_path / "e1", tmp_path / "nowhere", _build({"manifest.json": OURS}))
+    export_into(tmp_path / "e1", run, _build({"manifest.json": OURS}))
+    with pytest.raises(DataError, match="is an export, not a training run"):
+        export_into(tmp_path / "e2", tmp_path / "e1", _build({"manifest.json": OURS}))

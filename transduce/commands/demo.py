@@ -12,11 +12,13 @@ import shutil
 import time
 from pathlib import Path
 
-from transduce.atomic import atomic_write_text
+from transduce.atomic import atomic_write_text, writer_gone
 from transduce.commands.plots import plot_attention
 from transduce.config import Config, from_dict
 from transduce.data.tasks import date_pairs
+from transduce.folderswap import restore_previous, swap_in
 from transduce.inference.translate import Translator
+from transduce.locks import exclusive
 from transduce.tasks.train import train
 
 DEMO_CONFIG = {
@@ -49,7 +51,7 @@ DEMO_CONFIG = {
 # The demo folder's own entries: a re-run replaces these and nothing else (a second run
 # trained beside it, runs/demo/run2, stays); MARKER tells a demo folder from any other.
 MARKER = ".transduce-demo"
-OWN = ("data", "run", "attention.png", MARKER)
+OWN = ("data", "run", "attention.png", MARKER, ".demo.lock")
 
 
 def _write_tsv(path: Path, src: list[str], tgt: list[str]) -> None:
@@ -65,7 +67,8 @@ def _is_demo_folder(out: Path) -> bool:
 
 def prepare_out(out: Path) -> None:
     """Refuse a ``--out`` that is not empty and not a demo folder (``.``, ``runs``, a
-    folder of the user's), naming what is there; never remove the folder itself."""
+    folder of the user's), naming what is there; never remove the folder itself. Then
+    what a demo killed outright left (:func:`clear_leftovers`)."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: --out is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not _is_demo_folder(out):
@@ -77,28 +80,32 @@ def prepare_out(out: Path) -> None:
         )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / MARKER, "made by transduce demo: data/, run/, attention.png\n")
+    clear_leftovers(out)
+
+
+def clear_leftovers(out: Path) -> None:
+    """The run a demo killed outright was training (``.run.PID.tmp``) once that pid is
+    gone (a live demo's stays), and its old run put back where a kill came between the
+    swap's renames (this version's ``folderswap`` names, and an older version's
+    ``.run.old.PID.tmp``)."""
+    restore_previous(out / "run")
     for entry in sorted(out.iterdir()):
-        if not re.fullmatch(r"\.run\.(old\.)?\d+\.tmp", entry.name) or not entry.is_dir():
+        match = re.fullmatch(r"\.run\.(old\.)?(\d+)\.tmp", entry.name)
+        if not match or not entry.is_dir() or not writer_gone(int(match[2]), None):
             continue
-        if entry.name.startswith(".run.old.") and not (out / "run").exists():
+        if match[1] and not (out / "run").exists():
             os.replace(entry, out / "run")  # killed between the two renames: put it back
         else:
             shutil.rmtree(entry)  # a run an interrupted demo was training, or set aside
 
 
 def _install_run(out: Path, new: Path) -> None:
-    """Put the freshly trained run in place of ``out/run`` (renames: an interrupted demo
-    leaves the old run or the new one, never a run without weights)."""
+    """Put the freshly trained run in place of ``out/run`` (an interrupted demo leaves
+    the old run or the new one, never a run without weights: :func:`swap_in`)."""
     run = out / "run"
     if run.is_symlink() or run.is_file():
         run.unlink()
-    if run.exists():
-        old = out / f".run.old.{os.getpid()}.tmp"
-        os.replace(run, old)
-        os.replace(new, run)
-        shutil.rmtree(old)
-    else:
-        os.replace(new, run)
+    swap_in(new, run)
 
 
 def run_demo(
@@ -112,6 +119,16 @@ def run_demo(
     started = time.perf_counter()
     out = Path(out)
     prepare_out(out)
+    # one demo at a time in a folder: a second waits (it rewrote the first's data and
+    # removed the run it was training)
+    with exclusive(out / ".demo.lock", f"demo: {out}"):
+        return _demo(out, n_train, n_test, seed, overrides, started)
+
+
+def _demo(
+    out: Path, n_train: int, n_test: int, seed: int, overrides: dict | None, started: float
+) -> dict[str, float]:
+    clear_leftovers(out)  # again: what the demo we waited for may have left
     src, tgt = date_pairs(n_train + n_test // 2, seed=seed)
     test_src, test_tgt = date_pairs(n_test * 2, seed=seed + 1)
     seen = set(src)

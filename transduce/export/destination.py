@@ -20,6 +20,7 @@ from pathlib import Path
 from transduce.atomic import remove_leftovers, tmp_name, write_problem
 from transduce.config import ConfigError
 from transduce.errors import DataError
+from transduce.folderswap import restore_previous, swap_in
 
 EXTRA = "pip install 'transduce[export]'"
 
@@ -73,11 +74,18 @@ def export_into(out: Path, run_dir: Path, build: Callable[[Path], Path]) -> Path
     (a previous export there is replaced only then)."""
     check_out(out, run_dir)
     if not (Path(run_dir) / "config.yaml").is_file():  # before a folder is made for it
+        if not Path(run_dir).exists():
+            raise DataError(run_dir, None, "no such folder (--model: a training run)")
+        if _is_export(Path(run_dir)):
+            raise DataError(
+                run_dir, None, "is an export, not a training run: export the run it came from"
+            )
         raise DataError(run_dir, None, "not a transduce run (no config.yaml)")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # /proc/x/y, a file on the way, a read-only mount
         raise DataError(out, None, f"cannot make its folder: {err.strerror}") from None
+    restore_previous(out)  # an export killed between its two renames (no exchange)
     remove_leftovers(out)  # of an export to ``out`` killed outright
     tmp = tmp_name(out)
     try:
@@ -85,12 +93,7 @@ def export_into(out: Path, run_dir: Path, build: Callable[[Path], Path]) -> Path
         _record_files(tmp)
         if out.exists():
             _carry_over(out, tmp)
-            old = tmp_name(out)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
+        swap_in(tmp, out)  # a kill leaves the old export or the new one, never neither
     except ImportError as err:
         name = (err.name or str(err)).split(".")[0]
         raise ConfigError(f"export needs the package {name!r}: {EXTRA}") from None
