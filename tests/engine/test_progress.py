@@ -70,3 +70,36 @@ def test_the_eta_comes_from_the_first_budget():
     timed.begin(TrainConfig(epochs=100, max_seconds=10.0, progress=False), 0, 9, 0)
     timed.start -= 2.0  # two seconds for 20 steps: 0.1 s a step, 8 s left -> 80 more
     assert timed.total(20, elapsed=2.0) == pytest.approx(100, abs=2)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_resumed_run_has_each_tensorboard_step_once(tsv, tmp_path):
+    """Killed after logging past its last checkpoint and resumed there, the run logged
+    those steps again: TensorBoard showed 24, 26, 28, 26, 28, ... (metrics.jsonl is cut
+    back at the resume; the event files kept theirs)."""
+    from transduce import atomic
+
+    cfg = tiny_config(
+        tsv, train={"tensorboard": True, "log_every": 1, "valid_every": 6, "epochs": 3}
+    )
+    saves = iter(range(1, 10**6))
+
+    def hook(what: str) -> None:
+        if what == "trainer state" and next(saves) == 2:
+            raise Crash(what)
+
+    atomic.fault_hook = hook
+    try:
+        with pytest.raises(Crash):
+            train(cfg, tmp_path / "run")
+    finally:
+        atomic.fault_hook = None
+    train(out=tmp_path / "run", resume=True)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("train/loss")]
+    rows = [r["step"] for r in _rows(tmp_path / "run") if r["split"] == "train"]
+    assert steps == rows == sorted(set(rows))

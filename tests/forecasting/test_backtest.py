@@ -156,7 +156,10 @@ def test_a_killed_refit_resumes_where_it_stopped_and_equals_an_uninterrupted_one
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
     whole = json.loads(capsys.readouterr().out)
     out = tmp_path / "killed"
-    child = subprocess.run([sys.executable, "-c", KILLED_REFIT, str(tmp / "run"), str(out)])
+    # started with a relative --out, resumed from another folder (a requeued job): the
+    # windows' runs named their series.csv relative to the first folder
+    killed = [sys.executable, "-c", KILLED_REFIT, str(tmp / "run"), "killed"]
+    child = subprocess.run(killed, cwd=tmp_path)
     assert child.returncode == -9 and (out / "window-0" / "run" / "best").exists()
     assert main([*args, "--out", str(out)]) == 0  # the same command again: resumes
     assert json.loads(capsys.readouterr().out) == whole

@@ -25,7 +25,9 @@ from transduce.engine.callbacks import Callback
 from transduce.engine.view import LoopView, RunResult
 
 
-def _tensorboard(run_dir: Path):
+def _tensorboard(run_dir: Path, step: int):
+    """The event writer; resumed at ``step``, it hides what the run wrote past that step
+    before it was killed (TensorBoard's ``purge_step``), as metrics.jsonl is cut there."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # torch's writer needs the tensorboard package
@@ -33,7 +35,9 @@ def _tensorboard(run_dir: Path):
             "train.tensorboard: true needs the tensorboard package "
             "(pip install -c constraints.txt 'transduce[tensorboard]')"
         ) from None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return SummaryWriter(
+        log_dir=str(run_dir / "tensorboard"), purge_step=step + 1 if step else None
+    )
 
 
 def _finite(value: Any) -> Any:
@@ -52,7 +56,7 @@ class MetricsLog(Callback):
     def on_train_begin(self, loop: LoopView) -> None:
         self.path, self.on = loop.run_dir / "metrics.jsonl", loop.rank == 0
         tb = loop.tcfg.tensorboard and self.on
-        self.board = _tensorboard(loop.run_dir) if tb else None
+        self.board = _tensorboard(loop.run_dir, loop.step) if tb else None
         self.meter = Meter()
 
     def on_step_end(self, loop: LoopView, loss: float, ntokens: int) -> None:

@@ -206,7 +206,8 @@ def _refit(forecaster, histories: list[np.ndarray], out: str | os.PathLike, k: i
     if not csv.is_file() or csv.is_symlink() or csv.read_text(encoding="utf-8") != text:
         atomic_write_text(csv, text)  # the same bytes for the same backtest: resumable
     cfg = forecaster.cfg
-    series = dataclasses.replace(cfg.series, train=str(csv), format="m4", test="")
+    # absolute: the same command run again from another folder (a requeued job) resumes
+    series = dataclasses.replace(cfg.series, train=os.path.abspath(csv), format="m4", test="")
     resume = (root / "run" / "config.yaml").is_file()  # a window a kill interrupted, or done
     with contextlib.redirect_stdout(sys.stderr):  # stdout stays the backtest's JSON line
         train(dataclasses.replace(cfg, series=series), root / "run", resume=resume)

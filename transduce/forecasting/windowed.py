@@ -98,7 +98,8 @@ class WindowForecaster:
         if levels and self.calibration is None:
             raise ConfigError(
                 "this run has no conformal calibration (conformal.json; runs "
-                "trained before intervals existed): retrain it"
+                "trained before intervals existed, or one stopped before it finished): "
+                "resume it (transduce train --resume --out RUN) or retrain it"
             )
         w = self.windows(series, covariates, future, origin)
         pred = self.rollout_windows(w, batch_size)

@@ -141,7 +141,8 @@ def _levels(levels: list[float], model: Any, method: str = "conformal") -> tuple
             422,
             "level",
             "this model has no conformal calibration (runs trained "
-            "before intervals existed): retrain it, or ask for no level",
+            "before intervals existed, or one stopped before it finished): resume or retrain "
+            "it, or ask for no level",
         )
     for k, level in enumerate(levels):
         if f"{float(level):g}" not in have:  # conformal.label's form, without torch
