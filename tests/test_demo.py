@@ -49,7 +49,7 @@ def test_the_working_directory_is_refused(tmp_path, monkeypatch):
 
 
 def _old_demo(out: Path) -> None:
-    """A demo folder as an earlier demo left it (no marker), with a second run beside."""
+    """A demo folder as an earlier demo left it, with a second run beside."""
     for name in (
         "data/train.tsv",
         "run/config.yaml",
@@ -59,6 +59,20 @@ def _old_demo(out: Path) -> None:
     ):
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text(name)
+    (out / demo.MARKER).write_text("")
+
+
+def test_a_users_project_with_a_run_beside_its_data_is_refused(tmp_path):
+    """data/train.tsv beside run/config.yaml passed for a demo folder from before
+    markers: the demo overwrote the user's data and replaced their run."""
+    out = tmp_path / "project"
+    _old_demo(out)
+    (out / demo.MARKER).unlink()
+    with pytest.raises(FileExistsError, match="not a demo folder"):
+        run_demo(out, n_train=50, n_test=10)
+    assert (out / "data" / "train.tsv").read_text() == "data/train.tsv"
+    assert (out / "run" / "config.yaml").read_text() == "run/config.yaml"
+    assert not (out / demo.MARKER).exists()
 
 
 def test_a_rerun_replaces_only_its_own_entries(tmp_path):

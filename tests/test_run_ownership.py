@@ -158,6 +158,26 @@ def test_a_config_yaml_that_is_not_a_runs_is_never_overwritten(finished, tmp_pat
     ]
 
 
+@pytest.mark.parametrize("name", ["config.yaml", "metrics.jsonl", "vocab.src.json"])
+def test_a_users_file_named_as_a_runs_first_files_is_kept(finished, tmp_path, name):
+    """A folder holding only a user's config.yaml (with comments), metrics.jsonl or
+    vocab.src.json passed for a run killed before its first checkpoint, and the file was
+    replaced. A run's start writes its lock file first: without it, it is not a run's."""
+    from transduce.config import save_config
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    if name == "config.yaml":
+        save_config(finished[0], folder / name)
+        (folder / name).write_text("# my settings\n" + (folder / name).read_text())
+    else:
+        (folder / name).write_text('{"mine": "precious"}\n')
+    before = (folder / name).read_bytes()
+    with pytest.raises(FileExistsError, match="not empty and not a transduce run"):
+        train(finished[0], folder)
+    assert (folder / name).read_bytes() == before and os.listdir(folder) == [name]
+
+
 def test_resume_says_so_when_a_config_given_is_not_used(run, tmp_path, caplog):
     from transduce.config import load_config, save_config
 
@@ -304,3 +324,32 @@ def test_an_edited_config_is_refused_even_with_last_or_its_meta_lost(run, lose, 
         (run / "last" / "meta.json").unlink()
     assert main(["train", "--out", str(run), "--resume", "--set", "train.epochs=3"]) == 2
     assert "train.lr" in capsys.readouterr().err
+
+
+def test_translate_never_replaces_the_runs_training_data(finished, tmp_path, capsys):
+    cfg, run = finished
+    data = Path(cfg.data.train)
+    before = data.read_bytes()
+    (tmp_path / "in.txt").write_text("abc\n")
+    args = ["translate", "--model", str(run), "--input", str(tmp_path / "in.txt")]
+    assert main([*args, "--output", str(data)]) == 2
+    assert "is the input" in capsys.readouterr().err and data.read_bytes() == before
+
+
+def test_a_plain_last_folder_never_moves_files_through_a_linked_step(run, tmp_path):
+    """An old-style run (last/ a folder) is migrated into ckpt/step_N on resume: a link
+    there took the checkpoint's files out of the run, then last/ was deleted."""
+    from transduce.engine import checkpoint as ckpt
+    from transduce.engine import rundir
+
+    target = _target(run, "last")
+    (run / "last").unlink()
+    shutil.copytree(target, run / "last")  # last/ as a plain folder, as before pointers
+    shutil.rmtree(target)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("mine")
+    (run / ckpt.CKPT / target.name).symlink_to(outside, target_is_directory=True)
+    with pytest.raises(DataError, match="is a symbolic link"):
+        rundir.clean(run)
+    assert sorted(os.listdir(outside)) == ["notes.txt"] and (run / "last").is_dir()

@@ -372,3 +372,21 @@ def data_path(path: str) -> Path:
         root = str(data_root())
         path = path.replace("${TRANSDUCE_DATA}", root).replace("$TRANSDUCE_DATA", root)
     return Path(os.path.expanduser(path))
+
+
+def run_data_files(model_dir: str | os.PathLike) -> list[Path]:
+    """The data files a training run's config.yaml names (its training, validation and
+    test files): an output may not replace them, since resuming, backtesting or
+    retraining the run reads them again. An export, or a folder that is no run: none."""
+    try:
+        cfg = load_run_config(model_dir)
+    except Exception:  # not a run (an export), or one the load will name itself
+        return []
+    d, named = cfg.data, []
+    corpora = d.train if isinstance(d.train, tuple) else ()
+    named += [d.train] if isinstance(d.train, str) else []
+    named += [p for c in corpora for p in (c.path, c.src, c.tgt)]
+    named += [d.train_src, d.train_tgt, d.valid, d.valid_src, d.valid_tgt]
+    if cfg.series is not None:
+        named += [cfg.series.train, cfg.series.test]
+    return [data_path(p) for p in named if p]

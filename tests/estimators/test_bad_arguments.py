@@ -171,6 +171,25 @@ def test_save_over_a_file_says_so(tmp_path):
         model.save(tmp_path / "f")
 
 
+def test_save_into_a_folder_of_other_files_is_refused_and_a_resave_is_not(tmp_path):
+    """save wrote into any folder: into a training run it replaced model.safetensors
+    (the run no longer loaded), into a home folder any file of that name."""
+    X, _ = _arrays()
+    model = _compiled()
+    model.predict(X)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: {}\n")
+    (run / "model.safetensors").write_text("the run's weights")
+    with pytest.raises(FileExistsError, match=r"holds other files \(config.yaml"):
+        model.save(run)
+    assert (run / "model.safetensors").read_text() == "the run's weights"
+    model.save(tmp_path / "m")
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    model.save(tmp_path / "m")  # an earlier save: replaced, the user's file kept
+    assert (tmp_path / "m" / "notes.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

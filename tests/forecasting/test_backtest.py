@@ -170,3 +170,23 @@ def test_a_killed_refit_resumes_where_it_stopped_and_equals_an_uninterrupted_one
     (tmp_path / "odd" / "refit.json").write_text("[1]")  # not ours after all: one line
     assert main([*args, "--out", str(tmp_path / "odd")]) == 2
     assert "holds the runs of another backtest" in capsys.readouterr().err
+
+
+def test_no_output_replaces_the_data_the_run_was_trained_on(quantile_run, tmp_path, capsys):
+    """backtest without --input reads the run's series.train: --output there replaced it
+    (the check ran before the default input was known); forecast --output there too."""
+    tmp, _ = quantile_run
+    train_csv = tmp / "train.csv"
+    before = train_csv.read_bytes()
+    run = str(tmp / "run")
+    assert main(["backtest", "--model", run, "--windows", "1", "--output", str(train_csv)]) == 2
+    assert "is the input" in capsys.readouterr().err
+    forecast = ["forecast", "--model", run, "--input", str(train_csv)]
+    assert main([*forecast, "--output", str(train_csv)]) == 2
+    assert "is an input" in capsys.readouterr().err
+    other = tmp_path / "copy.csv"
+    other.write_bytes(before)
+    assert (
+        main(["forecast", "--model", run, "--input", str(other), "--output", str(train_csv)]) == 2
+    )
+    assert "is the input" in capsys.readouterr().err and train_csv.read_bytes() == before

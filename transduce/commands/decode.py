@@ -56,9 +56,14 @@ def score_pairs_command(args: argparse.Namespace) -> None:
 
 def _models(args: argparse.Namespace) -> list[str]:
     """The --model folders an output may not write into (their checkpoints, config,
-    vocabularies, weights: :func:`~transduce.atomic.refuse_writing_into_models`)."""
+    vocabularies, weights: :func:`~transduce.atomic.refuse_writing_into_models`), nor
+    replace the data files of (:func:`~transduce.config.run_data_files`)."""
+    from transduce.config import run_data_files
+
     models = getattr(args, "model", None) or []
-    return models if isinstance(models, list) else [models]
+    models = models if isinstance(models, list) else [models]
+    refuse_overwriting_inputs(args.output, [p for m in models for p in run_data_files(m)])
+    return models
 
 
 @contextlib.contextmanager

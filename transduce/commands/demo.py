@@ -59,10 +59,10 @@ def _write_tsv(path: Path, src: list[str], tgt: list[str]) -> None:
 
 
 def _is_demo_folder(out: Path) -> bool:
-    """Made by the demo: its marker, or (before markers) its run beside its data."""
-    return (out / MARKER).is_file() or (
-        (out / "run" / "config.yaml").is_file() and (out / "data" / "train.tsv").is_file()
-    )
+    """Made by the demo: its marker. (A run beside its data is not enough: that is a
+    user's project as often as a demo folder from before markers, whose data and run the
+    demo would replace; such an old folder is refused, and removed by hand.)"""
+    return (out / MARKER).is_file()
 
 
 def prepare_out(out: Path) -> None:

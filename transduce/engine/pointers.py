@@ -30,6 +30,8 @@ def migrate_pointers(run_dir: Path) -> None:
         name = ckpt.step_dir_name(int(step))
         target = run_dir / ckpt.CKPT / name
         target.parent.mkdir(exist_ok=True)
+        if target.is_symlink():  # files moved through it would leave the run
+            raise DataError(target, None, "is a symbolic link: a checkpoint is a folder")
         if target.exists() or not (plain / ckpt.FILES[1]).exists():
             target.mkdir(exist_ok=True)
             for file in plain.iterdir():  # a copy: keep what the checkpoint dir lacks

@@ -41,8 +41,9 @@ def start_run(
     run_dir = Path(out)
     created = not run_dir.exists()
     rank0 = os.environ.get("RANK", "0") == "0"
+    begun = not rank0 or (run_dir / rundir.LOCK).exists()  # a start of ours was here
     with rundir.locked(run_dir, rank0):  # one process trains into a run at a time
-        cfg, resume = rundir.start(cfg, run_dir, resume, list(overrides))
+        cfg, resume = rundir.start(cfg, run_dir, resume, list(overrides), begun=begun)
         try:
             with distributed.launch(cfg.train.device) as ctx:  # a no-op outside torchrun
                 seed_everything(cfg.train.seed)

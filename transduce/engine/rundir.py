@@ -149,9 +149,11 @@ def refuse_symlinked_ckpt(run_dir: Path) -> None:
         refuse_linked_folder(run_dir, name)
 
 
-def refuse_foreign(run_dir: Path) -> None:
+def refuse_foreign(run_dir: Path, begun: bool = True) -> None:
     """Refuse a fresh run in a folder holding anything but what a run writes before its
-    first checkpoint (a run killed that early is started afresh)."""
+    first checkpoint (a run killed that early is started afresh). ``begun``: whether a
+    start left its lock file there (written first, so a run killed that early has it);
+    without it, a config.yaml or metrics.jsonl there is a user's, not a run's."""
     if not run_dir.exists():
         return
     if not run_dir.is_dir():
@@ -168,7 +170,9 @@ def refuse_foreign(run_dir: Path) -> None:
     names = sorted(
         p.name
         for p in run_dir.iterdir()
-        if not TMP_NAME.fullmatch(p.name) and p.name not in STARTUP_FILES
+        if not TMP_NAME.fullmatch(p.name)
+        and (p.name not in STARTUP_FILES or not begun)
+        and p.name != LOCK
     )
     if names:
         shown = ", ".join(clip(n, 40) for n in names[:5]) + (", ..." if len(names) > 5 else "")
@@ -191,7 +195,7 @@ def _ours(config: Path) -> bool:
 
 
 def start(
-    cfg: Config | None, run_dir: Path, resume: bool, overrides: list[str]
+    cfg: Config | None, run_dir: Path, resume: bool, overrides: list[str], begun: bool = True
 ) -> tuple[Config, bool]:
     """The config to train and whether to resume. ``--resume`` of a run killed before its
     first complete checkpoint starts it afresh (from its config.yaml, or from ``cfg``
@@ -206,7 +210,7 @@ def start(
                     f"{run_dir}: nothing to resume (no config.yaml): start "
                     "it with transduce train CONFIG --out DIR (--resume may stay)"
                 )
-            return _afresh(cfg, run_dir, rank0)
+            return _afresh(cfg, run_dir, rank0, begun)
         given = cfg  # CONFIG of `train CONFIG --resume`: for a run not started yet only
         saved = load_config(run_dir / "config.yaml")
         cfg = load_config(run_dir / "config.yaml", overrides)
@@ -234,14 +238,14 @@ def start(
         raise ValueError("train() needs a config unless resuming")
     if has_checkpoint(run_dir) or (run_dir / "last").is_symlink():
         raise FileExistsError(f"{run_dir} already holds a run: use --resume or another --out")
-    refuse_foreign(run_dir)
+    refuse_foreign(run_dir, begun)
     if rank0:
         clean(run_dir)
     return cfg, False
 
 
-def _afresh(cfg: Config, run_dir: Path, rank0: bool) -> tuple[Config, bool]:
-    refuse_foreign(run_dir)
+def _afresh(cfg: Config, run_dir: Path, rank0: bool, begun: bool) -> tuple[Config, bool]:
+    refuse_foreign(run_dir, begun)
     if rank0:
         clean(run_dir)
     log.warning("%s: no checkpoint to resume (killed before the first); starting afresh", run_dir)

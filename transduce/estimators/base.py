@@ -361,6 +361,12 @@ class Estimator:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise FileExistsError(f"save: {path} is a file; save writes a folder there")
+        if path.is_dir() and any(path.iterdir()) and not (path / "estimator.json").is_file():
+            names = ", ".join(sorted(p.name for p in path.iterdir())[:5])
+            raise FileExistsError(  # a training run, an export, a home folder: not ours
+                f"save: {path} holds other files ({names}) and no saved estimator; save "
+                "writes a new folder or replaces an earlier save: give another path"
+            )
         meta = {
             "class": type(self).__name__,
             "args": self.args,

@@ -130,8 +130,10 @@ def _refuse_output_over_input(args: argparse.Namespace, models: list[str]) -> No
     """--output may not be --input, --actuals, a file of a model or a new name in one of
     its folders (its checkpoints, conformal.json: the run would no longer load)."""
     from transduce.atomic import refuse_overwriting_inputs, refuse_writing_into_models
+    from transduce.config import run_data_files
 
-    refuse_overwriting_inputs(args.output, [args.input, args.actuals])
+    data = [p for m in models for p in run_data_files(m)]  # a backtest's default input
+    refuse_overwriting_inputs(args.output, [args.input, args.actuals, *data])
     refuse_writing_into_models(args.output, models)
 
 
