@@ -39,7 +39,9 @@ DEMO_CONFIG = {
         "lr": 0.003,
         "batch_size": 128,
         "epochs": 2,
-        "max_seconds": 150,
+        # a safety net, not the budget: two epochs take about a minute on an idle laptop
+        # CPU; a time budget (150 s) gave a busy machine a half-trained model (0.1-0.96)
+        "max_seconds": 900,
         "clip_norm": 1.0,
         "valid_max": 1000,
         "log_every": 0,
