@@ -15,6 +15,7 @@ from transduce.atomic import (
     atomic_write_text,
     pid_space,
     refuse_overwriting_inputs,
+    write_output,
 )
 from transduce.data.corpus import DataError
 
@@ -61,6 +62,37 @@ def test_a_fifo_is_written_through(tmp_path):
         f.write("x\n")
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
     assert fifo.exists() and not fifo.is_file()
+
+
+def test_a_whole_output_writes_through_links_fifos_and_devices(tmp_path):
+    """backtest --output, a long table's forecasts and every plot replaced a FIFO, a
+    device (/dev/full, as root) or the user's symlink with a regular file."""
+    real = tmp_path / "real.json"
+    real.write_text("old\n")
+    (tmp_path / "link.json").symlink_to(real)
+    write_output(tmp_path / "link.json", b"new\n")
+    assert (tmp_path / "link.json").is_symlink() and real.read_text() == "new\n"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    pid = os.fork()
+    if pid == 0:  # the reader
+        with open(fifo, "rb") as r:
+            os._exit(0 if r.read() == b"x\n" else 1)
+    write_output(fifo, b"x\n")
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert not fifo.is_file()
+    write_output("/dev/null", b"x")
+    assert not os.path.isfile("/dev/null")
+    if os.path.exists("/dev/full"):
+        with pytest.raises(DataError, match="no space left on the device"):
+            write_output("/dev/full", b"x")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="file is a file, not a folder"):
+        write_output(tmp_path / "file" / "out.json", b"{}")
+    with pytest.raises(DataError, match="is a directory"):
+        write_output(tmp_path, b"{}")
+    write_output(tmp_path / "new" / "out.json", b"{}")  # a new folder is made
+    assert (tmp_path / "new" / "out.json").read_bytes() == b"{}"
 
 
 @pytest.mark.parametrize("how", ["same", "symlink", "hardlink", "dotted"])

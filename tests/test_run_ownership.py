@@ -353,3 +353,17 @@ def test_a_plain_last_folder_never_moves_files_through_a_linked_step(run, tmp_pa
     with pytest.raises(DataError, match="is a symbolic link"):
         rundir.clean(run)
     assert sorted(os.listdir(outside)) == ["notes.txt"] and (run / "last").is_dir()
+
+
+def test_an_out_under_a_file_is_one_line(finished, tmp_path, capsys):
+    """--out in.txt/x: NotADirectoryError's traceback (train, demo, generate, backtest
+    --refit), or the system's raw '[Errno 17] File exists' (prepare)."""
+    from transduce.config import save_config
+
+    save_config(finished[0], tmp_path / "cfg.yaml")
+    (tmp_path / "in.txt").write_text("x\n")
+    for command in (["train", str(tmp_path / "cfg.yaml")], ["prepare", str(tmp_path / "cfg.yaml")]):
+        assert main([*command, "--out", str(tmp_path / "in.txt" / "x")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "in.txt" in err and "Errno" not in err, err
+    assert (tmp_path / "in.txt").read_text() == "x\n"

@@ -201,6 +201,32 @@ def _is_special(path: Path) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+def write_output(path: str | os.PathLike, data: bytes) -> None:
+    """A command's output file (a user's ``--output``) written whole, as
+    :func:`atomic_output` writes text: through a FIFO or device (``/dev/stdout``), through
+    a symlink to the file it names, else to a temporary sibling renamed into place (a
+    failure leaves any previous file as it was); a failure is one line. Its folder is
+    made when missing."""
+    path = Path(path)
+    if _is_special(path):
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as err:
+            raise write_problem(path, err) from None
+        return
+    target = _target(path)
+    if target.is_dir():
+        raise DataError(path, None, "is a directory, not a file")
+    above = next((p for p in target.parents if os.path.lexists(p)), None)
+    if above is not None and not above.is_dir():
+        raise DataError(path, None, f"cannot write: {above} is a file, not a folder")
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as err:
+        raise write_problem(path, err) from None
+
+
 class _Counted:
     """A text stream that counts the lines written (for the failure message)."""
 

@@ -295,10 +295,22 @@ def _environment_problem(err: BaseException) -> str | None:
         from transduce.atomic import write_problem
 
         return str(write_problem(_target(err.filename or "output"), err))
+    if isinstance(err, OSError) and err.errno == errno.ENOTDIR:  # --out under a file
+        return f"{err.filename}: cannot make this folder: a file is in its path"
     if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EISDIR):
         # a folder that refuses us (/sys, read-only)
         return f"{_target(err.filename2 or err.filename or 'output')}: {err.strerror}"
     return None
+
+
+def _said(err: Exception) -> str:
+    """The error's line; the system's own (``[Errno 17] File exists: 'in.txt'``, from
+    making a folder under a file) as the path and what is wrong."""
+    if isinstance(err, FileExistsError) and err.errno is not None and err.filename:
+        return f"{err.filename}: exists and is not a folder (a folder was to be made there)"
+    if isinstance(err, FileNotFoundError) and err.errno is not None and err.filename:
+        return f"{err.filename}: {err.strerror or 'not found'}"
+    return str(err)
 
 
 def _target(where: str | os.PathLike) -> str:
@@ -393,7 +405,7 @@ def _main(argv: list[str] | None) -> int:
     except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as err:
         if os.environ.get("TRANSDUCE_DEBUG"):
             raise
-        print(f"transduce {args.command}: error: {err}", file=sys.stderr)
+        print(f"transduce {args.command}: error: {_said(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
         note = f" ({err})" if str(err) else ""  # e.g. how many lines an --output had

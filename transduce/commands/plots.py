@@ -6,6 +6,7 @@ figure registry and backend are never touched; fonts are set only inside ``rc_co
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -20,7 +21,7 @@ from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from transduce.atomic import remove_leftovers, tmp_name
+from transduce.atomic import write_output
 from transduce.data.corpus import read_lines
 from transduce.errors import DataError
 
@@ -65,23 +66,16 @@ def visible_text(text: str) -> str:
 
 
 def _save_atomic(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Render ``fig`` next to ``path`` then rename it into place, so no reader sees half."""
+    """Render ``fig``, then write it whole (:func:`~transduce.atomic.write_output`: renamed
+    into place, so no reader sees half; through a FIFO, device or link)."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
     known = FigureCanvasAgg(fig).get_supported_filetypes()
     if fmt not in known:  # before anything is written
         raise DataError(path, None, f"a .{fmt} image cannot be written: use {', '.join(known)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its 0600 mode would outlive the rename; open(..., "xb") honours the umask.
-    remove_leftovers(path)  # what a plot killed outright left
-    tmp = tmp_name(path)
-    try:
-        with open(tmp, "xb") as handle:
-            FigureCanvasAgg(fig).print_figure(handle, format=fmt, bbox_inches="tight", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_figure(buffer, format=fmt, bbox_inches="tight", dpi=120)
+    write_output(path, buffer.getvalue())
     return path
 
 

@@ -314,9 +314,10 @@ def backtest_command(args: argparse.Namespace) -> None:
         args.out if args.refit else None,
     )
     if args.output:
-        from transduce.engine import checkpoint as ckpt
+        from transduce.atomic import write_output
 
-        ckpt.atomic_write_text(args.output, json.dumps(opt.round_floats(result, 6), indent=1))
+        text = json.dumps(opt.round_floats(result, 6), indent=1) + "\n"
+        write_output(args.output, text.encode("utf-8"))
     print(json.dumps(opt.round_floats(result, 4)))
 
 

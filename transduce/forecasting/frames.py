@@ -401,7 +401,7 @@ def forecasts_frame(series: SeriesSet, point: np.ndarray, bands: dict | None = N
 
 def write_table(df: Any, path: str | os.PathLike) -> None:
     """CSV, or Parquet for a ``.parquet`` path (the caller refuses to overwrite an input)."""
-    from transduce.atomic import atomic_write_bytes, write_problem
+    from transduce.atomic import write_output
 
     path = Path(path)
     try:
@@ -413,7 +413,4 @@ def write_table(df: Any, path: str | os.PathLike) -> None:
             data = df.to_csv(index=False).encode("utf-8")
     except ImportError as err:
         raise DataError(path, None, f"cannot write: {err}") from None
-    try:
-        atomic_write_bytes(path, data)  # a failure leaves any previous file untouched
-    except OSError as err:
-        raise write_problem(path, err) from None
+    write_output(path, data)  # a failure leaves any previous file untouched
