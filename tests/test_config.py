@@ -71,6 +71,20 @@ def test_a_bad_value_in_a_config_file_names_the_file_an_override_its_flag(tmp_pa
         load_config(good, ["model.encoder.hidden_size=abc"])
 
 
+@pytest.mark.parametrize(
+    "setting",
+    ["series.stride=0", "series.stride=-1", "series.holdout=-5", "data.split_seed=-1",
+     "data.spm_sample=-1"],
+)  # fmt: skip
+def test_window_stride_holdout_and_data_seeds_are_bounded(setting):
+    """stride 0 raised range()'s 'arg 3 must not be zero' naming no key, -1 said no
+    series was long enough; a negative holdout leaked numpy's text; split_seed and
+    spm_sample took any negative number."""
+    key = setting.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: -?\d+ is out of range"):
+        load_config(None, [setting])
+
+
 def test_threads_and_seed_are_bounded_and_exponents_read_as_numbers(tmp_path):
     # threads 100,000 crashed torch (exit 139); a bad seed named no key; lr: 1e-3 is text
     # to YAML 1.1 and was refused as "expected a number"

@@ -131,10 +131,10 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     **dict.fromkeys(("batch_size", "vocab_size", "min_freq", "max_vocab", "max_src_len",
                      "max_tgt_len", "max_len", "max_input_len", "max_tokens", "horizon",
                      "lookback", "period", "accumulate_steps", "width", "max_positions",
-                     "valid_max", "max_steps"), _COUNT),
+                     "valid_max", "max_steps", "stride", "spm_sample"), _COUNT),
     **dict.fromkeys(("epochs", "warmup_steps", "keep_checkpoints", "valid_every", "log_every",
                      "patience", "plateau_patience", "src_col", "tgt_col", "limit",
-                     "weight_decay", "lr_min"), _NONNEG),
+                     "weight_decay", "lr_min", "holdout"), _NONNEG),
     **dict.fromkeys(("dropout", "attention_dropout", "embed_dropout", "output_dropout",
                      "teacher_forcing", "teacher_forcing_min", "label_smoothing",
                      "valid_fraction", "momentum", "adam_beta2", "plateau_factor"), _PROB),
@@ -142,7 +142,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
                     (0.0, math.inf, True)),
     "clip_norm": (0.0, math.inf, False),  # 0 (or null): no clipping
     "threads": (0, 1024, False),  # 0: torch's default; 100,000 crashed torch (a segfault)
-    "seed": (0, (1 << 32) - 1, False),  # numpy's seeds; it said so without naming the key
+    **dict.fromkeys(("seed", "split_seed"), (0, (1 << 32) - 1, False)),  # numpy's seeds
 }  # fmt: skip
 
 

@@ -30,6 +30,8 @@ def test_m4_wide_reads_ragged_rows(tmp_path):
         ('"C","","",""', "no values"),
         ('"C","1","inf",""', "finite"),
         ('"C","1_000","2",""', "not a number"),  # Python's float() took it for 1000
+        ('"A","4","5",""', "series 'A' again"),  # two series under one id, both kept
+        ('"","4","5",""', "empty series id"),  # a series without a name, kept
     ],
 )
 def test_m4_wide_bad_lines_name_file_and_line(tmp_path, row, problem):

@@ -160,6 +160,11 @@ def test_plot_forecast(run):
     )
     swapped = [*args[:6], "--actuals", str(run / "other.csv"), *args[8:]]
     assert main(swapped) == 2
+    # the same id 60 times drew 60 panels (485 MB); 414 ids took 148 s and 1.9 GB
+    many = ",".join(f"S{i}" for i in range(25))
+    assert main([*args[:-4], "--series", many, "--output", str(out)]) == 2
+    again = ",".join(["S1"] * 60)
+    assert main([*args[:-4], "--series", again, "--output", str(run / "again.png")]) == 0
 
 
 def test_forecast_errors_are_clear(run, tmp_path, capsys):
@@ -215,3 +220,17 @@ def test_actuals_longer_than_the_horizon_are_scored_on_it_with_a_warning(caplog)
     )
     assert got["smape"] == exact["smape"]
     assert "1 of 2 actual series have more than the horizon's 4 values" in caplog.text
+
+
+def test_a_holdout_shorter_than_the_horizon_is_one_line(tmp_path, capsys):
+    """series.holdout 1..horizon-1 ended in a 55-line traceback (tensor sizes differ):
+    the validation window ran past each series' end."""
+    from tests.forecasting.conftest import toy_series
+
+    write_wide(tmp_path / "train.csv", toy_series())
+    cfg = tiny_series_config(str(tmp_path / "train.csv"), holdout=2)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "series.holdout: 2: 0 (no validation) or at least series.horizon" in err
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()

@@ -108,6 +108,8 @@ def _wide_row(row: list[str]) -> tuple[str, np.ndarray]:
         cells.pop()  # ragged rows: trailing empty cells are the end of a shorter series
     if len(cells) < 2:
         raise _BadLine("empty series", "no values after the id")
+    if not cells[0].strip():
+        raise _BadLine("empty id", "column 1: empty series id")
     values = []
     for col, text in enumerate(cells[1:], start=2):
         if not text.strip():
@@ -149,9 +151,16 @@ def read_m4_wide(path: str | os.PathLike, on_bad_line: str = "error") -> SeriesS
                     path, 1, f"expected an M4 header starting with V1, got {header[:3]}"
                 )
             report.kept += 1
-        ids, values = collect_records(
-            rows, lambda raw, n: _wide_row(_cells(raw, n)), path, on_bad_line, report
-        )
+        seen: dict[str, int] = {}
+
+        def parse(raw: bytes, number: int) -> tuple[str, np.ndarray]:
+            name, series = _wide_row(_cells(raw, number))
+            if name in seen:  # two series under one id: forecasts and actuals mismatch
+                raise _BadLine("repeated id", f"series {name[:40]!r} again (line {seen[name]})")
+            seen[name] = number
+            return name, series
+
+        ids, values = collect_records(rows, parse, path, on_bad_line, report)
     if report.lines <= 1:
         raise DataError(path, None, "no series (only a header, or an empty file)")
     _finish(report, path)

@@ -171,11 +171,20 @@ def forecast_command(args: argparse.Namespace) -> None:
     print(json.dumps(opt.round_floats(result, 4)))
 
 
+MAX_PANELS = 24  # series in one plot forecast picture
+
+
 def plot_forecast_command(args: argparse.Namespace) -> None:
     from transduce.commands.plots import plot_forecast
 
+    wanted = list(dict.fromkeys(args.series.split(","))) if args.series else None
+    if wanted is not None and len(wanted) > MAX_PANELS:  # 414 panels: 1.9 GB, a 20 MB image
+        raise ConfigError(
+            f"plot forecast: --series names {len(wanted)} series; at most {MAX_PANELS} "
+            "panels a picture (write forecasts with transduce forecast for more)"
+        )
     _, series, forecasts, actuals = _forecast_run(args)
-    wanted = args.series.split(",") if args.series else series.ids[:3]
+    wanted = wanted or series.ids[:3]
     missing = [name for name in wanted if name not in series.ids]
     if missing:
         raise ConfigError(f"plot forecast: no series {missing[:5]} in {args.input}")
@@ -198,7 +207,10 @@ def add_plot_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("forecast plots")
     g.add_argument("--input", help="series file (M4 wide CSV or id,timestamp,value)")
     g.add_argument("--actuals", help="the values that followed (same layout), drawn dashed")
-    g.add_argument("--series", help="comma-separated series ids (default: the first three)")
+    g.add_argument(
+        "--series",
+        help=f"comma-separated series ids, at most {MAX_PANELS} (default: the first three)",
+    )
     _add_layout_flags(g)
     p.set_defaults(checkpoint="best", device="cpu")
 

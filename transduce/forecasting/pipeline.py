@@ -141,6 +141,11 @@ def train_series(cfg: Config, run_dir: Path, resume: bool = False, rank: int = 0
     s = cfg.series
     if not s.train:
         raise ValueError("series.train: give the training series file")
+    if s.holdout and s.holdout < s.horizon:  # its validation window would run past the end
+        raise ValueError(
+            f"series.holdout: {s.holdout}: 0 (no validation) or at least series.horizon "
+            f"({s.horizon}): the held-out values are forecast a whole horizon at a time"
+        )
     data = load_series(data_path(s.train), s.format, s.on_bad_line)
     require_positive(data, s.scaling)
     covariates = data.covariates(s.covariates + s.past_covariates)
