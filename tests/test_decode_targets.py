@@ -86,6 +86,18 @@ def test_scores_are_minus_the_training_loss(engine, runs):
     assert np.mean([s.normalized for s in right]) > np.mean([s.normalized for s in wrong])
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_unknown_target_token_is_scored_and_shown_as_unk(engine, runs, caplog):
+    """score-pairs showed a target token outside the vocabulary as written, with <unk>'s
+    log-probability, and said nothing."""
+    word = TARGETS[0]  # characters: the vocabulary is a-f
+    (odd,) = _decoder(runs, engine).score([SOURCES[0]], [f"{word}Ω"])
+    (other,) = _decoder(runs, engine).score([SOURCES[0]], [f"{word}Ж"])
+    assert odd.tokens == [*word, "<unk>", "</s>"] == other.tokens
+    assert odd.logprob == pytest.approx(other.logprob, abs=1e-5)
+    assert "1 target token(s) in 1 pair(s) are not in the target vocabulary" in caplog.text
+
+
 def test_ensemble_score_is_the_mean_of_its_members(runs):
     members = [Translator.load(runs / name) for name in ("tf", "tf2")]
     ensemble = EnsembleTranslator.load([runs / "tf", runs / "tf2"])

@@ -10,17 +10,21 @@ their array ops, model and batching. No torch is imported here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
 
+from transduce.data.vocab import UNK
 from transduce.errors import DataError, OptionError
 from transduce.inference.calls import check_options, check_targets, check_texts, say_unmet
 from transduce.inference.decoding import DecodeOptions, Translation, search_rows
 from transduce.inference.scoring import PairScore, target_batch, teacher_forced
 from transduce.inference.searchcore import BOS_ID, EOS_ID, PAD_ID
 from transduce.inference.searchrules import limit_inputs
+
+log = logging.getLogger("transduce.translate")
 
 Prefixes = list[str] | None  # per input: the target text its outputs start with ("" none)
 Constraints = list[list[str]] | None  # per input: target phrases its outputs contain
@@ -229,10 +233,28 @@ class TextDecoder:
         for i, t in zip(live, tgt, strict=True):
             if (why := self._too_long(t, self.max_target)) is not None:
                 raise DataError("<targets>", i + 1, why)
+        tgt = self._as_unknown(tgt, [i + 1 for i in live])
         found = self._score_live([tokens[i] for i in live], [texts[i] for i in live], tgt, o)
         for i, res in zip(live, found, strict=True):
             out[i] = res
         return out
+
+    def _as_unknown(self, targets: list[list[str]], lines: list[int]) -> list[list[str]]:
+        """Target tokens outside the vocabulary as ``<unk>``, which is what the model scores
+        for them (they were shown as written, their log-probabilities ``<unk>``'s), with
+        one warning counting them."""
+        stoi = self.pipeline.tgt_vocab.stoi
+        unknown = [(n, t) for n, toks in zip(lines, targets, strict=True) for t in toks]
+        unknown = [(n, t) for n, t in unknown if t not in stoi]
+        if not unknown:
+            return targets
+        pairs = len({n for n, _ in unknown})
+        log.warning(
+            "score: %d target token(s) in %d pair(s) are not in the target vocabulary and "
+            "are scored as %s (the first: pair %d, %r)",
+            len(unknown), pairs, UNK, *unknown[0],
+        )  # fmt: skip
+        return [[t if t in stoi else UNK for t in toks] for toks in targets]
 
     def _score_live(self, tokens, texts, targets, o: DecodeOptions) -> list[PairScore]:
         """The engine's part of :meth:`score`: non-empty sources, target tokens."""
