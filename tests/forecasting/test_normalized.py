@@ -138,6 +138,19 @@ def test_forecast_interval_method_normalized(quantile_run, tmp_path):
     assert (v[:, 0] <= v[:, 2]).all() and (v[:, 2] <= v[:, 4]).all()
 
 
+def test_flags_of_normalized_bands_without_them_are_refused(quantile_run, tmp_path, capsys):
+    """--scale-steps / --scale-windows without --interval-method normalized, and that
+    method without --level, were ignored without a word."""
+    tmp, _ = quantile_run
+    args = ["forecast", "--model", str(tmp / "run"), "--input", str(tmp / "train.csv")]
+    args += ["--output", str(tmp_path / "n.csv")]
+    assert main([*args, "--level", "80", "--scale-steps", "0"]) == 2
+    assert "--scale-steps applies to --interval-method normalized only" in capsys.readouterr().err
+    assert main([*args, "--interval-method", "normalized"]) == 2
+    assert "give the bands' --level" in capsys.readouterr().err
+    assert not (tmp_path / "n.csv").exists()
+
+
 def _noisy(n=60, horizon=4, seed=0):
     rng = np.random.default_rng(seed)
     sigma = rng.uniform(0.1, 5.0, n)

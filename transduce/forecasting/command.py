@@ -49,6 +49,7 @@ def _forecast_run(args: argparse.Namespace):
     warn_short_series(series, max(m.spec.lookback for m in members))
     extra = _covariates(forecaster, series, getattr(args, "future", None))
     levels = getattr(args, "level", None) or []
+    _check_interval_flags(args, levels)
     origin = forecaster.origins(series.ids, series.timestamps)  # histories ending later
     if levels and getattr(args, "interval_method", "conformal") == "normalized":
         forecasts, bands = _normalized(args, forecaster, series, levels, extra, origin)
@@ -58,6 +59,18 @@ def _forecast_run(args: argparse.Namespace):
         )
     args.bands = bands
     return forecaster, series, forecasts, actuals
+
+
+def _check_interval_flags(args: argparse.Namespace, levels: list) -> None:
+    """--scale-windows / --scale-steps shape normalized bands only, which need --level: set
+    otherwise they were ignored without a word."""
+    method = getattr(args, "interval_method", "conformal")
+    scaling = [f for f in ("scale_windows", "scale_steps") if getattr(args, f, None) is not None]
+    if scaling and method != "normalized":
+        flag = "--" + scaling[0].replace("_", "-")
+        raise ConfigError(f"{flag} applies to --interval-method normalized only")
+    if method == "normalized" and not levels:
+        raise ConfigError("--interval-method normalized: give the bands' --level, e.g. 80 95")
 
 
 def _normalized(args, forecaster, series, levels, extra, origin):
@@ -70,7 +83,8 @@ def _normalized(args, forecaster, series, levels, extra, origin):
             "would need the covariates at every past origin); use conformal"
         )
     horizon = forecaster.spec.horizon
-    windows, steps = args.scale_windows, args.scale_steps
+    windows = 12 if args.scale_windows is None else args.scale_windows
+    steps = 3 if args.scale_steps is None else args.scale_steps
     try:
         values = series.values
         return normalized_intervals(
@@ -91,6 +105,8 @@ def _covariates(forecaster, series, future_path: str | None) -> tuple:
     names = getattr(forecaster, "covariate_names", ())
     series.note_unused(tuple(names), log)
     if not names:
+        if future_path:
+            log.warning("--future %s is not used: this run takes no covariates", future_path)
         return ()
     known = names[: forecaster.spec.covariates]  # the future-known ones come first
     future = None
@@ -246,17 +262,17 @@ def add_io_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scale-windows",
         type=opt.int_at_least(1, 1000),
-        default=12,
+        default=None,
         metavar="K",
-        help="--interval-method normalized: past horizons that set each series' scale (12)",
+        help="--interval-method normalized: past horizons that set each series' scale (default 12)",
     )
     p.add_argument(
         "--scale-steps",
         type=opt.int_at_least(0, 10_000),
-        default=3,
+        default=None,
         metavar="W",
         help="--interval-method normalized: a scale per horizon step, over W neighbouring "
-        "steps (3; 0: one scale per series)",
+        "steps (default 3; 0: one scale per series)",
     )
     p.add_argument(
         "--future",
