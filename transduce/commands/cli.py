@@ -13,9 +13,10 @@ from pathlib import Path
 from transduce.commands import data as data_command
 from transduce.commands import decode as decode_commands
 from transduce.commands import options as opt
+from transduce.commands.errorlines import environment_problem, said
 from transduce.config import ConfigError
 from transduce.data import prepare_command
-from transduce.errors import DataError, missing_extra
+from transduce.errors import DataError
 from transduce.export.command import add_parser as add_export_parser
 from transduce.forecasting import command as forecast_command
 from transduce.serve import command as serve_command
@@ -280,48 +281,6 @@ def _add_run_tools(sub) -> None:
     p.set_defaults(func=plot_command)
 
 
-def _environment_problem(err: BaseException) -> str | None:
-    """One line for a package an extra installs (errors.EXTRA_OF: torch without `train`)
-    or a full / read-only disk, else None."""
-    import errno
-
-    if isinstance(err, ModuleNotFoundError):
-        return missing_extra(err)
-    if isinstance(err, MemoryError) or (
-        isinstance(err, RuntimeError) and "allocat" in str(err) and "memory" in str(err)
-    ):
-        return "not enough memory for this model or batch (a size in the config too large?)"
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
-        from transduce.atomic import write_problem
-
-        return str(write_problem(_target(err.filename or "output"), err))
-    if isinstance(err, OSError) and err.errno == errno.ENOTDIR:  # --out under a file
-        return f"{err.filename}: cannot make this folder: a file is in its path"
-    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EISDIR):
-        # a folder that refuses us (/sys, read-only)
-        return f"{_target(err.filename2 or err.filename or 'output')}: {err.strerror}"
-    return None
-
-
-def _said(err: Exception) -> str:
-    """The error's line; the system's own (``[Errno 17] File exists: 'in.txt'``, from
-    making a folder under a file) as the path and what is wrong."""
-    if isinstance(err, FileExistsError) and err.errno is not None and err.filename:
-        return f"{err.filename}: exists and is not a folder (a folder was to be made there)"
-    if isinstance(err, FileNotFoundError) and err.errno is not None and err.filename:
-        return f"{err.filename}: {err.strerror or 'not found'}"
-    return str(err)
-
-
-def _target(where: str | os.PathLike) -> str:
-    """The file a write was for: the target, not our temporary sibling of it."""
-    from transduce.atomic import TMP_NAME
-
-    where = os.fspath(where)
-    ours = TMP_NAME.fullmatch(os.path.basename(where))
-    return os.path.join(os.path.dirname(where), ours["name"]) if ours else where
-
-
 def _exports_only(args: argparse.Namespace) -> bool:
     """Whether every model the command names is an export (``manifest.json``): then no
     torch is needed, and importing it would cost a second or fail (the runtime install)."""
@@ -405,7 +364,7 @@ def _main(argv: list[str] | None) -> int:
     except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as err:
         if os.environ.get("TRANSDUCE_DEBUG"):
             raise
-        print(f"transduce {args.command}: error: {_said(err)}", file=sys.stderr)
+        print(f"transduce {args.command}: error: {said(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
         note = f" ({err})" if str(err) else ""  # e.g. how many lines an --output had
@@ -415,7 +374,7 @@ def _main(argv: list[str] | None) -> int:
         print(f"transduce {args.command}: interrupted{note}", file=sys.stderr)
         return 130
     except (ModuleNotFoundError, OSError, MemoryError, RuntimeError) as err:
-        line = _environment_problem(err)
+        line = environment_problem(err)
         if line is None or os.environ.get("TRANSDUCE_DEBUG"):
             raise
         print(f"transduce {args.command}: error: {line}", file=sys.stderr)
