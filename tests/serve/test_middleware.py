@@ -16,11 +16,13 @@ def _scope(size: int) -> dict:
     return {"type": "http", "path": "/v1/forecast", "method": "POST", "headers": headers}
 
 
-async def _call(gate: Gate, size: int) -> tuple[int, dict, dict]:
+async def _call(gate: Gate, size: int, sent_bytes: int | None = None) -> tuple[int, dict, dict]:
+    """A request declaring ``size`` bytes that sends ``sent_bytes`` of them (all)."""
     sent: list[dict] = []
+    body = b" " * (size if sent_bytes is None else sent_bytes)
 
     async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict) -> None:
         sent.append(message)
@@ -36,6 +38,7 @@ def test_bodies_past_the_inflight_budget_get_503_with_retry_after():
     release = asyncio.Event()
 
     async def app(scope, receive, send) -> None:  # holds each admitted request
+        await receive()  # its body arrives
         await release.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
@@ -67,3 +70,28 @@ def test_a_lone_body_is_admitted_whatever_the_budget():
     gate = Gate(app, Arrivals(), max_body=1000, max_inflight=10)
     assert asyncio.run(_call(gate, 1000))[0] == 200
     assert asyncio.run(_call(gate, 1001))[0] == 413
+
+
+def test_a_declared_length_reserves_nothing_until_its_bytes_arrive():
+    """Four connections that declared 4 MB and sent one byte had every other request
+    refused with 503 until they timed out (and again when they came back)."""
+    release = asyncio.Event()
+
+    async def app(scope, receive, send) -> None:
+        await receive()
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def main():
+        gate = Gate(app, Arrivals(), max_body=1000, max_inflight=1500)
+        slow = [asyncio.create_task(_call(gate, 1000, sent_bytes=1)) for _ in range(4)]
+        await asyncio.sleep(0.01)
+        late = asyncio.create_task(_call(gate, 1000))  # 4 bytes + 1,000 of 1,500
+        await asyncio.sleep(0.01)
+        held = gate.inflight
+        release.set()
+        return [(await t)[0] for t in [*slow, late]], held, gate.inflight
+
+    statuses, held, left = asyncio.run(main())
+    assert statuses == [200] * 5 and held == 1004 and left == 0

@@ -119,4 +119,37 @@ def test_a_streamed_request_decodes_in_bounded_jobs_and_is_counted(exports):
     assert got == plain
     last = {d["index"]: d["text"] for k, d in events if k == "token"}
     assert last == {i: p[0] for i, p in enumerate(plain)}
+    # each job's results as it ends: a stream its deadline stops keeps what was done
+    order = [(k, d["index"]) for k, d in events if k in ("token", "result")]
+    assert order.index(("result", 2)) < min(i for i, e in enumerate(order) if e[1] == 3)
     assert 'transduce_inputs_decoded_total{model="torch"} 8.0' in metrics  # 4 streamed + 4
+
+
+def test_a_client_that_stops_reading_its_stream_is_cut_at_the_deadline():
+    """Writes to a client that never read waited for ever: its connection, decode and
+    share of the in-flight body budget were held as long as it kept the socket open."""
+    import asyncio
+    import time
+
+    from transduce.serve.middleware import ClientStalled
+    from transduce.serve.routes.streaming import _Response
+
+    async def events():
+        yield "event: token\ndata: {}\n\n"
+
+    async def never_drains(message) -> None:
+        if message["type"] == "http.response.body":
+            await asyncio.Event().wait()  # the socket's buffer stays full
+
+    async def receive() -> dict:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    async def main() -> float:
+        reply = _Response(events(), time.monotonic() - 5, media_type="text/event-stream")
+        started = time.monotonic()
+        with pytest.raises(ClientStalled):
+            await reply({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, never_drains)
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 3  # the deadline had passed: a second's grace

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import warnings
 from contextlib import contextmanager
@@ -380,14 +381,18 @@ def export_onnx(
         prev = torch.tensor([BOS_ID, 5, 6])
         manifest["kind"] = "text"
         manifest["text"] = copy_text_files(cfg, run_dir, out)
+        if cfg.model.preset == "transformer" and cfg.model.transformer.positions == "learned":
+            manifest["positions"] = cfg.model.transformer.max_positions  # its table's rows
     try:
         manifest["graphs"] = export_graphs(model, out, src, mask, prev)
     except ValueError:
         raise
     except Exception as err:  # the exporter's own errors: say what could not be exported
+        cell = "" if cfg.model.preset == "transformer" else f" (cell {cfg.model.cell!r})"
+        said = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines() or [""]
         raise ValueError(
-            f"{run_dir}: preset {cfg.model.preset!r} (cell {cfg.model.cell!r}) could not be "
-            f"exported to ONNX: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
+            f"{run_dir}: preset {cfg.model.preset!r}{cell} could not be exported to ONNX: "
+            f"{type(err).__name__}: {said[0][:300]}"
         ) from err
     if quantize == "int8":
         quantize_int8(out)

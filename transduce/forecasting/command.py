@@ -26,6 +26,10 @@ def load_forecaster(args: argparse.Namespace):
     if Path(models[0], "manifest.json").is_file():  # an export: onnxruntime, no torch
         from transduce.runtime.forecast import ExportedForecaster
 
+        if getattr(args, "checkpoint", "best") != "best":  # it was ignored without a word
+            said = f"--checkpoint {args.checkpoint}: {models[0]}"
+            raise ConfigError(f"{said} is an export of one checkpoint (its best or as chosen)")
+
         return ExportedForecaster.load(models[0], getattr(args, "threads", 0), args.device)
     from transduce.forecasting.pipeline import Forecaster
 
@@ -322,6 +326,11 @@ def backtest_command(args: argparse.Namespace) -> None:
 
         refuse_writing_into_models(args.out, [args.model])
         check_refit_dir(args.out)
+    if Path(args.model, "manifest.json").is_file():  # said "not a transduce run"
+        raise ConfigError(
+            f"{args.model}: an export; backtest scores a training run (give the run it was "
+            "exported from)"
+        )
     forecaster = Forecaster.load(args.model, args.checkpoint, device=args.device)
     s = forecaster.cfg.series
     path = args.input or data_path(s.train)

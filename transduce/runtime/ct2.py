@@ -122,11 +122,14 @@ class CT2Translator(TextDecoder):
                 sampling_topk=o.top_k,
                 sampling_topp=o.top_p,
                 sampling_temperature=o.temperature,
+                length_penalty=0.0,  # a sample's score is its log-probability (default 1)
             )
         return dict(
             beam_size=o.beam,
             num_hypotheses=o.nbest,
-            length_penalty=1.0 if o.normalize else 0.0,
+            # greedy decoding (beam 1) ranks nothing: its score is the log-probability,
+            # as on the other engines
+            length_penalty=1.0 if o.normalize and o.beam > 1 else 0.0,
             no_repeat_ngram_size=o.no_repeat_ngram,
         )
 

@@ -20,6 +20,7 @@ from transduce.serve.state import ServeState
 
 API_PREFIX = "/v1/"
 access_log = logging.getLogger("transduce.serve.access")
+log = logging.getLogger("transduce.serve")
 # a client's request id is echoed into headers and logs: printable, short, no separators
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
 
@@ -35,7 +36,7 @@ class Gate:
     def __init__(self, app, arrivals: Arrivals, max_body: int, max_inflight: int) -> None:
         self.app, self.arrivals, self.max_body = app, arrivals, max_body
         self.max_inflight = max_inflight
-        self.inflight = 0  # declared body bytes of the API requests being handled
+        self.inflight = 0  # body bytes received by the API requests being handled
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
@@ -59,13 +60,28 @@ class Gate:
             )
             response.headers["Retry-After"] = "1"
             return await response(scope, receive, send)
-        self.inflight += size
         token = scope["transduce.arrival"] = Arrival(self.arrivals)
+        received = 0  # counted as it arrives: a declared length reserved nothing (four
+        # connections that declared 4 MB and sent a byte had every other request refused)
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                n = len(message.get("body", b""))
+                received += n
+                self.inflight += n
+            return message
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, counted, send)
         finally:
-            self.inflight -= size
+            self.inflight -= received
             token.leave()
+
+
+class ClientStalled(Exception):
+    """A client that stopped reading its streamed reply past the request's deadline."""
 
 
 class Arrival:
@@ -125,11 +141,13 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientStalled as stalled:  # its connection is closed (uvicorn says so)
+            log.warning("request %s: %s", rid, stalled)
         except asyncio.CancelledError:
             # uvicorn cancels what is still running once --graceful-timeout-s has passed
             # after SIGTERM: the client gets a 503 that says so, not a plain-text 500
             if started[0]:
-                raise
+                return  # half a reply: uvicorn closes the connection (no traceback)
             response = error_response(
                 503, "body", "the server stopped before answering (shutting down: retry)"
             )

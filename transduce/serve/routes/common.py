@@ -42,6 +42,23 @@ def _count_keys(body: Any, limit: int) -> int:
     return n
 
 
+def _check_lists(body: Any, most: int) -> None:
+    """No list anywhere in the body longer than ``most`` (a request's texts or a series'
+    values are the longest there are): validation would report every wrong item of a
+    longer one, and 2 M of them in ``constraints`` or ``timestamps`` held the server 45 s."""
+    stack: list[tuple[Any, str]] = [(body, "")]
+    while stack:
+        x, where = stack.pop()
+        if isinstance(x, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in x.items())
+        elif isinstance(x, list):
+            if len(x) > most:
+                raise ApiError(422, where[:80] or "body", f"{len(x)} items: at most {most}")
+            stack.extend(
+                (v, f"{where}[{i}]") for i, v in enumerate(x) if isinstance(v, dict | list)
+            )
+
+
 async def bounded_body(request: Request, state: ReadyState) -> ServeState:
     """Dependency run after the JSON is parsed and before it is validated: a body with more
     object keys than ``max_keys`` is refused at once (pydantic would list every unknown
@@ -57,6 +74,7 @@ def check_shape(body: Any, limits: Any) -> None:
         for key, most in lists.items():
             if isinstance(body.get(key), list) and len(body[key]) > most:
                 raise ApiError(422, key, f"{len(body[key])} items: at most {most}")
+    _check_lists(body, max(limits.max_texts, limits.max_values))
     limit = limits.max_keys
     if body is not None and _count_keys(body, limit) > limit:
         raise ApiError(422, "body", f"more than {limit} keys in the body")

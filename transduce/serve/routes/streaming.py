@@ -28,6 +28,7 @@ from transduce.serve.backend import TextItem, decode_items
 from transduce.serve.batcher import DecodeCancelled, _decode_batch
 from transduce.serve.errors import ApiError
 from transduce.serve.limits import ServeLimits, compute_cost, spans
+from transduce.serve.middleware import ClientStalled
 from transduce.serve.routes.common import translation_result, unicode_text
 from transduce.serve.state import ServeState
 
@@ -121,7 +122,30 @@ def streamed(
         raise ApiError(422, "stream", "a streamed reply needs HTTP/1.1: send without stream")
     stream = _Stream(state, name, model, items, options, body)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream.guarded(), media_type="text/event-stream", headers=headers)
+    return _Response(
+        stream.guarded(), stream.deadline, media_type="text/event-stream", headers=headers
+    )
+
+
+class _Response(StreamingResponse):
+    """Server-sent events whose every write waits at most until the request's deadline
+    (and a second): a client that stops reading had held its connection, its decode and
+    its share of the in-flight body budget for as long as it kept the socket open. Past
+    it, the reply stops (:class:`ClientStalled`) and uvicorn closes the connection."""
+
+    def __init__(self, content, deadline: float, **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self.deadline = deadline
+
+    async def stream_response(self, send) -> None:
+        async def timed(message) -> None:
+            left = max(self.deadline - time.monotonic(), 0.0) + 1.0
+            try:
+                await asyncio.wait_for(send(message), timeout=left)
+            except TimeoutError:
+                raise ClientStalled("the client stopped reading its stream; closed") from None
+
+        await super().stream_response(timed)
 
 
 class _Stream:
@@ -164,7 +188,7 @@ class _Stream:
         return _event("error", {"field": "body", "error": self.late})
 
     async def produce(self):
-        start, found = time.perf_counter(), []
+        start = time.perf_counter()
         observe = self.state.metrics.observer(self.name)
         batcher = self.state.batchers[self.name]
         costs = [batcher.cost(x, self.options) if batcher.cost else 0 for x in self.items]
@@ -178,7 +202,7 @@ class _Stream:
             while (item := await self.events.get()) is not None:
                 yield _event(*item)
             try:
-                found += work.result()
+                found = work.result()
             except DecodeCancelled:
                 yield self._timed_out()
                 return
@@ -186,8 +210,10 @@ class _Stream:
                 yield _event("error", {"field": "texts", "error": str(err)})
                 return
             observe(len(span), time.perf_counter() - began)
-        for i, hyps in enumerate(found):
-            yield _event("result", {"index": i, **translation_result(hyps, self.body)})
+            for i, hyps in enumerate(found):  # as each chunk ends: a stream stopped by its
+                # deadline keeps the results it had (all timed out together, none kept)
+                index = span.start + i
+                yield _event("result", {"index": index, **translation_result(hyps, self.body)})
         ms = round((time.perf_counter() - start) * 1000, 3)
         yield _event("done", {"model": self.name, "decode_ms": ms})
 

@@ -181,19 +181,23 @@ def _check_input_work(items: list[str], body: s.TranslateRequest, default_len: i
     if (spent := work(item)) <= limit:
         return
     prefix, phrases = getattr(item, "prefix", ""), getattr(item, "constraints", ())
+    kept = "nbest" if body.sample else "beam"  # hypotheses kept per text
     if prefix and work(TextItem(str(item), "", phrases)) <= limit:
         field = "prefix" if isinstance(body.prefix, str) else f"prefix[{heaviest}]"
         detail = f"with its {len(prefix)}-character prefix"
     elif phrases and work(TextItem(str(item), prefix, ())) <= limit:
         field, detail = f"constraints[{heaviest}]", f"with its {len(phrases)} phrase(s)"
     else:
-        field = "beam" if width > 1 else ("max_len" if body.max_len else f"texts[{heaviest}]")
-        detail = f"beam x (max_len + 8) x source characters = {width} x {max_len + 8} x {len(item)}"
+        field = kept if width > 1 else ("max_len" if body.max_len else f"texts[{heaviest}]")
+        detail = (
+            f"{kept} x (max_len + 8) x source characters = {width} x {max_len + 8} x {len(item)}"
+        )
     raise ApiError(
         422,
         field,
         f"texts[{heaviest}] {detail}: {spent:,} is over this server's {limit:,} per input "
-        "(--max-batch-work): lower beam or max_len, or send a shorter text or prefix",
+        f"(--max-batch-work): lower {kept if width > 1 else 'beam'} or max_len, or send a "
+        "shorter text or prefix",
     )
 
 
