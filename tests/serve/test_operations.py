@@ -435,3 +435,23 @@ def test_a_nan_value_is_named_as_such(client):
     got = client.post("/v1/forecast", content=body, headers={"Content-Type": "application/json"})
     assert got.status_code == 422 and got.json()["field"] == "series[0].values[1]"
     assert "NaN" in got.json()["error"]  # it said "beyond ±1e15"
+
+
+def test_options_are_taken_as_json_writes_them_and_the_body_must_be_json(client):
+    """ "beam": true was beam 1 and "stream": "yes" streamed; a JSON body sent as
+    text/plain or gzip got "valid dictionary" (422) or "not valid JSON" (400)."""
+    cases = [({"beam": True}, "beam"), ({"stream": "yes"}, "stream"), ({"beam": "2"}, "beam")]
+    for extra, field in [*cases, ({"return_tokens": 1}, "return_tokens")]:
+        got = client.post("/v1/translate", json={"texts": ["ab"], **extra})
+        assert got.status_code == 422 and got.json()["field"] == field, got.text
+    raw = json.dumps({"texts": ["ab"]}).encode()
+    for headers in ({"content-type": "text/plain"}, {"content-type": "multipart/form-data"}):
+        got = client.post("/v1/translate", content=raw, headers=headers)
+        assert got.status_code == 415 and "send application/json" in got.json()["error"]
+    import gzip
+
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    got = client.post("/v1/translate", content=gzip.compress(raw), headers=headers)
+    assert got.status_code == 415 and "Content-Encoding" in got.json()["error"]
+    ok = client.post("/v1/translate", content=raw, headers={"content-type": "application/json"})
+    assert ok.status_code == 200

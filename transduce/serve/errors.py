@@ -54,6 +54,12 @@ def add_error_handlers(app: FastAPI, max_errors: int) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "POST" and kind != "application/json" and not kind.endswith("+json"):
+            # FastAPI reads only JSON bodies: another type read as no body at all, and the
+            # reply spoke of a "valid dictionary"
+            said = f"Content-Type {kind[:60]!r}" if kind else "no Content-Type"
+            return error_response(415, "body", f"{said}: send application/json")
         errors, total = [], 0
         for e in exc.errors():
             kind = e.get("type", "")
@@ -75,6 +81,8 @@ def add_error_handlers(app: FastAPI, max_errors: int) -> None:
         message = str(exc.detail)
         if exc.status_code == 400 and "parsing the body" in message:  # FastAPI's wording
             message = "the body could not be read: send JSON in UTF-8"
+            if request.headers.get("content-encoding", "identity").lower() != "identity":
+                return error_response(415, "body", "Content-Encoding: send it uncompressed")
         return error_response(exc.status_code, field, message, headers=exc.headers)  # Allow
 
     @app.exception_handler(Exception)

@@ -57,7 +57,7 @@ class _TranslateBody(_Body):
         description="inputs: strings, or objects with the model's input fields "
         '(e.g. {"question": ..., "document": ...}) for a multi-input model',
     )
-    return_tokens: bool = Field(False, description="source and output tokens")
+    return_tokens: bool = Field(False, strict=True, description="source and output tokens")
     prefix: str | FastList[str] | None = Field(
         None,
         description='target prefix: one for every text, or one per text ("" for none); '
@@ -70,6 +70,7 @@ class _TranslateBody(_Body):
     )
     stream: bool = Field(
         False,
+        strict=True,
         description="answer with server-sent events: 'token' events (the text so far, for "
         "greedy decoding and sampling), one 'result' per text as its chunk of texts is "
         "done, then 'done'",
@@ -115,7 +116,9 @@ def _request_field(f: dataclasses.Field, kind: Any) -> tuple[Any, Any]:
     bounds |= {k: meta["http_" + k] for k in ("ge", "gt", "le", "lt") if "http_" + k in meta}
     text = re.sub(r"--([a-z-]+)", lambda m: m.group(1).replace("-", "_"), meta["help"])
     default = meta.get("http_default", f.default)
-    return kind, Field(default, description=text, **bounds)
+    # integers and switches as JSON writes them: true was beam 1, "yes" a switch
+    strict = kind in (int, bool, int | None, bool | None)
+    return kind, Field(default, description=text, strict=strict or None, **bounds)
 
 
 HTTP_FIELDS = [
