@@ -347,6 +347,10 @@ def test_forecast_intervals_bracket_the_point_forecast(client, series_run):
         assert v <= f["intervals"]["hi-50"][k] <= f["intervals"]["hi-80"][k]
     odd = client.post("/v1/forecast", json={**body, "level": [50, 99.9]})  # not calibrated
     assert odd.status_code == 422 and odd.json()["field"] == "level[1]"
+    near = client.post("/v1/forecast", json={**body, "level": [50, 79.9999999]})  # was "80"
+    assert near.status_code == 422 and near.json()["field"] == "level[1]"
+    twice = client.post("/v1/forecast", json={**body, "level": [80, 80.0, 50]})
+    assert set(twice.json()["forecasts"][0]["intervals"]) == set(f["intervals"])
     wide = client.post("/v1/forecast", json={**body, "level": [99]})  # few windows: no bound
     assert wide.status_code == 200 or wide.json()["field"] == "level"
     plain = client.post("/v1/forecast", json=body).json()["forecasts"][0]

@@ -78,6 +78,8 @@ def bands(pred: np.ndarray, calibration: dict, level: float) -> tuple[np.ndarray
     the learned quantiles widened by their CQR correction where the model learned the
     level, else the median +- the residual quantile."""
     key = label(level)
+    if float(key) != float(level):  # 99.999999 printed as "100": not a level of the run
+        key = repr(float(level))
     if key in calibration["cqr"]:
         k = [label(v) for v in calibration["levels"]].index(key)
         c = np.asarray(calibration["cqr"][key])[None, : pred.shape[1]]

@@ -180,6 +180,8 @@ def _bands(point, scale, calibration, levels) -> dict[str, tuple[np.ndarray, np.
     bands = {}
     for level in sorted(levels, key=float):
         key = label(float(level))
+        if float(key) != float(level):  # 99.999999 printed as "100": not a level of the run
+            key = repr(float(level))
         if key not in calibration["levels"]:
             have = ", ".join(calibration["levels"])
             raise ValueError(f"level {key} is not calibrated for normalized intervals ({have})")

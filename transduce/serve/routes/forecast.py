@@ -145,11 +145,12 @@ def _levels(levels: list[float], model: Any, method: str = "conformal") -> tuple
             "it, or ask for no level",
         )
     for k, level in enumerate(levels):
-        if f"{float(level):g}" not in have:  # conformal.label's form, without torch
+        # conformal.label's form, and the level itself: 79.9999999 printed as "80"
+        if f"{float(level):g}" not in have or float(f"{float(level):g}") != float(level):
             raise ApiError(
                 422, f"level[{k}]", f"not calibrated in this run; calibrated: {', '.join(have)}"
             )
-    return tuple(sorted(set(levels)))
+    return tuple(sorted(set(map(float, levels))))
 
 
 def _positive_for_log(series: list[s.SeriesInput], model: Any) -> None:
