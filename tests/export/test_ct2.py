@@ -118,3 +118,25 @@ def test_a_prefix_past_the_position_table_is_one_line(runs, tmp_path, capsys):
     assert ct2.score(["abc"], ["a" * 1023])[0].logprob is not None
     with pytest.raises(DataError, match="<targets>:2: 1,024 target tokens"):
         ct2.score(["abc", "abc"], ["a", "a" * 1024])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [DecodeOptions(), DecodeOptions(normalize=True), DecodeOptions(sample=True, seed=3),
+     DecodeOptions(beam=4)],
+)  # fmt: skip
+def test_a_hypothesis_score_is_its_log_probability(runs, options):
+    """Samples were scored length-normalised (CTranslate2's default length_penalty 1), and
+    greedy decoding with --normalize too, where the other engines give the log-probability;
+    logprob was null."""
+    from transduce.export.ct2 import export_ct2
+
+    out = runs / "scored"
+    if not out.exists():
+        export_ct2(runs / "tf", out)
+    ct2 = CT2Translator.load(out, threads=1)
+    found = [hyps[0] for hyps in ct2.decode(INPUTS[:6], options)]
+    truth = ct2.score(INPUTS[:6], [t.text for t in found])
+    for t, s in zip(found, truth, strict=True):
+        assert t.score == pytest.approx(s.logprob, abs=1e-3)
+        assert t.logprob == pytest.approx(s.logprob, abs=1e-3)

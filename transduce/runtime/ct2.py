@@ -148,6 +148,9 @@ class CT2Translator(TextDecoder):
         limits = [min(n, self.positions - 1) for n in limits]
         known = self._known(tokens, self.pipeline.src_vocab)
         kwargs, translator = self._kwargs(o), self._seeded(o)
+        # its score is the hypothesis' log-probability unless normalised, renormalised by
+        # n-gram blocking, or past a prefix (which CTranslate2 leaves out of it)
+        raw = not kwargs.get("length_penalty") and not o.no_repeat_ngram and prefixes is None
         for limit in sorted(set(limits)):  # CTranslate2 takes one length limit per call
             group = [k for k, n in enumerate(limits) if n == limit]
             if prefixes is not None:
@@ -164,7 +167,7 @@ class CT2Translator(TextDecoder):
             )
             for k, res in zip(group, out, strict=True):
                 results[k] = [
-                    self._text(tokens[k], hyp, float(score), None, None)
+                    self._text(tokens[k], hyp, float(score), float(score) if raw else None, None)
                     for hyp, score in zip(res.hypotheses, res.scores, strict=True)
                 ]
         return results
