@@ -109,3 +109,12 @@ def test_prepare_refuses_streams_and_a_missing_train_in_one_line(tmp_path):
         assert got.returncode == 2 and said in got.stderr, got.stderr
         assert len(got.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "fifo"]
+
+
+def test_prepare_of_a_forecasting_config_says_what_it_is(capsys):
+    """It said "data.train: not set" of the m4_hourly recipe."""
+    from transduce.commands.cli import main
+
+    assert main(["prepare", "m4_hourly"]) == 2
+    err = capsys.readouterr().err
+    assert "a forecasting config" in err and err.count("\n") == 1

@@ -10,12 +10,18 @@ import sys
 
 def prepare_command(args: argparse.Namespace) -> None:
     from transduce.commands.recipes import recipe_path
-    from transduce.config import data_path, load_config
+    from transduce.config import ConfigError, data_path, load_config
     from transduce.data.cache import cache_dir
     from transduce.data.prepare import describe_inputs, prepare
     from transduce.data.store import settings, store_key
 
-    cfg = load_config(recipe_path(args.config), args.overrides).data
+    full = load_config(recipe_path(args.config), args.overrides)
+    if full.series is not None:  # it said "data.train: not set"
+        raise ConfigError(
+            f"{args.config}: a forecasting config (series:): prepare builds stores of text "
+            "corpora; train it directly (series files are read in seconds)"
+        )
+    cfg = full.data
     inputs = describe_inputs(cfg)
     # By default the folder data.prepared names, or where data.prepared: auto looks.
     named = data_path(cfg.prepared) if cfg.prepared not in ("", "auto") else None
