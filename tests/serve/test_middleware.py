@@ -95,3 +95,43 @@ def test_a_declared_length_reserves_nothing_until_its_bytes_arrive():
 
     statuses, held, left = asyncio.run(main())
     assert statuses == [200] * 5 and held == 1004 and left == 0
+
+
+def test_bodies_that_arrive_past_the_budget_are_shed_before_they_are_parsed():
+    """Admitted on their headers (nothing had arrived), two bodies whose bytes together
+    pass the budget: the one completed last gets the 503, before the app parses it."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+    parsed = []
+
+    async def app(scope, receive, send) -> None:
+        parsed.append((await receive())["body"])
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def call_late(gate):  # its body comes once the other's has
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            await arrived.wait()
+            return {"type": "http.request", "body": b"b" * 1000, "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await gate(_scope(1000), receive, send)
+        return next(m for m in sent if m["type"] == "http.response.start")["status"]
+
+    async def main():
+        gate = Gate(app, Arrivals(), max_body=1000, max_inflight=1500)
+        late = asyncio.create_task(call_late(gate))
+        await asyncio.sleep(0.01)  # admitted: nothing in flight yet
+        first = asyncio.create_task(_call(gate, 1000))
+        await asyncio.sleep(0.01)
+        arrived.set()
+        status = await late
+        release.set()
+        return status, (await first)[0], gate.inflight
+
+    late, first, left = asyncio.run(main())
+    assert (late, first, left) == (503, 200, 0) and parsed == [b" " * 1000]

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from starlette.requests import Request
 
 from transduce.serve.errors import ApiError, error_response
+from transduce.serve.middleware import replay
 from transduce.serve.routes.common import check_shape
 from transduce.serve.routes.translate import answer
 from transduce.serve.schemas import TranslateRequest
@@ -34,16 +35,6 @@ def _json_body(scope) -> bool:
         if key == b"content-type":
             return value == b"application/json"
     return False
-
-
-def _replay(messages: list[dict], receive):
-    """``receive`` that first gives back the messages already read."""
-    pending = list(messages)
-
-    async def replayed() -> dict:
-        return pending.pop(0) if pending else await receive()
-
-    return replayed
 
 
 class FastTranslate:
@@ -69,23 +60,23 @@ class FastTranslate:
             message = await receive()
             messages.append(message)
             if message["type"] != "http.request":
-                return await self.app(scope, _replay(messages, receive), send)
+                return await self.app(scope, replay(messages, receive), send)
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        replay = _replay(messages, receive)
+        again = replay(messages, receive)
         try:
             raw = json.loads(b"".join(chunks))
             check_shape(raw, self.state.limits)
             body = TranslateRequest.model_validate(raw)
         except Exception:  # any refusal: the route says it, in its own words
-            return await self.app(scope, replay, send)
+            return await self.app(scope, again, send)
         if body.stream:
-            return await self.app(scope, replay, send)
+            return await self.app(scope, again, send)
         scope["route"] = ROUTE
         self.answered += 1
         try:
-            response = await answer(body, Request(scope, replay), self.state)
+            response = await answer(body, Request(scope, again), self.state)
         except ApiError as err:
             response = error_response(err.status, err.field, err.message)
-        await response(scope, replay, send)
+        await response(scope, again, send)

@@ -30,8 +30,10 @@ class Gate:
     the size limit before they are read whole, and sheds load past ``max_inflight`` bytes
     of bodies being handled at once: a parsed JSON body weighs about 15 times its bytes
     (16 concurrent 4 MB forecast bodies had taken a worker from 0.3 to 1.15 GB), so beyond
-    the budget a request gets a 503 with ``Retry-After`` at once instead of memory. A lone
-    body is always admitted."""
+    the budget a request gets a 503 with ``Retry-After`` instead of memory: at once when
+    its declared length is over what is left, else once its body is whole. The gate reads
+    each body itself, counting bytes as they arrive (a declared length reserves nothing),
+    and hands it on only whole and within the budget. A lone body is always admitted."""
 
     def __init__(self, app, arrivals: Arrivals, max_body: int, max_inflight: int) -> None:
         self.app, self.arrivals, self.max_body = app, arrivals, max_body
@@ -50,34 +52,49 @@ class Gate:
         if not length.isdigit() or int(length) > self.max_body:
             response = error_response(413, "body", f"request body over {self.max_body} bytes")
             return await response(scope, receive, send)
-        size = int(length)
-        if self.inflight and self.inflight + size > self.max_inflight:
-            response = error_response(
-                503,
-                "body",
-                f"the server is handling {self.inflight // 1024} KiB of request bodies "
-                f"(--max-inflight-kb {self.max_inflight // 1024}): retry shortly",
-            )
-            response.headers["Retry-After"] = "1"
-            return await response(scope, receive, send)
+        if self.inflight and self.inflight + int(length) > self.max_inflight:
+            return await self._shed(scope, receive, send, self.inflight)  # before reading
         token = scope["transduce.arrival"] = Arrival(self.arrivals)
-        received = 0  # counted as it arrives: a declared length reserved nothing (four
-        # connections that declared 4 MB and sent a byte had every other request refused)
-
-        async def counted():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                n = len(message.get("body", b""))
-                received += n
-                self.inflight += n
-            return message
-
+        messages, received = [], 0
         try:
-            await self.app(scope, counted, send)
+            # the body read here, counted as it arrives: a declared length reserves nothing
+            # (four connections that declared 4 MB and sent a byte had every request
+            # refused), and a body is parsed only once whole and within the budget
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request":
+                    break  # the client left: the app sees it
+                received += len(message.get("body", b""))
+                self.inflight += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            if self.inflight > self.max_inflight and self.inflight > received:
+                return await self._shed(scope, receive, send, self.inflight - received)
+            await self.app(scope, replay(messages, receive), send)
         finally:
             self.inflight -= received
             token.leave()
+
+    async def _shed(self, scope, receive, send, others: int) -> None:
+        response = error_response(
+            503,
+            "body",
+            f"the server is handling {others // 1024} KiB of request bodies "
+            f"(--max-inflight-kb {self.max_inflight // 1024}): retry shortly",
+        )
+        response.headers["Retry-After"] = "1"
+        await response(scope, receive, send)
+
+
+def replay(messages: list[dict], receive):
+    """``receive`` that first gives back the messages already read."""
+    pending = list(messages)
+
+    async def replayed() -> dict:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
 
 
 class ClientStalled(Exception):
