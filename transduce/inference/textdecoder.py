@@ -66,6 +66,13 @@ class TextDecoder:
                 continue
             if getattr(options, field) and (explicit or field not in soft):
                 raise OptionError(name(field), f"{name(field)}: {why}")
+        if self.positions and options.max_input_len and options.max_input_len > self.positions:
+            field = name("max_input_len")
+            raise OptionError(
+                field,
+                f"{field}: {options.max_input_len}: this model reads at most "
+                f"{self.positions} source tokens (its position table)",
+            )
 
     def check_inputs(
         self, o: DecodeOptions, constraints: Constraints, name: Callable[[str], str] = str
@@ -160,10 +167,21 @@ class TextDecoder:
             out.append([tok.encode(p) for p in constraints[i] if p.strip()])
         return pre, out
 
-    # target tokens a prefix, and a scored target, may hold (None: no bound; CTranslate2:
-    # its position table, past which it raised)
+    # a position table the model cannot read past (CTranslate2's; an ONNX transformer's
+    # learned one), and so the target tokens a prefix and a scored target may hold: None,
+    # no bound (set by hold_positions)
+    positions: int | None = None
     max_prefix: int | None = None
     max_target: int | None = None
+
+    def hold_positions(self, positions: int) -> None:
+        """Keep sources, prefixes, scored targets and outputs within a position table of
+        ``positions`` rows (the decoder's: ``<s>``, then the output), where CTranslate2 and
+        onnxruntime raised past it; the default ``max_input_len`` stays within it."""
+        self.positions = positions
+        self.max_prefix, self.max_target = positions - 2, positions - 1
+        most = self.defaults.get("max_input_len") or positions
+        self.defaults = {**self.defaults, "max_input_len": min(most, positions)}
 
     def prefix_overflow(self, prefix: str) -> str | None:
         """Why ``prefix`` is too long for this engine, or None."""
@@ -273,9 +291,11 @@ class TextDecoder:
         return [t.text for t in self.translate_full(texts, options, **targets)]
 
     def output_limits(self, o: DecodeOptions) -> tuple[int, float | None]:
-        """(max_len, max_len_ratio): the options', else the model's defaults."""
+        """(max_len, max_len_ratio): the options', else the model's defaults (within a
+        position table: :meth:`hold_positions`)."""
         ratio = o.max_len_ratio if o.max_len_ratio is not None else self.defaults["max_len_ratio"]
-        return o.max_len or self.defaults["max_len"], ratio
+        max_len = o.max_len or self.defaults["max_len"]
+        return (min(max_len, self.positions - 1) if self.positions else max_len), ratio
 
     def _decode_live(
         self, tokens: list[list[str]], texts: list[str], o: DecodeOptions, extras=(None, None, None)

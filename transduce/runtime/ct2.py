@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from transduce.device import cpu_flags, ct2_device
-from transduce.errors import OptionError
 from transduce.inference.decoding import DecodeOptions, Translation
 from transduce.inference.scoring import PairScore
 from transduce.inference.searchrules import output_limits
@@ -58,12 +57,8 @@ class CT2Translator(TextDecoder):
             raise ExportError(f"{self.dir / 'model.bin'}: no such file (incomplete export)")
         self.pipeline = Pipeline(self.dir, self.manifest["text"])
         self.defaults = self.manifest["decode"]
-        # decoder positions: <s>, then the output (a prefix past them raised in CTranslate2)
-        self.positions = int(self.manifest.get("positions", 1024))
-        self.max_prefix, self.max_target = self.positions - 2, self.positions - 1
-        # sources past the table raised too: the default limit stays within it
-        most = self.defaults.get("max_input_len") or self.positions
-        self.defaults = {**self.defaults, "max_input_len": min(most, self.positions)}
+        # its position table (exports before it was recorded had 1,024 rows)
+        self.hold_positions(int(self.manifest.get("positions", 1024)))
         kind, index = ct2_device(device)  # before loading: a missing GPU is one line
         self.device = kind if kind == "cpu" else f"cuda:{index}"
         self._args = dict(device=kind, device_index=index, inter_threads=1, intra_threads=threads)
@@ -102,18 +97,6 @@ class CT2Translator(TextDecoder):
             ctranslate2.set_random_seed(o.seed)
             return ctranslate2.Translator(str(self.dir), **self._args)
 
-    def check(self, options: DecodeOptions, name=str, explicit: bool = False) -> None:
-        """The engine's refusals, and a source limit past the position table (CTranslate2
-        raised on the 1,025th source token of a 1,024-row table)."""
-        super().check(options, name, explicit)
-        if options.max_input_len and options.max_input_len > self.positions:
-            field = name("max_input_len")
-            raise OptionError(
-                field,
-                f"{field}: {options.max_input_len}: this CTranslate2 model reads at most "
-                f"{self.positions} source tokens (its position table)",
-            )
-
     def _kwargs(self, o: DecodeOptions) -> dict:
         if o.sample:
             return dict(
@@ -145,7 +128,6 @@ class CT2Translator(TextDecoder):
         if prefixes is not None:  # the output holds the prefix, as on the other engines
             limits = [max(n, len(p)) for n, p in zip(limits, prefixes, strict=True)]
             prefixes = self._known(prefixes, self.pipeline.tgt_vocab)
-        limits = [min(n, self.positions - 1) for n in limits]
         known = self._known(tokens, self.pipeline.src_vocab)
         kwargs, translator = self._kwargs(o), self._seeded(o)
         # its score is the hypothesis' log-probability unless normalised, renormalised by

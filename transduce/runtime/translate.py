@@ -16,7 +16,6 @@ import numpy as np
 from transduce.data.records import pack_fields
 from transduce.data.tokenizers import build_tokenizer
 from transduce.data.vocab import Vocab
-from transduce.errors import OptionError
 from transduce.inference import searchcore as core
 from transduce.inference.decoding import DecodeOptions, Translation
 from transduce.inference.textdecoder import SearchDecoder
@@ -66,27 +65,8 @@ class Translator(SearchDecoder):
             )
         self.pipeline = Pipeline(model.dir, self.manifest["text"])
         self.defaults = self.manifest["decode"]
-        # a learned position table (a transformer's): sources, prefixes, targets and
-        # outputs within it, as on CTranslate2 (past it, onnxruntime's Gather raised)
-        self.positions = self.manifest.get("positions")
-        if self.positions:
-            self.max_prefix, self.max_target = self.positions - 2, self.positions - 1
-            most = self.defaults.get("max_input_len") or self.positions
-            self.defaults = {**self.defaults, "max_input_len": min(most, self.positions)}
-
-    def check(self, options: DecodeOptions, name=str, explicit: bool = False) -> None:
-        super().check(options, name, explicit)
-        if self.positions and options.max_input_len and options.max_input_len > self.positions:
-            field = name("max_input_len")
-            raise OptionError(
-                field,
-                f"{field}: {options.max_input_len}: this model reads at most "
-                f"{self.positions} source tokens (its learned position table)",
-            )
-
-    def output_limits(self, o: DecodeOptions) -> tuple[int, float | None]:
-        max_len, ratio = super().output_limits(o)
-        return (min(max_len, self.positions - 1) if self.positions else max_len), ratio
+        if self.manifest.get("positions"):  # a transformer's learned table
+            self.hold_positions(int(self.manifest["positions"]))
 
     @classmethod
     def load(
