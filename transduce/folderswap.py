@@ -21,7 +21,7 @@ import re
 import shutil
 from pathlib import Path
 
-from transduce.atomic import OWNER, owner, writer_gone
+from transduce.atomic import OWNER, tmp_name, writer_gone
 
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2
@@ -66,7 +66,7 @@ def swap_in(new: Path, target: Path) -> None:
     if exchange(new, target):
         shutil.rmtree(new)  # now the old folder
         return
-    aside = target.with_name(f".{target.name}.previous.{owner()}.{os.urandom(4).hex()}.tmp")
+    aside = tmp_name(target.with_name(f"{target.name}.previous"))  # see _previous_pattern
     os.replace(target, aside)
     os.replace(new, target)
     shutil.rmtree(aside)
