@@ -29,34 +29,30 @@ def arrived(request: Request) -> None:
         token.leave()
 
 
-def _count_keys(body: Any, limit: int) -> int:
-    """Object keys at every level, counting stops past ``limit`` (iterative: no recursion)."""
-    n, stack = 0, [body]
-    while stack and n <= limit:
-        x = stack.pop()
-        if isinstance(x, dict):
-            n += len(x)
-            stack.extend(v for v in x.values() if isinstance(v, (dict, list)))
-        elif isinstance(x, list):
-            stack.extend(v for v in x if isinstance(v, (dict, list)))
-    return n
-
-
-def _check_lists(body: Any, most: int) -> None:
-    """No list anywhere in the body longer than ``most`` (a request's texts or a series'
-    values are the longest there are): validation would report every wrong item of a
-    longer one, and 2 M of them in ``constraints`` or ``timestamps`` held the server 45 s."""
-    stack: list[tuple[Any, str]] = [(body, "")]
+def _check_walk(body: Any, most: int, max_keys: int) -> None:
+    """One walk of the body (iterative: no recursion): no list anywhere longer than
+    ``most`` (a request's texts or a series' values are the longest there are: validation
+    would report every wrong item of a longer one, and 2 M of them in ``constraints`` or
+    ``timestamps`` held the server 45 s), and no more than ``max_keys`` object keys at
+    every level together (pydantic would list every unknown one)."""
+    keys, stack = 0, [(body, "")]
     while stack:
         x, where = stack.pop()
         if isinstance(x, dict):
-            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in x.items())
+            keys += len(x)
+            stack.extend(
+                (v, f"{where}.{k}" if where else str(k))
+                for k, v in x.items()
+                if isinstance(v, dict | list)
+            )
         elif isinstance(x, list):
             if len(x) > most:
                 raise ApiError(422, where[:80] or "body", f"{len(x)} items: at most {most}")
             stack.extend(
                 (v, f"{where}[{i}]") for i, v in enumerate(x) if isinstance(v, dict | list)
             )
+    if keys > max_keys:
+        raise ApiError(422, "body", f"more than {max_keys} keys in the body")
 
 
 async def bounded_body(request: Request, state: ReadyState) -> ServeState:
@@ -74,10 +70,7 @@ def check_shape(body: Any, limits: Any) -> None:
         for key, most in lists.items():
             if isinstance(body.get(key), list) and len(body[key]) > most:
                 raise ApiError(422, key, f"{len(body[key])} items: at most {most}")
-    _check_lists(body, max(limits.max_texts, limits.max_values))
-    limit = limits.max_keys
-    if body is not None and _count_keys(body, limit) > limit:
-        raise ApiError(422, "body", f"more than {limit} keys in the body")
+    _check_walk(body, max(limits.max_texts, limits.max_values), limits.max_keys)
 
 
 def raw_json(request: Request) -> Any:
